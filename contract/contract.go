@@ -1,0 +1,174 @@
+// Package contract holds the invocation contract every service implements,
+// whatever driver runs it: the Input a service receives and the Output it
+// returns (DESIGN.md section 5), and the one place where an output is judged
+// valid. It imports only the standard library so that guest code compiled for
+// wasip1 (sdk/go) can share these types with the node.
+package contract
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Input is what a service receives for one invocation.
+type Input struct {
+	RunID   string                     `json:"run_id"`
+	Service string                     `json:"service"`
+	Trigger Trigger                    `json:"trigger"`
+	Message json.RawMessage            `json:"message,omitempty"`
+	State   map[string]json.RawMessage `json:"state"`
+	Config  map[string]any             `json:"config"`
+}
+
+// Trigger says what fired an invocation.
+type Trigger struct {
+	Kind  string    `json:"kind"`            // cron | event | manual | http
+	Name  string    `json:"name,omitempty"`  // e.g. "triggers[0]"
+	Topic string    `json:"topic,omitempty"` // event triggers
+	At    string    `json:"at,omitempty"`    // RFC 3339 time the trigger fired
+	HTTP  *HTTPInfo `json:"http,omitempty"`  // http triggers
+}
+
+// HTTPInfo describes the request behind an http trigger.
+type HTTPInfo struct {
+	Method  string              `json:"method"`
+	Path    string              `json:"path"`
+	Query   string              `json:"query,omitempty"`
+	Headers map[string][]string `json:"headers,omitempty"`
+}
+
+// Output is what a service returns. A service that decides to do nothing
+// sets Noop to the reason; an output with neither actions, emits nor a noop
+// reason is invalid.
+type Output struct {
+	Actions []Action     `json:"actions,omitempty"`
+	Emit    []Emit       `json:"emit,omitempty"`
+	State   *StateChange `json:"state,omitempty"`
+	Noop    string       `json:"noop,omitempty"`
+}
+
+// Action is a declarative intent executed by the node, never by the service.
+type Action struct {
+	Kind   string          `json:"kind"`
+	Params json.RawMessage `json:"params,omitempty"`
+}
+
+// Emit is a message a service publishes to a flow port or a bus topic.
+type Emit struct {
+	Port    string          `json:"port,omitempty"`
+	Topic   string          `json:"topic,omitempty"`
+	Message json.RawMessage `json:"message"`
+}
+
+// StateChange is the declarative write a service asks for: keys to set and
+// keys to delete, applied with compare-and-swap against the snapshot the
+// service read.
+type StateChange struct {
+	Set    map[string]json.RawMessage `json:"set,omitempty"`
+	Delete []string                   `json:"delete,omitempty"`
+}
+
+// Empty reports whether the change writes nothing.
+func (c *StateChange) Empty() bool {
+	return c == nil || (len(c.Set) == 0 && len(c.Delete) == 0)
+}
+
+var (
+	// ErrNoReason is returned for an output that asks for nothing and gives
+	// no noop reason.
+	ErrNoReason = errors.New("output has no actions, no emits and no noop reason: a service that does nothing must say why")
+	// ErrBadOutput wraps output that is not the contract's JSON object.
+	ErrBadOutput = errors.New("output is not a valid contract object")
+)
+
+// Limits on an output, so a guest cannot make the node store or execute
+// unbounded lists.
+const (
+	MaxActions   = 256
+	MaxEmits     = 256
+	MaxStateKeys = 1024
+	MaxKeyLen    = 256
+)
+
+// ParseOutput decodes raw guest output strictly (unknown fields are an error)
+// and checks it with Validate. Leading and trailing white space is ignored.
+func ParseOutput(raw []byte) (Output, error) {
+	var out Output
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return out, fmt.Errorf("%w: empty output", ErrBadOutput)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&out); err != nil {
+		return Output{}, fmt.Errorf("%w: %v", ErrBadOutput, err)
+	}
+	if dec.More() {
+		return Output{}, fmt.Errorf("%w: trailing data after the output object", ErrBadOutput)
+	}
+	if err := out.Validate(); err != nil {
+		return Output{}, err
+	}
+	return out, nil
+}
+
+// Validate checks the rules of the contract that JSON decoding cannot:
+// a noop needs a reason, actions need a kind, emits need one destination,
+// lists and keys stay within bounds.
+func (o Output) Validate() error {
+	var errs []error
+	if len(o.Actions) == 0 && len(o.Emit) == 0 && strings.TrimSpace(o.Noop) == "" {
+		if !o.State.Empty() {
+			return fmt.Errorf("%w (a state change alone is not a decision)", ErrNoReason)
+		}
+		return ErrNoReason
+	}
+	if len(o.Actions) > MaxActions {
+		errs = append(errs, fmt.Errorf("actions: at most %d per run, got %d", MaxActions, len(o.Actions)))
+	}
+	for i, a := range o.Actions {
+		if strings.TrimSpace(a.Kind) == "" {
+			errs = append(errs, fmt.Errorf("actions[%d].kind: must not be empty", i))
+		}
+	}
+	if len(o.Emit) > MaxEmits {
+		errs = append(errs, fmt.Errorf("emit: at most %d per run, got %d", MaxEmits, len(o.Emit)))
+	}
+	for i, e := range o.Emit {
+		if (e.Port == "") == (e.Topic == "") {
+			errs = append(errs, fmt.Errorf("emit[%d]: exactly one of port and topic must be set", i))
+		}
+	}
+	if o.State != nil {
+		if n := len(o.State.Set) + len(o.State.Delete); n > MaxStateKeys {
+			errs = append(errs, fmt.Errorf("state: at most %d keys per change, got %d", MaxStateKeys, n))
+		}
+		for k := range o.State.Set {
+			if err := checkKey(k); err != nil {
+				errs = append(errs, fmt.Errorf("state.set[%q]: %w", k, err))
+			}
+		}
+		for i, k := range o.State.Delete {
+			if err := checkKey(k); err != nil {
+				errs = append(errs, fmt.Errorf("state.delete[%d]: %w", i, err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrBadOutput, errors.Join(errs...))
+	}
+	return nil
+}
+
+func checkKey(k string) error {
+	switch {
+	case k == "":
+		return errors.New("key must not be empty")
+	case len(k) > MaxKeyLen:
+		return fmt.Errorf("key must be at most %d bytes", MaxKeyLen)
+	}
+	return nil
+}

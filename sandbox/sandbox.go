@@ -1,0 +1,141 @@
+// Package sandbox defines the seam between the node and the ways it runs
+// code: the Driver and Deployment interfaces, the Spec a driver deploys, the
+// Limits it enforces, the Usage it measures and the Exit it reports. It also
+// holds Call, the one implementation of the invocation contract that every
+// driver shares. Drivers live in sub-packages (wasm, process, docker) and never
+// import the manifest: the node translates a manifest into a Spec.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// A Driver runs services of one isolation kind. Implementations are safe for
+// concurrent use.
+type Driver interface {
+	// Name is the driver's name as manifests spell it: "wasm", "process", "docker".
+	Name() string
+	// Test is the self-test at node start; a driver whose Test fails is
+	// disabled with the error as the logged reason.
+	Test(ctx context.Context) error
+	// Offer says what the driver can run on this node and which isolation
+	// layers hold.
+	Offer() Offer
+	// Deploy prepares a service for invocation. The returned Deployment is
+	// owned by the caller, who must Stop it.
+	Deploy(ctx context.Context, spec Spec) (Deployment, error)
+}
+
+// A Deployment is one service ready to be invoked: warm instances in server
+// mode, a fresh one per call in command mode. Safe for concurrent use; the
+// number of concurrent Invoke calls is bounded by the caller, not the
+// deployment.
+type Deployment interface {
+	// Invoke runs one invocation with input (the contract's Input as JSON).
+	// The ctx deadline is the invocation's timeout and cancelling ctx kills
+	// the call. What the guest did (returned, trapped, spun, ballooned) is
+	// reported in Exit; the error is only for the runner failing to run it.
+	Invoke(ctx context.Context, input []byte) (Exit, error)
+	// Stop releases the deployment: gracefully within the ctx deadline (the
+	// node gives 5 s), then forced. Safe to call more than once.
+	Stop(ctx context.Context) error
+}
+
+// Mode is how a deployment keeps its guest between invocations.
+type Mode string
+
+const (
+	// ModeServer keeps instances warm across invocations.
+	ModeServer Mode = "server"
+	// ModeCommand starts a fresh instance for every invocation.
+	ModeCommand Mode = "command"
+)
+
+// Spec is everything a driver needs to deploy a service.
+type Spec struct {
+	Service  string // service name, for logs and errors
+	Version  string
+	Digest   string // artifact digest ("sha256:...")
+	Dir      string // the unpacked service directory; drivers must not write to it
+	Entry    string // path of the entry point relative to Dir
+	Language string // informational for wasm and docker
+	Mode     Mode
+	Limits   Limits
+	Network  Network
+}
+
+// Limits are the resource ceilings a deployment enforces. Zero means the
+// driver's default.
+type Limits struct {
+	Memory      int64         // bytes
+	CPU         float64       // cores
+	Timeout     time.Duration // per invocation
+	Pids        int
+	Concurrency int // parallel invocations the node allows; server-mode pools size to it
+}
+
+// Network is the network a deployment is granted: "none", "any", or a list of
+// host:port endpoints.
+type Network struct {
+	Any   bool
+	Hosts []string
+}
+
+// None reports whether no network is granted.
+func (n Network) None() bool { return !n.Any && len(n.Hosts) == 0 }
+
+// Offer is what a driver can run on this node.
+type Offer struct {
+	Driver    string            `json:"driver"`
+	Languages map[string]string `json:"languages"` // language → toolchain version
+	Modes     []Mode            `json:"modes"`
+	// Isolation lists each layer the driver enforces here ("no-fs",
+	// "memory-cap", "netns", "cgroup-memory", ...) and whether it holds.
+	Isolation map[string]bool `json:"isolation"`
+	// Notes explains layers that do not hold and other limits of this host.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Outcome is how an invocation ended.
+type Outcome string
+
+// The outcomes a run can have. Drivers report OK, Timeout, Crashed and OOM in
+// an Exit; Call turns OK into OK, Noop or Error by judging the output; the
+// node records Rejected and Skipped for runs that never reached a driver.
+const (
+	OK       Outcome = "ok"       // the service returned actions or emits
+	Noop     Outcome = "noop"     // the service decided to do nothing and said why
+	Error    Outcome = "error"    // the service returned invalid output, or the runner failed
+	Timeout  Outcome = "timeout"  // the invocation ran past its timeout and was stopped
+	Crashed  Outcome = "crashed"  // the guest trapped, panicked, threw or exited non-zero
+	OOM      Outcome = "oom"      // the guest exceeded its memory limit
+	Rejected Outcome = "rejected" // the input or the call was refused before running
+	Skipped  Outcome = "skipped"  // the trigger fired but the run did not start (concurrency, backoff)
+)
+
+// Exit is what a driver reports about one invocation.
+type Exit struct {
+	Outcome Outcome // OK when the guest produced output, else Timeout, Crashed or OOM
+	Output  []byte  // raw output (stdout for command guests, the return value for reactors)
+	Detail  string  // trap message, exit status, tail of stderr
+	Usage   Usage
+}
+
+// Usage is what one invocation consumed. Fields a driver cannot measure are zero.
+type Usage struct {
+	Wall       time.Duration `json:"wall_ns"`
+	CPU        time.Duration `json:"cpu_ns,omitempty"`
+	PeakMemory int64         `json:"peak_memory_bytes,omitempty"`
+}
+
+var (
+	// ErrUnsupported is returned by Deploy for a spec the driver cannot run
+	// (unknown mode, language or entry format).
+	ErrUnsupported = errors.New("unsupported by this driver")
+	// ErrStopped is returned by Invoke on a deployment that was stopped.
+	ErrStopped = errors.New("deployment stopped")
+	// ErrInput is returned by Call when the input cannot be encoded.
+	ErrInput = errors.New("invalid input")
+)
