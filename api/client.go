@@ -1,0 +1,173 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client talks to a node's HTTP API. It is the only way the CLI reaches a
+// node. Safe for concurrent use.
+type Client struct {
+	// Base is the node's address, e.g. "http://127.0.0.1:7070".
+	Base string
+	// Token is sent as a bearer token.
+	Token string
+	// HTTP is the client used; nil means a client without a global timeout
+	// (fire waits as long as the run takes; use contexts to bound calls).
+	HTTP *http.Client
+}
+
+// NewClient returns a client for the node at base ("host:port" or a URL).
+func NewClient(base, token string) *Client {
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return &Client{Base: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{}}
+}
+
+func (c *Client) do(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	if err != nil {
+		return err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(data, e) != nil || e.Message == "" {
+			e.Message = strings.TrimSpace(string(data))
+			if e.Message == "" {
+				e.Message = resp.Status
+			}
+		}
+		e.Status = resp.StatusCode
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, out any) error {
+	return c.do(ctx, http.MethodGet, path, "", nil, out)
+}
+
+func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, path, "application/json", bytes.NewReader(b), out)
+}
+
+// Submit uploads a service archive (tar.gz of the service directory).
+func (c *Client) Submit(ctx context.Context, archive []byte) (SubmitResult, error) {
+	var r SubmitResult
+	err := c.do(ctx, http.MethodPost, "/v1/services", "application/gzip", bytes.NewReader(archive), &r)
+	return r, err
+}
+
+// Services lists the services the caller may see.
+func (c *Client) Services(ctx context.Context) ([]Service, error) {
+	var r []Service
+	return r, c.getJSON(ctx, "/v1/services", &r)
+}
+
+// Service reads one service.
+func (c *Client) Service(ctx context.Context, name string) (Service, error) {
+	var r Service
+	return r, c.getJSON(ctx, "/v1/services/"+url.PathEscape(name), &r)
+}
+
+// Remove stops and deletes a service with its state and runs (operator).
+func (c *Client) Remove(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(name), "", nil, nil)
+}
+
+// Fire runs a service now and waits for the run (operator).
+func (c *Client) Fire(ctx context.Context, name string, message json.RawMessage) (Run, error) {
+	var r Run
+	return r, c.postJSON(ctx, "/v1/services/"+url.PathEscape(name)+"/fire", FireRequest{Message: message}, &r)
+}
+
+// Runs lists the most recent runs, newest first; service "" means all the
+// caller may see. limit ≤ 0 means the server's default (20).
+func (c *Client) Runs(ctx context.Context, service string, limit int) ([]Run, error) {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/v1/runs"
+	if service != "" {
+		path = "/v1/services/" + url.PathEscape(service) + "/runs"
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var r []Run
+	return r, c.getJSON(ctx, path, &r)
+}
+
+// Run reads one run of a service.
+func (c *Client) Run(ctx context.Context, service, id string) (Run, error) {
+	var r Run
+	return r, c.getJSON(ctx, "/v1/services/"+url.PathEscape(service)+"/runs/"+url.PathEscape(id), &r)
+}
+
+// CreateToken makes a new API token (operator). The secret is in the answer
+// only.
+func (c *Client) CreateToken(ctx context.Context, name, role string) (Token, error) {
+	var r Token
+	return r, c.postJSON(ctx, "/v1/tokens", TokenRequest{Name: name, Role: role}, &r)
+}
+
+// Node describes the node.
+func (c *Client) Node(ctx context.Context) (NodeInfo, error) {
+	var r NodeInfo
+	return r, c.getJSON(ctx, "/v1/node", &r)
+}
+
+// WaitReady polls /readyz until the node answers 200 or ctx ends.
+func (c *Client) WaitReady(ctx context.Context) error {
+	for {
+		err := c.do(ctx, http.MethodGet, "/readyz", "", nil, nil)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node at %s not ready: %w (last: %v)", c.Base, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

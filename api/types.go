@@ -1,0 +1,154 @@
+// Package api holds the HTTP API's wire types (which are also the records the
+// store keeps) and the Client the CLI and tests use to talk to a node. It
+// does not serve anything: handlers are in package server.
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/contract"
+	"github.com/andromeda-runner/andromeda/policy"
+)
+
+// Roles a token can have.
+const (
+	RoleOperator  = "operator"  // everything
+	RoleSubmitter = "submitter" // submit, list, read own services and runs
+)
+
+// Service is the registry record of one admitted (or refused) service.
+type Service struct {
+	Name        string          `json:"name"`
+	Version     string          `json:"version"`
+	Digest      string          `json:"digest"`
+	Size        int64           `json:"size_bytes"`
+	Files       int             `json:"files"`
+	Manifest    json.RawMessage `json:"manifest"`
+	Owner       string          `json:"owner"`
+	SubmittedAt time.Time       `json:"submitted_at"`
+	Decision    Decision        `json:"decision"`
+	// Status is "deployed", "failed" (deploy error, see StatusDetail) or
+	// "stopped".
+	Status       string        `json:"status"`
+	StatusDetail string        `json:"status_detail,omitempty"`
+	Health       *Health       `json:"health,omitempty"`
+	Triggers     []TriggerInfo `json:"triggers,omitempty"`
+}
+
+// Decision is the admission decision for a service, with its reasons in the
+// order the rules looked at it (see package policy).
+type Decision = policy.Decision
+
+// Reason is one admission rule's finding.
+type Reason = policy.Reason
+
+// Limits are the resource ceilings a deployment runs under.
+type Limits = policy.Limits
+
+// Health is a service's health as the node sees it.
+type Health struct {
+	Healthy             bool      `json:"healthy"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	LastError           string    `json:"last_error,omitempty"`
+	SkipUntil           time.Time `json:"skip_until,omitzero"`
+}
+
+// TriggerInfo describes one trigger of a deployed service.
+type TriggerInfo struct {
+	Name string    `json:"name"` // triggers[i]
+	Kind string    `json:"kind"`
+	Spec string    `json:"spec"` // "every 30s", "*/5 * * * * *", "manual", ...
+	Next time.Time `json:"next,omitzero"`
+}
+
+// Run is the record of one invocation (or of a firing that did not start).
+type Run struct {
+	ID       string           `json:"id"`
+	Service  string           `json:"service"`
+	Version  string           `json:"version"`
+	Owner    string           `json:"owner,omitempty"`
+	Trigger  contract.Trigger `json:"trigger"`
+	Start    time.Time        `json:"start"`
+	Duration time.Duration    `json:"duration_ns"`
+	// Outcome is ok, noop, error, timeout, crashed, oom, rejected or skipped.
+	Outcome string `json:"outcome"`
+	// Output holds the actions, emits and state change the service returned.
+	// In this version actions and emits are recorded, not executed.
+	Output    *contract.Output `json:"output,omitempty"`
+	Noop      string           `json:"noop_reason,omitempty"`
+	Error     string           `json:"error,omitempty"`
+	Usage     Usage            `json:"usage"`
+	Attempts  int              `json:"attempts"`            // 2 when a state conflict made the node retry
+	Truncated bool             `json:"truncated,omitempty"` // output dropped to keep the record bounded
+}
+
+// Usage is what a run consumed; zero fields were not measured.
+type Usage struct {
+	WallNS     int64 `json:"wall_ns"`
+	CPUNS      int64 `json:"cpu_ns,omitempty"`
+	PeakMemory int64 `json:"peak_memory_bytes,omitempty"`
+}
+
+// SubmitResult answers POST /v1/services.
+type SubmitResult struct {
+	Service Service `json:"service"`
+	// Unchanged is true when the same name, version and digest was already
+	// deployed; nothing was redeployed.
+	Unchanged bool `json:"unchanged"`
+}
+
+// FireRequest is the body of POST /v1/services/{name}/fire.
+type FireRequest struct {
+	Message json.RawMessage `json:"message,omitempty"`
+}
+
+// TokenRequest is the body of POST /v1/tokens.
+type TokenRequest struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// Token answers POST /v1/tokens. The secret is shown once.
+type Token struct {
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	Secret  string    `json:"token,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+// Error is the body of every 4xx and 5xx answer.
+type Error struct {
+	Status   int      `json:"status"`
+	Message  string   `json:"error"`
+	Problems []string `json:"problems,omitempty"` // one line per field problem
+}
+
+func (e *Error) Error() string {
+	if len(e.Problems) == 0 {
+		return e.Message
+	}
+	s := e.Message
+	for _, p := range e.Problems {
+		s += "\n  " + p
+	}
+	return s
+}
+
+// NodeInfo answers GET /v1/node.
+type NodeInfo struct {
+	Version  string         `json:"version"`
+	Started  time.Time      `json:"started"`
+	Data     string         `json:"data_dir"`
+	Bus      string         `json:"bus"`
+	Drivers  []DriverStatus `json:"drivers"`
+	Services int            `json:"services"`
+}
+
+// DriverStatus is a driver's self-test result and offer.
+type DriverStatus struct {
+	Name    string          `json:"name"`
+	Enabled bool            `json:"enabled"`
+	Reason  string          `json:"reason,omitempty"`
+	Offer   json.RawMessage `json:"offer,omitempty"`
+}

@@ -1,0 +1,163 @@
+// Package bus connects a node to NATS: by default it embeds a NATS server with
+// JetStream in the node's data directory (nothing to install); with a URL it
+// joins an external NATS cluster instead. It also names, in one place, every
+// subject, stream and bucket the node uses. It does not know what is stored
+// there: that is the store package.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config says which NATS to use. The zero value is not usable: Dir or URL
+// must be set.
+type Config struct {
+	// URL of an external NATS cluster with JetStream. Empty (the default)
+	// embeds a server instead.
+	URL string
+	// Dir is where the embedded server keeps JetStream data; the node uses
+	// <data>/nats.
+	Dir string
+	// Listen is an optional host:port on which the embedded server also
+	// accepts NATS clients (for tools or other nodes). Empty (the default)
+	// means no listener at all: the node talks to its embedded server in
+	// process.
+	Listen string
+	// Name identifies this node's connection to NATS.
+	Name string
+	// MaxStore caps the embedded JetStream file storage in bytes. Default 1 GiB.
+	MaxStore int64
+}
+
+// Bus is an open connection to NATS with JetStream. Close it when done.
+type Bus struct {
+	Conn *nats.Conn
+	JS   jetstream.JetStream
+
+	srv *server.Server // nil for an external cluster
+}
+
+// Open starts the embedded server (or dials the external one) and returns a
+// ready connection. A failure part-way undoes what was started.
+func Open(ctx context.Context, cfg Config) (*Bus, error) {
+	if cfg.URL == "" && cfg.Dir == "" {
+		return nil, errors.New("bus: either a NATS url or a data directory is required")
+	}
+	if cfg.Name == "" {
+		cfg.Name = "andromeda"
+	}
+	b := &Bus{}
+	opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1)}
+	url := cfg.URL
+	if url == "" {
+		srv, err := startEmbedded(cfg)
+		if err != nil {
+			return nil, err
+		}
+		b.srv = srv
+		opts = append(opts, nats.InProcessServer(srv))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("bus: connect: %w", err)
+	}
+	b.Conn = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	b.JS = js
+	if _, err := js.AccountInfo(ctx); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("bus: jetstream not available: %w", err)
+	}
+	return b, nil
+}
+
+func startEmbedded(cfg Config) (*server.Server, error) {
+	dir := filepath.Join(cfg.Dir, "jetstream")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	maxStore := cfg.MaxStore
+	if maxStore <= 0 {
+		maxStore = 1 << 30
+	}
+	o := &server.Options{
+		ServerName:         cfg.Name,
+		JetStream:          true,
+		StoreDir:           dir,
+		JetStreamMaxStore:  maxStore,
+		JetStreamMaxMemory: 64 << 20,
+		NoSigs:             true,
+		NoLog:              true,
+		DontListen:         cfg.Listen == "",
+		MaxPayload:         8 << 20,
+	}
+	if cfg.Listen != "" {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("bus: listen %q: %w", cfg.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("bus: listen %q: bad port", cfg.Listen)
+		}
+		o.Host, o.Port = host, p
+	}
+	srv, err := server.NewServer(o)
+	if err != nil {
+		return nil, fmt.Errorf("bus: embedded server: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("bus: embedded server did not become ready within 30s")
+	}
+	return srv, nil
+}
+
+// Embedded reports whether this bus runs its own NATS server.
+func (b *Bus) Embedded() bool { return b.srv != nil }
+
+// ClientURL is where other clients reach the embedded server, or "" when it
+// does not listen.
+func (b *Bus) ClientURL() string {
+	if b.srv == nil || b.srv.Addr() == nil {
+		return ""
+	}
+	return b.srv.ClientURL()
+}
+
+// Close drains the connection and shuts the embedded server down. Safe to
+// call more than once.
+func (b *Bus) Close() error {
+	var err error
+	if b.Conn != nil && !b.Conn.IsClosed() {
+		err = b.Conn.Drain()
+		deadline := time.Now().Add(5 * time.Second)
+		for !b.Conn.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		b.Conn.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+		b.srv = nil
+	}
+	return err
+}

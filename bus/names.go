@@ -1,0 +1,23 @@
+package bus
+
+// The names of every stream, bucket and subject the node uses, in one place
+// so that several nodes sharing a cluster agree on them.
+const (
+	// BucketServices is the KV bucket of the service registry: service name →
+	// service record.
+	BucketServices = "andromeda_services"
+	// BucketState is the KV bucket of per-service state: service name → one
+	// JSON object, written with compare-and-swap.
+	BucketState = "andromeda_state"
+	// BucketTokens is the KV bucket of API tokens: sha256 of the token → role.
+	BucketTokens = "andromeda_tokens"
+	// ObjectArtifacts is the object store of submitted archives, by digest.
+	ObjectArtifacts = "andromeda_artifacts"
+	// StreamRuns is the stream of run records, one subject per service.
+	StreamRuns = "ANDROMEDA_RUNS"
+	// SubjectRunsPrefix prefixes run subjects: runs.<service>.
+	SubjectRunsPrefix = "andromeda.runs."
+)
+
+// RunSubject is the subject run records of service are published on.
+func RunSubject(service string) string { return SubjectRunsPrefix + service }

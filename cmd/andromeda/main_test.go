@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
+)
+
+func runCLI(t *testing.T, env map[string]string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := &cli{stdout: &out, stderr: &errb, getenv: func(k string) string { return env[k] }}
+	err := func() error {
+		for _, c := range commands {
+			if c.name == args[0] {
+				return c.run(context.Background(), e, args[1:])
+			}
+		}
+		return run(context.Background(), args, &out, &errb)
+	}()
+	return out.String(), errb.String(), err
+}
+
+func TestCLI(t *testing.T) {
+	_, err := exec.LookPath("go")
+	sandboxtest.Require(t, err == nil, "the go toolchain is needed to build the example service")
+	cfg := node.DefaultConfig()
+	cfg.Data, cfg.Listen = t.TempDir(), "127.0.0.1:0"
+	n, err := node.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	env := map[string]string{"ANDROMEDA_ADDR": n.Addr(), "ANDROMEDA_DATA": cfg.Data}
+
+	// A copy of the example without main.wasm: submit builds it.
+	dir := t.TempDir()
+	for _, f := range []string{"andromeda.yaml", "main.go"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "greeter", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, f), b, 0o644)
+	}
+	// The SDK import needs the module: build inside the repo's module.
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module greeter\n\ngo 1.24\n\nrequire github.com/andromeda-runner/andromeda v0.0.0\n\nreplace github.com/andromeda-runner/andromeda => "+mustAbs(t, "../..")+"\n"), 0o644)
+	sum, _ := os.ReadFile(filepath.Join("..", "..", "go.sum"))
+	os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644)
+	out, stderr, err := runCLI(t, env, "submit", dir)
+	if err != nil {
+		t.Fatalf("submit: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(out, "greeter 1.0.0 submitted and deployed") || !strings.Contains(stderr, "building main.wasm") {
+		t.Fatalf("submit printed:\n%s\n%s", out, stderr)
+	}
+
+	out, _, err = runCLI(t, env, "fire", "greeter", "--input", `{"name":"Ada"}`)
+	if err != nil || !strings.Contains(out, "Outcome:") || !strings.Contains(out, "ok") || !strings.Contains(out, "Hello, Ada!") {
+		t.Fatalf("fire: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, env, "fire", "greeter", "--input", `{}`, "--json")
+	var run api.Run
+	if err != nil || json.Unmarshal([]byte(out), &run) != nil || run.Outcome != "noop" || run.Noop == "" {
+		t.Fatalf("fire --json: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, env, "runs", "greeter", "--json")
+	var runs []api.Run
+	if err != nil || json.Unmarshal([]byte(out), &runs) != nil || len(runs) != 2 {
+		t.Fatalf("runs --json: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, env, "runs")
+	if err != nil || !strings.Contains(out, "OUTCOME") || !strings.Contains(out, "no name given") {
+		t.Fatalf("runs: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, env, "ls")
+	if err != nil || !strings.Contains(out, "greeter") || !strings.Contains(out, "healthy") {
+		t.Fatalf("ls: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, env, "inspect", "greeter")
+	if err != nil || !strings.Contains(out, "Reasons:") || !strings.Contains(out, "driver wasm is available") {
+		t.Fatalf("inspect: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, env, "ls", "--json")
+	var list []api.Service
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 {
+		t.Fatalf("ls --json: %v\n%s", err, out)
+	}
+
+	// A submitter token from the CLI, then a forbidden call with it.
+	out, _, err = runCLI(t, env, "token", "create", "--name", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	env["ANDROMEDA_TOKEN"] = lines[len(lines)-1]
+	if _, _, err := runCLI(t, env, "fire", "greeter"); err == nil || exitCode(err) != 4 {
+		t.Fatalf("submitter fire: %v (exit %d), want 403 and exit 4", err, exitCode(err))
+	}
+	delete(env, "ANDROMEDA_TOKEN")
+
+	// Bad manifest: the CLI names the field before uploading anything.
+	os.WriteFile(filepath.Join(dir, "andromeda.yaml"), []byte("name: Greeter!\nversion: one\n"), 0o644)
+	if _, _, err := runCLI(t, env, "submit", dir); err == nil || !strings.Contains(err.Error(), "name:") || !strings.Contains(err.Error(), "version:") {
+		t.Fatalf("bad manifest: %v", err)
+	}
+	if _, _, err := runCLI(t, env, "rm", "greeter"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, env, "inspect", "greeter"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("inspect after rm: %v", err)
+	}
+	if _, _, err := runCLI(t, env, "bogus"); err == nil {
+		t.Fatal("unknown command accepted")
+	}
+}
+
+func mustAbs(t *testing.T, p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/api"
+)
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := time.Since(t)
+	switch {
+	case d < 0:
+		return "in " + roundDur(-d).String()
+	case d < time.Second:
+		return "just now"
+	}
+	return roundDur(d).String() + " ago"
+}
+
+func roundDur(d time.Duration) time.Duration {
+	switch {
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond)
+	case d < time.Second:
+		return d.Round(100 * time.Microsecond)
+	case d < time.Minute:
+		return d.Round(10 * time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
+func health(s api.Service) string {
+	switch {
+	case s.Status != "deployed":
+		return s.Status
+	case s.Health == nil:
+		return "-"
+	case s.Health.Healthy:
+		return "healthy"
+	}
+	return fmt.Sprintf("unhealthy (%d failures)", s.Health.ConsecutiveFailures)
+}
+
+func printServices(w io.Writer, list []api.Service) {
+	if len(list) == 0 {
+		fmt.Fprintln(w, "no services")
+		return
+	}
+	tw := table(w)
+	fmt.Fprintln(tw, "NAME\tVERSION\tDRIVER\tSTATUS\tHEALTH\tTRIGGERS\tOWNER\tDIGEST")
+	for _, s := range list {
+		var trig []string
+		for _, t := range s.Triggers {
+			trig = append(trig, t.Spec)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Version, s.Decision.Driver, s.Status, health(s),
+			orDash(strings.Join(trig, ", ")), orDash(s.Owner), shortDigest(s.Digest))
+	}
+	tw.Flush()
+}
+
+func printService(w io.Writer, s api.Service) {
+	tw := table(w)
+	fmt.Fprintf(tw, "Name:\t%s\n", s.Name)
+	fmt.Fprintf(tw, "Version:\t%s\n", s.Version)
+	fmt.Fprintf(tw, "Digest:\t%s\n", s.Digest)
+	fmt.Fprintf(tw, "Size:\t%s in %d files\n", size(s.Size), s.Files)
+	fmt.Fprintf(tw, "Owner:\t%s\n", orDash(s.Owner))
+	fmt.Fprintf(tw, "Submitted:\t%s (%s)\n", s.SubmittedAt.Format(time.RFC3339), ago(s.SubmittedAt))
+	fmt.Fprintf(tw, "Status:\t%s\n", s.Status)
+	if s.StatusDetail != "" {
+		fmt.Fprintf(tw, "Status detail:\t%s\n", s.StatusDetail)
+	}
+	fmt.Fprintf(tw, "Health:\t%s\n", health(s))
+	if s.Health != nil && !s.Health.SkipUntil.IsZero() {
+		fmt.Fprintf(tw, "Skipping ticks until:\t%s\n", s.Health.SkipUntil.Format(time.RFC3339))
+	}
+	d := s.Decision
+	fmt.Fprintf(tw, "Decision:\t%s on driver %s, network %s\n", d.Verdict, d.Driver, d.Network)
+	fmt.Fprintf(tw, "Limits:\tmemory %s, cpu %g, timeout %s, pids %d, concurrency %d\n",
+		size(d.Limits.Memory), d.Limits.CPU, time.Duration(d.Limits.TimeoutMS)*time.Millisecond, d.Limits.Pids, d.Limits.Concurrency)
+	tw.Flush()
+	fmt.Fprintln(w, "Reasons:")
+	for _, r := range d.Reasons {
+		mark := "ok  "
+		if !r.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s %-20s %s\n", mark, r.Rule, r.Detail)
+	}
+	if len(s.Triggers) > 0 {
+		fmt.Fprintln(w, "Triggers:")
+		tw = table(w)
+		for _, t := range s.Triggers {
+			next := "-"
+			if !t.Next.IsZero() {
+				next = "next " + t.Next.Format(time.RFC3339) + " (" + ago(t.Next) + ")"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", t.Name, t.Kind, t.Spec, next)
+		}
+		tw.Flush()
+	}
+}
+
+func printRuns(w io.Writer, runs []api.Run) {
+	if len(runs) == 0 {
+		fmt.Fprintln(w, "no runs")
+		return
+	}
+	tw := table(w)
+	fmt.Fprintln(tw, "RUN\tSERVICE\tVERSION\tTRIGGER\tSTARTED\tDURATION\tOUTCOME\tDETAIL")
+	for _, r := range runs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Service, r.Version, r.Trigger.Kind+" "+r.Trigger.Name,
+			r.Start.Local().Format("15:04:05"), roundDur(r.Duration), r.Outcome, oneLine(runDetail(r), 80))
+	}
+	tw.Flush()
+}
+
+func runDetail(r api.Run) string {
+	switch {
+	case r.Noop != "":
+		return r.Noop
+	case r.Error != "":
+		return r.Error
+	case r.Output != nil:
+		var parts []string
+		if n := len(r.Output.Actions); n > 0 {
+			var kinds []string
+			for _, a := range r.Output.Actions {
+				kinds = append(kinds, a.Kind)
+			}
+			parts = append(parts, plural(n, "action")+": "+strings.Join(kinds, ", "))
+		}
+		if n := len(r.Output.Emit); n > 0 {
+			var to []string
+			for _, e := range r.Output.Emit {
+				to = append(to, e.Topic+e.Port)
+			}
+			parts = append(parts, plural(n, "emit")+" to "+strings.Join(to, ", "))
+		}
+		return strings.Join(parts, ", ")
+	}
+	return ""
+}
+
+func printRun(w io.Writer, r api.Run) {
+	tw := table(w)
+	fmt.Fprintf(tw, "Run:\t%s\n", r.ID)
+	fmt.Fprintf(tw, "Service:\t%s %s\n", r.Service, r.Version)
+	fmt.Fprintf(tw, "Trigger:\t%s %s\n", r.Trigger.Kind, r.Trigger.Name)
+	fmt.Fprintf(tw, "Started:\t%s\n", r.Start.Format(time.RFC3339Nano))
+	fmt.Fprintf(tw, "Duration:\t%s\n", roundDur(r.Duration))
+	fmt.Fprintf(tw, "Outcome:\t%s\n", r.Outcome)
+	if r.Noop != "" {
+		fmt.Fprintf(tw, "Reason:\t%s\n", r.Noop)
+	}
+	if r.Error != "" {
+		fmt.Fprintf(tw, "Error:\t%s\n", oneLine(r.Error, 2000))
+	}
+	fmt.Fprintf(tw, "Usage:\twall %s", time.Duration(r.Usage.WallNS))
+	if r.Usage.CPUNS > 0 {
+		fmt.Fprintf(tw, ", cpu %s", time.Duration(r.Usage.CPUNS))
+	}
+	if r.Usage.PeakMemory > 0 {
+		fmt.Fprintf(tw, ", peak memory %s", size(r.Usage.PeakMemory))
+	}
+	fmt.Fprintln(tw)
+	if r.Attempts > 1 {
+		fmt.Fprintf(tw, "Attempts:\t%d (state conflict retried)\n", r.Attempts)
+	}
+	tw.Flush()
+	if r.Output != nil && (len(r.Output.Actions) > 0 || len(r.Output.Emit) > 0 || !r.Output.State.Empty()) {
+		out := *r.Output
+		out.Noop = ""
+		b, _ := json.MarshalIndent(out, "  ", "  ")
+		fmt.Fprintf(w, "Output (recorded, not executed):\n  %s\n", b)
+	}
+	if r.Truncated {
+		fmt.Fprintln(w, "Output: dropped, the record was over the node's size cap")
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// size prints bytes in binary units.
+func size(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGi", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMi", n>>20)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMi", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fKi", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func shortDigest(d string) string {
+	d = strings.TrimPrefix(d, "sha256:")
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}

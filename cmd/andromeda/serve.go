@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/andromeda-runner/andromeda"
+	"github.com/andromeda-runner/andromeda/archive"
+	"github.com/andromeda-runner/andromeda/demo"
+	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/server"
+)
+
+func serveCmd(ctx context.Context, env *cli, args []string) error {
+	fs := env.flagSet("serve", nil)
+	configFile := fs.String("config", "", "node config file (YAML or JSON)")
+	data := fs.String("data", "", "data dir (overrides the config; default $XDG_DATA_HOME/andromeda)")
+	listen := fs.String("listen", "", "HTTP API address (overrides the config; default 127.0.0.1:7070)")
+	natsURL := fs.String("nats", "", "join an external NATS cluster instead of embedding one")
+	withDemo := fs.Bool("demo", false, "load the example services from examples/ (built with the Go toolchain)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", pos)
+	}
+	cfg := node.DefaultConfig()
+	if *configFile != "" {
+		if cfg, err = node.LoadConfig(*configFile); err != nil {
+			return err
+		}
+	}
+	if *data != "" {
+		cfg.Data = *data
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *natsURL != "" {
+		cfg.NATS.URL = *natsURL
+	}
+	if abs, err := filepath.Abs(cfg.Data); err == nil {
+		cfg.Data = abs
+	}
+	log := newLogger(env.stderr, cfg.Log)
+	n, err := node.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	defer n.Close()
+	token, err := node.OperatorToken(cfg.Data)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "andromeda %s node %q\n  listening on  %s\n  data dir      %s\n  operator token %s  (also in %s, mode 0600)\n",
+		node.Version, cfg.Name, n.URL(), cfg.Data, token, filepath.Join(cfg.Data, node.TokenFile))
+	if !n.Node(ctx).Drivers[0].Enabled {
+		fmt.Fprintf(env.stdout, "  warning: driver %s disabled: %s\n", n.Node(ctx).Drivers[0].Name, n.Node(ctx).Drivers[0].Reason)
+	}
+	if *withDemo {
+		if err := loadDemo(ctx, env.stdout, n, cfg); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(env.stdout, "ready. Try: ANDROMEDA_ADDR=%s andromeda ls   (Ctrl-C stops the node)\n", n.Addr())
+	<-ctx.Done()
+	fmt.Fprintln(env.stdout, "stopping…")
+	return n.Close()
+}
+
+func loadDemo(ctx context.Context, out io.Writer, n *node.Node, cfg node.Config) error {
+	dirs, err := demo.Prepare(ctx, andromeda.Sources, andromeda.Module, filepath.Join(cfg.Data, "cache"), out)
+	if err != nil {
+		return err
+	}
+	op := server.Principal{Name: "operator", Role: "operator"}
+	for _, dir := range dirs {
+		data, err := archive.Pack(dir)
+		if err != nil {
+			return fmt.Errorf("demo: pack %s: %w", dir, err)
+		}
+		res, err := n.Submit(ctx, op, bytesReader(data))
+		if err != nil {
+			return fmt.Errorf("demo: submit %s: %w", filepath.Base(dir), err)
+		}
+		state := "deployed"
+		if res.Unchanged {
+			state = "already deployed"
+		}
+		fmt.Fprintf(out, "demo: %-12s %-8s %s  %s\n", res.Service.Name, res.Service.Version, shortDigest(res.Service.Digest), state)
+	}
+	return nil
+}
+
+// newLogger logs JSON unless stderr is a terminal (then text), at the
+// configured level.
+func newLogger(w io.Writer, c node.LogConfig) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	format := c.Format
+	if format == "auto" || format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+var _ = errors.New
+var _ = time.Second

@@ -1,0 +1,351 @@
+// Package node is the composition root: it reads the node's Config, opens the
+// bus and the store, tests the drivers, restores and deploys the registered
+// services, schedules their triggers, runs invocations and records them, and
+// serves the HTTP API. It is the only package that knows all the others.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/bus"
+	"github.com/andromeda-runner/andromeda/metrics"
+	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/wasm"
+	"github.com/andromeda-runner/andromeda/server"
+	"github.com/andromeda-runner/andromeda/store"
+	"github.com/andromeda-runner/andromeda/trigger"
+)
+
+// Version is the node's version, set at build time with -ldflags.
+var Version = "0.1.0-dev"
+
+// Log keys: every log line about a run carries service and run.
+const (
+	logService = "service"
+	logRun     = "run"
+	logTrigger = "trigger"
+	logOutcome = "outcome"
+	logErr     = "err"
+)
+
+// TokenFile is the operator token's file name inside the data directory.
+const TokenFile = "operator.token"
+
+// Node is one running andromeda node. Create it with New, then Start; Close
+// stops everything in reverse order.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	limits ceilings
+
+	bus     *bus.Bus
+	store   *store.Store
+	sched   *trigger.Scheduler
+	metrics *nodeMetrics
+	drivers map[string]*driverState
+	http    *http.Server
+	ln      net.Listener
+
+	operatorHash [32]byte
+	started      time.Time
+	ready        bool
+
+	ctx    context.Context // the node's lifetime; cancelled by Close
+	cancel context.CancelFunc
+
+	mu       sync.RWMutex
+	services map[string]*deployed
+	submitMu sync.Mutex // serialises submissions and removals
+
+	closeOnce sync.Once
+	undo      []func() error
+	runs      sync.WaitGroup
+}
+
+type driverState struct {
+	driver  sandbox.Driver
+	enabled bool
+	reason  string
+	closer  io.Closer
+}
+
+// New checks cfg and returns a node that has not started anything yet.
+func New(cfg Config, log *slog.Logger) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	lim, err := cfg.ceilings()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Node{cfg: cfg, log: log, limits: lim, services: map[string]*deployed{}, drivers: map[string]*driverState{}}, nil
+}
+
+// Start brings the node up: data dir, operator token, bus, store, drivers,
+// services, triggers, HTTP. A failure part-way undoes what was done, newest
+// first.
+func (n *Node) Start(ctx context.Context) (err error) {
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.started = time.Now()
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, n.unwind())
+		}
+	}()
+	if err := os.MkdirAll(n.cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := n.loadOperatorToken(); err != nil {
+		return err
+	}
+	n.bus, err = bus.Open(ctx, bus.Config{URL: n.cfg.NATS.URL, Dir: filepath.Join(n.cfg.Data, "nats"), Listen: n.cfg.NATS.Listen, Name: n.cfg.Name})
+	if err != nil {
+		return err
+	}
+	n.undo = append(n.undo, n.bus.Close)
+	n.store, err = store.Open(ctx, n.bus, store.Config{
+		RunsPerService: n.cfg.Runs.PerService,
+		MaxRunBytes:    n.cfg.Runs.MaxRecordBytes,
+		RunsMaxBytes:   n.cfg.Runs.MaxTotalBytes,
+		MaxStateBytes:  int(n.limits.state),
+	})
+	if err != nil {
+		return err
+	}
+	n.metrics = newNodeMetrics(n)
+	n.startDrivers(ctx)
+	// Unwound in reverse: triggers stop, then runs in flight finish and
+	// deployments stop, then the bus closes.
+	n.undo = append(n.undo, n.stopServices)
+	n.sched = trigger.NewScheduler(trigger.Config{}, n.onTick)
+	n.sched.Start()
+	n.undo = append(n.undo, func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return n.sched.Stop(sctx)
+	})
+	if err := n.restore(ctx); err != nil {
+		return err
+	}
+	n.ln, err = net.Listen("tcp", n.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", n.cfg.Listen, err)
+	}
+	handler := server.New(n, server.Config{MaxArchiveBytes: n.limits.maxArchive}, n.log)
+	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
+	go n.http.Serve(n.ln)
+	n.undo = append(n.undo, func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return n.http.Shutdown(sctx)
+	})
+	n.mu.Lock()
+	n.ready = true
+	n.mu.Unlock()
+	return nil
+}
+
+// Addr is the address the API listens on (useful with port 0).
+func (n *Node) Addr() string {
+	if n.ln == nil {
+		return ""
+	}
+	return n.ln.Addr().String()
+}
+
+// URL is the API's base URL.
+func (n *Node) URL() string { return "http://" + n.Addr() }
+
+// Close stops the API, the triggers, every deployment and the bus, newest
+// first, and waits for runs in flight. Safe to call more than once.
+func (n *Node) Close() error {
+	var err error
+	n.closeOnce.Do(func() { err = n.unwind() })
+	return err
+}
+
+func (n *Node) unwind() error {
+	n.mu.Lock()
+	n.ready = false
+	n.mu.Unlock()
+	var errs []error
+	for i := len(n.undo) - 1; i >= 0; i-- {
+		if err := n.undo[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n.undo = nil
+	if n.cancel != nil {
+		n.cancel()
+	}
+	for _, d := range n.drivers {
+		if d.closer != nil {
+			if err := d.closer.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) startDrivers(ctx context.Context) {
+	w := wasm.New(wasm.Config{CacheDir: filepath.Join(n.cfg.Data, "cache", "wasm")})
+	n.addDriver(ctx, w, w)
+}
+
+func (n *Node) addDriver(ctx context.Context, d sandbox.Driver, c io.Closer) {
+	st := &driverState{driver: d, closer: c, enabled: true}
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := d.Test(tctx); err != nil {
+		st.enabled, st.reason = false, err.Error()
+		n.log.Warn("driver disabled", "driver", d.Name(), logErr, err)
+	} else {
+		n.log.Info("driver ready", "driver", d.Name())
+	}
+	n.drivers[d.Name()] = st
+}
+
+// OperatorToken reads the operator token from the data dir.
+func OperatorToken(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, TokenFile))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func (n *Node) loadOperatorToken() error {
+	path := filepath.Join(n.cfg.Data, TokenFile)
+	tok, err := OperatorToken(n.cfg.Data)
+	if errors.Is(err, os.ErrNotExist) {
+		tok = newSecret()
+		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+			return fmt.Errorf("operator token: %w", err)
+		}
+		n.log.Info("created operator token", "path", path)
+	} else if err != nil {
+		return fmt.Errorf("operator token: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("operator token %s: mode %o lets others read it; chmod 600 it", path, fi.Mode().Perm())
+	}
+	if tok == "" {
+		return fmt.Errorf("operator token %s: file is empty", path)
+	}
+	n.operatorHash = sha256.Sum256([]byte(tok))
+	return nil
+}
+
+func newSecret() string {
+	var b [24]byte
+	rand.Read(b[:])
+	return "and_" + hex.EncodeToString(b[:])
+}
+
+func tokenHash(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:])
+}
+
+// Authenticate implements server.Backend.
+func (n *Node) Authenticate(ctx context.Context, token string) (server.Principal, error) {
+	h := sha256.Sum256([]byte(token))
+	if subtle.ConstantTimeCompare(h[:], n.operatorHash[:]) == 1 {
+		return server.Principal{Name: "operator", Role: api.RoleOperator}, nil
+	}
+	t, err := n.store.Token(ctx, tokenHash(token))
+	if err != nil {
+		return server.Principal{}, err
+	}
+	return server.Principal{Name: t.Name, Role: t.Role}, nil
+}
+
+// CreateToken implements server.Backend.
+func (n *Node) CreateToken(ctx context.Context, name, role string) (api.Token, error) {
+	var problems []string
+	if !validTokenName(name) {
+		problems = append(problems, "name: must match [a-z0-9][a-z0-9-]{0,62}")
+	}
+	if role != api.RoleSubmitter && role != api.RoleOperator {
+		problems = append(problems, "role: must be submitter or operator")
+	}
+	if len(problems) > 0 {
+		return api.Token{}, &api.Error{Status: http.StatusBadRequest, Message: "invalid token request", Problems: problems}
+	}
+	t := api.Token{Name: name, Role: role, Secret: newSecret(), Created: time.Now().UTC()}
+	if err := n.store.PutToken(ctx, tokenHash(t.Secret), t); err != nil {
+		return api.Token{}, err
+	}
+	n.log.Info("token created", "name", name, "role", role)
+	return t, nil
+}
+
+func validTokenName(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || (c == '-' && i > 0)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Ready implements server.Backend.
+func (n *Node) Ready() error {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if !n.ready {
+		return errors.New("node starting or stopping")
+	}
+	if n.bus.Conn == nil || !n.bus.Conn.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	return nil
+}
+
+// Node implements server.Backend.
+func (n *Node) Node(ctx context.Context) api.NodeInfo {
+	info := api.NodeInfo{Version: Version, Started: n.started, Data: n.cfg.Data, Bus: "embedded"}
+	if !n.bus.Embedded() {
+		info.Bus = n.cfg.NATS.URL
+	}
+	for _, name := range sortedKeys(n.drivers) {
+		d := n.drivers[name]
+		offer, _ := json.Marshal(d.driver.Offer())
+		info.Drivers = append(info.Drivers, api.DriverStatus{Name: name, Enabled: d.enabled, Reason: d.reason, Offer: offer})
+	}
+	n.mu.RLock()
+	info.Services = len(n.services)
+	n.mu.RUnlock()
+	return info
+}
+
+// Metrics implements server.Backend.
+func (n *Node) Metrics() http.Handler { return n.metrics.reg }
+
+var _ server.Backend = (*Node)(nil)
+var _ = metrics.NewRegistry

@@ -1,0 +1,387 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/archive"
+	"github.com/andromeda-runner/andromeda/gobuild"
+	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
+)
+
+// built holds the examples compiled once per test binary.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// example returns a copy of examples/<name> with its main.wasm built.
+func example(t testing.TB, name string) string {
+	t.Helper()
+	_, err := exec.LookPath("go")
+	sandboxtest.Require(t, err == nil, "the go toolchain is needed to build the example services")
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "andromeda-node-test-")
+		if buildErr != nil {
+			return
+		}
+		for _, ex := range []struct {
+			name  string
+			shape gobuild.Shape
+		}{{"price-watch", gobuild.Reactor}, {"greeter", gobuild.Reactor}, {"heartbeat", gobuild.Command}} {
+			out := filepath.Join(buildDir, ex.name+".wasm")
+			if buildErr = gobuild.Wasm(context.Background(), filepath.Join("..", "examples", ex.name), out, ex.shape); buildErr != nil {
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	dir := t.TempDir()
+	src := filepath.Join("..", "examples", name)
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "main.wasm" {
+			continue
+		}
+		copyFile(t, filepath.Join(src, e.Name()), filepath.Join(dir, e.Name()))
+	}
+	copyFile(t, filepath.Join(buildDir, name+".wasm"), filepath.Join(dir, "main.wasm"))
+	return dir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+func copyFile(t testing.TB, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type testNode struct {
+	*node.Node
+	cfg node.Config
+	op  *api.Client
+}
+
+func startNode(t testing.TB, mutate ...func(*node.Config)) *testNode {
+	t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.Data = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Name = "test"
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	n, err := node.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	tok, err := node.OperatorToken(cfg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testNode{Node: n, cfg: cfg, op: api.NewClient(n.Addr(), tok)}
+}
+
+func pack(t testing.TB, dir string) []byte {
+	t.Helper()
+	b, err := archive.Pack(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t)
+	res, err := n.op.Submit(ctx, pack(t, example(t, "greeter")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Service.Name != "greeter" || res.Service.Decision.Verdict != "run" || res.Service.Status != "deployed" || !strings.HasPrefix(res.Service.Digest, "sha256:") {
+		t.Fatalf("submit = %+v", res.Service)
+	}
+	run, err := n.op.Fire(ctx, "greeter", json.RawMessage(`{"name":"Ada"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Outcome != "ok" || run.Output == nil || len(run.Output.Emit) != 1 || !strings.Contains(string(run.Output.Emit[0].Message), "Hello, Ada!") {
+		t.Fatalf("fire = %+v", run)
+	}
+	run2, err := n.op.Fire(ctx, "greeter", json.RawMessage(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run2.Outcome != "noop" || !strings.Contains(run2.Noop, "no name given") {
+		t.Fatalf("fire without name = %+v, want noop with reason", run2)
+	}
+	// Read both back through the API, newest first.
+	runs, err := n.op.Runs(ctx, "greeter", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || runs[0].ID != run2.ID || runs[1].ID != run.ID {
+		t.Fatalf("runs = %+v, want [%s %s]", runs, run2.ID, run.ID)
+	}
+	got, err := n.op.Run(ctx, "greeter", run.ID)
+	if err != nil || got.Outcome != "ok" || got.Usage.WallNS <= 0 {
+		t.Fatalf("Run(%s) = %+v, %v", run.ID, got, err)
+	}
+	// Submitting the same archive again changes nothing.
+	again, err := n.op.Submit(ctx, pack(t, example(t, "greeter")))
+	if err != nil || !again.Unchanged {
+		t.Fatalf("resubmit = %+v, %v; want unchanged", again, err)
+	}
+}
+
+func TestStateAndCron(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t)
+	dir := example(t, "heartbeat")
+	// Fire every second instead of every 15 s.
+	m, _ := os.ReadFile(filepath.Join(dir, "andromeda.yaml"))
+	m = bytes.Replace(m, []byte(`schedule: "*/15 * * * * *"`), []byte(`every: 1s`), 1)
+	os.WriteFile(filepath.Join(dir, "andromeda.yaml"), m, 0o644)
+	if _, err := n.op.Submit(ctx, pack(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var runs []api.Run
+	for time.Now().Before(deadline) {
+		runs, _ = n.op.Runs(ctx, "heartbeat", 100)
+		if len(runs) >= 5 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(runs) < 5 {
+		t.Fatalf("after 20s only %d cron runs", len(runs))
+	}
+	// Beats count up through state: the 5th beat logs.
+	var logs, noops int
+	for _, r := range runs {
+		switch r.Outcome {
+		case "ok":
+			logs++
+			if r.Output.Actions[0].Kind != "log" {
+				t.Errorf("run %s action = %s, want log", r.ID, r.Output.Actions[0].Kind)
+			}
+		case "noop":
+			noops++
+		default:
+			t.Errorf("run %s outcome %s: %s", r.ID, r.Outcome, r.Error)
+		}
+		if r.Trigger.Kind != "cron" {
+			t.Errorf("run %s trigger = %+v", r.ID, r.Trigger)
+		}
+	}
+	if logs < 1 || noops < 4 {
+		t.Fatalf("logs = %d, noops = %d; want every fifth beat logged", logs, noops)
+	}
+	svc, err := n.op.Service(ctx, "heartbeat")
+	if err != nil || len(svc.Triggers) != 2 || svc.Triggers[0].Next.IsZero() || svc.Health == nil || !svc.Health.Healthy {
+		t.Fatalf("inspect = %+v, %v", svc, err)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t)
+	anon := api.NewClient(n.Addr(), "")
+	if _, err := anon.Services(ctx); status(err) != 401 {
+		t.Fatalf("no token: %v, want 401", err)
+	}
+	bad := api.NewClient(n.Addr(), "and_nope")
+	if _, err := bad.Services(ctx); status(err) != 401 {
+		t.Fatalf("bad token: %v, want 401", err)
+	}
+	tok, err := n.op.CreateToken(ctx, "alice", api.RoleSubmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := api.NewClient(n.Addr(), tok.Secret)
+	tokB, _ := n.op.CreateToken(ctx, "bob", api.RoleSubmitter)
+	bob := api.NewClient(n.Addr(), tokB.Secret)
+	if _, err := alice.Submit(ctx, pack(t, example(t, "greeter"))); err != nil {
+		t.Fatalf("submitter submit: %v", err)
+	}
+	if _, err := alice.Fire(ctx, "greeter", nil); status(err) != 403 {
+		t.Fatalf("submitter fire: %v, want 403", err)
+	}
+	if _, err := alice.CreateToken(ctx, "eve", api.RoleOperator); status(err) != 403 {
+		t.Fatalf("submitter create token: %v, want 403", err)
+	}
+	if err := alice.Remove(ctx, "greeter"); status(err) != 403 {
+		t.Fatalf("submitter remove: %v, want 403", err)
+	}
+	if _, err := n.op.Fire(ctx, "greeter", json.RawMessage(`{"name":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	// alice reads her runs; bob sees neither the service nor its runs.
+	if runs, err := alice.Runs(ctx, "greeter", 5); err != nil || len(runs) != 1 {
+		t.Fatalf("alice runs = %d, %v", len(runs), err)
+	}
+	if runs, err := alice.Runs(ctx, "", 5); err != nil || len(runs) != 1 {
+		t.Fatalf("alice all runs = %d, %v", len(runs), err)
+	}
+	if list, err := bob.Services(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("bob services = %v, %v", list, err)
+	}
+	if _, err := bob.Runs(ctx, "greeter", 5); status(err) != 404 {
+		t.Fatalf("bob runs of alice's service: %v, want 404", err)
+	}
+	if _, err := bob.Submit(ctx, pack(t, example(t, "greeter"))); status(err) != 403 {
+		t.Fatalf("bob replacing alice's service: %v, want 403", err)
+	}
+	// Health and metrics need no token.
+	for _, p := range []string{"/healthz", "/readyz", "/metrics", "/v1/openapi.json"} {
+		resp, err := http.Get(n.URL() + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s = %v, %v", p, resp, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if p == "/metrics" && !strings.Contains(string(body), `andromeda_invocations_total{service="greeter",outcome="ok"} 1`) {
+			t.Fatalf("metrics lack the invocation count:\n%s", body)
+		}
+	}
+}
+
+func status(err error) int {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return 0
+}
+
+// TestRestart checks that services, state and runs survive a restart, and
+// that the compiled module comes from the on-disk cache.
+func TestRestart(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	n := startNode(t, func(c *node.Config) { c.Data = data })
+	if _, err := n.op.Submit(ctx, pack(t, example(t, "price-watch"))); err != nil {
+		t.Fatal(err)
+	}
+	first, err := n.op.Fire(ctx, "price-watch", json.RawMessage(`{"price": 101}`))
+	if err != nil || first.Outcome != "noop" {
+		t.Fatalf("fire = %+v, %v", first, err)
+	}
+	n.Close()
+	os.RemoveAll(filepath.Join(data, "services")) // unpacked dirs come back from the artifact store
+	n2 := startNode(t, func(c *node.Config) { c.Data = data })
+	r, err := n2.op.Fire(ctx, "price-watch", json.RawMessage(`{"price": 103}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// price 103 vs reference 100 → 3% ≥ 2%: an http action, and state moved.
+	if r.Outcome != "ok" || len(r.Output.Actions) != 1 || r.Output.Actions[0].Kind != "http" {
+		t.Fatalf("after restart fire = %+v", r)
+	}
+	runs, err := n2.op.Runs(ctx, "price-watch", 10)
+	if err != nil || len(runs) != 2 || runs[1].ID != first.ID {
+		t.Fatalf("runs after restart = %+v, %v", runs, err)
+	}
+}
+
+func TestConcurrencySkips(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t)
+	dir := example(t, "greeter")
+	m, _ := os.ReadFile(filepath.Join(dir, "andromeda.yaml"))
+	m = bytes.Replace(m, []byte("concurrency: 4"), []byte("concurrency: 1"), 1)
+	os.WriteFile(filepath.Join(dir, "andromeda.yaml"), m, 0o644)
+	if _, err := n.op.Submit(ctx, pack(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	outcomes := make(chan string, 40)
+	for range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := n.op.Fire(ctx, "greeter", json.RawMessage(`{"name":"x"}`))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			outcomes <- r.Outcome
+			if r.Outcome == "skipped" && !strings.Contains(r.Noop, "concurrency") {
+				t.Errorf("skipped run without its reason: %+v", r)
+			}
+		}()
+	}
+	wg.Wait()
+	close(outcomes)
+	count := map[string]int{}
+	for o := range outcomes {
+		count[o]++
+	}
+	if count["ok"] == 0 || count["ok"]+count["skipped"] != 40 {
+		t.Fatalf("outcomes = %v", count)
+	}
+	t.Logf("outcomes with concurrency 1: %v", count)
+}
+
+func TestConfigStrict(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"unknown key", "listen: 127.0.0.1:1\nlisten_addr: x\n", "listen_addr"},
+		{"nested unknown", "runs:\n  per_servce: 3\n", "per_servce"},
+		{"bad listen", "listen: nope\n", "listen: must be host:port"},
+		{"bad memory", "limits:\n  memory: lots\n", "limits.memory"},
+		{"bad level", "log:\n  level: loud\n", "log.level"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := node.ParseConfig([]byte(tc.in), false)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ParseConfig(%q) = %v, want error naming %q", tc.in, err, tc.want)
+			}
+		})
+	}
+	if _, err := node.ParseConfig([]byte(`{"listen":"127.0.0.1:9","nope":1}`), true); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("JSON unknown key: %v", err)
+	}
+	cfg, err := node.ParseConfig([]byte("listen: 0.0.0.0:8080\n"), false)
+	if err != nil || cfg.Listen != "0.0.0.0:8080" || cfg.Runs.PerService != 1000 {
+		t.Fatalf("ParseConfig = %+v, %v", cfg, err)
+	}
+}
+
+var _ = fmt.Sprint

@@ -1,0 +1,364 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/archive"
+	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/policy"
+	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/server"
+	"github.com/andromeda-runner/andromeda/store"
+	"github.com/andromeda-runner/andromeda/trigger"
+)
+
+// Service statuses.
+const (
+	statusDeployed = "deployed"
+	statusFailed   = "failed"
+)
+
+// deployed is one service this node runs.
+type deployed struct {
+	name, version, digest, owner string
+	dir                          string
+	dep                          sandbox.Deployment
+	sem                          chan struct{} // bounds parallel runs: resources.concurrency
+	health                       *trigger.Health
+	timeout                      time.Duration
+	state                        bool
+	config                       map[string]any
+	manual                       bool
+	manualName                   string
+	triggers                     []trigger.Spec
+}
+
+func (n *Node) lookup(name string) *deployed {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.services[name]
+}
+
+// Submit implements server.Backend: unpack, validate, admit, store, deploy,
+// and only then replace the running version. Any failure leaves the
+// registry, the running deployment and the data dir as they were.
+func (n *Node) Submit(ctx context.Context, p server.Principal, body io.Reader) (api.SubmitResult, error) {
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return api.SubmitResult{}, err
+	}
+	if len(data) == 0 {
+		return api.SubmitResult{}, &api.Error{Status: http.StatusBadRequest, Message: "empty body: send the service as a tar.gz archive (andromeda submit DIR)"}
+	}
+	n.submitMu.Lock()
+	defer n.submitMu.Unlock()
+
+	staging, err := n.tempDir("staging")
+	if err != nil {
+		return api.SubmitResult{}, err
+	}
+	defer os.RemoveAll(staging)
+	dir := filepath.Join(staging, "svc")
+	info, err := archive.Unpack(bytes.NewReader(data), dir, n.limits.archive)
+	if err != nil {
+		return api.SubmitResult{}, err
+	}
+	m, err := manifest.Load(dir)
+	if err != nil {
+		return api.SubmitResult{}, err
+	}
+	prev, err := n.store.Service(ctx, m.Name)
+	exists := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return api.SubmitResult{}, err
+	}
+	if exists && !p.Operator() && prev.Owner != p.Name {
+		return api.SubmitResult{}, &api.Error{Status: http.StatusForbidden, Message: fmt.Sprintf("service %s belongs to %s; only its owner or the operator may replace it", m.Name, prev.Owner)}
+	}
+	if exists && prev.Version == m.Version && prev.Digest != info.Digest {
+		return api.SubmitResult{}, &api.Error{Status: http.StatusConflict, Message: fmt.Sprintf("version: %s %s is already registered with digest %s; a changed service needs a new version", m.Name, m.Version, prev.Digest)}
+	}
+	if exists && prev.Digest == info.Digest && prev.Status == statusDeployed && n.lookup(m.Name) != nil {
+		return api.SubmitResult{Service: n.view(prev), Unchanged: true}, nil
+	}
+	decision := policy.Admit(m, n.policyView())
+	if decision.Verdict != policy.Run {
+		e := &api.Error{Status: http.StatusUnprocessableEntity, Message: fmt.Sprintf("admission: %s %s was not admitted (verdict %s)", m.Name, m.Version, decision.Verdict)}
+		for _, r := range decision.Reasons {
+			if !r.OK {
+				e.Problems = append(e.Problems, r.Rule+": "+r.Detail)
+			}
+		}
+		return api.SubmitResult{}, e
+	}
+	canon, err := json.Marshal(m)
+	if err != nil {
+		return api.SubmitResult{}, fmt.Errorf("encode manifest: %w", err)
+	}
+	rec := api.Service{
+		Name: m.Name, Version: m.Version, Digest: info.Digest, Size: info.Size, Files: info.Files,
+		Manifest: canon, Owner: p.Name, SubmittedAt: time.Now().UTC(), Decision: decision, Status: statusDeployed,
+	}
+	if exists && p.Operator() && prev.Owner != "" {
+		rec.Owner = prev.Owner // the operator replacing a submitter's service keeps its owner
+	}
+	if err := n.store.PutArtifact(ctx, info.Digest, data); err != nil {
+		return api.SubmitResult{}, err
+	}
+	final := n.serviceDir(rec)
+	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
+		return api.SubmitResult{}, err
+	}
+	os.RemoveAll(final) // a leftover of an earlier failed deploy
+	if err := os.Rename(dir, final); err != nil {
+		return api.SubmitResult{}, fmt.Errorf("install service dir: %w", err)
+	}
+	d, err := n.deploy(ctx, rec, m, final)
+	if err != nil {
+		os.RemoveAll(final)
+		return api.SubmitResult{}, &api.Error{Status: http.StatusUnprocessableEntity, Message: err.Error()}
+	}
+	if err := n.store.PutService(ctx, rec); err != nil {
+		n.stopDeployment(d)
+		os.RemoveAll(final)
+		return api.SubmitResult{}, err
+	}
+	n.activate(d)
+	n.log.Info("service deployed", logService, rec.Name, "version", rec.Version, "digest", rec.Digest, "driver", decision.Driver, "owner", rec.Owner)
+	return api.SubmitResult{Service: n.view(rec)}, nil
+}
+
+// deploy turns an admitted manifest into a running deployment.
+func (n *Node) deploy(ctx context.Context, rec api.Service, m *manifest.Service, dir string) (*deployed, error) {
+	ds, ok := n.drivers[rec.Decision.Driver]
+	if !ok || !ds.enabled {
+		return nil, fmt.Errorf("deploy %s: driver %s is not available on this node", rec.Name, rec.Decision.Driver)
+	}
+	lim := rec.Decision.Limits
+	spec := sandbox.Spec{
+		Service: rec.Name, Version: rec.Version, Digest: rec.Digest, Dir: dir,
+		Entry: m.Runtime.Entry, Language: m.Runtime.Language, Mode: sandbox.Mode(m.Mode),
+		Limits: sandbox.Limits{
+			Memory: lim.Memory, CPU: lim.CPU, Timeout: time.Duration(lim.TimeoutMS) * time.Millisecond,
+			Pids: lim.Pids, Concurrency: lim.Concurrency,
+		},
+		Network: networkOf(m),
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	dep, err := ds.driver.Deploy(dctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("deploy %s: %w", rec.Name, err)
+	}
+	d := &deployed{
+		name: rec.Name, version: rec.Version, digest: rec.Digest, owner: rec.Owner, dir: dir, dep: dep,
+		sem:     make(chan struct{}, max(1, lim.Concurrency)),
+		health:  trigger.NewHealth(trigger.HealthConfig{}),
+		timeout: spec.Limits.Timeout,
+		state:   m.Capabilities.State,
+		config:  m.Config,
+	}
+	d.triggers, d.manual, d.manualName = triggerSpecs(m)
+	return d, nil
+}
+
+// activate makes d the running version of its service and retires the old
+// one.
+func (n *Node) activate(d *deployed) {
+	n.mu.Lock()
+	old := n.services[d.name]
+	n.services[d.name] = d
+	n.mu.Unlock()
+	if err := n.sched.Set(d.name, d.triggers); err != nil {
+		n.log.Error("schedule triggers", logService, d.name, logErr, err)
+	}
+	if old != nil {
+		go func() {
+			n.stopDeployment(old)
+			if old.dir != d.dir {
+				os.RemoveAll(old.dir)
+			}
+		}()
+	}
+}
+
+func (n *Node) stopDeployment(d *deployed) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.dep.Stop(ctx); err != nil {
+		n.log.Warn("stop deployment", logService, d.name, logErr, err)
+	}
+}
+
+// stopServices waits for runs in flight (up to 10 s) and stops every
+// deployment.
+func (n *Node) stopServices() error {
+	done := make(chan struct{})
+	go func() { n.runs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		n.log.Warn("runs still in flight at shutdown; stopping their deployments")
+	}
+	n.mu.Lock()
+	all := n.services
+	n.services = map[string]*deployed{}
+	n.mu.Unlock()
+	for _, d := range all {
+		n.stopDeployment(d)
+	}
+	return nil
+}
+
+// restore deploys every registered service at start. A service that fails
+// to deploy is marked failed with the reason; it does not stop the node.
+func (n *Node) restore(ctx context.Context) error {
+	recs, err := n.store.Services(ctx)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if rec.Status != statusDeployed {
+			continue
+		}
+		if err := n.restoreOne(ctx, rec); err != nil {
+			n.log.Error("restore service", logService, rec.Name, logErr, err)
+			rec.Status, rec.StatusDetail = statusFailed, err.Error()
+			if err := n.store.PutService(ctx, rec); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (n *Node) restoreOne(ctx context.Context, rec api.Service) error {
+	dir := n.serviceDir(rec)
+	if _, err := os.Stat(dir); err != nil {
+		data, err := n.store.Artifact(ctx, rec.Digest)
+		if err != nil {
+			return err
+		}
+		staging, err := n.tempDir("restore")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(staging)
+		info, err := archive.Unpack(bytes.NewReader(data), filepath.Join(staging, "svc"), n.limits.archive)
+		if err != nil {
+			return err
+		}
+		if info.Digest != rec.Digest {
+			return fmt.Errorf("artifact digest %s does not match the record's %s", info.Digest, rec.Digest)
+		}
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			return err
+		}
+		if err := os.Rename(filepath.Join(staging, "svc"), dir); err != nil {
+			return err
+		}
+	}
+	m, err := manifest.Load(dir)
+	if err != nil {
+		return err
+	}
+	d, err := n.deploy(ctx, rec, m, dir)
+	if err != nil {
+		return err
+	}
+	n.activate(d)
+	n.log.Info("service restored", logService, rec.Name, "version", rec.Version)
+	return nil
+}
+
+// Remove implements server.Backend.
+func (n *Node) Remove(ctx context.Context, name string) error {
+	n.submitMu.Lock()
+	defer n.submitMu.Unlock()
+	if err := n.store.DeleteService(ctx, name); err != nil {
+		return err
+	}
+	n.sched.Remove(name)
+	n.mu.Lock()
+	d := n.services[name]
+	delete(n.services, name)
+	n.mu.Unlock()
+	if d != nil {
+		n.stopDeployment(d)
+	}
+	os.RemoveAll(filepath.Join(n.cfg.Data, "services", name))
+	n.metrics.forget(name)
+	n.log.Info("service removed", logService, name)
+	return nil
+}
+
+// Services implements server.Backend: the operator sees all, a submitter
+// its own.
+func (n *Node) Services(ctx context.Context, p server.Principal) ([]api.Service, error) {
+	recs, err := n.store.Services(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := recs[:0]
+	for _, r := range recs {
+		if p.Operator() || r.Owner == p.Name {
+			out = append(out, n.view(r))
+		}
+	}
+	return out, nil
+}
+
+// Service implements server.Backend. A submitter asking for another's
+// service gets 404, not 403, so names do not leak.
+func (n *Node) Service(ctx context.Context, p server.Principal, name string) (api.Service, error) {
+	rec, err := n.store.Service(ctx, name)
+	if err != nil {
+		return api.Service{}, err
+	}
+	if !p.Operator() && rec.Owner != p.Name {
+		return api.Service{}, fmt.Errorf("service %q: %w", name, store.ErrNotFound)
+	}
+	return n.view(rec), nil
+}
+
+// view adds the live parts (health, next trigger times) to a record.
+func (n *Node) view(rec api.Service) api.Service {
+	d := n.lookup(rec.Name)
+	if d == nil || d.digest != rec.Digest {
+		return rec
+	}
+	st := d.health.State()
+	rec.Health = &api.Health{Healthy: st.Healthy, ConsecutiveFailures: st.Failures, SkipUntil: st.SkipUntil}
+	next := n.sched.Next(rec.Name)
+	for i, t := range d.triggers {
+		ti := api.TriggerInfo{Name: trigger.Name(i), Kind: t.Kind, Spec: t.String()}
+		if i < len(next) {
+			ti.Next = next[i]
+		}
+		rec.Triggers = append(rec.Triggers, ti)
+	}
+	return rec
+}
+
+func (n *Node) serviceDir(rec api.Service) string {
+	return filepath.Join(n.cfg.Data, "services", rec.Name, strings.TrimPrefix(rec.Digest, "sha256:")[:16]+"-"+rec.Version)
+}
+
+func (n *Node) tempDir(kind string) (string, error) {
+	base := filepath.Join(n.cfg.Data, "tmp")
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(base, kind+"-")
+}

@@ -1,0 +1,73 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/archive"
+	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/store"
+)
+
+// toAPIError maps an error to its HTTP status. This is the one place where
+// errors become status codes.
+func toAPIError(err error) *api.Error {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var me manifest.Errors
+	if errors.As(err, &me) {
+		e := &api.Error{Status: http.StatusBadRequest, Message: "invalid manifest"}
+		for _, p := range me {
+			e.Problems = append(e.Problems, p.Error())
+		}
+		return e
+	}
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return &api.Error{Status: http.StatusRequestEntityTooLarge, Message: "request body larger than the " + byteSize(mbe.Limit) + " allowed"}
+	case errors.Is(err, archive.ErrTooLarge):
+		return &api.Error{Status: http.StatusRequestEntityTooLarge, Message: err.Error()}
+	case errors.Is(err, archive.ErrUnsafe), errors.Is(err, archive.ErrFormat):
+		return &api.Error{Status: http.StatusBadRequest, Message: err.Error()}
+	case errors.Is(err, manifest.ErrNoManifest), errors.Is(err, manifest.ErrManyManifests), errors.Is(err, manifest.ErrFormat):
+		return &api.Error{Status: http.StatusBadRequest, Message: err.Error()}
+	case errors.Is(err, store.ErrNotFound):
+		return &api.Error{Status: http.StatusNotFound, Message: err.Error()}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &api.Error{Status: http.StatusGatewayTimeout, Message: err.Error()}
+	case errors.Is(err, context.Canceled):
+		return &api.Error{Status: 499, Message: err.Error()}
+	}
+	return &api.Error{Status: http.StatusInternalServerError, Message: err.Error()}
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	e := toAPIError(err)
+	if e.Status >= 500 && s.log != nil {
+		s.log.Error("request", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, e)
+}
+
+func writeError(w http.ResponseWriter, e *api.Error) {
+	writeJSON(w, e.Status, e)
+}
+
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 3; m /= unit {
+		div *= unit
+		exp++
+	}
+	return strconv.FormatInt(n/div, 10) + " " + string("KMGT"[exp]) + "iB"
+}

@@ -1,0 +1,312 @@
+// Package server is the node's HTTP face: routing, bearer-token auth with the
+// operator and submitter roles, the mapping of errors to HTTP status (in one
+// place, errors.go), health and metrics endpoints. It holds no state of its
+// own: every request is answered by a Backend, which the node implements.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/api"
+)
+
+// Principal is the caller a token belongs to.
+type Principal struct {
+	Name string
+	Role string // api.RoleOperator or api.RoleSubmitter
+}
+
+// Operator reports whether the caller may do everything.
+func (p Principal) Operator() bool { return p.Role == api.RoleOperator }
+
+// Backend answers the API. The node implements it; every method is safe for
+// concurrent use. Methods that act for a caller receive its Principal and
+// enforce ownership themselves (a submitter sees only its own services).
+type Backend interface {
+	Authenticate(ctx context.Context, token string) (Principal, error)
+	Submit(ctx context.Context, p Principal, archive io.Reader) (api.SubmitResult, error)
+	Services(ctx context.Context, p Principal) ([]api.Service, error)
+	Service(ctx context.Context, p Principal, name string) (api.Service, error)
+	Remove(ctx context.Context, name string) error
+	Fire(ctx context.Context, name string, message json.RawMessage) (api.Run, error)
+	Runs(ctx context.Context, p Principal, service string, limit int) ([]api.Run, error)
+	Run(ctx context.Context, p Principal, service, id string) (api.Run, error)
+	CreateToken(ctx context.Context, name, role string) (api.Token, error)
+	Node(ctx context.Context) api.NodeInfo
+	Ready() error
+	Metrics() http.Handler
+}
+
+// Config tunes the server.
+type Config struct {
+	// MaxArchiveBytes caps a submitted archive's body. Default 16 MiB.
+	MaxArchiveBytes int64
+	// MaxJSONBytes caps every JSON request body. Default 1 MiB.
+	MaxJSONBytes int64
+}
+
+// Server routes HTTP requests to a Backend.
+type Server struct {
+	b   Backend
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New returns a server for b. It starts nothing: use it as an http.Handler.
+func New(b Backend, cfg Config, log *slog.Logger) *Server {
+	if cfg.MaxArchiveBytes <= 0 {
+		cfg.MaxArchiveBytes = 16 << 20
+	}
+	if cfg.MaxJSONBytes <= 0 {
+		cfg.MaxJSONBytes = 1 << 20
+	}
+	s := &Server{b: b, cfg: cfg, log: log, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	op, any := api.RoleOperator, ""
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", s.b.Metrics())
+	s.mux.HandleFunc("GET /v1/openapi.json", s.openapi)
+	s.handle("GET /v1/node", any, s.node)
+	s.handle("POST /v1/services", any, s.submit)
+	s.handle("GET /v1/services", any, s.services)
+	s.handle("GET /v1/services/{name}", any, s.service)
+	s.handle("DELETE /v1/services/{name}", op, s.remove)
+	s.handle("POST /v1/services/{name}/fire", op, s.fire)
+	s.handle("GET /v1/services/{name}/runs", any, s.runs)
+	s.handle("GET /v1/services/{name}/runs/{id}", any, s.run)
+	s.handle("GET /v1/runs", any, s.runs)
+	s.handle("POST /v1/tokens", op, s.createToken)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &api.Error{Status: http.StatusNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+}
+
+type principalKey struct{}
+
+// handle registers an authenticated route; role "" admits any valid token.
+func (s *Server) handle(pattern, role string, h func(w http.ResponseWriter, r *http.Request, p Principal)) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		token, ok := bearer(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="andromeda"`)
+			writeError(w, &api.Error{Status: http.StatusUnauthorized, Message: "missing bearer token: send Authorization: Bearer <token>"})
+			return
+		}
+		p, err := s.b.Authenticate(r.Context(), token)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="andromeda", error="invalid_token"`)
+			writeError(w, &api.Error{Status: http.StatusUnauthorized, Message: "invalid token"})
+			return
+		}
+		if role != "" && p.Role != role {
+			writeError(w, &api.Error{Status: http.StatusForbidden, Message: "this endpoint needs the " + role + " role; token " + p.Name + " is " + p.Role})
+			return
+		}
+		h(w, r, p)
+	})
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	t := strings.TrimSpace(h[len(prefix):])
+	return t, t != ""
+}
+
+// ServeHTTP implements http.Handler with access logging.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: 200}
+	s.mux.ServeHTTP(sw, r)
+	if s.log != nil && r.URL.Path != "/metrics" && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+		s.log.Debug("http", "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration", time.Since(start))
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.Ready(); err != nil {
+		writeError(w, &api.Error{Status: http.StatusServiceUnavailable, Message: "not ready: " + err.Error()})
+		return
+	}
+	io.WriteString(w, "ready\n")
+}
+
+func (s *Server) node(w http.ResponseWriter, r *http.Request, p Principal) {
+	writeJSON(w, http.StatusOK, s.b.Node(r.Context()))
+}
+
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, p Principal) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/gzip") &&
+		!strings.HasPrefix(ct, "application/x-gzip") && !strings.HasPrefix(ct, "application/octet-stream") {
+		writeError(w, &api.Error{Status: http.StatusUnsupportedMediaType, Message: "body must be a tar.gz archive (Content-Type application/gzip), got " + ct})
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxArchiveBytes)
+	res, err := s.b.Submit(r.Context(), p, body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusCreated
+	if res.Unchanged {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, res)
+}
+
+func (s *Server) services(w http.ResponseWriter, r *http.Request, p Principal) {
+	list, err := s.b.Services(r.Context(), p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []api.Service{}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) service(w http.ResponseWriter, r *http.Request, p Principal) {
+	svc, err := s.b.Service(r.Context(), p, r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, svc)
+}
+
+func (s *Server) remove(w http.ResponseWriter, r *http.Request, p Principal) {
+	if err := s.b.Remove(r.Context(), r.PathValue("name")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) fire(w http.ResponseWriter, r *http.Request, p Principal) {
+	var req api.FireRequest
+	if !s.decode(w, r, &req, true) {
+		return
+	}
+	run, err := s.b.Fire(r.Context(), r.PathValue("name"), req.Message)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+func (s *Server) runs(w http.ResponseWriter, r *http.Request, p Principal) {
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, &api.Error{Status: http.StatusBadRequest, Message: "limit: must be an integer from 1 to 1000"})
+			return
+		}
+		limit = n
+	}
+	runs, err := s.b.Runs(r.Context(), p, r.PathValue("name"), limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if runs == nil {
+		runs = []api.Run{}
+	}
+	writeJSON(w, http.StatusOK, runs)
+}
+
+func (s *Server) run(w http.ResponseWriter, r *http.Request, p Principal) {
+	run, err := s.b.Run(r.Context(), p, r.PathValue("name"), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal) {
+	var req api.TokenRequest
+	if !s.decode(w, r, &req, false) {
+		return
+	}
+	t, err := s.b.CreateToken(r.Context(), req.Name, req.Role)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, t)
+}
+
+// decode reads a strict JSON body; an empty body is allowed when optional.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes))
+	if err != nil {
+		s.fail(w, r, err)
+		return false
+	}
+	if len(strings.TrimSpace(string(body))) == 0 && optional {
+		return true
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, &api.Error{Status: http.StatusBadRequest, Message: "request body: " + jsonProblem(err)})
+		return false
+	}
+	if dec.More() {
+		writeError(w, &api.Error{Status: http.StatusBadRequest, Message: "request body: trailing data after the JSON object"})
+		return false
+	}
+	return true
+}
+
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return te.Field + ": must be " + te.Type.String() + ", got " + te.Value
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

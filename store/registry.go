@@ -1,0 +1,151 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/bus"
+)
+
+// PutService writes a service record, replacing any previous one.
+func (s *Store) PutService(ctx context.Context, svc api.Service) error {
+	b, err := json.Marshal(svc)
+	if err != nil {
+		return fmt.Errorf("store: encode service %s: %w", svc.Name, err)
+	}
+	if _, err := s.services.Put(ctx, svc.Name, b); err != nil {
+		return fmt.Errorf("store: put service %s: %w", svc.Name, err)
+	}
+	return nil
+}
+
+// Service reads one service record.
+func (s *Store) Service(ctx context.Context, name string) (api.Service, error) {
+	var svc api.Service
+	e, err := s.services.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return svc, fmt.Errorf("service %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return svc, fmt.Errorf("store: get service %s: %w", name, err)
+	}
+	if err := json.Unmarshal(e.Value(), &svc); err != nil {
+		return svc, fmt.Errorf("store: decode service %s: %w", name, err)
+	}
+	return svc, nil
+}
+
+// Services lists every service record, sorted by name.
+func (s *Store) Services(ctx context.Context) ([]api.Service, error) {
+	w, err := s.services.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("store: list services: %w", err)
+	}
+	defer w.Stop()
+	seen := map[string]api.Service{}
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil { // all current values delivered
+				out := make([]api.Service, 0, len(seen))
+				for _, svc := range seen {
+					out = append(out, svc)
+				}
+				sortServices(out)
+				return out, nil
+			}
+			var svc api.Service
+			if err := json.Unmarshal(e.Value(), &svc); err != nil {
+				return nil, fmt.Errorf("store: decode service %s: %w", e.Key(), err)
+			}
+			seen[e.Key()] = svc
+		case <-ctx.Done():
+			return nil, fmt.Errorf("store: list services: %w", ctx.Err())
+		}
+	}
+}
+
+func sortServices(v []api.Service) {
+	slices.SortFunc(v, func(a, b api.Service) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// DeleteService removes a service record, its state and its run records.
+// Its artifact stays (another version or service may share the digest).
+func (s *Store) DeleteService(ctx context.Context, name string) error {
+	if _, err := s.Service(ctx, name); err != nil {
+		return err
+	}
+	if err := s.services.Purge(ctx, name); err != nil {
+		return fmt.Errorf("store: delete service %s: %w", name, err)
+	}
+	if err := s.state.Purge(ctx, name); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("store: delete state of %s: %w", name, err)
+	}
+	if err := s.runs.Purge(ctx, jetstream.WithPurgeSubject(bus.RunSubject(name))); err != nil {
+		return fmt.Errorf("store: delete runs of %s: %w", name, err)
+	}
+	return nil
+}
+
+// PutArtifact stores an archive under its digest. Storing the same digest
+// twice is a no-op.
+func (s *Store) PutArtifact(ctx context.Context, digest string, data []byte) error {
+	key := artifactKey(digest)
+	if _, err := s.artifacts.GetInfo(ctx, key); err == nil {
+		return nil
+	}
+	if _, err := s.artifacts.PutBytes(ctx, key, data); err != nil {
+		return fmt.Errorf("store: put artifact %s: %w", digest, err)
+	}
+	return nil
+}
+
+// Artifact reads an archive by digest.
+func (s *Store) Artifact(ctx context.Context, digest string) ([]byte, error) {
+	b, err := s.artifacts.GetBytes(ctx, artifactKey(digest))
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("artifact %s: %w", digest, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get artifact %s: %w", digest, err)
+	}
+	return b, nil
+}
+
+func artifactKey(digest string) string { return strings.ReplaceAll(digest, ":", "-") }
+
+// TokenRecord is a stored API token (only its hash is the key).
+type TokenRecord = api.Token
+
+// PutToken stores a token record under the hash of its secret.
+func (s *Store) PutToken(ctx context.Context, hash string, t TokenRecord) error {
+	t.Secret = ""
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	if _, err := s.tokens.Put(ctx, hash, b); err != nil {
+		return fmt.Errorf("store: put token %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// Token looks a token up by the hash of its secret.
+func (s *Store) Token(ctx context.Context, hash string) (TokenRecord, error) {
+	var t TokenRecord
+	e, err := s.tokens.Get(ctx, hash)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return t, fmt.Errorf("token: %w", ErrNotFound)
+	}
+	if err != nil {
+		return t, fmt.Errorf("store: get token: %w", err)
+	}
+	return t, json.Unmarshal(e.Value(), &t)
+}
