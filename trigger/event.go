@@ -1,0 +1,113 @@
+// Package trigger holds what makes a service run: the one Event type every
+// trigger source produces (cron, manual, event, http), the Spec of a trigger
+// as the node hands it over, the Scheduler that fires time-based (cron)
+// triggers, and the Health and Backoff types the node uses to skip the ticks
+// of an unhealthy service (DESIGN.md sections 6 and 7).
+//
+// It does not run services, bound their concurrency, subscribe to the bus or
+// serve HTTP: the node owns the fire path and the event and http sources;
+// this package only decides when time-based triggers fire. It imports the
+// standard library and github.com/netresearch/go-cron (the cron expression
+// parser) only.
+package trigger
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Trigger kinds, as manifests spell them.
+const (
+	KindCron   = "cron"   // a fixed interval (Every) or a cron expression (Schedule)
+	KindManual = "manual" // andromeda fire NAME, or the API
+	KindEvent  = "event"  // a bus topic
+	KindHTTP   = "http"   // a webhook path; the run's output is the response
+)
+
+var (
+	// ErrInvalidSpec is wrapped by every error Scheduler.Set returns for a
+	// spec it cannot schedule; the message names the field (triggers[i].schedule).
+	ErrInvalidSpec = errors.New("invalid trigger spec")
+)
+
+// Event is one firing of one trigger of one service; every trigger source
+// produces it and the node turns it into a run. Events are values: the
+// producer does not touch one after handing it over.
+type Event struct {
+	// Service is the name of the service to run.
+	Service string
+	// Trigger names the trigger in the manifest: "triggers[0]".
+	Trigger string
+	// Kind is KindCron, KindManual, KindEvent or KindHTTP.
+	Kind string
+	// At is when the trigger fired. For cron triggers it is the scheduled
+	// tick time, not the moment of delivery, so every node of a cluster
+	// computes the same At for the same tick of a cron expression (and of an
+	// interval with a shared Spec.Anchor) and the tick can be deduplicated
+	// on (Service, Trigger, At).
+	At time.Time
+	// Topic is the bus topic that fired an event trigger; empty otherwise.
+	Topic string
+	// Message is the invocation's message: the trigger's configured message
+	// for cron triggers, the payload for the other kinds. May be nil.
+	Message json.RawMessage
+}
+
+// Spec is one trigger of a service as the node hands it to a trigger source,
+// converted from the manifest. Only KindCron specs are scheduled by the
+// Scheduler; the other kinds are accepted by Scheduler.Set and ignored, so the
+// node can pass a service's whole trigger list and the indexes stay those of
+// the manifest.
+type Spec struct {
+	// Kind is KindCron, KindManual, KindEvent or KindHTTP.
+	Kind string
+	// Every is the interval of a cron trigger that fires at fixed intervals.
+	// Exactly one of Every and Schedule is set on a cron trigger. There is no
+	// minimum here: admission policy decides what intervals are allowed.
+	Every time.Duration
+	// Schedule is a cron expression with seconds, six fields: second minute
+	// hour day-of-month month day-of-week ("*/5 * * * * *"), with an optional
+	// "CRON_TZ=Zone " prefix; or a descriptor: @yearly, @monthly, @weekly,
+	// @daily, @hourly, or "@every 30s" (which behaves exactly like Every).
+	// When both day-of-month and day-of-week are restricted, a day matching
+	// either fires, as in crontab(5).
+	Schedule string
+	// Anchor aligns an interval trigger: it fires at Anchor + k×Every for
+	// k ≥ 1. Zero (the default) means the time the spec was first Set. A
+	// cluster passes the same Anchor (the deploy time, say) on every node so
+	// that all nodes agree on the ticks. Ignored for cron expressions.
+	Anchor time.Time
+	// Topic is the bus topic of an event trigger. Ignored by the Scheduler.
+	Topic string
+	// Path is the webhook path of an http trigger. Ignored by the Scheduler.
+	Path string
+	// Message is the message a cron trigger passes to each run. Treated as
+	// read-only; each Event gets its own copy.
+	Message json.RawMessage
+}
+
+// String describes the spec in a few words for listings: "every 30s",
+// "*/5 * * * * *", "manual", "event orders.created", "http /hook".
+func (s Spec) String() string {
+	switch s.Kind {
+	case KindCron:
+		if s.Schedule != "" {
+			return s.Schedule
+		}
+		return "every " + s.Every.String()
+	case KindEvent:
+		return strings.TrimSpace("event " + s.Topic)
+	case KindHTTP:
+		return strings.TrimSpace("http " + s.Path)
+	default:
+		return s.Kind
+	}
+}
+
+// Name is the name of the trigger at index i of a manifest: "triggers[i]".
+func Name(i int) string {
+	return fmt.Sprintf("triggers[%d]", i)
+}

@@ -1,0 +1,469 @@
+package trigger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cron "github.com/netresearch/go-cron"
+)
+
+// t0 is where fake clocks start: a whole second, so that cron expressions
+// with seconds have easy answers.
+var t0 = time.Date(2025, 3, 14, 12, 0, 0, 0, time.UTC)
+
+// recorder collects the events a Scheduler fires.
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+	ch     chan Event
+}
+
+func newRecorder() *recorder { return &recorder{ch: make(chan Event, 1024)} }
+
+func (r *recorder) fire(ev Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+	r.ch <- ev
+}
+
+func (r *recorder) all() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Event(nil), r.events...)
+}
+
+// next waits for the next event, failing the test after a generous timeout.
+func (r *recorder) next(t *testing.T) Event {
+	t.Helper()
+	select {
+	case ev := <-r.ch:
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5s")
+		return Event{}
+	}
+}
+
+// waitTimer waits until the scheduler has armed its timer on clock.
+func waitTimer(t *testing.T, clock *cron.FakeClock) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		clock.BlockUntil(1)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("scheduler armed no timer within 5s")
+	}
+}
+
+func stop(t *testing.T, s *Scheduler) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Errorf("Stop() = %v", err)
+	}
+}
+
+func cronEvery(d time.Duration) Spec { return Spec{Kind: KindCron, Every: d} }
+
+func TestEveryFakeClock(t *testing.T) {
+	clock := cron.NewFakeClock(t0)
+	rec := newRecorder()
+	s := NewScheduler(Config{Clock: clock}, rec.fire)
+	msg := json.RawMessage(`{"n":1}`)
+	if err := s.Set("svc", []Spec{{Kind: KindCron, Every: 10 * time.Second, Message: msg}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer stop(t, s)
+
+	for k := 1; k <= 3; k++ {
+		waitTimer(t, clock)
+		clock.Advance(10 * time.Second)
+		ev := rec.next(t)
+		want := t0.Add(time.Duration(k) * 10 * time.Second)
+		if !ev.At.Equal(want) || ev.Service != "svc" || ev.Trigger != "triggers[0]" || ev.Kind != KindCron {
+			t.Errorf("tick %d = %+v, want svc triggers[0] cron at %v", k, ev, want)
+		}
+		if string(ev.Message) != string(msg) {
+			t.Errorf("tick %d message = %s, want %s", k, ev.Message, msg)
+		}
+	}
+
+	// Wake 35s late: ticks at +40s, +50s and +60s are due; the latest is
+	// delivered, the other two counted as missed, and the grid is kept.
+	waitTimer(t, clock)
+	clock.Advance(35 * time.Second)
+	ev := rec.next(t)
+	if want := t0.Add(60 * time.Second); !ev.At.Equal(want) {
+		t.Errorf("late tick at %v, want %v", ev.At, want)
+	}
+	waitTimer(t, clock)
+	if got, want := s.Next("svc"), t0.Add(70*time.Second); len(got) != 1 || !got[0].Equal(want) {
+		t.Errorf("Next = %v, want [%v]", got, want)
+	}
+	st := s.Stats()
+	if st.Fired != 4 || st.Missed != 2 || st.Late != 1 || st.Scheduled != 1 {
+		t.Errorf("Stats() = %+v, want fired 4, missed 2, late 1, scheduled 1", st)
+	}
+	es := s.Entries()
+	if len(es) != 1 || es[0].Fired != 4 || es[0].Missed != 2 || !es[0].Last.Equal(t0.Add(60*time.Second)) {
+		t.Errorf("Entries() = %+v, want one entry fired 4 missed 2 last +60s", es)
+	}
+}
+
+func TestCronFakeClock(t *testing.T) {
+	clock := cron.NewFakeClock(t0.Add(time.Second))
+	rec := newRecorder()
+	s := NewScheduler(Config{Clock: clock}, rec.fire)
+	if err := s.Set("svc", []Spec{{Kind: KindManual}, {Kind: KindCron, Schedule: "*/5 * * * * *"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer stop(t, s)
+	for _, want := range []time.Time{t0.Add(5 * time.Second), t0.Add(10 * time.Second)} {
+		waitTimer(t, clock)
+		clock.Set(want)
+		ev := rec.next(t)
+		if !ev.At.Equal(want) || ev.Trigger != "triggers[1]" {
+			t.Errorf("event = %+v, want triggers[1] at %v", ev, want)
+		}
+	}
+}
+
+func TestNext(t *testing.T) {
+	now := t0.Add(time.Second) // 12:00:01 UTC, a Friday
+	tests := []struct {
+		name string
+		spec Spec
+		want time.Time
+	}{
+		{"every", cronEvery(90 * time.Second), now.Add(90 * time.Second)},
+		{"every descriptor", Spec{Kind: KindCron, Schedule: "@every 250ms"}, now.Add(250 * time.Millisecond)},
+		{"seconds", Spec{Kind: KindCron, Schedule: "*/5 * * * * *"}, t0.Add(5 * time.Second)},
+		{"minutes", Spec{Kind: KindCron, Schedule: "0 30 * * * *"}, t0.Add(30 * time.Minute)},
+		{"hourly", Spec{Kind: KindCron, Schedule: "@hourly"}, t0.Add(time.Hour)},
+		{"time zone", Spec{Kind: KindCron, Schedule: "CRON_TZ=Asia/Tokyo 0 0 9 * * *"}, time.Date(2025, 3, 15, 0, 0, 0, 0, time.UTC)},
+		{"dom or dow", Spec{Kind: KindCron, Schedule: "0 0 0 1 * MON"}, time.Date(2025, 3, 17, 0, 0, 0, 0, time.UTC)},
+		{"anchor in the past", Spec{Kind: KindCron, Every: time.Minute, Anchor: t0.Add(-time.Hour + 30*time.Second)}, t0.Add(30 * time.Second)},
+		{"anchor in the future", Spec{Kind: KindCron, Every: time.Minute, Anchor: t0.Add(time.Hour)}, t0.Add(time.Hour + time.Minute)},
+		{"manual", Spec{Kind: KindManual}, time.Time{}},
+		{"event", Spec{Kind: KindEvent, Topic: "orders"}, time.Time{}},
+		{"http", Spec{Kind: KindHTTP, Path: "/hook"}, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewScheduler(Config{Clock: cron.NewFakeClock(now)}, func(Event) {})
+			if err := s.Set("svc", []Spec{tt.spec}); err != nil {
+				t.Fatal(err)
+			}
+			got := s.Next("svc")
+			if len(got) != 1 || !got[0].Equal(tt.want) {
+				t.Errorf("Next after Set(%v) = %v, want [%v]", tt.spec, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSetInvalid(t *testing.T) {
+	good := []Spec{cronEvery(time.Minute), {Kind: KindCron, Schedule: "0 * * * * *"}}
+	tests := []struct {
+		name  string
+		spec  Spec
+		field string
+	}{
+		{"bad expression", Spec{Kind: KindCron, Schedule: "61 * * * * *"}, "triggers[2].schedule"},
+		{"too few fields", Spec{Kind: KindCron, Schedule: "* * *"}, "triggers[2].schedule"},
+		{"no seconds", Spec{Kind: KindCron, Schedule: "*/5 * * * *"}, "triggers[2].schedule"},
+		{"bad descriptor", Spec{Kind: KindCron, Schedule: "@fortnightly"}, "triggers[2].schedule"},
+		{"bad every descriptor", Spec{Kind: KindCron, Schedule: "@every soon"}, "triggers[2].schedule"},
+		{"negative every descriptor", Spec{Kind: KindCron, Schedule: "@every -1s"}, "triggers[2].schedule"},
+		{"never fires", Spec{Kind: KindCron, Schedule: "0 0 0 30 2 *"}, "triggers[2].schedule"},
+		{"negative every", Spec{Kind: KindCron, Every: -time.Second}, "triggers[2].every"},
+		{"both", Spec{Kind: KindCron, Every: time.Second, Schedule: "@hourly"}, "triggers[2]: "},
+		{"neither", Spec{Kind: KindCron}, "triggers[2]: "},
+		{"unknown kind", Spec{Kind: "sometimes"}, "triggers[2].kind"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := cron.NewFakeClock(t0)
+			s := NewScheduler(Config{Clock: clock}, func(Event) {})
+			if err := s.Set("svc", []Spec{cronEvery(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			before, beforeEntries := s.Next("svc"), s.Entries()
+			clock.Advance(time.Second) // so that any change would show in Next
+
+			err := s.Set("svc", append(append([]Spec(nil), good...), tt.spec))
+			if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), tt.field) {
+				t.Fatalf("Set(%v) = %v, want ErrInvalidSpec naming %q", tt.spec, err, tt.field)
+			}
+			if !strings.HasPrefix(err.Error(), "set svc: ") {
+				t.Errorf("Set error %q does not name the operation and service", err)
+			}
+			after := s.Next("svc")
+			if len(after) != len(before) || !after[0].Equal(before[0]) {
+				t.Errorf("Next after a bad Set = %v, want unchanged %v", after, before)
+			}
+			if got := s.Entries(); len(got) != 1 || got[0].Spec.Every != beforeEntries[0].Spec.Every {
+				t.Errorf("Entries after a bad Set = %+v, want unchanged %+v", got, beforeEntries)
+			}
+		})
+	}
+
+	s := NewScheduler(Config{}, func(Event) {})
+	if err := s.Set("", good); !errors.Is(err, ErrInvalidSpec) {
+		t.Errorf("Set(\"\") = %v, want ErrInvalidSpec", err)
+	}
+	// Every bad field is named, not only the first.
+	err := s.Set("svc", []Spec{{Kind: KindCron, Schedule: "nope"}, {Kind: KindCron, Every: -1}})
+	if err == nil || !strings.Contains(err.Error(), "triggers[0].schedule") || !strings.Contains(err.Error(), "triggers[1].every") {
+		t.Errorf("Set with two bad specs = %v, want both named", err)
+	}
+}
+
+func TestSetKeepsPhase(t *testing.T) {
+	clock := cron.NewFakeClock(t0)
+	s := NewScheduler(Config{Clock: clock}, func(Event) {})
+	set := func(specs ...Spec) {
+		t.Helper()
+		if err := s.Set("svc", specs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(cronEvery(10*time.Second), Spec{Kind: KindManual})
+	clock.Advance(4 * time.Second)
+
+	// The same spec with a new message keeps its ticks.
+	set(Spec{Kind: KindCron, Every: 10 * time.Second, Message: json.RawMessage(`"v2"`)}, Spec{Kind: KindManual})
+	if got := s.Next("svc"); len(got) != 2 || !got[0].Equal(t0.Add(10*time.Second)) || !got[1].IsZero() {
+		t.Errorf("Next after an unchanged Set = %v, want [+10s, zero]", got)
+	}
+	if es := s.Entries(); len(es) != 1 || string(es[0].Spec.Message) != `"v2"` {
+		t.Errorf("Entries = %+v, want the new message", es)
+	}
+	// A changed interval starts again from now; a new trigger is added.
+	set(cronEvery(5*time.Second), Spec{Kind: KindCron, Schedule: "@hourly"})
+	want := []time.Time{t0.Add(9 * time.Second), t0.Add(time.Hour)}
+	if got := s.Next("svc"); len(got) != 2 || !got[0].Equal(want[0]) || !got[1].Equal(want[1]) {
+		t.Errorf("Next after a changed Set = %v, want %v", got, want)
+	}
+	if st := s.Stats(); st.Scheduled != 2 {
+		t.Errorf("Stats().Scheduled = %d, want 2", st.Scheduled)
+	}
+	// An empty Set removes the service.
+	set()
+	if got := s.Next("svc"); got != nil {
+		t.Errorf("Next after Set(nil) = %v, want nil", got)
+	}
+	if st := s.Stats(); st.Scheduled != 0 {
+		t.Errorf("Stats().Scheduled = %d, want 0", st.Scheduled)
+	}
+}
+
+func TestEntries(t *testing.T) {
+	s := NewScheduler(Config{Clock: cron.NewFakeClock(t0)}, func(Event) {})
+	for _, name := range []string{"b", "a"} {
+		if err := s.Set(name, []Spec{{Kind: KindHTTP}, cronEvery(time.Minute), {Kind: KindCron, Schedule: "@daily"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, e := range s.Entries() {
+		got = append(got, e.Service+" "+e.Trigger+" "+e.Spec.String())
+	}
+	want := []string{
+		"a triggers[1] every 1m0s", "a triggers[2] @daily",
+		"b triggers[1] every 1m0s", "b triggers[2] @daily",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Entries() = %q, want %q", got, want)
+	}
+}
+
+// The tests below run on the real clock with short intervals. They assert
+// what must hold however slow the machine is, with generous ceilings.
+
+func TestEveryFiresRepeatedly(t *testing.T) {
+	rec := newRecorder()
+	s := NewScheduler(Config{}, rec.fire)
+	const every = 50 * time.Millisecond
+	if err := s.Set("svc", []Spec{cronEvery(every)}); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	for range 5 {
+		rec.next(t)
+	}
+	stop(t, s)
+	evs := rec.all()
+	for i := 1; i < len(evs); i++ {
+		d := evs[i].At.Sub(evs[i-1].At)
+		if d <= 0 || d%every != 0 {
+			t.Errorf("tick %d came %v after tick %d, want a positive multiple of %v", i, d, i-1, every)
+		}
+	}
+	if st := s.Stats(); st.Fired != uint64(len(evs)) {
+		t.Errorf("Stats().Fired = %d, want %d", st.Fired, len(evs))
+	}
+}
+
+func TestCronSecondsFires(t *testing.T) {
+	rec := newRecorder()
+	s := NewScheduler(Config{}, rec.fire)
+	if err := s.Set("svc", []Spec{{Kind: KindCron, Schedule: "*/1 * * * * *"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	a, b := rec.next(t), rec.next(t)
+	stop(t, s)
+	if a.At.Nanosecond() != 0 || b.At.Sub(a.At) < time.Second || b.At.Sub(a.At)%time.Second != 0 {
+		t.Errorf("ticks at %v and %v, want whole seconds at least 1s apart", a.At, b.At)
+	}
+}
+
+func TestSetReplaces(t *testing.T) {
+	rec := newRecorder()
+	s := NewScheduler(Config{}, rec.fire)
+	s.Start()
+	defer stop(t, s)
+	if err := s.Set("svc", []Spec{{Kind: KindCron, Every: 20 * time.Millisecond, Message: json.RawMessage(`"old"`)}}); err != nil {
+		t.Fatal(err)
+	}
+	rec.next(t)
+	if err := s.Set("svc", []Spec{{Kind: KindManual}, {Kind: KindCron, Every: 30 * time.Millisecond, Message: json.RawMessage(`"new"`)}}); err != nil {
+		t.Fatal(err)
+	}
+	replaced := time.Now()
+	// Ticks scheduled before the Set may still be on their way; every tick
+	// scheduled after it is the new trigger's.
+	for n := 0; n < 3; {
+		ev := rec.next(t)
+		if !ev.At.After(replaced) {
+			continue
+		}
+		n++
+		if ev.Trigger != "triggers[1]" || string(ev.Message) != `"new"` {
+			t.Errorf("tick at %v after Set = %s %s, want triggers[1] \"new\"", ev.At, ev.Trigger, ev.Message)
+		}
+	}
+}
+
+func TestRemoveStopsFiring(t *testing.T) {
+	rec := newRecorder()
+	s := NewScheduler(Config{}, rec.fire)
+	s.Start()
+	defer stop(t, s)
+	for _, name := range []string{"gone", "kept"} {
+		if err := s.Set(name, []Spec{cronEvery(20 * time.Millisecond)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.next(t)
+	s.Remove("gone")
+	s.Remove("never was")
+	removed := time.Now()
+	if got := s.Next("gone"); got != nil {
+		t.Errorf("Next(removed) = %v, want nil", got)
+	}
+	kept := 0
+	for kept < 5 {
+		ev := rec.next(t)
+		switch {
+		case ev.Service == "kept":
+			kept++
+		case ev.At.After(removed):
+			t.Errorf("removed service fired at %v, after Remove at %v", ev.At, removed)
+		}
+	}
+}
+
+func TestStopWaits(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 100)
+	var mu sync.Mutex
+	returned := 0
+	s := NewScheduler(Config{}, func(Event) {
+		started <- struct{}{}
+		<-release
+		mu.Lock()
+		returned++
+		mu.Unlock()
+	})
+	if err := s.Set("svc", []Spec{cronEvery(10 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no tick within 5s")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stop with a callback blocked = %v, want context.DeadlineExceeded", err)
+	}
+	running := s.Stats().Running
+	if running == 0 {
+		t.Fatal("Stats().Running = 0 with a callback blocked")
+	}
+	close(release)
+	stop(t, s)
+	mu.Lock()
+	got := returned
+	mu.Unlock()
+	if got != running {
+		t.Errorf("after Stop %d callbacks returned, want all %d", got, running)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if st := s.Stats(); st.Fired != uint64(running) || st.Running != 0 {
+		t.Errorf("Stats() after Stop = %+v, want fired %d and none running", st, running)
+	}
+	// Stop again is fine; Start resumes.
+	stop(t, s)
+	for len(started) > 0 {
+		<-started
+	}
+	s.Start()
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no tick within 5s after restart")
+	}
+	stop(t, s)
+}
+
+// TestConcurrentUse is for the race detector: everything at once.
+func TestConcurrentUse(t *testing.T) {
+	s := NewScheduler(Config{}, func(Event) {})
+	s.Start()
+	defer stop(t, s)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			name := string(rune('a' + g))
+			for i := range 200 {
+				_ = s.Set(name, []Spec{cronEvery(time.Duration(1+i%3) * time.Millisecond), {Kind: KindCron, Schedule: "* * * * * *"}})
+				_ = s.Next(name)
+				_ = s.Entries()
+				_ = s.Stats()
+				if i%10 == 0 {
+					s.Remove(name)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
