@@ -64,7 +64,8 @@ func TestBadManifestsChangeNothing(t *testing.T) {
 	for _, f := range cases {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			dir := t.TempDir()
-			copyFile(t, filepath.Join(base, "main.wasm"), filepath.Join(dir, "main.wasm"))
+			// The manifest is refused before the module is looked at.
+			os.WriteFile(filepath.Join(dir, "main.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644)
 			copyFile(t, f, filepath.Join(dir, "andromeda"+filepath.Ext(f)))
 			_, err := n.op.Submit(ctx, pack(t, dir))
 			if s := status(err); s != 400 {
@@ -150,7 +151,7 @@ func TestMaliciousArchivesChangeNothing(t *testing.T) {
 		{"nested traversal", with(entry{name: "a/../../evil", typ: tar.TypeReg, body: []byte("x")}), 400, "escapes"},
 		{"absolute path", with(entry{name: "/tmp/evil", typ: tar.TypeReg, body: []byte("x")}), 400, "absolute"},
 		{"symlink to absolute", with(entry{name: "l", typ: tar.TypeSymlink, link: "/etc/passwd"}), 400, "absolute"},
-		{"symlink escaping", with(entry{name: "l", typ: tar.TypeSymlink, link: "../../etc"}), 400, "outside"},
+		{"symlink escaping", with(entry{name: "l", typ: tar.TypeSymlink, link: "../../etc"}), 400, "escapes"},
 		{"write through symlink", with(entry{name: "d", typ: tar.TypeSymlink, link: "."}, entry{name: "d/x", typ: tar.TypeReg, body: []byte("x")}), 400, ""},
 		{"hardlink escape", with(entry{name: "h", typ: tar.TypeLink, link: "../../etc/passwd"}), 400, ""},
 		{"hardlink absolute", with(entry{name: "h", typ: tar.TypeLink, link: "/etc/passwd"}), 400, ""},

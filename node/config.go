@@ -26,6 +26,9 @@ type Config struct {
 	// compile cache and the operator token. Default $XDG_DATA_HOME/andromeda
 	// (~/.local/share/andromeda).
 	Data string `json:"data" yaml:"data"`
+	// Cache is where compiled WebAssembly modules and the built demo
+	// services are kept; safe to delete. Default <data>/cache.
+	Cache string `json:"cache" yaml:"cache"`
 	// Name identifies the node in logs and on the bus. Default the host name.
 	Name string `json:"name" yaml:"name"`
 	// NATS selects the bus.

@@ -209,7 +209,7 @@ func (n *Node) unwind() error {
 }
 
 func (n *Node) startDrivers(ctx context.Context) {
-	w := wasm.New(wasm.Config{CacheDir: filepath.Join(n.cfg.Data, "cache", "wasm")})
+	w := wasm.New(wasm.Config{CacheDir: filepath.Join(n.CacheDir(), "wasm")})
 	n.addDriver(ctx, w, w)
 }
 
@@ -224,6 +224,14 @@ func (n *Node) addDriver(ctx context.Context, d sandbox.Driver, c io.Closer) {
 		n.log.Info("driver ready", "driver", d.Name())
 	}
 	n.drivers[d.Name()] = st
+}
+
+// CacheDir is the configured cache dir, or <data>/cache.
+func (n *Node) CacheDir() string {
+	if n.cfg.Cache != "" {
+		return n.cfg.Cache
+	}
+	return filepath.Join(n.cfg.Data, "cache")
 }
 
 // OperatorToken reads the operator token from the data dir.

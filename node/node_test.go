@@ -69,10 +69,29 @@ func example(t testing.TB, name string) string {
 	return dir
 }
 
+// sharedCache is one compile cache for every node of the test binary, so
+// each example is compiled by wazero once, as on a restarted node.
+var (
+	cacheOnce sync.Once
+	cacheDir  string
+)
+
+func sharedCache(t testing.TB) string {
+	cacheOnce.Do(func() {
+		var err error
+		if cacheDir, err = os.MkdirTemp("", "andromeda-cache-"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return cacheDir
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
+	for _, d := range []string{buildDir, cacheDir} {
+		if d != "" {
+			os.RemoveAll(d)
+		}
 	}
 	os.Exit(code)
 }
@@ -100,6 +119,7 @@ func startNode(t testing.TB, mutate ...func(*node.Config)) *testNode {
 	cfg.Data = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Name = "test"
+	cfg.Cache = sharedCache(t)
 	for _, f := range mutate {
 		f(&cfg)
 	}

@@ -79,7 +79,7 @@ func serveCmd(ctx context.Context, env *cli, args []string) error {
 }
 
 func loadDemo(ctx context.Context, out io.Writer, n *node.Node, cfg node.Config) error {
-	dirs, err := demo.Prepare(ctx, andromeda.Sources, andromeda.Module, filepath.Join(cfg.Data, "cache"), out)
+	dirs, err := demo.Prepare(ctx, andromeda.Sources, andromeda.Module, n.CacheDir(), out)
 	if err != nil {
 		return err
 	}

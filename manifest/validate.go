@@ -1,0 +1,501 @@
+package manifest
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// A FieldError is one problem with a manifest: the path of the field as the
+// manifest spells it (resources.memory, triggers[1].every, config["a b"])
+// and the rule it breaks. An empty Path is the manifest as a whole.
+type FieldError struct {
+	Path string `json:"path"`
+	Rule string `json:"rule"`
+}
+
+// Error returns "path: rule", or "manifest: rule" for the whole manifest.
+func (e FieldError) Error() string {
+	if e.Path == "" {
+		return "manifest: " + e.Rule
+	}
+	return e.Path + ": " + e.Rule
+}
+
+// Errors is every problem Parse or Validate found, in the order of the
+// fields in the manifest (Parse: as written; Validate: as Service declares
+// them). Its Error has one problem per line. The API returns it as a list.
+type Errors []FieldError
+
+// Error returns one FieldError per line.
+func (e Errors) Error() string {
+	lines := make([]string, len(e))
+	for i, fe := range e {
+		lines[i] = fe.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Bounds checked by Validate; the field comments on Service state them.
+const (
+	maxNameLen        = 63
+	maxVersionLen     = 64
+	maxTitleLen       = 80
+	maxDescriptionLen = 4096
+	maxKeywords       = 16
+	maxEntryLen       = 256
+	maxImageLen       = 256
+	maxArgs           = 64
+	maxArgLen         = 4096
+	maxTriggers       = 32
+	maxTopicLen       = 256
+	maxHTTPPathLen    = 256
+	maxScheduleLen    = 256
+	maxHosts          = 64
+	maxActions        = 32
+	maxTargetLen      = 128
+	maxURLLen         = 2048
+	maxConfigSize     = 64 << 10
+	maxInputSize      = 64 << 10
+
+	minMemory      = 1 << 20
+	maxMemory      = 16 << 30
+	minCPU         = 0.01
+	maxCPU         = 64
+	minTimeout     = time.Millisecond
+	maxTimeout     = time.Hour
+	maxPids        = 4096
+	maxConcurrency = 1024
+	minEvery       = time.Second
+	maxEvery       = 366 * 24 * time.Hour
+)
+
+var (
+	nameRE     = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	versionRE  = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)
+	keywordRE  = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+	languageRE = regexp.MustCompile(`^[a-z][a-z0-9+#.-]{0,31}$`)
+	imageRE    = regexp.MustCompile(`^[a-z0-9][A-Za-z0-9._/:@-]*$`)
+	topicRE    = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+	segmentRE  = regexp.MustCompile(`^[A-Za-z0-9._~-]+$`)
+	actionRE   = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+	unitRE     = regexp.MustCompile(`^[A-Za-z0-9]{1,16}$`)
+	digestRE   = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	hostnameRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+)
+
+// Validate checks every rule of the manifest and returns an Errors listing
+// each broken one, or nil. It is meant for a normalized Service: fields
+// left at their zero value where Normalize would fill a default are taken
+// as that default, so Validate does not require Normalize, but the typed
+// values the node reads are only set after it. Validate does not modify s.
+func (s *Service) Validate() error {
+	var v validator
+	v.service(s)
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return v.errs
+}
+
+type validator struct{ errs Errors }
+
+func (v *validator) fail(path, rule string, args ...any) {
+	if len(args) > 0 {
+		rule = fmt.Sprintf(rule, args...)
+	}
+	v.errs = append(v.errs, FieldError{Path: path, Rule: rule})
+}
+
+func (v *validator) service(s *Service) {
+	switch {
+	case s.Name == "":
+		v.fail("name", "required")
+	case !nameRE.MatchString(s.Name):
+		v.fail("name", "must match [a-z0-9-]{1,63}, start with a letter, not end with '-'")
+	}
+	switch {
+	case s.Version == "":
+		v.fail("version", "required")
+	case len(s.Version) > maxVersionLen:
+		v.fail("version", "must be at most %d characters", maxVersionLen)
+	case !versionRE.MatchString(s.Version):
+		v.fail("version", "must be MAJOR.MINOR.PATCH with an optional -prerelease, e.g. 1.2.0 or 1.2.0-rc.1")
+	}
+	v.oneLine("title", s.Title, maxTitleLen)
+	if n := utf8.RuneCountInString(s.Description); n > maxDescriptionLen {
+		v.fail("description", "must be at most %d characters, got %d", maxDescriptionLen, n)
+	}
+	if strings.IndexFunc(s.Description, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) >= 0 {
+		v.fail("description", "must not contain control characters other than newline and tab")
+	}
+	v.names("keywords", s.Keywords, maxKeywords, keywordRE, "must match [a-z0-9-]{1,32}")
+	v.runtime(&s.Runtime)
+	switch s.Mode {
+	case "", ModeServer, ModeCommand:
+	default:
+		v.fail("mode", "must be server or command")
+	}
+	v.triggers(s.Triggers)
+	v.resources(&s.Resources)
+	v.capabilities(&s.Capabilities)
+	v.oneLine("target", s.Target, maxTargetLen)
+	v.source(&s.Source)
+	v.reward(&s.Reward)
+	if s.Config != nil {
+		v.jsonSize("config", s.Config, maxConfigSize)
+	}
+}
+
+// oneLine checks an optional one-line string of at most max characters.
+func (v *validator) oneLine(path, s string, max int) {
+	if n := utf8.RuneCountInString(s); n > max {
+		v.fail(path, "must be at most %d characters, got %d", max, n)
+	}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		v.fail(path, "must be one line without control characters")
+	}
+}
+
+// names checks a list of distinct names.
+func (v *validator) names(path string, list []string, max int, re *regexp.Regexp, rule string) {
+	if len(list) > max {
+		v.fail(path, "at most %d allowed, got %d", max, len(list))
+	}
+	first := make(map[string]int, len(list))
+	for i, s := range list {
+		p := indexPath(path, i)
+		if !re.MatchString(s) {
+			v.fail(p, rule)
+			continue
+		}
+		if j, dup := first[s]; dup {
+			v.fail(p, "duplicate of %s", indexPath(path, j))
+			continue
+		}
+		first[s] = i
+	}
+}
+
+func (v *validator) runtime(r *Runtime) {
+	driver := r.Driver
+	if driver == "" {
+		driver = DefaultDriver
+	}
+	known := true
+	switch driver {
+	case DriverWasm, DriverProcess, DriverDocker:
+	default:
+		v.fail("runtime.driver", "must be one of wasm, process, docker")
+		known = false
+	}
+	if r.Language != "" && !languageRE.MatchString(r.Language) {
+		v.fail("runtime.language", "must match [a-z][a-z0-9+#.-]{0,31}")
+	}
+	switch {
+	case r.Entry == "":
+		if known && driver != DriverDocker {
+			v.fail("runtime.entry", "required for driver %s", driver)
+		}
+	case len(r.Entry) > maxEntryLen:
+		v.fail("runtime.entry", "must be at most %d characters", maxEntryLen)
+	case !cleanRelative(r.Entry):
+		v.fail("runtime.entry", "must be a clean relative path inside the service directory (no '..', not absolute, no backslash)")
+	}
+	switch {
+	case r.Image == "":
+		if driver == DriverDocker {
+			v.fail("runtime.image", "required for driver docker")
+		}
+	case known && driver != DriverDocker:
+		v.fail("runtime.image", "not allowed for driver %s", driver)
+	case len(r.Image) > maxImageLen || !imageRE.MatchString(r.Image):
+		v.fail("runtime.image", "must be an image reference like alpine:3.20 or ghcr.io/org/app:1.2, at most %d characters", maxImageLen)
+	}
+	if len(r.Command) > 0 {
+		switch {
+		case driver == DriverWasm:
+			v.fail("runtime.command", "not allowed for driver wasm")
+		case len(r.Command) > maxArgs:
+			v.fail("runtime.command", "at most %d arguments allowed, got %d", maxArgs, len(r.Command))
+		default:
+			for i, a := range r.Command {
+				if len(a) > maxArgLen || strings.IndexByte(a, 0) >= 0 {
+					v.fail(indexPath("runtime.command", i), "must be at most %d bytes without NUL", maxArgLen)
+				}
+			}
+		}
+	}
+}
+
+// validHTTPPath reports whether p is a webhook path: "/" or segments of
+// [A-Za-z0-9._~-], none of them "." or "..", each after a '/'.
+func validHTTPPath(p string) bool {
+	if p == "/" {
+		return true
+	}
+	if len(p) > maxHTTPPathLen || !strings.HasPrefix(p, "/") {
+		return false
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "." || seg == ".." || !segmentRE.MatchString(seg) {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanRelative reports whether p is a clean path inside a directory.
+func cleanRelative(p string) bool {
+	if strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\\\x00") {
+		return false
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) triggers(ts []Trigger) {
+	if len(ts) > maxTriggers {
+		v.fail("triggers", "at most %d allowed, got %d", maxTriggers, len(ts))
+	}
+	manual := -1
+	topics := map[string]int{}
+	paths := map[string]int{}
+	for i := range ts {
+		t := &ts[i]
+		p := indexPath("triggers", i)
+		allowed := map[string]bool{}
+		switch t.Kind {
+		case "":
+			v.fail(p+".kind", "required")
+			continue
+		case KindCron:
+			allowed = map[string]bool{"every": true, "schedule": true, "input": true}
+			v.cron(p, t)
+		case KindEvent:
+			allowed["topic"] = true
+			switch {
+			case t.Topic == "":
+				v.fail(p+".topic", "required for kind event")
+			case len(t.Topic) > maxTopicLen || !topicRE.MatchString(t.Topic):
+				v.fail(p+".topic", "must be a subject of [A-Za-z0-9_-] tokens separated by dots, without wildcards, at most %d characters", maxTopicLen)
+			default:
+				if j, dup := topics[t.Topic]; dup {
+					v.fail(p+".topic", "duplicate of %s", indexPath("triggers", j))
+				} else {
+					topics[t.Topic] = i
+				}
+			}
+		case KindManual:
+			allowed["input"] = true
+			if manual >= 0 {
+				v.fail(p+".kind", "duplicate of %s: at most one manual trigger", indexPath("triggers", manual))
+			} else {
+				manual = i
+			}
+		case KindHTTP:
+			allowed["path"] = true
+			switch {
+			case t.Path == "":
+				v.fail(p+".path", "required for kind http")
+			case !validHTTPPath(t.Path):
+				v.fail(p+".path", "must start with '/', use only [A-Za-z0-9._~/-], have no empty, '.' or '..' segment and be at most %d characters", maxHTTPPathLen)
+			default:
+				if j, dup := paths[t.Path]; dup {
+					v.fail(p+".path", "duplicate of %s", indexPath("triggers", j))
+				} else {
+					paths[t.Path] = i
+				}
+			}
+		default:
+			v.fail(p+".kind", "must be one of cron, event, manual, http")
+			continue
+		}
+		set := []struct {
+			name string
+			set  bool
+		}{
+			{"every", !t.Every.IsZero()},
+			{"schedule", t.Schedule != ""},
+			{"topic", t.Topic != ""},
+			{"path", t.Path != ""},
+			{"input", t.Input != nil},
+		}
+		for _, f := range set {
+			if f.set && !allowed[f.name] {
+				v.fail(p+"."+f.name, "not allowed for kind %s", t.Kind)
+			}
+		}
+		if t.Input != nil && allowed["input"] {
+			v.jsonSize(p+".input", t.Input, maxInputSize)
+		}
+	}
+}
+
+func (v *validator) cron(p string, t *Trigger) {
+	switch {
+	case t.Every.IsZero() && t.Schedule == "":
+		v.fail(p, "cron needs every or schedule")
+	case !t.Every.IsZero() && t.Schedule != "":
+		v.fail(p+".schedule", "not allowed together with every")
+	case !t.Every.IsZero():
+		d, err := time.ParseDuration(t.Every.raw)
+		switch {
+		case err != nil:
+			v.fail(p+".every", durationRule)
+		case d < minEvery:
+			v.fail(p+".every", "must be a duration ≥ 1s")
+		case d > maxEvery:
+			v.fail(p+".every", "must be a duration ≤ 8784h (366 days)")
+		}
+	default:
+		if err := checkSchedule(t.Schedule); err != "" {
+			v.fail(p+".schedule", "must be a cron expression with seconds or a descriptor: %s", err)
+		}
+	}
+}
+
+func (v *validator) resources(r *Resources) {
+	if !r.Memory.IsZero() {
+		n, err := parseBytes(r.Memory.raw)
+		switch {
+		case err != nil && err != errRange:
+			v.fail("resources.memory", bytesRule)
+		case err != nil || n < minMemory || n > maxMemory:
+			v.fail("resources.memory", "must be between 1Mi and 16Gi")
+		}
+	}
+	if !r.CPU.IsZero() {
+		c, err := parseCPU(r.CPU.raw)
+		switch {
+		case err != nil && err != errRange:
+			v.fail("resources.cpu", cpuRule)
+		case err != nil || c < minCPU || c > maxCPU:
+			v.fail("resources.cpu", "must be between %v and %v", minCPU, maxCPU)
+		}
+	}
+	if !r.Timeout.IsZero() {
+		d, err := time.ParseDuration(r.Timeout.raw)
+		switch {
+		case err != nil:
+			v.fail("resources.timeout", durationRule)
+		case d < minTimeout || d > maxTimeout:
+			v.fail("resources.timeout", "must be between 1ms and 1h")
+		}
+	}
+	if r.Pids < 0 || r.Pids > maxPids {
+		v.fail("resources.pids", "must be between 1 and %d", maxPids)
+	}
+	if r.Concurrency < 0 || r.Concurrency > maxConcurrency {
+		v.fail("resources.concurrency", "must be between 1 and %d", maxConcurrency)
+	}
+}
+
+func (v *validator) capabilities(c *Capabilities) {
+	n := &c.Network
+	switch {
+	case n.bad != "":
+		v.fail("capabilities.network", networkRule)
+	case n.Any && len(n.Hosts) > 0:
+		v.fail("capabilities.network", "must be any or a list of hosts, not both")
+	case len(n.Hosts) > maxHosts:
+		v.fail("capabilities.network", "at most %d hosts allowed, got %d", maxHosts, len(n.Hosts))
+	default:
+		first := map[string]int{}
+		for i, h := range n.Hosts {
+			p := indexPath("capabilities.network", i)
+			if !validHostPort(h) {
+				v.fail(p, "must be host:port with a DNS name or an IP address and a port from 1 to 65535")
+				continue
+			}
+			key := strings.ToLower(h)
+			if j, dup := first[key]; dup {
+				v.fail(p, "duplicate of %s", indexPath("capabilities.network", j))
+				continue
+			}
+			first[key] = i
+		}
+	}
+	v.names("capabilities.actions", c.Actions, maxActions, actionRE, "must match [a-z][a-z0-9-]{0,31}")
+}
+
+func validHostPort(hp string) bool {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil || len(host) > 253 {
+		return false
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || port[0] == '0' || port[0] == '+' {
+		return false
+	}
+	if strings.HasPrefix(hp, "[") {
+		ip := net.ParseIP(host)
+		return ip != nil && ip.To4() == nil && !strings.Contains(host, "%")
+	}
+	if net.ParseIP(host) != nil {
+		return true
+	}
+	// A DNS name never ends in a numeric label: 999.1.1.1 is a bad address.
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	return hostnameRE.MatchString(host) && strings.Trim(last, "0123456789") != ""
+}
+
+func (v *validator) source(s *Source) {
+	switch {
+	case s.Location == "":
+		if s.Digest != "" {
+			v.fail("source.digest", "allowed only with source.location")
+		}
+		return
+	case len(s.Location) > maxURLLen:
+		v.fail("source.location", "must be at most %d characters", maxURLLen)
+	default:
+		u, err := url.Parse(s.Location)
+		switch {
+		case err != nil || u.Scheme != "https" || u.Host == "" || u.Opaque != "" || u.Hostname() == "":
+			v.fail("source.location", "must be an https:// URL")
+		case u.User != nil:
+			v.fail("source.location", "must not contain credentials")
+		}
+	}
+	switch {
+	case s.Digest == "":
+		v.fail("source.digest", "required with source.location")
+	case !digestRE.MatchString(s.Digest):
+		v.fail("source.digest", "must be sha256: followed by 64 lowercase hex digits")
+	}
+}
+
+func (v *validator) reward(r *Reward) {
+	if math.IsNaN(r.Amount) || math.IsInf(r.Amount, 0) || r.Amount < 0 {
+		v.fail("reward.amount", "must be a finite number ≥ 0")
+	}
+	switch {
+	case r.Unit != "" && !unitRE.MatchString(r.Unit):
+		v.fail("reward.unit", "must match [A-Za-z0-9]{1,16}")
+	case r.Unit == "" && r.Amount > 0:
+		v.fail("reward.unit", "required when reward.amount > 0")
+	}
+}
+
+// jsonSize checks that x encodes to JSON of at most max bytes.
+func (v *validator) jsonSize(path string, x any, max int) {
+	b, err := json.Marshal(x)
+	switch {
+	case err != nil:
+		v.fail(path, "must be JSON-encodable: %s", strings.TrimPrefix(err.Error(), "json: "))
+	case len(b) > max:
+		v.fail(path, "must be at most %d bytes as JSON, got %d", max, len(b))
+	}
+}
