@@ -1,0 +1,460 @@
+package sandboxtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/contract"
+	"github.com/andromeda-runner/andromeda/sandbox"
+)
+
+// suite is the state one mode's cases share.
+type suite struct {
+	h      Harness
+	d      sandbox.Driver
+	mode   sandbox.Mode
+	spec   sandbox.Spec
+	dep    sandbox.Deployment
+	canary string
+	runs   atomic.Int64
+}
+
+// cases run in order in each mode; each name is a subtest and a Harness.Skip key.
+var cases = []struct {
+	name string
+	run  func(t *testing.T, s *suite)
+}{
+	{"echo", testEcho},
+	{"input", testInput},
+	{"large-input", testLargeInput},
+	{"unicode", testUnicode},
+	{"noop", testNoop},
+	{"noop-without-reason", testNoopWithoutReason},
+	{"panic", testPanic},
+	{"exit", testExit},
+	{"spin", testSpin},
+	{"sleep", testSleep},
+	{"balloon", testBalloon},
+	{"no-filesystem", testNoFilesystem},
+	{"no-network", testNoNetwork},
+	{"no-env-leak", testNoEnvLeak},
+	{"concurrent", testConcurrent},
+	{"usage", testUsage},
+	{"stop", testStop},
+	{"stop-in-flight", testStopInFlight},
+}
+
+// deploy deploys the suite's guest and stops it when the test ends.
+func (s *suite) deploy(t *testing.T) sandbox.Deployment {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dep, err := s.d.Deploy(ctx, s.spec)
+	if err != nil {
+		t.Fatalf("Deploy(%s, mode %s) = %v", s.spec.Entry, s.mode, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := dep.Stop(ctx); err != nil {
+			t.Errorf("Stop() = %v", err)
+		}
+	})
+	return dep
+}
+
+// input is the contract Input for one guest operation.
+func (s *suite) input(do string, args map[string]any) contract.Input {
+	msg := map[string]any{"do": do}
+	for k, v := range args {
+		msg[k] = v
+	}
+	raw, err := json.Marshal(msg)
+	if err != nil {
+		panic(err)
+	}
+	return contract.Input{
+		RunID:   fmt.Sprintf("run-%s-%d", s.mode, s.runs.Add(1)),
+		Service: s.spec.Service,
+		Trigger: contract.Trigger{Kind: "manual"},
+		Message: raw,
+	}
+}
+
+// call invokes the guest through sandbox.Call, as the node does.
+func (s *suite) call(t *testing.T, dep sandbox.Deployment, in contract.Input, timeout time.Duration) sandbox.Result {
+	t.Helper()
+	if timeout == 0 {
+		timeout = s.spec.Limits.Timeout
+	}
+	r, err := sandbox.Call(context.Background(), dep, in, timeout)
+	if err != nil {
+		t.Fatalf("Call(%s) = %v, want no runner error", in.Message, err)
+	}
+	return r
+}
+
+// do runs one operation on the suite's deployment with the default timeout.
+func (s *suite) do(t *testing.T, do string, args map[string]any) sandbox.Result {
+	t.Helper()
+	return s.call(t, s.dep, s.input(do, args), 0)
+}
+
+// want fails t unless r has outcome o.
+func want(t *testing.T, r sandbox.Result, o sandbox.Outcome) {
+	t.Helper()
+	if r.Outcome != o {
+		t.Fatalf("outcome = %s (error %q, raw output %.200q), want %s", r.Outcome, r.Error, r.Raw, o)
+	}
+}
+
+// echo checks that data comes back from the echo operation unchanged.
+func (s *suite) echo(t *testing.T, dep sandbox.Deployment, data any) {
+	t.Helper()
+	raw, ok := data.(json.RawMessage)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := s.input("echo", nil)
+	in.Message = json.RawMessage(fmt.Sprintf(`{"do":"echo","data":%s}`, raw))
+	r := s.call(t, dep, in, 0)
+	want(t, r, sandbox.OK)
+	if len(r.Output.Emit) != 1 || r.Output.Emit[0].Topic != "echo" {
+		t.Fatalf("output = %s, want one emit to topic echo", r.Raw)
+	}
+	if !jsonEqual(r.Output.Emit[0].Message, raw) {
+		t.Fatalf("echo of %.200s returned %.200s", raw, r.Output.Emit[0].Message)
+	}
+}
+
+// stillWorks checks that the deployment serves an echo after a failure.
+func (s *suite) stillWorks(t *testing.T) {
+	t.Helper()
+	s.echo(t, s.dep, map[string]any{"after": "failure"})
+}
+
+// jsonEqual compares two JSON texts as decoded values, so that escaping,
+// spacing and number spelling do not matter (guests in other languages
+// re-encode what they echo) while every string must match byte for byte.
+func jsonEqual(a, b []byte) bool {
+	va, errA := decode(a)
+	vb, errB := decode(b)
+	return errA == nil && errB == nil && reflect.DeepEqual(va, vb)
+}
+
+func decode(b []byte) (any, error) {
+	var v any
+	err := json.Unmarshal(b, &v)
+	return v, err
+}
+
+func testEcho(t *testing.T, s *suite) {
+	for _, data := range []any{
+		map[string]any{"a": 1, "b": []any{true, nil, "x", 0.25, -7}, "c": map[string]any{}},
+		"plain string",
+		-42,
+		[]any{},
+		json.RawMessage(`{"deep":[[[[[[[[[[{"k":[1,2,3]}]]]]]]]]]]}`),
+	} {
+		s.echo(t, s.dep, data)
+	}
+}
+
+func testInput(t *testing.T, s *suite) {
+	in := s.input("input", nil)
+	in.Trigger = contract.Trigger{Kind: "event", Topic: "conformance.topic", At: "2025-01-02T03:04:05Z"}
+	in.State = map[string]json.RawMessage{"counter": json.RawMessage(`7`)}
+	in.Config = map[string]any{"threshold": "0.02"}
+	r := s.call(t, s.dep, in, 0)
+	want(t, r, sandbox.OK)
+	if len(r.Output.Emit) != 1 {
+		t.Fatalf("output = %s, want one emit", r.Raw)
+	}
+	var got contract.Input
+	if err := json.Unmarshal(r.Output.Emit[0].Message, &got); err != nil {
+		t.Fatalf("input emitted by the guest: %v", err)
+	}
+	if got.RunID != in.RunID || got.Service != in.Service || got.Trigger != in.Trigger {
+		t.Errorf("guest saw run %q service %q trigger %+v, want %q %q %+v", got.RunID, got.Service, got.Trigger, in.RunID, in.Service, in.Trigger)
+	}
+	if !jsonEqual(got.State["counter"], in.State["counter"]) || got.Config["threshold"] != "0.02" {
+		t.Errorf("guest saw state %s and config %v, want counter 7 and threshold 0.02", got.State, got.Config)
+	}
+	if !jsonEqual(got.Message, in.Message) {
+		t.Errorf("guest saw message %s, want %s", got.Message, in.Message)
+	}
+}
+
+func testLargeInput(t *testing.T, s *suite) {
+	const size = 1 << 20
+	pattern := "andromeda-Ω-"
+	data := strings.Repeat(pattern, size/len(pattern)+1)[:size-len(pattern)]
+	s.echo(t, s.dep, data)
+}
+
+func testUnicode(t *testing.T, s *suite) {
+	s.echo(t, s.dep, []string{
+		"héllo wörld",
+		"日本語のテキスト",
+		"emoji 🚀🎉 family 👩‍👩‍👧 flag 🇺🇦",
+		"nul \x00 inside",
+		"controls \t\n\r\x1f\x7f",
+		"separators \u2028\u2029",
+		`quotes " and \ backslash`,
+		"<html> & 'escapes'",
+		"\uFEFF byte order mark",
+	})
+	// Escapes as they arrive on the wire, including a surrogate pair.
+	s.echo(t, s.dep, json.RawMessage(`["\u0000", "\ud83d\ude00", "\u00e9\u65e5", "\/slash", "\b\f"]`))
+}
+
+func testNoop(t *testing.T, s *suite) {
+	const reason = "nothing to do: conformance"
+	r := s.do(t, "noop", map[string]any{"reason": reason})
+	want(t, r, sandbox.Noop)
+	if r.Output.Noop != reason {
+		t.Errorf("noop reason = %q, want %q", r.Output.Noop, reason)
+	}
+}
+
+func testNoopWithoutReason(t *testing.T, s *suite) {
+	for _, c := range []struct {
+		do   string
+		args map[string]any
+	}{{"nothing", nil}, {"noop", map[string]any{"reason": ""}}} {
+		r := s.do(t, c.do, c.args)
+		want(t, r, sandbox.Error)
+		if !strings.Contains(r.Error, contract.ErrNoReason.Error()) {
+			t.Errorf("%s: error = %q, want it to state the rule %q", c.do, r.Error, contract.ErrNoReason)
+		}
+	}
+}
+
+func testPanic(t *testing.T, s *suite) {
+	r := s.do(t, "panic", nil)
+	want(t, r, sandbox.Crashed)
+	if !strings.Contains(r.Error, "conformance panic") {
+		t.Errorf("detail = %q, want it to carry the panic message %q", r.Error, "conformance panic")
+	}
+	s.stillWorks(t)
+}
+
+func testExit(t *testing.T, s *suite) {
+	r := s.do(t, "exit", map[string]any{"code": 3})
+	want(t, r, sandbox.Crashed)
+	if !strings.Contains(r.Error, "3") {
+		t.Errorf("detail = %q, want it to carry the exit status 3", r.Error)
+	}
+	s.stillWorks(t)
+}
+
+// timesOut checks that op ends as a timeout, promptly.
+func (s *suite) timesOut(t *testing.T, op string) {
+	start := time.Now()
+	r := s.call(t, s.dep, s.input(op, nil), s.h.Timeout)
+	took := time.Since(start)
+	want(t, r, sandbox.Timeout)
+	if limit := s.h.Timeout + s.h.Slack; took > limit {
+		t.Errorf("%s with timeout %v returned after %v, want at most %v", op, s.h.Timeout, took, limit)
+	}
+	s.stillWorks(t)
+}
+
+func testSpin(t *testing.T, s *suite)  { s.timesOut(t, "spin") }
+func testSleep(t *testing.T, s *suite) { s.timesOut(t, "sleep") }
+
+func testBalloon(t *testing.T, s *suite) {
+	r := s.do(t, "balloon", nil)
+	want(t, r, sandbox.OOM)
+	if r.Usage.PeakMemory > s.spec.Limits.Memory {
+		t.Errorf("peak memory %d bytes, over the limit of %d", r.Usage.PeakMemory, s.spec.Limits.Memory)
+	}
+	s.stillWorks(t)
+}
+
+func testNoFilesystem(t *testing.T, s *suite) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret.txt")
+	if err := os.WriteFile(secret, []byte("conformance secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{secret}
+	if _, err := os.Stat("/etc/passwd"); err == nil {
+		paths = append(paths, "/etc/passwd")
+	}
+	for _, p := range paths {
+		r := s.do(t, "readfile", map[string]any{"path": p})
+		want(t, r, sandbox.Noop)
+		if !strings.HasPrefix(r.Output.Noop, "readfile: error") {
+			t.Errorf("readfile %s: guest reported %q, want the read to fail", p, r.Output.Noop)
+		}
+	}
+	target := filepath.Join(dir, "written-by-guest.txt")
+	r := s.do(t, "writefile", map[string]any{"path": target})
+	want(t, r, sandbox.Noop)
+	if !strings.HasPrefix(r.Output.Noop, "writefile: error") {
+		t.Errorf("writefile %s: guest reported %q, want the write to fail", target, r.Output.Noop)
+	}
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after writefile, stat %s = %v, want the file not to exist", target, err)
+	}
+}
+
+func testNoNetwork(t *testing.T, s *suite) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r := s.do(t, "dial", map[string]any{"addr": ln.Addr().String()})
+	want(t, r, sandbox.Noop)
+	if !strings.HasPrefix(r.Output.Noop, "dial: error") {
+		t.Errorf("dial %s: guest reported %q, want the dial to fail", ln.Addr(), r.Output.Noop)
+	}
+	// A connection the guest made is in the accept queue by now.
+	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if c, err := ln.Accept(); err == nil {
+		c.Close()
+		t.Errorf("the listener at %s accepted a connection from the guest", ln.Addr())
+	}
+}
+
+func testNoEnvLeak(t *testing.T, s *suite) {
+	r := s.do(t, "env", nil)
+	want(t, r, sandbox.OK)
+	var got struct {
+		Env  []string `json:"env"`
+		Args []string `json:"args"`
+	}
+	if len(r.Output.Emit) != 1 || json.Unmarshal(r.Output.Emit[0].Message, &got) != nil {
+		t.Fatalf("output = %s, want one emit with env and args", r.Raw)
+	}
+	host := os.Environ()
+	for _, kv := range got.Env {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.Contains(kv, s.canary) {
+			t.Errorf("the guest sees the host's canary: %q", kv)
+		} else if slices.Contains(host, kv) && !slices.Contains(s.h.AllowEnv, name) {
+			t.Errorf("the guest sees the host's %s", kv)
+		}
+	}
+	for _, a := range got.Args {
+		if strings.Contains(a, s.canary) {
+			t.Errorf("the guest sees the host's canary in its arguments: %q", a)
+		}
+	}
+}
+
+func testConcurrent(t *testing.T, s *suite) {
+	const callers, each = 8, 4
+	var wg sync.WaitGroup
+	errs := make(chan string, callers*each)
+	for c := range callers {
+		wg.Go(func() {
+			for i := range each {
+				data := fmt.Sprintf("caller %d call %d %s", c, i, strings.Repeat("x", c*100+i))
+				in := s.input("echo", map[string]any{"data": data})
+				r, err := sandbox.Call(context.Background(), s.dep, in, s.spec.Limits.Timeout)
+				switch {
+				case err != nil:
+					errs <- fmt.Sprintf("caller %d: %v", c, err)
+				case r.Outcome != sandbox.OK || len(r.Output.Emit) != 1:
+					errs <- fmt.Sprintf("caller %d: %s %s", c, r.Outcome, r.Error)
+				case !jsonEqual(r.Output.Emit[0].Message, mustJSON(data)):
+					errs <- fmt.Sprintf("caller %d: got %.80s, want %.80s", c, r.Output.Emit[0].Message, data)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func testUsage(t *testing.T, s *suite) {
+	r := s.do(t, "echo", map[string]any{"data": "usage"})
+	want(t, r, sandbox.OK)
+	if r.Usage.Wall <= 0 {
+		t.Errorf("usage.wall = %v, want > 0", r.Usage.Wall)
+	}
+	if r.Usage.CPU < 0 || r.Usage.PeakMemory < 0 {
+		t.Errorf("usage = %+v, want no negative figures", r.Usage)
+	}
+}
+
+func testStop(t *testing.T, s *suite) {
+	dep := s.deploy(t)
+	s.echo(t, dep, "before stop")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := dep.Stop(ctx); err != nil {
+		t.Fatalf("Stop() = %v", err)
+	}
+	if err := dep.Stop(ctx); err != nil {
+		t.Fatalf("second Stop() = %v, want nil", err)
+	}
+	if _, err := dep.Invoke(ctx, mustJSON(s.input("echo", map[string]any{"data": 1}))); !errors.Is(err, sandbox.ErrStopped) {
+		t.Fatalf("Invoke after Stop = %v, want %v", err, sandbox.ErrStopped)
+	}
+	if _, err := sandbox.Call(ctx, dep, s.input("echo", map[string]any{"data": 1}), time.Second); !errors.Is(err, sandbox.ErrStopped) {
+		t.Fatalf("Call after Stop = %v, want %v", err, sandbox.ErrStopped)
+	}
+}
+
+func testStopInFlight(t *testing.T, s *suite) {
+	dep := s.deploy(t)
+	s.echo(t, dep, "warm")
+	type result struct {
+		r   sandbox.Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := sandbox.Call(context.Background(), dep, s.input("spin", nil), time.Minute)
+		done <- result{r, err}
+	}()
+	time.Sleep(200 * time.Millisecond) // let the guest start spinning
+	const grace = 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	start := time.Now()
+	if err := dep.Stop(ctx); err != nil {
+		t.Errorf("Stop() = %v, want nil", err)
+	}
+	if took, limit := time.Since(start), grace+5*time.Second; took > limit {
+		t.Errorf("Stop with a %v grace period took %v", grace, took)
+	}
+	select {
+	case res := <-done:
+		if res.err == nil && (res.r.Outcome == sandbox.OK || res.r.Outcome == sandbox.Noop) {
+			t.Errorf("the spinning invocation ended %s, want it stopped", res.r.Outcome)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the spinning invocation still runs 5 s after Stop returned")
+	}
+}

@@ -1,0 +1,520 @@
+// Package wasm is the WebAssembly driver: it runs services compiled to
+// WebAssembly with WASI preview 1 in-process on wazero (pure Go, no cgo).
+//
+// A module is compiled once per driver and cached on disk, so a restarted
+// node loads machine code instead of compiling again. The driver tells the
+// two guest shapes apart by their exports: a command exports _start and
+// reads its input on stdin and writes its output on stdout; a reactor
+// exports the Andromeda reactor ABI (andromeda_alloc, andromeda_invoke; see
+// docs/wasm-abi.md) and stays instantiated across invocations. In server
+// mode reactors are kept in a pool of warm instances; commands, and every
+// guest in command mode, get a fresh instance per invocation.
+//
+// Isolation: a guest has no file system (no preopened directories), no
+// sockets, no environment variables and a single argument, the service
+// name; it can import nothing but WASI preview 1. Its linear memory is
+// capped (Limits.Memory rounded down to 64 KiB pages), its time is capped
+// (the deadline closes the module even in a loop that never calls the host),
+// and a sleeping guest wakes at the deadline. Clocks are the host's real wall
+// and monotonic clocks and random bytes come from crypto/rand; nothing else
+// of the host is visible.
+//
+// Cost of the time cap: wazero enforces a deadline by compiling a check into
+// every loop and function entry that returns to Go (RuntimeConfig
+// WithCloseOnContextDone). With wazero v1.12 that makes guest code several
+// times slower (about 5x for a Go guest's JSON handling, see
+// BenchmarkReactorInvoke/bare-no-close); upstream work on a cheaper check is
+// wazero issue #2466. It is the only way to stop a guest that never calls
+// the host without blocking the Go runtime, so the driver always pays it.
+//
+// The package does not judge outputs against the contract: it reports what
+// the guest did in a sandbox.Exit, and sandbox.Call judges.
+package wasm
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/andromeda-runner/andromeda/sandbox"
+)
+
+var _ sandbox.Driver = (*Driver)(nil)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultMemory      = 64 << 20
+	DefaultTimeout     = 30 * time.Second
+	DefaultConcurrency = 4
+	DefaultMaxOutput   = 4 << 20
+	DefaultMaxLog      = 8 << 10
+)
+
+// pageSize is the size of a WebAssembly memory page.
+const pageSize = 64 << 10
+
+// Config configures a Driver. The zero value is valid: every zero field takes
+// its default.
+type Config struct {
+	// CacheDir is the directory where compiled modules are cached, so that a
+	// restarted node does not compile them again. It is created if missing,
+	// must be private to the node (the cache holds machine code the node
+	// runs), and its entries are specific to the wazero version. Empty keeps
+	// compiled modules in memory only.
+	CacheDir string
+	// Memory is the memory cap of a deployment whose Limits.Memory is zero.
+	// Default DefaultMemory (64 MiB).
+	Memory int64
+	// Timeout bounds an invocation whose deployment has no Limits.Timeout.
+	// The earlier of this and the ctx deadline applies. Default
+	// DefaultTimeout (30 s).
+	Timeout time.Duration
+	// Concurrency is the most warm instances a server-mode reactor keeps
+	// when Limits.Concurrency is zero. Default DefaultConcurrency (4).
+	Concurrency int
+	// MaxOutput is the most output a guest may produce; more ends the
+	// invocation as crashed. Default DefaultMaxOutput (4 MiB).
+	MaxOutput int
+	// MaxLog is how much of a guest's standard error (and, for reactors,
+	// standard output) is kept for Exit.Detail: its first quarter and its
+	// last three quarters. Default DefaultMaxLog (8 KiB).
+	MaxLog int
+}
+
+// DefaultConfig returns the configuration New uses for zero fields.
+func DefaultConfig() Config {
+	return Config{
+		Memory:      DefaultMemory,
+		Timeout:     DefaultTimeout,
+		Concurrency: DefaultConcurrency,
+		MaxOutput:   DefaultMaxOutput,
+		MaxLog:      DefaultMaxLog,
+	}
+}
+
+// Validate reports the fields of c that are out of range.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Memory < 0 || (c.Memory > 0 && c.Memory < pageSize) {
+		errs = append(errs, fmt.Errorf("memory: must be at least one 64 KiB page, got %d bytes", c.Memory))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout: must not be negative, got %v", c.Timeout))
+	}
+	if c.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("concurrency: must not be negative, got %d", c.Concurrency))
+	}
+	if c.MaxOutput < 0 {
+		errs = append(errs, fmt.Errorf("max_output: must not be negative, got %d", c.MaxOutput))
+	}
+	if c.MaxLog < 0 {
+		errs = append(errs, fmt.Errorf("max_log: must not be negative, got %d", c.MaxLog))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Memory > 0 {
+		d.Memory = c.Memory
+	}
+	if c.Timeout > 0 {
+		d.Timeout = c.Timeout
+	}
+	if c.Concurrency > 0 {
+		d.Concurrency = c.Concurrency
+	}
+	if c.MaxOutput > 0 {
+		d.MaxOutput = c.MaxOutput
+	}
+	if c.MaxLog > 0 {
+		d.MaxLog = c.MaxLog
+	}
+	d.CacheDir = c.CacheDir
+	return d
+}
+
+// Driver is the wasm driver. It owns one wazero runtime, created on first
+// use, shared by all its deployments. Safe for concurrent use; Close it when
+// done.
+type Driver struct {
+	cfg    Config
+	cfgErr error
+
+	once    sync.Once
+	openErr error
+	rt      wazero.Runtime
+	cache   wazero.CompilationCache
+
+	mu     sync.Mutex
+	deps   map[*deployment]struct{}
+	closed bool
+}
+
+// New returns a driver with cfg; zero fields take their defaults. New has no
+// side effects: the runtime and the cache directory are created on first
+// use, and an invalid cfg is reported by Test and Deploy.
+func New(cfg Config) *Driver {
+	return &Driver{cfg: cfg.withDefaults(), cfgErr: cfg.Validate(), deps: map[*deployment]struct{}{}}
+}
+
+// Name returns "wasm".
+func (d *Driver) Name() string { return "wasm" }
+
+// open creates the runtime on first use.
+func (d *Driver) open() error {
+	d.once.Do(func() {
+		if d.cfgErr != nil {
+			d.openErr = fmt.Errorf("wasm config: %w", d.cfgErr)
+			return
+		}
+		var err error
+		if d.cfg.CacheDir != "" {
+			d.cache, err = wazero.NewCompilationCacheWithDir(d.cfg.CacheDir)
+			if err != nil {
+				d.openErr = fmt.Errorf("open compilation cache %s: %w", d.cfg.CacheDir, err)
+				return
+			}
+		} else {
+			d.cache = wazero.NewCompilationCache()
+		}
+		ctx := context.Background()
+		// CloseOnContextDone makes compiled code check for a done context at
+		// function entries and loop headers, so a deadline stops a guest
+		// that never calls the host.
+		d.rt = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+			WithCloseOnContextDone(true).
+			WithCompilationCache(d.cache))
+		if _, err := wasi_snapshot_preview1.Instantiate(ctx, d.rt); err != nil {
+			_ = d.rt.Close(ctx)
+			_ = d.cache.Close(ctx)
+			d.openErr = fmt.Errorf("instantiate wasi: %w", err)
+		}
+	})
+	if d.openErr != nil {
+		return d.openErr
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("wasm driver closed")
+	}
+	return nil
+}
+
+// selfTest is the module Test runs: a WASI command echoing stdin to stdout
+// (source: echo.wat).
+//
+//go:embed echo.wasm
+var selfTest []byte
+
+// Test compiles and runs a tiny embedded command module through the same
+// path as any deployment and checks that its output is its input.
+func (d *Driver) Test(ctx context.Context) error {
+	if err := d.open(); err != nil {
+		return fmt.Errorf("test wasm: %w", err)
+	}
+	spec := sandbox.Spec{Service: "wasm-self-test", Mode: sandbox.ModeCommand, Entry: "echo.wasm"}
+	dep, err := d.deploy(ctx, spec, selfTest)
+	if err != nil {
+		return fmt.Errorf("test wasm: %w", err)
+	}
+	defer dep.Stop(context.Background())
+	in := []byte(`{"noop":"wasm self-test"}`)
+	exit, err := dep.Invoke(ctx, in)
+	if err != nil {
+		return fmt.Errorf("test wasm: %w", err)
+	}
+	if exit.Outcome != sandbox.OK || !bytes.Equal(exit.Output, in) {
+		return fmt.Errorf("test wasm: echo module returned %s %q (%s), want ok %q", exit.Outcome, exit.Output, exit.Detail, in)
+	}
+	return nil
+}
+
+// Offer says what the driver runs: any language compiled to WebAssembly with
+// WASI preview 1, in both modes.
+func (d *Driver) Offer() sandbox.Offer {
+	return sandbox.Offer{
+		Driver: d.Name(),
+		Languages: map[string]string{
+			"wasm": "wazero " + wazeroVersion(),
+			"go":   "wasip1 (command: go1.21+, reactor: go1.24+ -buildmode=c-shared)",
+			"rust": "wasm32-wasip1",
+			"c":    "wasm32-wasip1 (wasi-sdk)",
+			"zig":  "wasm32-wasi",
+		},
+		Modes: []sandbox.Mode{sandbox.ModeServer, sandbox.ModeCommand},
+		Isolation: map[string]bool{
+			"no-fs":      true,
+			"no-network": true,
+			"no-env":     true,
+			"memory-cap": true,
+			"timeout":    true,
+		},
+		Notes: []string{
+			"clocks are the host's real wall and monotonic clocks; random bytes come from crypto/rand",
+			"usage.cpu is the wall time of the guest call: a wasm guest runs on one host thread",
+			"limits.cpu and limits.pids do not apply: a guest has one thread and cannot start processes",
+		},
+	}
+}
+
+// wazeroVersion is the wazero module version this binary was built with.
+func wazeroVersion() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range info.Deps {
+			if m.Path == "github.com/tetratelabs/wazero" {
+				if m.Replace != nil {
+					return m.Replace.Version
+				}
+				return m.Version
+			}
+		}
+	}
+	return "(unknown version)"
+}
+
+// Deploy reads the module at spec.Dir/spec.Entry, compiles it (or loads it
+// from the cache), checks that it imports nothing but WASI preview 1 and that
+// it is a command or a reactor, and returns a deployment. An unknown mode or
+// a module the driver cannot run is sandbox.ErrUnsupported. An empty
+// spec.Mode means server. spec.Network grants nothing here: WASI preview 1
+// has no sockets, so a granted network only matters to the http actions the
+// service returns. Limits.CPU and Limits.Pids do not apply (one thread, no
+// processes). The caller owns the deployment and must Stop it; Close stops
+// the ones still running.
+func (d *Driver) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deployment, error) {
+	if err := d.open(); err != nil {
+		return nil, fmt.Errorf("deploy %s: %w", spec.Service, err)
+	}
+	if !filepath.IsLocal(spec.Entry) {
+		return nil, fmt.Errorf("deploy %s: entry %q: must be a relative path inside the service directory", spec.Service, spec.Entry)
+	}
+	bin, err := os.ReadFile(filepath.Join(spec.Dir, spec.Entry))
+	if err != nil {
+		return nil, fmt.Errorf("deploy %s: %w", spec.Service, err)
+	}
+	dep, err := d.deploy(ctx, spec, bin)
+	if err != nil {
+		return nil, err
+	}
+	return dep, nil
+}
+
+// Close stops every deployment still running, without a grace period, and
+// releases the runtime. Safe to call more than once.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	deps := make([]*deployment, 0, len(d.deps))
+	for dep := range d.deps {
+		deps = append(deps, dep)
+	}
+	d.mu.Unlock()
+
+	now, cancel := context.WithCancel(context.Background())
+	cancel()
+	var errs []error
+	for _, dep := range deps {
+		if err := dep.Stop(now); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.rt != nil {
+		ctx := context.Background()
+		if err := d.rt.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close wazero runtime: %w", err))
+		}
+		if err := d.cache.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close compilation cache: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Shapes of guest module.
+type shape int
+
+const (
+	command shape = iota // exports _start
+	reactor              // exports the reactor ABI
+)
+
+func (s shape) String() string {
+	if s == reactor {
+		return "reactor"
+	}
+	return "command"
+}
+
+// The reactor ABI's exports (docs/wasm-abi.md).
+const (
+	exportAlloc  = "andromeda_alloc"
+	exportInvoke = "andromeda_invoke"
+	exportMemory = "memory"
+)
+
+// deploy compiles bin and builds the deployment for spec.
+func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, bin []byte) (*deployment, error) {
+	fail := func(err error) (*deployment, error) {
+		return nil, fmt.Errorf("deploy %s: %w", spec.Service, err)
+	}
+	mode := spec.Mode
+	if mode == "" {
+		mode = sandbox.ModeServer
+	}
+	if mode != sandbox.ModeServer && mode != sandbox.ModeCommand {
+		return fail(fmt.Errorf("%w: mode %q", sandbox.ErrUnsupported, spec.Mode))
+	}
+	if !bytes.HasPrefix(bin, []byte("\x00asm")) {
+		return fail(fmt.Errorf("%w: %s is not a WebAssembly binary", sandbox.ErrUnsupported, spec.Entry))
+	}
+	limit := spec.Limits.Memory
+	if limit == 0 {
+		limit = d.cfg.Memory
+	}
+	pages := limit / pageSize
+	if pages < 1 {
+		return fail(fmt.Errorf("memory limit %d bytes: below one 64 KiB page", limit))
+	}
+	pages = min(pages, 1<<16) // 4 GiB, the most a 32-bit memory can address
+
+	compiled, err := d.rt.CompileModule(ctx, bin)
+	if err != nil {
+		return fail(fmt.Errorf("%w: compile %s: %v", sandbox.ErrUnsupported, spec.Entry, err))
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			_ = compiled.Close(context.Background())
+		}
+	}()
+
+	for _, f := range compiled.ImportedFunctions() {
+		if mod, name, _ := f.Import(); mod != wasi_snapshot_preview1.ModuleName {
+			return fail(fmt.Errorf("%w: %s imports %s.%s: only %s is provided", sandbox.ErrUnsupported, spec.Entry, mod, name, wasi_snapshot_preview1.ModuleName))
+		}
+	}
+	if len(compiled.ImportedMemories()) > 0 {
+		return fail(fmt.Errorf("%w: %s imports a memory: a guest must define its own", sandbox.ErrUnsupported, spec.Entry))
+	}
+	exports := compiled.ExportedFunctions()
+	var sh shape
+	switch {
+	case exports["_start"] != nil:
+		sh = command
+	case exports[exportAlloc] != nil && exports[exportInvoke] != nil:
+		sh = reactor
+		if err := checkABI(exports, compiled.ExportedMemories()); err != nil {
+			return fail(fmt.Errorf("%w: %s: %v", sandbox.ErrUnsupported, spec.Entry, err))
+		}
+	default:
+		return fail(fmt.Errorf("%w: %s exports neither _start (a WASI command) nor %s and %s (an Andromeda reactor)", sandbox.ErrUnsupported, spec.Entry, exportAlloc, exportInvoke))
+	}
+	var minPages uint32
+	for _, m := range compiled.ExportedMemories() {
+		minPages = max(minPages, m.Min())
+	}
+	if int64(minPages) > pages {
+		return fail(fmt.Errorf("%s needs %d KiB of memory to start, over the limit of %d KiB", spec.Entry, int64(minPages)*64, pages*64))
+	}
+
+	timeout := spec.Limits.Timeout
+	if timeout <= 0 {
+		timeout = d.cfg.Timeout
+	}
+	poolSize := spec.Limits.Concurrency
+	if poolSize <= 0 {
+		poolSize = d.cfg.Concurrency
+	}
+	name := spec.Service
+	if name == "" {
+		name = "guest"
+	}
+	dep := &deployment{
+		driver:    d,
+		name:      name,
+		shape:     sh,
+		pooled:    sh == reactor && mode == sandbox.ModeServer,
+		compiled:  compiled,
+		memLimit:  uint64(pages) * pageSize,
+		timeout:   timeout,
+		poolSize:  poolSize,
+		maxOutput: d.cfg.MaxOutput,
+		maxLog:    d.cfg.MaxLog,
+		base: wazero.NewModuleConfig().
+			WithName(""). // anonymous: many instances of one module may live at once
+			WithArgs(name).
+			WithSysWalltime().
+			WithSysNanotime().
+			WithRandSource(randReader).
+			WithStartFunctions(), // called by the deployment, to classify their failures
+	}
+	dep.killCtx, dep.kill = context.WithCancel(context.Background())
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return fail(errors.New("wasm driver closed"))
+	}
+	d.deps[dep] = struct{}{}
+	d.mu.Unlock()
+	keep = true
+	return dep, nil
+}
+
+// checkABI checks the signatures of the reactor ABI's exports.
+func checkABI(fns map[string]api.FunctionDefinition, mems map[string]api.MemoryDefinition) error {
+	want := []struct {
+		name           string
+		params, result []api.ValueType
+	}{
+		{exportAlloc, []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
+		{exportInvoke, []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI64}},
+	}
+	for _, w := range want {
+		f := fns[w.name]
+		if !bytes.Equal(f.ParamTypes(), w.params) || !bytes.Equal(f.ResultTypes(), w.result) {
+			return fmt.Errorf("export %s has type (%s) -> (%s), want (%s) -> (%s)", w.name,
+				types(f.ParamTypes()), types(f.ResultTypes()), types(w.params), types(w.result))
+		}
+	}
+	if mems[exportMemory] == nil {
+		return fmt.Errorf("a reactor must export its memory as %q", exportMemory)
+	}
+	if f := fns["_initialize"]; f != nil && (len(f.ParamTypes()) != 0 || len(f.ResultTypes()) != 0) {
+		return errors.New("export _initialize must take and return nothing")
+	}
+	return nil
+}
+
+func types(ts []api.ValueType) string {
+	var b []byte
+	for i, t := range ts {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, api.ValueTypeName(t)...)
+	}
+	return string(b)
+}
+
+func (d *Driver) forget(dep *deployment) {
+	d.mu.Lock()
+	delete(d.deps, dep)
+	d.mu.Unlock()
+}

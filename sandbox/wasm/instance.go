@@ -1,0 +1,194 @@
+package wasm
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+// randReader is the guests' source of random bytes.
+var randReader = rand.Reader
+
+// instance is one instantiated guest. It is used by one invocation at a time:
+// a command instance for exactly one, a reactor instance for many in turn.
+type instance struct {
+	mod    api.Module
+	memory api.Memory   // the exported memory; reactors only
+	alloc  api.Function // reactors only
+	invoke api.Function // reactors only
+	stack  []uint64     // reused for CallWithStack
+
+	mem  *linearMemory
+	logs headTail // stderr (and stdout, for reactors)
+	out  capped   // stdout, for commands
+
+	// done is the current invocation's ctx.Done(), so that a sleeping guest
+	// wakes at the deadline. Set before each call, on the calling goroutine.
+	done <-chan struct{}
+}
+
+// instantiate creates an instance of the deployment's module without
+// running any of its code; stdin is the command's input.
+func (d *deployment) instantiate(ctx context.Context, stdin []byte) (*instance, error) {
+	inst := &instance{
+		mem:  &linearMemory{limit: d.memLimit},
+		logs: headTail{max: d.maxLog},
+		out:  capped{max: d.maxOutput},
+	}
+	cfg := d.base.WithStderr(&inst.logs).WithNanosleep(inst.sleep)
+	if d.shape == command {
+		cfg = cfg.WithStdin(bytes.NewReader(stdin)).WithStdout(&inst.out)
+	} else {
+		cfg = cfg.WithStdout(&inst.logs)
+	}
+	mod, err := d.driver.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.mem), d.compiled, cfg)
+	if err != nil {
+		return nil, err
+	}
+	inst.mod = mod
+	if d.shape == reactor {
+		inst.memory = mod.ExportedMemory(exportMemory)
+		inst.alloc = mod.ExportedFunction(exportAlloc)
+		inst.invoke = mod.ExportedFunction(exportInvoke)
+		inst.stack = make([]uint64, 2)
+	}
+	return inst, nil
+}
+
+// close releases the instance; safe on an instance the guest already closed.
+func (inst *instance) close() {
+	_ = inst.mod.Close(context.Background())
+}
+
+// sleep is the guest's nanosleep (poll_oneoff with a clock): real time, cut
+// short when the invocation's context is done so that the deadline stops a
+// sleeping guest as promptly as a spinning one.
+func (inst *instance) sleep(ns int64) {
+	if ns <= 0 {
+		return
+	}
+	t := time.NewTimer(time.Duration(ns))
+	select {
+	case <-t.C:
+	case <-inst.done:
+	}
+	t.Stop()
+}
+
+// linearMemory backs a guest's linear memory and enforces the deployment's
+// memory cap. A refused grow is recorded: that is how an invocation that
+// dies after it is told apart as out of memory, whatever the guest's
+// language prints or does when its allocator fails.
+type linearMemory struct {
+	buf     []byte
+	limit   uint64 // bytes, a multiple of the page size
+	size    uint64 // current length in bytes; kept after Free
+	refused bool   // a grow past limit was refused since the last reset
+}
+
+var _ experimental.MemoryAllocator = (*linearMemory)(nil)
+
+// Allocate implements experimental.MemoryAllocator; each instance has its own
+// linearMemory, so it returns itself.
+func (m *linearMemory) Allocate(capacity, _ uint64) experimental.LinearMemory {
+	m.buf = make([]byte, 0, min(capacity, m.limit))
+	return m
+}
+
+// Reallocate implements experimental.LinearMemory. It grows the memory to size
+// bytes, or returns nil (memory.grow then returns -1 to the guest) past the
+// cap. Capacity doubles, up to the cap, so growth copies O(log n) times.
+func (m *linearMemory) Reallocate(size uint64) []byte {
+	if size > m.limit {
+		m.refused = true
+		return nil
+	}
+	if size > uint64(cap(m.buf)) {
+		grown := make([]byte, size, max(size, min(2*uint64(cap(m.buf)), m.limit)))
+		copy(grown, m.buf)
+		m.buf = grown
+	}
+	m.buf = m.buf[:size]
+	m.size = size
+	return m.buf
+}
+
+// Free implements experimental.LinearMemory.
+func (m *linearMemory) Free() { m.buf = nil }
+
+// capped keeps up to max bytes and notes whether more was written. Writes
+// never fail, so a guest is not told its output was cut.
+type capped struct {
+	buf  []byte
+	max  int
+	over bool
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if c.over || len(c.buf)+len(p) > c.max {
+		c.over = true
+		return len(p), nil
+	}
+	c.buf = append(c.buf, p...)
+	return len(p), nil
+}
+
+// headTail keeps what a guest logs, up to max bytes: the first quarter (a Go
+// panic's message is its first line) and the last three quarters (the end of
+// any log). What falls between is dropped and marked.
+type headTail struct {
+	head []byte
+	tail []byte
+	max  int
+	cut  bool
+}
+
+func (t *headTail) Write(p []byte) (int, error) {
+	n := len(p)
+	if room := t.max/4 - len(t.head); room > 0 {
+		k := min(room, len(p))
+		t.head = append(t.head, p[:k]...)
+		p = p[k:]
+	}
+	keep := t.max - t.max/4
+	if len(p) > keep {
+		t.tail = append(t.tail[:0], p[len(p)-keep:]...)
+		t.cut = true
+		return n, nil
+	}
+	t.tail = append(t.tail, p...)
+	if over := len(t.tail) - keep; over > 0 {
+		t.tail = t.tail[:copy(t.tail, t.tail[over:])]
+		t.cut = true
+	}
+	return n, nil
+}
+
+func (t *headTail) reset() {
+	t.head, t.tail, t.cut = t.head[:0], t.tail[:0], false
+}
+
+func (t *headTail) empty() bool { return len(t.head) == 0 }
+
+// String returns what was kept, with "\n...\n" where bytes were dropped, as
+// valid UTF-8 (a cut may split a character).
+func (t *headTail) String() string {
+	tail := t.tail
+	if t.cut {
+		for len(tail) > 0 && !utf8.RuneStart(tail[0]) {
+			tail = tail[1:]
+		}
+	}
+	s := string(t.head)
+	if t.cut {
+		s += "\n...\n"
+	}
+	s += string(tail)
+	return strings.ToValidUTF8(strings.TrimRight(s, "\n"), "\uFFFD")
+}
