@@ -34,9 +34,13 @@ type Driver interface {
 // deployment.
 type Deployment interface {
 	// Invoke runs one invocation with input (the contract's Input as JSON).
-	// The ctx deadline is the invocation's timeout and cancelling ctx kills
-	// the call. What the guest did (returned, trapped, spun, ballooned) is
-	// reported in Exit; the error is only for the runner failing to run it.
+	// The ctx deadline is the invocation's timeout (drivers also enforce
+	// Limits.Timeout as a backstop; the earlier wins) and is reported as
+	// Outcome Timeout. Cancelling ctx kills the call: Invoke then returns
+	// ctx.Err() (context.Canceled), which the node records as an error run
+	// "killed". What the guest did (returned, trapped, spun, ballooned) is
+	// reported in Exit; the error is only for the runner failing to run it
+	// or the call being killed.
 	Invoke(ctx context.Context, input []byte) (Exit, error)
 	// Stop releases the deployment: gracefully within the ctx deadline (the
 	// node gives 5 s), then forced. Safe to call more than once.
@@ -61,9 +65,13 @@ type Spec struct {
 	Dir      string // the unpacked service directory; drivers must not write to it
 	Entry    string // path of the entry point relative to Dir
 	Language string // informational for wasm and docker
-	Mode     Mode
+	Mode     Mode // empty means ModeServer
 	Limits   Limits
 	Network  Network
+	// Log receives each line the guest writes to its log streams (stderr,
+	// protocol log messages), without the trailing newline. It must not
+	// block and may be called from several goroutines; nil drops the lines.
+	Log func(line string)
 }
 
 // Limits are the resource ceilings a deployment enforces. Zero means the
@@ -123,7 +131,9 @@ type Exit struct {
 	Usage   Usage
 }
 
-// Usage is what one invocation consumed. Fields a driver cannot measure are zero.
+// Usage is what one invocation consumed. Fields a driver cannot measure are
+// zero. CPU may equal Wall where the driver cannot tell them apart (wasm runs
+// the guest on the calling goroutine).
 type Usage struct {
 	Wall       time.Duration `json:"wall_ns"`
 	CPU        time.Duration `json:"cpu_ns,omitempty"`
