@@ -115,6 +115,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(n.cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// Staging dirs left by a node killed mid-submission hold nothing
+	// anyone refers to.
+	os.RemoveAll(filepath.Join(n.cfg.Data, "tmp"))
 	if err := n.loadOperatorToken(); err != nil {
 		return err
 	}

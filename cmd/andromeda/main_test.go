@@ -56,6 +56,8 @@ func TestCLI(t *testing.T) {
 	}
 	// The SDK import needs the module: build inside the repo's module.
 	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module greeter\n\ngo 1.24\n\nrequire github.com/andromeda-runner/andromeda v0.0.0\n\nreplace github.com/andromeda-runner/andromeda => "+mustAbs(t, "../..")+"\n"), 0o644)
+	t.Setenv("GOFLAGS", "-mod=mod") // let go fill in the replaced module's requirements, offline
+	t.Setenv("GOPROXY", "off")
 	sum, _ := os.ReadFile(filepath.Join("..", "..", "go.sum"))
 	os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644)
 	out, stderr, err := runCLI(t, env, "submit", dir)
