@@ -1,0 +1,141 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/archive"
+	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/store"
+)
+
+// fakeBackend is a unit-test stand-in for the node: the real node is
+// exercised end to end in package node.
+type fakeBackend struct {
+	submitErr error
+	fired     json.RawMessage
+}
+
+func (f *fakeBackend) Authenticate(ctx context.Context, token string) (Principal, error) {
+	switch token {
+	case "op":
+		return Principal{Name: "operator", Role: api.RoleOperator}, nil
+	case "sub":
+		return Principal{Name: "alice", Role: api.RoleSubmitter}, nil
+	}
+	return Principal{}, store.ErrNotFound
+}
+func (f *fakeBackend) Submit(ctx context.Context, p Principal, r io.Reader) (api.SubmitResult, error) {
+	if _, err := io.ReadAll(r); err != nil {
+		return api.SubmitResult{}, err
+	}
+	return api.SubmitResult{}, f.submitErr
+}
+func (f *fakeBackend) Services(ctx context.Context, p Principal) ([]api.Service, error) {
+	return nil, nil
+}
+func (f *fakeBackend) Service(ctx context.Context, p Principal, name string) (api.Service, error) {
+	return api.Service{}, fmt.Errorf("service %q: %w", name, store.ErrNotFound)
+}
+func (f *fakeBackend) Remove(ctx context.Context, name string) error { return nil }
+func (f *fakeBackend) Fire(ctx context.Context, name string, m json.RawMessage) (api.Run, error) {
+	f.fired = m
+	return api.Run{ID: "r1", Service: name, Outcome: "ok"}, nil
+}
+func (f *fakeBackend) Runs(ctx context.Context, p Principal, s string, limit int) ([]api.Run, error) {
+	return nil, nil
+}
+func (f *fakeBackend) Run(ctx context.Context, p Principal, s, id string) (api.Run, error) {
+	return api.Run{}, nil
+}
+func (f *fakeBackend) CreateToken(ctx context.Context, name, role string) (api.Token, error) {
+	return api.Token{Name: name, Role: role}, nil
+}
+func (f *fakeBackend) Node(ctx context.Context) api.NodeInfo { return api.NodeInfo{} }
+func (f *fakeBackend) Ready() error                          { return nil }
+func (f *fakeBackend) Metrics() http.Handler                 { return http.NotFoundHandler() }
+
+func do(t *testing.T, h http.Handler, method, path, token, ctype, body string) (int, api.Error) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	var e api.Error
+	json.Unmarshal(w.Body.Bytes(), &e)
+	return w.Code, e
+}
+
+func TestRoutes(t *testing.T) {
+	fb := &fakeBackend{}
+	s := New(fb, Config{MaxArchiveBytes: 64, MaxJSONBytes: 64}, nil)
+	for _, tc := range []struct {
+		name, method, path, token, ctype, body string
+		status                                 int
+		msg                                    string
+	}{
+		{"no token", "GET", "/v1/services", "", "", "", 401, "missing bearer token"},
+		{"bad token", "GET", "/v1/services", "nope", "", "", 401, "invalid token"},
+		{"submitter fires", "POST", "/v1/services/x/fire", "sub", "", "", 403, "operator role"},
+		{"submitter makes tokens", "POST", "/v1/tokens", "sub", "", `{"name":"x","role":"operator"}`, 403, ""},
+		{"operator fires", "POST", "/v1/services/x/fire", "op", "", `{"message":{"a":1}}`, 200, ""},
+		{"fire unknown field", "POST", "/v1/services/x/fire", "op", "", `{"mesage":1}`, 400, "mesage"},
+		{"fire wrong type", "POST", "/v1/tokens", "op", "", `{"name":1}`, 400, "name: must be string"},
+		{"fire trailing", "POST", "/v1/services/x/fire", "op", "", `{}{}`, 400, "trailing"},
+		{"json too big", "POST", "/v1/services/x/fire", "op", "", `{"message":"` + strings.Repeat("x", 100) + `"}`, 413, "larger than"},
+		{"archive too big", "POST", "/v1/services", "sub", "application/gzip", strings.Repeat("x", 100), 413, "larger than"},
+		{"wrong content type", "POST", "/v1/services", "sub", "text/plain", "x", 415, "tar.gz"},
+		{"bad limit", "GET", "/v1/runs?limit=0", "sub", "", "", 400, "limit: must be"},
+		{"not found", "GET", "/v1/services/nope", "sub", "", "", 404, "not found"},
+		{"no endpoint", "GET", "/v2/x", "", "", "", 404, "no such endpoint"},
+		{"health without token", "GET", "/healthz", "", "", "", 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, e := do(t, s, tc.method, tc.path, tc.token, tc.ctype, tc.body)
+			if code != tc.status || !strings.Contains(e.Message, tc.msg) {
+				t.Fatalf("%s %s = %d %q, want %d mentioning %q", tc.method, tc.path, code, e.Message, tc.status, tc.msg)
+			}
+		})
+	}
+	if string(fb.fired) != `{"a":1}` {
+		t.Fatalf("fired message = %s", fb.fired)
+	}
+}
+
+func TestErrorMapping(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		status int
+	}{
+		{manifest.Errors{{Path: "name", Rule: "must match"}}, 400},
+		{fmt.Errorf("wrapped: %w", &archive.Error{Entry: "../x", Rule: "escapes", Kind: archive.ErrUnsafe}), 400},
+		{&archive.Error{Rule: "too big", Kind: archive.ErrTooLarge}, 413},
+		{&archive.Error{Rule: "not gzip", Kind: archive.ErrFormat}, 400},
+		{manifest.ErrNoManifest, 400},
+		{fmt.Errorf("x: %w", store.ErrNotFound), 404},
+		{&api.Error{Status: 409, Message: "version"}, 409},
+		{context.DeadlineExceeded, 504},
+		{errors.New("disk on fire"), 500},
+	} {
+		if got := toAPIError(tc.err); got.Status != tc.status {
+			t.Errorf("toAPIError(%v) = %d, want %d", tc.err, got.Status, tc.status)
+		}
+	}
+	e := toAPIError(manifest.Errors{{Path: "a", Rule: "x"}, {Path: "b", Rule: "y"}})
+	if len(e.Problems) != 2 || e.Problems[0] != "a: x" {
+		t.Fatalf("problems = %q", e.Problems)
+	}
+}
