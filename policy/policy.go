@@ -1,136 +1,451 @@
-// Package policy turns a submitted service into a Decision: run it here
-// (with which driver, limits and network), forward it, or reject it, always
-// with the reasons, in the order the rules looked at the service. Admit is a
-// pure function of the manifest and what the node can do: it never runs
-// service code and does no I/O.
+// Package policy holds the operator's admission policy (the policy section
+// of the node config) and turns a submitted service into a Decision: run it
+// here (with which driver, limits, network, container and registries),
+// forward it to a peer (naming the peer and the redirect depth left), or
+// reject it, always with the reasons, in the order the rules looked at the
+// service, whether they passed or failed.
 //
-// This first version carries the rules every node needs (a driver that is
-// available, a network the driver can enforce, resource ceilings); the
-// operator's full policy (trusted hubs, sources, keywords, rewards, custom
-// rules) builds on the same Decision.
+// The lifecycle is Parse (strict: an unknown key is an error naming its
+// path) → Validate (every problem, each with its path) → Compile (CEL rules
+// compiled, trusted hub keys parsed, every lookup table built once) →
+// Compiled.Admit, a pure, deterministic function of the Submission and the
+// Node: it never runs service code, does no I/O and reads no clock (the
+// decision time comes in Node.Now). A Compiled is immutable and safe for
+// concurrent use; reloading a policy is compiling the new one and swapping
+// the pointer only when Compile succeeded.
+//
+// The package also computes the permission diff of an upgrade (Diff), builds
+// decision receipts for package attest to sign (NewReceipt), and imports the
+// KLYNTAR runner configuration (ImportKlyntar).
+//
+// It does not fetch sources (package source), verify anything but
+// attestations, store decisions, forward services to peers, or know how a
+// driver enforces what it decides.
+//
+// # Rules
+//
+// policy.rules are CEL expressions (cel.dev/cel-go) that must evaluate to a
+// bool; a rule that is false rejects the service with the rule's message, a
+// rule that fails to evaluate (a missing config key, an overflow) rejects it
+// with the error. Field names are checked when the policy is compiled. The
+// variables:
+//
+//	service                    the manifest, normalized
+//	  .name .version .title .description .mode   string
+//	  .keywords                list(string), lowercase
+//	  .runtime                 .driver .language .entry .image string, .command list(string)
+//	  .triggers                list of {kind, every (double, seconds; 0 if unset), schedule, topic, path}
+//	  .resources               .memory int (bytes), .cpu double (cores), .timeout double (seconds),
+//	                           .pids int, .concurrency int
+//	  .capabilities            .network string ("none", "any" or "list"), .hosts list(string),
+//	                           .actions list(string), .state bool
+//	  .target                  string ("" when none)
+//	  .source                  .location .host .digest string ("" when none)
+//	  .reward                  .amount double, .unit string
+//	  .config                  map(string, dyn): the manifest's config
+//	submission
+//	  .digest                  string: the canonical archive digest
+//	  .payload                 int: archive bytes (0 when not fetched yet)
+//	  .origin                  .kind .id string, .stake double
+//	  .hops                    list(string): peers it came through
+//	  .signers                 list(string): names of the trusted hubs whose attestations count
+//	  .weight                  double: their total weight
+//	  .upgrade                 bool: an admitted version exists
+//	  .previous                string: that version ("" when none)
+//	  .growth                  list(string): what grew, e.g. ["memory", "network", "action:submit"]
+//	node
+//	  .drivers                 map(string, bool): driver → enabled
+//	  .services                int: services admitted on the node now
+//	  .now                     timestamp: the decision time
+//
+// Numbers of different types compare (service.resources.timeout <= 30),
+// timestamps have the standard CEL accessors (node.now.getDayOfWeek("UTC")),
+// and the CEL strings extension is loaded (service.name.split("-")).
+// Evaluation is capped at 100000 cost units per rule. Rules run after every
+// other rule, so submission.signers and submission.growth are settled.
+//
+// # Forwarding
+//
+// A service that fails a rule is forwarded rather than rejected when
+// policy.peers lists a peer not already on its path (Submission.Hops) and
+// redirect depth is left: failures of this node's own preferences and
+// capabilities (keywords, limits, quorum, driver, rules, …) may pass on a
+// peer. A digest that does not match source.digest, a target conflict and a
+// refused upgrade always reject.
 package policy
 
 import (
-	"fmt"
-	"time"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"strings"
 
 	"github.com/andromeda-runner/andromeda/manifest"
 )
 
-// Verdict is what the node does with a service.
-type Verdict string
+// Policy is the operator's admission policy: the policy section of the node
+// config, in YAML or JSON. Field comments state defaults; DefaultPolicy
+// returns them, and Parse overlays a file on them (a key the file leaves out
+// keeps its default; a list or map in the file replaces the default).
+type Policy struct {
+	// MaxDescription is the longest description, in characters, this node
+	// accepts (KLYNTAR: DESC_MAX_LEN). Default 4096, the manifest's own
+	// bound; 0 admits only services without a description.
+	MaxDescription int `json:"max_description" yaml:"max_description"`
+	// MaxPayload is the largest archive, uploaded or fetched from
+	// source.location, in bytes or with a unit (16Mi). Default 16Mi.
+	MaxPayload manifest.Bytes `json:"max_payload" yaml:"max_payload"`
+	// AllowedSources are the hosts a source.location may name (KLYNTAR:
+	// ALLOWED_STORAGE): "github.com" (that host, port 443),
+	// "*.githubusercontent.com" (any name below it), "host:8443". Default
+	// empty: no service may name a source.location.
+	AllowedSources []string `json:"allowed_sources,omitempty" yaml:"allowed_sources"`
+	// TrustedHubs are the signers whose attestations count (KLYNTAR:
+	// TRUSTED_HUBS). Default none.
+	TrustedHubs []Hub `json:"trusted_hubs,omitempty" yaml:"trusted_hubs"`
+	// Require is the quorum a service's counted attestations must reach.
+	// Default {signatures: 0, weight: 0}: attestations are reported but not
+	// required.
+	Require Quorum `json:"require" yaml:"require"`
+	// PreferDrivers maps a driver (wasm, process, docker) to the languages
+	// this node prefers to run there (KLYNTAR: PREFER_TOOLCHAIN). When a
+	// service accepts several drivers, the first available one preferring
+	// its language is chosen. A preference, not a restriction. Default
+	// none.
+	PreferDrivers map[string][]string `json:"prefer_drivers,omitempty" yaml:"prefer_drivers"`
+	// Keywords are the keywords this node accepts (KLYNTAR: KEYWORDS): a
+	// service must carry at least one of them. Default empty: any service,
+	// with or without keywords.
+	Keywords []string `json:"keywords,omitempty" yaml:"keywords"`
+	// Network is the most network a service may be granted (KLYNTAR:
+	// NETCAP): none, any, or a list of host:port patterns (see Network). A
+	// service asking for more is rejected. Default any.
+	Network Network `json:"network" yaml:"network"`
+	// Limits are the resource ceilings, each with what to do with a request
+	// above it. Defaults: memory 512Mi, cpu 2, timeout 60s, pids 256,
+	// concurrency 16, all clamped.
+	Limits Ceilings `json:"limits" yaml:"limits"`
+	// MinReward is the least reward a service must offer. Default amount 0:
+	// no minimum.
+	MinReward Reward `json:"min_reward" yaml:"min_reward"`
+	// Origins, when not empty, are the only origins a submission may come
+	// from, each with a minimum stake (KLYNTAR: PREFER_SYMBIOTES,
+	// PREFER_HOSTCHAINS). Default empty: any origin, or none.
+	Origins []Origin `json:"origins,omitempty" yaml:"origins"`
+	// Containers are existing containers a docker service may be placed
+	// into instead of a new one (KLYNTAR: CONTAINERS). Default none.
+	Containers []Container `json:"containers,omitempty" yaml:"containers"`
+	// Registries maps a language (node, python, rust, …) to the package
+	// registries its dependencies install from, and "docker" to the image
+	// registries docker services may pull from (KLYNTAR: REGISTRIES). A
+	// language not listed, or listed with no registry, uses its
+	// toolchain's default; a docker image from a registry not listed is
+	// rejected when "docker" lists any. Default none.
+	Registries map[string][]string `json:"registries,omitempty" yaml:"registries"`
+	// Peers are the nodes (http or https base URLs) this node forwards what
+	// it will not or cannot run to, in order of preference (KLYNTAR:
+	// STATIC_NODES). Default none: such services are rejected.
+	Peers []string `json:"peers,omitempty" yaml:"peers"`
+	// RedirectDepth is how many hops a service may travel from the node it
+	// was submitted to (KLYNTAR: REDIRECTION_DEPTH), 0 to 16. Default 3.
+	RedirectDepth int `json:"redirect_depth" yaml:"redirect_depth"`
+	// Dormant selects services admitted but not started until first
+	// triggered (KLYNTAR: DORMITORY). Default none.
+	Dormant Dormant `json:"dormant" yaml:"dormant"`
+	// Upgrade says what happens when a new version of an admitted service
+	// asks for more than the running one. Default growth allow.
+	Upgrade Upgrade `json:"upgrade" yaml:"upgrade"`
+	// SharedTargets are targets several services may operate; any other
+	// target belongs to the first service admitted with it (DESIGN.md
+	// section 8). Default none.
+	SharedTargets []string `json:"shared_targets,omitempty" yaml:"shared_targets"`
+	// Rules are extra conditions as CEL expressions; see the package
+	// documentation. Default none.
+	Rules []Rule `json:"rules,omitempty" yaml:"rules"`
+}
 
-// The verdicts.
+// Hub is a trusted signer.
+type Hub struct {
+	// Name identifies the hub in reasons: [a-z0-9][a-z0-9._-]{0,62},
+	// unique. Required.
+	Name string `json:"name" yaml:"name"`
+	// Key is its ed25519 public key, "ed25519:<base64>" (see package
+	// attest). Required, unique.
+	Key string `json:"key" yaml:"key"`
+	// Weight is what its signature adds to an attestation's weight, more
+	// than 0. Default 1.
+	Weight float64 `json:"weight" yaml:"weight"`
+}
+
+// Quorum is how much trusted attestation a service needs: at least
+// Signatures distinct trusted signers whose weights add up to at least
+// Weight.
+type Quorum struct {
+	// Signatures is the least number of distinct trusted signers, ≥ 0.
+	Signatures int `json:"signatures" yaml:"signatures"`
+	// Weight is the least total weight, ≥ 0.
+	Weight float64 `json:"weight" yaml:"weight"`
+}
+
+// IsZero reports whether q requires nothing.
+func (q Quorum) IsZero() bool { return q.Signatures == 0 && q.Weight == 0 }
+
+// Over is what to do with a resource request above its ceiling.
+type Over string
+
+// The choices for a ceiling. The default is OverClamp.
 const (
-	Run     Verdict = "run"     // run it here
-	Forward Verdict = "forward" // send it to a peer
-	Reject  Verdict = "reject"  // refuse it
+	OverClamp  Over = "clamp"  // grant the ceiling instead
+	OverReject Over = "reject" // reject the service
 )
 
-// Decision is the outcome of admission.
-type Decision struct {
-	Verdict Verdict  `json:"verdict"`
-	Driver  string   `json:"driver"`
-	Limits  Limits   `json:"limits"`
-	Network string   `json:"network"`
-	Reasons []Reason `json:"reasons"`
+// Ceiling is the most of one resource a service may get, and what happens
+// to a request above it.
+type Ceiling[T any] struct {
+	// Max is the ceiling. Required, more than 0.
+	Max T `json:"max" yaml:"max"`
+	// Over is clamp (the default) or reject.
+	Over Over `json:"over" yaml:"over"`
 }
 
-// Reason is one rule's finding about a service.
-type Reason struct {
-	Rule   string `json:"rule"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
+// Ceilings are the resource ceilings of the node.
+type Ceilings struct {
+	// Memory: a size, 1Mi to 1Ti. Default 512Mi.
+	Memory Ceiling[manifest.Bytes] `json:"memory" yaml:"memory"`
+	// CPU: cores (0.5) or millicores (500m), more than 0, at most 1024.
+	// Default 2.
+	CPU Ceiling[manifest.CPU] `json:"cpu" yaml:"cpu"`
+	// Timeout: a duration, 1ms to 24h. Default 60s.
+	Timeout Ceiling[manifest.Duration] `json:"timeout" yaml:"timeout"`
+	// Pids: 1 to 1048576. Default 256.
+	Pids Ceiling[int] `json:"pids" yaml:"pids"`
+	// Concurrency: 1 to 4096. Default 16.
+	Concurrency Ceiling[int] `json:"concurrency" yaml:"concurrency"`
 }
 
-// Limits are the resource ceilings a deployment runs under.
-type Limits struct {
-	Memory      int64   `json:"memory_bytes"`
-	CPU         float64 `json:"cpu"`
-	TimeoutMS   int64   `json:"timeout_ms"`
-	Pids        int     `json:"pids"`
-	Concurrency int     `json:"concurrency"`
+// Reward is the least a service must offer.
+type Reward struct {
+	// Amount is ≥ 0; 0 means no minimum.
+	Amount float64 `json:"amount" yaml:"amount"`
+	// Unit is [A-Za-z0-9]{1,16}, compared exactly with the manifest's
+	// reward.unit; required when Amount > 0.
+	Unit string `json:"unit" yaml:"unit"`
 }
 
-// Node is what admission needs to know about the node.
-type Node struct {
-	// Drivers maps each driver name to whether it is enabled here, and why
-	// not when it is not.
-	Drivers map[string]DriverInfo
-	// Ceilings are the most any service may get; requests above are
-	// clamped.
-	Ceilings Limits
+// Origin is where a submission may come from: a chain, network or tenant
+// the operator serves, and the stake its submitter must have there.
+type Origin struct {
+	// Kind is the kind of origin, [a-z0-9-]{1,32}: symbiote and hostchain
+	// for KLYNTAR, anything the operator uses otherwise. Required.
+	Kind string `json:"kind" yaml:"kind"`
+	// ID identifies the origin within its kind (a symbiote's id, a chain's
+	// ticker), 1 to 128 printable characters without spaces; compared
+	// exactly. Required.
+	ID string `json:"id" yaml:"id"`
+	// MinStake is the least stake (KLYNTAR: MIN_FREEZE) the submission must
+	// carry, ≥ 0. Default 0.
+	MinStake float64 `json:"min_stake" yaml:"min_stake"`
 }
 
-// DriverInfo says whether a driver can take services on this node.
-type DriverInfo struct {
-	Enabled bool
-	Reason  string // why not, when disabled
-	// Network reports whether the driver can grant (and enforce) network
-	// access; a driver that cannot only takes services with network none.
-	Network bool
+// Container is an existing container docker services may be placed into.
+type Container struct {
+	// Name is the container's name on the Docker engine. Required, unique.
+	Name string `json:"name" yaml:"name"`
+	// Languages are the service languages it can host; empty: any.
+	Languages []string `json:"languages,omitempty" yaml:"languages"`
 }
 
-// Admit decides what to do with a validated, normalised manifest. Every rule
-// appends a reason whether it passed or not; the verdict is Reject when any
-// rule failed.
-func Admit(m *manifest.Service, node Node) Decision {
-	d := Decision{Verdict: Run, Driver: string(m.Runtime.Driver)}
-	add := func(rule string, ok bool, format string, args ...any) {
-		d.Reasons = append(d.Reasons, Reason{Rule: rule, OK: ok, Detail: fmt.Sprintf(format, args...)})
-		if !ok {
-			d.Verdict = Reject
+// Dormant selects services that are admitted but started only when first
+// triggered.
+type Dormant struct {
+	// All makes every admitted service dormant. Default false.
+	All bool `json:"all" yaml:"all"`
+	// Services are service names; a name ending in "*" matches every name
+	// with that prefix.
+	Services []string `json:"services,omitempty" yaml:"services"`
+	// Keywords make a service carrying any of them dormant.
+	Keywords []string `json:"keywords,omitempty" yaml:"keywords"`
+}
+
+// GrowthRule is what an upgrade that asks for more than the running
+// version needs.
+type GrowthRule string
+
+// The growth rules. The default is GrowthAllow.
+const (
+	// GrowthAllow admits the growth; the decision still lists it.
+	GrowthAllow GrowthRule = "allow"
+	// GrowthAttest admits it only when the new version's attestations reach
+	// Upgrade.Require (attestations are always over the new digest, so
+	// they are fresh).
+	GrowthAttest GrowthRule = "attest"
+	// GrowthReject rejects any growth: remove the service first.
+	GrowthReject GrowthRule = "reject"
+)
+
+// Upgrade is the policy for new versions of admitted services.
+type Upgrade struct {
+	// Growth is allow (the default), attest or reject.
+	Growth GrowthRule `json:"growth" yaml:"growth"`
+	// Require is the quorum growth needs under attest. Default
+	// {signatures: 1, weight: 0}.
+	Require Quorum `json:"require" yaml:"require"`
+}
+
+// Rule is a custom admission condition.
+type Rule struct {
+	// Name identifies the rule in reasons (rules.NAME):
+	// [a-z0-9][a-z0-9-]{0,62}, unique. Required.
+	Name string `json:"name" yaml:"name"`
+	// Expr is a CEL expression of type bool; see the package
+	// documentation. Required.
+	Expr string `json:"expr" yaml:"expr"`
+	// Message is the reason given when Expr is false. Default "rule NAME
+	// does not hold".
+	Message string `json:"message,omitempty" yaml:"message,omitempty"`
+}
+
+// Defaults of DefaultPolicy.
+const (
+	DefaultMaxDescription = 4096
+	DefaultMaxPayload     = "16Mi"
+	DefaultRedirectDepth  = 3
+	DefaultMemory         = "512Mi"
+	DefaultCPU            = "2"
+	DefaultTimeout        = "60s"
+	DefaultPids           = 256
+	DefaultConcurrency    = 16
+)
+
+// DefaultPolicy returns the policy of a node whose config has no policy
+// section: any service within the ceilings runs, no attestation required,
+// network any, no source.location, no peers.
+func DefaultPolicy() Policy {
+	mustBytes := func(s string) manifest.Bytes { b, _ := manifest.ParseBytes(s); return b }
+	cpu, _ := manifest.ParseCPU(DefaultCPU)
+	timeout, _ := manifest.ParseDuration(DefaultTimeout)
+	return Policy{
+		MaxDescription: DefaultMaxDescription,
+		MaxPayload:     mustBytes(DefaultMaxPayload),
+		Network:        Network{Any: true},
+		Limits: Ceilings{
+			Memory:      Ceiling[manifest.Bytes]{Max: mustBytes(DefaultMemory), Over: OverClamp},
+			CPU:         Ceiling[manifest.CPU]{Max: cpu, Over: OverClamp},
+			Timeout:     Ceiling[manifest.Duration]{Max: timeout, Over: OverClamp},
+			Pids:        Ceiling[int]{Max: DefaultPids, Over: OverClamp},
+			Concurrency: Ceiling[int]{Max: DefaultConcurrency, Over: OverClamp},
+		},
+		RedirectDepth: DefaultRedirectDepth,
+		Upgrade:       Upgrade{Growth: GrowthAllow, Require: Quorum{Signatures: 1}},
+	}
+}
+
+// Normalize fills the defaults of list elements and empty choices (a hub's
+// weight 1, a ceiling's over clamp, upgrade growth allow) and lowercases
+// keywords and languages. Parse and Compile call it.
+func (p *Policy) Normalize() {
+	for i := range p.TrustedHubs {
+		if p.TrustedHubs[i].Weight == 0 {
+			p.TrustedHubs[i].Weight = 1
 		}
 	}
-
-	drv, known := node.Drivers[d.Driver]
-	switch {
-	case !known:
-		add("driver", false, "driver %s is not built into this node", d.Driver)
-	case !drv.Enabled:
-		add("driver", false, "driver %s is disabled on this node: %s", d.Driver, drv.Reason)
-	default:
-		add("driver", true, "driver %s is available", d.Driver)
+	for _, o := range []*Over{&p.Limits.Memory.Over, &p.Limits.CPU.Over, &p.Limits.Timeout.Over, &p.Limits.Pids.Over, &p.Limits.Concurrency.Over} {
+		if *o == "" {
+			*o = OverClamp
+		}
 	}
-
-	d.Network = m.Capabilities.Network.String()
-	switch {
-	case m.Capabilities.Network.None():
-		add("network", true, "no network requested")
-	case known && !drv.Network:
-		add("network", false, "network %s requested, but driver %s cannot grant network access", d.Network, d.Driver)
-	default:
-		add("network", true, "network %s granted", d.Network)
+	if p.Upgrade.Growth == "" {
+		p.Upgrade.Growth = GrowthAllow
 	}
-
-	c := node.Ceilings
-	d.Limits.Memory = clamp(add, "limits.memory", m.Resources.Memory.Int64(), c.Memory, bytesString)
-	d.Limits.CPU = clamp(add, "limits.cpu", m.Resources.CPU.Cores(), c.CPU, func(v float64) string { return fmt.Sprintf("%g", v) })
-	d.Limits.TimeoutMS = clamp(add, "limits.timeout", m.Resources.Timeout.Std().Milliseconds(), c.TimeoutMS, func(v int64) string { return (time.Duration(v) * time.Millisecond).String() })
-	d.Limits.Pids = clamp(add, "limits.pids", m.Resources.Pids, c.Pids, func(v int) string { return fmt.Sprint(v) })
-	d.Limits.Concurrency = clamp(add, "limits.concurrency", m.Resources.Concurrency, c.Concurrency, func(v int) string { return fmt.Sprint(v) })
-	return d
+	// Empty lists and maps are nil, so that "keywords: []" and no
+	// keywords are the same policy.
+	nilIfEmpty(&p.AllowedSources)
+	nilIfEmpty(&p.TrustedHubs)
+	nilIfEmpty(&p.Keywords)
+	nilIfEmpty(&p.Network.Hosts)
+	nilIfEmpty(&p.Origins)
+	nilIfEmpty(&p.Containers)
+	nilIfEmpty(&p.Peers)
+	nilIfEmpty(&p.Dormant.Services)
+	nilIfEmpty(&p.Dormant.Keywords)
+	nilIfEmpty(&p.SharedTargets)
+	nilIfEmpty(&p.Rules)
+	if len(p.PreferDrivers) == 0 {
+		p.PreferDrivers = nil
+	}
+	if len(p.Registries) == 0 {
+		p.Registries = nil
+	}
+	for i := range p.Containers {
+		nilIfEmpty(&p.Containers[i].Languages)
+	}
+	lower(p.Keywords)
+	lower(p.Dormant.Keywords)
+	for _, langs := range p.PreferDrivers {
+		lower(langs)
+	}
+	for i := range p.Containers {
+		lower(p.Containers[i].Languages)
+	}
 }
 
-// clamp returns the requested value, or the ceiling when the request is
-// above it (a ceiling ≤ 0 means none), and records why.
-func clamp[T int | int64 | float64](add func(string, bool, string, ...any), rule string, req, ceiling T, show func(T) string) T {
-	if ceiling > 0 && req > ceiling {
-		add(rule, true, "requested %s, clamped to the node's ceiling %s", show(req), show(ceiling))
-		return ceiling
+// Digest returns "sha256:" and the hex sha256 of the policy's canonical
+// JSON: json.Marshal of the normalized policy (fields in declaration order,
+// map keys sorted, empty lists left out, values with units as written). A
+// decision receipt names the policy by it.
+func (p Policy) Digest() string {
+	p = p.clone()
+	p.Normalize()
+	data, err := json.Marshal(p)
+	if err != nil {
+		panic("policy: digest: " + err.Error()) // plain data only
 	}
-	add(rule, true, "%s (ceiling %s)", show(req), show(ceiling))
-	return req
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-func bytesString(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%dGi", n>>30)
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%dMi", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%dKi", n>>10)
+// clone copies p deeply enough that Normalize on the copy leaves p alone.
+func (p Policy) clone() Policy {
+	c := p
+	c.AllowedSources = slices.Clone(p.AllowedSources)
+	c.TrustedHubs = slices.Clone(p.TrustedHubs)
+	c.PreferDrivers = cloneLists(p.PreferDrivers)
+	c.Keywords = slices.Clone(p.Keywords)
+	c.Network.Hosts = slices.Clone(p.Network.Hosts)
+	c.Origins = slices.Clone(p.Origins)
+	c.Containers = slices.Clone(p.Containers)
+	for i := range c.Containers {
+		c.Containers[i].Languages = slices.Clone(c.Containers[i].Languages)
 	}
-	return fmt.Sprintf("%d", n)
+	c.Registries = cloneLists(p.Registries)
+	c.Peers = slices.Clone(p.Peers)
+	c.Dormant.Services = slices.Clone(p.Dormant.Services)
+	c.Dormant.Keywords = slices.Clone(p.Dormant.Keywords)
+	c.SharedTargets = slices.Clone(p.SharedTargets)
+	c.Rules = slices.Clone(p.Rules)
+	return c
+}
+
+func cloneLists(m map[string][]string) map[string][]string {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string][]string, len(m))
+	for k, v := range m {
+		c[k] = slices.Clone(v)
+	}
+	return c
+}
+
+func nilIfEmpty[T any](s *[]T) {
+	if len(*s) == 0 {
+		*s = nil
+	}
+}
+
+func lower(list []string) {
+	for i, s := range list {
+		list[i] = strings.ToLower(s)
+	}
 }

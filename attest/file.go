@@ -1,0 +1,213 @@
+package attest
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// FileName is where a service directory keeps its attestations, relative
+// to the directory. `andromeda attest DIR` writes it and `andromeda submit
+// DIR` sends its attestations beside the archive. The .andromeda directory
+// is not part of the service: packing must skip it, so that attesting never
+// changes the digest being attested.
+const FileName = ".andromeda/attestations.json"
+
+// HeaderName is the HTTP request header that carries a submission's
+// attestations: the unpadded base64url (RFC 4648 §5) of the JSON array of
+// the attestations. EncodeHeader and DecodeHeader convert it.
+const HeaderName = "Andromeda-Attestations"
+
+// Bounds on what DecodeHeader and ReadDir accept.
+const (
+	// MaxAttestations is the most attestations one submission or file may
+	// carry.
+	MaxAttestations = 64
+	// MaxEncoded is the longest header value or file, in bytes.
+	MaxEncoded = 64 << 10
+)
+
+// File is the content of FileName:
+//
+//	{"attestations": [{"key": …, "digest": …, "signature": …, "signed_at": …}, …]}
+//
+// Attestations are kept sorted by key, one per key.
+type File struct {
+	Attestations []Attestation `json:"attestations"`
+}
+
+// ReadDir returns the attestations in dir's FileName; none, without error,
+// when the file does not exist. Decoding is strict (see Decode).
+func ReadDir(dir string) ([]Attestation, error) {
+	name := filepath.Join(dir, FileName)
+	f, err := os.Open(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxEncoded+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	as, err := DecodeFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return as, nil
+}
+
+// DecodeFile decodes the content of an attestations file strictly: one JSON
+// object with the single key "attestations", no unknown field, at most
+// MaxAttestations entries and MaxEncoded bytes. It checks the structure,
+// not the signatures: an attestation whose signature is not base64 decodes,
+// and Verify (or policy) says why it never counts.
+func DecodeFile(data []byte) ([]Attestation, error) {
+	if len(data) > MaxEncoded {
+		return nil, fmt.Errorf("must be at most %d bytes", MaxEncoded)
+	}
+	var f struct {
+		Attestations json.RawMessage `json:"attestations"`
+	}
+	if err := strictJSON(data, &f); err != nil {
+		return nil, err
+	}
+	if f.Attestations == nil {
+		return nil, errors.New(`attestations: missing`)
+	}
+	return decodeList(f.Attestations)
+}
+
+// AddToDir adds a to dir's FileName, replacing any attestation by the same
+// key, and writes the file atomically (mode 0644), creating .andromeda if
+// needed.
+func AddToDir(dir string, a Attestation) error {
+	as, err := ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	as = slices.DeleteFunc(as, func(o Attestation) bool { return o.Key == a.Key })
+	as = append(as, a)
+	slices.SortFunc(as, func(x, y Attestation) int { return strings.Compare(x.Key, y.Key) })
+	if len(as) > MaxAttestations {
+		return fmt.Errorf("%s: more than %d attestations", FileName, MaxAttestations)
+	}
+	data, err := json.MarshalIndent(File{Attestations: as}, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	name := filepath.Join(dir, FileName)
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(name), ".attestations-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
+}
+
+// EncodeHeader returns the HeaderName value carrying as; "" for none.
+func EncodeHeader(as []Attestation) string {
+	if len(as) == 0 {
+		return ""
+	}
+	data, err := json.Marshal(as)
+	if err != nil {
+		panic("attest: encode header: " + err.Error()) // only strings and times
+	}
+	return base64.RawURLEncoding.EncodeToString(data)
+}
+
+// DecodeHeader decodes a HeaderName value: none for "", otherwise the
+// base64url (padding optional) of a JSON array of at most MaxAttestations
+// attestations, decoded strictly. Like DecodeFile it checks structure, not
+// signatures. Errors name the place: "header: not base64url: …",
+// "attestations[2]: unknown field \"sig\"".
+func DecodeHeader(v string) ([]Attestation, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return nil, nil
+	}
+	if len(v) > MaxEncoded {
+		return nil, fmt.Errorf("%s header: must be at most %d bytes", HeaderName, MaxEncoded)
+	}
+	data, err := base64.RawURLEncoding.Strict().DecodeString(strings.TrimRight(v, "="))
+	if err != nil {
+		return nil, fmt.Errorf("%s header: not base64url: %s", HeaderName, trimB64(err))
+	}
+	return decodeList(data)
+}
+
+func decodeList(data []byte) ([]Attestation, error) {
+	var raws []json.RawMessage
+	if err := strictJSON(data, &raws); err != nil {
+		return nil, fmt.Errorf("attestations: %w", err)
+	}
+	if len(raws) > MaxAttestations {
+		return nil, fmt.Errorf("attestations: %d entries, at most %d allowed", len(raws), MaxAttestations)
+	}
+	as := make([]Attestation, len(raws))
+	for i, raw := range raws {
+		if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+			return nil, fmt.Errorf("attestations[%d]: must be an object", i)
+		}
+		if err := strictJSON(raw, &as[i]); err != nil {
+			return nil, fmt.Errorf("attestations[%d]: %w", i, err)
+		}
+	}
+	return as, nil
+}
+
+// strictJSON decodes exactly one JSON value into v, refusing unknown fields
+// and trailing data.
+func strictJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errors.New("empty")
+		}
+		return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// Check reports every attestation in as that does not parse, naming it:
+// "attestations[1].signature: malformed attestation: not base64: input byte
+// 4". The CLI uses it to warn before submitting; the node does not reject a
+// submission for it (policy reports why such an attestation never counts).
+func Check(as []Attestation) error {
+	var errs []error
+	for i, a := range as {
+		if _, err := a.Parse(); err != nil {
+			errs = append(errs, fmt.Errorf("attestations[%d].%w", i, err))
+		}
+	}
+	return errors.Join(errs...)
+}

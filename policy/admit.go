@@ -1,0 +1,891 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/andromeda-runner/andromeda/attest"
+	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/source"
+)
+
+// Verdict is what the node does with a service.
+type Verdict string
+
+// The verdicts.
+const (
+	Run     Verdict = "run"     // run it here
+	Forward Verdict = "forward" // send it to the peer Decision.Forward names
+	Reject  Verdict = "reject"  // refuse it
+)
+
+// Decision is the outcome of admission. Its JSON is
+//
+//	{"verdict": …, "driver": …, "limits": {…}, "network": …, "reasons": [{"rule": …, "ok": …, "detail": …}, …]}
+//
+// followed by forward, dormant, container, registries and growth only when
+// set. Driver, Limits and Network are what the service gets (or would get)
+// here whatever the verdict, so that explain shows them.
+type Decision struct {
+	Verdict Verdict  `json:"verdict"`
+	Driver  string   `json:"driver"`
+	Limits  Limits   `json:"limits"`
+	Network string   `json:"network"`
+	Reasons []Reason `json:"reasons"`
+	// Forward names the peer and the redirect depth the service carries
+	// there; set when Verdict is Forward.
+	Forward *ForwardTo `json:"forward,omitempty"`
+	// Dormant: admitted, started only on the first trigger. Only with Run.
+	Dormant bool `json:"dormant,omitempty"`
+	// Container is the existing container a docker service is placed into
+	// instead of a new one.
+	Container string `json:"container,omitempty"`
+	// Registries are the package registries the service's dependencies
+	// install from (its language's entry in policy.registries); empty: the
+	// toolchain's default.
+	Registries []string `json:"registries,omitempty"`
+	// Growth is what an upgrade asks for beyond the admitted version.
+	Growth []Growth `json:"growth,omitempty"`
+}
+
+// ForwardTo is where a forwarded service goes.
+type ForwardTo struct {
+	// Peer is the peer's base URL, as listed in policy.peers.
+	Peer string `json:"peer"`
+	// Depth is the redirect depth the service carries to the peer: this
+	// node's remaining depth minus one.
+	Depth int `json:"depth"`
+}
+
+// Reason is one rule's finding about a service. Rule names the policy
+// setting that decided ("keywords", "limits.memory", "rules.no-weekend",
+// "attestations[1]"), so an operator knows what to change.
+type Reason struct {
+	Rule   string `json:"rule"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Limits are the resource ceilings a deployment runs under.
+type Limits struct {
+	Memory      int64   `json:"memory_bytes"`
+	CPU         float64 `json:"cpu"`
+	TimeoutMS   int64   `json:"timeout_ms"`
+	Pids        int     `json:"pids"`
+	Concurrency int     `json:"concurrency"`
+}
+
+// OriginClaim is where a submission says it comes from. The node cannot
+// check it by itself: whoever fills Submission.Origin (a chain bridge, an
+// authenticated peer, the operator) vouches for it; over HTTP it travels in
+// the OriginHeader (see ParseOriginClaim).
+type OriginClaim struct {
+	// Kind and ID name the origin, as in policy.origins: "symbiote" and a
+	// symbiote id, "hostchain" and "btc".
+	Kind string `json:"kind"`
+	ID   string `json:"id"`
+	// Stake is the submitter's stake there (KLYNTAR: its freeze), ≥ 0.
+	Stake float64 `json:"stake"`
+}
+
+// IsZero reports whether no origin is claimed.
+func (o OriginClaim) IsZero() bool { return o.Kind == "" && o.ID == "" }
+
+// String returns "kind:id" and, when the stake is not 0, ";stake=N".
+func (o OriginClaim) String() string {
+	s := o.Kind + ":" + o.ID
+	if o.Stake != 0 {
+		s += ";stake=" + formatFloat(o.Stake)
+	}
+	return s
+}
+
+// OriginHeader is the HTTP request header carrying a submission's origin,
+// in the form ParseOriginClaim reads.
+const OriginHeader = "Andromeda-Origin"
+
+// ParseOriginClaim parses "kind:id" optionally followed by ";stake=N", as
+// in "hostchain:btc;stake=250". Errors name the part.
+func ParseOriginClaim(s string) (OriginClaim, error) {
+	s = strings.TrimSpace(s)
+	head, params, _ := strings.Cut(s, ";")
+	kind, id, ok := strings.Cut(strings.TrimSpace(head), ":")
+	var o OriginClaim
+	if !ok || !originKind.MatchString(kind) {
+		return o, fmt.Errorf("origin %q: must be kind:id with kind [a-z0-9-]{1,32}, like hostchain:btc", s)
+	}
+	if !printableID(id) {
+		return o, fmt.Errorf("origin %q: id must be 1 to 128 printable characters without spaces", s)
+	}
+	o.Kind, o.ID = kind, id
+	if params != "" {
+		v, ok := strings.CutPrefix(strings.TrimSpace(params), "stake=")
+		f, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+			return OriginClaim{}, fmt.Errorf("origin %q: stake must be stake=N with N a number ≥ 0", s)
+		}
+		o.Stake = f
+	}
+	return o, nil
+}
+
+// Submission is everything admission looks at.
+type Submission struct {
+	// Manifest is the service's manifest, validated and normalized
+	// (manifest.Check or Load). Required; Admit does not modify it.
+	Manifest *manifest.Service
+	// Digest is the canonical archive digest (archive.Info.Digest). For a
+	// source.location service admitted before its fetch, leave it empty:
+	// the manifest's source.digest is used, and the fetch must check it.
+	Digest string
+	// PayloadSize is the archive's size in bytes; 0 for a source.location
+	// service not fetched yet (the fetch enforces max_payload while
+	// streaming).
+	PayloadSize int64
+	// Attestations came with the submission, malformed ones included:
+	// each gets a reason saying whether it counts, and why not.
+	Attestations []attest.Attestation
+	// Origin is where the submission says it comes from; zero when it says
+	// nothing.
+	Origin OriginClaim
+	// Hops are the peers a forwarded submission came through, oldest
+	// first; empty for a submission made to this node.
+	Hops []string
+	// Depth is the redirect depth a forwarded submission carries (the
+	// sender's Decision.Forward.Depth); ignored when Hops is empty.
+	Depth int
+	// Previous is the admitted version this one replaces; nil for a new
+	// service. Admit lists what grew from it (Diff).
+	Previous *manifest.Service
+	// Drivers are other drivers the service accepts besides
+	// Manifest.Runtime.Driver, in the author's order of preference. The
+	// manifest names one driver today, so this is usually empty.
+	Drivers []string
+}
+
+// Node is what admission knows about the node deciding.
+type Node struct {
+	// Drivers are the node's drivers by name (wasm, process, docker).
+	Drivers map[string]DriverInfo
+	// Services is the number of services admitted on the node now.
+	Services int
+	// Targets maps each target operated on the node to the service
+	// operating it.
+	Targets map[string]string
+	// Self is this node's base URL as its peers know it; never forwarded
+	// to. Optional.
+	Self string
+	// Now is the decision time, node.now for rules. Zero: the Unix epoch
+	// (Admit reads no clock).
+	Now time.Time
+	// Ceilings are used only by the package-level Admit kept for the first
+	// node version; Compiled.Admit uses policy.limits.
+	Ceilings Limits
+}
+
+// DriverInfo says whether a driver can take services on this node.
+type DriverInfo struct {
+	// Enabled is false when the driver's self-test failed.
+	Enabled bool
+	// Reason says why it is disabled.
+	Reason string
+	// Network reports whether the driver can grant (and enforce) network
+	// access; a driver that cannot only takes services with network none.
+	Network bool
+	// Languages are the languages the driver has toolchains for; empty:
+	// any (wasm, docker).
+	Languages []string
+}
+
+// admission is one Admit call in progress.
+type admission struct {
+	c      *Compiled
+	sub    Submission
+	m      *manifest.Service
+	node   Node
+	d      Decision
+	failed []string // rules that failed
+	fatal  []string // failed rules another node could not satisfy either
+	digest string
+
+	signers []string // trusted hubs whose attestations count
+	weight  float64
+}
+
+func (a *admission) add(rule string, ok bool, format string, args ...any) {
+	a.d.Reasons = append(a.d.Reasons, Reason{Rule: rule, OK: ok, Detail: fmt.Sprintf(format, args...)})
+	if !ok {
+		a.failed = append(a.failed, rule)
+	}
+}
+
+// info adds a reason that does not decide anything by itself (an
+// attestation that does not count: only the quorum decides).
+func (a *admission) info(rule string, ok bool, format string, args ...any) {
+	a.d.Reasons = append(a.d.Reasons, Reason{Rule: rule, OK: ok, Detail: fmt.Sprintf(format, args...)})
+}
+
+// failFatal adds a failed reason that forwarding cannot fix.
+func (a *admission) failFatal(rule string, format string, args ...any) {
+	a.add(rule, false, format, args...)
+	a.fatal = append(a.fatal, rule)
+}
+
+// Admit decides what to do with a submission. Every rule appends a reason,
+// passed or failed, in this order: max_payload, max_description,
+// allowed_sources (and source.digest on a mismatch), attestations[i] (one
+// per attestation: counted or why not; these never decide by themselves),
+// trusted_hubs (the quorum), origins, keywords, min_reward, driver,
+// prefer_drivers, network, limits.memory, limits.cpu, limits.timeout,
+// limits.pids, limits.concurrency, registries, containers, target, upgrade,
+// rules.NAME (each rule in order), dormant, and, when the service does not
+// run here, peers or redirect_depth.
+//
+// The verdict is Run when no rule failed. Otherwise it is Forward, to the
+// first peer not already on the submission's path, when peers are listed,
+// redirect depth is left, and every failure is one another node might not
+// share; a digest mismatch, a target conflict or a refused upgrade are this
+// node's business, so they Reject, as does a failure with no peer or no
+// depth left.
+//
+// Admit is deterministic and never runs service code. It verifies the
+// ed25519 signature of an attestation only when the key is trusted, the
+// digest is the service's and the signer has not been counted yet, and
+// looks at no more than attest.MaxAttestations attestations.
+func (c *Compiled) Admit(sub Submission, node Node) Decision {
+	a := &admission{c: c, sub: sub, m: sub.Manifest, node: node, d: Decision{Verdict: Run}}
+	if a.m == nil {
+		a.failFatal("manifest", "the submission carries no manifest")
+		a.d.Verdict = Reject
+		return a.d
+	}
+	a.digest = sub.Digest
+	if a.digest == "" {
+		a.digest = a.m.Source.Digest
+	}
+	a.payload()
+	a.description()
+	a.source()
+	a.attestations()
+	a.origin()
+	a.keywords()
+	a.reward()
+	a.driver()
+	a.network()
+	a.limits()
+	a.registries()
+	a.containers()
+	a.target()
+	growth := a.upgrade()
+	a.rules(growth)
+	a.dormant()
+	a.verdict()
+	return a.d
+}
+
+func (a *admission) payload() {
+	limit := a.c.p.MaxPayload
+	switch size := a.sub.PayloadSize; {
+	case size == 0 && a.m.Source.Location != "":
+		a.add("max_payload", true, "archive to be fetched from source.location: max_payload %s applies while it streams in", limit)
+	case size > limit.Int64():
+		a.add("max_payload", false, "archive is %s, above max_payload %s", sizeString(size), limit)
+	default:
+		a.add("max_payload", true, "archive is %s (max_payload %s)", sizeString(size), limit)
+	}
+}
+
+func (a *admission) description() {
+	n, limit := utf8.RuneCountInString(a.m.Description), a.c.p.MaxDescription
+	if n == 0 {
+		a.add("max_description", true, "no description (max_description %d)", limit)
+		return
+	}
+	if n > limit {
+		a.add("max_description", false, "description has %d characters, above max_description %d", n, limit)
+		return
+	}
+	a.add("max_description", true, "description has %d characters (max_description %d)", n, limit)
+}
+
+func (a *admission) source() {
+	loc := a.m.Source.Location
+	if loc == "" {
+		a.add("allowed_sources", true, "no source.location: the archive came with the submission")
+	} else if err := source.CheckLocation(loc, a.c.p.AllowedSources); err != nil {
+		host := loc
+		if u, perr := url.Parse(loc); perr == nil {
+			host = u.Host
+		}
+		switch {
+		case !errors.Is(err, source.ErrNotAllowed):
+			a.add("allowed_sources", false, "source.location %s", err)
+		case len(a.c.p.AllowedSources) == 0:
+			a.add("allowed_sources", false, "source.location %s: allowed_sources is empty, so this node fetches from nowhere", loc)
+		default:
+			a.add("allowed_sources", false, "host %s of source.location %s is not in allowed_sources", host, loc)
+		}
+	} else {
+		a.add("allowed_sources", true, "source.location %s is on an allowed host", loc)
+	}
+	if sd := a.m.Source.Digest; sd != "" && a.sub.Digest != "" && sd != a.sub.Digest {
+		a.failFatal("source.digest", "the archive's digest is %s, the manifest declares %s", a.sub.Digest, sd)
+	}
+}
+
+// attestations gives each attestation a reason and checks the quorum.
+func (a *admission) attestations() {
+	seen := map[string]int{} // raw key → index of the counted attestation
+	for i, at := range a.sub.Attestations {
+		rule := "attestations[" + strconv.Itoa(i) + "]"
+		if i >= attest.MaxAttestations {
+			a.info(rule, false, "not counted: a submission carries at most %d attestations", attest.MaxAttestations)
+			continue
+		}
+		p, err := at.Parse()
+		if err != nil {
+			a.info(rule, false, "not counted: %v", err)
+			continue
+		}
+		hub, trusted := a.c.hubs[string(p.Key)]
+		switch {
+		case !trusted:
+			a.info(rule, false, "not counted: key %s is not a trusted hub", p.Key.Short())
+		case p.Digest != a.digest:
+			a.info(rule, false, "not counted: %s signed %s, not this service's digest %s", hub.name, attest.ShortDigest(p.Digest), attest.ShortDigest(a.digest))
+		case seen[string(p.Key)] > 0:
+			a.info(rule, false, "not counted: %s already signed (attestations[%d]); a signer counts once", hub.name, seen[string(p.Key)]-1)
+		case !p.Valid():
+			a.info(rule, false, "not counted: signature by %s does not verify", hub.name)
+		default:
+			seen[string(p.Key)] = i + 1
+			a.signers = append(a.signers, hub.name)
+			a.weight += hub.weight
+			a.info(rule, true, "counted: %s (weight %s) signed %s", hub.name, formatFloat(hub.weight), attest.ShortDigest(p.Digest))
+		}
+	}
+	q := a.c.p.Require
+	have := a.trustString()
+	switch {
+	case q.IsZero():
+		a.add("trusted_hubs", true, "%s; none required", have)
+	case a.meets(q):
+		a.add("trusted_hubs", true, "%s; require %s", have, quorumString(q))
+	default:
+		a.add("trusted_hubs", false, "%s; require %s", have, quorumString(q))
+	}
+}
+
+func (a *admission) meets(q Quorum) bool {
+	return len(a.signers) >= q.Signatures && a.weight+1e-9 >= q.Weight
+}
+
+func (a *admission) origin() {
+	o := a.sub.Origin
+	list := a.c.p.Origins
+	switch {
+	case len(list) == 0 && o.IsZero():
+		a.add("origins", true, "any origin accepted")
+	case len(list) == 0:
+		a.add("origins", true, "any origin accepted (submission from %s)", o)
+	case o.IsZero():
+		a.add("origins", false, "the submission names no origin; origins lists %s", originList(list))
+	default:
+		i, ok := a.c.origins[originKey{o.Kind, o.ID}]
+		switch {
+		case !ok:
+			a.add("origins", false, "%s:%s is not in origins (%s)", o.Kind, o.ID, originList(list))
+		case o.Stake < list[i].MinStake:
+			a.add("origins", false, "%s:%s stake %s is below origins[%d].min_stake %s", o.Kind, o.ID, formatFloat(o.Stake), i, formatFloat(list[i].MinStake))
+		default:
+			a.add("origins", true, "%s:%s with stake %s (min_stake %s)", o.Kind, o.ID, formatFloat(o.Stake), formatFloat(list[i].MinStake))
+		}
+	}
+}
+
+func (a *admission) keywords() {
+	kw := a.m.Keywords
+	switch {
+	case len(a.c.keywords) == 0:
+		a.add("keywords", true, "any keywords accepted")
+	case len(kw) == 0:
+		a.add("keywords", false, "the service has no keywords; this node accepts %s", strings.Join(a.c.p.Keywords, ", "))
+	default:
+		var match []string
+		for _, k := range kw {
+			if a.c.keywords[k] {
+				match = append(match, k)
+			}
+		}
+		if len(match) == 0 {
+			a.add("keywords", false, "none of %s is accepted; this node accepts %s", strings.Join(kw, ", "), strings.Join(a.c.p.Keywords, ", "))
+		} else {
+			a.add("keywords", true, "%s accepted", strings.Join(match, ", "))
+		}
+	}
+}
+
+func (a *admission) reward() {
+	floor, r := a.c.p.MinReward, a.m.Reward
+	offer := "nothing"
+	if r.Amount > 0 {
+		offer = formatFloat(r.Amount) + " " + r.Unit
+	}
+	want := formatFloat(floor.Amount) + " " + floor.Unit
+	switch {
+	case floor.Amount == 0:
+		a.add("min_reward", true, "offers %s; no minimum reward", offer)
+	case r.Amount == 0:
+		a.add("min_reward", false, "offers nothing; min_reward is %s", want)
+	case r.Unit != floor.Unit:
+		a.add("min_reward", false, "offers %s; min_reward is in %s", offer, floor.Unit)
+	case r.Amount < floor.Amount:
+		a.add("min_reward", false, "offers %s, less than min_reward %s", offer, want)
+	default:
+		a.add("min_reward", true, "offers %s (min_reward %s)", offer, want)
+	}
+}
+
+// driver picks the driver: among the drivers the service accepts that are
+// usable here, the first whose prefer_drivers lists its language, else the
+// first.
+func (a *admission) driver() {
+	lang := a.m.Runtime.Language
+	cands := []string{string(a.m.Runtime.Driver)}
+	for _, d := range a.sub.Drivers {
+		if !slices.Contains(cands, d) {
+			cands = append(cands, d)
+		}
+	}
+	needNet := !a.m.Capabilities.Network.None()
+	var usable, why []string
+	for _, name := range cands {
+		info, known := a.node.Drivers[name]
+		switch {
+		case !known:
+			why = append(why, fmt.Sprintf("driver %s is not built into this node", name))
+		case !info.Enabled:
+			why = append(why, fmt.Sprintf("driver %s is disabled on this node: %s", name, info.Reason))
+		case len(info.Languages) > 0 && !slices.Contains(info.Languages, lang):
+			why = append(why, fmt.Sprintf("driver %s has no %s toolchain here (it has %s)", name, orNone(lang), strings.Join(info.Languages, ", ")))
+		case needNet && !info.Network:
+			why = append(why, fmt.Sprintf("driver %s cannot grant network access", name))
+		default:
+			usable = append(usable, name)
+		}
+	}
+	if len(usable) == 0 {
+		a.d.Driver = cands[0]
+		a.add("driver", false, "%s", strings.Join(why, "; "))
+		a.add("prefer_drivers", true, "no usable driver to choose")
+		return
+	}
+	chosen, preferred := usable[0], ""
+	for _, name := range usable {
+		if a.c.prefer[name][lang] {
+			chosen, preferred = name, name
+			break
+		}
+	}
+	a.d.Driver = chosen
+	a.add("driver", true, "driver %s is available", chosen)
+	switch {
+	case preferred != "":
+		a.add("prefer_drivers", true, "prefer_drivers.%s lists %s", preferred, lang)
+	case len(a.c.prefer) == 0:
+		a.add("prefer_drivers", true, "no preference set")
+	case len(usable) == 1:
+		a.add("prefer_drivers", true, "the service accepts only %s here; no preference for %s applies", chosen, orNone(lang))
+	default:
+		a.add("prefer_drivers", true, "no usable driver prefers %s; the service's first choice %s", orNone(lang), chosen)
+	}
+}
+
+func (a *admission) network() {
+	req := a.m.Capabilities.Network
+	a.d.Network = req.String()
+	ceil := a.c.p.Network
+	switch {
+	case req.None():
+		a.add("network", true, "no network requested")
+	case ceil.Any:
+		a.add("network", true, "network %s granted (ceiling any)", a.d.Network)
+	case req.Any:
+		a.add("network", false, "network any requested, above the ceiling %s", ceil)
+	default:
+		var out []string
+		for _, h := range req.Hosts {
+			if !allows(a.c.network, h) {
+				out = append(out, h)
+			}
+		}
+		if len(out) > 0 {
+			a.add("network", false, "%s not within the ceiling %s", strings.Join(out, ", "), ceil)
+		} else {
+			a.add("network", true, "network %s granted (ceiling %s)", a.d.Network, ceil)
+		}
+	}
+}
+
+func (a *admission) limits() {
+	r, l := a.m.Resources, a.c.p.Limits
+	a.d.Limits.Memory = ceiling(a, "limits.memory", r.Memory.Int64(), l.Memory.Max.Int64(), l.Memory.Over, memory(r.Memory), memory(l.Memory.Max))
+	a.d.Limits.CPU = ceiling(a, "limits.cpu", r.CPU.Cores(), l.CPU.Max.Cores(), l.CPU.Over, cores(r.CPU), cores(l.CPU.Max))
+	d := ceiling(a, "limits.timeout", r.Timeout.Std(), l.Timeout.Max.Std(), l.Timeout.Over, r.Timeout.String(), l.Timeout.Max.String())
+	a.d.Limits.TimeoutMS = d.Milliseconds()
+	a.d.Limits.Pids = ceiling(a, "limits.pids", r.Pids, l.Pids.Max, l.Pids.Over, strconv.Itoa(r.Pids), strconv.Itoa(l.Pids.Max))
+	a.d.Limits.Concurrency = ceiling(a, "limits.concurrency", r.Concurrency, l.Concurrency.Max, l.Concurrency.Over, strconv.Itoa(r.Concurrency), strconv.Itoa(l.Concurrency.Max))
+}
+
+// ceiling applies one ceiling; reqText and maxText show the values as
+// written.
+func ceiling[T int | int64 | float64 | time.Duration](a *admission, rule string, req, ceil T, over Over, reqText, maxText string) T {
+	switch {
+	case req <= ceil:
+		a.add(rule, true, "%s (ceiling %s)", reqText, maxText)
+		return req
+	case over == OverReject:
+		a.add(rule, false, "requested %s, above the ceiling %s (over: reject)", reqText, maxText)
+		return req
+	}
+	a.add(rule, true, "requested %s, clamped to the ceiling %s", reqText, maxText)
+	return ceil
+}
+
+// memory shows a size as written, with "bytes" after a plain number.
+func memory(b manifest.Bytes) string {
+	if strconv.FormatInt(b.Int64(), 10) == b.String() {
+		return b.String() + " bytes"
+	}
+	return b.String()
+}
+
+func cores(c manifest.CPU) string {
+	switch {
+	case strings.HasSuffix(c.String(), "m"):
+		return c.String()
+	case c.Cores() == 1:
+		return c.String() + " core"
+	}
+	return c.String() + " cores"
+}
+
+func (a *admission) registries() {
+	lang := a.m.Runtime.Language
+	drv := a.d.Driver
+	if drv == string(manifest.DriverDocker) && len(a.c.dockerRe) > 0 {
+		reg := imageRegistry(a.m.Runtime.Image)
+		if !slices.Contains(a.c.dockerRe, reg) {
+			a.add("registries", false, "image %s is from %s, not a registry in registries.docker (%s)", a.m.Runtime.Image, reg, strings.Join(a.c.dockerRe, ", "))
+			return
+		}
+	}
+	var parts []string
+	if drv == string(manifest.DriverDocker) && len(a.c.dockerRe) > 0 {
+		parts = append(parts, fmt.Sprintf("image registry %s is in registries.docker", imageRegistry(a.m.Runtime.Image)))
+	}
+	switch regs := a.c.p.Registries[lang]; {
+	case drv == string(manifest.DriverWasm):
+		parts = append(parts, "a wasm service installs no dependencies")
+	case lang == "":
+		parts = append(parts, "no language: no dependency registry")
+	case len(regs) == 0:
+		parts = append(parts, fmt.Sprintf("%s dependencies install from the toolchain's default registry", lang))
+	default:
+		a.d.Registries = slices.Clone(regs)
+		parts = append(parts, fmt.Sprintf("%s dependencies install from %s", lang, strings.Join(regs, ", ")))
+	}
+	a.add("registries", true, "%s", strings.Join(parts, "; "))
+}
+
+// imageRegistry returns the registry host of a docker image reference, as
+// docker reads it: the first path element when it has a dot or a colon or
+// is localhost, docker.io otherwise.
+func imageRegistry(image string) string {
+	first, _, found := strings.Cut(image, "/")
+	if found && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return strings.ToLower(first)
+	}
+	return "docker.io"
+}
+
+func (a *admission) containers() {
+	if a.d.Driver != string(manifest.DriverDocker) {
+		a.add("containers", true, "not a docker service")
+		return
+	}
+	lang := a.m.Runtime.Language
+	for _, c := range a.c.p.Containers {
+		if len(c.Languages) == 0 || slices.Contains(c.Languages, lang) {
+			a.d.Container = c.Name
+			a.add("containers", true, "placed into the existing container %s", c.Name)
+			return
+		}
+	}
+	if len(a.c.p.Containers) == 0 {
+		a.add("containers", true, "a new container (no existing containers listed)")
+		return
+	}
+	a.add("containers", true, "a new container: no listed container hosts %s", orNone(lang))
+}
+
+func (a *admission) target() {
+	t := a.m.Target
+	owner, taken := a.node.Targets[t]
+	switch {
+	case t == "":
+		a.add("target", true, "no target")
+	case a.c.shared[t]:
+		a.add("target", true, "target %s is shared (shared_targets)", t)
+	case taken && owner != a.m.Name:
+		a.failFatal("target", "target %s is operated by service %s and not in shared_targets", t, owner)
+	case taken:
+		a.add("target", true, "target %s is already this service's", t)
+	default:
+		a.add("target", true, "target %s is free", t)
+	}
+}
+
+func (a *admission) upgrade() []Growth {
+	prev := a.sub.Previous
+	if prev == nil {
+		a.add("upgrade", true, "a new service")
+		return nil
+	}
+	g := Diff(prev, a.m)
+	a.d.Growth = g
+	from := "upgrade from " + prev.Version
+	if len(g) == 0 {
+		a.add("upgrade", true, "%s: nothing grew", from)
+		return g
+	}
+	grew := growthSummary(g)
+	switch u := a.c.p.Upgrade; u.Growth {
+	case GrowthReject:
+		a.failFatal("upgrade", "%s grows %s; upgrade.growth is reject: remove the service to grant more", from, grew)
+	case GrowthAttest:
+		have := a.trustString()
+		if a.meets(u.Require) {
+			a.add("upgrade", true, "%s grows %s; fresh attestations reach upgrade.require (%s)", from, grew, have)
+		} else {
+			a.failFatal("upgrade", "%s grows %s; upgrade.growth attest needs %s, the new version has %s", from, grew, quorumString(u.Require), have)
+		}
+	default:
+		a.add("upgrade", true, "%s grows %s (upgrade.growth allow)", from, grew)
+	}
+	return g
+}
+
+func (a *admission) rules(growth []Growth) {
+	if len(a.c.rules) == 0 {
+		return
+	}
+	prev := ""
+	if a.sub.Previous != nil {
+		prev = a.sub.Previous.Version
+	}
+	drivers := make(map[string]bool, len(a.node.Drivers))
+	for name, info := range a.node.Drivers {
+		drivers[name] = info.Enabled
+	}
+	now := a.node.Now
+	if now.IsZero() {
+		now = time.Unix(0, 0)
+	}
+	act := &activation{
+		service: newCELService(a.m),
+		submission: &celSubmission{
+			Digest: a.digest, Payload: a.sub.PayloadSize,
+			Origin: celOrigin{Kind: a.sub.Origin.Kind, ID: a.sub.Origin.ID, Stake: a.sub.Origin.Stake},
+			Hops:   nonNil(a.sub.Hops), Signers: nonNil(a.signers), Weight: a.weight,
+			Upgrade: a.sub.Previous != nil, Previous: prev, Growth: growthNames(growth),
+		},
+		node: &celNode{Drivers: drivers, Services: int64(a.node.Services), Now: now.UTC()},
+	}
+	for _, r := range a.c.rules {
+		rule := "rules." + r.name
+		out, _, err := r.prg.Eval(act)
+		switch {
+		case err != nil:
+			a.add(rule, false, "does not evaluate: %v", err)
+		case out.Value() == true:
+			a.add(rule, true, "holds")
+		default:
+			a.add(rule, false, "%s", r.message)
+		}
+	}
+}
+
+func (a *admission) dormant() {
+	dp := a.c.p.Dormant
+	why := ""
+	switch {
+	case dp.All:
+		why = "dormant.all"
+	default:
+		for i, pat := range dp.Services {
+			if prefix, ok := strings.CutSuffix(pat, "*"); ok && strings.HasPrefix(a.m.Name, prefix) || pat == a.m.Name {
+				why = fmt.Sprintf("dormant.services[%d] (%s)", i, pat)
+				break
+			}
+		}
+		if why == "" {
+			for _, k := range a.m.Keywords {
+				if slices.Contains(dp.Keywords, k) {
+					why = fmt.Sprintf("dormant.keywords (%s)", k)
+					break
+				}
+			}
+		}
+	}
+	if why == "" {
+		a.add("dormant", true, "starts when admitted")
+		return
+	}
+	a.d.Dormant = true
+	a.add("dormant", true, "dormant by %s: admitted, started on its first trigger", why)
+}
+
+// verdict settles Run, Forward or Reject.
+func (a *admission) verdict() {
+	if len(a.failed) == 0 {
+		return
+	}
+	a.d.Dormant = false
+	a.d.Verdict = Reject
+	p := a.c.p
+	if len(p.Peers) == 0 {
+		return
+	}
+	if len(a.fatal) > 0 {
+		a.add("peers", false, "not forwarded: a peer cannot settle %s", strings.Join(a.fatal, ", "))
+		return
+	}
+	depth := p.RedirectDepth
+	if len(a.sub.Hops) > 0 {
+		depth = min(max(a.sub.Depth, 0), depth)
+	}
+	if depth <= 0 {
+		came := ""
+		if len(a.sub.Hops) > 0 {
+			came = " (it came through " + strings.Join(a.sub.Hops, ", ") + ")"
+		}
+		a.add("redirect_depth", false, "not forwarded: no redirect depth left%s", came)
+		return
+	}
+	for _, peer := range p.Peers {
+		if peer == a.node.Self || slices.Contains(a.sub.Hops, peer) {
+			continue
+		}
+		a.d.Verdict = Forward
+		a.d.Forward = &ForwardTo{Peer: peer, Depth: depth - 1}
+		a.add("peers", true, "forward to %s: %s failed here; redirect depth %d → %d", peer, strings.Join(a.failed, ", "), depth, depth-1)
+		return
+	}
+	a.add("peers", false, "not forwarded: every peer is this node or already on the service's path")
+}
+
+// trustString says what the counted attestations add up to: "2 trusted
+// signers (hub-a, hub-b), weight 3".
+func (a *admission) trustString() string {
+	s := plural(len(a.signers), "trusted signer", "trusted signers")
+	if len(a.signers) > 0 {
+		s += " (" + strings.Join(a.signers, ", ") + ")"
+	}
+	return s + ", weight " + formatFloat(a.weight)
+}
+
+func quorumString(q Quorum) string {
+	return plural(q.Signatures, "signature", "signatures") + ", weight " + formatFloat(q.Weight)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+func originList(list []Origin) string {
+	const show = 4
+	var parts []string
+	for i, o := range list {
+		if i == show {
+			parts = append(parts, fmt.Sprintf("and %d more", len(list)-show))
+			break
+		}
+		parts = append(parts, o.Kind+":"+o.ID)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func orNone(lang string) string {
+	if lang == "" {
+		return "no language"
+	}
+	return lang
+}
+
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// sizeString shows a byte count with a unit when one divides it evenly:
+// "64Mi", "8388609 bytes".
+func sizeString(n int64) string {
+	if u := formatBytes(n); u != strconv.FormatInt(n, 10) {
+		return u
+	}
+	return plural(int(n), "byte", "bytes")
+}
+
+// formatBytes writes n with the largest binary unit dividing it.
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<40 && n%(1<<40) == 0:
+		return fmt.Sprintf("%dTi", n>>40)
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGi", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMi", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKi", n>>10)
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// Admit admits m under DefaultPolicy with node.Ceilings as the limits
+// (clamped), with no attestations: the entry point of the first version,
+// kept so the node builds until it holds a Compiled.
+//
+// Deprecated: use Compile and Compiled.Admit.
+func Admit(m *manifest.Service, node Node) Decision {
+	p := DefaultPolicy()
+	c := node.Ceilings
+	if c.Memory > 0 {
+		p.Limits.Memory.Max, _ = manifest.ParseBytes(strconv.FormatInt(c.Memory, 10))
+	}
+	if c.CPU > 0 {
+		p.Limits.CPU.Max, _ = manifest.ParseCPU(formatFloat(c.CPU))
+	}
+	if c.TimeoutMS > 0 {
+		p.Limits.Timeout.Max, _ = manifest.ParseDuration((time.Duration(c.TimeoutMS) * time.Millisecond).String())
+	}
+	if c.Pids > 0 {
+		p.Limits.Pids.Max = c.Pids
+	}
+	if c.Concurrency > 0 {
+		p.Limits.Concurrency.Max = c.Concurrency
+	}
+	p.MaxPayload, _ = manifest.ParseBytes("4Gi") // the node's upload limit applies
+	cp, err := Compile(p)
+	if err != nil {
+		return Decision{Verdict: Reject, Driver: string(m.Runtime.Driver), Reasons: []Reason{{Rule: "policy", OK: false, Detail: err.Error()}}}
+	}
+	return cp.Admit(Submission{Manifest: m}, node)
+}

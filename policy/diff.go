@@ -1,0 +1,127 @@
+package policy
+
+import (
+	"slices"
+	"strconv"
+
+	"github.com/andromeda-runner/andromeda/manifest"
+)
+
+// Growth is one way a new version of a service asks for more than the
+// admitted one.
+type Growth struct {
+	// What grew: memory, cpu, timeout, pids, concurrency, network (one
+	// entry per newly reachable endpoint, or any), action (one entry per
+	// new action kind), target, state, driver (an isolation weaker than
+	// before: wasm → docker → process) or trigger (one entry per new http
+	// path, which exposes the service on the node's HTTP server).
+	What string `json:"what"`
+	// From is the admitted version's value; empty when it had none.
+	From string `json:"from,omitempty"`
+	// To is the new version's value.
+	To string `json:"to"`
+}
+
+// String returns "memory 64Mi → 128Mi", "action submit", "network +api.x:443".
+func (g Growth) String() string {
+	switch {
+	case g.What == "action" || g.What == "trigger":
+		return g.What + " " + g.To
+	case g.What == "network" && g.From == "":
+		return "network +" + g.To
+	case g.From == "":
+		return g.What + " " + g.To
+	}
+	return g.What + " " + g.From + " → " + g.To
+}
+
+// isolation ranks drivers from the strongest isolation (0) to the weakest.
+var isolation = map[manifest.Driver]int{manifest.DriverWasm: 0, manifest.DriverDocker: 1, manifest.DriverProcess: 2}
+
+// Diff lists exactly what new asks for beyond old, in a fixed order:
+// memory, cpu, timeout, pids, concurrency, network, actions, target, state,
+// driver, http triggers. Both manifests must be normalized. Nothing that
+// shrank or stayed is listed; nil means nothing grew.
+func Diff(old, new *manifest.Service) []Growth {
+	var g []Growth
+	add := func(what, from, to string) { g = append(g, Growth{What: what, From: from, To: to}) }
+	o, n := old.Resources, new.Resources
+	if n.Memory.Int64() > o.Memory.Int64() {
+		add("memory", o.Memory.String(), n.Memory.String())
+	}
+	if n.CPU.Cores() > o.CPU.Cores() {
+		add("cpu", o.CPU.String(), n.CPU.String())
+	}
+	if n.Timeout.Std() > o.Timeout.Std() {
+		add("timeout", o.Timeout.String(), n.Timeout.String())
+	}
+	if n.Pids > o.Pids {
+		add("pids", strconv.Itoa(o.Pids), strconv.Itoa(n.Pids))
+	}
+	if n.Concurrency > o.Concurrency {
+		add("concurrency", strconv.Itoa(o.Concurrency), strconv.Itoa(n.Concurrency))
+	}
+
+	on, nn := old.Capabilities.Network, new.Capabilities.Network
+	switch {
+	case on.Any:
+	case nn.Any:
+		add("network", on.String(), "any")
+	default:
+		for _, h := range nn.Hosts {
+			if !slices.Contains(on.Hosts, h) {
+				add("network", "", h)
+			}
+		}
+	}
+	for _, a := range new.Capabilities.Actions {
+		if !slices.Contains(old.Capabilities.Actions, a) {
+			add("action", "", a)
+		}
+	}
+	if new.Target != "" && new.Target != old.Target {
+		add("target", old.Target, new.Target)
+	}
+	if new.Capabilities.State && !old.Capabilities.State {
+		add("state", "", "granted")
+	}
+	if isolation[new.Runtime.Driver] > isolation[old.Runtime.Driver] {
+		add("driver", string(old.Runtime.Driver), string(new.Runtime.Driver))
+	}
+	oldPaths := map[string]bool{}
+	for _, t := range old.Triggers {
+		if t.Kind == manifest.KindHTTP {
+			oldPaths[t.Path] = true
+		}
+	}
+	for _, t := range new.Triggers {
+		if t.Kind == manifest.KindHTTP && !oldPaths[t.Path] {
+			add("trigger", "", "http "+t.Path)
+		}
+	}
+	return g
+}
+
+// growthSummary joins growths for a reason: "memory 64Mi → 128Mi, action submit".
+func growthSummary(gs []Growth) string {
+	s := ""
+	for i, g := range gs {
+		if i > 0 {
+			s += ", "
+		}
+		s += g.String()
+	}
+	return s
+}
+
+// growthNames lists what grew for rules: ["memory", "network", …], each
+// once, in Diff's order.
+func growthNames(gs []Growth) []string {
+	names := []string{}
+	for _, g := range gs {
+		if !slices.Contains(names, g.What) {
+			names = append(names, g.What)
+		}
+	}
+	return names
+}

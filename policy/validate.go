@@ -1,0 +1,329 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/andromeda-runner/andromeda/attest"
+	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/source"
+)
+
+// Bounds checked by Validate.
+const (
+	MaxRedirectDepth = 16
+	maxListLen       = 1024
+)
+
+var (
+	hubNameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	ruleNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	languageRE  = regexp.MustCompile(`^[a-z][a-z0-9+#.-]{0,31}$`)
+	keywordRE   = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+	unitRE      = regexp.MustCompile(`^[A-Za-z0-9]{1,16}$`)
+	originKind  = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+	containerRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+	dormantRE   = regexp.MustCompile(`^[a-z0-9-]{1,63}\*?$|^\*$`)
+)
+
+// drivers are the driver names prefer_drivers may use.
+var drivers = []string{string(manifest.DriverWasm), string(manifest.DriverProcess), string(manifest.DriverDocker)}
+
+// Validate reports every problem with p, each with its path, as an Errors;
+// nil when p is valid. It checks everything Compile needs except that rules
+// compile (trusted hub keys must parse). Call it on a normalized policy
+// (Parse and Compile normalize).
+func (p Policy) Validate() error {
+	var v validator
+	v.between("max_description", p.MaxDescription, 0, DefaultMaxDescription)
+	v.bytes("max_payload", p.MaxPayload, 1<<10, 4<<30)
+	v.list("allowed_sources", p.AllowedSources, func(path, s string) {
+		if err := source.CheckPattern(s); err != nil {
+			v.fail(path, err.Error())
+		}
+	})
+
+	var total float64
+	names, keys := map[string]int{}, map[string]int{}
+	for i, h := range p.TrustedHubs {
+		path := indexPath("trusted_hubs", i)
+		switch {
+		case !hubNameRE.MatchString(h.Name):
+			v.fail(path+".name", "must be [a-z0-9][a-z0-9._-]{0,62}")
+		case names[h.Name] > 0:
+			v.fail(path+".name", fmt.Sprintf("duplicate: trusted_hubs[%d] has the same name", names[h.Name]-1))
+		default:
+			names[h.Name] = i + 1
+		}
+		if k, err := attest.ParsePublicKey(h.Key); err != nil {
+			v.fail(path+".key", err.Error())
+		} else if j := keys[string(k)]; j > 0 {
+			v.fail(path+".key", fmt.Sprintf("duplicate: trusted_hubs[%d] has the same key", j-1))
+		} else {
+			keys[string(k)] = i + 1
+		}
+		if !(h.Weight > 0) || math.IsInf(h.Weight, 0) {
+			v.fail(path+".weight", "must be a number more than 0")
+		} else {
+			total += h.Weight
+		}
+	}
+	v.quorum("require", p.Require, len(p.TrustedHubs), total)
+
+	for _, drv := range sortedKeys(p.PreferDrivers) {
+		path := keyPath("prefer_drivers", drv)
+		if !slices.Contains(drivers, drv) {
+			v.fail(path, "unknown driver: want wasm, process or docker")
+		}
+		v.list(path, p.PreferDrivers[drv], v.language)
+	}
+	v.list("keywords", p.Keywords, func(path, s string) {
+		if !keywordRE.MatchString(s) {
+			v.fail(path, "must be [a-z0-9-]{1,32}")
+		}
+	})
+	v.list("network", p.Network.Hosts, func(path, s string) {
+		if err := checkNetworkPattern(s); err != nil {
+			v.fail(path, err.Error())
+		}
+	})
+
+	l := p.Limits
+	v.bytes("limits.memory.max", l.Memory.Max, 1<<20, 1<<40)
+	v.over("limits.memory.over", l.Memory.Over)
+	switch c := l.CPU.Max.Cores(); {
+	case l.CPU.Max.IsZero():
+		v.fail("limits.cpu.max", "must be set")
+	case !(c > 0) || c > 1024:
+		v.fail("limits.cpu.max", "must be more than 0 and at most 1024 cores")
+	}
+	v.over("limits.cpu.over", l.CPU.Over)
+	switch d := l.Timeout.Max.Std(); {
+	case l.Timeout.Max.IsZero():
+		v.fail("limits.timeout.max", "must be set")
+	case d < time.Millisecond || d > 24*time.Hour:
+		v.fail("limits.timeout.max", "must be from 1ms to 24h")
+	}
+	v.over("limits.timeout.over", l.Timeout.Over)
+	v.between("limits.pids.max", l.Pids.Max, 1, 1<<20)
+	v.over("limits.pids.over", l.Pids.Over)
+	v.between("limits.concurrency.max", l.Concurrency.Max, 1, 4096)
+	v.over("limits.concurrency.over", l.Concurrency.Over)
+
+	if a := p.MinReward.Amount; a < 0 || math.IsInf(a, 0) || math.IsNaN(a) {
+		v.fail("min_reward.amount", "must be a number ≥ 0")
+	}
+	if p.MinReward.Amount > 0 && !unitRE.MatchString(p.MinReward.Unit) || p.MinReward.Unit != "" && !unitRE.MatchString(p.MinReward.Unit) {
+		v.fail("min_reward.unit", "must be [A-Za-z0-9]{1,16} when amount is more than 0")
+	}
+
+	origins := map[string]int{}
+	for i, o := range p.Origins {
+		path := indexPath("origins", i)
+		if !originKind.MatchString(o.Kind) {
+			v.fail(path+".kind", "must be [a-z0-9-]{1,32}, like symbiote or hostchain")
+		}
+		if !printableID(o.ID) {
+			v.fail(path+".id", "must be 1 to 128 printable characters without spaces")
+		}
+		if j := origins[o.Kind+"\x00"+o.ID]; j > 0 {
+			v.fail(path, fmt.Sprintf("duplicate: origins[%d] has the same kind and id", j-1))
+		} else {
+			origins[o.Kind+"\x00"+o.ID] = i + 1
+		}
+		if o.MinStake < 0 || math.IsInf(o.MinStake, 0) || math.IsNaN(o.MinStake) {
+			v.fail(path+".min_stake", "must be a number ≥ 0")
+		}
+	}
+	v.tooLong("origins", len(p.Origins))
+
+	containers := map[string]int{}
+	for i, c := range p.Containers {
+		path := indexPath("containers", i)
+		if !containerRE.MatchString(c.Name) {
+			v.fail(path+".name", "must be a container name: [a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+		} else if j := containers[c.Name]; j > 0 {
+			v.fail(path+".name", fmt.Sprintf("duplicate: containers[%d] has the same name", j-1))
+		} else {
+			containers[c.Name] = i + 1
+		}
+		v.list(path+".languages", c.Languages, v.language)
+	}
+	v.tooLong("containers", len(p.Containers))
+
+	for _, lang := range sortedKeys(p.Registries) {
+		path := keyPath("registries", lang)
+		if !languageRE.MatchString(lang) {
+			v.fail(path, "must be a language ([a-z][a-z0-9+#.-]{0,31}) or docker")
+		}
+		v.list(path, p.Registries[lang], func(path, s string) { v.url(path, s) })
+	}
+	v.list("peers", p.Peers, func(path, s string) { v.url(path, s) })
+	v.between("redirect_depth", p.RedirectDepth, 0, MaxRedirectDepth)
+
+	v.list("dormant.services", p.Dormant.Services, func(path, s string) {
+		if !dormantRE.MatchString(s) {
+			v.fail(path, "must be a service name, optionally ending in * to match a prefix")
+		}
+	})
+	v.list("dormant.keywords", p.Dormant.Keywords, func(path, s string) {
+		if !keywordRE.MatchString(s) {
+			v.fail(path, "must be [a-z0-9-]{1,32}")
+		}
+	})
+
+	switch p.Upgrade.Growth {
+	case GrowthAllow, GrowthReject:
+	case GrowthAttest:
+		if len(p.TrustedHubs) == 0 {
+			v.fail("upgrade.growth", "attest needs trusted_hubs to count attestations")
+		}
+		if p.Upgrade.Require.IsZero() {
+			v.fail("upgrade.require", "must require at least one signature or some weight when growth is attest")
+		}
+		if len(p.TrustedHubs) > 0 {
+			v.quorum("upgrade.require", p.Upgrade.Require, len(p.TrustedHubs), total)
+		}
+	default:
+		v.fail("upgrade.growth", "must be allow, attest or reject")
+	}
+
+	v.list("shared_targets", p.SharedTargets, func(path, s string) {
+		if s == "" || len(s) > 128 || strings.ContainsAny(s, "\n\r") {
+			v.fail(path, "must be one line of 1 to 128 characters")
+		}
+	})
+
+	rules := map[string]int{}
+	for i, r := range p.Rules {
+		path := indexPath("rules", i)
+		switch {
+		case !ruleNameRE.MatchString(r.Name):
+			v.fail(path+".name", "must be [a-z0-9][a-z0-9-]{0,62}")
+		case rules[r.Name] > 0:
+			v.fail(path+".name", fmt.Sprintf("duplicate: rules[%d] has the same name", rules[r.Name]-1))
+		default:
+			rules[r.Name] = i + 1
+		}
+		if strings.TrimSpace(r.Expr) == "" {
+			v.fail(path+".expr", "must not be empty")
+		} else if len(r.Expr) > 4096 {
+			v.fail(path+".expr", "must be at most 4096 bytes")
+		}
+		if len(r.Message) > 1024 {
+			v.fail(path+".message", "must be at most 1024 bytes")
+		}
+	}
+	v.tooLong("rules", len(p.Rules))
+	if len(v.errs) > 0 {
+		return v.errs
+	}
+	return nil
+}
+
+type validator struct{ errs Errors }
+
+func (v *validator) fail(path, rule string) {
+	v.errs = append(v.errs, FieldError{Path: path, Rule: rule})
+}
+
+func (v *validator) between(path string, n, lo, hi int) {
+	if n < lo || n > hi {
+		v.fail(path, fmt.Sprintf("must be from %d to %d", lo, hi))
+	}
+}
+
+func (v *validator) bytes(path string, b manifest.Bytes, lo, hi int64) {
+	switch n := b.Int64(); {
+	case b.IsZero():
+		v.fail(path, "must be set")
+	case n < lo || n > hi:
+		v.fail(path, fmt.Sprintf("must be from %s to %s", formatBytes(lo), formatBytes(hi)))
+	}
+}
+
+func (v *validator) over(path string, o Over) {
+	if o != OverClamp && o != OverReject {
+		v.fail(path, "must be clamp or reject")
+	}
+}
+
+func (v *validator) quorum(path string, q Quorum, hubs int, total float64) {
+	if q.Signatures < 0 {
+		v.fail(path+".signatures", "must be ≥ 0")
+	} else if q.Signatures > hubs {
+		v.fail(path+".signatures", fmt.Sprintf("can never be reached: %d trusted hubs", hubs))
+	}
+	if q.Weight < 0 || math.IsInf(q.Weight, 0) || math.IsNaN(q.Weight) {
+		v.fail(path+".weight", "must be a number ≥ 0")
+	} else if q.Weight > total+1e-9 {
+		v.fail(path+".weight", fmt.Sprintf("can never be reached: the trusted hubs weigh %s in all", formatFloat(total)))
+	}
+}
+
+// list checks each item with check and reports duplicates and overlong lists.
+func (v *validator) list(path string, items []string, check func(path, s string)) {
+	seen := map[string]int{}
+	for i, s := range items {
+		p := indexPath(path, i)
+		if j := seen[s]; j > 0 {
+			v.fail(p, fmt.Sprintf("duplicate of %s", indexPath(path, j-1)))
+			continue
+		}
+		seen[s] = i + 1
+		check(p, s)
+	}
+	v.tooLong(path, len(items))
+}
+
+func (v *validator) tooLong(path string, n int) {
+	if n > maxListLen {
+		v.fail(path, fmt.Sprintf("must have at most %d entries", maxListLen))
+	}
+}
+
+func (v *validator) language(path, s string) {
+	if !languageRE.MatchString(s) {
+		v.fail(path, "must be a language: [a-z][a-z0-9+#.-]{0,31}")
+	}
+}
+
+func (v *validator) url(path, s string) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		v.fail(path, "must be an http or https URL: "+strings.TrimPrefix(err.Error(), "parse "))
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		v.fail(path, "must be an http or https URL with a host")
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		v.fail(path, "must not carry credentials, a query or a fragment")
+	}
+}
+
+func printableID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
