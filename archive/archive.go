@@ -17,7 +17,8 @@
 // any gzip level, in any entry order, with any mtimes, owners or permission
 // bits other than the exec bit, give the same digest. It is computed as:
 //
-//  1. Take every node of the tree except its root: each directory (listed in
+//  1. Take every node of the tree except its root and the root's MetaDir
+//     (".andromeda", where attestations live; an archive may not carry it): each directory (listed in
 //     the archive or only implied by a deeper path), regular file (a hard
 //     link counts as a regular file with its target's content and exec bit)
 //     and symlink. Its path is slash-separated, relative, path.Clean'ed,

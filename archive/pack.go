@@ -29,6 +29,13 @@ func ignored(base string) bool {
 		strings.HasPrefix(base, ".") && strings.HasSuffix(base, ".swp")
 }
 
+// MetaDir is the directory at the root of a service directory that holds
+// what is said about the service rather than the service itself (its
+// attestations): Pack and DigestDir leave it out, so signing a service does
+// not change the digest being signed, and Unpack refuses an archive that
+// carries it.
+const MetaDir = ".andromeda"
+
 // packLimits are the only limits packing applies: the name rules. Size caps
 // are the receiving node's to enforce.
 var packLimits = Limits{MaxEntries: math.MaxInt, MaxPathLen: math.MaxInt, MaxDepth: math.MaxInt}
@@ -159,7 +166,7 @@ func scan(dir string) (*tree, *os.Root, error) {
 		if p == "." {
 			return nil
 		}
-		if ignored(d.Name()) {
+		if ignored(d.Name()) || p == MetaDir {
 			if d.IsDir() {
 				return fs.SkipDir
 			}

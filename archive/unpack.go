@@ -234,6 +234,9 @@ func (x *extractor) entry(tr *tar.Reader, hdr *tar.Header) error {
 	if rule != "" {
 		return refuse(name, "%s", rule)
 	}
+	if p == MetaDir || strings.HasPrefix(p, MetaDir+"/") {
+		return refuse(name, "%s/ is reserved for attestations, which travel beside the archive", MetaDir)
+	}
 	if p == "." {
 		if hdr.Typeflag != tar.TypeDir {
 			return refuse(name, "path names the service directory itself")
