@@ -11,6 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/andromeda-runner/andromeda/attest"
+	"github.com/andromeda-runner/andromeda/policy"
 )
 
 // Client talks to a node's HTTP API. It is the only way the CLI reaches a
@@ -33,10 +36,15 @@ func NewClient(base, token string) *Client {
 	return &Client{Base: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{}}
 }
 
-func (c *Client) do(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
+func (c *Client) do(ctx context.Context, method, path, contentType string, body io.Reader, out any, headers ...string) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
 	if err != nil {
 		return err
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] != "" {
+			req.Header.Set(headers[i], headers[i+1])
+		}
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -92,9 +100,46 @@ func (c *Client) postJSON(ctx context.Context, path string, in, out any) error {
 
 // Submit uploads a service archive (tar.gz of the service directory).
 func (c *Client) Submit(ctx context.Context, archive []byte) (SubmitResult, error) {
+	return c.SubmitWith(ctx, archive, SubmitOptions{})
+}
+
+// SubmitWith uploads a service archive with its attestations and origin.
+func (c *Client) SubmitWith(ctx context.Context, archive []byte, o SubmitOptions) (SubmitResult, error) {
 	var r SubmitResult
-	err := c.do(ctx, http.MethodPost, "/v1/services", "application/gzip", bytes.NewReader(archive), &r)
+	origin := ""
+	if !o.Origin.IsZero() {
+		origin = o.Origin.String()
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/services", "application/gzip", bytes.NewReader(archive), &r,
+		attest.HeaderName, attest.EncodeHeader(o.Attestations), policy.OriginHeader, origin)
 	return r, err
+}
+
+// SubmitSource submits a manifest whose source.location the node fetches
+// itself.
+func (c *Client) SubmitSource(ctx context.Context, manifestJSON []byte, o SubmitOptions) (SubmitResult, error) {
+	var r SubmitResult
+	origin := ""
+	if !o.Origin.IsZero() {
+		origin = o.Origin.String()
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/services", "application/json", bytes.NewReader(manifestJSON), &r,
+		attest.HeaderName, attest.EncodeHeader(o.Attestations), policy.OriginHeader, origin)
+	return r, err
+}
+
+// PolicyInfo answers GET /v1/policy.
+type PolicyInfo struct {
+	Digest string          `json:"digest"`
+	Policy json.RawMessage `json:"policy"`
+	// NodeKey verifies the node's decision receipts.
+	NodeKey string `json:"node_key"`
+}
+
+// Policy reads the policy in force (operator).
+func (c *Client) Policy(ctx context.Context) (PolicyInfo, error) {
+	var r PolicyInfo
+	return r, c.getJSON(ctx, "/v1/policy", &r)
 }
 
 // Services lists the services the caller may see.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/policy"
 )
@@ -27,9 +28,13 @@ type Service struct {
 	Manifest    json.RawMessage `json:"manifest"`
 	Owner       string          `json:"owner"`
 	SubmittedAt time.Time       `json:"submitted_at"`
+	Target      string          `json:"target,omitempty"`
 	Decision    Decision        `json:"decision"`
-	// Status is "deployed", "failed" (deploy error, see StatusDetail) or
-	// "stopped".
+	// Receipt is the decision signed by the node key, with the policy's
+	// digest: proof of what rules admitted what code.
+	Receipt *attest.Receipt `json:"receipt,omitempty"`
+	// Status is "deployed", "dormant" (admitted, deployed on its first
+	// trigger), "failed" (deploy error, see StatusDetail) or "stopped".
 	Status       string        `json:"status"`
 	StatusDetail string        `json:"status_detail,omitempty"`
 	Health       *Health       `json:"health,omitempty"`
@@ -122,6 +127,17 @@ type Error struct {
 	Status   int      `json:"status"`
 	Message  string   `json:"error"`
 	Problems []string `json:"problems,omitempty"` // one line per field problem
+	// Decision is the admission decision, when admission refused.
+	Decision *Decision `json:"decision,omitempty"`
+}
+
+// SubmitOptions travel beside a submitted archive, in headers.
+type SubmitOptions struct {
+	// Attestations sign the archive's digest (attest.HeaderName).
+	Attestations []attest.Attestation
+	// Origin is where the submission says it comes from
+	// (policy.OriginHeader); zero for none.
+	Origin policy.OriginClaim
 }
 
 func (e *Error) Error() string {

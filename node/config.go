@@ -9,11 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/policy"
 )
 
 // Config is the node's configuration file (YAML or JSON, decoded strictly:
@@ -35,8 +35,13 @@ type Config struct {
 	NATS NATSConfig `json:"nats" yaml:"nats"`
 	// Runs bounds the run history.
 	Runs RunsConfig `json:"runs" yaml:"runs"`
-	// Limits are the ceilings every service is clamped to.
-	Limits LimitsConfig `json:"limits" yaml:"limits"`
+	// Policy decides what runs here: see package policy for every key and
+	// its default. Resource ceilings are policy.limits.
+	Policy policy.Policy `json:"policy" yaml:"policy"`
+	// State bounds per-service state.
+	State StateConfig `json:"state" yaml:"state"`
+	// SeedEndpoint configures POST /service, the KLYNTAR worker's endpoint.
+	SeedEndpoint SeedEndpointConfig `json:"seed_endpoint" yaml:"seed_endpoint"`
 	// Upload bounds submitted archives.
 	Upload UploadConfig `json:"upload" yaml:"upload"`
 	// Log selects the log format and level.
@@ -63,16 +68,22 @@ type RunsConfig struct {
 	MaxTotalBytes int64 `json:"max_total_bytes" yaml:"max_total_bytes"`
 }
 
-// LimitsConfig holds the ceilings a service's requested resources are
-// clamped to. Sizes accept 64Mi-style units; durations Go syntax.
-type LimitsConfig struct {
-	Memory      string  `json:"memory" yaml:"memory"`           // default 512Mi
-	CPU         float64 `json:"cpu" yaml:"cpu"`                 // default 2
-	Timeout     string  `json:"timeout" yaml:"timeout"`         // default 60s
-	Pids        int     `json:"pids" yaml:"pids"`               // default 256
-	Concurrency int     `json:"concurrency" yaml:"concurrency"` // default 16
-	// State caps one service's state object. Default 1Mi.
-	State string `json:"state" yaml:"state"`
+// StateConfig bounds per-service state.
+type StateConfig struct {
+	// Max caps one service's state object. Default 1Mi.
+	Max string `json:"max" yaml:"max"`
+}
+
+// SeedEndpointConfig configures POST /service, which takes a service
+// description (a manifest with source.location) the way the KLYNTAR worker
+// does and answers OK or ERR.
+type SeedEndpointConfig struct {
+	// Enabled serves the endpoint. Default true.
+	Enabled bool `json:"enabled" yaml:"enabled"`
+	// Anonymous accepts submissions without a token, owned by
+	// "anonymous", as the seed's worker does. Default false: a submitter
+	// token is required as everywhere else.
+	Anonymous bool `json:"anonymous" yaml:"anonymous"`
 }
 
 // UploadConfig bounds submitted archives.
@@ -102,7 +113,9 @@ func DefaultConfig() Config {
 		Data:   DefaultDataDir(),
 		Name:   host,
 		Runs:   RunsConfig{PerService: 1000, MaxRecordBytes: 64 << 10, MaxTotalBytes: 512 << 20},
-		Limits: LimitsConfig{Memory: "512Mi", CPU: 2, Timeout: "60s", Pids: 256, Concurrency: 16, State: "1Mi"},
+		Policy:       policy.DefaultPolicy(),
+		State:        StateConfig{Max: "1Mi"},
+		SeedEndpoint: SeedEndpointConfig{Enabled: true},
 		Upload: UploadConfig{MaxArchive: "16Mi", MaxUnpacked: "64Mi", MaxFiles: 4096},
 		Log:    LogConfig{Format: "auto", Level: "info"},
 	}
@@ -141,7 +154,7 @@ func ParseConfig(data []byte, isJSON bool) (Config, error) {
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&cfg); err != nil {
-			return Config{}, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "json: "))
+			return Config{}, policyPrefix(fmt.Errorf("%w", err), "json: ")
 		}
 		if dec.More() {
 			return Config{}, errors.New("trailing data after the config object")
@@ -150,14 +163,41 @@ func ParseConfig(data []byte, isJSON bool) (Config, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil {
-			return Config{}, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			return Config{}, policyPrefix(err, "yaml: ")
 		}
 		var extra any
 		if dec.Decode(&extra) == nil {
 			return Config{}, errors.New("more than one YAML document")
 		}
 	}
-	return cfg, cfg.Validate()
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	// Compile the rules now, so a rule that does not compile is reported at
+	// load, with its name, and never reaches a running node.
+	if _, err := policy.Compile(cfg.Policy); err != nil {
+		return Config{}, policyPrefix(err, "")
+	}
+	return cfg, nil
+}
+
+// policyPrefix puts "policy." before the paths of the policy's own errors
+// (decoded inside the policy section) and trims a decoder's prefix from
+// others.
+func policyPrefix(err error, trim string) error {
+	var pe policy.Errors
+	if !errors.As(err, &pe) {
+		return errors.New(strings.TrimPrefix(err.Error(), trim))
+	}
+	lines := make([]string, len(pe))
+	for i, fe := range pe {
+		if strings.HasPrefix(fe.Path, "policy.") {
+			lines[i] = fe.Error()
+		} else {
+			lines[i] = "policy." + fe.Error()
+		}
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 // Validate checks every field and reports every problem with its key.
@@ -191,8 +231,7 @@ func (c Config) Validate() error {
 		key, v   string
 		min, max int64
 	}{
-		{"limits.memory", c.Limits.Memory, 1 << 20, 64 << 30},
-		{"limits.state", c.Limits.State, 1 << 10, 64 << 20},
+		{"state.max", c.State.Max, 1 << 10, 64 << 20},
 		{"upload.max_archive", c.Upload.MaxArchive, 1 << 10, 1 << 30},
 		{"upload.max_unpacked", c.Upload.MaxUnpacked, 1 << 10, 4 << 30},
 	}
@@ -203,18 +242,6 @@ func (c Config) Validate() error {
 		} else if n < s.min || n > s.max {
 			bad(s.key, fmt.Sprintf("must be from %d to %d bytes", s.min, s.max))
 		}
-	}
-	if d, err := time.ParseDuration(c.Limits.Timeout); err != nil || d < time.Millisecond || d > 24*time.Hour {
-		bad("limits.timeout", "must be a duration from 1ms to 24h")
-	}
-	if c.Limits.CPU <= 0 || c.Limits.CPU > 1024 {
-		bad("limits.cpu", "must be more than 0 and at most 1024")
-	}
-	if c.Limits.Pids < 1 || c.Limits.Pids > 1<<20 {
-		bad("limits.pids", "must be from 1 to 1048576")
-	}
-	if c.Limits.Concurrency < 1 || c.Limits.Concurrency > 4096 {
-		bad("limits.concurrency", "must be from 1 to 4096")
 	}
 	if c.Upload.MaxFiles < 1 || c.Upload.MaxFiles > 1_000_000 {
 		bad("upload.max_files", "must be from 1 to 1000000")
@@ -228,6 +255,16 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log.level", "must be debug, info, warn or error")
+	}
+	if err := c.Policy.Validate(); err != nil {
+		var pe policy.Errors
+		if errors.As(err, &pe) {
+			for _, fe := range pe {
+				bad("policy."+fe.Path, fe.Rule)
+			}
+		} else {
+			bad("policy", err.Error())
+		}
 	}
 	return errors.Join(errs...)
 }

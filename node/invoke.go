@@ -103,7 +103,11 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) api.Ru
 			}
 		}
 		in := contract.Input{RunID: run.ID, Service: d.name, Trigger: run.Trigger, Message: ev.Message, State: snap.Values, Config: d.config}
-		res, err = sandbox.Call(ctx, d.dep, in, d.timeout)
+		dep, derr := n.ensureDeployed(ctx, d)
+		if derr != nil {
+			return n.finish(log, d, run, sandbox.Error, derr.Error(), nil)
+		}
+		res, err = sandbox.Call(ctx, dep, in, d.timeout)
 		if err != nil {
 			return n.finish(log, d, run, sandbox.Error, "runner: "+err.Error(), &res)
 		}

@@ -2,18 +2,15 @@ package node
 
 import (
 	"sort"
-	"time"
 
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/manifest"
-	"github.com/andromeda-runner/andromeda/policy"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/trigger"
 )
 
 // ceilings are the config's limits in typed form.
 type ceilings struct {
-	policy     policy.Limits
 	state      int64
 	maxArchive int64
 	archive    archive.Limits
@@ -21,16 +18,8 @@ type ceilings struct {
 
 func (c Config) ceilings() (ceilings, error) {
 	var out ceilings
-	mem, err := parseBytes(c.Limits.Memory)
-	if err != nil {
-		return out, err
-	}
-	timeout, err := time.ParseDuration(c.Limits.Timeout)
-	if err != nil {
-		return out, err
-	}
-	out.policy = policy.Limits{Memory: mem, CPU: c.Limits.CPU, TimeoutMS: timeout.Milliseconds(), Pids: c.Limits.Pids, Concurrency: c.Limits.Concurrency}
-	if out.state, err = parseBytes(c.Limits.State); err != nil {
+	var err error
+	if out.state, err = parseBytes(c.State.Max); err != nil {
 		return out, err
 	}
 	if out.maxArchive, err = parseBytes(c.Upload.MaxArchive); err != nil {
@@ -46,15 +35,6 @@ func (c Config) ceilings() (ceilings, error) {
 	out.archive.MaxFileSize = min(out.archive.MaxFileSize, unpacked)
 	out.archive.MaxEntries = c.Upload.MaxFiles
 	return out, nil
-}
-
-// policyView is what admission sees of this node.
-func (n *Node) policyView() policy.Node {
-	v := policy.Node{Drivers: map[string]policy.DriverInfo{}, Ceilings: n.limits.policy}
-	for name, d := range n.drivers {
-		v.Drivers[name] = policy.DriverInfo{Enabled: d.enabled, Reason: d.reason, Network: d.driver.Offer().Isolation["network-grant"]}
-	}
-	return v
 }
 
 func networkOf(m *manifest.Service) sandbox.Network {

@@ -21,11 +21,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/metrics"
+	"github.com/andromeda-runner/andromeda/policy"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/wasm"
 	"github.com/andromeda-runner/andromeda/server"
@@ -64,6 +67,9 @@ type Node struct {
 	ln      net.Listener
 
 	operatorHash [32]byte
+	key          attest.PrivateKey
+	pol          atomic.Pointer[policy.Compiled]
+	client       *http.Client
 	started      time.Time
 	ready        bool
 
@@ -98,7 +104,13 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Node{cfg: cfg, log: log, limits: lim, services: map[string]*deployed{}, drivers: map[string]*driverState{}}, nil
+	pol, err := policy.Compile(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	n := &Node{cfg: cfg, log: log, limits: lim, services: map[string]*deployed{}, drivers: map[string]*driverState{}}
+	n.pol.Store(pol)
+	return n, nil
 }
 
 // Start brings the node up: data dir, operator token, bus, store, drivers,
@@ -119,6 +131,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	// anyone refers to.
 	os.RemoveAll(filepath.Join(n.cfg.Data, "tmp"))
 	if err := n.loadOperatorToken(); err != nil {
+		return err
+	}
+	if err := n.loadNodeKey(); err != nil {
 		return err
 	}
 	n.bus, err = bus.Open(ctx, bus.Config{URL: n.cfg.NATS.URL, Dir: filepath.Join(n.cfg.Data, "nats"), Listen: n.cfg.NATS.Listen, Name: n.cfg.Name})
@@ -154,7 +169,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", n.cfg.Listen, err)
 	}
-	handler := server.New(n, server.Config{MaxArchiveBytes: n.limits.maxArchive}, n.log)
+	handler := server.New(n, server.Config{
+		MaxArchiveBytes: n.limits.maxArchive,
+		SeedEndpoint:    n.cfg.SeedEndpoint.Enabled,
+		SeedAnonymous:   n.cfg.SeedEndpoint.Anonymous,
+	}, n.log)
 	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
 	go n.http.Serve(n.ln)
 	n.undo = append(n.undo, func() error {
@@ -235,6 +254,17 @@ func (n *Node) CacheDir() string {
 		return n.cfg.Cache
 	}
 	return filepath.Join(n.cfg.Data, "cache")
+}
+
+// SetHTTPClient sets the client the node fetches source.location archives
+// with (tests use it to trust their own TLS server). Call before Start.
+func (n *Node) SetHTTPClient(c *http.Client) { n.client = c }
+
+func (n *Node) httpClient() *http.Client {
+	if n.client != nil {
+		return n.client
+	}
+	return &http.Client{Timeout: 2 * time.Minute}
 }
 
 // OperatorToken reads the operator token from the data dir.
@@ -353,6 +383,13 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 	info.Services = len(n.services)
 	n.mu.RUnlock()
 	return info
+}
+
+// PolicyInfo implements server.Backend.
+func (n *Node) PolicyInfo(ctx context.Context) api.PolicyInfo {
+	pol := n.Policy()
+	b, _ := json.Marshal(pol.Policy())
+	return api.PolicyInfo{Digest: pol.Digest(), Policy: b, NodeKey: n.key.Public().String()}
 }
 
 // Metrics implements server.Backend.

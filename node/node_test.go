@@ -385,7 +385,11 @@ func TestConfigStrict(t *testing.T) {
 		{"unknown key", "listen: 127.0.0.1:1\nlisten_addr: x\n", "listen_addr"},
 		{"nested unknown", "runs:\n  per_servce: 3\n", "per_servce"},
 		{"bad listen", "listen: nope\n", "listen: must be host:port"},
-		{"bad memory", "limits:\n  memory: lots\n", "limits.memory"},
+		{"bad memory", "policy:\n  limits:\n    memory: {max: lots}\n", "policy.limits.memory.max"},
+		{"policy unknown key", "policy:\n  limitz: 1\n", "policy.limitz: unknown key"},
+		{"rule does not compile", "policy:\n  rules:\n  - {name: broken, expr: 'service.nope +', message: m}\n", "broken"},
+		{"hub key does not parse", "policy:\n  trusted_hubs:\n  - {name: a, key: 'ed25519:xx'}\n", "policy.trusted_hubs[0].key"},
+		{"bad state cap", "state:\n  max: 1\n", "state.max"},
 		{"bad level", "log:\n  level: loud\n", "log.level"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

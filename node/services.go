@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
@@ -19,6 +20,7 @@ import (
 	"github.com/andromeda-runner/andromeda/policy"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/server"
+	"github.com/andromeda-runner/andromeda/source"
 	"github.com/andromeda-runner/andromeda/store"
 	"github.com/andromeda-runner/andromeda/trigger"
 )
@@ -27,6 +29,7 @@ import (
 const (
 	statusDeployed = "deployed"
 	statusFailed   = "failed"
+	statusDormant  = "dormant"
 )
 
 // deployed is one service this node runs.
@@ -42,6 +45,9 @@ type deployed struct {
 	manual                       bool
 	manualName                   string
 	triggers                     []trigger.Spec
+	rec                          api.Service
+	manifest                     *manifest.Service
+	deployMu                     sync.Mutex // guards dep while a dormant service deploys
 }
 
 func (n *Node) lookup(name string) *deployed {
@@ -53,7 +59,7 @@ func (n *Node) lookup(name string) *deployed {
 // Submit implements server.Backend: unpack, validate, admit, store, deploy,
 // and only then replace the running version. Any failure leaves the
 // registry, the running deployment and the data dir as they were.
-func (n *Node) Submit(ctx context.Context, p server.Principal, body io.Reader) (api.SubmitResult, error) {
+func (n *Node) Submit(ctx context.Context, p server.Principal, body io.Reader, o api.SubmitOptions) (api.SubmitResult, error) {
 	data, err := io.ReadAll(body)
 	if err != nil {
 		return api.SubmitResult{}, err
@@ -63,7 +69,50 @@ func (n *Node) Submit(ctx context.Context, p server.Principal, body io.Reader) (
 	}
 	n.submitMu.Lock()
 	defer n.submitMu.Unlock()
+	return n.submitArchive(ctx, p, data, o, nil)
+}
 
+// SubmitSource implements server.Backend: a manifest whose source.location
+// the node fetches itself. The manifest is admitted first (no code is
+// fetched for a service the policy refuses), then the archive is fetched
+// over HTTPS with the policy's size cap and digest check and submitted like
+// an upload; the archive's own manifest must name the same service and
+// version.
+func (n *Node) SubmitSource(ctx context.Context, p server.Principal, manifestJSON []byte, o api.SubmitOptions) (api.SubmitResult, error) {
+	m, err := manifest.Check(manifestJSON, manifest.JSON)
+	if err != nil {
+		return api.SubmitResult{}, err
+	}
+	if m.Source.Location == "" {
+		return api.SubmitResult{}, &api.Error{Status: http.StatusBadRequest, Message: "source.location: required when submitting a manifest without an archive"}
+	}
+	n.submitMu.Lock()
+	defer n.submitMu.Unlock()
+	pol := n.Policy()
+	sub, err := n.submission(ctx, m, "", 0, o)
+	if err != nil {
+		return api.SubmitResult{}, err
+	}
+	view, err := n.policyView(ctx)
+	if err != nil {
+		return api.SubmitResult{}, err
+	}
+	if d := pol.Admit(sub, view); d.Verdict != policy.Run {
+		return api.SubmitResult{}, decisionError(m, d)
+	}
+	lim := n.limits.archive
+	lim.MaxCompressed = min(lim.MaxCompressed, pol.Policy().MaxPayload.Int64())
+	n.log.Info("fetching service source", logService, m.Name, "location", m.Source.Location)
+	data, err := source.Fetch(ctx, n.httpClient(), m.Source.Location, m.Source.Digest, lim, pol.Policy().AllowedSources)
+	if err != nil {
+		return api.SubmitResult{}, &api.Error{Status: http.StatusUnprocessableEntity, Message: err.Error()}
+	}
+	return n.submitArchive(ctx, p, data, o, m)
+}
+
+// submitArchive is the one submission path; the caller holds submitMu.
+// want, when set, is the manifest the archive must match (source services).
+func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byte, o api.SubmitOptions, want *manifest.Service) (api.SubmitResult, error) {
 	staging, err := n.tempDir("staging")
 	if err != nil {
 		return api.SubmitResult{}, err
@@ -78,6 +127,9 @@ func (n *Node) Submit(ctx context.Context, p server.Principal, body io.Reader) (
 	if err != nil {
 		return api.SubmitResult{}, err
 	}
+	if want != nil && (m.Name != want.Name || m.Version != want.Version) {
+		return api.SubmitResult{}, &api.Error{Status: http.StatusUnprocessableEntity, Message: fmt.Sprintf("source: the fetched archive holds %s %s, not %s %s", m.Name, m.Version, want.Name, want.Version)}
+	}
 	prev, err := n.store.Service(ctx, m.Name)
 	exists := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -89,18 +141,33 @@ func (n *Node) Submit(ctx context.Context, p server.Principal, body io.Reader) (
 	if exists && prev.Version == m.Version && prev.Digest != info.Digest {
 		return api.SubmitResult{}, &api.Error{Status: http.StatusConflict, Message: fmt.Sprintf("version: %s %s is already registered with digest %s; a changed service needs a new version", m.Name, m.Version, prev.Digest)}
 	}
-	if exists && prev.Digest == info.Digest && prev.Status == statusDeployed && n.lookup(m.Name) != nil {
+	if exists && prev.Digest == info.Digest && n.lookup(m.Name) != nil {
 		return api.SubmitResult{Service: n.view(prev), Unchanged: true}, nil
 	}
-	decision := policy.Admit(m, n.policyView())
-	if decision.Verdict != policy.Run {
-		e := &api.Error{Status: http.StatusUnprocessableEntity, Message: fmt.Sprintf("admission: %s %s was not admitted (verdict %s)", m.Name, m.Version, decision.Verdict)}
-		for _, r := range decision.Reasons {
-			if !r.OK {
-				e.Problems = append(e.Problems, r.Rule+": "+r.Detail)
-			}
+	pol := n.Policy()
+	sub, err := n.submission(ctx, m, info.Digest, int64(len(data)), o)
+	if err != nil {
+		return api.SubmitResult{}, err
+	}
+	if exists {
+		if sub.Previous, err = previousManifest(prev); err != nil {
+			return api.SubmitResult{}, err
 		}
-		return api.SubmitResult{}, e
+	}
+	view, err := n.policyView(ctx)
+	if err != nil {
+		return api.SubmitResult{}, err
+	}
+	if exists {
+		view.Services-- // the service replaces itself
+		if view.Targets[m.Target] == m.Name {
+			delete(view.Targets, m.Target)
+		}
+	}
+	decision := pol.Admit(sub, view)
+	if decision.Verdict != policy.Run {
+		n.log.Info("service refused", logService, m.Name, "version", m.Version, "verdict", decision.Verdict)
+		return api.SubmitResult{}, decisionError(m, decision)
 	}
 	canon, err := json.Marshal(m)
 	if err != nil {
@@ -108,7 +175,11 @@ func (n *Node) Submit(ctx context.Context, p server.Principal, body io.Reader) (
 	}
 	rec := api.Service{
 		Name: m.Name, Version: m.Version, Digest: info.Digest, Size: info.Size, Files: info.Files,
-		Manifest: canon, Owner: p.Name, SubmittedAt: time.Now().UTC(), Decision: decision, Status: statusDeployed,
+		Manifest: canon, Owner: p.Name, SubmittedAt: time.Now().UTC(), Target: m.Target,
+		Decision: decision, Receipt: n.receipt(pol, sub, decision), Status: statusDeployed,
+	}
+	if decision.Dormant {
+		rec.Status = statusDormant
 	}
 	if exists && p.Operator() && prev.Owner != "" {
 		rec.Owner = prev.Owner // the operator replacing a submitter's service keeps its owner
@@ -124,7 +195,7 @@ func (n *Node) Submit(ctx context.Context, p server.Principal, body io.Reader) (
 	if err := os.Rename(dir, final); err != nil {
 		return api.SubmitResult{}, fmt.Errorf("install service dir: %w", err)
 	}
-	d, err := n.deploy(ctx, rec, m, final)
+	d, err := n.prepare(ctx, rec, m, final)
 	if err != nil {
 		os.RemoveAll(final)
 		return api.SubmitResult{}, &api.Error{Status: http.StatusUnprocessableEntity, Message: err.Error()}
@@ -135,8 +206,23 @@ func (n *Node) Submit(ctx context.Context, p server.Principal, body io.Reader) (
 		return api.SubmitResult{}, err
 	}
 	n.activate(d)
-	n.log.Info("service deployed", logService, rec.Name, "version", rec.Version, "digest", rec.Digest, "driver", decision.Driver, "owner", rec.Owner)
+	n.log.Info("service admitted", logService, rec.Name, "version", rec.Version, "digest", rec.Digest, "driver", decision.Driver, "status", rec.Status, "owner", rec.Owner, "policy", pol.Digest())
 	return api.SubmitResult{Service: n.view(rec)}, nil
+}
+
+// submission is what admission looks at for m.
+func (n *Node) submission(ctx context.Context, m *manifest.Service, digest string, size int64, o api.SubmitOptions) (policy.Submission, error) {
+	return policy.Submission{Manifest: m, Digest: digest, PayloadSize: size, Attestations: o.Attestations, Origin: o.Origin}, nil
+}
+
+// prepare deploys an admitted service now, or only records it when the
+// decision says dormant: it deploys on its first trigger.
+func (n *Node) prepare(ctx context.Context, rec api.Service, m *manifest.Service, dir string) (*deployed, error) {
+	if !rec.Decision.Dormant {
+		return n.deploy(ctx, rec, m, dir)
+	}
+	d := n.newDeployed(rec, m, dir, nil)
+	return d, nil
 }
 
 // deploy turns an admitted manifest into a running deployment.
@@ -161,16 +247,47 @@ func (n *Node) deploy(ctx context.Context, rec api.Service, m *manifest.Service,
 	if err != nil {
 		return nil, fmt.Errorf("deploy %s: %w", rec.Name, err)
 	}
+	return n.newDeployed(rec, m, dir, dep), nil
+}
+
+// newDeployed is the node's handle on a service; dep is nil for a dormant
+// service until its first trigger.
+func (n *Node) newDeployed(rec api.Service, m *manifest.Service, dir string, dep sandbox.Deployment) *deployed {
+	lim := rec.Decision.Limits
 	d := &deployed{
 		name: rec.Name, version: rec.Version, digest: rec.Digest, owner: rec.Owner, dir: dir, dep: dep,
-		sem:     make(chan struct{}, max(1, lim.Concurrency)),
-		health:  trigger.NewHealth(trigger.HealthConfig{}),
-		timeout: spec.Limits.Timeout,
-		state:   m.Capabilities.State,
-		config:  m.Config,
+		sem:      make(chan struct{}, max(1, lim.Concurrency)),
+		health:   trigger.NewHealth(trigger.HealthConfig{}),
+		timeout:  time.Duration(lim.TimeoutMS) * time.Millisecond,
+		state:    m.Capabilities.State,
+		config:   m.Config,
+		rec:      rec,
+		manifest: m,
 	}
 	d.triggers, d.manual, d.manualName = triggerSpecs(m)
-	return d, nil
+	return d
+}
+
+// ensureDeployed deploys a dormant service on its first trigger.
+func (n *Node) ensureDeployed(ctx context.Context, d *deployed) (sandbox.Deployment, error) {
+	d.deployMu.Lock()
+	defer d.deployMu.Unlock()
+	if d.dep != nil {
+		return d.dep, nil
+	}
+	live, err := n.deploy(ctx, d.rec, d.manifest, d.dir)
+	if err != nil {
+		return nil, err
+	}
+	d.dep = live.dep
+	n.log.Info("dormant service deployed on its first trigger", logService, d.name)
+	if d.rec.Status == statusDormant {
+		d.rec.Status = statusDeployed
+		if err := n.store.PutService(ctx, d.rec); err != nil {
+			n.log.Warn("record deployed status", logService, d.name, logErr, err)
+		}
+	}
+	return d.dep, nil
 }
 
 // activate makes d the running version of its service and retires the old
@@ -194,6 +311,11 @@ func (n *Node) activate(d *deployed) {
 }
 
 func (n *Node) stopDeployment(d *deployed) {
+	d.deployMu.Lock()
+	defer d.deployMu.Unlock()
+	if d.dep == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := d.dep.Stop(ctx); err != nil {
@@ -229,7 +351,7 @@ func (n *Node) restore(ctx context.Context) error {
 		return err
 	}
 	for _, rec := range recs {
-		if rec.Status != statusDeployed {
+		if rec.Status != statusDeployed && rec.Status != statusDormant {
 			continue
 		}
 		if err := n.restoreOne(ctx, rec); err != nil {
@@ -273,7 +395,7 @@ func (n *Node) restoreOne(ctx context.Context, rec api.Service) error {
 	if err != nil {
 		return err
 	}
-	d, err := n.deploy(ctx, rec, m, dir)
+	d, err := n.prepare(ctx, rec, m, dir)
 	if err != nil {
 		return err
 	}

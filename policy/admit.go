@@ -185,9 +185,6 @@ type Node struct {
 	// Now is the decision time, node.now for rules. Zero: the Unix epoch
 	// (Admit reads no clock).
 	Now time.Time
-	// Ceilings are used only by the package-level Admit kept for the first
-	// node version; Compiled.Admit uses policy.limits.
-	Ceilings Limits
 }
 
 // DriverInfo says whether a driver can take services on this node.
@@ -857,35 +854,4 @@ func formatBytes(n int64) string {
 		return fmt.Sprintf("%dKi", n>>10)
 	}
 	return strconv.FormatInt(n, 10)
-}
-
-// Admit admits m under DefaultPolicy with node.Ceilings as the limits
-// (clamped), with no attestations: the entry point of the first version,
-// kept so the node builds until it holds a Compiled.
-//
-// Deprecated: use Compile and Compiled.Admit.
-func Admit(m *manifest.Service, node Node) Decision {
-	p := DefaultPolicy()
-	c := node.Ceilings
-	if c.Memory > 0 {
-		p.Limits.Memory.Max, _ = manifest.ParseBytes(strconv.FormatInt(c.Memory, 10))
-	}
-	if c.CPU > 0 {
-		p.Limits.CPU.Max, _ = manifest.ParseCPU(formatFloat(c.CPU))
-	}
-	if c.TimeoutMS > 0 {
-		p.Limits.Timeout.Max, _ = manifest.ParseDuration((time.Duration(c.TimeoutMS) * time.Millisecond).String())
-	}
-	if c.Pids > 0 {
-		p.Limits.Pids.Max = c.Pids
-	}
-	if c.Concurrency > 0 {
-		p.Limits.Concurrency.Max = c.Concurrency
-	}
-	p.MaxPayload, _ = manifest.ParseBytes("4Gi") // the node's upload limit applies
-	cp, err := Compile(p)
-	if err != nil {
-		return Decision{Verdict: Reject, Driver: string(m.Runtime.Driver), Reasons: []Reason{{Rule: "policy", OK: false, Detail: err.Error()}}}
-	}
-	return cp.Admit(Submission{Manifest: m}, node)
 }

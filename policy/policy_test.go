@@ -426,23 +426,6 @@ func TestAdmitDoesNotModify(t *testing.T) {
 	}
 }
 
-// TestLegacyAdmit keeps the first version's entry point working for the
-// node until it is wired to Compile.
-func TestLegacyAdmit(t *testing.T) {
-	m := mustManifest(t, "name: s\nversion: 1.0.0\nruntime: {entry: main.wasm}\nresources: {memory: 1Gi}\n")
-	d := Admit(m, Node{Drivers: map[string]DriverInfo{"wasm": {Enabled: true}}, Ceilings: Limits{Memory: 256 << 20, CPU: 2, TimeoutMS: 60000, Pids: 256, Concurrency: 16}})
-	if d.Verdict != Run || d.Limits.Memory != 256<<20 || d.Driver != "wasm" {
-		t.Errorf("Admit = %s", mustJSON(t, d))
-	}
-	var found bool
-	for _, r := range d.Reasons {
-		found = found || r.Detail == "driver wasm is available"
-	}
-	if !found {
-		t.Errorf("the driver reason changed; cmd/andromeda's test looks for it")
-	}
-}
-
 func TestAttestationCap(t *testing.T) {
 	c, sub, node := loadCase(t, "testdata/admit/hubs-quorum-met.yaml")
 	valid := sub.Attestations

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/attest"
+	"github.com/andromeda-runner/andromeda/policy"
 )
 
 // Principal is the caller a token belongs to.
@@ -32,7 +34,9 @@ func (p Principal) Operator() bool { return p.Role == api.RoleOperator }
 // enforce ownership themselves (a submitter sees only its own services).
 type Backend interface {
 	Authenticate(ctx context.Context, token string) (Principal, error)
-	Submit(ctx context.Context, p Principal, archive io.Reader) (api.SubmitResult, error)
+	Submit(ctx context.Context, p Principal, archive io.Reader, o api.SubmitOptions) (api.SubmitResult, error)
+	SubmitSource(ctx context.Context, p Principal, manifestJSON []byte, o api.SubmitOptions) (api.SubmitResult, error)
+	PolicyInfo(ctx context.Context) api.PolicyInfo
 	Services(ctx context.Context, p Principal) ([]api.Service, error)
 	Service(ctx context.Context, p Principal, name string) (api.Service, error)
 	Remove(ctx context.Context, name string) error
@@ -51,6 +55,11 @@ type Config struct {
 	MaxArchiveBytes int64
 	// MaxJSONBytes caps every JSON request body. Default 1 MiB.
 	MaxJSONBytes int64
+	// SeedEndpoint serves POST /service (the KLYNTAR worker's endpoint).
+	SeedEndpoint bool
+	// SeedAnonymous lets POST /service in without a token, as submitter
+	// "anonymous".
+	SeedAnonymous bool
 }
 
 // Server routes HTTP requests to a Backend.
@@ -90,6 +99,10 @@ func (s *Server) routes() {
 	s.handle("GET /v1/services/{name}/runs/{id}", any, s.run)
 	s.handle("GET /v1/runs", any, s.runs)
 	s.handle("POST /v1/tokens", op, s.createToken)
+	s.handle("GET /v1/policy", op, s.policy)
+	if s.cfg.SeedEndpoint {
+		s.mux.HandleFunc("POST /service", s.seedService)
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &api.Error{Status: http.StatusNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
@@ -169,13 +182,26 @@ func (s *Server) node(w http.ResponseWriter, r *http.Request, p Principal) {
 }
 
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, p Principal) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/gzip") &&
-		!strings.HasPrefix(ct, "application/x-gzip") && !strings.HasPrefix(ct, "application/octet-stream") {
-		writeError(w, &api.Error{Status: http.StatusUnsupportedMediaType, Message: "body must be a tar.gz archive (Content-Type application/gzip), got " + ct})
+	opts, err := submitOptions(r)
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxArchiveBytes)
-	res, err := s.b.Submit(r.Context(), p, body)
+	var res api.SubmitResult
+	switch ct := r.Header.Get("Content-Type"); {
+	case strings.HasPrefix(ct, "application/json"):
+		body, rerr := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes))
+		if rerr != nil {
+			s.fail(w, r, rerr)
+			return
+		}
+		res, err = s.b.SubmitSource(r.Context(), p, body, opts)
+	case ct == "", strings.HasPrefix(ct, "application/gzip"), strings.HasPrefix(ct, "application/x-gzip"), strings.HasPrefix(ct, "application/octet-stream"):
+		res, err = s.b.Submit(r.Context(), p, http.MaxBytesReader(w, r.Body, s.cfg.MaxArchiveBytes), opts)
+	default:
+		writeError(w, &api.Error{Status: http.StatusUnsupportedMediaType, Message: "body must be a tar.gz archive (Content-Type application/gzip) or a manifest with source.location (application/json), got " + ct})
+		return
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -185,6 +211,71 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p Principal) {
 		status = http.StatusOK
 	}
 	writeJSON(w, status, res)
+}
+
+// submitOptions reads the attestations and origin headers.
+func submitOptions(r *http.Request) (api.SubmitOptions, error) {
+	var o api.SubmitOptions
+	var err error
+	if o.Attestations, err = attest.DecodeHeader(r.Header.Get(attest.HeaderName)); err != nil {
+		return o, &api.Error{Status: http.StatusBadRequest, Message: err.Error()}
+	}
+	if h := r.Header.Get(policy.OriginHeader); h != "" {
+		if o.Origin, err = policy.ParseOriginClaim(h); err != nil {
+			return o, &api.Error{Status: http.StatusBadRequest, Message: policy.OriginHeader + " header: " + err.Error()}
+		}
+	}
+	return o, nil
+}
+
+// seedService is POST /service as the KLYNTAR worker serves it: a service
+// description in, "OK" or "ERR" out. The description is a manifest with
+// source.location, admitted, fetched and deployed like any other; the
+// reason for an ERR is in the Andromeda-Reason header and the log.
+func (s *Server) seedService(w http.ResponseWriter, r *http.Request) {
+	p := Principal{Name: "anonymous", Role: api.RoleSubmitter}
+	if token, ok := bearer(r); ok || !s.cfg.SeedAnonymous {
+		var err error
+		if p, err = s.b.Authenticate(r.Context(), token); err != nil || !ok {
+			seedAnswer(w, http.StatusUnauthorized, "a submitter token is required")
+			return
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes))
+	if err != nil {
+		seedAnswer(w, toAPIError(err).Status, toAPIError(err).Message)
+		return
+	}
+	opts, err := submitOptions(r)
+	if err == nil {
+		_, err = s.b.SubmitSource(r.Context(), p, body, opts)
+	}
+	if err != nil {
+		e := toAPIError(err)
+		if s.log != nil {
+			s.log.Info("POST /service refused", "status", e.Status, "err", e.Error())
+		}
+		seedAnswer(w, e.Status, e.Error())
+		return
+	}
+	seedAnswer(w, http.StatusOK, "")
+}
+
+func seedAnswer(w http.ResponseWriter, status int, reason string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if reason != "" {
+		w.Header().Set("Andromeda-Reason", strings.Join(strings.Fields(reason), " "))
+	}
+	w.WriteHeader(status)
+	if status == http.StatusOK {
+		io.WriteString(w, "OK")
+	} else {
+		io.WriteString(w, "ERR")
+	}
+}
+
+func (s *Server) policy(w http.ResponseWriter, r *http.Request, p Principal) {
+	writeJSON(w, http.StatusOK, s.b.PolicyInfo(r.Context()))
 }
 
 func (s *Server) services(w http.ResponseWriter, r *http.Request, p Principal) {

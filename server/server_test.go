@@ -33,7 +33,11 @@ func (f *fakeBackend) Authenticate(ctx context.Context, token string) (Principal
 	}
 	return Principal{}, store.ErrNotFound
 }
-func (f *fakeBackend) Submit(ctx context.Context, p Principal, r io.Reader) (api.SubmitResult, error) {
+func (f *fakeBackend) SubmitSource(ctx context.Context, p Principal, m []byte, o api.SubmitOptions) (api.SubmitResult, error) {
+	return api.SubmitResult{}, f.submitErr
+}
+func (f *fakeBackend) PolicyInfo(ctx context.Context) api.PolicyInfo { return api.PolicyInfo{} }
+func (f *fakeBackend) Submit(ctx context.Context, p Principal, r io.Reader, o api.SubmitOptions) (api.SubmitResult, error) {
 	if _, err := io.ReadAll(r); err != nil {
 		return api.SubmitResult{}, err
 	}

@@ -49,13 +49,16 @@ type command struct {
 
 var commands = []command{
 	{"serve", "[--config FILE] [--data DIR] [--listen ADDR] [--demo]", "run a node", serveCmd},
-	{"submit", "DIR", "pack a service directory and submit it", submitCmd},
+	{"submit", "DIR [--origin kind:id;stake=N]", "pack a service directory and submit it", submitCmd},
 	{"ls", "[--json]", "list services", lsCmd},
 	{"inspect", "NAME [--json]", "show a service: manifest, decision, health, triggers", inspectCmd},
 	{"fire", "NAME [--input JSON] [--json]", "run a service now and print the run", fireCmd},
 	{"runs", "[NAME] [--limit N] [--json]", "list recent runs, newest first", runsCmd},
 	{"rm", "NAME", "stop and remove a service with its state and runs", rmCmd},
 	{"token", "create --name NAME [--role submitter|operator]", "create an API token", tokenCmd},
+	{"keys", "gen FILE", "make an ed25519 key pair for attestations", keysCmd},
+	{"attest", "DIR --key FILE", "sign a service's digest (sent with its next submit)", attestCmd},
+	{"policy", "explain DIR | import klyntar FILE", "explain a decision offline; convert a KLYNTAR config", policyCmd},
 	{"version", "", "print the version", versionCmd},
 }
 

@@ -135,3 +135,80 @@ func mustAbs(t *testing.T, p string) string {
 	}
 	return a
 }
+
+// TestPolicyCLI runs keys, attest, policy explain and policy import offline.
+func TestPolicyCLI(t *testing.T) {
+	env := map[string]string{}
+	dir := t.TempDir()
+	for _, f := range []string{"andromeda.yaml", "main.go"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "greeter", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, f), b, 0o644)
+	}
+	os.WriteFile(filepath.Join(dir, "main.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644)
+	key := filepath.Join(t.TempDir(), "hub.key")
+	out, _, err := runCLI(t, env, "keys", "gen", key)
+	if err != nil || !strings.Contains(out, "public key: ed25519:") {
+		t.Fatalf("keys gen: %v\n%s", err, out)
+	}
+	pub, _ := os.ReadFile(key + ".pub")
+	pubKey := strings.TrimSpace(string(pub))
+	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
+	os.WriteFile(policyFile, []byte("trusted_hubs:\n  - {name: hub, key: \""+pubKey+"\"}\nrequire: {signatures: 1}\n"), 0o644)
+
+	explain := func() policyDecision {
+		t.Helper()
+		out, _, err := runCLI(t, env, "policy", "explain", dir, "--policy", policyFile, "--json")
+		if err != nil {
+			t.Fatalf("explain: %v", err)
+		}
+		var d policyDecision
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("explain --json: %v\n%s", err, out)
+		}
+		return d
+	}
+	if d := explain(); d.Verdict != "reject" {
+		t.Fatalf("unsigned: verdict %s", d.Verdict)
+	}
+	if out, _, err := runCLI(t, env, "attest", dir, "--key", key); err != nil || !strings.Contains(out, "signed sha256:") {
+		t.Fatalf("attest: %v\n%s", err, out)
+	}
+	d := explain()
+	if d.Verdict != "run" || d.Driver != "wasm" || len(d.Reasons) == 0 {
+		t.Fatalf("signed: %+v", d)
+	}
+	// The explain JSON has exactly the documented keys.
+	out, _, _ = runCLI(t, env, "policy", "explain", dir, "--policy", policyFile, "--json")
+	var raw map[string]json.RawMessage
+	json.Unmarshal([]byte(out), &raw)
+	for _, k := range []string{"verdict", "driver", "limits", "network", "reasons"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("explain --json lacks %q", k)
+		}
+	}
+	if out, _, err := runCLI(t, env, "policy", "explain", dir, "--policy", policyFile); err != nil || !strings.Contains(out, "verdict: run") || !strings.Contains(out, "Reasons:") {
+		t.Fatalf("explain table: %v\n%s", err, out)
+	}
+	// A broken policy file names the place.
+	os.WriteFile(policyFile, []byte("rules:\n  - {name: oops, expr: 'service.name ==', message: m}\n"), 0o644)
+	if _, _, err := runCLI(t, env, "policy", "explain", dir, "--policy", policyFile); err == nil || !strings.Contains(err.Error(), "oops") {
+		t.Fatalf("broken rule: %v", err)
+	}
+	// The seed's KLYNTAR config converts, key by key.
+	out, stderr, err := runCLI(t, env, "policy", "import", "klyntar", filepath.Join("..", "..", "policy", "testdata", "klyntar", "runner.json"))
+	if err != nil || !strings.Contains(stderr, "DESC_MAX_LEN") || !strings.Contains(out, "max_description") {
+		t.Fatalf("import klyntar: %v\n%s\n%s", err, stderr, out)
+	}
+}
+
+type policyDecision struct {
+	Verdict string `json:"verdict"`
+	Driver  string `json:"driver"`
+	Reasons []struct {
+		Rule string `json:"rule"`
+		OK   bool   `json:"ok"`
+	} `json:"reasons"`
+}

@@ -95,15 +95,11 @@ func printService(w io.Writer, s api.Service) {
 	fmt.Fprintf(tw, "Decision:\t%s on driver %s, network %s\n", d.Verdict, d.Driver, d.Network)
 	fmt.Fprintf(tw, "Limits:\tmemory %s, cpu %g, timeout %s, pids %d, concurrency %d\n",
 		size(d.Limits.Memory), d.Limits.CPU, time.Duration(d.Limits.TimeoutMS)*time.Millisecond, d.Limits.Pids, d.Limits.Concurrency)
-	tw.Flush()
-	fmt.Fprintln(w, "Reasons:")
-	for _, r := range d.Reasons {
-		mark := "ok  "
-		if !r.OK {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(w, "  %s %-20s %s\n", mark, r.Rule, r.Detail)
+	if s.Receipt != nil {
+		fmt.Fprintf(tw, "Receipt:\tpolicy %s, signed by node %s at %s\n", s.Receipt.PolicyDigest, s.Receipt.NodeKey, s.Receipt.DecidedAt.Format(time.RFC3339))
 	}
+	tw.Flush()
+	printReasons(w, d.Reasons)
 	if len(s.Triggers) > 0 {
 		fmt.Fprintln(w, "Triggers:")
 		tw = table(w)
@@ -115,6 +111,17 @@ func printService(w io.Writer, s api.Service) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", t.Name, t.Kind, t.Spec, next)
 		}
 		tw.Flush()
+	}
+}
+
+func printReasons(w io.Writer, reasons []api.Reason) {
+	fmt.Fprintln(w, "Reasons:")
+	for _, r := range reasons {
+		mark := "ok  "
+		if !r.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s %-22s %s\n", mark, r.Rule, r.Detail)
 	}
 }
 

@@ -2,15 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 	"path/filepath"
-	"time"
 
 	"github.com/andromeda-runner/andromeda"
+	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/demo"
 	"github.com/andromeda-runner/andromeda/node"
@@ -72,10 +73,40 @@ func serveCmd(ctx context.Context, env *cli, args []string) error {
 			return err
 		}
 	}
-	fmt.Fprintf(env.stdout, "ready. Try: ANDROMEDA_ADDR=%s andromeda ls   (Ctrl-C stops the node)\n", n.Addr())
-	<-ctx.Done()
+	fmt.Fprintf(env.stdout, "policy %s; node key %s\n", n.Policy().Digest(), n.PublicKey())
+	fmt.Fprintf(env.stdout, "ready. Try: ANDROMEDA_ADDR=%s andromeda ls   (Ctrl-C stops the node; SIGHUP reloads the policy from --config)\n", n.Addr())
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			reloadPolicy(env, n, *configFile)
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
 	fmt.Fprintln(env.stdout, "stopping…")
 	return n.Close()
+}
+
+// reloadPolicy re-reads the config file and swaps in its policy; on any
+// error the node keeps the policy it has.
+func reloadPolicy(env *cli, n *node.Node, configFile string) {
+	if configFile == "" {
+		fmt.Fprintln(env.stderr, "SIGHUP: no --config file to reload the policy from")
+		return
+	}
+	cfg, err := node.LoadConfig(configFile)
+	if err == nil {
+		err = n.ReloadPolicy(cfg.Policy)
+	}
+	if err != nil {
+		fmt.Fprintf(env.stderr, "policy reload failed, keeping policy %s:\n%v\n", n.Policy().Digest(), err)
+		return
+	}
+	fmt.Fprintf(env.stdout, "policy reloaded: %s\n", n.Policy().Digest())
 }
 
 func loadDemo(ctx context.Context, out io.Writer, n *node.Node, cfg node.Config) error {
@@ -89,7 +120,7 @@ func loadDemo(ctx context.Context, out io.Writer, n *node.Node, cfg node.Config)
 		if err != nil {
 			return fmt.Errorf("demo: pack %s: %w", dir, err)
 		}
-		res, err := n.Submit(ctx, op, bytesReader(data))
+		res, err := n.Submit(ctx, op, bytesReader(data), api.SubmitOptions{})
 		if err != nil {
 			return fmt.Errorf("demo: submit %s: %w", filepath.Base(dir), err)
 		}
@@ -125,5 +156,3 @@ func newLogger(w io.Writer, c node.LogConfig) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-var _ = errors.New
-var _ = time.Second

@@ -10,9 +10,12 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
+	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/gobuild"
 	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/policy"
 )
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
@@ -21,6 +24,7 @@ func submitCmd(ctx context.Context, env *cli, args []string) error {
 	var cf clientFlags
 	fs := env.flagSet("submit", &cf)
 	noBuild := fs.Bool("no-build", false, "do not build a missing Go entry before packing")
+	origin := fs.String("origin", "", "where the submission comes from: kind:id[;stake=N]")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -60,11 +64,37 @@ func submitCmd(ctx context.Context, env *cli, args []string) error {
 		return err
 	}
 	fmt.Fprintf(progress, "packed %d files, %d bytes (%d compressed), digest %s\n", info.Files, info.Size, len(data), info.Digest)
+	var opts api.SubmitOptions
+	if opts.Attestations, err = attest.ReadDir(dir); err != nil {
+		return err
+	}
+	if err := attest.Check(opts.Attestations); err != nil {
+		fmt.Fprintf(progress, "warning: %v\n", err)
+	}
+	for _, a := range opts.Attestations {
+		if a.Digest != info.Digest {
+			fmt.Fprintf(progress, "warning: attestation by %s signs %s, not this digest: it will not count (re-run andromeda attest)\n", a.Key, a.Digest)
+		}
+	}
+	if len(opts.Attestations) > 0 {
+		fmt.Fprintf(progress, "sending %d attestation(s)\n", len(opts.Attestations))
+	}
+	if *origin != "" {
+		if opts.Origin, err = policy.ParseOriginClaim(*origin); err != nil {
+			return fmt.Errorf("--origin: %w", err)
+		}
+	}
 	c, err := env.client(&cf)
 	if err != nil {
 		return err
 	}
-	res, err := c.Submit(ctx, data)
+	res, err := c.SubmitWith(ctx, data, opts)
+	var ae *api.Error
+	if errors.As(err, &ae) && ae.Decision != nil && !cf.json {
+		fmt.Fprintf(env.stdout, "%s\n", ae.Message)
+		printReasons(env.stdout, ae.Decision.Reasons)
+		return fmt.Errorf("not admitted (verdict %s)", ae.Decision.Verdict)
+	}
 	if err != nil {
 		return err
 	}
@@ -77,12 +107,6 @@ func submitCmd(ctx context.Context, env *cli, args []string) error {
 		state = "unchanged: this version is already deployed"
 	}
 	fmt.Fprintf(env.stdout, "%s %s %s\n  digest   %s\n  decision %s on driver %s\n", s.Name, s.Version, state, s.Digest, s.Decision.Verdict, s.Decision.Driver)
-	for _, r := range s.Decision.Reasons {
-		mark := "ok  "
-		if !r.OK {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(env.stdout, "  %s %-20s %s\n", mark, r.Rule, r.Detail)
-	}
+	printReasons(env.stdout, s.Decision.Reasons)
 	return nil
 }

@@ -1,0 +1,116 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/attest"
+	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/policy"
+)
+
+// KeyFile is the node key's file name inside the data dir: the ed25519 key
+// that signs decision receipts (and, later, action batches). Its public half
+// is beside it in KeyFile.pub.
+const KeyFile = "node.key"
+
+// Policy returns the policy in force. Safe for concurrent use.
+func (n *Node) Policy() *policy.Compiled { return n.pol.Load() }
+
+// ReloadPolicy compiles p and, only if that succeeds, makes it the policy in
+// force; on error the previous policy stays. Services already admitted keep
+// running; the new policy decides the next submissions.
+func (n *Node) ReloadPolicy(p policy.Policy) error {
+	c, err := policy.Compile(p)
+	if err != nil {
+		n.log.Error("policy reload refused; keeping the previous policy", "digest", n.Policy().Digest(), logErr, err)
+		return fmt.Errorf("policy reload: %w", err)
+	}
+	old := n.pol.Swap(c)
+	n.log.Info("policy reloaded", "digest", c.Digest(), "previous", old.Digest())
+	return nil
+}
+
+func (n *Node) loadNodeKey() error {
+	path := filepath.Join(n.cfg.Data, KeyFile)
+	k, err := attest.LoadPrivateKey(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if _, err := attest.WriteKeyPair(path); err != nil {
+			return fmt.Errorf("node key: %w", err)
+		}
+		k, err = attest.LoadPrivateKey(path)
+	}
+	if err != nil {
+		return fmt.Errorf("node key: %w", err)
+	}
+	n.key = k
+	return nil
+}
+
+// PublicKey is the node key's public half, which verifies its receipts.
+func (n *Node) PublicKey() attest.PublicKey { return n.key.Public() }
+
+// policyView is what admission sees of this node right now.
+func (n *Node) policyView(ctx context.Context) (policy.Node, error) {
+	v := policy.Node{Drivers: map[string]policy.DriverInfo{}, Targets: map[string]string{}, Self: n.URL(), Now: time.Now().UTC()}
+	for name, d := range n.drivers {
+		offer := d.driver.Offer()
+		info := policy.DriverInfo{Enabled: d.enabled, Reason: d.reason, Network: offer.Isolation["network-grant"]}
+		for lang := range offer.Languages {
+			info.Languages = append(info.Languages, lang)
+		}
+		v.Drivers[name] = info
+	}
+	recs, err := n.store.Services(ctx)
+	if err != nil {
+		return v, err
+	}
+	v.Services = len(recs)
+	for _, r := range recs {
+		if r.Target != "" {
+			v.Targets[r.Target] = r.Name
+		}
+	}
+	return v, nil
+}
+
+// previousManifest decodes the manifest of the admitted version a
+// submission replaces.
+func previousManifest(rec api.Service) (*manifest.Service, error) {
+	m, err := manifest.Check(rec.Manifest, manifest.JSON)
+	if err != nil {
+		return nil, fmt.Errorf("stored manifest of %s: %w", rec.Name, err)
+	}
+	return m, nil
+}
+
+// receipt signs the decision with the node key.
+func (n *Node) receipt(pol *policy.Compiled, sub policy.Submission, d policy.Decision) *attest.Receipt {
+	r := attest.SignReceipt(n.key, pol.NewReceipt(sub, d, time.Now()))
+	return &r
+}
+
+// decisionError is the API error for a decision that is not run.
+func decisionError(m *manifest.Service, d policy.Decision) error {
+	e := &api.Error{Status: 422, Decision: &d}
+	switch d.Verdict {
+	case policy.Forward:
+		e.Message = fmt.Sprintf("admission: %s %s is not run here; policy forwards it to %s (redirect depth %d); forwarding arrives with clustering", m.Name, m.Version, d.Forward.Peer, d.Forward.Depth)
+	default:
+		e.Message = fmt.Sprintf("admission: %s %s was rejected", m.Name, m.Version)
+	}
+	for _, r := range d.Reasons {
+		if !r.OK {
+			e.Problems = append(e.Problems, r.Rule+": "+r.Detail)
+		}
+	}
+	return e
+}
+
+var _ = json.Marshal
