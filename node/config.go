@@ -109,15 +109,15 @@ func DefaultConfig() Config {
 		host = "andromeda"
 	}
 	return Config{
-		Listen: "127.0.0.1:7070",
-		Data:   DefaultDataDir(),
-		Name:   host,
-		Runs:   RunsConfig{PerService: 1000, MaxRecordBytes: 64 << 10, MaxTotalBytes: 512 << 20},
+		Listen:       "127.0.0.1:7070",
+		Data:         DefaultDataDir(),
+		Name:         host,
+		Runs:         RunsConfig{PerService: 1000, MaxRecordBytes: 64 << 10, MaxTotalBytes: 512 << 20},
 		Policy:       policy.DefaultPolicy(),
 		State:        StateConfig{Max: "1Mi"},
 		SeedEndpoint: SeedEndpointConfig{Enabled: true},
-		Upload: UploadConfig{MaxArchive: "16Mi", MaxUnpacked: "64Mi", MaxFiles: 4096},
-		Log:    LogConfig{Format: "auto", Level: "info"},
+		Upload:       UploadConfig{MaxArchive: "16Mi", MaxUnpacked: "64Mi", MaxFiles: 4096},
+		Log:          LogConfig{Format: "auto", Level: "info"},
 	}
 }
 

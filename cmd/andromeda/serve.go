@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"syscall"
 	"path/filepath"
+	"syscall"
 
 	"github.com/andromeda-runner/andromeda"
 	"github.com/andromeda-runner/andromeda/api"
@@ -155,4 +155,3 @@ func newLogger(w io.Writer, c node.LogConfig) *slog.Logger {
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
-
