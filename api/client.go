@@ -105,25 +105,22 @@ func (c *Client) Submit(ctx context.Context, archive []byte) (SubmitResult, erro
 
 // SubmitWith uploads a service archive with its attestations and origin.
 func (c *Client) SubmitWith(ctx context.Context, archive []byte, o SubmitOptions) (SubmitResult, error) {
-	var r SubmitResult
-	origin := ""
-	if !o.Origin.IsZero() {
-		origin = o.Origin.String()
-	}
-	err := c.do(ctx, http.MethodPost, "/v1/services", "application/gzip", bytes.NewReader(archive), &r,
-		attest.HeaderName, attest.EncodeHeader(o.Attestations), policy.OriginHeader, origin)
-	return r, err
+	return c.submit(ctx, "application/gzip", archive, o)
 }
 
 // SubmitSource submits a manifest whose source.location the node fetches
 // itself.
 func (c *Client) SubmitSource(ctx context.Context, manifestJSON []byte, o SubmitOptions) (SubmitResult, error) {
+	return c.submit(ctx, "application/json", manifestJSON, o)
+}
+
+func (c *Client) submit(ctx context.Context, contentType string, body []byte, o SubmitOptions) (SubmitResult, error) {
 	var r SubmitResult
 	origin := ""
 	if !o.Origin.IsZero() {
 		origin = o.Origin.String()
 	}
-	err := c.do(ctx, http.MethodPost, "/v1/services", "application/json", bytes.NewReader(manifestJSON), &r,
+	err := c.do(ctx, http.MethodPost, "/v1/services", contentType, bytes.NewReader(body), &r,
 		attest.HeaderName, attest.EncodeHeader(o.Attestations), policy.OriginHeader, origin)
 	return r, err
 }
