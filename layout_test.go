@@ -81,7 +81,8 @@ func TestImportRules(t *testing.T) {
 	}{
 		{"contract", std, "guests compile against it"},
 		{"sdk/go", func(p string) bool { return std(p) || p == mod+"contract" }, "guests compile against it"},
-		{"manifest", func(p string) bool { return std(p) || p == "go.yaml.in/yaml/v3" }, "a leaf: parse and validate only"},
+		{"manifest", func(p string) bool { return std(p) || p == "go.yaml.in/yaml/v3" || p == mod+"strictdoc" }, "a leaf: parse and validate only"},
+		{"strictdoc", func(p string) bool { return std(p) || p == "go.yaml.in/yaml/v3" }, "a leaf: reads documents, shared by manifest and policy"},
 		{"archive", std, "a leaf"},
 		{"metrics", std, "a leaf"},
 	}

@@ -26,7 +26,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+
+	"github.com/andromeda-runner/andromeda/strictdoc"
 )
 
 // MaxSize is the largest manifest source, in bytes, that Parse accepts.
@@ -277,7 +280,7 @@ func Parse(data []byte, format Format) (*Service, error) {
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	var (
-		root *value
+		root *strictdoc.Value
 		err  error
 	)
 	switch format {
@@ -291,12 +294,12 @@ func Parse(data []byte, format Format) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	if root.kind != kindMap {
+	if root.Kind != strictdoc.Map {
 		return nil, Errors{{Rule: "must be a mapping"}}
 	}
 	s := new(Service)
 	var d decoder
-	d.decode(root, reflectValue(s), "")
+	d.decode(root, reflect.ValueOf(s).Elem(), "")
 	if len(d.errs) > 0 {
 		return nil, d.errs
 	}

@@ -41,13 +41,7 @@ func ParseBytes(s string) (Bytes, error) {
 	return Bytes{raw: s, n: n}, nil
 }
 
-func mustBytes(s string) Bytes {
-	b, err := ParseBytes(s)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
+func mustBytes(s string) Bytes { return must(ParseBytes(s)) }
 
 const bytesRule = "must be a size like 64Mi, 1Gi, 512k or a number of bytes"
 
@@ -96,25 +90,13 @@ func (b *Bytes) setRaw(raw string) {
 func (b Bytes) MarshalJSON() ([]byte, error) { return marshalRaw(b.raw) }
 
 // UnmarshalJSON accepts a number of bytes or a string; see Bytes.
-func (b *Bytes) UnmarshalJSON(data []byte) error {
-	return unmarshalRawJSON(data, func(raw string) error {
-		v, err := ParseBytes(raw)
-		*b = v
-		return err
-	})
-}
+func (b *Bytes) UnmarshalJSON(data []byte) error { return unmarshalRawJSON(data, b, ParseBytes) }
 
 // MarshalYAML emits the size as written.
 func (b Bytes) MarshalYAML() (any, error) { return b.raw, nil }
 
 // UnmarshalYAML accepts a number of bytes or a string; see Bytes.
-func (b *Bytes) UnmarshalYAML(n *yaml.Node) error {
-	return unmarshalRawYAML(n, func(raw string) error {
-		v, err := ParseBytes(raw)
-		*b = v
-		return err
-	})
-}
+func (b *Bytes) UnmarshalYAML(n *yaml.Node) error { return unmarshalRawYAML(n, b, ParseBytes) }
 
 // CPU is a CPU share in cores: a decimal number of cores (0.5, 2) or a
 // whole number of millicores (500m).
@@ -132,13 +114,7 @@ func ParseCPU(s string) (CPU, error) {
 	return CPU{raw: s, cores: c}, nil
 }
 
-func mustCPU(s string) CPU {
-	c, err := ParseCPU(s)
-	if err != nil {
-		panic(err)
-	}
-	return c
-}
+func mustCPU(s string) CPU { return must(ParseCPU(s)) }
 
 const cpuRule = "must be a number of cores like 0.5 or millicores like 500m"
 
@@ -182,25 +158,13 @@ func (c *CPU) setRaw(raw string) {
 func (c CPU) MarshalJSON() ([]byte, error) { return marshalRaw(c.raw) }
 
 // UnmarshalJSON accepts a number or a string; see CPU.
-func (c *CPU) UnmarshalJSON(data []byte) error {
-	return unmarshalRawJSON(data, func(raw string) error {
-		v, err := ParseCPU(raw)
-		*c = v
-		return err
-	})
-}
+func (c *CPU) UnmarshalJSON(data []byte) error { return unmarshalRawJSON(data, c, ParseCPU) }
 
 // MarshalYAML emits the share as written.
 func (c CPU) MarshalYAML() (any, error) { return c.raw, nil }
 
 // UnmarshalYAML accepts a number or a string; see CPU.
-func (c *CPU) UnmarshalYAML(n *yaml.Node) error {
-	return unmarshalRawYAML(n, func(raw string) error {
-		v, err := ParseCPU(raw)
-		*c = v
-		return err
-	})
-}
+func (c *CPU) UnmarshalYAML(n *yaml.Node) error { return unmarshalRawYAML(n, c, ParseCPU) }
 
 // Duration is a span of time in Go's notation: 500ms, 5s, 1m30s, 2h.
 // A bare number has no unit and is an error.
@@ -218,13 +182,7 @@ func ParseDuration(s string) (Duration, error) {
 	return Duration{raw: s, d: d}, nil
 }
 
-func mustDuration(s string) Duration {
-	d, err := ParseDuration(s)
-	if err != nil {
-		panic(err)
-	}
-	return d
-}
+func mustDuration(s string) Duration { return must(ParseDuration(s)) }
 
 const durationRule = "must be a duration like 500ms, 30s or 1h30m"
 
@@ -246,25 +204,13 @@ func (d *Duration) setRaw(raw string) {
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.raw) }
 
 // UnmarshalJSON accepts a string; see Duration.
-func (d *Duration) UnmarshalJSON(data []byte) error {
-	return unmarshalRawJSON(data, func(raw string) error {
-		v, err := ParseDuration(raw)
-		*d = v
-		return err
-	})
-}
+func (d *Duration) UnmarshalJSON(data []byte) error { return unmarshalRawJSON(data, d, ParseDuration) }
 
 // MarshalYAML emits the duration as written.
 func (d Duration) MarshalYAML() (any, error) { return d.raw, nil }
 
 // UnmarshalYAML accepts a string; see Duration.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	return unmarshalRawYAML(n, func(raw string) error {
-		v, err := ParseDuration(raw)
-		*d = v
-		return err
-	})
-}
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return unmarshalRawYAML(n, d, ParseDuration) }
 
 // Network is the network a service may reach: none (the zero value), any,
 // or a list of host:port endpoints. It is written as the string "none" or
@@ -382,9 +328,10 @@ func marshalRaw(raw string) ([]byte, error) {
 	return json.Marshal(raw)
 }
 
-// unmarshalRawJSON passes a JSON string, or the literal of a JSON number, to
-// set; null leaves the value alone.
-func unmarshalRawJSON(data []byte, set func(string) error) error {
+// unmarshalRawJSON parses a JSON string, or the literal of a JSON number,
+// into *dst; null leaves *dst alone. When parse fails, *dst is what it
+// returned with its error: the zero value.
+func unmarshalRawJSON[T any](data []byte, dst *T, parse func(string) (T, error)) error {
 	var v any
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.UseNumber()
@@ -395,16 +342,16 @@ func unmarshalRawJSON(data []byte, set func(string) error) error {
 	case nil:
 		return nil
 	case string:
-		return set(strings.TrimSpace(v))
+		return parseInto(dst, parse, strings.TrimSpace(v))
 	case json.Number:
-		return set(v.String())
+		return parseInto(dst, parse, v.String())
 	}
 	return fmt.Errorf("%s is not a string or a number", data)
 }
 
-// unmarshalRawYAML passes the text of a scalar that is a string or a number
-// to set; null leaves the value alone.
-func unmarshalRawYAML(n *yaml.Node, set func(string) error) error {
+// unmarshalRawYAML parses the text of a scalar that is a string or a
+// number into *dst, as unmarshalRawJSON does; null leaves *dst alone.
+func unmarshalRawYAML[T any](n *yaml.Node, dst *T, parse func(string) (T, error)) error {
 	if n.Kind != yaml.ScalarNode {
 		return fmt.Errorf("line %d: must be a string or a number", n.Line)
 	}
@@ -412,7 +359,21 @@ func unmarshalRawYAML(n *yaml.Node, set func(string) error) error {
 	case "!!null":
 		return nil
 	case "!!str", "!!int", "!!float":
-		return set(strings.TrimSpace(n.Value))
+		return parseInto(dst, parse, strings.TrimSpace(n.Value))
 	}
 	return fmt.Errorf("line %d: must be a string or a number", n.Line)
+}
+
+// must returns v, for defaults known to parse; it panics on err.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func parseInto[T any](dst *T, parse func(string) (T, error), raw string) error {
+	v, err := parse(raw)
+	*dst = v
+	return err
 }

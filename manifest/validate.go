@@ -12,37 +12,21 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/andromeda-runner/andromeda/strictdoc"
 )
 
 // A FieldError is one problem with a manifest: the path of the field as the
 // manifest spells it (resources.memory, triggers[1].every, config["a b"])
-// and the rule it breaks. An empty Path is the manifest as a whole.
-type FieldError struct {
-	Path string `json:"path"`
-	Rule string `json:"rule"`
-}
-
-// Error returns "path: rule", or "manifest: rule" for the whole manifest.
-func (e FieldError) Error() string {
-	if e.Path == "" {
-		return "manifest: " + e.Rule
-	}
-	return e.Path + ": " + e.Rule
-}
+// and the rule it breaks. An empty Path is the manifest as a whole, and its
+// Error reads "manifest: rule".
+type FieldError = strictdoc.FieldError[document]
 
 // Errors is every problem Parse or Validate found, in the order of the
 // fields in the manifest (Parse: as written; Validate: as Service declares
 // them). Its Error has one problem per line. The API returns it as a list.
-type Errors []FieldError
-
-// Error returns one FieldError per line.
-func (e Errors) Error() string {
-	lines := make([]string, len(e))
-	for i, fe := range e {
-		lines[i] = fe.Error()
-	}
-	return strings.Join(lines, "\n")
-}
+// It is a type of its own: errors.As tells it from a policy's Errors.
+type Errors = strictdoc.Errors[document]
 
 // Bounds checked by Validate; the field comments on Service state them.
 const (
@@ -172,13 +156,13 @@ func (v *validator) names(path string, list []string, max int, re *regexp.Regexp
 	}
 	first := make(map[string]int, len(list))
 	for i, s := range list {
-		p := indexPath(path, i)
+		p := strictdoc.IndexPath(path, i)
 		if !re.MatchString(s) {
 			v.fail(p, rule)
 			continue
 		}
 		if j, dup := first[s]; dup {
-			v.fail(p, "duplicate of %s", indexPath(path, j))
+			v.fail(p, "duplicate of %s", strictdoc.IndexPath(path, j))
 			continue
 		}
 		first[s] = i
@@ -229,7 +213,7 @@ func (v *validator) runtime(r *Runtime) {
 		default:
 			for i, a := range r.Command {
 				if len(a) > maxArgLen || strings.IndexByte(a, 0) >= 0 {
-					v.fail(indexPath("runtime.command", i), "must be at most %d bytes without NUL", maxArgLen)
+					v.fail(strictdoc.IndexPath("runtime.command", i), "must be at most %d bytes without NUL", maxArgLen)
 				}
 			}
 		}
@@ -275,7 +259,7 @@ func (v *validator) triggers(ts []Trigger) {
 	paths := map[string]int{}
 	for i := range ts {
 		t := &ts[i]
-		p := indexPath("triggers", i)
+		p := strictdoc.IndexPath("triggers", i)
 		allowed := map[string]bool{}
 		switch t.Kind {
 		case "":
@@ -293,7 +277,7 @@ func (v *validator) triggers(ts []Trigger) {
 				v.fail(p+".topic", "must be a subject of [A-Za-z0-9_-] tokens separated by dots, without wildcards, at most %d characters", maxTopicLen)
 			default:
 				if j, dup := topics[t.Topic]; dup {
-					v.fail(p+".topic", "duplicate of %s", indexPath("triggers", j))
+					v.fail(p+".topic", "duplicate of %s", strictdoc.IndexPath("triggers", j))
 				} else {
 					topics[t.Topic] = i
 				}
@@ -301,7 +285,7 @@ func (v *validator) triggers(ts []Trigger) {
 		case KindManual:
 			allowed["input"] = true
 			if manual >= 0 {
-				v.fail(p+".kind", "duplicate of %s: at most one manual trigger", indexPath("triggers", manual))
+				v.fail(p+".kind", "duplicate of %s: at most one manual trigger", strictdoc.IndexPath("triggers", manual))
 			} else {
 				manual = i
 			}
@@ -314,7 +298,7 @@ func (v *validator) triggers(ts []Trigger) {
 				v.fail(p+".path", "must start with '/', use only [A-Za-z0-9._~/-], have no empty, '.' or '..' segment and be at most %d characters", maxHTTPPathLen)
 			default:
 				if j, dup := paths[t.Path]; dup {
-					v.fail(p+".path", "duplicate of %s", indexPath("triggers", j))
+					v.fail(p+".path", "duplicate of %s", strictdoc.IndexPath("triggers", j))
 				} else {
 					paths[t.Path] = i
 				}
@@ -415,14 +399,14 @@ func (v *validator) capabilities(c *Capabilities) {
 	default:
 		first := map[string]int{}
 		for i, h := range n.Hosts {
-			p := indexPath("capabilities.network", i)
+			p := strictdoc.IndexPath("capabilities.network", i)
 			if !validHostPort(h) {
 				v.fail(p, "must be host:port with a DNS name or an IP address and a port from 1 to 65535")
 				continue
 			}
 			key := strings.ToLower(h)
 			if j, dup := first[key]; dup {
-				v.fail(p, "duplicate of %s", indexPath("capabilities.network", j))
+				v.fail(p, "duplicate of %s", strictdoc.IndexPath("capabilities.network", j))
 				continue
 			}
 			first[key] = i

@@ -14,6 +14,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/source"
 )
 
 // ruleCostLimit caps the evaluation cost of one rule.
@@ -27,7 +28,7 @@ type Compiled struct {
 
 	hubs     map[string]hubEntry // raw public key → hub
 	keywords map[string]bool
-	network  []netPattern
+	network  []source.HostPattern
 	prefer   map[string]map[string]bool // driver → languages
 	origins  map[originKey]int          // → index in p.Origins
 	shared   map[string]bool

@@ -3,7 +3,6 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -14,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/andromeda-runner/andromeda/strictdoc"
 )
 
 // MaxSize is the largest policy document, in bytes, that Parse accepts.
@@ -22,32 +23,24 @@ const MaxSize = 1 << 20
 // maxDepth bounds the nesting of a policy document.
 const maxDepth = 32
 
+// document names the policy in errors about it as a whole.
+type document struct{}
+
+// Name returns "policy".
+func (document) Name() string { return "policy" }
+
+var reader = strictdoc.Reader[document]{MaxDepth: maxDepth}
+
 // FieldError is one problem with a policy, at the path of the key it
 // concerns: "trusted_hubs[1].key", "limits.memory.max", "rules[2]
-// (no-weekend-jobs)".
-type FieldError struct {
-	Path string `json:"path"`
-	Rule string `json:"rule"`
-}
-
-func (e FieldError) Error() string {
-	if e.Path == "" {
-		return "policy: " + e.Rule
-	}
-	return e.Path + ": " + e.Rule
-}
+// (no-weekend-jobs)". An empty Path is the policy as a whole, and its Error
+// reads "policy: rule".
+type FieldError = strictdoc.FieldError[document]
 
 // Errors is every problem Parse, Validate or Compile found, in document
-// order.
-type Errors []FieldError
-
-func (e Errors) Error() string {
-	lines := make([]string, len(e))
-	for i, fe := range e {
-		lines[i] = fe.Error()
-	}
-	return strings.Join(lines, "\n")
-}
+// order. It is a type of its own: errors.As tells it from a manifest's
+// Errors.
+type Errors = strictdoc.Errors[document]
 
 // Load reads a policy file: JSON when its first non-space byte is '{',
 // YAML otherwise; see Parse. Errors are prefixed with the file name.
@@ -91,27 +84,27 @@ func Parse(data []byte) (Policy, error) {
 // decode reads data and decodes it onto p.
 func (p *Policy) decode(data []byte) error {
 	if len(data) > MaxSize {
-		return Errors{{Rule: fmt.Sprintf("must be at most %d bytes, got %d", MaxSize, len(data))}}
+		return errTooLarge(data)
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	if !utf8.Valid(data) {
 		return Errors{{Rule: "must be valid UTF-8"}}
 	}
 	var (
-		root *value
+		root *strictdoc.Value
 		err  error
 	)
 	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '{' {
 		// JSON, or a YAML flow mapping: JSON's errors are the clearer
 		// ones for a document that is neither.
-		root, err = readJSON(data)
+		root, err = reader.JSON(data)
 		if err != nil {
-			if y, yerr := readYAML(data); yerr == nil {
+			if y, yerr := reader.YAML(data); yerr == nil {
 				root, err = y, nil
 			}
 		}
 	} else {
-		root, err = readYAML(data)
+		root, err = reader.YAML(data)
 	}
 	if err != nil {
 		return err
@@ -119,11 +112,15 @@ func (p *Policy) decode(data []byte) error {
 	return p.decodeValue(root)
 }
 
-func (p *Policy) decodeValue(root *value) error {
-	if root.kind == kindNull {
+func errTooLarge(data []byte) error {
+	return Errors{{Rule: fmt.Sprintf("must be at most %d bytes, got %d", MaxSize, len(data))}}
+}
+
+func (p *Policy) decodeValue(root *strictdoc.Value) error {
+	if root.Kind == strictdoc.Null {
 		return nil // an empty document: the defaults
 	}
-	if root.kind != kindMap {
+	if root.Kind != strictdoc.Map {
 		return Errors{{Rule: "must be a mapping"}}
 	}
 	var d decoder
@@ -140,20 +137,19 @@ func (p *Policy) decodeValue(root *value) error {
 // Validate (or Compile). Errors are an Errors with paths relative to the
 // policy.
 func (p *Policy) UnmarshalYAML(n *yaml.Node) error {
-	root, err := fromYAML(n, "", 0)
-	if err != nil {
-		return err
-	}
-	if err := p.decodeValue(root); err != nil {
-		return err
-	}
-	p.Normalize()
-	return nil
+	return p.decodeNormalized(reader.Node(n))
 }
 
 // UnmarshalJSON is UnmarshalYAML for JSON.
 func (p *Policy) UnmarshalJSON(data []byte) error {
-	root, err := readJSON(data)
+	if len(data) > MaxSize {
+		return errTooLarge(data)
+	}
+	return p.decodeNormalized(reader.JSON(data))
+}
+
+// decodeNormalized decodes root, as read with err, onto p and normalizes p.
+func (p *Policy) decodeNormalized(root *strictdoc.Value, err error) error {
 	if err != nil {
 		return err
 	}
@@ -164,319 +160,80 @@ func (p *Policy) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-type kind uint8
-
-const (
-	kindNull kind = iota
-	kindBool
-	kindNumber
-	kindString
-	kindList
-	kindMap
-	kindBad
-)
-
-func (k kind) String() string {
-	return [...]string{"null", "a boolean", "a number", "a string", "a list", "a mapping", "unsupported"}[k]
+// refusal returns the rule a value breaks by its YAML form alone, or ""
+// when it breaks none.
+func refusal(v *strictdoc.Value) string {
+	switch {
+	case v.Kind == strictdoc.Alias:
+		return "YAML aliases are not supported"
+	case v.Kind == strictdoc.Tagged, v.Tag == "!!timestamp":
+		return fmt.Sprintf("YAML tag %s is not supported", v.Tag)
+	case v.Kind == strictdoc.Number && v.Num == "":
+		return "must be a finite number"
+	case v.Kind == strictdoc.Bad:
+		return v.Rule
+	}
+	return ""
 }
 
-// value is one node of a document read from YAML or JSON.
-type value struct {
-	kind  kind
-	text  string // kindString: the string; kindNumber: the number in JSON syntax
-	b     bool
-	items []*value
-	keys  []string
-	dups  []bool // dups[i]: keys[i] appeared before in the same mapping
-	vals  []*value
-	bad   string // kindBad: the rule broken
+// keyRefusal returns the rule a mapping key breaks, or "" for a key that
+// is a scalar: 1 is the key "1".
+func keyRefusal(p strictdoc.Pair) string {
+	switch p.KeyTag {
+	case "!!merge":
+		return "YAML merge keys are not supported"
+	case "":
+		return "keys must be strings"
+	}
+	return ""
 }
 
-func readYAML(data []byte) (root *value, err error) {
-	defer func() {
-		if r := recover(); r != nil { // the YAML parser has panicked on hostile input before
-			root, err = nil, Errors{{Rule: fmt.Sprintf("yaml syntax: %v", r)}}
-		}
-	}()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return &value{kind: kindNull}, nil
-		}
-		return nil, Errors{{Rule: "yaml syntax: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
-	}
-	var next yaml.Node
-	switch err := dec.Decode(&next); {
-	case err == nil:
-		return nil, Errors{{Rule: fmt.Sprintf("must be one YAML document, found another at line %d", next.Line)}}
-	case !errors.Is(err, io.EOF):
-		return nil, Errors{{Rule: "yaml syntax: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
-	}
-	return fromYAML(&doc, "", 0)
-}
-
-func fromYAML(n *yaml.Node, path string, depth int) (*value, error) {
-	if depth > maxDepth {
-		return nil, Errors{{Path: path, Rule: fmt.Sprintf("must not nest deeper than %d levels", maxDepth)}}
-	}
-	switch n.Kind {
-	case yaml.DocumentNode:
-		if len(n.Content) == 0 {
-			return &value{kind: kindNull}, nil
-		}
-		return fromYAML(n.Content[0], path, depth)
-	case yaml.AliasNode:
-		return &value{kind: kindBad, bad: "YAML aliases are not supported"}, nil
-	case yaml.SequenceNode:
-		v := &value{kind: kindList, items: make([]*value, len(n.Content))}
-		for i, c := range n.Content {
-			item, err := fromYAML(c, indexPath(path, i), depth+1)
-			if err != nil {
-				return nil, err
-			}
-			v.items[i] = item
-		}
-		return v, nil
-	case yaml.MappingNode:
-		v := &value{kind: kindMap}
-		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			key, val := k.Value, (*value)(nil)
-			switch {
-			case k.Kind == yaml.ScalarNode && (k.ShortTag() == "!!merge" || k.Value == "<<" && k.Style == 0):
-				val = &value{kind: kindBad, bad: "YAML merge keys are not supported"}
-			case k.Kind != yaml.ScalarNode:
-				key, val = "?", &value{kind: kindBad, bad: "keys must be strings"}
-			default:
-				var err error
-				if val, err = fromYAML(n.Content[i+1], keyPath(path, key), depth+1); err != nil {
-					return nil, err
-				}
-			}
-			v.keys = append(v.keys, key)
-			v.dups = append(v.dups, seen[key])
-			v.vals = append(v.vals, val)
-			seen[key] = true
-		}
-		return v, nil
-	case yaml.ScalarNode:
-		return fromYAMLScalar(n), nil
-	}
-	return &value{kind: kindBad, bad: "unsupported YAML node"}, nil
-}
-
-func fromYAMLScalar(n *yaml.Node) *value {
-	switch tag := n.ShortTag(); tag {
-	case "!!str":
-		return &value{kind: kindString, text: n.Value}
-	case "!!null":
-		return &value{kind: kindNull}
-	case "!!bool":
-		var b bool
-		if err := n.Decode(&b); err != nil {
-			return &value{kind: kindBad, bad: "must be true or false"}
-		}
-		return &value{kind: kindBool, b: b}
-	case "!!int", "!!float":
-		var x any
-		if err := n.Decode(&x); err != nil {
-			return &value{kind: kindBad, bad: "must be a number"}
-		}
-		var text string
-		switch x := x.(type) {
-		case int:
-			text = strconv.Itoa(x)
-		case int64:
-			text = strconv.FormatInt(x, 10)
-		case uint64:
-			text = strconv.FormatUint(x, 10)
-		case float64:
-			if math.IsInf(x, 0) || math.IsNaN(x) {
-				return &value{kind: kindBad, bad: "must be a finite number"}
-			}
-			text = strconv.FormatFloat(x, 'g', -1, 64)
-		default:
-			return &value{kind: kindBad, bad: "must be a number"}
-		}
-		return &value{kind: kindNumber, text: text}
-	default:
-		return &value{kind: kindBad, bad: fmt.Sprintf("YAML tag %s is not supported", tag)}
-	}
-}
-
-func readJSON(data []byte) (*value, error) {
-	if len(data) > MaxSize {
-		return nil, Errors{{Rule: fmt.Sprintf("must be at most %d bytes, got %d", MaxSize, len(data))}}
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	r := jsonReader{dec: dec, data: data}
-	root, err := r.read("", 0)
-	if err != nil {
-		return nil, err
-	}
-	end := dec.InputOffset()
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		end += int64(len(data[end:]) - len(bytes.TrimLeft(data[end:], " \t\r\n")))
-		return nil, Errors{{Rule: fmt.Sprintf("json syntax: %s: trailing data after the policy", r.position(end))}}
-	}
-	return root, nil
-}
-
-type jsonReader struct {
-	dec  *json.Decoder
-	data []byte
-}
-
-func (r *jsonReader) read(path string, depth int) (*value, error) {
-	if depth > maxDepth {
-		return nil, Errors{{Path: path, Rule: fmt.Sprintf("must not nest deeper than %d levels", maxDepth)}}
-	}
-	tok, err := r.dec.Token()
-	if err != nil {
-		return nil, r.syntax(err)
-	}
-	switch t := tok.(type) {
-	case nil:
-		return &value{kind: kindNull}, nil
-	case bool:
-		return &value{kind: kindBool, b: t}, nil
-	case json.Number:
-		return &value{kind: kindNumber, text: t.String()}, nil
-	case string:
-		return &value{kind: kindString, text: t}, nil
-	case json.Delim:
-		switch t {
-		case '[':
-			v := &value{kind: kindList}
-			for r.dec.More() {
-				item, err := r.read(indexPath(path, len(v.items)), depth+1)
-				if err != nil {
-					return nil, err
-				}
-				v.items = append(v.items, item)
-			}
-			if _, err := r.dec.Token(); err != nil {
-				return nil, r.syntax(err)
-			}
-			return v, nil
-		case '{':
-			v := &value{kind: kindMap}
-			seen := map[string]bool{}
-			for r.dec.More() {
-				tok, err := r.dec.Token()
-				if err != nil {
-					return nil, r.syntax(err)
-				}
-				key, _ := tok.(string)
-				val, err := r.read(keyPath(path, key), depth+1)
-				if err != nil {
-					return nil, err
-				}
-				v.keys = append(v.keys, key)
-				v.dups = append(v.dups, seen[key])
-				v.vals = append(v.vals, val)
-				seen[key] = true
-			}
-			if _, err := r.dec.Token(); err != nil {
-				return nil, r.syntax(err)
-			}
-			return v, nil
-		}
-	}
-	return nil, r.syntax(fmt.Errorf("unexpected %v", tok))
-}
-
-func (r *jsonReader) syntax(err error) error {
-	off := r.dec.InputOffset()
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		// Decoder.Token's offsets are not always from the start of the
-		// input; Unmarshal's are.
-		if uerr := json.Unmarshal(r.data, new(json.RawMessage)); errors.As(uerr, &se) {
-			err = uerr
-		}
-		off = se.Offset - 1
-	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		off, msg = int64(len(r.data)), "unexpected end of input"
-	}
-	return Errors{{Rule: fmt.Sprintf("json syntax: %s: %s", r.position(off), msg)}}
-}
-
-// position turns a byte offset into "line L, column C", both from 1.
-func (r *jsonReader) position(off int64) string {
-	off = min(max(off, 0), int64(len(r.data)))
-	before := r.data[:off]
-	line := bytes.Count(before, []byte("\n")) + 1
-	col := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
-	return fmt.Sprintf("line %d, column %d", line, col)
-}
-
-// json re-encodes v, for types that decode themselves.
-func (v *value) json() []byte {
+// reJSON re-encodes v, for types that decode themselves. A value the
+// policy refuses, and the value of a key it refuses, are null.
+func reJSON(v *strictdoc.Value) []byte {
 	var b bytes.Buffer
-	v.writeJSON(&b)
+	writeJSON(&b, v)
 	return b.Bytes()
 }
 
-func (v *value) writeJSON(b *bytes.Buffer) {
-	switch v.kind {
-	case kindNull, kindBad:
+func writeJSON(b *bytes.Buffer, v *strictdoc.Value) {
+	if v == nil || refusal(v) != "" {
 		b.WriteString("null")
-	case kindBool:
-		b.WriteString(strconv.FormatBool(v.b))
-	case kindNumber:
-		b.WriteString(v.text)
-	case kindString:
-		s, _ := json.Marshal(v.text)
+		return
+	}
+	switch v.Kind {
+	case strictdoc.Null:
+		b.WriteString("null")
+	case strictdoc.Bool:
+		b.WriteString(strconv.FormatBool(v.Bool))
+	case strictdoc.Number:
+		b.WriteString(v.Num)
+	case strictdoc.String:
+		s, _ := json.Marshal(v.Text)
 		b.Write(s)
-	case kindList:
+	case strictdoc.List:
 		b.WriteByte('[')
-		for i, it := range v.items {
+		for i, it := range v.Items {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			it.writeJSON(b)
+			writeJSON(b, it)
 		}
 		b.WriteByte(']')
-	case kindMap:
+	case strictdoc.Map:
 		b.WriteByte('{')
-		for i, k := range v.keys {
+		for i, p := range v.Pairs {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			s, _ := json.Marshal(k)
+			s, _ := json.Marshal(p.Key)
 			b.Write(s)
 			b.WriteByte(':')
-			v.vals[i].writeJSON(b)
+			writeJSON(b, p.Value)
 		}
 		b.WriteByte('}')
 	}
 }
-
-// keyPath names a key as a reader would: limits.memory, registries["node.js"].
-func keyPath(path, key string) string {
-	simple := key != ""
-	for _, r := range key {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			simple = false
-			break
-		}
-	}
-	switch {
-	case !simple:
-		return path + "[" + strconv.Quote(key) + "]"
-	case path == "":
-		return key
-	}
-	return path + "." + key
-}
-
-func indexPath(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
 
 var (
 	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
@@ -491,18 +248,18 @@ func (d *decoder) fail(path, rule string) {
 	d.errs = append(d.errs, FieldError{Path: path, Rule: rule})
 }
 
-func (d *decoder) decode(v *value, out reflect.Value, path string) {
-	if v.kind == kindBad {
-		d.fail(path, v.bad)
+func (d *decoder) decode(v *strictdoc.Value, out reflect.Value, path string) {
+	if rule := refusal(v); rule != "" {
+		d.fail(path, rule)
 		return
 	}
-	if v.kind == kindNull {
+	if v.Kind == strictdoc.Null {
 		out.SetZero()
 		return
 	}
 	t := out.Type()
 	if t != policyType && reflect.PointerTo(t).Implements(unmarshalerType) {
-		if err := out.Addr().Interface().(json.Unmarshaler).UnmarshalJSON(v.json()); err != nil {
+		if err := out.Addr().Interface().(json.Unmarshaler).UnmarshalJSON(reJSON(v)); err != nil {
 			d.fail(path, strings.TrimPrefix(err.Error(), "json: "))
 		}
 		return
@@ -511,72 +268,76 @@ func (d *decoder) decode(v *value, out reflect.Value, path string) {
 	case reflect.Struct:
 		d.decodeStruct(v, out, path)
 	case reflect.String:
-		if v.kind != kindString {
-			d.fail(path, "must be a string, not "+v.kind.String())
+		if v.Kind != strictdoc.String {
+			d.fail(path, "must be a string, not "+v.Kind.String())
 			return
 		}
-		out.SetString(v.text)
+		out.SetString(v.Text)
 	case reflect.Bool:
-		if v.kind != kindBool {
-			d.fail(path, "must be true or false, not "+v.kind.String())
+		if v.Kind != strictdoc.Bool {
+			d.fail(path, "must be true or false, not "+v.Kind.String())
 			return
 		}
-		out.SetBool(v.b)
+		out.SetBool(v.Bool)
 	case reflect.Int:
-		if v.kind != kindNumber {
-			d.fail(path, "must be a whole number, not "+v.kind.String())
+		if v.Kind != strictdoc.Number {
+			d.fail(path, "must be a whole number, not "+v.Kind.String())
 			return
 		}
-		n, err := strconv.ParseInt(v.text, 10, 64)
+		n, err := strconv.ParseInt(v.Num, 10, 64)
 		if err != nil {
-			f, ferr := strconv.ParseFloat(v.text, 64)
+			f, ferr := strconv.ParseFloat(v.Num, 64)
 			if ferr != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
-				d.fail(path, "must be a whole number, not "+v.text)
+				d.fail(path, "must be a whole number, not "+v.Num)
 				return
 			}
 			n = int64(f)
 		}
 		if out.OverflowInt(n) {
-			d.fail(path, "number out of range: "+v.text)
+			d.fail(path, "number out of range: "+v.Num)
 			return
 		}
 		out.SetInt(n)
 	case reflect.Float64:
-		if v.kind != kindNumber {
-			d.fail(path, "must be a number, not "+v.kind.String())
+		if v.Kind != strictdoc.Number {
+			d.fail(path, "must be a number, not "+v.Kind.String())
 			return
 		}
-		f, err := strconv.ParseFloat(v.text, 64)
+		f, err := strconv.ParseFloat(v.Num, 64)
 		if err != nil || math.IsInf(f, 0) {
-			d.fail(path, "number out of range: "+v.text)
+			d.fail(path, "number out of range: "+v.Num)
 			return
 		}
 		out.SetFloat(f)
 	case reflect.Slice:
-		if v.kind != kindList {
-			d.fail(path, "must be a list, not "+v.kind.String())
+		if v.Kind != strictdoc.List {
+			d.fail(path, "must be a list, not "+v.Kind.String())
 			return
 		}
-		s := reflect.MakeSlice(t, len(v.items), len(v.items))
-		for i, it := range v.items {
-			d.decode(it, s.Index(i), indexPath(path, i))
+		s := reflect.MakeSlice(t, len(v.Items), len(v.Items))
+		for i, it := range v.Items {
+			d.decode(it, s.Index(i), strictdoc.IndexPath(path, i))
 		}
 		out.Set(s)
 	case reflect.Map:
-		if v.kind != kindMap {
-			d.fail(path, "must be a mapping, not "+v.kind.String())
+		if v.Kind != strictdoc.Map {
+			d.fail(path, "must be a mapping, not "+v.Kind.String())
 			return
 		}
-		m := reflect.MakeMapWithSize(t, len(v.keys))
-		for i, k := range v.keys {
-			p := keyPath(path, k)
-			if v.dups[i] {
-				d.fail(p, "duplicate key")
+		m := reflect.MakeMapWithSize(t, len(v.Pairs))
+		for _, p := range v.Pairs {
+			kp := strictdoc.KeyPath(path, p.Key)
+			switch {
+			case p.Dup:
+				d.fail(kp, "duplicate key")
+				continue
+			case keyRefusal(p) != "":
+				d.fail(kp, keyRefusal(p))
 				continue
 			}
 			elem := reflect.New(t.Elem()).Elem()
-			d.decode(v.vals[i], elem, p)
-			m.SetMapIndex(reflect.ValueOf(k).Convert(t.Key()), elem)
+			d.decode(p.Value, elem, kp)
+			m.SetMapIndex(reflect.ValueOf(p.Key).Convert(t.Key()), elem)
 		}
 		out.Set(m)
 	default:
@@ -584,46 +345,28 @@ func (d *decoder) decode(v *value, out reflect.Value, path string) {
 	}
 }
 
-func (d *decoder) decodeStruct(v *value, out reflect.Value, path string) {
-	if v.kind != kindMap {
-		d.fail(path, "must be a mapping, not "+v.kind.String())
+func (d *decoder) decodeStruct(v *strictdoc.Value, out reflect.Value, path string) {
+	if v.Kind != strictdoc.Map {
+		d.fail(path, "must be a mapping, not "+v.Kind.String())
 		return
 	}
-	fields := fieldsOf(out.Type())
-	for i, k := range v.keys {
-		p := keyPath(path, k)
-		if v.dups[i] {
-			d.fail(p, "duplicate key")
-			continue
+	fields := strictdoc.Fields(out.Type())
+	for _, p := range v.Pairs {
+		kp := strictdoc.KeyPath(path, p.Key)
+		idx, known := fields[p.Key]
+		switch {
+		case p.Dup:
+			d.fail(kp, "duplicate key")
+		case keyRefusal(p) != "":
+			d.fail(kp, keyRefusal(p))
+		case !known && refusal(p.Value) != "":
+			d.fail(kp, refusal(p.Value))
+		case !known:
+			d.fail(kp, unknownKey(p.Key, fields))
+		default:
+			d.decode(p.Value, out.Field(idx), kp)
 		}
-		idx, ok := fields[k]
-		if !ok {
-			if v.vals[i].kind == kindBad { // a merge key or a key that is not a string
-				d.fail(p, v.vals[i].bad)
-				continue
-			}
-			d.fail(p, unknownKey(k, fields))
-			continue
-		}
-		d.decode(v.vals[i], out.Field(idx), p)
 	}
-}
-
-// fieldsOf maps the json names of t's fields to their indexes.
-func fieldsOf(t reflect.Type) map[string]int {
-	m := make(map[string]int, t.NumField())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if !f.IsExported() || name == "-" {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		m[name] = i
-	}
-	return m
 }
 
 // unknownKey says a key is unknown, suggesting the closest known one.

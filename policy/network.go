@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/source"
 )
 
 // Network is a network ceiling, written "none", "any", or a list of
@@ -128,52 +129,27 @@ func checkNetworkPattern(p string) error {
 	if wild && !strings.Contains(name, ".") {
 		return errors.New(`a wildcard host needs at least two labels after "*.", like *.example.com`)
 	}
-	if !validHostName(name) {
+	if !source.ValidHostName(name) {
 		return fmt.Errorf("host %q is not a DNS name, an IP address or *", host)
 	}
 	return nil
 }
 
-func validHostName(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// netPattern is a parsed Network pattern.
-type netPattern struct {
-	host   string // lowercase; "" for any
-	suffix bool   // host is ".example.com": match names below it
-	port   string // "" for any
-}
-
-func parseNetPatterns(hosts []string) []netPattern {
-	out := make([]netPattern, 0, len(hosts))
+// parseNetPatterns parses the patterns of a Network that Validate has
+// accepted.
+func parseNetPatterns(hosts []string) []source.HostPattern {
+	out := make([]source.HostPattern, 0, len(hosts))
 	for _, h := range hosts {
 		host, port, _ := net.SplitHostPort(h)
-		p := netPattern{host: strings.ToLower(host), port: port}
-		if p.port == "*" {
-			p.port = ""
-		}
+		p := source.HostPattern{Host: strings.ToLower(host), Port: port, AnyPort: port == "*" || port == ""}
 		switch {
-		case p.host == "*":
-			p.host = ""
-		case strings.HasPrefix(p.host, "*."):
-			p.host, p.suffix = p.host[1:], true
+		case p.Host == "*" || p.Host == "":
+			p.Host, p.Suffix = "", true
+		case strings.HasPrefix(p.Host, "*."):
+			p.Host, p.Suffix = p.Host[1:], true
 		}
-		if ip := net.ParseIP(p.host); ip != nil {
-			p.host = ip.String()
+		if ip := net.ParseIP(p.Host); ip != nil {
+			p.Host = ip.String()
 		}
 		out = append(out, p)
 	}
@@ -182,7 +158,7 @@ func parseNetPatterns(hosts []string) []netPattern {
 
 // allows reports whether the requested endpoint host:port (as the manifest
 // validates it) matches a pattern.
-func allows(pats []netPattern, endpoint string) bool {
+func allows(pats []source.HostPattern, endpoint string) bool {
 	host, port, err := net.SplitHostPort(endpoint)
 	if err != nil {
 		return false
@@ -192,15 +168,7 @@ func allows(pats []netPattern, endpoint string) bool {
 		host = ip.String()
 	}
 	for _, p := range pats {
-		if p.port != "" && p.port != port {
-			continue
-		}
-		switch {
-		case p.host == "":
-			return true
-		case p.suffix && strings.HasSuffix(host, p.host):
-			return true
-		case !p.suffix && host == p.host:
+		if p.Match(host, port) {
 			return true
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/source"
+	"github.com/andromeda-runner/andromeda/strictdoc"
 )
 
 // Bounds checked by Validate.
@@ -53,7 +54,7 @@ func (p Policy) Validate() error {
 	var total float64
 	names, keys := map[string]int{}, map[string]int{}
 	for i, h := range p.TrustedHubs {
-		path := indexPath("trusted_hubs", i)
+		path := strictdoc.IndexPath("trusted_hubs", i)
 		switch {
 		case !hubNameRE.MatchString(h.Name):
 			v.fail(path+".name", "must be [a-z0-9][a-z0-9._-]{0,62}")
@@ -78,7 +79,7 @@ func (p Policy) Validate() error {
 	v.quorum("require", p.Require, len(p.TrustedHubs), total)
 
 	for _, drv := range sortedKeys(p.PreferDrivers) {
-		path := keyPath("prefer_drivers", drv)
+		path := strictdoc.KeyPath("prefer_drivers", drv)
 		if !slices.Contains(drivers, drv) {
 			v.fail(path, "unknown driver: want wasm, process or docker")
 		}
@@ -126,7 +127,7 @@ func (p Policy) Validate() error {
 
 	origins := map[string]int{}
 	for i, o := range p.Origins {
-		path := indexPath("origins", i)
+		path := strictdoc.IndexPath("origins", i)
 		if !originKind.MatchString(o.Kind) {
 			v.fail(path+".kind", "must be [a-z0-9-]{1,32}, like symbiote or hostchain")
 		}
@@ -146,7 +147,7 @@ func (p Policy) Validate() error {
 
 	containers := map[string]int{}
 	for i, c := range p.Containers {
-		path := indexPath("containers", i)
+		path := strictdoc.IndexPath("containers", i)
 		if !containerRE.MatchString(c.Name) {
 			v.fail(path+".name", "must be a container name: [a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 		} else if j := containers[c.Name]; j > 0 {
@@ -159,7 +160,7 @@ func (p Policy) Validate() error {
 	v.tooLong("containers", len(p.Containers))
 
 	for _, lang := range sortedKeys(p.Registries) {
-		path := keyPath("registries", lang)
+		path := strictdoc.KeyPath("registries", lang)
 		if !languageRE.MatchString(lang) {
 			v.fail(path, "must be a language ([a-z][a-z0-9+#.-]{0,31}) or docker")
 		}
@@ -203,7 +204,7 @@ func (p Policy) Validate() error {
 
 	rules := map[string]int{}
 	for i, r := range p.Rules {
-		path := indexPath("rules", i)
+		path := strictdoc.IndexPath("rules", i)
 		switch {
 		case !ruleNameRE.MatchString(r.Name):
 			v.fail(path+".name", "must be [a-z0-9][a-z0-9-]{0,62}")
@@ -272,9 +273,9 @@ func (v *validator) quorum(path string, q Quorum, hubs int, total float64) {
 func (v *validator) list(path string, items []string, check func(path, s string)) {
 	seen := map[string]int{}
 	for i, s := range items {
-		p := indexPath(path, i)
+		p := strictdoc.IndexPath(path, i)
 		if j := seen[s]; j > 0 {
-			v.fail(p, fmt.Sprintf("duplicate of %s", indexPath(path, j-1)))
+			v.fail(p, fmt.Sprintf("duplicate of %s", strictdoc.IndexPath(path, j-1)))
 			continue
 		}
 		seen[s] = i + 1

@@ -65,7 +65,7 @@ type Spec struct {
 	Dir      string // the unpacked service directory; drivers must not write to it
 	Entry    string // path of the entry point relative to Dir
 	Language string // informational for wasm and docker
-	Mode     Mode // empty means ModeServer
+	Mode     Mode   // empty means ModeServer
 	Limits   Limits
 	Network  Network
 	// Log receives each line the guest writes to its log streams (stderr,

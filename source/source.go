@@ -22,7 +22,8 @@
 //
 // Names compare case-insensitively, ignoring a trailing dot. IP addresses
 // are written as they are (IPv6 in brackets when a port follows). A location
-// without a port uses 443.
+// without a port uses 443. HostPattern is the matcher on its own; policy
+// matches its network patterns with it too.
 package source
 
 import (
@@ -31,11 +32,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 
 	"github.com/andromeda-runner/andromeda/archive"
 )
@@ -171,90 +169,4 @@ func checkURL(u *url.URL, allowed []string) error {
 		return fmt.Errorf("allowed_sources: %w: %s", ErrNotAllowed, u.Host)
 	}
 	return nil
-}
-
-// HostAllowed reports whether the URL host hostport (host or host:port, as
-// in url.URL.Host) matches an entry of allowed; see the package
-// documentation.
-func HostAllowed(hostport string, allowed []string) bool {
-	host, port := splitHostPort(hostport)
-	if host == "" {
-		return false
-	}
-	for _, entry := range allowed {
-		eh, ep := splitHostPort(entry)
-		if ep != port {
-			continue
-		}
-		if suffix, ok := strings.CutPrefix(eh, "*."); ok {
-			if strings.HasSuffix(host, "."+suffix) {
-				return true
-			}
-		} else if host == eh {
-			return true
-		}
-	}
-	return false
-}
-
-// splitHostPort returns the lowercased host without a trailing dot or
-// brackets, and the port, "443" when there is none.
-func splitHostPort(s string) (host, port string) {
-	host, port = s, "443"
-	if h, p, err := net.SplitHostPort(s); err == nil {
-		host, port = h, p
-	}
-	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
-	return host, port
-}
-
-// CheckPattern reports whether p is a valid allowed_sources entry: a host
-// name or IP address, or "*." and a name with at least one dot, optionally
-// followed by ":port" (1-65535).
-func CheckPattern(p string) error {
-	if p == "" {
-		return errors.New("must not be empty")
-	}
-	if strings.ContainsAny(p, "/@?# \t") {
-		return errors.New("must be a host name with an optional :port, not a URL")
-	}
-	host, port := p, ""
-	if h, pt, err := net.SplitHostPort(p); err == nil {
-		host, port = h, pt
-	} else if strings.Count(p, ":") == 1 {
-		return fmt.Errorf("bad port: %v", err)
-	}
-	if port != "" {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("port %q must be a number from 1 to 65535", port)
-		}
-	}
-	if net.ParseIP(strings.Trim(host, "[]")) != nil {
-		return nil
-	}
-	name, wild := strings.CutPrefix(host, "*.")
-	if wild && !strings.Contains(name, ".") {
-		return errors.New("a wildcard must have at least two labels after \"*.\", like *.example.com")
-	}
-	if !validName(strings.TrimSuffix(name, ".")) {
-		return errors.New("must be a host name like github.com or *.example.com")
-	}
-	return nil
-}
-
-func validName(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
