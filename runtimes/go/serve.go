@@ -1,0 +1,389 @@
+package worker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/contract"
+)
+
+// Handler decides one invocation. ctx is cancelled when the runner cancels
+// the invocation (the caller gave up, or the deadline passed) or the worker
+// shuts down; a handler that returns soon after keeps its worker alive, one
+// that ignores ctx gets the worker killed. A returned error ends the run as
+// crashed with the error's text; so does a panic, which Serve recovers.
+// Handlers run concurrently, each invocation on its own goroutine.
+type Handler func(ctx context.Context, in contract.Input) (contract.Output, error)
+
+// Func adapts a function in the shape of the wasm SDK's handler (no context,
+// no error) to a Handler.
+func Func(f func(in contract.Input) contract.Output) Handler {
+	return func(_ context.Context, in contract.Input) (contract.Output, error) { return f(in), nil }
+}
+
+// Serve runs h as a worker on the process's standard input and output and
+// exits the process: status 0 after a shutdown message or the end of
+// standard input, 1 on a protocol error (the reason goes to standard
+// error). It does not return. Before serving, it moves the protocol to a
+// private copy of standard output and points file descriptor 1 at standard
+// error, so that whatever the service prints (fmt.Println) is logged and
+// cannot corrupt the protocol.
+func Serve(h Handler) {
+	in, out := stdio()
+	if err := Run(context.Background(), h, in, out); err != nil {
+		fmt.Fprintf(os.Stderr, "andromeda worker: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// Run serves the protocol on r and w until a shutdown message, the end of r
+// or ctx is done, then waits for the invocations in flight (until the
+// shutdown's deadline, after which their contexts are cancelled) and
+// returns. It returns an error for a malformed message, an init that does
+// not come first, or a failed write; it never closes w. Run is what Serve
+// calls; tests call it with pipes.
+func Run(ctx context.Context, h Handler, r io.Reader, w io.Writer) error {
+	s := &server{h: h, w: w, calls: map[string]context.CancelFunc{}, maxLine: DefaultMaxLine}
+	ctx, cancelAll := context.WithCancel(ctx)
+	defer cancelAll()
+	br := bufio.NewReaderSize(r, 64<<10)
+
+	line, err := readLine(br, s.maxLine)
+	if err != nil {
+		return fmt.Errorf("read init: %w", err)
+	}
+	var init Message
+	if err := json.Unmarshal(line, &init); err != nil || init.Type != TypeInit {
+		return fmt.Errorf("read init: first message must be an init message, got %.100q", line)
+	}
+	if init.MaxLine > 0 {
+		s.maxLine = init.MaxLine
+	}
+	concurrency := init.MaxInFlight
+	if concurrency <= 0 {
+		concurrency = 64
+	}
+	if init.Protocol != Version {
+		s.send(&Message{Type: TypeError, ID: init.ID, Error: &Error{Code: CodeInit, Message: fmt.Sprintf("protocol %d is not supported: this worker speaks %d", init.Protocol, Version)}})
+		return fmt.Errorf("init: protocol %d, want %d", init.Protocol, Version)
+	}
+	if err := s.send(&Message{Type: TypeReady, ID: init.ID, Protocol: Version, Runtime: "go", Version: runtime.Version(), Concurrency: concurrency}); err != nil {
+		return err
+	}
+
+	s.br = br
+	s.readDone = make(chan readEnd, 1)
+	go s.readLoop(ctx)
+	end := <-s.readDone
+	by, readErr := end.by, end.err
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var timeout <-chan time.Time
+	if !by.IsZero() {
+		// Leave the handlers a tenth of the time to return after cancel.
+		grace := time.Until(by) * 9 / 10
+		timeout = time.After(max(grace, 0))
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		<-done
+	case <-timeout:
+		cancelAll()
+		<-done
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if readErr != nil {
+		return readErr
+	}
+	return s.writeErr
+}
+
+// server is one Run's state.
+type server struct {
+	h       Handler
+	maxLine int
+	wg      sync.WaitGroup
+
+	br       *bufio.Reader // read by one readLoop at a time
+	readDone chan readEnd  // the last readLoop says why reading ended
+
+	mu       sync.Mutex
+	calls    map[string]context.CancelFunc
+	w        io.Writer
+	buf      bytes.Buffer
+	writeErr error
+}
+
+// invocation is the context key under which Log finds the invocation.
+type invocation struct{}
+
+type callInfo struct {
+	s  *server
+	id string
+}
+
+// readEnd is how reading ended: a shutdown's deadline, or an error.
+type readEnd struct {
+	by  time.Time
+	err error
+}
+
+// reliefAfter is how long an invocation runs on the reading goroutine
+// before another goroutine takes over reading (so that cancel messages and
+// other invocations are read while it runs).
+const reliefAfter = 200 * time.Microsecond
+
+// readLoop reads and dispatches messages until the input ends, a shutdown
+// arrives (either sends on s.readDone) or an invocation it runs takes
+// longer than reliefAfter, in which case a new readLoop has taken over and
+// this one returns once the invocation is done. Running short invocations
+// on the reading goroutine saves a goroutine hand-off and the wake-up of
+// another thread per invocation: most of a warm round trip.
+func (s *server) readLoop(ctx context.Context) {
+	for {
+		line, err := readLine(s.br, s.maxLine)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = nil
+			} else {
+				err = fmt.Errorf("read: %w", err)
+			}
+			s.readDone <- readEnd{err: err}
+			return
+		}
+		var m Message
+		if !parseInvoke(line, &m) {
+			if err := json.Unmarshal(line, &m); err != nil {
+				s.readDone <- readEnd{err: fmt.Errorf("decode message: %w: %.100q", err, line)}
+				return
+			}
+		}
+		switch m.Type {
+		case TypeShutdown:
+			var by time.Time
+			if m.By > 0 {
+				by = time.UnixMilli(m.By)
+			}
+			s.readDone <- readEnd{by: by}
+			return
+		case TypeInvoke:
+			if !s.invoke(ctx, m) {
+				return // another goroutine reads now
+			}
+		case TypeCancel:
+			s.mu.Lock()
+			cancel := s.calls[m.ID]
+			s.mu.Unlock()
+			if cancel != nil {
+				cancel()
+			}
+		}
+		// Other types are ignored, as the protocol asks.
+	}
+}
+
+// invoke runs one invocation on the calling (reading) goroutine; if it is
+// still running after reliefAfter, a new readLoop takes over reading and
+// invoke reports false: the caller must stop reading.
+func (s *server) invoke(base context.Context, m Message) (keepReading bool) {
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if m.Deadline > 0 {
+		ctx, cancel = context.WithDeadline(base, time.UnixMilli(m.Deadline))
+	} else {
+		ctx, cancel = context.WithCancel(base)
+	}
+	ctx = context.WithValue(ctx, invocation{}, callInfo{s, m.ID})
+	s.mu.Lock()
+	s.calls[m.ID] = cancel
+	s.mu.Unlock()
+	s.wg.Add(1)
+	defer s.wg.Done()
+	var handed atomic.Bool
+	relief := time.AfterFunc(reliefAfter, func() {
+		if handed.CompareAndSwap(false, true) {
+			go s.readLoop(base)
+		}
+	})
+	reply := s.call(ctx, m)
+	relief.Stop()
+	s.mu.Lock()
+	delete(s.calls, m.ID)
+	s.mu.Unlock()
+	cancel()
+	_ = s.send(reply)
+	return handed.CompareAndSwap(false, true)
+}
+
+// call runs the handler for m and returns the message that ends it.
+func (s *server) call(ctx context.Context, m Message) (reply *Message) {
+	defer func() {
+		if r := recover(); r != nil {
+			reply = &Message{Type: TypeError, ID: m.ID, Error: &Error{Code: CodePanic, Message: fmt.Sprintf("panic: %v", r), Stack: string(debug.Stack())}}
+		}
+	}()
+	var in contract.Input
+	if err := json.Unmarshal(m.Input, &in); err != nil {
+		return &Message{Type: TypeError, ID: m.ID, Error: &Error{Code: CodeBadInput, Message: "decode input: " + err.Error()}}
+	}
+	out, err := s.h(ctx, in)
+	if err != nil {
+		code := CodeError
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			code = CodeCancelled
+		}
+		return &Message{Type: TypeError, ID: m.ID, Error: &Error{Code: code, Message: err.Error()}}
+	}
+	raw, err := marshal(out)
+	if err != nil {
+		return &Message{Type: TypeError, ID: m.ID, Error: &Error{Code: CodeError, Message: "encode output: " + err.Error()}}
+	}
+	return &Message{Type: TypeResult, ID: m.ID, Output: raw}
+}
+
+// send writes m as one line. Safe for concurrent use; the first write error
+// is kept and later sends are dropped.
+func (s *server) send(m *Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writeErr != nil {
+		return s.writeErr
+	}
+	s.buf.Reset()
+	if m.Type == TypeResult {
+		// The hot path, without reflection over Message.
+		s.buf.WriteString(`{"type":"result","id":`)
+		s.buf.WriteString(strconv.Quote(m.ID))
+		s.buf.WriteString(`,"output":`)
+		s.buf.Write(m.Output)
+		s.buf.WriteString("}\n")
+	} else {
+		enc := json.NewEncoder(&s.buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(m); err != nil {
+			s.writeErr = fmt.Errorf("encode %s message: %w", m.Type, err)
+			return s.writeErr
+		}
+	}
+	if s.buf.Len() > s.maxLine {
+		s.buf.Reset()
+		fmt.Fprintf(&s.buf, `{"type":"error","id":%s,"error":{"code":"error","message":"output of %d bytes exceeds the line limit of %d bytes"}}`+"\n", strconv.Quote(m.ID), len(m.Output), s.maxLine)
+	}
+	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
+		s.writeErr = fmt.Errorf("write %s message: %w", m.Type, err)
+	}
+	if s.buf.Cap() > 1<<20 {
+		s.buf = bytes.Buffer{} // do not keep a large output's buffer
+	}
+	return s.writeErr
+}
+
+// Log sends a log line for the invocation ctx belongs to (the ctx a Handler
+// received); level is "debug", "info", "warn" or "error". Outside an
+// invocation, Log writes the line to standard error. Safe for concurrent use.
+func Log(ctx context.Context, level, msg string) {
+	ci, ok := ctx.Value(invocation{}).(callInfo)
+	if !ok {
+		fmt.Fprintln(os.Stderr, msg)
+		return
+	}
+	_ = ci.s.send(&Message{Type: TypeLog, ID: ci.id, Level: level, Text: msg})
+}
+
+// marshal encodes out without escaping HTML characters.
+func marshal(out contract.Output) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(out); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
+
+// invokePrefix is how the process driver starts an invoke line; a line that
+// starts with it is decoded without reflection.
+var invokePrefix = []byte(`{"type":"invoke","id":"`)
+
+// parseInvoke decodes an invoke message in the driver's own spelling,
+// {"type":"invoke","id":"<id>","input":<input>[,"deadline":<ms>]}, into m
+// and reports whether it could. The input is not validated here: decoding
+// it is the invocation's first step, which reports bad input. Any other
+// spelling goes through encoding/json.
+func parseInvoke(line []byte, m *Message) bool {
+	rest, ok := bytes.CutPrefix(line, invokePrefix)
+	if !ok {
+		return false
+	}
+	q := bytes.IndexByte(rest, '"')
+	if q <= 0 || bytes.IndexByte(rest[:q], '\\') >= 0 {
+		return false
+	}
+	id := rest[:q]
+	input, ok := bytes.CutPrefix(rest[q+1:], []byte(`,"input":`))
+	if !ok || len(input) < 2 || input[len(input)-1] != '}' {
+		return false
+	}
+	input = input[:len(input)-1]
+	var deadline int64
+	if i := bytes.LastIndex(input, []byte(`,"deadline":`)); i > 0 {
+		digits := input[i+len(`,"deadline":`):]
+		if n, err := strconv.ParseInt(string(digits), 10, 64); err == nil && n > 0 {
+			deadline, input = n, input[:i]
+		}
+	}
+	m.Type, m.ID, m.Input, m.Deadline = TypeInvoke, string(id), append(json.RawMessage(nil), input...), deadline
+	return true
+}
+
+// errLineTooLong is returned for a line over the limit.
+var errLineTooLong = errors.New("line exceeds the protocol's max_line")
+
+// readLine returns the next line without its newline. The slice is valid
+// until the next call.
+func readLine(br *bufio.Reader, maxLine int) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == nil {
+		return line[:len(line)-1], nil
+	}
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		if errors.Is(err, io.EOF) && len(line) > 0 {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	long := append([]byte(nil), line...)
+	for {
+		line, err = br.ReadSlice('\n')
+		long = append(long, line...)
+		if len(long) > maxLine {
+			return nil, errLineTooLong
+		}
+		switch {
+		case err == nil:
+			return long[:len(long)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF):
+			return nil, io.ErrUnexpectedEOF
+		default:
+			return nil, err
+		}
+	}
+}

@@ -1,0 +1,242 @@
+'use strict';
+// Andromeda runtime shim for Node.js: runtime protocol version 1
+// (docs/runtime-protocol.md). The process driver runs
+//
+//   node /runtime/shim.cjs
+//
+// in the worker's sandbox. The shim reads newline-delimited JSON messages on
+// standard input and writes them on standard output; whatever the service
+// prints (console.log, process.stdout.write) goes to standard error, which
+// the node keeps as the service's log. It uses nothing but Node's own
+// modules and runs on Node.js 18 and later.
+//
+// A service is an ES module or a CommonJS module (the entry's extension and
+// the nearest package.json "type" decide, as Node always does) exporting
+//
+//   decide(ctx)          ctx is the invocation's input plus signal, deadline and log()
+//   handle(input[, ctx]) input is the contract's Input object
+//
+// (as named exports, or on the default export), sync or async. It returns
+// the contract's Output object ({actions, emit, state, noop}); an array is
+// shorthand for {actions: array}. A thrown error or rejected promise ends
+// the run as crashed with the error's message and stack; the worker lives on.
+
+const { pathToFileURL } = require('node:url');
+
+const PROTOCOL = 1;
+let maxLine = 8 << 20;
+let maxInFlight = 64;
+
+// The protocol owns the real standard output; the service gets stderr.
+const protocolWrite = process.stdout.write.bind(process.stdout);
+process.stdout.write = process.stderr.write.bind(process.stderr);
+globalThis.console = new console.Console({ stdout: process.stderr, stderr: process.stderr });
+
+function send(msg) {
+  protocolWrite(JSON.stringify(msg) + '\n');
+}
+
+function fatal(why) {
+  process.stderr.write('andromeda node shim: ' + why + '\n');
+  process.exit(1);
+}
+
+const modules = new Map(); // module id → {fn, kind, wantsCtx}
+const inflight = new Map(); // invocation id → AbortController
+let initialised = false;
+let shuttingDown = false;
+
+function pick(ns) {
+  for (const c of [ns, ns && ns.default]) {
+    if (c && typeof c.decide === 'function') return { fn: c.decide.bind(c), kind: 'decide' };
+    if (c && typeof c.handle === 'function') return { fn: c.handle.bind(c), kind: 'handle', wantsCtx: c.handle.length >= 2 };
+  }
+  if (ns && typeof ns.default === 'function') return { fn: ns.default, kind: 'handle', wantsCtx: ns.default.length >= 2 };
+  return null;
+}
+
+async function init(msg) {
+  if (msg.protocol !== PROTOCOL) {
+    send({ type: 'error', id: msg.id, error: { code: 'init', message: `protocol ${msg.protocol} is not supported: this shim speaks ${PROTOCOL}` } });
+    process.exit(1);
+  }
+  if (msg.max_line > 0) maxLine = msg.max_line;
+  if (msg.max_in_flight > 0) maxInFlight = msg.max_in_flight;
+  try {
+    for (const m of msg.modules || []) {
+      const ns = await import(pathToFileURL(m.entry).href);
+      const found = pick(ns);
+      if (!found) throw new Error(`${m.entry} exports neither decide(ctx) nor handle(input)`);
+      modules.set(m.id, found);
+    }
+    if (modules.size === 0) throw new Error('init names no module');
+  } catch (e) {
+    send({ type: 'error', id: msg.id, error: { code: 'init', message: String((e && e.message) || e), stack: e && e.stack } });
+    process.exit(1);
+  }
+  initialised = true;
+  send({ type: 'ready', id: msg.id, protocol: PROTOCOL, runtime: 'node', version: process.version, concurrency: maxInFlight });
+}
+
+function context(id, msg, ctrl) {
+  return {
+    signal: ctrl.signal,
+    deadline: msg.deadline ? new Date(msg.deadline) : null,
+    log(message, level) {
+      if (inflight.has(id)) send({ type: 'log', id, level: level || 'info', message: String(message) });
+    },
+  };
+}
+
+function invoke(msg) {
+  const id = msg.id;
+  if (shuttingDown) {
+    send({ type: 'error', id, error: { code: 'unavailable', message: 'the worker is shutting down' } });
+    return;
+  }
+  const mod = modules.get(msg.module || 'main');
+  if (!mod) {
+    send({ type: 'error', id, error: { code: 'error', message: `no module ${JSON.stringify(msg.module)}` } });
+    return;
+  }
+  const ctrl = new AbortController();
+  inflight.set(id, ctrl);
+  const ctx = context(id, msg, ctrl);
+  let r;
+  try {
+    if (mod.kind === 'decide') {
+      r = mod.fn(Object.assign({}, msg.input, ctx));
+    } else {
+      r = mod.wantsCtx ? mod.fn(msg.input, ctx) : mod.fn(msg.input);
+    }
+  } catch (e) {
+    fail(id, e);
+    return;
+  }
+  if (r && typeof r.then === 'function') {
+    r.then((v) => done(id, v), (e) => fail(id, e));
+  } else {
+    done(id, r);
+  }
+}
+
+function done(id, value) {
+  if (!inflight.delete(id)) return; // cancelled meanwhile
+  let out = value;
+  if (Array.isArray(out)) out = { actions: out };
+  if (out === undefined || out === null) out = {};
+  let json;
+  try {
+    json = JSON.stringify(out);
+  } catch (e) {
+    sendError(id, 'error', 'encode output: ' + e.message);
+    return finishIfDone();
+  }
+  if (typeof json !== 'string' || json[0] !== '{') {
+    sendError(id, 'error', `the handler returned ${typeof value}, want an object`);
+    return finishIfDone();
+  }
+  const line = '{"type":"result","id":' + JSON.stringify(id) + ',"output":' + json + '}\n';
+  if (Buffer.byteLength(line) > maxLine) {
+    sendError(id, 'error', `output of ${Buffer.byteLength(json)} bytes exceeds the line limit of ${maxLine} bytes`);
+  } else {
+    protocolWrite(line);
+  }
+  finishIfDone();
+}
+
+function fail(id, e) {
+  if (!inflight.delete(id)) return;
+  const message = String((e && e.message) || e);
+  const oom = e instanceof RangeError && /allocation failed|out of memory/i.test(message);
+  send({ type: 'error', id, error: { code: oom ? 'oom' : 'error', message, stack: (e && e.stack) || undefined } });
+  finishIfDone();
+}
+
+function sendError(id, code, message) {
+  send({ type: 'error', id, error: { code, message } });
+}
+
+function cancel(id) {
+  const ctrl = inflight.get(id);
+  if (!ctrl) return;
+  // The handler is not running (this message is): it waits on a promise.
+  // Abort its signal and end the invocation; a later result is dropped.
+  inflight.delete(id);
+  ctrl.abort();
+  sendError(id, 'cancelled', 'cancelled by the runner');
+  finishIfDone();
+}
+
+function shutdown(by) {
+  shuttingDown = true;
+  if (by > 0) {
+    setTimeout(() => {
+      for (const id of [...inflight.keys()]) cancel(id);
+      process.exit(0);
+    }, Math.max(0, by - Date.now() - 50)).unref();
+  }
+  finishIfDone();
+}
+
+function finishIfDone() {
+  if (shuttingDown && inflight.size === 0) process.exit(0);
+}
+
+async function handle(line) {
+  let msg;
+  try {
+    msg = JSON.parse(line);
+  } catch (e) {
+    fatal('undecodable message: ' + e.message);
+  }
+  if (!initialised) {
+    if (msg.type !== 'init') fatal('first message must be init, got ' + msg.type);
+    await init(msg);
+    return;
+  }
+  switch (msg.type) {
+    case 'invoke': invoke(msg); break;
+    case 'cancel': cancel(msg.id); break;
+    case 'shutdown': shutdown(msg.by); break;
+    default: break; // unknown types are ignored
+  }
+}
+
+// Lines arrive in chunks; messages are handled in order, and nothing is
+// handled before init has loaded the modules.
+let pending = [];
+let pendingLen = 0;
+let queue = Promise.resolve();
+let ready = false; // init done: handle lines synchronously
+process.stdin.on('data', (chunk) => {
+  let start = 0;
+  for (;;) {
+    const nl = chunk.indexOf(10, start);
+    if (nl < 0) {
+      if (start < chunk.length) {
+        pending.push(chunk.subarray(start));
+        pendingLen += chunk.length - start;
+        if (pendingLen > maxLine) fatal(`a line longer than max_line (${maxLine} bytes)`);
+      }
+      return;
+    }
+    let line = chunk.subarray(start, nl);
+    if (pendingLen > 0) {
+      pending.push(line);
+      line = Buffer.concat(pending);
+      pending = [];
+      pendingLen = 0;
+    }
+    start = nl + 1;
+    const text = line.toString('utf8');
+    if (ready) {
+      handle(text);
+    } else {
+      queue = queue.then(() => handle(text)).then(() => { ready = initialised; });
+    }
+  }
+});
+process.stdin.on('end', () => {
+  queue.then(() => shutdown(0));
+});

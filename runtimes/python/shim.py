@@ -1,0 +1,338 @@
+"""Andromeda runtime shim for Python: runtime protocol version 1.
+
+See docs/runtime-protocol.md. The process driver runs
+
+    python3 -I -S -B /runtime/shim.py
+
+in the worker's sandbox. The shim reads newline-delimited JSON messages on
+standard input and writes them on standard output; whatever the service
+prints goes to standard error, which the node keeps as the service's log.
+It uses nothing but the standard library and runs on Python 3.8 and later.
+
+A service is a module (the entry file) defining
+
+    decide(ctx)            ctx is the invocation's input (a dict whose keys are
+                           also attributes) with log(), deadline and cancelled
+    handle(input[, ctx])   input is the contract's Input as a dict
+
+as a plain function or a coroutine function. It returns the contract's
+Output as a dict ({"actions", "emit", "state", "noop"}); a list is shorthand
+for {"actions": list}. A raised exception ends the run as crashed with its
+message and traceback (MemoryError as oom); the worker lives on.
+
+Plain functions run one at a time on the main thread, so the worker tells
+the runner it takes one invocation at a time (a cancel cannot stop them: the
+runner kills the worker instead). Coroutine functions run as asyncio tasks,
+as many at once as the runner allows, and a cancel cancels the task.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+import time
+
+# asyncio, inspect, threading and traceback are imported when needed: they
+# cost tens of milliseconds of start-up a plain service should not pay.
+CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
+
+
+def is_coroutine_function(fn):
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    return code is not None and bool(code.co_flags & CO_COROUTINE)
+
+
+def is_awaitable(value):
+    return hasattr(value, "__await__")
+
+PROTOCOL = 1
+
+
+class Context(dict):
+    """The invocation's input with the helpers of the invocation."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def log(self, message, level="info"):
+        self._worker.send({"type": "log", "id": self._id, "level": level, "message": str(message)})
+
+    @property
+    def cancelled(self):
+        return self._id in self._worker.cancelled
+
+
+class Worker:
+    def __init__(self):
+        # The protocol owns the real standard output; the service gets stderr.
+        self.out = os.fdopen(os.dup(1), "wb")
+        os.dup2(2, 1)
+        try:
+            sys.stderr.reconfigure(line_buffering=True)  # the default from 3.9 on
+        except AttributeError:
+            pass
+        sys.stdout = sys.stderr
+        self.inp = sys.stdin.buffer
+        self.max_line = 8 << 20
+        self.max_in_flight = 64
+        self.modules = {}
+        self.cancelled = set()
+        self.lock = None  # a threading.Lock in async mode, where two threads write
+
+    # --- output ---------------------------------------------------------
+
+    def write(self, data):
+        if self.lock is None:
+            self.out.write(data)
+            self.out.flush()
+            return
+        with self.lock:
+            self.out.write(data)
+            self.out.flush()
+
+    def send(self, msg):
+        self.write(json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace") + b"\n")
+
+    def error(self, id, code, message, stack=None):
+        err = {"code": code, "message": message}
+        if stack:
+            err["stack"] = stack
+        self.send({"type": "error", "id": id, "error": err})
+
+    def result(self, id, value):
+        out = value
+        if isinstance(out, (list, tuple)):
+            out = {"actions": list(out)}
+        if out is None:
+            out = {}
+        if not isinstance(out, dict):
+            self.error(id, "error", "the handler returned %s, want a dict" % type(value).__name__)
+            return
+        try:
+            try:
+                data = json.dumps(out, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: escape them
+                data = json.dumps(out, separators=(",", ":"), allow_nan=False).encode("ascii")
+        except (TypeError, ValueError) as e:
+            self.error(id, "error", "encode output: %s" % e)
+            return
+        line = b'{"type":"result","id":' + json.dumps(id).encode() + b',"output":' + data + b"}\n"
+        if len(line) > self.max_line:
+            self.error(id, "error", "output of %d bytes exceeds the line limit of %d bytes" % (len(data), self.max_line))
+            return
+        self.write(line)
+
+    def failure(self, id, e):
+        code = "oom" if isinstance(e, MemoryError) else "error"
+        message = str(e) or type(e).__name__
+        import traceback
+
+        stack = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        self.error(id, code, message, stack)
+
+    # --- input ----------------------------------------------------------
+
+    def readline(self):
+        line = self.inp.readline(self.max_line + 1)
+        if not line:
+            return None
+        if not line.endswith(b"\n"):
+            if len(line) > self.max_line:
+                self.fatal("a line longer than max_line (%d bytes)" % self.max_line)
+            self.fatal("a last line without a newline")
+        return line
+
+    def fatal(self, why):
+        sys.stderr.write("andromeda python shim: %s\n" % why)
+        sys.stderr.flush()
+        os._exit(1)
+
+    def decode(self, line):
+        try:
+            return json.loads(line)
+        except ValueError as e:
+            self.fatal("undecodable message: %s" % e)
+
+    # --- modules --------------------------------------------------------
+
+    def init(self, msg):
+        if msg.get("protocol") != PROTOCOL:
+            self.error(msg.get("id"), "init", "protocol %r is not supported: this shim speaks %d" % (msg.get("protocol"), PROTOCOL))
+            os._exit(1)
+        if msg.get("max_line", 0) > 0:
+            self.max_line = msg["max_line"]
+        if msg.get("max_in_flight", 0) > 0:
+            self.max_in_flight = msg["max_in_flight"]
+        try:
+            for m in msg.get("modules") or []:
+                self.modules[m["id"]] = self.load(m)
+            if not self.modules:
+                raise RuntimeError("init names no module")
+        except BaseException as e:  # noqa: B902 - a module may raise anything, SystemExit included
+            self.failure(msg.get("id"), e)
+            self.out.flush()
+            os._exit(1)
+        self.is_async = any(m["async"] for m in self.modules.values())
+        concurrency = self.max_in_flight if self.is_async else 1
+        self.send({"type": "ready", "id": msg.get("id"), "protocol": PROTOCOL, "runtime": "python",
+                   "version": sys.version.split()[0], "concurrency": concurrency})
+
+    def load(self, m):
+        entry = m["entry"]
+        sys.path.insert(0, os.path.dirname(entry))
+        for p in m.get("paths") or []:
+            sys.path.insert(1, p)
+        name = os.path.splitext(os.path.basename(entry))[0]
+        spec = importlib.util.spec_from_file_location(name, entry)
+        if spec is None:
+            raise ImportError("cannot load %s" % entry)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        for kind in ("decide", "handle"):
+            fn = getattr(module, kind, None)
+            if callable(fn):
+                wants_ctx = False
+                if kind == "handle":
+                    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+                    if code is not None:
+                        bound = 1 if hasattr(fn, "__self__") else 0
+                        wants_ctx = code.co_argcount - bound >= 2 or bool(code.co_flags & 0x04)  # *args
+                return {"fn": fn, "kind": kind, "ctx": wants_ctx, "async": is_coroutine_function(fn)}
+        raise AttributeError("%s defines neither decide(ctx) nor handle(input)" % entry)
+
+    def call(self, msg):
+        """Calls the handler; returns its value, maybe an awaitable."""
+        mod = self.modules.get(msg.get("module") or "main")
+        if mod is None:
+            raise LookupError("no module %r" % msg.get("module"))
+        inp = msg.get("input")
+        ctx = Context(inp if isinstance(inp, dict) else {})
+        object.__setattr__(ctx, "_worker", self)
+        object.__setattr__(ctx, "_id", msg["id"])
+        deadline = msg.get("deadline")
+        object.__setattr__(ctx, "deadline", deadline / 1000.0 if deadline else None)
+        if mod["kind"] == "decide":
+            return mod["fn"](ctx)
+        if mod["ctx"]:
+            return mod["fn"](inp, ctx)
+        return mod["fn"](inp)
+
+    # --- serving --------------------------------------------------------
+
+    def serve_sync(self):
+        loop = None
+        while True:
+            line = self.readline()
+            if line is None:
+                return
+            msg = self.decode(line)
+            kind = msg.get("type")
+            if kind == "invoke":
+                id = msg.get("id")
+                try:
+                    value = self.call(msg)
+                    if is_awaitable(value):
+                        import asyncio
+
+                        loop = loop or asyncio.new_event_loop()
+                        value = loop.run_until_complete(value)
+                except Exception as e:  # MemoryError included: reported as oom
+                    self.failure(id, e)
+                    continue
+                self.result(id, value)
+            elif kind == "shutdown":
+                return
+            # cancel: the invocation it names has already ended, since
+            # handlers run on this thread; unknown types are ignored.
+
+    async def serve_async(self):
+        import asyncio
+        import threading
+
+        self.lock = threading.Lock()
+        loop = asyncio.get_running_loop()
+        queue = asyncio.Queue()
+
+        def reader():
+            while True:
+                line = self.readline()
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+                if line is None:
+                    return
+
+        threading.Thread(target=reader, name="andromeda-reader", daemon=True).start()
+        tasks = {}
+        by = None
+        while True:
+            line = await queue.get()
+            if line is None:
+                break
+            msg = self.decode(line)
+            kind = msg.get("type")
+            if kind == "invoke":
+                id = msg.get("id")
+                tasks[id] = asyncio.ensure_future(self.run_task(msg))
+                tasks[id].add_done_callback(lambda _t, id=id: tasks.pop(id, None))
+            elif kind == "cancel":
+                task = tasks.get(msg.get("id"))
+                if task is not None:
+                    self.cancelled.add(msg.get("id"))
+                    task.cancel()
+            elif kind == "shutdown":
+                by = msg.get("by")
+                break
+        if tasks:
+            timeout = None
+            if by:
+                timeout = max(0.0, by / 1000.0 - time.time() - 0.05)
+            _, pending = await asyncio.wait(list(tasks.values()), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=0.05)
+
+    async def run_task(self, msg):
+        import asyncio
+
+        id = msg.get("id")
+        try:
+            value = self.call(msg)
+            if is_awaitable(value):
+                value = await value
+        except asyncio.CancelledError:
+            self.error(id, "cancelled", "cancelled by the runner")
+            return
+        except Exception as e:  # MemoryError included: reported as oom
+            self.failure(id, e)
+            return
+        finally:
+            self.cancelled.discard(id)
+        self.result(id, value)
+
+
+def main():
+    w = Worker()
+    line = w.readline()
+    if line is None:
+        return
+    msg = w.decode(line)
+    if msg.get("type") != "init":
+        w.fatal("first message must be init, got %r" % msg.get("type"))
+    w.init(msg)
+    if w.is_async:
+        import asyncio
+
+        asyncio.run(w.serve_async())
+    else:
+        w.serve_sync()
+    w.out.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,545 @@
+package process
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/sandbox"
+)
+
+// deployment is one service on the process driver: a pool of warm workers
+// in server mode, a fresh worker per invocation in command mode. Safe for
+// concurrent use.
+type deployment struct {
+	d        *Driver
+	name     string
+	mode     sandbox.Mode
+	lang     string
+	tmpl     initConfig // every worker's sandbox, copied per worker
+	init     []byte     // the init message
+	lim      limits
+	hostNet  bool
+	timeout  time.Duration
+	poolSize int
+	capacity int // invocations in flight per worker
+	log      func(string)
+
+	spawned atomic.Int64 // workers started, for tests
+
+	mu       sync.Mutex
+	slots    []*workerProc // server mode: the worker of each pool slot, nil while it restarts
+	live     map[*workerProc]struct{}
+	starting int // workers spawned and not yet ready
+	changed  chan struct{}
+	waiters  int
+	crashes  int    // consecutive worker crashes
+	lastWhy  string // the last crash, first line
+	stopped  bool
+	timers   map[*time.Timer]struct{}
+	bg       sync.WaitGroup // restarts and command-mode invocations; Add only under mu while !stopped
+	stopDone chan struct{}
+	stopErr  error
+}
+
+var _ sandbox.Deployment = (*deployment)(nil)
+
+// notify wakes the invocations waiting for a worker. Called with d.mu held.
+func (d *deployment) notify() {
+	if d.waiters > 0 {
+		close(d.changed)
+		d.changed = make(chan struct{})
+	}
+}
+
+// spawnError is a failure of the runner to start a sandbox (no process,
+// no cgroup), as opposed to a worker that started and failed.
+type spawnError struct{ err error }
+
+func (e spawnError) Error() string { return e.err.Error() }
+func (e spawnError) Unwrap() error { return e.err }
+
+// newWorker starts one sandboxed worker and waits until it is ready. A
+// failure to start the sandbox is a spawnError.
+func (d *deployment) newWorker(ctx context.Context) (*workerProc, error) {
+	c := d.tmpl
+	sp, err := spawn(d.d.host().ns, d.d.host().cg, d.name, d.lim, d.hostNet, &c)
+	if err != nil {
+		return nil, spawnError{err}
+	}
+	d.spawned.Add(1)
+	w := startWorker(sp, d.name, d.log, d.d.cfg.MaxLine, d.d.cfg.MaxLog, d.capacity, d.init, d.answered, d.died)
+	d.mu.Lock()
+	d.live[w] = struct{}{}
+	d.starting++
+	d.mu.Unlock()
+	go func() {
+		<-w.done
+		d.mu.Lock()
+		delete(d.live, w)
+		d.mu.Unlock()
+	}()
+
+	ctx, cancel := context.WithTimeout(ctx, d.d.cfg.StartTimeout)
+	defer cancel()
+	err = w.waitReady(ctx)
+	d.mu.Lock()
+	d.starting--
+	d.notify()
+	d.mu.Unlock()
+	if err != nil {
+		w.kill("it did not start", false)
+		<-w.done
+		if w.exit.detail != "" && !strings.Contains(err.Error(), w.exit.detail) {
+			err = fmt.Errorf("%w\n%s", err, w.exit.detail)
+		}
+		return nil, err
+	}
+	return w, nil
+}
+
+// workersStarted counts the workers the deployment started, restarts
+// included (Conformance reports whether a worker survived a cancel).
+func (d *deployment) workersStarted() int64 { return d.spawned.Load() }
+
+// answered is called when a worker answers an invocation: the service
+// works, so the crash count starts over.
+func (d *deployment) answered() {
+	d.mu.Lock()
+	d.crashes = 0
+	d.notify()
+	d.mu.Unlock()
+}
+
+// start fills the pool (server mode) or checks that one worker starts
+// (command mode); a worker that does not start fails the deployment.
+func (d *deployment) start(ctx context.Context) error {
+	if d.mode == sandbox.ModeCommand {
+		w, err := d.newWorker(ctx)
+		if err != nil {
+			return err
+		}
+		d.retire(w)
+		return nil
+	}
+	errs := make([]error, d.poolSize)
+	var wg sync.WaitGroup
+	for i := range d.poolSize {
+		wg.Go(func() {
+			w, err := d.newWorker(ctx)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			d.mu.Lock()
+			d.place(i, w)
+			d.mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// place puts w into slot, or, when it already died, handles its death.
+// Called with d.mu held.
+func (d *deployment) place(slot int, w *workerProc) {
+	w.mu.Lock()
+	dead := w.dead
+	w.mu.Unlock()
+	if dead {
+		d.restart(slot, w)
+		return
+	}
+	d.slots[slot] = w
+	d.notify()
+}
+
+// died is every worker's onDeath: it runs when the worker has been reaped,
+// before its invocations learn of it, so that an invocation that crashed
+// finds the crash already counted. A worker of the pool is restarted.
+func (d *deployment) died(w *workerProc) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for slot, sw := range d.slots {
+		if sw == w {
+			d.slots[slot] = nil
+			d.restart(slot, w)
+			return
+		}
+	}
+}
+
+// restart schedules the restart of slot, whose worker w died: at once when
+// the driver killed it, after a backoff when it crashed. Called with d.mu
+// held.
+func (d *deployment) restart(slot int, w *workerProc) {
+	d.notify()
+	if d.stopped {
+		return
+	}
+	delay := time.Duration(0)
+	if !w.exit.driver {
+		delay = d.crashed(w)
+		d.d.cfg.Logger.Warn("worker crashed", "service", d.name, "outcome", string(w.exit.outcome),
+			"detail", firstLine(w.exit.detail), "restart_in", delay, "consecutive", d.crashes)
+	}
+	d.restartAfter(slot, delay)
+}
+
+// crashed counts a crash of w and returns the delay before its restart:
+// Backoff doubled per consecutive crash, capped at MaxBackoff, with ±50 %
+// jitter. A worker that ran for a minute first starts the count over.
+// Called with d.mu held.
+func (d *deployment) crashed(w *workerProc) time.Duration {
+	if time.Since(w.started) > time.Minute {
+		d.crashes = 0
+	}
+	d.crashes++
+	d.lastWhy = firstLine(w.exit.detail)
+	return backoff(d.d.cfg.Backoff, d.d.cfg.MaxBackoff, d.crashes)
+}
+
+// backoff is base·2^(n-1), capped at limit, times a random factor in [0.5, 1.5).
+func backoff(base, limit time.Duration, n int) time.Duration {
+	delay := base
+	for i := 1; i < n && delay < limit; i++ {
+		delay *= 2
+	}
+	delay = min(delay, limit)
+	return time.Duration(float64(delay) * (0.5 + rand.Float64()))
+}
+
+// restartAfter starts a new worker in slot after delay. Called with d.mu held.
+func (d *deployment) restartAfter(slot int, delay time.Duration) {
+	d.bg.Add(1)
+	var t *time.Timer
+	t = time.AfterFunc(delay, func() {
+		defer d.bg.Done()
+		d.mu.Lock()
+		delete(d.timers, t)
+		stopped := d.stopped
+		d.mu.Unlock()
+		if stopped {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), d.d.cfg.StartTimeout)
+		w, err := d.newWorker(ctx)
+		cancel()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		switch {
+		case err != nil && d.stopped:
+		case err != nil:
+			d.crashes++
+			d.lastWhy = firstLine(err.Error())
+			next := backoff(d.d.cfg.Backoff, d.d.cfg.MaxBackoff, d.crashes)
+			d.d.cfg.Logger.Warn("worker restart failed", "service", d.name, "error", d.lastWhy, "restart_in", next, "consecutive", d.crashes)
+			d.restartAfter(slot, next)
+		case d.stopped:
+			w.kill(killStop, false)
+		default:
+			d.place(slot, w)
+		}
+	})
+	d.timers[t] = struct{}{}
+}
+
+// Health reports whether the deployment's workers keep running: false after
+// Config.UnhealthyAfter consecutive crashes (workers dying, or failing to
+// start, without answering an invocation in between), with the reason. A
+// worker answering an invocation makes the deployment healthy again.
+func (d *deployment) Health() (healthy bool, reason string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.crashes < d.d.cfg.UnhealthyAfter {
+		return true, ""
+	}
+	return false, fmt.Sprintf("crash loop: %d consecutive worker crashes; last: %s", d.crashes, d.lastWhy)
+}
+
+// Invoke runs one invocation on a warm worker (server mode) or a fresh one
+// (command mode). See sandbox.Deployment for the meaning of ctx; the
+// earlier of its deadline and the deployment's timeout is the invocation's.
+// On a deadline or cancellation the worker gets a cancel message and, if
+// the invocation has not ended within Config.CancelGrace (at once in
+// command mode), its whole process group is killed. A server-mode
+// deployment that is unhealthy and has no worker left fails at once with
+// outcome Crashed instead of waiting for a restart.
+//
+// Usage: Wall is the time in Invoke; CPU is the CPU time the worker's
+// cgroup used since the worker's previous invocation ended (exact for one
+// invocation at a time; with several in flight on one worker, each sees
+// the worker's total); PeakMemory is the worker's memory high-water mark
+// so far (its cgroup's), an upper bound of the invocation's.
+func (d *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, error) {
+	start := time.Now()
+	d.mu.Lock()
+	stopped := d.stopped
+	d.mu.Unlock()
+	switch err := ctx.Err(); {
+	case stopped:
+		return sandbox.Exit{}, fmt.Errorf("invoke %s: %w", d.name, sandbox.ErrStopped)
+	case errors.Is(err, context.DeadlineExceeded):
+		return sandbox.Exit{Outcome: sandbox.Timeout, Detail: "the deadline passed before the invocation started"}, nil
+	case err != nil:
+		return sandbox.Exit{}, fmt.Errorf("invoke %s: %w", d.name, err)
+	}
+	input, err := protocolInput(input, d.d.cfg.MaxLine)
+	if err != nil {
+		return sandbox.Exit{}, fmt.Errorf("invoke %s: %w", d.name, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	var exit sandbox.Exit
+	if d.mode == sandbox.ModeCommand {
+		exit, err = d.invokeFresh(ctx, input)
+	} else {
+		exit, err = d.invokeWarm(ctx, input)
+	}
+	exit.Usage.Wall = time.Since(start)
+	if err != nil {
+		return exit, fmt.Errorf("invoke %s: %w", d.name, err)
+	}
+	return exit, nil
+}
+
+// protocolInput checks that input is one JSON value and returns it on one
+// line, the way an invoke message embeds it.
+func protocolInput(input []byte, maxLine int) ([]byte, error) {
+	if bytes.ContainsAny(input, "\r\n") {
+		var b bytes.Buffer
+		if err := json.Compact(&b, input); err != nil {
+			return nil, fmt.Errorf("%w: %v", sandbox.ErrInput, err)
+		}
+		input = b.Bytes()
+	} else if !json.Valid(input) {
+		return nil, fmt.Errorf("%w: not a JSON value", sandbox.ErrInput)
+	}
+	if len(input)+128 > maxLine {
+		return nil, fmt.Errorf("%w: %d bytes, over the protocol's line limit of %d bytes", sandbox.ErrInput, len(input), maxLine)
+	}
+	return input, nil
+}
+
+// invokeWarm runs an invocation on the least busy ready worker of the pool.
+func (d *deployment) invokeWarm(ctx context.Context, input []byte) (sandbox.Exit, error) {
+	for {
+		w, exit, err := d.acquire(ctx)
+		if w == nil {
+			return exit, err
+		}
+		exit, err = w.invoke(ctx, input, d.d.cfg.CancelGrace)
+		if errors.Is(err, errRetry) {
+			continue
+		}
+		return exit, err
+	}
+}
+
+// acquire reserves a slot on the least busy ready worker. It waits for one
+// while workers are starting, busy, or a crashed one waits to restart, and
+// gives up at ctx's end, at Stop, or at once when the deployment is
+// unhealthy and has no worker at all.
+func (d *deployment) acquire(ctx context.Context) (*workerProc, sandbox.Exit, error) {
+	for {
+		d.mu.Lock()
+		if d.stopped {
+			d.mu.Unlock()
+			return nil, sandbox.Exit{}, sandbox.ErrStopped
+		}
+		var best *workerProc
+		bestLoad, alive := 0, 0
+		for _, w := range d.slots {
+			if w == nil {
+				continue
+			}
+			alive++
+			if n, ok := w.load(); ok && (best == nil || n < bestLoad) {
+				best, bestLoad = w, n
+			}
+		}
+		if best != nil && best.reserve() {
+			d.mu.Unlock()
+			return best, sandbox.Exit{}, nil
+		}
+		if alive == 0 && d.starting == 0 && d.crashes >= d.d.cfg.UnhealthyAfter {
+			why := fmt.Sprintf("service unhealthy: %d consecutive worker crashes, no worker running (last: %s)", d.crashes, d.lastWhy)
+			d.mu.Unlock()
+			return nil, sandbox.Exit{Outcome: sandbox.Crashed, Detail: why}, nil
+		}
+		d.waiters++
+		ch := d.changed
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		d.mu.Lock()
+		d.waiters--
+		d.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return nil, sandbox.Exit{Outcome: sandbox.Timeout, Detail: "no worker became free before the deadline"}, nil
+			}
+			return nil, sandbox.Exit{Outcome: sandbox.Crashed, Detail: "cancelled"}, err
+		}
+	}
+}
+
+// invokeFresh runs an invocation on a worker of its own, then retires it.
+func (d *deployment) invokeFresh(ctx context.Context, input []byte) (sandbox.Exit, error) {
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return sandbox.Exit{}, sandbox.ErrStopped
+	}
+	d.bg.Add(1) // under mu while not stopped: Stop's Wait sees it
+	d.mu.Unlock()
+	defer d.bg.Done()
+	w, err := d.newWorker(ctx)
+	if err != nil {
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			return sandbox.Exit{Outcome: sandbox.Timeout, Detail: "the worker did not start before the deadline"}, nil
+		case ctx.Err() != nil:
+			return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "cancelled"}, ctx.Err()
+		}
+		d.mu.Lock()
+		stopped := d.stopped
+		d.mu.Unlock()
+		var se spawnError
+		switch {
+		case stopped:
+			return sandbox.Exit{}, sandbox.ErrStopped
+		case errors.As(err, &se):
+			return sandbox.Exit{Outcome: sandbox.Error, Detail: err.Error()}, err // the runner failed
+		}
+		d.mu.Lock()
+		d.crashes++
+		d.lastWhy = firstLine(err.Error())
+		d.mu.Unlock()
+		return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "worker did not start: " + err.Error()}, nil
+	}
+	if !w.reserve() {
+		d.retire(w)
+		return sandbox.Exit{}, errors.New("fresh worker refused its invocation")
+	}
+	exit, err := w.invoke(ctx, input, 0)
+	if exit.Outcome == sandbox.Crashed || exit.Outcome == sandbox.OOM {
+		d.mu.Lock()
+		d.crashes++
+		d.lastWhy = firstLine(exit.Detail)
+		d.mu.Unlock()
+	}
+	d.retire(w)
+	return exit, err
+}
+
+// retireGrace is how long a command-mode worker has to exit after its
+// invocation before it is killed.
+const retireGrace = 100 * time.Millisecond
+
+// retire shuts a worker down in the background: it has retireGrace to exit.
+// Stop waits for it as for every live worker.
+func (d *deployment) retire(w *workerProc) {
+	go func() {
+		w.shutdown(time.Now().Add(retireGrace))
+		select {
+		case <-w.done:
+		case <-time.After(retireGrace):
+			w.kill("it did not exit after its invocation", false)
+			<-w.done
+		}
+	}()
+}
+
+// Stop refuses new invocations, sends every worker a shutdown message with
+// ctx's deadline, waits until they exit or ctx is done, then kills what is
+// left (their invocations return sandbox.ErrStopped) and waits for every
+// process to be reaped and its cgroup removed. A ctx without a deadline
+// waits for the invocations in flight to finish. Safe to call more than
+// once and from several goroutines; later calls wait for the first.
+func (d *deployment) Stop(ctx context.Context) error {
+	d.mu.Lock()
+	if d.stopped {
+		done := d.stopDone
+		d.mu.Unlock()
+		select {
+		case <-done:
+			return d.stopErr
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	d.stopped = true
+	d.stopDone = make(chan struct{})
+	for t := range d.timers {
+		if t.Stop() {
+			d.bg.Done()
+		}
+	}
+	d.timers = map[*time.Timer]struct{}{}
+	close(d.changed)
+	d.changed = make(chan struct{})
+	d.mu.Unlock()
+
+	by, _ := ctx.Deadline()
+	workers := func() []*workerProc {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		var ws []*workerProc
+		for w := range d.live {
+			ws = append(ws, w)
+		}
+		return ws
+	}
+	for _, w := range workers() {
+		w.shutdown(by)
+	}
+	bgDone := make(chan struct{})
+	go func() { d.bg.Wait(); close(bgDone) }()
+	select {
+	case <-bgDone:
+	case <-ctx.Done():
+	}
+	// Kill whatever is left, including workers a restart or a command-mode
+	// invocation started meanwhile, until nothing runs.
+	for {
+		ws := workers()
+		if len(ws) == 0 {
+			break
+		}
+		for _, w := range ws {
+			if ctx.Err() != nil {
+				w.kill(killStop, false)
+			} else {
+				w.shutdown(by)
+			}
+		}
+		for _, w := range ws {
+			select {
+			case <-w.done:
+			case <-ctx.Done():
+				w.kill(killStop, false)
+				<-w.done
+			}
+		}
+	}
+	<-bgDone
+	d.d.forget(d)
+	close(d.stopDone)
+	return d.stopErr
+}
+
+// firstLine is s up to its first newline.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}

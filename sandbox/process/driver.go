@@ -1,0 +1,210 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/andromeda-runner/andromeda/sandbox"
+)
+
+var _ sandbox.Driver = (*Driver)(nil)
+
+// The isolation layers of Offer().Isolation. A policy refuses a service on
+// a node whose offer says a layer it needs does not hold; Config.AllowMissing
+// is the operator's list of layers a host may lack without Test failing.
+const (
+	LayerPIDNS      = "pid-ns"           // own PID namespace: sees only its own processes
+	LayerMountNS    = "mount-ns"         // own mount namespace on a read-only skeleton root
+	LayerIPCNS      = "ipc-ns"           // own System V IPC and POSIX message queues
+	LayerUTSNS      = "uts-ns"           // own host name
+	LayerNetNS      = "net-ns"           // own network namespace: no network unless granted
+	LayerUserNS     = "user-ns"          // own user namespace: root inside maps to nothing outside
+	LayerReadOnly   = "read-only-fs"     // service, toolchain and system files read-only; nothing of the host writable
+	LayerScratch    = "private-scratch"  // a private writable /tmp per worker, removed with it
+	LayerNoData     = "no-node-data"     // the node's data dir, keys and tokens are not in the worker's file system
+	LayerNoEnv      = "no-env"           // a clean environment: nothing of the node's
+	LayerUID        = "unprivileged-uid" // runs as an unprivileged uid with no capabilities
+	LayerMemory     = "memory-cap"       // cgroup memory limit (v1 or v2); exceeding it is oom
+	LayerPids       = "pids-cap"         // cgroup pids limit: a fork bomb stops there
+	LayerCPU        = "cpu-cap"          // cgroup CPU quota
+	LayerRlimits    = "rlimits"          // no core dumps, bounded open files
+	LayerSeccomp    = "seccomp"          // system calls no service needs are refused
+	LayerNoNewPrivs = "no-new-privs"     // set-uid binaries and file capabilities grant nothing
+	LayerPdeathsig  = "pdeathsig"        // a worker dies with the node: no orphans
+	LayerGroupKill  = "group-kill"       // timeout and stop kill the whole process group and PID namespace
+	LayerTimeout    = "timeout"          // invocations are stopped at their deadline
+)
+
+// Driver is the process driver: it runs services written for Node.js,
+// Python or as any executable speaking the runtime protocol, each worker in
+// its own Linux sandbox. Safe for concurrent use; Close it when done.
+type Driver struct {
+	cfg    Config
+	cfgErr error
+
+	hostOnce sync.Once
+	h        *host // what this host provides; see probe
+
+	mu       sync.Mutex
+	tools    map[string]*toolchain // detected toolchains, by language
+	disabled map[string]string     // language → why Test disabled it
+	deps     map[sandbox.Deployment]struct{}
+	closed   bool
+}
+
+// New returns a driver with cfg; zero fields take their defaults. New has no
+// side effects: the host is probed and the work directory created on first
+// use, and an invalid cfg is reported by Test and Deploy.
+func New(cfg Config) *Driver {
+	return &Driver{cfg: cfg.withDefaults(), cfgErr: cfg.Validate(), deps: map[sandbox.Deployment]struct{}{}}
+}
+
+// Name returns "process".
+func (d *Driver) Name() string { return "process" }
+
+// toolchains returns the detected toolchains, detecting them on first use.
+func (d *Driver) toolchains(ctx context.Context) map[string]*toolchain {
+	d.mu.Lock()
+	tools := d.tools
+	d.mu.Unlock()
+	if tools != nil {
+		return tools
+	}
+	tools = detectToolchains(ctx, d.cfg)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.tools == nil {
+		d.tools = tools
+	}
+	return d.tools
+}
+
+// toolchain returns lang's toolchain, or an error saying why it cannot run.
+func (d *Driver) toolchain(ctx context.Context, lang string) (*toolchain, error) {
+	tc, ok := d.toolchains(ctx)[lang]
+	if !ok {
+		return nil, fmt.Errorf("%w: language %q (the process driver runs node, python and exec)", sandbox.ErrUnsupported, lang)
+	}
+	d.mu.Lock()
+	why := d.disabled[lang]
+	d.mu.Unlock()
+	switch {
+	case tc.err != nil:
+		return nil, fmt.Errorf("%w: %v", sandbox.ErrUnsupported, tc.err)
+	case why != "":
+		return nil, fmt.Errorf("%w: language %s disabled by the self-test: %s", sandbox.ErrUnsupported, lang, why)
+	}
+	return tc, nil
+}
+
+// Offer says what the driver runs here: the languages whose toolchain was
+// found (and, after Test, passed the self-test) with their versions, both
+// modes, and every isolation layer with whether it holds on this host.
+// Notes name the cgroup hierarchies in use, the network semantics and each
+// layer or language that is missing and why.
+func (d *Driver) Offer() sandbox.Offer {
+	h := d.host()
+	tools := d.toolchains(context.Background())
+	o := sandbox.Offer{
+		Driver:    d.Name(),
+		Languages: map[string]string{},
+		Modes:     []sandbox.Mode{sandbox.ModeServer, sandbox.ModeCommand},
+		Isolation: h.isolation(),
+	}
+	d.mu.Lock()
+	disabled := maps.Clone(d.disabled)
+	d.mu.Unlock()
+	for _, lang := range slices.Sorted(maps.Keys(tools)) {
+		tc := tools[lang]
+		switch {
+		case tc.err != nil:
+			o.Notes = append(o.Notes, fmt.Sprintf("language %s unavailable: %v", lang, tc.err))
+		case disabled[lang] != "":
+			o.Notes = append(o.Notes, fmt.Sprintf("language %s disabled by the self-test: %s", lang, disabled[lang]))
+		default:
+			v := tc.version
+			if tc.installerVersion != "" {
+				v += " (" + tc.installerVersion + ")"
+			} else if lang != LangExec {
+				v += " (no package installer: services with dependencies cannot deploy)"
+			}
+			o.Languages[lang] = v
+		}
+	}
+	o.Notes = append(o.Notes, h.notes()...)
+	o.Notes = append(o.Notes,
+		"limits apply per worker; a server-mode pool holds limits.concurrency workers",
+		"network any shares the host's network namespace; a host list grants no direct sockets (the worker gets an isolated namespace with loopback only) and reaches its hosts through http actions",
+	)
+	return o
+}
+
+// missingLayers lists the layers that do not hold and are not in
+// Config.AllowMissing.
+func (d *Driver) missingLayers() []string {
+	var missing []string
+	for layer, ok := range d.host().isolation() {
+		if !ok && !slices.Contains(d.cfg.AllowMissing, layer) {
+			missing = append(missing, layer)
+		}
+	}
+	sort.Strings(missing)
+	return missing
+}
+
+// checkLayers fails when a layer the operator did not allow to be missing
+// does not hold.
+func (d *Driver) checkLayers() error {
+	if missing := d.missingLayers(); len(missing) > 0 {
+		return fmt.Errorf("isolation layers missing on this host: %s (%s; list them in AllowMissing to run without them)",
+			strings.Join(missing, ", "), strings.Join(d.host().notes(), "; "))
+	}
+	return nil
+}
+
+// track registers a deployment so that Close stops it.
+func (d *Driver) track(dep sandbox.Deployment) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errClosed
+	}
+	d.deps[dep] = struct{}{}
+	return nil
+}
+
+func (d *Driver) forget(dep sandbox.Deployment) {
+	d.mu.Lock()
+	delete(d.deps, dep)
+	d.mu.Unlock()
+}
+
+var errClosed = errors.New("process driver closed")
+
+// Close stops every deployment still running, without a grace period.
+// Safe to call more than once.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	deps := slices.Collect(maps.Keys(d.deps))
+	d.mu.Unlock()
+	now, cancel := context.WithCancel(context.Background())
+	cancel()
+	var errs []error
+	for _, dep := range deps {
+		if err := dep.Stop(now); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,249 @@
+package process
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// initConfig is what the sandbox init (MaybeInit, in the re-executed node
+// binary) receives on file descriptor 3: how to build the worker's view of
+// the file system, who to become and what to execute.
+type initConfig struct {
+	Root      string    `json:"root"`   // the host skeleton directory that becomes /
+	Mounts    []mountOp `json:"mounts"` // applied in order, targets inside Root
+	Hostname  string    `json:"hostname"`
+	Loopback  bool      `json:"loopback"` // bring lo up: the worker has its own network namespace
+	UID       int       `json:"uid"`      // uid and gid to run as, in the worker's user namespace
+	GID       int       `json:"gid"`
+	Setgroups bool      `json:"setgroups"` // setgroups is allowed (root hosts): clear supplementary groups
+	Files     int       `json:"files"`     // RLIMIT_NOFILE
+	NProc     int       `json:"nproc"`     // RLIMIT_NPROC when no pids cgroup; 0 leaves it
+	Seccomp   bool      `json:"seccomp"`
+	Dir       string    `json:"dir"`
+	Argv      []string  `json:"argv"`
+	Env       []string  `json:"env"`
+	// Builtin, when set, serves a built-in worker inside the sandbox instead
+	// of executing Argv: "echo" is the driver's self-test.
+	Builtin string `json:"builtin,omitempty"`
+}
+
+// mountOp is one mount the init performs inside the new root.
+type mountOp struct {
+	Kind   string `json:"kind"` // bind, tmpfs, proc, mask (bind /dev/null over a file), rebind (a path onto itself, read-only)
+	Source string `json:"source,omitempty"`
+	Target string `json:"target"`
+	Write  bool   `json:"write,omitempty"`
+	NoExec bool   `json:"noexec,omitempty"`
+	Dev    bool   `json:"dev,omitempty"`  // a device node: no nodev
+	Data   string `json:"data,omitempty"` // tmpfs options
+}
+
+// The paths a worker sees its service, shim and dependencies at.
+const (
+	svcDir        = "/service"
+	runtimeDir    = "/runtime"
+	nodeModules   = "/node_modules" // an ancestor of /service: found by require and import alike
+	pythonDeps    = "/deps/python"
+	scratchDir    = "/tmp"
+	sandboxUID    = 1000
+	sandboxGID    = 1000
+	sandboxPath   = "/usr/local/bin:/usr/bin:/bin"
+	sandboxHost   = "sandbox"
+	skeletonPerms = 0o755
+)
+
+// bind is one directory or file shown inside the sandbox.
+type bind struct {
+	source, target string
+	write, noexec  bool
+}
+
+// layout describes one kind of sandbox; build turns it into mounts and the
+// skeleton they are mounted on.
+type layout struct {
+	binds   []bind   // service, shim, dependencies, registries
+	tools   []string // toolchain directories outside /usr, shown at the same path
+	network bool     // shares the host's network namespace: show its resolver configuration
+	scratch int64
+}
+
+// skelEntry is one path of a skeleton: a directory, an empty file (a
+// mount point for a file), a symbolic link or a small file.
+type skelEntry struct {
+	Path string `json:"path"`
+	Kind string `json:"kind"` // dir, file, link, data
+	Data string `json:"data,omitempty"`
+}
+
+// build returns the mounts of l and the skeleton they need.
+func (l layout) build() ([]mountOp, []skelEntry) {
+	var ops []mountOp
+	var skel []skelEntry
+	seen := map[string]bool{}
+	add := func(e skelEntry) {
+		if !seen[e.Path] {
+			seen[e.Path] = true
+			skel = append(skel, e)
+		}
+	}
+	mountAt := func(op mountOp, file bool) {
+		kind := "dir"
+		if file {
+			kind = "file"
+		}
+		add(skelEntry{Path: op.Target, Kind: kind})
+		ops = append(ops, op)
+	}
+	hostBind := func(src, dst string, noexec bool) {
+		fi, err := os.Stat(src)
+		if err != nil {
+			return // optional: absent on this host
+		}
+		mountAt(mountOp{Kind: "bind", Source: src, Target: dst, NoExec: noexec, Dev: fi.Mode()&os.ModeCharDevice != 0}, !fi.IsDir())
+	}
+
+	// The host's programs and libraries, read-only.
+	hostBind("/usr", "/usr", false)
+	for _, name := range []string{"bin", "sbin", "lib", "lib32", "lib64", "libx32"} {
+		p := "/" + name
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+		case fi.Mode()&os.ModeSymlink != 0:
+			if target, err := os.Readlink(p); err == nil {
+				add(skelEntry{Path: p, Kind: "link", Data: target})
+			}
+		case fi.IsDir():
+			hostBind(p, p, false)
+		}
+	}
+	for _, t := range l.tools {
+		hostBind(t, t, false)
+	}
+
+	// /etc: only what programs need to load libraries, certificates and
+	// time zones; no accounts, no secrets.
+	add(skelEntry{Path: "/etc", Kind: "dir"})
+	for _, p := range []string{"/etc/ld.so.cache", "/etc/ssl", "/etc/ca-certificates", "/etc/alternatives"} {
+		hostBind(p, p, true)
+	}
+	if target, err := os.Readlink("/etc/localtime"); err == nil {
+		add(skelEntry{Path: "/etc/localtime", Kind: "link", Data: target})
+	}
+	if l.network {
+		for _, p := range []string{"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf", "/etc/services", "/etc/protocols"} {
+			if real, err := filepath.EvalSymlinks(p); err == nil {
+				hostBind(real, p, true)
+			}
+		}
+	} else {
+		add(skelEntry{Path: "/etc/hosts", Kind: "data", Data: "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"})
+	}
+
+	// A process file system of the worker's own PID namespace, with the
+	// entries that describe the host kernel masked.
+	mountAt(mountOp{Kind: "proc", Target: "/proc"}, false)
+	for _, p := range []string{"kcore", "keys", "key-users", "timer_list", "sched_debug", "sysrq-trigger", "latency_stats", "kallsyms"} {
+		ops = append(ops, mountOp{Kind: "mask", Target: "/proc/" + p})
+	}
+	for _, p := range []string{"sys", "irq", "bus", "fs"} {
+		ops = append(ops, mountOp{Kind: "rebind", Target: "/proc/" + p})
+	}
+
+	// /dev: the harmless character devices and the usual links.
+	add(skelEntry{Path: "/dev", Kind: "dir"})
+	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		hostBind("/dev/"+d, "/dev/"+d, true)
+	}
+	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
+		add(skelEntry{Path: "/dev/" + name, Kind: "link", Data: target})
+	}
+	scratch := strconv.FormatInt(max(l.scratch, 1<<20), 10)
+	mountAt(mountOp{Kind: "tmpfs", Target: "/dev/shm", Write: true, NoExec: true, Data: "mode=1777,size=" + scratch}, false)
+
+	// The private scratch directory: a tmpfs whose pages the worker's
+	// memory limit counts.
+	mountAt(mountOp{Kind: "tmpfs", Target: scratchDir, Write: true, NoExec: true, Data: "mode=1777,size=" + scratch}, false)
+
+	for _, b := range l.binds {
+		fi, err := os.Stat(b.source)
+		file := err == nil && !fi.IsDir()
+		mountAt(mountOp{Kind: "bind", Source: b.source, Target: b.target, Write: b.write, NoExec: b.noexec}, file)
+	}
+	sortSkeleton(skel)
+	return ops, skel
+}
+
+// sortSkeleton orders entries so that parents come before children.
+func sortSkeleton(skel []skelEntry) {
+	slices.SortStableFunc(skel, func(a, b skelEntry) int { return strings.Compare(a.Path, b.Path) })
+}
+
+// skeletonDir returns the directory of the skeleton skel under workDir,
+// creating it the first time. A skeleton holds only empty directories,
+// empty files, links and the static files of skel; the init mounts it
+// read-only as the worker's root and everything else on top of it. It is
+// shared by every sandbox with the same layout, keyed by its contents.
+func skeletonDir(workDir string, skel []skelEntry) (string, error) {
+	raw, err := json.Marshal(skel)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(raw)
+	dir := filepath.Join(workDir, "roots", hex.EncodeToString(sum[:8]))
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return "", fmt.Errorf("create skeleton: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-")
+	if err != nil {
+		return "", fmt.Errorf("create skeleton: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, skeletonPerms); err != nil {
+		return "", fmt.Errorf("create skeleton: %w", err)
+	}
+	for _, e := range skel {
+		p := filepath.Join(tmp, e.Path)
+		if err := os.MkdirAll(filepath.Dir(p), skeletonPerms); err != nil {
+			return "", fmt.Errorf("create skeleton: %w", err)
+		}
+		switch e.Kind {
+		case "dir":
+			err = os.Mkdir(p, skeletonPerms)
+		case "file":
+			err = os.WriteFile(p, nil, 0o644)
+		case "data":
+			err = os.WriteFile(p, []byte(e.Data), 0o644)
+		case "link":
+			err = os.Symlink(e.Data, p)
+		}
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("create skeleton: %w", err)
+		}
+	}
+	// Directories MkdirAll created for intermediate paths are 0755 too;
+	// make sure umask did not narrow any of them.
+	_ = filepath.Walk(tmp, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() {
+			_ = os.Chmod(p, skeletonPerms)
+		}
+		return nil
+	})
+	if err := os.Rename(tmp, dir); err != nil && !errors.Is(err, os.ErrExist) {
+		if _, statErr := os.Stat(dir); statErr != nil {
+			return "", fmt.Errorf("create skeleton: %w", err)
+		}
+	}
+	return dir, nil
+}

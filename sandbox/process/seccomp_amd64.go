@@ -1,0 +1,19 @@
+//go:build linux
+
+package process
+
+import "golang.org/x/sys/unix"
+
+const (
+	auditArch = unix.AUDIT_ARCH_X86_64
+	// x32Bit marks system calls made with the x32 ABI, which the filter
+	// refuses (their numbers would bypass the list).
+	x32Bit = 0x40000000
+)
+
+// archDenied adds the x86-64 system calls that arm64 does not have.
+var archDenied = []uint32{
+	unix.SYS_IOPL, unix.SYS_IOPERM, unix.SYS_USELIB, unix.SYS_CREATE_MODULE,
+	unix.SYS_GET_KERNEL_SYMS, unix.SYS_QUERY_MODULE, unix.SYS__SYSCTL,
+	unix.SYS_USTAT, unix.SYS_SYSFS,
+}

@@ -1,0 +1,69 @@
+"""The Python implementation of the sandboxtest conformance guest (see the
+sandboxtest package documentation for the protocol), run by the process
+driver's Python shim."""
+
+import json
+import os
+import socket
+import time
+
+hoard = []  # ballooned memory, kept reachable
+
+
+def handle(input):
+    op = input.get("message")
+    if isinstance(op, str):
+        try:
+            op = json.loads(op)
+        except ValueError as e:
+            return {"noop": "bad message: %s" % e}
+    op = op or {}
+    do = op.get("do")
+    if do == "echo":
+        return {"emit": [{"topic": "echo", "message": op.get("data")}]}
+    if do == "input":
+        return {"emit": [{"topic": "input", "message": input}]}
+    if do == "noop":
+        return {"noop": op.get("reason")}
+    if do == "nothing":
+        return {}
+    if do == "panic":
+        raise RuntimeError("conformance panic")
+    if do == "exit":
+        os._exit(op.get("code", 0))
+    if do == "spin":
+        while True:
+            pass
+    if do == "sleep":
+        while True:
+            time.sleep(3600)
+    if do == "balloon":
+        while True:
+            b = bytearray(1 << 20)
+            b[::4096] = b"\x01" * (len(b) // 4096)
+            hoard.append(b)
+    if do == "readfile":
+        try:
+            with open(op["path"], "rb") as f:
+                return {"noop": "readfile: ok: %d bytes" % len(f.read())}
+        except OSError as e:
+            return {"noop": "readfile: error: %s" % e}
+    if do == "writefile":
+        try:
+            with open(op["path"], "w") as f:
+                f.write("x")
+            return {"noop": "writefile: ok"}
+        except OSError as e:
+            return {"noop": "writefile: error: %s" % e}
+    if do == "dial":
+        host, _, port = op["addr"].rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=1) as s:
+                s.sendall(b"hello")
+            return {"noop": "dial: ok"}
+        except OSError as e:
+            return {"noop": "dial: error: %s" % e}
+    if do == "env":
+        import sys
+        return {"emit": [{"topic": "env", "message": {"env": ["%s=%s" % kv for kv in os.environ.items()], "args": sys.argv}}]}
+    return {"noop": "unknown op %s" % do}

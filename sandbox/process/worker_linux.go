@@ -1,0 +1,599 @@
+package process
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	worker "github.com/andromeda-runner/andromeda/runtimes/go"
+	"github.com/andromeda-runner/andromeda/sandbox"
+)
+
+// workerProc is one running worker: a sandboxed process speaking the runtime
+// protocol over its standard input and output. Its invocations are calls,
+// matched to replies by id. Safe for concurrent use.
+type workerProc struct {
+	sp      *sandboxProc
+	service string
+	log     func(string)
+	maxLine int
+	maxLog  int
+	started time.Time
+
+	wmu sync.Mutex // serialises writes to stdin
+	buf []byte     // the line being written, under wmu
+
+	mu        sync.Mutex
+	calls     map[string]*call
+	nextID    uint64
+	inflight  int
+	capacity  int
+	ready     bool
+	dead      bool
+	killedFor string // why the driver killed the worker; "" if it did not
+	blame     bool   // the kill was the service's fault (protocol error): a crash
+	exit      workerExit
+	cpuMark   time.Duration     // CPU time at the end of the last invocation
+	tail      tailBuffer        // the end of standard error
+	onAnswer  func()            // called when the worker answers an invocation
+	onDeath   func(*workerProc) // called once the worker is reaped, before its calls end
+
+	readyOnce sync.Once
+	readyCh   chan struct{} // closed when the worker answered init (ready or not)
+	readyErr  error         // set before readyCh closes when init failed
+	done      chan struct{} // closed once the worker is reaped and its calls ended
+}
+
+// workerExit is how a worker ended.
+type workerExit struct {
+	outcome sandbox.Outcome // Crashed or OOM
+	detail  string
+	stopped bool // killed by Stop: its calls end with sandbox.ErrStopped
+	driver  bool // killed by the driver (cancel not honoured): not a crash of the service
+}
+
+// call is one invocation in flight on a worker.
+type call struct {
+	id    string
+	reply chan reply // buffered: the reader never blocks on a caller that left
+	logs  tailBuffer // the invocation's log messages, for Exit.Detail
+}
+
+// reply ends a call: a result, an error message, or the worker's death.
+type reply struct {
+	output []byte
+	err    *worker.Error
+	died   *workerExit
+}
+
+// Reasons the driver kills a worker.
+const (
+	killStop   = "stopped with its deployment"
+	killCancel = "an invocation did not stop within %v of its cancel message"
+)
+
+// startWorker spawns a worker and sends it init. It returns at once; the
+// worker is usable once waitReady returns nil.
+func startWorker(sp *sandboxProc, service string, logf func(string), maxLine, maxLog, capacity int, init []byte, onAnswer func(), onDeath func(*workerProc)) *workerProc {
+	w := &workerProc{
+		onAnswer: onAnswer,
+		onDeath:  onDeath,
+		capacity: capacity,
+		sp:       sp,
+		service:  service,
+		log:      logf,
+		maxLine:  maxLine,
+		maxLog:   maxLog,
+		started:  time.Now(),
+		calls:    map[string]*call{},
+		readyCh:  make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	w.tail.max = maxLog
+	stderrDone := make(chan struct{})
+	go w.readStderr(stderrDone)
+	go w.readStdout(stderrDone)
+	_ = w.write(init)
+	return w
+}
+
+// waitReady waits for the worker's ready message, its death or ctx.
+func (w *workerProc) waitReady(ctx context.Context) error {
+	select {
+	case <-w.readyCh:
+		return w.readyErr
+	case <-ctx.Done():
+		return fmt.Errorf("worker did not answer init: %w", ctx.Err())
+	}
+}
+
+// write sends one line (which must end in a newline) to the worker.
+func (w *workerProc) write(line []byte) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	_, err := w.sp.stdin.Write(line)
+	return err
+}
+
+// reserve takes a slot for one invocation if the worker is ready and below
+// its capacity; invoke uses it, and the reply or the worker's death frees it.
+func (w *workerProc) reserve() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.ready || w.dead || w.inflight >= w.capacity {
+		return false
+	}
+	w.inflight++
+	return true
+}
+
+// load returns the worker's invocations in flight and whether it can take
+// one more.
+func (w *workerProc) load() (inflight int, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.inflight, w.ready && !w.dead && w.inflight < w.capacity
+}
+
+// invoke runs one invocation in a slot reserved with reserve: it sends
+// input, waits for the reply, the worker's death or ctx, and returns the
+// exit with the CPU time and peak memory of the worker's cgroup. On ctx it
+// sends a cancel message and has the worker killed unless the invocation
+// ends within grace; a deadline is the Timeout outcome, a cancellation
+// ctx's error.
+func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Duration) (sandbox.Exit, error) {
+	w.mu.Lock()
+	if w.dead {
+		w.mu.Unlock()
+		return sandbox.Exit{}, errRetry // its death released the reservation
+	}
+	w.nextID++
+	c := &call{id: strconv.FormatUint(w.nextID, 10), reply: make(chan reply, 1)}
+	c.logs.max = w.maxLog
+	w.calls[c.id] = c
+	cpu0 := w.cpuMark
+	w.mu.Unlock()
+
+	if err := w.send(ctx, c.id, input); err != nil {
+		w.finish(c)
+		w.kill(fmt.Sprintf("write invocation: %v", err), true)
+		<-w.done
+		return w.died(w.exit, "")
+	}
+	var r reply
+	select {
+	case r = <-c.reply:
+	case <-ctx.Done():
+		w.cancel(c, grace)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return sandbox.Exit{Outcome: sandbox.Timeout, Detail: w.callLogs(c, "stopped at the deadline")}, nil
+		}
+		return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "cancelled"}, ctx.Err()
+	}
+	var usage sandbox.Usage
+	if cpu := w.sp.cg.cpuTime(); cpu >= 0 {
+		w.mu.Lock()
+		usage.CPU = max(cpu-cpu0, 0)
+		w.cpuMark = max(w.cpuMark, cpu)
+		w.mu.Unlock()
+	}
+	usage.PeakMemory = w.sp.cg.peakMemory()
+	switch {
+	case r.died != nil:
+		exit, err := w.died(*r.died, w.callLogs(c, ""))
+		exit.Usage = usage
+		return exit, err
+	case r.err != nil:
+		exit := sandbox.Exit{Outcome: sandbox.Crashed, Usage: usage}
+		if r.err.Code == worker.CodeOOM {
+			exit.Outcome = sandbox.OOM
+		}
+		msg := r.err.Message
+		if r.err.Code != "" && r.err.Code != worker.CodeError && r.err.Code != worker.CodePanic {
+			msg = r.err.Code + ": " + msg
+		}
+		if r.err.Stack != "" && !strings.Contains(msg, r.err.Stack) {
+			msg += "\n" + r.err.Stack
+		}
+		exit.Detail = w.callLogs(c, msg)
+		return exit, nil
+	}
+	return sandbox.Exit{Outcome: sandbox.OK, Output: r.output, Detail: w.callLogs(c, ""), Usage: usage}, nil
+}
+
+// callLogs returns head followed by c's log messages.
+func (w *workerProc) callLogs(c *call, head string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return c.logs.String(head)
+}
+
+// signalReady ends waitReady with err (nil: ready).
+func (w *workerProc) signalReady(err error) {
+	w.readyOnce.Do(func() {
+		w.readyErr = err
+		close(w.readyCh)
+	})
+}
+
+// errRetry says the worker cannot take the invocation after all: pick
+// another.
+var errRetry = errors.New("worker not available")
+
+// died turns the death of the worker into the exit of one of its calls.
+func (w *workerProc) died(e workerExit, logs string) (sandbox.Exit, error) {
+	if e.stopped {
+		return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "stopped with its deployment"}, sandbox.ErrStopped
+	}
+	detail := e.detail
+	if logs != "" {
+		detail = logs + "\n" + detail
+	}
+	return sandbox.Exit{Outcome: e.outcome, Detail: detail}, nil
+}
+
+// send writes the invoke message for call id.
+func (w *workerProc) send(ctx context.Context, id string, input []byte) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	b := append(w.buf[:0], `{"type":"invoke","id":"`...)
+	b = append(b, id...)
+	b = append(b, `","input":`...)
+	b = append(b, input...)
+	if dl, ok := ctx.Deadline(); ok {
+		b = append(b, `,"deadline":`...)
+		b = strconv.AppendInt(b, dl.UnixMilli(), 10)
+	}
+	b = append(b, "}\n"...)
+	if cap(b) <= 64<<10 {
+		w.buf = b
+	}
+	if len(b) > 64<<10 {
+		// A line larger than the pipe may block on a worker that does not
+		// read: bound it by the invocation's deadline.
+		if dl, ok := ctx.Deadline(); ok {
+			_ = w.sp.stdin.SetWriteDeadline(dl)
+			defer w.sp.stdin.SetWriteDeadline(time.Time{})
+		}
+	}
+	_, err := w.sp.stdin.Write(b)
+	return err
+}
+
+// cancel sends the cancel message for c and kills the worker unless c ends
+// within grace.
+func (w *workerProc) cancel(c *call, grace time.Duration) {
+	_ = w.write([]byte(`{"type":"cancel","id":"` + c.id + `"}` + "\n"))
+	time.AfterFunc(grace, func() {
+		w.mu.Lock()
+		_, pending := w.calls[c.id]
+		w.mu.Unlock()
+		if pending {
+			w.kill(fmt.Sprintf(killCancel, grace), false)
+		}
+	})
+}
+
+// finish forgets a call that ended without a reply.
+func (w *workerProc) finish(c *call) {
+	w.mu.Lock()
+	if _, ok := w.calls[c.id]; ok {
+		delete(w.calls, c.id)
+		w.inflight--
+	}
+	w.mu.Unlock()
+}
+
+// kill kills the worker's whole sandbox for reason. blame says the service
+// broke the protocol (a crash); otherwise the driver killed it for its own
+// reasons (a cancel not honoured in time, a stop), which is no crash.
+func (w *workerProc) kill(reason string, blame bool) {
+	w.mu.Lock()
+	if !w.dead && w.killedFor == "" {
+		w.killedFor, w.blame = reason, blame
+	}
+	w.mu.Unlock()
+	w.sp.killGroup()
+}
+
+// shutdown asks the worker to finish its invocations and exit by by.
+func (w *workerProc) shutdown(by time.Time) {
+	msg := `{"type":"shutdown","id":"shutdown"}` + "\n"
+	if !by.IsZero() {
+		msg = fmt.Sprintf(`{"type":"shutdown","id":"shutdown","by":%d}`+"\n", by.UnixMilli())
+	}
+	_ = w.write([]byte(msg))
+	w.wmu.Lock()
+	_ = w.sp.stdin.Close()
+	w.wmu.Unlock()
+}
+
+// readStderr logs every line of standard error and keeps its tail.
+func (w *workerProc) readStderr(done chan<- struct{}) {
+	defer close(done)
+	br := bufio.NewReaderSize(w.sp.stderr, 16<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			text := strings.TrimRight(string(line), "\r\n")
+			w.mu.Lock()
+			w.tail.add(text)
+			w.mu.Unlock()
+			if w.log != nil {
+				w.log(text)
+			}
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+// readStdout reads protocol messages until the worker closes its output,
+// then reaps it and ends every call still in flight.
+func (w *workerProc) readStdout(stderrDone <-chan struct{}) {
+	var r io.Reader = w.sp.stdout
+	if sr, err := newSpinReader(w.sp.stdout, spinWait, nil); err == nil {
+		r = sr
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	var protoErr error
+	for {
+		line, err := readProtocolLine(br, w.maxLine)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				protoErr = err
+			}
+			break
+		}
+		if err := w.handle(line); err != nil {
+			protoErr = err
+			break
+		}
+	}
+	if protoErr != nil {
+		w.kill("protocol error: "+protoErr.Error(), true)
+	}
+	w.sp.stdout.Close()
+	state, waitErr := w.sp.p.Wait()
+	select {
+	case <-stderrDone:
+	case <-time.After(200 * time.Millisecond):
+	}
+	w.sp.stderr.Close()
+	w.sp.stdin.Close()
+
+	w.mu.Lock()
+	e := w.classify(state, waitErr, protoErr)
+	w.exit = e
+	w.dead = true
+	calls := w.calls
+	w.calls = map[string]*call{}
+	w.inflight = 0
+	w.mu.Unlock()
+	_ = w.sp.cg.remove(2 * time.Second)
+	if w.onDeath != nil {
+		w.onDeath(w)
+	}
+	for _, c := range calls {
+		c.reply <- reply{died: &e}
+	}
+	w.signalReady(errors.New(e.detail))
+	close(w.done)
+}
+
+// classify says how the worker ended, from its wait status, its cgroup's
+// OOM count and the end of its standard error. Called with w.mu held.
+func (w *workerProc) classify(state *os.ProcessState, waitErr, protoErr error) workerExit {
+	tail := w.tail.String("")
+	withTail := func(s string) string {
+		if tail != "" {
+			return s + "\nstderr:\n" + tail
+		}
+		return s
+	}
+	if w.killedFor != "" && w.blame {
+		return workerExit{outcome: sandbox.Crashed, detail: withTail("worker killed: " + w.killedFor)}
+	}
+	if w.killedFor == killStop {
+		return workerExit{outcome: sandbox.Crashed, detail: "worker " + killStop, stopped: true, driver: true}
+	}
+	if w.killedFor != "" {
+		return workerExit{outcome: sandbox.Crashed, detail: withTail("worker killed: " + w.killedFor), driver: true}
+	}
+	if waitErr != nil || state == nil {
+		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker lost: %v", waitErr))}
+	}
+	if n := w.sp.cg.oomKills(); n > 0 {
+		return workerExit{outcome: sandbox.OOM, detail: withTail("out of memory: the kernel killed the worker at its cgroup memory limit")}
+	}
+	for _, sign := range []string{"JavaScript heap out of memory", "fatal error: runtime: out of memory", "MemoryError"} {
+		if strings.Contains(tail, sign) {
+			return workerExit{outcome: sandbox.OOM, detail: withTail("out of memory: " + sign)}
+		}
+	}
+	ws, _ := state.Sys().(syscall.WaitStatus)
+	switch {
+	case ws.Exited() && ws.ExitStatus() == initFailed && !w.ready:
+		return workerExit{outcome: sandbox.Crashed, detail: withTail("sandbox set-up failed (exit status 125)")}
+	case ws.Exited():
+		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker exited with status %d", ws.ExitStatus()))}
+	case ws.Signaled():
+		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker killed by signal %d (%v)", int(ws.Signal()), ws.Signal()))}
+	}
+	return workerExit{outcome: sandbox.Crashed, detail: withTail("worker ended: " + state.String())}
+}
+
+// resultPrefix is how the shims in this repository start a result line; a
+// line that starts with it is decoded without reflection.
+var resultPrefix = []byte(`{"type":"result","id":"`)
+
+// handle acts on one message from the worker.
+func (w *workerProc) handle(line []byte) error {
+	if bytes.HasPrefix(line, resultPrefix) {
+		rest := line[len(resultPrefix):]
+		if q := bytes.IndexByte(rest, '"'); q > 0 {
+			id, rest := rest[:q], rest[q+1:]
+			if out, ok := bytes.CutPrefix(rest, []byte(`,"output":`)); ok && len(out) > 1 && out[len(out)-1] == '}' {
+				out = out[:len(out)-1]
+				if json.Valid(out) {
+					w.deliver(string(id), reply{output: append([]byte(nil), out...)})
+					return nil
+				}
+			}
+		}
+	}
+	var m worker.Message
+	if err := json.Unmarshal(line, &m); err != nil {
+		return fmt.Errorf("undecodable message %.120q: %v", line, err)
+	}
+	switch m.Type {
+	case worker.TypeReady:
+		w.mu.Lock()
+		if w.ready {
+			w.mu.Unlock()
+			return errors.New("a second ready message")
+		}
+		if m.Protocol != worker.Version {
+			w.mu.Unlock()
+			return fmt.Errorf("the worker speaks protocol %d, the driver %d", m.Protocol, worker.Version)
+		}
+		w.ready = true
+		w.capacity = min(max(m.Concurrency, 1), w.capacity)
+		w.mu.Unlock()
+		w.signalReady(nil)
+	case worker.TypeResult:
+		w.deliver(m.ID, reply{output: m.Output})
+	case worker.TypeError:
+		if m.Error == nil {
+			m.Error = &worker.Error{Message: "error message without an error"}
+		}
+		w.mu.Lock()
+		ready := w.ready
+		w.mu.Unlock()
+		if !ready {
+			// The answer to init: the module did not load. The worker exits.
+			w.signalReady(fmt.Errorf("load %s: %s", w.service, strings.TrimSpace(m.Error.Message+"\n"+m.Error.Stack)))
+			return nil
+		}
+		w.deliver(m.ID, reply{err: m.Error})
+	case worker.TypeLog:
+		text := m.Text
+		if m.Level != "" && m.Level != "info" {
+			text = m.Level + ": " + text
+		}
+		w.mu.Lock()
+		if c := w.calls[m.ID]; c != nil {
+			c.logs.add(text)
+		}
+		w.mu.Unlock()
+		if w.log != nil {
+			for _, l := range strings.Split(text, "\n") {
+				w.log(l)
+			}
+		}
+	}
+	// Unknown types are ignored: a newer worker may send more.
+	return nil
+}
+
+// deliver ends call id with r; a reply for a call that already ended (it was
+// cancelled) is dropped.
+func (w *workerProc) deliver(id string, r reply) {
+	w.mu.Lock()
+	c := w.calls[id]
+	if c != nil {
+		delete(w.calls, id)
+		w.inflight--
+	}
+	w.mu.Unlock()
+	if c != nil {
+		c.reply <- r
+		if w.onAnswer != nil {
+			w.onAnswer()
+		}
+	}
+}
+
+// readProtocolLine returns the next line without its newline; the slice is
+// valid until the next call.
+func readProtocolLine(br *bufio.Reader, maxLine int) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == nil {
+		return line[:len(line)-1], nil
+	}
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		if errors.Is(err, io.EOF) && len(line) > 0 {
+			return nil, fmt.Errorf("a last line without a newline: %.120q", line)
+		}
+		return nil, err
+	}
+	long := append([]byte(nil), line...)
+	for {
+		line, err = br.ReadSlice('\n')
+		long = append(long, line...)
+		if len(long) > maxLine {
+			return nil, fmt.Errorf("a line longer than max_line (%d bytes)", maxLine)
+		}
+		switch {
+		case err == nil:
+			return long[:len(long)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+		case errors.Is(err, io.EOF):
+			return nil, fmt.Errorf("a last line without a newline: %.120q", long)
+		default:
+			return nil, err
+		}
+	}
+}
+
+// tailBuffer keeps the last max bytes of lines added to it.
+type tailBuffer struct {
+	max   int
+	lines []string
+	size  int
+	cut   bool
+}
+
+func (t *tailBuffer) add(line string) {
+	if t.max <= 0 {
+		t.max = DefaultMaxLog
+	}
+	if len(line) > t.max {
+		line = "..." + line[len(line)-t.max:]
+	}
+	t.lines = append(t.lines, line)
+	t.size += len(line) + 1
+	for t.size > t.max && len(t.lines) > 1 {
+		t.size -= len(t.lines[0]) + 1
+		t.lines = t.lines[1:]
+		t.cut = true
+	}
+}
+
+// String returns head (when not empty) followed by the kept lines.
+func (t *tailBuffer) String(head string) string {
+	if len(t.lines) == 0 {
+		return head
+	}
+	var b strings.Builder
+	if head != "" {
+		b.WriteString(head)
+		b.WriteString("\n")
+	}
+	if t.cut {
+		b.WriteString("...\n")
+	}
+	b.WriteString(strings.Join(t.lines, "\n"))
+	return b.String()
+}
