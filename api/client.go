@@ -213,3 +213,20 @@ func (c *Client) WaitReady(ctx context.Context) error {
 		}
 	}
 }
+
+// Deps lists a process service's dependencies.
+func (c *Client) Deps(ctx context.Context, service string) ([]Dep, error) {
+	var r []Dep
+	return r, c.getJSON(ctx, "/v1/services/"+url.PathEscape(service)+"/deps", &r)
+}
+
+// AddDep installs a package into a process service's dependency directory;
+// it applies from the service's next deploy.
+func (c *Client) AddDep(ctx context.Context, service, pkg string) error {
+	return c.postJSON(ctx, "/v1/services/"+url.PathEscape(service)+"/deps", DepRequest{Package: pkg}, nil)
+}
+
+// RemoveDep removes a package added with AddDep.
+func (c *Client) RemoveDep(ctx context.Context, service, pkg string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(service)+"/deps?package="+url.QueryEscape(pkg), "", nil, nil)
+}

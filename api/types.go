@@ -168,3 +168,19 @@ type DriverStatus struct {
 	Reason  string          `json:"reason,omitempty"`
 	Offer   json.RawMessage `json:"offer,omitempty"`
 }
+
+// Dep is one package in a process service's own dependency directory.
+type Dep struct {
+	Language string `json:"language"` // node | python
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	// Added is true for packages added with `andromeda deps add`, false for
+	// those from the service's package.json or requirements.txt (and their
+	// dependencies).
+	Added bool `json:"added"`
+}
+
+// DepRequest is the body of POST /v1/services/{name}/deps.
+type DepRequest struct {
+	Package string `json:"package"`
+}

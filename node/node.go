@@ -30,6 +30,7 @@ import (
 	"github.com/andromeda-runner/andromeda/metrics"
 	"github.com/andromeda-runner/andromeda/policy"
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/process"
 	"github.com/andromeda-runner/andromeda/sandbox/wasm"
 	"github.com/andromeda-runner/andromeda/server"
 	"github.com/andromeda-runner/andromeda/store"
@@ -70,6 +71,7 @@ type Node struct {
 	key          attest.PrivateKey
 	pol          atomic.Pointer[policy.Compiled]
 	client       *http.Client
+	process      *process.Driver
 	started      time.Time
 	ready        bool
 
@@ -233,6 +235,18 @@ func (n *Node) unwind() error {
 func (n *Node) startDrivers(ctx context.Context) {
 	w := wasm.New(wasm.Config{CacheDir: filepath.Join(n.CacheDir(), "wasm")})
 	n.addDriver(ctx, w, w)
+	pc := process.DefaultConfig()
+	pc.WorkDir = filepath.Join(n.cfg.Data, "process")
+	pc.Logger = n.log
+	pc.Registries = map[string]string{}
+	for lang, regs := range n.Policy().Policy().Registries {
+		if len(regs) > 0 {
+			pc.Registries[lang] = regs[0]
+		}
+	}
+	p := process.New(pc)
+	n.addDriver(ctx, p, p)
+	n.process = p
 }
 
 func (n *Node) addDriver(ctx context.Context, d sandbox.Driver, c io.Closer) {

@@ -20,6 +20,7 @@ import (
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/gobuild"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox/process"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
@@ -87,6 +88,7 @@ func sharedCache(t testing.TB) string {
 }
 
 func TestMain(m *testing.M) {
+	process.MaybeInit() // the process driver re-executes this binary as its sandbox init
 	code := m.Run()
 	for _, d := range []string{buildDir, cacheDir} {
 		if d != "" {

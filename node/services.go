@@ -231,16 +231,7 @@ func (n *Node) deploy(ctx context.Context, rec api.Service, m *manifest.Service,
 	if !ok || !ds.enabled {
 		return nil, fmt.Errorf("deploy %s: driver %s is not available on this node", rec.Name, rec.Decision.Driver)
 	}
-	lim := rec.Decision.Limits
-	spec := sandbox.Spec{
-		Service: rec.Name, Version: rec.Version, Digest: rec.Digest, Dir: dir,
-		Entry: m.Runtime.Entry, Language: m.Runtime.Language, Mode: sandbox.Mode(m.Mode),
-		Limits: sandbox.Limits{
-			Memory: lim.Memory, CPU: lim.CPU, Timeout: time.Duration(lim.TimeoutMS) * time.Millisecond,
-			Pids: lim.Pids, Concurrency: lim.Concurrency,
-		},
-		Network: networkOf(m),
-	}
+	spec := n.specFor(rec, m, dir)
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	dep, err := ds.driver.Deploy(dctx, spec)
@@ -248,6 +239,22 @@ func (n *Node) deploy(ctx context.Context, rec api.Service, m *manifest.Service,
 		return nil, fmt.Errorf("deploy %s: %w", rec.Name, err)
 	}
 	return n.newDeployed(rec, m, dir, dep), nil
+}
+
+// specFor translates an admitted service into what a driver deploys.
+func (n *Node) specFor(rec api.Service, m *manifest.Service, dir string) sandbox.Spec {
+	lim := rec.Decision.Limits
+	log := n.log.With(logService, rec.Name)
+	return sandbox.Spec{
+		Service: rec.Name, Version: rec.Version, Digest: rec.Digest, Dir: dir,
+		Entry: m.Runtime.Entry, Language: m.Runtime.Language, Mode: sandbox.Mode(m.Mode),
+		Limits: sandbox.Limits{
+			Memory: lim.Memory, CPU: lim.CPU, Timeout: time.Duration(lim.TimeoutMS) * time.Millisecond,
+			Pids: lim.Pids, Concurrency: lim.Concurrency,
+		},
+		Network: networkOf(m),
+		Log:     func(line string) { log.Info("guest", "line", line) },
+	}
 }
 
 // newDeployed is the node's handle on a service; dep is nil for a dormant
@@ -462,6 +469,14 @@ func (n *Node) view(rec api.Service) api.Service {
 	}
 	st := d.health.State()
 	rec.Health = &api.Health{Healthy: st.Healthy, ConsecutiveFailures: st.Failures, SkipUntil: st.SkipUntil}
+	d.deployMu.Lock()
+	dep := d.dep
+	d.deployMu.Unlock()
+	if hr, ok := dep.(sandbox.HealthReporter); ok {
+		if healthy, reason := hr.Health(); !healthy {
+			rec.Health.Healthy, rec.Health.LastError = false, reason
+		}
+	}
 	next := n.sched.Next(rec.Name)
 	for i, t := range d.triggers {
 		ti := api.TriggerInfo{Name: trigger.Name(i), Kind: t.Kind, Spec: t.String()}

@@ -47,6 +47,13 @@ type Deployment interface {
 	Stop(ctx context.Context) error
 }
 
+// HealthReporter is implemented by deployments that know more about their
+// health than single runs show: the process driver reports a crash-looping
+// worker. reason says why when healthy is false.
+type HealthReporter interface {
+	Health() (healthy bool, reason string)
+}
+
 // Mode is how a deployment keeps its guest between invocations.
 type Mode string
 

@@ -37,6 +37,9 @@ type Backend interface {
 	Submit(ctx context.Context, p Principal, archive io.Reader, o api.SubmitOptions) (api.SubmitResult, error)
 	SubmitSource(ctx context.Context, p Principal, manifestJSON []byte, o api.SubmitOptions) (api.SubmitResult, error)
 	PolicyInfo(ctx context.Context) api.PolicyInfo
+	Deps(ctx context.Context, p Principal, service string) ([]api.Dep, error)
+	AddDep(ctx context.Context, p Principal, service, pkg string) error
+	RemoveDep(ctx context.Context, p Principal, service, pkg string) error
 	Services(ctx context.Context, p Principal) ([]api.Service, error)
 	Service(ctx context.Context, p Principal, name string) (api.Service, error)
 	Remove(ctx context.Context, name string) error
@@ -100,6 +103,9 @@ func (s *Server) routes() {
 	s.handle("GET /v1/runs", any, s.runs)
 	s.handle("POST /v1/tokens", op, s.createToken)
 	s.handle("GET /v1/policy", op, s.policy)
+	s.handle("GET /v1/services/{name}/deps", any, s.deps)
+	s.handle("POST /v1/services/{name}/deps", any, s.addDep)
+	s.handle("DELETE /v1/services/{name}/deps", any, s.removeDep)
 	if s.cfg.SeedEndpoint {
 		s.mux.HandleFunc("POST /service", s.seedService)
 	}
@@ -272,6 +278,38 @@ func seedAnswer(w http.ResponseWriter, status int, reason string) {
 	} else {
 		io.WriteString(w, "ERR")
 	}
+}
+
+func (s *Server) deps(w http.ResponseWriter, r *http.Request, p Principal) {
+	deps, err := s.b.Deps(r.Context(), p, r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if deps == nil {
+		deps = []api.Dep{}
+	}
+	writeJSON(w, http.StatusOK, deps)
+}
+
+func (s *Server) addDep(w http.ResponseWriter, r *http.Request, p Principal) {
+	var req api.DepRequest
+	if !s.decode(w, r, &req, false) {
+		return
+	}
+	if err := s.b.AddDep(r.Context(), p, r.PathValue("name"), req.Package); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) removeDep(w http.ResponseWriter, r *http.Request, p Principal) {
+	if err := s.b.RemoveDep(r.Context(), p, r.PathValue("name"), r.URL.Query().Get("package")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) policy(w http.ResponseWriter, r *http.Request, p Principal) {

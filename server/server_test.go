@@ -36,6 +36,11 @@ func (f *fakeBackend) Authenticate(ctx context.Context, token string) (Principal
 func (f *fakeBackend) SubmitSource(ctx context.Context, p Principal, m []byte, o api.SubmitOptions) (api.SubmitResult, error) {
 	return api.SubmitResult{}, f.submitErr
 }
+func (f *fakeBackend) Deps(ctx context.Context, p Principal, s string) ([]api.Dep, error) {
+	return nil, nil
+}
+func (f *fakeBackend) AddDep(ctx context.Context, p Principal, s, pkg string) error    { return nil }
+func (f *fakeBackend) RemoveDep(ctx context.Context, p Principal, s, pkg string) error { return nil }
 func (f *fakeBackend) PolicyInfo(ctx context.Context) api.PolicyInfo { return api.PolicyInfo{} }
 func (f *fakeBackend) Submit(ctx context.Context, p Principal, r io.Reader, o api.SubmitOptions) (api.SubmitResult, error) {
 	if _, err := io.ReadAll(r); err != nil {

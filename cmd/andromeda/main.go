@@ -15,9 +15,13 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox/process"
 )
 
 func main() {
+	// When the process driver re-executes this binary as a sandbox init,
+	// this never returns.
+	process.MaybeInit()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -59,6 +63,8 @@ var commands = []command{
 	{"keys", "gen FILE", "make an ed25519 key pair for attestations", keysCmd},
 	{"attest", "DIR --key FILE", "sign a service's digest (sent with its next submit)", attestCmd},
 	{"policy", "explain DIR | import klyntar FILE", "explain a decision offline; convert a KLYNTAR config", policyCmd},
+	{"deps", "ls NAME | add NAME PKG | rm NAME PKG", "a process service's own dependencies", depsCmd},
+	{"conformance", "DIR [--lang L] [--entry FILE]", "certify a language shim against the runtime protocol", conformanceCmd},
 	{"version", "", "print the version", versionCmd},
 }
 

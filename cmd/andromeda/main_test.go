@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +13,14 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox/process"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
+
+func TestMain(m *testing.M) {
+	process.MaybeInit() // the process driver re-executes this binary as its sandbox init
+	os.Exit(m.Run())
+}
 
 func runCLI(t *testing.T, env map[string]string, args ...string) (string, string, error) {
 	t.Helper()
@@ -211,4 +218,26 @@ type policyDecision struct {
 		Rule string `json:"rule"`
 		OK   bool   `json:"ok"`
 	} `json:"reasons"`
+}
+
+// TestConformanceCLI certifies the repository's Node.js guest through the
+// CLI, and shows a broken one fails.
+func TestConformanceCLI(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		sandboxtest.Require(t, false, "node is needed for the conformance kit")
+	}
+	env := map[string]string{}
+	guest := filepath.Join("..", "..", "sandbox", "process", "testdata", "guests", "node")
+	out, _, err := runCLI(t, env, "conformance", guest, "--lang", "node")
+	if strings.Contains(out, "cannot run here") || (err != nil && strings.Contains(err.Error(), "cannot run here")) {
+		sandboxtest.Require(t, false, fmt.Sprint("the process driver cannot run on this host: ", err))
+	}
+	if err != nil || !strings.Contains(out, "conformant") {
+		t.Fatalf("conformance of the node guest: %v\n%s", err, out)
+	}
+	broken := t.TempDir()
+	os.WriteFile(filepath.Join(broken, "index.js"), []byte("exports.handle = () => ({});\n"), 0o644)
+	if out, _, err := runCLI(t, env, "conformance", broken, "--lang", "node"); err == nil || !strings.Contains(out, "FAIL") {
+		t.Fatalf("a broken guest passed: %v\n%s", err, out)
+	}
 }
