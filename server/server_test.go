@@ -41,7 +41,7 @@ func (f *fakeBackend) Deps(ctx context.Context, p Principal, s string) ([]api.De
 }
 func (f *fakeBackend) AddDep(ctx context.Context, p Principal, s, pkg string) error    { return nil }
 func (f *fakeBackend) RemoveDep(ctx context.Context, p Principal, s, pkg string) error { return nil }
-func (f *fakeBackend) PolicyInfo(ctx context.Context) api.PolicyInfo { return api.PolicyInfo{} }
+func (f *fakeBackend) PolicyInfo(ctx context.Context) api.PolicyInfo                   { return api.PolicyInfo{} }
 func (f *fakeBackend) Submit(ctx context.Context, p Principal, r io.Reader, o api.SubmitOptions) (api.SubmitResult, error) {
 	if _, err := io.ReadAll(r); err != nil {
 		return api.SubmitResult{}, err
