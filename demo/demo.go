@@ -73,19 +73,27 @@ func Prepare(ctx context.Context, src fs.FS, module, cacheDir string, progress i
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	for i, dir := range dirs {
+	type build struct {
+		dir string
+		m   *manifest.Service
+	}
+	var builds []build
+	for _, dir := range dirs {
 		m, err := manifest.Load(dir)
 		if err != nil {
 			return nil, fmt.Errorf("demo: example %s: %w", filepath.Base(dir), err)
 		}
-		if m.Runtime.Driver != manifest.DriverWasm || !gobuild.HasGoSources(dir) {
-			continue
+		if m.Runtime.Driver == manifest.DriverWasm && gobuild.HasGoSources(dir) {
+			builds = append(builds, build{dir, m})
 		}
+	}
+	for i, b := range builds {
+		dir, m := b.dir, b.m
 		shape := gobuild.Command
 		if m.Mode == manifest.ModeServer {
 			shape = gobuild.Reactor
 		}
-		fmt.Fprintf(progress, "demo: [%d/%d] building %s (Go → wasip1 %s)… ", i+1, len(dirs), m.Name, shape)
+		fmt.Fprintf(progress, "demo: [%d/%d] building %s (Go → wasip1 %s)… ", i+1, len(builds), m.Name, shape)
 		start := time.Now()
 		if err := gobuild.Wasm(ctx, dir, filepath.Join(dir, m.Runtime.Entry), shape, "GOFLAGS=-mod=mod", "GOWORK=off", "GOPROXY=off"); err != nil {
 			fmt.Fprintln(progress, "failed")
