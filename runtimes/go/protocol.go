@@ -2,9 +2,10 @@
 // of docs/runtime-protocol.md and Serve, which turns a Go program into a
 // worker the process driver runs as an `exec` service. Its import path is
 // github.com/andromeda-runner/andromeda/runtimes/go ("go" cannot name a
-// package). It imports only the standard library and the contract package,
-// so a service built with it stays small; it holds no sandboxing and no node
-// code (that is sandbox/process).
+// package). It imports only the standard library, the contract package and
+// internal/spin (the pipe reader it shares with the driver, itself standard
+// library only), so a service built with it stays small; it holds no
+// sandboxing and no node code (that is sandbox/process).
 //
 // A service:
 //

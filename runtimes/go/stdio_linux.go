@@ -4,12 +4,14 @@ import (
 	"io"
 	"os"
 	"syscall"
+
+	"github.com/andromeda-runner/andromeda/internal/spin"
 )
 
 // stdio returns the protocol's input and output: standard input, made
 // non-blocking so that reads go through the Go poller (a blocked read then
 // holds no thread, and an invocation started by the reader runs on the
-// reader's processor at once) after polling briefly (spinReader), and a
+// reader's processor at once) after polling briefly (spin.Reader), and a
 // private copy of standard output, after which file descriptor 1 is pointed
 // at standard error.
 func stdio() (io.Reader, io.Writer) {
@@ -19,7 +21,11 @@ func stdio() (io.Reader, io.Writer) {
 	var st syscall.Stat_t
 	if syscall.Fstat(0, &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFIFO {
 		if err := syscall.SetNonblock(0, true); err == nil {
-			in = newSpinReader(os.NewFile(0, "stdin"))
+			f := os.NewFile(0, "stdin")
+			in = f
+			if sr, err := spin.NewReader(f, spin.Wait, nil); err == nil {
+				in = sr
+			}
 		}
 	}
 	out := os.Stdout

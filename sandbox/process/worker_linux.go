@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/andromeda-runner/andromeda/internal/spin"
 	worker "github.com/andromeda-runner/andromeda/runtimes/go"
 	"github.com/andromeda-runner/andromeda/sandbox"
 )
@@ -343,7 +344,7 @@ func (w *workerProc) readStderr(done chan<- struct{}) {
 // then reaps it and ends every call still in flight.
 func (w *workerProc) readStdout(stderrDone <-chan struct{}) {
 	var r io.Reader = w.sp.stdout
-	if sr, err := newSpinReader(w.sp.stdout, spinWait, nil); err == nil {
+	if sr, err := spin.NewReader(w.sp.stdout, spin.Wait, nil); err == nil {
 		r = sr
 	}
 	br := bufio.NewReaderSize(r, 64<<10)

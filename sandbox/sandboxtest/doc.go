@@ -12,8 +12,9 @@
 // service: it receives the contract's Input and returns an Output. The
 // input's message is a JSON object whose "do" field says what to do; the
 // other fields are that operation's arguments. Every implementation (Go in
-// guests/go; the Node.js, Python and exec shims later) must behave as
-// follows, and must not special-case anything else.
+// package guest, served by guests/go and by the process driver's exec guest;
+// the Node.js, Python and exec shims later) must behave as follows, and must
+// not special-case anything else.
 //
 //	do         fields         the guest...                                   the suite expects
 //	echo       data (any)     returns {"emit":[{"topic":"echo",             ok; the message equals data as JSON

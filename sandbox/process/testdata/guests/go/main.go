@@ -1,14 +1,14 @@
 // Command guest is the exec implementation of the sandboxtest conformance
 // guest (see the sandboxtest package documentation for the protocol): a Go
-// worker speaking the runtime protocol through runtimes/go. Beyond the
-// suite's operations it has the escape attempts of the process driver's
-// tests: crash, forkbomb, kill, syscalls, whoami and spawn.
+// worker speaking the runtime protocol through runtimes/go, serving the
+// suite's operations with package guest. Beyond those it has the escape
+// attempts of the process driver's tests: crash, forkbomb, kill, syscalls,
+// whoami and spawn.
 package main
 
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -19,21 +19,16 @@ import (
 
 	"github.com/andromeda-runner/andromeda/contract"
 	worker "github.com/andromeda-runner/andromeda/runtimes/go"
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest/guest"
 )
 
-// op is the message that says what the guest does.
+// op is the message that says what the guest does, with the fields of the
+// escape attempts; package guest decodes the suite's own operations.
 type op struct {
-	Do     string          `json:"do"`
-	Data   json.RawMessage `json:"data"`
-	Reason string          `json:"reason"`
-	Code   int             `json:"code"`
-	Path   string          `json:"path"`
-	Addr   string          `json:"addr"`
-	Pids   []int           `json:"pids"`
+	Do   string `json:"do"`
+	Code int    `json:"code"`
+	Pids []int  `json:"pids"`
 }
-
-// hoard keeps ballooned memory reachable so the collector cannot free it.
-var hoard [][]byte
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "forkbomb-child" {
@@ -46,97 +41,36 @@ func main() {
 	worker.Serve(worker.Func(handle))
 }
 
-func noop(format string, args ...any) contract.Output {
-	return contract.Output{Noop: fmt.Sprintf(format, args...)}
-}
-
-func publish(topic string, v any) contract.Output {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return contract.Output{Emit: []contract.Emit{{Topic: topic, Message: b}}}
-}
-
 func handle(in contract.Input) contract.Output {
+	out, ok := guest.Do(in)
+	if ok {
+		return out
+	}
 	var o op
 	if err := json.Unmarshal(in.Message, &o); err != nil {
-		return noop("bad message: %v", err)
+		return guest.Noop("bad message: %v", err)
 	}
 	switch o.Do {
-	case "echo":
-		data := o.Data
-		if data == nil {
-			data = json.RawMessage("null")
-		}
-		return contract.Output{Emit: []contract.Emit{{Topic: "echo", Message: data}}}
-	case "input":
-		return publish("input", in)
-	case "noop":
-		return contract.Output{Noop: o.Reason}
-	case "nothing":
-		return contract.Output{}
-	case "panic":
-		panic("conformance panic")
-	case "exit":
-		os.Exit(o.Code)
+	// The escape attempts of the process driver's tests.
 	case "crash":
 		fmt.Fprintf(os.Stderr, "crash: about to exit with status %d\n", o.Code)
 		os.Exit(o.Code)
-	case "spin":
-		for {
-		}
-	case "sleep":
-		for {
-			time.Sleep(time.Hour)
-		}
-	case "balloon":
-		for {
-			b := make([]byte, 1<<20)
-			for i := 0; i < len(b); i += 4096 {
-				b[i] = 1
-			}
-			hoard = append(hoard, b)
-		}
-	case "readfile":
-		b, err := os.ReadFile(o.Path)
-		if err != nil {
-			return noop("readfile: error: %v", err)
-		}
-		return noop("readfile: ok: %d bytes", len(b))
-	case "writefile":
-		if err := os.WriteFile(o.Path, []byte("x"), 0o644); err != nil {
-			return noop("writefile: error: %v", err)
-		}
-		return noop("writefile: ok")
-	case "dial":
-		c, err := net.DialTimeout("tcp", o.Addr, time.Second)
-		if err != nil {
-			return noop("dial: error: %v", err)
-		}
-		_, _ = c.Write([]byte("hello"))
-		_ = c.Close()
-		return noop("dial: ok")
-	case "env":
-		return publish("env", map[string][]string{"env": nonNil(os.Environ()), "args": nonNil(os.Args)})
-
-	// The escape attempts of the process driver's tests.
 	case "forkbomb":
 		return forkbomb()
 	case "kill":
 		// Kill the parent and the pids given: the node's, seen from inside.
-		var out []string
+		var res []string
 		targets := append([]int{os.Getppid()}, o.Pids...)
 		for _, pid := range targets {
 			if pid <= 0 {
-				out = append(out, fmt.Sprintf("kill %d: refused to signal a group", pid))
+				res = append(res, fmt.Sprintf("kill %d: refused to signal a group", pid))
 				continue
 			}
-			out = append(out, fmt.Sprintf("kill %d: %v", pid, syscall.Kill(pid, syscall.SIGKILL)))
+			res = append(res, fmt.Sprintf("kill %d: %v", pid, syscall.Kill(pid, syscall.SIGKILL)))
 		}
-		return noop("kill: ppid %d; %s", os.Getppid(), strings.Join(out, "; "))
+		return guest.Noop("kill: ppid %d; %s", os.Getppid(), strings.Join(res, "; "))
 	case "syscalls":
-		return publish("syscalls", trySyscalls())
+		return guest.Publish("syscalls", trySyscalls())
 	case "whoami":
 		host, _ := os.Hostname()
 		status, _ := os.ReadFile("/proc/self/status")
@@ -146,7 +80,7 @@ func handle(in contract.Input) contract.Output {
 				caps = append(caps, line)
 			}
 		}
-		return publish("whoami", map[string]any{
+		return guest.Publish("whoami", map[string]any{
 			"uid": os.Getuid(), "gid": os.Getgid(), "euid": os.Geteuid(), "groups": groups(),
 			"pid": os.Getpid(), "ppid": os.Getppid(), "host": host, "status": caps, "cwd": cwd(),
 		})
@@ -154,11 +88,11 @@ func handle(in contract.Input) contract.Output {
 		// A child that sleeps: the driver must kill it with the worker.
 		cmd := exec.Command("/proc/self/exe", "sleep-child")
 		if err := cmd.Start(); err != nil {
-			return noop("spawn: error: %v", err)
+			return guest.Noop("spawn: error: %v", err)
 		}
-		return noop("spawn: ok: %d", cmd.Process.Pid)
+		return guest.Noop("spawn: ok: %d", cmd.Process.Pid)
 	}
-	return noop("unknown op %s", o.Do)
+	return out // guest.Do's "unknown op"
 }
 
 // forkbomb starts copies of itself, each of which starts more, until the
@@ -168,11 +102,11 @@ func forkbomb() contract.Output {
 	for {
 		cmd := exec.Command("/proc/self/exe", "forkbomb-child")
 		if err := cmd.Start(); err != nil {
-			return noop("forkbomb: error after %d processes: %v", n, err)
+			return guest.Noop("forkbomb: error after %d processes: %v", n, err)
 		}
 		n++
 		if n > 100000 {
-			return noop("forkbomb: ok: %d processes", n)
+			return guest.Noop("forkbomb: ok: %d processes", n)
 		}
 	}
 }
@@ -230,11 +164,4 @@ func groups() []int {
 func cwd() string {
 	d, _ := os.Getwd()
 	return d
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
