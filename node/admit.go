@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -112,5 +111,3 @@ func decisionError(m *manifest.Service, d policy.Decision) error {
 	}
 	return e
 }
-
-var _ = json.Marshal

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"sort"
 
 	"github.com/andromeda-runner/andromeda/archive"
@@ -65,4 +66,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// mustJSON encodes a value the manifest package already proved encodable.
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("node: manifest value not JSON-encodable: " + err.Error())
+	}
+	return b
 }

@@ -27,7 +27,6 @@ import (
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/bus"
-	"github.com/andromeda-runner/andromeda/metrics"
 	"github.com/andromeda-runner/andromeda/policy"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
@@ -410,4 +409,3 @@ func (n *Node) PolicyInfo(ctx context.Context) api.PolicyInfo {
 func (n *Node) Metrics() http.Handler { return n.metrics.reg }
 
 var _ server.Backend = (*Node)(nil)
-var _ = metrics.NewRegistry

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -409,5 +408,3 @@ func TestConfigStrict(t *testing.T) {
 		t.Fatalf("ParseConfig = %+v, %v", cfg, err)
 	}
 }
-
-var _ = fmt.Sprint

@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -265,5 +264,4 @@ func TestSourceFetch(t *testing.T) {
 	if err != nil || svc.Owner != "anonymous" || svc.Status != "deployed" {
 		t.Fatalf("seed-submitted service = %+v, %v", svc, err)
 	}
-	_ = tls.VersionTLS12
 }

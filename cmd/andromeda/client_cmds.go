@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 
 	"github.com/andromeda-runner/andromeda/api"
@@ -176,5 +175,3 @@ func tokenCmd(ctx context.Context, env *cli, args []string) error {
 	fmt.Fprintf(env.stdout, "created %s token %q; it is shown only once:\n%s\n", t.Role, t.Name, t.Secret)
 	return nil
 }
-
-var _ = flag.ErrHelp
