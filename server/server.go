@@ -87,25 +87,25 @@ func New(b Backend, cfg Config, log *slog.Logger) *Server {
 }
 
 func (s *Server) routes() {
-	op, any := api.RoleOperator, ""
+	op, anyRole := api.RoleOperator, ""
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.b.Metrics())
 	s.mux.HandleFunc("GET /v1/openapi.json", s.openapi)
-	s.handle("GET /v1/node", any, s.node)
-	s.handle("POST /v1/services", any, s.submit)
-	s.handle("GET /v1/services", any, s.services)
-	s.handle("GET /v1/services/{name}", any, s.service)
+	s.handle("GET /v1/node", anyRole, s.node)
+	s.handle("POST /v1/services", anyRole, s.submit)
+	s.handle("GET /v1/services", anyRole, s.services)
+	s.handle("GET /v1/services/{name}", anyRole, s.service)
 	s.handle("DELETE /v1/services/{name}", op, s.remove)
 	s.handle("POST /v1/services/{name}/fire", op, s.fire)
-	s.handle("GET /v1/services/{name}/runs", any, s.runs)
-	s.handle("GET /v1/services/{name}/runs/{id}", any, s.run)
-	s.handle("GET /v1/runs", any, s.runs)
+	s.handle("GET /v1/services/{name}/runs", anyRole, s.runs)
+	s.handle("GET /v1/services/{name}/runs/{id}", anyRole, s.run)
+	s.handle("GET /v1/runs", anyRole, s.runs)
 	s.handle("POST /v1/tokens", op, s.createToken)
 	s.handle("GET /v1/policy", op, s.policy)
-	s.handle("GET /v1/services/{name}/deps", any, s.deps)
-	s.handle("POST /v1/services/{name}/deps", any, s.addDep)
-	s.handle("DELETE /v1/services/{name}/deps", any, s.removeDep)
+	s.handle("GET /v1/services/{name}/deps", anyRole, s.deps)
+	s.handle("POST /v1/services/{name}/deps", anyRole, s.addDep)
+	s.handle("DELETE /v1/services/{name}/deps", anyRole, s.removeDep)
 	if s.cfg.SeedEndpoint {
 		s.mux.HandleFunc("POST /service", s.seedService)
 	}
