@@ -148,3 +148,32 @@ func TestErrorMapping(t *testing.T) {
 		t.Fatalf("problems = %q", e.Problems)
 	}
 }
+
+// TestOpenAPIRoutesExist checks every operation the OpenAPI document
+// describes is served.
+func TestOpenAPIRoutesExist(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(openapiDoc, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	s := New(&fakeBackend{}, Config{SeedEndpoint: true}, nil)
+	n := 0
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if method == "parameters" {
+				continue
+			}
+			n++
+			p := strings.NewReplacer("{name}", "x", "{id}", "y").Replace(path)
+			_, e := do(t, s, strings.ToUpper(method), p, "op", "application/json", "{}")
+			if strings.Contains(e.Message, "no such endpoint") {
+				t.Errorf("%s %s is documented but not served", strings.ToUpper(method), path)
+			}
+		}
+	}
+	if n < 15 {
+		t.Fatalf("only %d operations documented", n)
+	}
+}
