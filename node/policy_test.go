@@ -79,7 +79,9 @@ require: {signatures: 2, weight: 3}
 	}
 	// Bad headers are 400.
 	bad := api.SubmitOptions{Attestations: []attest.Attestation{{Key: pubA.String(), Digest: info.Digest, Signature: "%%%not-base64"}}}
-	if _, err := n.op.SubmitWith(ctx, data, bad); status(err) != 422 && status(err) != 400 {
+	// (the header is well formed; the signature inside it is not base64,
+	// so admission says why it does not count)
+	if _, err := n.op.SubmitWith(ctx, data, bad); status(err) != 422 || !asAPIError(err, &ae) || !mentions(ae.Decision, "attestations[0]", "base64") {
 		t.Fatalf("malformed signature: %v", err)
 	}
 	good := api.SubmitOptions{Attestations: []attest.Attestation{attest.Sign(privA, info.Digest), attest.Sign(privB, info.Digest)}}
@@ -101,6 +103,20 @@ require: {signatures: 2, weight: 3}
 	if attest.VerifyReceipt(tampered) == nil {
 		t.Fatal("a tampered receipt verifies")
 	}
+}
+
+// mentions reports whether the decision has a failed reason for rule whose
+// detail contains word.
+func mentions(d *api.Decision, rule, word string) bool {
+	if d == nil {
+		return false
+	}
+	for _, r := range d.Reasons {
+		if r.Rule == rule && !r.OK && strings.Contains(r.Detail, word) {
+			return true
+		}
+	}
+	return false
 }
 
 func asAPIError(err error, ae **api.Error) bool {
@@ -155,7 +171,9 @@ func TestUpgradeGrowth(t *testing.T) {
 	for _, g := range ae.Decision.Growth {
 		whats[g.What] = true
 	}
-	t.Logf("growth: %+v", ae.Decision.Growth)
+	if len(ae.Decision.Growth) != 2 || !whats["memory"] || !whats["action"] {
+		t.Fatalf("growth = %+v, want exactly memory and the new action", ae.Decision.Growth)
+	}
 	svc, _ := n.op.Service(ctx, "greeter")
 	if svc.Version != "1.0.0" {
 		t.Fatalf("the refused upgrade replaced the running version: %s", svc.Version)

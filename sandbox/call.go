@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -48,6 +49,22 @@ func CallRaw(ctx context.Context, d Deployment, input []byte, timeout time.Durat
 		return Result{Outcome: Error, Error: err.Error(), Usage: exit.Usage}, err
 	}
 	return Judge(exit), nil
+}
+
+// Precheck is what every driver's Invoke does first: a stopped deployment
+// refuses with ErrStopped, a context already past its deadline is a Timeout
+// that never started, and a cancelled one returns its error. When done is
+// true, Invoke returns exit and err as they are.
+func Precheck(ctx context.Context, service string, stopped bool) (done bool, exit Exit, err error) {
+	switch cerr := ctx.Err(); {
+	case stopped:
+		return true, Exit{}, fmt.Errorf("invoke %s: %w", service, ErrStopped)
+	case errors.Is(cerr, context.DeadlineExceeded):
+		return true, Exit{Outcome: Timeout, Detail: "the deadline passed before the invocation started"}, nil
+	case cerr != nil:
+		return true, Exit{}, fmt.Errorf("invoke %s: %w", service, cerr)
+	}
+	return false, Exit{}, nil
 }
 
 // Judge turns a driver's Exit into a Result by checking the output against

@@ -286,10 +286,7 @@ func (s *Server) deps(w http.ResponseWriter, r *http.Request, p Principal) {
 		s.fail(w, r, err)
 		return
 	}
-	if deps == nil {
-		deps = []api.Dep{}
-	}
-	writeJSON(w, http.StatusOK, deps)
+	writeList(w, deps)
 }
 
 func (s *Server) addDep(w http.ResponseWriter, r *http.Request, p Principal) {
@@ -322,10 +319,7 @@ func (s *Server) services(w http.ResponseWriter, r *http.Request, p Principal) {
 		s.fail(w, r, err)
 		return
 	}
-	if list == nil {
-		list = []api.Service{}
-	}
-	writeJSON(w, http.StatusOK, list)
+	writeList(w, list)
 }
 
 func (s *Server) service(w http.ResponseWriter, r *http.Request, p Principal) {
@@ -373,10 +367,7 @@ func (s *Server) runs(w http.ResponseWriter, r *http.Request, p Principal) {
 		s.fail(w, r, err)
 		return
 	}
-	if runs == nil {
-		runs = []api.Run{}
-	}
-	writeJSON(w, http.StatusOK, runs)
+	writeList(w, runs)
 }
 
 func (s *Server) run(w http.ResponseWriter, r *http.Request, p Principal) {
@@ -430,6 +421,14 @@ func jsonProblem(err error) string {
 		return te.Field + ": must be " + te.Type.String() + ", got " + te.Value
 	}
 	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// writeList writes a JSON array: [] rather than null when empty.
+func writeList[T any](w http.ResponseWriter, v []T) {
+	if v == nil {
+		v = []T{}
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -283,13 +283,8 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, er
 	d.mu.Lock()
 	stopped := d.stopped
 	d.mu.Unlock()
-	switch err := ctx.Err(); {
-	case stopped:
-		return sandbox.Exit{}, fmt.Errorf("invoke %s: %w", d.name, sandbox.ErrStopped)
-	case errors.Is(err, context.DeadlineExceeded):
-		return sandbox.Exit{Outcome: sandbox.Timeout, Detail: "the deadline passed before the invocation started"}, nil
-	case err != nil:
-		return sandbox.Exit{}, fmt.Errorf("invoke %s: %w", d.name, err)
+	if done, exit, err := sandbox.Precheck(ctx, d.name, stopped); done {
+		return exit, err
 	}
 	input, err := protocolInput(input, d.d.cfg.MaxLine)
 	if err != nil {

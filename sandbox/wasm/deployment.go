@@ -60,13 +60,10 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, er
 	d.mu.Lock()
 	stopped := d.stopped
 	d.mu.Unlock()
-	switch err := ctx.Err(); {
-	case stopped:
-		return sandbox.Exit{}, fmt.Errorf("invoke %s: %w", d.name, sandbox.ErrStopped)
-	case errors.Is(err, context.DeadlineExceeded):
-		return sandbox.Exit{Outcome: sandbox.Timeout, Detail: "the deadline passed before the invocation started"}, nil
-	case err != nil:
-		return sandbox.Exit{}, fmt.Errorf("invoke %s: %w", d.name, err)
+	if done, exit, err := sandbox.Precheck(ctx, d.name, stopped); done {
+		return exit, err
+	}
+	switch {
 	case uint64(len(input)) > 1<<32-1:
 		return sandbox.Exit{}, fmt.Errorf("invoke %s: %w: %d bytes of input, more than a 32-bit guest can address", d.name, sandbox.ErrInput, len(input))
 	}
