@@ -139,7 +139,11 @@ func TestShims(t *testing.T) {
 // killed after the grace period.
 func TestCancel(t *testing.T) {
 	requireSandbox(t)
-	d := newDriver(t, testConfig())
+	// A generous grace, so a shim that answers the cancel is never killed
+	// only because this 2-core machine was busy.
+	cfg := testConfig()
+	cfg.CancelGrace = 2 * time.Second
+	d := newDriver(t, cfg)
 	for _, c := range []struct {
 		lang, name string
 		files      map[string]string
@@ -170,15 +174,45 @@ func TestCancel(t *testing.T) {
 			if !errors.Is(err, context.Canceled) || time.Since(start) > time.Second {
 				t.Fatalf("Invoke with a cancelled ctx = %v after %v, want context.Canceled at once", err, time.Since(start))
 			}
-			// The next invocation works either way; then count workers.
-			time.Sleep(d.cfg.CancelGrace + 100*time.Millisecond)
-			deadline := time.Now().Add(5 * time.Second)
-			for dep.inFlight() != 0 && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
+			// Wait on the event, not the clock: a worker that answers the
+			// cancel ends the invocation (nothing in flight, no new
+			// worker); one that ignores it is killed after the grace and
+			// replaced, which the spawn counter shows.
+			deadline := time.Now().Add(d.cfg.CancelGrace + 10*time.Second)
+			if c.survives {
+				for dep.inFlight() != 0 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if n := dep.inFlight(); n != 0 {
+					t.Fatalf("%d invocations still in flight after the cancel", n)
+				}
+				if !dep.allAlive() {
+					t.Fatal("the worker died after answering the cancel")
+				}
+			} else {
+				for dep.spawned.Load() == before && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
 			}
 			if survived := dep.spawned.Load() == before; survived != c.survives {
 				t.Errorf("worker survived the cancel: %v, want %v (workers started: %d before, %d after)", survived, c.survives, before, dep.spawned.Load())
 			}
 		})
 	}
+}
+
+// allAlive reports whether the deployment has live workers and none of them
+// is dead or dying.
+func (d *deployment) allAlive() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for w := range d.live {
+		w.mu.Lock()
+		dead := w.dead
+		w.mu.Unlock()
+		if dead {
+			return false
+		}
+	}
+	return len(d.live) > 0
 }
