@@ -128,6 +128,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(n.cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// Before anything in the data dir is touched: one node per data dir.
+	lock, err := LockDataDir(n.cfg.Data)
+	if err != nil {
+		return err
+	}
+	n.undo = append(n.undo, lock.Unlock)
 	// Staging dirs left by a node killed mid-submission hold nothing
 	// anyone refers to.
 	os.RemoveAll(filepath.Join(n.cfg.Data, "tmp"))
