@@ -32,6 +32,9 @@ type deployment struct {
 	capacity int // invocations in flight per worker
 	log      func(string)
 
+	logsOnce sync.Once
+	logs     *sandbox.LogLimiter // in front of log: see limiter
+
 	spawned atomic.Int64 // workers started, for tests
 
 	mu       sync.Mutex
@@ -75,7 +78,7 @@ func (d *deployment) newWorker(ctx context.Context) (*workerProc, error) {
 		return nil, spawnError{err}
 	}
 	d.spawned.Add(1)
-	w := startWorker(sp, d.name, d.log, d.d.cfg.MaxLine, d.d.cfg.MaxLog, d.capacity, d.init, d.answered, d.died)
+	w := startWorker(sp, d.name, d.limiter(), d.d.cfg.MaxLine, d.d.cfg.MaxLog, d.capacity, d.init, d.answered, d.died)
 	d.mu.Lock()
 	d.live[w] = struct{}{}
 	d.starting++
@@ -103,6 +106,16 @@ func (d *deployment) newWorker(ctx context.Context) (*workerProc, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// limiter returns the deployment's log limiter: every line its workers
+// write to standard error or in log messages passes it on the way to
+// Spec.Log (or to the run's own sink, sandbox.WithRunLog), within
+// sandbox.DefaultLogLimit: 256 KiB per run, 8 MiB per service and hour,
+// 100 lines a second after a burst of 1000, lines cut at 4 KiB.
+func (d *deployment) limiter() *sandbox.LogLimiter {
+	d.logsOnce.Do(func() { d.logs = sandbox.NewLogLimiter(sandbox.DefaultLogLimit(), d.log) })
+	return d.logs
 }
 
 // workersStarted counts the workers the deployment started, restarts
@@ -528,6 +541,7 @@ func (d *deployment) Stop(ctx context.Context) error {
 		}
 	}
 	<-bgDone
+	d.limiter().Close()
 	d.d.forget(d)
 	close(d.stopDone)
 	return d.stopErr

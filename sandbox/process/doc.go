@@ -89,6 +89,22 @@
 // running Config.CancelGrace later gets the worker's whole process group
 // and PID namespace killed.
 //
+// # Logs
+//
+// What a worker writes to standard error and sends in log messages goes to
+// Spec.Log through a sandbox.LogLimiter of the deployment, with
+// sandbox.DefaultLogLimit: lines cut at 4 KiB, 256 KiB per run, 8 MiB per
+// service and hour, 100 lines a second after a burst of 1000; what is
+// dropped is counted in one marker line when lines get through again and
+// when the run ends. A line is a run's when the worker sends it in a log
+// message of that invocation, or writes it to standard error while that
+// invocation is the only one in flight on it (always so in command mode);
+// a run's lines go to the sink the invocation's context carries
+// (sandbox.WithRunLog), else to Spec.Log. The driver holds at most 16 KiB
+// of a line of standard error, whatever its length, and max_line bytes of
+// standard output, where anything but a protocol message is a protocol
+// error that kills the worker.
+//
 // # Dependencies
 //
 // A Node.js service's package.json is installed with npm into its own

@@ -26,7 +26,7 @@ import (
 type workerProc struct {
 	sp      *sandboxProc
 	service string
-	log     func(string)
+	logs    *sandbox.LogLimiter // the deployment's; nil drops the guest's lines
 	maxLine int
 	maxLog  int
 	started time.Time
@@ -66,8 +66,9 @@ type workerExit struct {
 // call is one invocation in flight on a worker.
 type call struct {
 	id    string
-	reply chan reply // buffered: the reader never blocks on a caller that left
-	logs  tailBuffer // the invocation's log messages, for Exit.Detail
+	reply chan reply      // buffered: the reader never blocks on a caller that left
+	logs  tailBuffer      // the invocation's log messages, for Exit.Detail
+	run   *sandbox.RunLog // the run's share of the node's log; nil without a limiter
 }
 
 // reply ends a call: a result, an error message, or the worker's death.
@@ -85,14 +86,14 @@ const (
 
 // startWorker spawns a worker and sends it init. It returns at once; the
 // worker is usable once waitReady returns nil.
-func startWorker(sp *sandboxProc, service string, logf func(string), maxLine, maxLog, capacity int, init []byte, onAnswer func(), onDeath func(*workerProc)) *workerProc {
+func startWorker(sp *sandboxProc, service string, logs *sandbox.LogLimiter, maxLine, maxLog, capacity int, init []byte, onAnswer func(), onDeath func(*workerProc)) *workerProc {
 	w := &workerProc{
 		onAnswer: onAnswer,
 		onDeath:  onDeath,
 		capacity: capacity,
 		sp:       sp,
 		service:  service,
-		log:      logf,
+		logs:     logs,
 		maxLine:  maxLine,
 		maxLog:   maxLog,
 		started:  time.Now(),
@@ -161,6 +162,10 @@ func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Durati
 	w.nextID++
 	c := &call{id: strconv.FormatUint(w.nextID, 10), reply: make(chan reply, 1)}
 	c.logs.max = w.maxLog
+	if w.logs != nil {
+		c.run = w.logs.Run(sandbox.RunLogOf(ctx))
+		defer c.run.End()
+	}
 	w.calls[c.id] = c
 	cpu0 := w.cpuMark
 	w.mu.Unlock()
@@ -319,25 +324,74 @@ func (w *workerProc) shutdown(by time.Time) {
 	w.wmu.Unlock()
 }
 
-// readStderr logs every line of standard error and keeps its tail.
+// stderrBuffer is how much of one line of standard error the driver holds:
+// the rest of a longer line is read and counted, not kept.
+const stderrBuffer = 16 << 10
+
+// readStderr logs every line of standard error, through the deployment's
+// log limiter, and keeps its tail. A line is the run's when exactly one
+// invocation is in flight on the worker (always so in command mode), else
+// the service's. Memory is bounded whatever the worker writes: a line
+// longer than stderrBuffer keeps its first stderrBuffer bytes.
 func (w *workerProc) readStderr(done chan<- struct{}) {
 	defer close(done)
-	br := bufio.NewReaderSize(w.sp.stderr, 16<<10)
+	br := bufio.NewReaderSize(w.sp.stderr, stderrBuffer)
 	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			text := strings.TrimRight(string(line), "\r\n")
+		line, size, err := readLogLine(br)
+		if size > 0 || err == nil {
+			text := strings.TrimRight(string(line), "\r")
 			w.mu.Lock()
 			w.tail.add(text)
+			run := w.soleRun()
 			w.mu.Unlock()
-			if w.log != nil {
-				w.log(text)
+			switch {
+			case run != nil:
+				run.LogPrefix(text, size)
+			case w.logs != nil:
+				w.logs.LogPrefix(text, size)
 			}
 		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		if err != nil {
 			return
 		}
 	}
+}
+
+// soleRun returns the run log of the one invocation in flight, or nil when
+// there are none or several. Called with w.mu held.
+func (w *workerProc) soleRun() *sandbox.RunLog {
+	if len(w.calls) != 1 {
+		return nil
+	}
+	for _, c := range w.calls {
+		return c.run
+	}
+	return nil
+}
+
+// readLogLine returns the next line of br without its newline, or its
+// first br.Size() bytes when it is longer, and the line's full size; the
+// rest of a long line is read and discarded. At the end of the input it
+// returns what came after the last newline with the error.
+func readLogLine(br *bufio.Reader) (line []byte, size int, err error) {
+	line, err = br.ReadSlice('\n')
+	size = len(line)
+	if errors.Is(err, bufio.ErrBufferFull) {
+		head := append([]byte(nil), line...)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			var more []byte
+			more, err = br.ReadSlice('\n')
+			size += len(more)
+		}
+		if err == nil {
+			size-- // the newline
+		}
+		return head, size, err
+	}
+	if err == nil {
+		return line[:len(line)-1], size - 1, nil
+	}
+	return line, size, err
 }
 
 // readStdout reads protocol messages until the worker closes its output,
@@ -493,14 +547,19 @@ func (w *workerProc) handle(line []byte) error {
 		if m.Level != "" && m.Level != "info" {
 			text = m.Level + ": " + text
 		}
+		var run *sandbox.RunLog
 		w.mu.Lock()
 		if c := w.calls[m.ID]; c != nil {
 			c.logs.add(text)
+			run = c.run
 		}
 		w.mu.Unlock()
-		if w.log != nil {
-			for _, l := range strings.Split(text, "\n") {
-				w.log(l)
+		for l := range strings.SplitSeq(text, "\n") {
+			switch {
+			case run != nil:
+				run.Log(l)
+			case w.logs != nil:
+				w.logs.Log(l)
 			}
 		}
 	}
