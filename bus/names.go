@@ -9,6 +9,10 @@ const (
 	// BucketState is the KV bucket of per-service state: service name → one
 	// JSON object, written with compare-and-swap.
 	BucketState = "andromeda_state"
+	// BucketPending is the KV bucket of run records written ahead of their
+	// state change: <service>.<run id> → run record, deleted once the run
+	// is in the runs stream.
+	BucketPending = "andromeda_pending"
 	// BucketTokens is the KV bucket of API tokens: sha256 of the token → role.
 	BucketTokens = "andromeda_tokens"
 	// ObjectArtifacts is the object store of submitted archives, by digest.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -16,6 +17,44 @@ import (
 type Snapshot struct {
 	Values   map[string]json.RawMessage
 	Revision uint64
+	// Writers are the ids of the runs that wrote the newest revisions,
+	// oldest first, at most MaxStateWriters: every committed revision names
+	// its run, so a run whose record a crash lost can be found again.
+	Writers []string
+}
+
+// MaxStateWriters is how many writer run ids a state object remembers. It
+// bounds how many runs of one service can have committed state without
+// their record at a crash (at most resources.concurrency, far fewer).
+const MaxStateWriters = 64
+
+// stateFormat marks a state object that carries its writers. An object
+// without it is the older plain map of values.
+const stateFormat = "andromeda.state/v2"
+
+// stateRecord is how a state object is stored.
+type stateRecord struct {
+	Format  string                     `json:"format"`
+	Values  map[string]json.RawMessage `json:"values"`
+	Writers []string                   `json:"writers"`
+}
+
+func decodeState(b []byte) (stateRecord, error) {
+	var rec stateRecord
+	var probe struct {
+		Format string `json:"format"`
+	}
+	if json.Unmarshal(b, &probe) == nil && probe.Format == stateFormat {
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return rec, err
+		}
+	} else if err := json.Unmarshal(b, &rec.Values); err != nil {
+		return rec, err
+	}
+	if rec.Values == nil {
+		rec.Values = map[string]json.RawMessage{}
+	}
+	return rec, nil
 }
 
 // State reads a service's state snapshot.
@@ -28,17 +67,18 @@ func (s *Store) State(ctx context.Context, service string) (Snapshot, error) {
 	if err != nil {
 		return snap, fmt.Errorf("store: get state of %s: %w", service, err)
 	}
-	if err := json.Unmarshal(e.Value(), &snap.Values); err != nil {
+	rec, err := decodeState(e.Value())
+	if err != nil {
 		return snap, fmt.Errorf("store: decode state of %s: %w", service, err)
 	}
-	snap.Revision = e.Revision()
-	return snap, nil
+	return Snapshot{Values: rec.Values, Writers: rec.Writers, Revision: e.Revision()}, nil
 }
 
-// ApplyState applies a change on top of snap with compare-and-swap: if the
-// state moved since snap was read, nothing is written and ErrConflict is
-// returned. It returns the new snapshot.
-func (s *Store) ApplyState(ctx context.Context, service string, snap Snapshot, change *contract.StateChange) (Snapshot, error) {
+// ApplyState applies a change on top of snap with compare-and-swap, naming
+// run as the revision's writer: if the state moved since snap was read,
+// nothing is written and ErrConflict is returned. It returns the new
+// snapshot.
+func (s *Store) ApplyState(ctx context.Context, service, run string, snap Snapshot, change *contract.StateChange) (Snapshot, error) {
 	if change.Empty() {
 		return snap, nil
 	}
@@ -55,12 +95,21 @@ func (s *Store) ApplyState(ctx context.Context, service string, snap Snapshot, c
 		}
 		next[k] = v
 	}
-	b, err := json.Marshal(next)
+	writers := append(slices.Clone(snap.Writers), run)
+	if len(writers) > MaxStateWriters {
+		writers = writers[len(writers)-MaxStateWriters:]
+	}
+	values, err := json.Marshal(next)
 	if err != nil {
 		return snap, fmt.Errorf("store: encode state of %s: %w", service, err)
 	}
-	if len(b) > s.cfg.MaxStateBytes {
-		return snap, fmt.Errorf("state of %s would be %d bytes, more than the %d allowed: %w", service, len(b), s.cfg.MaxStateBytes, ErrTooLarge)
+	// The cap is on the service's values, not on the bookkeeping.
+	if len(values) > s.cfg.MaxStateBytes {
+		return snap, fmt.Errorf("state of %s would be %d bytes, more than the %d allowed: %w", service, len(values), s.cfg.MaxStateBytes, ErrTooLarge)
+	}
+	b, err := json.Marshal(stateRecord{Format: stateFormat, Values: next, Writers: writers})
+	if err != nil {
+		return snap, fmt.Errorf("store: encode state of %s: %w", service, err)
 	}
 	var rev uint64
 	if snap.Revision == 0 {
@@ -77,5 +126,5 @@ func (s *Store) ApplyState(ctx context.Context, service string, snap Snapshot, c
 	if err != nil {
 		return snap, fmt.Errorf("store: write state of %s: %w", service, err)
 	}
-	return Snapshot{Values: next, Revision: rev}, nil
+	return Snapshot{Values: next, Writers: writers, Revision: rev}, nil
 }

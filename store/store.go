@@ -83,6 +83,7 @@ type Store struct {
 	services  jetstream.KeyValue
 	state     jetstream.KeyValue
 	tokens    jetstream.KeyValue
+	pending   jetstream.KeyValue
 	artifacts jetstream.ObjectStore
 	runs      jetstream.Stream
 }
@@ -110,6 +111,7 @@ func Open(ctx context.Context, b *bus.Bus, cfg Config) (*Store, error) {
 	s.services = kv(bus.BucketServices, "andromeda service registry")
 	s.state = kv(bus.BucketState, "andromeda per-service state")
 	s.tokens = kv(bus.BucketTokens, "andromeda API tokens (hashed)")
+	s.pending = kv(bus.BucketPending, "andromeda runs whose state is being committed (write-ahead)")
 	if err != nil {
 		return nil, err
 	}

@@ -95,29 +95,29 @@ func TestStateCAS(t *testing.T) {
 	set := func(k, v string) *contract.StateChange {
 		return &contract.StateChange{Set: map[string]json.RawMessage{k: json.RawMessage(v)}}
 	}
-	s1, err := s.ApplyState(ctx, "svc", snap, set("a", `1`))
+	s1, err := s.ApplyState(ctx, "svc", "run1", snap, set("a", `1`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A second writer from the same (stale) snapshot conflicts.
-	if _, err := s.ApplyState(ctx, "svc", snap, set("a", `2`)); !errors.Is(err, store.ErrConflict) {
+	if _, err := s.ApplyState(ctx, "svc", "run1", snap, set("a", `2`)); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("stale create err = %v, want ErrConflict", err)
 	}
-	s2, err := s.ApplyState(ctx, "svc", s1, &contract.StateChange{Set: map[string]json.RawMessage{"b": json.RawMessage(`"x"`)}, Delete: []string{"a"}})
+	s2, err := s.ApplyState(ctx, "svc", "run1", s1, &contract.StateChange{Set: map[string]json.RawMessage{"b": json.RawMessage(`"x"`)}, Delete: []string{"a"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ApplyState(ctx, "svc", s1, set("c", `3`)); !errors.Is(err, store.ErrConflict) {
+	if _, err := s.ApplyState(ctx, "svc", "run1", s1, set("c", `3`)); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("stale update err = %v, want ErrConflict", err)
 	}
 	got, _ := s.State(ctx, "svc")
 	if got.Revision != s2.Revision || string(got.Values["b"]) != `"x"` || got.Values["a"] != nil {
 		t.Fatalf("state = %+v, want b=x at rev %d", got, s2.Revision)
 	}
-	if _, err := s.ApplyState(ctx, "svc", got, set("big", `"`+strings.Repeat("x", 2000)+`"`)); !errors.Is(err, store.ErrTooLarge) {
+	if _, err := s.ApplyState(ctx, "svc", "run1", got, set("big", `"`+strings.Repeat("x", 2000)+`"`)); !errors.Is(err, store.ErrTooLarge) {
 		t.Fatalf("oversized state err = %v, want ErrTooLarge", err)
 	}
-	if _, err := s.ApplyState(ctx, "svc", got, set("bad", `{`)); err == nil {
+	if _, err := s.ApplyState(ctx, "svc", "run1", got, set("bad", `{`)); err == nil {
 		t.Fatal("invalid JSON value accepted")
 	}
 	after, _ := s.State(ctx, "svc")
