@@ -129,6 +129,13 @@ type Error struct {
 	Problems []string `json:"problems,omitempty"` // one line per field problem
 	// Decision is the admission decision, when admission refused.
 	Decision *Decision `json:"decision,omitempty"`
+	// Run is the run the error is about, when one was made: a firing
+	// skipped over the concurrency bound (429), or a run that ended but
+	// that the store did not record (503).
+	Run *Run `json:"run,omitempty"`
+	// RetryAfter, in seconds, is sent as the Retry-After header when
+	// positive.
+	RetryAfter int `json:"-"`
 }
 
 // SubmitOptions travel beside a submitted archive, in headers.

@@ -19,7 +19,9 @@
 // (as named exports, or on the default export), sync or async. It returns
 // the contract's Output object ({actions, emit, state, noop}); an array is
 // shorthand for {actions: array}. A thrown error or rejected promise ends
-// the run as crashed with the error's message and stack; the worker lives on.
+// the run as crashed with the error's message and stack, and so does an
+// output JSON cannot encode (a cycle, a BigInt, nesting deeper than the
+// stack); the worker lives on.
 
 const { pathToFileURL } = require('node:url');
 
@@ -103,33 +105,54 @@ function invoke(msg) {
   inflight.set(id, ctrl);
   const ctx = context(id, msg, ctrl);
   let r;
+  let thenable;
   try {
     if (mod.kind === 'decide') {
       r = mod.fn(Object.assign({}, msg.input, ctx));
     } else {
       r = mod.wantsCtx ? mod.fn(msg.input, ctx) : mod.fn(msg.input);
     }
+    // A value's then may be a getter that throws, or a then that throws.
+    thenable = r !== null && (typeof r === 'object' || typeof r === 'function') && typeof r.then === 'function';
+    if (thenable) r.then((v) => done(id, v), (e) => fail(id, e));
   } catch (e) {
     fail(id, e);
     return;
   }
-  if (r && typeof r.then === 'function') {
-    r.then((v) => done(id, v), (e) => fail(id, e));
-  } else {
-    done(id, r);
+  if (!thenable) done(id, r);
+}
+
+// describe returns what was thrown as a message and maybe a stack, both
+// strings, whatever the value is: a getter or toString that throws, or an
+// object without a prototype, must not end the worker.
+function describe(e) {
+  let message;
+  let stack;
+  try {
+    message = String((e && e.message) || e);
+  } catch {
+    message = 'a thrown value that cannot be converted to a string';
   }
+  try {
+    stack = e && typeof e.stack === 'string' ? e.stack : undefined;
+  } catch {
+    stack = undefined;
+  }
+  return { message, stack };
 }
 
 function done(id, value) {
   if (!inflight.delete(id)) return; // cancelled meanwhile
-  let out = value;
-  if (Array.isArray(out)) out = { actions: out };
-  if (out === undefined || out === null) out = {};
   let json;
   try {
-    json = JSON.stringify(out);
+    let out = value;
+    if (Array.isArray(out)) out = { actions: out };
+    if (out === undefined || out === null) out = {};
+    json = JSON.stringify(out); // throws on a cycle, a BigInt, deep nesting, a throwing toJSON
   } catch (e) {
-    sendError(id, 'error', 'encode output: ' + e.message);
+    let { message } = describe(e);
+    if (e instanceof RangeError && /call stack/i.test(message)) message += ' (the output is nested too deeply)';
+    sendError(id, 'error', 'encode output: ' + message);
     return finishIfDone();
   }
   if (typeof json !== 'string' || json[0] !== '{') {
@@ -147,9 +170,9 @@ function done(id, value) {
 
 function fail(id, e) {
   if (!inflight.delete(id)) return;
-  const message = String((e && e.message) || e);
+  const { message, stack } = describe(e);
   const oom = e instanceof RangeError && /allocation failed|out of memory/i.test(message);
-  send({ type: 'error', id, error: { code: oom ? 'oom' : 'error', message, stack: (e && e.stack) || undefined } });
+  send({ type: 'error', id, error: { code: oom ? 'oom' : 'error', message, stack } });
   finishIfDone();
 }
 

@@ -18,7 +18,10 @@ A service is a module (the entry file) defining
 as a plain function or a coroutine function. It returns the contract's
 Output as a dict ({"actions", "emit", "state", "noop"}); a list is shorthand
 for {"actions": list}. A raised exception ends the run as crashed with its
-message and traceback (MemoryError as oom); the worker lives on.
+message and traceback (MemoryError as oom), and so does an output json
+cannot encode (a cycle, NaN, nesting deeper than the recursion limit); the
+worker lives on. An input nested deeper than the recursion limit lets json
+decode is answered bad_input.
 
 Plain functions run one at a time on the main thread, so the worker tells
 the runner it takes one invocation at a time (a cancel cannot stop them: the
@@ -29,6 +32,7 @@ as many at once as the runner allows, and a cancel cancels the task.
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 
@@ -46,6 +50,19 @@ def is_awaitable(value):
     return hasattr(value, "__await__")
 
 PROTOCOL = 1
+
+# How the process driver spells the start of an invoke message; the id is
+# read from it when the message cannot be decoded (input nested deeper than
+# Python's recursion limit lets json decode).
+INVOKE_ID = re.compile(rb'\{"type":"invoke","id":"((?:[^"\\]|\\.)*)"')
+
+
+def describe(e):
+    """The message of exception e, whatever its __str__ does."""
+    try:
+        return str(e) or type(e).__name__
+    except Exception:  # noqa: BLE001 - a broken __str__ must not kill the worker
+        return type(e).__name__
 
 
 class Context(dict):
@@ -116,8 +133,14 @@ class Worker:
                 data = json.dumps(out, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
             except UnicodeEncodeError:  # lone surrogates: escape them
                 data = json.dumps(out, separators=(",", ":"), allow_nan=False).encode("ascii")
-        except (TypeError, ValueError) as e:
-            self.error(id, "error", "encode output: %s" % e)
+        except RecursionError:
+            self.error(id, "error", "encode output: nested deeper than Python's recursion limit (%d)" % sys.getrecursionlimit())
+            return
+        except MemoryError:
+            self.error(id, "oom", "encode output: out of memory")
+            return
+        except Exception as e:  # noqa: BLE001 - TypeError, ValueError (circular, NaN), or what a value's methods raise
+            self.error(id, "error", "encode output: %s" % describe(e))
             return
         line = b'{"type":"result","id":' + json.dumps(id).encode() + b',"output":' + data + b"}\n"
         if len(line) > self.max_line:
@@ -127,10 +150,13 @@ class Worker:
 
     def failure(self, id, e):
         code = "oom" if isinstance(e, MemoryError) else "error"
-        message = str(e) or type(e).__name__
-        import traceback
+        message = describe(e)
+        try:
+            import traceback
 
-        stack = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+            stack = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        except Exception:  # noqa: BLE001 - a broken exception still gets its answer
+            stack = None
         self.error(id, code, message, stack)
 
     # --- input ----------------------------------------------------------
@@ -151,8 +177,17 @@ class Worker:
         os._exit(1)
 
     def decode(self, line):
+        """Returns the message on line, or None when it was an invoke whose
+        input cannot be decoded: that invoke has been answered bad_input."""
         try:
             return json.loads(line)
+        except RecursionError:
+            m = INVOKE_ID.match(line)
+            if m is None:
+                self.fatal("undecodable message: nested deeper than Python's recursion limit")
+            id = json.loads(b'"' + m.group(1) + b'"')
+            self.error(id, "bad_input", "input nested deeper than Python's recursion limit (%d) lets it decode" % sys.getrecursionlimit())
+            return None
         except ValueError as e:
             self.fatal("undecodable message: %s" % e)
 
@@ -230,6 +265,8 @@ class Worker:
             if line is None:
                 return
             msg = self.decode(line)
+            if msg is None:
+                continue
             kind = msg.get("type")
             if kind == "invoke":
                 id = msg.get("id")
@@ -272,6 +309,8 @@ class Worker:
             if line is None:
                 break
             msg = self.decode(line)
+            if msg is None:
+                continue
             kind = msg.get("type")
             if kind == "invoke":
                 id = msg.get("id")
@@ -320,8 +359,8 @@ def main():
     if line is None:
         return
     msg = w.decode(line)
-    if msg.get("type") != "init":
-        w.fatal("first message must be init, got %r" % msg.get("type"))
+    if msg is None or msg.get("type") != "init":
+        w.fatal("first message must be init, got %r" % (msg or {}).get("type"))
     w.init(msg)
     if w.is_async:
         import asyncio

@@ -1,0 +1,159 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/process"
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
+)
+
+// TestMain lets the process driver re-execute this test binary as its
+// sandbox init.
+func TestMain(m *testing.M) {
+	process.MaybeInit()
+	os.Exit(m.Run())
+}
+
+// service answers with a token of its worker process, so that a test can
+// tell a worker that lived on from a new one, unless its input's message
+// asks for an output JSON cannot encode or throws what cannot be printed.
+const service = `const TOKEN = require('node:crypto').randomBytes(8).toString('hex');
+
+function body(input) {
+  const m = input.message || {};
+  switch (m.op) {
+    case 'deep-input': {
+      let depth = 0;
+      for (let v = m.v; Array.isArray(v); v = v[0]) depth++;
+      return { noop: 'depth ' + depth + ' ' + TOKEN };
+    }
+    case 'echo-deep-input':
+      return { noop: 'x', actions: [{ kind: 'k', params: m.v }] };
+    case 'deep-output': {
+      let v = [];
+      for (let i = 0; i < 100000; i++) v = [v];
+      return { noop: 'x', actions: [{ kind: 'k', params: v }] };
+    }
+    case 'circular-output': {
+      const c = {};
+      c.self = c;
+      return { noop: 'x', actions: [{ kind: 'k', params: c }] };
+    }
+    case 'bigint-output':
+      return { noop: 'x', actions: [{ kind: 'k', params: { n: 10n } }] };
+    case 'tojson-throws-null':
+      return { noop: 'x', toJSON() { throw null; } };
+    case 'throw-bare-object':
+      throw Object.create(null);
+    case 'throw-proxy':
+      throw new Proxy({}, { get() { throw new Error('trap'); } });
+    case 'then-getter-throws':
+      return { get then() { throw new Error('then getter'); } };
+  }
+  return { noop: 'alive ' + TOKEN };
+}
+`
+
+// nested returns a JSON message whose v is nested depth arrays deep.
+func nested(op string, depth int) string {
+	return `{"op":"` + op + `","v":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}`
+}
+
+// TestNestingAndUnencodable sends the Node.js shim deeply nested input and
+// has the service return output JSON.stringify cannot encode or throw
+// values that cannot be printed: each invocation gets the protocol's
+// answer, for sync and async handlers alike, and the worker lives on.
+func TestNestingAndUnencodable(t *testing.T) {
+	sandboxtest.Require(t, os.Geteuid() == 0, "the process driver's sandbox needs root (namespaces, cgroups)")
+	d := process.New(process.Config{
+		WorkDir:      filepath.Join(t.TempDir(), "work"),
+		CgroupParent: "/andromeda-test-node-shim",
+		Node:         os.Getenv("ANDROMEDA_TEST_NODE"),
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	t.Cleanup(func() { d.Close() })
+	_, ok := d.Offer().Languages[process.LangNode]
+	sandboxtest.Require(t, ok, fmt.Sprintf("no node toolchain: %q", d.Offer().Notes))
+
+	for _, kind := range []struct{ name, source string }{
+		{"sync", service + "\nexports.handle = (input) => body(input);\n"},
+		{"async", service + "\nexports.handle = async (input) => body(input);\n"},
+	} {
+		t.Run(kind.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "svc")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "index.js"), []byte(kind.source), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			dep, err := d.Deploy(ctx, sandbox.Spec{Service: "nesting-" + kind.name, Dir: dir, Entry: "index.js",
+				Language: process.LangNode, Mode: sandbox.ModeServer, Limits: sandbox.Limits{Concurrency: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dep.Stop(ctx)
+			call := func(message string) sandbox.Result {
+				t.Helper()
+				in := `{"run_id":"r-1","service":"s","trigger":{"kind":"manual"},"message":` + message + `,"state":{},"config":{}}`
+				r, err := sandbox.CallRaw(ctx, dep, []byte(in), 20*time.Second)
+				if err != nil {
+					t.Fatalf("CallRaw(%.60s) = %v", message, err)
+				}
+				return r
+			}
+			alive := call(`{}`)
+			if alive.Outcome != sandbox.Noop || !strings.HasPrefix(alive.Output.Noop, "alive ") {
+				t.Fatalf("first call: %s %q (%s)", alive.Outcome, alive.Output.Noop, alive.Error)
+			}
+			token := strings.TrimPrefix(alive.Output.Noop, "alive ")
+			for _, c := range []struct {
+				name, message string
+				outcome       sandbox.Outcome
+				detail        string // in the error, or the noop reason
+			}{
+				// V8 decodes JSON without recursion: deep input is fine.
+				{"input-9000-deep", nested("deep-input", 9000), sandbox.Noop, "depth 9000 " + token},
+				{"echo-9000-deep", nested("echo-deep-input", 9000), "", ""}, // encoded or refused, the worker lives
+				{"deep-output", `{"op":"deep-output"}`, sandbox.Crashed, "encode output: Maximum call stack size exceeded (the output is nested too deeply)"},
+				{"circular-output", `{"op":"circular-output"}`, sandbox.Crashed, "encode output: Converting circular structure to JSON"},
+				{"bigint-output", `{"op":"bigint-output"}`, sandbox.Crashed, "encode output: Do not know how to serialize a BigInt"},
+				{"tojson-throws-null", `{"op":"tojson-throws-null"}`, sandbox.Crashed, "encode output: null"},
+				{"throw-bare-object", `{"op":"throw-bare-object"}`, sandbox.Crashed, "a thrown value that cannot be converted to a string"},
+				{"throw-proxy", `{"op":"throw-proxy"}`, sandbox.Crashed, "a thrown value that cannot be converted to a string"},
+				{"then-getter-throws", `{"op":"then-getter-throws"}`, sandbox.Crashed, "then getter"},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					r := call(c.message)
+					got := r.Error
+					if r.Outcome == sandbox.Noop {
+						got = r.Output.Noop
+					}
+					if c.outcome != "" && (r.Outcome != c.outcome || !strings.Contains(got, c.detail)) {
+						t.Errorf("outcome %s (%.300s), want %s with %q", r.Outcome, got, c.outcome, c.detail)
+					}
+					if r.Outcome != sandbox.Noop && r.Outcome != sandbox.Crashed && r.Outcome != sandbox.Error {
+						t.Errorf("outcome %s (%.300s)", r.Outcome, got)
+					}
+					if again := call(`{}`); again.Output.Noop != alive.Output.Noop {
+						t.Errorf("after it: %s %q (%.300s), want %q from the same worker", again.Outcome, again.Output.Noop, again.Error, alive.Output.Noop)
+					}
+				})
+			}
+		})
+	}
+}

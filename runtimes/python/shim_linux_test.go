@@ -1,0 +1,139 @@
+package python_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/process"
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
+)
+
+// TestMain lets the process driver re-execute this test binary as its
+// sandbox init.
+func TestMain(m *testing.M) {
+	process.MaybeInit()
+	os.Exit(m.Run())
+}
+
+// service answers with a token of its worker process, so that a test can
+// tell a worker that lived on from a new one, unless its input's message
+// asks for something that used to kill the worker.
+const service = `import os
+
+TOKEN = os.urandom(8).hex()
+
+
+def body(input):
+    op = input['message'].get('op') if isinstance(input['message'], dict) else None
+    if op == 'deep-output':
+        v = []
+        for _ in range(100_000):
+            v = [v]
+        return {'noop': 'x', 'actions': [{'kind': 'k', 'params': v}]}
+    if op == 'circular-output':
+        d = {}
+        d['self'] = d
+        return {'noop': 'x', 'actions': [{'kind': 'k', 'params': d}]}
+    if op == 'object-output':
+        return {'noop': 'x', 'actions': [{'kind': 'k', 'params': object()}]}
+    if op == 'recurse':
+        def f(n):
+            return f(n + 1)
+        return f(0)
+    if op == 'broken-exception':
+        class Broken(Exception):
+            def __str__(self):
+                raise ValueError('no string for you')
+        raise Broken()
+    return {'noop': 'alive ' + TOKEN}
+`
+
+// nested returns a JSON message nested depth arrays deep.
+func nested(depth int) string {
+	return `{"op":"deep-input","v":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}`
+}
+
+// TestNestingAndUnencodable sends the Python shim input nested deeper than
+// Python's recursion limit and has the service return output json cannot
+// encode: each invocation gets the protocol's error, in sync and async
+// services alike, and the worker lives on.
+func TestNestingAndUnencodable(t *testing.T) {
+	sandboxtest.Require(t, os.Geteuid() == 0, "the process driver's sandbox needs root (namespaces, cgroups)")
+	d := process.New(process.Config{
+		WorkDir:      filepath.Join(t.TempDir(), "work"),
+		CgroupParent: "/andromeda-test-python-shim",
+		Python:       os.Getenv("ANDROMEDA_TEST_PYTHON"),
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	t.Cleanup(func() { d.Close() })
+	_, ok := d.Offer().Languages[process.LangPython]
+	sandboxtest.Require(t, ok, fmt.Sprintf("no python toolchain: %q", d.Offer().Notes))
+
+	for _, kind := range []struct{ name, source string }{
+		{"sync", service + "\n\ndef handle(input):\n    return body(input)\n"},
+		{"async", service + "\n\nasync def handle(input):\n    return body(input)\n"},
+	} {
+		t.Run(kind.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "svc")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "main.py"), []byte(kind.source), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			dep, err := d.Deploy(ctx, sandbox.Spec{Service: "nesting-" + kind.name, Dir: dir, Entry: "main.py",
+				Language: process.LangPython, Mode: sandbox.ModeServer, Limits: sandbox.Limits{Concurrency: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dep.Stop(ctx)
+			call := func(message string) sandbox.Result {
+				t.Helper()
+				in := `{"run_id":"r-1","service":"s","trigger":{"kind":"manual"},"message":` + message + `,"state":{},"config":{}}`
+				r, err := sandbox.CallRaw(ctx, dep, []byte(in), 20*time.Second)
+				if err != nil {
+					t.Fatalf("CallRaw(%.60s) = %v", message, err)
+				}
+				return r
+			}
+			alive := call(`{}`)
+			if alive.Outcome != sandbox.Noop || !strings.HasPrefix(alive.Output.Noop, "alive ") {
+				t.Fatalf("first call: %s %q (%s)", alive.Outcome, alive.Output.Noop, alive.Error)
+			}
+			for _, c := range []struct {
+				name, message, detail string
+			}{
+				{"input-1000-deep", nested(1000), "bad_input: input nested deeper than Python's recursion limit"},
+				{"input-9000-deep", nested(9000), "bad_input: input nested deeper than Python's recursion limit"},
+				{"deep-output", `{"op":"deep-output"}`, "encode output: nested deeper than Python's recursion limit"},
+				{"circular-output", `{"op":"circular-output"}`, "encode output: Circular reference detected"},
+				{"object-output", `{"op":"object-output"}`, "encode output: Object of type object is not JSON serializable"},
+				{"handler-recursion", `{"op":"recurse"}`, "maximum recursion depth exceeded"},
+				{"broken-exception", `{"op":"broken-exception"}`, "Broken"},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					r := call(c.message)
+					if r.Outcome != sandbox.Crashed || !strings.Contains(r.Error, c.detail) {
+						t.Errorf("outcome %s (%.300s), want crashed with %q", r.Outcome, r.Error, c.detail)
+					}
+					if again := call(`{}`); again.Output.Noop != alive.Output.Noop {
+						t.Errorf("after it: %s %q (%.300s), want %q from the same worker", again.Outcome, again.Output.Noop, again.Error, alive.Output.Noop)
+					}
+				})
+			}
+		})
+	}
+}
