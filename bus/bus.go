@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -38,14 +39,45 @@ type Config struct {
 	Name string
 	// MaxStore caps the embedded JetStream file storage in bytes. Default 1 GiB.
 	MaxStore int64
+	// Logger receives the embedded server's warnings and errors (its
+	// notices and debug lines at debug level), each format at most a few
+	// times a minute, and the bus's own lines about store health and
+	// recovery. Default nil: all discarded.
+	Logger *slog.Logger
+	// HealthInterval is how often the embedded server's store health is
+	// checked (a write error seen in its log triggers a check at once).
+	// Default 2s.
+	HealthInterval time.Duration
+	// RecoverFree is how many bytes must be free on the filesystem of Dir
+	// before the bus restarts JetStream to clear a write error. Default
+	// 8 MiB.
+	RecoverFree int64
 }
+
+// Defaults of Config.
+const (
+	DefaultMaxStore       = 1 << 30
+	DefaultHealthInterval = 2 * time.Second
+	DefaultRecoverFree    = 8 << 20
+)
+
+var (
+	// ErrUnavailable is wrapped by every error saying that JetStream cannot
+	// store now (a write error such as a full disk, JetStream disabled, or no
+	// connection). It is transient: retry later.
+	ErrUnavailable = errors.New("storage unavailable")
+)
 
 // Bus is an open connection to NATS with JetStream. Close it when done.
 type Bus struct {
 	Conn *nats.Conn
 	JS   jetstream.JetStream
 
-	srv *server.Server // nil for an external cluster
+	srv    *server.Server // nil for an external cluster
+	jscfg  server.JetStreamConfig
+	cfg    Config
+	log    *slog.Logger
+	health health
 }
 
 // Open starts the embedded server (or dials the external one) and returns a
@@ -57,11 +89,25 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	if cfg.Name == "" {
 		cfg.Name = "andromeda"
 	}
-	b := &Bus{}
+	if cfg.MaxStore <= 0 {
+		cfg.MaxStore = DefaultMaxStore
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = DefaultHealthInterval
+	}
+	if cfg.RecoverFree <= 0 {
+		cfg.RecoverFree = DefaultRecoverFree
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Bus{cfg: cfg, log: log.With(logComponent, "bus")}
+	b.health.init()
 	opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1)}
 	url := cfg.URL
 	if url == "" {
-		srv, err := startEmbedded(cfg)
+		srv, err := b.startEmbedded(log)
 		if err != nil {
 			return nil, err
 		}
@@ -84,23 +130,23 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		b.Close()
 		return nil, fmt.Errorf("bus: jetstream not available: %w", err)
 	}
+	if b.srv != nil {
+		b.health.start(b.watch)
+	}
 	return b, nil
 }
 
-func startEmbedded(cfg Config) (*server.Server, error) {
+func (b *Bus) startEmbedded(log *slog.Logger) (*server.Server, error) {
+	cfg := b.cfg
 	dir := filepath.Join(cfg.Dir, "jetstream")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
-	}
-	maxStore := cfg.MaxStore
-	if maxStore <= 0 {
-		maxStore = 1 << 30
 	}
 	o := &server.Options{
 		ServerName:         cfg.Name,
 		JetStream:          true,
 		StoreDir:           dir,
-		JetStreamMaxStore:  maxStore,
+		JetStreamMaxStore:  cfg.MaxStore,
 		JetStreamMaxMemory: 64 << 20,
 		NoSigs:             true,
 		NoLog:              true,
@@ -122,11 +168,34 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: embedded server: %w", err)
 	}
+	// NoLog keeps the server from logging to stderr; its lines go to the
+	// node's log instead. Fatalf does not exit (the server returns after it)
+	// and is remembered to explain a start that fails.
+	sl := newServerLog(log, b.serverError)
+	srv.SetLoggerV2(sl, log.Enabled(context.Background(), levelNATSDebug), false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		return nil, errors.New("bus: embedded server did not become ready within 30s")
+	for deadline := time.Now().Add(30 * time.Second); !srv.ReadyForConnections(100 * time.Millisecond); {
+		if f := sl.lastFatal(); f != "" {
+			srv.Shutdown()
+			return nil, fmt.Errorf("bus: embedded server: %s", f)
+		}
+		if time.Now().After(deadline) {
+			srv.Shutdown()
+			return nil, errors.New("bus: embedded server did not become ready within 30s")
+		}
 	}
+	jc := srv.JetStreamConfig()
+	if jc == nil {
+		srv.Shutdown()
+		if f := sl.lastFatal(); f != "" {
+			return nil, fmt.Errorf("bus: embedded server: %s", f)
+		}
+		return nil, errors.New("bus: embedded server started without JetStream")
+	}
+	// JetStreamConfig reports the directory with "jetstream" appended;
+	// EnableJetStream appends it again.
+	b.jscfg = *jc
+	b.jscfg.StoreDir = dir
 	return srv, nil
 }
 
@@ -145,6 +214,7 @@ func (b *Bus) ClientURL() string {
 // Close drains the connection and shuts the embedded server down. Safe to
 // call more than once.
 func (b *Bus) Close() error {
+	b.health.stop()
 	var err error
 	if b.Conn != nil && !b.Conn.IsClosed() {
 		err = b.Conn.Drain()
