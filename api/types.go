@@ -191,3 +191,29 @@ type Dep struct {
 type DepRequest struct {
 	Package string `json:"package"`
 }
+
+// RunQuery selects one page of a run listing (GET /v1/runs and
+// /v1/services/{name}/runs, query parameters limit, cursor, since, until).
+// The zero value asks for the newest 20 runs.
+type RunQuery struct {
+	// Limit is how many runs one page holds at most, 1 to 1000; 0 means 20.
+	Limit int
+	// Cursor is the Next of the previous page; "" starts at the newest run.
+	// It is opaque: pass it back as it came.
+	Cursor string
+	// Since keeps the runs that started at or after it; zero: no bound.
+	Since time.Time
+	// Until keeps the runs that started before it; zero: no bound.
+	Until time.Time
+}
+
+// RunList is one page of a run listing, newest first (in the order the
+// runs were recorded).
+type RunList struct {
+	Runs []Run `json:"runs"`
+	// Next is the cursor of the following page, absent on the last one. A
+	// page may hold fewer than the limit, even none, and still have a Next
+	// (a time window skipped many records); a client follows Next until it
+	// is absent.
+	Next string `json:"next,omitempty"`
+}

@@ -2,14 +2,21 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
 // TestDataDirLock: a second node on the same data dir is refused at start
@@ -46,4 +53,260 @@ func TestDataDirLock(t *testing.T) {
 		t.Fatalf("start after the first node stopped: %v", err)
 	}
 	third.Close()
+}
+
+// panicky is a stand-in wasm driver whose deployments panic on demand: the
+// node's seam must turn any panic below it into an outcome.
+type panicky struct{ sandbox.Driver }
+
+func (panicky) Name() string                   { return "wasm" }
+func (panicky) Test(ctx context.Context) error { return nil }
+func (panicky) Offer() sandbox.Offer           { return sandbox.Offer{} }
+func (panicky) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deployment, error) {
+	if strings.Contains(spec.Service, "deploy-panic") {
+		panic("deploy blew up")
+	}
+	return panickyDeployment{}, nil
+}
+
+type panickyDeployment struct{}
+
+func (panickyDeployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, error) {
+	var in struct {
+		Trigger struct{ Kind string }
+	}
+	json.Unmarshal(input, &in)
+	panic("guest path panicked on a " + in.Trigger.Kind + " run")
+}
+func (panickyDeployment) Stop(ctx context.Context) error { return nil }
+
+// serviceDir writes a minimal wasm service whose manifest has the given
+// triggers; its module is never run by the stand-in driver.
+func serviceDir(t *testing.T, name, triggers string) string {
+	t.Helper()
+	dir := t.TempDir()
+	m := "name: " + name + "\nversion: 1.0.0\ndescription: test\nruntime: {driver: wasm, language: wat, entry: main.wasm}\nmode: server\ntriggers:\n" + triggers +
+		"resources: {memory: 16Mi, timeout: 1s, concurrency: 2}\ncapabilities: {network: none}\n"
+	if err := os.WriteFile(filepath.Join(dir, "andromeda.yaml"), []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestPanicBecomesOutcome: a panic in a driver's Invoke, on a manual fire
+// and on cron ticks, is the run's outcome (crashed, with the panic
+// message), recorded; a panic in Deploy refuses the submission and leaves
+// no directory behind; the node stays up and ready throughout.
+func TestPanicBecomesOutcome(t *testing.T) {
+	ctx := context.Background()
+	var tn *testNode
+	{
+		cfg := node.DefaultConfig()
+		cfg.Data = t.TempDir()
+		cfg.Listen = "127.0.0.1:0"
+		cfg.Name = "panic"
+		cfg.Cache = sharedCache(t)
+		nd, err := node.New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node.ReplaceDriver(nd, panicky{})
+		if err := nd.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nd.Close() })
+		tok, _ := node.OperatorToken(cfg.Data)
+		tn = &testNode{Node: nd, cfg: cfg, op: api.NewClient(nd.Addr(), tok)}
+	}
+	if _, err := tn.op.Submit(ctx, pack(t, serviceDir(t, "boom", "  - {kind: manual}\n  - {kind: cron, every: 1s}\n"))); err != nil {
+		t.Fatal(err)
+	}
+	run, err := tn.op.Fire(ctx, "boom", nil)
+	if err != nil {
+		t.Fatalf("fire: %v", err)
+	}
+	if run.Outcome != "crashed" || !strings.Contains(run.Error, "guest path panicked on a manual run") {
+		t.Fatalf("fire = %+v, want crashed with the panic message", run)
+	}
+	// A cron tick panics on the scheduler's goroutine: still an outcome.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runs, err := tn.op.Runs(ctx, "boom", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cron := 0
+		for _, r := range runs {
+			if r.Trigger.Kind == "cron" && r.Outcome == "crashed" && strings.Contains(r.Error, "panicked on a cron run") {
+				cron++
+			}
+		}
+		if cron > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no crashed cron run recorded: %+v", runs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := tn.Ready(); err != nil {
+		t.Fatalf("not ready after panics: %v", err)
+	}
+
+	_, err = tn.op.Submit(ctx, pack(t, serviceDir(t, "deploy-panic", "  - {kind: manual}\n")))
+	if status(err) != 422 || !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("submit with a panicking deploy = %v, want 422 naming the panic", err)
+	}
+	if _, err := os.Stat(filepath.Join(tn.cfg.Data, "services", "deploy-panic")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused submission left its directory behind: %v", err)
+	}
+	if err := tn.Ready(); err != nil {
+		t.Fatalf("not ready after a panicking deploy: %v", err)
+	}
+}
+
+// nodeService writes a Node.js service for the process driver.
+func nodeService(t *testing.T, name, resources, code string) string {
+	t.Helper()
+	dir := t.TempDir()
+	m := "name: " + name + "\nversion: 1.0.0\ndescription: test\nruntime: {driver: process, language: node, entry: index.js}\nmode: server\ntriggers:\n  - {kind: manual}\n" +
+		"resources: " + resources + "\ncapabilities: {network: none, state: true}\n"
+	if err := os.WriteFile(filepath.Join(dir, "andromeda.yaml"), []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.js"), []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func requireProcess(t *testing.T, n *testNode) {
+	t.Helper()
+	var enabled bool
+	var why string
+	for _, d := range n.Node.Node(context.Background()).Drivers {
+		if d.Name == "process" {
+			enabled, why = d.Enabled, d.Reason
+		}
+	}
+	sandboxtest.Require(t, enabled, "the process driver is disabled on this host: "+why)
+}
+
+// TestStateContention: eight runs of one service write the same state key
+// at once; with retries on fresh state and jittered backoff, every one
+// commits (none ends in error), the counter counts them all, and the runs
+// that collided say how many attempts they took.
+func TestStateContention(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	const writers = 8
+	code := `exports.decide = async (ctx) => {
+  const n = (ctx.state.n || 0) + 1;
+  await new Promise((r) => setTimeout(r, 20));
+  return { state: { set: { n } }, noop: 'counted ' + n };
+};`
+	if _, err := n.op.Submit(ctx, pack(t, nodeService(t, "counter", "{memory: 128Mi, timeout: 5s, concurrency: 8}", code))); err != nil {
+		t.Fatal(err)
+	}
+	// One warm-up run, so the eight below start together on a ready worker.
+	if r, err := n.op.Fire(ctx, "counter", nil); err != nil || r.Outcome != "noop" {
+		t.Fatalf("warm-up = %+v, %v", r, err)
+	}
+	var wg sync.WaitGroup
+	runs := make([]api.Run, writers)
+	errs := make([]error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runs[i], errs[i] = n.op.Fire(ctx, "counter", nil)
+		}()
+	}
+	wg.Wait()
+	retried := 0
+	for i, r := range runs {
+		if errs[i] != nil || r.Outcome != "noop" {
+			t.Errorf("writer %d = %+v, %v; want every writer to commit", i, r, errs[i])
+		}
+		if r.Attempts > 1 {
+			retried++
+		}
+	}
+	if retried == 0 {
+		t.Error("no run needed a second attempt: the writers did not contend")
+	}
+	last, err := n.op.Fire(ctx, "counter", nil)
+	if err != nil || last.Noop != "counted "+strconv.Itoa(writers+2) {
+		t.Fatalf("after %d writers = %+v, %v; want counted %d", writers, last, err, writers+2)
+	}
+}
+
+// TestFireOverConcurrencyBound: a manual fire over resources.concurrency
+// answers 429 with Retry-After, and its run is recorded as skipped.
+func TestFireOverConcurrencyBound(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	code := `exports.decide = async (ctx) => {
+  await new Promise((r) => setTimeout(r, (ctx.message && ctx.message.ms) || 0));
+  return { noop: 'slept' };
+};`
+	if _, err := n.op.Submit(ctx, pack(t, nodeService(t, "sleeper", "{memory: 128Mi, timeout: 10s, concurrency: 1}", code))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.Fire(ctx, "sleeper", nil); err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		// Until it gets the slot (a probe below may hold it a moment).
+		for {
+			_, err := n.op.Fire(ctx, "sleeper", json.RawMessage(`{"ms": 5000}`))
+			if status(err) != http.StatusTooManyRequests {
+				slow <- err
+				return
+			}
+		}
+	}()
+	// Probe until the slow run holds the one slot: the probe is refused.
+	var resp *http.Response
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequest("POST", n.URL()+"/v1/services/sleeper/fire", strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+n.token(t))
+		var err error
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 || time.Now().After(deadline) {
+			break
+		}
+		resp.Body.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	defer resp.Body.Close()
+	var body api.Error
+	json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || body.Run == nil || body.Run.Outcome != "skipped" {
+		t.Fatalf("fire over the bound = %d, Retry-After %q, body %+v; want 429 with Retry-After and the skipped run", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.op.Run(ctx, "sleeper", body.Run.ID)
+	if err != nil || got.Outcome != "skipped" || !strings.Contains(got.Noop, "concurrency") {
+		t.Fatalf("the skipped run as recorded = %+v, %v", got, err)
+	}
+}
+
+func (n *testNode) token(t *testing.T) string {
+	tok, err := node.OperatorToken(n.cfg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

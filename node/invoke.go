@@ -2,14 +2,16 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
@@ -29,6 +31,9 @@ func (n *Node) onTick(ev trigger.Event) {
 }
 
 // Fire implements server.Backend: run a service now and wait for the run.
+// A run the store did not acknowledge is an error (503), never a success;
+// a firing over the service's concurrency bound is recorded as skipped and
+// answered 429 with Retry-After.
 func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (api.Run, error) {
 	d := n.lookup(name)
 	if d == nil {
@@ -46,101 +51,177 @@ func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (
 	ev := trigger.Event{Service: name, Trigger: d.manualName, Kind: trigger.KindManual, At: time.Now().UTC(), Message: message}
 	// A manual run is not abandoned when its caller hangs up: it finishes
 	// and is recorded; the caller just stops waiting.
-	done := make(chan api.Run, 1)
-	go func() { done <- n.invoke(n.ctx, d, ev) }()
+	type result struct {
+		run api.Run
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := n.invoke(n.ctx, d, ev)
+		done <- result{r, err}
+	}()
 	select {
 	case r := <-done:
-		return r, nil
+		return r.run, r.err
 	case <-ctx.Done():
 		return api.Run{}, ctx.Err()
 	}
 }
 
 // invoke runs one invocation of d for ev, applies its state change, records
-// the run and returns it. It never returns an error: every failure is data
-// on the run.
-func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) api.Run {
+// the run and returns it. Every failure of the service is data on the run;
+// the error is for a run the store could not record (503) and for one
+// skipped over the concurrency bound (429; the skip is recorded). A panic anywhere
+// on the way (driver, host functions, the node's own code) becomes the
+// run's outcome, never the node's end.
+func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run api.Run, err error) {
 	n.runs.Add(1)
 	defer n.runs.Done()
-	run := api.Run{
-		ID:       newRunID(),
-		Service:  d.name,
-		Version:  d.version,
-		Owner:    d.owner,
-		Trigger:  contract.Trigger{Kind: ev.Kind, Name: ev.Trigger, Topic: ev.Topic, At: ev.At.UTC().Format(time.RFC3339Nano)},
-		Start:    time.Now().UTC(),
-		Attempts: 0,
+	run = api.Run{
+		ID:      newRunID(),
+		Service: d.name,
+		Version: d.version,
+		Owner:   d.owner,
+		Trigger: contract.Trigger{Kind: ev.Kind, Name: ev.Trigger, Topic: ev.Topic, At: ev.At.UTC().Format(time.RFC3339Nano)},
+		Start:   time.Now().UTC(),
 	}
 	log := n.log.With(logService, d.name, logRun, run.ID, logTrigger, ev.Trigger)
+	finishing := false
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("panic in an invocation", "panic", p, "stack", string(debug.Stack()))
+			if finishing {
+				run, err = api.Run{}, fmt.Errorf("record run %s: panic: %v", run.ID, p)
+				return
+			}
+			run, err = n.finish(log, d, run, sandbox.Crashed, fmt.Sprintf("panic in the runner: %v", p), nil, false)
+		}
+	}()
 
 	if ev.Kind == trigger.KindCron {
 		if skip, until := d.health.Skip(run.Start); skip {
 			st := d.health.State()
-			return n.finish(log, d, run, sandbox.Skipped, fmt.Sprintf("skipped: unhealthy after %d consecutive failures; backing off until %s", st.Failures, until.Format(time.RFC3339)), nil)
+			finishing = true
+			return n.finish(log, d, run, sandbox.Skipped, fmt.Sprintf("skipped: unhealthy after %d consecutive failures; backing off until %s", st.Failures, until.Format(time.RFC3339)), nil, false)
 		}
 	}
 	select {
 	case d.sem <- struct{}{}:
 		defer func() { <-d.sem }()
 	default:
-		return n.finish(log, d, run, sandbox.Skipped, fmt.Sprintf("skipped: concurrency limit reached (%d runs in progress, resources.concurrency = %d)", cap(d.sem), cap(d.sem)), nil)
+		finishing = true
+		reason := fmt.Sprintf("skipped: concurrency limit reached (%d runs in progress, resources.concurrency = %d)", cap(d.sem), cap(d.sem))
+		if run, err = n.finish(log, d, run, sandbox.Skipped, reason, nil, false); err != nil {
+			return run, err
+		}
+		return run, &api.Error{Status: http.StatusTooManyRequests, Message: reason, RetryAfter: 1, Run: &run}
 	}
 
-	var (
-		res sandbox.Result
-		err error
-	)
-	for attempt := 1; attempt <= 2; attempt++ {
+	res, pending, failure := n.attempt(ctx, log, d, &run, ev)
+	finishing = true
+	if failure != "" {
+		return n.finish(log, d, run, sandbox.Error, failure, res, pending)
+	}
+	return n.finish(log, d, run, res.Outcome, res.Error, res, pending)
+}
+
+// attempt invokes d until its state change commits or it needs none, up to
+// state.attempts times with jittered backoff on compare-and-swap
+// conflicts. A run that changes state is written ahead (pending is true)
+// before its state commits, so a crash between the two loses neither. A
+// non-empty failure is an error of the node's, not of the service.
+func (n *Node) attempt(ctx context.Context, log *slog.Logger, d *deployed, run *api.Run, ev trigger.Event) (res *sandbox.Result, pending bool, failure string) {
+	attempts := n.cfg.State.Attempts
+	backoff := stateBackoffBase
+	for attempt := 1; ; attempt++ {
 		run.Attempts = attempt
 		var snap store.Snapshot
 		if d.state {
-			snap, err = n.store.State(ctx, d.name)
-			if err != nil {
-				return n.finish(log, d, run, sandbox.Error, "read state: "+err.Error(), nil)
+			var err error
+			if snap, err = n.store.State(ctx, d.name); err != nil {
+				return nil, false, "read state: " + err.Error()
 			}
 		}
 		in := contract.Input{RunID: run.ID, Service: d.name, Trigger: run.Trigger, Message: ev.Message, State: snap.Values, Config: d.config}
-		dep, derr := n.ensureDeployed(ctx, d)
-		if derr != nil {
-			return n.finish(log, d, run, sandbox.Error, derr.Error(), nil)
-		}
-		res, err = sandbox.Call(ctx, dep, in, d.timeout)
+		dep, err := n.ensureDeployed(ctx, d)
 		if err != nil {
-			return n.finish(log, d, run, sandbox.Error, "runner: "+err.Error(), &res)
+			return nil, false, err.Error()
 		}
-		if res.Outcome != sandbox.OK && res.Outcome != sandbox.Noop {
-			break
+		r, err := safeCall(ctx, dep, in, d.timeout)
+		res = &r
+		if err != nil {
+			return res, false, "runner: " + err.Error()
 		}
-		if res.Output.State.Empty() {
-			break
+		if r.Outcome != sandbox.OK && r.Outcome != sandbox.Noop || r.Output.State.Empty() {
+			return res, false, ""
 		}
 		if !d.state {
-			res.Outcome, res.Error = sandbox.Error, "state: the service changed state but its manifest does not grant capabilities.state"
-			break
+			r.Outcome, r.Error = sandbox.Error, "state: the service changed state but its manifest does not grant capabilities.state"
+			return res, false, ""
 		}
-		_, err = n.store.ApplyState(ctx, d.name, snap, res.Output.State)
+		// Write the run ahead of its state: as it will be recorded if the
+		// state commits.
+		ahead := *run
+		fillRun(&ahead, r.Outcome, r.Error, res)
+		if err := n.store.PutPending(ctx, ahead); err != nil {
+			return res, false, "record run ahead of its state change: " + err.Error()
+		}
+		_, err = n.store.ApplyState(ctx, d.name, run.ID, snap, r.Output.State)
 		if err == nil {
-			break
+			return res, true, ""
 		}
-		if errors.Is(err, store.ErrConflict) && attempt == 1 {
-			log.Info("state conflict, retrying once on fresh state")
+		n.dropPending(log, d.name, run.ID)
+		if errors.Is(err, store.ErrConflict) && attempt < attempts {
+			// Jittered exponential backoff, so writers that collided do
+			// not collide again in lockstep.
+			wait := backoff/2 + rand.N(backoff/2+1)
+			log.Debug("state conflict, invoking again on fresh state", "attempt", attempt, "wait", wait)
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return res, false, "state: " + ctx.Err().Error()
+			}
+			backoff = min(2*backoff, stateBackoffMax)
 			continue
 		}
 		// Its actions are not executed when the state write fails.
-		res.Outcome, res.Error = sandbox.Error, "state: "+err.Error()
+		r.Outcome, r.Error = sandbox.Error, "state: "+err.Error()
 		if errors.Is(err, store.ErrConflict) {
-			res.Error = "state: changed by another run twice in a row; actions dropped"
+			r.Error = fmt.Sprintf("state: changed by other runs on each of %d attempts; actions dropped", attempt)
 		}
-		break
+		return res, false, ""
 	}
-	return n.finish(log, d, run, res.Outcome, res.Error, &res)
 }
 
-// finish fills the run's outcome, updates health and metrics, logs and
-// records it.
-func (n *Node) finish(log *slog.Logger, d *deployed, run api.Run, outcome sandbox.Outcome, detail string, res *sandbox.Result) api.Run {
+// Backoff between attempts of a run whose state write conflicted: from
+// about 5 ms, doubling, to at most 250 ms.
+const (
+	stateBackoffBase = 5 * time.Millisecond
+	stateBackoffMax  = 250 * time.Millisecond
+)
+
+// safeCall is sandbox.Call with a panic anywhere below it turned into the
+// Crashed outcome.
+func safeCall(ctx context.Context, dep sandbox.Deployment, in contract.Input, timeout time.Duration) (res sandbox.Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			res, err = sandbox.Result{Outcome: sandbox.Crashed, Error: fmt.Sprintf("panic in the runner: %v", p)}, nil
+		}
+	}()
+	return sandbox.Call(ctx, dep, in, timeout)
+}
+
+func (n *Node) dropPending(log *slog.Logger, service, id string) {
+	if err := n.store.DeletePending(context.Background(), service, id); err != nil {
+		log.Warn("drop pending run", logErr, err)
+	}
+}
+
+// fillRun sets the run's outcome and what goes with it.
+func fillRun(run *api.Run, outcome sandbox.Outcome, detail string, res *sandbox.Result) {
 	run.Outcome = string(outcome)
 	run.Duration = time.Since(run.Start)
+	run.Noop, run.Error, run.Output = "", "", nil
 	switch outcome {
 	case sandbox.Noop:
 		run.Noop = res.Output.Noop
@@ -156,6 +237,14 @@ func (n *Node) finish(log *slog.Logger, d *deployed, run api.Run, outcome sandbo
 			run.Output = &out
 		}
 	}
+}
+
+// finish fills the run's outcome, updates health and metrics, records the
+// run and logs it. pending says the run was written ahead of its state:
+// once recorded, the write-ahead copy goes. A run the store could not
+// record is returned with the error: it is not done.
+func (n *Node) finish(log *slog.Logger, d *deployed, run api.Run, outcome sandbox.Outcome, detail string, res *sandbox.Result, pending bool) (api.Run, error) {
+	fillRun(&run, outcome, detail, res)
 	switch outcome {
 	case sandbox.OK, sandbox.Noop:
 		d.health.Success()
@@ -166,8 +255,12 @@ func (n *Node) finish(log *slog.Logger, d *deployed, run api.Run, outcome sandbo
 		}
 	}
 	n.metrics.observe(d.name, run.Outcome, run.Duration)
-	if err := n.store.AppendRun(context.Background(), run); err != nil {
-		log.Error("record run", logErr, err)
+	if err := n.record(run); err != nil {
+		log.Error("run not recorded", logOutcome, run.Outcome, logErr, err)
+		return run, &api.Error{Status: http.StatusServiceUnavailable, Message: fmt.Sprintf("run %s ended %s but the store did not record it: %v", run.ID, run.Outcome, err), RetryAfter: 5, Run: &run}
+	}
+	if pending {
+		n.dropPending(log, d.name, run.ID)
 	}
 	switch outcome {
 	case sandbox.OK:
@@ -177,7 +270,27 @@ func (n *Node) finish(log *slog.Logger, d *deployed, run api.Run, outcome sandbo
 	default:
 		log.Warn("run", logOutcome, run.Outcome, "duration", run.Duration, "error", truncate(run.Error, 512))
 	}
-	return run
+	return run, nil
+}
+
+// record appends a run to the store, retrying briefly: a store that stays
+// unavailable makes the run an error to its caller (it is not done), and
+// the node keeps retrying it in the background until it is stored.
+func (n *Node) record(run api.Run) error {
+	var err error
+	for i, wait := 0, 50*time.Millisecond; i < 3; i, wait = i+1, wait*4 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = n.store.AppendRun(ctx, run)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if i < 2 {
+			time.Sleep(wait)
+		}
+	}
+	n.unrecorded.add(run)
+	return err
 }
 
 var runIDEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
@@ -187,7 +300,7 @@ var runIDEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithP
 func newRunID() string {
 	var b [12]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
-	rand.Read(b[6:])
+	crand.Read(b[6:])
 	return runIDEncoding.EncodeToString(b[:])
 }
 

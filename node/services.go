@@ -197,12 +197,12 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	}
 	d, err := n.prepare(ctx, rec, m, final)
 	if err != nil {
-		os.RemoveAll(final)
+		removeServiceDir(final)
 		return api.SubmitResult{}, &api.Error{Status: http.StatusUnprocessableEntity, Message: err.Error()}
 	}
 	if err := n.store.PutService(ctx, rec); err != nil {
 		n.stopDeployment(d)
-		os.RemoveAll(final)
+		removeServiceDir(final)
 		return api.SubmitResult{}, err
 	}
 	n.activate(d)
@@ -234,11 +234,30 @@ func (n *Node) deploy(ctx context.Context, rec api.Service, m *manifest.Service,
 	spec := n.specFor(rec, m, dir)
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	dep, err := ds.driver.Deploy(dctx, spec)
+	dep, err := safeDeploy(dctx, ds.driver, spec)
 	if err != nil {
 		return nil, fmt.Errorf("deploy %s: %w", rec.Name, err)
 	}
 	return n.newDeployed(rec, m, dir, dep), nil
+}
+
+// safeDeploy is d.Deploy with any panic in the driver turned into an
+// error: what a service is never takes the node down.
+func safeDeploy(ctx context.Context, d sandbox.Driver, spec sandbox.Spec) (dep sandbox.Deployment, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			dep, err = nil, fmt.Errorf("driver %s panicked: %v", d.Name(), p)
+		}
+	}()
+	return d.Deploy(ctx, spec)
+}
+
+// removeServiceDir removes an unpacked service and, when that leaves it
+// empty, the service's own directory: a refused submission leaves nothing
+// behind, so refusals cannot pile up directories.
+func removeServiceDir(dir string) {
+	os.RemoveAll(dir)
+	os.Remove(filepath.Dir(dir)) // fails, harmlessly, unless empty
 }
 
 // specFor translates an admitted service into what a driver deploys.

@@ -1,0 +1,137 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/store"
+)
+
+// maxUnrecorded bounds the runs held in memory for a store that refuses
+// them. Beyond it the oldest is dropped and counted lost.
+const maxUnrecorded = 10000
+
+// unrecorded holds runs that ended but that the store did not acknowledge.
+// Their callers were told so (the run is not done); the node keeps retrying
+// them until the store takes them, so that a store back from a full disk
+// gets its history whole. The run id is the record's message id, so a
+// retry that raced an acknowledgement lost in transit is stored once.
+type unrecorded struct {
+	mu   sync.Mutex
+	runs []api.Run
+	kick chan struct{}
+
+	lost     atomic.Int64 // dropped: over maxUnrecorded, or still held at Close
+	recorded atomic.Int64 // stored late by a retry
+}
+
+func newUnrecorded() *unrecorded {
+	return &unrecorded{kick: make(chan struct{}, 1)}
+}
+
+func (u *unrecorded) add(r api.Run) {
+	u.mu.Lock()
+	if len(u.runs) >= maxUnrecorded {
+		u.runs = u.runs[1:]
+		u.lost.Add(1)
+	}
+	u.runs = append(u.runs, r)
+	u.mu.Unlock()
+	select {
+	case u.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Len reports how many runs wait to be recorded.
+func (u *unrecorded) Len() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.runs)
+}
+
+// retry records held runs until ctx ends, every few seconds while any are
+// held. Runs still held at the end are logged as lost, loudly.
+func (u *unrecorded) retry(ctx context.Context, s *store.Store, log *slog.Logger) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if n := u.Len(); n > 0 {
+				u.lost.Add(int64(n))
+				log.Error("runs lost: the store never recorded them", "count", n)
+			}
+			return
+		case <-tick.C:
+		case <-u.kick:
+			continue // the caller retries right away; wait for the tick
+		}
+		u.flush(ctx, s, log)
+	}
+}
+
+func (u *unrecorded) flush(ctx context.Context, s *store.Store, log *slog.Logger) {
+	for {
+		u.mu.Lock()
+		if len(u.runs) == 0 {
+			u.mu.Unlock()
+			return
+		}
+		r := u.runs[0]
+		u.mu.Unlock()
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.AppendRun(actx, r)
+		cancel()
+		if err != nil {
+			return // the store still refuses; try again on the next tick
+		}
+		u.mu.Lock()
+		if len(u.runs) > 0 && u.runs[0].ID == r.ID {
+			u.runs = u.runs[1:]
+		}
+		u.mu.Unlock()
+		u.recorded.Add(1)
+		log.Warn("run recorded late, after the store refused it", logService, r.Service, logRun, r.ID)
+	}
+}
+
+// startRetrying runs the retry loop for the node's life; at Close (after
+// every run has finished, before the bus closes) it makes a last attempt
+// and reports what is lost.
+func (n *Node) startRetrying() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.unrecorded.retry(ctx, n.store, n.log)
+	}()
+	n.undo = append(n.undo, func() error {
+		n.unrecorded.flush(context.Background(), n.store, n.log)
+		cancel()
+		<-done
+		return nil
+	})
+}
+
+// reconcilePending records the runs that were written ahead of a state
+// change when the node last stopped, and says what it found.
+func (n *Node) reconcilePending(ctx context.Context) error {
+	found, err := n.store.ReconcilePending(ctx)
+	for _, r := range found {
+		if r.Committed {
+			n.log.Warn("recorded a run whose state committed just before the node stopped", logService, r.Run.Service, logRun, r.Run.ID, logOutcome, r.Run.Outcome)
+		} else {
+			n.log.Warn("recorded a run the node stopped in the middle of; its state change did not commit", logService, r.Run.Service, logRun, r.Run.ID)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("reconcile runs pending at the last stop: %w", err)
+	}
+	return nil
+}
