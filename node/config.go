@@ -72,6 +72,12 @@ type RunsConfig struct {
 type StateConfig struct {
 	// Max caps one service's state object. Default 1Mi.
 	Max string `json:"max" yaml:"max"`
+	// Attempts is how many times in all a run is invoked when its state
+	// write keeps conflicting with other runs' (compare-and-swap), with
+	// jittered backoff from 5 ms to 250 ms between attempts; after the
+	// last the run is an error with its actions dropped. Default 10, so
+	// eight concurrent writers of one key all commit. From 1 to 100.
+	Attempts int `json:"attempts" yaml:"attempts"`
 }
 
 // SeedEndpointConfig configures POST /service, which takes a service
@@ -114,7 +120,7 @@ func DefaultConfig() Config {
 		Name:         host,
 		Runs:         RunsConfig{PerService: 1000, MaxRecordBytes: 64 << 10, MaxTotalBytes: 512 << 20},
 		Policy:       policy.DefaultPolicy(),
-		State:        StateConfig{Max: "1Mi"},
+		State:        StateConfig{Max: "1Mi", Attempts: 10},
 		SeedEndpoint: SeedEndpointConfig{Enabled: true},
 		Upload:       UploadConfig{MaxArchive: "16Mi", MaxUnpacked: "64Mi", MaxFiles: 4096},
 		Log:          LogConfig{Format: "auto", Level: "info"},
@@ -226,6 +232,9 @@ func (c Config) Validate() error {
 	}
 	if c.Runs.MaxTotalBytes < 1<<20 {
 		bad("runs.max_total_bytes", "must be at least 1048576")
+	}
+	if c.State.Attempts < 1 || c.State.Attempts > 100 {
+		bad("state.attempts", "must be from 1 to 100")
 	}
 	sizes := []struct {
 		key, v   string

@@ -81,9 +81,12 @@ type Node struct {
 	services map[string]*deployed
 	submitMu sync.Mutex // serialises submissions and removals
 
-	closeOnce sync.Once
-	undo      []func() error
-	runs      sync.WaitGroup
+	closeOnce  sync.Once
+	undo       []func() error
+	runs       sync.WaitGroup
+	unrecorded *unrecorded // runs the store refused, retried until stored
+
+	testDrivers []sandbox.Driver // replace drivers by name; tests only
 }
 
 type driverState struct {
@@ -109,7 +112,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	n := &Node{cfg: cfg, log: log, limits: lim, services: map[string]*deployed{}, drivers: map[string]*driverState{}}
+	n := &Node{cfg: cfg, log: log, limits: lim, services: map[string]*deployed{}, drivers: map[string]*driverState{}, unrecorded: newUnrecorded()}
 	n.pol.Store(pol)
 	return n, nil
 }
@@ -157,6 +160,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Runs written ahead of a state change that a crash cut short are
+	// recorded before anything can run again.
+	if err := n.reconcilePending(ctx); err != nil {
+		return err
+	}
+	n.startRetrying()
 	n.metrics = newNodeMetrics(n)
 	n.startDrivers(ctx)
 	// Unwound in reverse: triggers stop, then runs in flight finish and
@@ -252,6 +261,9 @@ func (n *Node) startDrivers(ctx context.Context) {
 	p := process.New(pc)
 	n.addDriver(ctx, p, p)
 	n.process = p
+	for _, d := range n.testDrivers {
+		n.addDriver(ctx, d, nil)
+	}
 }
 
 func (n *Node) addDriver(ctx context.Context, d sandbox.Driver, c io.Closer) {
