@@ -111,11 +111,28 @@ type Config struct {
 	// Registries maps a language ("node", "python") to where its
 	// dependencies are installed from: a registry URL (npm's --registry,
 	// pip's --index-url), or the absolute path of a local directory (npm
-	// packages by path with --offline; wheels and sdists for pip's
-	// --find-links with --no-index). Installs reach the network only for a
-	// URL. Empty: the toolchain's default registry. This is the policy's
-	// `registries` setting.
+	// packages by path with --offline; wheels for pip's --find-links with
+	// --no-index). An install runs in a network namespace of its own with
+	// only loopback; for a URL it reaches the URL's host and port, and
+	// nothing else, through an egress proxy in the node (the registry's
+	// package files must be served from that host and port too). Empty:
+	// the toolchain's default registry (registry.npmjs.org:443; pypi.org:443
+	// and files.pythonhosted.org:443). This is the policy's `registries`
+	// setting.
 	Registries map[string]string
+	// AllowAnyDepSource lets a service's requirements.txt, package.json and
+	// package-lock.json, and `deps add`, name dependencies by local path,
+	// URL or VCS (./pkg, file:, git+https://…, -e), and requirements.txt
+	// carry installer options (--index-url, --find-links, …). Default false:
+	// only registry names with version specifiers, since pip builds a local
+	// project or a checkout by running the project's own build backend, so
+	// allowing them runs the service's code at install time (still inside
+	// the install sandbox, whose only way out is the registries above).
+	// pip never builds registry packages from source either way
+	// (--only-binary=:all:), npm never runs scripts (--ignore-scripts),
+	// and -r and -c includes never reach outside the service directory.
+	// This is a policy setting for operators who trust their submitters.
+	AllowAnyDepSource bool
 	// InstallTimeout and InstallMemory bound a dependency install (npm or
 	// pip in a sandbox). Defaults DefaultInstallTimeout (5 min) and
 	// DefaultInstallMemory (1 GiB).
@@ -199,6 +216,8 @@ func (c Config) Validate() error {
 		}
 		if reg == "" {
 			errs = append(errs, fmt.Errorf("registries[%q]: must not be empty", lang))
+		} else if _, err := registryHosts(lang, reg); err != nil {
+			errs = append(errs, fmt.Errorf("registries[%q]: must be an http or https URL or an absolute directory: %w", lang, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -270,6 +289,7 @@ func (c Config) withDefaults() Config {
 		d.InstallMemory = c.InstallMemory
 	}
 	d.Registries = c.Registries
+	d.AllowAnyDepSource = c.AllowAnyDepSource
 	d.AllowMissing = c.AllowMissing
 	if c.Logger != nil {
 		d.Logger = c.Logger

@@ -21,6 +21,13 @@ type Dep struct {
 	Added bool `json:"added,omitempty"`
 }
 
+// The manifests a service declares its dependencies in.
+const (
+	nodeManifest   = "package.json"
+	nodeLock       = "package-lock.json"
+	pythonManifest = "requirements.txt"
+)
+
 // Each service's dependency directory is WorkDir/deps/<service>/<language>,
 // holding:
 //

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -18,13 +19,6 @@ import (
 	"time"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
-)
-
-// The manifests a service declares its dependencies in.
-const (
-	nodeManifest   = "package.json"
-	nodeLock       = "package-lock.json"
-	pythonManifest = "requirements.txt"
 )
 
 // Where an install sees its dependency directory and a local registry.
@@ -86,8 +80,10 @@ func (d *Driver) ensureDeps(ctx context.Context, spec sandbox.Spec, tc *toolchai
 // service declares, and records it so that later deploys keep it (andromeda
 // deps add NAME PKG). pkg is what npm install or a requirements.txt line
 // takes: "left-pad@1.3.0", "requests>=2", or the absolute path of a
-// package file inside the language's local registry directory. The install
-// runs in a sandbox like a worker's; the service's running workers keep the
+// package file inside the language's local registry directory (for Python
+// a wheel); anything else (a path elsewhere, a URL, a git spec) is a
+// *DepSourceError unless Config.AllowAnyDepSource. The install runs in a
+// sandbox like a worker's; the service's running workers keep the
 // install they started with, and its next deploy uses the new one. Safe for
 // concurrent use.
 func (d *Driver) AddDep(ctx context.Context, spec sandbox.Spec, pkg string) error {
@@ -170,22 +166,74 @@ func checkPackageSpec(pkg string) error {
 // install installs spec's manifest plus added into dir unless an identical
 // install exists, makes it current, and returns its directory ("" when
 // there is nothing to install).
+//
+// What is installed is checked first (deps_check.go): unless
+// Config.AllowAnyDepSource, only registry names with version specifiers,
+// so that no service-supplied code runs at install. The installer then runs
+// in a sandbox like a worker's, in a network namespace of its own: with a
+// local registry directory it has no network at all, else it reaches the
+// registry's host and port, and nothing else, through the egress proxy
+// (egress.go). pip installs wheels only (--only-binary=:all:) and npm runs
+// no scripts (--ignore-scripts), so registry packages run no code either.
 func (d *Driver) install(ctx context.Context, spec sandbox.Spec, tc *toolchain, dir string, added []string) (string, error) {
+	fail := func(err error) (string, error) { return "", fmt.Errorf("dependencies: %w", err) }
+	registry := d.cfg.Registries[spec.Language]
+	local := filepath.IsAbs(registry)
+	allowAny := d.cfg.AllowAnyDepSource
+	localReg := ""
+	if local {
+		localReg = registry
+	}
+	for _, a := range added {
+		if err := checkAdded(spec.Language, a, localReg, allowAny); err != nil {
+			return fail(err)
+		}
+	}
+
 	manifest := nodeManifest
-	if spec.Language == LangPython {
+	var src, lock []byte // Node.js: package.json and its lock
+	var py pyRequirements
+	switch spec.Language {
+	case LangNode:
+		var err error
+		src, err = os.ReadFile(filepath.Join(spec.Dir, nodeManifest))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fail(err)
+		}
+		if len(added) == 0 && !declaresDeps(src) {
+			src = nil // a package.json without dependencies (say, only "type")
+		}
+		if len(src) > 0 {
+			lock, _ = os.ReadFile(filepath.Join(spec.Dir, nodeLock))
+		}
+		if len(src) > 0 && !allowAny {
+			if err := checkPackageJSON(src); err != nil {
+				return fail(err)
+			}
+			if len(lock) > 0 {
+				if err := checkPackageLock(lock); err != nil {
+					return fail(err)
+				}
+			}
+		}
+	case LangPython:
 		manifest = pythonManifest
-	}
-	src, err := os.ReadFile(filepath.Join(spec.Dir, manifest))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("dependencies: %w", err)
-	}
-	if spec.Language == LangNode && len(added) == 0 && !declaresDeps(src) {
-		src = nil // a package.json without dependencies (say, only "type")
+		var err error
+		if py, err = readRequirements(spec.Dir, pythonManifest, allowAny); err != nil {
+			return fail(err)
+		}
+		if !slices.ContainsFunc(py.reqs, func(l string) bool { return !strings.HasPrefix(l, "-") || strings.HasPrefix(l, "-e") }) {
+			py.reqs = nil // nothing but options
+		}
+		src = []byte(strings.Join(py.reqs, "\n") + "\x00" + strings.Join(py.constraints, "\n"))
+		if len(py.reqs) == 0 {
+			src = nil
+		}
 	}
 	if len(src) == 0 && len(added) == 0 {
 		// Nothing (any more): no install is current.
 		if err := os.Remove(filepath.Join(dir, depsCurrent)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("dependencies: %w", err)
+			return fail(err)
 		}
 		pruneInstalls(dir, "")
 		return "", nil
@@ -194,10 +242,9 @@ func (d *Driver) install(ctx context.Context, spec sandbox.Spec, tc *toolchain, 
 		return "", fmt.Errorf("dependencies: the service has %s but this node has no installer for %s (Debian: apt-get install %s)",
 			manifest, spec.Language, map[string]string{LangNode: "npm", LangPython: "python3-pip"}[spec.Language])
 	}
-	registry := d.cfg.Registries[spec.Language]
-	var lock []byte
-	if spec.Language == LangNode {
-		lock, _ = os.ReadFile(filepath.Join(spec.Dir, nodeLock))
+	hosts, err := registryHosts(spec.Language, registry)
+	if err != nil {
+		return fail(err)
 	}
 	h := sha256.New()
 	for _, part := range append([]string{spec.Language, string(src), string(lock), registry, tc.version, tc.installerVersion}, added...) {
@@ -210,20 +257,22 @@ func (d *Driver) install(ctx context.Context, spec sandbox.Spec, tc *toolchain, 
 	}
 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("dependencies: %w", err)
+		return fail(err)
 	}
 	stage, err := os.MkdirTemp(dir, ".install-")
 	if err != nil {
-		return "", fmt.Errorf("dependencies: %w", err)
+		return fail(err)
 	}
 	defer os.RemoveAll(stage)
 	if err := os.Chmod(stage, 0o755); err != nil {
-		return "", fmt.Errorf("dependencies: %w", err)
+		return fail(err)
 	}
 
-	local := filepath.IsAbs(registry)
-	l := layout{tools: tc.mounts, network: !local, scratch: max(d.cfg.Scratch, 256<<20)}
-	l.binds = append(l.binds, bind{source: spec.Dir, target: svcDir})
+	l := layout{tools: tc.mounts, scratch: max(d.cfg.Scratch, 256<<20)}
+	if allowAny {
+		// Local paths in the manifest are the service's.
+		l.binds = append(l.binds, bind{source: spec.Dir, target: svcDir})
+	}
 	if local {
 		l.binds = append(l.binds, bind{source: registry, target: localRegistry, noexec: true})
 		// Package files named by their host path are seen under /registry.
@@ -241,14 +290,14 @@ func (d *Driver) install(ctx context.Context, spec sandbox.Spec, tc *toolchain, 
 	case LangNode:
 		pkgJSON, rewrote, err := rewritePackageJSON(src)
 		if err != nil {
-			return "", fmt.Errorf("dependencies: %s: %w", nodeManifest, err)
+			return fail(fmt.Errorf("%s: %w", nodeManifest, err))
 		}
 		if err := os.WriteFile(filepath.Join(stage, nodeManifest), pkgJSON, 0o644); err != nil {
-			return "", fmt.Errorf("dependencies: %w", err)
+			return fail(err)
 		}
 		if len(lock) > 0 && !rewrote {
 			if err := os.WriteFile(filepath.Join(stage, nodeLock), lock, 0o644); err != nil {
-				return "", fmt.Errorf("dependencies: %w", err)
+				return fail(err)
 			}
 		}
 		l.binds = append(l.binds, bind{source: stage, target: installNode, write: true, noexec: true})
@@ -258,31 +307,47 @@ func (d *Driver) install(ctx context.Context, spec sandbox.Spec, tc *toolchain, 
 		switch {
 		case local:
 			argv = append(argv, "--offline")
-		case registry != "":
-			argv = append(argv, "--registry", registry)
+		default:
+			if registry == "" {
+				registry = "https://registry.npmjs.org/"
+			}
+			argv = append(argv, "--registry", registry, "--proxy", egressProxyURL, "--https-proxy", egressProxyURL)
 		}
 		if len(added) > 0 {
 			argv = append(argv, "--save")
 			argv = append(argv, added...)
 		}
 	case LangPython:
-		reqs := string(src)
-		if len(reqs) > 0 && !strings.HasSuffix(reqs, "\n") {
-			reqs += "\n"
-		}
-		reqs += strings.Join(added, "\n") + "\n"
+		reqs := strings.Join(append(slices.Clone(py.reqs), added...), "\n") + "\n"
 		if err := os.WriteFile(filepath.Join(stage, pythonManifest), []byte(reqs), 0o644); err != nil {
-			return "", fmt.Errorf("dependencies: %w", err)
+			return fail(err)
 		}
 		l.binds = append(l.binds, bind{source: stage, target: installPython, write: true, noexec: true})
-		cwd = svcDir // relative paths in requirements.txt are the service's
+		cwd = installPython
+		if allowAny {
+			cwd = svcDir // relative paths in requirements.txt are the service's
+		}
 		argv = append(slices.Clone(tc.installer), "install", "--no-cache-dir", "--disable-pip-version-check", "--no-input",
-			"--no-warn-script-location", "--target", installPython+"/"+pySubdir, "-r", installPython+"/"+pythonManifest)
+			"--no-warn-script-location", "--only-binary=:all:", "--target", installPython+"/"+pySubdir, "-r", installPython+"/"+pythonManifest)
+		if len(py.constraints) > 0 {
+			const constraints = "constraints.txt"
+			if err := os.WriteFile(filepath.Join(stage, constraints), []byte(strings.Join(py.constraints, "\n")+"\n"), 0o644); err != nil {
+				return fail(err)
+			}
+			argv = append(argv, "-c", installPython+"/"+constraints)
+		}
 		switch {
 		case local:
 			argv = append(argv, "--no-index", "--find-links", localRegistry)
 		case registry != "":
-			argv = append(argv, "--index-url", registry)
+			argv = append(argv, "--index-url", registry, "--proxy", egressProxyURL)
+			if u, err := url.Parse(registry); err == nil && u.Scheme == "http" {
+				// The operator chose a plain-HTTP registry: pip takes it
+				// only from a host it is told to trust.
+				argv = append(argv, "--trusted-host", u.Host)
+			}
+		default:
+			argv = append(argv, "--proxy", egressProxyURL)
 		}
 	}
 	if host := d.host(); host.ns.root {
@@ -294,29 +359,29 @@ func (d *Driver) install(ctx context.Context, spec sandbox.Spec, tc *toolchain, 
 			return err
 		})
 		if err != nil {
-			return "", fmt.Errorf("dependencies: %w", err)
+			return fail(err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.InstallTimeout)
 	defer cancel()
 	start := time.Now()
-	out, err := d.runOnce(ctx, spec.Service+"-install", l, cwd, argv, env, limits{memory: d.cfg.InstallMemory, pids: 512})
+	out, err := d.runInstaller(ctx, spec.Service+"-install", l, cwd, argv, env, hosts, limits{memory: d.cfg.InstallMemory, pids: 512})
 	if err != nil {
-		return "", fmt.Errorf("dependencies: %w", err)
+		return fail(err)
 	}
 	d.cfg.Logger.Info("dependencies installed", "service", spec.Service, "language", spec.Language, "took", time.Since(start).Round(time.Millisecond), "output", strings.TrimSpace(string(out)))
 	if spec.Language == LangNode {
 		// npm leaves no node_modules when everything declared is optional
 		// and missing: the workers mount one anyway.
 		if err := os.MkdirAll(filepath.Join(stage, nodeSubdir), 0o755); err != nil {
-			return "", fmt.Errorf("dependencies: %w", err)
+			return fail(err)
 		}
 	}
 	if err := os.WriteFile(filepath.Join(stage, installDone), nil, 0o644); err != nil {
-		return "", fmt.Errorf("dependencies: %w", err)
+		return fail(err)
 	}
 	if err := os.Rename(stage, final); err != nil {
-		return "", fmt.Errorf("dependencies: %w", err)
+		return fail(err)
 	}
 	if err := setCurrent(dir, name); err != nil {
 		return "", err
@@ -462,13 +527,18 @@ func (d *Driver) runOnce(ctx context.Context, name string, l layout, cwd string,
 	sp.stdout.Close()
 	sp.stderr.Close()
 	_ = sp.cg.remove(2 * time.Second)
+	shown := argv
+	if len(shown) > 3 && shown[0] == egressBin {
+		shown = shown[3:] // the installer, not its forwarder
+	}
+	what := strings.Join(shown[:min(len(shown), 3)], " ")
 	switch {
 	case ctx.Err() != nil:
-		return out.bytes(), fmt.Errorf("%s: %w\n%s", strings.Join(argv[:min(len(argv), 3)], " "), ctx.Err(), strings.TrimSpace(string(out.bytes())))
+		return out.bytes(), fmt.Errorf("%s: %w\n%s", what, ctx.Err(), strings.TrimSpace(string(out.bytes())))
 	case w.err != nil:
 		return out.bytes(), w.err
 	case !w.state.Success():
-		return out.bytes(), fmt.Errorf("%s: %v\n%s", strings.Join(argv[:min(len(argv), 3)], " "), w.state, strings.TrimSpace(string(out.bytes())))
+		return out.bytes(), fmt.Errorf("%s: %v\n%s", what, w.state, strings.TrimSpace(string(out.bytes())))
 	}
 	return out.bytes(), nil
 }

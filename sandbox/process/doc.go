@@ -110,7 +110,13 @@
 // A Node.js service's package.json is installed with npm into its own
 // node_modules, a Python service's requirements.txt with pip into its own
 // target directory, under WorkDir/deps/<service>, from Config.Registries,
-// inside a sandbox like a worker's (npm with --ignore-scripts; network only
-// when the registry is a URL). ListDeps, AddDep and RemoveDep are
-// `andromeda deps ls|add|rm`.
+// inside a sandbox like a worker's. No service-supplied code runs at
+// install: a service names its dependencies by registry name and version
+// only (no local paths, URLs, VCS specs or installer options; see
+// DepSourceError and Config.AllowAnyDepSource), pip installs wheels only
+// and npm runs no scripts. The installer has a network namespace of its
+// own with only loopback; when the registry is a URL, an egress proxy in
+// the node, reached through a unix socket bind-mounted into the sandbox,
+// lets it reach the registry's host and port and nothing else (egress.go).
+// ListDeps, AddDep and RemoveDep are `andromeda deps ls|add|rm`.
 package process

@@ -51,8 +51,13 @@ const (
 // capability, sets no_new_privs and the parent-death signal, installs the
 // seccomp filter and executes the worker. A failure at any step exits with
 // status 125 and the reason on standard error: a sandbox is complete or it
-// does not start.
+// does not start. The same binary, executed inside an installer sandbox as
+// its egress forwarder (egress_linux.go), never returns from MaybeInit
+// either.
 func MaybeInit() {
+	if isEgressForwarder() { // an installer sandbox's forwarder (egress_linux.go)
+		os.Exit(egressForward())
+	}
 	if len(os.Args) == 0 || os.Args[0] != initArg0 || os.Getenv(initEnv) != initEnvValue {
 		return
 	}
