@@ -1,0 +1,9 @@
+package store
+
+// SetMaxScan sets how many records one listing page may read and returns
+// a func that restores it. Not safe to call while listings run.
+func SetMaxScan(n int) (restore func()) {
+	old := maxScan
+	maxScan = n
+	return func() { maxScan = old }
+}
