@@ -1,6 +1,6 @@
 // Package contract holds the invocation contract every service implements,
 // whatever driver runs it: the Input a service receives and the Output it
-// returns (DESIGN.md section 5), and the one place where an output is judged
+// returns (docs/design.md section 5), and the one place where an output is judged
 // valid. It imports only the standard library so that guest code compiled for
 // wasip1 (sdk/go) can share these types with the node.
 package contract

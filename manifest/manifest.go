@@ -1,4 +1,4 @@
-// Package manifest holds the service manifest (DESIGN.md section 3): the
+// Package manifest holds the service manifest (docs/design.md section 3): the
 // Service type and its parts, a strict Parse for the YAML and JSON forms,
 // Normalize, which fills the documented defaults, and Validate, which reports
 // every broken rule at once, each naming the field's path and the rule.
@@ -138,7 +138,7 @@ type Service struct {
 	Resources Resources `json:"resources" yaml:"resources"`
 	// Capabilities are what the service may reach and ask for.
 	Capabilities Capabilities `json:"capabilities" yaml:"capabilities"`
-	// Target is the one external thing this service operates (DESIGN.md
+	// Target is the one external thing this service operates (docs/design.md
 	// section 8): one line, at most 128 characters. Optional.
 	Target string `json:"target,omitempty" yaml:"target,omitempty"`
 	// Source is where the node fetches the code instead of an uploaded

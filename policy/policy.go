@@ -157,7 +157,7 @@ type Policy struct {
 	// asks for more than the running one. Default growth allow.
 	Upgrade Upgrade `json:"upgrade" yaml:"upgrade"`
 	// SharedTargets are targets several services may operate; any other
-	// target belongs to the first service admitted with it (DESIGN.md
+	// target belongs to the first service admitted with it (docs/design.md
 	// section 8). Default none.
 	SharedTargets []string `json:"shared_targets,omitempty" yaml:"shared_targets"`
 	// Rules are extra conditions as CEL expressions; see the package

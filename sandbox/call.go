@@ -20,7 +20,7 @@ type Result struct {
 }
 
 // Call runs one invocation on d and judges its output: this is the
-// invocation contract of DESIGN.md section 5, implemented once for every
+// invocation contract of docs/design.md section 5, implemented once for every
 // driver. The timeout, when positive, bounds the call (ctx's own deadline
 // still applies). An error is returned only when the runner itself failed.
 func Call(ctx context.Context, d Deployment, in contract.Input, timeout time.Duration) (Result, error) {

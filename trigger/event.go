@@ -2,7 +2,7 @@
 // trigger source produces (cron, manual, event, http), the Spec of a trigger
 // as the node hands it over, the Scheduler that fires time-based (cron)
 // triggers, and the Health and Backoff types the node uses to skip the ticks
-// of an unhealthy service (DESIGN.md sections 6 and 7).
+// of an unhealthy service (docs/design.md sections 6 and 7).
 //
 // It does not run services, bound their concurrency, subscribe to the bus or
 // serve HTTP: the node owns the fire path and the event and http sources;

@@ -80,7 +80,7 @@ func DefaultHealthConfig() HealthConfig {
 }
 
 // Health tracks the consecutive failures of one service and the backoff that
-// follows (DESIGN.md section 7): after Threshold consecutive failures the
+// follows (docs/design.md section 7): after Threshold consecutive failures the
 // service is unhealthy and Skip tells the node to skip its ticks until the
 // backoff has passed; the next tick after that runs as a probe, and each
 // further failure doubles the backoff, up to its Max. The first success makes
