@@ -23,6 +23,7 @@ func (s *Store) PutService(ctx context.Context, svc api.Service) error {
 	if _, err := s.services.Put(ctx, svc.Name, b); err != nil {
 		return fmt.Errorf("store: put service %s: %w", svc.Name, err)
 	}
+	s.markRegistryWrite(ctx)
 	return nil
 }
 
@@ -42,34 +43,37 @@ func (s *Store) Service(ctx context.Context, name string) (api.Service, error) {
 	return svc, nil
 }
 
-// Services lists every service record, sorted by name.
+// Services lists every service record, sorted by name. It takes at most
+// Config.Timeout (or ctx's earlier deadline). A record the registry lists
+// but JetStream cannot return, or one that does not decode, fails the
+// listing with ErrDamaged, unless the store was opened with Repair: then it
+// is skipped (Recovery names it).
 func (s *Store) Services(ctx context.Context) ([]api.Service, error) {
-	w, err := s.services.WatchAll(ctx, jetstream.IgnoreDeletes())
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	vals, unreadable, err := kvValues(ctx, s.registry)
 	if err != nil {
-		return nil, fmt.Errorf("store: list services: %w", err)
+		return nil, s.deadline(ctx, fmt.Errorf("store: list services: %w", err))
 	}
-	defer w.Stop()
-	seen := map[string]api.Service{}
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil { // all current values delivered
-				out := make([]api.Service, 0, len(seen))
-				for _, svc := range seen {
-					out = append(out, svc)
-				}
-				sortServices(out)
-				return out, nil
-			}
-			var svc api.Service
-			if err := json.Unmarshal(e.Value(), &svc); err != nil {
-				return nil, fmt.Errorf("store: decode service %s: %w", e.Key(), err)
-			}
-			seen[e.Key()] = svc
-		case <-ctx.Done():
-			return nil, fmt.Errorf("store: list services: %w", ctx.Err())
+	if len(unreadable) > 0 && !s.cfg.Repair {
+		return nil, fmt.Errorf("store: list services: record(s) of %s unreadable: %w", strings.Join(unreadable, ", "), ErrDamaged)
+	}
+	out := make([]api.Service, 0, len(vals))
+	for _, v := range vals {
+		if v.deleted {
+			continue
 		}
+		var svc api.Service
+		if err := json.Unmarshal(v.value, &svc); err != nil {
+			if s.cfg.Repair {
+				continue
+			}
+			return nil, fmt.Errorf("store: decode service %s: %v: %w", v.key, err, ErrDamaged)
+		}
+		out = append(out, svc)
 	}
+	sortServices(out)
+	return out, nil
 }
 
 func sortServices(v []api.Service) {
@@ -85,6 +89,7 @@ func (s *Store) DeleteService(ctx context.Context, name string) error {
 	if err := s.services.Purge(ctx, name); err != nil {
 		return fmt.Errorf("store: delete service %s: %w", name, err)
 	}
+	s.markRegistryWrite(ctx)
 	if err := s.state.Purge(ctx, name); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("store: delete state of %s: %w", name, err)
 	}

@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,6 +35,19 @@ type Config struct {
 	MaxStateBytes int
 	// Replicas for streams and buckets (1 for a single node). Default 1.
 	Replicas int
+	// Timeout bounds Open as a whole and each registry listing (a read of
+	// damaged data fails with a clear error instead of waiting forever).
+	// Default 10 s.
+	Timeout time.Duration
+	// Repair opens a damaged store: records of the registry or the tokens
+	// that cannot be read or decoded are skipped and listed in the
+	// Recovery report, and a registry that lost records is accepted as it
+	// now is. Default false: Open fails with ErrDamaged instead.
+	Repair bool
+	// Files is what PrepareFiles found in the embedded server's block
+	// files before the server started; Open folds it into the Recovery
+	// report. Zero with an external NATS.
+	Files FileReport
 }
 
 // DefaultConfig returns the documented defaults.
@@ -43,6 +58,7 @@ func DefaultConfig() Config {
 		RunsMaxBytes:   512 << 20,
 		MaxStateBytes:  1 << 20,
 		Replicas:       1,
+		Timeout:        10 * time.Second,
 	}
 }
 
@@ -63,6 +79,9 @@ func (c *Config) fill() {
 	if c.Replicas <= 0 {
 		c.Replicas = d.Replicas
 	}
+	if c.Timeout <= 0 {
+		c.Timeout = d.Timeout
+	}
 }
 
 var (
@@ -74,6 +93,10 @@ var (
 	ErrConflict = errors.New("state changed since the snapshot")
 	// ErrTooLarge is returned for state that would exceed MaxStateBytes.
 	ErrTooLarge = errors.New("too large")
+	// ErrDamaged is returned when stored data the node cannot do without
+	// (the registry, tokens, state, artifacts) cannot be read, and the
+	// store was not opened with Repair.
+	ErrDamaged = errors.New("store damaged")
 )
 
 // Store is the node's persistent state on JetStream. Safe for concurrent use.
@@ -84,22 +107,55 @@ type Store struct {
 	state     jetstream.KeyValue
 	tokens    jetstream.KeyValue
 	pending   jetstream.KeyValue
+	meta      jetstream.KeyValue
+	registry  jetstream.Stream // the stream under services
 	artifacts jetstream.ObjectStore
 	runs      jetstream.Stream
+	recovery  Report
 }
 
-// Open creates (or updates) the streams and buckets and returns the store.
-// The bus stays owned by the caller.
+// Open creates (or updates) the streams and buckets, checks what they hold
+// and returns the store. The bus stays owned by the caller. Open as a whole
+// takes at most Config.Timeout. When the registry, the tokens, the state or
+// the artifacts lost records or hold records that cannot be read, Open
+// fails with an error wrapping ErrDamaged that says what is damaged and how
+// to go on, unless Config.Repair is set; either way Recovery says what
+// JetStream recovered and dropped, per stream.
 func Open(ctx context.Context, b *bus.Bus, cfg Config) (*Store, error) {
 	cfg.fill()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
 	s := &Store{cfg: cfg, js: b.JS}
+	if err := s.create(ctx); err != nil {
+		return nil, s.deadline(ctx, err)
+	}
+	rep, err := s.recover(ctx)
+	if err != nil {
+		return nil, s.deadline(ctx, err)
+	}
+	rep.Took = time.Since(start)
+	s.recovery = rep
+	if damaged := rep.damaged(); len(damaged) > 0 && !cfg.Repair {
+		data := "<data dir>"
+		if cfg.Files.Dir != "" {
+			data = filepath.Dir(cfg.Files.Dir)
+		}
+		return nil, damagedError(strings.Join(damaged, "; "), data)
+	}
+	return s, nil
+}
+
+// create creates or updates every stream and bucket.
+func (s *Store) create(ctx context.Context) error {
+	cfg := s.cfg
 	var err error
 	kv := func(name, desc string) jetstream.KeyValue {
 		if err != nil {
 			return nil
 		}
 		var v jetstream.KeyValue
-		v, err = b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		v, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: name, Description: desc, History: 1,
 			Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 		})
@@ -112,17 +168,21 @@ func Open(ctx context.Context, b *bus.Bus, cfg Config) (*Store, error) {
 	s.state = kv(bus.BucketState, "andromeda per-service state")
 	s.tokens = kv(bus.BucketTokens, "andromeda API tokens (hashed)")
 	s.pending = kv(bus.BucketPending, "andromeda runs whose state is being committed (write-ahead)")
+	s.meta = kv(bucketMeta, "andromeda store bookkeeping: what the registry held at its last write")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s.artifacts, err = b.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	if s.registry, err = s.js.Stream(ctx, kvStream(bus.BucketServices)); err != nil {
+		return fmt.Errorf("store: bucket %s: %w", bus.BucketServices, err)
+	}
+	s.artifacts, err = s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: bus.ObjectArtifacts, Description: "andromeda service archives by digest",
 		Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: object store %s: %w", bus.ObjectArtifacts, err)
+		return fmt.Errorf("store: object store %s: %w", bus.ObjectArtifacts, err)
 	}
-	s.runs, err = b.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.runs, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              bus.StreamRuns,
 		Description:       "andromeda run records, one subject per service",
 		Subjects:          []string{bus.SubjectRunsPrefix + "*"},
@@ -136,9 +196,25 @@ func Open(ctx context.Context, b *bus.Bus, cfg Config) (*Store, error) {
 		Replicas:          cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: stream %s: %w", bus.StreamRuns, err)
+		return fmt.Errorf("store: stream %s: %w", bus.StreamRuns, err)
 	}
-	return s, nil
+	return nil
+}
+
+// deadline says so when err comes from ctx running out.
+func (s *Store) deadline(ctx context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		return fmt.Errorf("%w (JetStream gave no answer within %v: its data may be damaged; see `andromeda store check`)", err, s.cfg.Timeout)
+	}
+	return err
+}
+
+// bounded gives ctx the store's timeout unless it has an earlier deadline.
+func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.cfg.Timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.cfg.Timeout)
 }
 
 // Config returns the store's effective configuration.
