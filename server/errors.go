@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"strconv"
 
 	"github.com/andromeda-runner/andromeda/api"
@@ -12,12 +13,25 @@ import (
 	"github.com/andromeda-runner/andromeda/store"
 )
 
+// The answers to a connection over a limit (Config.MaxConns and
+// MaxConnsPerIP), sent by the listener with Retry-After before any handler
+// runs.
+var (
+	errBusy     = &api.Error{Status: http.StatusServiceUnavailable, Message: "the node has as many connections open as it allows; retry later", RetryAfter: 1}
+	errBusyAddr = &api.Error{Status: http.StatusTooManyRequests, Message: "your address has as many connections open as the node allows; close one or retry later", RetryAfter: 1}
+)
+
 // toAPIError maps an error to its HTTP status. This is the one place where
 // errors become status codes.
 func toAPIError(err error) *api.Error {
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		return ae
+	}
+	// A read deadline met while reading the request body (ReadTimeout, or
+	// a submission that fell behind UploadMinRate), whatever wraps it.
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &api.Error{Status: http.StatusRequestTimeout, Message: "request body not received in time: " + err.Error()}
 	}
 	var me manifest.Errors
 	if errors.As(err, &me) {

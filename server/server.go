@@ -52,7 +52,8 @@ type Backend interface {
 	Metrics() http.Handler
 }
 
-// Config tunes the server.
+// Config tunes the server. A zero or negative field takes its default
+// (DefaultConfig).
 type Config struct {
 	// MaxArchiveBytes caps a submitted archive's body. Default 16 MiB.
 	MaxArchiveBytes int64
@@ -63,6 +64,83 @@ type Config struct {
 	// SeedAnonymous lets POST /service in without a token, as submitter
 	// "anonymous".
 	SeedAnonymous bool
+	// MetricsToken makes GET /metrics require an operator token. Default
+	// false: /metrics is open.
+	MetricsToken bool
+
+	// ReadHeaderTimeout is how long a client may take to send a request's
+	// line and headers. Default 10s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout is how long a client may take to send a whole request,
+	// headers and body, on every route but POST /v1/services (see
+	// UploadMinRate). A body not in by then is answered 408 and the
+	// connection closed. Default 30s.
+	ReadTimeout time.Duration
+	// UploadMinRate, in bytes per second, is the pace a submission's body
+	// (POST /v1/services) must keep on average: it may take ReadTimeout
+	// plus its size divided by UploadMinRate. At the default, a steady
+	// upload of a 64 MiB archive may take up to 30s + 68m16s; a client that
+	// stalls is cut off once it falls behind. Default 16 KiB/s.
+	UploadMinRate int64
+	// WriteTimeout is how long a client may take to receive a response,
+	// counted from the response's first byte; the handler's own work before
+	// that is bounded by its context, not by this. A streaming route takes
+	// its deadline over with http.ResponseController.SetWriteDeadline.
+	// Default 30s.
+	WriteTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its next
+	// request. Default 30s.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes caps a request's line and headers, answered 431 above
+	// it (net/http allows 4 KiB of slack). Submission attestations travel
+	// in a header of up to 64 KiB. Default 128 KiB.
+	MaxHeaderBytes int
+	// MaxConns caps the connections open at once; one more is answered 503
+	// with Retry-After and closed. Default 512.
+	MaxConns int
+	// MaxConnsPerIP caps the connections open at once from one client IP
+	// address; one more is answered 429 with Retry-After and closed. Behind
+	// a reverse proxy every client has the proxy's address: raise it to
+	// MaxConns there. Default 64.
+	MaxConnsPerIP int
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxArchiveBytes:   16 << 20,
+		MaxJSONBytes:      1 << 20,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		UploadMinRate:     16 << 10,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    128 << 10,
+		MaxConns:          512,
+		MaxConnsPerIP:     64,
+	}
+}
+
+// withDefaults fills the zero and negative fields from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	orDefault(&c.MaxArchiveBytes, d.MaxArchiveBytes)
+	orDefault(&c.MaxJSONBytes, d.MaxJSONBytes)
+	orDefault(&c.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	orDefault(&c.ReadTimeout, d.ReadTimeout)
+	orDefault(&c.UploadMinRate, d.UploadMinRate)
+	orDefault(&c.WriteTimeout, d.WriteTimeout)
+	orDefault(&c.IdleTimeout, d.IdleTimeout)
+	orDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
+	orDefault(&c.MaxConns, d.MaxConns)
+	orDefault(&c.MaxConnsPerIP, d.MaxConnsPerIP)
+	return c
+}
+
+func orDefault[T int | int64 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 // Server routes HTTP requests to a Backend.
@@ -73,15 +151,11 @@ type Server struct {
 	mux *http.ServeMux
 }
 
-// New returns a server for b. It starts nothing: use it as an http.Handler.
+// New returns a server for b. It starts nothing: use it as an http.Handler,
+// or serve it with HTTPServer on Listener to have the timeouts and
+// connection limits.
 func New(b Backend, cfg Config, log *slog.Logger) *Server {
-	if cfg.MaxArchiveBytes <= 0 {
-		cfg.MaxArchiveBytes = 16 << 20
-	}
-	if cfg.MaxJSONBytes <= 0 {
-		cfg.MaxJSONBytes = 1 << 20
-	}
-	s := &Server{b: b, cfg: cfg, log: log, mux: http.NewServeMux()}
+	s := &Server{b: b, cfg: cfg.withDefaults(), log: log, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -90,7 +164,11 @@ func (s *Server) routes() {
 	op, anyRole := api.RoleOperator, ""
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", s.b.Metrics())
+	if s.cfg.MetricsToken {
+		s.handle("GET /metrics", op, func(w http.ResponseWriter, r *http.Request, p Principal) { s.b.Metrics().ServeHTTP(w, r) })
+	} else {
+		s.mux.Handle("GET /metrics", s.b.Metrics())
+	}
 	s.mux.HandleFunc("GET /v1/openapi.json", s.openapi)
 	s.handle("GET /v1/node", anyRole, s.node)
 	s.handle("POST /v1/services", anyRole, s.submit)
@@ -149,29 +227,22 @@ func bearer(r *http.Request) (string, bool) {
 	return t, t != ""
 }
 
-// ServeHTTP implements http.Handler with access logging.
+// ServeHTTP implements http.Handler with access logging and the
+// per-response deadline rules (see statusWriter).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w, status: 200}
+	sw := &statusWriter{ResponseWriter: w, rc: http.NewResponseController(w), writeTimeout: s.cfg.WriteTimeout, status: http.StatusOK}
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		sw.bodyDone.Store(true)
+	} else {
+		// A shallow copy: net/http keeps judging its own body after the
+		// handler returns.
+		r = r.WithContext(r.Context())
+		r.Body = &trackedBody{ReadCloser: r.Body, w: sw}
+	}
 	s.mux.ServeHTTP(sw, r)
 	if s.log != nil && r.URL.Path != "/metrics" && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
 		s.log.Debug("http", "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration", time.Since(start))
-	}
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	w.status = code
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
 	}
 }
 
@@ -183,8 +254,17 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "ready\n")
 }
 
+// node answers GET /v1/node. Where the node keeps its files and which
+// external bus it uses (a URL may carry credentials) are for operators.
 func (s *Server) node(w http.ResponseWriter, r *http.Request, p Principal) {
-	writeJSON(w, http.StatusOK, s.b.Node(r.Context()))
+	info := s.b.Node(r.Context())
+	if !p.Operator() {
+		info.Data = ""
+		if info.Bus != "embedded" {
+			info.Bus = "external"
+		}
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, p Principal) {
@@ -194,16 +274,19 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p Principal) {
 		return
 	}
 	var res api.SubmitResult
+	// An archive may be large: its body keeps to the minimum-rate rule
+	// rather than ReadTimeout.
+	upload := &uploadBody{ReadCloser: r.Body, rc: http.NewResponseController(w), start: time.Now(), grace: s.cfg.ReadTimeout, rate: s.cfg.UploadMinRate}
 	switch ct := r.Header.Get("Content-Type"); {
 	case strings.HasPrefix(ct, "application/json"):
-		body, rerr := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes))
+		body, rerr := io.ReadAll(http.MaxBytesReader(w, upload, s.cfg.MaxJSONBytes))
 		if rerr != nil {
 			s.fail(w, r, rerr)
 			return
 		}
 		res, err = s.b.SubmitSource(r.Context(), p, body, opts)
 	case ct == "", strings.HasPrefix(ct, "application/gzip"), strings.HasPrefix(ct, "application/x-gzip"), strings.HasPrefix(ct, "application/octet-stream"):
-		res, err = s.b.Submit(r.Context(), p, http.MaxBytesReader(w, r.Body, s.cfg.MaxArchiveBytes), opts)
+		res, err = s.b.Submit(r.Context(), p, http.MaxBytesReader(w, upload, s.cfg.MaxArchiveBytes), opts)
 	default:
 		writeError(w, &api.Error{Status: http.StatusUnsupportedMediaType, Message: "body must be a tar.gz archive (Content-Type application/gzip) or a manifest with source.location (application/json), got " + ct})
 		return

@@ -177,3 +177,92 @@ func TestOpenAPIRoutesExist(t *testing.T) {
 		t.Fatalf("only %d operations documented", n)
 	}
 }
+
+// infoBackend answers /v1/node and /metrics with something to hide.
+type infoBackend struct{ fakeBackend }
+
+func (infoBackend) Node(ctx context.Context) api.NodeInfo {
+	return api.NodeInfo{Version: "1", Data: "/var/lib/andromeda", Bus: "nats://user:secret@bus:4222"}
+}
+
+func (infoBackend) Metrics() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "andromeda_services 1\n") })
+}
+
+func TestNodeInfoForOperators(t *testing.T) {
+	s := New(&infoBackend{}, Config{}, nil)
+	for _, tc := range []struct {
+		token, data, bus string
+	}{
+		{"op", "/var/lib/andromeda", "nats://user:secret@bus:4222"},
+		{"sub", "", "external"},
+	} {
+		req := httptest.NewRequest("GET", "/v1/node", nil)
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, req)
+		var info api.NodeInfo
+		if err := json.Unmarshal(w.Body.Bytes(), &info); err != nil || w.Code != 200 {
+			t.Fatalf("GET /v1/node as %s = %d %s", tc.token, w.Code, w.Body)
+		}
+		if info.Data != tc.data || info.Bus != tc.bus || strings.Contains(w.Body.String(), "secret") != (tc.token == "op") {
+			t.Errorf("GET /v1/node as %s: data_dir %q, bus %q; want %q, %q", tc.token, info.Data, info.Bus, tc.data, tc.bus)
+		}
+	}
+}
+
+func TestMetricsAccess(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		token  bool
+		caller string
+		status int
+	}{
+		{"open, anonymous", false, "", 200},
+		{"token, anonymous", true, "", 401},
+		{"token, submitter", true, "sub", 403},
+		{"token, operator", true, "op", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(&infoBackend{}, Config{MetricsToken: tc.token}, nil)
+			req := httptest.NewRequest("GET", "/metrics", nil)
+			if tc.caller != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.caller)
+			}
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, req)
+			if w.Code != tc.status || (tc.status == 200) != strings.Contains(w.Body.String(), "andromeda_services") {
+				t.Fatalf("GET /metrics = %d %s, want %d", w.Code, w.Body, tc.status)
+			}
+		})
+	}
+}
+
+// TestOpenAPIDocumentsRefusals: every operation may be refused at the
+// connection (429, 503) before it is routed.
+func TestOpenAPIDocumentsRefusals(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(openapiDoc, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	for path, ops := range doc.Paths {
+		for method, raw := range ops {
+			if method == "parameters" {
+				continue
+			}
+			var op struct {
+				Responses map[string]json.RawMessage `json:"responses"`
+			}
+			if err := json.Unmarshal(raw, &op); err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+			for _, code := range []string{"429", "503"} {
+				if _, ok := op.Responses[code]; !ok {
+					t.Errorf("%s %s does not document %s", strings.ToUpper(method), path, code)
+				}
+			}
+		}
+	}
+}
