@@ -395,6 +395,9 @@ func scanStream(sd streamDir) (StreamFiles, []block, error) {
 			afterDamage = true
 			off = end
 		}
+		if !afterDamage { // only damaged blocks are kept for a repair
+			b.data, b.recs = nil, nil
+		}
 	}
 	sf.LastSeq = maxSeq
 	// Damage with no data record after it runs to the end of the stream:
