@@ -46,6 +46,8 @@ type Config struct {
 	Upload UploadConfig `json:"upload" yaml:"upload"`
 	// Log selects the log format and level.
 	Log LogConfig `json:"log" yaml:"log"`
+	// HTTP bounds the API's connections and timeouts, and /metrics: see HTTPConfig.
+	HTTP HTTPConfig `json:"http" yaml:"http"`
 }
 
 // NATSConfig selects the bus.

@@ -7,17 +7,37 @@ import (
 	"github.com/andromeda-runner/andromeda/sandbox"
 )
 
+// The service label values that stand for several services (see
+// MetricsConfig.ServiceLabels). Service names never start with "_".
+const (
+	operatorServices  = "_operator"
+	submitterServices = "_submitter"
+)
+
+// operatorOwner is the owner of the services the operator submitted: the
+// name the operator token authenticates as.
+const operatorOwner = "operator"
+
 // nodeMetrics are the node's Prometheus series.
 type nodeMetrics struct {
 	reg         *metrics.Registry
 	invocations *metrics.CounterVec
 	duration    *metrics.HistogramVec
+	labels      string                   // service_labels: all, operator or none
+	owner       func(name string) string // a deployed service's owner; "" when unknown
 }
 
 func newNodeMetrics(n *Node) *nodeMetrics {
 	reg := metrics.NewRegistry()
 	m := &nodeMetrics{
-		reg:         reg,
+		reg:    reg,
+		labels: n.cfg.HTTP.serviceLabels(),
+		owner: func(name string) string {
+			if d := n.lookup(name); d != nil {
+				return d.owner
+			}
+			return ""
+		},
 		invocations: reg.NewCounterVec("andromeda_invocations_total", "Invocations by service and outcome (ok, noop, error, timeout, crashed, oom, rejected, skipped).", "service", "outcome"),
 		duration:    reg.NewHistogramVec("andromeda_invocation_duration_seconds", "Wall time of invocations by service, from trigger to recorded run.", nil, "service"),
 	}
@@ -41,11 +61,29 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 }
 
 func (m *nodeMetrics) observe(service, outcome string, d time.Duration) {
-	m.invocations.With(service, outcome).Inc()
-	m.duration.With(service).Observe(d.Seconds())
+	label := m.label(service)
+	m.invocations.With(label, outcome).Inc()
+	m.duration.With(label).Observe(d.Seconds())
 }
 
-// forget drops a removed service's series.
+// label is the service label a service's series carry: its name, or the
+// aggregate it is counted under. A service whose owner is unknown (removed
+// while a run finished) counts as a submitter's.
+func (m *nodeMetrics) label(service string) string {
+	if m.labels == serviceLabelsAll {
+		return service
+	}
+	op := m.owner(service) == operatorOwner
+	switch {
+	case op && m.labels == serviceLabelsOperator:
+		return service
+	case op:
+		return operatorServices
+	}
+	return submitterServices
+}
+
+// forget drops a removed service's own series; the aggregates stay.
 func (m *nodeMetrics) forget(service string) {
 	for _, o := range []sandbox.Outcome{sandbox.OK, sandbox.Noop, sandbox.Error, sandbox.Timeout, sandbox.Crashed, sandbox.OOM, sandbox.Rejected, sandbox.Skipped} {
 		m.invocations.Delete(service, string(o))

@@ -181,17 +181,20 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.restore(ctx); err != nil {
 		return err
 	}
+	if err := n.cfg.HTTP.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	n.ln, err = net.Listen("tcp", n.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", n.cfg.Listen, err)
 	}
-	handler := server.New(n, server.Config{
+	handler := server.New(n, n.cfg.HTTP.serverConfig(server.Config{
 		MaxArchiveBytes: n.limits.maxArchive,
 		SeedEndpoint:    n.cfg.SeedEndpoint.Enabled,
 		SeedAnonymous:   n.cfg.SeedEndpoint.Anonymous,
-	}, n.log)
-	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
-	go n.http.Serve(n.ln)
+	}), n.log)
+	n.http = handler.HTTPServer(slog.NewLogLogger(n.log.Handler(), slog.LevelWarn))
+	go n.http.Serve(handler.Listener(n.ln))
 	n.undo = append(n.undo, func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
