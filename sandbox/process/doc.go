@@ -51,7 +51,15 @@
 //     shim at /runtime and its dependencies at /node_modules or
 //     /deps/python, read-only. Nothing of the host is writable, the node's
 //     data dir, keys and tokens are not there at all, and every mount is
-//     nosuid and nodev.
+//     nosuid and nodev. The root, the service, its shim and its
+//     dependencies are read-only overlayfs mounts of their host
+//     directories, not bind mounts, because the root field of
+//     /proc/self/mountinfo names a bind mount's source path: the worker
+//     sees none of the node's paths there (where overlayfs cannot be
+//     mounted they fall back to bind mounts, which show them). What
+//     mountinfo still shows is the host's system directories and the
+//     toolchain's directory (a pyenv or nvm install, say), each at the path
+//     it is mounted at, which the interpreter reports anyway.
 //   - limits: RLIMIT_CORE 0, RLIMIT_NOFILE Config.Files, RLIMIT_NPROC when no
 //     pids cgroup exists.
 //   - identity: uid and gid 1000 in its user namespace, mapped to

@@ -143,8 +143,8 @@ func buildRoot(c *initConfig) error {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
 	root := c.Root
-	if err := unix.Mount(root, root, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind root %s: %w", root, err)
+	if err := mountRoot(root); err != nil { // layout_linux.go
+		return err
 	}
 	for _, op := range c.Mounts {
 		if err := mount(root, op); err != nil {
@@ -187,6 +187,8 @@ func mount(root string, op mountOp) error {
 		if err := remountReadOnly(op.Source, target, op.Write, op.NoExec, op.Dev); err != nil {
 			return fail(err)
 		}
+	case "overlay":
+		return mountOverlay(root, op) // layout_linux.go
 	case "tmpfs":
 		if err := unix.Mount("tmpfs", target, "tmpfs", base, op.Data); err != nil {
 			return fail(err)

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // initConfig is what the sandbox init (MaybeInit, in the re-executed node
@@ -37,7 +39,7 @@ type initConfig struct {
 
 // mountOp is one mount the init performs inside the new root.
 type mountOp struct {
-	Kind   string `json:"kind"` // bind, tmpfs, proc, mask (bind /dev/null over a file), rebind (a path onto itself, read-only)
+	Kind   string `json:"kind"` // bind, overlay (a directory, read-only, its host path hidden), tmpfs, proc, mask (bind /dev/null over a file), rebind (a path onto itself, read-only)
 	Source string `json:"source,omitempty"`
 	Target string `json:"target"`
 	Write  bool   `json:"write,omitempty"`
@@ -60,7 +62,9 @@ const (
 	skeletonPerms = 0o755
 )
 
-// bind is one directory or file shown inside the sandbox.
+// bind is one directory or file shown inside the sandbox. A directory
+// shown read-only is mounted as an overlay, not bound, so that the worker's
+// /proc/self/mountinfo does not show its host path (see mountOverlay).
 type bind struct {
 	source, target string
 	write, noexec  bool
@@ -176,7 +180,11 @@ func (l layout) build() ([]mountOp, []skelEntry) {
 	for _, b := range l.binds {
 		fi, err := os.Stat(b.source)
 		file := err == nil && !fi.IsDir()
-		mountAt(mountOp{Kind: "bind", Source: b.source, Target: b.target, Write: b.write, NoExec: b.noexec}, file)
+		kind := "bind"
+		if !file && !b.write {
+			kind = "overlay"
+		}
+		mountAt(mountOp{Kind: kind, Source: b.source, Target: b.target, Write: b.write, NoExec: b.noexec}, file)
 	}
 	sortSkeleton(skel)
 	return ops, skel
@@ -246,4 +254,78 @@ func skeletonDir(workDir string, skel []skelEntry) (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// Hiding host paths. The root field of /proc/self/mountinfo (the fourth) is
+// the mounted directory's path inside its file system, so a bind mount of
+// WorkDir/roots/<hash>, of the unpacked service under the node's data dir
+// or of WorkDir/deps/<service> would tell the worker where the node keeps
+// its data. The sandbox root and every directory it shows read-only
+// (service, shim, dependencies) are instead the lower layers of a
+// read-only overlayfs mount, whose root field is "/" and whose options
+// name its layers only as /proc/self/fd/N of the init (closed before the
+// worker runs). Nothing is copied, so a large service or dependency tree
+// costs no memory and no start-up time. Where overlayfs cannot be mounted
+// (no overlay module, a kernel older than 5.11 in a user namespace, a
+// lower file system overlayfs refuses) the init falls back to the bind
+// mount and the host path shows as before.
+
+// mountRoot mounts the skeleton directory root onto itself, as an overlay
+// whose second layer is an empty tmpfs (a layer inside the skeleton would
+// overlap it), or as a bind mount where overlayfs is unavailable.
+func mountRoot(root string) error {
+	skel, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open root %s: %w", root, err)
+	}
+	defer unix.Close(skel)
+	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,nr_inodes=1,mode=0755"); err == nil {
+		if err := overlay(skel, root, 0); err == nil {
+			return nil
+		}
+		_ = unix.Unmount(root, unix.MNT_DETACH)
+	}
+	if err := unix.Mount(root, root, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind root %s: %w", root, err)
+	}
+	return nil
+}
+
+// mountOverlay performs an overlay mountOp: the directory op.Source shown
+// read-only at op.Target under root, the target's own empty skeleton
+// directory as the overlay's second layer; a bind mount where overlayfs is
+// unavailable.
+func mountOverlay(root string, op mountOp) error {
+	target := filepath.Join(root, op.Target)
+	fail := func(err error) error { return fmt.Errorf("mount overlay of %s on %s: %w", op.Source, op.Target, err) }
+	src, err := unix.Open(op.Source, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fail(err)
+	}
+	defer unix.Close(src)
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(src, &st); err != nil {
+		return fail(err)
+	}
+	if op.NoExec || uintptr(st.Flags)&unix.ST_NOEXEC != 0 {
+		flags |= unix.MS_NOEXEC // as the bind would be: a noexec host mount stays noexec
+	}
+	if err := overlay(src, target, flags); err == nil {
+		return nil
+	}
+	return mount(root, mountOp{Kind: "bind", Source: op.Source, Target: op.Target, NoExec: op.NoExec})
+}
+
+// overlay mounts at target a read-only overlay of the directory open as
+// top (an O_PATH descriptor) over target's current directory, which must
+// be empty, naming both layers only by descriptor.
+func overlay(top int, target string, flags uintptr) error {
+	empty, err := unix.Open(target, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(empty)
+	data := fmt.Sprintf("lowerdir=/proc/self/fd/%d:/proc/self/fd/%d", top, empty)
+	return unix.Mount("andromeda", target, "overlay", flags|unix.MS_RDONLY, data)
 }
