@@ -76,8 +76,11 @@
 //     module loading, bpf, perf_event_open, userfaultfd, io_uring, reboot,
 //     swap, the keyring, unshare, setns and namespace flags of clone (clone3
 //     gets ENOSYS), clock setting, quotactl, open_by_handle_at, syslog,
-//     sethostname; a call with another architecture's convention kills the
-//     process.
+//     sethostname. On x86-64, a call with the x32 ABI (the number with bit
+//     30 set) fails with EPERM like those, whatever its number; a call with
+//     another architecture's convention (i386's int 0x80 on x86-64, AArch32
+//     on arm64), whose numbers are another table's, kills the process with
+//     SIGSYS.
 //   - a clean environment: PATH, HOME=/tmp, TMPDIR=/tmp and LANG only.
 //
 // A layer the host cannot provide (no cgroups, not root and no user

@@ -6,8 +6,11 @@ import "golang.org/x/sys/unix"
 
 const (
 	auditArch = unix.AUDIT_ARCH_X86_64
-	// x32Bit marks system calls made with the x32 ABI, which the filter
-	// refuses (their numbers would bypass the list).
+	// x32Bit marks system calls made with the x32 ABI: they share the
+	// x86-64 audit architecture, and their numbers would bypass the list,
+	// so the filter fails every one of them with EPERM, the answer of
+	// every refused call (no service needs the x32 ABI; a failed call lets
+	// a program that probes for it go on, where SIGSYS would kill it).
 	x32Bit = 0x40000000
 )
 

@@ -62,8 +62,10 @@ func seccompAvailable() error {
 }
 
 // seccompProgram is the BPF filter: kill a process calling with another
-// architecture's convention, refuse deniedSyscalls and namespace flags of
-// clone with EPERM and clone3 with ENOSYS, allow the rest.
+// audit architecture's convention (i386's int 0x80 on x86-64: its numbers
+// are another table's), refuse x32-ABI calls (x32Bit), deniedSyscalls and
+// namespace flags of clone with EPERM and clone3 with ENOSYS, allow the
+// rest. TestForeignABIs makes both kinds of call.
 func seccompProgram() []unix.SockFilter {
 	const (
 		offNr   = 0  // offsetof(struct seccomp_data, nr)
