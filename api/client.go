@@ -163,20 +163,38 @@ func (c *Client) Fire(ctx context.Context, name string, message json.RawMessage)
 }
 
 // Runs lists the most recent runs, newest first; service "" means all the
-// caller may see. limit ≤ 0 means the server's default (20).
+// caller may see. limit ≤ 0 means the server's default (20); at most 1000:
+// the first page of ListRuns.
 func (c *Client) Runs(ctx context.Context, service string, limit int) ([]Run, error) {
-	q := url.Values{}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
+	l, err := c.ListRuns(ctx, service, RunQuery{Limit: limit})
+	return l.Runs, err
+}
+
+// ListRuns reads one page of runs, newest first; service "" means all the
+// caller may see. For the next page pass the answer's Next as q.Cursor,
+// until Next is "".
+func (c *Client) ListRuns(ctx context.Context, service string, q RunQuery) (RunList, error) {
+	v := url.Values{}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.Cursor != "" {
+		v.Set("cursor", q.Cursor)
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.Format(time.RFC3339Nano))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.Format(time.RFC3339Nano))
 	}
 	path := "/v1/runs"
 	if service != "" {
 		path = "/v1/services/" + url.PathEscape(service) + "/runs"
 	}
-	if len(q) > 0 {
-		path += "?" + q.Encode()
+	if len(v) > 0 {
+		path += "?" + v.Encode()
 	}
-	var r []Run
+	var r RunList
 	return r, c.getJSON(ctx, path, &r)
 }
 

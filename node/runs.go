@@ -2,60 +2,41 @@ package node
 
 import (
 	"context"
-	"slices"
-	"strings"
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/server"
 )
 
-// Runs implements server.Backend.
-func (n *Node) Runs(ctx context.Context, p server.Principal, service string, limit int) ([]api.Run, error) {
+// Runs implements server.Backend: one page of the runs of a service, of
+// every service for an operator, or of a submitter's own services merged;
+// newest first in the order they were recorded, q.Cursor going on from an
+// earlier page.
+func (n *Node) Runs(ctx context.Context, p server.Principal, service string, q api.RunQuery) (api.RunList, error) {
 	if service != "" {
 		if _, err := n.Service(ctx, p, service); err != nil {
-			return nil, err
+			return api.RunList{}, err
 		}
-		return n.store.Runs(ctx, service, limit)
+		return n.store.ListServiceRuns(ctx, q, service)
 	}
 	if p.Operator() {
-		return n.store.RecentRuns(ctx, limit)
+		return n.store.ListRuns(ctx, q)
 	}
-	// A submitter's runs across its services, newest first.
 	svcs, err := n.Services(ctx, p)
 	if err != nil {
-		return nil, err
+		return api.RunList{}, err
 	}
-	var all []api.Run
-	for _, s := range svcs {
-		rs, err := n.store.Runs(ctx, s.Name, limit)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, rs...)
+	names := make([]string, len(svcs))
+	for i, s := range svcs {
+		names[i] = s.Name
 	}
-	sortRuns(all)
-	if limit <= 0 {
-		limit = 20
-	}
-	if len(all) > limit {
-		all = all[:limit]
-	}
-	return all, nil
+	return n.store.ListServiceRuns(ctx, q, names...)
 }
 
-// Run implements server.Backend.
+// Run implements server.Backend: one run of a service by id, in any record
+// the store keeps.
 func (n *Node) Run(ctx context.Context, p server.Principal, service, id string) (api.Run, error) {
 	if _, err := n.Service(ctx, p, service); err != nil {
 		return api.Run{}, err
 	}
 	return n.store.Run(ctx, service, id)
-}
-
-func sortRuns(v []api.Run) {
-	slices.SortFunc(v, func(a, b api.Run) int {
-		if c := b.Start.Compare(a.Start); c != 0 {
-			return c
-		}
-		return strings.Compare(b.ID, a.ID)
-	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/policy"
+	"github.com/andromeda-runner/andromeda/store"
 )
 
 // Principal is the caller a token belongs to.
@@ -44,7 +45,7 @@ type Backend interface {
 	Service(ctx context.Context, p Principal, name string) (api.Service, error)
 	Remove(ctx context.Context, name string) error
 	Fire(ctx context.Context, name string, message json.RawMessage) (api.Run, error)
-	Runs(ctx context.Context, p Principal, service string, limit int) ([]api.Run, error)
+	Runs(ctx context.Context, p Principal, service string, q api.RunQuery) (api.RunList, error)
 	Run(ctx context.Context, p Principal, service, id string) (api.Run, error)
 	CreateToken(ctx context.Context, name, role string) (api.Token, error)
 	Node(ctx context.Context) api.NodeInfo
@@ -435,22 +436,61 @@ func (s *Server) fire(w http.ResponseWriter, r *http.Request, p Principal) {
 	writeJSON(w, http.StatusOK, run)
 }
 
+// runs answers GET /v1/runs and /v1/services/{name}/runs with one page,
+// {"runs": [...], "next": "..."}; next is absent on the last page.
 func (s *Server) runs(w http.ResponseWriter, r *http.Request, p Principal) {
-	limit := 0
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, &api.Error{Status: http.StatusBadRequest, Message: "limit: must be an integer from 1 to 1000"})
-			return
-		}
-		limit = n
+	q, bad := runQuery(r)
+	if bad != nil {
+		writeError(w, bad)
+		return
 	}
-	runs, err := s.b.Runs(r.Context(), p, r.PathValue("name"), limit)
+	list, err := s.b.Runs(r.Context(), p, r.PathValue("name"), q)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeList(w, runs)
+	if list.Runs == nil {
+		list.Runs = []api.Run{}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// runQuery reads a run listing's query parameters: limit, cursor, since
+// and until.
+func runQuery(r *http.Request) (api.RunQuery, *api.Error) {
+	bad := func(msg string) (api.RunQuery, *api.Error) {
+		return api.RunQuery{}, &api.Error{Status: http.StatusBadRequest, Message: msg}
+	}
+	v := r.URL.Query()
+	var q api.RunQuery
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > store.MaxListRuns {
+			return bad("limit: must be an integer from 1 to " + strconv.Itoa(store.MaxListRuns))
+		}
+		q.Limit = n
+	}
+	if c := v.Get("cursor"); c != "" {
+		if _, err := store.ParseCursor(c); err != nil {
+			return bad("cursor: must be the next value of an earlier page, as it came")
+		}
+		q.Cursor = c
+	}
+	for _, t := range []struct {
+		name string
+		to   *time.Time
+	}{{"since", &q.Since}, {"until", &q.Until}} {
+		if val := v.Get(t.name); val != "" {
+			var err error
+			if *t.to, err = time.Parse(time.RFC3339Nano, val); err != nil {
+				return bad(t.name + ": must be an RFC 3339 time, e.g. 2026-01-02T15:04:05Z")
+			}
+		}
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Until.After(q.Since) {
+		return bad("until: must be after since")
+	}
+	return q, nil
 }
 
 func (s *Server) run(w http.ResponseWriter, r *http.Request, p Principal) {

@@ -59,8 +59,8 @@ func (f *fakeBackend) Fire(ctx context.Context, name string, m json.RawMessage) 
 	f.fired = m
 	return api.Run{ID: "r1", Service: name, Outcome: "ok"}, nil
 }
-func (f *fakeBackend) Runs(ctx context.Context, p Principal, s string, limit int) ([]api.Run, error) {
-	return nil, nil
+func (f *fakeBackend) Runs(ctx context.Context, p Principal, s string, q api.RunQuery) (api.RunList, error) {
+	return api.RunList{}, nil
 }
 func (f *fakeBackend) Run(ctx context.Context, p Principal, s, id string) (api.Run, error) {
 	return api.Run{}, nil

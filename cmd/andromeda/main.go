@@ -52,12 +52,12 @@ type command struct {
 }
 
 var commands = []command{
-	{"serve", "[--config FILE] [--data DIR] [--listen ADDR] [--demo]", "run a node", serveCmd},
+	{"serve", "[--config FILE] [--data DIR] [--listen ADDR] [--nats URL] [--demo] [--repair]", "run a node", serveCmd},
 	{"submit", "DIR [--origin kind:id;stake=N]", "pack a service directory and submit it", submitCmd},
 	{"ls", "[--json]", "list services", lsCmd},
 	{"inspect", "NAME [--json]", "show a service: manifest, decision, health, triggers", inspectCmd},
 	{"fire", "NAME [--input JSON] [--json]", "run a service now and print the run", fireCmd},
-	{"runs", "[NAME] [--limit N] [--json]", "list recent runs, newest first", runsCmd},
+	{"runs", "[NAME] [--limit N | --all] [--since T] [--until T] [--json]", "list runs, newest first (T: RFC 3339 time or a duration ago: 1h)", runsCmd},
 	{"rm", "NAME", "stop and remove a service with its state and runs", rmCmd},
 	{"token", "create --name NAME [--role submitter|operator]", "create an API token", tokenCmd},
 	{"keys", "gen FILE", "make an ed25519 key pair for attestations", keysCmd},
@@ -65,6 +65,7 @@ var commands = []command{
 	{"policy", "explain DIR | import klyntar FILE", "explain a decision offline; convert a KLYNTAR config", policyCmd},
 	{"deps", "ls NAME | add NAME PKG | rm NAME PKG", "a process service's own dependencies", depsCmd},
 	{"conformance", "DIR [--lang L] [--entry FILE]", "certify a language shim against the runtime protocol", conformanceCmd},
+	{"store", "check [--json] | backup --out FILE | restore --in FILE  [--data DIR]", "check, back up or restore a stopped node's store", storeCmd},
 	{"version", "", "print the version", versionCmd},
 }
 

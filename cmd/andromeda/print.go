@@ -132,9 +132,15 @@ func printRuns(w io.Writer, runs []api.Run) {
 	}
 	tw := table(w)
 	fmt.Fprintln(tw, "RUN\tSERVICE\tVERSION\tTRIGGER\tSTARTED\tDURATION\tOUTCOME\tDETAIL")
+	today := time.Now().Format("2006-01-02")
 	for _, r := range runs {
+		// The time alone for today's runs, with the date for older ones.
+		started := r.Start.Local().Format("15:04:05")
+		if day := r.Start.Local().Format("2006-01-02"); day != today {
+			started = day + " " + started
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Service, r.Version, r.Trigger.Kind+" "+r.Trigger.Name,
-			r.Start.Local().Format("15:04:05"), roundDur(r.Duration), r.Outcome, oneLine(runDetail(r), 80))
+			started, roundDur(r.Duration), r.Outcome, oneLine(runDetail(r), 80))
 	}
 	tw.Flush()
 }
