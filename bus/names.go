@@ -13,6 +13,10 @@ const (
 	// state change: <service>.<run id> → run record, deleted once the run
 	// is in the runs stream.
 	BucketPending = "andromeda_pending"
+	// BucketMeta is the KV bucket of the store's own bookkeeping: what the
+	// registry held at its last write, so a registry that lost records is
+	// noticed.
+	BucketMeta = "andromeda_meta"
 	// BucketTokens is the KV bucket of API tokens: sha256 of the token → role.
 	BucketTokens = "andromeda_tokens"
 	// ObjectArtifacts is the object store of submitted archives, by digest.

@@ -48,6 +48,12 @@ type Config struct {
 	Log LogConfig `json:"log" yaml:"log"`
 	// HTTP bounds the API's connections and timeouts, and /metrics: see HTTPConfig.
 	HTTP HTTPConfig `json:"http" yaml:"http"`
+	// Disk says how much of the data directory's filesystem the node keeps
+	// free; below it new work is refused. See DiskConfig.
+	Disk DiskConfig `json:"disk" yaml:"disk"`
+	// Repair starts the node on a damaged store, dropping (and listing)
+	// what cannot be read. Not in the config file: serve --repair.
+	Repair bool `json:"-" yaml:"-"`
 }
 
 // NATSConfig selects the bus.
@@ -126,6 +132,8 @@ func DefaultConfig() Config {
 		SeedEndpoint: SeedEndpointConfig{Enabled: true},
 		Upload:       UploadConfig{MaxArchive: "16Mi", MaxUnpacked: "64Mi", MaxFiles: 4096},
 		Log:          LogConfig{Format: "auto", Level: "info"},
+		Disk:         DefaultDiskConfig(),
+		HTTP:         DefaultHTTPConfig(),
 	}
 }
 
@@ -266,6 +274,12 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log.level", "must be debug, info, warn or error")
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Disk.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Policy.Validate(); err != nil {
 		var pe policy.Errors

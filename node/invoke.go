@@ -27,6 +27,9 @@ func (n *Node) onTick(ev trigger.Event) {
 	if d == nil {
 		return // removed between the tick and now
 	}
+	if err := n.gate.admit(workTick, ev.Service); err != nil {
+		return // counted, and logged once per episode
+	}
 	n.invoke(n.ctx, d, ev)
 }
 
@@ -47,6 +50,9 @@ func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (
 	}
 	if !d.manual {
 		return api.Run{}, &api.Error{Status: http.StatusConflict, Message: fmt.Sprintf("service %s has no manual trigger", name)}
+	}
+	if err := n.gate.admit(workFire, name); err != nil {
+		return api.Run{}, &api.Error{Status: http.StatusServiceUnavailable, Message: err.Error(), RetryAfter: 5}
 	}
 	ev := trigger.Event{Service: name, Trigger: d.manualName, Kind: trigger.KindManual, At: time.Now().UTC(), Message: message}
 	// A manual run is not abandoned when its caller hangs up: it finishes
@@ -279,6 +285,12 @@ func (n *Node) finish(log *slog.Logger, d *deployed, run api.Run, outcome sandbo
 func (n *Node) record(run api.Run) error {
 	var err error
 	for i, wait := 0, 50*time.Millisecond; i < 3; i, wait = i+1, wait*4 {
+		// A store known not to write answers no publish: do not wait 5 s
+		// for each attempt.
+		if herr := n.bus.Health(); herr != nil {
+			err = herr
+			break
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err = n.store.AppendRun(ctx, run)
 		cancel()

@@ -85,6 +85,7 @@ type Node struct {
 	undo       []func() error
 	runs       sync.WaitGroup
 	unrecorded *unrecorded // runs the store refused, retried until stored
+	gate       *workGate   // refuses new work while the disk is nearly full or the store cannot write
 
 	testDrivers []sandbox.Driver // replace drivers by name; tests only
 }
@@ -146,20 +147,42 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.loadNodeKey(); err != nil {
 		return err
 	}
-	n.bus, err = bus.Open(ctx, bus.Config{URL: n.cfg.NATS.URL, Dir: filepath.Join(n.cfg.Data, "nats"), Listen: n.cfg.NATS.Listen, Name: n.cfg.Name})
+	// The embedded store's files are checked before the server reads
+	// them: it would cut a damaged block short and lose what follows.
+	natsDir := filepath.Join(n.cfg.Data, "nats")
+	var files store.FileReport
+	if n.cfg.NATS.URL == "" {
+		if files, err = store.PrepareFiles(natsDir, n.cfg.Repair); err != nil {
+			return err
+		}
+		for _, f := range files.Damaged() {
+			n.log.Warn("store files damaged", "stream", f.Stream, "problem", f.Problem(), "repaired", f.Repaired, "quarantine", files.Quarantine)
+		}
+	}
+	n.bus, err = bus.Open(ctx, bus.Config{URL: n.cfg.NATS.URL, Dir: natsDir, Listen: n.cfg.NATS.Listen, Name: n.cfg.Name, Logger: n.log})
 	if err != nil {
 		return err
 	}
 	n.undo = append(n.undo, n.bus.Close)
+	disk, err := newDiskMonitor(n.cfg.Data, n.cfg.Disk, n.log)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	disk.start()
+	n.undo = append(n.undo, disk.Close)
+	n.gate = newWorkGate(disk, n.bus, n.log)
 	n.store, err = store.Open(ctx, n.bus, store.Config{
 		RunsPerService: n.cfg.Runs.PerService,
 		MaxRunBytes:    n.cfg.Runs.MaxRecordBytes,
 		RunsMaxBytes:   n.cfg.Runs.MaxTotalBytes,
 		MaxStateBytes:  int(n.limits.state),
+		Repair:         n.cfg.Repair,
+		Files:          files,
 	})
 	if err != nil {
 		return err
 	}
+	n.reportRecovery()
 	// Runs written ahead of a state change that a crash cut short are
 	// recorded before anything can run again.
 	if err := n.reconcilePending(ctx); err != nil {
@@ -167,6 +190,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.startRetrying()
 	n.metrics = newNodeMetrics(n)
+	n.gate.register(n.metrics.reg)
 	n.startDrivers(ctx)
 	// Unwound in reverse: triggers stop, then runs in flight finish and
 	// deployments stop, then the bus closes.
@@ -399,7 +423,7 @@ func (n *Node) Ready() error {
 	if n.bus.Conn == nil || !n.bus.Conn.IsConnected() {
 		return errors.New("not connected to NATS")
 	}
-	return nil
+	return n.gate.check()
 }
 
 // Node implements server.Backend.

@@ -57,7 +57,7 @@ func (u *unrecorded) Len() int {
 
 // retry records held runs until ctx ends, every few seconds while any are
 // held. Runs still held at the end are logged as lost, loudly.
-func (u *unrecorded) retry(ctx context.Context, s *store.Store, log *slog.Logger) {
+func (u *unrecorded) retry(ctx context.Context, s *store.Store, log *slog.Logger, healthy func() error) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
@@ -72,11 +72,11 @@ func (u *unrecorded) retry(ctx context.Context, s *store.Store, log *slog.Logger
 		case <-u.kick:
 			continue // the caller retries right away; wait for the tick
 		}
-		u.flush(ctx, s, log)
+		u.flush(ctx, s, log, healthy)
 	}
 }
 
-func (u *unrecorded) flush(ctx context.Context, s *store.Store, log *slog.Logger) {
+func (u *unrecorded) flush(ctx context.Context, s *store.Store, log *slog.Logger, healthy func() error) {
 	for {
 		u.mu.Lock()
 		if len(u.runs) == 0 {
@@ -85,6 +85,9 @@ func (u *unrecorded) flush(ctx context.Context, s *store.Store, log *slog.Logger
 		}
 		r := u.runs[0]
 		u.mu.Unlock()
+		if healthy != nil && healthy() != nil {
+			return // the store says it cannot write: wait for the next tick
+		}
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := s.AppendRun(actx, r)
 		cancel()
@@ -109,10 +112,10 @@ func (n *Node) startRetrying() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		n.unrecorded.retry(ctx, n.store, n.log)
+		n.unrecorded.retry(ctx, n.store, n.log, n.bus.Health)
 	}()
 	n.undo = append(n.undo, func() error {
-		n.unrecorded.flush(context.Background(), n.store, n.log)
+		n.unrecorded.flush(context.Background(), n.store, n.log, n.bus.Health)
 		cancel()
 		<-done
 		return nil
@@ -122,6 +125,8 @@ func (n *Node) startRetrying() {
 // reconcilePending records the runs that were written ahead of a state
 // change when the node last stopped, and says what it found.
 func (n *Node) reconcilePending(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	found, err := n.store.ReconcilePending(ctx)
 	for _, r := range found {
 		if r.Committed {
@@ -134,4 +139,16 @@ func (n *Node) reconcilePending(ctx context.Context) error {
 		return fmt.Errorf("reconcile runs pending at the last stop: %w", err)
 	}
 	return nil
+}
+
+// reportRecovery logs what the store found at start, stream by stream, and
+// every problem loudly.
+func (n *Node) reportRecovery() {
+	rep := n.store.Recovery()
+	for _, s := range rep.Streams {
+		n.log.Info("store opened", "stream", s.Stream, "kind", s.Kind, "records", s.Records, "first_seq", s.FirstSeq, "last_seq", s.LastSeq, "deleted", s.Deleted, "lost", s.Lost, "salvaged", s.Salvaged)
+	}
+	for _, p := range rep.Problems() {
+		n.log.Warn("store damage", "problem", p)
+	}
 }

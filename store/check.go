@@ -16,11 +16,8 @@ import (
 	"github.com/andromeda-runner/andromeda/bus"
 )
 
-// bucketMeta is the KV bucket of the store's own bookkeeping: what the
-// registry held at its last write, so that a registry found emptied (its
-// files lost or replaced) is noticed.
-// It belongs with the other names in bus/names.go.
-const bucketMeta = "andromeda_meta"
+// bucketMeta is the KV bucket of the store's own bookkeeping.
+const bucketMeta = bus.BucketMeta
 
 // markRegistry is the meta key of the registry's mark.
 const markRegistry = "registry"

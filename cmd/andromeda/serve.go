@@ -25,6 +25,7 @@ func serveCmd(ctx context.Context, env *cli, args []string) error {
 	listen := fs.String("listen", "", "HTTP API address (overrides the config; default 127.0.0.1:7070)")
 	natsURL := fs.String("nats", "", "join an external NATS cluster instead of embedding one")
 	withDemo := fs.Bool("demo", false, "load the example services from examples/ (built with the Go toolchain)")
+	repair := fs.Bool("repair", false, "start on a damaged store: drop what cannot be read (listed in the log; damaged files kept in <data>/nats/damaged)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -46,6 +47,9 @@ func serveCmd(ctx context.Context, env *cli, args []string) error {
 	}
 	if *natsURL != "" {
 		cfg.NATS.URL = *natsURL
+	}
+	if *repair {
+		cfg.Repair = true
 	}
 	if abs, err := filepath.Abs(cfg.Data); err == nil {
 		cfg.Data = abs
