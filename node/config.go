@@ -51,6 +51,8 @@ type Config struct {
 	// Disk says how much of the data directory's filesystem the node keeps
 	// free; below it new work is refused. See DiskConfig.
 	Disk DiskConfig `json:"disk" yaml:"disk"`
+	// Deps configures dependency installs for process services.
+	Deps DepsConfig `json:"deps" yaml:"deps"`
 	// Repair starts the node on a damaged store, dropping (and listing)
 	// what cannot be read. Not in the config file: serve --repair.
 	Repair bool `json:"-" yaml:"-"`
@@ -86,6 +88,17 @@ type StateConfig struct {
 	// last the run is an error with its actions dropped. Default 10, so
 	// eight concurrent writers of one key all commit. From 1 to 100.
 	Attempts int `json:"attempts" yaml:"attempts"`
+}
+
+// DepsConfig configures dependency installs.
+type DepsConfig struct {
+	// AnySource lets a service's requirements.txt and package.json name
+	// local paths, URLs and VCS sources, which makes installers build and
+	// run the service's own code at install (still sandboxed, with a
+	// network that reaches only the registries). Default false: only
+	// registry packages, installed from wheels (pip) and without scripts
+	// (npm).
+	AnySource bool `json:"any_source" yaml:"any_source"`
 }
 
 // SeedEndpointConfig configures POST /service, which takes a service

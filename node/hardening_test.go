@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -309,4 +310,73 @@ func (n *testNode) token(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// countingWriter counts the bytes written to it.
+type countingWriter struct {
+	mu sync.Mutex
+	n  int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.n += int64(len(p))
+	w.mu.Unlock()
+	return len(p), nil
+}
+
+func (w *countingWriter) bytes() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n
+}
+
+// TestGuestLogFlood: a service that writes 200 MB to stderr and its log in
+// one run grows the node's own log by at most 1 MiB; the run still ends
+// with an outcome and the node stays ready.
+func TestGuestLogFlood(t *testing.T) {
+	ctx := context.Background()
+	var logged countingWriter
+	cfg := node.DefaultConfig()
+	cfg.Data = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Name = "flood"
+	cfg.Cache = sharedCache(t)
+	nd, err := node.New(cfg, slog.New(slog.NewJSONHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nd.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nd.Close() })
+	tok, _ := node.OperatorToken(cfg.Data)
+	n := &testNode{Node: nd, cfg: cfg, op: api.NewClient(nd.Addr(), tok)}
+	requireProcess(t, n)
+	code := `exports.decide = async (ctx) => {
+  const line = 'x'.repeat(1023) + '\n';
+  const chunk = line.repeat(1024); // 1 MiB
+  for (let i = 0; i < 200; i++) process.stderr.write(chunk);
+  for (let i = 0; i < 20000; i++) console.log('log line ' + i);
+  return { noop: 'flooded' };
+};`
+	if _, err := n.op.Submit(ctx, pack(t, nodeService(t, "flood", "{memory: 256Mi, timeout: 60s}", code))); err != nil {
+		t.Fatal(err)
+	}
+	before := logged.bytes()
+	run, err := n.op.Fire(ctx, "flood", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Outcome != "noop" {
+		t.Fatalf("flood run = %+v, want its noop", run)
+	}
+	grew := logged.bytes() - before
+	t.Logf("200 MB of guest output grew the node's log by %d bytes", grew)
+	if grew > 1<<20 {
+		t.Fatalf("the node's log grew by %d bytes, more than 1 MiB", grew)
+	}
+	if err := n.Ready(); err != nil {
+		t.Fatal(err)
+	}
 }

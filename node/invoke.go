@@ -153,7 +153,10 @@ func (n *Node) attempt(ctx context.Context, log *slog.Logger, d *deployed, run *
 		if err != nil {
 			return nil, false, err.Error()
 		}
-		r, err := safeCall(ctx, dep, in, d.timeout)
+		// The guest's log lines of this run go to the node's log with the
+		// run's id, within the driver's per-run and per-service caps.
+		rctx := sandbox.WithRunLog(ctx, func(line string) { log.Info("guest", "line", line) })
+		r, err := safeCall(rctx, dep, in, d.timeout)
 		res = &r
 		if err != nil {
 			return res, false, "runner: " + err.Error()

@@ -279,6 +279,7 @@ func (n *Node) startDrivers(ctx context.Context) {
 	pc := process.DefaultConfig()
 	pc.WorkDir = filepath.Join(n.cfg.Data, "process")
 	pc.Logger = n.log
+	pc.AllowAnyDepSource = n.cfg.Deps.AnySource
 	pc.Registries = map[string]string{}
 	for lang, regs := range n.Policy().Policy().Registries {
 		if len(regs) > 0 {
