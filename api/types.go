@@ -217,3 +217,14 @@ type RunList struct {
 	// is absent.
 	Next string `json:"next,omitempty"`
 }
+
+// Readiness is the answer of GET /readyz: 200 when ready, 503 with the
+// reason when not. Store says what the store found at start, per stream
+// (records, sequences, deleted, lost, salvaged); Problems lists damage it
+// found or repaired, in words.
+type Readiness struct {
+	Ready    bool            `json:"ready"`
+	Reason   string          `json:"reason,omitempty"`
+	Store    json.RawMessage `json:"store,omitempty"`
+	Problems []string        `json:"problems,omitempty"`
+}

@@ -380,3 +380,21 @@ func TestGuestLogFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReadyzReportsStore: /readyz answers what the store found at start,
+// per stream, beside the verdict.
+func TestReadyzReportsStore(t *testing.T) {
+	n := startNode(t)
+	resp, err := http.Get(n.URL() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rd api.Readiness
+	if err := json.NewDecoder(resp.Body).Decode(&rd); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || !rd.Ready || !strings.Contains(string(rd.Store), `"ANDROMEDA_RUNS"`) || len(rd.Problems) != 0 {
+		t.Fatalf("/readyz = %d %+v (store %s); want ready with a per-stream report", resp.StatusCode, rd, rd.Store)
+	}
+}

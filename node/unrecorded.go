@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -151,4 +152,19 @@ func (n *Node) reportRecovery() {
 	for _, p := range rep.Problems() {
 		n.log.Warn("store damage", "problem", p)
 	}
+}
+
+// Readiness implements server.Backend: Ready, with the store's report of
+// what it found at start.
+func (n *Node) Readiness() api.Readiness {
+	rd := api.Readiness{Ready: true}
+	if err := n.Ready(); err != nil {
+		rd.Ready, rd.Reason = false, err.Error()
+	}
+	if n.store != nil {
+		rep := n.store.Recovery()
+		rd.Store, _ = json.Marshal(rep)
+		rd.Problems = rep.Problems()
+	}
+	return rd
 }

@@ -50,6 +50,8 @@ type Backend interface {
 	CreateToken(ctx context.Context, name, role string) (api.Token, error)
 	Node(ctx context.Context) api.NodeInfo
 	Ready() error
+	// Readiness is Ready with what the store found at start.
+	Readiness() api.Readiness
 	Metrics() http.Handler
 }
 
@@ -248,11 +250,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := s.b.Ready(); err != nil {
-		writeError(w, &api.Error{Status: http.StatusServiceUnavailable, Message: "not ready: " + err.Error()})
-		return
+	rd := s.b.Readiness()
+	status := http.StatusOK
+	if !rd.Ready {
+		status = http.StatusServiceUnavailable
+		rd.Reason = "not ready: " + rd.Reason
 	}
-	io.WriteString(w, "ready\n")
+	writeJSON(w, status, rd)
 }
 
 // node answers GET /v1/node. Where the node keeps its files and which

@@ -70,6 +70,7 @@ func (f *fakeBackend) CreateToken(ctx context.Context, name, role string) (api.T
 }
 func (f *fakeBackend) Node(ctx context.Context) api.NodeInfo { return api.NodeInfo{} }
 func (f *fakeBackend) Ready() error                          { return nil }
+func (f *fakeBackend) Readiness() api.Readiness              { return api.Readiness{Ready: true} }
 func (f *fakeBackend) Metrics() http.Handler                 { return http.NotFoundHandler() }
 
 func do(t *testing.T, h http.Handler, method, path, token, ctype, body string) (int, api.Error) {
