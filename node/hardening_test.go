@@ -398,3 +398,30 @@ func TestReadyzReportsStore(t *testing.T) {
 		t.Fatalf("/readyz = %d %+v (store %s); want ready with a per-stream report", resp.StatusCode, rd, rd.Store)
 	}
 }
+
+// TestReadmeConfig keeps the README's config block (every key with its
+// default) valid and equal to the defaults.
+func TestReadmeConfig(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	start := strings.Index(text, "```yaml\nlisten: 127.0.0.1:7070")
+	if start < 0 {
+		t.Fatal("README has no config block starting with listen:")
+	}
+	block := text[start+len("```yaml\n"):]
+	block = block[:strings.Index(block, "```")]
+	// The placeholders are for people; the rest parses as it stands.
+	block = strings.Replace(block, "data: ~/.local/share/andromeda", "data: /tmp/x", 1)
+	block = strings.Replace(block, "name: <host name>", "name: host", 1)
+	cfg, err := node.ParseConfig([]byte(block), false)
+	if err != nil {
+		t.Fatalf("the README's config block: %v", err)
+	}
+	def := node.DefaultConfig()
+	if cfg.HTTP != def.HTTP || cfg.Disk != def.Disk || cfg.State != def.State || cfg.Deps != def.Deps || cfg.Runs != def.Runs {
+		t.Fatalf("the README's config block differs from the defaults:\n%+v\n%+v", cfg, def)
+	}
+}
