@@ -25,6 +25,9 @@ type deployment struct {
 	compiled  wazero.CompiledModule
 	base      wazero.ModuleConfig
 	memLimit  uint64
+	memMax    uint64 // the memory's declared maximum in bytes, when ownMax
+	ownMax    bool   // the module declares a maximum below memLimit
+	reserve   int64  // bytes of the node's memory budget one instance holds
 	timeout   time.Duration
 	poolSize  int
 	maxOutput int
@@ -33,10 +36,16 @@ type deployment struct {
 	// created counts instantiations, for tests of the pool.
 	created atomic.Int64
 
-	mu      sync.Mutex
-	idle    []*instance // warm reactor instances, at most poolSize
-	stopped bool
-	calls   sync.WaitGroup // invocations in flight; Add only under mu while !stopped
+	// onPhase, when set (by tests), is called as an invocation enters each
+	// phase: "instantiate", "_start", "_initialize", "andromeda_alloc",
+	// "andromeda_invoke".
+	onPhase func(phase string)
+
+	mu        sync.Mutex
+	idle      []*instance // warm reactor instances, at most poolSize
+	stopped   bool
+	lastPanic string         // the driver panic that ended the latest invocation, if it did
+	calls     sync.WaitGroup // invocations in flight; Add only under mu while !stopped
 
 	// killCtx is cancelled when Stop runs out of grace; every invocation
 	// registers its cancel function on it with context.AfterFunc.
@@ -46,16 +55,25 @@ type deployment struct {
 	stopErr  error
 }
 
-var _ sandbox.Deployment = (*deployment)(nil)
+var (
+	_ sandbox.Deployment     = (*deployment)(nil)
+	_ sandbox.HealthReporter = (*deployment)(nil)
+)
 
 // Invoke runs one invocation. The earlier of ctx's deadline and the
 // deployment's timeout stops the guest (Outcome Timeout); cancelling ctx
 // stops it too and returns ctx's error, and so does a Stop that runs out of
 // grace (sandbox.ErrStopped). Invoke after Stop returns sandbox.ErrStopped.
+// An invocation that needs a new instance waits, within the same deadline,
+// for the node's memory budget; if the deadline passes first it ends with
+// Outcome Skipped, the guest never having run. A panic inside the driver
+// ends the invocation with Outcome Crashed and the panic in Exit.Detail; its
+// instance is discarded and the deployment stays usable (Health reports the
+// panic until an invocation completes without one).
 // Usage.CPU is the wall time of the guest call (a guest has one thread) and
 // Usage.PeakMemory the size of its linear memory after the call (a linear
 // memory never shrinks).
-func (d *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, error) {
+func (d *deployment) Invoke(ctx context.Context, input []byte) (exit sandbox.Exit, err error) {
 	start := time.Now()
 	d.mu.Lock()
 	stopped := d.stopped
@@ -75,35 +93,55 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, er
 	}
 	d.calls.Add(1)
 	var inst *instance
+	fresh := true
 	if n := len(d.idle); n > 0 {
 		inst = d.idle[n-1]
 		d.idle = d.idle[:n-1]
+		fresh = false
 	}
 	d.mu.Unlock()
 	defer d.calls.Done()
+	if inst == nil {
+		inst = d.newInstance()
+	}
 
 	callCtx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
 	stopKill := context.AfterFunc(d.killCtx, cancel)
-	var exit sandbox.Exit
+	defer stopKill()
+	defer func() {
+		if r := recover(); r != nil {
+			// The instance may be half-made or half-run: never reuse it.
+			closeAfterPanic(inst)
+			why := fmt.Sprintf("driver panic: %v", r)
+			d.mu.Lock()
+			d.lastPanic = why
+			d.mu.Unlock()
+			exit, err = sandbox.Exit{Outcome: sandbox.Crashed, Detail: why}, nil
+			exit.Usage.Wall = time.Since(start)
+			exit.Usage.CPU = exit.Usage.Wall
+		}
+	}()
+
 	var keep bool
-	var err error
 	if d.shape == command {
-		exit, inst, err = d.runCommand(callCtx, input)
+		exit, err = d.runCommand(callCtx, inst, input)
 	} else {
-		exit, inst, keep, err = d.runReactor(callCtx, inst, input)
+		exit, keep, err = d.runReactor(callCtx, inst, fresh, input)
 	}
 	stopKill()
 	cancel()
+	d.mu.Lock()
+	d.lastPanic = ""
+	d.mu.Unlock()
 
 	exit.Usage.Wall = time.Since(start)
 	exit.Usage.CPU = exit.Usage.Wall
-	if inst != nil {
-		exit.Usage.PeakMemory = int64(inst.mem.size)
-		if keep && d.pooled {
-			d.release(inst)
-		} else {
-			inst.close()
-		}
+	exit.Usage.PeakMemory = int64(inst.mem.size)
+	if keep && d.pooled {
+		d.release(inst)
+	} else {
+		inst.close()
 	}
 	if err != nil {
 		return exit, fmt.Errorf("invoke %s: %w", d.name, err)
@@ -111,65 +149,92 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, er
 	return exit, nil
 }
 
-// release returns a healthy reactor instance to the pool, or closes it when
-// the pool is full or the deployment stopped.
-func (d *deployment) release(inst *instance) {
+// closeAfterPanic closes an instance after a driver panic; a second panic,
+// from an instance left inconsistent, is dropped.
+func closeAfterPanic(inst *instance) {
+	defer func() { _ = recover() }()
+	inst.close()
+}
+
+// Health implements sandbox.HealthReporter: a deployment is unhealthy
+// while its latest invocation ended in a driver panic.
+func (d *deployment) Health() (healthy bool, reason string) {
 	d.mu.Lock()
-	if !d.stopped && len(d.idle) < d.poolSize {
-		d.idle = append(d.idle, inst)
-		inst = nil
+	defer d.mu.Unlock()
+	if d.lastPanic != "" {
+		return false, "the latest invocation ended in a " + d.lastPanic
 	}
-	d.mu.Unlock()
+	return true, ""
+}
+
+// release returns a healthy reactor instance to the pool, or closes it when
+// the pool is full, the deployment stopped, or another instantiation waits
+// for the memory it holds.
+func (d *deployment) release(inst *instance) {
+	if !d.driver.budget.waiting() {
+		d.mu.Lock()
+		if !d.stopped && len(d.idle) < d.poolSize {
+			d.idle = append(d.idle, inst)
+			inst = nil
+		}
+		d.mu.Unlock()
+	}
 	if inst != nil {
 		inst.close()
 	}
 }
 
-// runCommand runs a command guest in a fresh instance with input on stdin.
-func (d *deployment) runCommand(ctx context.Context, input []byte) (sandbox.Exit, *instance, error) {
-	inst, err := d.start(ctx, input)
-	if err != nil {
-		exit, err := d.failure(ctx, inst, "_start", err)
-		return exit, inst, err
+// runCommand runs a command guest in inst, a fresh instance, with input on
+// stdin.
+func (d *deployment) runCommand(ctx context.Context, inst *instance, input []byte) (sandbox.Exit, error) {
+	if err := d.start(ctx, inst, input); err != nil {
+		return d.failure(ctx, inst, "_start", err)
 	}
 	if inst.out.over {
-		return sandbox.Exit{Outcome: sandbox.Crashed, Detail: d.detail(inst, fmt.Sprintf("output exceeds the limit of %d bytes", d.maxOutput))}, inst, nil
+		return sandbox.Exit{Outcome: sandbox.Crashed, Detail: d.detail(inst, fmt.Sprintf("output exceeds the limit of %d bytes", d.maxOutput))}, nil
 	}
-	return sandbox.Exit{Outcome: sandbox.OK, Output: inst.out.buf, Detail: inst.logs.String()}, inst, nil
+	return sandbox.Exit{Outcome: sandbox.OK, Output: inst.out.buf, Detail: inst.logs.String()}, nil
 }
 
-// start instantiates the module and runs its WASI entry point: _start for a
-// command (to completion), _initialize for a reactor when it has one. An
-// error comes with the instance when the guest's code ran, for failure.
-func (d *deployment) start(ctx context.Context, stdin []byte) (*instance, error) {
-	inst, err := d.instantiate(ctx, stdin)
-	if err != nil {
-		return nil, err
+// start instantiates inst and runs its WASI entry point: _start for a
+// command (to completion), _initialize for a reactor when it has one.
+func (d *deployment) start(ctx context.Context, inst *instance, stdin []byte) error {
+	d.phase("instantiate")
+	if err := d.instantiate(ctx, inst, stdin); err != nil {
+		return err
 	}
 	d.created.Add(1)
-	inst.done = ctx.Done()
 	entry := "_start"
 	if d.shape == reactor {
 		entry = "_initialize"
 	}
+	var err error
 	if fn := inst.mod.ExportedFunction(entry); fn != nil {
+		d.phase(entry)
 		_, err = fn.Call(ctx)
 		var exit *sys.ExitError
 		if errors.As(err, &exit) && exit.ExitCode() == 0 && d.shape == command {
 			err = nil // proc_exit(0) is how a WASI command ends successfully
 		}
 	}
-	return inst, err
+	return err
 }
 
-// runReactor serves one invocation through the reactor ABI, on inst or, when
-// inst is nil, on a new instance. keep reports whether the instance is
-// healthy enough to serve another invocation.
-func (d *deployment) runReactor(ctx context.Context, inst *instance, input []byte) (exit sandbox.Exit, _ *instance, keep bool, err error) {
-	if inst == nil {
-		if inst, err = d.start(ctx, nil); err != nil {
+// phase calls the test hook, if any, as an invocation enters phase.
+func (d *deployment) phase(name string) {
+	if d.onPhase != nil {
+		d.onPhase(name)
+	}
+}
+
+// runReactor serves one invocation through the reactor ABI on inst, which
+// is fresh (not yet instantiated) or warm from the pool. keep reports
+// whether the instance is healthy enough to serve another invocation.
+func (d *deployment) runReactor(ctx context.Context, inst *instance, fresh bool, input []byte) (exit sandbox.Exit, keep bool, err error) {
+	if fresh {
+		if err = d.start(ctx, inst, nil); err != nil {
 			exit, err = d.failure(ctx, inst, "_initialize", err)
-			return exit, inst, false, err
+			return exit, false, err
 		}
 	} else {
 		inst.done = ctx.Done()
@@ -179,56 +244,64 @@ func (d *deployment) runReactor(ctx context.Context, inst *instance, input []byt
 
 	size := uint32(len(input))
 	inst.stack[0] = uint64(size)
+	d.phase(exportAlloc)
 	if err := inst.alloc.CallWithStack(ctx, inst.stack); err != nil {
 		exit, err = d.failure(ctx, inst, exportAlloc, err)
-		return exit, inst, false, err
+		return exit, false, err
 	}
 	ptr := uint32(inst.stack[0])
 	if !inst.memory.Write(ptr, input) {
-		return d.crashed(inst, fmt.Sprintf("%s(%d) returned %#x: not a buffer inside the guest's memory", exportAlloc, size, ptr)), inst, false, nil
+		return d.crashed(inst, fmt.Sprintf("%s(%d) returned %#x: not a buffer inside the guest's memory", exportAlloc, size, ptr)), false, nil
 	}
 	inst.stack[0], inst.stack[1] = uint64(ptr), uint64(size)
+	d.phase(exportInvoke)
 	if err := inst.invoke.CallWithStack(ctx, inst.stack); err != nil {
 		exit, err = d.failure(ctx, inst, exportInvoke, err)
-		return exit, inst, false, err
+		return exit, false, err
 	}
 	outPtr, outLen := uint32(inst.stack[0]>>32), uint32(inst.stack[0])
 	if int64(outLen) > int64(d.maxOutput) {
-		return d.crashed(inst, fmt.Sprintf("output of %d bytes exceeds the limit of %d bytes", outLen, d.maxOutput)), inst, true, nil
+		return d.crashed(inst, fmt.Sprintf("output of %d bytes exceeds the limit of %d bytes", outLen, d.maxOutput)), true, nil
 	}
 	out, ok := inst.memory.Read(outPtr, outLen)
 	if !ok {
-		return d.crashed(inst, fmt.Sprintf("%s returned output at %#x+%d: outside the guest's memory", exportInvoke, outPtr, outLen)), inst, false, nil
+		return d.crashed(inst, fmt.Sprintf("%s returned output at %#x+%d: outside the guest's memory", exportInvoke, outPtr, outLen)), false, nil
 	}
 	exit = sandbox.Exit{Outcome: sandbox.OK, Output: append([]byte(nil), out...)}
 	if !inst.logs.empty() {
 		exit.Detail = inst.logs.String()
 	}
-	return exit, inst, true, nil
+	return exit, true, nil
 }
 
-// failure classifies an error from guest code: stopped by Stop (error
-// sandbox.ErrStopped), cancelled by the caller (error ctx.Err()), past its
-// deadline (Timeout), out of memory (OOM: a grow was refused, or the memory
-// reached the module's own maximum), or crashed (trap or non-zero exit).
+// failure classifies an error from guest code or from getting an instance:
+// stopped by Stop (error sandbox.ErrStopped), cancelled by the caller (error
+// ctx.Err()), no memory in the node's budget before the deadline (Skipped),
+// past its deadline (Timeout), out of memory (OOM: a grow was refused, or
+// the memory reached the module's own maximum), or crashed (trap or non-zero
+// exit).
 func (d *deployment) failure(ctx context.Context, inst *instance, phase string, err error) (sandbox.Exit, error) {
 	var exit *sys.ExitError
+	var wait *budgetError
 	isExit := errors.As(err, &exit)
 	if isExit && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded || exit.ExitCode() == sys.ExitCodeContextCanceled) || ctx.Err() != nil {
 		switch {
 		case d.killCtx.Err() != nil:
 			return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "stopped with its deployment"}, sandbox.ErrStopped
+		case errors.Is(ctx.Err(), context.DeadlineExceeded) && errors.As(err, &wait):
+			return sandbox.Exit{Outcome: sandbox.Skipped, Detail: wait.Error()}, nil
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return sandbox.Exit{Outcome: sandbox.Timeout, Detail: d.detail(inst, "stopped at the deadline")}, nil
 		case ctx.Err() != nil:
 			return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "cancelled"}, ctx.Err()
 		}
 	}
-	if inst == nil {
-		// The module could not be instantiated: no guest code ran.
-		return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "instantiate: " + err.Error()}, nil
+	if inst.mod == nil {
+		// The module could not be instantiated. Its start function may
+		// have run: say what it logged.
+		return sandbox.Exit{Outcome: sandbox.Crashed, Detail: d.detail(inst, "instantiate: "+err.Error())}, nil
 	}
-	if inst.mem.refused || inst.atMax() {
+	if inst.mem.refused || d.atMax(inst) {
 		return sandbox.Exit{Outcome: sandbox.OOM, Detail: d.detail(inst, fmt.Sprintf("memory limit of %s reached", sizeString(d.memLimit)))}, nil
 	}
 	if isExit {
@@ -247,15 +320,11 @@ func (d *deployment) failure(ctx context.Context, inst *instance, phase string, 
 	return sandbox.Exit{Outcome: sandbox.Crashed, Detail: detail}, nil
 }
 
-// atMax reports whether the guest's memory reached the module's own
-// declared maximum, where memory.grow fails without asking the allocator.
-func (inst *instance) atMax() bool {
-	for _, m := range inst.mod.ExportedMemoryDefinitions() {
-		if limit, declared := m.Max(); declared && inst.mem.size >= uint64(limit)*pageSize {
-			return true
-		}
-	}
-	return false
+// atMax reports whether the guest's memory, exported or not, reached the
+// module's own declared maximum below the limit, where memory.grow fails
+// without asking the allocator.
+func (d *deployment) atMax(inst *instance) bool {
+	return d.ownMax && inst.mem.size >= d.memMax
 }
 
 func (d *deployment) crashed(inst *instance, why string) sandbox.Exit {
@@ -264,9 +333,6 @@ func (d *deployment) crashed(inst *instance, why string) sandbox.Exit {
 
 // detail is why, followed by the tail of the guest's log.
 func (d *deployment) detail(inst *instance, why string) string {
-	if inst == nil {
-		return why
-	}
 	if s := inst.logs.String(); s != "" {
 		return why + "\nstderr:\n" + s
 	}

@@ -12,20 +12,40 @@
 //
 // Isolation: a guest has no file system (no preopened directories), no
 // sockets, no environment variables and a single argument, the service
-// name; it can import nothing but WASI preview 1. Its linear memory is
-// capped (Limits.Memory rounded down to 64 KiB pages), its time is capped
-// (the deadline closes the module even in a loop that never calls the host),
-// and a sleeping guest wakes at the deadline. Clocks are the host's real wall
-// and monotonic clocks and random bytes come from crypto/rand; nothing else
-// of the host is visible.
+// name; it can import nothing but the functions of WASI preview 1. Its
+// linear memory is capped (Limits.Memory rounded down to 64 KiB pages), its
+// tables are bounded (see Deploy), its time is capped (the deadline closes
+// the module even in a loop that never calls the host), and a sleeping guest
+// wakes at the deadline. Clocks are the host's real wall and monotonic
+// clocks and random bytes come from crypto/rand; nothing else of the host is
+// visible.
+//
+// Memory of the node: every live instance reserves its most memory from one
+// budget shared by all the driver's deployments (Config.MemoryBudget); an
+// instantiation that does not fit waits for memory to be released, idle warm
+// instances are closed to make room, and a deployment whose one instance
+// would not fit in the whole budget is refused.
+//
+// A panic inside the driver (in wazero, a host function or the driver
+// itself) never leaves Deploy or Invoke: Deploy returns it as an error,
+// Invoke as an Exit with Outcome Crashed, and the deployment stays usable.
 //
 // Cost of the time cap: wazero enforces a deadline by compiling a check into
-// every loop and function entry that returns to Go (RuntimeConfig
+// every loop header that returns to Go (RuntimeConfig
 // WithCloseOnContextDone). With wazero v1.12 that makes guest code several
 // times slower (about 5x for a Go guest's JSON handling, see
 // BenchmarkReactorInvoke/bare-no-close); upstream work on a cheaper check is
 // wazero issue #2466. It is the only way to stop a guest that never calls
 // the host without blocking the Go runtime, so the driver always pays it.
+// wazero v1.12 checks at loop headers only, so a guest recursing without
+// loops would escape the deadline (a recursion tree can run for hours, Stop
+// included): Deploy puts an empty loop at the start of every function, which
+// costs about another 10% on a Go guest (BenchmarkReactorInvoke/driver).
+//
+// Known gap: a guest's call stack is wazero's, grown up to about 100 MiB per
+// call (some 160 MiB allocated by the time it overflows, within about a
+// second) and kept by the instance; it is outside both the memory cap and
+// the node's budget.
 //
 // The package does not judge outputs against the contract: it reports what
 // the guest did in a sandbox.Exit, and sandbox.Call judges.
@@ -59,6 +79,14 @@ const (
 	DefaultConcurrency = 4
 	DefaultMaxOutput   = 4 << 20
 	DefaultMaxLog      = 8 << 10
+	// DefaultMemoryBudget is 1 GiB: sixteen instances at the default memory
+	// limit, or one 512 MiB guest with room for the growth copies of its
+	// memory (a grow allocates the new memory before the old one is freed,
+	// so a guest at 512 MiB briefly takes 768 MiB), on a node with 2 GiB or
+	// more. A fixed figure rather than a share of the host's memory, so that
+	// what a node accepts does not change with the machine it lands on; set
+	// it from the memory the node can give its guests.
+	DefaultMemoryBudget = 1 << 30
 )
 
 // pageSize is the size of a WebAssembly memory page.
@@ -90,6 +118,16 @@ type Config struct {
 	// standard output) is kept for Exit.Detail: its first quarter and its
 	// last three quarters. Default DefaultMaxLog (8 KiB).
 	MaxLog int
+	// MemoryBudget bounds, in bytes, the memory that all the driver's live
+	// wasm instances together may reserve: warm reactor instances in pools
+	// and running command instances. An instance reserves its linear
+	// memory's maximum (its declared maximum or the memory limit, the
+	// smaller) plus its tables. An invocation whose instance does not fit
+	// waits until memory is released (idle warm instances are closed to make
+	// room), at most until its deadline, and then ends with Outcome Skipped;
+	// Deploy refuses a service whose one instance needs more than the whole
+	// budget. It must be at least Memory. Default DefaultMemoryBudget (1 GiB).
+	MemoryBudget int64
 }
 
 // DefaultConfig returns the configuration New uses for zero fields.
@@ -100,6 +138,8 @@ func DefaultConfig() Config {
 		Concurrency: DefaultConcurrency,
 		MaxOutput:   DefaultMaxOutput,
 		MaxLog:      DefaultMaxLog,
+
+		MemoryBudget: DefaultMemoryBudget,
 	}
 }
 
@@ -121,6 +161,11 @@ func (c Config) Validate() error {
 	if c.MaxLog < 0 {
 		errs = append(errs, fmt.Errorf("max_log: must not be negative, got %d", c.MaxLog))
 	}
+	if c.MemoryBudget < 0 {
+		errs = append(errs, fmt.Errorf("memory_budget: must not be negative, got %d", c.MemoryBudget))
+	} else if d := c.withDefaults(); c.Memory >= 0 && d.MemoryBudget < d.Memory {
+		errs = append(errs, fmt.Errorf("memory_budget: must be at least memory (%d bytes), got %d", d.Memory, d.MemoryBudget))
+	}
 	return errors.Join(errs...)
 }
 
@@ -141,6 +186,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxLog > 0 {
 		d.MaxLog = c.MaxLog
 	}
+	if c.MemoryBudget > 0 {
+		d.MemoryBudget = c.MemoryBudget
+	}
 	d.CacheDir = c.CacheDir
 	return d
 }
@@ -156,6 +204,9 @@ type Driver struct {
 	openErr error
 	rt      wazero.Runtime
 	cache   wazero.CompilationCache
+	wasi    map[string]api.FunctionDefinition // the functions a guest may import
+
+	budget *budget
 
 	mu     sync.Mutex
 	deps   map[*deployment]struct{}
@@ -166,7 +217,9 @@ type Driver struct {
 // side effects: the runtime and the cache directory are created on first
 // use, and an invalid cfg is reported by Test and Deploy.
 func New(cfg Config) *Driver {
-	return &Driver{cfg: cfg.withDefaults(), cfgErr: cfg.Validate(), deps: map[*deployment]struct{}{}}
+	d := &Driver{cfg: cfg.withDefaults(), cfgErr: cfg.Validate(), deps: map[*deployment]struct{}{}}
+	d.budget = &budget{total: d.cfg.MemoryBudget, evict: d.evictIdle}
+	return d
 }
 
 // Name returns "wasm".
@@ -191,16 +244,22 @@ func (d *Driver) open() error {
 		}
 		ctx := context.Background()
 		// CloseOnContextDone makes compiled code check for a done context at
-		// function entries and loop headers, so a deadline stops a guest
-		// that never calls the host.
+		// loop headers (and, with the empty loop rewriteModule puts there, at
+		// function entries), so a deadline stops a guest that never calls
+		// the host. DWARF is off: the rewrite moves the code it describes,
+		// and it is guest-supplied data wazero would parse and keep; traps
+		// still name functions (from the name section).
 		d.rt = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
 			WithCloseOnContextDone(true).
+			WithDebugInfoEnabled(false).
 			WithCompilationCache(d.cache))
 		if _, err := wasi_snapshot_preview1.Instantiate(ctx, d.rt); err != nil {
 			_ = d.rt.Close(ctx)
 			_ = d.cache.Close(ctx)
 			d.openErr = fmt.Errorf("instantiate wasi: %w", err)
+			return
 		}
+		d.wasi = d.rt.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions()
 	})
 	if d.openErr != nil {
 		return d.openErr
@@ -266,6 +325,7 @@ func (d *Driver) Offer() sandbox.Offer {
 			"clocks are the host's real wall and monotonic clocks; random bytes come from crypto/rand",
 			"usage.cpu is the wall time of the guest call: a wasm guest runs on one host thread",
 			"limits.cpu and limits.pids do not apply: a guest has one thread and cannot start processes",
+			"memory-cap bounds linear memory and tables; a guest's call stack (up to about 100 MiB) is not counted",
 		},
 	}
 }
@@ -286,14 +346,26 @@ func wazeroVersion() string {
 }
 
 // Deploy reads the module at spec.Dir/spec.Entry, compiles it (or loads it
-// from the cache), checks that it imports nothing but WASI preview 1 and that
-// it is a command or a reactor, and returns a deployment. An unknown mode or
-// a module the driver cannot run is sandbox.ErrUnsupported. An empty
-// spec.Mode means server. spec.Network grants nothing here: WASI preview 1
-// has no sockets, so a granted network only matters to the http actions the
-// service returns. Limits.CPU and Limits.Pids do not apply (one thread, no
+// from the cache), checks that it imports nothing but functions of WASI
+// preview 1 and that it is a command or a reactor, and returns a deployment.
+// An unknown mode or a module the driver cannot run (malformed, importing
+// anything else) is sandbox.ErrUnsupported. An empty spec.Mode means
+// server. spec.Network grants nothing here: WASI preview 1 has no sockets,
+// so a granted network only matters to the http actions the service
+// returns. Limits.CPU and Limits.Pids do not apply (one thread, no
 // processes). The caller owns the deployment and must Stop it; Close stops
 // the ones still running.
+//
+// Memory rules, for every memory the module defines, exported or not: a
+// minimum above the memory limit (Limits.Memory, else Config.Memory, in whole
+// 64 KiB pages) is refused; a maximum that is missing or above the limit is
+// capped at the limit rather than refused, since toolchains declare none by
+// default (a grow past it fails in the guest, and the invocation ends as
+// OOM). Tables hold at most 1 Mi elements in all: a table without a maximum,
+// or whose maximum would take them past that, is fixed at its minimum size,
+// and tables whose minimums alone exceed it are refused. A function may
+// declare at most 50 000 locals (16 Mi in all). A module whose one instance
+// would reserve more than Config.MemoryBudget is refused.
 func (d *Driver) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deployment, error) {
 	if err := d.open(); err != nil {
 		return nil, fmt.Errorf("deploy %s: %w", spec.Service, err)
@@ -369,11 +441,17 @@ const (
 	exportMemory = "memory"
 )
 
-// deploy compiles bin and builds the deployment for spec.
-func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, bin []byte) (*deployment, error) {
+// deploy compiles bin and builds the deployment for spec. A panic in wazero
+// or in the checks is returned as an error.
+func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, bin []byte) (dep *deployment, err error) {
 	fail := func(err error) (*deployment, error) {
 		return nil, fmt.Errorf("deploy %s: %w", spec.Service, err)
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			dep, err = nil, fmt.Errorf("deploy %s: driver panic: %v", spec.Service, r)
+		}
+	}()
 	mode := spec.Mode
 	if mode == "" {
 		mode = sandbox.ModeServer
@@ -394,6 +472,17 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, bin []byte) (*de
 	}
 	pages = min(pages, 1<<16) // 4 GiB, the most a 32-bit memory can address
 
+	// Walk the binary before wazero decodes it (see readModule: a malformed
+	// vector length would make wazero abort the process), bound its tables
+	// and make every function entry check the deadline (rewriteModule).
+	info, err := readModule(bin)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %s is malformed: %v", sandbox.ErrUnsupported, spec.Entry, err))
+	}
+	bin, tableElems, err := rewriteModule(bin, info)
+	if err != nil {
+		return fail(err)
+	}
 	compiled, err := d.rt.CompileModule(ctx, bin)
 	if err != nil {
 		return fail(fmt.Errorf("%w: compile %s: %v", sandbox.ErrUnsupported, spec.Entry, err))
@@ -404,15 +493,31 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, bin []byte) (*de
 			_ = compiled.Close(context.Background())
 		}
 	}()
+	if err := d.checkImports(compiled, info); err != nil {
+		return fail(fmt.Errorf("%w: %s %v", sandbox.ErrUnsupported, spec.Entry, err))
+	}
 
-	for _, f := range compiled.ImportedFunctions() {
-		if mod, name, _ := f.Import(); mod != wasi_snapshot_preview1.ModuleName {
-			return fail(fmt.Errorf("%w: %s imports %s.%s: only %s is provided", sandbox.ErrUnsupported, spec.Entry, mod, name, wasi_snapshot_preview1.ModuleName))
+	// Every memory the module defines, exported or not: its minimum must
+	// fit in the limit; its maximum, when missing or above the limit, is
+	// capped by the limit (the allocator refuses a grow past it, and the
+	// guest sees memory.grow return -1).
+	var reserve, memMax uint64
+	ownMax := false
+	for _, m := range info.memories {
+		if m.min > uint64(pages) {
+			return fail(fmt.Errorf("memory: module needs %d pages (%s), the limit is %s", m.min, sizeString(m.min*pageSize), sizeString(uint64(pages)*pageSize)))
 		}
+		most := uint64(pages)
+		if m.hasMax && m.max < most {
+			most, ownMax, memMax = m.max, true, m.max*pageSize
+		}
+		reserve += most * pageSize
 	}
-	if len(compiled.ImportedMemories()) > 0 {
-		return fail(fmt.Errorf("%w: %s imports a memory: a guest must define its own", sandbox.ErrUnsupported, spec.Entry))
+	reserve += tableElems * tableElementSize
+	if int64(reserve) > d.budget.total {
+		return fail(fmt.Errorf("memory: an instance reserves %s (linear memory and tables), more than the node's memory budget for wasm guests (%s)", sizeString(reserve), sizeString(uint64(d.budget.total))))
 	}
+
 	exports := compiled.ExportedFunctions()
 	var sh shape
 	switch {
@@ -425,13 +530,6 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, bin []byte) (*de
 		}
 	default:
 		return fail(fmt.Errorf("%w: %s exports neither _start (a WASI command) nor %s and %s (an Andromeda reactor)", sandbox.ErrUnsupported, spec.Entry, exportAlloc, exportInvoke))
-	}
-	var minPages uint32
-	for _, m := range compiled.ExportedMemories() {
-		minPages = max(minPages, m.Min())
-	}
-	if int64(minPages) > pages {
-		return fail(fmt.Errorf("%s needs %d KiB of memory to start, over the limit of %d KiB", spec.Entry, int64(minPages)*64, pages*64))
 	}
 
 	timeout := spec.Limits.Timeout
@@ -446,13 +544,16 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, bin []byte) (*de
 	if name == "" {
 		name = "guest"
 	}
-	dep := &deployment{
+	dep = &deployment{
 		driver:    d,
 		name:      name,
 		shape:     sh,
 		pooled:    sh == reactor && mode == sandbox.ModeServer,
 		compiled:  compiled,
 		memLimit:  uint64(pages) * pageSize,
+		memMax:    memMax,
+		ownMax:    ownMax,
+		reserve:   int64(reserve),
 		timeout:   timeout,
 		poolSize:  poolSize,
 		maxOutput: d.cfg.MaxOutput,
@@ -475,6 +576,49 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, bin []byte) (*de
 	d.mu.Unlock()
 	keep = true
 	return dep, nil
+}
+
+// checkImports checks that the module imports nothing but functions of WASI
+// preview 1, each with the signature WASI gives it: an import of a table, a
+// memory or a global, or of anything else, would fail every instantiation.
+func (d *Driver) checkImports(compiled wazero.CompiledModule, info moduleInfo) error {
+	for _, imp := range info.imports {
+		switch {
+		case imp.kind == externMemory:
+			return fmt.Errorf("imports a memory (%s.%s): a guest must define its own", imp.module, imp.name)
+		case imp.kind != externFunc:
+			return fmt.Errorf("imports a %s (%s.%s): a guest can import only functions of %s", externName(imp.kind), imp.module, imp.name, wasi_snapshot_preview1.ModuleName)
+		case imp.module != wasi_snapshot_preview1.ModuleName:
+			return fmt.Errorf("imports %s.%s: only %s is provided", imp.module, imp.name, wasi_snapshot_preview1.ModuleName)
+		}
+	}
+	for _, f := range compiled.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		if mod != wasi_snapshot_preview1.ModuleName {
+			return fmt.Errorf("imports %s.%s: only %s is provided", mod, name, wasi_snapshot_preview1.ModuleName)
+		}
+		w := d.wasi[name]
+		if w == nil {
+			return fmt.Errorf("imports %s.%s: %s has no such function", mod, name, mod)
+		}
+		if !bytes.Equal(f.ParamTypes(), w.ParamTypes()) || !bytes.Equal(f.ResultTypes(), w.ResultTypes()) {
+			return fmt.Errorf("imports %s.%s with type (%s) -> (%s), want (%s) -> (%s)", mod, name,
+				types(f.ParamTypes()), types(f.ResultTypes()), types(w.ParamTypes()), types(w.ResultTypes()))
+		}
+	}
+	return nil
+}
+
+func externName(kind byte) string {
+	switch kind {
+	case externTable:
+		return "table"
+	case externGlobal:
+		return "global"
+	case externTag:
+		return "tag"
+	}
+	return fmt.Sprintf("kind %d", kind)
 }
 
 // checkABI checks the signatures of the reactor ABI's exports.
@@ -511,6 +655,33 @@ func types(ts []api.ValueType) string {
 		b = append(b, api.ValueTypeName(t)...)
 	}
 	return string(b)
+}
+
+// evictIdle closes idle warm instances, of any deployment, until need bytes
+// of reservations are released or none is left. The budget calls it when an
+// instantiation does not fit.
+func (d *Driver) evictIdle(need int64) {
+	d.mu.Lock()
+	deps := make([]*deployment, 0, len(d.deps))
+	for dep := range d.deps {
+		deps = append(deps, dep)
+	}
+	d.mu.Unlock()
+	for _, dep := range deps {
+		for need > 0 {
+			dep.mu.Lock()
+			n := len(dep.idle)
+			if n == 0 {
+				dep.mu.Unlock()
+				break
+			}
+			inst := dep.idle[n-1]
+			dep.idle = dep.idle[:n-1]
+			dep.mu.Unlock()
+			need -= inst.reserved
+			inst.close()
+		}
+	}
 }
 
 func (d *Driver) forget(dep *deployment) {

@@ -71,6 +71,10 @@ func TestConfigValidate(t *testing.T) {
 		{"negative timeout", Config{Timeout: -time.Second}, "timeout"},
 		{"negative concurrency", Config{Concurrency: -1}, "concurrency"},
 		{"negative output", Config{MaxOutput: -1}, "max_output"},
+		{"negative memory budget", Config{MemoryBudget: -1}, "memory_budget: must not be negative"},
+		{"memory budget below memory", Config{Memory: 128 << 20, MemoryBudget: 64 << 20}, "memory_budget: must be at least memory"},
+		{"memory over the default budget", Config{Memory: 2 << 30}, "memory_budget: must be at least memory"},
+		{"memory within an explicit budget", Config{Memory: 2 << 30, MemoryBudget: 4 << 30}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.cfg.Validate()

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -17,8 +19,10 @@ var randReader = rand.Reader
 
 // instance is one instantiated guest. It is used by one invocation at a time:
 // a command instance for exactly one, a reactor instance for many in turn.
+// It holds a reservation of the node's memory budget from instantiate to
+// close.
 type instance struct {
-	mod    api.Module
+	mod    api.Module   // nil until instantiated
 	memory api.Memory   // the exported memory; reactors only
 	alloc  api.Function // reactors only
 	invoke api.Function // reactors only
@@ -31,25 +35,53 @@ type instance struct {
 	// done is the current invocation's ctx.Done(), so that a sleeping guest
 	// wakes at the deadline. Set before each call, on the calling goroutine.
 	done <-chan struct{}
+
+	budget   *budget
+	reserved int64 // bytes of the budget this instance holds
+	closed   atomic.Bool
 }
 
-// instantiate creates an instance of the deployment's module without
-// running any of its code; stdin is the command's input.
-func (d *deployment) instantiate(ctx context.Context, stdin []byte) (*instance, error) {
-	inst := &instance{
-		mem:  &linearMemory{limit: d.memLimit},
-		logs: headTail{max: d.maxLog},
-		out:  capped{max: d.maxOutput},
+// newInstance returns an instance of the deployment that is not yet
+// instantiated; closing it is a no-op until instantiate.
+func (d *deployment) newInstance() *instance {
+	return &instance{
+		mem:    &linearMemory{limit: d.memLimit},
+		logs:   headTail{max: d.maxLog},
+		out:    capped{max: d.maxOutput},
+		budget: d.driver.budget,
 	}
+}
+
+// instantiate reserves the instance's memory from the budget, waiting for
+// it until ctx is done (a *budgetError), and instantiates the deployment's
+// module; that runs the module's start function, if it has one, but not its
+// WASI entry point. stdin is the command's input.
+func (d *deployment) instantiate(ctx context.Context, inst *instance, stdin []byte) (err error) {
+	if err := inst.budget.acquire(ctx, d.reserve); err != nil {
+		return err
+	}
+	inst.reserved = d.reserve
 	cfg := d.base.WithStderr(&inst.logs).WithNanosleep(inst.sleep)
 	if d.shape == command {
 		cfg = cfg.WithStdin(bytes.NewReader(stdin)).WithStdout(&inst.out)
 	} else {
 		cfg = cfg.WithStdout(&inst.logs)
 	}
+	inst.done = ctx.Done() // a start function may sleep
+	defer func() {
+		// wazero cannot be told that an allocator failed to give a memory
+		// its initial size, and panics. Deploy refuses a minimum above the
+		// limit, so this is a guard, not a path.
+		if r := recover(); r != nil {
+			if !inst.mem.refused {
+				panic(r)
+			}
+			err = fmt.Errorf("memory: the module's initial memory is over the limit of %s", sizeString(d.memLimit))
+		}
+	}()
 	mod, err := d.driver.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.mem), d.compiled, cfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	inst.mod = mod
 	if d.shape == reactor {
@@ -58,12 +90,20 @@ func (d *deployment) instantiate(ctx context.Context, stdin []byte) (*instance, 
 		inst.invoke = mod.ExportedFunction(exportInvoke)
 		inst.stack = make([]uint64, 2)
 	}
-	return inst, nil
+	return nil
 }
 
-// close releases the instance; safe on an instance the guest already closed.
+// close releases the instance and its reservation. Safe to call more than
+// once, and on an instance the guest already closed or that was never
+// instantiated.
 func (inst *instance) close() {
-	_ = inst.mod.Close(context.Background())
+	if inst.closed.Swap(true) {
+		return
+	}
+	defer inst.budget.release(inst.reserved)
+	if inst.mod != nil {
+		_ = inst.mod.Close(context.Background())
+	}
 }
 
 // sleep is the guest's nanosleep (poll_oneoff with a clock): real time, cut
@@ -104,6 +144,9 @@ func (m *linearMemory) Allocate(capacity, _ uint64) experimental.LinearMemory {
 // Reallocate implements experimental.LinearMemory. It grows the memory to size
 // bytes, or returns nil (memory.grow then returns -1 to the guest) past the
 // cap. Capacity doubles, up to the cap, so growth copies O(log n) times.
+// wazero also calls it for the memory's initial size, where nil makes it
+// panic: Deploy refuses a module whose minimum is over the cap, so that
+// never happens, and instantiate turns it into an error if it did.
 func (m *linearMemory) Reallocate(size uint64) []byte {
 	if size > m.limit {
 		m.refused = true

@@ -5,16 +5,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
 // guests are the Go builds of the conformance guest, made once per test
-// binary: dir/command/main.wasm and dir/reactor/main.wasm. cache is a
-// compilation cache shared by the tests' drivers so that each Go module is
-// compiled once per run.
+// binary by the first test that needs them (so that fuzzing workers, which
+// run no such test, do not build them): dir/command/main.wasm and
+// dir/reactor/main.wasm. cache is a compilation cache shared by the tests'
+// drivers so that each Go module is compiled once per run.
 var guests struct {
+	once  sync.Once
 	dir   string
 	cache string
 	err   error
@@ -28,7 +31,6 @@ func TestMain(m *testing.M) {
 	}
 	guests.dir = dir
 	guests.cache = filepath.Join(dir, "cache")
-	guests.err = buildGuests(dir)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -47,6 +49,7 @@ func buildGuests(dir string) error {
 // build.
 func requireGuests(t testing.TB) {
 	t.Helper()
+	guests.once.Do(func() { guests.err = buildGuests(guests.dir) })
 	sandboxtest.Require(t, !errors.Is(guests.err, sandboxtest.ErrNoGo),
 		"building the Go guest (GOOS=wasip1 GOARCH=wasm) needs the go command on PATH")
 	if guests.err != nil {
