@@ -51,6 +51,8 @@ type Config struct {
 	// Disk says how much of the data directory's filesystem the node keeps
 	// free; below it new work is refused. See DiskConfig.
 	Disk DiskConfig `json:"disk" yaml:"disk"`
+	// Wasm configures the WebAssembly driver.
+	Wasm WasmConfig `json:"wasm" yaml:"wasm"`
 	// Deps configures dependency installs for process services.
 	Deps DepsConfig `json:"deps" yaml:"deps"`
 	// Repair starts the node on a damaged store, dropping (and listing)
@@ -88,6 +90,15 @@ type StateConfig struct {
 	// last the run is an error with its actions dropped. Default 10, so
 	// eight concurrent writers of one key all commit. From 1 to 100.
 	Attempts int `json:"attempts" yaml:"attempts"`
+}
+
+// WasmConfig configures the WebAssembly driver.
+type WasmConfig struct {
+	// MemoryBudget bounds the memory of all live wasm instances together
+	// (each reserves its memory limit); an instance that does not fit
+	// waits for room until its run's deadline, then the run is skipped
+	// with the reason. Default 1Gi; at least the policy's memory ceiling.
+	MemoryBudget string `json:"memory_budget" yaml:"memory_budget"`
 }
 
 // DepsConfig configures dependency installs.
@@ -146,6 +157,7 @@ func DefaultConfig() Config {
 		Upload:       UploadConfig{MaxArchive: "16Mi", MaxUnpacked: "64Mi", MaxFiles: 4096},
 		Log:          LogConfig{Format: "auto", Level: "info"},
 		Disk:         DefaultDiskConfig(),
+		Wasm:         WasmConfig{MemoryBudget: "1Gi"},
 		HTTP:         DefaultHTTPConfig(),
 	}
 }
@@ -264,6 +276,7 @@ func (c Config) Validate() error {
 		min, max int64
 	}{
 		{"state.max", c.State.Max, 1 << 10, 64 << 20},
+		{"wasm.memory_budget", c.Wasm.MemoryBudget, 64 << 20, 1 << 40},
 		{"upload.max_archive", c.Upload.MaxArchive, 1 << 10, 1 << 30},
 		{"upload.max_unpacked", c.Upload.MaxUnpacked, 1 << 10, 4 << 30},
 	}

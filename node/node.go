@@ -274,7 +274,8 @@ func (n *Node) unwind() error {
 }
 
 func (n *Node) startDrivers(ctx context.Context) {
-	w := wasm.New(wasm.Config{CacheDir: filepath.Join(n.CacheDir(), "wasm")})
+	budget, _ := parseBytes(n.cfg.Wasm.MemoryBudget) // checked by Validate
+	w := wasm.New(wasm.Config{CacheDir: filepath.Join(n.CacheDir(), "wasm"), MemoryBudget: budget})
 	n.addDriver(ctx, w, w)
 	pc := process.DefaultConfig()
 	pc.WorkDir = filepath.Join(n.cfg.Data, "process")

@@ -117,8 +117,10 @@ type Offer struct {
 type Outcome string
 
 // The outcomes a run can have. Drivers report OK, Timeout, Crashed and OOM in
-// an Exit; Call turns OK into OK, Noop or Error by judging the output; the
-// node records Rejected and Skipped for runs that never reached a driver.
+// an Exit, and Skipped when the guest never ran for want of capacity (the
+// wasm driver's node-wide memory budget); Call turns OK into OK, Noop or
+// Error by judging the output; the node records Rejected and Skipped for
+// runs that never reached a driver.
 const (
 	OK       Outcome = "ok"       // the service returned actions or emits
 	Noop     Outcome = "noop"     // the service decided to do nothing and said why
@@ -127,7 +129,7 @@ const (
 	Crashed  Outcome = "crashed"  // the guest trapped, panicked, threw or exited non-zero
 	OOM      Outcome = "oom"      // the guest exceeded its memory limit
 	Rejected Outcome = "rejected" // the input or the call was refused before running
-	Skipped  Outcome = "skipped"  // the trigger fired but the run did not start (concurrency, backoff)
+	Skipped  Outcome = "skipped"  // the trigger fired but the run did not start (concurrency, backoff, no capacity)
 )
 
 // Exit is what a driver reports about one invocation.
