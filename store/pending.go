@@ -74,6 +74,14 @@ func (s *Store) ReconcilePending(ctx context.Context) ([]Reconciled, error) {
 			s.pending.Purge(ctx, key)
 			continue
 		}
+		// Recorded already (the node died between the record and the
+		// drop): the stream's duplicate window may be long past, so look.
+		if _, err := s.Run(ctx, r.Service, r.ID); err == nil {
+			if err := s.DeletePending(ctx, r.Service, r.ID); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		snap, err := s.State(ctx, r.Service)
 		if err != nil {
 			errs = append(errs, err)

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"testing"
 
 	"github.com/andromeda-runner/andromeda/api"
@@ -41,6 +43,19 @@ func TestPendingSurvivesACrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	// ... and here for another run: written ahead, state never committed.
+	// A third was recorded, but the node died before dropping its pending
+	// copy: it must not be recorded twice.
+	done := api.Run{ID: "run-done", Service: "svc", Outcome: "noop", Noop: "counted"}
+	if err := s.PutPending(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	snap0, _ := s.State(ctx, "svc")
+	if _, err := s.ApplyState(ctx, "svc", done.ID, snap0, set); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendRun(ctx, done); err != nil {
+		t.Fatal(err)
+	}
 	b.Close()
 
 	b, err = bus.Open(ctx, bus.Config{Dir: dir})
@@ -65,7 +80,13 @@ func TestPendingSurvivesACrash(t *testing.T) {
 	}
 	byID := map[string]api.Run{}
 	for _, r := range runs {
+		if _, dup := byID[r.ID]; dup {
+			t.Errorf("run %s recorded twice", r.ID)
+		}
 		byID[r.ID] = r
+	}
+	if len(runs) != 3 {
+		t.Errorf("%d runs recorded, want 3: %+v", len(runs), runs)
 	}
 	if r := byID[committed.ID]; r.Outcome != "noop" || r.Noop != "counted" {
 		t.Errorf("committed run recorded as %+v, want it as it ended", r)
@@ -108,5 +129,45 @@ func TestStateWritersBounded(t *testing.T) {
 	}
 	if len(got.Writers) != store.MaxStateWriters || string(got.Values["i"]) != "1" || len(got.Values) != 1 {
 		t.Fatalf("state = %d writers, values %v", len(got.Writers), got.Values)
+	}
+}
+
+// BenchmarkStateRun measures what a state-writing run costs the store,
+// side by side: the state commit and the run record alone (as before the
+// write-ahead), and with the run written ahead and dropped after.
+func BenchmarkStateRun(b *testing.B) {
+	for _, ahead := range []bool{false, true} {
+		name := "state+record"
+		if ahead {
+			name = "pending+state+record+drop"
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			s := open(b, store.Config{})
+			snap := store.Snapshot{}
+			i := 0
+			for b.Loop() {
+				i++
+				r := api.Run{ID: fmt.Sprintf("r%08d", i), Service: "svc", Outcome: "noop", Noop: "counted"}
+				if ahead {
+					if err := s.PutPending(ctx, r); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var err error
+				snap, err = s.ApplyState(ctx, "svc", r.ID, snap, &contract.StateChange{Set: map[string]json.RawMessage{"n": json.RawMessage(strconv.Itoa(i))}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.AppendRun(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+				if ahead {
+					if err := s.DeletePending(ctx, r.Service, r.ID); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }
