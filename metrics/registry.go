@@ -1,68 +1,78 @@
-// Package metrics holds a minimal Prometheus registry: counters, gauges and
-// histograms, with or without labels, and their exposition in the Prometheus
-// text format 0.0.4 (the format /metrics serves), so the node needs no client
-// library.
+// Package metrics holds the node's Prometheus registry, built on
+// prometheus/client_golang: a registry of its own (never the global default)
+// with the Go runtime and process collectors, the /metrics handler that
+// serves it, the constructors the node declares its families with, and the
+// histogram buckets for invocation durations.
 //
-// It does not push, keep history, expose summaries or the protobuf and
-// OpenMetrics formats, or know what the node measures: the node registers
-// its metrics at start and keeps the children it updates on hot paths. It
-// imports only the standard library.
+// It does not know what the node measures, or which services may appear in
+// a label (the node's http.metrics.service_labels policy): the node
+// registers its families at start and keeps the series it updates on hot
+// paths. Code that needs more than the constructors here uses client_golang
+// directly on the embedded prometheus.Registry. As client_golang does, the
+// exposition writes a series' labels sorted by name, whatever order the
+// family declared them in: {outcome="ok",service="billing"}.
 package metrics
 
 import (
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"slices"
-	"strconv"
-	"strings"
-	"sync"
-	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
 )
 
-// ContentType is the media type of the exposition Registry writes.
-const ContentType = "text/plain; version=0.0.4; charset=utf-8"
-
-// Registry is a set of metric families with unique names, written in the text
-// format by WriteTo and ServeHTTP. The constructors register a family and
-// panic on an invalid or duplicate name or label name: metrics are declared
-// by code at start, so these are programming errors. Safe for concurrent use.
+// Registry is a prometheus.Registry of the node's own, created with the Go
+// runtime (go_*) and process (process_*) collectors, that serves its
+// families over HTTP. The constructors register a family and panic when its
+// name or label names are invalid or taken, or a histogram's buckets are
+// not finite and strictly increasing: families are declared by code at
+// start, so these are programming errors, caught there rather than at the
+// first observation. Names are checked against the classic rules
+// ([a-zA-Z_:][a-zA-Z0-9_:]*, no colon in label names), which every scraper
+// reads without escaping; client_golang alone would take any UTF-8. Safe
+// for concurrent use.
 type Registry struct {
-	mu       sync.RWMutex
-	families map[string]family // by family name
-	taken    map[string]string // sample names in use → the family using them
+	*prometheus.Registry
+	handler http.Handler
 }
 
-// NewRegistry returns an empty Registry.
+// NewRegistry returns a Registry holding only the Go runtime and process
+// collectors and the handler's own error counter,
+// promhttp_metric_handler_errors_total.
 func NewRegistry() *Registry {
-	return &Registry{families: make(map[string]family), taken: make(map[string]string)}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return &Registry{
+		Registry: reg,
+		// A collector that fails (the process collector when /proc cannot
+		// be read) costs its own series, not the whole scrape; failures are
+		// counted in promhttp_metric_handler_errors_total.
+		handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+			ErrorHandling: promhttp.ContinueOnError,
+			Registry:      reg,
+		}),
+	}
 }
 
-// family is one registered metric family.
-type family interface {
-	describe() *desc
-	// appendTo appends the family's samples, sorted by label values, to b.
-	appendTo(b []byte) []byte
-}
-
-// desc is what a family is: its name, help, type and label names.
-type desc struct {
-	name, help, typ string
-	labels          []string
-}
-
-func (d *desc) describe() *desc { return d }
-
-// NewCounter registers a counter without labels and returns it.
-func (r *Registry) NewCounter(name, help string) *Counter {
-	return r.NewCounterVec(name, help).With()
+// ServeHTTP serves the exposition (GET /metrics) in the format the scraper
+// asks for: the text format 0.0.4 by default, the protobuf format to a
+// scraper that accepts it; gzip- or zstd-compressed when accepted.
+func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.handler.ServeHTTP(w, req)
 }
 
 // NewCounterVec registers a counter family with the given label names.
-func (r *Registry) NewCounterVec(name, help string, labelNames ...string) *CounterVec {
-	v := &CounterVec{newVec(r.newDesc(name, help, "counter", labelNames), func() *Counter { return new(Counter) })}
-	r.register(v, name)
+func (r *Registry) NewCounterVec(name, help string, labelNames ...string) *prometheus.CounterVec {
+	checkNames(name, labelNames)
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labelNames)
+	r.MustRegister(v)
 	return v
 }
 
@@ -70,39 +80,24 @@ func (r *Registry) NewCounterVec(name, help string, labelNames ...string) *Count
 // at each scrape, for totals kept elsewhere. fn must be safe to call
 // concurrently and must not use the Registry.
 func (r *Registry) NewCounterFunc(name, help string, fn func() float64) {
-	r.register(&funcFamily{r.newDesc(name, help, "counter", nil), fn}, name)
-}
-
-// NewGauge registers a gauge without labels and returns it.
-func (r *Registry) NewGauge(name, help string) *Gauge {
-	return r.NewGaugeVec(name, help).With()
-}
-
-// NewGaugeVec registers a gauge family with the given label names.
-func (r *Registry) NewGaugeVec(name, help string, labelNames ...string) *GaugeVec {
-	v := &GaugeVec{newVec(r.newDesc(name, help, "gauge", labelNames), func() *Gauge { return new(Gauge) })}
-	r.register(v, name)
-	return v
+	checkNames(name, nil)
+	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn))
 }
 
 // NewGaugeFunc registers a gauge without labels whose value fn returns at
 // each scrape. fn must be safe to call concurrently and must not use the
 // Registry.
 func (r *Registry) NewGaugeFunc(name, help string, fn func() float64) {
-	r.register(&funcFamily{r.newDesc(name, help, "gauge", nil), fn}, name)
-}
-
-// NewHistogram registers a histogram without labels and returns it. A nil
-// buckets means DurationBuckets().
-func (r *Registry) NewHistogram(name, help string, buckets []float64) *Histogram {
-	return r.NewHistogramVec(name, help, buckets).With()
+	checkNames(name, nil)
+	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
 
 // NewHistogramVec registers a histogram family with the given upper bucket
-// bounds (strictly increasing, finite; the +Inf bucket is implicit) and label
-// names. A nil buckets means DurationBuckets(). "le" is not a valid label
-// name here.
-func (r *Registry) NewHistogramVec(name, help string, buckets []float64, labelNames ...string) *HistogramVec {
+// bounds (finite, strictly increasing; the +Inf bucket is implicit) and
+// label names. A nil buckets means DurationBuckets(). "le" is not a valid
+// label name here.
+func (r *Registry) NewHistogramVec(name, help string, buckets []float64, labelNames ...string) *prometheus.HistogramVec {
+	checkNames(name, labelNames)
 	if buckets == nil {
 		buckets = DurationBuckets()
 	}
@@ -117,190 +112,34 @@ func (r *Registry) NewHistogramVec(name, help string, buckets []float64, labelNa
 	if slices.Contains(labelNames, "le") {
 		panic(fmt.Sprintf("metrics: register %s: label name \"le\" is reserved for histograms", name))
 	}
-	upper := slices.Clone(buckets)
-	d := r.newDesc(name, help, "histogram", labelNames)
-	v := &HistogramVec{newVec(d, func() *Histogram { return newHistogram(upper) }), upper}
-	r.register(v, name, name+"_bucket", name+"_sum", name+"_count")
+	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labelNames)
+	r.MustRegister(v)
 	return v
 }
 
-// newDesc validates a family's name and label names.
-func (r *Registry) newDesc(name, help, typ string, labels []string) *desc {
-	if !validName(name, true) {
+// checkNames panics unless name and labelNames follow the classic rules.
+// Reserved (__) and duplicate label names are left to client_golang, which
+// refuses them at registration.
+func checkNames(name string, labelNames []string) {
+	if !model.LegacyValidation.IsValidMetricName(name) {
 		panic(fmt.Sprintf("metrics: register %q: invalid metric name", name))
 	}
-	for i, l := range labels {
-		if !validName(l, false) || strings.HasPrefix(l, "__") {
+	for _, l := range labelNames {
+		if !model.LegacyValidation.IsValidLabelName(l) {
 			panic(fmt.Sprintf("metrics: register %s: invalid label name %q", name, l))
 		}
-		if slices.Contains(labels[:i], l) {
-			panic(fmt.Sprintf("metrics: register %s: duplicate label name %q", name, l))
-		}
-	}
-	return &desc{name: name, help: help, typ: typ, labels: slices.Clone(labels)}
-}
-
-// register adds f, whose samples use the given names, to r.
-func (r *Registry) register(f family, names ...string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, n := range names {
-		if other, ok := r.taken[n]; ok {
-			panic(fmt.Sprintf("metrics: register %s: name %s already used by %s", names[0], n, other))
-		}
-	}
-	for _, n := range names {
-		r.taken[n] = names[0]
-	}
-	r.families[names[0]] = f
-}
-
-// validName reports whether s is a valid metric name (colons allowed) or
-// label name.
-func validName(s string, metric bool) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-		case c == ':' && metric:
-		case '0' <= c && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// WriteTo writes all families in the text format 0.0.4, sorted by name, each
-// family's series sorted by label values; families with no series yet are
-// left out. It implements io.WriterTo.
-func (r *Registry) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(r.AppendText(nil))
-	return int64(n), err
-}
-
-// AppendText appends what WriteTo writes to b and returns the result.
-func (r *Registry) AppendText(b []byte) []byte {
-	r.mu.RLock()
-	fams := make([]family, 0, len(r.families))
-	for _, f := range r.families {
-		fams = append(fams, f)
-	}
-	r.mu.RUnlock()
-	slices.SortFunc(fams, func(a, b family) int { return strings.Compare(a.describe().name, b.describe().name) })
-
-	for _, f := range fams {
-		d := f.describe()
-		mark := len(b)
-		b = append(b, "# HELP "...)
-		b = append(b, d.name...)
-		b = append(b, ' ')
-		b = appendEscaped(b, d.help, false)
-		b = append(b, "\n# TYPE "...)
-		b = append(b, d.name...)
-		b = append(b, ' ')
-		b = append(b, d.typ...)
-		b = append(b, '\n')
-		body := len(b)
-		b = f.appendTo(b)
-		if len(b) == body {
-			b = b[:mark] // no series: leave the family out
-		}
-	}
-	return b
-}
-
-// ServeHTTP serves the exposition (GET /metrics).
-func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	body := r.AppendText(nil)
-	w.Header().Set("Content-Type", ContentType)
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	if req.Method != http.MethodHead {
-		_, _ = w.Write(body)
 	}
 }
 
-// funcFamily is a counter or gauge without labels read at scrape.
-type funcFamily struct {
-	*desc
-	fn func() float64
-}
-
-func (f *funcFamily) appendTo(b []byte) []byte {
-	return appendSample(b, f.name, "", nil, nil, "", f.fn())
-}
-
-// appendSeries appends the start of a sample line: name+suffix and the
-// labels (with le when not empty), then the space before the value.
-func appendSeries(b []byte, name, suffix string, labels, values []string, le string) []byte {
-	b = append(b, name...)
-	b = append(b, suffix...)
-	if len(labels) > 0 || le != "" {
-		b = append(b, '{')
-		for i, l := range labels {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, l...)
-			b = append(b, `="`...)
-			b = appendEscaped(b, values[i], true)
-			b = append(b, '"')
-		}
-		if le != "" {
-			if len(labels) > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `le="`...)
-			b = append(b, le...)
-			b = append(b, '"')
-		}
-		b = append(b, '}')
+// DurationBuckets returns the default histogram buckets, in seconds, suited
+// to invocation durations from 50µs (a warm wasm call) to 60s (a long
+// process run): 50µs, 100µs, 250µs, 500µs, 1ms, 2.5ms, 5ms, 10ms, 25ms,
+// 50ms, 100ms, 250ms, 500ms, 1s, 2.5s, 5s, 10s, 30s, 60s. Each call returns
+// a new slice.
+func DurationBuckets() []float64 {
+	return []float64{
+		0.00005, 0.0001, 0.00025, 0.0005,
+		0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+		0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 	}
-	return append(b, ' ')
-}
-
-// appendSample appends a whole sample line with a float value.
-func appendSample(b []byte, name, suffix string, labels, values []string, le string, v float64) []byte {
-	b = appendSeries(b, name, suffix, labels, values, le)
-	b = appendFloat(b, v)
-	return append(b, '\n')
-}
-
-// appendEscaped appends s escaped for the text format: backslash and newline
-// always, the double quote in label values. Invalid UTF-8 becomes U+FFFD.
-func appendEscaped(b []byte, s string, quote bool) []byte {
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\':
-			b = append(b, `\\`...)
-		case c == '\n':
-			b = append(b, `\n`...)
-		case c == '"' && quote:
-			b = append(b, `\"`...)
-		default:
-			b = append(b, c)
-		}
-	}
-	return b
-}
-
-// appendFloat appends v as the text format spells it: +Inf, -Inf, NaN, or
-// the shortest decimal that reads back as v.
-func appendFloat(b []byte, v float64) []byte {
-	switch {
-	case math.IsInf(v, 1):
-		return append(b, "+Inf"...)
-	case math.IsInf(v, -1):
-		return append(b, "-Inf"...)
-	case math.IsNaN(v):
-		return append(b, "NaN"...)
-	}
-	return strconv.AppendFloat(b, v, 'g', -1, 64)
 }

@@ -3,8 +3,9 @@ package node
 import (
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/andromeda-runner/andromeda/metrics"
-	"github.com/andromeda-runner/andromeda/sandbox"
 )
 
 // The service label values that stand for several services (see
@@ -18,11 +19,12 @@ const (
 // name the operator token authenticates as.
 const operatorOwner = "operator"
 
-// nodeMetrics are the node's Prometheus series.
+// nodeMetrics are the node's Prometheus series. The work gate registers
+// its own (workGate.register).
 type nodeMetrics struct {
-	reg         *metrics.Registry
-	invocations *metrics.CounterVec
-	duration    *metrics.HistogramVec
+	reg         *metrics.Registry // served by Node.Metrics
+	invocations *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
 	labels      string                   // service_labels: all, operator or none
 	owner       func(name string) string // a deployed service's owner; "" when unknown
 }
@@ -62,8 +64,8 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 
 func (m *nodeMetrics) observe(service, outcome string, d time.Duration) {
 	label := m.label(service)
-	m.invocations.With(label, outcome).Inc()
-	m.duration.With(label).Observe(d.Seconds())
+	m.invocations.WithLabelValues(label, outcome).Inc()
+	m.duration.WithLabelValues(label).Observe(d.Seconds())
 }
 
 // label is the service label a service's series carry: its name, or the
@@ -85,8 +87,6 @@ func (m *nodeMetrics) label(service string) string {
 
 // forget drops a removed service's own series; the aggregates stay.
 func (m *nodeMetrics) forget(service string) {
-	for _, o := range []sandbox.Outcome{sandbox.OK, sandbox.Noop, sandbox.Error, sandbox.Timeout, sandbox.Crashed, sandbox.OOM, sandbox.Rejected, sandbox.Skipped} {
-		m.invocations.Delete(service, string(o))
-	}
-	m.duration.Delete(service)
+	m.invocations.DeletePartialMatch(prometheus.Labels{"service": service})
+	m.duration.DeleteLabelValues(service)
 }

@@ -5,31 +5,40 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
 // TestMetricsExposure: by default /metrics is open and names only the
 // operator's services, a submitter's being counted under "_submitter"; with
 // access token and service_labels all it needs an operator token and names
-// every service. Submitters do not see the data dir in /v1/node.
+// every service, until the service is removed. Submitters do not see the
+// data dir in /v1/node.
 func TestMetricsExposure(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name     string
 		metrics  node.MetricsConfig
 		anon     int    // GET /metrics without a token
-		opLabel  string // the operator's greeter
-		subLabel string // alice's hello
+		opLabel  string // the service label of the operator's greeter
+		subLabel string // the service label of alice's hello
 	}{
-		{"default", node.MetricsConfig{}, 200, `service="greeter"`, `service="_submitter"`},
-		{"token, all", node.MetricsConfig{Access: "token", ServiceLabels: "all"}, 401, `service="greeter"`, `service="hello"`},
+		{"default", node.MetricsConfig{}, 200, "greeter", "_submitter"},
+		{"token, all", node.MetricsConfig{Access: "token", ServiceLabels: "all"}, 401, "greeter", "hello"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := startNode(t, func(c *node.Config) { c.HTTP.Metrics = tc.metrics })
@@ -79,13 +88,40 @@ func TestMetricsExposure(t *testing.T) {
 			if code != 200 {
 				t.Fatalf("GET /metrics with the operator token = %d", code)
 			}
-			for _, label := range []string{tc.opLabel, tc.subLabel} {
-				if want := `andromeda_invocations_total{` + label + `,outcome="ok"} 1`; !strings.Contains(body, want) {
-					t.Errorf("metrics lack %s:\n%s", want, body)
+			fams := parseMetrics(t, body)
+			for _, service := range []string{tc.opLabel, tc.subLabel} {
+				labels := map[string]string{"service": service, "outcome": "ok"}
+				if got, ok := value(fams, "andromeda_invocations_total", labels); got != 1 {
+					t.Errorf("andromeda_invocations_total%v = %v (present %v), want 1:\n%s", labels, got, ok, body)
 				}
 			}
-			if tc.subLabel == `service="_submitter"` && strings.Contains(body, "hello") {
+			if tc.subLabel == "_submitter" && strings.Contains(body, "hello") {
 				t.Errorf("metrics name the submitter's service:\n%s", body)
+			}
+
+			// Removing a service drops the series named after it; an
+			// aggregate it was counted under stays.
+			if err := n.op.Remove(ctx, "hello"); err != nil {
+				t.Fatal(err)
+			}
+			_, body = get(opToken)
+			fams = parseMetrics(t, body)
+			for _, series := range []struct {
+				family, service string
+			}{
+				{"andromeda_invocations_total", tc.opLabel},
+				{"andromeda_invocation_duration_seconds", tc.opLabel},
+				{"andromeda_invocations_total", tc.subLabel},
+				{"andromeda_invocation_duration_seconds", tc.subLabel},
+			} {
+				labels := map[string]string{"service": series.service}
+				if series.family == "andromeda_invocations_total" {
+					labels["outcome"] = "ok"
+				}
+				_, ok := value(fams, series.family, labels)
+				if want := series.service != "hello"; ok != want {
+					t.Errorf("after removing hello: %s%v present %v, want %v", series.family, labels, ok, want)
+				}
 			}
 
 			info, err := alice.Node(ctx)
@@ -97,4 +133,148 @@ func TestMetricsExposure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMetricsScrape scrapes a real node after one invocation.
+func TestMetricsScrape(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t)
+	if _, err := n.op.Submit(ctx, pack(t, example(t, "greeter"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.Fire(ctx, "greeter", json.RawMessage(`{"name":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(n.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /metrics = %d, %v", resp.StatusCode, err)
+	}
+	body := string(raw)
+	fams := parseMetrics(t, body)
+
+	// Every family the node has served keeps its name, type, help and
+	// labels: dashboards and alerts use them.
+	t.Run("families", func(t *testing.T) {
+		for _, want := range []struct {
+			name   string
+			typ    dto.MetricType
+			help   string
+			labels []string
+		}{
+			{"andromeda_invocations_total", dto.MetricType_COUNTER, "Invocations by service and outcome (ok, noop, error, timeout, crashed, oom, rejected, skipped).", []string{"outcome", "service"}},
+			{"andromeda_invocation_duration_seconds", dto.MetricType_HISTOGRAM, "Wall time of invocations by service, from trigger to recorded run.", []string{"service"}},
+			{"andromeda_services", dto.MetricType_GAUGE, "Services deployed on this node.", nil},
+			{"andromeda_services_unhealthy", dto.MetricType_GAUGE, "Deployed services currently unhealthy.", nil},
+			{"andromeda_fires_refused_total", dto.MetricType_COUNTER, "Fires answered 503 because the data disk was nearly full or the store could not write.", nil},
+			{"andromeda_ticks_dropped_total", dto.MetricType_COUNTER, "Cron ticks dropped, recording nothing, because the data disk was nearly full or the store could not write.", nil},
+			{"andromeda_store_available", dto.MetricType_GAUGE, "1 while new work is accepted: the data disk has room and the store can write; 0 otherwise.", nil},
+			{"andromeda_disk_free_bytes", dto.MetricType_GAUGE, "Free bytes on the data directory's filesystem, measured every disk.interval.", nil},
+		} {
+			f, ok := fams[want.name]
+			if !ok {
+				t.Errorf("/metrics lacks %s", want.name)
+				continue
+			}
+			if f.GetType() != want.typ || f.GetHelp() != want.help {
+				t.Errorf("%s: %v %q, want %v %q", want.name, f.GetType(), f.GetHelp(), want.typ, want.help)
+			}
+			for _, m := range f.GetMetric() {
+				var got []string
+				for _, l := range m.GetLabel() {
+					got = append(got, l.GetName())
+				}
+				if !slices.Equal(got, want.labels) {
+					t.Errorf("%s: labels %q, want %q", want.name, got, want.labels)
+				}
+			}
+		}
+		if got, _ := value(fams, "andromeda_services", nil); got != 1 {
+			t.Errorf("andromeda_services = %v, want 1", got)
+		}
+		if got, _ := value(fams, "andromeda_store_available", nil); got != 1 {
+			t.Errorf("andromeda_store_available = %v, want 1", got)
+		}
+		h := fams["andromeda_invocation_duration_seconds"].GetMetric()[0].GetHistogram()
+		var upper []float64
+		for _, b := range h.GetBucket() {
+			upper = append(upper, b.GetUpperBound())
+		}
+		want := []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, math.Inf(1)}
+		if !slices.Equal(upper, want) || h.GetSampleCount() != 1 {
+			t.Errorf("duration histogram: buckets %v, count %d; want %v, 1", upper, h.GetSampleCount(), want)
+		}
+	})
+
+	// The Go runtime and process collectors are registered.
+	t.Run("runtime", func(t *testing.T) {
+		for _, name := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "go_gc_duration_seconds", "process_resident_memory_bytes", "process_open_fds"} {
+			if got, ok := value(fams, name, nil); !ok {
+				t.Errorf("/metrics lacks %s", name)
+			} else if name == "go_goroutines" && got < 1 {
+				t.Errorf("go_goroutines = %v", got)
+			}
+		}
+	})
+
+	// promtool, Prometheus's own checker, accepts the exposition: format
+	// and naming conventions.
+	t.Run("promtool", func(t *testing.T) {
+		promtool, err := exec.LookPath("promtool")
+		sandboxtest.Require(t, err == nil, "promtool (Debian package prometheus) is needed to check /metrics")
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(body)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s\n/metrics:\n%s", err, out, body)
+		}
+	})
+}
+
+// parseMetrics parses a text exposition by family name.
+func parseMetrics(t *testing.T, body string) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v\n%s", err, body)
+	}
+	return fams
+}
+
+// value is the value of family's counter or gauge series with exactly the
+// given labels, and whether there is one. For a summary or histogram it is
+// the sample count.
+func value(fams map[string]*dto.MetricFamily, family string, labels map[string]string) (float64, bool) {
+	for _, m := range fams[family].GetMetric() {
+		got := map[string]string{}
+		for _, l := range m.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		if len(got) != len(labels) {
+			continue
+		}
+		match := true
+		for k, v := range labels {
+			match = match && got[k] == v
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Summary != nil:
+			return float64(m.Summary.GetSampleCount()), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+		return m.GetUntyped().GetValue(), true
+	}
+	return 0, false
 }
