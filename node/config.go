@@ -1,8 +1,6 @@
 package node
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,10 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/policy"
+	"github.com/andromeda-runner/andromeda/strictdoc"
 )
 
 // Config is the node's configuration file (YAML or JSON, decoded strictly:
@@ -188,58 +185,58 @@ func LoadConfig(name string) (Config, error) {
 	return cfg, nil
 }
 
-// ParseConfig decodes a config strictly over DefaultConfig and validates it.
+// ParseConfig decodes a config over DefaultConfig and validates it. The
+// decoding is package strictdoc's, the same as the manifest's and the
+// policy's: an unknown or duplicate key, null or a value of the wrong type
+// is an error naming its path (runs.per_service, policy.limits.memory);
+// an empty YAML document is the defaults. The sizes and durations the
+// config holds as strings (state.max, disk.interval, ...) are a string or
+// a number, as written, judged by Validate. The policy section is decoded
+// as policy.Parse decodes a policy, and its rules are compiled, so that
+// one that does not compile is reported here, with its name.
 func ParseConfig(data []byte, isJSON bool) (Config, error) {
-	cfg := DefaultConfig()
+	format := strictdoc.YAML
 	if isJSON {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg); err != nil {
-			return Config{}, policyPrefix(fmt.Errorf("%w", err), "json: ")
-		}
-		if dec.More() {
-			return Config{}, errors.New("trailing data after the config object")
-		}
-	} else if len(bytes.TrimSpace(data)) > 0 {
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&cfg); err != nil {
-			return Config{}, policyPrefix(err, "yaml: ")
-		}
-		var extra any
-		if dec.Decode(&extra) == nil {
-			return Config{}, errors.New("more than one YAML document")
-		}
+		format = strictdoc.JSON
 	}
+	text := strictdoc.Scalar(func(s string, out *string) error { *out = s; return nil })
+	dec := strictdoc.Decoder[configDoc]{
+		MaxDepth:   policy.MaxDepth + 1,
+		AllowEmpty: true,
+		Hooks: append(policy.Hooks(),
+			strictdoc.Field[StateConfig]("max", text),
+			strictdoc.Field[WasmConfig]("memory_budget", text),
+			strictdoc.Field[UploadConfig]("max_archive", text),
+			strictdoc.Field[UploadConfig]("max_unpacked", text),
+			strictdoc.Field[HTTPConfig]("upload_min_rate", text),
+			strictdoc.Field[HTTPConfig]("max_header_bytes", text),
+			strictdoc.Field[DiskConfig]("min_free", text),
+			strictdoc.Field[DiskConfig]("interval", text),
+		),
+	}
+	cfg := DefaultConfig()
+	if err := dec.Decode(format, data, &cfg); err != nil {
+		return Config{}, err
+	}
+	cfg.Policy.Normalize()
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
-	// Compile the rules now, so a rule that does not compile is reported at
-	// load, with its name, and never reaches a running node.
 	if _, err := policy.Compile(cfg.Policy); err != nil {
-		return Config{}, policyPrefix(err, "")
+		var pe policy.Errors
+		if !errors.As(err, &pe) {
+			return Config{}, fmt.Errorf("policy: %w", err)
+		}
+		return Config{}, strictdoc.Nest[configDoc]("policy", pe)
 	}
 	return cfg, nil
 }
 
-// policyPrefix puts "policy." before the paths of the policy's own errors
-// (decoded inside the policy section) and trims a decoder's prefix from
-// others.
-func policyPrefix(err error, trim string) error {
-	var pe policy.Errors
-	if !errors.As(err, &pe) {
-		return errors.New(strings.TrimPrefix(err.Error(), trim))
-	}
-	lines := make([]string, len(pe))
-	for i, fe := range pe {
-		if strings.HasPrefix(fe.Path, "policy.") {
-			lines[i] = fe.Error()
-		} else {
-			lines[i] = "policy." + fe.Error()
-		}
-	}
-	return errors.New(strings.Join(lines, "\n"))
-}
+// configDoc names the node config in errors about it as a whole.
+type configDoc struct{}
+
+// Name returns "config".
+func (configDoc) Name() string { return "config" }
 
 // Validate checks every field and reports every problem with its key.
 func (c Config) Validate() error {

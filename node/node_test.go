@@ -386,30 +386,61 @@ func TestConcurrencySkips(t *testing.T) {
 	t.Logf("outcomes with concurrency 1: %v", count)
 }
 
+// TestConfigStrict: the config is decoded by the rules every document
+// follows (package strictdoc), with the same words as the manifest's and
+// the policy's, each problem at its path, the policy's under policy.
 func TestConfigStrict(t *testing.T) {
-	for _, tc := range []struct{ name, in, want string }{
-		{"unknown key", "listen: 127.0.0.1:1\nlisten_addr: x\n", "listen_addr"},
-		{"nested unknown", "runs:\n  per_servce: 3\n", "per_servce"},
-		{"bad listen", "listen: nope\n", "listen: must be host:port"},
-		{"bad memory", "policy:\n  limits:\n    memory: {max: lots}\n", "policy.limits.memory.max"},
-		{"policy unknown key", "policy:\n  limitz: 1\n", "policy.limitz: unknown key"},
-		{"rule does not compile", "policy:\n  rules:\n  - {name: broken, expr: 'service.nope +', message: m}\n", "broken"},
-		{"hub key does not parse", "policy:\n  trusted_hubs:\n  - {name: a, key: 'ed25519:xx'}\n", "policy.trusted_hubs[0].key"},
-		{"bad state cap", "state:\n  max: 1\n", "state.max"},
-		{"bad level", "log:\n  level: loud\n", "log.level"},
+	for _, tc := range []struct {
+		name, in string
+		isJSON   bool
+		want     string
+	}{
+		{"unknown key", "listen: 127.0.0.1:1\nlisten_addr: x\n", false, `listen_addr: unknown field "listen_addr"`},
+		{"nested unknown", "runs:\n  per_servce: 3\n", false, `runs.per_servce: unknown field "per_servce" (did you mean "per_service"?)`},
+		{"json unknown", `{"listen":"127.0.0.1:9","nope":1}`, true, `nope: unknown field "nope"`},
+		{"json wrong case", `{"LISTEN":"127.0.0.1:9"}`, true, `LISTEN: unknown field "LISTEN" (did you mean "listen"?)`},
+		{"json duplicate", `{"listen":"127.0.0.1:9","listen":"127.0.0.1:10"}`, true, "listen: duplicate key"},
+		{"bad listen", "listen: nope\n", false, "listen: must be host:port"},
+		{"null", "listen: null\n", false, "listen: must not be null"},
+		{"empty section", "policy:\n", false, "policy: must not be null (an empty value is null)"},
+		{"json null", "null", true, "config: must not be null"},
+		{"json empty", " \n", true, "config: must not be empty"},
+		{"number for a name", "name: 123\n", false, "name: must be a string (quote 123 to make it one)"},
+		{"yes for a boolean", "seed_endpoint: {enabled: yes}\n", false, "seed_endpoint.enabled: must be true or false, not a string"},
+		{"fraction", "upload: {max_files: 1.5}\n", false, "upload.max_files: must be an integer, not 1.5"},
+		{"alias", "name: &n a\ncache: *n\n", false, "cache: YAML aliases are not supported"},
+		{"two documents", "name: a\n---\nname: b\n", false, "config: must be one YAML document, found another at line 2"},
+		{"json trailing", `{"name": "a"} x`, true, "config: json syntax: line 1, column 15: trailing data after the document"},
+		{"bad duration", "http: {read_timeout: five}\n", false, "http.read_timeout: must be a duration like 500ms, 30s or 1h30m"},
+		{"bad memory", "policy:\n  limits:\n    memory: {max: lots}\n", false, "policy.limits.memory.max: must be a size like 64Mi, 1Gi, 512k or a number of bytes"},
+		{"policy unknown key", "policy:\n  limitz: 1\n", false, `policy.limitz: unknown field "limitz" (did you mean "limits"?)`},
+		{"policy null", "policy:\n  network: ~\n", false, "policy.network: must not be null"},
+		{"policy too deep", "policy:\n  rules: " + strings.Repeat("[", 33) + strings.Repeat("]", 33) + "\n", false, "policy.rules" + strings.Repeat("[0]", 32) + ": must not nest deeper than 33 levels"},
+		{"rule does not compile", "policy:\n  rules:\n  - {name: broken, expr: 'service.nope +', message: m}\n", false, "policy.rules[0] (broken): expr does not compile"},
+		{"hub key does not parse", "policy:\n  trusted_hubs:\n  - {name: a, key: 'ed25519:xx'}\n", false, "policy.trusted_hubs[0].key"},
+		{"bad state cap", "state:\n  max: 1\n", false, "state.max: must be from 1024 to 67108864 bytes"},
+		{"size as a list", "state:\n  max: [1]\n", false, "state.max: must be a string or a number, not a list"},
+		{"bad level", "log:\n  level: loud\n", false, "log.level"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := node.ParseConfig([]byte(tc.in), false)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("ParseConfig(%q) = %v, want error naming %q", tc.in, err, tc.want)
+			_, err := node.ParseConfig([]byte(tc.in), tc.isJSON)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("ParseConfig(%q) = %v, want %q", tc.in, err, tc.want)
 			}
 		})
-	}
-	if _, err := node.ParseConfig([]byte(`{"listen":"127.0.0.1:9","nope":1}`), true); err == nil || !strings.Contains(err.Error(), "nope") {
-		t.Fatalf("JSON unknown key: %v", err)
 	}
 	cfg, err := node.ParseConfig([]byte("listen: 0.0.0.0:8080\n"), false)
 	if err != nil || cfg.Listen != "0.0.0.0:8080" || cfg.Runs.PerService != 1000 {
 		t.Fatalf("ParseConfig = %+v, %v", cfg, err)
+	}
+	// Sizes are a string or a number, in YAML and in JSON alike.
+	for _, in := range []struct {
+		data   string
+		isJSON bool
+	}{{"disk: {min_free: 0}\nstate: {max: 2097152}\n", false}, {`{"disk": {"min_free": 0}, "state": {"max": 2097152}}`, true}} {
+		cfg, err := node.ParseConfig([]byte(in.data), in.isJSON)
+		if err != nil || cfg.Disk.MinFree != "0" || cfg.State.Max != "2097152" {
+			t.Errorf("ParseConfig(%q) = disk.min_free %q, state.max %q, %v; want 0 and 2097152", in.data, cfg.Disk.MinFree, cfg.State.Max, err)
+		}
 	}
 }

@@ -11,11 +11,17 @@ import (
 	"unicode/utf8"
 )
 
-// JSON reads exactly one JSON value. Anything after it but white space is
-// an error ("trailing data after the manifest", with D's Name), and so is
+type jsonFormat struct{}
+
+// Read reads exactly one JSON value. JSON has no empty document: nothing
+// but white space is "must not be empty". Anything after the value but
+// white space is an error ("trailing data after the document"), and so is
 // a syntax error, with its line and column.
-func (r Reader[D]) JSON(data []byte) (*Value, error) {
-	jr := jsonReader[D]{Reader: r, dec: json.NewDecoder(bytes.NewReader(data)), data: data}
+func (jsonFormat) Read(data []byte, maxDepth int) (*Value, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, &ReadError{Rule: "must not be empty"}
+	}
+	jr := jsonReader{maxDepth: maxDepth, dec: json.NewDecoder(bytes.NewReader(data)), data: data}
 	jr.dec.UseNumber()
 	root, err := jr.read("", 0)
 	if err != nil {
@@ -24,21 +30,20 @@ func (r Reader[D]) JSON(data []byte) (*Value, error) {
 	end := jr.dec.InputOffset()
 	if _, err := jr.dec.Token(); !errors.Is(err, io.EOF) {
 		end += int64(len(data[end:]) - len(bytes.TrimLeft(data[end:], " \t\r\n")))
-		var d D
-		return nil, Errors[D]{{Rule: fmt.Sprintf("json syntax: %s: trailing data after the %s", jr.position(end), d.Name())}}
+		return nil, &ReadError{Rule: fmt.Sprintf("json syntax: %s: trailing data after the document", jr.position(end))}
 	}
 	return root, nil
 }
 
-type jsonReader[D Doc] struct {
-	Reader[D]
-	dec  *json.Decoder
-	data []byte
+type jsonReader struct {
+	maxDepth int
+	dec      *json.Decoder
+	data     []byte
 }
 
-func (r *jsonReader[D]) read(path string, depth int) (*Value, error) {
-	if depth > r.MaxDepth {
-		return nil, r.tooDeep(path)
+func (r *jsonReader) read(path string, depth int) (*Value, error) {
+	if depth > r.maxDepth {
+		return nil, tooDeep(path, r.maxDepth)
 	}
 	tok, err := r.dec.Token()
 	if err != nil {
@@ -84,7 +89,7 @@ func (r *jsonReader[D]) read(path string, depth int) (*Value, error) {
 				if err != nil {
 					return nil, err
 				}
-				v.Pairs = append(v.Pairs, Pair{Key: key, KeyTag: "!!str", Dup: seen[key], Value: val})
+				v.Pairs = append(v.Pairs, Pair{Key: key, Dup: seen[key], Value: val})
 				seen[key] = true
 			}
 			if _, err := r.dec.Token(); err != nil {
@@ -96,7 +101,7 @@ func (r *jsonReader[D]) read(path string, depth int) (*Value, error) {
 	return nil, r.syntax(fmt.Errorf("unexpected %v", tok))
 }
 
-func (r *jsonReader[D]) syntax(err error) error {
+func (r *jsonReader) syntax(err error) error {
 	off := r.dec.InputOffset()
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
@@ -111,11 +116,11 @@ func (r *jsonReader[D]) syntax(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		off, msg = int64(len(r.data)), "unexpected end of input"
 	}
-	return Errors[D]{{Rule: fmt.Sprintf("json syntax: %s: %s", r.position(off), msg)}}
+	return &ReadError{Rule: fmt.Sprintf("json syntax: %s: %s", r.position(off), msg)}
 }
 
 // position turns a byte offset into "line L, column C", both from 1.
-func (r *jsonReader[D]) position(off int64) string {
+func (r *jsonReader) position(off int64) string {
 	off = min(max(off, 0), int64(len(r.data)))
 	before := r.data[:off]
 	line := bytes.Count(before, []byte("\n")) + 1

@@ -1,23 +1,39 @@
-// Package strictdoc reads a YAML or JSON document strictly into a tree of
-// Values, and holds the errors that name a field by its path as the
-// document spells it (resources.memory, triggers[1].every, config["a b"]).
-// The manifest and the policy are both read through it, so both refuse the
-// same things the same way: a second YAML document, trailing JSON, nesting
-// deeper than a bound, syntax errors with their position, and duplicate
-// keys, which the tree marks.
+// Package strictdoc is the one strict decoder of Andromeda's documents: the
+// service manifest, the policy and the node config are all read through it,
+// so they refuse the same things with the same words, each problem naming
+// the field by its path as the document spells it (resources.memory,
+// triggers[1].every, policy.limits.memory, config["a b"]).
 //
-// It records YAML's extras as it finds them (aliases, merge keys, keys that
-// are not strings, tags it does not resolve, numbers that are not finite)
-// and leaves refusing them, and the words for that, to the document's own
-// package; nor does it map the tree onto Go values, since each document has
-// its own types and rules for that. It does no I/O.
+// Decoding is two steps. A Format (YAML, JSON) reads the bytes into a tree
+// of Values; Decoder then maps the tree onto a Go value by its json tags,
+// over what the value already holds (its defaults), collecting every
+// problem. The rules, for every document and format:
 //
-// The name says what it holds: strict documents, and the field errors
-// found in them.
+//   - one document: one YAML document, or one JSON value with nothing but
+//     white space after it; valid UTF-8 (a byte order mark is skipped), at
+//     most Decoder.MaxSize bytes, nested at most Decoder.MaxDepth levels;
+//   - a field the Go type does not have is an error, with the nearest
+//     known name when one is close: unknown field "memroy" (did you mean
+//     "memory"?); so is a key written twice;
+//   - null is an error, wherever it is written (an empty YAML value,
+//     "key:", is null too), except inside a free-form value (a Go any,
+//     such as a manifest's config), where it is data;
+//   - a value must have its field's type: a string (a number or a boolean
+//     must be quoted to be one), true or false, an integer, a finite
+//     number, a list or a mapping; mapping keys are strings;
+//   - YAML's extras are refused: aliases, merge keys, and tags other than
+//     the core schema's (a YAML timestamp reads as the string written).
+//
+// Hooks decode what these rules do not cover: values written with units
+// (sizes, durations, CPU shares, see Scalar), values with a shape of their
+// own (a network that is "any" or a list of hosts), and fields a document
+// reads differently from their Go type.
+//
+// The package does no I/O and knows no document: each document's package
+// holds its own Go types, hooks and validation.
 package strictdoc
 
 import (
-	"reflect"
 	"strconv"
 	"strings"
 )
@@ -63,6 +79,32 @@ func (e Errors[D]) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// Nest returns the problems of a document of kind E that is the field at
+// path parent of a document of kind D (a policy, the policy section of a
+// node config) as problems of the outer document: rules[0] becomes
+// policy.rules[0], and a problem with the whole inner document is one with
+// the field parent.
+func Nest[D, E Doc](parent string, errs Errors[E]) Errors[D] {
+	out := make(Errors[D], len(errs))
+	for i, fe := range errs {
+		out[i] = FieldError[D]{Path: JoinPath(parent, fe.Path), Rule: fe.Rule}
+	}
+	return out
+}
+
+// JoinPath names the field at path child of the field at path parent:
+// policy and limits.memory give policy.limits.memory, config and ["a b"]
+// give config["a b"].
+func JoinPath(parent, child string) string {
+	switch {
+	case child == "":
+		return parent
+	case parent == "" || strings.HasPrefix(child, "["):
+		return parent + child
+	}
+	return parent + "." + child
+}
+
 // KeyPath names the key of the mapping at path as a reader would:
 // limits.memory at the top level, registries["node.js"] and config["a b"]
 // where the key is not a plain word.
@@ -85,22 +127,3 @@ func KeyPath(path, key string) string {
 
 // IndexPath names item i of the list at path: triggers[1].
 func IndexPath(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
-
-// Fields maps the names a document uses for the fields of struct type t to
-// their indexes: the name in the field's json tag, or the Go name when the
-// tag gives none. Unexported fields and fields tagged "-" have no name.
-func Fields(t reflect.Type) map[string]int {
-	m := make(map[string]int, t.NumField())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if !f.IsExported() || name == "-" {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		m[name] = i
-	}
-	return m
-}

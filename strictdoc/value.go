@@ -1,37 +1,66 @@
 package strictdoc
 
-import (
-	"fmt"
-)
+import "fmt"
 
-// A Reader reads documents of kind D into Values; every error it returns
-// is an Errors[D]. A Reader is a value with no state: safe for concurrent
-// use.
-type Reader[D Doc] struct {
-	// MaxDepth bounds nesting: a value more than MaxDepth levels below
-	// the top-level value is an error at its path, and reading stops
-	// there. The zero value reads only a scalar or an empty list or
-	// mapping.
-	MaxDepth int
+// A Format is a syntax documents are written in, reading it into a tree of
+// Values that is the same for every syntax: YAML and JSON. Adding one
+// (TOML) is one implementation of Read. A Format has no state and is safe
+// for concurrent use.
+type Format interface {
+	// Read reads exactly one document from data, which is valid UTF-8
+	// without a byte order mark. An empty document (nothing but white
+	// space and comments) is nil and no error where the syntax has one;
+	// a syntax without empty documents refuses it: "must not be empty".
+	// A value more than maxDepth levels below the top-level value is an
+	// error at its path, and reading stops there. What the syntax has
+	// beyond the tree is read as a Bad value, or a Pair with a KeyRule,
+	// whose rule says so ("YAML aliases are not supported"), so that one
+	// pass reports all of it. Every error is a *ReadError.
+	Read(data []byte, maxDepth int) (*Value, error)
 }
 
-func (r Reader[D]) tooDeep(path string) error {
-	return Errors[D]{{Path: path, Rule: fmt.Sprintf("must not nest deeper than %d levels", r.MaxDepth)}}
+// The formats.
+var (
+	// YAML reads one YAML document (go.yaml.in/yaml/v3, the core schema):
+	// aliases, merge keys, keys that are not strings and tags other than
+	// !!str, !!int, !!float, !!bool, !!null, !!timestamp, !!seq and !!map
+	// are refused. A timestamp is read as the string written.
+	YAML Format = yamlFormat{}
+	// JSON reads one JSON value, with nothing after it but white space.
+	JSON Format = jsonFormat{}
+)
+
+// A ReadError is why a Format could not read a document: the path where
+// it stopped ("" for the document as a whole: a syntax error, a second
+// document) and the rule. Decoder reports it as a FieldError.
+type ReadError struct {
+	Path, Rule string
+}
+
+// Error returns "path: rule", or the rule alone for the document as a
+// whole.
+func (e *ReadError) Error() string {
+	if e.Path == "" {
+		return e.Rule
+	}
+	return e.Path + ": " + e.Rule
+}
+
+func tooDeep(path string, maxDepth int) error {
+	return &ReadError{Path: path, Rule: fmt.Sprintf("must not nest deeper than %d levels", maxDepth)}
 }
 
 // Kind is what a Value is.
 type Kind uint8
 
 const (
-	Null   Kind = iota // null, ~, an empty YAML document
+	Null   Kind = iota // null (YAML: also ~ and an empty value)
 	Bool               // true or false
 	Number             // an integer or a decimal
-	String             // a string; also a YAML timestamp (2024-01-02), with Tag !!timestamp
+	String             // a string
 	List               // a list: Items
 	Map                // a mapping: Pairs, in document order
-	Alias              // a YAML alias (*name); the reader does not follow it
-	Tagged             // a YAML scalar with a tag the reader does not resolve, such as !!binary or !thing: Tag
-	Bad                // a YAML node that is not what its tag says (!!bool maybe): Rule says what it breaks
+	Bad                // something the format reads but no document accepts: Rule says what
 )
 
 // String names the kind as the end of a rule reads it: "must be a string,
@@ -50,28 +79,21 @@ func (k Kind) String() string {
 		return "a list"
 	case Map:
 		return "a mapping"
-	case Alias:
-		return "an alias"
-	case Tagged:
-		return "a tagged value"
 	}
 	return "unsupported"
 }
 
-// A Value is one node of a document read from YAML or JSON.
+// A Value is one node of a document.
 type Value struct {
 	Kind Kind
-	// Text is a scalar as written: the string, the number (0x1F and .inf
-	// in YAML), true or false, the null ("" for an empty YAML document),
-	// a Tagged scalar's text. Empty for a list or a mapping.
+	// Text is a scalar as written: the string, the number (0x1F, 1.0 and
+	// .inf in YAML), true or false, the null. Empty for a list, a mapping
+	// and a Bad value.
 	Text string
-	// Tag is the YAML tag of the node in short form: !!str, !!int,
-	// !!timestamp, !!map, !thing. Empty for JSON and for an Alias.
-	Tag string
 	// Bool is a Bool's value.
 	Bool bool
-	// Num is a Number in JSON syntax: Text for JSON, the value decoded
-	// from YAML written again (16 for 0x10). Empty when the number is not
+	// Num is a Number in JSON syntax: Text for JSON, the value YAML
+	// resolves written again (16 for 0x10). Empty when the number is not
 	// finite (YAML .inf and .nan).
 	Num string
 	// Items are a List's items.
@@ -86,15 +108,14 @@ type Value struct {
 type Pair struct {
 	// Key is the key as written; "?" when the key is not a scalar.
 	Key string
-	// KeyTag is the key's YAML tag: !!str for a string and for every
-	// JSON key, !!merge for a YAML merge key (<<), another tag for
-	// another scalar (1, true), empty when the key is not a scalar.
-	KeyTag string
+	// KeyRule is the rule the key breaks, "" for a string key: a YAML
+	// key that is a number, a boolean, null, a list or a mapping, or a
+	// merge key (<<).
+	KeyRule string
 	// Dup reports that an earlier key of the same mapping has the same
 	// Key.
 	Dup bool
-	// Value is the value; nil for a merge key or a key that is not a
-	// scalar, which no document accepts, so the reader does not read
-	// what they hold.
+	// Value is the value; nil when KeyRule is set, since no document
+	// reads what such a key holds.
 	Value *Value
 }
