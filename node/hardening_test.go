@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -424,4 +425,59 @@ func TestReadmeConfig(t *testing.T) {
 	if cfg.HTTP != def.HTTP || cfg.Disk != def.Disk || cfg.State != def.State || cfg.Deps != def.Deps || cfg.Runs != def.Runs {
 		t.Fatalf("the README's config block differs from the defaults:\n%+v\n%+v", cfg, def)
 	}
+}
+
+// TestStateSlowWriterGetsItsTurn: a slow run that keeps losing the
+// compare-and-swap to a stream of fast writers of the same state is not
+// starved: after a few conflicts it writes under the service's lock, and
+// every run commits.
+func TestStateSlowWriterGetsItsTurn(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	code := `exports.decide = async (ctx) => {
+  const n = (ctx.state.n || 0) + 1;
+  await new Promise((r) => setTimeout(r, (ctx.message && ctx.message.ms) || 0));
+  return { state: { set: { n } }, noop: 'counted ' + n };
+};`
+	if _, err := n.op.Submit(ctx, pack(t, nodeService(t, "contended", "{memory: 128Mi, timeout: 30s, concurrency: 8}", code))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.Fire(ctx, "contended", nil); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var fast sync.WaitGroup
+	var fastRuns, fastFailed atomic.Int64
+	for range 3 {
+		fast.Add(1)
+		go func() {
+			defer fast.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r, err := n.op.Fire(ctx, "contended", nil)
+				fastRuns.Add(1)
+				if err != nil || r.Outcome != "noop" {
+					fastFailed.Add(1)
+				}
+			}
+		}()
+	}
+	for i := range 3 {
+		r, err := n.op.Fire(ctx, "contended", json.RawMessage(`{"ms": 150}`))
+		if err != nil || r.Outcome != "noop" {
+			t.Errorf("slow writer %d = %+v, %v; want it to commit", i, r, err)
+		}
+		t.Logf("slow writer %d committed after %d attempts", i, r.Attempts)
+	}
+	close(stop)
+	fast.Wait()
+	if fastFailed.Load() != 0 {
+		t.Errorf("%d of %d fast writers failed", fastFailed.Load(), fastRuns.Load())
+	}
+	t.Logf("%d fast runs meanwhile", fastRuns.Load())
 }

@@ -139,8 +139,25 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run a
 func (n *Node) attempt(ctx context.Context, log *slog.Logger, d *deployed, run *api.Run, ev trigger.Event) (res *sandbox.Result, pending bool, failure string) {
 	attempts := n.cfg.State.Attempts
 	backoff := stateBackoffBase
+	// Optimistic writes can starve a slow run under sustained contention:
+	// a run that conflicted serialOnConflict times takes the service's
+	// write lock for its further attempts, and while any run holds or
+	// waits for it, every state-writing run of the service queues there
+	// too. So a run that keeps losing gets its turn.
+	serial := false
+	defer func() {
+		if serial {
+			d.stateMu.Unlock()
+			d.contended.Add(-1)
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		run.Attempts = attempt
+		if d.state && !serial && (attempt > serialOnConflict || d.contended.Load() > 0) {
+			d.contended.Add(1)
+			d.stateMu.Lock()
+			serial = true
+		}
 		var snap store.Snapshot
 		if d.state {
 			var err error
@@ -203,10 +220,12 @@ func (n *Node) attempt(ctx context.Context, log *slog.Logger, d *deployed, run *
 }
 
 // Backoff between attempts of a run whose state write conflicted: from
-// about 5 ms, doubling, to at most 250 ms.
+// about 5 ms, doubling, to at most 250 ms. From the fourth attempt on, the
+// run writes under the service's write lock (see attempt).
 const (
 	stateBackoffBase = 5 * time.Millisecond
 	stateBackoffMax  = 250 * time.Millisecond
+	serialOnConflict = 3
 )
 
 // safeCall is sandbox.Call with a panic anywhere below it turned into the

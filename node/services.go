@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
@@ -48,6 +49,8 @@ type deployed struct {
 	rec                          api.Service
 	manifest                     *manifest.Service
 	deployMu                     sync.Mutex // guards dep while a dormant service deploys
+	stateMu                      sync.Mutex // serialises state writers after repeated conflicts
+	contended                    atomic.Int32
 }
 
 func (n *Node) lookup(name string) *deployed {
