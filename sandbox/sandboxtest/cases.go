@@ -20,6 +20,19 @@ import (
 	"github.com/andromeda-runner/andromeda/sandbox"
 )
 
+// T is what a case needs of whoever runs it: *testing.T is one (Run), the
+// report Certify prints for `andromeda conformance` another. Fatalf ends
+// the case (on the goroutine that runs it); Logf is a note, not a failure.
+type T interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+}
+
+var _ T = (*testing.T)(nil)
+
 // suite is the state one mode's cases share.
 type suite struct {
 	h      Harness
@@ -31,33 +44,39 @@ type suite struct {
 	runs   atomic.Int64
 }
 
-// cases run in order in each mode; each name is a subtest and a Harness.Skip key.
+// cases run in order in each mode; each name is a subtest and a Harness.Skip
+// key. The kit cases are the protocol's, which a language runtime answers
+// for; Certify runs those only, the others test the driver's isolation.
 var cases = []struct {
 	name string
-	run  func(t *testing.T, s *suite)
+	kit  bool
+	run  func(t T, s *suite)
 }{
-	{"echo", testEcho},
-	{"input", testInput},
-	{"large-input", testLargeInput},
-	{"unicode", testUnicode},
-	{"noop", testNoop},
-	{"noop-without-reason", testNoopWithoutReason},
-	{"panic", testPanic},
-	{"exit", testExit},
-	{"spin", testSpin},
-	{"sleep", testSleep},
-	{"balloon", testBalloon},
-	{"no-filesystem", testNoFilesystem},
-	{"no-network", testNoNetwork},
-	{"no-env-leak", testNoEnvLeak},
-	{"concurrent", testConcurrent},
-	{"usage", testUsage},
-	{"stop", testStop},
-	{"stop-in-flight", testStopInFlight},
+	{"echo", true, testEcho},
+	{"input", true, testInput},
+	{"large-input", true, testLargeInput},
+	{"unicode", true, testUnicode},
+	{"noop", true, testNoop},
+	{"noop-without-reason", true, testNoopWithoutReason},
+	{"panic", true, testPanic},
+	{"exit", true, testExit},
+	{"concurrent", true, testConcurrent},
+	{"cancel", true, testCancel},
+	// After the cases that need every worker: a worker that ignores its
+	// cancel holds its slot until the driver kills it.
+	{"spin", true, testSpin},
+	{"sleep", false, testSleep},
+	{"balloon", false, testBalloon},
+	{"no-filesystem", false, testNoFilesystem},
+	{"no-network", false, testNoNetwork},
+	{"no-env-leak", false, testNoEnvLeak},
+	{"usage", false, testUsage},
+	{"stop", true, testStop},
+	{"stop-in-flight", false, testStopInFlight},
 }
 
 // deploy deploys the suite's guest and stops it when the test ends.
-func (s *suite) deploy(t *testing.T) sandbox.Deployment {
+func (s *suite) deploy(t T) sandbox.Deployment {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -94,7 +113,7 @@ func (s *suite) input(do string, args map[string]any) contract.Input {
 }
 
 // call invokes the guest through sandbox.Call, as the node does.
-func (s *suite) call(t *testing.T, dep sandbox.Deployment, in contract.Input, timeout time.Duration) sandbox.Result {
+func (s *suite) call(t T, dep sandbox.Deployment, in contract.Input, timeout time.Duration) sandbox.Result {
 	t.Helper()
 	if timeout == 0 {
 		timeout = s.spec.Limits.Timeout
@@ -107,13 +126,13 @@ func (s *suite) call(t *testing.T, dep sandbox.Deployment, in contract.Input, ti
 }
 
 // do runs one operation on the suite's deployment with the default timeout.
-func (s *suite) do(t *testing.T, do string, args map[string]any) sandbox.Result {
+func (s *suite) do(t T, do string, args map[string]any) sandbox.Result {
 	t.Helper()
 	return s.call(t, s.dep, s.input(do, args), 0)
 }
 
 // want fails t unless r has outcome o.
-func want(t *testing.T, r sandbox.Result, o sandbox.Outcome) {
+func want(t T, r sandbox.Result, o sandbox.Outcome) {
 	t.Helper()
 	if r.Outcome != o {
 		t.Fatalf("outcome = %s (error %q, raw output %.200q), want %s", r.Outcome, r.Error, r.Raw, o)
@@ -121,13 +140,13 @@ func want(t *testing.T, r sandbox.Result, o sandbox.Outcome) {
 }
 
 // echo checks that data comes back from the echo operation unchanged.
-func (s *suite) echo(t *testing.T, dep sandbox.Deployment, data any) {
+func (s *suite) echo(t T, dep sandbox.Deployment, data any) {
 	t.Helper()
 	raw, ok := data.(json.RawMessage)
 	if !ok {
 		var err error
 		if raw, err = json.Marshal(data); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v", err)
 		}
 	}
 	in := s.input("echo", nil)
@@ -143,7 +162,7 @@ func (s *suite) echo(t *testing.T, dep sandbox.Deployment, data any) {
 }
 
 // stillWorks checks that the deployment serves an echo after a failure.
-func (s *suite) stillWorks(t *testing.T) {
+func (s *suite) stillWorks(t T) {
 	t.Helper()
 	s.echo(t, s.dep, map[string]any{"after": "failure"})
 }
@@ -163,7 +182,7 @@ func decode(b []byte) (any, error) {
 	return v, err
 }
 
-func testEcho(t *testing.T, s *suite) {
+func testEcho(t T, s *suite) {
 	for _, data := range []any{
 		map[string]any{"a": 1, "b": []any{true, nil, "x", 0.25, -7}, "c": map[string]any{}},
 		"plain string",
@@ -175,7 +194,7 @@ func testEcho(t *testing.T, s *suite) {
 	}
 }
 
-func testInput(t *testing.T, s *suite) {
+func testInput(t T, s *suite) {
 	in := s.input("input", nil)
 	in.Trigger = contract.Trigger{Kind: "event", Topic: "conformance.topic", At: "2025-01-02T03:04:05Z"}
 	in.State = map[string]json.RawMessage{"counter": json.RawMessage(`7`)}
@@ -200,14 +219,14 @@ func testInput(t *testing.T, s *suite) {
 	}
 }
 
-func testLargeInput(t *testing.T, s *suite) {
+func testLargeInput(t T, s *suite) {
 	const size = 1 << 20
 	pattern := "andromeda-Ω-"
 	data := strings.Repeat(pattern, size/len(pattern)+1)[:size-len(pattern)]
 	s.echo(t, s.dep, data)
 }
 
-func testUnicode(t *testing.T, s *suite) {
+func testUnicode(t T, s *suite) {
 	s.echo(t, s.dep, []string{
 		"héllo wörld",
 		"日本語のテキスト",
@@ -223,7 +242,7 @@ func testUnicode(t *testing.T, s *suite) {
 	s.echo(t, s.dep, json.RawMessage(`["\u0000", "\ud83d\ude00", "\u00e9\u65e5", "\/slash", "\b\f"]`))
 }
 
-func testNoop(t *testing.T, s *suite) {
+func testNoop(t T, s *suite) {
 	const reason = "nothing to do: conformance"
 	r := s.do(t, "noop", map[string]any{"reason": reason})
 	want(t, r, sandbox.Noop)
@@ -232,7 +251,7 @@ func testNoop(t *testing.T, s *suite) {
 	}
 }
 
-func testNoopWithoutReason(t *testing.T, s *suite) {
+func testNoopWithoutReason(t T, s *suite) {
 	for _, c := range []struct {
 		do   string
 		args map[string]any
@@ -245,16 +264,20 @@ func testNoopWithoutReason(t *testing.T, s *suite) {
 	}
 }
 
-func testPanic(t *testing.T, s *suite) {
+func testPanic(t T, s *suite) {
+	before := s.started()
 	r := s.do(t, "panic", nil)
 	want(t, r, sandbox.Crashed)
 	if !strings.Contains(r.Error, "conformance panic") {
 		t.Errorf("detail = %q, want it to carry the panic message %q", r.Error, "conformance panic")
 	}
 	s.stillWorks(t)
+	if s.mode == sandbox.ModeServer && s.started() != before {
+		t.Logf("the worker died on a thrown error; a shim should report it with an error message and live on")
+	}
 }
 
-func testExit(t *testing.T, s *suite) {
+func testExit(t T, s *suite) {
 	r := s.do(t, "exit", map[string]any{"code": 3})
 	want(t, r, sandbox.Crashed)
 	if !strings.Contains(r.Error, "3") {
@@ -264,7 +287,7 @@ func testExit(t *testing.T, s *suite) {
 }
 
 // timesOut checks that op ends as a timeout, promptly.
-func (s *suite) timesOut(t *testing.T, op string) {
+func (s *suite) timesOut(t T, op string) {
 	start := time.Now()
 	r := s.call(t, s.dep, s.input(op, nil), s.h.Timeout)
 	took := time.Since(start)
@@ -275,10 +298,10 @@ func (s *suite) timesOut(t *testing.T, op string) {
 	s.stillWorks(t)
 }
 
-func testSpin(t *testing.T, s *suite)  { s.timesOut(t, "spin") }
-func testSleep(t *testing.T, s *suite) { s.timesOut(t, "sleep") }
+func testSpin(t T, s *suite)  { s.timesOut(t, "spin") }
+func testSleep(t T, s *suite) { s.timesOut(t, "sleep") }
 
-func testBalloon(t *testing.T, s *suite) {
+func testBalloon(t T, s *suite) {
 	r := s.do(t, "balloon", nil)
 	want(t, r, sandbox.OOM)
 	if r.Usage.PeakMemory > s.spec.Limits.Memory {
@@ -287,11 +310,15 @@ func testBalloon(t *testing.T, s *suite) {
 	s.stillWorks(t)
 }
 
-func testNoFilesystem(t *testing.T, s *suite) {
-	dir := t.TempDir()
+func testNoFilesystem(t T, s *suite) {
+	dir, err := os.MkdirTemp("", "sandboxtest-")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	secret := filepath.Join(dir, "secret.txt")
 	if err := os.WriteFile(secret, []byte("conformance secret"), 0o644); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	paths := []string{secret}
 	if _, err := os.Stat("/etc/passwd"); err == nil {
@@ -315,10 +342,10 @@ func testNoFilesystem(t *testing.T, s *suite) {
 	}
 }
 
-func testNoNetwork(t *testing.T, s *suite) {
+func testNoNetwork(t T, s *suite) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	defer ln.Close()
 	r := s.do(t, "dial", map[string]any{"addr": ln.Addr().String()})
@@ -334,7 +361,7 @@ func testNoNetwork(t *testing.T, s *suite) {
 	}
 }
 
-func testNoEnvLeak(t *testing.T, s *suite) {
+func testNoEnvLeak(t T, s *suite) {
 	r := s.do(t, "env", nil)
 	want(t, r, sandbox.OK)
 	var got struct {
@@ -360,7 +387,7 @@ func testNoEnvLeak(t *testing.T, s *suite) {
 	}
 }
 
-func testConcurrent(t *testing.T, s *suite) {
+func testConcurrent(t T, s *suite) {
 	const callers, each = 8, 4
 	var wg sync.WaitGroup
 	errs := make(chan string, callers*each)
@@ -384,7 +411,7 @@ func testConcurrent(t *testing.T, s *suite) {
 	wg.Wait()
 	close(errs)
 	for e := range errs {
-		t.Error(e)
+		t.Errorf("%s", e)
 	}
 }
 
@@ -396,7 +423,31 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-func testUsage(t *testing.T, s *suite) {
+func testCancel(t T, s *suite) {
+	before := s.started()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	if _, err := sandbox.Call(ctx, s.dep, s.input("sleep", nil), s.spec.Limits.Timeout); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a call cancelled while it runs returned %v, want %v", err, context.Canceled)
+	}
+	if s.h.Started != nil {
+		time.Sleep(s.h.CancelGrace + 100*time.Millisecond) // past the kill of a worker that ignored the cancel
+	}
+	s.stillWorks(t)
+	if s.mode == sandbox.ModeServer && s.started() != before {
+		t.Logf("the worker was killed: it did not end the invocation after its cancel message (acceptable for a runtime that cannot interrupt a handler)")
+	}
+}
+
+// started is how many workers the deployment has started, or -1.
+func (s *suite) started() int64 {
+	if s.h.Started == nil {
+		return -1
+	}
+	return s.h.Started(s.dep)
+}
+
+func testUsage(t T, s *suite) {
 	r := s.do(t, "echo", map[string]any{"data": "usage"})
 	want(t, r, sandbox.OK)
 	if r.Usage.Wall <= 0 {
@@ -407,13 +458,18 @@ func testUsage(t *testing.T, s *suite) {
 	}
 }
 
-func testStop(t *testing.T, s *suite) {
+func testStop(t T, s *suite) {
 	dep := s.deploy(t)
 	s.echo(t, dep, "before stop")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	start := time.Now()
 	if err := dep.Stop(ctx); err != nil {
 		t.Fatalf("Stop() = %v", err)
+	}
+	// An idle guest must exit when asked to, not be killed at the deadline.
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("an idle deployment took %v to stop with a %v deadline", took, 5*time.Second)
 	}
 	if err := dep.Stop(ctx); err != nil {
 		t.Fatalf("second Stop() = %v, want nil", err)
@@ -426,7 +482,7 @@ func testStop(t *testing.T, s *suite) {
 	}
 }
 
-func testStopInFlight(t *testing.T, s *suite) {
+func testStopInFlight(t T, s *suite) {
 	dep := s.deploy(t)
 	s.echo(t, dep, "warm")
 	type result struct {
@@ -455,6 +511,6 @@ func testStopInFlight(t *testing.T, s *suite) {
 			t.Errorf("the spinning invocation ended %s, want it stopped", res.r.Outcome)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("the spinning invocation still runs 5 s after Stop returned")
+		t.Fatalf("the spinning invocation still runs 5 s after Stop returned")
 	}
 }

@@ -2,6 +2,9 @@
 // against itself, and the one guest protocol the suite drives. A driver's
 // test calls Run with a Harness that supplies the driver and a Spec deploying
 // the suite's guest, and every case runs in each mode the harness supports.
+// The cases are written once, against T, the part of *testing.T they use:
+// Certify runs the protocol's cases (the kit) against a language runtime
+// outside `go test` and prints a report (this is `andromeda conformance`).
 // The package holds no driver code. Require is the shared skip-or-fail rule
 // for tests that need something the host may not have; GoGuest and GoBuild
 // build the Go guest (for wasip1, or natively for the process driver).
@@ -52,8 +55,11 @@
 // text (NUL, emoji, surrogate escapes, line separators), noop with and without
 // a reason, panic and non-zero exit (crashed), spin and sleep (timeout, and
 // Invoke returns within the timeout plus Harness.Slack), balloon (oom), no
-// file system, no network, no environment leak, 8 concurrent callers, usage
-// reporting, that the deployment keeps working after each failing case, and
-// that Stop is idempotent, stops an invocation in flight after its grace
-// period and makes Invoke fail with sandbox.ErrStopped.
+// file system, no network, no environment leak, 8 concurrent callers, a
+// call cancelled while it runs (context.Canceled), usage reporting, that the
+// deployment keeps working after each failing case, and that Stop is
+// idempotent, stops an idle deployment within a second, stops an
+// invocation in flight after its grace period and makes Invoke fail with
+// sandbox.ErrStopped. The kit is echo, input, large-input, unicode, noop,
+// noop-without-reason, panic, exit, concurrent, cancel, spin and stop.
 package sandboxtest

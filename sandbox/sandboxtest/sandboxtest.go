@@ -84,6 +84,14 @@ type Harness struct {
 	// Skip maps a case name to the reason this driver cannot pass it here.
 	// A skipped case goes through Require, so it fails when Strict.
 	Skip map[string]string
+	// Started, when set, returns how many worker processes a deployment
+	// has started, restarts included: the panic and cancel cases then note
+	// a server-mode worker that died where a runtime should let it live on.
+	Started func(dep sandbox.Deployment) int64
+	// CancelGrace is how long the driver lets a cancelled invocation end
+	// before it kills the worker; with Started, the cancel case waits that
+	// long before it looks. Default 0.
+	CancelGrace time.Duration
 }
 
 func (h Harness) withDefaults() Harness {
@@ -109,7 +117,11 @@ const (
 // spec returns the harness's spec for mode with the suite's defaults.
 func (h Harness) spec(t *testing.T, mode sandbox.Mode) sandbox.Spec {
 	t.Helper()
-	s := h.Spec(t, mode)
+	return withDefaults(h.Spec(t, mode), mode)
+}
+
+// withDefaults returns s with the suite's defaults for its zero fields.
+func withDefaults(s sandbox.Spec, mode sandbox.Mode) sandbox.Spec {
 	if s.Service == "" {
 		s.Service = "conformance"
 	}

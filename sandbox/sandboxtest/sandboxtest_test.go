@@ -67,3 +67,29 @@ func TestRequire(t *testing.T) {
 		}
 	}
 }
+
+// TestReport checks the T that Certify gives its cases: Fatalf ends the
+// case, cleanups run newest first, and the report says ok, FAIL or note.
+func TestReport(t *testing.T) {
+	var out strings.Builder
+	var order []string
+	r := &report{out: &out, name: "server/fatal"}
+	r.run(func() {
+		r.Cleanup(func() { order = append(order, "first") })
+		r.Cleanup(func() { order = append(order, "second") })
+		r.Errorf("one %d", 1)
+		r.Fatalf("two")
+		order = append(order, "after Fatalf")
+	})
+	if !r.failed || strings.Join(order, ",") != "second,first" {
+		t.Errorf("after Errorf and Fatalf: failed %v, ran %v; want failed and the cleanups newest first", r.failed, order)
+	}
+	ok := &report{out: &out, name: "server/ok"}
+	ok.run(func() { ok.Logf("a %s", "remark") })
+	got := out.String()
+	for _, want := range []string{"FAIL server/fatal", "one 1; two", "ok   server/ok", "note server/ok                    a remark"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report:\n%s\nwant it to contain %q", got, want)
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package sandboxtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/sandbox"
+)
+
+// Kit is what Certify needs: the driver, already tested, and the Spec that
+// deploys the runtime under certification, which must implement the guest
+// protocol (see the package comment).
+type Kit struct {
+	Driver sandbox.Driver
+	// Spec returns the Spec deploying the guest in mode; zero limits are
+	// filled in as for Harness.Spec.
+	Spec func(mode sandbox.Mode) sandbox.Spec
+	// Started and CancelGrace are Harness.Started and Harness.CancelGrace.
+	Started     func(dep sandbox.Deployment) int64
+	CancelGrace time.Duration
+}
+
+// Certify certifies a language runtime outside `go test` (this is
+// `andromeda conformance DIR`): it runs the kit cases, the protocol's part
+// of the suite, in server and command mode against k.Driver. It prints one
+// line per case to out: "ok", or "FAIL" with what failed, with the time it
+// took, and a "note" line for each remark of a case that passed. The
+// error names the cases that failed; a mode whose deployment fails runs
+// no case.
+func Certify(ctx context.Context, k Kit, out io.Writer) error {
+	h := Harness{Started: k.Started, CancelGrace: k.CancelGrace}.withDefaults()
+	var failed []string
+	for _, mode := range h.Modes {
+		s := &suite{h: h, d: k.Driver, mode: mode, spec: withDefaults(k.Spec(mode), mode)}
+		r := &report{out: out, name: string(mode) + "/deploy"}
+		var dep sandbox.Deployment
+		r.run(func() {
+			var err error
+			if dep, err = k.Driver.Deploy(ctx, s.spec); err != nil {
+				r.Fatalf("Deploy(%s) = %v", s.spec.Entry, err)
+			}
+		})
+		if r.failed {
+			failed = append(failed, r.name)
+			continue
+		}
+		s.dep = dep
+		for _, c := range cases {
+			if !c.kit {
+				continue
+			}
+			r := &report{out: out, name: string(mode) + "/" + c.name}
+			if r.run(func() { c.run(r, s) }); r.failed {
+				failed = append(failed, r.name)
+			}
+		}
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = dep.Stop(sctx)
+		cancel()
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d checks failed: %s", len(failed), strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// report runs one case of Certify and prints its result: a T that ends
+// the case on Fatalf, as *testing.T does.
+type report struct {
+	out     io.Writer
+	name    string
+	mu      sync.Mutex
+	failed  bool
+	errs    []string
+	notes   []string
+	cleanup []func()
+}
+
+func (r *report) Helper() {}
+
+func (r *report) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed = true
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+func (r *report) Fatalf(format string, args ...any) {
+	r.Errorf(format, args...)
+	runtime.Goexit()
+}
+
+func (r *report) Logf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notes = append(r.notes, fmt.Sprintf(format, args...))
+}
+
+func (r *report) Cleanup(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cleanup = append(r.cleanup, f)
+}
+
+// run runs f on a goroutine of its own (Fatalf ends it), then the cleanups,
+// newest first, and prints the result.
+func (r *report) run(f func()) {
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
+	r.mu.Lock()
+	cleanup := slices.Clone(r.cleanup)
+	r.mu.Unlock()
+	for _, f := range slices.Backward(cleanup) {
+		f()
+	}
+	took := time.Since(start).Round(100 * time.Microsecond)
+	if r.failed {
+		fmt.Fprintf(r.out, "FAIL %-28s %s (%v)\n", r.name, strings.Join(r.errs, "; "), took)
+		return
+	}
+	fmt.Fprintf(r.out, "ok   %-28s (%v)\n", r.name, took)
+	for _, n := range r.notes {
+		fmt.Fprintf(r.out, "note %-28s %s\n", r.name, n)
+	}
+}
