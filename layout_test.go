@@ -98,6 +98,19 @@ func TestImportRules(t *testing.T) {
 			}
 		}
 	}
+	// The jail is a mechanism drivers use, never the other way round, and
+	// knows nothing of the node.
+	if info, ok := pkgs["sandbox/jail"]; !ok {
+		t.Errorf("package sandbox/jail not found")
+	} else {
+		for imp := range info.imports {
+			for _, no := range []string{"sandbox/process", "sandbox/wasm", "node", "server", "store"} {
+				if imp == mod+no || strings.HasPrefix(imp, mod+no+"/") {
+					t.Errorf("sandbox/jail imports %s; it must not (a jail knows no driver and nothing of the node)", imp)
+				}
+			}
+		}
+	}
 	for dir, info := range pkgs {
 		if strings.HasPrefix(dir, "sandbox") && info.imports[mod+"manifest"] {
 			t.Errorf("%s imports manifest: drivers get a sandbox.Spec from the node instead", dir)

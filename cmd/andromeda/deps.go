@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
 func depsCmd(ctx context.Context, env *cli, args []string) error {
@@ -104,8 +107,20 @@ func conformanceCmd(ctx context.Context, env *cli, args []string) error {
 	if err := d.Test(ctx); err != nil {
 		return fmt.Errorf("the process driver cannot run here: %w", err)
 	}
-	if err := d.Conformance(ctx, dir, *lang, *entry, env.stdout); err != nil {
-		return err
+	if *entry == "" {
+		*entry = process.DefaultEntry(*lang)
+	}
+	err = sandboxtest.Certify(ctx, sandboxtest.Kit{
+		Driver: d,
+		Spec: func(mode sandbox.Mode) sandbox.Spec {
+			return sandbox.Spec{Service: "conformance", Dir: dir, Entry: *entry, Language: *lang, Mode: mode,
+				Limits: sandbox.Limits{Memory: 256 << 20, Timeout: 10 * time.Second, Concurrency: 4}}
+		},
+		Started:     process.WorkersStarted,
+		CancelGrace: cfg.CancelGrace,
+	}, env.stdout)
+	if err != nil {
+		return fmt.Errorf("conformance of %s (%s): %w", dir, *lang, err)
 	}
 	fmt.Fprintln(env.stdout, "conformant")
 	return nil

@@ -1,4 +1,4 @@
-package process
+package jail
 
 import (
 	"os"
@@ -65,7 +65,7 @@ func TestCgroupLimits(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		v2    bool
-		files map[string]string // file in the worker's cgroup → value
+		files map[string]string // file in the jail's cgroup → value
 	}{
 		{"v1", false, map[string]string{
 			"memory.limit_in_bytes": "67108864", "memory.memsw.limit_in_bytes": "67108864",
@@ -89,7 +89,7 @@ func TestCgroupLimits(t *testing.T) {
 				}
 				cg.ctl[name] = controller{v2: c.v2, parent: parent}
 			}
-			g, err := cg.create("svc", limits{memory: 64 << 20, pids: 32, cpu: 0.5})
+			g, err := cg.create("svc", Limits{Memory: 64 << 20, Pids: 32, CPU: 0.5})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	worker "github.com/andromeda-runner/andromeda/runtimes/go"
+	"github.com/andromeda-runner/andromeda/sandbox/process/deps"
+	"github.com/andromeda-runner/andromeda/sandbox/process/lang"
 )
 
 // Defaults for the zero fields of Config.
@@ -210,14 +212,14 @@ func (c Config) Validate() error {
 	if c.WorkDir != "" && !filepath.IsAbs(c.WorkDir) {
 		errs = append(errs, fmt.Errorf("work_dir: must be an absolute path, got %q", c.WorkDir))
 	}
-	for lang, reg := range c.Registries {
-		if lang != "node" && lang != "python" {
-			errs = append(errs, fmt.Errorf("registries[%q]: unknown language (node, python)", lang))
+	for name, reg := range c.Registries {
+		if l := lang.Lookup(name); l == nil || l.Deps == nil {
+			errs = append(errs, fmt.Errorf("registries[%q]: unknown language (%s)", name, lang.WithDeps()))
 		}
 		if reg == "" {
-			errs = append(errs, fmt.Errorf("registries[%q]: must not be empty", lang))
-		} else if _, err := registryHosts(lang, reg); err != nil {
-			errs = append(errs, fmt.Errorf("registries[%q]: must be an http or https URL or an absolute directory: %w", lang, err))
+			errs = append(errs, fmt.Errorf("registries[%q]: must not be empty", name))
+		} else if _, err := deps.Hosts(reg); err != nil {
+			errs = append(errs, fmt.Errorf("registries[%q]: must be an http or https URL or an absolute directory: %w", name, err))
 		}
 	}
 	return errors.Join(errs...)

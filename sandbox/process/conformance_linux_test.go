@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,23 +25,39 @@ func TestConformance(t *testing.T) {
 				Spec: func(t *testing.T, mode sandbox.Mode) sandbox.Spec {
 					return sandbox.Spec{Service: "conformance-" + lang, Dir: dir, Entry: entry, Language: lang, Mode: mode}
 				},
-				AllowEnv: []string{"PATH", "HOME", "TMPDIR", "LANG"},
+				AllowEnv:    []string{"PATH", "HOME", "TMPDIR", "LANG"},
+				Started:     WorkersStarted,
+				CancelGrace: DefaultCancelGrace,
 			})
 		})
 	}
 }
 
 // brokenShim answers init, then replies to every message with a line that
-// is not JSON: Conformance must fail it.
+// is not JSON: the kit must fail it.
 const brokenShim = `#!/bin/sh
 read -r line
 echo '{"type":"ready","id":"init","protocol":1,"concurrency":4}'
 while read -r line; do echo "not json"; done
 `
 
-// TestConformanceKit runs Conformance, the kit behind `andromeda
-// conformance DIR`, against the guests in the repository (which pass) and
-// a broken shim (which fails).
+// certify runs the conformance kit behind `andromeda conformance DIR` on
+// d, as cmd/andromeda does.
+func certify(ctx context.Context, d *Driver, dir, lang, entry string, out io.Writer) error {
+	return sandboxtest.Certify(ctx, sandboxtest.Kit{
+		Driver: d,
+		Spec: func(mode sandbox.Mode) sandbox.Spec {
+			return sandbox.Spec{Service: "conformance", Dir: dir, Entry: entry, Language: lang, Mode: mode,
+				Limits: sandbox.Limits{Memory: 256 << 20, Timeout: 10 * time.Second, Concurrency: 4}}
+		},
+		Started:     WorkersStarted,
+		CancelGrace: d.cfg.CancelGrace,
+	}, out)
+}
+
+// TestConformanceKit runs the kit behind `andromeda conformance DIR`
+// against the guests in the repository (which pass) and a broken shim
+// (which fails).
 func TestConformanceKit(t *testing.T) {
 	requireSandbox(t)
 	d := newDriver(t, testConfig())
@@ -52,8 +69,8 @@ func TestConformanceKit(t *testing.T) {
 			var out strings.Builder
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if err := d.Conformance(ctx, dir, lang, entry, &out); err != nil {
-				t.Errorf("Conformance = %v\n%s", err, out.String())
+			if err := certify(ctx, d, dir, lang, entry, &out); err != nil {
+				t.Errorf("Certify = %v\n%s", err, out.String())
 			}
 			t.Logf("\n%s", out.String())
 		})
@@ -67,9 +84,9 @@ func TestConformanceKit(t *testing.T) {
 		var out strings.Builder
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		err := d.Conformance(ctx, dir, LangExec, "", &out)
+		err := certify(ctx, d, dir, LangExec, DefaultEntry(LangExec), &out)
 		if err == nil || !strings.Contains(out.String(), "FAIL server/echo") {
-			t.Errorf("Conformance of a broken shim = %v, want a failure of echo\n%s", err, out.String())
+			t.Errorf("Certify of a broken shim = %v, want a failure of echo\n%s", err, out.String())
 		}
 		t.Logf("%v\n%s", err, out.String())
 	})

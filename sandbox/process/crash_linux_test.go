@@ -314,12 +314,12 @@ func TestNoOrphans(t *testing.T) {
 
 	// The dead node's worker cgroups are removed by the next driver.
 	_ = New(testConfig()).host()
-	prefix := fmt.Sprintf("%s%d-", workerPrefix, cmd.Process.Pid)
-	for _, c := range sharedDriver(t).host().cg.ctl {
-		entries, _ := os.ReadDir(c.parent)
+	prefix := fmt.Sprintf("w-%d-", cmd.Process.Pid) // a jail's cgroup is w-<node pid>-<seq>-<name>
+	for _, parent := range sharedDriver(t).host().jail.CgroupParents() {
+		entries, _ := os.ReadDir(parent)
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), prefix) {
-				t.Errorf("stale worker cgroup %s left under %s", e.Name(), c.parent)
+				t.Errorf("stale worker cgroup %s left under %s", e.Name(), parent)
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/jail"
 )
 
 // deployment is one service on the process driver: a pool of warm workers
@@ -22,11 +23,8 @@ type deployment struct {
 	d        *Driver
 	name     string
 	mode     sandbox.Mode
-	lang     string
-	tmpl     initConfig // every worker's sandbox, copied per worker
-	init     []byte     // the init message
-	lim      limits
-	hostNet  bool
+	jail     *jail.Template // every worker's sandbox
+	init     []byte         // the init message
 	timeout  time.Duration
 	poolSize int
 	capacity int // invocations in flight per worker
@@ -72,8 +70,7 @@ func (e spawnError) Unwrap() error { return e.err }
 // newWorker starts one sandboxed worker and waits until it is ready. A
 // failure to start the sandbox is a spawnError.
 func (d *deployment) newWorker(ctx context.Context) (*workerProc, error) {
-	c := d.tmpl
-	sp, err := spawn(d.d.host().ns, d.d.host().cg, d.name, d.lim, d.hostNet, &c)
+	sp, err := d.jail.Start()
 	if err != nil {
 		return nil, spawnError{err}
 	}
@@ -118,9 +115,16 @@ func (d *deployment) limiter() *sandbox.LogLimiter {
 	return d.logs
 }
 
-// workersStarted counts the workers the deployment started, restarts
-// included (Conformance reports whether a worker survived a cancel).
-func (d *deployment) workersStarted() int64 { return d.spawned.Load() }
+// WorkersStarted returns how many worker processes dep, a deployment of
+// this driver, has started, restarts included, or -1 for another driver's.
+// The conformance kit (`andromeda conformance`) notes with it a runtime
+// whose worker dies where it should live on: a thrown error, a cancel.
+func WorkersStarted(dep sandbox.Deployment) int64 {
+	if d, ok := dep.(*deployment); ok {
+		return d.spawned.Load()
+	}
+	return -1
+}
 
 // answered is called when a worker answers an invocation: the service
 // works, so the crash count starts over.

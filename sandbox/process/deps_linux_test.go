@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/process/deps"
 )
 
 // writeWheel builds a pure-Python wheel of a one-module package in dir:
@@ -100,7 +101,7 @@ func merge(ms ...map[string]string) map[string]string {
 	return out
 }
 
-func depNames(deps []Dep) []string {
+func depNames(deps []deps.Dep) []string {
 	var out []string
 	for _, d := range deps {
 		s := d.Language + ":" + d.Name + "@" + d.Version
@@ -290,18 +291,24 @@ func (r *testRegistry) addNPM(name, version string, files map[string]string) {
 	r.npm[name][version] = buf.Bytes()
 }
 
+// pypiName spells a distribution's name as the simple index compares
+// names (PEP 503).
+func pypiName(name string) string {
+	return strings.NewReplacer("_", "-", ".", "-").Replace(strings.ToLower(name))
+}
+
 func (r *testRegistry) serve(w http.ResponseWriter, req *http.Request) {
 	r.requests.Add(1)
 	p := req.URL.Path
 	switch {
 	case strings.HasPrefix(p, "/simple/"):
-		want := normalName(LangPython, strings.Trim(strings.TrimPrefix(p, "/simple/"), "/"))
+		want := pypiName(strings.Trim(strings.TrimPrefix(p, "/simple/"), "/"))
 		files, _ := filepath.Glob(filepath.Join(r.wheels, "*.whl"))
 		var b strings.Builder
 		b.WriteString("<!DOCTYPE html><html><body>\n")
 		for _, f := range files {
 			base := filepath.Base(f)
-			if dist, _, _ := strings.Cut(base, "-"); normalName(LangPython, dist) != want {
+			if dist, _, _ := strings.Cut(base, "-"); pypiName(dist) != want {
 				continue
 			}
 			raw, err := os.ReadFile(f)
@@ -450,12 +457,12 @@ func TestDepsRefuseServiceCode(t *testing.T) {
 		t.Fatal("Deploy of a service whose requirements.txt names ./evilpkg = nil, want an error")
 	}
 	const want = "requirements.txt:3: local paths, URLs and VCS requirements are not allowed (only name[extras] version-specifier lines)"
-	var dse *DepSourceError
+	var dse *deps.SourceError
 	if !errors.As(err, &dse) || !strings.HasSuffix(err.Error(), want) {
-		t.Errorf("Deploy = %v, want a *DepSourceError ending %q", err, want)
+		t.Errorf("Deploy = %v, want a *deps.SourceError ending %q", err, want)
 	}
 	if err := d.AddDep(ctx, spec, "./evilpkg"); err == nil || !errors.As(err, &dse) {
-		t.Errorf("AddDep(./evilpkg) = %v, want a *DepSourceError", err)
+		t.Errorf("AddDep(./evilpkg) = %v, want a *deps.SourceError", err)
 	}
 	if n := reg.requests.Load(); n != 0 {
 		t.Errorf("the registry served %d requests, want none (refused before the installer starts)", n)

@@ -11,7 +11,25 @@ import (
 	"sync"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/jail"
+	"github.com/andromeda-runner/andromeda/sandbox/process/lang"
 )
+
+// The languages the driver runs (Spec.Language); see lang.All.
+const (
+	LangNode   = lang.Node   // Node.js: entry is a .js, .cjs or .mjs file run by the runtimes/node shim
+	LangPython = lang.Python // Python 3: entry is a .py file run by the runtimes/python shim
+	LangExec   = lang.Exec   // any executable that speaks the runtime protocol itself
+)
+
+// DefaultEntry is the usual entry file of a service in language name:
+// index.js, main.py, run; "" for a language the driver does not run.
+func DefaultEntry(name string) string {
+	if l := lang.Lookup(name); l != nil {
+		return l.Entry
+	}
+	return ""
+}
 
 var _ sandbox.Driver = (*Driver)(nil)
 
@@ -49,11 +67,11 @@ type Driver struct {
 	cfgErr error
 
 	hostOnce sync.Once
-	h        *host // what this host provides; see probe
+	h        *host // what this host provides; see host
 
 	mu       sync.Mutex
-	tools    map[string]*toolchain // detected toolchains, by language
-	disabled map[string]string     // language → why Test disabled it
+	tools    map[string]*lang.Toolchain // detected toolchains, by language
+	disabled map[string]string          // language → why Test disabled it
 	deps     map[sandbox.Deployment]struct{}
 	closed   bool
 }
@@ -69,14 +87,14 @@ func New(cfg Config) *Driver {
 func (d *Driver) Name() string { return "process" }
 
 // toolchains returns the detected toolchains, detecting them on first use.
-func (d *Driver) toolchains(ctx context.Context) map[string]*toolchain {
+func (d *Driver) toolchains(ctx context.Context) map[string]*lang.Toolchain {
 	d.mu.Lock()
 	tools := d.tools
 	d.mu.Unlock()
 	if tools != nil {
 		return tools
 	}
-	tools = detectToolchains(ctx, d.cfg)
+	tools = lang.Detect(ctx, lang.Tools{Node: d.cfg.Node, Python: d.cfg.Python, NPM: d.cfg.NPM})
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.tools == nil {
@@ -85,22 +103,23 @@ func (d *Driver) toolchains(ctx context.Context) map[string]*toolchain {
 	return d.tools
 }
 
-// toolchain returns lang's toolchain, or an error saying why it cannot run.
-func (d *Driver) toolchain(ctx context.Context, lang string) (*toolchain, error) {
-	tc, ok := d.toolchains(ctx)[lang]
+// toolchain returns the language named name and its toolchain, or an error
+// saying why it cannot run.
+func (d *Driver) toolchain(ctx context.Context, name string) (*lang.Language, *lang.Toolchain, error) {
+	tc, ok := d.toolchains(ctx)[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: language %q (the process driver runs node, python and exec)", sandbox.ErrUnsupported, lang)
+		return nil, nil, fmt.Errorf("%w: language %q (the process driver runs %s)", sandbox.ErrUnsupported, name, lang.Names())
 	}
 	d.mu.Lock()
-	why := d.disabled[lang]
+	why := d.disabled[name]
 	d.mu.Unlock()
 	switch {
-	case tc.err != nil:
-		return nil, fmt.Errorf("%w: %v", sandbox.ErrUnsupported, tc.err)
+	case tc.Err != nil:
+		return nil, nil, fmt.Errorf("%w: %v", sandbox.ErrUnsupported, tc.Err)
 	case why != "":
-		return nil, fmt.Errorf("%w: language %s disabled by the self-test: %s", sandbox.ErrUnsupported, lang, why)
+		return nil, nil, fmt.Errorf("%w: language %s disabled by the self-test: %s", sandbox.ErrUnsupported, name, why)
 	}
-	return tc, nil
+	return lang.Lookup(name), tc, nil
 }
 
 // Offer says what the driver runs here: the languages whose toolchain was
@@ -120,29 +139,73 @@ func (d *Driver) Offer() sandbox.Offer {
 	d.mu.Lock()
 	disabled := maps.Clone(d.disabled)
 	d.mu.Unlock()
-	for _, lang := range slices.Sorted(maps.Keys(tools)) {
-		tc := tools[lang]
+	for _, name := range slices.Sorted(maps.Keys(tools)) {
+		tc := tools[name]
 		switch {
-		case tc.err != nil:
-			o.Notes = append(o.Notes, fmt.Sprintf("language %s unavailable: %v", lang, tc.err))
-		case disabled[lang] != "":
-			o.Notes = append(o.Notes, fmt.Sprintf("language %s disabled by the self-test: %s", lang, disabled[lang]))
+		case tc.Err != nil:
+			o.Notes = append(o.Notes, fmt.Sprintf("language %s unavailable: %v", name, tc.Err))
+		case disabled[name] != "":
+			o.Notes = append(o.Notes, fmt.Sprintf("language %s disabled by the self-test: %s", name, disabled[name]))
 		default:
-			v := tc.version
-			if tc.installerVersion != "" {
-				v += " (" + tc.installerVersion + ")"
-			} else if lang != LangExec {
+			v := tc.Version
+			if tc.InstallerVersion != "" {
+				v += " (" + tc.InstallerVersion + ")"
+			} else if lang.Lookup(name).Deps != nil {
 				v += " (no package installer: services with dependencies cannot deploy)"
 			}
-			o.Languages[lang] = v
+			o.Languages[name] = v
 		}
 	}
-	o.Notes = append(o.Notes, h.notes()...)
+	o.Notes = append(o.Notes, h.notes...)
 	o.Notes = append(o.Notes,
 		"limits apply per worker; a server-mode pool holds limits.concurrency workers",
 		"network any shares the host's network namespace; a host list grants no direct sockets (the worker gets an isolated namespace with loopback only) and reaches its hosts through http actions",
 	)
 	return o
+}
+
+// host is what this machine lets the driver do.
+type host struct {
+	jail  *jail.Host // builds the workers' sandboxes
+	err   error      // why no worker can be isolated here at all
+	iso   jail.Isolation
+	notes []string
+}
+
+// host probes the machine on first use.
+func (d *Driver) host() *host {
+	d.hostOnce.Do(func() {
+		j := jail.Probe(jail.Config{Dir: d.cfg.WorkDir, UID: d.cfg.UID, GID: d.cfg.GID, CgroupParent: d.cfg.CgroupParent, Logger: d.cfg.Logger})
+		d.h = &host{jail: j, err: j.Err(), iso: j.Isolation(), notes: j.Notes()}
+	})
+	return d.h
+}
+
+// isolation says, for every layer, whether it holds on this host.
+func (h *host) isolation() map[string]bool {
+	ns, on := h.iso.Namespaces, h.iso.Basics
+	return map[string]bool{
+		LayerPIDNS:      ns,
+		LayerMountNS:    ns,
+		LayerIPCNS:      ns,
+		LayerUTSNS:      ns,
+		LayerNetNS:      ns,
+		LayerUserNS:     ns && h.iso.UserNS,
+		LayerReadOnly:   ns,
+		LayerScratch:    ns,
+		LayerNoData:     ns,
+		LayerNoEnv:      on,
+		LayerUID:        ns,
+		LayerMemory:     h.iso.Memory,
+		LayerPids:       h.iso.Pids,
+		LayerCPU:        h.iso.CPU,
+		LayerRlimits:    on,
+		LayerSeccomp:    h.iso.Seccomp,
+		LayerNoNewPrivs: on,
+		LayerPdeathsig:  on,
+		LayerGroupKill:  ns,
+		LayerTimeout:    on,
+	}
 }
 
 // missingLayers lists the layers that do not hold and are not in
@@ -163,7 +226,7 @@ func (d *Driver) missingLayers() []string {
 func (d *Driver) checkLayers() error {
 	if missing := d.missingLayers(); len(missing) > 0 {
 		return fmt.Errorf("isolation layers missing on this host: %s (%s; list them in AllowMissing to run without them)",
-			strings.Join(missing, ", "), strings.Join(d.host().notes(), "; "))
+			strings.Join(missing, ", "), strings.Join(d.host().notes, "; "))
 	}
 	return nil
 }

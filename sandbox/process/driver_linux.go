@@ -3,8 +3,6 @@ package process
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/andromeda-runner/andromeda/runtimes/node"
-	"github.com/andromeda-runner/andromeda/runtimes/python"
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/jail"
+	"github.com/andromeda-runner/andromeda/sandbox/process/lang"
 
 	worker "github.com/andromeda-runner/andromeda/runtimes/go"
 )
@@ -36,10 +34,10 @@ func (d *Driver) Test(ctx context.Context) error {
 	}
 	const msg = `"process self-test"`
 	want := "self-test: " + msg
-	check := func(lang string, spec sandbox.Spec, builtin string) error {
-		spec.Service = "self-test-" + lang
+	check := func(name string, spec sandbox.Spec, builtin string) error {
+		spec.Service = "self-test-" + name
 		spec.Mode = sandbox.ModeServer
-		spec.Language = lang
+		spec.Language = name
 		spec.Limits.Concurrency = 1
 		dep, err := d.deploy(ctx, spec, builtin)
 		if err != nil {
@@ -55,49 +53,36 @@ func (d *Driver) Test(ctx context.Context) error {
 		}
 		return nil
 	}
-	if err := check(LangExec, sandbox.Spec{}, "echo"); err != nil {
+	if err := check(LangExec, sandbox.Spec{}, builtinEcho); err != nil {
 		return fmt.Errorf("test process: built-in worker in a sandbox: %w", err)
 	}
 	tools := d.toolchains(ctx)
-	for _, lang := range []string{LangNode, LangPython} {
-		tc := tools[lang]
-		if tc.err != nil {
-			d.cfg.Logger.Warn("process driver: language disabled", "language", lang, "reason", tc.err.Error())
+	for _, l := range lang.All {
+		if l.SelfTest == "" {
 			continue
 		}
-		dir, entry, err := d.selfTestService(lang)
+		name, tc := l.Name, tools[l.Name]
+		if tc.Err != nil {
+			d.cfg.Logger.Warn("process driver: language disabled", "language", name, "reason", tc.Err.Error())
+			continue
+		}
+		dir, err := l.WriteSelfTest(d.cfg.WorkDir)
 		if err == nil {
-			err = check(lang, sandbox.Spec{Dir: dir, Entry: entry}, "")
+			err = check(name, sandbox.Spec{Dir: dir, Entry: l.Entry}, "")
 		}
 		if err != nil {
 			d.mu.Lock()
 			if d.disabled == nil {
 				d.disabled = map[string]string{}
 			}
-			d.disabled[lang] = err.Error()
+			d.disabled[name] = err.Error()
 			d.mu.Unlock()
-			d.cfg.Logger.Warn("process driver: language disabled", "language", lang, "reason", err.Error())
+			d.cfg.Logger.Warn("process driver: language disabled", "language", name, "reason", err.Error())
 			continue
 		}
-		d.cfg.Logger.Info("process driver: language ready", "language", lang, "version", tc.version, "installer", tc.installerVersion)
+		d.cfg.Logger.Info("process driver: language ready", "language", name, "version", tc.Version, "installer", tc.InstallerVersion)
 	}
 	return nil
-}
-
-// selfTestService writes the one-line service Test runs for lang.
-func (d *Driver) selfTestService(lang string) (dir, entry string, err error) {
-	src := map[string][2]string{
-		LangNode:   {"index.js", "exports.handle = (input) => ({ noop: 'self-test: ' + JSON.stringify(input.message) });\n"},
-		LangPython: {"main.py", "import json\n\ndef handle(input):\n    return {'noop': 'self-test: ' + json.dumps(input['message'])}\n"},
-	}[lang]
-	dir = filepath.Join(d.cfg.WorkDir, "self-test", lang)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, src[0]), []byte(src[1]), 0o644); err != nil {
-		return "", "", err
-	}
-	return dir, src[0], nil
 }
 
 // ready checks what every operation needs: a valid configuration, an open
@@ -112,7 +97,7 @@ func (d *Driver) ready() error {
 	if closed {
 		return errClosed
 	}
-	if err := d.host().nsErr; err != nil {
+	if err := d.host().err; err != nil {
 		return err
 	}
 	// Private: workers see only what the init binds from it (skeletons,
@@ -165,79 +150,108 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, builtin string) 
 	if mode != sandbox.ModeServer && mode != sandbox.ModeCommand {
 		return fail(fmt.Errorf("%w: mode %q", sandbox.ErrUnsupported, spec.Mode))
 	}
-	tc, err := d.toolchain(ctx, spec.Language)
+	l, tc, err := d.toolchain(ctx, spec.Language)
 	if err != nil {
 		return fail(err)
 	}
-	var entry string
-	if builtin == "" {
-		if entry, err = checkEntry(spec); err != nil {
-			return fail(err)
-		}
+	js, module, err := d.workerJail(ctx, spec, l, tc, builtin)
+	if err != nil {
+		return fail(err)
 	}
+	js.Name = name
+	tmpl, err := d.host().jail.Prepare(js)
+	if err != nil {
+		return fail(err)
+	}
+	dep, err := d.newDeployment(spec, name, mode, module, tmpl)
+	if err != nil {
+		return fail(err)
+	}
+	if err := d.track(dep); err != nil {
+		return fail(err)
+	}
+	if err := dep.start(ctx); err != nil {
+		stopCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = dep.Stop(stopCtx)
+		return fail(fmt.Errorf("self-check: %w", err))
+	}
+	return dep, nil
+}
 
-	l := layout{tools: tc.mounts, network: spec.Network.Any, scratch: d.cfg.Scratch}
-	module := worker.Module{ID: "main", Entry: entry}
-	var argv []string
-	path := sandboxPath
-	if tc.exe != "" {
-		if dir := filepath.Dir(tc.exe); !strings.Contains(":"+path+":", ":"+dir+":") {
+// workerJail returns the sandbox of spec's workers and the module their
+// init message loads: the service at lang.ServiceDir, l's shim at
+// lang.RuntimeDir and the service's dependencies, installed first, at
+// l.DepsAt, all read-only; the toolchain; l's command line; a clean
+// environment. A builtin worker gets none of the service's.
+func (d *Driver) workerJail(ctx context.Context, spec sandbox.Spec, l *lang.Language, tc *lang.Toolchain, builtin string) (jail.Spec, worker.Module, error) {
+	path := jail.Path
+	if tc.Exe != "" {
+		if dir := filepath.Dir(tc.Exe); !strings.Contains(":"+path+":", ":"+dir+":") {
 			path = dir + ":" + path
 		}
 	}
-	if builtin == "" {
-		l.binds = append(l.binds, bind{source: spec.Dir, target: svcDir})
-		deps, err := d.ensureDeps(ctx, spec, tc)
-		if err != nil {
-			return fail(err)
-		}
-		switch spec.Language {
-		case LangNode:
-			shim, err := d.writeShim(LangNode, node.File, node.Shim)
-			if err != nil {
-				return fail(err)
-			}
-			l.binds = append(l.binds, bind{source: shim, target: runtimeDir, noexec: true})
-			if deps != "" {
-				l.binds = append(l.binds, bind{source: deps, target: nodeModules})
-			}
-			argv = []string{tc.exe, runtimeDir + "/" + node.File}
-		case LangPython:
-			shim, err := d.writeShim(LangPython, python.File, python.Shim)
-			if err != nil {
-				return fail(err)
-			}
-			l.binds = append(l.binds, bind{source: shim, target: runtimeDir, noexec: true})
-			if deps != "" {
-				l.binds = append(l.binds, bind{source: deps, target: pythonDeps})
-				module.Paths = []string{pythonDeps}
-			}
-			argv = []string{tc.exe, "-I", "-S", "-B", "-X", "utf8", runtimeDir + "/" + python.File}
-		case LangExec:
-			argv = []string{entry}
-		}
+	js := jail.Spec{
+		Tools:       tc.Mounts,
+		HostNetwork: spec.Network.Any,
+		Scratch:     d.cfg.Scratch,
+		Limits:      d.limits(spec.Limits),
+		Files:       d.cfg.Files,
+		Dir:         lang.ServiceDir,
+		Env:         []string{"PATH=" + path, "HOME=" + jail.Scratch, "TMPDIR=" + jail.Scratch, "LANG=C.UTF-8"},
+		Builtin:     builtin,
 	}
-	ops, skel := l.build()
-	root, err := skeletonDir(d.cfg.WorkDir, skel)
+	module := worker.Module{ID: "main"}
+	if builtin != "" {
+		js.Dir = "/"
+		return js, module, nil
+	}
+	entry, err := l.CheckEntry(spec.Dir, spec.Entry)
 	if err != nil {
-		return fail(err)
+		return js, module, err
 	}
+	module.Entry = entry
+	js.Binds = append(js.Binds, jail.Bind{Source: spec.Dir, Target: lang.ServiceDir})
+	deps, err := d.ensureDeps(ctx, spec, l, tc)
+	if err != nil {
+		return js, module, err
+	}
+	if l.Shim != nil {
+		dir, err := l.WriteShim(d.cfg.WorkDir)
+		if err != nil {
+			return js, module, err
+		}
+		js.Binds = append(js.Binds, jail.Bind{Source: dir, Target: lang.RuntimeDir, NoExec: true})
+	}
+	if deps != "" {
+		js.Binds = append(js.Binds, jail.Bind{Source: deps, Target: l.DepsAt})
+		if l.OnPath {
+			module.Paths = []string{l.DepsAt}
+		}
+	}
+	js.Argv = l.Argv(tc.Exe, entry)
+	return js, module, nil
+}
 
-	lim := limits{memory: spec.Limits.Memory, pids: spec.Limits.Pids, cpu: spec.Limits.CPU}
-	if lim.memory <= 0 {
-		lim.memory = d.cfg.Memory
+// limits are a worker's limits: spec's, the configuration's where spec
+// leaves them zero.
+func (d *Driver) limits(spec sandbox.Limits) jail.Limits {
+	lim := jail.Limits{Memory: spec.Memory, Pids: spec.Pids, CPU: spec.CPU}
+	if lim.Memory <= 0 {
+		lim.Memory = d.cfg.Memory
 	}
-	if lim.pids <= 0 {
-		lim.pids = d.cfg.Pids
+	if lim.Pids <= 0 {
+		lim.Pids = d.cfg.Pids
 	}
-	if lim.cpu <= 0 {
-		lim.cpu = d.cfg.CPU
+	if lim.CPU <= 0 {
+		lim.CPU = d.cfg.CPU
 	}
-	h := d.host()
-	nproc := 0
-	if _, ok := h.cg.ctl[ctlPids]; !ok {
-		nproc = lim.pids
-	}
+	return lim
+}
+
+// newDeployment returns the deployment of spec, not started, whose workers
+// are started from tmpl and load module.
+func (d *Driver) newDeployment(spec sandbox.Spec, name string, mode sandbox.Mode, module worker.Module, tmpl *jail.Template) (*deployment, error) {
 	timeout := spec.Limits.Timeout
 	if timeout <= 0 {
 		timeout = d.cfg.Timeout
@@ -256,16 +270,14 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, builtin string) 
 		MaxLine: d.cfg.MaxLine, MaxInFlight: capacity,
 	})
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	dep := &deployment{
 		d:        d,
 		name:     name,
 		mode:     mode,
-		lang:     spec.Language,
+		jail:     tmpl,
 		init:     append(init, '\n'),
-		lim:      lim,
-		hostNet:  spec.Network.Any,
 		timeout:  timeout,
 		poolSize: pool,
 		capacity: capacity,
@@ -273,109 +285,9 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, builtin string) 
 		live:     map[*workerProc]struct{}{},
 		changed:  make(chan struct{}),
 		timers:   map[*time.Timer]struct{}{},
-		tmpl: initConfig{
-			Root:     root,
-			Mounts:   ops,
-			Hostname: sandboxHost,
-			Loopback: !spec.Network.Any,
-			Files:    d.cfg.Files,
-			NProc:    nproc,
-			Seccomp:  h.seccompErr == nil,
-			Dir:      svcDir,
-			Argv:     argv,
-			Env:      []string{"PATH=" + path, "HOME=" + scratchDir, "TMPDIR=" + scratchDir, "LANG=C.UTF-8"},
-			Builtin:  builtin,
-		},
-	}
-	if builtin != "" {
-		dep.tmpl.Dir = "/"
 	}
 	if mode == sandbox.ModeServer {
 		dep.slots = make([]*workerProc, pool)
 	}
-	if err := d.track(dep); err != nil {
-		return fail(err)
-	}
-	if err := dep.start(ctx); err != nil {
-		stopCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = dep.Stop(stopCtx)
-		return fail(fmt.Errorf("self-check: %w", err))
-	}
 	return dep, nil
-}
-
-// checkEntry checks the service's entry and returns its path inside the
-// sandbox.
-func checkEntry(spec sandbox.Spec) (string, error) {
-	if !filepath.IsLocal(spec.Entry) {
-		return "", fmt.Errorf("entry %q: must be a relative path inside the service directory", spec.Entry)
-	}
-	fi, err := os.Stat(spec.Dir)
-	if err != nil {
-		return "", err
-	}
-	if fi.Mode().Perm()&0o005 != 0o005 {
-		return "", fmt.Errorf("service dir %s has mode %v: workers run as another user and need it readable by others (o+rx)", spec.Dir, fi.Mode().Perm())
-	}
-	path := filepath.Join(spec.Dir, spec.Entry)
-	fi, err = os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("entry: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("entry %s: not a regular file", spec.Entry)
-	}
-	ext := strings.ToLower(filepath.Ext(spec.Entry))
-	switch spec.Language {
-	case LangNode:
-		if ext != ".js" && ext != ".cjs" && ext != ".mjs" {
-			return "", fmt.Errorf("%w: node entry %s: want a .js, .cjs or .mjs file", sandbox.ErrUnsupported, spec.Entry)
-		}
-	case LangPython:
-		if ext != ".py" {
-			return "", fmt.Errorf("%w: python entry %s: want a .py file", sandbox.ErrUnsupported, spec.Entry)
-		}
-	case LangExec:
-		if fi.Mode().Perm()&0o001 == 0 {
-			return "", fmt.Errorf("exec entry %s has mode %v: it must be executable by others (o+x)", spec.Entry, fi.Mode().Perm())
-		}
-	}
-	if fi.Mode().Perm()&0o004 == 0 && spec.Language != LangExec {
-		return "", fmt.Errorf("entry %s has mode %v: it must be readable by others (o+r)", spec.Entry, fi.Mode().Perm())
-	}
-	return svcDir + "/" + filepath.ToSlash(spec.Entry), nil
-}
-
-// writeShim writes a language shim under the work dir, in a directory
-// named after its contents, and returns the directory.
-func (d *Driver) writeShim(lang, file string, src []byte) (string, error) {
-	sum := sha256.Sum256(src)
-	dir := filepath.Join(d.cfg.WorkDir, "runtimes", lang+"-"+hex.EncodeToString(sum[:6]))
-	path := filepath.Join(dir, file)
-	if b, err := os.ReadFile(path); err == nil && bytes.Equal(b, src) {
-		return dir, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("write %s shim: %w", lang, err)
-	}
-	f, err := os.CreateTemp(dir, ".shim-")
-	if err != nil {
-		return "", fmt.Errorf("write %s shim: %w", lang, err)
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(src)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return "", fmt.Errorf("write %s shim: %w", lang, err)
-	}
-	return dir, nil
 }

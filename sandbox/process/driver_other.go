@@ -15,26 +15,6 @@ import (
 // of Linux namespaces, cgroups and seccomp.
 var errNotLinux = errors.New("the process driver needs Linux (namespaces, cgroups, seccomp), this is " + runtime.GOOS)
 
-// MaybeInit returns at once: off Linux there is no sandbox init.
-func MaybeInit() {}
-
-// host is empty off Linux: no layer holds.
-type host struct{}
-
-func (d *Driver) host() *host { return &host{} }
-
-func (h *host) isolation() map[string]bool {
-	m := map[string]bool{}
-	for _, l := range []string{LayerPIDNS, LayerMountNS, LayerIPCNS, LayerUTSNS, LayerNetNS, LayerUserNS, LayerReadOnly,
-		LayerScratch, LayerNoData, LayerNoEnv, LayerUID, LayerMemory, LayerPids, LayerCPU, LayerRlimits, LayerSeccomp,
-		LayerNoNewPrivs, LayerPdeathsig, LayerGroupKill, LayerTimeout} {
-		m[l] = false
-	}
-	return m
-}
-
-func (h *host) notes() []string { return []string{errNotLinux.Error()} }
-
 // Test fails off Linux: the driver is disabled.
 func (d *Driver) Test(ctx context.Context) error {
 	return fmt.Errorf("test process: %w", errNotLinux)
@@ -54,3 +34,6 @@ func (d *Driver) AddDep(ctx context.Context, spec sandbox.Spec, pkg string) erro
 func (d *Driver) RemoveDep(ctx context.Context, spec sandbox.Spec, pkg string) error {
 	return fmt.Errorf("remove dep %s from %s: %w: %v", pkg, spec.Service, sandbox.ErrUnsupported, errNotLinux)
 }
+
+// WorkersStarted returns -1 off Linux: the driver starts no worker.
+func WorkersStarted(dep sandbox.Deployment) int64 { return -1 }

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/andromeda-runner/andromeda/sandbox/jail"
+	"github.com/andromeda-runner/andromeda/sandbox/process/deps"
 )
 
 // egressProbe runs inside an installer sandbox and reports, as JSON, what
@@ -84,21 +87,28 @@ func TestEgressInstallerSandbox(t *testing.T) {
 	cfg.Registries = map[string]string{LangPython: reg.pythonURL()}
 	d := newDriver(t, cfg)
 	tc := d.toolchains(context.Background())[LangPython]
-	hosts, err := registryHosts(LangPython, cfg.Registries[LangPython])
+	hosts, err := deps.Pip.Hosts(cfg.Registries[LangPython])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{reg.hostPort()}; !slices.Equal(hosts, want) {
-		t.Fatalf("registryHosts = %q, want %q", hosts, want)
+		t.Fatalf("Hosts = %q, want %q", hosts, want)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	l := layout{tools: tc.mounts, scratch: 16 << 20}
-	env := []string{"PATH=" + filepath.Dir(tc.exe) + ":" + sandboxPath, "HOME=" + scratchDir, "NO_PROXY=127.0.0.1"}
-	argv := []string{tc.exe, "-I", "-c", egressProbe, strconv.Itoa(api.port()), reg.hostPort()}
-	out, err := d.runInstaller(ctx, "egress-probe", l, scratchDir, argv, env, hosts, limits{memory: 256 << 20, pids: 64})
+	out, err := d.host().jail.Run(ctx, jail.Spec{
+		Name:    "egress-probe",
+		Tools:   tc.Mounts,
+		Scratch: 16 << 20,
+		Limits:  jail.Limits{Memory: 256 << 20, Pids: 64},
+		Files:   d.cfg.Files,
+		Dir:     jail.Scratch,
+		Argv:    []string{tc.Exe, "-I", "-c", egressProbe, strconv.Itoa(api.port()), reg.hostPort()},
+		Env:     []string{"PATH=" + filepath.Dir(tc.Exe) + ":" + jail.Path, "HOME=" + jail.Scratch, "NO_PROXY=127.0.0.1"},
+		Egress:  hosts,
+	})
 	if err != nil {
-		t.Fatalf("runInstaller(probe) = %v\n%s", err, out)
+		t.Fatalf("Run(probe) = %v\n%s", err, out)
 	}
 	_, report, ok := strings.Cut(string(out), "PROBE ")
 	if !ok {
@@ -147,7 +157,8 @@ func TestEgressInstallerSandbox(t *testing.T) {
 	if got.DNS == "resolved" {
 		t.Errorf("a name resolved inside the installer sandbox, want no resolver")
 	}
-	want := map[string]string{"HTTP_PROXY": egressProxyURL, "HTTPS_PROXY": egressProxyURL, "http_proxy": egressProxyURL, "https_proxy": egressProxyURL}
+	p := jail.EgressProxy
+	want := map[string]string{"HTTP_PROXY": p, "HTTPS_PROXY": p, "http_proxy": p, "https_proxy": p}
 	if !maps.Equal(got.ProxyEnv, want) {
 		t.Errorf("proxy variables in the installer's environment: %v, want %v (and no NO_PROXY)", got.ProxyEnv, want)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/jail"
 )
 
 // run runs one operation of the exec guest through sandbox.Call, as the
@@ -177,8 +178,8 @@ func TestEscapes(t *testing.T) {
 					Groups              []int
 				}
 				emitOf(t, run(t, dep, 0, map[string]any{"do": "whoami"}), &who)
-				if who.UID != sandboxUID || who.GID != sandboxGID || who.PID != 1 || who.Host != sandboxHost || len(who.Groups) != 0 {
-					t.Errorf("whoami = %+v, want uid %d gid %d, no groups, pid 1, host %s", who, sandboxUID, sandboxGID, sandboxHost)
+				if who.UID != jail.UID || who.GID != jail.GID || who.PID != 1 || who.Host != jail.Hostname || len(who.Groups) != 0 {
+					t.Errorf("whoami = %+v, want uid %d gid %d, no groups, pid 1, host %s", who, jail.UID, jail.GID, jail.Hostname)
 				}
 				status := strings.Join(who.Status, "\n")
 				for _, want := range []string{"CapInh:\t0000000000000000", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"} {

@@ -150,7 +150,7 @@ func TestGuestLogFlood(t *testing.T) {
 				if err != nil || r.Outcome != sandbox.Noop {
 					t.Errorf("after the flood: %s %v (%.200s)", r.Outcome, err, r.Error)
 				}
-				if n := dep.workersStarted(); n != 1 {
+				if n := WorkersStarted(dep); n != 1 {
 					t.Errorf("%d workers started, want 1: the flood killed the worker", n)
 				}
 			}

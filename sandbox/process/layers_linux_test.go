@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/jail"
 )
 
 // TestMissingLayers checks that a host without cgroups is not used with
@@ -15,8 +16,8 @@ import (
 // AllowMissing is the operator's explicit consent.
 func TestMissingLayers(t *testing.T) {
 	noCgroups := &host{
-		ns: namespaces{root: true, userns: true},
-		cg: &cgroups{ctl: map[string]controller{}, notes: []string{"cgroups: none on this host (test)"}},
+		iso:   jail.Isolation{Namespaces: true, UserNS: true, Seccomp: true, Basics: true},
+		notes: []string{"cgroups: none on this host (test)"},
 	}
 	for _, c := range []struct {
 		name  string

@@ -121,7 +121,7 @@ func requireLang(t testing.TB, lang string) {
 		return
 	}
 	tc := sharedDriver(t).toolchains(context.Background())[lang]
-	sandboxtest.Require(t, tc.err == nil, fmt.Sprintf("%s toolchain: %v (Debian: apt-get install nodejs npm python3 python3-pip)", lang, tc.err))
+	sandboxtest.Require(t, tc.Err == nil, fmt.Sprintf("%s toolchain: %v (Debian: apt-get install nodejs npm python3 python3-pip)", lang, tc.Err))
 }
 
 // requireInstaller skips (fails in strict CI) a test that installs
@@ -130,7 +130,7 @@ func requireInstaller(t testing.TB, lang string) {
 	t.Helper()
 	requireLang(t, lang)
 	tc := sharedDriver(t).toolchains(context.Background())[lang]
-	sandboxtest.Require(t, len(tc.installer) > 0, fmt.Sprintf("%s has no package installer (Debian: apt-get install npm python3-pip)", lang))
+	sandboxtest.Require(t, len(tc.Installer) > 0, fmt.Sprintf("%s has no package installer (Debian: apt-get install npm python3-pip)", lang))
 }
 
 var shared struct {
@@ -196,7 +196,7 @@ func (d *deployment) workerPids() []int {
 	var pids []int
 	for _, w := range d.slots {
 		if w != nil {
-			pids = append(pids, w.sp.pid)
+			pids = append(pids, w.sp.Pid)
 		}
 	}
 	return pids
@@ -210,7 +210,7 @@ func (d *deployment) waitWorker(timeout time.Duration) int {
 		d.mu.Lock()
 		for w := range d.live {
 			d.mu.Unlock()
-			return w.sp.pid
+			return w.sp.Pid
 		}
 		d.mu.Unlock()
 		time.Sleep(time.Millisecond)

@@ -2,6 +2,7 @@ package process
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 
 	worker "github.com/andromeda-runner/andromeda/runtimes/go"
@@ -52,4 +53,10 @@ func FuzzHandle(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sameJSON compares two JSON texts as decoded values.
+func sameJSON(a, b []byte) bool {
+	var va, vb any
+	return json.Unmarshal(a, &va) == nil && json.Unmarshal(b, &vb) == nil && reflect.DeepEqual(va, vb)
 }

@@ -64,7 +64,7 @@ func TestForeignABIs(t *testing.T) {
 	if err := writeService(dir, map[string]string{"main.py": foreignSyscalls}); err != nil {
 		t.Fatal(err)
 	}
-	python := sharedDriver(t).toolchains(context.Background())[LangPython].exe
+	python := sharedDriver(t).toolchains(context.Background())[LangPython].Exe
 	host := func(abi string) string {
 		out, err := exec.Command(python, filepath.Join(dir, "main.py"), abi).CombinedOutput()
 		if err != nil {

@@ -18,13 +18,14 @@ import (
 	"github.com/andromeda-runner/andromeda/internal/spin"
 	worker "github.com/andromeda-runner/andromeda/runtimes/go"
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/jail"
 )
 
 // workerProc is one running worker: a sandboxed process speaking the runtime
 // protocol over its standard input and output. Its invocations are calls,
 // matched to replies by id. Safe for concurrent use.
 type workerProc struct {
-	sp      *sandboxProc
+	sp      *jail.Process
 	service string
 	logs    *sandbox.LogLimiter // the deployment's; nil drops the guest's lines
 	maxLine int
@@ -86,7 +87,7 @@ const (
 
 // startWorker spawns a worker and sends it init. It returns at once; the
 // worker is usable once waitReady returns nil.
-func startWorker(sp *sandboxProc, service string, logs *sandbox.LogLimiter, maxLine, maxLog, capacity int, init []byte, onAnswer func(), onDeath func(*workerProc)) *workerProc {
+func startWorker(sp *jail.Process, service string, logs *sandbox.LogLimiter, maxLine, maxLog, capacity int, init []byte, onAnswer func(), onDeath func(*workerProc)) *workerProc {
 	w := &workerProc{
 		onAnswer: onAnswer,
 		onDeath:  onDeath,
@@ -123,7 +124,7 @@ func (w *workerProc) waitReady(ctx context.Context) error {
 func (w *workerProc) write(line []byte) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
-	_, err := w.sp.stdin.Write(line)
+	_, err := w.sp.Stdin.Write(line)
 	return err
 }
 
@@ -187,13 +188,13 @@ func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Durati
 		return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "cancelled"}, ctx.Err()
 	}
 	var usage sandbox.Usage
-	if cpu := w.sp.cg.cpuTime(); cpu >= 0 {
+	if cpu := w.sp.CPUTime(); cpu >= 0 {
 		w.mu.Lock()
 		usage.CPU = max(cpu-cpu0, 0)
 		w.cpuMark = max(w.cpuMark, cpu)
 		w.mu.Unlock()
 	}
-	usage.PeakMemory = w.sp.cg.peakMemory()
+	usage.PeakMemory = w.sp.PeakMemory()
 	switch {
 	case r.died != nil:
 		exit, err := w.died(*r.died, w.callLogs(c, ""))
@@ -268,11 +269,11 @@ func (w *workerProc) send(ctx context.Context, id string, input []byte) error {
 		// A line larger than the pipe may block on a worker that does not
 		// read: bound it by the invocation's deadline.
 		if dl, ok := ctx.Deadline(); ok {
-			_ = w.sp.stdin.SetWriteDeadline(dl)
-			defer w.sp.stdin.SetWriteDeadline(time.Time{})
+			_ = w.sp.Stdin.SetWriteDeadline(dl)
+			defer w.sp.Stdin.SetWriteDeadline(time.Time{})
 		}
 	}
-	_, err := w.sp.stdin.Write(b)
+	_, err := w.sp.Stdin.Write(b)
 	return err
 }
 
@@ -309,7 +310,7 @@ func (w *workerProc) kill(reason string, blame bool) {
 		w.killedFor, w.blame = reason, blame
 	}
 	w.mu.Unlock()
-	w.sp.killGroup()
+	w.sp.Kill()
 }
 
 // shutdown asks the worker to finish its invocations and exit by by.
@@ -320,7 +321,7 @@ func (w *workerProc) shutdown(by time.Time) {
 	}
 	_ = w.write([]byte(msg))
 	w.wmu.Lock()
-	_ = w.sp.stdin.Close()
+	_ = w.sp.Stdin.Close()
 	w.wmu.Unlock()
 }
 
@@ -335,7 +336,7 @@ const stderrBuffer = 16 << 10
 // longer than stderrBuffer keeps its first stderrBuffer bytes.
 func (w *workerProc) readStderr(done chan<- struct{}) {
 	defer close(done)
-	br := bufio.NewReaderSize(w.sp.stderr, stderrBuffer)
+	br := bufio.NewReaderSize(w.sp.Stderr, stderrBuffer)
 	for {
 		line, size, err := readLogLine(br)
 		if size > 0 || err == nil {
@@ -397,8 +398,8 @@ func readLogLine(br *bufio.Reader) (line []byte, size int, err error) {
 // readStdout reads protocol messages until the worker closes its output,
 // then reaps it and ends every call still in flight.
 func (w *workerProc) readStdout(stderrDone <-chan struct{}) {
-	var r io.Reader = w.sp.stdout
-	if sr, err := spin.NewReader(w.sp.stdout, spin.Wait, nil); err == nil {
+	var r io.Reader = w.sp.Stdout
+	if sr, err := spin.NewReader(w.sp.Stdout, spin.Wait, nil); err == nil {
 		r = sr
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -419,14 +420,14 @@ func (w *workerProc) readStdout(stderrDone <-chan struct{}) {
 	if protoErr != nil {
 		w.kill("protocol error: "+protoErr.Error(), true)
 	}
-	w.sp.stdout.Close()
-	state, waitErr := w.sp.p.Wait()
+	w.sp.Stdout.Close()
+	state, waitErr := w.sp.Wait()
 	select {
 	case <-stderrDone:
 	case <-time.After(200 * time.Millisecond):
 	}
-	w.sp.stderr.Close()
-	w.sp.stdin.Close()
+	w.sp.Stderr.Close()
+	w.sp.Stdin.Close()
 
 	w.mu.Lock()
 	e := w.classify(state, waitErr, protoErr)
@@ -436,7 +437,7 @@ func (w *workerProc) readStdout(stderrDone <-chan struct{}) {
 	w.calls = map[string]*call{}
 	w.inflight = 0
 	w.mu.Unlock()
-	_ = w.sp.cg.remove(2 * time.Second)
+	_ = w.sp.Release(2 * time.Second)
 	if w.onDeath != nil {
 		w.onDeath(w)
 	}
@@ -469,7 +470,7 @@ func (w *workerProc) classify(state *os.ProcessState, waitErr, protoErr error) w
 	if waitErr != nil || state == nil {
 		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker lost: %v", waitErr))}
 	}
-	if n := w.sp.cg.oomKills(); n > 0 {
+	if n := w.sp.OOMKills(); n > 0 {
 		return workerExit{outcome: sandbox.OOM, detail: withTail("out of memory: the kernel killed the worker at its cgroup memory limit")}
 	}
 	for _, sign := range []string{"JavaScript heap out of memory", "fatal error: runtime: out of memory", "MemoryError"} {
@@ -479,7 +480,7 @@ func (w *workerProc) classify(state *os.ProcessState, waitErr, protoErr error) w
 	}
 	ws, _ := state.Sys().(syscall.WaitStatus)
 	switch {
-	case ws.Exited() && ws.ExitStatus() == initFailed && !w.ready:
+	case ws.Exited() && ws.ExitStatus() == jail.ExitSetupFailed && !w.ready:
 		return workerExit{outcome: sandbox.Crashed, detail: withTail("sandbox set-up failed (exit status 125)")}
 	case ws.Exited():
 		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker exited with status %d", ws.ExitStatus()))}

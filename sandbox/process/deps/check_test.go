@@ -1,4 +1,4 @@
-package process
+package deps
 
 import (
 	"errors"
@@ -146,9 +146,9 @@ func TestDepsReadRequirements(t *testing.T) {
 			case c.err != "" && err.Error() != c.err, c.errContains != "" && !strings.Contains(err.Error(), c.errContains):
 				t.Errorf("readRequirements error = %q, want %q%q", err, c.err, c.errContains)
 			}
-			var dse *DepSourceError
+			var dse *SourceError
 			if err != nil && !errors.As(err, &dse) {
-				t.Errorf("readRequirements error %v is not a *DepSourceError", err)
+				t.Errorf("readRequirements error %v is not a *SourceError", err)
 			}
 		})
 	}
@@ -238,32 +238,33 @@ func TestDepsCheckPackageLock(t *testing.T) {
 func TestDepsCheckAdded(t *testing.T) {
 	reg := t.TempDir()
 	for _, c := range []struct {
-		lang, spec, registry string
-		ok                   bool
+		m              *Manager
+		spec, registry string
+		ok             bool
 	}{
-		{LangNode, "left-pad", "", true},
-		{LangNode, "left-pad@1.3.0", "", true},
-		{LangNode, "@scope/x@^2", "", true},
-		{LangNode, filepath.Join(reg, "left-pad-1.3.0.tgz"), reg, true},
-		{LangNode, filepath.Join(reg, "left-pad-1.3.0.tgz"), "", false},
-		{LangNode, "/etc/evil", reg, false},
-		{LangNode, reg + "/../evil", reg, false},
-		{LangNode, "./evil", "", false},
-		{LangNode, "x/evil", "", false},
-		{LangNode, "evil@file:../x", "", false},
-		{LangNode, "https://evil.example/e.tgz", "", false},
-		{LangPython, "requests>=2", "", true},
-		{LangPython, filepath.Join(reg, "pyleft-1.0.0-py3-none-any.whl"), reg, true},
-		{LangPython, filepath.Join(reg, "pyleft-1.0.0.tar.gz"), reg, false},
-		{LangPython, "./evilpkg", "", false},
-		{LangPython, "evil @ https://evil.example/e.whl", "", false},
+		{NPM, "left-pad", "", true},
+		{NPM, "left-pad@1.3.0", "", true},
+		{NPM, "@scope/x@^2", "", true},
+		{NPM, filepath.Join(reg, "left-pad-1.3.0.tgz"), reg, true},
+		{NPM, filepath.Join(reg, "left-pad-1.3.0.tgz"), "", false},
+		{NPM, "/etc/evil", reg, false},
+		{NPM, reg + "/../evil", reg, false},
+		{NPM, "./evil", "", false},
+		{NPM, "x/evil", "", false},
+		{NPM, "evil@file:../x", "", false},
+		{NPM, "https://evil.example/e.tgz", "", false},
+		{Pip, "requests>=2", "", true},
+		{Pip, filepath.Join(reg, "pyleft-1.0.0-py3-none-any.whl"), reg, true},
+		{Pip, filepath.Join(reg, "pyleft-1.0.0.tar.gz"), reg, false},
+		{Pip, "./evilpkg", "", false},
+		{Pip, "evil @ https://evil.example/e.whl", "", false},
 	} {
-		err := checkAdded(c.lang, c.spec, c.registry, false)
+		err := checkAdded(c.m, c.spec, c.registry, false)
 		if (err == nil) != c.ok {
-			t.Errorf("checkAdded(%s, %q, %q) = %v, want ok %v", c.lang, c.spec, c.registry, err, c.ok)
+			t.Errorf("checkAdded(%s, %q, %q) = %v, want ok %v", c.m.Language, c.spec, c.registry, err, c.ok)
 		}
 	}
-	if err := checkAdded(LangPython, "./evilpkg", "", true); err != nil {
+	if err := checkAdded(Pip, "./evilpkg", "", true); err != nil {
 		t.Errorf("checkAdded(allowAny) = %v, want nil", err)
 	}
 }

@@ -1,4 +1,4 @@
-package process
+package lang
 
 import (
 	"context"
@@ -10,37 +10,34 @@ import (
 	"strings"
 	"time"
 
-	worker "github.com/andromeda-runner/andromeda/runtimes/go"
+	"github.com/andromeda-runner/andromeda/sandbox/process/deps"
 )
 
-// The languages the driver runs (Spec.Language).
-const (
-	LangNode   = "node"   // Node.js: entry is a .js, .cjs or .mjs file run by the runtimes/node shim
-	LangPython = "python" // Python 3: entry is a .py file run by the runtimes/python shim
-	LangExec   = "exec"   // any executable that speaks the runtime protocol itself
-)
-
-// toolchain is one language's interpreter (and installer) on this host.
-type toolchain struct {
-	lang    string
-	exe     string   // absolute path of the interpreter, as the sandbox sees it too
-	version string   // as Offer reports it
-	mounts  []string // directories outside /usr the toolchain needs, shown read-only at the same path
-	// installer is the dependency installer's argv prefix, empty when
-	// missing; installerVersion its version.
-	installer        []string
-	installerVersion string
-	err              error // why the language is unavailable
+// Tools is how the node's configuration names the toolchains: a path, or a
+// name looked up on PATH. pip is run as Python -m pip.
+type Tools struct {
+	Node, Python, NPM string
 }
 
-// detectToolchains finds node, python3 and their installers as cfg names
-// them. A missing toolchain comes back with err set.
-func detectToolchains(ctx context.Context, cfg Config) map[string]*toolchain {
-	return map[string]*toolchain{
-		LangNode:   detectNode(ctx, cfg),
-		LangPython: detectPython(ctx, cfg),
-		LangExec:   {lang: LangExec, version: fmt.Sprintf("runtime protocol %d", worker.Version)},
+// Toolchain is one language's interpreter (and package manager) on this
+// host: what an install needs (Exe is the interpreter's absolute path, as
+// the sandbox sees it too; Mounts the directories outside /usr it needs,
+// shown read-only at the same path; Version as an offer reports it), the
+// language, and why it is unavailable.
+type Toolchain struct {
+	Lang string
+	deps.Toolchain
+	Err error
+}
+
+// Detect finds every language's toolchain as tools names it. A missing
+// toolchain comes back with Err set.
+func Detect(ctx context.Context, tools Tools) map[string]*Toolchain {
+	out := map[string]*Toolchain{}
+	for _, l := range All {
+		out[l.Name] = l.Detect(ctx, tools)
 	}
+	return out
 }
 
 // probe runs argv with a clean environment and returns its standard output.
@@ -66,66 +63,65 @@ func probe(ctx context.Context, argv ...string) ([]byte, error) {
 	}
 	return out, nil
 }
-
-func detectNode(ctx context.Context, cfg Config) *toolchain {
-	tc := &toolchain{lang: LangNode}
-	path, err := exec.LookPath(cfg.Node)
+func detectNode(ctx context.Context, tools Tools) *Toolchain {
+	tc := &Toolchain{Lang: Node}
+	path, err := exec.LookPath(tools.Node)
 	if err != nil {
-		tc.err = fmt.Errorf("node toolchain: %w", err)
+		tc.Err = fmt.Errorf("node toolchain: %w", err)
 		return tc
 	}
 	out, err := probe(ctx, path, "-e", `process.stdout.write(JSON.stringify({v: process.version, e: process.execPath}))`)
 	if err != nil {
-		tc.err = fmt.Errorf("node toolchain: %w", err)
+		tc.Err = fmt.Errorf("node toolchain: %w", err)
 		return tc
 	}
 	var info struct{ V, E string }
 	if err := json.Unmarshal(out, &info); err != nil {
-		tc.err = fmt.Errorf("node toolchain: %s -e: unexpected output %.100q", path, out)
+		tc.Err = fmt.Errorf("node toolchain: %s -e: unexpected output %.100q", path, out)
 		return tc
 	}
-	tc.exe, tc.version = info.E, "node "+info.V
-	tc.mounts = outsideUsr(filepath.Dir(filepath.Dir(info.E)))
-	if npm, err := exec.LookPath(cfg.NPM); err == nil {
+	tc.Exe, tc.Version = info.E, "node "+info.V
+	tc.Mounts = outsideUsr(filepath.Dir(filepath.Dir(info.E)))
+	if npm, err := exec.LookPath(tools.NPM); err == nil {
 		if cli, err := filepath.EvalSymlinks(npm); err == nil {
 			if v, err := probe(ctx, info.E, cli, "--version"); err == nil {
-				tc.installer = []string{info.E, cli}
-				tc.installerVersion = "npm " + strings.TrimSpace(string(v))
+				tc.Installer = []string{info.E, cli}
+				tc.InstallerVersion = "npm " + strings.TrimSpace(string(v))
 				// npm's package directory: .../npm/bin/npm-cli.js → .../npm.
-				tc.mounts = append(tc.mounts, outsideUsr(filepath.Dir(filepath.Dir(cli)))...)
+				tc.Mounts = append(tc.Mounts, outsideUsr(filepath.Dir(filepath.Dir(cli)))...)
 			}
 		}
 	}
 	return tc
 }
 
-func detectPython(ctx context.Context, cfg Config) *toolchain {
-	tc := &toolchain{lang: LangPython}
-	path, err := exec.LookPath(cfg.Python)
+func detectPython(ctx context.Context, tools Tools) *Toolchain {
+	tc := &Toolchain{Lang: Python}
+	path, err := exec.LookPath(tools.Python)
 	if err != nil {
-		tc.err = fmt.Errorf("python toolchain: %w", err)
+		tc.Err = fmt.Errorf("python toolchain: %w", err)
 		return tc
 	}
 	out, err := probe(ctx, path, "-c", `import sys, json; print(json.dumps({"v": sys.version.split()[0], "e": sys.executable, "p": sys.base_prefix}))`)
 	if err != nil {
-		tc.err = fmt.Errorf("python toolchain: %w", err)
+		tc.Err = fmt.Errorf("python toolchain: %w", err)
 		return tc
 	}
 	var info struct{ V, E, P string }
 	if err := json.Unmarshal(out, &info); err != nil || info.E == "" {
-		tc.err = fmt.Errorf("python toolchain: %s -c: unexpected output %.100q", path, out)
+		tc.Err = fmt.Errorf("python toolchain: %s -c: unexpected output %.100q", path, out)
 		return tc
 	}
 	if !strings.HasPrefix(info.V, "3.") {
-		tc.err = fmt.Errorf("python toolchain: %s is Python %s, want 3.8 or later", info.E, info.V)
+		tc.Err = fmt.Errorf("python toolchain: %s is Python %s, want 3.8 or later", info.E, info.V)
 		return tc
 	}
-	tc.exe, tc.version = info.E, "python "+info.V
-	tc.mounts = append(outsideUsr(info.P), outsideUsr(filepath.Dir(info.E))...)
+	tc.Exe, tc.Version = info.E, "python "+info.V
+	tc.Mounts = append(outsideUsr(info.P), outsideUsr(filepath.Dir(info.E))...)
 	if v, err := probe(ctx, info.E, "-m", "pip", "--version"); err == nil {
-		tc.installer = []string{info.E, "-m", "pip"}
+		tc.Installer = []string{info.E, "-m", "pip"}
 		if f := strings.Fields(string(v)); len(f) >= 2 {
-			tc.installerVersion = "pip " + f[1]
+			tc.InstallerVersion = "pip " + f[1]
 		}
 	}
 	return tc
