@@ -33,7 +33,7 @@ func TestHarnessDefaults(t *testing.T) {
 	h := Harness{Spec: func(*testing.T, sandbox.Mode) sandbox.Spec {
 		return sandbox.Spec{Limits: sandbox.Limits{Memory: 1 << 30}}
 	}}.withDefaults()
-	if len(h.Modes) != 2 || h.Timeout != 500*time.Millisecond || h.Slack != 100*time.Millisecond {
+	if len(h.Modes) != 2 || h.Timeout != 500*time.Millisecond || h.Slack != time.Second {
 		t.Errorf("withDefaults() = modes %v, timeout %v, slack %v", h.Modes, h.Timeout, h.Slack)
 	}
 	s := h.spec(t, sandbox.ModeCommand)
