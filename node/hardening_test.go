@@ -481,3 +481,43 @@ func TestStateSlowWriterGetsItsTurn(t *testing.T) {
 	}
 	t.Logf("%d fast runs meanwhile", fastRuns.Load())
 }
+
+// TestNetworkedProcessService: a process service asking for network is
+// admitted (the driver says it can grant it) and its worker has the
+// host's network; a wasm service asking for it is refused with the
+// reason, since the wasm driver grants none.
+func TestNetworkedProcessService(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	dir := nodeService(t, "netty", "{memory: 128Mi, timeout: 5s}", `exports.decide = async () => {
+  const os = require('os');
+  return { noop: 'interfaces ' + Object.keys(os.networkInterfaces()).length };
+};`)
+	m, _ := os.ReadFile(filepath.Join(dir, "andromeda.yaml"))
+	os.WriteFile(filepath.Join(dir, "andromeda.yaml"), []byte(strings.Replace(string(m), "network: none", "network: any", 1)), 0o644)
+	res, err := n.op.Submit(ctx, pack(t, dir))
+	if err != nil {
+		t.Fatalf("a process service with network: any: %v", err)
+	}
+	if res.Service.Decision.Network != "any" {
+		t.Fatalf("decision = %+v, want network any granted", res.Service.Decision)
+	}
+	r, err := n.op.Fire(ctx, "netty", nil)
+	if err != nil || r.Outcome != "noop" || r.Noop == "interfaces 1" {
+		t.Fatalf("fire = %+v, %v; want the host's interfaces (more than lo)", r, err)
+	}
+
+	wdir := serviceDir(t, "netwasm", "  - {kind: manual}\n")
+	m, _ = os.ReadFile(filepath.Join(wdir, "andromeda.yaml"))
+	m = []byte(strings.Replace(string(m), "language: wat", "language: go", 1))
+	os.WriteFile(filepath.Join(wdir, "andromeda.yaml"), []byte(strings.Replace(string(m), "network: none", "network: any", 1)), 0o644)
+	_, err = n.op.Submit(ctx, pack(t, wdir))
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 422 || ae.Decision == nil {
+		t.Fatalf("a wasm service with network: any = %v; want 422 with the decision", err)
+	}
+	if why, _ := json.Marshal(ae.Decision); !strings.Contains(string(why), "cannot grant network") {
+		t.Fatalf("decision %s; want it to say the driver cannot grant network", why)
+	}
+}

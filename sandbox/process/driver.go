@@ -42,6 +42,7 @@ const (
 	LayerIPCNS      = "ipc-ns"           // own System V IPC and POSIX message queues
 	LayerUTSNS      = "uts-ns"           // own host name
 	LayerNetNS      = "net-ns"           // own network namespace: no network unless granted
+	LayerNetGrant   = "network-grant"    // can grant network: any (the host's), or a host list (loopback; the hosts through actions)
 	LayerUserNS     = "user-ns"          // own user namespace: root inside maps to nothing outside
 	LayerReadOnly   = "read-only-fs"     // service, toolchain and system files read-only; nothing of the host writable
 	LayerScratch    = "private-scratch"  // a private writable /tmp per worker, removed with it
@@ -190,6 +191,7 @@ func (h *host) isolation() map[string]bool {
 		LayerIPCNS:      ns,
 		LayerUTSNS:      ns,
 		LayerNetNS:      ns,
+		LayerNetGrant:   ns,
 		LayerUserNS:     ns && h.iso.UserNS,
 		LayerReadOnly:   ns,
 		LayerScratch:    ns,
