@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/andromeda-runner/andromeda/internal/disk"
 	"github.com/nats-io/nats-server/v2/server"
-	"golang.org/x/sys/unix"
 )
 
 // How the embedded server behaves when a write fails (nats-server 2.15, one
@@ -157,8 +157,8 @@ func (b *Bus) check(r *recovery, now time.Time) {
 		b.setUnhealthy(problem)
 		return
 	}
-	if free, err := freeBytes(b.cfg.Dir); err == nil && free < b.cfg.RecoverFree {
-		b.setUnhealthy(fmt.Sprintf("%s; waiting for %s free on the data filesystem (%s free)", problem, byteSize(b.cfg.RecoverFree), byteSize(free)))
+	if free, err := diskFree(b.cfg.Dir); err == nil && free < b.cfg.RecoverFree {
+		b.setUnhealthy(fmt.Sprintf("%s; waiting for %s free on the data filesystem (%s free)", problem, disk.Size(b.cfg.RecoverFree), disk.Size(free)))
 		return
 	}
 	b.setUnhealthy(problem)
@@ -216,24 +216,9 @@ func (b *Bus) restartJetStream() error {
 	return nil
 }
 
-// freeBytes is the space available to an unprivileged writer on the
+// diskFree is the space available to an unprivileged writer on the
 // filesystem holding dir.
-func freeBytes(dir string) (int64, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return 0, err
-	}
-	return int64(st.Bavail) * int64(st.Bsize), nil
-}
-
-func byteSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
+func diskFree(dir string) (int64, error) {
+	free, _, err := disk.Usage(dir)
+	return free, err
 }

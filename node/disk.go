@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/andromeda-runner/andromeda/internal/disk"
 
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/metrics"
@@ -112,7 +112,7 @@ func newDiskMonitor(dir string, c DiskConfig, log *slog.Logger) (*diskMonitor, e
 	if err != nil {
 		return nil, err
 	}
-	m := &diskMonitor{dir: dir, limits: l, log: log, statfs: statfs, quit: make(chan struct{}), done: make(chan struct{})}
+	m := &diskMonitor{dir: dir, limits: l, log: log, statfs: disk.Usage, quit: make(chan struct{}), done: make(chan struct{})}
 	m.check()
 	return m, nil
 }
@@ -191,16 +191,8 @@ func (m *diskMonitor) check() {
 	}
 	if m.low {
 		m.reason = fmt.Sprintf("data disk nearly full: %s free of %s on %s; new work resumes above %s (disk.min_free)",
-			byteSize(free), byteSize(total), m.dir, byteSize(resume))
+			disk.Size(free), disk.Size(total), m.dir, disk.Size(resume))
 	}
-}
-
-func statfs(dir string) (free, total int64, err error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return 0, 0, err
-	}
-	return int64(st.Bavail) * int64(st.Bsize), int64(st.Blocks) * int64(st.Bsize), nil
 }
 
 // workGate decides whether the node takes new work: not while the data disk
@@ -282,16 +274,4 @@ func (g *workGate) register(reg *metrics.Registry) {
 			return float64(free)
 		})
 	}
-}
-
-func byteSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/gobuild"
+	"github.com/andromeda-runner/andromeda/internal/disk"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
@@ -281,7 +282,7 @@ func (f *smallFS) fill(leave int64) {
 	defer file.Close()
 	chunk := make([]byte, 64<<10)
 	for {
-		free, _, err := statfs(f.mnt)
+		free, _, err := disk.Usage(f.mnt)
 		if err != nil {
 			f.t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
+	"github.com/andromeda-runner/andromeda/internal/disk"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/store"
 )
@@ -44,7 +45,7 @@ func toAPIError(err error) *api.Error {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return &api.Error{Status: http.StatusRequestEntityTooLarge, Message: "request body larger than the " + byteSize(mbe.Limit) + " allowed"}
+		return &api.Error{Status: http.StatusRequestEntityTooLarge, Message: "request body larger than the " + disk.Size(mbe.Limit) + " allowed"}
 	case errors.Is(err, archive.ErrTooLarge):
 		return &api.Error{Status: http.StatusRequestEntityTooLarge, Message: err.Error()}
 	case errors.Is(err, archive.ErrUnsafe), errors.Is(err, archive.ErrFormat):
@@ -74,17 +75,4 @@ func writeError(w http.ResponseWriter, e *api.Error) {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
 	writeJSON(w, e.Status, e)
-}
-
-func byteSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 3; m /= unit {
-		div *= unit
-		exp++
-	}
-	return strconv.FormatInt(n/div, 10) + " " + string("KMGT"[exp]) + "iB"
 }
