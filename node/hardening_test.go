@@ -521,3 +521,14 @@ func TestNetworkedProcessService(t *testing.T) {
 		t.Fatalf("decision %s; want it to say the driver cannot grant network", why)
 	}
 }
+
+// TestReservedTokenNames: a token cannot be named after the operator or the
+// anonymous submitter, whose names own services.
+func TestReservedTokenNames(t *testing.T) {
+	n := startNode(t)
+	for _, name := range []string{"operator", "anonymous"} {
+		if _, err := n.op.CreateToken(context.Background(), name, api.RoleSubmitter); status(err) != 400 || !strings.Contains(err.Error(), "reserved") {
+			t.Errorf("token named %s: %v; want 400, reserved", name, err)
+		}
+	}
+}

@@ -387,6 +387,10 @@ func (n *Node) CreateToken(ctx context.Context, name, role string) (api.Token, e
 	var problems []string
 	if !validTokenName(name) {
 		problems = append(problems, "name: must match [a-z0-9][a-z0-9-]{0,62}")
+	} else if name == "operator" || name == "anonymous" {
+		// Owners are named by token name: these two stand for the node's
+		// operator and the seed endpoint's anonymous submitter.
+		problems = append(problems, "name: "+name+" is reserved")
 	}
 	if role != api.RoleSubmitter && role != api.RoleOperator {
 		problems = append(problems, "role: must be submitter or operator")
