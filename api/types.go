@@ -84,7 +84,7 @@ type Run struct {
 	Noop      string           `json:"noop_reason,omitempty"`
 	Error     string           `json:"error,omitempty"`
 	Usage     Usage            `json:"usage"`
-	Attempts  int              `json:"attempts"`            // 2 when a state conflict made the node retry
+	Attempts  int              `json:"attempts"`            // invocations it took: more than 1 when its state write conflicted (state.attempts)
 	Truncated bool             `json:"truncated,omitempty"` // output dropped to keep the record bounded
 }
 
