@@ -2,7 +2,6 @@ package node
 
 import (
 	"encoding/json"
-	"sort"
 
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/manifest"
@@ -57,15 +56,6 @@ func triggerSpecs(m *manifest.Service) (specs []trigger.Spec, manual bool, manua
 		}
 	}
 	return specs, manual, manualName
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // mustJSON encodes a value the manifest package already proved encodable.

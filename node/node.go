@@ -15,10 +15,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -438,7 +440,7 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 	if !n.bus.Embedded() {
 		info.Bus = n.cfg.NATS.URL
 	}
-	for _, name := range sortedKeys(n.drivers) {
+	for _, name := range slices.Sorted(maps.Keys(n.drivers)) {
 		d := n.drivers[name]
 		offer, _ := json.Marshal(d.driver.Offer())
 		info.Drivers = append(info.Drivers, api.DriverStatus{Name: name, Enabled: d.enabled, Reason: d.reason, Offer: offer})

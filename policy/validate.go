@@ -2,11 +2,11 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 	"unicode"
@@ -78,7 +78,7 @@ func (p Policy) Validate() error {
 	}
 	v.quorum("require", p.Require, len(p.TrustedHubs), total)
 
-	for _, drv := range sortedKeys(p.PreferDrivers) {
+	for _, drv := range slices.Sorted(maps.Keys(p.PreferDrivers)) {
 		path := strictdoc.KeyPath("prefer_drivers", drv)
 		if !slices.Contains(drivers, drv) {
 			v.fail(path, "unknown driver: want wasm, process or docker")
@@ -159,7 +159,7 @@ func (p Policy) Validate() error {
 	}
 	v.tooLong("containers", len(p.Containers))
 
-	for _, lang := range sortedKeys(p.Registries) {
+	for _, lang := range slices.Sorted(maps.Keys(p.Registries)) {
 		path := strictdoc.KeyPath("registries", lang)
 		if !languageRE.MatchString(lang) {
 			v.fail(path, "must be a language ([a-z][a-z0-9+#.-]{0,31}) or docker")
@@ -318,13 +318,4 @@ func printableID(s string) bool {
 		}
 	}
 	return true
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
