@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 	"io"
 	"net"
 	"os"
@@ -253,13 +254,13 @@ func TestPackRefuses(t *testing.T) {
 			`archive: "a\tb": path contains a control character`},
 		{"fifo", nil, func(t *testing.T, dir string) {
 			if err := syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o644); err != nil {
-				t.Skip("mkfifo:", err)
+				sandboxtest.Require(t, false, "mkfifo: "+err.Error())
 			}
 		}, `archive: "pipe": fifos are not allowed`},
 		{"socket", nil, func(t *testing.T, dir string) {
 			l, err := net.Listen("unix", filepath.Join(dir, "sock"))
 			if err != nil {
-				t.Skip("unix socket:", err)
+				sandboxtest.Require(t, false, "unix socket: "+err.Error())
 			}
 			t.Cleanup(func() { l.Close() })
 		}, `archive: "sock": sockets are not allowed`},
@@ -268,7 +269,7 @@ func TestPackRefuses(t *testing.T) {
 			// refused for escaping.
 			err := syscall.Mknod(filepath.Join(dir, "null"), syscall.S_IFCHR|0o644, 1<<8|3)
 			if err != nil {
-				t.Skip("mknod:", err)
+				sandboxtest.Require(t, false, "mknod (needs root): "+err.Error())
 			}
 		}, `archive: "null": device files are not allowed`},
 	}
@@ -391,16 +392,12 @@ func TestDigestExample(t *testing.T) {
 	}
 }
 
-// needTool skips the test when the command is missing, unless
-// ANDROMEDA_CI_STRICT is set (as in CI), where it fails.
+// needTool skips the test when the command is missing, unless strict (as
+// in CI), where it fails.
 func needTool(t *testing.T, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("ANDROMEDA_CI_STRICT") != "" {
-			t.Fatalf("%s is required: %v", name, err)
-		}
-		t.Skipf("%s not found: %v", name, err)
-	}
+	_, err := exec.LookPath(name)
+	sandboxtest.Require(t, err == nil, name+" is needed on PATH")
 }
 
 func run(t *testing.T, dir, name string, args ...string) {
