@@ -532,3 +532,48 @@ func TestReservedTokenNames(t *testing.T) {
 		}
 	}
 }
+
+// TestStateConflictDropsActions: with state.attempts 1, of two runs that
+// read the same state and both write it, one commits and the other is an
+// error whose actions are dropped (they are not on the run).
+func TestStateConflictDropsActions(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, func(c *node.Config) { c.State.Attempts = 1 })
+	requireProcess(t, n)
+	code := `exports.decide = async (ctx) => {
+  const n = (ctx.state.n || 0) + 1;
+  await new Promise((r) => setTimeout(r, 300));
+  return { state: { set: { n } }, actions: [{ kind: 'alert', params: { n } }] };
+};`
+	dir := nodeService(t, "racer", "{memory: 128Mi, timeout: 5s, concurrency: 2}", code)
+	m, _ := os.ReadFile(filepath.Join(dir, "andromeda.yaml"))
+	os.WriteFile(filepath.Join(dir, "andromeda.yaml"), []byte(strings.Replace(string(m), "state: true}", "state: true, actions: [alert]}", 1)), 0o644)
+	if _, err := n.op.Submit(ctx, pack(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	runs := make([]api.Run, 2)
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if runs[i], err = n.op.Fire(ctx, "racer", nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	ok, dropped := 0, 0
+	for _, r := range runs {
+		switch {
+		case r.Outcome == "ok" && r.Output != nil && len(r.Output.Actions) == 1:
+			ok++
+		case r.Outcome == "error" && strings.Contains(r.Error, "actions dropped") && r.Output == nil:
+			dropped++
+		}
+	}
+	if ok != 1 || dropped != 1 {
+		t.Fatalf("runs = %+v; want one committed with its action and one error with its actions dropped", runs)
+	}
+}
