@@ -196,13 +196,15 @@ func TestConcurrentAndCancel(t *testing.T) {
 // TestShutdownDeadline checks that shutdown waits for invocations in flight
 // and cancels them at its deadline.
 func TestShutdownDeadline(t *testing.T) {
+	running := make(chan struct{})
 	s := start(t, func(ctx context.Context, in contract.Input) (contract.Output, error) {
+		close(running)
 		<-ctx.Done()
 		return contract.Output{}, ctx.Err()
 	})
 	s.init()
 	s.send(`{"type":"invoke","id":"1","input":{}}`)
-	time.Sleep(5 * time.Millisecond)
+	<-running // in flight: now shut down
 	start := time.Now()
 	s.send(`{"type":"shutdown","id":"s","by":` + jsonInt(time.Now().Add(200*time.Millisecond).UnixMilli()) + `}`)
 	if m := s.recv(); m.ID != "1" || m.Error == nil || m.Error.Code != CodeCancelled {
