@@ -64,6 +64,7 @@ type panicky struct{ sandbox.Driver }
 func (panicky) Name() string                   { return "wasm" }
 func (panicky) Test(ctx context.Context) error { return nil }
 func (panicky) Offer() sandbox.Offer           { return sandbox.Offer{} }
+func (panicky) Close() error                   { return nil }
 func (panicky) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deployment, error) {
 	if strings.Contains(spec.Service, "deploy-panic") {
 		panic("deploy blew up")

@@ -96,7 +96,6 @@ type driverState struct {
 	driver  sandbox.Driver
 	enabled bool
 	reason  string
-	closer  io.Closer
 }
 
 // New checks cfg and returns a node that has not started anything yet.
@@ -266,10 +265,8 @@ func (n *Node) unwind() error {
 		n.cancel()
 	}
 	for _, d := range n.drivers {
-		if d.closer != nil {
-			if err := d.closer.Close(); err != nil {
-				errs = append(errs, err)
-			}
+		if err := d.driver.Close(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -278,7 +275,7 @@ func (n *Node) unwind() error {
 func (n *Node) startDrivers(ctx context.Context) {
 	budget, _ := parseBytes(n.cfg.Wasm.MemoryBudget) // checked by Validate
 	w := wasm.New(wasm.Config{CacheDir: filepath.Join(n.CacheDir(), "wasm"), MemoryBudget: budget})
-	n.addDriver(ctx, w, w)
+	n.addDriver(ctx, w)
 	pc := process.DefaultConfig()
 	pc.WorkDir = filepath.Join(n.cfg.Data, "process")
 	pc.Logger = n.log
@@ -290,15 +287,20 @@ func (n *Node) startDrivers(ctx context.Context) {
 		}
 	}
 	p := process.New(pc)
-	n.addDriver(ctx, p, p)
+	n.addDriver(ctx, p)
 	n.process = p
 	for _, d := range n.testDrivers {
-		n.addDriver(ctx, d, nil)
+		n.addDriver(ctx, d)
 	}
 }
 
-func (n *Node) addDriver(ctx context.Context, d sandbox.Driver, c io.Closer) {
-	st := &driverState{driver: d, closer: c, enabled: true}
+// addDriver tests d and adds it; one of the same name it replaces (tests do
+// that) is closed.
+func (n *Node) addDriver(ctx context.Context, d sandbox.Driver) {
+	if old, ok := n.drivers[d.Name()]; ok {
+		old.driver.Close()
+	}
+	st := &driverState{driver: d, enabled: true}
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := d.Test(tctx); err != nil {

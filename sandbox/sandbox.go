@@ -26,6 +26,9 @@ type Driver interface {
 	// Deploy prepares a service for invocation. The returned Deployment is
 	// owned by the caller, who must Stop it.
 	Deploy(ctx context.Context, spec Spec) (Deployment, error)
+	// Close stops every deployment still running, without a grace period,
+	// and releases what the driver holds. Safe to call more than once.
+	Close() error
 }
 
 // A Deployment is one service ready to be invoked: warm instances in server
