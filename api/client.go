@@ -75,6 +75,9 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 			}
 		}
 		e.Status = resp.StatusCode
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			e.RetryAfter = secs
+		}
 		return e
 	}
 	if out == nil {
