@@ -102,6 +102,10 @@ type StreamFiles struct {
 	IndexLastSeq uint64 `json:"index_last_seq,omitempty"`
 	// LastSeq is the highest sequence found in the files.
 	LastSeq uint64 `json:"last_seq"`
+	// TornTail is the length of a record cut short at the end of the
+	// stream, past what the index knew: the unacknowledged write of a
+	// killed process, which the server drops at start. Not damage.
+	TornTail int64 `json:"torn_tail,omitempty"`
 	// Repaired says RepairFiles rewrote this stream's damaged blocks.
 	Repaired bool `json:"repaired,omitempty"`
 
@@ -397,6 +401,21 @@ func scanStream(sd streamDir) (StreamFiles, []block, error) {
 		}
 		if !afterDamage { // only damaged blocks are kept for a repair
 			b.data, b.recs = nil, nil
+		}
+	}
+	// A record cut short at the very end of the last block, past
+	// everything the index knew, is what a process killed in the middle of
+	// a write leaves: the write never returned, so the record was never
+	// acknowledged, and the server drops it itself at start. That is a
+	// crash, not damage.
+	if n := len(sf.Damage); n > 0 && len(blocks) > 0 {
+		d, lastBlock := sf.Damage[n-1], blocks[len(blocks)-1]
+		cut := strings.HasPrefix(d.Reason, "record cut short") || strings.HasPrefix(d.Reason, "record header cut short")
+		if cut && d.Block == lastBlock.name && d.Offset+d.Length == int64(len(lastBlock.data)) &&
+			len(pending) > 0 && pending[len(pending)-1].i == n-1 && sf.IndexLastSeq <= last {
+			sf.TornTail = d.Length
+			sf.Damage = sf.Damage[:n-1]
+			pending = pending[:len(pending)-1]
 		}
 	}
 	sf.LastSeq = maxSeq

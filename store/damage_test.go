@@ -401,3 +401,59 @@ func copyDir(t testing.TB, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// A process killed in the middle of a write leaves the last record of a
+// block cut short, past what the index knew. That is a crash, not damage:
+// the node starts without --repair, every intact record is there, and the
+// report says a torn tail was dropped. (This refused to start in the SIGKILL
+// soak: "pending: record cut short (33 of 576 bytes)".)
+func TestTornTailIsNotDamage(t *testing.T) {
+	dir := seed(t)
+	for _, stream := range []string{registryStream, bus.StreamRuns} {
+		path := blockFile(t, dir, stream)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first 33 bytes of a record: its header says more follows.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(data[:33])
+		f.Close()
+	}
+	s, files, err := start(t, dir, false, true)
+	if err != nil {
+		t.Fatalf("start after a torn write: %v", err)
+	}
+	if d := files.Damaged(); len(d) != 0 {
+		t.Fatalf("a torn tail reported as damage: %+v", d)
+	}
+	if f := files.Stream(registryStream); f.TornTail != 33 {
+		t.Fatalf("registry files = %+v, want a torn tail of 33 bytes", f)
+	}
+	if got := serviceNames(t, s); len(got) != seededServices {
+		t.Fatalf("Services = %v, want all %d", got, seededServices)
+	}
+	if got := runIDs(t, s); len(got) != seededRuns {
+		t.Fatalf("%d runs, want all %d", len(got), seededRuns)
+	}
+}
+
+// The same cut inside the index's range (a clean stop wrote the index,
+// then the file lost its end) is damage: records the index knew are gone.
+func TestCutInsideIndexIsDamage(t *testing.T) {
+	dir := seed(t)
+	path := blockFile(t, dir, registryStream)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data[:len(data)-20], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := start(t, dir, false, true); !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("start with the registry's last record cut = %v, want ErrDamaged", err)
+	}
+}
