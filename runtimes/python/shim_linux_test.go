@@ -1,19 +1,13 @@
 package python_test
 
 import (
-	"context"
-	"fmt"
-	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/andromeda-runner/andromeda/runtimes/internal/shimtest"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
-	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
 // TestMain lets the process driver re-execute this test binary as its
@@ -66,49 +60,14 @@ func nested(depth int) string {
 // encode: each invocation gets the protocol's error, in sync and async
 // services alike, and the worker lives on.
 func TestNestingAndUnencodable(t *testing.T) {
-	sandboxtest.Require(t, os.Geteuid() == 0, "the process driver's sandbox needs root (namespaces, cgroups)")
-	d := process.New(process.Config{
-		WorkDir:      filepath.Join(t.TempDir(), "work"),
-		CgroupParent: "/andromeda-test-python-shim",
-		Python:       os.Getenv("ANDROMEDA_TEST_PYTHON"),
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	t.Cleanup(func() { d.Close() })
-	_, ok := d.Offer().Languages[process.LangPython]
-	sandboxtest.Require(t, ok, fmt.Sprintf("no python toolchain: %q", d.Offer().Notes))
+	d := shimtest.Driver(t, process.LangPython)
 
 	for _, kind := range []struct{ name, source string }{
 		{"sync", service + "\n\ndef handle(input):\n    return body(input)\n"},
 		{"async", service + "\n\nasync def handle(input):\n    return body(input)\n"},
 	} {
 		t.Run(kind.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "svc")
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, "main.py"), []byte(kind.source), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			dep, err := d.Deploy(ctx, sandbox.Spec{Service: "nesting-" + kind.name, Dir: dir, Entry: "main.py",
-				Language: process.LangPython, Mode: sandbox.ModeServer, Limits: sandbox.Limits{Concurrency: 1}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dep.Stop(ctx)
-			call := func(message string) sandbox.Result {
-				t.Helper()
-				in := `{"run_id":"r-1","service":"s","trigger":{"kind":"manual"},"message":` + message + `,"state":{},"config":{}}`
-				r, err := sandbox.CallRaw(ctx, dep, []byte(in), 20*time.Second)
-				if err != nil {
-					t.Fatalf("CallRaw(%.60s) = %v", message, err)
-				}
-				return r
-			}
+			call := shimtest.Service(t, d, process.LangPython, "nesting-"+kind.name, "main.py", kind.source)
 			alive := call(`{}`)
 			if alive.Outcome != sandbox.Noop || !strings.HasPrefix(alive.Output.Noop, "alive ") {
 				t.Fatalf("first call: %s %q (%s)", alive.Outcome, alive.Output.Noop, alive.Error)
