@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/andromeda-runner/andromeda/internal/golden"
 )
 
 var snapshot = flag.Bool("snapshot", false, "rewrite testdata/decoded.snapshot (only for a deliberate change of what valid manifests decode to)")
@@ -44,34 +46,7 @@ func TestDecodeSnapshot(t *testing.T) {
 		dump(&b, reflect.ValueOf(*s))
 		b.WriteString("\n")
 	}
-	got := []byte(b.String())
-	path := filepath.Join("testdata", "decoded.snapshot")
-	if *snapshot {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
-		for i := range max(len(gl), len(wl)) {
-			g, w := line(gl, i), line(wl, i)
-			if g != w {
-				t.Fatalf("decoded manifests differ from testdata/decoded.snapshot at line %d:\ngot  %s\nwant %s", i+1, g, w)
-			}
-		}
-	}
-}
-
-func line(lines []string, i int) string {
-	if i < len(lines) {
-		return lines[i]
-	}
-	return "(end)"
+	golden.Check(t, filepath.Join("testdata", "decoded.snapshot"), []byte(b.String()), *snapshot, "go test ./manifest -snapshot")
 }
 
 type corpusDoc struct {

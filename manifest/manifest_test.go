@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/andromeda-runner/andromeda/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -44,23 +46,10 @@ func manifests(t testing.TB, dir string) map[string][]byte {
 	return files
 }
 
-// golden compares got with testdata/name, or rewrites it under -update.
-func golden(t *testing.T, name string, got []byte) {
+// checkGolden compares got with testdata/name, or rewrites it under -update.
+func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./manifest -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file:\ngot:\n%s\nwant:\n%s", name, got, want)
-	}
+	golden.Check(t, filepath.Join("testdata", name), got, *update, "go test ./manifest -update")
 }
 
 func TestValid(t *testing.T) {
@@ -74,7 +63,7 @@ func TestValid(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("valid", strings.TrimSuffix(name, filepath.Ext(name))+".golden"), append(out, '\n'))
+			checkGolden(t, filepath.Join("valid", strings.TrimSuffix(name, filepath.Ext(name))+".golden"), append(out, '\n'))
 			roundTrip(t, s)
 		})
 	}
@@ -95,7 +84,7 @@ func TestInvalid(t *testing.T) {
 			if !errors.As(err, &errs) || len(errs) == 0 {
 				t.Errorf("CheckFile(%s) error is %T, want a non-empty Errors", name, err)
 			}
-			golden(t, filepath.Join("invalid", strings.TrimSuffix(name, filepath.Ext(name))+".err"), []byte(err.Error()+"\n"))
+			checkGolden(t, filepath.Join("invalid", strings.TrimSuffix(name, filepath.Ext(name))+".err"), []byte(err.Error()+"\n"))
 		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/andromeda-runner/andromeda/internal/golden"
 	"github.com/andromeda-runner/andromeda/node"
 )
 
@@ -100,31 +101,5 @@ func TestConfigSnapshot(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "%s\n\t%#v\n", name, cfg)
 	}
-	got := []byte(b.String())
-	path := filepath.Join("testdata", "config", "decoded.snapshot")
-	if *configSnapshot {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
-		for i := range max(len(gl), len(wl)) {
-			g, w := "(end)", "(end)"
-			if i < len(gl) {
-				g = gl[i]
-			}
-			if i < len(wl) {
-				w = wl[i]
-			}
-			if g != w {
-				t.Fatalf("decoded configs differ from testdata/config/decoded.snapshot at line %d:\ngot  %s\nwant %s", i+1, g, w)
-			}
-		}
-	}
+	golden.Check(t, filepath.Join("testdata", "config", "decoded.snapshot"), []byte(b.String()), *configSnapshot, "go test ./node -run TestConfigSnapshot -snapshot")
 }
