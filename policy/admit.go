@@ -3,7 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -12,129 +11,36 @@ import (
 	"unicode/utf8"
 
 	"github.com/andromeda-runner/andromeda/attest"
+	"github.com/andromeda-runner/andromeda/decision"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/source"
 )
 
-// Verdict is what the node does with a service.
-type Verdict string
-
-// The verdicts.
-const (
-	Run     Verdict = "run"     // run it here
-	Forward Verdict = "forward" // send it to the peer Decision.Forward names
-	Reject  Verdict = "reject"  // refuse it
+// The admission decision's data types live in package decision, a leaf the
+// API client can import without the policy engine; these aliases keep
+// policy.Decision and the rest working for callers of this package.
+type (
+	Verdict     = decision.Verdict
+	Decision    = decision.Decision
+	ForwardTo   = decision.ForwardTo
+	Reason      = decision.Reason
+	Limits      = decision.Limits
+	OriginClaim = decision.OriginClaim
 )
 
-// Decision is the outcome of admission. Its JSON is
-//
-//	{"verdict": …, "driver": …, "limits": {…}, "network": …, "reasons": [{"rule": …, "ok": …, "detail": …}, …]}
-//
-// followed by forward, dormant, container, registries and growth only when
-// set. Driver, Limits and Network are what the service gets (or would get)
-// here whatever the verdict, so that explain shows them.
-type Decision struct {
-	Verdict Verdict  `json:"verdict"`
-	Driver  string   `json:"driver"`
-	Limits  Limits   `json:"limits"`
-	Network string   `json:"network"`
-	Reasons []Reason `json:"reasons"`
-	// Forward names the peer and the redirect depth the service carries
-	// there; set when Verdict is Forward.
-	Forward *ForwardTo `json:"forward,omitempty"`
-	// Dormant: admitted, started only on the first trigger. Only with Run.
-	Dormant bool `json:"dormant,omitempty"`
-	// Container is the existing container a docker service is placed into
-	// instead of a new one.
-	Container string `json:"container,omitempty"`
-	// Registries are the package registries the service's dependencies
-	// install from (its language's entry in policy.registries); empty: the
-	// toolchain's default.
-	Registries []string `json:"registries,omitempty"`
-	// Growth is what an upgrade asks for beyond the admitted version.
-	Growth []Growth `json:"growth,omitempty"`
-}
+// The verdicts (see decision.Run).
+const (
+	Run     = decision.Run
+	Forward = decision.Forward
+	Reject  = decision.Reject
+)
 
-// ForwardTo is where a forwarded service goes.
-type ForwardTo struct {
-	// Peer is the peer's base URL, as listed in policy.peers.
-	Peer string `json:"peer"`
-	// Depth is the redirect depth the service carries to the peer: this
-	// node's remaining depth minus one.
-	Depth int `json:"depth"`
-}
+// OriginHeader is the HTTP request header carrying a submission's origin
+// (decision.OriginHeader).
+const OriginHeader = decision.OriginHeader
 
-// Reason is one rule's finding about a service. Rule names the policy
-// setting that decided ("keywords", "limits.memory", "rules.no-weekend",
-// "attestations[1]"), so an operator knows what to change.
-type Reason struct {
-	Rule   string `json:"rule"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
-}
-
-// Limits are the resource ceilings a deployment runs under.
-type Limits struct {
-	Memory      int64   `json:"memory_bytes"`
-	CPU         float64 `json:"cpu"`
-	TimeoutMS   int64   `json:"timeout_ms"`
-	Pids        int     `json:"pids"`
-	Concurrency int     `json:"concurrency"`
-}
-
-// OriginClaim is where a submission says it comes from. The node cannot
-// check it by itself: whoever fills Submission.Origin (a chain bridge, an
-// authenticated peer, the operator) vouches for it; over HTTP it travels in
-// the OriginHeader (see ParseOriginClaim).
-type OriginClaim struct {
-	// Kind and ID name the origin, as in policy.origins: "symbiote" and a
-	// symbiote id, "hostchain" and "btc".
-	Kind string `json:"kind"`
-	ID   string `json:"id"`
-	// Stake is the submitter's stake there (KLYNTAR: its freeze), ≥ 0.
-	Stake float64 `json:"stake"`
-}
-
-// IsZero reports whether no origin is claimed.
-func (o OriginClaim) IsZero() bool { return o.Kind == "" && o.ID == "" }
-
-// String returns "kind:id" and, when the stake is not 0, ";stake=N".
-func (o OriginClaim) String() string {
-	s := o.Kind + ":" + o.ID
-	if o.Stake != 0 {
-		s += ";stake=" + formatFloat(o.Stake)
-	}
-	return s
-}
-
-// OriginHeader is the HTTP request header carrying a submission's origin,
-// in the form ParseOriginClaim reads.
-const OriginHeader = "Andromeda-Origin"
-
-// ParseOriginClaim parses "kind:id" optionally followed by ";stake=N", as
-// in "hostchain:btc;stake=250". Errors name the part.
-func ParseOriginClaim(s string) (OriginClaim, error) {
-	s = strings.TrimSpace(s)
-	head, params, _ := strings.Cut(s, ";")
-	kind, id, ok := strings.Cut(strings.TrimSpace(head), ":")
-	var o OriginClaim
-	if !ok || !originKind.MatchString(kind) {
-		return o, fmt.Errorf("origin %q: must be kind:id with kind [a-z0-9-]{1,32}, like hostchain:btc", s)
-	}
-	if !printableID(id) {
-		return o, fmt.Errorf("origin %q: id must be 1 to 128 printable characters without spaces", s)
-	}
-	o.Kind, o.ID = kind, id
-	if params != "" {
-		v, ok := strings.CutPrefix(strings.TrimSpace(params), "stake=")
-		f, err := strconv.ParseFloat(v, 64)
-		if !ok || err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
-			return OriginClaim{}, fmt.Errorf("origin %q: stake must be stake=N with N a number ≥ 0", s)
-		}
-		o.Stake = f
-	}
-	return o, nil
-}
+// ParseOriginClaim parses an origin claim as decision.ParseOriginClaim does.
+func ParseOriginClaim(s string) (OriginClaim, error) { return decision.ParseOriginClaim(s) }
 
 // Submission is everything admission looks at.
 type Submission struct {

@@ -4,36 +4,13 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/andromeda-runner/andromeda/decision"
 	"github.com/andromeda-runner/andromeda/manifest"
 )
 
 // Growth is one way a new version of a service asks for more than the
-// admitted one.
-type Growth struct {
-	// What grew: memory, cpu, timeout, pids, concurrency, network (one
-	// entry per newly reachable endpoint, or any), action (one entry per
-	// new action kind), target, state, driver (an isolation weaker than
-	// before: wasm → docker → process) or trigger (one entry per new http
-	// path, which exposes the service on the node's HTTP server).
-	What string `json:"what"`
-	// From is the admitted version's value; empty when it had none.
-	From string `json:"from,omitempty"`
-	// To is the new version's value.
-	To string `json:"to"`
-}
-
-// String returns "memory 64Mi → 128Mi", "action submit", "network +api.x:443".
-func (g Growth) String() string {
-	switch {
-	case g.What == "action" || g.What == "trigger":
-		return g.What + " " + g.To
-	case g.What == "network" && g.From == "":
-		return "network +" + g.To
-	case g.From == "":
-		return g.What + " " + g.To
-	}
-	return g.What + " " + g.From + " → " + g.To
-}
+// admitted one (decision.Growth).
+type Growth = decision.Growth
 
 // isolation ranks drivers from the strongest isolation (0) to the weakest.
 var isolation = map[manifest.Driver]int{manifest.DriverWasm: 0, manifest.DriverDocker: 1, manifest.DriverProcess: 2}

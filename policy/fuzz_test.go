@@ -57,19 +57,3 @@ func FuzzImportKlyntar(f *testing.F) {
 		}
 	})
 }
-
-// FuzzParseOriginClaim: the origin header never panics and round-trips.
-func FuzzParseOriginClaim(f *testing.F) {
-	f.Add("hostchain:btc;stake=250")
-	f.Add("symbiote:Qfz")
-	f.Fuzz(func(t *testing.T, s string) {
-		o, err := ParseOriginClaim(s)
-		if err != nil {
-			return
-		}
-		back, err := ParseOriginClaim(o.String())
-		if err != nil || back != o {
-			t.Fatalf("ParseOriginClaim(%q) = %+v; its String %q reads back as %+v, %v", s, o, o.String(), back, err)
-		}
-	})
-}

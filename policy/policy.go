@@ -18,6 +18,11 @@
 // decision receipts for package attest to sign (NewReceipt), and imports the
 // KLYNTAR runner configuration (ImportKlyntar).
 //
+// The decision's data types (Decision, Reason, Limits, Growth, OriginClaim)
+// belong to package decision, a standard-library-only leaf that the API
+// client imports instead of this package; the names here are aliases of
+// them.
+//
 // It does not fetch sources (package source), verify anything but
 // attestations, store decisions, forward services to peers, or know how a
 // driver enforces what it decides.

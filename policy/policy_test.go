@@ -300,36 +300,6 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-func TestParseOriginClaim(t *testing.T) {
-	for in, want := range map[string]OriginClaim{
-		"hostchain:btc":               {Kind: "hostchain", ID: "btc"},
-		" symbiote:Qfz;stake=12.5 ":   {Kind: "symbiote", ID: "Qfz", Stake: 12.5},
-		"hostchain:btc; stake=0":      {Kind: "hostchain", ID: "btc"},
-		"tenant:acme:eu;stake=100000": {Kind: "tenant", ID: "acme:eu", Stake: 100000},
-	} {
-		got, err := ParseOriginClaim(in)
-		if err != nil || got != want {
-			t.Errorf("ParseOriginClaim(%q) = %+v, %v; want %+v", in, got, err, want)
-		}
-		if back, err := ParseOriginClaim(got.String()); err != nil || back != got {
-			t.Errorf("ParseOriginClaim(%q.String()) = %+v, %v", in, back, err)
-		}
-	}
-	for in, want := range map[string]string{
-		"btc":                      "must be kind:id",
-		"Host:btc":                 "must be kind:id",
-		"hostchain:":               "id must be",
-		"hostchain:b c":            "id must be",
-		"hostchain:btc;stake=-1":   "stake must be",
-		"hostchain:btc;stake=lots": "stake must be",
-		"hostchain:btc;weight=1":   "stake must be",
-	} {
-		if _, err := ParseOriginClaim(in); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("ParseOriginClaim(%q) = %v, want %q", in, err, want)
-		}
-	}
-}
-
 func mustManifest(t testing.TB, y string) *manifest.Service {
 	t.Helper()
 	m, err := manifest.Check([]byte(y), manifest.YAML)

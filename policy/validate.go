@@ -9,9 +9,9 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/andromeda-runner/andromeda/attest"
+	"github.com/andromeda-runner/andromeda/decision"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/source"
 	"github.com/andromeda-runner/andromeda/strictdoc"
@@ -29,7 +29,6 @@ var (
 	languageRE  = regexp.MustCompile(`^[a-z][a-z0-9+#.-]{0,31}$`)
 	keywordRE   = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
 	unitRE      = regexp.MustCompile(`^[A-Za-z0-9]{1,16}$`)
-	originKind  = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
 	containerRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
 	dormantRE   = regexp.MustCompile(`^[a-z0-9-]{1,63}\*?$|^\*$`)
 )
@@ -128,10 +127,10 @@ func (p Policy) Validate() error {
 	origins := map[string]int{}
 	for i, o := range p.Origins {
 		path := strictdoc.IndexPath("origins", i)
-		if !originKind.MatchString(o.Kind) {
+		if !decision.ValidOriginKind(o.Kind) {
 			v.fail(path+".kind", "must be [a-z0-9-]{1,32}, like symbiote or hostchain")
 		}
-		if !printableID(o.ID) {
+		if !decision.ValidOriginID(o.ID) {
 			v.fail(path+".id", "must be 1 to 128 printable characters without spaces")
 		}
 		if j := origins[o.Kind+"\x00"+o.ID]; j > 0 {
@@ -306,16 +305,4 @@ func (v *validator) url(path, s string) {
 	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
 		v.fail(path, "must not carry credentials, a query or a fragment")
 	}
-}
-
-func printableID(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for _, r := range s {
-		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
-			return false
-		}
-	}
-	return true
 }
