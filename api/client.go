@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/andromeda-runner/andromeda/attest"
-	"github.com/andromeda-runner/andromeda/policy"
+	"github.com/andromeda-runner/andromeda/decision"
 )
 
 // Client talks to a node's HTTP API. It is the only way the CLI reaches a
@@ -124,7 +124,7 @@ func (c *Client) submit(ctx context.Context, contentType string, body []byte, o 
 		origin = o.Origin.String()
 	}
 	err := c.do(ctx, http.MethodPost, "/v1/services", contentType, bytes.NewReader(body), &r,
-		attest.HeaderName, attest.EncodeHeader(o.Attestations), policy.OriginHeader, origin)
+		attest.HeaderName, attest.EncodeHeader(o.Attestations), decision.OriginHeader, origin)
 	return r, err
 }
 

@@ -1,6 +1,8 @@
-// Package api holds the HTTP API's wire types (which are also the records the
-// store keeps) and the Client the CLI and tests use to talk to a node. It
-// does not serve anything: handlers are in package server.
+// Package api holds the HTTP API's wire types and the Client the CLI and
+// tests use to talk to a node. It does not serve anything: handlers are in
+// package server. It imports only the standard library and the leaves
+// decision, contract and attest (a test at the repository root keeps it so),
+// so a program that only talks to a node does not build the policy engine.
 package api
 
 import (
@@ -9,7 +11,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/contract"
-	"github.com/andromeda-runner/andromeda/policy"
+	"github.com/andromeda-runner/andromeda/decision"
 )
 
 // Roles a token can have.
@@ -42,14 +44,14 @@ type Service struct {
 }
 
 // Decision is the admission decision for a service, with its reasons in the
-// order the rules looked at it (see package policy).
-type Decision = policy.Decision
+// order the rules looked at it (see packages decision and policy).
+type Decision = decision.Decision
 
 // Reason is one admission rule's finding.
-type Reason = policy.Reason
+type Reason = decision.Reason
 
 // Limits are the resource ceilings a deployment runs under.
-type Limits = policy.Limits
+type Limits = decision.Limits
 
 // Health is a service's health as the node sees it.
 type Health struct {
@@ -127,8 +129,8 @@ type SubmitOptions struct {
 	// Attestations sign the archive's digest (attest.HeaderName).
 	Attestations []attest.Attestation
 	// Origin is where the submission says it comes from
-	// (policy.OriginHeader); zero for none.
-	Origin policy.OriginClaim
+	// (decision.OriginHeader); zero for none.
+	Origin decision.OriginClaim
 }
 
 // NodeInfo answers GET /v1/node.
