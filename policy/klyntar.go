@@ -1,11 +1,8 @@
 package policy
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/big"
 	"net"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/source"
+	"github.com/andromeda-runner/andromeda/strictdoc"
 )
 
 // Klyntar is what ImportKlyntar makes of a KLYNTAR runner configuration.
@@ -59,9 +57,11 @@ var klyntarKeys = []string{
 
 // ImportKlyntar converts a KLYNTAR runner configuration (the JSON of the
 // KLY_Runners config, seed 000) into a policy and a Docker connection, and
-// says what each key became. The input is decoded strictly: an unknown
-// top-level key, a key of the wrong type or a value that cannot be
-// converted is an error naming the key. Entries that cannot be carried over
+// says what each key became. The input is read by package strictdoc's
+// rules, the same as every document's (a null, a key written twice and a
+// value of the wrong type are errors, at most MaxSize bytes), and an unknown
+// top-level key or a value that cannot be converted is an error naming the
+// key. Entries that cannot be carried over
 // (a peer whose URL is not http or https, a hub key that is not ed25519, a
 // host that is not a host name) are dropped, each named in its key's note,
 // so that a configuration that worked under KLYNTAR still loads.
@@ -73,7 +73,11 @@ var klyntarKeys = []string{
 // empty NETCAP becomes network none; PREFER_TOOLCHAIN's "host" is the
 // process driver and "node.js" the language node.
 func ImportKlyntar(data []byte) (Klyntar, error) {
-	keys, err := decodeObject(data, "")
+	root, err := klyntarStrict.Read(strictdoc.JSON, data)
+	if err != nil {
+		return Klyntar{}, fmt.Errorf("klyntar: %w", plainErr(err))
+	}
+	keys, err := decodeObject(root)
 	if err != nil {
 		return Klyntar{}, fmt.Errorf("klyntar: %w", err)
 	}
@@ -109,7 +113,7 @@ func ImportKlyntar(data []byte) (Klyntar, error) {
 	return k, nil
 }
 
-func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
+func importKey(k *Klyntar, name string, raw *strictdoc.Value) (Mapping, error) {
 	p := &k.Policy
 	switch name {
 	case "DOCKER_CONFIGS":
@@ -118,7 +122,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 			Host     string `json:"host"`
 			Port     int    `json:"port"`
 		}
-		if err := strictUnmarshal(raw, &dc); err != nil {
+		if err := decodeValue(raw, &dc); err != nil {
 			return Mapping{}, err
 		}
 		switch {
@@ -147,7 +151,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 
 	case "DESC_MAX_LEN":
 		var n int
-		if err := strictUnmarshal(raw, &n); err != nil {
+		if err := decodeValue(raw, &n); err != nil {
 			return Mapping{}, err
 		}
 		if n < 1 {
@@ -159,7 +163,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 
 	case "REDIRECTION_DEPTH":
 		var n int
-		if err := strictUnmarshal(raw, &n); err != nil {
+		if err := decodeValue(raw, &n); err != nil {
 			return Mapping{}, err
 		}
 		if n < 0 || n > MaxRedirectDepth {
@@ -170,7 +174,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 
 	case "STATIC_NODES":
 		var nodes []string
-		if err := strictUnmarshal(raw, &nodes); err != nil {
+		if err := decodeValue(raw, &nodes); err != nil {
 			return Mapping{}, err
 		}
 		var dropped []string
@@ -188,7 +192,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 		return Mapping{To: "peers: " + listString(p.Peers), Note: droppedNote(dropped)}, nil
 
 	case "TRUSTED_HUBS":
-		hubs, err := decodeObject(raw, name)
+		hubs, err := decodeObject(raw)
 		if err != nil {
 			return Mapping{}, err
 		}
@@ -196,7 +200,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 		p.TrustedHubs = nil
 		names := map[string]bool{}
 		for _, key := range hubs.order {
-			inner, err := decodeObject(hubs.vals[key], key)
+			inner, err := decodeObject(hubs.vals[key])
 			if err != nil {
 				return Mapping{}, fmt.Errorf("%q: %w", key, err)
 			}
@@ -232,7 +236,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 		return Mapping{To: "trusted_hubs: " + listString(hubNames), Note: note}, nil
 
 	case "PREFER_TOOLCHAIN":
-		tc, err := decodeObject(raw, name)
+		tc, err := decodeObject(raw)
 		if err != nil {
 			return Mapping{}, err
 		}
@@ -240,7 +244,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 		var parts, dropped []string
 		for _, drv := range tc.order {
 			var langs []string
-			if err := strictUnmarshal(tc.vals[drv], &langs); err != nil {
+			if err := decodeValue(tc.vals[drv], &langs); err != nil {
 				return Mapping{}, fmt.Errorf("%s: %w", drv, err)
 			}
 			to := map[string]string{"host": "process", "docker": "docker", "wasm": "wasm", "process": "process"}[strings.ToLower(drv)]
@@ -265,7 +269,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 
 	case "KEYWORDS":
 		var kws []string
-		if err := strictUnmarshal(raw, &kws); err != nil {
+		if err := decodeValue(raw, &kws); err != nil {
 			return Mapping{}, err
 		}
 		var dropped []string
@@ -283,7 +287,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 		return Mapping{To: "keywords: " + listString(p.Keywords), Note: joinNotes("a service must carry at least one of them", droppedNote(dropped))}, nil
 
 	case "NETCAP":
-		caps, err := decodeObject(raw, name)
+		caps, err := decodeObject(raw)
 		if err != nil {
 			return Mapping{}, err
 		}
@@ -308,13 +312,13 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 
 	case "PREFER_SYMBIOTES", "PREFER_HOSTCHAINS":
 		kind := map[string]string{"PREFER_SYMBIOTES": "symbiote", "PREFER_HOSTCHAINS": "hostchain"}[name]
-		obj, err := decodeObject(raw, name)
+		obj, err := decodeObject(raw)
 		if err != nil {
 			return Mapping{}, err
 		}
 		var added, ignored []string
 		for _, id := range obj.order {
-			inner, err := decodeObject(obj.vals[id], id)
+			inner, err := decodeObject(obj.vals[id])
 			if err != nil {
 				return Mapping{}, fmt.Errorf("%q: %w", id, err)
 			}
@@ -324,7 +328,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 					ignored = append(ignored, id+"."+f)
 					continue
 				}
-				if err := strictUnmarshal(inner.vals[f], &o.MinStake); err != nil || o.MinStake < 0 || math.IsInf(o.MinStake, 0) {
+				if err := decodeValue(inner.vals[f], &o.MinStake); err != nil || o.MinStake < 0 || math.IsInf(o.MinStake, 0) {
 					return Mapping{}, fmt.Errorf("%q.MIN_FREEZE: must be a number ≥ 0", id)
 				}
 			}
@@ -338,7 +342,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 		return Mapping{To: "origins += " + listString(added), Note: note}, nil
 
 	case "DORMITORY":
-		obj, err := decodeObject(raw, name)
+		obj, err := decodeObject(raw)
 		if err != nil {
 			return Mapping{}, err
 		}
@@ -359,7 +363,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 
 	case "ALLOWED_STORAGE":
 		var hosts []string
-		if err := strictUnmarshal(raw, &hosts); err != nil {
+		if err := decodeValue(raw, &hosts); err != nil {
 			return Mapping{}, err
 		}
 		var dropped []string
@@ -377,7 +381,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 			Note: joinNotes("hosts a source.location may name, over https, each exactly (a subdomain needs its own entry or *.host)", droppedNote(dropped))}, nil
 
 	case "REGISTRIES":
-		obj, err := decodeObject(raw, name)
+		obj, err := decodeObject(raw)
 		if err != nil {
 			return Mapping{}, err
 		}
@@ -385,7 +389,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 		var parts, empty, dropped []string
 		for _, l := range obj.order {
 			var urls []string
-			if err := strictUnmarshal(obj.vals[l], &urls); err != nil {
+			if err := decodeValue(obj.vals[l], &urls); err != nil {
 				return Mapping{}, fmt.Errorf("%s: %w", l, err)
 			}
 			lang := language(l)
@@ -416,7 +420,7 @@ func importKey(k *Klyntar, name string, raw json.RawMessage) (Mapping, error) {
 
 	case "CONTAINERS":
 		var names []string
-		if err := strictUnmarshal(raw, &names); err != nil {
+		if err := decodeValue(raw, &names); err != nil {
 			return Mapping{}, err
 		}
 		var parts, dropped []string
@@ -481,79 +485,63 @@ func language(l string) string {
 	return l
 }
 
-// object is a JSON object with its keys in order.
+// klyntarDoc names a KLYNTAR runner configuration in errors about it as a
+// whole.
+type klyntarDoc struct{}
+
+// Name returns "klyntar".
+func (klyntarDoc) Name() string { return "klyntar" }
+
+// klyntarStrict reads KLYNTAR runner configurations by package strictdoc's
+// rules, as every document Andromeda reads, so a mistake gets the same
+// words here as in a policy.
+var klyntarStrict = strictdoc.Decoder[klyntarDoc]{MaxSize: MaxSize, MaxDepth: MaxDepth}
+
+// object is a JSON object whose keys are data (hub keys, chain ids,
+// language names), with its keys in order.
 type object struct {
 	order []string
-	vals  map[string]json.RawMessage
+	vals  map[string]*strictdoc.Value
 }
 
-func decodeObject(data []byte, what string) (object, error) {
-	o := object{vals: map[string]json.RawMessage{}}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return o, fmt.Errorf("must be a JSON object: %v", jsonErr(err))
+// decodeObject reads an object whose keys are data; a key written twice is
+// an error.
+func decodeObject(v *strictdoc.Value) (object, error) {
+	o := object{vals: map[string]*strictdoc.Value{}}
+	if v.Kind != strictdoc.Map {
+		return o, fmt.Errorf("must be a mapping, not %s", v.Kind)
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return o, errors.New("must be a JSON object")
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return o, jsonErr(err)
+	for _, p := range v.Pairs {
+		if p.Dup {
+			return o, fmt.Errorf("%s: duplicate key", p.Key)
 		}
-		key := tok.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return o, fmt.Errorf("%s: %v", key, jsonErr(err))
-		}
-		if _, dup := o.vals[key]; dup {
-			return o, fmt.Errorf("%s: duplicate key", key)
-		}
-		o.order = append(o.order, key)
-		o.vals[key] = raw
-	}
-	if _, err := dec.Token(); err != nil {
-		return o, jsonErr(err)
-	}
-	if what == "" {
-		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-			return o, errors.New("trailing data after the configuration")
-		}
+		o.order = append(o.order, p.Key)
+		o.vals[p.Key] = p.Value
 	}
 	return o, nil
 }
 
-func jsonErr(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return errors.New("unexpected end of input")
-	}
-	return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+// decodeValue decodes v onto *out by strictdoc's rules.
+func decodeValue(v *strictdoc.Value, out any) error {
+	return plainErr(klyntarStrict.DecodeValue(v, out))
 }
 
-func strictUnmarshal(raw json.RawMessage, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return fmt.Errorf("must be %s, not a JSON %s", kindName(te.Type.Kind().String()), te.Value)
+// plainErr words strictdoc's errors without the document's name, which
+// ImportKlyntar puts once in front of all its errors: "path: rule", one
+// problem a line.
+func plainErr(err error) error {
+	var errs strictdoc.Errors[klyntarDoc]
+	if !errors.As(err, &errs) {
+		return err
+	}
+	lines := make([]string, len(errs))
+	for i, fe := range errs {
+		lines[i] = fe.Rule
+		if fe.Path != "" {
+			lines[i] = fe.Path + ": " + fe.Rule
 		}
-		return jsonErr(err)
 	}
-	return nil
-}
-
-func kindName(k string) string {
-	switch k {
-	case "slice":
-		return "a list"
-	case "int", "float64":
-		return "a number"
-	case "struct", "map":
-		return "an object"
-	}
-	return "a " + k
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 const base58Alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

@@ -238,23 +238,24 @@ func TestImportKlyntarHubKey(t *testing.T) {
 
 func TestImportKlyntarErrors(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
-		{"not json", `DESC_MAX_LEN=200`, "klyntar: must be a JSON object"},
-		{"array", `[]`, "must be a JSON object"},
+		{"not json", `DESC_MAX_LEN=200`, "klyntar: json syntax: line 1, column 1"},
+		{"array", `[]`, "klyntar: must be a mapping, not a list"},
 		{"unknown key", `{"DESC_MAX_LEN": 10, "MAX_PAYLOAD_SIZE": 100}`, "MAX_PAYLOAD_SIZE: unknown KLYNTAR runner key"},
-		{"wrong type", `{"DESC_MAX_LEN": "200"}`, "DESC_MAX_LEN: must be a number, not a JSON string"},
+		{"wrong type", `{"DESC_MAX_LEN": "200"}`, "DESC_MAX_LEN: must be an integer, not a string"},
 		{"depth range", `{"REDIRECTION_DEPTH": 99}`, "REDIRECTION_DEPTH: must be from 0 to 16, got 99"},
 		{"desc zero", `{"DESC_MAX_LEN": 0}`, "DESC_MAX_LEN: must be at least 1"},
-		{"docker field", `{"DOCKER_CONFIGS": {"protocol": "http", "host": "h", "port": 1, "tls": true}}`, `DOCKER_CONFIGS: unknown field "tls"`},
+		{"docker field", `{"DOCKER_CONFIGS": {"protocol": "http", "host": "h", "port": 1, "tls": true}}`, `DOCKER_CONFIGS: tls: unknown field "tls"`},
 		{"docker port", `{"DOCKER_CONFIGS": {"protocol": "http", "host": "h", "port": 0}}`, "DOCKER_CONFIGS: port: must be from 1 to 65535"},
 		{"docker protocol", `{"DOCKER_CONFIGS": {"protocol": "ssh", "host": "h", "port": 22}}`, `DOCKER_CONFIGS: protocol: must be http or https, got "ssh"`},
-		{"hub value", `{"TRUSTED_HUBS": {"abc": 1}}`, `TRUSTED_HUBS: "abc": must be a JSON object`},
+		{"hub value", `{"TRUSTED_HUBS": {"abc": 1}}`, `TRUSTED_HUBS: "abc": must be a mapping, not a number`},
 		{"freeze", `{"PREFER_HOSTCHAINS": {"btc": {"MIN_FREEZE": -1}}}`, `PREFER_HOSTCHAINS: "btc".MIN_FREEZE: must be a number ≥ 0`},
 		{"netcap", `{"NETCAP": {"not a host": {}}}`, `NETCAP: "not a host": must be host:port`},
-		{"keywords type", `{"KEYWORDS": "defi"}`, "KEYWORDS: must be a list, not a JSON string"},
+		{"keywords type", `{"KEYWORDS": "defi"}`, "KEYWORDS: must be a list, not a string"},
+		{"null", `{"KEYWORDS": null}`, "KEYWORDS: must not be null"},
 		{"duplicate", `{"KEYWORDS": [], "KEYWORDS": []}`, "KEYWORDS: duplicate key"},
 		{"trailing", `{} {}`, "trailing data"},
 		{"truncated", `{"KEYWORDS": [`, "unexpected end of input"},
-		{"two problems", `{"DESC_MAX_LEN": "x", "REDIRECTION_DEPTH": -1}`, "DESC_MAX_LEN: must be a number, not a JSON string\nREDIRECTION_DEPTH: must be from 0 to 16, got -1"},
+		{"two problems", `{"DESC_MAX_LEN": "x", "REDIRECTION_DEPTH": -1}`, "DESC_MAX_LEN: must be an integer, not a string\nREDIRECTION_DEPTH: must be from 0 to 16, got -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ImportKlyntar([]byte(tc.in))
