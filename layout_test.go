@@ -1,10 +1,13 @@
 package andromeda_test
 
 import (
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,19 +25,10 @@ type pkgInfo struct {
 func scan(t *testing.T) map[string]*pkgInfo {
 	t.Helper()
 	pkgs := map[string]*pkgInfo{}
-	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != "." || d.Name() == "testdata" || p == "bench") {
-			return filepath.SkipDir
-		}
-		if d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
-			return nil
-		}
+	for _, p := range sourceFiles(t) {
 		f, err := parser.ParseFile(token.NewFileSet(), p, nil, parser.ImportsOnly|parser.ParseComments)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
 		dir := filepath.ToSlash(filepath.Dir(p))
 		info := pkgs[dir]
@@ -49,12 +43,63 @@ func scan(t *testing.T) map[string]*pkgInfo {
 			path, _ := strconv.Unquote(imp.Path.Value)
 			info.imports[path] = true
 		}
+	}
+	return pkgs
+}
+
+// sourceFiles lists the module's non-test Go files, slash-separated
+// relative paths, leaving out testdata, hidden directories and bench (a
+// module of its own). Files for every GOOS and GOARCH are included, so the
+// rules hold on every platform.
+func sourceFiles(t *testing.T) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != "." || d.Name() == "testdata" || p == "bench") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+			files = append(files, filepath.ToSlash(p))
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pkgs
+	return files
+}
+
+// std reports whether an import path is the standard library's: its first
+// element has no dot.
+func std(path string) bool { return !strings.Contains(strings.Split(path, "/")[0], ".") }
+
+// reach returns every package of this module that dir imports, directly or
+// not, each with the import chain that reaches it first ("sandbox/jail",
+// "archive", "sandbox/process"), by a breadth-first walk of pkgs.
+func reach(pkgs map[string]*pkgInfo, dir string) map[string][]string {
+	mod := andromeda.Module + "/"
+	chains := map[string][]string{dir: {dir}}
+	queue := []string{dir}
+	for len(queue) > 0 {
+		from := queue[0]
+		queue = queue[1:]
+		info := pkgs[from]
+		if info == nil {
+			continue
+		}
+		for _, imp := range slices.Sorted(maps.Keys(info.imports)) {
+			to, ok := strings.CutPrefix(imp, mod)
+			if !ok || chains[to] != nil {
+				continue
+			}
+			chains[to] = append(slices.Clone(chains[from]), to)
+			queue = append(queue, to)
+		}
+	}
+	return chains
 }
 
 // TestPackageDocs fails for a package without a package comment saying what
@@ -73,7 +118,6 @@ func TestImportRules(t *testing.T) {
 	pkgs := scan(t)
 	mod := andromeda.Module + "/"
 	internal := func(p string) bool { return strings.HasPrefix(p, mod) }
-	std := func(p string) bool { return !strings.Contains(strings.Split(p, "/")[0], ".") }
 	rules := []struct {
 		dir     string
 		allowed func(string) bool
@@ -98,19 +142,6 @@ func TestImportRules(t *testing.T) {
 			}
 		}
 	}
-	// The jail is a mechanism drivers use, never the other way round, and
-	// knows nothing of the node.
-	if info, ok := pkgs["sandbox/jail"]; !ok {
-		t.Errorf("package sandbox/jail not found")
-	} else {
-		for imp := range info.imports {
-			for _, no := range []string{"sandbox/process", "sandbox/wasm", "node", "server", "store"} {
-				if imp == mod+no || strings.HasPrefix(imp, mod+no+"/") {
-					t.Errorf("sandbox/jail imports %s; it must not (a jail knows no driver and nothing of the node)", imp)
-				}
-			}
-		}
-	}
 	for dir, info := range pkgs {
 		if strings.HasPrefix(dir, "sandbox") && info.imports[mod+"manifest"] {
 			t.Errorf("%s imports manifest: drivers get a sandbox.Spec from the node instead", dir)
@@ -121,4 +152,124 @@ func TestImportRules(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestJailImportsNoDriver: the jail is a mechanism drivers use, never the
+// other way round, and knows nothing of the node. No package it imports,
+// directly or not, is a driver (any package under sandbox/ but the jail's
+// own, so a new driver is covered the day it lands), the node, the server
+// or the store.
+func TestJailImportsNoDriver(t *testing.T) {
+	pkgs := scan(t)
+	if pkgs["sandbox/jail"] == nil {
+		t.Fatal("package sandbox/jail not found")
+	}
+	chains := reach(pkgs, "sandbox/jail")
+	for _, dir := range slices.Sorted(maps.Keys(chains)) {
+		chain := chains[dir]
+		rest, underSandbox := strings.CutPrefix(dir, "sandbox/")
+		driver := underSandbox && rest != "jail" && !strings.HasPrefix(rest, "jail/")
+		node := slices.ContainsFunc([]string{"node", "server", "store"}, func(no string) bool {
+			return dir == no || strings.HasPrefix(dir, no+"/")
+		})
+		if driver || node {
+			t.Errorf("%s: the jail must import no driver and nothing of the node", strings.Join(chain, " → "))
+		}
+	}
+}
+
+// apiLeaves are the packages besides the standard library that api may
+// import: each imports only the standard library.
+var apiLeaves = []string{"attest", "contract", "decision"}
+
+// TestAPIIsLight: a program that only talks to a node imports api, and gets
+// the standard library and three leaves with it, not the policy engine
+// (cel-go, antlr, protobuf) or the store. Each leaf imports only the
+// standard library, whether api imports it today or not.
+func TestAPIIsLight(t *testing.T) {
+	pkgs := scan(t)
+	mod := andromeda.Module + "/"
+	check := func(chain []string, allowed func(dir string) bool) {
+		info := pkgs[chain[len(chain)-1]]
+		if info == nil {
+			t.Errorf("package %s not found", strings.Join(chain, " → "))
+			return
+		}
+		for _, imp := range slices.Sorted(maps.Keys(info.imports)) {
+			dir, internal := strings.CutPrefix(imp, mod)
+			if std(imp) || internal && allowed(dir) {
+				continue
+			}
+			if internal {
+				imp = dir
+			}
+			t.Errorf("%s → %s: api may import only the standard library and %s, which import only the standard library",
+				strings.Join(chain, " → "), imp, strings.Join(apiLeaves, ", "))
+		}
+	}
+	check([]string{"api"}, func(dir string) bool { return slices.Contains(apiLeaves, dir) })
+	for _, leaf := range apiLeaves {
+		chain := []string{leaf}
+		if info := pkgs["api"]; info != nil && info.imports[mod+leaf] {
+			chain = []string{"api", leaf}
+		}
+		check(chain, func(string) bool { return false })
+	}
+}
+
+// strictByHand are the files that still decode strictly by hand, each with
+// why; the list only shrinks. contract and attest are standard-library-only
+// leaves, and strictdoc is not (it reads YAML too).
+var strictByHand = map[string]string{
+	"contract/contract.go": "guest output, in a leaf guests compile against",
+	"attest/file.go":       "the attestations file, in a standard-library-only leaf",
+	"server/server.go":     "request bodies; not yet moved to strictdoc",
+}
+
+// TestStrictDecodingInStrictdoc: every document is decoded strictly in one
+// place, package strictdoc, so the same mistake gets the same words
+// everywhere. No other non-test file asks encoding/json or the YAML package
+// for strictness itself (DisallowUnknownFields, KnownFields(true)).
+func TestStrictDecodingInStrictdoc(t *testing.T) {
+	found := map[string]bool{}
+	for _, p := range sourceFiles(t) {
+		if strings.HasPrefix(p, "strictdoc/") {
+			continue
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, p, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			// KnownFields(false) is the lax default; anything else may
+			// be true.
+			lax := len(call.Args) == 1 && isIdent(call.Args[0], "false")
+			if sel.Sel.Name == "DisallowUnknownFields" || sel.Sel.Name == "KnownFields" && !lax {
+				found[p] = true
+				if _, ok := strictByHand[p]; !ok {
+					t.Errorf("%s: %s decodes strictly by hand; use package strictdoc", fset.Position(call.Pos()), sel.Sel.Name)
+				}
+			}
+			return true
+		})
+	}
+	for p := range strictByHand {
+		if !found[p] {
+			t.Errorf("%s no longer decodes strictly by hand: remove it from strictByHand", p)
+		}
+	}
+}
+
+func isIdent(e ast.Expr, name string) bool {
+	id, ok := e.(*ast.Ident)
+	return ok && id.Name == name
 }
