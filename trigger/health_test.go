@@ -2,6 +2,7 @@ package trigger
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -125,25 +126,90 @@ func TestHealthDefaults(t *testing.T) {
 	}
 }
 
-// TestHealthConcurrent is for the race detector.
+// TestHealthConcurrent: Failure, Skip and State from many goroutines at
+// once lose no failure and show no torn state. Every Failure is counted
+// once; exactly the calls past the threshold report unhealthy; each
+// snapshot a reader takes is one the serial sequence passes through (its
+// backoff is the one its failure count gives, and neither goes back). Once
+// every goroutine ends on a Success, the service is healthy. None of this
+// needs -race to fail.
 func TestHealthConcurrent(t *testing.T) {
-	h := NewHealth(DefaultHealthConfig())
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Go(func() {
-			for i := range 1000 {
-				now := t0.Add(time.Duration(i) * time.Millisecond)
-				switch (g + i) % 4 {
-				case 0:
-					h.Success()
-				case 1, 2:
-					h.Failure(now)
+	const writers, readers, per, threshold = 4, 2, 5000, 3
+	// Without jitter the backoff is a function of the failure count, so a
+	// reader can check a snapshot against it.
+	b := Backoff{Base: time.Millisecond, Max: time.Hour}
+	h := NewHealth(HealthConfig{Threshold: threshold, Backoff: b})
+	delays := map[time.Duration]bool{}
+	for k := 1; k <= writers*per; k++ {
+		delays[b.NextDelay(k)] = true
+	}
+
+	var unhealthy atomic.Int64
+	var writing, reading sync.WaitGroup
+	done := make(chan struct{})
+	for range readers {
+		reading.Go(func() {
+			var last HealthState
+			for {
+				select {
+				case <-done:
+					return
 				default:
-					h.Skip(now)
-					h.State()
+				}
+				st := h.State()
+				want := HealthState{Healthy: st.Failures < threshold, Failures: st.Failures}
+				if !want.Healthy {
+					want.SkipUntil = t0.Add(b.NextDelay(st.Failures - threshold + 1))
+				}
+				if st != want || st.Failures < last.Failures || st.SkipUntil.Before(last.SkipUntil) {
+					t.Errorf("State() = %+v after %+v; want %+v, never going back", st, last, want)
+					return
+				}
+				last = st
+				skip, until := h.Skip(t0)
+				if skip != !until.IsZero() || skip && !delays[until.Sub(t0)] || !skip && last.Failures >= threshold {
+					t.Errorf("Skip(t0) = %v, %v after State() = %+v; want a backoff of %v after the threshold", skip, until, last, b)
+					return
 				}
 			}
 		})
 	}
-	wg.Wait()
+	for range writers {
+		writing.Go(func() {
+			for range per {
+				if h.Failure(t0) {
+					unhealthy.Add(1)
+				}
+			}
+		})
+	}
+	writing.Wait()
+	close(done)
+	reading.Wait()
+	const total = writers * per
+	want := HealthState{Failures: total, SkipUntil: t0.Add(b.NextDelay(total - threshold + 1))}
+	if st := h.State(); st != want {
+		t.Errorf("State() after %d concurrent Failures = %+v, want %+v", total, st, want)
+	}
+	if got := unhealthy.Load(); got != total-threshold+1 {
+		t.Errorf("%d of %d concurrent Failures reported unhealthy, want %d (all past the threshold of %d)", got, total, total-threshold+1, threshold)
+	}
+
+	// Failure and Success alternate in every goroutine, each ending on a
+	// Success: the last call of all is a Success, so the service is healthy.
+	for range writers {
+		writing.Go(func() {
+			for i := range per {
+				h.Failure(t0.Add(time.Duration(i) * time.Millisecond))
+				h.Success()
+			}
+		})
+	}
+	writing.Wait()
+	if st := h.State(); st != (HealthState{Healthy: true}) {
+		t.Errorf("State() after every goroutine ended on a Success = %+v, want healthy with no failures", st)
+	}
+	if skip, until := h.Skip(t0); skip || !until.IsZero() {
+		t.Errorf("Skip(t0) after Success = %v, %v; want false, zero", skip, until)
+	}
 }

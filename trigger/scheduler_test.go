@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -445,25 +446,105 @@ func TestStopWaits(t *testing.T) {
 	stop(t, s)
 }
 
-// TestConcurrentUse is for the race detector: everything at once.
+// TestConcurrentUse: eight goroutines each own a service and Set, query
+// and Remove it over and over while the scheduler fires. Each sees its own
+// service exactly as its last Set or Remove left it, whatever the others
+// do; afterwards the scheduler holds exactly the triggers of the last
+// Sets, each of them still fires, and every tick it counted reached the
+// callback. None of this needs -race to fail.
 func TestConcurrentUse(t *testing.T) {
-	s := NewScheduler(Config{}, func(Event) {})
+	const services, rounds = 8, 200
+	var calls atomic.Uint64
+	ticks := make(chan Event, 1024)
+	s := NewScheduler(Config{}, func(ev Event) {
+		calls.Add(1)
+		select {
+		case ticks <- ev:
+		default: // the test reads ticks only at the end
+		}
+	})
 	s.Start()
 	defer stop(t, s)
+	every := func(i int) time.Duration { return time.Duration(1+i%3) * time.Millisecond }
+	specs := func(i int) []Spec {
+		return []Spec{cronEvery(every(i)), {Kind: KindCron, Schedule: "* * * * * *"}, {Kind: KindManual}}
+	}
+	// own returns the entries of service name.
+	own := func(name string) []Entry {
+		var out []Entry
+		for _, e := range s.Entries() {
+			if e.Service == name {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
 	var wg sync.WaitGroup
-	for g := range 8 {
+	for g := range services {
 		wg.Go(func() {
 			name := string(rune('a' + g))
-			for i := range 200 {
-				_ = s.Set(name, []Spec{cronEvery(time.Duration(1+i%3) * time.Millisecond), {Kind: KindCron, Schedule: "* * * * * *"}})
-				_ = s.Next(name)
-				_ = s.Entries()
-				_ = s.Stats()
+			for i := range rounds {
+				if err := s.Set(name, specs(i)); err != nil {
+					t.Errorf("Set(%s) = %v", name, err)
+					return
+				}
+				if next := s.Next(name); len(next) != 3 || next[0].IsZero() || next[1].IsZero() || !next[2].IsZero() {
+					t.Errorf("Next(%s) after Set = %v, want two ticks and a zero for the manual trigger", name, next)
+					return
+				}
+				es := own(name)
+				if len(es) != 2 || es[0].Trigger != "triggers[0]" || es[0].Spec.Every != every(i) || es[1].Trigger != "triggers[1]" || es[1].Spec.Schedule != "* * * * * *" {
+					t.Errorf("Entries of %s after Set(every %v) = %+v", name, every(i), es)
+					return
+				}
 				if i%10 == 0 {
 					s.Remove(name)
+					if next, es := s.Next(name), own(name); next != nil || len(es) != 0 {
+						t.Errorf("after Remove(%s): Next = %v, entries %+v; want none", name, next, es)
+						return
+					}
 				}
 			}
 		})
 	}
 	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	settled := time.Now()
+
+	// The last Set of each service stands, and nothing else is queued.
+	es := s.Entries()
+	if len(es) != 2*services {
+		t.Fatalf("Entries() after the churn = %d entries, want %d: %+v", len(es), 2*services, es)
+	}
+	for i, e := range es {
+		if want := string(rune('a' + i/2)); e.Service != want || e.Trigger != Name(i%2) || i%2 == 0 && e.Spec.Every != every(rounds-1) {
+			t.Errorf("Entries()[%d] = %s %s %v, want %s %s as last Set", i, e.Service, e.Trigger, e.Spec, want, Name(i%2))
+		}
+	}
+	if st := s.Stats(); st.Scheduled != 2*services {
+		t.Errorf("Stats().Scheduled = %d, want %d", st.Scheduled, 2*services)
+	}
+	// Each service's interval trigger still fires.
+	pending := map[string]bool{}
+	for g := range services {
+		pending[string(rune('a'+g))] = true
+	}
+	deadline := time.After(5 * time.Second)
+	for len(pending) > 0 {
+		select {
+		case ev := <-ticks:
+			if ev.Trigger == "triggers[0]" && ev.At.After(settled) {
+				delete(pending, ev.Service)
+			}
+		case <-deadline:
+			t.Fatalf("no tick within 5s after the churn from %v", pending)
+		}
+	}
+	// Stop waits for the callbacks: each tick counted was delivered.
+	stop(t, s)
+	if st := s.Stats(); st.Fired != calls.Load() || st.Running != 0 {
+		t.Errorf("Stats() after Stop = fired %d, running %d; the callback ran %d times", st.Fired, st.Running, calls.Load())
+	}
 }
