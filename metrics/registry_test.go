@@ -9,11 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -176,6 +179,106 @@ func TestHotPathAllocs(t *testing.T) {
 		if a := testing.AllocsPerRun(100, f); a != 0 {
 			t.Errorf("%s allocates %v times per call, want 0", name, a)
 		}
+	}
+}
+
+// TestConcurrent: eight goroutines count invocations, as the node does for
+// concurrent runs, while others delete a series and scrape. Every scrape
+// is well formed, counters never go back from one scrape to the next, and
+// each histogram is consistent in itself; at the end the exposition is
+// byte for byte that of the same operations done one after another.
+func TestConcurrent(t *testing.T) {
+	const workers, per = 8, 2000
+	// Observations are multiples of 1/8 s, so float sums are exact in any
+	// order and the serial reference can be compared byte for byte.
+	work := func(cv *prometheus.CounterVec, hv *prometheus.HistogramVec, w, i int) {
+		service := fmt.Sprint("svc", w%2)
+		countInvocation(cv, hv, service, "ok", time.Duration(i%8)*time.Second/8)
+		if i%100 == 0 {
+			// A removed service's series go; the live ones stay.
+			cv.WithLabelValues("gone", "ok").Inc()
+			cv.DeletePartialMatch(prometheus.Labels{"service": "gone"})
+		}
+	}
+	own := func(r *Registry) string {
+		var b strings.Builder
+		for line := range strings.Lines(scrape(t, r, "").Body.String()) {
+			if strings.HasPrefix(line, "c_total") || strings.HasPrefix(line, "h_seconds") {
+				b.WriteString(line)
+			}
+		}
+		return b.String()
+	}
+
+	r := NewRegistry()
+	cv := r.NewCounterVec("c_total", "Help.", "service", "outcome")
+	hv := r.NewHistogramVec("h_seconds", "Help.", nil, "service")
+	var workersDone, scrapers sync.WaitGroup
+	done := make(chan struct{})
+	for range 2 {
+		scrapers.Go(func() {
+			last := 0.0
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				p := expfmt.NewTextParser(model.LegacyValidation)
+				fams, err := p.TextToMetricFamilies(strings.NewReader(scrape(t, r, "").Body.String()))
+				if err != nil {
+					t.Errorf("a scrape during the counting does not parse: %v", err)
+					return
+				}
+				total := 0.0
+				for _, m := range fams["c_total"].GetMetric() {
+					if m.GetLabel()[1].GetValue() != "gone" {
+						total += m.GetCounter().GetValue()
+					}
+				}
+				if total < last {
+					t.Errorf("c_total went back from %v to %v between two scrapes", last, total)
+					return
+				}
+				last = total
+				for _, m := range fams["h_seconds"].GetMetric() {
+					h, prev := m.GetHistogram(), uint64(0)
+					for _, b := range h.GetBucket() {
+						if b.GetCumulativeCount() < prev || b.GetCumulativeCount() > h.GetSampleCount() {
+							t.Errorf("h_seconds buckets are not cumulative within the count %d: %v", h.GetSampleCount(), h.GetBucket())
+							return
+						}
+						prev = b.GetCumulativeCount()
+					}
+				}
+			}
+		})
+	}
+	for w := range workers {
+		workersDone.Go(func() {
+			for i := range per {
+				work(cv, hv, w, i)
+			}
+		})
+	}
+	workersDone.Wait()
+	close(done)
+	scrapers.Wait()
+
+	ref := NewRegistry()
+	rcv := ref.NewCounterVec("c_total", "Help.", "service", "outcome")
+	rhv := ref.NewHistogramVec("h_seconds", "Help.", nil, "service")
+	for w := range workers {
+		for i := range per {
+			work(rcv, rhv, w, i)
+		}
+	}
+	got, want := own(r), own(ref)
+	if got != want {
+		t.Errorf("after %d concurrent invocations the exposition is\n%s\nwant, as counted one after another:\n%s", workers*per, got, want)
+	}
+	if line := fmt.Sprintf("c_total{outcome=\"ok\",service=\"svc0\"} %d\n", workers/2*per); !strings.Contains(got, line) {
+		t.Errorf("exposition lacks %q", line)
 	}
 }
 
