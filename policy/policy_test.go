@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -373,23 +374,59 @@ func TestReceipt(t *testing.T) {
 	}
 }
 
-// TestAdmitConcurrent: a Compiled is safe for concurrent use (run with
-// -race).
+// TestAdmitConcurrent: a Compiled is safe for concurrent use. Eight
+// goroutines admit every golden case at once, each with its own policy and
+// also against one shared policy, in a different order each; every
+// decision equals the one made serially before, and every goroutine made
+// all its decisions. This fails without -race too.
 func TestAdmitConcurrent(t *testing.T) {
-	c, sub, node := loadCase(t, "testdata/admit/every-setting-run.yaml")
-	want := c.Admit(sub, node)
+	names, err := filepath.Glob("testdata/admit/*.yaml")
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no golden cases: %v", err)
+	}
+	shared, _, _ := loadCase(t, "testdata/admit/every-setting-run.yaml")
+	type job struct {
+		name string
+		c    *Compiled
+		sub  Submission
+		node Node
+		want []byte // the serial decision, as JSON
+	}
+	var jobs []job
+	for _, name := range names {
+		c, sub, node := loadCase(t, name)
+		for _, j := range []job{{name: name, c: c}, {name: name + " against every-setting-run's policy", c: shared}} {
+			j.sub, j.node = sub, node
+			if j.want, err = json.Marshal(j.c.Admit(sub, node)); err != nil {
+				t.Fatal(err)
+			}
+			jobs = append(jobs, j)
+		}
+	}
+	const goroutines, rounds = 8, 5
+	decided := make([]int, goroutines)
 	var wg sync.WaitGroup
-	for range 8 {
+	for g := range goroutines {
 		wg.Go(func() {
-			for range 20 {
-				if got := c.Admit(sub, node); !equalJSON(t, got, want) {
-					t.Errorf("concurrent Admit decided differently")
-					return
+			for r := range rounds {
+				for _, i := range rand.New(rand.NewPCG(uint64(g), uint64(r))).Perm(len(jobs)) { // an order of its own
+					j := jobs[i]
+					got, err := json.Marshal(j.c.Admit(j.sub, j.node))
+					if err != nil || !bytes.Equal(got, j.want) {
+						t.Errorf("%s, admitted concurrently = %s, %v; want %s as decided serially", j.name, got, err, j.want)
+						return
+					}
+					decided[g]++
 				}
 			}
 		})
 	}
 	wg.Wait()
+	for g, n := range decided {
+		if n != rounds*len(jobs) {
+			t.Errorf("goroutine %d made %d decisions, want %d", g, n, rounds*len(jobs))
+		}
+	}
 }
 
 func TestAdmitDoesNotModify(t *testing.T) {
