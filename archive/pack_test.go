@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
-	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 	"io"
 	"net"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
 // makeDir builds a directory from specs: "file <content>", "exec <content>",

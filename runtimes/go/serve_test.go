@@ -204,7 +204,11 @@ func TestShutdownDeadline(t *testing.T) {
 	})
 	s.init()
 	s.send(`{"type":"invoke","id":"1","input":{}}`)
-	<-running // in flight: now shut down
+	select {
+	case <-running: // in flight: now shut down
+	case <-time.After(5 * time.Second):
+		t.Fatal("the invocation did not start in 5 s")
+	}
 	start := time.Now()
 	s.send(`{"type":"shutdown","id":"s","by":` + jsonInt(time.Now().Add(200*time.Millisecond).UnixMilli()) + `}`)
 	if m := s.recv(); m.ID != "1" || m.Error == nil || m.Error.Code != CodeCancelled {
