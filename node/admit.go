@@ -12,6 +12,7 @@ import (
 	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/policy"
+	"github.com/andromeda-runner/andromeda/server"
 )
 
 // KeyFile is the node key's file name inside the data dir: the ed25519 key
@@ -95,14 +96,15 @@ func (n *Node) receipt(pol *policy.Compiled, sub policy.Submission, d policy.Dec
 	return &r
 }
 
-// decisionError is the API error for a decision that is not run.
+// decisionError is the error for a decision that is not run: the
+// decision, with each failed rule as a problem.
 func decisionError(m *manifest.Service, d policy.Decision) error {
-	e := &api.Error{Status: 422, Decision: &d}
+	e := &server.Error{Kind: server.ErrRefused, Decision: &d}
 	switch d.Verdict {
 	case policy.Forward:
-		e.Message = fmt.Sprintf("admission: %s %s is not run here; policy forwards it to %s (redirect depth %d); forwarding arrives with clustering", m.Name, m.Version, d.Forward.Peer, d.Forward.Depth)
+		e.Msg = fmt.Sprintf("admission: %s %s is not run here; policy forwards it to %s (redirect depth %d); forwarding arrives with clustering", m.Name, m.Version, d.Forward.Peer, d.Forward.Depth)
 	default:
-		e.Message = fmt.Sprintf("admission: %s %s was rejected", m.Name, m.Version)
+		e.Msg = fmt.Sprintf("admission: %s %s was rejected", m.Name, m.Version)
 	}
 	for _, r := range d.Reasons {
 		if !r.OK {

@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/andromeda-runner/andromeda/api"
@@ -19,10 +17,10 @@ func (n *Node) depsTarget(ctx context.Context, p server.Principal, name string) 
 		return sandbox.Spec{}, err
 	}
 	if rec.Decision.Driver != string(manifest.DriverProcess) {
-		return sandbox.Spec{}, &api.Error{Status: http.StatusBadRequest, Message: fmt.Sprintf("service %s runs on driver %s; dependencies are managed for process services", name, rec.Decision.Driver)}
+		return sandbox.Spec{}, server.Errorf(server.ErrInvalid, "service %s runs on driver %s; dependencies are managed for process services", name, rec.Decision.Driver)
 	}
 	if n.process == nil {
-		return sandbox.Spec{}, &api.Error{Status: http.StatusConflict, Message: "the process driver is not available on this node"}
+		return sandbox.Spec{}, server.Errorf(server.ErrConflict, "the process driver is not available on this node")
 	}
 	m, err := previousManifest(rec)
 	if err != nil {
@@ -58,7 +56,7 @@ func (n *Node) AddDep(ctx context.Context, p server.Principal, name, pkg string)
 		return err
 	}
 	if err := n.process.AddDep(ctx, spec, pkg); err != nil {
-		return &api.Error{Status: http.StatusUnprocessableEntity, Message: err.Error()}
+		return server.Errorf(server.ErrUnusable, "%v", err)
 	}
 	n.log.Info("dependency added", logService, name, "package", pkg)
 	return nil
@@ -74,7 +72,7 @@ func (n *Node) RemoveDep(ctx context.Context, p server.Principal, name, pkg stri
 		return err
 	}
 	if err := n.process.RemoveDep(ctx, spec, pkg); err != nil {
-		return &api.Error{Status: http.StatusUnprocessableEntity, Message: err.Error()}
+		return server.Errorf(server.ErrUnusable, "%v", err)
 	}
 	n.log.Info("dependency removed", logService, name, "package", pkg)
 	return nil
@@ -82,7 +80,7 @@ func (n *Node) RemoveDep(ctx context.Context, p server.Principal, name, pkg stri
 
 func checkPackage(pkg string) error {
 	if strings.TrimSpace(pkg) == "" || len(pkg) > 512 || strings.ContainsAny(pkg, "\x00\n\r") {
-		return &api.Error{Status: http.StatusBadRequest, Message: "package: must be a package spec (name, name@version or name==version), at most 512 bytes"}
+		return server.Errorf(server.ErrInvalid, "package: must be a package spec (name, name@version or name==version), at most 512 bytes")
 	}
 	return nil
 }

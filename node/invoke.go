@@ -10,13 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"runtime/debug"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/server"
 	"github.com/andromeda-runner/andromeda/store"
 	"github.com/andromeda-runner/andromeda/trigger"
 )
@@ -33,26 +33,37 @@ func (n *Node) onTick(ev trigger.Event) {
 	n.invoke(n.ctx, d, ev)
 }
 
+// How long a caller is told to wait before trying again.
+const (
+	// retryBusy follows a firing skipped over its service's concurrency
+	// bound.
+	retryBusy = time.Second
+	// retryUnavailable follows work refused while the store cannot write,
+	// and a run the store did not record.
+	retryUnavailable = 5 * time.Second
+)
+
 // Fire implements server.Backend: run a service now and wait for the run.
-// A run the store did not acknowledge is an error (503), never a success;
-// a firing over the service's concurrency bound is recorded as skipped and
-// answered 429 with Retry-After.
+// A run the store did not acknowledge is an error (server.ErrUnavailable,
+// with the run), never a success; a firing over the service's concurrency
+// bound is recorded as skipped and returned as server.ErrBusy with the
+// skipped run. Both say when to retry.
 func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (api.Run, error) {
 	d := n.lookup(name)
 	if d == nil {
 		if _, err := n.store.Service(ctx, name); err != nil {
 			return api.Run{}, err
 		}
-		return api.Run{}, &api.Error{Status: http.StatusConflict, Message: fmt.Sprintf("service %s is registered but not deployed (see andromeda inspect %s)", name, name)}
+		return api.Run{}, server.Errorf(server.ErrConflict, "service %s is registered but not deployed (see andromeda inspect %s)", name, name)
 	}
 	if len(message) > 0 && !json.Valid(message) {
-		return api.Run{}, &api.Error{Status: http.StatusBadRequest, Message: "message: must be valid JSON"}
+		return api.Run{}, server.Errorf(server.ErrInvalid, "message: must be valid JSON")
 	}
 	if !d.manual {
-		return api.Run{}, &api.Error{Status: http.StatusConflict, Message: fmt.Sprintf("service %s has no manual trigger", name)}
+		return api.Run{}, server.Errorf(server.ErrConflict, "service %s has no manual trigger", name)
 	}
 	if err := n.gate.admit(workFire, name); err != nil {
-		return api.Run{}, &api.Error{Status: http.StatusServiceUnavailable, Message: err.Error(), RetryAfter: 5}
+		return api.Run{}, &server.Error{Kind: server.ErrUnavailable, Msg: err.Error(), RetryAfter: retryUnavailable}
 	}
 	ev := trigger.Event{Service: name, Trigger: d.manualName, Kind: trigger.KindManual, At: time.Now().UTC(), Message: message}
 	// A manual run is not abandoned when its caller hangs up: it finishes
@@ -76,10 +87,10 @@ func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (
 
 // invoke runs one invocation of d for ev, applies its state change, records
 // the run and returns it. Every failure of the service is data on the run;
-// the error is for a run the store could not record (503) and for one
-// skipped over the concurrency bound (429; the skip is recorded). A panic anywhere
-// on the way (driver, host functions, the node's own code) becomes the
-// run's outcome, never the node's end.
+// the error is for a run the store could not record (server.ErrUnavailable)
+// and for one skipped over the concurrency bound (server.ErrBusy; the skip
+// is recorded). A panic anywhere on the way (driver, host functions, the
+// node's own code) becomes the run's outcome, never the node's end.
 func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run api.Run, err error) {
 	n.runs.Add(1)
 	defer n.runs.Done()
@@ -120,7 +131,7 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run a
 		if run, err = n.finish(log, d, run, sandbox.Skipped, reason, nil, false); err != nil {
 			return run, err
 		}
-		return run, &api.Error{Status: http.StatusTooManyRequests, Message: reason, RetryAfter: 1, Run: &run}
+		return run, &server.Error{Kind: server.ErrBusy, Msg: reason, Run: &run, RetryAfter: retryBusy}
 	}
 
 	res, pending, failure := n.attempt(ctx, log, d, &run, ev)
@@ -285,7 +296,7 @@ func (n *Node) finish(log *slog.Logger, d *deployed, run api.Run, outcome sandbo
 	n.metrics.observe(d.name, run.Outcome, run.Duration)
 	if err := n.record(run); err != nil {
 		log.Error("run not recorded", logOutcome, run.Outcome, logErr, err)
-		return run, &api.Error{Status: http.StatusServiceUnavailable, Message: fmt.Sprintf("run %s ended %s but the store did not record it: %v", run.ID, run.Outcome, err), RetryAfter: 5, Run: &run}
+		return run, &server.Error{Kind: server.ErrUnavailable, Msg: fmt.Sprintf("run %s ended %s but the store did not record it: %v", run.ID, run.Outcome, err), Run: &run, RetryAfter: retryUnavailable}
 	}
 	if pending {
 		n.dropPending(log, d.name, run.ID)

@@ -400,7 +400,7 @@ func (n *Node) CreateToken(ctx context.Context, name, role string) (api.Token, e
 		problems = append(problems, "role: must be submitter or operator")
 	}
 	if len(problems) > 0 {
-		return api.Token{}, &api.Error{Status: http.StatusBadRequest, Message: "invalid token request", Problems: problems}
+		return api.Token{}, &server.Error{Kind: server.ErrInvalid, Msg: "invalid token request", Problems: problems}
 	}
 	t := api.Token{Name: name, Role: role, Secret: newSecret(), Created: time.Now().UTC()}
 	if err := n.store.PutToken(ctx, tokenHash(t.Secret), t); err != nil {

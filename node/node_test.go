@@ -21,6 +21,8 @@ import (
 	"github.com/andromeda-runner/andromeda/node"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
+	"github.com/andromeda-runner/andromeda/server"
+	"github.com/andromeda-runner/andromeda/store"
 )
 
 // built holds the examples compiled once per test binary.
@@ -301,6 +303,48 @@ func TestAuth(t *testing.T) {
 		// greeter is alice's: open metrics count it without its name.
 		if p == "/metrics" && (!strings.Contains(string(body), `andromeda_invocations_total{outcome="ok",service="_submitter"} 1`) || strings.Contains(string(body), "greeter")) {
 			t.Fatalf("metrics lack the invocation count, or name a submitter's service:\n%s", body)
+		}
+	}
+}
+
+// TestErrorKinds: the node says what kind of error it met, never an HTTP
+// status; the server maps the kind (see server/errors.go).
+func TestErrorKinds(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t)
+	alice := server.Principal{Name: "alice", Role: api.RoleSubmitter}
+	bob := server.Principal{Name: "bob", Role: api.RoleSubmitter}
+	dir := example(t, "greeter")
+	if _, err := n.Submit(ctx, alice, bytes.NewReader(pack(t, dir)), api.SubmitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "NOTES"), []byte("changed, same version\n"), 0o644)
+	changed := pack(t, dir)
+	_, tokenErr := n.CreateToken(ctx, "Not A Name", "root")
+	var withProblems *server.Error
+	if !errors.As(tokenErr, &withProblems) || len(withProblems.Problems) != 2 {
+		t.Errorf("CreateToken(bad name, bad role) = %#v, want a *server.Error with two problems", tokenErr)
+	}
+	_, notFound := n.Fire(ctx, "nope", nil)
+	_, badMessage := n.Fire(ctx, "greeter", json.RawMessage(`{"name":`))
+	_, emptyBody := n.Submit(ctx, alice, bytes.NewReader(nil), api.SubmitOptions{})
+	_, notYours := n.Submit(ctx, bob, bytes.NewReader(changed), api.SubmitOptions{})
+	_, sameVersion := n.Submit(ctx, alice, bytes.NewReader(changed), api.SubmitOptions{})
+	for _, tc := range []struct {
+		name      string
+		err, kind error
+	}{
+		{"fire an unknown service", notFound, store.ErrNotFound},
+		{"fire with a message that is not JSON", badMessage, server.ErrInvalid},
+		{"submit an empty body", emptyBody, server.ErrInvalid},
+		{"token request with bad fields", tokenErr, server.ErrInvalid},
+		{"add a malformed package", n.AddDep(ctx, alice, "greeter", " "), server.ErrInvalid},
+		{"add a package to a wasm service", n.AddDep(ctx, alice, "greeter", "left-pad"), server.ErrInvalid},
+		{"replace another's service", notYours, server.ErrForbidden},
+		{"change a version's content", sameVersion, server.ErrConflict},
+	} {
+		if !errors.Is(tc.err, tc.kind) {
+			t.Errorf("%s: %v, want %v", tc.name, tc.err, tc.kind)
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,7 +67,7 @@ func (n *Node) Submit(ctx context.Context, p server.Principal, body io.Reader, o
 		return api.SubmitResult{}, err
 	}
 	if len(data) == 0 {
-		return api.SubmitResult{}, &api.Error{Status: http.StatusBadRequest, Message: "empty body: send the service as a tar.gz archive (andromeda submit DIR)"}
+		return api.SubmitResult{}, server.Errorf(server.ErrInvalid, "empty body: send the service as a tar.gz archive (andromeda submit DIR)")
 	}
 	n.submitMu.Lock()
 	defer n.submitMu.Unlock()
@@ -87,7 +86,7 @@ func (n *Node) SubmitSource(ctx context.Context, p server.Principal, manifestJSO
 		return api.SubmitResult{}, err
 	}
 	if m.Source.Location == "" {
-		return api.SubmitResult{}, &api.Error{Status: http.StatusBadRequest, Message: "source.location: required when submitting a manifest without an archive"}
+		return api.SubmitResult{}, server.Errorf(server.ErrInvalid, "source.location: required when submitting a manifest without an archive")
 	}
 	n.submitMu.Lock()
 	defer n.submitMu.Unlock()
@@ -108,7 +107,7 @@ func (n *Node) SubmitSource(ctx context.Context, p server.Principal, manifestJSO
 	n.log.Info("fetching service source", logService, m.Name, "location", m.Source.Location)
 	data, err := source.Fetch(ctx, n.httpClient(), m.Source.Location, m.Source.Digest, lim, pol.Policy().AllowedSources)
 	if err != nil {
-		return api.SubmitResult{}, &api.Error{Status: http.StatusUnprocessableEntity, Message: err.Error()}
+		return api.SubmitResult{}, server.Errorf(server.ErrUnusable, "%v", err)
 	}
 	return n.submitArchive(ctx, p, data, o, m)
 }
@@ -131,7 +130,7 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 		return api.SubmitResult{}, err
 	}
 	if want != nil && (m.Name != want.Name || m.Version != want.Version) {
-		return api.SubmitResult{}, &api.Error{Status: http.StatusUnprocessableEntity, Message: fmt.Sprintf("source: the fetched archive holds %s %s, not %s %s", m.Name, m.Version, want.Name, want.Version)}
+		return api.SubmitResult{}, server.Errorf(server.ErrUnusable, "source: the fetched archive holds %s %s, not %s %s", m.Name, m.Version, want.Name, want.Version)
 	}
 	prev, err := n.store.Service(ctx, m.Name)
 	exists := err == nil
@@ -139,10 +138,10 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 		return api.SubmitResult{}, err
 	}
 	if exists && !p.Operator() && prev.Owner != p.Name {
-		return api.SubmitResult{}, &api.Error{Status: http.StatusForbidden, Message: fmt.Sprintf("service %s belongs to %s; only its owner or the operator may replace it", m.Name, prev.Owner)}
+		return api.SubmitResult{}, server.Errorf(server.ErrForbidden, "service %s belongs to %s; only its owner or the operator may replace it", m.Name, prev.Owner)
 	}
 	if exists && prev.Version == m.Version && prev.Digest != info.Digest {
-		return api.SubmitResult{}, &api.Error{Status: http.StatusConflict, Message: fmt.Sprintf("version: %s %s is already registered with digest %s; a changed service needs a new version", m.Name, m.Version, prev.Digest)}
+		return api.SubmitResult{}, server.Errorf(server.ErrConflict, "version: %s %s is already registered with digest %s; a changed service needs a new version", m.Name, m.Version, prev.Digest)
 	}
 	if exists && prev.Digest == info.Digest && n.lookup(m.Name) != nil {
 		return api.SubmitResult{Service: n.view(prev), Unchanged: true}, nil
@@ -201,7 +200,7 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	d, err := n.prepare(ctx, rec, m, final)
 	if err != nil {
 		removeServiceDir(final)
-		return api.SubmitResult{}, &api.Error{Status: http.StatusUnprocessableEntity, Message: err.Error()}
+		return api.SubmitResult{}, server.Errorf(server.ErrUnusable, "%v", err)
 	}
 	if err := n.store.PutService(ctx, rec); err != nil {
 		n.stopDeployment(d)
@@ -471,7 +470,8 @@ func (n *Node) Services(ctx context.Context, p server.Principal) ([]api.Service,
 }
 
 // Service implements server.Backend. A submitter asking for another's
-// service gets 404, not 403, so names do not leak.
+// service is told it is not found, not that it is forbidden, so names do
+// not leak.
 func (n *Node) Service(ctx context.Context, p server.Principal, name string) (api.Service, error) {
 	rec, err := n.store.Service(ctx, name)
 	if err != nil {

@@ -8,8 +8,6 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
-	"fmt"
 	"io"
 	"log"
 	"net"
@@ -17,8 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/andromeda-runner/andromeda/api"
 )
 
 const (
@@ -173,15 +169,6 @@ func (l *limitListener) refuse(c net.Conn, answer []byte) {
 		// a reset.
 		io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 	}()
-}
-
-// refusalResponse is the whole HTTP/1.1 answer carrying e, as writeError
-// would send it.
-func refusalResponse(e *api.Error) []byte {
-	body, _ := json.MarshalIndent(e, "", "  ")
-	body = append(body, '\n')
-	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nRetry-After: %d\r\nConnection: close\r\n\r\n%s",
-		e.Status, http.StatusText(e.Status), len(body), e.RetryAfter, body)
 }
 
 // remoteIP is the IP address c comes from (its whole remote address when it

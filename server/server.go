@@ -1,6 +1,7 @@
 // Package server is the node's HTTP face: routing, bearer-token auth with the
-// operator and submitter roles, the mapping of errors to HTTP status (in one
-// place, errors.go), health and metrics endpoints. It holds no state of its
+// operator and submitter roles, the kinds of error a Backend returns and
+// their mapping to HTTP status and problem details (in one place,
+// errors.go), health and metrics endpoints. It holds no state of its
 // own: every request is answered by a Backend, which the node implements.
 package server
 
@@ -33,6 +34,8 @@ func (p Principal) Operator() bool { return p.Role == api.RoleOperator }
 // Backend answers the API. The node implements it; every method is safe for
 // concurrent use. Methods that act for a caller receive its Principal and
 // enforce ownership themselves (a submitter sees only its own services).
+// Their errors say what kind of error they are (ErrInvalid, ErrConflict, …,
+// store.ErrNotFound), never an HTTP status.
 type Backend interface {
 	Authenticate(ctx context.Context, token string) (Principal, error)
 	Submit(ctx context.Context, p Principal, archive io.Reader, o api.SubmitOptions) (api.SubmitResult, error)
@@ -191,7 +194,7 @@ func (s *Server) routes() {
 		s.mux.HandleFunc("POST /service", s.seedService)
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &api.Error{Status: http.StatusNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 }
 
@@ -203,17 +206,17 @@ func (s *Server) handle(pattern, role string, h func(w http.ResponseWriter, r *h
 		token, ok := bearer(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="andromeda"`)
-			writeError(w, &api.Error{Status: http.StatusUnauthorized, Message: "missing bearer token: send Authorization: Bearer <token>"})
+			s.fail(w, r, Errorf(errUnauthenticated, "missing bearer token: send Authorization: Bearer <token>"))
 			return
 		}
 		p, err := s.b.Authenticate(r.Context(), token)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="andromeda", error="invalid_token"`)
-			writeError(w, &api.Error{Status: http.StatusUnauthorized, Message: "invalid token"})
+			s.fail(w, r, Errorf(errUnauthenticated, "invalid token"))
 			return
 		}
 		if role != "" && p.Role != role {
-			writeError(w, &api.Error{Status: http.StatusForbidden, Message: "this endpoint needs the " + role + " role; token " + p.Name + " is " + p.Role})
+			s.fail(w, r, Errorf(ErrForbidden, "this endpoint needs the %s role; token %s is %s", role, p.Name, p.Role))
 			return
 		}
 		h(w, r, p)
@@ -293,7 +296,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p Principal) {
 	case ct == "", strings.HasPrefix(ct, "application/gzip"), strings.HasPrefix(ct, "application/x-gzip"), strings.HasPrefix(ct, "application/octet-stream"):
 		res, err = s.b.Submit(r.Context(), p, http.MaxBytesReader(w, upload, s.cfg.MaxArchiveBytes), opts)
 	default:
-		writeError(w, &api.Error{Status: http.StatusUnsupportedMediaType, Message: "body must be a tar.gz archive (Content-Type application/gzip) or a manifest with source.location (application/json), got " + ct})
+		s.fail(w, r, Errorf(errMediaType, "body must be a tar.gz archive (Content-Type application/gzip) or a manifest with source.location (application/json), got %s", ct))
 		return
 	}
 	if err != nil {
@@ -312,11 +315,11 @@ func submitOptions(r *http.Request) (api.SubmitOptions, error) {
 	var o api.SubmitOptions
 	var err error
 	if o.Attestations, err = attest.DecodeHeader(r.Header.Get(attest.HeaderName)); err != nil {
-		return o, &api.Error{Status: http.StatusBadRequest, Message: err.Error()}
+		return o, Errorf(ErrInvalid, "%v", err)
 	}
 	if h := r.Header.Get(policy.OriginHeader); h != "" {
 		if o.Origin, err = policy.ParseOriginClaim(h); err != nil {
-			return o, &api.Error{Status: http.StatusBadRequest, Message: policy.OriginHeader + " header: " + err.Error()}
+			return o, Errorf(ErrInvalid, "%s header: %v", policy.OriginHeader, err)
 		}
 	}
 	return o, nil
@@ -331,13 +334,15 @@ func (s *Server) seedService(w http.ResponseWriter, r *http.Request) {
 	if token, ok := bearer(r); ok || !s.cfg.SeedAnonymous {
 		var err error
 		if p, err = s.b.Authenticate(r.Context(), token); err != nil || !ok {
-			seedAnswer(w, http.StatusUnauthorized, "a submitter token is required")
+			e := toAPIError(Errorf(errUnauthenticated, "a submitter token is required"))
+			seedAnswer(w, e.Status, e.Message)
 			return
 		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes))
 	if err != nil {
-		seedAnswer(w, toAPIError(err).Status, toAPIError(err).Message)
+		e := toAPIError(err)
+		seedAnswer(w, e.Status, e.Message)
 		return
 	}
 	opts, err := submitOptions(r)
@@ -443,9 +448,9 @@ func (s *Server) fire(w http.ResponseWriter, r *http.Request, p Principal) {
 // runs answers GET /v1/runs and /v1/services/{name}/runs with one page,
 // {"runs": [...], "next": "..."}; next is absent on the last page.
 func (s *Server) runs(w http.ResponseWriter, r *http.Request, p Principal) {
-	q, bad := runQuery(r)
-	if bad != nil {
-		writeError(w, bad)
+	q, err := runQuery(r)
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	list, err := s.b.Runs(r.Context(), p, r.PathValue("name"), q)
@@ -461,9 +466,9 @@ func (s *Server) runs(w http.ResponseWriter, r *http.Request, p Principal) {
 
 // runQuery reads a run listing's query parameters: limit, cursor, since
 // and until.
-func runQuery(r *http.Request) (api.RunQuery, *api.Error) {
-	bad := func(msg string) (api.RunQuery, *api.Error) {
-		return api.RunQuery{}, &api.Error{Status: http.StatusBadRequest, Message: msg}
+func runQuery(r *http.Request) (api.RunQuery, error) {
+	bad := func(msg string) (api.RunQuery, error) {
+		return api.RunQuery{}, Errorf(ErrInvalid, "%s", msg)
 	}
 	v := r.URL.Query()
 	var q api.RunQuery
@@ -532,11 +537,11 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional 
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, &api.Error{Status: http.StatusBadRequest, Message: "request body: " + jsonProblem(err)})
+		s.fail(w, r, Errorf(ErrInvalid, "request body: %s", jsonProblem(err)))
 		return false
 	}
 	if dec.More() {
-		writeError(w, &api.Error{Status: http.StatusBadRequest, Message: "request body: trailing data after the JSON object"})
+		s.fail(w, r, Errorf(ErrInvalid, "request body: trailing data after the JSON object"))
 		return false
 	}
 	return true

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
@@ -136,17 +137,30 @@ func TestErrorMapping(t *testing.T) {
 		{&archive.Error{Rule: "not gzip", Kind: archive.ErrFormat}, 400},
 		{manifest.ErrNoManifest, 400},
 		{fmt.Errorf("x: %w", store.ErrNotFound), 404},
-		{&api.Error{Status: 409, Message: "version"}, 409},
+		{Errorf(ErrInvalid, "message: must be valid JSON"), 400},
+		{Errorf(ErrForbidden, "service s belongs to bob"), 403},
+		{Errorf(ErrConflict, "version"), 409},
+		{fmt.Errorf("deploy: %w", ErrConflict), 409},
+		{Errorf(ErrRefused, "admission: s 1 was rejected"), 422},
+		{Errorf(ErrUnusable, "source: fetch"), 422},
+		{&Error{Kind: ErrBusy, Msg: "skipped", RetryAfter: time.Second}, 429},
+		{&Error{Kind: ErrUnavailable, Msg: "not recorded", RetryAfter: 5 * time.Second}, 503},
+		{&Error{Kind: errors.New("a kind of no one's"), Msg: "odd"}, 500},
 		{context.DeadlineExceeded, 504},
 		{errors.New("disk on fire"), 500},
 	} {
-		if got := toAPIError(tc.err); got.Status != tc.status {
-			t.Errorf("toAPIError(%v) = %d, want %d", tc.err, got.Status, tc.status)
+		got := toAPIError(tc.err)
+		if got.Status != tc.status || got.Message != tc.err.Error() && tc.status != 400 {
+			t.Errorf("toAPIError(%v) = %d %q, want %d %q", tc.err, got.Status, got.Message, tc.status, tc.err.Error())
 		}
 	}
 	e := toAPIError(manifest.Errors{{Path: "a", Rule: "x"}, {Path: "b", Rule: "y"}})
 	if len(e.Problems) != 2 || e.Problems[0] != "a: x" {
 		t.Fatalf("problems = %q", e.Problems)
+	}
+	// Retry-After is whole seconds, rounded up.
+	if e := toAPIError(&Error{Kind: ErrBusy, RetryAfter: 1500 * time.Millisecond}); e.RetryAfter != 2 {
+		t.Fatalf("RetryAfter 1.5s = %d s, want 2", e.RetryAfter)
 	}
 }
 
