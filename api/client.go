@@ -52,7 +52,7 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", "application/json, application/problem+json")
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
@@ -67,9 +67,11 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		e := &Error{Status: resp.StatusCode}
+		// A problem details body (application/problem+json) as the node
+		// sends; anything else (a proxy's page, plain text) is the detail.
+		e := &Error{}
 		if json.Unmarshal(data, e) != nil || e.Message == "" {
-			e.Message = strings.TrimSpace(string(data))
+			e = &Error{Message: strings.TrimSpace(string(data))}
 			if e.Message == "" {
 				e.Message = resp.Status
 			}

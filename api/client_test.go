@@ -9,27 +9,39 @@ import (
 	"time"
 )
 
-// TestClientErrors: an error answer becomes an *Error with the status, the
-// message, the run it is about and Retry-After; a body that is not an
-// error object still gives its text.
+// TestClientErrors: a problem details answer becomes an *Error with the
+// status, the detail as its message, the run it is about and Retry-After; a
+// body that is not problem details still gives its text.
 func TestClientErrors(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer tok" {
 			http.Error(w, "no token", http.StatusUnauthorized)
 			return
 		}
-		w.Header().Set("Retry-After", "3")
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusTooManyRequests)
-		w.Write([]byte(`{"status":429,"error":"skipped: concurrency limit reached","run":{"id":"r1","service":"s","outcome":"skipped"}}`))
+		switch r.URL.Path {
+		case "/v1/services/s/fire":
+			w.Header().Set("Retry-After", "3")
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			w.Write([]byte(`{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"skipped: concurrency limit reached","run":{"id":"r1","service":"s","outcome":"skipped"}}`))
+		default:
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"type":"about:blank","title":"Bad Request","status":400,"detail":"invalid token request","problems":["name: must match [a-z0-9][a-z0-9-]{0,62}","role: must be submitter or operator"]}`))
+		}
 	}))
 	defer srv.Close()
 	ctx := context.Background()
 
 	_, err := NewClient(srv.URL, "tok").Fire(ctx, "s", nil)
 	var e *Error
-	if !errors.As(err, &e) || e.Status != 429 || e.RetryAfter != 3 || e.Run == nil || e.Run.ID != "r1" || e.Message == "" {
+	if !errors.As(err, &e) || e.Status != 429 || e.Title != "Too Many Requests" || e.RetryAfter != 3 || e.Run == nil || e.Run.ID != "r1" || e.Error() != "skipped: concurrency limit reached" {
 		t.Fatalf("429 answer = %#v", err)
+	}
+	// The error reads as the CLI prints it: the detail, then a problem a line.
+	_, err = NewClient(srv.URL, "tok").CreateToken(ctx, "X", "root")
+	if want := "invalid token request\n  name: must match [a-z0-9][a-z0-9-]{0,62}\n  role: must be submitter or operator"; err == nil || err.Error() != want {
+		t.Fatalf("400 answer = %v, want %q", err, want)
 	}
 	_, err = NewClient(srv.URL, "wrong").Fire(ctx, "s", nil)
 	if !errors.As(err, &e) || e.Status != 401 || e.Message != "no token" {

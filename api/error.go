@@ -1,9 +1,17 @@
 package api
 
-// Error is the body of every 4xx and 5xx answer.
+// Error is the body of every 4xx and 5xx answer: an RFC 9457 problem
+// details object, sent as application/problem+json, with members of its own
+// for what the error is about. The client returns it as the error of a
+// call that was answered with one.
 type Error struct {
-	Status   int      `json:"status"`
-	Message  string   `json:"error"`
+	// Type is "about:blank": the status says what kind of problem it is.
+	Type string `json:"type"`
+	// Title is the status's text, e.g. "Not Found".
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	// Message is the problem's detail: what went wrong, for a person.
+	Message  string   `json:"detail"`
 	Problems []string `json:"problems,omitempty"` // one line per field problem
 	// Decision is the admission decision, when admission refused.
 	Decision *Decision `json:"decision,omitempty"`
@@ -16,6 +24,7 @@ type Error struct {
 	RetryAfter int `json:"-"`
 }
 
+// Error is the detail, then one problem a line.
 func (e *Error) Error() string {
 	if len(e.Problems) == 0 {
 		return e.Message

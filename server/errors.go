@@ -126,8 +126,8 @@ var (
 	errBusyAddr = &Error{Kind: ErrBusy, Msg: "your address has as many connections open as the node allows; close one or retry later", RetryAfter: time.Second}
 )
 
-// toAPIError maps an error to its HTTP status and body. This is the one
-// place where errors become status codes.
+// toAPIError maps an error to the problem details answered for it. This is
+// the one place where errors become status codes.
 func toAPIError(err error) *api.Error {
 	if status := statusOf(err); status != 0 {
 		p := problem(status, err.Error())
@@ -174,13 +174,19 @@ func toAPIError(err error) *api.Error {
 // statusClientClosed is nginx's 499: the client hung up before the answer.
 const statusClientClosed = 499
 
-// problem is the error body for status with detail as its message.
+// problem is an RFC 9457 problem details object without a type of its own:
+// the status says what kind of problem it is, the title is the status's
+// text, the detail is the error's text.
 func problem(status int, detail string) *api.Error {
-	return &api.Error{Status: status, Message: detail}
+	title := http.StatusText(status)
+	if status == statusClientClosed {
+		title = "Client Closed Request"
+	}
+	return &api.Error{Type: "about:blank", Title: title, Status: status, Message: detail}
 }
 
 // problemType is the media type of every error body.
-const problemType = "application/json"
+const problemType = "application/problem+json"
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := toAPIError(err)

@@ -368,8 +368,8 @@ func openIdle(t *testing.T, addr string, local net.Addr) net.Conn {
 	return c
 }
 
-// refused checks that a new connection is answered status with Retry-After
-// and closed.
+// refused checks that a new connection is answered status with Retry-After,
+// as problem details, and closed.
 func refused(t *testing.T, addr string, status int) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -387,6 +387,9 @@ func refused(t *testing.T, addr string, status int) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != status || resp.Header.Get("Retry-After") == "" || !resp.Close || !strings.Contains(string(body), `"status": `+fmt.Sprint(status)) {
 		t.Fatalf("over the limit: %s Retry-After %q close %v %s; want %d with Retry-After, closed", resp.Status, resp.Header.Get("Retry-After"), resp.Close, body, status)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" || !strings.Contains(string(body), `"title": "`+http.StatusText(status)+`"`) {
+		t.Fatalf("over the limit: Content-Type %q, body %s; want problem details", ct, body)
 	}
 	if n, err := br.Read(make([]byte, 1)); n != 0 || err == nil {
 		t.Fatalf("over the limit: connection still open after the answer")

@@ -22,6 +22,7 @@ import (
 // exercised end to end in package node.
 type fakeBackend struct {
 	submitErr error
+	fireErr   error
 	fired     json.RawMessage
 }
 
@@ -58,6 +59,9 @@ func (f *fakeBackend) Service(ctx context.Context, p Principal, name string) (ap
 func (f *fakeBackend) Remove(ctx context.Context, name string) error { return nil }
 func (f *fakeBackend) Fire(ctx context.Context, name string, m json.RawMessage) (api.Run, error) {
 	f.fired = m
+	if f.fireErr != nil {
+		return api.Run{}, f.fireErr
+	}
 	return api.Run{ID: "r1", Service: name, Outcome: "ok"}, nil
 }
 func (f *fakeBackend) Runs(ctx context.Context, p Principal, s string, q api.RunQuery) (api.RunList, error) {
@@ -161,6 +165,85 @@ func TestErrorMapping(t *testing.T) {
 	// Retry-After is whole seconds, rounded up.
 	if e := toAPIError(&Error{Kind: ErrBusy, RetryAfter: 1500 * time.Millisecond}); e.RetryAfter != 2 {
 		t.Fatalf("RetryAfter 1.5s = %d s, want 2", e.RetryAfter)
+	}
+}
+
+// TestProblemDetails: every error answer is an RFC 9457 problem details
+// object, with the members of its own that the error carries.
+func TestProblemDetails(t *testing.T) {
+	refusal := &Error{
+		Kind: ErrRefused, Msg: "admission: s 1.0.0 was rejected",
+		Decision: &api.Decision{Verdict: "reject", Reasons: []api.Reason{{Rule: "network", Detail: "cannot grant network any"}}},
+		Problems: []string{"network: cannot grant network any"},
+	}
+	skipped := &Error{Kind: ErrBusy, Msg: "skipped: concurrency limit reached", Run: &api.Run{ID: "r1", Service: "s", Outcome: "skipped"}, RetryAfter: time.Second}
+	for _, tc := range []struct {
+		name, method, path, token, ctype, body string
+		fb                                     fakeBackend
+		status                                 int
+		title, detail, retryAfter              string
+		check                                  func(e map[string]json.RawMessage) bool
+	}{
+		{name: "not found", method: "GET", path: "/v1/services/nope", token: "sub",
+			status: 404, title: "Not Found", detail: `service "nope": not found`},
+		{name: "no endpoint", method: "GET", path: "/v2/x",
+			status: 404, title: "Not Found", detail: "no such endpoint: GET /v2/x"},
+		{name: "refused with decision", method: "POST", path: "/v1/services", token: "sub", ctype: "application/gzip", body: "x",
+			fb:     fakeBackend{submitErr: refusal},
+			status: 422, title: "Unprocessable Entity", detail: refusal.Msg,
+			check: func(e map[string]json.RawMessage) bool {
+				return strings.Contains(string(e["decision"]), `"verdict": "reject"`) && strings.Contains(string(e["problems"]), "network: cannot grant")
+			}},
+		{name: "skipped with run", method: "POST", path: "/v1/services/s/fire", token: "op",
+			fb:     fakeBackend{fireErr: skipped},
+			status: 429, title: "Too Many Requests", detail: skipped.Msg, retryAfter: "1",
+			check: func(e map[string]json.RawMessage) bool {
+				var run api.Run
+				return json.Unmarshal(e["run"], &run) == nil && run.ID == "r1" && run.Outcome == "skipped"
+			}},
+		{name: "invalid manifest with problems", method: "POST", path: "/v1/services", token: "sub", ctype: "application/gzip", body: "x",
+			fb:     fakeBackend{submitErr: manifest.Errors{{Path: "name", Rule: "required"}, {Path: "triggers[0].every", Rule: "must be a duration"}}},
+			status: 400, title: "Bad Request", detail: "invalid manifest",
+			check: func(e map[string]json.RawMessage) bool {
+				var p []string
+				return json.Unmarshal(e["problems"], &p) == nil && len(p) == 2 && p[0] == "name: required"
+			}},
+		{name: "missing token", method: "GET", path: "/v1/services",
+			status: 401, title: "Unauthorized", detail: "missing bearer token: send Authorization: Bearer <token>"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(&tc.fb, Config{}, nil)
+			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			if tc.ctype != "" {
+				req.Header.Set("Content-Type", tc.ctype)
+			}
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, req)
+			if ct := w.Header().Get("Content-Type"); w.Code != tc.status || ct != "application/problem+json" {
+				t.Fatalf("%s %s = %d %s, want %d application/problem+json", tc.method, tc.path, w.Code, ct, tc.status)
+			}
+			if got := w.Header().Get("Retry-After"); got != tc.retryAfter {
+				t.Errorf("Retry-After = %q, want %q", got, tc.retryAfter)
+			}
+			var e map[string]json.RawMessage
+			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil {
+				t.Fatalf("body %s: %v", w.Body, err)
+			}
+			var p api.Error
+			json.Unmarshal(w.Body.Bytes(), &p)
+			if p.Type != "about:blank" || p.Title != tc.title || p.Status != tc.status || p.Message != tc.detail {
+				t.Errorf("problem = type %q title %q status %d detail %q; want about:blank %q %d %q", p.Type, p.Title, p.Status, p.Message, tc.title, tc.status, tc.detail)
+			}
+			if _, old := e["error"]; old {
+				t.Errorf("body still has the old error member: %s", w.Body)
+			}
+			if tc.check != nil && !tc.check(e) {
+				t.Errorf("extension members missing or wrong: %s", w.Body)
+			}
+		})
 	}
 }
 
@@ -276,6 +359,73 @@ func TestOpenAPIDocumentsRefusals(t *testing.T) {
 			for _, code := range []string{"429", "503"} {
 				if _, ok := op.Responses[code]; !ok {
 					t.Errorf("%s %s does not document %s", strings.ToUpper(method), path, code)
+				}
+			}
+		}
+	}
+}
+
+// TestOpenAPIErrorsAreProblems: every error answer the document describes
+// is problem details, but for the two that are not by design (/readyz
+// answers its report, POST /service the KLYNTAR worker's ERR); and every
+// $ref in it resolves.
+func TestOpenAPIErrorsAreProblems(t *testing.T) {
+	var doc map[string]any
+	if err := json.Unmarshal(openapiDoc, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	resolve := func(ref string) (any, bool) {
+		var v any = doc
+		for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			if v, ok = m[part]; !ok {
+				return nil, false
+			}
+		}
+		return v, true
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if ref, ok := v["$ref"].(string); ok {
+				if _, ok := resolve(ref); !ok {
+					t.Errorf("$ref %s does not resolve", ref)
+				}
+			}
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(doc)
+
+	paths, _ := doc["paths"].(map[string]any)
+	for path, ops := range paths {
+		for method, op := range ops.(map[string]any) {
+			o, _ := op.(map[string]any) // not "parameters"
+			responses, _ := o["responses"].(map[string]any)
+			for code, r := range responses {
+				if code[0] != '4' && code[0] != '5' || path == "/readyz" || path == "/service" {
+					continue
+				}
+				resp := r.(map[string]any)
+				if ref, ok := resp["$ref"].(string); ok {
+					v, _ := resolve(ref)
+					resp, _ = v.(map[string]any)
+				}
+				content, _ := resp["content"].(map[string]any)
+				media, _ := content["application/problem+json"].(map[string]any)
+				schema, _ := media["schema"].(map[string]any)
+				if len(content) != 1 || schema["$ref"] != "#/components/schemas/Error" {
+					t.Errorf("%s %s answers %s with %v, want application/problem+json of the Error schema", strings.ToUpper(method), path, code, content)
 				}
 			}
 		}
