@@ -129,6 +129,7 @@ func TestImportRules(t *testing.T) {
 		{"strictdoc", func(p string) bool { return std(p) || p == "go.yaml.in/yaml/v3" }, "a leaf: reads documents, shared by manifest and policy"},
 		{"archive", std, "a leaf"},
 		{"metrics", func(p string) bool { return std(p) || strings.HasPrefix(p, "github.com/prometheus/") }, "a leaf: the node's registry on client_golang"},
+		{"store", func(p string) bool { return p != mod+"api" && p != mod+"server" && p != mod+"node" }, "the store keeps its own records, not the API's wire types"},
 	}
 	for _, r := range rules {
 		info, ok := pkgs[r.dir]
@@ -223,7 +224,7 @@ func TestAPIIsLight(t *testing.T) {
 var strictByHand = map[string]string{
 	"contract/contract.go": "guest output, in a leaf guests compile against",
 	"attest/file.go":       "the attestations file, in a standard-library-only leaf",
-	"server/server.go":     "request bodies; not yet moved to strictdoc",
+	"server/server.go":     "request bodies: a message (json.RawMessage) must pass through byte for byte, and strictdoc's value tree does not keep its text",
 }
 
 // TestStrictDecodingInStrictdoc: every document is decoded strictly in one
@@ -272,4 +273,42 @@ func TestStrictDecodingInStrictdoc(t *testing.T) {
 func isIdent(e ast.Expr, name string) bool {
 	id, ok := e.(*ast.Ident)
 	return ok && id.Name == name
+}
+
+// TestNodeNamesNoHTTPStatus: the node says what kind of error happened
+// (server.ErrConflict, server.ErrBusy, …) and package server alone turns
+// kinds into HTTP statuses and problem bodies (server/errors.go). No
+// non-test file of the node refers to an http.Status constant, writes a
+// status, or builds an api.Error.
+func TestNodeNamesNoHTTPStatus(t *testing.T) {
+	for _, p := range sourceFiles(t) {
+		if !strings.HasPrefix(p, "node/") {
+			continue
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, p, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.SelectorExpr:
+				switch {
+				case isIdent(n.X, "http") && strings.HasPrefix(n.Sel.Name, "Status"):
+					t.Errorf("%s: node names the HTTP status http.%s; return a server error kind instead", fset.Position(n.Pos()), n.Sel.Name)
+				case n.Sel.Name == "WriteHeader":
+					t.Errorf("%s: node writes an HTTP status; package server answers requests", fset.Position(n.Pos()))
+				case isIdent(n.X, "api") && n.Sel.Name == "Error":
+					t.Errorf("%s: node builds an api.Error; return a server error kind instead", fset.Position(n.Pos()))
+				}
+			case *ast.KeyValueExpr:
+				if isIdent(n.Key, "Status") {
+					if lit, ok := n.Value.(*ast.BasicLit); ok && lit.Kind == token.INT {
+						t.Errorf("%s: node sets a status number %s; return a server error kind instead", fset.Position(n.Pos()), lit.Value)
+					}
+				}
+			}
+			return true
+		})
+	}
 }

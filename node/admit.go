@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/policy"
 	"github.com/andromeda-runner/andromeda/server"
+	"github.com/andromeda-runner/andromeda/store"
 )
 
 // KeyFile is the node key's file name inside the data dir: the ed25519 key
@@ -82,7 +82,7 @@ func (n *Node) policyView(ctx context.Context) (policy.Node, error) {
 
 // previousManifest decodes the manifest of the admitted version a
 // submission replaces.
-func previousManifest(rec api.Service) (*manifest.Service, error) {
+func previousManifest(rec store.Service) (*manifest.Service, error) {
 	m, err := manifest.Check(rec.Manifest, manifest.JSON)
 	if err != nil {
 		return nil, fmt.Errorf("stored manifest of %s: %w", rec.Name, err)

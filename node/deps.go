@@ -12,7 +12,7 @@ import (
 
 // depsTarget resolves a process service the caller may manage.
 func (n *Node) depsTarget(ctx context.Context, p server.Principal, name string) (sandbox.Spec, error) {
-	rec, err := n.Service(ctx, p, name)
+	rec, err := n.owned(ctx, p, name)
 	if err != nil {
 		return sandbox.Spec{}, err
 	}

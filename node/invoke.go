@@ -69,7 +69,7 @@ func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (
 	// A manual run is not abandoned when its caller hangs up: it finishes
 	// and is recorded; the caller just stops waiting.
 	type result struct {
-		run api.Run
+		run store.Run
 		err error
 	}
 	done := make(chan result, 1)
@@ -79,7 +79,7 @@ func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (
 	}()
 	select {
 	case r := <-done:
-		return r.run, r.err
+		return apiRun(r.run), r.err
 	case <-ctx.Done():
 		return api.Run{}, ctx.Err()
 	}
@@ -91,10 +91,10 @@ func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (
 // and for one skipped over the concurrency bound (server.ErrBusy; the skip
 // is recorded). A panic anywhere on the way (driver, host functions, the
 // node's own code) becomes the run's outcome, never the node's end.
-func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run api.Run, err error) {
+func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run store.Run, err error) {
 	n.runs.Add(1)
 	defer n.runs.Done()
-	run = api.Run{
+	run = store.Run{
 		ID:      newRunID(),
 		Service: d.name,
 		Version: d.version,
@@ -108,7 +108,7 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run a
 		if p := recover(); p != nil {
 			log.Error("panic in an invocation", "panic", p, "stack", string(debug.Stack()))
 			if finishing {
-				run, err = api.Run{}, fmt.Errorf("record run %s: panic: %v", run.ID, p)
+				run, err = store.Run{}, fmt.Errorf("record run %s: panic: %v", run.ID, p)
 				return
 			}
 			run, err = n.finish(log, d, run, sandbox.Crashed, fmt.Sprintf("panic in the runner: %v", p), nil, false)
@@ -131,7 +131,7 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run a
 		if run, err = n.finish(log, d, run, sandbox.Skipped, reason, nil, false); err != nil {
 			return run, err
 		}
-		return run, &server.Error{Kind: server.ErrBusy, Msg: reason, Run: &run, RetryAfter: retryBusy}
+		return run, &server.Error{Kind: server.ErrBusy, Msg: reason, Run: ptr(apiRun(run)), RetryAfter: retryBusy}
 	}
 
 	res, pending, failure := n.attempt(ctx, log, d, &run, ev)
@@ -147,7 +147,7 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run a
 // conflicts. A run that changes state is written ahead (pending is true)
 // before its state commits, so a crash between the two loses neither. A
 // non-empty failure is an error of the node's, not of the service.
-func (n *Node) attempt(ctx context.Context, log *slog.Logger, d *deployed, run *api.Run, ev trigger.Event) (res *sandbox.Result, pending bool, failure string) {
+func (n *Node) attempt(ctx context.Context, log *slog.Logger, d *deployed, run *store.Run, ev trigger.Event) (res *sandbox.Result, pending bool, failure string) {
 	attempts := n.cfg.State.Attempts
 	backoff := stateBackoffBase
 	// Optimistic writes can starve a slow run under sustained contention:
@@ -257,7 +257,7 @@ func (n *Node) dropPending(log *slog.Logger, service, id string) {
 }
 
 // fillRun sets the run's outcome and what goes with it.
-func fillRun(run *api.Run, outcome sandbox.Outcome, detail string, res *sandbox.Result) {
+func fillRun(run *store.Run, outcome sandbox.Outcome, detail string, res *sandbox.Result) {
 	run.Outcome = string(outcome)
 	run.Duration = time.Since(run.Start)
 	run.Noop, run.Error, run.Output = "", "", nil
@@ -270,7 +270,7 @@ func fillRun(run *api.Run, outcome sandbox.Outcome, detail string, res *sandbox.
 		run.Error = detail
 	}
 	if res != nil {
-		run.Usage = api.Usage{WallNS: int64(res.Usage.Wall), CPUNS: int64(res.Usage.CPU), PeakMemory: res.Usage.PeakMemory}
+		run.Usage = store.Usage{WallNS: int64(res.Usage.Wall), CPUNS: int64(res.Usage.CPU), PeakMemory: res.Usage.PeakMemory}
 		if outcome == sandbox.OK || outcome == sandbox.Noop {
 			out := res.Output
 			run.Output = &out
@@ -282,7 +282,7 @@ func fillRun(run *api.Run, outcome sandbox.Outcome, detail string, res *sandbox.
 // run and logs it. pending says the run was written ahead of its state:
 // once recorded, the write-ahead copy goes. A run the store could not
 // record is returned with the error: it is not done.
-func (n *Node) finish(log *slog.Logger, d *deployed, run api.Run, outcome sandbox.Outcome, detail string, res *sandbox.Result, pending bool) (api.Run, error) {
+func (n *Node) finish(log *slog.Logger, d *deployed, run store.Run, outcome sandbox.Outcome, detail string, res *sandbox.Result, pending bool) (store.Run, error) {
 	fillRun(&run, outcome, detail, res)
 	switch outcome {
 	case sandbox.OK, sandbox.Noop:
@@ -296,7 +296,7 @@ func (n *Node) finish(log *slog.Logger, d *deployed, run api.Run, outcome sandbo
 	n.metrics.observe(d.name, run.Outcome, run.Duration)
 	if err := n.record(run); err != nil {
 		log.Error("run not recorded", logOutcome, run.Outcome, logErr, err)
-		return run, &server.Error{Kind: server.ErrUnavailable, Msg: fmt.Sprintf("run %s ended %s but the store did not record it: %v", run.ID, run.Outcome, err), Run: &run, RetryAfter: retryUnavailable}
+		return run, &server.Error{Kind: server.ErrUnavailable, Msg: fmt.Sprintf("run %s ended %s but the store did not record it: %v", run.ID, run.Outcome, err), Run: ptr(apiRun(run)), RetryAfter: retryUnavailable}
 	}
 	if pending {
 		n.dropPending(log, d.name, run.ID)
@@ -315,7 +315,7 @@ func (n *Node) finish(log *slog.Logger, d *deployed, run api.Run, outcome sandbo
 // record appends a run to the store, retrying briefly: a store that stays
 // unavailable makes the run an error to its caller (it is not done), and
 // the node keeps retrying it in the background until it is stored.
-func (n *Node) record(run api.Run) error {
+func (n *Node) record(run store.Run) error {
 	var err error
 	for i, wait := 0, 50*time.Millisecond; i < 3; i, wait = i+1, wait*4 {
 		// A store known not to write answers no publish: do not wait 5 s
@@ -355,3 +355,5 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+func ptr[T any](v T) *T { return &v }

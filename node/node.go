@@ -403,7 +403,7 @@ func (n *Node) CreateToken(ctx context.Context, name, role string) (api.Token, e
 		return api.Token{}, &server.Error{Kind: server.ErrInvalid, Msg: "invalid token request", Problems: problems}
 	}
 	t := api.Token{Name: name, Role: role, Secret: newSecret(), Created: time.Now().UTC()}
-	if err := n.store.PutToken(ctx, tokenHash(t.Secret), t); err != nil {
+	if err := n.store.PutToken(ctx, tokenHash(t.Secret), store.TokenRecord{Name: t.Name, Role: t.Role, Created: t.Created}); err != nil {
 		return api.Token{}, err
 	}
 	n.log.Info("token created", "name", name, "role", role)

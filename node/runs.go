@@ -13,13 +13,13 @@ import (
 // earlier page.
 func (n *Node) Runs(ctx context.Context, p server.Principal, service string, q api.RunQuery) (api.RunList, error) {
 	if service != "" {
-		if _, err := n.Service(ctx, p, service); err != nil {
+		if _, err := n.owned(ctx, p, service); err != nil {
 			return api.RunList{}, err
 		}
-		return n.store.ListServiceRuns(ctx, q, service)
+		return apiRunList(n.store.ListServiceRuns(ctx, runQuery(q), service))
 	}
 	if p.Operator() {
-		return n.store.ListRuns(ctx, q)
+		return apiRunList(n.store.ListRuns(ctx, runQuery(q)))
 	}
 	svcs, err := n.Services(ctx, p)
 	if err != nil {
@@ -29,14 +29,18 @@ func (n *Node) Runs(ctx context.Context, p server.Principal, service string, q a
 	for i, s := range svcs {
 		names[i] = s.Name
 	}
-	return n.store.ListServiceRuns(ctx, q, names...)
+	return apiRunList(n.store.ListServiceRuns(ctx, runQuery(q), names...))
 }
 
 // Run implements server.Backend: one run of a service by id, in any record
 // the store keeps.
 func (n *Node) Run(ctx context.Context, p server.Principal, service, id string) (api.Run, error) {
-	if _, err := n.Service(ctx, p, service); err != nil {
+	if _, err := n.owned(ctx, p, service); err != nil {
 		return api.Run{}, err
 	}
-	return n.store.Run(ctx, service, id)
+	r, err := n.store.Run(ctx, service, id)
+	if err != nil {
+		return api.Run{}, err
+	}
+	return apiRun(r), nil
 }

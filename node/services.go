@@ -45,7 +45,7 @@ type deployed struct {
 	manual                       bool
 	manualName                   string
 	triggers                     []trigger.Spec
-	rec                          api.Service
+	rec                          store.Service
 	manifest                     *manifest.Service
 	deployMu                     sync.Mutex // guards dep while a dormant service deploys
 	stateMu                      sync.Mutex // serialises state writers after repeated conflicts
@@ -175,7 +175,7 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	if err != nil {
 		return api.SubmitResult{}, fmt.Errorf("encode manifest: %w", err)
 	}
-	rec := api.Service{
+	rec := store.Service{
 		Name: m.Name, Version: m.Version, Digest: info.Digest, Size: info.Size, Files: info.Files,
 		Manifest: canon, Owner: p.Name, SubmittedAt: time.Now().UTC(), Target: m.Target,
 		Decision: decision, Receipt: n.receipt(pol, sub, decision), Status: statusDeployed,
@@ -219,7 +219,7 @@ func (n *Node) submission(ctx context.Context, m *manifest.Service, digest strin
 
 // prepare deploys an admitted service now, or only records it when the
 // decision says dormant: it deploys on its first trigger.
-func (n *Node) prepare(ctx context.Context, rec api.Service, m *manifest.Service, dir string) (*deployed, error) {
+func (n *Node) prepare(ctx context.Context, rec store.Service, m *manifest.Service, dir string) (*deployed, error) {
 	if !rec.Decision.Dormant {
 		return n.deploy(ctx, rec, m, dir)
 	}
@@ -228,7 +228,7 @@ func (n *Node) prepare(ctx context.Context, rec api.Service, m *manifest.Service
 }
 
 // deploy turns an admitted manifest into a running deployment.
-func (n *Node) deploy(ctx context.Context, rec api.Service, m *manifest.Service, dir string) (*deployed, error) {
+func (n *Node) deploy(ctx context.Context, rec store.Service, m *manifest.Service, dir string) (*deployed, error) {
 	ds, ok := n.drivers[rec.Decision.Driver]
 	if !ok || !ds.enabled {
 		return nil, fmt.Errorf("deploy %s: driver %s is not available on this node", rec.Name, rec.Decision.Driver)
@@ -263,7 +263,7 @@ func removeServiceDir(dir string) {
 }
 
 // specFor translates an admitted service into what a driver deploys.
-func (n *Node) specFor(rec api.Service, m *manifest.Service, dir string) sandbox.Spec {
+func (n *Node) specFor(rec store.Service, m *manifest.Service, dir string) sandbox.Spec {
 	lim := rec.Decision.Limits
 	log := n.log.With(logService, rec.Name)
 	return sandbox.Spec{
@@ -280,7 +280,7 @@ func (n *Node) specFor(rec api.Service, m *manifest.Service, dir string) sandbox
 
 // newDeployed is the node's handle on a service; dep is nil for a dormant
 // service until its first trigger.
-func (n *Node) newDeployed(rec api.Service, m *manifest.Service, dir string, dep sandbox.Deployment) *deployed {
+func (n *Node) newDeployed(rec store.Service, m *manifest.Service, dir string, dep sandbox.Deployment) *deployed {
 	lim := rec.Decision.Limits
 	d := &deployed{
 		name: rec.Name, version: rec.Version, digest: rec.Digest, owner: rec.Owner, dir: dir, dep: dep,
@@ -393,7 +393,7 @@ func (n *Node) restore(ctx context.Context) error {
 	return nil
 }
 
-func (n *Node) restoreOne(ctx context.Context, rec api.Service) error {
+func (n *Node) restoreOne(ctx context.Context, rec store.Service) error {
 	dir := n.serviceDir(rec)
 	if _, err := os.Stat(dir); err != nil {
 		data, err := n.store.Artifact(ctx, rec.Digest)
@@ -460,7 +460,7 @@ func (n *Node) Services(ctx context.Context, p server.Principal) ([]api.Service,
 	if err != nil {
 		return nil, err
 	}
-	out := recs[:0]
+	out := make([]api.Service, 0, len(recs))
 	for _, r := range recs {
 		if p.Operator() || r.Owner == p.Name {
 			out = append(out, n.view(r))
@@ -473,18 +473,29 @@ func (n *Node) Services(ctx context.Context, p server.Principal) ([]api.Service,
 // service is told it is not found, not that it is forbidden, so names do
 // not leak.
 func (n *Node) Service(ctx context.Context, p server.Principal, name string) (api.Service, error) {
-	rec, err := n.store.Service(ctx, name)
+	rec, err := n.owned(ctx, p, name)
 	if err != nil {
 		return api.Service{}, err
-	}
-	if !p.Operator() && rec.Owner != p.Name {
-		return api.Service{}, fmt.Errorf("service %q: %w", name, store.ErrNotFound)
 	}
 	return n.view(rec), nil
 }
 
+// owned is the record of a service p may see: its own, or any for the
+// operator; another's is not found.
+func (n *Node) owned(ctx context.Context, p server.Principal, name string) (store.Service, error) {
+	rec, err := n.store.Service(ctx, name)
+	if err != nil {
+		return store.Service{}, err
+	}
+	if !p.Operator() && rec.Owner != p.Name {
+		return store.Service{}, fmt.Errorf("service %q: %w", name, store.ErrNotFound)
+	}
+	return rec, nil
+}
+
 // view adds the live parts (health, next trigger times) to a record.
-func (n *Node) view(rec api.Service) api.Service {
+func (n *Node) view(r store.Service) api.Service {
+	rec := apiService(r)
 	d := n.lookup(rec.Name)
 	if d == nil || d.digest != rec.Digest {
 		return rec
@@ -510,7 +521,7 @@ func (n *Node) view(rec api.Service) api.Service {
 	return rec
 }
 
-func (n *Node) serviceDir(rec api.Service) string {
+func (n *Node) serviceDir(rec store.Service) string {
 	return filepath.Join(n.cfg.Data, "services", rec.Name, strings.TrimPrefix(rec.Digest, "sha256:")[:16]+"-"+rec.Version)
 }
 

@@ -24,7 +24,7 @@ const maxUnrecorded = 10000
 // retry that raced an acknowledgement lost in transit is stored once.
 type unrecorded struct {
 	mu   sync.Mutex
-	runs []api.Run
+	runs []store.Run
 	kick chan struct{}
 
 	lost     atomic.Int64 // dropped: over maxUnrecorded, or still held at Close
@@ -35,7 +35,7 @@ func newUnrecorded() *unrecorded {
 	return &unrecorded{kick: make(chan struct{}, 1)}
 }
 
-func (u *unrecorded) add(r api.Run) {
+func (u *unrecorded) add(r store.Run) {
 	u.mu.Lock()
 	if len(u.runs) >= maxUnrecorded {
 		u.runs = u.runs[1:]

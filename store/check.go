@@ -12,7 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 )
 
@@ -257,7 +256,7 @@ func checkKV(ctx context.Context, st jetstream.Stream, sr *StreamReport, decode 
 }
 
 func decodeService(b []byte) error {
-	var svc api.Service
+	var svc Service
 	return json.Unmarshal(b, &svc)
 }
 
@@ -423,7 +422,7 @@ var decoders = map[string]func([]byte) error{
 }
 
 func decodeRun(b []byte) error {
-	var r api.Run
+	var r Run
 	if err := json.Unmarshal(b, &r); err != nil {
 		return err
 	}

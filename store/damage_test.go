@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/store"
@@ -43,12 +42,12 @@ func seed(t testing.TB) string {
 		t.Fatal(err)
 	}
 	for i := range 12 {
-		svc := api.Service{Name: fmt.Sprintf("svc%02d", i), Version: "1.0.0", Manifest: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
+		svc := store.Service{Name: fmt.Sprintf("svc%02d", i), Version: "1.0.0", Manifest: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}
 		if err := s.PutService(ctx, svc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.PutService(ctx, api.Service{Name: "svc00", Version: "2.0.0", Manifest: json.RawMessage(`{}`)}); err != nil {
+	if err := s.PutService(ctx, store.Service{Name: "svc00", Version: "2.0.0", Manifest: json.RawMessage(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.DeleteService(ctx, "svc11"); err != nil {
@@ -65,7 +64,7 @@ func seed(t testing.TB) string {
 		t.Fatal(err)
 	}
 	for i := range seededRuns {
-		if err := s.AppendRun(ctx, api.Run{ID: fmt.Sprintf("r%03d", i), Service: "svc01", Outcome: "ok"}); err != nil {
+		if err := s.AppendRun(ctx, store.Run{ID: fmt.Sprintf("r%03d", i), Service: "svc01", Outcome: "ok"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -372,7 +371,7 @@ func TestDamageRunsOverwritten(t *testing.T) {
 		t.Fatalf("runs report = %+v, want %d lost", runs, seededRuns-len(ids))
 	}
 	// New runs get new sequences: the lost ones are not reused.
-	if err := s.AppendRun(context.Background(), api.Run{ID: "new", Service: "svc01", Outcome: "ok"}); err != nil {
+	if err := s.AppendRun(context.Background(), store.Run{ID: "new", Service: "svc01", Outcome: "ok"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := runIDs(t, s); len(got) != len(ids)+1 {

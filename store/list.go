@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 )
 
@@ -59,15 +58,15 @@ func cursor(seq uint64) string { return cursorPrefix + strconv.FormatUint(seq, 1
 // stream holds or has dropped; with one it stops after about 10,000
 // records, ending the page early (with a Next). A bad q.Cursor is an error
 // (check it with ParseCursor first).
-func (s *Store) ListRuns(ctx context.Context, q api.RunQuery) (api.RunList, error) {
+func (s *Store) ListRuns(ctx context.Context, q RunQuery) (RunList, error) {
 	return s.list(ctx, nil, q)
 }
 
 // ListServiceRuns is ListRuns over the named services only, merged in one
 // order. With no services the page is empty.
-func (s *Store) ListServiceRuns(ctx context.Context, q api.RunQuery, services ...string) (api.RunList, error) {
+func (s *Store) ListServiceRuns(ctx context.Context, q RunQuery, services ...string) (RunList, error) {
 	if len(services) == 0 {
-		return api.RunList{}, nil
+		return RunList{}, nil
 	}
 	subjects := make([]string, len(services))
 	for i, name := range services {
@@ -78,15 +77,15 @@ func (s *Store) ListServiceRuns(ctx context.Context, q api.RunQuery, services ..
 
 // Runs returns up to limit most recent runs of one service, newest first:
 // the first page of ListServiceRuns.
-func (s *Store) Runs(ctx context.Context, service string, limit int) ([]api.Run, error) {
-	l, err := s.ListServiceRuns(ctx, api.RunQuery{Limit: limit}, service)
+func (s *Store) Runs(ctx context.Context, service string, limit int) ([]Run, error) {
+	l, err := s.ListServiceRuns(ctx, RunQuery{Limit: limit}, service)
 	return l.Runs, err
 }
 
 // RecentRuns returns up to limit most recent runs of all services, newest
 // first: the first page of ListRuns.
-func (s *Store) RecentRuns(ctx context.Context, limit int) ([]api.Run, error) {
-	l, err := s.ListRuns(ctx, api.RunQuery{Limit: limit})
+func (s *Store) RecentRuns(ctx context.Context, limit int) ([]Run, error) {
+	l, err := s.ListRuns(ctx, RunQuery{Limit: limit})
 	return l.Runs, err
 }
 
@@ -110,7 +109,7 @@ func clampLimit(n int) int {
 type runRecord struct {
 	seq   uint64
 	stamp time.Time // when the stream stored it
-	run   api.Run
+	run   Run
 	ok    bool // the record decoded
 }
 
@@ -123,20 +122,20 @@ type runRecord struct {
 // lo, so the records in [lo, hi] are that count less the count above hi.
 // locate moves lo back until [lo, hi] holds what the page still needs,
 // then read takes those records forward, and the walk goes on below lo.
-func (s *Store) list(ctx context.Context, subjects []string, q api.RunQuery) (api.RunList, error) {
+func (s *Store) list(ctx context.Context, subjects []string, q RunQuery) (RunList, error) {
 	var before uint64
 	if q.Cursor != "" {
 		var err error
 		if before, err = ParseCursor(q.Cursor); err != nil {
-			return api.RunList{}, err
+			return RunList{}, err
 		}
 	}
 	info, err := s.runs.Info(ctx)
 	if err != nil {
-		return api.RunList{}, fmt.Errorf("store: list runs: %w", err)
+		return RunList{}, fmt.Errorf("store: list runs: %w", err)
 	}
 	if info.State.Msgs == 0 {
-		return api.RunList{}, nil
+		return RunList{}, nil
 	}
 	w := &walk{s: s, ctx: ctx, subjects: subjects, first: info.State.FirstSeq}
 	defer w.closeAll()
@@ -147,7 +146,7 @@ func (s *Store) list(ctx context.Context, subjects []string, q api.RunQuery) (ap
 		if hi >= w.first {
 			c, err := w.open(hi + 1)
 			if err != nil {
-				return api.RunList{}, err
+				return RunList{}, err
 			}
 			above = c.pending
 			w.close(c)
@@ -164,12 +163,12 @@ func (s *Store) list(ctx context.Context, subjects []string, q api.RunQuery) (ap
 		}
 		c, err := w.locate(hi, above, uint64(want-len(out)))
 		if err != nil {
-			return api.RunList{}, err
+			return RunList{}, err
 		}
 		recs, err := w.read(c, hi, above)
 		w.close(c)
 		if err != nil {
-			return api.RunList{}, err
+			return RunList{}, err
 		}
 		scanned += len(recs)
 		for i := len(recs) - 1; i >= 0 && len(out) < want; i-- {
@@ -185,7 +184,7 @@ func (s *Store) list(ctx context.Context, subjects []string, q api.RunQuery) (ap
 		}
 	}
 
-	var l api.RunList
+	var l RunList
 	switch {
 	case len(out) == want:
 		out = out[:want-1]
@@ -193,14 +192,14 @@ func (s *Store) list(ctx context.Context, subjects []string, q api.RunQuery) (ap
 	case cut:
 		l.Next = cursor(hi + 1)
 	}
-	l.Runs = make([]api.Run, len(out))
+	l.Runs = make([]Run, len(out))
 	for i, r := range out {
 		l.Runs[i] = r.run
 	}
 	return l, nil
 }
 
-func inWindow(start time.Time, q api.RunQuery) bool {
+func inWindow(start time.Time, q RunQuery) bool {
 	return (q.Since.IsZero() || !start.Before(q.Since)) && (q.Until.IsZero() || start.Before(q.Until))
 }
 
@@ -354,7 +353,7 @@ func (w *walk) read(c *cursorConsumer, hi, above uint64) ([]runRecord, error) {
 // reads headers only (the run id is the record's message id) and, for an id
 // of the node's time-sortable form, only the records stored from shortly
 // before the id's time on.
-func (s *Store) Run(ctx context.Context, service, id string) (api.Run, error) {
+func (s *Store) Run(ctx context.Context, service, id string) (Run, error) {
 	cfg := jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
@@ -369,14 +368,14 @@ func (s *Store) Run(ctx context.Context, service, id string) (api.Run, error) {
 	}
 	c, err := s.runs.CreateConsumer(ctx, cfg)
 	if err != nil {
-		return api.Run{}, fmt.Errorf("store: find run %s of %s: %w", id, service, err)
+		return Run{}, fmt.Errorf("store: find run %s of %s: %w", id, service, err)
 	}
 	defer s.dropConsumer(ctx, c.CachedInfo().Name)
 	var seq uint64
 	for seq == 0 {
 		batch, err := c.FetchNoWait(500)
 		if err != nil {
-			return api.Run{}, fmt.Errorf("store: find run %s of %s: %w", id, service, err)
+			return Run{}, fmt.Errorf("store: find run %s of %s: %w", id, service, err)
 		}
 		n := 0
 		for m := range batch.Messages() {
@@ -389,22 +388,22 @@ func (s *Store) Run(ctx context.Context, service, id string) (api.Run, error) {
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-			return api.Run{}, fmt.Errorf("store: find run %s of %s: %w", id, service, err)
+			return Run{}, fmt.Errorf("store: find run %s of %s: %w", id, service, err)
 		}
 		if n == 0 {
-			return api.Run{}, fmt.Errorf("run %s of %s: %w", id, service, ErrNotFound)
+			return Run{}, fmt.Errorf("run %s of %s: %w", id, service, ErrNotFound)
 		}
 	}
 	m, err := s.runs.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) { // dropped since
-		return api.Run{}, fmt.Errorf("run %s of %s: %w", id, service, ErrNotFound)
+		return Run{}, fmt.Errorf("run %s of %s: %w", id, service, ErrNotFound)
 	}
 	if err != nil {
-		return api.Run{}, fmt.Errorf("store: read run %s of %s: %w", id, service, err)
+		return Run{}, fmt.Errorf("store: read run %s of %s: %w", id, service, err)
 	}
-	var r api.Run
+	var r Run
 	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return api.Run{}, fmt.Errorf("store: decode run %s of %s: %w", id, service, err)
+		return Run{}, fmt.Errorf("store: decode run %s of %s: %w", id, service, err)
 	}
 	return r, nil
 }

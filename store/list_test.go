@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/store"
 )
@@ -22,8 +21,8 @@ import (
 type listFixture struct {
 	s      *store.Store
 	b      *bus.Bus
-	base   time.Time // Start of the first run recorded
-	stored []api.Run // every run kept, newest first
+	base   time.Time   // Start of the first run recorded
+	stored []store.Run // every run kept, newest first
 }
 
 func newListFixture(t *testing.T) *listFixture {
@@ -44,10 +43,10 @@ func newListFixture(t *testing.T) *listFixture {
 	// Of every 29 runs, 19 are busy's, 7 a's and 3 b's.
 	pattern := slices.Concat(slices.Repeat([]string{"busy"}, 19), slices.Repeat([]string{"a"}, 7), slices.Repeat([]string{"b"}, 3))
 	n := map[string]int{}
-	var all []api.Run
+	var all []store.Run
 	for i := range 100 * len(pattern) {
 		svc := pattern[(i*7)%len(pattern)] // 7 is prime to 29: services interleave
-		r := api.Run{ID: fmt.Sprintf("%s-%04d", svc, n[svc]), Service: svc, Outcome: "ok", Start: f.base.Add(time.Duration(i) * time.Second)}
+		r := store.Run{ID: fmt.Sprintf("%s-%04d", svc, n[svc]), Service: svc, Outcome: "ok", Start: f.base.Add(time.Duration(i) * time.Second)}
 		n[svc]++
 		if err := s.AppendRun(ctx, r); err != nil {
 			t.Fatal(err)
@@ -66,7 +65,7 @@ func newListFixture(t *testing.T) *listFixture {
 }
 
 // want returns the ids of the stored runs that keep, newest first.
-func (f *listFixture) want(keep func(api.Run) bool) []string {
+func (f *listFixture) want(keep func(store.Run) bool) []string {
 	var ids []string
 	for _, r := range f.stored {
 		if keep(r) {
@@ -77,7 +76,7 @@ func (f *listFixture) want(keep func(api.Run) bool) []string {
 }
 
 // page lists one page of the services named, or of all of them.
-func (f *listFixture) page(services []string, q api.RunQuery) (api.RunList, error) {
+func (f *listFixture) page(services []string, q store.RunQuery) (store.RunList, error) {
 	if services == nil {
 		return f.s.ListRuns(context.Background(), q)
 	}
@@ -86,7 +85,7 @@ func (f *listFixture) page(services []string, q api.RunQuery) (api.RunList, erro
 
 // all follows Next from q to the last page and returns every id in order
 // with the number of pages.
-func (f *listFixture) all(t *testing.T, services []string, q api.RunQuery) ([]string, int) {
+func (f *listFixture) all(t *testing.T, services []string, q store.RunQuery) ([]string, int) {
 	t.Helper()
 	var ids []string
 	pages := 0
@@ -114,37 +113,37 @@ func (f *listFixture) all(t *testing.T, services []string, q api.RunQuery) ([]st
 
 func TestListRunsPaging(t *testing.T) {
 	f := newListFixture(t)
-	in := func(svcs ...string) func(api.Run) bool {
-		return func(r api.Run) bool { return slices.Contains(svcs, r.Service) }
+	in := func(svcs ...string) func(store.Run) bool {
+		return func(r store.Run) bool { return slices.Contains(svcs, r.Service) }
 	}
-	every := func(api.Run) bool { return true }
-	window := func(from, to int) func(api.Run) bool { // seconds after base, [from, to)
-		return func(r api.Run) bool {
+	every := func(store.Run) bool { return true }
+	window := func(from, to int) func(store.Run) bool { // seconds after base, [from, to)
+		return func(r store.Run) bool {
 			return !r.Start.Before(f.base.Add(time.Duration(from)*time.Second)) && r.Start.Before(f.base.Add(time.Duration(to)*time.Second))
 		}
 	}
-	and := func(a, b func(api.Run) bool) func(api.Run) bool {
-		return func(r api.Run) bool { return a(r) && b(r) }
+	and := func(a, b func(store.Run) bool) func(store.Run) bool {
+		return func(r store.Run) bool { return a(r) && b(r) }
 	}
 	at := func(s int) time.Time { return f.base.Add(time.Duration(s) * time.Second) }
 	for _, tc := range []struct {
 		name     string
 		services []string // nil: every service
-		q        api.RunQuery
-		keep     func(api.Run) bool
+		q        store.RunQuery
+		keep     func(store.Run) bool
 		pages    int // 0: not checked
 	}{
-		{"all services", nil, api.RunQuery{Limit: 1000}, every, 3},
-		{"all services, small pages", nil, api.RunQuery{Limit: 7}, every, 358},
-		{"one service with gaps", []string{"busy"}, api.RunQuery{Limit: 333}, in("busy"), 5},
-		{"one service, whole", []string{"b"}, api.RunQuery{Limit: 1000}, in("b"), 1},
-		{"two services merged", []string{"a", "b"}, api.RunQuery{Limit: 128}, in("a", "b"), 8},
-		{"window", nil, api.RunQuery{Limit: 97, Since: at(1000), Until: at(2000)}, window(1000, 2000), 11},
-		{"window of one service", []string{"busy"}, api.RunQuery{Limit: 50, Since: at(600), Until: at(700)}, and(in("busy"), window(600, 700)), 0},
-		{"since only", []string{"a", "b"}, api.RunQuery{Limit: 1000, Since: at(2800)}, and(in("a", "b"), window(2800, 1<<30)), 1},
-		{"until only, in the gaps", nil, api.RunQuery{Limit: 100, Until: at(500)}, window(0, 500), 0},
-		{"empty window", nil, api.RunQuery{Limit: 10, Since: at(5000)}, func(api.Run) bool { return false }, 1},
-		{"no such service", []string{"nope"}, api.RunQuery{Limit: 10}, func(api.Run) bool { return false }, 1},
+		{"all services", nil, store.RunQuery{Limit: 1000}, every, 3},
+		{"all services, small pages", nil, store.RunQuery{Limit: 7}, every, 358},
+		{"one service with gaps", []string{"busy"}, store.RunQuery{Limit: 333}, in("busy"), 5},
+		{"one service, whole", []string{"b"}, store.RunQuery{Limit: 1000}, in("b"), 1},
+		{"two services merged", []string{"a", "b"}, store.RunQuery{Limit: 128}, in("a", "b"), 8},
+		{"window", nil, store.RunQuery{Limit: 97, Since: at(1000), Until: at(2000)}, window(1000, 2000), 11},
+		{"window of one service", []string{"busy"}, store.RunQuery{Limit: 50, Since: at(600), Until: at(700)}, and(in("busy"), window(600, 700)), 0},
+		{"since only", []string{"a", "b"}, store.RunQuery{Limit: 1000, Since: at(2800)}, and(in("a", "b"), window(2800, 1<<30)), 1},
+		{"until only, in the gaps", nil, store.RunQuery{Limit: 100, Until: at(500)}, window(0, 500), 0},
+		{"empty window", nil, store.RunQuery{Limit: 10, Since: at(5000)}, func(store.Run) bool { return false }, 1},
+		{"no such service", []string{"nope"}, store.RunQuery{Limit: 10}, func(store.Run) bool { return false }, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, pages := f.all(t, tc.services, tc.q)
@@ -162,7 +161,7 @@ func TestListRunsPaging(t *testing.T) {
 	// early, some empty, each with a Next, and still nothing is lost.
 	t.Run("scan budget", func(t *testing.T) {
 		defer store.SetMaxScan(200)()
-		q := api.RunQuery{Limit: 50, Until: at(300)}
+		q := store.RunQuery{Limit: 50, Until: at(300)}
 		first, err := f.page(nil, q)
 		if err != nil || len(first.Runs) != 0 || first.Next == "" {
 			t.Fatalf("first page = %d runs, next %q, %v; want none and a next (the budget ran out)", len(first.Runs), first.Next, err)
@@ -186,7 +185,7 @@ func TestListRunsPaging(t *testing.T) {
 func TestListRunsCursor(t *testing.T) {
 	ctx := context.Background()
 	f := newListFixture(t)
-	all := f.want(func(api.Run) bool { return true })
+	all := f.want(func(store.Run) bool { return true })
 
 	// A cursor past the newest record reads from the newest; one at or
 	// before the oldest reads nothing.
@@ -198,7 +197,7 @@ func TestListRunsCursor(t *testing.T) {
 		{"before:1", ""},
 		{"before:2", ""}, // sequence 1 was one of busy's dropped runs
 	} {
-		l, err := f.s.ListRuns(ctx, api.RunQuery{Limit: 5, Cursor: tc.cursor})
+		l, err := f.s.ListRuns(ctx, store.RunQuery{Limit: 5, Cursor: tc.cursor})
 		if err != nil {
 			t.Fatalf("cursor %s: %v", tc.cursor, err)
 		}
@@ -206,22 +205,22 @@ func TestListRunsCursor(t *testing.T) {
 			t.Errorf("cursor %s: %d runs, next %q; want first %q", tc.cursor, len(l.Runs), l.Next, tc.first)
 		}
 	}
-	if _, err := f.s.ListRuns(ctx, api.RunQuery{Cursor: "before:x"}); err == nil {
+	if _, err := f.s.ListRuns(ctx, store.RunQuery{Cursor: "before:x"}); err == nil {
 		t.Error("ListRuns with a bad cursor: no error")
 	}
 
 	// Runs recorded while a client pages do not shift its pages: it sees
 	// neither them nor a run twice.
-	p1, err := f.s.ListRuns(ctx, api.RunQuery{Limit: 1000})
+	p1, err := f.s.ListRuns(ctx, store.RunQuery{Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		if err := f.s.AppendRun(ctx, api.Run{ID: fmt.Sprintf("late-%d", i), Service: "a", Outcome: "ok"}); err != nil {
+		if err := f.s.AppendRun(ctx, store.Run{ID: fmt.Sprintf("late-%d", i), Service: "a", Outcome: "ok"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rest, _ := f.all(t, nil, api.RunQuery{Limit: 1000, Cursor: p1.Next})
+	rest, _ := f.all(t, nil, store.RunQuery{Limit: 1000, Cursor: p1.Next})
 	var got []string
 	for _, r := range p1.Runs {
 		got = append(got, r.ID)
@@ -262,7 +261,7 @@ func TestRunByID(t *testing.T) {
 	ctx := context.Background()
 	f := newListFixture(t)
 	// The oldest run busy keeps, behind 1,499 newer ones of its own.
-	oldest := f.stored[slices.IndexFunc(f.stored, func(r api.Run) bool { return r.ID == "busy-0400" })]
+	oldest := f.stored[slices.IndexFunc(f.stored, func(r store.Run) bool { return r.ID == "busy-0400" })]
 	if r, err := f.s.Run(ctx, "busy", "busy-0400"); err != nil || r.ID != "busy-0400" || !r.Start.Equal(oldest.Start) {
 		t.Fatalf("Run(busy-0400) = %+v, %v", r, err)
 	}
@@ -283,7 +282,7 @@ func TestRunByID(t *testing.T) {
 	}
 	now, hourAgo, never := id(time.Now(), 1), id(time.Now().Add(-time.Hour), 2), id(time.Now(), 3)
 	for _, rid := range []string{hourAgo, now} {
-		if err := f.s.AppendRun(ctx, api.Run{ID: rid, Service: "a", Outcome: "ok"}); err != nil {
+		if err := f.s.AppendRun(ctx, store.Run{ID: rid, Service: "a", Outcome: "ok"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,8 +8,6 @@ import (
 	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/andromeda-runner/andromeda/api"
 )
 
 // A run that changes state is written ahead: its record goes to the pending
@@ -22,7 +20,7 @@ import (
 func pendingKey(service, id string) string { return service + "." + id }
 
 // PutPending writes r ahead of its state change.
-func (s *Store) PutPending(ctx context.Context, r api.Run) error {
+func (s *Store) PutPending(ctx context.Context, r Run) error {
 	b, err := s.encodeRun(&r)
 	if err != nil {
 		return err
@@ -45,7 +43,7 @@ func (s *Store) DeletePending(ctx context.Context, service, id string) error {
 
 // Reconciled says what ReconcilePending did with one pending run.
 type Reconciled struct {
-	Run       api.Run
+	Run       Run
 	Committed bool // its state change was committed: the run is recorded as it ended
 }
 
@@ -68,7 +66,7 @@ func (s *Store) ReconcilePending(ctx context.Context) ([]Reconciled, error) {
 			errs = append(errs, fmt.Errorf("store: read pending run %s: %w", key, err))
 			continue
 		}
-		var r api.Run
+		var r Run
 		if err := json.Unmarshal(e.Value(), &r); err != nil || r.ID == "" || r.Service == "" {
 			errs = append(errs, fmt.Errorf("store: pending run %s: undecodable record (%v); dropped", key, err))
 			s.pending.Purge(ctx, key)

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/store"
@@ -30,7 +29,7 @@ func TestPendingSurvivesACrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := &contract.StateChange{Set: map[string]json.RawMessage{"n": json.RawMessage(`1`)}}
-	committed := api.Run{ID: "run-committed", Service: "svc", Outcome: "noop", Noop: "counted"}
+	committed := store.Run{ID: "run-committed", Service: "svc", Outcome: "noop", Noop: "counted"}
 	if err := s.PutPending(ctx, committed); err != nil {
 		t.Fatal(err)
 	}
@@ -38,14 +37,14 @@ func TestPendingSurvivesACrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The node dies here: state committed, run not recorded.
-	cut := api.Run{ID: "run-cut", Service: "svc", Outcome: "noop", Noop: "counted"}
+	cut := store.Run{ID: "run-cut", Service: "svc", Outcome: "noop", Noop: "counted"}
 	if err := s.PutPending(ctx, cut); err != nil {
 		t.Fatal(err)
 	}
 	// ... and here for another run: written ahead, state never committed.
 	// A third was recorded, but the node died before dropping its pending
 	// copy: it must not be recorded twice.
-	done := api.Run{ID: "run-done", Service: "svc", Outcome: "noop", Noop: "counted"}
+	done := store.Run{ID: "run-done", Service: "svc", Outcome: "noop", Noop: "counted"}
 	if err := s.PutPending(ctx, done); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +77,7 @@ func TestPendingSurvivesACrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	byID := map[string]api.Run{}
+	byID := map[string]store.Run{}
 	for _, r := range runs {
 		if _, dup := byID[r.ID]; dup {
 			t.Errorf("run %s recorded twice", r.ID)
@@ -148,7 +147,7 @@ func BenchmarkStateRun(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				i++
-				r := api.Run{ID: fmt.Sprintf("r%08d", i), Service: "svc", Outcome: "noop", Noop: "counted"}
+				r := store.Run{ID: fmt.Sprintf("r%08d", i), Service: "svc", Outcome: "noop", Noop: "counted"}
 				if ahead {
 					if err := s.PutPending(ctx, r); err != nil {
 						b.Fatal(err)

@@ -10,12 +10,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 )
 
 // PutService writes a service record, replacing any previous one.
-func (s *Store) PutService(ctx context.Context, svc api.Service) error {
+func (s *Store) PutService(ctx context.Context, svc Service) error {
 	b, err := json.Marshal(svc)
 	if err != nil {
 		return fmt.Errorf("store: encode service %s: %w", svc.Name, err)
@@ -28,8 +27,8 @@ func (s *Store) PutService(ctx context.Context, svc api.Service) error {
 }
 
 // Service reads one service record.
-func (s *Store) Service(ctx context.Context, name string) (api.Service, error) {
-	var svc api.Service
+func (s *Store) Service(ctx context.Context, name string) (Service, error) {
+	var svc Service
 	e, err := s.services.Get(ctx, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
 		return svc, fmt.Errorf("service %q: %w", name, ErrNotFound)
@@ -48,7 +47,7 @@ func (s *Store) Service(ctx context.Context, name string) (api.Service, error) {
 // but JetStream cannot return, or one that does not decode, fails the
 // listing with ErrDamaged, unless the store was opened with Repair: then it
 // is skipped (Recovery names it).
-func (s *Store) Services(ctx context.Context) ([]api.Service, error) {
+func (s *Store) Services(ctx context.Context) ([]Service, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	vals, unreadable, err := kvValues(ctx, s.registry)
@@ -58,12 +57,12 @@ func (s *Store) Services(ctx context.Context) ([]api.Service, error) {
 	if len(unreadable) > 0 && !s.cfg.Repair {
 		return nil, fmt.Errorf("store: list services: record(s) of %s unreadable: %w", strings.Join(unreadable, ", "), ErrDamaged)
 	}
-	out := make([]api.Service, 0, len(vals))
+	out := make([]Service, 0, len(vals))
 	for _, v := range vals {
 		if v.deleted {
 			continue
 		}
-		var svc api.Service
+		var svc Service
 		if err := json.Unmarshal(v.value, &svc); err != nil {
 			if s.cfg.Repair {
 				continue
@@ -76,8 +75,8 @@ func (s *Store) Services(ctx context.Context) ([]api.Service, error) {
 	return out, nil
 }
 
-func sortServices(v []api.Service) {
-	slices.SortFunc(v, func(a, b api.Service) int { return strings.Compare(a.Name, b.Name) })
+func sortServices(v []Service) {
+	slices.SortFunc(v, func(a, b Service) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // DeleteService removes a service record, its state and its run records.
@@ -126,12 +125,8 @@ func (s *Store) Artifact(ctx context.Context, digest string) ([]byte, error) {
 
 func artifactKey(digest string) string { return strings.ReplaceAll(digest, ":", "-") }
 
-// TokenRecord is a stored API token (only its hash is the key).
-type TokenRecord = api.Token
-
 // PutToken stores a token record under the hash of its secret.
 func (s *Store) PutToken(ctx context.Context, hash string, t TokenRecord) error {
-	t.Secret = ""
 	b, err := json.Marshal(t)
 	if err != nil {
 		return err

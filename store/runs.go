@@ -8,7 +8,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 )
 
@@ -16,7 +15,7 @@ import (
 // run that AppendRun returned for is not lost. A record over MaxRunBytes is
 // stored without its output and marked Truncated. The run id doubles as the
 // JetStream message id, so a retried append is stored once.
-func (s *Store) AppendRun(ctx context.Context, r api.Run) error {
+func (s *Store) AppendRun(ctx context.Context, r Run) error {
 	b, err := s.encodeRun(&r)
 	if err != nil {
 		return err
@@ -31,7 +30,7 @@ func (s *Store) AppendRun(ctx context.Context, r api.Run) error {
 
 // AppendRunAsync records a run without waiting; the returned future reports
 // the acknowledgement. Used where many runs are recorded at once.
-func (s *Store) AppendRunAsync(r api.Run) (jetstream.PubAckFuture, error) {
+func (s *Store) AppendRunAsync(r Run) (jetstream.PubAckFuture, error) {
 	b, err := s.encodeRun(&r)
 	if err != nil {
 		return nil, err
@@ -41,7 +40,7 @@ func (s *Store) AppendRunAsync(r api.Run) (jetstream.PubAckFuture, error) {
 	return s.js.PublishMsgAsync(msg)
 }
 
-func (s *Store) encodeRun(r *api.Run) ([]byte, error) {
+func (s *Store) encodeRun(r *Run) ([]byte, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("store: encode run %s: %w", r.ID, err)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/store"
@@ -38,7 +37,7 @@ func TestRegistry(t *testing.T) {
 		t.Fatalf("Service(nope) err = %v, want ErrNotFound", err)
 	}
 	for _, n := range []string{"beta", "alpha"} {
-		if err := s.PutService(ctx, api.Service{Name: n, Version: "1.0.0", Manifest: json.RawMessage(`{}`)}); err != nil {
+		if err := s.PutService(ctx, store.Service{Name: n, Version: "1.0.0", Manifest: json.RawMessage(`{}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -49,7 +48,7 @@ func TestRegistry(t *testing.T) {
 	if len(list) != 2 || list[0].Name != "alpha" || list[1].Name != "beta" {
 		t.Fatalf("Services = %+v, want alpha, beta", list)
 	}
-	if err := s.AppendRun(ctx, api.Run{ID: "r1", Service: "alpha", Outcome: "ok"}); err != nil {
+	if err := s.AppendRun(ctx, store.Run{ID: "r1", Service: "alpha", Outcome: "ok"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.DeleteService(ctx, "alpha"); err != nil {
@@ -130,12 +129,12 @@ func TestRunsBounded(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, store.Config{RunsPerService: 5, MaxRunBytes: 4096})
 	for i := range 12 {
-		r := api.Run{ID: fmt.Sprintf("a%02d", i), Service: "a", Outcome: "noop", Noop: "quiet"}
+		r := store.Run{ID: fmt.Sprintf("a%02d", i), Service: "a", Outcome: "noop", Noop: "quiet"}
 		if err := s.AppendRun(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 		if i%3 == 0 {
-			if err := s.AppendRun(ctx, api.Run{ID: fmt.Sprintf("b%02d", i), Service: "b", Outcome: "ok"}); err != nil {
+			if err := s.AppendRun(ctx, store.Run{ID: fmt.Sprintf("b%02d", i), Service: "b", Outcome: "ok"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -159,14 +158,14 @@ func TestRunsBounded(t *testing.T) {
 		t.Fatalf("RecentRuns = %+v, %v", recent, err)
 	}
 	// A duplicate append (same run id) is stored once.
-	if err := s.AppendRun(ctx, api.Run{ID: "a11", Service: "a", Outcome: "noop"}); err != nil {
+	if err := s.AppendRun(ctx, store.Run{ID: "a11", Service: "a", Outcome: "noop"}); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := s.RunCount(ctx, "a"); n != 5 {
 		t.Fatalf("RunCount(a) = %d, want 5", n)
 	}
 	// An oversized record keeps its outcome and drops its output.
-	big := api.Run{ID: "big", Service: "a", Outcome: "ok", Output: &contract.Output{Actions: []contract.Action{{Kind: "log", Params: json.RawMessage(`"` + strings.Repeat("x", 10000) + `"`)}}}}
+	big := store.Run{ID: "big", Service: "a", Outcome: "ok", Output: &contract.Output{Actions: []contract.Action{{Kind: "log", Params: json.RawMessage(`"` + strings.Repeat("x", 10000) + `"`)}}}}
 	if err := s.AppendRun(ctx, big); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +184,7 @@ func TestRunsConcurrentNothingLost(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 50 {
-				if err := s.AppendRun(ctx, api.Run{ID: fmt.Sprintf("w%d-%d", w, i), Service: "svc", Outcome: "ok", Start: time.Now()}); err != nil {
+				if err := s.AppendRun(ctx, store.Run{ID: fmt.Sprintf("w%d-%d", w, i), Service: "svc", Outcome: "ok", Start: time.Now()}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -205,9 +204,9 @@ func TestRunsConcurrentNothingLost(t *testing.T) {
 // sustains with every record acknowledged (nothing lost).
 func BenchmarkAppendRun(b *testing.B) {
 	ctx := context.Background()
-	run := api.Run{Service: "bench", Version: "1.0.0", Outcome: "noop", Noop: "spread below threshold",
+	run := store.Run{Service: "bench", Version: "1.0.0", Outcome: "noop", Noop: "spread below threshold",
 		Trigger: contract.Trigger{Kind: "cron", Name: "triggers[0]"}, Start: time.Now(), Duration: 1200 * time.Microsecond,
-		Usage: api.Usage{WallNS: 1200000, PeakMemory: 2 << 20}}
+		Usage: store.Usage{WallNS: 1200000, PeakMemory: 2 << 20}}
 	b.Run("sync", func(b *testing.B) {
 		s := open(b, store.Config{RunsPerService: 1 << 20})
 		b.ResetTimer()

@@ -645,11 +645,11 @@ func (l *killLoad) wait() killLoadResult {
 
 // allRuns reads every run record of a service, by id, and the ids recorded
 // more than once.
-func allRuns(t *testing.T, st *store.Store, service string) (map[string]api.Run, []string) {
+func allRuns(t *testing.T, st *store.Store, service string) (map[string]store.Run, []string) {
 	t.Helper()
-	runs := map[string]api.Run{}
+	runs := map[string]store.Run{}
 	var dups []string
-	q := api.RunQuery{Limit: store.MaxListRuns}
+	q := store.RunQuery{Limit: store.MaxListRuns}
 	for {
 		page, err := st.ListServiceRuns(context.Background(), q, service)
 		if err != nil {
@@ -669,7 +669,7 @@ func allRuns(t *testing.T, st *store.Store, service string) (map[string]api.Run,
 }
 
 // countedValue is the counter value a run committed, if it committed one.
-func countedValue(r api.Run, key string) (int, bool) {
+func countedValue(r store.Run, key string) (int, bool) {
 	if (r.Outcome != "ok" && r.Outcome != "noop") || r.Output == nil || r.Output.State == nil {
 		return 0, false
 	}

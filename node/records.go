@@ -1,0 +1,67 @@
+package node
+
+import (
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/store"
+)
+
+// The node keeps services and runs as the store's records and answers
+// with the API's types: these functions are the one place one becomes the
+// other, so the stored format and the wire can change apart.
+
+// apiRun is a run record as the API shows it.
+func apiRun(r store.Run) api.Run {
+	return api.Run{
+		ID:        r.ID,
+		Service:   r.Service,
+		Version:   r.Version,
+		Owner:     r.Owner,
+		Trigger:   r.Trigger,
+		Start:     r.Start,
+		Duration:  r.Duration,
+		Outcome:   r.Outcome,
+		Output:    r.Output,
+		Noop:      r.Noop,
+		Error:     r.Error,
+		Usage:     api.Usage(r.Usage),
+		Attempts:  r.Attempts,
+		Truncated: r.Truncated,
+	}
+}
+
+// apiRunList is a page of run records as the API shows it.
+func apiRunList(l store.RunList, err error) (api.RunList, error) {
+	if err != nil {
+		return api.RunList{}, err
+	}
+	runs := make([]api.Run, len(l.Runs))
+	for i, r := range l.Runs {
+		runs[i] = apiRun(r)
+	}
+	return api.RunList{Runs: runs, Next: l.Next}, nil
+}
+
+// runQuery is an API run query as the store takes it.
+func runQuery(q api.RunQuery) store.RunQuery {
+	return store.RunQuery{Limit: q.Limit, Cursor: q.Cursor, Since: q.Since, Until: q.Until}
+}
+
+// apiService is a service record as the API shows it, without the health
+// and triggers only a deployment knows (see Node.view).
+func apiService(s store.Service) api.Service {
+	return api.Service{
+		Name:         s.Name,
+		Version:      s.Version,
+		Digest:       s.Digest,
+		Size:         s.Size,
+		Files:        s.Files,
+		Manifest:     s.Manifest,
+		Owner:        s.Owner,
+		SubmittedAt:  s.SubmittedAt,
+		Target:       s.Target,
+		Decision:     s.Decision,
+		Receipt:      s.Receipt,
+		Status:       s.Status,
+		StatusDetail: s.StatusDetail,
+	}
+}

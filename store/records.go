@@ -1,0 +1,89 @@
+package store
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/attest"
+	"github.com/andromeda-runner/andromeda/contract"
+	"github.com/andromeda-runner/andromeda/decision"
+)
+
+// The records below are what the store keeps, in JSON, in its buckets and
+// streams. They are the store's own types, not the API's: a field the API
+// adds (a computed health, a trigger's next time) does not end up on disk,
+// and a record on disk keeps its shape when the wire changes. Their JSON
+// names are the stored format (stateFormat): renaming one is a migration.
+
+// Service is the registry record of one admitted service.
+type Service struct {
+	Name        string            `json:"name"`
+	Version     string            `json:"version"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size_bytes"`
+	Files       int               `json:"files"`
+	Manifest    json.RawMessage   `json:"manifest"`
+	Owner       string            `json:"owner"`
+	SubmittedAt time.Time         `json:"submitted_at"`
+	Target      string            `json:"target,omitempty"`
+	Decision    decision.Decision `json:"decision"`
+	Receipt     *attest.Receipt   `json:"receipt,omitempty"`
+	// Status is "deployed", "dormant", "failed" (see StatusDetail) or
+	// "stopped".
+	Status       string `json:"status"`
+	StatusDetail string `json:"status_detail,omitempty"`
+}
+
+// Run is the record of one invocation, or of a firing that did not start.
+type Run struct {
+	ID        string           `json:"id"`
+	Service   string           `json:"service"`
+	Version   string           `json:"version"`
+	Owner     string           `json:"owner,omitempty"`
+	Trigger   contract.Trigger `json:"trigger"`
+	Start     time.Time        `json:"start"`
+	Duration  time.Duration    `json:"duration_ns"`
+	Outcome   string           `json:"outcome"`
+	Output    *contract.Output `json:"output,omitempty"`
+	Noop      string           `json:"noop_reason,omitempty"`
+	Error     string           `json:"error,omitempty"`
+	Usage     Usage            `json:"usage"`
+	Attempts  int              `json:"attempts"`
+	Truncated bool             `json:"truncated,omitempty"`
+}
+
+// Usage is what a run consumed; zero fields were not measured.
+type Usage struct {
+	WallNS     int64 `json:"wall_ns"`
+	CPUNS      int64 `json:"cpu_ns,omitempty"`
+	PeakMemory int64 `json:"peak_memory_bytes,omitempty"`
+}
+
+// TokenRecord is a stored API token; the hash of its secret is its key and
+// the secret itself is never stored.
+type TokenRecord struct {
+	Name    string    `json:"name"`
+	Role    string    `json:"role"`
+	Created time.Time `json:"created"`
+}
+
+// RunQuery selects one page of a run listing. The zero value asks for the
+// newest DefaultListRuns runs.
+type RunQuery struct {
+	// Limit is how many runs the page holds at most, 1 to MaxListRuns; 0
+	// means DefaultListRuns.
+	Limit int
+	// Cursor is the Next of the previous page; "" starts at the newest run.
+	Cursor string
+	// Since keeps the runs that started at or after it; zero: no bound.
+	Since time.Time
+	// Until keeps the runs that started before it; zero: no bound.
+	Until time.Time
+}
+
+// RunList is one page of a run listing, newest first.
+type RunList struct {
+	Runs []Run
+	// Next is the cursor of the following page, "" on the last one.
+	Next string
+}
