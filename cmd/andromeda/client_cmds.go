@@ -3,139 +3,182 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/andromeda-runner/andromeda/api"
 )
 
-func lsCmd(ctx context.Context, env *cli, args []string) error {
-	var cf clientFlags
-	fs := env.flagSet("ls", &cf)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (env *cli) lsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List services",
+		Long: `Ls lists the node's services with their version, driver, status,
+health, triggers, owner and digest.`,
+		Example: `  andromeda ls
+  andromeda ls --json | jq -r '.[].name'`,
+		Args:              wantArgs(0, 0),
+		ValidArgsFunction: cobra.NoFileCompletions,
 	}
-	if len(pos) != 0 {
-		return errors.New("usage: andromeda ls [--json]")
-	}
-	c, err := env.client(&cf)
-	if err != nil {
-		return err
-	}
-	list, err := c.Services(ctx)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(env.stdout, list)
-	}
-	printServices(env.stdout, list)
-	return nil
-}
-
-func inspectCmd(ctx context.Context, env *cli, args []string) error {
-	var cf clientFlags
-	fs := env.flagSet("inspect", &cf)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: andromeda inspect NAME [--json]")
-	}
-	c, err := env.client(&cf)
-	if err != nil {
-		return err
-	}
-	s, err := c.Service(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(env.stdout, s)
-	}
-	printService(env.stdout, s)
-	return nil
-}
-
-func fireCmd(ctx context.Context, env *cli, args []string) error {
-	var cf clientFlags
-	fs := env.flagSet("fire", &cf)
-	input := fs.String("input", "", "JSON message to pass to the service")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: andromeda fire NAME [--input JSON] [--json]")
-	}
-	var msg json.RawMessage
-	if *input != "" {
-		if !json.Valid([]byte(*input)) {
-			return errors.New("--input: must be valid JSON (quote strings: --input '\"text\"')")
+	cf := addClientFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := env.client(cf)
+		if err != nil {
+			return err
 		}
-		msg = json.RawMessage(*input)
+		list, err := c.Services(cmd.Context())
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(env.stdout, list)
+		}
+		printServices(env.stdout, list)
+		return nil
 	}
-	c, err := env.client(&cf)
-	if err != nil {
-		return err
-	}
-	r, err := c.Fire(ctx, pos[0], msg)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(env.stdout, r)
-	}
-	printRun(env.stdout, r)
-	return nil
+	return cmd
 }
 
-func runsCmd(ctx context.Context, env *cli, args []string) error {
-	var cf clientFlags
-	fs := env.flagSet("runs", &cf)
-	limit := fs.Int("limit", 20, "how many runs at most, newest first (more than 1000 are read a page at a time)")
-	all := fs.Bool("all", false, "every run the node keeps, instead of --limit")
-	since := fs.String("since", "", "only runs started at or after this: an RFC 3339 time, or a duration before now (30m, 1h, 7d)")
-	until := fs.String("until", "", "only runs started before this: an RFC 3339 time, or a duration before now")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (env *cli) inspectCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "inspect NAME",
+		Short: "Show a service: manifest, decision, health, triggers",
+		Long: `Inspect shows one service: its version, digest, owner and status, the
+admission decision with its limits and reasons, its health, and its
+triggers with their next ticks.`,
+		Example: `  andromeda inspect price-watch
+  andromeda inspect price-watch --json`,
+		Args: wantArgs(1, 1),
 	}
-	if len(pos) > 1 {
-		return errors.New("usage: andromeda runs [NAME] [--limit N | --all] [--since T] [--until T] [--json]")
+	cf := addClientFlags(cmd)
+	cmd.ValidArgsFunction = env.serviceNames(cf)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := env.client(cf)
+		if err != nil {
+			return err
+		}
+		s, err := c.Service(cmd.Context(), args[0])
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(env.stdout, s)
+		}
+		printService(env.stdout, s)
+		return nil
 	}
-	limitSet := false
-	fs.Visit(func(f *flag.Flag) { limitSet = limitSet || f.Name == "limit" })
-	if *all && limitSet {
-		return errors.New("--all and --limit: give one of them")
+	return cmd
+}
+
+func (env *cli) fireCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "fire NAME",
+		Short: "Run a service now and print the run",
+		Long: `Fire runs a service at once, by hand, and prints the run it recorded:
+outcome, duration, usage and output. --input is the message the service
+gets, as JSON.`,
+		Example: `  andromeda fire greeter
+  andromeda fire greeter --input '{"name":"Ada"}'
+  andromeda fire greeter --input '"text"' --json`,
+		Args: wantArgs(1, 1),
 	}
-	if *limit < 1 {
-		return errors.New("--limit: must be 1 or more")
+	cf := addClientFlags(cmd)
+	input := cmd.Flags().String("input", "", "`JSON` message to pass to the service")
+	cmd.ValidArgsFunction = env.serviceNames(cf)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		var msg json.RawMessage
+		if *input != "" {
+			if !json.Valid([]byte(*input)) {
+				return usagef("--input: must be valid JSON (quote strings: --input '\"text\"')")
+			}
+			msg = json.RawMessage(*input)
+		}
+		c, err := env.client(cf)
+		if err != nil {
+			return err
+		}
+		r, err := c.Fire(cmd.Context(), args[0], msg)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(env.stdout, r)
+		}
+		printRun(env.stdout, r)
+		return nil
+	}
+	return cmd
+}
+
+func (env *cli) runsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "runs [NAME]",
+		Short: "List runs, newest first",
+		Long: `Runs lists the runs of one service, or of all, newest first: trigger,
+start, duration, outcome and what the run did or why it did nothing.
+
+T in --since and --until is an RFC 3339 time (2026-01-02T15:04:05Z) or a
+duration before now (30m, 1h, 7d). More than 1000 runs are read a page at a
+time; when more runs match than --limit, standard error says so.`,
+		Example: `  andromeda runs
+  andromeda runs --limit 10
+  andromeda runs greeter --since 1h --all
+  andromeda runs greeter --since 2026-01-02T00:00:00Z --until 1d --json`,
+		Args: wantArgs(0, 1),
+	}
+	cf := addClientFlags(cmd)
+	var o runsOptions
+	cmd.Flags().IntVar(&o.limit, "limit", 20, "list at most `N` runs, newest first (more than 1000 are read a page at a time)")
+	cmd.Flags().BoolVar(&o.all, "all", false, "every run the node keeps, instead of --limit")
+	cmd.Flags().StringVar(&o.since, "since", "", "only runs started at or after `T`: an RFC 3339 time, or a duration before now (30m, 1h, 7d)")
+	cmd.Flags().StringVar(&o.until, "until", "", "only runs started before `T`: an RFC 3339 time, or a duration before now")
+	cmd.ValidArgsFunction = env.serviceNames(cf)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		o.limitSet = cmd.Flags().Changed("limit")
+		return env.runs(cmd.Context(), cf, args, o)
+	}
+	return cmd
+}
+
+// runsOptions are the flags of `runs`.
+type runsOptions struct {
+	limit        int
+	limitSet     bool // --limit was given
+	all          bool
+	since, until string
+}
+
+func (env *cli) runs(ctx context.Context, cf *clientFlags, args []string, o runsOptions) error {
+	limit, all := o.limit, o.all
+	if all && o.limitSet {
+		return usagef("--all and --limit: give one of them")
+	}
+	if limit < 1 {
+		return usagef("--limit: must be 1 or more")
 	}
 	now := time.Now()
 	var q api.RunQuery
-	if q.Since, err = parseWhen("since", *since, now); err != nil {
+	var err error
+	if q.Since, err = parseWhen("since", o.since, now); err != nil {
 		return err
 	}
-	if q.Until, err = parseWhen("until", *until, now); err != nil {
+	if q.Until, err = parseWhen("until", o.until, now); err != nil {
 		return err
 	}
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Until.After(q.Since) {
-		return errors.New("--until: must be after --since")
+		return usagef("--until: must be after --since")
 	}
-	c, err := env.client(&cf)
+	c, err := env.client(cf)
 	if err != nil {
 		return err
 	}
 	name := ""
-	if len(pos) == 1 {
-		name = pos[0]
+	if len(args) == 1 {
+		name = args[0]
 	}
 	// Follow the pages' cursors until the runs asked for are in.
 	const page = 1000
@@ -143,8 +186,8 @@ func runsCmd(ctx context.Context, env *cli, args []string) error {
 	more := false
 	for {
 		q.Limit = page
-		if !*all {
-			q.Limit = min(page, *limit-len(runs))
+		if !all {
+			q.Limit = min(page, limit-len(runs))
 		}
 		l, err := c.ListRuns(ctx, name, q)
 		if err != nil {
@@ -154,7 +197,7 @@ func runsCmd(ctx context.Context, env *cli, args []string) error {
 		if l.Next == "" {
 			break
 		}
-		if !*all && len(runs) >= *limit {
+		if !all && len(runs) >= limit {
 			more = true
 			break
 		}
@@ -191,58 +234,76 @@ func parseWhen(flagName, v string, now time.Time) (time.Time, error) {
 		}
 	}
 	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("--%s: must be an RFC 3339 time (2026-01-02T15:04:05Z) or a duration before now (30m, 1h, 7d)", flagName)
+		return time.Time{}, usagef("--%s: must be an RFC 3339 time (2026-01-02T15:04:05Z) or a duration before now (30m, 1h, 7d)", flagName)
 	}
 	return now.Add(-d), nil
 }
 
-func rmCmd(ctx context.Context, env *cli, args []string) error {
-	var cf clientFlags
-	fs := env.flagSet("rm", &cf)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (env *cli) rmCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Stop and remove a service with its state and runs",
+		Example: `  andromeda rm greeter
+  andromeda rm greeter --json`,
+		Args: wantArgs(1, 1),
 	}
-	if len(pos) != 1 {
-		return errors.New("usage: andromeda rm NAME")
+	cf := addClientFlags(cmd)
+	cmd.ValidArgsFunction = env.serviceNames(cf)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := env.client(cf)
+		if err != nil {
+			return err
+		}
+		if err := c.Remove(cmd.Context(), args[0]); err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(env.stdout, map[string]any{"removed": args[0]})
+		}
+		fmt.Fprintf(env.stdout, "removed %s\n", args[0])
+		return nil
 	}
-	c, err := env.client(&cf)
-	if err != nil {
-		return err
-	}
-	if err := c.Remove(ctx, pos[0]); err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(env.stdout, map[string]any{"removed": pos[0]})
-	}
-	fmt.Fprintf(env.stdout, "removed %s\n", pos[0])
-	return nil
+	return cmd
 }
 
-func tokenCmd(ctx context.Context, env *cli, args []string) error {
-	var cf clientFlags
-	fs := env.flagSet("token", &cf)
-	name := fs.String("name", "", "token name (the owner of what it submits)")
-	role := fs.String("role", api.RoleSubmitter, "submitter or operator")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (env *cli) tokenCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Create API tokens",
+		Example: `  andromeda token create --name alice
+  andromeda token create --name ci --role operator --json`,
 	}
-	if len(pos) != 1 || pos[0] != "create" {
-		return errors.New("usage: andromeda token create --name NAME [--role submitter|operator]")
+	create := &cobra.Command{
+		Use:   "create --name NAME",
+		Short: "Create an API token",
+		Long: `Create creates an API token and prints its secret, which is shown only
+once. A submitter token submits services, lists them and reads its own
+services and runs; an operator token does everything. The token's name
+is the owner of what it submits; operator and anonymous are reserved.`,
+		Example: `  andromeda token create --name alice
+  ANDROMEDA_TOKEN=$(andromeda token create --name ci --json | jq -r .token) andromeda ls`,
+		Args:              wantArgs(0, 0),
+		ValidArgsFunction: cobra.NoFileCompletions,
 	}
-	c, err := env.client(&cf)
-	if err != nil {
-		return err
+	cf := addClientFlags(create)
+	name := create.Flags().String("name", "", "token `NAME` (the owner of what it submits)")
+	role := create.Flags().String("role", api.RoleSubmitter, "`ROLE`: submitter or operator")
+	create.RegisterFlagCompletionFunc("role", words(api.RoleSubmitter, api.RoleOperator))
+	create.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := env.client(cf)
+		if err != nil {
+			return err
+		}
+		t, err := c.CreateToken(cmd.Context(), *name, *role)
+		if err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(env.stdout, t)
+		}
+		fmt.Fprintf(env.stdout, "created %s token %q; it is shown only once:\n%s\n", t.Role, t.Name, t.Secret)
+		return nil
 	}
-	t, err := c.CreateToken(ctx, *name, *role)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(env.stdout, t)
-	}
-	fmt.Fprintf(env.stdout, "created %s token %q; it is shown only once:\n%s\n", t.Role, t.Name, t.Secret)
-	return nil
+	cmd.AddCommand(create)
+	return cmd
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/sandbox"
@@ -14,85 +16,150 @@ import (
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
-func depsCmd(ctx context.Context, env *cli, args []string) error {
-	var cf clientFlags
-	fs := env.flagSet("deps", &cf)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (env *cli) depsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "deps",
+		Short: "A process service's own dependencies",
+		Long: `Deps lists, adds and removes the packages of a process service (Node.js
+or Python): those its package.json or requirements.txt name, and those added
+here, which are installed into the service's own dependency directory and
+apply from its next deploy.`,
+		Example: `  andromeda deps ls uptime-node
+  andromeda deps add uptime-node left-pad@1.3.0
+  andromeda deps rm uptime-node left-pad`,
 	}
-	usage := errors.New("usage: andromeda deps ls NAME | add NAME PKG | rm NAME PKG")
-	if len(pos) < 2 {
-		return usage
+	ls := &cobra.Command{
+		Use:   "ls NAME",
+		Short: "List a process service's dependencies",
+		Example: `  andromeda deps ls uptime-node
+  andromeda deps ls digest-python --json`,
+		Args: wantArgs(1, 1),
 	}
-	c, err := env.client(&cf)
-	if err != nil {
-		return err
+	lsFlags := addClientFlags(ls)
+	ls.ValidArgsFunction = env.serviceNames(lsFlags)
+	ls.RunE = func(cmd *cobra.Command, args []string) error {
+		return env.depsList(cmd.Context(), lsFlags, args[0])
 	}
-	switch {
-	case pos[0] == "ls" && len(pos) == 2:
-		deps, err := c.Deps(ctx, pos[1])
+	add := &cobra.Command{
+		Use:   "add NAME PKG",
+		Short: "Install a package into a process service's dependency dir",
+		Long: `Add installs a package (npm or pip syntax, a version may follow) into the
+service's own dependency directory. It applies from the service's next
+deploy.`,
+		Example: `  andromeda deps add uptime-node left-pad@1.3.0
+  andromeda deps add digest-python requests==2.32.3`,
+		Args: wantArgs(2, 2),
+	}
+	addFlags := addClientFlags(add)
+	add.ValidArgsFunction = env.serviceNames(addFlags)
+	add.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := env.client(addFlags)
 		if err != nil {
 			return err
 		}
-		if cf.json {
-			return printJSON(env.stdout, deps)
-		}
-		if len(deps) == 0 {
-			fmt.Fprintln(env.stdout, "no dependencies")
-			return nil
-		}
-		tw := table(env.stdout)
-		fmt.Fprintln(tw, "LANGUAGE\tPACKAGE\tVERSION\tFROM")
-		for _, d := range deps {
-			from := "manifest"
-			if d.Added {
-				from = "deps add"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Language, d.Name, d.Version, from)
-		}
-		return tw.Flush()
-	case pos[0] == "add" && len(pos) == 3:
-		fmt.Fprintf(env.stderr, "installing %s into %s's dependency dir…\n", pos[2], pos[1])
-		if err := c.AddDep(ctx, pos[1], pos[2]); err != nil {
+		fmt.Fprintf(env.stderr, "installing %s into %s's dependency dir…\n", args[1], args[0])
+		if err := c.AddDep(cmd.Context(), args[0], args[1]); err != nil {
 			return err
 		}
-		fmt.Fprintf(env.stdout, "added %s to %s (applies from its next deploy)\n", pos[2], pos[1])
-		return nil
-	case pos[0] == "rm" && len(pos) == 3:
-		if err := c.RemoveDep(ctx, pos[1], pos[2]); err != nil {
-			return err
+		if addFlags.json {
+			return printJSON(env.stdout, map[string]string{"service": args[0], "added": args[1]})
 		}
-		fmt.Fprintf(env.stdout, "removed %s from %s\n", pos[2], pos[1])
+		fmt.Fprintf(env.stdout, "added %s to %s (applies from its next deploy)\n", args[1], args[0])
 		return nil
 	}
-	return usage
+	rm := &cobra.Command{
+		Use:     "rm NAME PKG",
+		Short:   "Remove a package added with deps add",
+		Example: `  andromeda deps rm uptime-node left-pad`,
+		Args:    wantArgs(2, 2),
+	}
+	rmFlags := addClientFlags(rm)
+	rm.ValidArgsFunction = env.addedDeps(rmFlags)
+	rm.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := env.client(rmFlags)
+		if err != nil {
+			return err
+		}
+		if err := c.RemoveDep(cmd.Context(), args[0], args[1]); err != nil {
+			return err
+		}
+		if rmFlags.json {
+			return printJSON(env.stdout, map[string]string{"service": args[0], "removed": args[1]})
+		}
+		fmt.Fprintf(env.stdout, "removed %s from %s\n", args[1], args[0])
+		return nil
+	}
+	cmd.AddCommand(ls, add, rm)
+	return cmd
 }
 
-// conformanceCmd certifies a third-party language shim locally, through the
-// process driver's real sandbox: no node is needed.
-func conformanceCmd(ctx context.Context, env *cli, args []string) error {
-	fs := env.flagSet("conformance", nil)
-	lang := fs.String("lang", "", "node, python or exec (default: the manifest's runtime.language)")
-	entry := fs.String("entry", "", "entry file (default: the manifest's runtime.entry, else index.js / main.py / run)")
-	pos, err := parse(fs, args)
+func (env *cli) depsList(ctx context.Context, cf *clientFlags, name string) error {
+	c, err := env.client(cf)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return errors.New("usage: andromeda conformance DIR [--lang node|python|exec] [--entry FILE]")
+	deps, err := c.Deps(ctx, name)
+	if err != nil {
+		return err
 	}
-	dir := pos[0]
+	if cf.json {
+		return printJSON(env.stdout, deps)
+	}
+	if len(deps) == 0 {
+		fmt.Fprintln(env.stdout, "no dependencies")
+		return nil
+	}
+	tw := table(env.stdout)
+	fmt.Fprintln(tw, "LANGUAGE\tPACKAGE\tVERSION\tFROM")
+	for _, d := range deps {
+		from := "manifest"
+		if d.Added {
+			from = "deps add"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Language, d.Name, d.Version, from)
+	}
+	return tw.Flush()
+}
+
+func (env *cli) conformanceCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "conformance DIR",
+		Short: "Certify a language shim against the runtime protocol",
+		Long: `Conformance certifies a third-party language shim locally, through the
+process driver's real sandbox (no node is needed): it deploys the guest in
+DIR in server and command mode and runs the protocol's cases against it,
+printing one line per case ("ok", or "FAIL" with what failed) and
+"conformant" when all pass. It needs what the process driver needs: root
+or user namespaces, and cgroups.`,
+		Example: `  andromeda conformance ./my-shim --lang node
+  andromeda conformance ./my-service --json`,
+		Args:              wantArgs(1, 1),
+		ValidArgsFunction: dirArgs(1),
+	}
+	var asJSON bool
+	lang := cmd.Flags().String("lang", "", "guest language `LANG`: node, python or exec (default: the manifest's runtime.language)")
+	entry := cmd.Flags().String("entry", "", "entry `FILE` (default: the manifest's runtime.entry, else index.js / main.py / run)")
+	addJSONFlag(cmd, &asJSON)
+	cmd.RegisterFlagCompletionFunc("lang", words("node", "python", "exec"))
+	cmd.MarkFlagFilename("entry")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return env.conformance(cmd.Context(), args[0], *lang, *entry, asJSON)
+	}
+	return cmd
+}
+
+// conformance certifies the shim in dir: no node is needed.
+func (env *cli) conformance(ctx context.Context, dir, lang, entry string, asJSON bool) error {
 	if m, err := manifest.Load(dir); err == nil {
-		if *lang == "" {
-			*lang = m.Runtime.Language
+		if lang == "" {
+			lang = m.Runtime.Language
 		}
-		if *entry == "" {
-			*entry = m.Runtime.Entry
+		if entry == "" {
+			entry = m.Runtime.Entry
 		}
 	}
-	if *lang == "" {
-		return errors.New("--lang: required when DIR has no manifest")
+	if lang == "" {
+		return usagef("--lang: required when DIR has no manifest")
 	}
 	work, err := os.MkdirTemp("", "andromeda-conformance-")
 	if err != nil {
@@ -107,21 +174,85 @@ func conformanceCmd(ctx context.Context, env *cli, args []string) error {
 	if err := d.Test(ctx); err != nil {
 		return fmt.Errorf("the process driver cannot run here: %w", err)
 	}
-	if *entry == "" {
-		*entry = process.DefaultEntry(*lang)
+	if entry == "" {
+		entry = process.DefaultEntry(lang)
+	}
+	rep := &conformanceReport{Dir: dir, Language: lang, Entry: entry, Checks: []conformanceCheck{}}
+	out := env.stdout
+	if asJSON {
+		out = rep
 	}
 	err = sandboxtest.Certify(ctx, sandboxtest.Kit{
 		Driver: d,
 		Spec: func(mode sandbox.Mode) sandbox.Spec {
-			return sandbox.Spec{Service: "conformance", Dir: dir, Entry: *entry, Language: *lang, Mode: mode,
+			return sandbox.Spec{Service: "conformance", Dir: dir, Entry: entry, Language: lang, Mode: mode,
 				Limits: sandbox.Limits{Memory: 256 << 20, Timeout: 10 * time.Second, Concurrency: 4}}
 		},
 		Started:     process.WorkersStarted,
 		CancelGrace: cfg.CancelGrace,
-	}, env.stdout)
+	}, out)
 	if err != nil {
-		return fmt.Errorf("conformance of %s (%s): %w", dir, *lang, err)
+		err = fmt.Errorf("conformance of %s (%s): %w", dir, lang, err)
+	}
+	if asJSON {
+		rep.Conformant = err == nil
+		if err != nil {
+			rep.Error = err.Error()
+		}
+		if jerr := printJSON(env.stdout, rep); jerr != nil {
+			return jerr
+		}
+		return err
+	}
+	if err != nil {
+		return err
 	}
 	fmt.Fprintln(env.stdout, "conformant")
 	return nil
+}
+
+// conformanceReport is what `conformance --json` prints.
+type conformanceReport struct {
+	Dir        string             `json:"dir"`
+	Language   string             `json:"language"`
+	Entry      string             `json:"entry"`
+	Conformant bool               `json:"conformant"`
+	Checks     []conformanceCheck `json:"checks"`
+	Error      string             `json:"error,omitempty"` // which checks failed
+}
+
+// conformanceCheck is one case of the certification in one mode.
+type conformanceCheck struct {
+	Name   string   `json:"name"` // mode/case, as server/echo
+	OK     bool     `json:"ok"`
+	Failed string   `json:"failed,omitempty"` // what failed
+	TookMS float64  `json:"took_ms"`
+	Notes  []string `json:"notes,omitempty"`
+}
+
+// Write takes one line of Certify's report: each is one write, "ok   NAME
+// (TOOK)", "FAIL NAME WHAT (TOOK)" or "note NAME TEXT", the name padded
+// (see sandboxtest.Certify).
+func (r *conformanceReport) Write(p []byte) (int, error) {
+	kind, rest, _ := strings.Cut(strings.TrimSuffix(string(p), "\n"), " ")
+	name, rest, _ := strings.Cut(strings.TrimLeft(rest, " "), " ")
+	rest = strings.TrimSpace(rest)
+	if kind == "note" {
+		if n := len(r.Checks); n > 0 && r.Checks[n-1].Name == name {
+			r.Checks[n-1].Notes = append(r.Checks[n-1].Notes, rest)
+		}
+		return len(p), nil
+	}
+	c := conformanceCheck{Name: name, OK: kind == "ok"}
+	if i := strings.LastIndex(rest, "("); i >= 0 && strings.HasSuffix(rest, ")") {
+		if d, err := time.ParseDuration(rest[i+1 : len(rest)-1]); err == nil {
+			c.TookMS = float64(d) / float64(time.Millisecond)
+			rest = strings.TrimSpace(rest[:i])
+		}
+	}
+	if !c.OK {
+		c.Failed = rest
+	}
+	r.Checks = append(r.Checks, c)
+	return len(p), nil
 }

@@ -1,17 +1,20 @@
 // Command andromeda is the Andromeda runner: `andromeda serve` runs a node;
-// every other subcommand talks to a node through its HTTP API.
+// every other subcommand talks to a node through its HTTP API, or works
+// offline on files. The command tree is built on spf13/cobra: one
+// constructor per command, next to the code it runs.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/node"
@@ -26,19 +29,32 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, errUsageShown) {
-			fmt.Fprintln(os.Stderr, "andromeda:", err)
-		}
+		printError(os.Stderr, err)
 		os.Exit(exitCode(err))
 	}
 }
 
-var errUsageShown = errors.New("usage shown")
+// usageError is an error in how a command was called: an unknown command
+// or flag, a bad flag value, the wrong number of arguments. It exits 2.
+type usageError struct {
+	err error
+	cmd *cobra.Command // the command called wrong, for the hint; set by run
+}
 
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error {
+	return &usageError{err: fmt.Errorf(format, a...)}
+}
+
+// exitCode is 2 for a usage error, 4 when the node refused the token (401
+// or 403) and 1 for any other error.
 func exitCode(err error) int {
+	var ue *usageError
 	var ae *api.Error
 	switch {
-	case errors.Is(err, errUsageShown), errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &ue):
 		return 2
 	case errors.As(err, &ae) && ae.Status == 401, errors.As(err, &ae) && ae.Status == 403:
 		return 4
@@ -46,27 +62,17 @@ func exitCode(err error) int {
 	return 1
 }
 
-type command struct {
-	name, args, help string
-	run              func(ctx context.Context, env *cli, args []string) error
-}
-
-var commands = []command{
-	{"serve", "[--config FILE] [--data DIR] [--listen ADDR] [--nats URL] [--demo] [--repair]", "run a node", serveCmd},
-	{"submit", "DIR [--origin kind:id;stake=N]", "pack a service directory and submit it", submitCmd},
-	{"ls", "[--json]", "list services", lsCmd},
-	{"inspect", "NAME [--json]", "show a service: manifest, decision, health, triggers", inspectCmd},
-	{"fire", "NAME [--input JSON] [--json]", "run a service now and print the run", fireCmd},
-	{"runs", "[NAME] [--limit N | --all] [--since T] [--until T] [--json]", "list runs, newest first (T: RFC 3339 time or a duration ago: 1h)", runsCmd},
-	{"rm", "NAME", "stop and remove a service with its state and runs", rmCmd},
-	{"token", "create --name NAME [--role submitter|operator]", "create an API token", tokenCmd},
-	{"keys", "gen FILE", "make an ed25519 key pair for attestations", keysCmd},
-	{"attest", "DIR --key FILE", "sign a service's digest (sent with its next submit)", attestCmd},
-	{"policy", "explain DIR | import klyntar FILE", "explain a decision offline; convert a KLYNTAR config", policyCmd},
-	{"deps", "ls NAME | add NAME PKG | rm NAME PKG", "a process service's own dependencies", depsCmd},
-	{"conformance", "DIR [--lang L] [--entry FILE]", "certify a language shim against the runtime protocol", conformanceCmd},
-	{"store", "check [--json] | backup --out FILE | restore --in FILE  [--data DIR]", "check, back up or restore a stopped node's store", storeCmd},
-	{"version", "", "print the version", versionCmd},
+// printError prints err, and after a usage error how to get help.
+func printError(w io.Writer, err error) {
+	fmt.Fprintln(w, "andromeda:", err)
+	var ue *usageError
+	if !errors.As(err, &ue) || ue.cmd == nil {
+		return
+	}
+	if ue.cmd.Runnable() {
+		fmt.Fprintln(w, "usage:", ue.cmd.UseLine())
+	}
+	fmt.Fprintf(w, "Run '%s --help' for more.\n", ue.cmd.CommandPath())
 }
 
 // cli is what every subcommand gets: output streams and how to reach the
@@ -78,92 +84,141 @@ type cli struct {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	env := &cli{stdout: stdout, stderr: stderr, getenv: os.Getenv}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(stderr)
-		if len(args) == 0 {
-			return errUsageShown
-		}
-		return nil
-	}
-	for _, c := range commands {
-		if c.name == args[0] {
-			return c.run(ctx, env, args[1:])
-		}
-	}
-	usage(stderr)
-	return fmt.Errorf("unknown command %q", args[0])
+	return env.run(ctx, args)
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: andromeda COMMAND [flags]\n\ncommands:")
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %-48s %s\n", c.name, c.args, c.help)
+// run runs the command args name on a fresh command tree (cobra keeps
+// parsed flags in its commands).
+func (env *cli) run(ctx context.Context, args []string) error {
+	root := env.root()
+	args, err := normalizeArgs(root, args)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintln(w, `
-Client commands reach the node at $ANDROMEDA_ADDR (default 127.0.0.1:7070) with
-the token in $ANDROMEDA_TOKEN, or else the operator token in the data dir
-($ANDROMEDA_DATA, default the node's default data dir).`)
-}
-
-// flags makes a FlagSet for a subcommand with the client flags every
-// subcommand that talks to a node shares.
-type clientFlags struct {
-	addr, token, data string
-	json              bool
-}
-
-func (env *cli) flagSet(name string, cf *clientFlags) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	if cf != nil {
-		fs.StringVar(&cf.addr, "node", "", "node address (default $ANDROMEDA_ADDR or 127.0.0.1:7070)")
-		fs.StringVar(&cf.token, "token", "", "API token (default $ANDROMEDA_TOKEN or the operator token in the data dir)")
-		fs.StringVar(&cf.data, "data", "", "node data dir to read the operator token from (default $ANDROMEDA_DATA or the node default)")
-		fs.BoolVar(&cf.json, "json", false, "print one JSON document instead of a table")
+	root.SetArgs(append([]string{}, args...)) // never nil: cobra would read os.Args
+	cmd, err := root.ExecuteContextC(ctx)
+	var ue *usageError
+	if errors.As(err, &ue) && ue.cmd == nil {
+		ue.cmd = cmd
 	}
-	return fs
+	return err
 }
 
-// parse parses flags that may come before or after positional arguments.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+// The groups of the root command's help.
+const (
+	groupNode     = "node"
+	groupServices = "services"
+	groupTrust    = "trust"
+	groupOffline  = "offline"
+)
+
+// root builds the command tree.
+func (env *cli) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "andromeda",
+		Short: "Run services under an operator's policy, and talk to the node that runs them",
+		Long: `Andromeda is a runner: "andromeda serve" runs a node, which admits services
+by its operator's policy, runs them sandboxed, fires them on triggers and
+records every run. The other commands talk to a node through its HTTP API,
+or work offline on files.
+
+Client commands reach the node at $ANDROMEDA_ADDR (default 127.0.0.1:7070)
+with the token in $ANDROMEDA_TOKEN, or else the operator token in the data
+dir ($ANDROMEDA_DATA, default the node's default data dir); --node, --token
+and --data override them. Tables are for people; --json prints one JSON
+document for scripts.
+
+Exit status: 0 on success, 1 on an error, 2 on a usage error (an unknown
+command or flag, a bad flag value, a wrong argument), 4 when the node
+refuses the token (HTTP 401 or 403).`,
+		Example: `  andromeda serve --demo
+  andromeda ls
+  andromeda fire greeter --input '{"name":"Ada"}'
+  andromeda help runs`,
+		SilenceErrors: true, // run's caller prints them, with the exit code
+		SilenceUsage:  true,
 	}
-}
-
-func (env *cli) client(cf *clientFlags) (*api.Client, error) {
-	addr := firstNonEmpty(cf.addr, env.getenv("ANDROMEDA_ADDR"), node.DefaultConfig().Listen)
-	token := firstNonEmpty(cf.token, env.getenv("ANDROMEDA_TOKEN"))
-	if token == "" {
-		dir := firstNonEmpty(cf.data, env.getenv("ANDROMEDA_DATA"), node.DefaultDataDir())
-		t, err := node.OperatorToken(dir)
-		if err != nil {
-			return nil, fmt.Errorf("no token: set ANDROMEDA_TOKEN or pass --token (no operator token readable in %s: %v)", dir, err)
-		}
-		token = t
-	}
-	return api.NewClient(addr, token), nil
-}
-
-func firstNonEmpty(v ...string) string {
-	for _, s := range v {
-		if strings.TrimSpace(s) != "" {
-			return s
+	root.SetOut(env.stdout)
+	root.SetErr(env.stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return &usageError{err: err, cmd: cmd}
+	})
+	root.AddGroup(
+		&cobra.Group{ID: groupNode, Title: "Run a node:"},
+		&cobra.Group{ID: groupServices, Title: "Services on a node:"},
+		&cobra.Group{ID: groupTrust, Title: "Tokens, keys and policy:"},
+		&cobra.Group{ID: groupOffline, Title: "Offline:"},
+	)
+	add := func(group string, cmds ...*cobra.Command) {
+		for _, c := range cmds {
+			c.GroupID = group
+			root.AddCommand(c)
 		}
 	}
-	return ""
+	add(groupNode, env.serveCmd())
+	add(groupServices, env.submitCmd(), env.lsCmd(), env.inspectCmd(), env.fireCmd(), env.runsCmd(), env.rmCmd(), env.depsCmd())
+	add(groupTrust, env.tokenCmd(), env.keysCmd(), env.attestCmd(), env.policyCmd())
+	add(groupOffline, env.storeCmd(), env.conformanceCmd(), env.versionCmd())
+	root.SetHelpCommand(helpCmd(root))
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	completionExamples(root)
+	return root
 }
 
-func versionCmd(ctx context.Context, env *cli, args []string) error {
-	fmt.Fprintln(env.stdout, "andromeda", node.Version)
-	return nil
+// helpCmd is `andromeda help [COMMAND]...`: cobra's, except that an unknown
+// command is a usage error rather than the root's help.
+func helpCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [COMMAND]...",
+		Short: "Help about any command",
+		Long:  `Help prints the help of any command, on standard output.`,
+		Example: `  andromeda help
+  andromeda help runs
+  andromeda help store check`,
+		ValidArgsFunction: func(_ *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			cmd, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var out []cobra.Completion
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+					out = append(out, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			cmd, rest, err := root.Find(args)
+			if err == nil && len(rest) > 0 {
+				err = fmt.Errorf("unknown command %q for %q", rest[0], cmd.CommandPath())
+			}
+			if err != nil {
+				return &usageError{err: err, cmd: root}
+			}
+			cmd.InitDefaultHelpFlag()
+			return cmd.Help()
+		},
+	}
+}
+
+func (env *cli) versionCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Example: `  andromeda version
+  andromeda version --json`,
+		Args: wantArgs(0, 0),
+		RunE: func(*cobra.Command, []string) error {
+			if asJSON {
+				return printJSON(env.stdout, map[string]string{"version": node.Version})
+			}
+			fmt.Fprintln(env.stdout, "andromeda", node.Version)
+			return nil
+		},
+	}
+	addJSONFlag(cmd, &asJSON)
+	return cmd
 }

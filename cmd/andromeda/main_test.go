@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/node"
@@ -17,23 +20,25 @@ import (
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
+// asCLI makes the test binary run as andromeda itself, for the shells
+// that complete the command line by calling it.
+const asCLI = "ANDROMEDA_TEST_AS_CLI"
+
 func TestMain(m *testing.M) {
 	process.MaybeInit() // the process driver re-executes this binary as its sandbox init
+	if os.Getenv(asCLI) == "1" {
+		main()
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
+// runCLI runs `andromeda ARGS` with env as its environment.
 func runCLI(t *testing.T, env map[string]string, args ...string) (string, string, error) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	e := &cli{stdout: &out, stderr: &errb, getenv: func(k string) string { return env[k] }}
-	err := func() error {
-		for _, c := range commands {
-			if c.name == args[0] {
-				return c.run(context.Background(), e, args[1:])
-			}
-		}
-		return run(context.Background(), args, &out, &errb)
-	}()
+	err := e.run(context.Background(), args)
 	return out.String(), errb.String(), err
 }
 
@@ -239,5 +244,127 @@ func TestConformanceCLI(t *testing.T) {
 	os.WriteFile(filepath.Join(broken, "index.js"), []byte("exports.handle = () => ({});\n"), 0o644)
 	if out, _, err := runCLI(t, env, "conformance", broken, "--lang", "node"); err == nil || !strings.Contains(out, "FAIL") {
 		t.Fatalf("a broken guest passed: %v\n%s", err, out)
+	}
+}
+
+// TestHelp asks for help every way there is: each prints it on standard
+// output and succeeds, as do bare andromeda and a group without its
+// subcommand.
+func TestHelp(t *testing.T) {
+	root := "Services on a node:"
+	runs := "andromeda runs [NAME] [flags]"
+	for _, tc := range []struct {
+		args []string
+		want string // in the help
+	}{
+		{nil, root},
+		{[]string{"help"}, root},
+		{[]string{"--help"}, root},
+		{[]string{"-h"}, root},
+		{[]string{"help", "runs"}, runs},
+		{[]string{"runs", "--help"}, runs},
+		{[]string{"runs", "-h"}, runs},
+		{[]string{"runs", "-help"}, runs}, // one dash, as the standard flag package took it
+		{[]string{"runs", "greeter", "--limit", "5", "--help"}, runs},
+		{[]string{"help", "store", "check"}, "andromeda store check [flags]"},
+		{[]string{"store", "check", "--help"}, "andromeda store check [flags]"},
+		{[]string{"store"}, "andromeda store [command]"},
+		{[]string{"token", "create", "-h"}, "--role ROLE"},
+		{[]string{"policy", "import", "klyntar", "--help"}, "andromeda policy import klyntar FILE [flags]"},
+		{[]string{"completion", "--help"}, "andromeda completion fish"},
+	} {
+		name := strings.Join(tc.args, " ")
+		if name == "" {
+			name = "bare"
+		}
+		t.Run(name, func(t *testing.T) {
+			out, stderr, err := runCLI(t, nil, tc.args...)
+			if err != nil || stderr != "" || !strings.Contains(out, tc.want) || !strings.Contains(out, "Usage:") {
+				t.Errorf("andromeda %s: err %v, stderr %q, stdout:\n%s\nwant help with %q on stdout", name, err, stderr, out, tc.want)
+			}
+		})
+	}
+}
+
+// TestEveryCommandHasHelp walks the command tree: every command has a
+// short line and examples, and prints its help for --help.
+func TestEveryCommandHasHelp(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		path := strings.Fields(c.CommandPath())[1:]
+		generated := c.HasParent() && c.Parent().Name() == "completion" // cobra's own, with a long help instead
+		if c.Short == "" || (c.Example == "" && !generated) {
+			t.Errorf("andromeda %s: short %q, example %q: want both", strings.Join(path, " "), c.Short, c.Example)
+		}
+		for _, line := range strings.Split(c.Example, "\n") {
+			if c.Example != "" && !strings.Contains(line, "andromeda ") {
+				t.Errorf("andromeda %s: example line %q does not run andromeda", strings.Join(path, " "), line)
+			}
+		}
+		out, stderr, err := runCLI(t, nil, append(path, "--help")...)
+		if err != nil || stderr != "" || !strings.Contains(out, c.UseLine()) {
+			t.Errorf("andromeda %s --help: err %v, stderr %q, stdout:\n%s", strings.Join(path, " "), err, stderr, out)
+		}
+		for _, sub := range c.Commands() {
+			if sub.IsAvailableCommand() {
+				walk(sub)
+			}
+		}
+	}
+	walk((&cli{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}).root())
+}
+
+// TestUsageErrors calls commands wrong: each is a usage error (exit 2)
+// that says what was wrong, before anything reaches a node.
+func TestUsageErrors(t *testing.T) {
+	env := map[string]string{"ANDROMEDA_ADDR": "127.0.0.1:1", "ANDROMEDA_TOKEN": "unused"}
+	for _, tc := range []struct {
+		args, msg string
+	}{
+		{"bogus", `unknown command "bogus" for "andromeda"`},
+		{"lss", "did you mean ls?"},
+		{"token bogus", `unknown command "bogus" for "andromeda token"`},
+		{"completion tcsh", `unknown command "tcsh" for "andromeda completion"`},
+		{"help bogus", `unknown command "bogus" for "andromeda"`},
+		{"help store bogus", `unknown command "bogus" for "andromeda store"`},
+		{"ls --bogus", "unknown flag: --bogus"},
+		{"runs --limit many", `invalid argument "many" for "--limit"`},
+		{"ls extra", `ls takes no arguments, got 1: ["extra"]`},
+		{"inspect", "inspect takes 1 argument, got none"},
+		{"deps add greeter", "deps add takes 2 arguments, got 1"},
+		{"serve now", "serve takes no arguments"},
+		{"fire greeter --input {", "--input: must be valid JSON"},
+		{"runs --limit 0", "--limit: must be 1 or more"},
+		{"attest .", "--key FILE: required"},
+		{"store backup", "--out FILE is required"},
+		{"policy explain . --policy a --config b", "--policy and --config: give one of them"},
+	} {
+		t.Run(tc.args, func(t *testing.T) {
+			out, _, err := runCLI(t, env, strings.Fields(tc.args)...)
+			if err == nil || !strings.Contains(err.Error(), tc.msg) || exitCode(err) != 2 || out != "" {
+				t.Errorf("andromeda %s: err %v (exit %d), stdout %q; want exit 2 saying %q", tc.args, err, exitCode(err), out, tc.msg)
+			}
+		})
+	}
+	// What main prints: the error, the usage line, where help is.
+	_, _, err := runCLI(t, env, "inspect", "a", "b")
+	var b strings.Builder
+	printError(&b, err)
+	want := "andromeda: inspect takes 1 argument, got 2: [\"a\" \"b\"]\nusage: andromeda inspect NAME [flags]\nRun 'andromeda inspect --help' for more.\n"
+	if b.String() != want {
+		t.Errorf("printError:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+func TestVersionJSON(t *testing.T) {
+	for _, args := range [][]string{{"version", "--json"}, {"version", "-json"}} {
+		out, _, err := runCLI(t, nil, args...)
+		var v map[string]string
+		if err != nil || json.Unmarshal([]byte(out), &v) != nil || v["version"] != node.Version || len(v) != 1 {
+			t.Errorf("andromeda %s: %v\n%s\nwant {\"version\": %q}", strings.Join(args, " "), err, out, node.Version)
+		}
+	}
+	if out, _, err := runCLI(t, nil, "version"); err != nil || out != "andromeda "+node.Version+"\n" {
+		t.Errorf("andromeda version: %v, %q", err, out)
 	}
 }

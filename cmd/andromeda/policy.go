@@ -2,12 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/andromeda-runner/andromeda/archive"
@@ -17,96 +16,164 @@ import (
 	"github.com/andromeda-runner/andromeda/policy"
 )
 
-func keysCmd(ctx context.Context, env *cli, args []string) error {
-	fs := env.flagSet("keys", nil)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (env *cli) keysCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "keys",
+		Short:   "Make ed25519 key pairs for attestations",
+		Example: `  andromeda keys gen hub.key`,
 	}
-	if len(pos) != 2 || pos[0] != "gen" {
-		return errors.New("usage: andromeda keys gen FILE   (writes FILE, mode 0600, and FILE.pub)")
+	gen := &cobra.Command{
+		Use:   "gen FILE",
+		Short: "Make an ed25519 key pair for attestations",
+		Long: `Gen writes a new private key to FILE (mode 0600) and its public key to
+FILE.pub. Sign services with "andromeda attest DIR --key FILE"; nodes that
+list the public key in their policy's trusted_hubs trust the signatures.`,
+		Example: `  andromeda keys gen hub.key
+  andromeda keys gen hub.key --json`,
+		Args:              wantArgs(1, 1),
+		ValidArgsFunction: fileArgs(1),
 	}
-	pub, err := attest.WriteKeyPair(pos[1])
-	if err != nil {
-		return err
+	var asJSON bool
+	addJSONFlag(gen, &asJSON)
+	gen.RunE = func(_ *cobra.Command, args []string) error {
+		file := args[0]
+		pub, err := attest.WriteKeyPair(file)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(env.stdout, map[string]string{"private": file, "public": file + ".pub", "key": pub.String()})
+		}
+		fmt.Fprintf(env.stdout, "wrote %s (private, 0600) and %s\npublic key: %s\nput it in the policy's trusted_hubs of the nodes that should trust you\n", file, file+".pub", pub)
+		return nil
 	}
-	if *asJSON {
-		return printJSON(env.stdout, map[string]string{"private": pos[1], "public": pos[1] + ".pub", "key": pub.String()})
-	}
-	fmt.Fprintf(env.stdout, "wrote %s (private, 0600) and %s\npublic key: %s\nput it in the policy's trusted_hubs of the nodes that should trust you\n", pos[1], pos[1]+".pub", pub)
-	return nil
+	cmd.AddCommand(gen)
+	return cmd
 }
 
-func attestCmd(ctx context.Context, env *cli, args []string) error {
-	fs := env.flagSet("attest", nil)
-	keyFile := fs.String("key", "", "private key file (andromeda keys gen)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (env *cli) attestCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "attest DIR --key FILE",
+		Short: "Sign a service's digest (sent with its next submit)",
+		Long: fmt.Sprintf(`Attest signs the digest of the service in DIR with a private key from
+"andromeda keys gen" and adds the attestation to DIR/%s/attestations.json,
+which the next submit sends with the archive. A node whose policy trusts
+the key counts the signature.`, archive.MetaDir),
+		Example: `  andromeda attest ./greeter --key hub.key
+  andromeda attest ./greeter --key hub.key --json`,
+		Args:              wantArgs(1, 1),
+		ValidArgsFunction: dirArgs(1),
 	}
-	if len(pos) != 1 || *keyFile == "" {
-		return errors.New("usage: andromeda attest DIR --key FILE")
+	var asJSON bool
+	keyFile := cmd.Flags().String("key", "", "private key `FILE` (andromeda keys gen)")
+	addJSONFlag(cmd, &asJSON)
+	cmd.MarkFlagFilename("key")
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		dir := args[0]
+		if *keyFile == "" {
+			return usagef("--key FILE: required")
+		}
+		key, err := attest.LoadPrivateKey(*keyFile)
+		if err != nil {
+			return err
+		}
+		if _, err := manifest.Load(dir); err != nil {
+			return fmt.Errorf("%s: %w", dir, err)
+		}
+		digest, err := archive.DigestDir(dir)
+		if err != nil {
+			return err
+		}
+		a := attest.Sign(key, digest)
+		if err := attest.AddToDir(dir, a); err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(env.stdout, a)
+		}
+		fmt.Fprintf(env.stdout, "signed %s\n  by %s\n  into %s/%s/attestations.json (sent with the next submit)\n", digest, key.Public(), dir, archive.MetaDir)
+		return nil
 	}
-	key, err := attest.LoadPrivateKey(*keyFile)
-	if err != nil {
-		return err
-	}
-	if _, err := manifest.Load(pos[0]); err != nil {
-		return fmt.Errorf("%s: %w", pos[0], err)
-	}
-	digest, err := archive.DigestDir(pos[0])
-	if err != nil {
-		return err
-	}
-	a := attest.Sign(key, digest)
-	if err := attest.AddToDir(pos[0], a); err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(env.stdout, a)
-	}
-	fmt.Fprintf(env.stdout, "signed %s\n  by %s\n  into %s/%s/attestations.json (sent with the next submit)\n", digest, key.Public(), pos[0], archive.MetaDir)
-	return nil
+	return cmd
 }
 
-func policyCmd(ctx context.Context, env *cli, args []string) error {
-	if len(args) == 0 {
-		return errors.New("usage: andromeda policy explain DIR [--policy FILE | --config FILE] [--json]\n       andromeda policy import klyntar FILE [--json]")
+func (env *cli) policyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Explain a decision offline; convert a KLYNTAR config",
+		Example: `  andromeda policy explain ./greeter --config andromeda.yaml
+  andromeda policy import klyntar runner.json > policy.yaml`,
 	}
-	switch args[0] {
-	case "explain":
-		return policyExplain(env, args[1:])
-	case "import":
-		return policyImport(env, args[1:])
+	explain := &cobra.Command{
+		Use:   "explain DIR",
+		Short: "Explain the decision a policy takes for a service directory",
+		Long: `Explain packs the service in DIR and prints the decision a policy takes
+for it — run, forward or reject, with the driver, network and limits, and a
+reason for every rule that looked at it — offline: nothing is submitted and
+no node is needed, and every driver this binary has is assumed available.
+The policy is the default one, or a policy file, or the policy section of a
+node config.`,
+		Example: `  andromeda policy explain ./greeter
+  andromeda policy explain ./greeter --policy policy.yaml --origin 'hostchain:btc;stake=250'
+  andromeda policy explain ./greeter --config andromeda.yaml --json`,
+		Args:              wantArgs(1, 1),
+		ValidArgsFunction: dirArgs(1),
 	}
-	return fmt.Errorf("unknown policy command %q: want explain or import", args[0])
+	var o explainOptions
+	explain.Flags().StringVar(&o.policyFile, "policy", "", "a policy `FILE` (the policy section of a node config)")
+	explain.Flags().StringVar(&o.configFile, "config", "", "a node config `FILE` whose policy section to use")
+	explain.Flags().StringVar(&o.origin, "origin", "", "origin claim, `kind:id[;stake=N]`")
+	addJSONFlag(explain, &o.json)
+	explain.MarkFlagFilename("policy", "yaml", "yml", "json")
+	explain.MarkFlagFilename("config", "yaml", "yml", "json")
+	explain.RunE = func(_ *cobra.Command, args []string) error { return env.policyExplain(args[0], o) }
+
+	importCmd := &cobra.Command{
+		Use:     "import",
+		Short:   "Convert another runner's policy config",
+		Example: `  andromeda policy import klyntar runner.json`,
+	}
+	klyntar := &cobra.Command{
+		Use:   "klyntar FILE",
+		Short: "Convert a KLYNTAR runner config into a policy",
+		Long: `Klyntar converts a KLYNTAR runner config into the policy section of a node
+config, printed as YAML on standard output. Standard error shows what each
+KLYNTAR key became, and the Docker engine it named. With --json, one
+document holds the policy, the Docker settings and the mappings.`,
+		Example: `  andromeda policy import klyntar runner.json > policy.yaml
+  andromeda policy import klyntar runner.json --json`,
+		Args:              wantArgs(1, 1),
+		ValidArgsFunction: fileArgs(1),
+	}
+	var importJSON bool
+	addJSONFlag(klyntar, &importJSON)
+	klyntar.RunE = func(_ *cobra.Command, args []string) error { return env.policyImport(args[0], importJSON) }
+	importCmd.AddCommand(klyntar)
+	cmd.AddCommand(explain, importCmd)
+	return cmd
+}
+
+// explainOptions are the flags of `policy explain`.
+type explainOptions struct {
+	policyFile, configFile, origin string
+	json                           bool
 }
 
 // policyExplain prints the decision a policy takes for a service
 // directory, offline: nothing is submitted and no node is needed.
-func policyExplain(env *cli, args []string) error {
-	fs := env.flagSet("policy explain", nil)
-	policyFile := fs.String("policy", "", "a policy file (the policy section of a node config)")
-	configFile := fs.String("config", "", "a node config file whose policy section to use")
-	origin := fs.String("origin", "", "origin claim, kind:id[;stake=N]")
-	asJSON := fs.Bool("json", false, "print the decision as JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (env *cli) policyExplain(dir string, o explainOptions) error {
+	if o.policyFile != "" && o.configFile != "" {
+		return usagef("--policy and --config: give one of them")
 	}
-	if len(pos) != 1 || (*policyFile != "" && *configFile != "") {
-		return errors.New("usage: andromeda policy explain DIR [--policy FILE | --config FILE] [--json]")
-	}
+	var err error
 	p := policy.DefaultPolicy()
 	switch {
-	case *policyFile != "":
-		if p, err = policy.Load(*policyFile); err != nil {
+	case o.policyFile != "":
+		if p, err = policy.Load(o.policyFile); err != nil {
 			return err
 		}
-	case *configFile != "":
-		cfg, err := node.LoadConfig(*configFile)
+	case o.configFile != "":
+		cfg, err := node.LoadConfig(o.configFile)
 		if err != nil {
 			return err
 		}
@@ -116,7 +183,6 @@ func policyExplain(env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	dir := pos[0]
 	m, err := manifest.Load(dir)
 	if err != nil {
 		return fmt.Errorf("%s: %w", dir, err)
@@ -134,13 +200,13 @@ func policyExplain(env *cli, args []string) error {
 		return err
 	}
 	sub := policy.Submission{Manifest: m, Digest: info.Digest, PayloadSize: int64(len(packed)), Attestations: atts}
-	if *origin != "" {
-		if sub.Origin, err = policy.ParseOriginClaim(*origin); err != nil {
-			return err
+	if o.origin != "" {
+		if sub.Origin, err = policy.ParseOriginClaim(o.origin); err != nil {
+			return usagef("--origin: %w", err)
 		}
 	}
 	d := pol.Admit(sub, offlineNode())
-	if *asJSON {
+	if o.json {
 		return printJSON(env.stdout, d)
 	}
 	fmt.Fprintf(env.stdout, "%s %s (digest %s) under policy %s\n", m.Name, m.Version, info.Digest, pol.Digest())
@@ -168,17 +234,8 @@ func offlineNode() policy.Node {
 	}
 }
 
-func policyImport(env *cli, args []string) error {
-	fs := env.flagSet("policy import", nil)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 2 || pos[0] != "klyntar" {
-		return errors.New("usage: andromeda policy import klyntar FILE [--json]")
-	}
-	data, err := os.ReadFile(pos[1])
+func (env *cli) policyImport(file string, asJSON bool) error {
+	data, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
@@ -186,7 +243,7 @@ func policyImport(env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		return printJSON(env.stdout, map[string]any{"policy": k.Policy, "docker": k.Docker, "mappings": k.Mappings})
 	}
 	tw := table(env.stderr)

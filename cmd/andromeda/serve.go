@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"github.com/andromeda-runner/andromeda"
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
@@ -18,37 +20,61 @@ import (
 	"github.com/andromeda-runner/andromeda/server"
 )
 
-func serveCmd(ctx context.Context, env *cli, args []string) error {
-	fs := env.flagSet("serve", nil)
-	configFile := fs.String("config", "", "node config file (YAML or JSON)")
-	data := fs.String("data", "", "data dir (overrides the config; default $XDG_DATA_HOME/andromeda)")
-	listen := fs.String("listen", "", "HTTP API address (overrides the config; default 127.0.0.1:7070)")
-	natsURL := fs.String("nats", "", "join an external NATS cluster instead of embedding one")
-	withDemo := fs.Bool("demo", false, "load the example services from examples/ (built with the Go toolchain)")
-	repair := fs.Bool("repair", false, "start on a damaged store: drop what cannot be read (listed in the log; damaged files kept in <data>/nats/damaged)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (env *cli) serveCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a node",
+		Long: `Serve runs a node: the HTTP API, the embedded NATS JetStream store (or an
+external cluster with --nats), the sandbox drivers this host can run and the
+triggers. It prints where it listens, its data dir and the operator token,
+and runs until interrupted (Ctrl-C or SIGTERM). SIGHUP reloads the policy
+from --config; a policy that fails to load leaves the node on the one it
+has. Flags override the config file.`,
+		Example: `  andromeda serve
+  andromeda serve --demo
+  andromeda serve --config andromeda.yaml --listen 0.0.0.0:7070
+  andromeda serve --data /var/lib/andromeda --repair`,
+		Args:              wantArgs(0, 0),
+		ValidArgsFunction: cobra.NoFileCompletions,
 	}
-	if len(pos) > 0 {
-		return fmt.Errorf("serve takes no arguments, got %q", pos)
-	}
+	var o serveOptions
+	f := cmd.Flags()
+	f.StringVar(&o.configFile, "config", "", "node config `FILE` (YAML or JSON)")
+	f.StringVar(&o.data, "data", "", "data `DIR` (overrides the config; default $XDG_DATA_HOME/andromeda)")
+	f.StringVar(&o.listen, "listen", "", "listen for the HTTP API on `ADDR` (overrides the config; default 127.0.0.1:7070)")
+	f.StringVar(&o.natsURL, "nats", "", "join an external NATS cluster at `URL` instead of embedding one")
+	f.BoolVar(&o.demo, "demo", false, "load the example services from examples/ (built with the Go toolchain)")
+	f.BoolVar(&o.repair, "repair", false, "start on a damaged store: drop what cannot be read (listed in the log; damaged files kept in <data>/nats/damaged)")
+	cmd.MarkFlagFilename("config", "yaml", "yml", "json")
+	cmd.MarkFlagDirname("data")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return env.serve(cmd.Context(), o) }
+	return cmd
+}
+
+// serveOptions are the flags of `serve`.
+type serveOptions struct {
+	configFile, data, listen, natsURL string
+	demo, repair                      bool
+}
+
+func (env *cli) serve(ctx context.Context, o serveOptions) error {
+	var err error
 	cfg := node.DefaultConfig()
-	if *configFile != "" {
-		if cfg, err = node.LoadConfig(*configFile); err != nil {
+	if o.configFile != "" {
+		if cfg, err = node.LoadConfig(o.configFile); err != nil {
 			return err
 		}
 	}
-	if *data != "" {
-		cfg.Data = *data
+	if o.data != "" {
+		cfg.Data = o.data
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
+	if o.listen != "" {
+		cfg.Listen = o.listen
 	}
-	if *natsURL != "" {
-		cfg.NATS.URL = *natsURL
+	if o.natsURL != "" {
+		cfg.NATS.URL = o.natsURL
 	}
-	if *repair {
+	if o.repair {
 		cfg.Repair = true
 	}
 	if abs, err := filepath.Abs(cfg.Data); err == nil {
@@ -72,7 +98,7 @@ func serveCmd(ctx context.Context, env *cli, args []string) error {
 	if !n.Node(ctx).Drivers[0].Enabled {
 		fmt.Fprintf(env.stdout, "  warning: driver %s disabled: %s\n", n.Node(ctx).Drivers[0].Name, n.Node(ctx).Drivers[0].Reason)
 	}
-	if *withDemo {
+	if o.demo {
 		if err := loadDemo(ctx, env.stdout, n, cfg); err != nil {
 			return err
 		}
@@ -85,7 +111,7 @@ func serveCmd(ctx context.Context, env *cli, args []string) error {
 	for {
 		select {
 		case <-hup:
-			reloadPolicy(env, n, *configFile)
+			reloadPolicy(env, n, o.configFile)
 			continue
 		case <-ctx.Done():
 		}

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/node"
@@ -24,43 +25,77 @@ import (
 // they refuse while a node runs) and starts its own embedded NATS server,
 // with no listener, on the store.
 
-func storeCmd(ctx context.Context, env *cli, args []string) error {
-	if len(args) == 0 {
-		return errors.New("usage: andromeda store check [--data DIR] [--json] | backup [--data DIR] --out FILE | restore [--data DIR] --in FILE")
+func (env *cli) storeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "store",
+		Short: "Check, back up or restore a stopped node's store",
+		Long: `The store commands work on a stopped node's data dir, offline: each takes
+the data dir's lock, so a running node refuses to start meanwhile and they
+refuse while a node runs.`,
+		Example: `  andromeda store check --data /var/lib/andromeda
+  andromeda store backup --data /var/lib/andromeda --out andromeda.backup
+  andromeda store restore --data /var/lib/andromeda-new --in andromeda.backup`,
 	}
-	switch args[0] {
-	case "check":
-		return storeCheckCmd(ctx, env, args[1:])
-	case "backup":
-		return storeBackupCmd(ctx, env, args[1:])
-	case "restore":
-		return storeRestoreCmd(ctx, env, args[1:])
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Check a stopped node's store for damage",
+		Long: `Check reads every stream of the store, on a copy so the data dir stays as
+it is, and prints per stream the records that are readable, unreadable,
+undecodable, lost and salvaged: what a node started with --repair would keep.
+It exits 1 when the store is damaged, after printing the report.`,
+		Example: `  andromeda store check
+  andromeda store check --data /var/lib/andromeda --json`,
+		Args:              wantArgs(0, 0),
+		ValidArgsFunction: cobra.NoFileCompletions,
 	}
-	return fmt.Errorf("store: unknown subcommand %q (check, backup or restore)", args[0])
-}
-
-// storeFlags parses the flags every store subcommand takes, plus file
-// (--out or --in) when named.
-func (env *cli) storeFlags(name string, args []string, file string) (data, path string, jsonOut bool, err error) {
-	fs := env.flagSet("store "+name, nil)
-	fs.StringVar(&data, "data", "", "node data dir (default $ANDROMEDA_DATA or the node default)")
-	if file != "" {
-		fs.StringVar(&path, file, "", "backup file")
-	} else {
-		fs.BoolVar(&jsonOut, "json", false, "print one JSON document instead of a table")
+	var checkData string
+	var checkJSON bool
+	addDataFlag(check, &checkData, "node data `DIR`")
+	addJSONFlag(check, &checkJSON)
+	check.RunE = func(cmd *cobra.Command, _ []string) error {
+		return env.storeCheck(cmd.Context(), env.dataDir(checkData), checkJSON)
 	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return "", "", false, err
+	backup := &cobra.Command{
+		Use:   "backup --out FILE",
+		Short: "Back up a stopped node's store into a file",
+		Long: `Backup writes every stream of the store into FILE, which must not exist.
+It refuses a damaged store: see "andromeda store check".`,
+		Example: `  andromeda store backup --out andromeda.backup
+  andromeda store backup --data /var/lib/andromeda --out andromeda.backup`,
+		Args:              wantArgs(0, 0),
+		ValidArgsFunction: cobra.NoFileCompletions,
 	}
-	if len(pos) > 0 {
-		return "", "", false, fmt.Errorf("store %s takes no arguments, got %q", name, pos)
+	var backupData, out string
+	addDataFlag(backup, &backupData, "node data `DIR`")
+	backup.Flags().StringVar(&out, "out", "", "backup `FILE` to write (required)")
+	backup.MarkFlagFilename("out")
+	backup.RunE = func(cmd *cobra.Command, _ []string) error {
+		if out == "" {
+			return usagef("store backup: --out FILE is required")
+		}
+		return env.storeBackup(cmd.Context(), env.dataDir(backupData), out)
 	}
-	if file != "" && path == "" {
-		return "", "", false, fmt.Errorf("store %s: --%s FILE is required", name, file)
+	restore := &cobra.Command{
+		Use:   "restore --in FILE",
+		Short: "Restore a backup into an empty data dir",
+		Long: `Restore reads a backup made by "andromeda store backup" into a data dir
+that holds no store yet, then opens the restored store as a node would.`,
+		Example:           `  andromeda store restore --data /var/lib/andromeda-new --in andromeda.backup`,
+		Args:              wantArgs(0, 0),
+		ValidArgsFunction: cobra.NoFileCompletions,
 	}
-	data = firstNonEmpty(data, env.getenv("ANDROMEDA_DATA"), node.DefaultDataDir())
-	return data, path, jsonOut, nil
+	var restoreData, in string
+	addDataFlag(restore, &restoreData, "node data `DIR`")
+	restore.Flags().StringVar(&in, "in", "", "backup `FILE` to read (required)")
+	restore.MarkFlagFilename("in")
+	restore.RunE = func(cmd *cobra.Command, _ []string) error {
+		if in == "" {
+			return usagef("store restore: --in FILE is required")
+		}
+		return env.storeRestore(cmd.Context(), env.dataDir(restoreData), in)
+	}
+	cmd.AddCommand(check, backup, restore)
+	return cmd
 }
 
 // lockStore takes the data dir for a store command.
@@ -83,11 +118,7 @@ type storeCheck struct {
 	Store   store.Report     `json:"store"`
 }
 
-func storeCheckCmd(ctx context.Context, env *cli, args []string) error {
-	data, _, jsonOut, err := env.storeFlags("check", args, "")
-	if err != nil {
-		return err
-	}
+func (env *cli) storeCheck(ctx context.Context, data string, jsonOut bool) error {
 	if _, err := os.Stat(filepath.Join(natsDir(data), "jetstream")); err != nil {
 		return fmt.Errorf("store check: no store in %s: %w", data, err)
 	}
@@ -171,11 +202,7 @@ a backup into an empty data dir: andromeda store restore --data DIR --in FILE.
 `, filepath.Join(natsDir(res.Data), "damaged"))
 }
 
-func storeBackupCmd(ctx context.Context, env *cli, args []string) error {
-	data, out, _, err := env.storeFlags("backup", args, "out")
-	if err != nil {
-		return err
-	}
+func (env *cli) storeBackup(ctx context.Context, data, out string) error {
 	if _, err := os.Stat(filepath.Join(natsDir(data), "jetstream")); err != nil {
 		return fmt.Errorf("store backup: no store in %s: %w", data, err)
 	}
@@ -229,11 +256,7 @@ func streamNames(v []store.StreamFiles) []string {
 	return out
 }
 
-func storeRestoreCmd(ctx context.Context, env *cli, args []string) error {
-	data, in, _, err := env.storeFlags("restore", args, "in")
-	if err != nil {
-		return err
-	}
+func (env *cli) storeRestore(ctx context.Context, data, in string) error {
 	f, err := os.Open(in)
 	if err != nil {
 		return fmt.Errorf("store restore: %w", err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/node"
 	"github.com/andromeda-runner/andromeda/store"
@@ -24,10 +22,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // runStore runs `andromeda store ARGS`.
 func runStore(t *testing.T, env map[string]string, args ...string) (string, string, error) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	e := &cli{stdout: &out, stderr: &errb, getenv: func(k string) string { return env[k] }}
-	err := storeCmd(context.Background(), e, args)
-	return out.String(), errb.String(), err
+	return runCLI(t, env, append([]string{"store"}, args...)...)
 }
 
 // seedStore makes a node data dir whose store holds 3 services and 20
@@ -46,12 +41,12 @@ func seedStore(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"alpha", "beta", "gamma"} {
-		if err := s.PutService(ctx, api.Service{Name: n, Version: "1.0.0", Manifest: json.RawMessage(`{}`)}); err != nil {
+		if err := s.PutService(ctx, store.Service{Name: n, Version: "1.0.0", Manifest: json.RawMessage(`{}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range 20 {
-		if err := s.AppendRun(ctx, api.Run{ID: fmt.Sprintf("r%02d", i), Service: "alpha", Outcome: "ok"}); err != nil {
+		if err := s.AppendRun(ctx, store.Run{ID: fmt.Sprintf("r%02d", i), Service: "alpha", Outcome: "ok"}); err != nil {
 			t.Fatal(err)
 		}
 	}

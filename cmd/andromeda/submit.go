@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/attest"
@@ -20,19 +22,31 @@ import (
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
-func submitCmd(ctx context.Context, env *cli, args []string) error {
-	var cf clientFlags
-	fs := env.flagSet("submit", &cf)
-	noBuild := fs.Bool("no-build", false, "do not build a missing Go entry before packing")
-	origin := fs.String("origin", "", "where the submission comes from: kind:id[;stake=N]")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (env *cli) submitCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "submit DIR",
+		Short: "Pack a service directory and submit it",
+		Long: `Submit checks the manifest in DIR, builds a missing Go entry to
+WebAssembly (unless --no-build), packs the directory and sends it to the
+node with the attestations in it. The node decides by its policy whether and
+how to run it; submit prints the decision with its reasons, also when the
+service is not admitted.`,
+		Example: `  andromeda submit examples/greeter
+  andromeda submit ./my-service --origin 'hostchain:btc;stake=250'
+  andromeda submit ./my-service --json`,
+		Args:              wantArgs(1, 1),
+		ValidArgsFunction: dirArgs(1),
 	}
-	if len(pos) != 1 {
-		return errors.New("usage: andromeda submit DIR [--json]")
+	cf := addClientFlags(cmd)
+	noBuild := cmd.Flags().Bool("no-build", false, "do not build a missing Go entry before packing")
+	origin := cmd.Flags().String("origin", "", "where the submission comes from: `kind:id[;stake=N]`")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return env.submit(cmd.Context(), cf, args[0], *noBuild, *origin)
 	}
-	dir := pos[0]
+	return cmd
+}
+
+func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild bool, origin string) error {
 	// Check the manifest here first: the node checks it again, but a
 	// mistake is cheaper to find before packing and uploading.
 	m, err := manifest.Load(dir)
@@ -41,7 +55,7 @@ func submitCmd(ctx context.Context, env *cli, args []string) error {
 	}
 	progress := env.stderr
 	entry := filepath.Join(dir, filepath.FromSlash(m.Runtime.Entry))
-	if _, err := os.Stat(entry); errors.Is(err, os.ErrNotExist) && !*noBuild &&
+	if _, err := os.Stat(entry); errors.Is(err, os.ErrNotExist) && !noBuild &&
 		m.Runtime.Driver == manifest.DriverWasm && gobuild.HasGoSources(dir) {
 		shape := gobuild.Command
 		if m.Mode == manifest.ModeServer {
@@ -79,12 +93,12 @@ func submitCmd(ctx context.Context, env *cli, args []string) error {
 	if len(opts.Attestations) > 0 {
 		fmt.Fprintf(progress, "sending %d attestation(s)\n", len(opts.Attestations))
 	}
-	if *origin != "" {
-		if opts.Origin, err = policy.ParseOriginClaim(*origin); err != nil {
-			return fmt.Errorf("--origin: %w", err)
+	if origin != "" {
+		if opts.Origin, err = policy.ParseOriginClaim(origin); err != nil {
+			return usagef("--origin: %w", err)
 		}
 	}
-	c, err := env.client(&cf)
+	c, err := env.client(cf)
 	if err != nil {
 		return err
 	}
