@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/policy"
 	"github.com/andromeda-runner/andromeda/strictdoc"
@@ -323,4 +324,32 @@ func parseBytes(s string) (int64, error) {
 		return 0, errors.New("must be a size like 64Mi, 1Gi or a number of bytes")
 	}
 	return b.Int64(), nil
+}
+
+// ceilings are the config's limits in typed form.
+type ceilings struct {
+	state      int64
+	maxArchive int64
+	archive    archive.Limits
+}
+
+func (c Config) ceilings() (ceilings, error) {
+	var out ceilings
+	var err error
+	if out.state, err = parseBytes(c.State.Max); err != nil {
+		return out, err
+	}
+	if out.maxArchive, err = parseBytes(c.Upload.MaxArchive); err != nil {
+		return out, err
+	}
+	unpacked, err := parseBytes(c.Upload.MaxUnpacked)
+	if err != nil {
+		return out, err
+	}
+	out.archive = archive.DefaultLimits()
+	out.archive.MaxCompressed = out.maxArchive
+	out.archive.MaxSize = unpacked
+	out.archive.MaxFileSize = min(out.archive.MaxFileSize, unpacked)
+	out.archive.MaxEntries = c.Upload.MaxFiles
+	return out, nil
 }

@@ -96,13 +96,13 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 	defer n.runs.Done()
 	run = store.Run{
 		ID:      newRunID(),
-		Service: d.name,
-		Version: d.version,
-		Owner:   d.owner,
+		Service: d.rec.Name,
+		Version: d.rec.Version,
+		Owner:   d.rec.Owner,
 		Trigger: contract.Trigger{Kind: ev.Kind, Name: ev.Trigger, Topic: ev.Topic, At: ev.At.UTC().Format(time.RFC3339Nano)},
 		Start:   time.Now().UTC(),
 	}
-	log := n.log.With(logService, d.name, logRun, run.ID, logTrigger, ev.Trigger)
+	log := n.log.With(logService, d.rec.Name, logRun, run.ID, logTrigger, ev.Trigger)
 	finishing := false
 	defer func() {
 		if p := recover(); p != nil {
@@ -144,9 +144,8 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 
 // attempt invokes d until its state change commits or it needs none, up to
 // state.attempts times with jittered backoff on compare-and-swap
-// conflicts. A run that changes state is written ahead (pending is true)
-// before its state commits, so a crash between the two loses neither. A
-// non-empty failure is an error of the node's, not of the service.
+// conflicts. A non-empty failure is an error of the node's, not of the
+// service.
 func (n *Node) attempt(ctx context.Context, log *slog.Logger, d *deployed, run *store.Run, ev trigger.Event) (res *sandbox.Result, pending bool, failure string) {
 	attempts := n.cfg.State.Attempts
 	backoff := stateBackoffBase
@@ -164,70 +163,89 @@ func (n *Node) attempt(ctx context.Context, log *slog.Logger, d *deployed, run *
 	}()
 	for attempt := 1; ; attempt++ {
 		run.Attempts = attempt
-		if d.state && !serial && (attempt > serialOnConflict || d.contended.Load() > 0) {
+		if d.manifest.Capabilities.State && !serial && (attempt > serialOnConflict || d.contended.Load() > 0) {
 			d.contended.Add(1)
 			d.stateMu.Lock()
 			serial = true
 		}
-		var snap store.Snapshot
-		if d.state {
-			var err error
-			if snap, err = n.store.State(ctx, d.name); err != nil {
-				return nil, false, "read state: " + err.Error()
-			}
+		res, pending, failure, conflict := n.once(ctx, log, d, run, ev)
+		if !conflict {
+			return res, pending, failure
 		}
-		in := contract.Input{RunID: run.ID, Service: d.name, Trigger: run.Trigger, Message: ev.Message, State: snap.Values, Config: d.config}
-		dep, err := n.ensureDeployed(ctx, d)
-		if err != nil {
-			return nil, false, err.Error()
-		}
-		// The guest's log lines of this run go to the node's log with the
-		// run's id, within the driver's per-run and per-service caps.
-		rctx := sandbox.WithRunLog(ctx, func(line string) { log.Info("guest", "line", line) })
-		r, err := safeCall(rctx, dep, in, d.timeout)
-		res = &r
-		if err != nil {
-			return res, false, "runner: " + err.Error()
-		}
-		if r.Outcome != sandbox.OK && r.Outcome != sandbox.Noop || r.Output.State.Empty() {
+		if attempt == attempts {
+			// Its actions are not executed when the state write fails.
+			res.Outcome, res.Error = sandbox.Error, fmt.Sprintf("state: changed by other runs on each of %d attempts; actions dropped", attempt)
 			return res, false, ""
 		}
-		if !d.state {
-			r.Outcome, r.Error = sandbox.Error, "state: the service changed state but its manifest does not grant capabilities.state"
-			return res, false, ""
+		// Jittered exponential backoff, so writers that collided do not
+		// collide again in lockstep.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		log.Debug("state conflict, invoking again on fresh state", "attempt", attempt, "wait", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return res, false, "state: " + ctx.Err().Error()
 		}
-		// Write the run ahead of its state: as it will be recorded if the
-		// state commits.
-		ahead := *run
-		fillRun(&ahead, r.Outcome, r.Error, res)
-		if err := n.store.PutPending(ctx, ahead); err != nil {
-			return res, false, "record run ahead of its state change: " + err.Error()
-		}
-		_, err = n.store.ApplyState(ctx, d.name, run.ID, snap, r.Output.State)
-		if err == nil {
-			return res, true, ""
-		}
-		n.dropPending(log, d.name, run.ID)
-		if errors.Is(err, store.ErrConflict) && attempt < attempts {
-			// Jittered exponential backoff, so writers that collided do
-			// not collide again in lockstep.
-			wait := backoff/2 + rand.N(backoff/2+1)
-			log.Debug("state conflict, invoking again on fresh state", "attempt", attempt, "wait", wait)
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return res, false, "state: " + ctx.Err().Error()
-			}
-			backoff = min(2*backoff, stateBackoffMax)
-			continue
-		}
-		// Its actions are not executed when the state write fails.
-		r.Outcome, r.Error = sandbox.Error, "state: "+err.Error()
-		if errors.Is(err, store.ErrConflict) {
-			r.Error = fmt.Sprintf("state: changed by other runs on each of %d attempts; actions dropped", attempt)
-		}
-		return res, false, ""
+		backoff = min(2*backoff, stateBackoffMax)
 	}
+}
+
+// once is one attempt: read the service's state, call the service with it,
+// and commit the state change it returns. conflict says another run
+// changed the state in between and nothing was committed: the run may be
+// tried again on fresh state.
+func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *store.Run, ev trigger.Event) (res *sandbox.Result, pending bool, failure string, conflict bool) {
+	var snap store.Snapshot
+	if d.manifest.Capabilities.State {
+		var err error
+		if snap, err = n.store.State(ctx, d.rec.Name); err != nil {
+			return nil, false, "read state: " + err.Error(), false
+		}
+	}
+	in := contract.Input{RunID: run.ID, Service: d.rec.Name, Trigger: run.Trigger, Message: ev.Message, State: snap.Values, Config: d.manifest.Config}
+	dep, err := n.ensureDeployed(ctx, d)
+	if err != nil {
+		return nil, false, err.Error(), false
+	}
+	// The guest's log lines of this run go to the node's log with the
+	// run's id, within the driver's per-run and per-service caps.
+	rctx := sandbox.WithRunLog(ctx, func(line string) { log.Info("guest", "line", line) })
+	r, err := safeCall(rctx, dep, in, d.timeout())
+	if err != nil {
+		return &r, false, "runner: " + err.Error(), false
+	}
+	if r.Outcome != sandbox.OK && r.Outcome != sandbox.Noop || r.Output.State.Empty() {
+		return &r, false, "", false
+	}
+	if !d.manifest.Capabilities.State {
+		r.Outcome, r.Error = sandbox.Error, "state: the service changed state but its manifest does not grant capabilities.state"
+		return &r, false, "", false
+	}
+	pending, failure, conflict = n.commit(ctx, log, d, run, snap, &r)
+	return &r, pending, failure, conflict
+}
+
+// commit applies a run's state change over the snapshot it read. The run
+// is written ahead of its state, as it will be recorded if the state
+// commits (pending), so a crash between the two loses neither. A state
+// write that fails for another reason than a conflict makes the run an
+// error, and its actions are not executed.
+func (n *Node) commit(ctx context.Context, log *slog.Logger, d *deployed, run *store.Run, snap store.Snapshot, r *sandbox.Result) (pending bool, failure string, conflict bool) {
+	ahead := *run
+	fillRun(&ahead, r.Outcome, r.Error, r)
+	if err := n.store.PutPending(ctx, ahead); err != nil {
+		return false, "record run ahead of its state change: " + err.Error(), false
+	}
+	_, err := n.store.ApplyState(ctx, d.rec.Name, run.ID, snap, r.Output.State)
+	if err == nil {
+		return true, "", false
+	}
+	n.dropPending(log, d.rec.Name, run.ID)
+	if errors.Is(err, store.ErrConflict) {
+		return false, "", true
+	}
+	r.Outcome, r.Error = sandbox.Error, "state: "+err.Error()
+	return false, "", false
 }
 
 // Backoff between attempts of a run whose state write conflicted: from
@@ -293,13 +311,13 @@ func (n *Node) finish(log *slog.Logger, d *deployed, run store.Run, outcome sand
 			log.Warn("service unhealthy", "failures", st.Failures, "skip_until", st.SkipUntil)
 		}
 	}
-	n.metrics.observe(d.name, run.Outcome, run.Duration)
+	n.metrics.observe(d.rec.Name, run.Outcome, run.Duration)
 	if err := n.record(run); err != nil {
 		log.Error("run not recorded", logOutcome, run.Outcome, logErr, err)
 		return run, &server.Error{Kind: server.ErrUnavailable, Msg: fmt.Sprintf("run %s ended %s but the store did not record it: %v", run.ID, run.Outcome, err), Run: ptr(apiRun(run)), RetryAfter: retryUnavailable}
 	}
 	if pending {
-		n.dropPending(log, d.name, run.ID)
+		n.dropPending(log, d.rec.Name, run.ID)
 	}
 	switch outcome {
 	case sandbox.OK:

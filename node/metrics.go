@@ -36,7 +36,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		labels: n.cfg.HTTP.serviceLabels(),
 		owner: func(name string) string {
 			if d := n.lookup(name); d != nil {
-				return d.owner
+				return d.rec.Owner
 			}
 			return ""
 		},

@@ -32,25 +32,25 @@ const (
 	statusDormant  = "dormant"
 )
 
-// deployed is one service this node runs.
+// deployed is one service this node runs: its record and manifest, and
+// what the node keeps beside them to run it.
 type deployed struct {
-	name, version, digest, owner string
-	dir                          string
-	dep                          sandbox.Deployment
-	sem                          chan struct{} // bounds parallel runs: resources.concurrency
-	health                       *trigger.Health
-	timeout                      time.Duration
-	state                        bool
-	config                       map[string]any
-	manual                       bool
-	manualName                   string
-	triggers                     []trigger.Spec
-	rec                          store.Service
-	manifest                     *manifest.Service
-	deployMu                     sync.Mutex // guards dep while a dormant service deploys
-	stateMu                      sync.Mutex // serialises state writers after repeated conflicts
-	contended                    atomic.Int32
+	rec        store.Service
+	manifest   *manifest.Service
+	dir        string
+	dep        sandbox.Deployment
+	sem        chan struct{} // bounds parallel runs: resources.concurrency
+	health     *trigger.Health
+	manual     bool
+	manualName string
+	triggers   []trigger.Spec
+	deployMu   sync.Mutex // guards dep and rec.Status while a dormant service deploys
+	stateMu    sync.Mutex // serialises state writers after repeated conflicts
+	contended  atomic.Int32
 }
+
+// timeout bounds one invocation: the admitted limits.timeout.
+func (d *deployed) timeout() time.Duration { return limitsOf(d.rec.Decision.Limits).Timeout }
 
 func (n *Node) lookup(name string) *deployed {
 	n.mu.RLock()
@@ -262,35 +262,17 @@ func removeServiceDir(dir string) {
 	os.Remove(filepath.Dir(dir)) // fails, harmlessly, unless empty
 }
 
-// specFor translates an admitted service into what a driver deploys.
-func (n *Node) specFor(rec store.Service, m *manifest.Service, dir string) sandbox.Spec {
-	lim := rec.Decision.Limits
-	log := n.log.With(logService, rec.Name)
-	return sandbox.Spec{
-		Service: rec.Name, Version: rec.Version, Digest: rec.Digest, Dir: dir,
-		Entry: m.Runtime.Entry, Language: m.Runtime.Language, Mode: sandbox.Mode(m.Mode),
-		Limits: sandbox.Limits{
-			Memory: lim.Memory, CPU: lim.CPU, Timeout: time.Duration(lim.TimeoutMS) * time.Millisecond,
-			Pids: lim.Pids, Concurrency: lim.Concurrency,
-		},
-		Network: networkOf(m),
-		Log:     func(line string) { log.Info("guest", "line", line) },
-	}
-}
-
 // newDeployed is the node's handle on a service; dep is nil for a dormant
 // service until its first trigger.
 func (n *Node) newDeployed(rec store.Service, m *manifest.Service, dir string, dep sandbox.Deployment) *deployed {
 	lim := rec.Decision.Limits
 	d := &deployed{
-		name: rec.Name, version: rec.Version, digest: rec.Digest, owner: rec.Owner, dir: dir, dep: dep,
-		sem:      make(chan struct{}, max(1, lim.Concurrency)),
-		health:   trigger.NewHealth(trigger.HealthConfig{}),
-		timeout:  time.Duration(lim.TimeoutMS) * time.Millisecond,
-		state:    m.Capabilities.State,
-		config:   m.Config,
 		rec:      rec,
 		manifest: m,
+		dir:      dir,
+		dep:      dep,
+		sem:      make(chan struct{}, max(1, lim.Concurrency)),
+		health:   trigger.NewHealth(trigger.HealthConfig{}),
 	}
 	d.triggers, d.manual, d.manualName = triggerSpecs(m)
 	return d
@@ -308,11 +290,11 @@ func (n *Node) ensureDeployed(ctx context.Context, d *deployed) (sandbox.Deploym
 		return nil, err
 	}
 	d.dep = live.dep
-	n.log.Info("dormant service deployed on its first trigger", logService, d.name)
+	n.log.Info("dormant service deployed on its first trigger", logService, d.rec.Name)
 	if d.rec.Status == statusDormant {
 		d.rec.Status = statusDeployed
 		if err := n.store.PutService(ctx, d.rec); err != nil {
-			n.log.Warn("record deployed status", logService, d.name, logErr, err)
+			n.log.Warn("record deployed status", logService, d.rec.Name, logErr, err)
 		}
 	}
 	return d.dep, nil
@@ -322,11 +304,11 @@ func (n *Node) ensureDeployed(ctx context.Context, d *deployed) (sandbox.Deploym
 // one.
 func (n *Node) activate(d *deployed) {
 	n.mu.Lock()
-	old := n.services[d.name]
-	n.services[d.name] = d
+	old := n.services[d.rec.Name]
+	n.services[d.rec.Name] = d
 	n.mu.Unlock()
-	if err := n.sched.Set(d.name, d.triggers); err != nil {
-		n.log.Error("schedule triggers", logService, d.name, logErr, err)
+	if err := n.sched.Set(d.rec.Name, d.triggers); err != nil {
+		n.log.Error("schedule triggers", logService, d.rec.Name, logErr, err)
 	}
 	if old != nil {
 		go func() {
@@ -347,7 +329,7 @@ func (n *Node) stopDeployment(d *deployed) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := d.dep.Stop(ctx); err != nil {
-		n.log.Warn("stop deployment", logService, d.name, logErr, err)
+		n.log.Warn("stop deployment", logService, d.rec.Name, logErr, err)
 	}
 }
 
@@ -497,7 +479,7 @@ func (n *Node) owned(ctx context.Context, p server.Principal, name string) (stor
 func (n *Node) view(r store.Service) api.Service {
 	rec := apiService(r)
 	d := n.lookup(rec.Name)
-	if d == nil || d.digest != rec.Digest {
+	if d == nil || d.rec.Digest != rec.Digest {
 		return rec
 	}
 	st := d.health.State()

@@ -2,39 +2,37 @@ package node
 
 import (
 	"encoding/json"
+	"time"
 
-	"github.com/andromeda-runner/andromeda/archive"
+	"github.com/andromeda-runner/andromeda/decision"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/store"
 	"github.com/andromeda-runner/andromeda/trigger"
 )
 
-// ceilings are the config's limits in typed form.
-type ceilings struct {
-	state      int64
-	maxArchive int64
-	archive    archive.Limits
+// A service reaches its driver as a sandbox.Spec and the scheduler as
+// trigger.Specs: the translation from the manifest and the admitted
+// decision is here, in one place, so drivers never see a manifest.
+
+// specFor translates an admitted service into what a driver deploys.
+func (n *Node) specFor(rec store.Service, m *manifest.Service, dir string) sandbox.Spec {
+	log := n.log.With(logService, rec.Name)
+	return sandbox.Spec{
+		Service: rec.Name, Version: rec.Version, Digest: rec.Digest, Dir: dir,
+		Entry: m.Runtime.Entry, Language: m.Runtime.Language, Mode: sandbox.Mode(m.Mode),
+		Limits:  limitsOf(rec.Decision.Limits),
+		Network: networkOf(m),
+		Log:     func(line string) { log.Info("guest", "line", line) },
+	}
 }
 
-func (c Config) ceilings() (ceilings, error) {
-	var out ceilings
-	var err error
-	if out.state, err = parseBytes(c.State.Max); err != nil {
-		return out, err
+// limitsOf is the admitted limits as a driver enforces them.
+func limitsOf(lim decision.Limits) sandbox.Limits {
+	return sandbox.Limits{
+		Memory: lim.Memory, CPU: lim.CPU, Timeout: time.Duration(lim.TimeoutMS) * time.Millisecond,
+		Pids: lim.Pids, Concurrency: lim.Concurrency,
 	}
-	if out.maxArchive, err = parseBytes(c.Upload.MaxArchive); err != nil {
-		return out, err
-	}
-	unpacked, err := parseBytes(c.Upload.MaxUnpacked)
-	if err != nil {
-		return out, err
-	}
-	out.archive = archive.DefaultLimits()
-	out.archive.MaxCompressed = out.maxArchive
-	out.archive.MaxSize = unpacked
-	out.archive.MaxFileSize = min(out.archive.MaxFileSize, unpacked)
-	out.archive.MaxEntries = c.Upload.MaxFiles
-	return out, nil
 }
 
 func networkOf(m *manifest.Service) sandbox.Network {
