@@ -128,6 +128,7 @@ func TestImportRules(t *testing.T) {
 		{"manifest", func(p string) bool { return std(p) || p == "go.yaml.in/yaml/v3" || p == mod+"strictdoc" }, "a leaf: parse and validate only"},
 		{"strictdoc", func(p string) bool { return std(p) || p == "go.yaml.in/yaml/v3" }, "a leaf: reads documents, shared by manifest and policy"},
 		{"archive", std, "a leaf"},
+		{"health", std, "a leaf: failure counting and backoff"},
 		{"metrics", func(p string) bool { return std(p) || strings.HasPrefix(p, "github.com/prometheus/") }, "a leaf: the node's registry on client_golang"},
 		{"store", func(p string) bool { return p != mod+"api" && p != mod+"server" && p != mod+"node" }, "the store keeps its own records, not the API's wire types"},
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
+	"github.com/andromeda-runner/andromeda/health"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/policy"
 	"github.com/andromeda-runner/andromeda/sandbox"
@@ -40,7 +41,7 @@ type deployed struct {
 	dir        string
 	dep        sandbox.Deployment
 	sem        chan struct{} // bounds parallel runs: resources.concurrency
-	health     *trigger.Health
+	health     *health.Tracker
 	manual     bool
 	manualName string
 	triggers   []trigger.Spec
@@ -272,7 +273,7 @@ func (n *Node) newDeployed(rec store.Service, m *manifest.Service, dir string, d
 		dir:      dir,
 		dep:      dep,
 		sem:      make(chan struct{}, max(1, lim.Concurrency)),
-		health:   trigger.NewHealth(trigger.HealthConfig{}),
+		health:   health.New(health.Config{}),
 	}
 	d.triggers, d.manual, d.manualName = triggerSpecs(m)
 	return d

@@ -1,8 +1,8 @@
 // Package trigger holds what makes a service run: the one Event type every
 // trigger source produces (cron, manual, event, http), the Spec of a trigger
-// as the node hands it over, the Scheduler that fires time-based (cron)
-// triggers, and the Health and Backoff types the node uses to skip the ticks
-// of an unhealthy service (docs/design.md sections 6 and 7).
+// as the node hands it over, and the Scheduler that fires time-based (cron)
+// triggers (docs/design.md section 6). Whether a tick of an unhealthy
+// service is skipped is package health's to say.
 //
 // It does not run services, bound their concurrency, subscribe to the bus or
 // serve HTTP: the node owns the fire path and the event and http sources;

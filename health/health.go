@@ -1,4 +1,11 @@
-package trigger
+// Package health decides when a failing service is skipped: a Tracker
+// counts a service's consecutive failures and, past a threshold, backs off
+// its scheduled runs with a Backoff (exponential, capped, with jitter),
+// letting one run through as a probe after each backoff (docs/design.md
+// section 7). The node keeps one Tracker per deployed service and reports
+// its State in the API and the metrics. It imports the standard library
+// only.
+package health
 
 import (
 	"math/rand/v2"
@@ -62,8 +69,8 @@ func (b Backoff) NextDelay(failures int) time.Duration {
 	return d
 }
 
-// HealthConfig configures a Health.
-type HealthConfig struct {
+// Config configures a Tracker.
+type Config struct {
 	// Threshold is the number of consecutive failures that make a service
 	// unhealthy. Zero means 3.
 	Threshold int
@@ -73,19 +80,19 @@ type HealthConfig struct {
 	Backoff Backoff
 }
 
-// DefaultHealthConfig returns the defaults: unhealthy after 3 consecutive
+// DefaultConfig returns the defaults: unhealthy after 3 consecutive
 // failures, DefaultBackoff between probes.
-func DefaultHealthConfig() HealthConfig {
-	return HealthConfig{Threshold: 3, Backoff: DefaultBackoff()}
+func DefaultConfig() Config {
+	return Config{Threshold: 3, Backoff: DefaultBackoff()}
 }
 
-// Health tracks the consecutive failures of one service and the backoff that
+// Tracker tracks the consecutive failures of one service and the backoff that
 // follows (docs/design.md section 7): after Threshold consecutive failures the
 // service is unhealthy and Skip tells the node to skip its ticks until the
 // backoff has passed; the next tick after that runs as a probe, and each
 // further failure doubles the backoff, up to its Max. The first success makes
 // the service healthy again. Safe for concurrent use.
-type Health struct {
+type Tracker struct {
 	threshold int
 	backoff   Backoff
 
@@ -94,9 +101,9 @@ type Health struct {
 	until    time.Time // skip ticks before this; zero when healthy
 }
 
-// NewHealth returns the Health of a service that has not failed yet. Zero
+// New returns the Tracker of a service that has not failed yet. Zero
 // fields of cfg take their defaults.
-func NewHealth(cfg HealthConfig) *Health {
+func New(cfg Config) *Tracker {
 	if cfg.Threshold <= 0 {
 		cfg.Threshold = 3
 	}
@@ -104,12 +111,12 @@ func NewHealth(cfg HealthConfig) *Health {
 	if b.Base == 0 && b.Max == 0 && b.Jitter == 0 && b.Rand == nil {
 		cfg.Backoff = DefaultBackoff()
 	}
-	return &Health{threshold: cfg.Threshold, backoff: cfg.Backoff}
+	return &Tracker{threshold: cfg.Threshold, backoff: cfg.Backoff}
 }
 
 // Success records a successful run: the failures are forgotten and the
 // service is healthy.
-func (h *Health) Success() {
+func (h *Tracker) Success() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.failures = 0
@@ -118,7 +125,7 @@ func (h *Health) Success() {
 
 // Failure records a failed run that ended at now and reports whether the
 // service is unhealthy, which starts or lengthens its backoff.
-func (h *Health) Failure(now time.Time) (unhealthy bool) {
+func (h *Tracker) Failure(now time.Time) (unhealthy bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.failures++
@@ -133,7 +140,7 @@ func (h *Health) Failure(now time.Time) (unhealthy bool) {
 // is unhealthy and in backoff, and until when ticks are skipped; the node
 // records the skipped tick with that as its reason. An unhealthy service
 // whose backoff has passed is not skipped: that tick is its probe.
-func (h *Health) Skip(now time.Time) (skip bool, until time.Time) {
+func (h *Tracker) Skip(now time.Time) (skip bool, until time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.failures < h.threshold || !now.Before(h.until) {
@@ -142,8 +149,8 @@ func (h *Health) Skip(now time.Time) (skip bool, until time.Time) {
 	return true, h.until
 }
 
-// HealthState is a snapshot of a Health, for the API, metrics and dashboard.
-type HealthState struct {
+// State is a snapshot of a Tracker, for the API, metrics and dashboard.
+type State struct {
 	Healthy bool
 	// Failures is the number of consecutive failures.
 	Failures int
@@ -152,10 +159,10 @@ type HealthState struct {
 }
 
 // State returns a snapshot of h.
-func (h *Health) State() HealthState {
+func (h *Tracker) State() State {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	st := HealthState{Healthy: h.failures < h.threshold, Failures: h.failures}
+	st := State{Healthy: h.failures < h.threshold, Failures: h.failures}
 	if !st.Healthy {
 		st.SkipUntil = h.until
 	}

@@ -1,4 +1,4 @@
-package trigger
+package health
 
 import (
 	"sync"
@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 )
+
+// t0 is where the tests' clocks start.
+var t0 = time.Date(2025, 3, 14, 12, 0, 0, 0, time.UTC)
 
 func fixed(r float64) func() float64 { return func() float64 { return r } }
 
@@ -58,7 +61,7 @@ func TestDefaultBackoffRange(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
-	h := NewHealth(HealthConfig{Backoff: Backoff{Base: time.Second, Max: 4 * time.Second}})
+	h := New(Config{Backoff: Backoff{Base: time.Second, Max: 4 * time.Second}})
 	now := t0
 	check := func(step string, at time.Time, wantSkip bool, wantUntil time.Time) {
 		t.Helper()
@@ -106,7 +109,7 @@ func TestHealth(t *testing.T) {
 }
 
 func TestHealthThreshold(t *testing.T) {
-	h := NewHealth(HealthConfig{Threshold: 1, Backoff: Backoff{Base: time.Minute, Jitter: 0.2, Rand: fixed(0)}})
+	h := New(Config{Threshold: 1, Backoff: Backoff{Base: time.Minute, Jitter: 0.2, Rand: fixed(0)}})
 	if !h.Failure(t0) {
 		t.Error("Failure with threshold 1 reported healthy")
 	}
@@ -116,13 +119,13 @@ func TestHealthThreshold(t *testing.T) {
 }
 
 func TestHealthDefaults(t *testing.T) {
-	h := NewHealth(HealthConfig{})
+	h := New(Config{})
 	if h.threshold != 3 || h.backoff.Base != time.Second || h.backoff.Max != 5*time.Minute || h.backoff.Jitter != 0.2 {
-		t.Errorf("NewHealth(HealthConfig{}) = threshold %d, backoff %+v; want DefaultHealthConfig()", h.threshold, h.backoff)
+		t.Errorf("New(Config{}) = threshold %d, backoff %+v; want DefaultConfig()", h.threshold, h.backoff)
 	}
-	d := DefaultHealthConfig()
+	d := DefaultConfig()
 	if b := d.Backoff; d.Threshold != 3 || b.Base != time.Second || b.Max != 5*time.Minute || b.Jitter != 0.2 || b.Rand != nil {
-		t.Errorf("DefaultHealthConfig() = %+v", d)
+		t.Errorf("DefaultConfig() = %+v", d)
 	}
 }
 
@@ -138,7 +141,7 @@ func TestHealthConcurrent(t *testing.T) {
 	// Without jitter the backoff is a function of the failure count, so a
 	// reader can check a snapshot against it.
 	b := Backoff{Base: time.Millisecond, Max: time.Hour}
-	h := NewHealth(HealthConfig{Threshold: threshold, Backoff: b})
+	h := New(Config{Threshold: threshold, Backoff: b})
 	delays := map[time.Duration]bool{}
 	for k := 1; k <= writers*per; k++ {
 		delays[b.NextDelay(k)] = true
@@ -149,7 +152,7 @@ func TestHealthConcurrent(t *testing.T) {
 	done := make(chan struct{})
 	for range readers {
 		reading.Go(func() {
-			var last HealthState
+			var last State
 			for {
 				select {
 				case <-done:
@@ -157,7 +160,7 @@ func TestHealthConcurrent(t *testing.T) {
 				default:
 				}
 				st := h.State()
-				want := HealthState{Healthy: st.Failures < threshold, Failures: st.Failures}
+				want := State{Healthy: st.Failures < threshold, Failures: st.Failures}
 				if !want.Healthy {
 					want.SkipUntil = t0.Add(b.NextDelay(st.Failures - threshold + 1))
 				}
@@ -187,7 +190,7 @@ func TestHealthConcurrent(t *testing.T) {
 	close(done)
 	reading.Wait()
 	const total = writers * per
-	want := HealthState{Failures: total, SkipUntil: t0.Add(b.NextDelay(total - threshold + 1))}
+	want := State{Failures: total, SkipUntil: t0.Add(b.NextDelay(total - threshold + 1))}
 	if st := h.State(); st != want {
 		t.Errorf("State() after %d concurrent Failures = %+v, want %+v", total, st, want)
 	}
@@ -206,7 +209,7 @@ func TestHealthConcurrent(t *testing.T) {
 		})
 	}
 	writing.Wait()
-	if st := h.State(); st != (HealthState{Healthy: true}) {
+	if st := h.State(); st != (State{Healthy: true}) {
 		t.Errorf("State() after every goroutine ended on a Success = %+v, want healthy with no failures", st)
 	}
 	if skip, until := h.Skip(t0); skip || !until.IsZero() {
