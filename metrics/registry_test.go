@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/andromeda-runner/andromeda/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -74,19 +75,7 @@ func TestGolden(t *testing.T) {
 			own.WriteString(line)
 		}
 	}
-	golden := filepath.Join("testdata", "registry.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(own.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got := own.String(); got != string(want) {
-		t.Errorf("exposition differs from %s (run go test -update if the change is intended):\n%s", golden, got)
-	}
+	golden.Check(t, filepath.Join("testdata", "registry.golden"), []byte(own.String()), *update, "go test ./metrics -update")
 }
 
 // TestServeHTTP: the text format by default, with the runtime and process

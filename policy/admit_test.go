@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/andromeda-runner/andromeda/attest"
+	"github.com/andromeda-runner/andromeda/internal/golden"
 	"github.com/andromeda-runner/andromeda/manifest"
 )
 
@@ -215,20 +216,7 @@ func TestAdmitGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			got = append(got, '\n')
-			golden := strings.TrimSuffix(name, ".yaml") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("decision differs from %s (run go test -update and review the diff):\n%s", golden, got)
-			}
+			golden.Check(t, strings.TrimSuffix(name, ".yaml")+".golden", got, *update, "go test ./policy -update")
 			checkInvariants(t, d)
 			if again := c.Admit(sub, node); !equalJSON(t, again, d) {
 				t.Errorf("a second Admit of the same submission decided differently")

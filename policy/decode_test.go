@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/andromeda-runner/andromeda/internal/golden"
 )
 
 var snapshot = flag.Bool("snapshot", false, "rewrite testdata/decoded.snapshot (only for a deliberate change of what valid policies decode to)")
@@ -55,33 +57,7 @@ func TestDecodeSnapshot(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "%s unmarshaled\n\t%#v\n", name, p)
 	}
-	got := []byte(b.String())
-	path := filepath.Join("testdata", "decoded.snapshot")
-	if *snapshot {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
-		for i := range max(len(gl), len(wl)) {
-			if g, w := line(gl, i), line(wl, i); g != w {
-				t.Fatalf("decoded policies differ from testdata/decoded.snapshot at line %d:\ngot  %s\nwant %s", i+1, g, w)
-			}
-		}
-	}
-}
-
-func line(lines []string, i int) string {
-	if i < len(lines) {
-		return lines[i]
-	}
-	return "(end)"
+	golden.Check(t, filepath.Join("testdata", "decoded.snapshot"), []byte(b.String()), *snapshot, "go test ./policy -snapshot")
 }
 
 // validCorpus returns every valid policy the repository holds, by a name
