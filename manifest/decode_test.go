@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,13 +31,8 @@ var snapshot = flag.Bool("snapshot", false, "rewrite testdata/decoded.snapshot (
 // -update leaves it alone; -snapshot rewrites it.
 func TestDecodeSnapshot(t *testing.T) {
 	corpus := validCorpus(t)
-	names := make([]string, 0, len(corpus))
-	for name := range corpus {
-		names = append(names, name)
-	}
-	sort.Strings(names)
 	var b strings.Builder
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(corpus)) {
 		doc := corpus[name]
 		s, err := Parse(doc.data, doc.format)
 		if err != nil {

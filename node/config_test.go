@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -78,14 +79,9 @@ func TestConfigSnapshot(t *testing.T) {
 		isJSON bool
 	}{[]byte(block), false}
 
-	names := make([]string, 0, len(corpus))
-	for name := range corpus {
-		names = append(names, name)
-	}
-	sort.Strings(names)
 	def := node.DefaultConfig()
 	var b strings.Builder
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(corpus)) {
 		doc := corpus[name]
 		cfg, err := node.ParseConfig(doc.data, doc.isJSON)
 		if err != nil {

@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,13 +29,8 @@ var snapshot = flag.Bool("snapshot", false, "rewrite testdata/decoded.snapshot (
 // it alone; -snapshot rewrites it.
 func TestDecodeSnapshot(t *testing.T) {
 	corpus := validCorpus(t)
-	names := make([]string, 0, len(corpus))
-	for name := range corpus {
-		names = append(names, name)
-	}
-	sort.Strings(names)
 	var b strings.Builder
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(corpus)) {
 		data := corpus[name]
 		p, err := Parse(data)
 		if err != nil {
