@@ -40,7 +40,7 @@ func TestParseDefaults(t *testing.T) {
 // the problem and the rule.
 func TestParseErrors(t *testing.T) {
 	hub := func(name, key string) string { return "{name: " + name + ", key: '" + key + "'}" }
-	good := testKey("a").Public().String()
+	good, other := testKey("a").Public().String(), testKey("b").Public().String()
 	for _, tc := range []struct {
 		name, in string
 		want     []string
@@ -53,6 +53,7 @@ func TestParseErrors(t *testing.T) {
 		{"hub key wrong type", "trusted_hubs:\n  - " + hub("a", "ssh-ed25519:AAAA") + "\n", []string{`trusted_hubs[0].key: malformed key: key type "ssh-ed25519:", want "ed25519:"`}},
 		{"hub key short", "trusted_hubs:\n  - " + hub("a", "ed25519:AAAA") + "\n", []string{"trusted_hubs[0].key: malformed key: 3 bytes, want 32"}},
 		{"hub key base58", "trusted_hubs:\n  - " + hub("a", "WoD3FV8ByzerAUUCZ5rF58aTLpz5kTNxHnyBS5vzuqeq") + "\n", []string{`trusted_hubs[0].key: malformed key: must start with "ed25519:"`}},
+		{"hub duplicate name", "trusted_hubs:\n  - " + hub("a", good) + "\n  - " + hub("a", other) + "\n", []string{"trusted_hubs[1].name: duplicate: trusted_hubs[0] has the same name"}},
 		{"hub duplicate key", "trusted_hubs:\n  - " + hub("a", good) + "\n  - " + hub("b", good) + "\n", []string{"trusted_hubs[1].key: duplicate: trusted_hubs[0] has the same key"}},
 		{"hub weight", "trusted_hubs:\n  - {name: a, key: '" + good + "', weight: -1}\n", []string{"trusted_hubs[0].weight: must be a number more than 0"}},
 		{"hub name", "trusted_hubs:\n  - " + hub("Hub A", good) + "\n", []string{"trusted_hubs[0].name: must be"}},
@@ -79,6 +80,7 @@ func TestParseErrors(t *testing.T) {
 		{"origin", "origins:\n  - {kind: Hostchain, id: 'b t c', min_stake: -1}\n", []string{"origins[0].kind: must be [a-z0-9-]{1,32}", "origins[0].id: must be 1 to 128 printable characters without spaces", "origins[0].min_stake: must be a number ≥ 0"}},
 		{"origin duplicate", "origins:\n  - {kind: hostchain, id: btc}\n  - {kind: hostchain, id: btc, min_stake: 1}\n", []string{"origins[1]: duplicate: origins[0] has the same kind and id"}},
 		{"container", "containers:\n  - {name: '-bad'}\n", []string{"containers[0].name: must be a container name"}},
+		{"container duplicate", "containers:\n  - {name: web}\n  - {name: db}\n  - {name: web}\n", []string{"containers[2].name: duplicate: containers[0] has the same name"}},
 		{"registry", "registries:\n  python: ['ftp://mirror']\n  'Node JS': []\n", []string{`registries["Node JS"]: must be a language`, "registries.python[0]: must be an http or https URL with a host"}},
 		{"peer", "peers: ['htts://api-klyntar.coinbase.com', 'https://u:p@x.example']\n", []string{"peers[0]: must be an http or https URL with a host", "peers[1]: must not carry credentials"}},
 		{"redirect depth", "redirect_depth: 17\n", []string{"redirect_depth: must be from 0 to 16"}},

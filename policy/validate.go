@@ -51,23 +51,18 @@ func (p Policy) Validate() error {
 	})
 
 	var total float64
-	names, keys := map[string]int{}, map[string]int{}
+	names, keys := v.unique("trusted_hubs", "name"), v.unique("trusted_hubs", "key")
 	for i, h := range p.TrustedHubs {
 		path := strictdoc.IndexPath("trusted_hubs", i)
-		switch {
-		case !hubNameRE.MatchString(h.Name):
+		if !hubNameRE.MatchString(h.Name) {
 			v.fail(path+".name", "must be [a-z0-9][a-z0-9._-]{0,62}")
-		case names[h.Name] > 0:
-			v.fail(path+".name", fmt.Sprintf("duplicate: trusted_hubs[%d] has the same name", names[h.Name]-1))
-		default:
-			names[h.Name] = i + 1
+		} else {
+			names.add(path+".name", h.Name, i)
 		}
 		if k, err := attest.ParsePublicKey(h.Key); err != nil {
 			v.fail(path+".key", err.Error())
-		} else if j := keys[string(k)]; j > 0 {
-			v.fail(path+".key", fmt.Sprintf("duplicate: trusted_hubs[%d] has the same key", j-1))
 		} else {
-			keys[string(k)] = i + 1
+			keys.add(path+".key", string(k), i)
 		}
 		if !(h.Weight > 0) || math.IsInf(h.Weight, 0) {
 			v.fail(path+".weight", "must be a number more than 0")
@@ -124,7 +119,7 @@ func (p Policy) Validate() error {
 		v.fail("min_reward.unit", "must be [A-Za-z0-9]{1,16} when amount is more than 0")
 	}
 
-	origins := map[string]int{}
+	origins := v.unique("origins", "kind and id")
 	for i, o := range p.Origins {
 		path := strictdoc.IndexPath("origins", i)
 		if !decision.ValidOriginKind(o.Kind) {
@@ -133,26 +128,20 @@ func (p Policy) Validate() error {
 		if !decision.ValidOriginID(o.ID) {
 			v.fail(path+".id", "must be 1 to 128 printable characters without spaces")
 		}
-		if j := origins[o.Kind+"\x00"+o.ID]; j > 0 {
-			v.fail(path, fmt.Sprintf("duplicate: origins[%d] has the same kind and id", j-1))
-		} else {
-			origins[o.Kind+"\x00"+o.ID] = i + 1
-		}
+		origins.add(path, o.Kind+"\x00"+o.ID, i)
 		if o.MinStake < 0 || math.IsInf(o.MinStake, 0) || math.IsNaN(o.MinStake) {
 			v.fail(path+".min_stake", "must be a number ≥ 0")
 		}
 	}
 	v.tooLong("origins", len(p.Origins))
 
-	containers := map[string]int{}
+	containers := v.unique("containers", "name")
 	for i, c := range p.Containers {
 		path := strictdoc.IndexPath("containers", i)
 		if !containerRE.MatchString(c.Name) {
 			v.fail(path+".name", "must be a container name: [a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
-		} else if j := containers[c.Name]; j > 0 {
-			v.fail(path+".name", fmt.Sprintf("duplicate: containers[%d] has the same name", j-1))
 		} else {
-			containers[c.Name] = i + 1
+			containers.add(path+".name", c.Name, i)
 		}
 		v.list(path+".languages", c.Languages, v.language)
 	}
@@ -201,16 +190,13 @@ func (p Policy) Validate() error {
 		}
 	})
 
-	rules := map[string]int{}
+	rules := v.unique("rules", "name")
 	for i, r := range p.Rules {
 		path := strictdoc.IndexPath("rules", i)
-		switch {
-		case !ruleNameRE.MatchString(r.Name):
+		if !ruleNameRE.MatchString(r.Name) {
 			v.fail(path+".name", "must be [a-z0-9][a-z0-9-]{0,62}")
-		case rules[r.Name] > 0:
-			v.fail(path+".name", fmt.Sprintf("duplicate: rules[%d] has the same name", rules[r.Name]-1))
-		default:
-			rules[r.Name] = i + 1
+		} else {
+			rules.add(path+".name", r.Name, i)
 		}
 		if strings.TrimSpace(r.Expr) == "" {
 			v.fail(path+".expr", "must not be empty")
@@ -232,6 +218,27 @@ type validator struct{ errs Errors }
 
 func (v *validator) fail(path, rule string) {
 	v.errs = append(v.errs, FieldError{Path: path, Rule: rule})
+}
+
+// unique finds the items of a list that repeat an earlier item's field.
+type unique struct {
+	v          *validator
+	list, what string
+	first      map[string]int // value → index of the first item with it
+}
+
+func (v *validator) unique(list, what string) *unique {
+	return &unique{v: v, list: list, what: what, first: map[string]int{}}
+}
+
+// add notes that item i of the list has value; an item that repeats an
+// earlier one fails at path, naming the earlier item.
+func (u *unique) add(path, value string, i int) {
+	if j, ok := u.first[value]; ok {
+		u.v.fail(path, fmt.Sprintf("duplicate: %s has the same %s", strictdoc.IndexPath(u.list, j), u.what))
+		return
+	}
+	u.first[value] = i
 }
 
 func (v *validator) between(path string, n, lo, hi int) {
