@@ -74,12 +74,7 @@ func TestNestingAndUnencodable(t *testing.T) {
 		{"async", service + "\nexports.handle = async (input) => body(input);\n"},
 	} {
 		t.Run(kind.name, func(t *testing.T) {
-			call := shimtest.Service(t, d, process.LangNode, "nesting-"+kind.name, "index.js", kind.source)
-			alive := call(`{}`)
-			if alive.Outcome != sandbox.Noop || !strings.HasPrefix(alive.Output.Noop, "alive ") {
-				t.Fatalf("first call: %s %q (%s)", alive.Outcome, alive.Output.Noop, alive.Error)
-			}
-			token := strings.TrimPrefix(alive.Output.Noop, "alive ")
+			call, token, same := shimtest.Worker(t, d, process.LangNode, "nesting-"+kind.name, "index.js", kind.source)
 			for _, c := range []struct {
 				name, message string
 				outcome       sandbox.Outcome
@@ -108,9 +103,7 @@ func TestNestingAndUnencodable(t *testing.T) {
 					if r.Outcome != sandbox.Noop && r.Outcome != sandbox.Crashed && r.Outcome != sandbox.Error {
 						t.Errorf("outcome %s (%.300s)", r.Outcome, got)
 					}
-					if again := call(`{}`); again.Output.Noop != alive.Output.Noop {
-						t.Errorf("after it: %s %q (%.300s), want %q from the same worker", again.Outcome, again.Output.Noop, again.Error, alive.Output.Noop)
-					}
+					same(t)
 				})
 			}
 		})

@@ -67,11 +67,7 @@ func TestNestingAndUnencodable(t *testing.T) {
 		{"async", service + "\n\nasync def handle(input):\n    return body(input)\n"},
 	} {
 		t.Run(kind.name, func(t *testing.T) {
-			call := shimtest.Service(t, d, process.LangPython, "nesting-"+kind.name, "main.py", kind.source)
-			alive := call(`{}`)
-			if alive.Outcome != sandbox.Noop || !strings.HasPrefix(alive.Output.Noop, "alive ") {
-				t.Fatalf("first call: %s %q (%s)", alive.Outcome, alive.Output.Noop, alive.Error)
-			}
+			call, _, same := shimtest.Worker(t, d, process.LangPython, "nesting-"+kind.name, "main.py", kind.source)
 			for _, c := range []struct {
 				name, message, detail string
 			}{
@@ -88,9 +84,7 @@ func TestNestingAndUnencodable(t *testing.T) {
 					if r.Outcome != sandbox.Crashed || !strings.Contains(r.Error, c.detail) {
 						t.Errorf("outcome %s (%.300s), want crashed with %q", r.Outcome, r.Error, c.detail)
 					}
-					if again := call(`{}`); again.Output.Noop != alive.Output.Noop {
-						t.Errorf("after it: %s %q (%.300s), want %q from the same worker", again.Outcome, again.Output.Noop, again.Error, alive.Output.Noop)
-					}
+					same(t)
 				})
 			}
 		})

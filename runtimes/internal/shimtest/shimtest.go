@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,4 +69,26 @@ func Service(t *testing.T, d *process.Driver, lang, name, entry, source string) 
 		}
 		return r
 	}
+}
+
+// Worker deploys source with Service and checks the first answer: for an
+// empty message the shims' test services answer noop "alive TOKEN", with a
+// token the worker made up at start. It returns the call function, the
+// token, and a check, for after a case, that the same worker still
+// answers, so a case that killed or restarted the worker fails.
+func Worker(t *testing.T, d *process.Driver, lang, name, entry, source string) (call func(message string) sandbox.Result, token string, same func(t *testing.T)) {
+	t.Helper()
+	call = Service(t, d, lang, name, entry, source)
+	alive := call(`{}`)
+	token, ok := strings.CutPrefix(alive.Output.Noop, "alive ")
+	if alive.Outcome != sandbox.Noop || !ok {
+		t.Fatalf("first call: %s %q (%s)", alive.Outcome, alive.Output.Noop, alive.Error)
+	}
+	same = func(t *testing.T) {
+		t.Helper()
+		if again := call(`{}`); again.Output.Noop != alive.Output.Noop {
+			t.Errorf("after it: %s %q (%.300s), want %q from the same worker", again.Outcome, again.Output.Noop, again.Error, alive.Output.Noop)
+		}
+	}
+	return call, token, same
 }
