@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -11,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/andromeda-runner/andromeda/manifest"
-	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
@@ -178,19 +178,21 @@ func (env *cli) conformance(ctx context.Context, dir, lang, entry string, asJSON
 		entry = process.DefaultEntry(lang)
 	}
 	rep := &conformanceReport{Dir: dir, Language: lang, Entry: entry, Checks: []conformanceCheck{}}
-	out := env.stdout
-	if asJSON {
-		out = rep
-	}
 	err = sandboxtest.Certify(ctx, sandboxtest.Kit{
-		Driver: d,
-		Spec: func(mode sandbox.Mode) sandbox.Spec {
-			return sandbox.Spec{Service: "conformance", Dir: dir, Entry: entry, Language: lang, Mode: mode,
-				Limits: sandbox.Limits{Memory: 256 << 20, Timeout: 10 * time.Second, Concurrency: 4}}
-		},
+		Driver:      d,
+		Spec:        process.ConformanceSpec(dir, lang, entry),
 		Started:     process.WorkersStarted,
 		CancelGrace: cfg.CancelGrace,
-	}, out)
+	}, func(c sandboxtest.Check) {
+		if !asJSON {
+			io.WriteString(env.stdout, c.String())
+			return
+		}
+		rep.Checks = append(rep.Checks, conformanceCheck{
+			Name: c.Name, OK: c.OK, Failed: strings.Join(c.Failed, "; "),
+			TookMS: float64(c.Took) / float64(time.Millisecond), Notes: c.Notes,
+		})
+	})
 	if err != nil {
 		err = fmt.Errorf("conformance of %s (%s): %w", dir, lang, err)
 	}
@@ -228,31 +230,4 @@ type conformanceCheck struct {
 	Failed string   `json:"failed,omitempty"` // what failed
 	TookMS float64  `json:"took_ms"`
 	Notes  []string `json:"notes,omitempty"`
-}
-
-// Write takes one line of Certify's report: each is one write, "ok   NAME
-// (TOOK)", "FAIL NAME WHAT (TOOK)" or "note NAME TEXT", the name padded
-// (see sandboxtest.Certify).
-func (r *conformanceReport) Write(p []byte) (int, error) {
-	kind, rest, _ := strings.Cut(strings.TrimSuffix(string(p), "\n"), " ")
-	name, rest, _ := strings.Cut(strings.TrimLeft(rest, " "), " ")
-	rest = strings.TrimSpace(rest)
-	if kind == "note" {
-		if n := len(r.Checks); n > 0 && r.Checks[n-1].Name == name {
-			r.Checks[n-1].Notes = append(r.Checks[n-1].Notes, rest)
-		}
-		return len(p), nil
-	}
-	c := conformanceCheck{Name: name, OK: kind == "ok"}
-	if i := strings.LastIndex(rest, "("); i >= 0 && strings.HasSuffix(rest, ")") {
-		if d, err := time.ParseDuration(rest[i+1 : len(rest)-1]); err == nil {
-			c.TookMS = float64(d) / float64(time.Millisecond)
-			rest = strings.TrimSpace(rest[:i])
-		}
-	}
-	if !c.OK {
-		c.Failed = rest
-	}
-	r.Checks = append(r.Checks, c)
-	return len(p), nil
 }

@@ -45,14 +45,11 @@ while read -r line; do echo "not json"; done
 // d, as cmd/andromeda does.
 func certify(ctx context.Context, d *Driver, dir, lang, entry string, out io.Writer) error {
 	return sandboxtest.Certify(ctx, sandboxtest.Kit{
-		Driver: d,
-		Spec: func(mode sandbox.Mode) sandbox.Spec {
-			return sandbox.Spec{Service: "conformance", Dir: dir, Entry: entry, Language: lang, Mode: mode,
-				Limits: sandbox.Limits{Memory: 256 << 20, Timeout: 10 * time.Second, Concurrency: 4}}
-		},
+		Driver:      d,
+		Spec:        ConformanceSpec(dir, lang, entry),
 		Started:     WorkersStarted,
 		CancelGrace: d.cfg.CancelGrace,
-	}, out)
+	}, func(c sandboxtest.Check) { io.WriteString(out, c.String()) })
 }
 
 // TestConformanceKit runs the kit behind `andromeda conformance DIR`

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/jail"
@@ -272,4 +273,14 @@ func (d *Driver) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ConformanceSpec returns the Spec, per mode, that `andromeda conformance
+// DIR` deploys a third-party runtime with: its entry in dir, for lang,
+// with room for the kit's cases (256 MiB, 10 s, 4 at once).
+func ConformanceSpec(dir, lang, entry string) func(mode sandbox.Mode) sandbox.Spec {
+	return func(mode sandbox.Mode) sandbox.Spec {
+		return sandbox.Spec{Service: "conformance", Dir: dir, Entry: entry, Language: lang, Mode: mode,
+			Limits: sandbox.Limits{Memory: 256 << 20, Timeout: 10 * time.Second, Concurrency: 4}}
+	}
 }

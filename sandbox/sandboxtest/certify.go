@@ -3,7 +3,6 @@ package sandboxtest
 import (
 	"context"
 	"fmt"
-	"io"
 	"runtime"
 	"slices"
 	"strings"
@@ -28,17 +27,15 @@ type Kit struct {
 
 // Certify certifies a language runtime outside `go test` (this is
 // `andromeda conformance DIR`): it runs the kit cases, the protocol's part
-// of the suite, in server and command mode against k.Driver. It prints one
-// line per case to out: "ok", or "FAIL" with what failed, with the time it
-// took, and a "note" line for each remark of a case that passed. The
-// error names the cases that failed; a mode whose deployment fails runs
-// no case.
-func Certify(ctx context.Context, k Kit, out io.Writer) error {
+// of the suite, in server and command mode against k.Driver, and hands
+// each case's Check to each as it ends. The error names the cases that
+// failed; a mode whose deployment fails runs no case.
+func Certify(ctx context.Context, k Kit, each func(Check)) error {
 	h := Harness{Started: k.Started, CancelGrace: k.CancelGrace}.withDefaults()
 	var failed []string
 	for _, mode := range h.Modes {
 		s := &suite{h: h, d: k.Driver, mode: mode, spec: withDefaults(k.Spec(mode), mode)}
-		r := &report{out: out, name: string(mode) + "/deploy"}
+		r := &report{each: each, name: string(mode) + "/deploy"}
 		var dep sandbox.Deployment
 		r.run(func() {
 			var err error
@@ -55,7 +52,7 @@ func Certify(ctx context.Context, k Kit, out io.Writer) error {
 			if !c.kit {
 				continue
 			}
-			r := &report{out: out, name: string(mode) + "/" + c.name}
+			r := &report{each: each, name: string(mode) + "/" + c.name}
 			if r.run(func() { c.run(r, s) }); r.failed {
 				failed = append(failed, r.name)
 			}
@@ -70,10 +67,35 @@ func Certify(ctx context.Context, k Kit, out io.Writer) error {
 	return nil
 }
 
-// report runs one case of Certify and prints its result: a T that ends
+// Check is the result of one case of Certify.
+type Check struct {
+	Name   string        // mode/case, as server/echo
+	OK     bool          // the case passed
+	Failed []string      // what failed, when it did not
+	Took   time.Duration // how long the case took
+	Notes  []string      // remarks of a case that passed
+}
+
+// String is the check as `andromeda conformance` prints it: a line "ok"
+// or "FAIL" with what failed, the name and the time it took, then a
+// "note" line for each remark.
+func (c Check) String() string {
+	var b strings.Builder
+	if !c.OK {
+		fmt.Fprintf(&b, "FAIL %-28s %s (%v)\n", c.Name, strings.Join(c.Failed, "; "), c.Took)
+		return b.String()
+	}
+	fmt.Fprintf(&b, "ok   %-28s (%v)\n", c.Name, c.Took)
+	for _, n := range c.Notes {
+		fmt.Fprintf(&b, "note %-28s %s\n", c.Name, n)
+	}
+	return b.String()
+}
+
+// report runs one case of Certify and hands on its Check: a T that ends
 // the case on Fatalf, as *testing.T does.
 type report struct {
-	out     io.Writer
+	each    func(Check)
 	name    string
 	mu      sync.Mutex
 	failed  bool
@@ -109,7 +131,7 @@ func (r *report) Cleanup(f func()) {
 }
 
 // run runs f on a goroutine of its own (Fatalf ends it), then the cleanups,
-// newest first, and prints the result.
+// newest first, and hands on the result.
 func (r *report) run(f func()) {
 	start := time.Now()
 	done := make(chan struct{})
@@ -124,13 +146,13 @@ func (r *report) run(f func()) {
 	for _, f := range slices.Backward(cleanup) {
 		f()
 	}
-	took := time.Since(start).Round(100 * time.Microsecond)
+	c := Check{Name: r.name, OK: !r.failed, Took: time.Since(start).Round(100 * time.Microsecond)}
 	if r.failed {
-		fmt.Fprintf(r.out, "FAIL %-28s %s (%v)\n", r.name, strings.Join(r.errs, "; "), took)
-		return
+		c.Failed = r.errs
+	} else {
+		c.Notes = r.notes
 	}
-	fmt.Fprintf(r.out, "ok   %-28s (%v)\n", r.name, took)
-	for _, n := range r.notes {
-		fmt.Fprintf(r.out, "note %-28s %s\n", r.name, n)
+	if r.each != nil {
+		r.each(c)
 	}
 }

@@ -72,8 +72,13 @@ func TestRequire(t *testing.T) {
 // case, cleanups run newest first, and the report says ok, FAIL or note.
 func TestReport(t *testing.T) {
 	var out strings.Builder
+	var checks []Check
+	each := func(c Check) {
+		checks = append(checks, c)
+		out.WriteString(c.String())
+	}
 	var order []string
-	r := &report{out: &out, name: "server/fatal"}
+	r := &report{each: each, name: "server/fatal"}
 	r.run(func() {
 		r.Cleanup(func() { order = append(order, "first") })
 		r.Cleanup(func() { order = append(order, "second") })
@@ -84,12 +89,15 @@ func TestReport(t *testing.T) {
 	if !r.failed || strings.Join(order, ",") != "second,first" {
 		t.Errorf("after Errorf and Fatalf: failed %v, ran %v; want failed and the cleanups newest first", r.failed, order)
 	}
-	ok := &report{out: &out, name: "server/ok"}
+	ok := &report{each: each, name: "server/ok"}
 	ok.run(func() { ok.Logf("a %s", "remark") })
 	got := out.String()
 	for _, want := range []string{"FAIL server/fatal", "one 1; two", "ok   server/ok", "note server/ok                    a remark"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report:\n%s\nwant it to contain %q", got, want)
 		}
+	}
+	if len(checks) != 2 || checks[0].OK || len(checks[0].Failed) != 2 || !checks[1].OK || len(checks[1].Notes) != 1 {
+		t.Errorf("checks %+v, want a failed one with two failures and a passed one with a note", checks)
 	}
 }
