@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -26,19 +27,7 @@ health, triggers, owner and digest.`,
 	}
 	cf := addClientFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := env.client(cf)
-		if err != nil {
-			return err
-		}
-		list, err := c.Services(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if cf.json {
-			return printJSON(env.stdout, list)
-		}
-		printServices(env.stdout, list)
-		return nil
+		return ask(env, cf, func(c *api.Client) ([]api.Service, error) { return c.Services(cmd.Context()) }, printServices)
 	}
 	return cmd
 }
@@ -57,19 +46,7 @@ triggers with their next ticks.`,
 	cf := addClientFlags(cmd)
 	cmd.ValidArgsFunction = env.serviceNames(cf)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := env.client(cf)
-		if err != nil {
-			return err
-		}
-		s, err := c.Service(cmd.Context(), args[0])
-		if err != nil {
-			return err
-		}
-		if cf.json {
-			return printJSON(env.stdout, s)
-		}
-		printService(env.stdout, s)
-		return nil
+		return ask(env, cf, func(c *api.Client) (api.Service, error) { return c.Service(cmd.Context(), args[0]) }, printService)
 	}
 	return cmd
 }
@@ -97,19 +74,7 @@ gets, as JSON.`,
 			}
 			msg = json.RawMessage(*input)
 		}
-		c, err := env.client(cf)
-		if err != nil {
-			return err
-		}
-		r, err := c.Fire(cmd.Context(), args[0], msg)
-		if err != nil {
-			return err
-		}
-		if cf.json {
-			return printJSON(env.stdout, r)
-		}
-		printRun(env.stdout, r)
-		return nil
+		return ask(env, cf, func(c *api.Client) (api.Run, error) { return c.Fire(cmd.Context(), args[0], msg) }, printRun)
 	}
 	return cmd
 }
@@ -250,18 +215,10 @@ func (env *cli) rmCmd() *cobra.Command {
 	cf := addClientFlags(cmd)
 	cmd.ValidArgsFunction = env.serviceNames(cf)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := env.client(cf)
-		if err != nil {
-			return err
+		remove := func(c *api.Client) (map[string]any, error) {
+			return map[string]any{"removed": args[0]}, c.Remove(cmd.Context(), args[0])
 		}
-		if err := c.Remove(cmd.Context(), args[0]); err != nil {
-			return err
-		}
-		if cf.json {
-			return printJSON(env.stdout, map[string]any{"removed": args[0]})
-		}
-		fmt.Fprintf(env.stdout, "removed %s\n", args[0])
-		return nil
+		return ask(env, cf, remove, func(w io.Writer, _ map[string]any) { fmt.Fprintf(w, "removed %s\n", args[0]) })
 	}
 	return cmd
 }
@@ -290,19 +247,10 @@ is the owner of what it submits; operator and anonymous are reserved.`,
 	role := create.Flags().String("role", api.RoleSubmitter, "`ROLE`: submitter or operator")
 	create.RegisterFlagCompletionFunc("role", words(api.RoleSubmitter, api.RoleOperator))
 	create.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := env.client(cf)
-		if err != nil {
-			return err
-		}
-		t, err := c.CreateToken(cmd.Context(), *name, *role)
-		if err != nil {
-			return err
-		}
-		if cf.json {
-			return printJSON(env.stdout, t)
-		}
-		fmt.Fprintf(env.stdout, "created %s token %q; it is shown only once:\n%s\n", t.Role, t.Name, t.Secret)
-		return nil
+		create := func(c *api.Client) (api.Token, error) { return c.CreateToken(cmd.Context(), *name, *role) }
+		return ask(env, cf, create, func(w io.Writer, t api.Token) {
+			fmt.Fprintf(w, "created %s token %q; it is shown only once:\n%s\n", t.Role, t.Name, t.Secret)
+		})
 	}
 	cmd.AddCommand(create)
 	return cmd

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
@@ -94,22 +95,15 @@ deploy.`,
 }
 
 func (env *cli) depsList(ctx context.Context, cf *clientFlags, name string) error {
-	c, err := env.client(cf)
-	if err != nil {
-		return err
-	}
-	deps, err := c.Deps(ctx, name)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printJSON(env.stdout, deps)
-	}
+	return ask(env, cf, func(c *api.Client) ([]api.Dep, error) { return c.Deps(ctx, name) }, printDeps)
+}
+
+func printDeps(w io.Writer, deps []api.Dep) {
 	if len(deps) == 0 {
-		fmt.Fprintln(env.stdout, "no dependencies")
-		return nil
+		fmt.Fprintln(w, "no dependencies")
+		return
 	}
-	tw := table(env.stdout)
+	tw := table(w)
 	fmt.Fprintln(tw, "LANGUAGE\tPACKAGE\tVERSION\tFROM")
 	for _, d := range deps {
 		from := "manifest"
@@ -118,7 +112,7 @@ func (env *cli) depsList(ctx context.Context, cf *clientFlags, name string) erro
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Language, d.Name, d.Version, from)
 	}
-	return tw.Flush()
+	tw.Flush()
 }
 
 func (env *cli) conformanceCmd() *cobra.Command {

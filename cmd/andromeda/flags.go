@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -181,5 +182,23 @@ func lookupFlag(cmd *cobra.Command, name string) *pflag.Flag {
 			return f
 		}
 	}
+	return nil
+}
+
+// ask asks the node through a client made from cf and prints the answer:
+// one JSON document with --json, else as text.
+func ask[T any](env *cli, cf *clientFlags, call func(*api.Client) (T, error), text func(w io.Writer, v T)) error {
+	c, err := env.client(cf)
+	if err != nil {
+		return err
+	}
+	v, err := call(c)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(env.stdout, v)
+	}
+	text(env.stdout, v)
 	return nil
 }
