@@ -2,14 +2,12 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/andromeda-runner/andromeda/node"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
@@ -71,17 +69,7 @@ func TestCompletionScripts(t *testing.T) {
 // TestCompleteServiceNames completes service names from a node, and
 // nothing, quietly, when no node answers.
 func TestCompleteServiceNames(t *testing.T) {
-	cfg := node.DefaultConfig()
-	cfg.Data, cfg.Listen = t.TempDir(), "127.0.0.1:0"
-	n, err := node.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	env := map[string]string{"ANDROMEDA_ADDR": n.Addr(), "ANDROMEDA_DATA": cfg.Data}
+	n, env := startNode(t, nil)
 	if _, stderr, err := runCLI(t, env, "submit", echoService(t)); err != nil {
 		t.Fatalf("submit: %v\n%s", err, stderr)
 	}
@@ -98,7 +86,7 @@ func TestCompleteServiceNames(t *testing.T) {
 		{env, "runs --limit 5 ", "echo\t1.0.0 deployed\n" + names},
 		{env, "deps ls ", "echo\t1.0.0 deployed\n" + names},
 		{env, "rm --node " + n.Addr() + " ", "echo\t1.0.0 deployed\n" + names},
-		{map[string]string{"ANDROMEDA_DATA": cfg.Data}, "inspect --node " + n.Addr() + " ", "echo\t1.0.0 deployed\n" + names},
+		{map[string]string{"ANDROMEDA_DATA": env["ANDROMEDA_DATA"]}, "inspect --node " + n.Addr() + " ", "echo\t1.0.0 deployed\n" + names},
 		{map[string]string{"ANDROMEDA_ADDR": "127.0.0.1:1", "ANDROMEDA_TOKEN": "t"}, "inspect ", names},
 		{map[string]string{"ANDROMEDA_ADDR": n.Addr(), "ANDROMEDA_TOKEN": "wrong"}, "inspect ", names},
 		{map[string]string{"ANDROMEDA_ADDR": n.Addr(), "ANDROMEDA_DATA": t.TempDir()}, "inspect ", names}, // no token

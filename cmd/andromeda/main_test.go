@@ -45,17 +45,7 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (string, string
 func TestCLI(t *testing.T) {
 	_, err := exec.LookPath("go")
 	sandboxtest.Require(t, err == nil, "the go toolchain is needed to build the example service")
-	cfg := node.DefaultConfig()
-	cfg.Data, cfg.Listen = t.TempDir(), "127.0.0.1:0"
-	n, err := node.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	env := map[string]string{"ANDROMEDA_ADDR": n.Addr(), "ANDROMEDA_DATA": cfg.Data}
+	_, env := startNode(t, nil)
 
 	// A copy of the example without main.wasm: submit builds it.
 	dir := t.TempDir()
@@ -367,4 +357,26 @@ func TestVersionJSON(t *testing.T) {
 	if out, _, err := runCLI(t, nil, "version"); err != nil || out != "andromeda "+node.Version+"\n" {
 		t.Errorf("andromeda version: %v, %q", err, out)
 	}
+}
+
+// startNode starts a node on a free port with its data in a temporary
+// dir, closed when t ends; change, when not nil, adjusts its config
+// first. It returns the node and the environment that points the CLI at
+// it with the operator's token.
+func startNode(t *testing.T, change func(*node.Config)) (*node.Node, map[string]string) {
+	t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.Data, cfg.Listen = t.TempDir(), "127.0.0.1:0"
+	if change != nil {
+		change(&cfg)
+	}
+	n, err := node.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n, map[string]string{"ANDROMEDA_ADDR": n.Addr(), "ANDROMEDA_DATA": cfg.Data}
 }

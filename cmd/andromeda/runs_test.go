@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,33 +16,11 @@ import (
 // durations.
 func TestRunsAll(t *testing.T) {
 	ctx := context.Background()
-	cfg := node.DefaultConfig()
-	cfg.Data, cfg.Listen = t.TempDir(), "127.0.0.1:0"
-	cfg.Runs.PerService = 2000
-	n, err := node.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	env := map[string]string{"ANDROMEDA_ADDR": n.Addr(), "ANDROMEDA_DATA": cfg.Data}
-
-	// The wasm driver's self-test module: nothing to build.
-	dir := t.TempDir()
-	wasm, err := os.ReadFile(filepath.Join("..", "..", "sandbox", "wasm", "echo.wasm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "echo.wasm"), wasm, 0o644)
-	os.WriteFile(filepath.Join(dir, "andromeda.yaml"), []byte("name: echo\nversion: 1.0.0\n"+
-		"runtime: {driver: wasm, language: wasm, entry: echo.wasm}\nmode: command\ntriggers:\n  - {kind: manual}\n"+
-		"resources: {memory: 16Mi, timeout: 5s, concurrency: 4}\ncapabilities: {network: none}\n"), 0o644)
-	if _, stderr, err := runCLI(t, env, "submit", dir); err != nil {
+	n, env := startNode(t, func(cfg *node.Config) { cfg.Runs.PerService = 2000 })
+	if _, stderr, err := runCLI(t, env, "submit", echoService(t)); err != nil {
 		t.Fatalf("submit: %v\n%s", err, stderr)
 	}
-	tok, err := node.OperatorToken(cfg.Data)
+	tok, err := node.OperatorToken(env["ANDROMEDA_DATA"])
 	if err != nil {
 		t.Fatal(err)
 	}
