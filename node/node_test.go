@@ -387,49 +387,6 @@ func TestRestart(t *testing.T) {
 	}
 }
 
-func TestConcurrencySkips(t *testing.T) {
-	ctx := context.Background()
-	n := startNode(t)
-	dir := example(t, "greeter")
-	m, _ := os.ReadFile(filepath.Join(dir, "andromeda.yaml"))
-	m = bytes.Replace(m, []byte("concurrency: 4"), []byte("concurrency: 1"), 1)
-	os.WriteFile(filepath.Join(dir, "andromeda.yaml"), m, 0o644)
-	if _, err := n.op.Submit(ctx, pack(t, dir)); err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	outcomes := make(chan string, 40)
-	for range 40 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := n.op.Fire(ctx, "greeter", json.RawMessage(`{"name":"x"}`))
-			var ae *api.Error
-			if errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests && ae.Run != nil {
-				r, err = *ae.Run, nil // over the bound: 429, with the skipped run
-			}
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			outcomes <- r.Outcome
-			if r.Outcome == "skipped" && !strings.Contains(r.Noop, "concurrency") {
-				t.Errorf("skipped run without its reason: %+v", r)
-			}
-		}()
-	}
-	wg.Wait()
-	close(outcomes)
-	count := map[string]int{}
-	for o := range outcomes {
-		count[o]++
-	}
-	if count["ok"] == 0 || count["ok"]+count["skipped"] != 40 {
-		t.Fatalf("outcomes = %v", count)
-	}
-	t.Logf("outcomes with concurrency 1: %v", count)
-}
-
 // TestConfigStrict: the config is decoded by the rules every document
 // follows (package strictdoc), with the same words as the manifest's and
 // the policy's, each problem at its path, the policy's under policy.

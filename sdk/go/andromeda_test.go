@@ -3,11 +3,12 @@ package andromeda
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
 func TestRunCommand(t *testing.T) {
