@@ -533,4 +533,3 @@ func TestReservedTokenNames(t *testing.T) {
 		}
 	}
 }
-
