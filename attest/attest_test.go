@@ -154,13 +154,13 @@ func TestDecodeHeaderErrors(t *testing.T) {
 	many := "[" + strings.Repeat(`{"key":"","digest":"","signature":""},`, MaxAttestations) + `{"key":"","digest":"","signature":""}]`
 	for _, tc := range []struct{ name, in, want string }{
 		{"not base64", "***", "Andromeda-Attestations header: not base64url: input byte 0"},
-		{"not json", enc("nope"), "attestations: invalid character"},
-		{"object", enc(`{"key":"x"}`), "attestations: cannot unmarshal object"},
-		{"unknown field", enc(`[{"key":"x","digest":"d","signature":"s"},{"key":"x","sig":"s"}]`), `attestations[1]: unknown field "sig"`},
-		{"wrong type", enc(`[{"key":1}]`), "attestations[0]: cannot unmarshal number"},
+		{"not json", enc("nope"), "attestations: json syntax: line 1, column 2: invalid character 'o'"},
+		{"object", enc(`{"key":"x"}`), "attestations: must be a list, not a mapping"},
+		{"unknown field", enc(`[{"key":"x","digest":"d","signature":"s"},{"key":"x","sig":"s"}]`), `attestations[1].sig: unknown field "sig"`},
+		{"wrong type", enc(`[{"key":1}]`), "attestations[0].key: must be a string (quote 1 to make it one)"},
 		{"null entry", enc(`[null]`), "attestations[0]: must be an object"},
 		{"bad time", enc(`[{"key":"x","signed_at":"yesterday"}]`), "attestations[0]: parsing time"},
-		{"trailing", enc(`[] []`), "attestations: trailing data"},
+		{"trailing", enc(`[] []`), "attestations: json syntax: line 1, column 4: trailing data after the document"},
 		{"too many", enc(many), "65 entries, at most 64"},
 		{"too long", strings.Repeat("A", MaxEncoded+1), "must be at most 65536 bytes"},
 	} {
@@ -214,15 +214,15 @@ func TestFile(t *testing.T) {
 	if err := os.WriteFile(name, []byte(`{"attestations":[{"key":"k","digest":"d","signature":"s","extra":1}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadDir(dir); err == nil || !strings.Contains(err.Error(), `attestations[0]: unknown field "extra"`) || !strings.Contains(err.Error(), name) {
+	if _, err := ReadDir(dir); err == nil || !strings.Contains(err.Error(), `attestations[0].extra: unknown field "extra"`) || !strings.Contains(err.Error(), name) {
 		t.Errorf("ReadDir(unknown field) = %v", err)
 	}
 	for in, want := range map[string]string{
 		`{}`:                          "attestations: missing",
-		`{"attestations":[],"x":1}`:   `unknown field "x"`,
-		`{"attestations":"no"}`:       "cannot unmarshal string",
-		``:                            "empty",
-		`{"attestations":[]} garbage`: "trailing data",
+		`{"attestations":[],"x":1}`:   `x: unknown field "x"`,
+		`{"attestations":"no"}`:       "attestations: must be a list, not a string",
+		``:                            "must not be empty",
+		`{"attestations":[]} garbage`: "json syntax: line 1, column 21: trailing data after the document",
 	} {
 		if _, err := DecodeFile([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("DecodeFile(%q) = %v, want %q", in, err, want)

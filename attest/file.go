@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/andromeda-runner/andromeda/strictdoc/strictjson"
 )
 
 // FileName is where a service directory keeps its attestations, relative
@@ -78,7 +80,7 @@ func DecodeFile(data []byte) ([]Attestation, error) {
 	var f struct {
 		Attestations json.RawMessage `json:"attestations"`
 	}
-	if err := strictJSON(data, &f); err != nil {
+	if err := strictjson.Unmarshal(data, &f); err != nil {
 		return nil, err
 	}
 	if f.Attestations == nil {
@@ -145,7 +147,7 @@ func EncodeHeader(as []Attestation) string {
 // base64url (padding optional) of a JSON array of at most MaxAttestations
 // attestations, decoded strictly. Like DecodeFile it checks structure, not
 // signatures. Errors name the place: "header: not base64url: …",
-// "attestations[2]: unknown field \"sig\"".
+// "attestations[2].sig: unknown field \"sig\"".
 func DecodeHeader(v string) ([]Attestation, error) {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -163,8 +165,8 @@ func DecodeHeader(v string) ([]Attestation, error) {
 
 func decodeList(data []byte) ([]Attestation, error) {
 	var raws []json.RawMessage
-	if err := strictJSON(data, &raws); err != nil {
-		return nil, fmt.Errorf("attestations: %w", err)
+	if err := strictjson.Unmarshal(data, &raws); err != nil {
+		return nil, within("attestations", err)
 	}
 	if len(raws) > MaxAttestations {
 		return nil, fmt.Errorf("attestations: %d entries, at most %d allowed", len(raws), MaxAttestations)
@@ -174,28 +176,29 @@ func decodeList(data []byte) ([]Attestation, error) {
 		if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 			return nil, fmt.Errorf("attestations[%d]: must be an object", i)
 		}
-		if err := strictJSON(raw, &as[i]); err != nil {
-			return nil, fmt.Errorf("attestations[%d]: %w", i, err)
+		if err := strictjson.Unmarshal(raw, &as[i]); err != nil {
+			return nil, within(fmt.Sprintf("attestations[%d]", i), err)
 		}
 	}
 	return as, nil
 }
 
-// strictJSON decodes exactly one JSON value into v, refusing unknown fields
-// and trailing data.
-func strictJSON(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return errors.New("empty")
-		}
-		return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+// within places an error of strictjson.Unmarshal on a part of the file or
+// header, the value at path, in the whole: attestations[1] and key give
+// attestations[1].key.
+func within(path string, err error) error {
+	var e *strictjson.Error
+	if !errors.As(err, &e) {
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("trailing data after the JSON value")
+	switch {
+	case e.Path == "":
+	case strings.HasPrefix(e.Path, "["):
+		path += e.Path
+	default:
+		path += "." + e.Path
 	}
-	return nil
+	return &strictjson.Error{Path: path, Rule: e.Rule}
 }
 
 // Check reports every attestation in as that does not parse, naming it:

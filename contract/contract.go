@@ -1,16 +1,18 @@
 // Package contract holds the invocation contract every service implements,
 // whatever driver runs it: the Input a service receives and the Output it
 // returns (docs/design.md section 5), and the one place where an output is judged
-// valid. It imports only the standard library so that guest code compiled for
-// wasip1 (sdk/go) can share these types with the node.
+// valid. It imports only the standard library and strictjson, which imports
+// only the standard library, so that guest code compiled for wasip1 (sdk/go)
+// can share these types with the node.
 package contract
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/andromeda-runner/andromeda/strictdoc/strictjson"
 )
 
 // Input is what a service receives for one invocation.
@@ -93,21 +95,14 @@ const (
 	MaxKeyLen    = 256
 )
 
-// ParseOutput decodes raw guest output strictly (unknown fields are an error)
-// and checks it with Validate. Leading and trailing white space is ignored.
+// ParseOutput decodes raw guest output strictly, by strictjson's rules (one
+// JSON object, white space around it allowed; unknown fields, trailing data
+// and values of the wrong type are errors that wrap ErrBadOutput), and
+// checks it with Validate.
 func ParseOutput(raw []byte) (Output, error) {
 	var out Output
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return out, fmt.Errorf("%w: empty output", ErrBadOutput)
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&out); err != nil {
-		return Output{}, fmt.Errorf("%w: %v", ErrBadOutput, err)
-	}
-	if dec.More() {
-		return Output{}, fmt.Errorf("%w: trailing data after the output object", ErrBadOutput)
+	if err := strictjson.Unmarshal(raw, &out); err != nil {
+		return Output{}, fmt.Errorf("%w: %w", ErrBadOutput, err)
 	}
 	if err := out.Validate(); err != nil {
 		return Output{}, err
