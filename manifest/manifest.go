@@ -235,6 +235,9 @@ type Capabilities struct {
 	Actions []string `json:"actions,omitempty" yaml:"actions,omitempty"`
 	// State grants a key-value namespace. Default false.
 	State bool `json:"state,omitempty" yaml:"state,omitempty"`
+	// Caps bound the actions one run may return (see Caps). Default:
+	// only the contract's limit of 256 actions per run.
+	Caps Caps `json:"caps,omitzero" yaml:"caps,omitempty"`
 }
 
 // Source is where the node fetches a service's code itself.
@@ -446,6 +449,7 @@ func (s *Service) Normalize() {
 		c.Actions[i] = strings.TrimSpace(a)
 	}
 	c.Actions = nilIfEmpty(c.Actions)
+	c.Caps.normalize()
 
 	s.Target = strings.TrimSpace(s.Target)
 	s.Source.Location = strings.TrimSpace(s.Source.Location)

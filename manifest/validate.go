@@ -413,6 +413,7 @@ func (v *validator) capabilities(c *Capabilities) {
 		}
 	}
 	v.names("capabilities.actions", c.Actions, maxActions, actionRE, "must match [a-z][a-z0-9-]{0,31}")
+	v.caps(c)
 }
 
 func validHostPort(hp string) bool {
