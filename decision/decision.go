@@ -75,6 +75,11 @@ type Limits struct {
 	TimeoutMS   int64   `json:"timeout_ms"`
 	Pids        int     `json:"pids"`
 	Concurrency int     `json:"concurrency"`
+	// ActionsPerRun is the most actions one run may return: the
+	// manifest's capabilities.caps.actions_per_run (default 256) within
+	// the policy's ceiling. 0 in decisions made before it existed: the
+	// manifest's cap alone holds.
+	ActionsPerRun int `json:"actions_per_run,omitempty"`
 }
 
 // Growth is one way a new version of a service asks for more than the

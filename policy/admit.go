@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/andromeda-runner/andromeda/attest"
+	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/decision"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/source"
@@ -445,6 +446,13 @@ func (a *admission) limits() {
 	a.d.Limits.TimeoutMS = d.Milliseconds()
 	a.d.Limits.Pids = ceiling(a, "limits.pids", r.Pids, l.Pids.Max, l.Pids.Over, strconv.Itoa(r.Pids), strconv.Itoa(l.Pids.Max))
 	a.d.Limits.Concurrency = ceiling(a, "limits.concurrency", r.Concurrency, l.Concurrency.Max, l.Concurrency.Over, strconv.Itoa(r.Concurrency), strconv.Itoa(l.Concurrency.Max))
+	// A service that sets no actions per run gets what the node allows.
+	if perRun := a.m.Capabilities.Caps.ActionsPerRun; perRun > 0 {
+		a.d.Limits.ActionsPerRun = ceiling(a, "limits.actions_per_run", perRun, l.ActionsPerRun.Max, l.ActionsPerRun.Over, strconv.Itoa(perRun), strconv.Itoa(l.ActionsPerRun.Max))
+	} else {
+		a.d.Limits.ActionsPerRun = min(l.ActionsPerRun.Max, contract.MaxActions)
+		a.add("limits.actions_per_run", true, "not set: the ceiling %d", a.d.Limits.ActionsPerRun)
+	}
 }
 
 // ceiling applies one ceiling; reqText and maxText show the values as

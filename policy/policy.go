@@ -86,6 +86,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/manifest"
 )
 
@@ -129,7 +130,7 @@ type Policy struct {
 	Network Network `json:"network" yaml:"network"`
 	// Limits are the resource ceilings, each with what to do with a request
 	// above it. Defaults: memory 512Mi, cpu 2, timeout 60s, pids 256,
-	// concurrency 16, all clamped.
+	// concurrency 16, actions_per_run 256, all clamped.
 	Limits Ceilings `json:"limits" yaml:"limits"`
 	// MinReward is the least reward a service must offer. Default amount 0:
 	// no minimum.
@@ -227,6 +228,10 @@ type Ceilings struct {
 	Pids Ceiling[int] `json:"pids" yaml:"pids"`
 	// Concurrency: 1 to 4096. Default 16.
 	Concurrency Ceiling[int] `json:"concurrency" yaml:"concurrency"`
+	// ActionsPerRun: the most actions one run may return, 1 to 256 (the
+	// contract's limit); a service's capabilities.caps.actions_per_run,
+	// or 256 when it sets none, is held to it. Default 256.
+	ActionsPerRun Ceiling[int] `json:"actions_per_run" yaml:"actions_per_run"`
 }
 
 // Reward is the least a service must offer.
@@ -321,6 +326,7 @@ const (
 	DefaultTimeout        = "60s"
 	DefaultPids           = 256
 	DefaultConcurrency    = 16
+	DefaultActionsPerRun  = contract.MaxActions
 )
 
 // DefaultPolicy returns the policy of a node whose config has no policy
@@ -340,6 +346,8 @@ func DefaultPolicy() Policy {
 			Timeout:     Ceiling[manifest.Duration]{Max: timeout, Over: OverClamp},
 			Pids:        Ceiling[int]{Max: DefaultPids, Over: OverClamp},
 			Concurrency: Ceiling[int]{Max: DefaultConcurrency, Over: OverClamp},
+			// The contract's own limit: no service can ask for more.
+			ActionsPerRun: Ceiling[int]{Max: DefaultActionsPerRun, Over: OverClamp},
 		},
 		RedirectDepth: DefaultRedirectDepth,
 		Upgrade:       Upgrade{Growth: GrowthAllow, Require: Quorum{Signatures: 1}},
@@ -355,7 +363,7 @@ func (p *Policy) Normalize() {
 			p.TrustedHubs[i].Weight = 1
 		}
 	}
-	for _, o := range []*Over{&p.Limits.Memory.Over, &p.Limits.CPU.Over, &p.Limits.Timeout.Over, &p.Limits.Pids.Over, &p.Limits.Concurrency.Over} {
+	for _, o := range []*Over{&p.Limits.Memory.Over, &p.Limits.CPU.Over, &p.Limits.Timeout.Over, &p.Limits.Pids.Over, &p.Limits.Concurrency.Over, &p.Limits.ActionsPerRun.Over} {
 		if *o == "" {
 			*o = OverClamp
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/andromeda-runner/andromeda/attest"
+	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/decision"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/source"
@@ -111,6 +112,8 @@ func (p Policy) Validate() error {
 	v.over("limits.pids.over", l.Pids.Over)
 	v.between("limits.concurrency.max", l.Concurrency.Max, 1, 4096)
 	v.over("limits.concurrency.over", l.Concurrency.Over)
+	v.between("limits.actions_per_run.max", l.ActionsPerRun.Max, 1, contract.MaxActions)
+	v.over("limits.actions_per_run.over", l.ActionsPerRun.Over)
 
 	if a := p.MinReward.Amount; a < 0 || math.IsInf(a, 0) || math.IsNaN(a) {
 		v.fail("min_reward.amount", "must be a number ≥ 0")
