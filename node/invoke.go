@@ -214,6 +214,9 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 	if err != nil {
 		return &r, false, "runner: " + err.Error(), false
 	}
+	// Actions the service may not ask for reject the run before anything
+	// of it takes effect, its state change included.
+	d.judgeActions(&r)
 	if r.Outcome != sandbox.OK && r.Outcome != sandbox.Noop || r.Output.State.Empty() {
 		return &r, false, "", false
 	}
@@ -289,7 +292,9 @@ func fillRun(run *store.Run, outcome sandbox.Outcome, detail string, res *sandbo
 	}
 	if res != nil {
 		run.Usage = store.Usage{WallNS: int64(res.Usage.Wall), CPUNS: int64(res.Usage.CPU), PeakMemory: res.Usage.PeakMemory}
-		if outcome == sandbox.OK || outcome == sandbox.Noop {
+		// A run rejected for its actions keeps the output it returned, to
+		// show what was refused; its outcome says none of it took effect.
+		if outcome == sandbox.OK || outcome == sandbox.Noop || outcome == sandbox.Rejected && len(res.Output.Actions) > 0 {
 			out := res.Output
 			run.Output = &out
 		}
@@ -305,7 +310,7 @@ func (n *Node) finish(log *slog.Logger, d *deployed, run store.Run, outcome sand
 	switch outcome {
 	case sandbox.OK, sandbox.Noop:
 		d.health.Success()
-	case sandbox.Error, sandbox.Timeout, sandbox.Crashed, sandbox.OOM:
+	case sandbox.Error, sandbox.Timeout, sandbox.Crashed, sandbox.OOM, sandbox.Rejected:
 		if d.health.Failure(time.Now()) {
 			st := d.health.State()
 			log.Warn("service unhealthy", "failures", st.Failures, "skip_until", st.SkipUntil)

@@ -1,0 +1,46 @@
+package node
+
+import (
+	"github.com/andromeda-runner/andromeda/action"
+	"github.com/andromeda-runner/andromeda/contract"
+	"github.com/andromeda-runner/andromeda/sandbox"
+)
+
+// actionRules are the rules d's runs keep to: the action kinds its
+// admitted manifest declares, and its caps, as the admitted decision
+// clamped them.
+func (d *deployed) actionRules() action.Rules {
+	caps := d.manifest.Capabilities.Caps
+	r := action.Rules{
+		Kinds:      d.manifest.Capabilities.Actions,
+		PerRun:     contract.MaxActions,
+		PerRunRule: "the contract's limit",
+		CapsRule:   "capabilities.caps.params",
+	}
+	if caps.ActionsPerRun > 0 {
+		r.PerRun, r.PerRunRule = caps.ActionsPerRun, "capabilities.caps.actions_per_run"
+	}
+	// The decision's cap is the service's, clamped by the policy's
+	// limits.actions_per_run; decisions made before it existed have none.
+	if lim := d.rec.Decision.Limits.ActionsPerRun; lim > 0 && lim < r.PerRun {
+		r.PerRun, r.PerRunRule = lim, "limits.actions_per_run of the node's policy"
+	}
+	if len(caps.Params) > 0 {
+		r.Caps = caps.Params
+	}
+	return r
+}
+
+// judgeActions turns an ok result whose actions break d's rules into a
+// rejected one, with every broken rule as its error. Its output stays on
+// the result, to be recorded as the run's rejected output: nothing of it
+// is executed, its state change is not committed and its emits are not
+// published.
+func (d *deployed) judgeActions(r *sandbox.Result) {
+	if r.Outcome != sandbox.OK {
+		return
+	}
+	if err := d.actionRules().Check(r.Output); err != nil {
+		r.Outcome, r.Error = sandbox.Rejected, err.Error()
+	}
+}
