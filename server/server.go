@@ -8,7 +8,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/policy"
 	"github.com/andromeda-runner/andromeda/store"
+	"github.com/andromeda-runner/andromeda/strictdoc/strictjson"
 )
 
 // Principal is the caller a token belongs to.
@@ -524,7 +524,8 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal
 	writeJSON(w, http.StatusCreated, t)
 }
 
-// decode reads a strict JSON body; an empty body is allowed when optional.
+// decode reads a JSON body strictly (strictjson); an empty body is allowed
+// when optional.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes))
 	if err != nil {
@@ -534,25 +535,11 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, optional 
 	if len(strings.TrimSpace(string(body))) == 0 && optional {
 		return true
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		s.fail(w, r, Errorf(ErrInvalid, "request body: %s", jsonProblem(err)))
-		return false
-	}
-	if dec.More() {
-		s.fail(w, r, Errorf(ErrInvalid, "request body: trailing data after the JSON object"))
+	if err := strictjson.Unmarshal(body, v); err != nil {
+		s.fail(w, r, Errorf(ErrInvalid, "request body: %s", err))
 		return false
 	}
 	return true
-}
-
-func jsonProblem(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return te.Field + ": must be " + te.Type.String() + ", got " + te.Value
-	}
-	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
 // writeList writes a JSON array: [] rather than null when empty.

@@ -106,10 +106,13 @@ func TestRoutes(t *testing.T) {
 		{"bad token", "GET", "/v1/services", "nope", "", "", 401, "invalid token"},
 		{"submitter fires", "POST", "/v1/services/x/fire", "sub", "", "", 403, "operator role"},
 		{"submitter makes tokens", "POST", "/v1/tokens", "sub", "", `{"name":"x","role":"operator"}`, 403, ""},
-		{"operator fires", "POST", "/v1/services/x/fire", "op", "", `{"message":{"a":1}}`, 200, ""},
-		{"fire unknown field", "POST", "/v1/services/x/fire", "op", "", `{"mesage":1}`, 400, "mesage"},
-		{"fire wrong type", "POST", "/v1/tokens", "op", "", `{"name":1}`, 400, "name: must be string"},
-		{"fire trailing", "POST", "/v1/services/x/fire", "op", "", `{}{}`, 400, "trailing"},
+		{"operator fires", "POST", "/v1/services/x/fire", "op", "", `{"message": {"b":2,  "a":[1.50]} }`, 200, ""},
+		{"fire unknown field", "POST", "/v1/services/x/fire", "op", "", `{"mesage":1}`, 400, `request body: mesage: unknown field "mesage"`},
+		{"token wrong type", "POST", "/v1/tokens", "op", "", `{"name":1}`, 400, "request body: name: must be a string (quote 1 to make it one)"},
+		{"token empty body", "POST", "/v1/tokens", "op", "", " \n", 400, "request body: must not be empty"},
+		{"fire not json", "POST", "/v1/services/x/fire", "op", "", `{"message":`, 400, "request body: json syntax: line 1, column 12: unexpected end of input"},
+		{"fire trailing", "POST", "/v1/services/x/fire", "op", "", `{}{}`, 400, "request body: json syntax: line 1, column 3: trailing data after the document"},
+		{"fire closing bracket after", "POST", "/v1/services/x/fire", "op", "", `{}}`, 400, "request body: json syntax: line 1, column 3: trailing data after the document"},
 		{"json too big", "POST", "/v1/services/x/fire", "op", "", `{"message":"` + strings.Repeat("x", 100) + `"}`, 413, "larger than"},
 		{"archive too big", "POST", "/v1/services", "sub", "application/gzip", strings.Repeat("x", 100), 413, "larger than"},
 		{"wrong content type", "POST", "/v1/services", "sub", "text/plain", "x", 415, "tar.gz"},
@@ -125,8 +128,8 @@ func TestRoutes(t *testing.T) {
 			}
 		})
 	}
-	if string(fb.fired) != `{"a":1}` {
-		t.Fatalf("fired message = %s", fb.fired)
+	if string(fb.fired) != `{"b":2,  "a":[1.50]}` {
+		t.Fatalf("fired message = %s, want the request's byte for byte", fb.fired)
 	}
 }
 
