@@ -222,7 +222,10 @@ type Resources struct {
 	// and docker drivers enforce it. Default 32 (0 means the default).
 	Pids int `json:"pids,omitempty" yaml:"pids,omitempty"`
 	// Concurrency is how many invocations may run at once, between 1 and
-	// 1024. Default 1 (0 means the default).
+	// 1024; firings beyond it are skipped. Default 4 (0 means the
+	// default): runs are parallel unless the service asks for fewer, and
+	// a service makes itself safe under that with its state's
+	// compare-and-swap, not a lock.
 	Concurrency int `json:"concurrency,omitempty" yaml:"concurrency,omitempty"`
 }
 
@@ -267,7 +270,7 @@ const (
 	DefaultCPU         = "1"
 	DefaultTimeout     = "5s"
 	DefaultPids        = 32
-	DefaultConcurrency = 1
+	DefaultConcurrency = 4
 )
 
 // Parse decodes a manifest strictly: the source must be valid UTF-8 of at
@@ -378,7 +381,7 @@ func readFile(name string) ([]byte, error) {
 
 // Normalize trims white space around every string except command
 // arguments and fills the documented defaults: mode server, driver wasm,
-// memory 64Mi, cpu 1, timeout 5s, pids 32, concurrency 1, network none and
+// memory 64Mi, cpu 1, timeout 5s, pids 32, concurrency 4, network none and
 // one manual trigger when there is none. It lowercases keywords, network
 // hosts and the source digest, drops a leading "./" from the entry,
 // canonicalizes cron schedules (single spaces, lowercase names) and turns

@@ -185,7 +185,7 @@ func TestDefaults(t *testing.T) {
 		Triggers: []Trigger{{Kind: KindManual}},
 		Resources: Resources{
 			Memory: mustBytes("64Mi"), CPU: mustCPU("1"), Timeout: mustDuration("5s"),
-			Pids: 32, Concurrency: 1,
+			Pids: 32, Concurrency: 4,
 		},
 	}
 	if !reflect.DeepEqual(*s, want) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -22,11 +23,26 @@ import (
 // reason, and never invoked. The two held runs then complete, and the bound
 // admits a run again.
 func TestConcurrencyBoundSkips(t *testing.T) {
+	boundSkips(t, "timeout: 30s, concurrency: 2", 2)
+}
+
+// TestDefaultConcurrency: a service that sets no resources.concurrency
+// runs four firings at once (parallel runs are the default; a service
+// owns its idempotency through its state's compare-and-swap), and the
+// fifth and later are skipped.
+func TestDefaultConcurrency(t *testing.T) {
+	boundSkips(t, "timeout: 30s", 4)
+}
+
+// boundSkips holds bound runs of the greeter example, its resources set
+// to resources, inside their invocation, checks that five further
+// firings are skipped, then releases them.
+func boundSkips(t *testing.T, resources string, bound int) {
 	ctx := context.Background()
 	drv := realWasm(t)
 	n := startNodeWith(t, drv)
 	dir := example(t, "greeter")
-	editManifest(t, dir, "timeout: 1s, concurrency: 4", "timeout: 30s, concurrency: 2")
+	editManifest(t, dir, "timeout: 1s, concurrency: 4", resources)
 	if _, err := n.op.Submit(ctx, pack(t, dir)); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +64,7 @@ func TestConcurrencyBoundSkips(t *testing.T) {
 		}
 		return invoke()
 	})
-	const bound, over = 2, 5
+	const over = 5
 	type fired struct {
 		run api.Run
 		err error
@@ -79,15 +95,15 @@ func TestConcurrencyBoundSkips(t *testing.T) {
 			t.Fatalf("firing %d over the bound = %+v, %v; want 429 with Retry-After and the skipped run", i, r, err)
 		}
 		skipped := *ae.Run
-		if skipped.Outcome != "skipped" || !strings.Contains(skipped.Noop, "concurrency limit reached") || !strings.Contains(skipped.Noop, "resources.concurrency = 2") {
-			t.Errorf("firing %d over the bound: run %+v; want skipped, saying the concurrency limit of 2 was reached", i, skipped)
+		if skipped.Outcome != "skipped" || !strings.Contains(skipped.Noop, "concurrency limit reached") || !strings.Contains(skipped.Noop, fmt.Sprintf("resources.concurrency = %d", bound)) {
+			t.Errorf("firing %d over the bound: run %+v; want skipped, saying the concurrency limit of %d was reached", i, skipped, bound)
 		}
 		got, err := n.op.Run(ctx, "greeter", skipped.ID)
 		if err != nil || got.Outcome != "skipped" || got.Noop != skipped.Noop {
 			t.Errorf("skipped run %s as recorded = %+v, %v; want skipped with %q", skipped.ID, got, err, skipped.Noop)
 		}
 	}
-	if got := invoked.Load(); got != bound {
+	if got := invoked.Load(); int(got) != bound {
 		t.Errorf("%d invocations with %d runs held and %d skipped, want %d: a skipped run reached the guest", got, bound, over, bound)
 	}
 

@@ -322,7 +322,7 @@ func TestDiff(t *testing.T) {
 		{"memory at the byte", base + "resources: {memory: 64Mi}\n", base + "resources: {memory: 67108865}\n", []Growth{{What: "memory", From: "64Mi", To: "67108865"}}},
 		{"memory shrinks, cpu grows", base + "resources: {memory: 1Gi, cpu: 500m}\n", base + "resources: {memory: 64Mi, cpu: 0.6}\n", []Growth{{What: "cpu", From: "500m", To: "0.6"}}},
 		{"same value other notation", base + "resources: {memory: 1024Mi, cpu: 1000m}\n", base + "resources: {memory: 1Gi, cpu: 1}\n", nil},
-		{"timeout pids concurrency", base, base + "resources: {timeout: 6s, pids: 33, concurrency: 2}\n", []Growth{{What: "timeout", From: "5s", To: "6s"}, {What: "pids", From: "32", To: "33"}, {What: "concurrency", From: "1", To: "2"}}},
+		{"timeout pids concurrency", base, base + "resources: {timeout: 6s, pids: 33, concurrency: 5}\n", []Growth{{What: "timeout", From: "5s", To: "6s"}, {What: "pids", From: "32", To: "33"}, {What: "concurrency", From: "4", To: "5"}}},
 		{"network none to hosts", base, base + "capabilities: {network: [a.example:443, b.example:443]}\n", []Growth{{What: "network", To: "a.example:443"}, {What: "network", To: "b.example:443"}}},
 		{"network hosts to any", base + "capabilities: {network: [a.example:443]}\n", base + "capabilities: {network: any}\n", []Growth{{What: "network", From: "a.example:443", To: "any"}}},
 		{"network any to hosts", base + "capabilities: {network: any}\n", base + "capabilities: {network: [a.example:443]}\n", nil},
