@@ -7,7 +7,8 @@
 //
 // It does not decide whom to trust or how many signatures are enough (that is
 // policy), does not compute digests (that is archive) and does no network
-// I/O. It imports only the standard library.
+// I/O. It imports only the standard library and strictdoc/strictjson,
+// which imports nothing else.
 //
 // # Keys
 //
