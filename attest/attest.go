@@ -8,7 +8,7 @@
 // It does not decide whom to trust or how many signatures are enough (that is
 // policy), does not compute digests (that is archive) and does no network
 // I/O. It imports only the standard library and strictdoc/strictjson,
-// which imports nothing else.
+// itself standard library only.
 //
 // # Keys
 //
