@@ -25,7 +25,19 @@ const (
 	StreamRuns = "ANDROMEDA_RUNS"
 	// SubjectRunsPrefix prefixes run subjects: runs.<service>.
 	SubjectRunsPrefix = "andromeda.runs."
+	// StreamEvents is the stream of published events: topic T is subject
+	// andromeda.events.T (see EventSubject). Bounded by age and bytes.
+	StreamEvents = "ANDROMEDA_EVENTS"
+	// SubjectEventsPrefix prefixes event subjects: andromeda.events.<topic>.
+	SubjectEventsPrefix = "andromeda.events."
+	// ConsumerEventsPrefix prefixes the durable consumers of the events
+	// stream that feed event triggers:
+	// ev_<service>_<trigger index>_<topic hash>.
+	ConsumerEventsPrefix = "ev_"
 )
 
 // RunSubject is the subject run records of service are published on.
 func RunSubject(service string) string { return SubjectRunsPrefix + service }
+
+// EventSubject is the subject events on topic are published on.
+func EventSubject(topic string) string { return SubjectEventsPrefix + topic }
