@@ -88,6 +88,8 @@ type Run struct {
 	Usage     Usage            `json:"usage"`
 	Attempts  int              `json:"attempts"`            // invocations it took: more than 1 when its state write conflicted (state.attempts)
 	Truncated bool             `json:"truncated,omitempty"` // output dropped to keep the record bounded
+	// Emitted says what became of each emit to a bus topic, in order.
+	Emitted []Emitted `json:"emitted,omitempty"`
 }
 
 // Usage is what a run consumed; zero fields were not measured.

@@ -27,11 +27,15 @@ type Input struct {
 
 // Trigger says what fired an invocation.
 type Trigger struct {
-	Kind  string    `json:"kind"`            // cron | event | manual | http
-	Name  string    `json:"name,omitempty"`  // e.g. "triggers[0]"
-	Topic string    `json:"topic,omitempty"` // event triggers
-	At    string    `json:"at,omitempty"`    // RFC 3339 time the trigger fired
-	HTTP  *HTTPInfo `json:"http,omitempty"`  // http triggers
+	Kind  string `json:"kind"`            // cron | event | manual | http
+	Name  string `json:"name,omitempty"`  // e.g. "triggers[0]"
+	Topic string `json:"topic,omitempty"` // event triggers
+	Seq   uint64 `json:"seq,omitempty"`   // event triggers: the event's sequence on the bus
+	// Publisher names who published the event (event triggers): a token's
+	// name, or "service:NAME" for another run's emit.
+	Publisher string    `json:"publisher,omitempty"`
+	At        string    `json:"at,omitempty"`   // RFC 3339 time the trigger fired
+	HTTP      *HTTPInfo `json:"http,omitempty"` // http triggers
 }
 
 // HTTPInfo describes the request behind an http trigger.

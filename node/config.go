@@ -53,6 +53,9 @@ type Config struct {
 	Wasm WasmConfig `json:"wasm" yaml:"wasm"`
 	// Deps configures dependency installs for process services.
 	Deps DepsConfig `json:"deps" yaml:"deps"`
+	// Events bounds the bus's events stream and their delivery to event
+	// triggers: see EventsConfig.
+	Events EventsConfig `json:"events" yaml:"events"`
 	// Repair starts the node on a damaged store, dropping (and listing)
 	// what cannot be read. Not in the config file: serve --repair.
 	Repair bool `json:"-" yaml:"-"`
@@ -157,6 +160,7 @@ func DefaultConfig() Config {
 		Disk:         DefaultDiskConfig(),
 		Wasm:         WasmConfig{MemoryBudget: "1Gi"},
 		HTTP:         DefaultHTTPConfig(),
+		Events:       DefaultEventsConfig(),
 	}
 }
 
@@ -303,6 +307,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Disk.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Events.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Policy.Validate(); err != nil {

@@ -99,7 +99,7 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 		Service: d.rec.Name,
 		Version: d.rec.Version,
 		Owner:   d.rec.Owner,
-		Trigger: contract.Trigger{Kind: ev.Kind, Name: ev.Trigger, Topic: ev.Topic, At: ev.At.UTC().Format(time.RFC3339Nano)},
+		Trigger: contract.Trigger{Kind: ev.Kind, Name: ev.Trigger, Topic: ev.Topic, Seq: ev.Seq, Publisher: ev.Publisher, At: ev.At.UTC().Format(time.RFC3339Nano)},
 		Start:   time.Now().UTC(),
 	}
 	log := n.log.With(logService, d.rec.Name, logRun, run.ID, logTrigger, ev.Trigger)
@@ -126,6 +126,9 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 	case d.sem <- struct{}{}:
 		defer func() { <-d.sem }()
 	default:
+		if ev.Kind == trigger.KindEvent {
+			return run, errEventBusy // not recorded: the event waits (see handleEvent)
+		}
 		finishing = true
 		reason := fmt.Sprintf("skipped: concurrency limit reached (%d runs in progress, resources.concurrency = %d)", cap(d.sem), cap(d.sem))
 		if run, err = n.finish(log, d, run, sandbox.Skipped, reason, nil, false); err != nil {
@@ -138,6 +141,9 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 	finishing = true
 	if failure != "" {
 		return n.finish(log, d, run, sandbox.Error, failure, res, pending)
+	}
+	if res.Outcome == sandbox.OK {
+		run.Emitted = n.publishEmits(ctx, d, res.Output.Emit)
 	}
 	return n.finish(log, d, run, res.Outcome, res.Error, res, pending)
 }

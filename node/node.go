@@ -63,6 +63,7 @@ type Node struct {
 	bus     *bus.Bus
 	store   *store.Store
 	sched   *trigger.Scheduler
+	events  *eventBus
 	metrics *nodeMetrics
 	drivers map[string]*driverState
 	http    *http.Server
@@ -196,6 +197,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	// Unwound in reverse: triggers stop, then runs in flight finish and
 	// deployments stop, then the bus closes.
 	n.undo = append(n.undo, n.stopServices)
+	if err := n.openEvents(ctx); err != nil {
+		return err
+	}
+	n.undo = append(n.undo, n.stopEvents) // before runs are waited for and deployments stop
 	n.sched = trigger.NewScheduler(trigger.Config{}, n.onTick)
 	n.sched.Start()
 	n.undo = append(n.undo, func() error {

@@ -26,6 +26,7 @@ func apiRun(r store.Run) api.Run {
 		Usage:     api.Usage(r.Usage),
 		Attempts:  r.Attempts,
 		Truncated: r.Truncated,
+		Emitted:   apiEmitted(r.Emitted),
 	}
 }
 

@@ -311,6 +311,7 @@ func (n *Node) activate(d *deployed) {
 	if err := n.sched.Set(d.rec.Name, d.triggers); err != nil {
 		n.log.Error("schedule triggers", logService, d.rec.Name, logErr, err)
 	}
+	n.switchEvents(d)
 	if old != nil {
 		go func() {
 			n.stopDeployment(old)
@@ -423,6 +424,7 @@ func (n *Node) Remove(ctx context.Context, name string) error {
 		return err
 	}
 	n.sched.Remove(name)
+	n.dropEvents(name)
 	n.mu.Lock()
 	d := n.services[name]
 	delete(n.services, name)

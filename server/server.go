@@ -48,6 +48,7 @@ type Backend interface {
 	Service(ctx context.Context, p Principal, name string) (api.Service, error)
 	Remove(ctx context.Context, name string) error
 	Fire(ctx context.Context, name string, message json.RawMessage) (api.Run, error)
+	Publish(ctx context.Context, p Principal, topic string, message json.RawMessage) (api.Published, error)
 	Runs(ctx context.Context, p Principal, service string, q api.RunQuery) (api.RunList, error)
 	Run(ctx context.Context, p Principal, service, id string) (api.Run, error)
 	CreateToken(ctx context.Context, name, role string) (api.Token, error)
@@ -185,6 +186,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/services/{name}/runs", anyRole, s.runs)
 	s.handle("GET /v1/services/{name}/runs/{id}", anyRole, s.run)
 	s.handle("GET /v1/runs", anyRole, s.runs)
+	s.handle("POST /v1/events/{topic}", anyRole, s.publish)
 	s.handle("POST /v1/tokens", op, s.createToken)
 	s.handle("GET /v1/policy", op, s.policy)
 	s.handle("GET /v1/services/{name}/deps", anyRole, s.deps)

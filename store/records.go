@@ -50,6 +50,15 @@ type Run struct {
 	Usage     Usage            `json:"usage"`
 	Attempts  int              `json:"attempts"`
 	Truncated bool             `json:"truncated,omitempty"`
+	Emitted   []Emitted        `json:"emitted,omitempty"`
+}
+
+// Emitted is what became of one of a run's emits to a bus topic: the
+// event's sequence, or why it was not published.
+type Emitted struct {
+	Topic string `json:"topic"`
+	Seq   uint64 `json:"seq,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // Usage is what a run consumed; zero fields were not measured.

@@ -51,6 +51,11 @@ type Event struct {
 	At time.Time
 	// Topic is the bus topic that fired an event trigger; empty otherwise.
 	Topic string
+	// Seq is the event's sequence in the events stream (event triggers).
+	Seq uint64
+	// Publisher names who published the event (event triggers): a token's
+	// name, or "service:NAME" for a run's emit; empty when unknown.
+	Publisher string
 	// Message is the invocation's message: the trigger's configured message
 	// for cron triggers, the payload for the other kinds. May be nil.
 	Message json.RawMessage
