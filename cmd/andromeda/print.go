@@ -177,6 +177,9 @@ func printRun(w io.Writer, r api.Run) {
 	fmt.Fprintf(tw, "Run:\t%s\n", r.ID)
 	fmt.Fprintf(tw, "Service:\t%s %s\n", r.Service, r.Version)
 	fmt.Fprintf(tw, "Trigger:\t%s %s\n", r.Trigger.Kind, r.Trigger.Name)
+	if r.Trigger.Topic != "" {
+		fmt.Fprintf(tw, "Event:\t%d on %s, published by %s\n", r.Trigger.Seq, r.Trigger.Topic, r.Trigger.Publisher)
+	}
 	fmt.Fprintf(tw, "Started:\t%s\n", r.Start.Format(time.RFC3339Nano))
 	fmt.Fprintf(tw, "Duration:\t%s\n", roundDur(r.Duration))
 	fmt.Fprintf(tw, "Outcome:\t%s\n", r.Outcome)
@@ -207,6 +210,7 @@ func printRun(w io.Writer, r api.Run) {
 	if r.Truncated {
 		fmt.Fprintln(w, "Output: dropped, the record was over the node's size cap")
 	}
+	printEmitted(w, r)
 }
 
 func plural(n int, word string) string {
