@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 
+	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/decision"
 	"github.com/andromeda-runner/andromeda/manifest"
 )
@@ -16,7 +18,8 @@ type Growth = decision.Growth
 var isolation = map[manifest.Driver]int{manifest.DriverWasm: 0, manifest.DriverDocker: 1, manifest.DriverProcess: 2}
 
 // Diff lists exactly what new asks for beyond old, in a fixed order:
-// memory, cpu, timeout, pids, concurrency, network, actions, target, state,
+// memory, cpu, timeout, pids, concurrency, network, actions, caps
+// (actions per run, then param caps by kind and name), target, state,
 // driver, http triggers. Both manifests must be normalized. Nothing that
 // shrank or stayed is listed; nil means nothing grew.
 func Diff(old, new *manifest.Service) []Growth {
@@ -56,6 +59,7 @@ func Diff(old, new *manifest.Service) []Growth {
 			add("action", "", a)
 		}
 	}
+	g = append(g, capsGrowth(old.Capabilities, new.Capabilities)...)
 	if new.Target != "" && new.Target != old.Target {
 		add("target", old.Target, new.Target)
 	}
@@ -78,6 +82,40 @@ func Diff(old, new *manifest.Service) []Growth {
 	}
 	return g
 }
+
+// capsGrowth lists the caps new loosens: more actions per run (unset is
+// the contract's 256), and a param cap raised or dropped on a kind both
+// versions declare.
+func capsGrowth(old, new manifest.Capabilities) []Growth {
+	var g []Growth
+	perRun := func(c manifest.Capabilities) int {
+		if c.Caps.ActionsPerRun > 0 {
+			return c.Caps.ActionsPerRun
+		}
+		return contract.MaxActions
+	}
+	if o, n := perRun(old), perRun(new); n > o {
+		g = append(g, Growth{What: "actions_per_run", From: strconv.Itoa(o), To: strconv.Itoa(n)})
+	}
+	for _, kind := range slices.Sorted(maps.Keys(old.Caps.Params)) {
+		if !slices.Contains(new.Actions, kind) {
+			continue
+		}
+		for _, name := range slices.Sorted(maps.Keys(old.Caps.Params[kind])) {
+			o := old.Caps.Params[kind][name]
+			n, capped := new.Caps.Params[kind][name]
+			switch {
+			case !capped:
+				g = append(g, Growth{What: "cap", From: kind + "." + name + " ≤ " + number(o), To: kind + "." + name + " uncapped"})
+			case n > o:
+				g = append(g, Growth{What: "cap", From: kind + "." + name + " ≤ " + number(o), To: kind + "." + name + " ≤ " + number(n)})
+			}
+		}
+	}
+	return g
+}
+
+func number(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
 // growthSummary joins growths for a reason: "memory 64Mi → 128Mi, action submit".
 func growthSummary(gs []Growth) string {
