@@ -186,8 +186,14 @@ func printRun(w io.Writer, r api.Run) {
 	if r.Noop != "" {
 		fmt.Fprintf(tw, "Reason:\t%s\n", r.Noop)
 	}
+	// An error may list several problems, one per line (a rejected
+	// run's broken rules): each keeps its line.
 	if r.Error != "" {
-		fmt.Fprintf(tw, "Error:\t%s\n", oneLine(r.Error, 2000))
+		label := "Error:"
+		for _, line := range strings.Split(r.Error, "\n") {
+			fmt.Fprintf(tw, "%s\t%s\n", label, oneLine(line, 2000))
+			label = ""
+		}
 	}
 	fmt.Fprintf(tw, "Usage:\twall %s", time.Duration(r.Usage.WallNS))
 	if r.Usage.CPUNS > 0 {
@@ -205,7 +211,11 @@ func printRun(w io.Writer, r api.Run) {
 		out := *r.Output
 		out.Noop = ""
 		b, _ := json.MarshalIndent(out, "  ", "  ")
-		fmt.Fprintf(w, "Output (recorded, not executed):\n  %s\n", b)
+		label := "recorded, not executed"
+		if r.Outcome == "rejected" {
+			label = "rejected: none of it took effect"
+		}
+		fmt.Fprintf(w, "Output (%s):\n  %s\n", label, b)
 	}
 	if r.Truncated {
 		fmt.Fprintln(w, "Output: dropped, the record was over the node's size cap")
