@@ -71,34 +71,6 @@ func (dep interceptedDeployment) Invoke(ctx context.Context, input []byte) (sand
 	return around(ctx, in, invoke)
 }
 
-// startNodeWith is startNode with d in place of the node's driver of the
-// same name.
-func startNodeWith(t testing.TB, d sandbox.Driver, mutate ...func(*node.Config)) *testNode {
-	t.Helper()
-	cfg := node.DefaultConfig()
-	cfg.Data = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Name = "test"
-	cfg.Cache = sharedCache(t)
-	for _, f := range mutate {
-		f(&cfg)
-	}
-	n, err := node.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node.ReplaceDriver(n, d)
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	tok, err := node.OperatorToken(cfg.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testNode{Node: n, cfg: cfg, op: api.NewClient(n.Addr(), tok)}
-}
-
 // editManifest replaces old by new in dir's andromeda.yaml, failing the
 // test if old is not there.
 func editManifest(t testing.TB, dir string, pairs ...string) {

@@ -19,6 +19,7 @@ import (
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/gobuild"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 	"github.com/andromeda-runner/andromeda/server"
@@ -118,6 +119,13 @@ type testNode struct {
 
 func startNode(t testing.TB, mutate ...func(*node.Config)) *testNode {
 	t.Helper()
+	return startNodeWith(t, nil, mutate...)
+}
+
+// startNodeWith is startNode with d, when not nil, in place of the node's
+// driver of the same name.
+func startNodeWith(t testing.TB, d sandbox.Driver, mutate ...func(*node.Config)) *testNode {
+	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.Data = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
@@ -129,6 +137,9 @@ func startNode(t testing.TB, mutate ...func(*node.Config)) *testNode {
 	n, err := node.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if d != nil {
+		node.ReplaceDriver(n, d)
 	}
 	if err := n.Start(context.Background()); err != nil {
 		t.Fatal(err)

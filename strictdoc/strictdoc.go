@@ -36,6 +36,8 @@ package strictdoc
 import (
 	"strconv"
 	"strings"
+
+	"github.com/andromeda-runner/andromeda/strictdoc/strictjson"
 )
 
 // A Doc names a kind of document. Implementations are empty structs whose
@@ -108,22 +110,7 @@ func JoinPath(parent, child string) string {
 // KeyPath names the key of the mapping at path as a reader would:
 // limits.memory at the top level, registries["node.js"] and config["a b"]
 // where the key is not a plain word.
-func KeyPath(path, key string) string {
-	simple := key != ""
-	for _, r := range key {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			simple = false
-			break
-		}
-	}
-	switch {
-	case !simple:
-		return path + "[" + strconv.Quote(key) + "]"
-	case path == "":
-		return key
-	}
-	return path + "." + key
-}
+func KeyPath(path, key string) string { return strictjson.KeyPath(path, key) }
 
 // IndexPath names item i of the list at path: triggers[1].
 func IndexPath(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }

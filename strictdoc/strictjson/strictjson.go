@@ -210,7 +210,7 @@ func locate(data []byte, off int64) (path, text string, ok bool) {
 				f.key, f.keyed = tok.(string), true
 				continue
 			case f.object:
-				p, f.keyed = keyPath(f.path, f.key), false
+				p, f.keyed = KeyPath(f.path, f.key), false
 			default:
 				p = f.path + "[" + strconv.Itoa(f.index) + "]"
 				f.index++
@@ -290,7 +290,7 @@ func (w *walker) value(t reflect.Type, path string) {
 		for w.dec.More() && !w.done {
 			key, _ := w.dec.Token()
 			k, _ := key.(string)
-			w.value(t.Elem(), keyPath(path, k))
+			w.value(t.Elem(), KeyPath(path, k))
 		}
 	case d == '{' && t.Kind() == reflect.Struct:
 		for w.dec.More() && !w.done {
@@ -301,9 +301,9 @@ func (w *walker) value(t reflect.Type, path string) {
 			case !sure:
 				w.done = true
 			case !ok && k == w.name:
-				w.found, w.done, w.ok = keyPath(path, k), true, true
+				w.found, w.done, w.ok = KeyPath(path, k), true, true
 			default:
-				w.value(f, keyPath(path, k))
+				w.value(f, KeyPath(path, k))
 			}
 		}
 	default:
@@ -360,9 +360,11 @@ func field(t reflect.Type, key string) (ft reflect.Type, ok, sure bool) {
 	return fold, fold != nil, true
 }
 
-// keyPath names the key of the mapping at path as strictdoc's KeyPath
-// does: limits.memory, config["a b"].
-func keyPath(path, key string) string {
+// KeyPath names the key of the mapping at path as a reader would:
+// limits.memory at the top level, registries["node.js"] and config["a b"]
+// where the key is not a plain word. Package strictdoc names keys with it
+// too.
+func KeyPath(path, key string) string {
 	simple := key != ""
 	for _, r := range key {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
