@@ -91,8 +91,8 @@ func wantRejected(t *testing.T, n *testNode, r api.Run, want ...string) {
 // TestActionsEnforced: a run returning a kind its manifest does not
 // declare, or a built-in kind with bad params, ends rejected with every
 // broken rule and its path, and nothing of it takes effect: its state
-// change is not committed. A declared, valid output still ends ok and
-// commits.
+// change is not committed and its emits are not published. A declared,
+// valid output still ends ok, commits and publishes.
 func TestActionsEnforced(t *testing.T) {
 	n := startNodeWith(t, realWasm(t))
 	if _, err := n.op.Submit(context.Background(), pack(t, mirrorService(t))); err != nil {
@@ -101,9 +101,12 @@ func TestActionsEnforced(t *testing.T) {
 
 	ok := mirror(t, n, `{"actions": [{"kind": "submit", "params": {"target": "vault-7", "amount": 5}},
 		{"kind": "http", "params": {"method": "POST", "url": "https://api.example/rebalance", "headers": {"X-Run": "1"}, "body": {"a": 1}}}],
-		"state": {"set": {"n": 1}}}`)
+		"emit": [{"topic": "moved", "message": 1}], "state": {"set": {"n": 1}}}`)
 	if ok.Outcome != "ok" || ok.Output == nil || len(ok.Output.Actions) != 2 {
 		t.Fatalf("declared, valid output = %+v; want ok with its two actions", ok)
+	}
+	if len(ok.Emitted) != 1 || ok.Emitted[0].Sequence == 0 {
+		t.Fatalf("ok run's emits = %+v; want its one emit published", ok.Emitted)
 	}
 	if st := mirrorState(t, n); st["n"] != "1" {
 		t.Fatalf("state after the ok run = %v, want n 1", st)
@@ -112,6 +115,9 @@ func TestActionsEnforced(t *testing.T) {
 	undeclared := mirror(t, n, `{"actions": [{"kind": "submit", "params": {}}, {"kind": "transfer", "params": {"to": "x"}}],
 		"emit": [{"topic": "moved", "message": 1}], "state": {"set": {"n": 2}}}`)
 	wantRejected(t, n, undeclared, `actions[1].kind: "transfer" is not declared in capabilities.actions (submit, http)`)
+	if len(undeclared.Emitted) != 0 {
+		t.Errorf("rejected run's emits = %+v; want none published", undeclared.Emitted)
+	}
 
 	badHTTP := mirror(t, n, `{"actions": [{"kind": "http", "params": {"method": "FETCH", "url": "/rebalance", "retries": 3}}],
 		"state": {"set": {"n": 3}}}`)
