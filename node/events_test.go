@@ -488,3 +488,15 @@ func TestEventsAcrossUpgrade(t *testing.T) {
 		t.Fatalf("consumers %v after the upgrade, %v before (%v); want the same durable consumer", after, before, err)
 	}
 }
+
+// TestEventTopicTheBusRefuses: a manifest may name a topic that no one can
+// publish on (the manifest allows upper case); the service is admitted,
+// but gets no consumer for it rather than one that never fires.
+func TestEventTopicTheBusRefuses(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t)
+	eventGreeter(t, n.op, "greeter", "Orders.New", 1)
+	if cons, err := node.EventConsumers(ctx, n.Node, "greeter"); err != nil || len(cons) != 0 {
+		t.Fatalf("consumers = %v, %v; want none for a topic the bus refuses", cons, err)
+	}
+}
