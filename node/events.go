@@ -44,8 +44,9 @@ type EventsConfig struct {
 	// 64Ki.
 	MaxMessage string `json:"max_message" yaml:"max_message"`
 	// MaxDeliver is how many times an event is delivered to an event
-	// trigger whose runs fail (error, timeout, crashed, oom, or not
-	// recorded) before it is recorded as a dead letter, from 1 to 100.
+	// trigger whose runs fail (error, timeout, crashed, oom, skipped for
+	// want of memory, or not recorded) before it is recorded as a dead
+	// letter, from 1 to 100.
 	// Waiting for a free concurrency slot or for an unhealthy service's
 	// backoff does not count. Default 5.
 	MaxDeliver int `json:"max_deliver" yaml:"max_deliver"`
@@ -492,10 +493,13 @@ func (n *Node) deadLetter(log *slog.Logger, d *deployed, ev trigger.Event, key s
 }
 
 // failed reports whether a recorded run's outcome makes its event worth
-// delivering again: the service failed, so nothing it asked for happened.
+// delivering again: the service failed, or did not run (skipped when its
+// instance found no room in the wasm memory budget), so nothing it asked
+// for happened. A rejected run is final: the same output would be rejected
+// again.
 func failed(outcome string) bool {
 	switch sandbox.Outcome(outcome) {
-	case sandbox.Error, sandbox.Timeout, sandbox.Crashed, sandbox.OOM:
+	case sandbox.Error, sandbox.Timeout, sandbox.Crashed, sandbox.OOM, sandbox.Skipped:
 		return true
 	}
 	return false
