@@ -116,6 +116,17 @@ type eventBus struct {
 	mu      sync.Mutex
 	loops   map[string][]*eventLoop // by service
 	lastErr map[string]string       // by consumer and stream sequence
+	// testRecorded, when set, sees each event whose run was recorded
+	// before it is acknowledged, and settles it itself by returning true;
+	// tests only.
+	testRecorded func(msg jetstream.Msg) bool
+}
+
+func (e *eventBus) settledByTest(msg jetstream.Msg) bool {
+	e.mu.Lock()
+	f := e.testRecorded
+	e.mu.Unlock()
+	return f != nil && f(msg)
 }
 
 // eventLoop is one consumer's fetch loop; stop cancels it and waits for
@@ -433,6 +444,16 @@ func (n *Node) handleEvent(ctx context.Context, log *slog.Logger, d *deployed, i
 		n.deadLetter(log, d, ev, key, int(md.NumDelivered)-1, msg)
 		return
 	}
+	// A redelivered event may have run already: its run recorded (or its
+	// write-ahead copy recorded at start) but the ack lost to a crash.
+	if md.NumDelivered > 1 {
+		if id, ok := n.eventRan(ctx, d.rec.Name, ev); ok {
+			log.Info("redelivered event already ran; acknowledged without running it again", logRun, id, "seq", ev.Seq)
+			n.events.forget(key)
+			n.ackEvent(log, msg, id, ev.Seq)
+			return
+		}
+	}
 	stop := heartbeat(msg, ackWait(d)/3)
 	defer stop()
 	var run store.Run
@@ -461,13 +482,48 @@ func (n *Node) handleEvent(ctx context.Context, log *slog.Logger, d *deployed, i
 		msg.NakWithDelay(redeliveryDelay(int(md.NumDelivered)))
 	default:
 		n.events.forget(key)
-		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := msg.DoubleAck(actx); err != nil {
-			log.Warn("event run recorded but its acknowledgement was not: it will run again", logRun, run.ID, "seq", ev.Seq, logErr, err)
+		if n.events.settledByTest(msg) {
+			return
 		}
+		n.ackEvent(log, msg, run.ID, ev.Seq)
 	}
 }
+
+// ackEvent acknowledges msg, waiting for JetStream to confirm.
+func (n *Node) ackEvent(log *slog.Logger, msg jetstream.Msg, runID string, seq uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := msg.DoubleAck(ctx); err != nil {
+		log.Warn("event run recorded but its acknowledgement was not: it will be delivered again", logRun, runID, "seq", seq, logErr, err)
+	}
+}
+
+// eventRan looks for a recorded run of service for ev that did not fail,
+// among the runs that started since the event was published (at most
+// eventRanScan of them), and returns its id.
+func (n *Node) eventRan(ctx context.Context, service string, ev trigger.Event) (string, bool) {
+	q := store.RunQuery{Since: ev.At.Add(-time.Minute), Limit: store.MaxListRuns}
+	for scanned := 0; scanned < eventRanScan; {
+		page, err := n.store.ListServiceRuns(ctx, q, service)
+		if err != nil {
+			return "", false // run it: at least once
+		}
+		for _, r := range page.Runs {
+			if r.Trigger.Kind == trigger.KindEvent && r.Trigger.Name == ev.Trigger && r.Trigger.Seq == ev.Seq && !failed(r.Outcome) {
+				return r.ID, true
+			}
+		}
+		scanned += len(page.Runs)
+		if page.Next == "" {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	return "", false
+}
+
+// eventRanScan bounds how many runs a redelivered event's check reads.
+const eventRanScan = 10_000
 
 // deadLetter records an event whose runs failed delivered times as a run
 // that says so, with the last error, and terminates it.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/andromeda-runner/andromeda/bus"
 )
 
@@ -42,4 +44,23 @@ func EventsWaiting(ctx context.Context, n *Node, service string, i int, topic st
 		return 0, 0, err
 	}
 	return info.NumPending, info.NumAckPending, nil
+}
+
+// NakRecordedEvents makes n send back, instead of acknowledging, the next
+// count events whose runs were recorded, as a node does whose ack was lost
+// to a crash; they are delivered again at once.
+func NakRecordedEvents(n *Node, count int) {
+	n.events.mu.Lock()
+	defer n.events.mu.Unlock()
+	left := count
+	n.events.testRecorded = func(msg jetstream.Msg) bool {
+		n.events.mu.Lock()
+		defer n.events.mu.Unlock()
+		if left == 0 {
+			return false
+		}
+		left--
+		msg.Nak()
+		return true
+	}
 }

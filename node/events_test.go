@@ -500,3 +500,40 @@ func TestEventTopicTheBusRefuses(t *testing.T) {
 		t.Fatalf("consumers = %v, %v; want none for a topic the bus refuses", cons, err)
 	}
 }
+
+// TestRedeliveredEventRunsOnce: an event whose run was recorded but whose
+// ack never reached JetStream (a crash in between) is delivered again and
+// acknowledged without running a second time.
+func TestRedeliveredEventRunsOnce(t *testing.T) {
+	ctx := context.Background()
+	drv := realWasm(t)
+	n := startNodeWith(t, drv)
+	var invoked atomic.Int32
+	drv.setAround(func(ctx context.Context, in contract.Input, invoke func() (sandbox.Exit, error)) (sandbox.Exit, error) {
+		invoked.Add(1)
+		return invoke()
+	})
+	eventGreeter(t, n.op, "greeter", "lost-ack", 1)
+	node.NakRecordedEvents(n.Node, 1)
+	if _, err := n.op.Publish(ctx, "lost-ack", json.RawMessage(`{"name":"once"}`)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pending, unacked, err := node.EventsWaiting(ctx, n.Node, "greeter", 0, "lost-ack")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pending == 0 && unacked == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events pending, %d unacknowledged after 30s; want the event settled", pending, unacked)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the consumer's state
+	}
+	runs := allRuns(t, n.op, "greeter")
+	if len(runs) != 1 || invoked.Load() != 1 || greeted(t, runs[0]) != "once" {
+		t.Fatalf("%d runs, %d invocations; want the event run once", len(runs), invoked.Load())
+	}
+}
