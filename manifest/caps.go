@@ -15,12 +15,22 @@ import (
 //
 //	caps:
 //	  actions_per_run: 10
+//	  runs_per_minute: 60        # firings beyond it are skipped
+//	  actions_per_minute: 100    # a run that would pass it is rejected
 //	  params:
 //	    submit: {amount: 1000}   # no submit action with params.amount above 1000
 type Caps struct {
 	// ActionsPerRun is the most actions one run may return, 1 to 256 (the
 	// contract's limit). Default 256 (0 means the default).
 	ActionsPerRun int `json:"actions_per_run,omitempty" yaml:"actions_per_run,omitempty"`
+	// RunsPerMinute is the most runs that may start in any minute, 1 to
+	// 100000; a firing beyond it is skipped (an event waits). Default
+	// none (0).
+	RunsPerMinute int `json:"runs_per_minute,omitempty" yaml:"runs_per_minute,omitempty"`
+	// ActionsPerMinute is the most actions the runs of any minute may
+	// return together, 1 to 100000; a run that would pass it is rejected.
+	// Default none (0).
+	ActionsPerMinute int `json:"actions_per_minute,omitempty" yaml:"actions_per_minute,omitempty"`
 	// Params caps numeric params of actions, by kind then param name: an
 	// action of that kind whose params hold the name with a number (or a
 	// string holding a decimal number) above the cap is refused, and so is
@@ -35,6 +45,7 @@ type Caps struct {
 const (
 	maxActionsPerRun = 256 // contract.MaxActions
 	maxCappedParams  = 16
+	maxPerMinute     = 100000
 )
 
 var paramRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,63}$`)
@@ -50,6 +61,12 @@ func (v *validator) caps(c *Capabilities) {
 	const path = "capabilities.caps"
 	if n := c.Caps.ActionsPerRun; n < 0 || n > maxActionsPerRun {
 		v.fail(path+".actions_per_run", "must be between 1 and %d", maxActionsPerRun)
+	}
+	if n := c.Caps.RunsPerMinute; n < 0 || n > maxPerMinute {
+		v.fail(path+".runs_per_minute", "must be between 1 and %d", maxPerMinute)
+	}
+	if n := c.Caps.ActionsPerMinute; n < 0 || n > maxPerMinute {
+		v.fail(path+".actions_per_minute", "must be between 1 and %d", maxPerMinute)
 	}
 	params := strictdoc.JoinPath(path, "params")
 	for _, kind := range sortedKeys(c.Caps.Params) {
