@@ -1,6 +1,8 @@
 package node
 
 import (
+	"fmt"
+
 	"github.com/andromeda-runner/andromeda/action"
 	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/sandbox"
@@ -35,12 +37,40 @@ func (d *deployed) actionRules() action.Rules {
 // rejected one, with every broken rule as its error. Its output stays on
 // the result, to be recorded as the run's rejected output: nothing of it
 // is executed, its state change is not committed and its emits are not
-// published.
-func (d *deployed) judgeActions(r *sandbox.Result) {
+// published. Under capabilities.caps.actions_per_minute, the actions of
+// an ok result are taken from the minute's budget: the caller gives them
+// back (giveBack) if they do not take effect after all.
+func (d *deployed) judgeActions(r *sandbox.Result) (taken *stamp) {
 	if r.Outcome != sandbox.OK {
-		return
+		return nil
 	}
 	if err := d.actionRules().Check(r.Output); err != nil {
 		r.Outcome, r.Error = sandbox.Rejected, err.Error()
+		return nil
 	}
+	limit, n := d.manifest.Capabilities.Caps.ActionsPerMinute, len(r.Output.Actions)
+	if limit == 0 || n == 0 {
+		return nil
+	}
+	s, ok, used := d.rates.takeActions(n, limit)
+	if !ok {
+		r.Outcome = sandbox.Rejected
+		r.Error = fmt.Sprintf("actions: %d actions with the %d of the last minute are above the cap of %d per minute (capabilities.caps.actions_per_minute)", n, used, limit)
+		return nil
+	}
+	return &s
+}
+
+// overRunRate says why a run of d may not start now, under
+// capabilities.caps.runs_per_minute, or "" when it may; a run that may
+// start is counted.
+func (d *deployed) overRunRate() string {
+	limit := d.manifest.Capabilities.Caps.RunsPerMinute
+	if limit == 0 {
+		return ""
+	}
+	if ok, n := d.rates.startRun(limit); !ok {
+		return fmt.Sprintf("skipped: rate cap reached (%d runs started in the last minute, capabilities.caps.runs_per_minute = %d)", n, limit)
+	}
+	return ""
 }

@@ -3,16 +3,21 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/gobuild"
 	"github.com/andromeda-runner/andromeda/node"
 	"github.com/andromeda-runner/andromeda/policy"
+	"github.com/andromeda-runner/andromeda/sandbox"
 )
 
 // The tests below run testdata/mirror, a real wasm reactor that returns its
@@ -176,5 +181,45 @@ func TestActionCaps(t *testing.T) {
 
 	if st := mirrorState(t, n); st["n"] != "1" {
 		t.Errorf("state after runs over the caps = %v; want n 1, as the run within them left it", st)
+	}
+}
+
+// TestRateCaps: under capabilities.caps.actions_per_minute a run whose
+// actions would pass the minute's budget is rejected, naming the cap, and
+// a rejected run takes nothing from it; under runs_per_minute a firing
+// beyond the cap is skipped (429, recorded with its reason) and never
+// reaches the guest.
+func TestRateCaps(t *testing.T) {
+	ctx := context.Background()
+	drv := realWasm(t)
+	n := startNodeWith(t, drv)
+	dir := mirrorService(t, "  state: true\n", "  state: true\n  caps: {runs_per_minute: 4, actions_per_minute: 3}\n")
+	if _, err := n.op.Submit(ctx, pack(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	two := `{"actions": [{"kind": "submit", "params": {}}, {"kind": "submit", "params": {}}]}`
+	if r := mirror(t, n, two); r.Outcome != "ok" {
+		t.Fatalf("first run = %s %q, want ok: 2 of 3 actions", r.Outcome, r.Error)
+	}
+	wantRejected(t, n, mirror(t, n, two), "actions: 2 actions with the 2 of the last minute are above the cap of 3 per minute (capabilities.caps.actions_per_minute)")
+	if r := mirror(t, n, `{"actions": [{"kind": "submit", "params": {}}]}`); r.Outcome != "ok" {
+		t.Fatalf("third run = %s %q, want ok: the rejected run took nothing, so 1 more fits", r.Outcome, r.Error)
+	}
+	if r := mirror(t, n, `{"noop": "fourth"}`); r.Outcome != "noop" {
+		t.Fatalf("fourth run = %s %q, want noop", r.Outcome, r.Error)
+	}
+	var invoked atomic.Int32
+	drv.setAround(func(ctx context.Context, in contract.Input, invoke func() (sandbox.Exit, error)) (sandbox.Exit, error) {
+		invoked.Add(1)
+		return invoke()
+	})
+	_, err := n.op.Fire(ctx, "mirror", json.RawMessage(`{"noop": "fifth"}`))
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != http.StatusTooManyRequests || ae.Run == nil ||
+		ae.Run.Outcome != "skipped" || ae.Run.Noop != "skipped: rate cap reached (4 runs started in the last minute, capabilities.caps.runs_per_minute = 4)" {
+		t.Fatalf("fifth firing in a minute = %v (%+v); want 429 with the run skipped for the rate cap", err, ae)
+	}
+	if invoked.Load() != 0 {
+		t.Errorf("the skipped firing reached the guest")
 	}
 }

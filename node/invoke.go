@@ -136,6 +136,16 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 		}
 		return run, &server.Error{Kind: server.ErrBusy, Msg: reason, Run: ptr(apiRun(run)), RetryAfter: retryBusy}
 	}
+	if reason := d.overRunRate(); reason != "" {
+		if ev.Kind == trigger.KindEvent {
+			return run, errEventBusy // not recorded: the event waits, as for a slot
+		}
+		finishing = true
+		if run, err = n.finish(log, d, run, sandbox.Skipped, reason, nil, false); err != nil {
+			return run, err
+		}
+		return run, &server.Error{Kind: server.ErrBusy, Msg: reason, Run: ptr(apiRun(run)), RetryAfter: retryBusy}
+	}
 
 	res, pending, failure := n.attempt(ctx, log, d, &run, ev)
 	finishing = true
@@ -221,8 +231,15 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 		return &r, false, "runner: " + err.Error(), false
 	}
 	// Actions the service may not ask for reject the run before anything
-	// of it takes effect, its state change included.
-	d.judgeActions(&r)
+	// of it takes effect, its state change included. Actions taken from
+	// the minute's budget go back if they do not take effect.
+	if taken := d.judgeActions(&r); taken != nil {
+		defer func() {
+			if r.Outcome != sandbox.OK || conflict || failure != "" {
+				d.rates.giveBack(*taken)
+			}
+		}()
+	}
 	if r.Outcome != sandbox.OK && r.Outcome != sandbox.Noop || r.Output.State.Empty() {
 		return &r, false, "", false
 	}

@@ -48,6 +48,7 @@ type deployed struct {
 	deployMu   sync.Mutex // guards dep and rec.Status while a dormant service deploys
 	stateMu    sync.Mutex // serialises state writers after repeated conflicts
 	contended  atomic.Int32
+	rates      rates // runs and actions of the last minute, for capabilities.caps
 }
 
 // timeout bounds one invocation: the admitted limits.timeout.
