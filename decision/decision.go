@@ -87,7 +87,8 @@ type Limits struct {
 type Growth struct {
 	// What grew: memory, cpu, timeout, pids, concurrency, network (one
 	// entry per newly reachable endpoint, or any), action (one entry per
-	// new action kind), actions_per_run, cap (one entry per param cap
+	// new action kind), actions_per_run, runs_per_minute,
+	// actions_per_minute (To "none" when dropped), cap (one entry per param cap
 	// raised or dropped: From "submit.amount ≤ 100", To "submit.amount ≤
 	// 500" or "submit.amount uncapped"), target, state, driver (an isolation weaker than
 	// before: wasm → docker → process) or trigger (one entry per new http

@@ -84,7 +84,8 @@ func Diff(old, new *manifest.Service) []Growth {
 }
 
 // capsGrowth lists the caps new loosens: more actions per run (unset is
-// the contract's 256), and a param cap raised or dropped on a kind both
+// the contract's 256), more or unlimited runs or actions per minute, and
+// a param cap raised or dropped on a kind both
 // versions declare.
 func capsGrowth(old, new manifest.Capabilities) []Growth {
 	var g []Growth
@@ -97,6 +98,17 @@ func capsGrowth(old, new manifest.Capabilities) []Growth {
 	if o, n := perRun(old), perRun(new); n > o {
 		g = append(g, Growth{What: "actions_per_run", From: strconv.Itoa(o), To: strconv.Itoa(n)})
 	}
+	perMinute := func(what string, o, n int) {
+		switch {
+		case o == 0:
+		case n == 0:
+			g = append(g, Growth{What: what, From: strconv.Itoa(o), To: "none"})
+		case n > o:
+			g = append(g, Growth{What: what, From: strconv.Itoa(o), To: strconv.Itoa(n)})
+		}
+	}
+	perMinute("runs_per_minute", old.Caps.RunsPerMinute, new.Caps.RunsPerMinute)
+	perMinute("actions_per_minute", old.Caps.ActionsPerMinute, new.Caps.ActionsPerMinute)
 	for _, kind := range slices.Sorted(maps.Keys(old.Caps.Params)) {
 		if !slices.Contains(new.Actions, kind) {
 			continue
