@@ -13,6 +13,7 @@ package action
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"slices"
@@ -130,7 +131,7 @@ func (r Rules) Check(out contract.Output) error {
 		if len(problems) > 0 {
 			continue
 		}
-		for _, name := range sortedKeys(r.Caps[a.Kind]) {
+		for _, name := range slices.Sorted(maps.Keys(r.Caps[a.Kind])) {
 			if p, broken := r.capParam(a.Kind, name, params); broken {
 				v = append(v, Problem{at + ".params." + name, p})
 			}
@@ -206,13 +207,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

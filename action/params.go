@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -110,7 +111,7 @@ func (c *checker) fail(key, rule string) {
 
 // only reports every key of the object that is not in keys, in order.
 func (c *checker) only(kind string, keys []string) {
-	for _, k := range sortedKeys(c.obj) {
+	for _, k := range slices.Sorted(maps.Keys(c.obj)) {
 		if !slices.Contains(keys, k) {
 			c.fail(k, fmt.Sprintf("unknown field (kind %s takes %s)", kind, strings.Join(keys, ", ")))
 		}
@@ -152,7 +153,7 @@ func (c *checker) headers(key string) {
 	for _, d := range dups {
 		c.fail(key+"["+quote(d)+"]", "duplicate key")
 	}
-	for _, name := range sortedKeys(h) {
+	for _, name := range slices.Sorted(maps.Keys(h)) {
 		at := key + "[" + quote(name) + "]"
 		var v string
 		switch {

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -69,7 +70,7 @@ func (v *validator) caps(c *Capabilities) {
 		v.fail(path+".actions_per_minute", "must be between 1 and %d", maxPerMinute)
 	}
 	params := strictdoc.JoinPath(path, "params")
-	for _, kind := range sortedKeys(c.Caps.Params) {
+	for _, kind := range slices.Sorted(maps.Keys(c.Caps.Params)) {
 		kp := strictdoc.KeyPath(params, kind)
 		if !slices.Contains(c.Actions, kind) {
 			v.fail(kp, "kind %s is not declared in capabilities.actions", kind)
@@ -82,7 +83,7 @@ func (v *validator) caps(c *Capabilities) {
 		if len(m) > maxCappedParams {
 			v.fail(kp, "at most %d params allowed, got %d", maxCappedParams, len(m))
 		}
-		for _, name := range sortedKeys(m) {
+		for _, name := range slices.Sorted(maps.Keys(m)) {
 			np := strictdoc.KeyPath(kp, name)
 			switch {
 			case !paramRE.MatchString(name):
@@ -92,13 +93,4 @@ func (v *validator) caps(c *Capabilities) {
 			}
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -268,13 +268,7 @@ func consumerName(service string, i int, topic string) string {
 // lost or run twice across an upgrade, and the others are deleted.
 func (n *Node) switchEvents(d *deployed) {
 	name := d.rec.Name
-	n.events.mu.Lock()
-	old := n.events.loops[name]
-	delete(n.events.loops, name)
-	n.events.mu.Unlock()
-	for _, l := range old {
-		l.stop()
-	}
+	n.stopEventLoops(name)
 	keep := map[string]bool{}
 	var loops []*eventLoop
 	for i, t := range d.triggers {
@@ -305,9 +299,9 @@ func (n *Node) switchEvents(d *deployed) {
 	n.deleteConsumers(name, keep)
 }
 
-// dropEvents stops service's loops and deletes its durable consumers: a
-// removed service gets no more events.
-func (n *Node) dropEvents(service string) {
+// stopEventLoops stops service's consumer loops, waiting for each to end;
+// their durable consumers stay.
+func (n *Node) stopEventLoops(service string) {
 	n.events.mu.Lock()
 	old := n.events.loops[service]
 	delete(n.events.loops, service)
@@ -315,6 +309,12 @@ func (n *Node) dropEvents(service string) {
 	for _, l := range old {
 		l.stop()
 	}
+}
+
+// dropEvents stops service's loops and deletes its durable consumers: a
+// removed service gets no more events.
+func (n *Node) dropEvents(service string) {
+	n.stopEventLoops(service)
 	n.deleteConsumers(service, nil)
 }
 
