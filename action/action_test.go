@@ -67,7 +67,7 @@ func TestCheck(t *testing.T) {
 			"actions[0].params.url: duplicate key"}},
 		{"emit bad", all, acts("emit", `{"topic":"a.*","extra":1}`), []string{
 			"actions[0].params.extra: unknown field (kind emit takes topic, message)",
-			"actions[0].params.topic: must be a subject of [A-Za-z0-9_-] tokens separated by dots, without wildcards, at most 256 characters",
+			"actions[0].params.topic: tokens are made of [a-z0-9_-] (no wildcards, no upper case), found '*'",
 			"actions[0].params.message: required (any JSON value)"}},
 		{"log bad", all, acts("log", `{"message":3,"level":"loud","fields":[]}`), []string{
 			"actions[0].params.message: must be a string",

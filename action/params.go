@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/andromeda-runner/andromeda/contract"
 )
 
 // The schemas of the built-in kinds' params. Each is checked by hand over
@@ -20,7 +22,6 @@ import (
 
 // Bounds on params.
 const (
-	maxTopicLen   = 256
 	maxURLLen     = 2048
 	maxHeaders    = 64
 	maxHeaderLen  = 8 << 10
@@ -28,7 +29,6 @@ const (
 )
 
 var (
-	topicRE  = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 	tokenRE  = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$") // an HTTP header name (RFC 9110 token)
 	methods  = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 	levels   = []string{"debug", "info", "warn", "error"}
@@ -64,8 +64,10 @@ func checkParams(kind string, params json.RawMessage) (map[string]json.RawMessag
 		c.headers("headers")
 	case Emit, Publish:
 		c.only(kind, emitKeys)
-		if t, ok := c.str("topic", true); ok && (len(t) > maxTopicLen || !topicRE.MatchString(t)) {
-			c.fail("topic", fmt.Sprintf("must be a subject of [A-Za-z0-9_-] tokens separated by dots, without wildcards, at most %d characters", maxTopicLen))
+		if t, ok := c.str("topic", true); ok {
+			if err := contract.CheckTopic(t); err != nil {
+				c.fail("topic", err.Error())
+			}
 		}
 		if _, ok := obj["message"]; !ok {
 			c.fail("message", "required (any JSON value)")

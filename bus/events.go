@@ -2,36 +2,22 @@ package bus
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/andromeda-runner/andromeda/contract"
 )
 
-// MaxTopicLen is the longest topic, in bytes.
-const MaxTopicLen = 128
+// MaxTopicLen is the longest topic, in bytes (contract.MaxTopicLen).
+const MaxTopicLen = contract.MaxTopicLen
 
-// CheckTopic reports whether topic is a name events may be published on:
-// 1 to MaxTopicLen characters, dot-separated tokens of [a-z0-9_-], no
-// wildcards and no empty token. The error says which rule is broken.
+// CheckTopic reports whether topic is a name events may be published on,
+// by the one topic rule (contract.CheckTopic); the error starts "topic:".
 func CheckTopic(topic string) error {
-	switch {
-	case topic == "":
-		return errors.New("topic: must not be empty")
-	case len(topic) > MaxTopicLen:
-		return fmt.Errorf("topic: at most %d characters, got %d", MaxTopicLen, len(topic))
-	}
-	for i, tok := range strings.Split(topic, ".") {
-		if tok == "" {
-			return fmt.Errorf("topic %q: token %d is empty (no leading, trailing or double dots)", topic, i+1)
-		}
-		for _, c := range tok {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-				return fmt.Errorf("topic %q: tokens are made of [a-z0-9_-] (no wildcards, no upper case), found %q", topic, c)
-			}
-		}
+	if err := contract.CheckTopic(topic); err != nil {
+		return fmt.Errorf("topic: %w", err)
 	}
 	return nil
 }

@@ -196,9 +196,9 @@ type Trigger struct {
 	// names. Every schedule Validate accepts is accepted by go-cron's
 	// parser with Second|Minute|Hour|Dom|Month|Dow|Descriptor.
 	Schedule string `json:"schedule,omitempty" yaml:"schedule,omitempty"`
-	// Topic is the bus subject of an event trigger: tokens of
-	// [A-Za-z0-9_-] separated by dots, no wildcards, at most 256
-	// characters.
+	// Topic is the topic of an event trigger, by the one rule every topic
+	// follows (contract.CheckTopic): dot-separated tokens of [a-z0-9_-],
+	// no wildcards, at most 128 characters.
 	Topic string `json:"topic,omitempty" yaml:"topic,omitempty"`
 	// Path is the webhook path of an http trigger: it starts with '/',
 	// uses only [A-Za-z0-9._~/-], has no empty, '.' or '..' segment

@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/strictdoc"
 )
 
@@ -40,7 +41,6 @@ const (
 	maxArgs           = 64
 	maxArgLen         = 4096
 	maxTriggers       = 32
-	maxTopicLen       = 256
 	maxHTTPPathLen    = 256
 	maxScheduleLen    = 256
 	maxHosts          = 64
@@ -68,7 +68,6 @@ var (
 	keywordRE  = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
 	languageRE = regexp.MustCompile(`^[a-z][a-z0-9+#.-]{0,31}$`)
 	imageRE    = regexp.MustCompile(`^[a-z0-9][A-Za-z0-9._/:@-]*$`)
-	topicRE    = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 	segmentRE  = regexp.MustCompile(`^[A-Za-z0-9._~-]+$`)
 	actionRE   = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 	unitRE     = regexp.MustCompile(`^[A-Za-z0-9]{1,16}$`)
@@ -273,8 +272,8 @@ func (v *validator) triggers(ts []Trigger) {
 			switch {
 			case t.Topic == "":
 				v.fail(p+".topic", "required for kind event")
-			case len(t.Topic) > maxTopicLen || !topicRE.MatchString(t.Topic):
-				v.fail(p+".topic", "must be a subject of [A-Za-z0-9_-] tokens separated by dots, without wildcards, at most %d characters", maxTopicLen)
+			case contract.CheckTopic(t.Topic) != nil:
+				v.fail(p+".topic", contract.CheckTopic(t.Topic).Error())
 			default:
 				if j, dup := topics[t.Topic]; dup {
 					v.fail(p+".topic", "duplicate of %s", strictdoc.IndexPath("triggers", j))

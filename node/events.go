@@ -275,8 +275,8 @@ func (n *Node) switchEvents(d *deployed) {
 		if t.Kind != trigger.KindEvent {
 			continue
 		}
-		// The manifest's topic rule is looser than the bus's (upper case,
-		// up to 256 characters): such a topic can never be published on.
+		// A service admitted before the manifest took the bus's topic rule
+		// may name a topic nothing can be published on.
 		if err := bus.CheckTopic(t.Topic); err != nil {
 			n.log.Error("event trigger not consuming: nothing can be published on its topic", logService, name, logTrigger, trigger.Name(i), logErr, err)
 			continue

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -489,15 +490,24 @@ func TestEventsAcrossUpgrade(t *testing.T) {
 	}
 }
 
-// TestEventTopicTheBusRefuses: a manifest may name a topic that no one can
-// publish on (the manifest allows upper case); the service is admitted,
-// but gets no consumer for it rather than one that never fires.
+// TestEventTopicTheBusRefuses: a manifest naming a topic no one can publish
+// on (upper case) is refused at submit, by the same topic rule as the bus,
+// and nothing is registered.
 func TestEventTopicTheBusRefuses(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t)
-	eventGreeter(t, n.op, "greeter", "Orders.New", 1)
+	dir := example(t, "greeter")
+	editManifest(t, dir, "  - {kind: manual, input: {name: world}}", "  - {kind: event, topic: Orders.New}")
+	_, err := n.op.Submit(ctx, pack(t, dir))
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Error(), "triggers[0].topic: tokens are made of [a-z0-9_-]") {
+		t.Fatalf("submit = %v; want 400 naming the topic rule", err)
+	}
+	if _, err := n.op.Service(ctx, "greeter"); err == nil {
+		t.Fatal("a refused service is registered")
+	}
 	if cons, err := node.EventConsumers(ctx, n.Node, "greeter"); err != nil || len(cons) != 0 {
-		t.Fatalf("consumers = %v, %v; want none for a topic the bus refuses", cons, err)
+		t.Fatalf("consumers = %v, %v; want none", cons, err)
 	}
 }
 
