@@ -126,7 +126,9 @@ func TestImportRules(t *testing.T) {
 		{"contract", func(p string) bool { return std(p) || p == mod+"strictdoc/strictjson" }, "guests compile against it"},
 		{"sdk/go", func(p string) bool { return std(p) || p == mod+"contract" }, "guests compile against it"},
 		{"action", func(p string) bool { return std(p) || p == mod+"contract" }, "a leaf: what a run's actions are judged against, beside the executors"},
-		{"manifest", func(p string) bool { return std(p) || p == "go.yaml.in/yaml/v3" || p == mod+"strictdoc" || p == mod+"contract" }, "a leaf: parse and validate only (contract: the one topic rule)"},
+		{"manifest", func(p string) bool {
+			return std(p) || p == "go.yaml.in/yaml/v3" || p == mod+"strictdoc" || p == mod+"contract"
+		}, "a leaf: parse and validate only (contract: the one topic rule)"},
 		{"strictdoc", func(p string) bool { return std(p) || p == "go.yaml.in/yaml/v3" || p == mod+"strictdoc/strictjson" }, "a leaf: reads documents, shared by manifest and policy"},
 		{"strictdoc/strictjson", std, "strictdoc's JSON half, for the leaves that must not import YAML"},
 		{"archive", std, "a leaf"},
