@@ -47,13 +47,33 @@ type HTTPInfo struct {
 }
 
 // Output is what a service returns. A service that decides to do nothing
-// sets Noop to the reason; an output with neither actions, emits nor a noop
-// reason is invalid.
+// sets Noop to the reason; an output with neither actions, emits, an HTTP
+// response nor a noop reason is invalid.
 type Output struct {
 	Actions []Action     `json:"actions,omitempty"`
 	Emit    []Emit       `json:"emit,omitempty"`
 	State   *StateChange `json:"state,omitempty"`
 	Noop    string       `json:"noop,omitempty"`
+	// HTTP is the answer to the request of an http trigger (a webhook);
+	// ignored for other triggers. Optional: without it the webhook is
+	// answered with the output itself, or 204 for a noop.
+	HTTP *HTTPResponse `json:"http,omitempty"`
+}
+
+// HTTPResponse is a service's answer to a webhook request.
+type HTTPResponse struct {
+	// Status is the HTTP status, 200 to 599. Default 200.
+	Status int `json:"status,omitempty"`
+	// Headers are response headers, at most MaxHTTPHeaders, by name
+	// ([A-Za-z0-9-] tokens); values one line, at most 4096 bytes. The
+	// framing headers (Content-Length, Transfer-Encoding, Connection, ...)
+	// and the node's own Andromeda-* headers are refused.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Body is sent as its text when it is a JSON string (Content-Type
+	// text/plain; charset=utf-8 unless Headers set one), as JSON for any
+	// other value (application/json), and empty when absent or null. At
+	// most MaxHTTPBody bytes.
+	Body json.RawMessage `json:"body,omitempty"`
 }
 
 // Action is a declarative intent executed by the node, never by the service.
@@ -97,6 +117,10 @@ const (
 	MaxEmits     = 256
 	MaxStateKeys = 1024
 	MaxKeyLen    = 256
+	// MaxHTTPBody caps the body of an HTTPResponse, as sent.
+	MaxHTTPBody = 1 << 20
+	// MaxHTTPHeaders caps the headers of an HTTPResponse.
+	MaxHTTPHeaders = 64
 )
 
 // ParseOutput decodes raw guest output strictly, by strictjson's rules (one
@@ -119,7 +143,7 @@ func ParseOutput(raw []byte) (Output, error) {
 // lists and keys stay within bounds.
 func (o Output) Validate() error {
 	var errs []error
-	if len(o.Actions) == 0 && len(o.Emit) == 0 && strings.TrimSpace(o.Noop) == "" {
+	if len(o.Actions) == 0 && len(o.Emit) == 0 && o.HTTP == nil && strings.TrimSpace(o.Noop) == "" {
 		if !o.State.Empty() {
 			return fmt.Errorf("%w (a state change alone is not a decision)", ErrNoReason)
 		}
@@ -156,6 +180,9 @@ func (o Output) Validate() error {
 			}
 		}
 	}
+	if o.HTTP != nil {
+		errs = append(errs, o.HTTP.check()...)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrBadOutput, errors.Join(errs...))
 	}
@@ -170,4 +197,52 @@ func checkKey(k string) error {
 		return fmt.Errorf("key must be at most %d bytes", MaxKeyLen)
 	}
 	return nil
+}
+
+// reservedHeaders are the response headers a service may not set: HTTP's
+// framing, which the node's server owns, and the node's own.
+var reservedHeaders = map[string]bool{
+	"content-length": true, "transfer-encoding": true, "connection": true,
+	"keep-alive": true, "upgrade": true, "trailer": true, "te": true,
+	"proxy-connection": true, "date": true,
+}
+
+// check lists what breaks the rules of an HTTPResponse.
+func (h *HTTPResponse) check() []error {
+	var errs []error
+	if h.Status != 0 && (h.Status < 200 || h.Status > 599) {
+		errs = append(errs, fmt.Errorf("http.status: must be from 200 to 599, got %d", h.Status))
+	}
+	if len(h.Headers) > MaxHTTPHeaders {
+		errs = append(errs, fmt.Errorf("http.headers: at most %d allowed, got %d", MaxHTTPHeaders, len(h.Headers)))
+	}
+	for name, v := range h.Headers {
+		p := strictjson.KeyPath("http.headers", name)
+		lower := strings.ToLower(name)
+		switch {
+		case !headerName(name):
+			errs = append(errs, fmt.Errorf("%s: a header name must be 1 to 128 of [A-Za-z0-9-]", p))
+		case reservedHeaders[lower] || strings.HasPrefix(lower, "andromeda-"):
+			errs = append(errs, fmt.Errorf("%s: set by the node, not by a service", p))
+		case len(v) > 4096 || strings.ContainsAny(v, "\r\n\x00"):
+			errs = append(errs, fmt.Errorf("%s: a value must be one line of at most 4096 bytes", p))
+		}
+	}
+	if len(h.Body) > MaxHTTPBody {
+		errs = append(errs, fmt.Errorf("http.body: at most %d bytes, got %d", MaxHTTPBody, len(h.Body)))
+	}
+	return errs
+}
+
+// headerName reports whether s is a header name a service may use.
+func headerName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

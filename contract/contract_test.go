@@ -36,6 +36,15 @@ func TestParseOutput(t *testing.T) {
 		{"emit both", `{"emit":[{"topic":"a","port":"b","message":1}]}`, contract.ErrBadOutput, "emit[0]"},
 		{"emit neither", `{"emit":[{"message":1}]}`, contract.ErrBadOutput, "exactly one"},
 		{"empty state key", `{"noop":"x","state":{"set":{"":1}}}`, contract.ErrBadOutput, "must not be empty"},
+		{"http alone", `{"http":{"status":201,"headers":{"X-Id":"7"},"body":{"ok":true}}}`, nil, ""},
+		{"http default status", `{"http":{"body":"pong"}}`, nil, ""},
+		{"http status low", `{"http":{"status":199}}`, contract.ErrBadOutput, "http.status: must be from 200 to 599, got 199"},
+		{"http status high", `{"http":{"status":600}}`, contract.ErrBadOutput, "http.status: must be from 200 to 599"},
+		{"http header name", `{"http":{"headers":{"X Y":"1"}}}`, contract.ErrBadOutput, `http.headers["X Y"]: a header name must be 1 to 128 of [A-Za-z0-9-]`},
+		{"http framing header", `{"http":{"headers":{"Content-Length":"1"}}}`, contract.ErrBadOutput, "http.headers.Content-Length: set by the node"},
+		{"http node header", `{"http":{"headers":{"andromeda-run":"x"}}}`, contract.ErrBadOutput, "set by the node"},
+		{"http header value", `{"http":{"headers":{"X-A":"a\r\nSet-Cookie: b"}}}`, contract.ErrBadOutput, "one line"},
+		{"http body", `{"http":{"body":"` + strings.Repeat("b", contract.MaxHTTPBody) + `"}}`, contract.ErrBadOutput, "http.body: at most 1048576 bytes"},
 		{"long delete key", `{"noop":"x","state":{"delete":["` + strings.Repeat("k", 300) + `"]}}`, contract.ErrBadOutput, "state.delete[0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

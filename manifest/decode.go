@@ -32,6 +32,7 @@ var strict = strictdoc.Decoder[document]{
 		strictdoc.Type(strictdoc.Scalar(func(s string, c *CPU) error { c.setRaw(s); return nil })),
 		strictdoc.Type(strictdoc.Scalar(func(s string, d *Duration) error { d.setRaw(s); return nil })),
 		strictdoc.Type(decodeNetwork),
+		strictdoc.Type(decodeAuth),
 	},
 }
 

@@ -152,6 +152,13 @@ func dump(b *strings.Builder, v reflect.Value) {
 		b.WriteString(v.Elem().Type().String() + "(")
 		dump(b, v.Elem())
 		b.WriteString(")")
+	case reflect.Pointer:
+		if v.IsNil() {
+			b.WriteString("nil")
+			return
+		}
+		b.WriteString("&")
+		dump(b, v.Elem())
 	case reflect.Struct:
 		b.WriteString(v.Type().String() + "{")
 		for i := range v.NumField() {

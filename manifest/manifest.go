@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/andromeda-runner/andromeda/strictdoc"
@@ -179,7 +180,8 @@ type Runtime struct {
 //	cron    exactly one of every and schedule; input optional
 //	event   topic
 //	manual  input optional; at most one manual trigger per service
-//	http    path, unique among the service's http triggers
+//	http    path, unique among the service's http triggers; methods and
+//	        auth optional
 type Trigger struct {
 	// Kind is cron, event, manual or http. Required.
 	Kind TriggerKind `json:"kind" yaml:"kind"`
@@ -200,10 +202,19 @@ type Trigger struct {
 	// follows (contract.CheckTopic): dot-separated tokens of [a-z0-9_-],
 	// no wildcards, at most 128 characters.
 	Topic string `json:"topic,omitempty" yaml:"topic,omitempty"`
-	// Path is the webhook path of an http trigger: it starts with '/',
-	// uses only [A-Za-z0-9._~/-], has no empty, '.' or '..' segment
-	// and is at most 256 characters.
+	// Path is the webhook path of an http trigger: it starts with
+	// /hooks/, uses only [A-Za-z0-9._~/-], has no empty, '.' or '..'
+	// segment and is at most 256 characters. One path is mounted by one
+	// trigger of one service on a node.
 	Path string `json:"path,omitempty" yaml:"path,omitempty"`
+	// Methods are the HTTP methods an http trigger answers: GET, POST,
+	// PUT, PATCH or DELETE, without duplicates; Normalize uppercases them.
+	// A request with another method is answered 405. Default [POST].
+	Methods []string `json:"methods,omitempty" yaml:"methods,omitempty"`
+	// Auth is how an http trigger authenticates requests: none,
+	// {bearer: SECRET} or {hmac: {...}} (see HookAuth). A trigger without
+	// auth is admitted and answers 401 to every request.
+	Auth HookAuth `json:"auth,omitzero" yaml:"auth,omitempty"`
 	// Input is the message (any JSON value) passed to the service when a
 	// cron or manual trigger fires it, at most 64 KiB encoded. Optional.
 	Input any `json:"input,omitempty" yaml:"input,omitempty"`
@@ -381,8 +392,9 @@ func readFile(name string) ([]byte, error) {
 
 // Normalize trims white space around every string except command
 // arguments and fills the documented defaults: mode server, driver wasm,
-// memory 64Mi, cpu 1, timeout 5s, pids 32, concurrency 4, network none and
-// one manual trigger when there is none. It lowercases keywords, network
+// memory 64Mi, cpu 1, timeout 5s, pids 32, concurrency 4, network none,
+// methods [POST] for http triggers and one manual trigger when there is
+// none. It lowercases keywords, network
 // hosts and the source digest, drops a leading "./" from the entry,
 // canonicalizes cron schedules (single spaces, lowercase names) and turns
 // empty lists and maps into nil. It never fails and is idempotent: whatever
@@ -421,6 +433,14 @@ func (s *Service) Normalize() {
 		t.Schedule = normalizeSchedule(t.Schedule)
 		t.Topic = strings.TrimSpace(t.Topic)
 		t.Path = strings.TrimSpace(t.Path)
+		for i, m := range t.Methods {
+			t.Methods[i] = strings.ToUpper(strings.TrimSpace(m))
+		}
+		t.Methods = nilIfEmpty(t.Methods)
+		if t.Kind == KindHTTP && t.Methods == nil {
+			t.Methods = slices.Clone(DefaultHookMethods)
+		}
+		t.Auth.normalize()
 	}
 	if len(s.Triggers) == 0 {
 		s.Triggers = []Trigger{{Kind: KindManual}}

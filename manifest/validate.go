@@ -219,13 +219,10 @@ func (v *validator) runtime(r *Runtime) {
 	}
 }
 
-// validHTTPPath reports whether p is a webhook path: "/" or segments of
-// [A-Za-z0-9._~-], none of them "." or "..", each after a '/'.
+// validHTTPPath reports whether p is a webhook path: /hooks/ and segments
+// of [A-Za-z0-9._~-], none of them "." or "..", each after a '/'.
 func validHTTPPath(p string) bool {
-	if p == "/" {
-		return true
-	}
-	if len(p) > maxHTTPPathLen || !strings.HasPrefix(p, "/") {
+	if len(p) > maxHTTPPathLen || !strings.HasPrefix(p, HookPathPrefix) {
 		return false
 	}
 	for _, seg := range strings.Split(p[1:], "/") {
@@ -289,12 +286,13 @@ func (v *validator) triggers(ts []Trigger) {
 				manual = i
 			}
 		case KindHTTP:
-			allowed["path"] = true
+			allowed["path"], allowed["methods"], allowed["auth"] = true, true, true
+			v.hook(p, t)
 			switch {
 			case t.Path == "":
 				v.fail(p+".path", "required for kind http")
 			case !validHTTPPath(t.Path):
-				v.fail(p+".path", "must start with '/', use only [A-Za-z0-9._~/-], have no empty, '.' or '..' segment and be at most %d characters", maxHTTPPathLen)
+				v.fail(p+".path", "must start with %s, use only [A-Za-z0-9._~/-], have no empty, '.' or '..' segment and be at most %d characters", HookPathPrefix, maxHTTPPathLen)
 			default:
 				if j, dup := paths[t.Path]; dup {
 					v.fail(p+".path", "duplicate of %s", strictdoc.IndexPath("triggers", j))
@@ -314,6 +312,8 @@ func (v *validator) triggers(ts []Trigger) {
 			{"schedule", t.Schedule != ""},
 			{"topic", t.Topic != ""},
 			{"path", t.Path != ""},
+			{"methods", t.Methods != nil},
+			{"auth", !t.Auth.IsZero()},
 			{"input", t.Input != nil},
 		}
 		for _, f := range set {
