@@ -132,6 +132,7 @@ func TestImportRules(t *testing.T) {
 		{"strictdoc", func(p string) bool { return std(p) || p == "go.yaml.in/yaml/v3" || p == mod+"strictdoc/strictjson" }, "a leaf: reads documents, shared by manifest and policy"},
 		{"strictdoc/strictjson", std, "strictdoc's JSON half, for the leaves that must not import YAML"},
 		{"archive", std, "a leaf"},
+		{"envelope", std, "a leaf: canonical JSON, sealing and verifying a run's submit envelope"},
 		{"health", std, "a leaf: failure counting and backoff"},
 		{"metrics", func(p string) bool { return std(p) || strings.HasPrefix(p, "github.com/prometheus/") }, "a leaf: the node's registry on client_golang"},
 		{"store", func(p string) bool { return p != mod+"api" && p != mod+"server" && p != mod+"node" }, "the store keeps its own records, not the API's wire types"},
