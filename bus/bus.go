@@ -33,7 +33,9 @@ type Config struct {
 	// Listen is an optional host:port on which the embedded server also
 	// accepts NATS clients (for tools or other nodes). Empty (the default)
 	// means no listener at all: the node talks to its embedded server in
-	// process.
+	// process. Either way every client authenticates: the node's own
+	// connection with a secret made at Open, others with the credentials
+	// given to SetClientUsers (see auth.go).
 	Listen string
 	// Name identifies this node's connection to NATS.
 	Name string
@@ -78,6 +80,7 @@ type Bus struct {
 	cfg    Config
 	log    *slog.Logger
 	health health
+	auth   *clientAuth // nil for an external cluster
 }
 
 // Open starts the embedded server (or dials the external one) and returns a
@@ -112,7 +115,7 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 			return nil, err
 		}
 		b.srv = srv
-		opts = append(opts, nats.InProcessServer(srv))
+		opts = append(opts, nats.InProcessServer(srv), nats.UserInfo(NodeUser, b.auth.nodeSecret), nats.CustomInboxPrefix(NodeInboxPrefix))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -153,6 +156,8 @@ func (b *Bus) startEmbedded(log *slog.Logger) (*server.Server, error) {
 		DontListen:         cfg.Listen == "",
 		MaxPayload:         8 << 20,
 	}
+	b.auth = newClientAuth()
+	o.CustomClientAuthentication = b.auth
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)
 		if err != nil {

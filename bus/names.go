@@ -19,6 +19,20 @@ const (
 	BucketMeta = "andromeda_meta"
 	// BucketTokens is the KV bucket of API tokens: sha256 of the token → role.
 	BucketTokens = "andromeda_tokens"
+	// BucketLedger is the KV bucket of action executions:
+	// <service>.<run id>.<seq> → execution record (store.Execution), kept
+	// for a bounded time after they end.
+	BucketLedger = "andromeda_ledger"
+	// BucketLedgerOpen indexes the executions that have not ended, by the
+	// same keys, so a starting node finds them without reading the ledger.
+	BucketLedgerOpen = "andromeda_ledger_open"
+	// BucketSecrets is the KV bucket of webhook secrets set at run time:
+	// secret name → value.
+	BucketSecrets = "andromeda_secrets"
+	// BucketNATSUsers is the KV bucket of the credentials the node issued
+	// to NATS clients of its embedded server: credential name → name,
+	// owner, created and the sha256 of its secret (never the secret).
+	BucketNATSUsers = "andromeda_nats_users"
 	// ObjectArtifacts is the object store of submitted archives, by digest.
 	ObjectArtifacts = "andromeda_artifacts"
 	// StreamRuns is the stream of run records, one subject per service.
