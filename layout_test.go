@@ -133,6 +133,7 @@ func TestImportRules(t *testing.T) {
 		{"strictdoc/strictjson", std, "strictdoc's JSON half, for the leaves that must not import YAML"},
 		{"archive", std, "a leaf"},
 		{"envelope", std, "a leaf: canonical JSON, sealing and verifying a run's submit envelope"},
+		{"keys", func(p string) bool { return std(p) || p == mod+"envelope" }, "a leaf: the node's signing keys, one file per target (envelope: KeyID)"},
 		{"health", std, "a leaf: failure counting and backoff"},
 		{"metrics", func(p string) bool { return std(p) || strings.HasPrefix(p, "github.com/prometheus/") }, "a leaf: the node's registry on client_golang"},
 		{"store", func(p string) bool { return p != mod+"api" && p != mod+"server" && p != mod+"node" }, "the store keeps its own records, not the API's wire types"},
