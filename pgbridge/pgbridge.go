@@ -119,7 +119,8 @@ type Status struct {
 	Reconnects uint64 `json:"reconnects"`
 	// Received counts notifications received from Postgres, Published
 	// those the publish function accepted, Rejected those it refused for
-	// good (ErrRejected). Pending is received but not yet settled.
+	// good (ErrRejected). Pending is received and neither published nor
+	// rejected: waiting, being published, or (after Close) dropped.
 	Received  uint64 `json:"received"`
 	Published uint64 `json:"published"`
 	Rejected  uint64 `json:"rejected"`
@@ -251,7 +252,7 @@ func (b *Bridge) Status() []Status {
 	for i, c := range b.chans {
 		c.mu.Lock()
 		out[i] = c.st
-		out[i].Pending = len(c.queue)
+		out[i].Pending = int(c.st.Received - c.st.Published - c.st.Rejected)
 		c.mu.Unlock()
 	}
 	return out

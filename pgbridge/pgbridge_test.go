@@ -193,6 +193,8 @@ func start(t *testing.T, chs []Channel, p *published, log *slog.Logger) *Bridge 
 		t.Fatal(err)
 	}
 	b.minBackoff, b.maxBackoff = 5*time.Millisecond, 100*time.Millisecond
+	// Probe often, so notifications also arrive while a probe is under way.
+	b.probeIdle = 20 * time.Millisecond
 	b.Start()
 	t.Cleanup(func() { b.Close() })
 	return b
@@ -262,6 +264,9 @@ func TestBridge(t *testing.T) {
 	st := b.Status()
 	if st[0].Received != 102 || st[0].Published != 102 || st[1].Received != 1 || st[1].Published != 1 || st[0].Pending != 0 {
 		t.Errorf("status = %+v, want 102 and 1 received and published", st)
+	}
+	if st[0].Reconnects != 0 || st[0].LastError != "" || st[0].State != Listening {
+		t.Errorf("status = %+v, want listening all along (probed every 20 ms)", st[0])
 	}
 	for _, s := range st {
 		if strings.Contains(s.Server, pgtest.Password) || !strings.Contains(s.Server, "xxxxx") {
@@ -381,8 +386,8 @@ func TestPublishFails(t *testing.T) {
 		defer pub.mu.Unlock()
 		return state(b, 0).Received == 50 && len(attempts) == 1 && maxOf(attempts) >= 3
 	})
-	if s := state(b, 0); s.Pending != 49 || s.Published != 0 || !strings.Contains(s.PublishError, "bus unavailable") {
-		t.Errorf("status while publishing fails = %+v, want 49 pending (one in hand), the error", s)
+	if s := state(b, 0); s.Pending != 50 || s.Published != 0 || !strings.Contains(s.PublishError, "bus unavailable") {
+		t.Errorf("status while publishing fails = %+v, want 50 pending, the error", s)
 	}
 	pub.mu.Lock()
 	down = false
@@ -433,4 +438,29 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestCloseWhilePublishFails: Close does not wait for a publish function
+// that keeps failing beyond its drain time, and says the channel stopped.
+func TestCloseWhilePublishFails(t *testing.T) {
+	srv := pgtest.Start(t)
+	pub := newPublished()
+	pub.fail = func(string, json.RawMessage) error { return errors.New("bus unavailable") }
+	var logs syncBuffer
+	b := start(t, []Channel{{DSN: srv.DSN(), Channel: "jobs", Topic: "jobs"}}, pub, slog.New(slog.NewTextHandler(&logs, nil)))
+	b.drainTimeout = 100 * time.Millisecond
+	waitFor(t, "listening", func() bool { return state(b, 0).State == Listening })
+	notify(t, srv.DSN(), "jobs", "a", "b", "c")
+	waitFor(t, "3 received", func() bool { return state(b, 0).Received == 3 })
+	start := time.Now()
+	b.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v with a failing publish function, want about the drain time", d)
+	}
+	if s := state(b, 0); s.State != Stopped || s.Published != 0 || s.Pending != 3 {
+		t.Errorf("status after Close = %+v, want stopped, nothing published, 3 pending", s)
+	}
+	if !strings.Contains(logs.String(), "stopped with notifications received but not published") || !strings.Contains(logs.String(), "count=3") {
+		t.Errorf("log does not count what Close dropped:\n%s", logs.String())
+	}
 }
