@@ -46,6 +46,27 @@ type HTTPInfo struct {
 	Headers map[string][]string `json:"headers,omitempty"`
 }
 
+// HTTPRequest is the message of a run fired by an http trigger (a
+// webhook): the request as it came, less its credentials.
+type HTTPRequest struct {
+	// Method is the request's method: GET, POST, PUT, PATCH or DELETE.
+	Method string `json:"method"`
+	// Path is the webhook path, as the trigger names it.
+	Path string `json:"path"`
+	// Query is the query string, parsed; absent when empty.
+	Query map[string][]string `json:"query,omitempty"`
+	// Headers are the request's headers by canonical name, without
+	// Authorization and the trigger's signature header.
+	Headers map[string][]string `json:"headers,omitempty"`
+	// Body is the body as JSON when the Content-Type is JSON
+	// (application/json or +json) and it parses; otherwise a JSON string
+	// of its text when it is valid UTF-8. Absent when empty.
+	Body json.RawMessage `json:"body,omitempty"`
+	// BodyBase64 is the body in standard base64 when it is not valid
+	// UTF-8 (and not JSON); Body is then absent.
+	BodyBase64 string `json:"body_base64,omitempty"`
+}
+
 // Output is what a service returns. A service that decides to do nothing
 // sets Noop to the reason; an output with neither actions, emits, an HTTP
 // response nor a noop reason is invalid.

@@ -56,6 +56,12 @@ type Config struct {
 	// Events bounds the bus's events stream and their delivery to event
 	// triggers: see EventsConfig.
 	Events EventsConfig `json:"events" yaml:"events"`
+	// Secrets are the values webhooks are checked with, by name
+	// ([a-z0-9_-]{1,64}); a manifest names them (auth: {bearer: NAME}).
+	// They win over secrets of the same name set at run time (andromeda
+	// secrets set), which cannot set or remove them. Keep a config file
+	// holding secrets readable by the node's user alone. Default none.
+	Secrets map[string]string `json:"secrets" yaml:"secrets"`
 	// Repair starts the node on a damaged store, dropping (and listing)
 	// what cannot be read. Not in the config file: serve --repair.
 	Repair bool `json:"-" yaml:"-"`
@@ -215,6 +221,7 @@ func ParseConfig(data []byte, isJSON bool) (Config, error) {
 			strictdoc.Field[UploadConfig]("max_unpacked", text),
 			strictdoc.Field[HTTPConfig]("upload_min_rate", text),
 			strictdoc.Field[HTTPConfig]("max_header_bytes", text),
+			strictdoc.Field[HTTPConfig]("max_hook_body", text),
 			strictdoc.Field[DiskConfig]("min_free", text),
 			strictdoc.Field[DiskConfig]("interval", text),
 		),
@@ -304,6 +311,9 @@ func (c Config) Validate() error {
 		bad("log.level", "must be debug, info, warn or error")
 	}
 	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkSecrets(c.Secrets); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Disk.Validate(); err != nil {

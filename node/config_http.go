@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/manifest"
@@ -23,6 +24,8 @@ import (
 //	  max_conns: 512
 //	  max_conns_per_ip: 64
 //	  metrics: {access: open, service_labels: operator}
+//	  hooks_listen: ""    # host:port: webhooks on a listener of their own
+//	  max_hook_body: 1Mi
 type HTTPConfig struct {
 	// ReadHeaderTimeout is how long a client may take to send a request's
 	// line and headers. Default 10s.
@@ -55,6 +58,13 @@ type HTTPConfig struct {
 	MaxConnsPerIP int `json:"max_conns_per_ip" yaml:"max_conns_per_ip"`
 	// Metrics says who may read GET /metrics and what it shows.
 	Metrics MetricsConfig `json:"metrics" yaml:"metrics"`
+	// HooksListen, when set (host:port), serves the webhooks (/hooks/...)
+	// on a listener of their own and no longer on the API's listen
+	// address, so that the API can stay private. Default "": on the API's.
+	HooksListen string `json:"hooks_listen" yaml:"hooks_listen"`
+	// MaxHookBody caps a webhook request's body, from 1Ki to 64Mi; a
+	// larger one is answered 413 and runs nothing. Default 1Mi.
+	MaxHookBody string `json:"max_hook_body" yaml:"max_hook_body"`
 }
 
 // MetricsConfig says who may read GET /metrics and which services appear in
@@ -101,6 +111,7 @@ func DefaultHTTPConfig() HTTPConfig {
 		WriteTimeout:      dur(d.WriteTimeout),
 		IdleTimeout:       dur(d.IdleTimeout),
 		MaxHeaderBytes:    "128Ki",
+		MaxHookBody:       "1Mi",
 		MaxConns:          d.MaxConns,
 		MaxConnsPerIP:     d.MaxConnsPerIP,
 		Metrics:           MetricsConfig{Access: metricsOpen, ServiceLabels: serviceLabelsOperator},
@@ -131,6 +142,7 @@ func (c HTTPConfig) Validate() error {
 	}{
 		{"upload_min_rate", c.UploadMinRate, 1, 1 << 30},
 		{"max_header_bytes", c.MaxHeaderBytes, 8 << 10, 16 << 20},
+		{"max_hook_body", c.MaxHookBody, 1 << 10, 64 << 20},
 	} {
 		if s.v == "" {
 			continue
@@ -139,6 +151,11 @@ func (c HTTPConfig) Validate() error {
 			bad(s.key, err.Error())
 		} else if n < s.min || n > s.max {
 			bad(s.key, fmt.Sprintf("must be from %d to %d bytes", s.min, s.max))
+		}
+	}
+	if c.HooksListen != "" {
+		if _, _, err := net.SplitHostPort(c.HooksListen); err != nil {
+			bad("hooks_listen", "must be host:port")
 		}
 	}
 	if c.MaxConns < 0 || c.MaxConns > 1_000_000 {
@@ -174,6 +191,10 @@ func (c HTTPConfig) serverConfig(sc server.Config) server.Config {
 		n, _ := parseBytes(c.MaxHeaderBytes)
 		sc.MaxHeaderBytes = int(n)
 	}
+	if c.MaxHookBody != "" {
+		sc.MaxHookBody, _ = parseBytes(c.MaxHookBody)
+	}
+	sc.NoHooks = c.HooksListen != ""
 	sc.MaxConns = c.MaxConns
 	sc.MaxConnsPerIP = c.MaxConnsPerIP
 	sc.MetricsToken = c.Metrics.Access == metricsToken

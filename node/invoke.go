@@ -102,6 +102,9 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 		Trigger: contract.Trigger{Kind: ev.Kind, Name: ev.Trigger, Topic: ev.Topic, Seq: ev.Seq, Publisher: ev.Publisher, At: ev.At.UTC().Format(time.RFC3339Nano)},
 		Start:   time.Now().UTC(),
 	}
+	if ev.Kind == trigger.KindHTTP {
+		run.Trigger.HTTP = &contract.HTTPInfo{Method: ev.Method, Path: ev.Path}
+	}
 	log := n.log.With(logService, d.rec.Name, logRun, run.ID, logTrigger, ev.Trigger)
 	finishing := false
 	defer func() {

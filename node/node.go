@@ -88,6 +88,8 @@ type Node struct {
 	undo       []func() error
 	runs       sync.WaitGroup
 	unrecorded *unrecorded // runs the store refused, retried until stored
+	secrets    *secretStore
+	hooksLn    net.Listener // the webhooks' own listener (http.hooks_listen), or nil
 	gate       *workGate   // refuses new work while the disk is nearly full or the store cannot write
 
 	testDrivers []sandbox.Driver // replace drivers by name; tests only
@@ -185,6 +187,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.reportRecovery()
+	if n.secrets, err = openSecrets(n.ctx, n.bus.JS, n.cfg.Secrets, n.log); err != nil {
+		return err
+	}
+	n.undo = append(n.undo, n.secrets.close)
 	// Runs written ahead of a state change that a crash cut short are
 	// recorded before anything can run again.
 	if err := n.reconcilePending(ctx); err != nil {
@@ -218,6 +224,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", n.cfg.Listen, err)
 	}
+	if err := n.listenHooks(); err != nil {
+		return err
+	}
 	handler := server.New(n, n.cfg.HTTP.serverConfig(server.Config{
 		MaxArchiveBytes: n.limits.maxArchive,
 		SeedEndpoint:    n.cfg.SeedEndpoint.Enabled,
@@ -242,6 +251,15 @@ func (n *Node) Addr() string {
 		return ""
 	}
 	return n.ln.Addr().String()
+}
+
+// HooksAddr is the address webhooks are served on: the hooks listener's
+// (http.hooks_listen), else the API's.
+func (n *Node) HooksAddr() string {
+	if n.hooksLn != nil {
+		return n.hooksLn.Addr().String()
+	}
+	return n.Addr()
 }
 
 // URL is the API's base URL.

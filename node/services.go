@@ -148,6 +148,9 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	if exists && prev.Digest == info.Digest && n.lookup(m.Name) != nil {
 		return api.SubmitResult{Service: n.view(prev), Unchanged: true}, nil
 	}
+	if err := n.hookConflict(m); err != nil {
+		return api.SubmitResult{}, err
+	}
 	pol := n.Policy()
 	sub, err := n.submission(ctx, m, info.Digest, int64(len(data)), o)
 	if err != nil {

@@ -104,12 +104,14 @@ func statusOf(err error) int {
 		{errUnauthenticated, http.StatusUnauthorized},
 		{ErrForbidden, http.StatusForbidden},
 		{errNoRoute, http.StatusNotFound},
+		{errMethod, http.StatusMethodNotAllowed},
 		{ErrConflict, http.StatusConflict},
 		{errMediaType, http.StatusUnsupportedMediaType},
 		{ErrRefused, http.StatusUnprocessableEntity},
 		{ErrUnusable, http.StatusUnprocessableEntity},
 		{ErrBusy, http.StatusTooManyRequests},
 		{ErrUnavailable, http.StatusServiceUnavailable},
+		{errHookFail, http.StatusBadGateway},
 	} {
 		if errors.Is(err, k.kind) {
 			return k.status

@@ -74,6 +74,12 @@ type Config struct {
 	// MetricsToken makes GET /metrics require an operator token. Default
 	// false: /metrics is open.
 	MetricsToken bool
+	// NoHooks leaves the webhooks (/hooks/...) out of this server: they
+	// are served by NewHooks on a listener of their own. Default false.
+	NoHooks bool
+	// MaxHookBody caps a webhook request's body; a larger one is answered
+	// 413 and runs nothing. Default 1 MiB.
+	MaxHookBody int64
 
 	// ReadHeaderTimeout is how long a client may take to send a request's
 	// line and headers. Default 10s.
@@ -117,6 +123,7 @@ func DefaultConfig() Config {
 	return Config{
 		MaxArchiveBytes:   16 << 20,
 		MaxJSONBytes:      1 << 20,
+		MaxHookBody:       1 << 20,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		UploadMinRate:     16 << 10,
@@ -133,6 +140,7 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	orDefault(&c.MaxArchiveBytes, d.MaxArchiveBytes)
 	orDefault(&c.MaxJSONBytes, d.MaxJSONBytes)
+	orDefault(&c.MaxHookBody, d.MaxHookBody)
 	orDefault(&c.ReadHeaderTimeout, d.ReadHeaderTimeout)
 	orDefault(&c.ReadTimeout, d.ReadTimeout)
 	orDefault(&c.UploadMinRate, d.UploadMinRate)
@@ -152,10 +160,11 @@ func orDefault[T int | int64 | time.Duration](v *T, d T) {
 
 // Server routes HTTP requests to a Backend.
 type Server struct {
-	b   Backend
-	cfg Config
-	log *slog.Logger
-	mux *http.ServeMux
+	b     Backend
+	hooks HookBackend // nil when the backend serves no webhooks
+	cfg   Config
+	log   *slog.Logger
+	mux   *http.ServeMux
 }
 
 // New returns a server for b. It starts nothing: use it as an http.Handler,
@@ -195,6 +204,7 @@ func (s *Server) routes() {
 	if s.cfg.SeedEndpoint {
 		s.mux.HandleFunc("POST /service", s.seedService)
 	}
+	s.hookRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

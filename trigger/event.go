@@ -56,6 +56,9 @@ type Event struct {
 	// Publisher names who published the event (event triggers): a token's
 	// name, or "service:NAME" for a run's emit; empty when unknown.
 	Publisher string
+	// Method and Path are the request's method and webhook path (http
+	// triggers); empty otherwise.
+	Method, Path string
 	// Message is the invocation's message: the trigger's configured message
 	// for cron triggers, the payload for the other kinds. May be nil.
 	Message json.RawMessage
