@@ -9,8 +9,8 @@ package main
 import (
 	"encoding/json"
 
-	andromeda "github.com/andromeda-runner/andromeda/sdk/go"
 	"github.com/andromeda-runner/andromeda/contract"
+	andromeda "github.com/andromeda-runner/andromeda/sdk/go"
 )
 
 func init() { andromeda.Handle(hook) }
