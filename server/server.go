@@ -205,6 +205,7 @@ func (s *Server) routes() {
 		s.mux.HandleFunc("POST /service", s.seedService)
 	}
 	s.hookRoutes()
+	s.keyRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
