@@ -204,4 +204,34 @@ type Readiness struct {
 	Reason   string          `json:"reason,omitempty"`
 	Store    json.RawMessage `json:"store,omitempty"`
 	Problems []string        `json:"problems,omitempty"`
+	// Postgres lists the events.postgres bridges; one that is
+	// reconnecting does not make the node unready.
+	Postgres []PostgresBridge `json:"postgres,omitempty"`
+}
+
+// PostgresBridge is one PostgreSQL notification channel bridged to a
+// topic (events.postgres), as /readyz shows it.
+type PostgresBridge struct {
+	Channel string `json:"channel"`
+	Topic   string `json:"topic"`
+	// Server is the DSN with its password replaced by xxxxx.
+	Server string `json:"server"`
+	// State is connecting, listening, reconnecting or stopped; Since when
+	// it began.
+	State string    `json:"state"`
+	Since time.Time `json:"since"`
+	// LastError is the last connection error, kept after the connection
+	// is back; PublishError the last error publishing, cleared by a
+	// publish that succeeds.
+	LastError    string `json:"last_error,omitempty"`
+	PublishError string `json:"publish_error,omitempty"`
+	// Reconnects counts the times it listened again after losing its
+	// connection; Received the notifications received, Published those
+	// published, Rejected those the bus refused for good, Pending those
+	// received and not yet published.
+	Reconnects uint64 `json:"reconnects"`
+	Received   uint64 `json:"received"`
+	Published  uint64 `json:"published"`
+	Rejected   uint64 `json:"rejected"`
+	Pending    int    `json:"pending"`
 }

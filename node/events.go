@@ -19,6 +19,7 @@ import (
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/contract"
+	"github.com/andromeda-runner/andromeda/pgbridge"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/server"
 	"github.com/andromeda-runner/andromeda/store"
@@ -50,6 +51,11 @@ type EventsConfig struct {
 	// Waiting for a free concurrency slot or for an unhealthy service's
 	// backoff does not count. Default 5.
 	MaxDeliver int `json:"max_deliver" yaml:"max_deliver"`
+	// Postgres bridges PostgreSQL notifications to topics: each entry,
+	// {dsn, channel, topic}, makes every NOTIFY on channel at the server
+	// dsn names an event on topic, published by the operator as
+	// {"channel", "payload", "pid"} (see PostgresChannel). Default none.
+	Postgres []PostgresChannel `json:"postgres" yaml:"postgres"`
 }
 
 // DefaultEventsConfig returns the documented defaults.
@@ -96,6 +102,7 @@ func (c EventsConfig) parse() (eventLimits, error) {
 	if l.maxDeliver = c.MaxDeliver; l.maxDeliver < 1 || l.maxDeliver > 100 {
 		errs = append(errs, errors.New("events.max_deliver: must be from 1 to 100"))
 	}
+	errs = append(errs, checkPostgres(c.Postgres)...)
 	return l, errors.Join(errs...)
 }
 
@@ -112,6 +119,8 @@ var errEventBusy = errors.New("concurrency limit reached")
 type eventBus struct {
 	stream jetstream.Stream
 	limits eventLimits
+	// postgres bridges events.postgres (pgbridge.go); nil without.
+	postgres *pgbridge.Bridge
 
 	mu      sync.Mutex
 	loops   map[string][]*eventLoop // by service
@@ -190,6 +199,13 @@ func (n *Node) Publish(ctx context.Context, p server.Principal, topic string, me
 // naming publisher on the event, and returns its stream sequence once
 // JetStream acknowledged it.
 func (n *Node) publish(ctx context.Context, operator bool, owner, publisher, topic string, message json.RawMessage) (uint64, error) {
+	return n.publishID(ctx, operator, owner, publisher, topic, message, "")
+}
+
+// publishID is publish with a message id: JetStream stores one event per
+// id within the stream's duplicate window (2 minutes), so a publish
+// retried after a lost acknowledgement is stored once.
+func (n *Node) publishID(ctx context.Context, operator bool, owner, publisher, topic string, message json.RawMessage, msgID string) (uint64, error) {
 	if err := bus.CheckTopic(topic); err != nil {
 		return 0, server.Errorf(server.ErrInvalid, "%v", err)
 	}
@@ -207,6 +223,9 @@ func (n *Node) publish(ctx context.Context, operator bool, owner, publisher, top
 	}
 	msg := &nats.Msg{Subject: bus.EventSubject(topic), Data: message, Header: nats.Header{}}
 	msg.Header.Set(headerPublisher, publisher)
+	if msgID != "" {
+		msg.Header.Set(nats.MsgIdHdr, msgID)
+	}
 	ack, err := n.bus.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(bus.StreamEvents))
 	if err != nil {
 		return 0, &server.Error{Kind: server.ErrUnavailable, Msg: fmt.Sprintf("publish on %s: %v", topic, err), RetryAfter: retryUnavailable}

@@ -207,6 +207,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.undo = append(n.undo, n.stopEvents) // before runs are waited for and deployments stop
+	n.startPostgres()
 	n.sched = trigger.NewScheduler(trigger.Config{}, n.onTick)
 	n.sched.Start()
 	n.undo = append(n.undo, func() error {

@@ -166,5 +166,6 @@ func (n *Node) Readiness() api.Readiness {
 		rd.Store, _ = json.Marshal(rep)
 		rd.Problems = rep.Problems()
 	}
+	rd.Postgres = n.postgresReadiness()
 	return rd
 }
