@@ -318,3 +318,20 @@ func TestOpenSSL(t *testing.T) {
 }
 
 var _ crypto.Signer = (*Key)(nil)
+
+// BenchmarkSigner is what the node pays per envelope to load a target's
+// key from its file.
+func BenchmarkSigner(b *testing.B) {
+	k, err := Open(filepath.Join(b.TempDir(), "keys"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := k.Create("a"); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := k.Signer("a"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
