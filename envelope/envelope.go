@@ -76,7 +76,7 @@ type Envelope struct {
 // Canonical returns e's canonical JSON, the bytes that are digested and
 // signed: an object with members actions, created, run_id, service, target
 // and version, in JCS form. Service, version, run id and target must be
-// non-empty valid UTF-8, Created non-zero, and there must be at least one
+// non-empty valid UTF-8, Created non-zero and in years 1 to 9999, and there must be at least one
 // action; an action JCS cannot represent is refused with its path
 // (`actions[1].amount: ...`).
 func Canonical(e Envelope) ([]byte, error) {
@@ -102,6 +102,9 @@ func (e Envelope) value() (value, error) {
 	}
 	if e.Created.IsZero() {
 		return nil, fmt.Errorf("%w: created: required", ErrInvalid)
+	}
+	if y := e.Created.UTC().Year(); y < 1 || y > 9999 {
+		return nil, fmt.Errorf("%w: created: year %d is not one RFC 3339 can write (1 to 9999)", ErrInvalid, y)
 	}
 	if len(e.Actions) == 0 {
 		return nil, fmt.Errorf("%w: actions: at least one submit action is required", ErrInvalid)

@@ -57,6 +57,7 @@ func TestCanonicalEnvelopeRefuses(t *testing.T) {
 		{"no target", func(e *Envelope) { e.Target = "" }, "target: required", ErrInvalid},
 		{"bad UTF-8", func(e *Envelope) { e.RunID = "\xff" }, "run_id: invalid UTF-8", ErrInvalid},
 		{"no time", func(e *Envelope) { e.Created = time.Time{} }, "created: required", ErrInvalid},
+		{"year 10000", func(e *Envelope) { e.Created = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }, "created: year 10000", ErrInvalid},
 		{"no actions", func(e *Envelope) { e.Actions = nil }, "actions: at least one", ErrInvalid},
 		{"huge amount", func(e *Envelope) { e.Actions[1] = json.RawMessage(`{"amount":1e999}`) }, "actions[1].amount: number 1e999 is beyond", ErrJSON},
 		{"not JSON", func(e *Envelope) { e.Actions[0] = json.RawMessage(`{"amount":}`) }, "actions[0].amount: unexpected '}'", ErrJSON},
