@@ -5,8 +5,8 @@
 // its manifest declares, actions per run, numeric caps on named params).
 // A run whose output breaks a rule executes nothing.
 //
-// Executors, which perform actions, will live here too; none is built
-// yet. The package imports only the standard library and package contract,
+// Executors, which perform actions, are in package executor and the node.
+// This package imports only the standard library and package contract,
 // and does no I/O.
 package action
 
@@ -63,6 +63,19 @@ type Rules struct {
 	// CapsRule is the path of the caps in errors, followed by
 	// ".KIND.PARAM" ("capabilities.caps.params").
 	CapsRule string
+	// URL, when set, judges the url of every http action (the service's
+	// network grant): its error is the problem at params.url.
+	URL func(url string) error
+	// Target is the one target the service operates (its manifest's
+	// target, as admitted). A submit action goes there: one naming
+	// another target, or any submit of a service with no target, breaks
+	// the rules. Checked only when CheckTarget is set.
+	Target      string
+	CheckTarget bool
+	// Executor, when set, says whether the node has an executor for a
+	// kind that is not built in (executors.kinds in its config); an
+	// action of a kind it has none for breaks the rules.
+	Executor func(kind string) bool
 }
 
 // A Problem is one broken rule of an output: the path of the offending
@@ -124,6 +137,10 @@ func (r Rules) Check(out contract.Output) error {
 			v = append(v, Problem{at + ".kind", fmt.Sprintf("%q is not declared in capabilities.actions (%s)", a.Kind, declared)})
 			continue
 		}
+		if !Builtin(a.Kind) && r.Executor != nil && !r.Executor(a.Kind) {
+			v = append(v, Problem{at + ".kind", fmt.Sprintf("%q has no executor on this node (built in: http, emit, publish, log, submit; others are registered by the operator under executors.kinds)", a.Kind)})
+			continue
+		}
 		params, problems := checkParams(a.Kind, a.Params)
 		for _, p := range problems {
 			v = append(v, Problem{at + "." + p.Path, p.Rule})
@@ -131,6 +148,7 @@ func (r Rules) Check(out contract.Output) error {
 		if len(problems) > 0 {
 			continue
 		}
+		v = append(v, r.checkEffect(at, a.Kind, params)...)
 		for _, name := range slices.Sorted(maps.Keys(r.Caps[a.Kind])) {
 			if p, broken := r.capParam(a.Kind, name, params); broken {
 				v = append(v, Problem{at + ".params." + name, p})
@@ -141,6 +159,32 @@ func (r Rules) Check(out contract.Output) error {
 		return nil
 	}
 	return v
+}
+
+// checkEffect checks where an action with well-formed params would reach:
+// an http action's url against the network grant, a submit's target
+// against the service's.
+func (r Rules) checkEffect(at, kind string, params map[string]json.RawMessage) []Problem {
+	switch {
+	case kind == HTTP && r.URL != nil:
+		var u string
+		json.Unmarshal(params["url"], &u)
+		if err := r.URL(u); err != nil {
+			return []Problem{{at + ".params.url", strings.TrimPrefix(err.Error(), "url: ")}}
+		}
+	case kind == Submit && r.CheckTarget:
+		var t string
+		if raw, ok := params["target"]; ok {
+			json.Unmarshal(raw, &t)
+		}
+		switch {
+		case r.Target == "":
+			return []Problem{{at, "the service names no target (target in its manifest), so it has nothing to submit to"}}
+		case t != "" && t != r.Target:
+			return []Problem{{at + ".params.target", fmt.Sprintf("%q is not this service's target %q: a service submits only to the target it was admitted for", t, r.Target)}}
+		}
+	}
+	return nil
 }
 
 // CheckParams checks the params of one action of kind against the kind's

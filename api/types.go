@@ -81,7 +81,7 @@ type Run struct {
 	// Outcome is ok, noop, error, timeout, crashed, oom, rejected or skipped.
 	Outcome string `json:"outcome"`
 	// Output holds the actions, emits and state change the service returned.
-	// In this version actions and emits are recorded, not executed.
+	// The actions of an ok run are executed by the node: see Executions.
 	Output    *contract.Output `json:"output,omitempty"`
 	Noop      string           `json:"noop_reason,omitempty"`
 	Error     string           `json:"error,omitempty"`
@@ -90,6 +90,40 @@ type Run struct {
 	Truncated bool             `json:"truncated,omitempty"` // output dropped to keep the record bounded
 	// Emitted says what became of each emit to a bus topic, in order.
 	Emitted []Emitted `json:"emitted,omitempty"`
+	// Executions are what became of the run's actions, in order: one per
+	// action, except that all submit actions make one signed envelope. Set
+	// when one run is asked for (GET /v1/services/{name}/runs/{id}) and on
+	// a planned fire.
+	Executions []Execution `json:"executions,omitempty"`
+	// Plan is set on the answer to a planned fire (fire --plan): nothing
+	// of the run took effect; Executions say what would have been sent.
+	Plan bool `json:"plan,omitempty"`
+}
+
+// Execution is one execution of a run's actions, from the node's ledger.
+type Execution struct {
+	// Key is the idempotency key, sent to HTTP endpoints as
+	// Idempotency-Key on every attempt.
+	Key string `json:"key"`
+	// Actions are the indexes of the run's actions it executes.
+	Actions []int  `json:"actions"`
+	Kind    string `json:"kind"`
+	Target  string `json:"target,omitempty"`
+	// Digest is sha256 of the canonical params, or of the envelope.
+	Digest string `json:"digest"`
+	// State is planned, sent, retry, confirmed or failed.
+	State    string `json:"state"`
+	Attempts int    `json:"attempts"`
+	Error    string `json:"error,omitempty"`
+	// Status and Response are the endpoint's last answer (HTTP kinds);
+	// Sequence is the event's (emit, publish, registered kinds).
+	Status    int       `json:"status,omitempty"`
+	Response  string    `json:"response,omitempty"`
+	Sequence  uint64    `json:"sequence,omitempty"`
+	Endpoint  string    `json:"endpoint,omitempty"`
+	Envelope  string    `json:"envelope,omitempty"` // submit: the signed envelope sent (or, on a plan, that would be)
+	Updated   time.Time `json:"updated"`
+	NextRetry time.Time `json:"next_retry,omitzero"`
 }
 
 // Usage is what a run consumed; zero fields were not measured.

@@ -5,13 +5,14 @@ import (
 
 	"github.com/andromeda-runner/andromeda/action"
 	"github.com/andromeda-runner/andromeda/contract"
+	"github.com/andromeda-runner/andromeda/executor"
 	"github.com/andromeda-runner/andromeda/sandbox"
 )
 
 // actionRules are the rules d's runs keep to: the action kinds its
 // admitted manifest declares, and its caps, as the admitted decision
 // clamped them.
-func (d *deployed) actionRules() action.Rules {
+func (d *deployed) actionRules(executorFor func(kind string) bool) action.Rules {
 	caps := d.manifest.Capabilities.Caps
 	r := action.Rules{
 		Kinds:      d.manifest.Capabilities.Actions,
@@ -30,6 +31,13 @@ func (d *deployed) actionRules() action.Rules {
 	if len(caps.Params) > 0 {
 		r.Caps = caps.Params
 	}
+	// Where actions may reach: an http action only the hosts of the
+	// service's network grant, a submit only the service's own target,
+	// and other kinds only with an executor registered on this node.
+	grant := executor.Grant{Any: d.manifest.Capabilities.Network.Any, Hosts: d.manifest.Capabilities.Network.Hosts}
+	r.URL = grant.Allowed
+	r.Target, r.CheckTarget = d.manifest.Target, true
+	r.Executor = executorFor
 	return r
 }
 
@@ -40,11 +48,11 @@ func (d *deployed) actionRules() action.Rules {
 // published. Under capabilities.caps.actions_per_minute, the actions of
 // an ok result are taken from the minute's budget: the caller gives them
 // back (giveBack) if they do not take effect after all.
-func (d *deployed) judgeActions(r *sandbox.Result) (taken *stamp) {
+func (d *deployed) judgeActions(r *sandbox.Result, executorFor func(kind string) bool) (taken *stamp) {
 	if r.Outcome != sandbox.OK {
 		return nil
 	}
-	if err := d.actionRules().Check(r.Output); err != nil {
+	if err := d.actionRules(executorFor).Check(r.Output); err != nil {
 		r.Outcome, r.Error = sandbox.Rejected, err.Error()
 		return nil
 	}

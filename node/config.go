@@ -56,6 +56,9 @@ type Config struct {
 	// Events bounds the bus's events stream and their delivery to event
 	// triggers: see EventsConfig.
 	Events EventsConfig `json:"events" yaml:"events"`
+	// Executors: how the node performs the actions runs return (see
+	// ExecutorsConfig).
+	Executors ExecutorsConfig `json:"executors" yaml:"executors"`
 	// Secrets are the values webhooks are checked with, by name
 	// ([a-z0-9_-]{1,64}); a manifest names them (auth: {bearer: NAME}).
 	// They win over secrets of the same name set at run time (andromeda
@@ -167,6 +170,7 @@ func DefaultConfig() Config {
 		Wasm:         WasmConfig{MemoryBudget: "1Gi"},
 		HTTP:         DefaultHTTPConfig(),
 		Events:       DefaultEventsConfig(),
+		Executors:    DefaultExecutorsConfig(),
 	}
 }
 
@@ -320,6 +324,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Events.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Executors.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Policy.Validate(); err != nil {

@@ -236,7 +236,7 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 	// Actions the service may not ask for reject the run before anything
 	// of it takes effect, its state change included. Actions taken from
 	// the minute's budget go back if they do not take effect.
-	if taken := d.judgeActions(&r); taken != nil {
+	if taken := d.judgeActions(&r, n.executorFor); taken != nil {
 		defer func() {
 			if r.Outcome != sandbox.OK || conflict || failure != "" {
 				d.rates.giveBack(*taken)
@@ -374,7 +374,7 @@ func (n *Node) record(run store.Run) error {
 			break
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = n.store.AppendRun(ctx, run)
+		err = n.save(ctx, run)
 		cancel()
 		if err == nil {
 			return nil
@@ -385,6 +385,23 @@ func (n *Node) record(run store.Run) error {
 	}
 	n.unrecorded.add(run)
 	return err
+}
+
+// save plans run's executions in the ledger, records the run and starts
+// them: an acknowledged run's actions are never lost, and the actions of
+// a run that was not recorded are never executed. Both steps are
+// idempotent (the ledger keeps what was planned; the run's id is its
+// record's message id), so save may be retried.
+func (n *Node) save(ctx context.Context, run store.Run) error {
+	plans, err := n.planRun(ctx, run)
+	if err != nil {
+		return err
+	}
+	if err := n.store.AppendRun(ctx, run); err != nil {
+		return err
+	}
+	n.startExecutions(plans)
+	return nil
 }
 
 var runIDEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)

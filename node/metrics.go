@@ -24,6 +24,7 @@ const operatorOwner = "operator"
 type nodeMetrics struct {
 	reg         *metrics.Registry // served by Node.Metrics
 	invocations *prometheus.CounterVec
+	executions  *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	labels      string                   // service_labels: all, operator or none
 	owner       func(name string) string // a deployed service's owner; "" when unknown
@@ -41,6 +42,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 			return ""
 		},
 		invocations: reg.NewCounterVec("andromeda_invocations_total", "Invocations by service and outcome (ok, noop, error, timeout, crashed, oom, rejected, skipped).", "service", "outcome"),
+		executions:  reg.NewCounterVec("andromeda_executions_total", "Attempts at executing actions that ended, by action kind and what became of the execution (confirmed, retry, failed).", "kind", "state"),
 		duration:    reg.NewHistogramVec("andromeda_invocation_duration_seconds", "Wall time of invocations by service, from trigger to recorded run.", nil, "service"),
 	}
 	reg.NewGaugeFunc("andromeda_services", "Services deployed on this node.", func() float64 {
@@ -60,6 +62,14 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		return float64(c)
 	})
 	return m
+}
+
+// executed counts an attempt at an execution that ended in state.
+func (m *nodeMetrics) executed(kind, state string) {
+	if m == nil {
+		return
+	}
+	m.executions.WithLabelValues(kind, state).Inc()
 }
 
 func (m *nodeMetrics) observe(service, outcome string, d time.Duration) {

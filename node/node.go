@@ -64,6 +64,7 @@ type Node struct {
 	store   *store.Store
 	sched   *trigger.Scheduler
 	events  *eventBus
+	exec    *executions // the ledger's executions (execute.go)
 	metrics *nodeMetrics
 	drivers map[string]*driverState
 	http    *http.Server
@@ -191,6 +192,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.undo = append(n.undo, n.secrets.close)
+	if err := n.openExecutions(n.ownAddrs); err != nil {
+		return err
+	}
+	n.undo = append(n.undo, n.exec.close) // after runs in flight have finished
 	// Runs written ahead of a state change that a crash cut short are
 	// recorded before anything can run again.
 	if err := n.reconcilePending(ctx); err != nil {
@@ -240,10 +245,28 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		defer cancel()
 		return n.http.Shutdown(sctx)
 	})
+	// Executions the node stopped in the middle of go on, under the same
+	// idempotency keys.
+	if err := n.exec.resume(ctx); err != nil {
+		return fmt.Errorf("resume executions: %w", err)
+	}
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()
 	return nil
+}
+
+// ownAddrs are the node's listening addresses, which executions never
+// reach: the API, and the embedded NATS server's client port.
+func (n *Node) ownAddrs() []string {
+	var out []string
+	if n.ln != nil {
+		out = append(out, n.ln.Addr().String())
+	}
+	if n.cfg.NATS.Listen != "" {
+		out = append(out, n.cfg.NATS.Listen)
+	}
+	return out
 }
 
 // Addr is the address the API listens on (useful with port 0).

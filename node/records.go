@@ -66,3 +66,23 @@ func apiService(s store.Service) api.Service {
 		StatusDetail: s.StatusDetail,
 	}
 }
+
+// apiExecutions is a run's executions as the API shows them.
+func apiExecutions(es []store.Execution) []api.Execution {
+	out := make([]api.Execution, len(es))
+	for i, e := range es {
+		x := api.Execution{
+			Key: e.Key, Actions: e.Actions, Kind: e.Kind, Target: e.Target, Digest: e.Digest,
+			State: e.State, Attempts: e.Attempts, Error: e.Error, Endpoint: e.Endpoint,
+			Updated: e.Updated, NextRetry: e.Next,
+		}
+		if e.Response != nil {
+			x.Status, x.Response, x.Sequence = e.Response.Status, e.Response.Body, e.Response.Seq
+		}
+		if e.Kind == "submit" {
+			x.Envelope = string(e.Request)
+		}
+		out[i] = x
+	}
+	return out
+}

@@ -42,5 +42,11 @@ func (n *Node) Run(ctx context.Context, p server.Principal, service, id string) 
 	if err != nil {
 		return api.Run{}, err
 	}
-	return apiRun(r), nil
+	ar := apiRun(r)
+	es, err := n.store.Executions(ctx, service, id)
+	if err != nil {
+		return api.Run{}, err
+	}
+	ar.Executions = apiExecutions(es)
+	return ar, nil
 }

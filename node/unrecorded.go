@@ -58,7 +58,7 @@ func (u *unrecorded) Len() int {
 
 // retry records held runs until ctx ends, every few seconds while any are
 // held. Runs still held at the end are logged as lost, loudly.
-func (u *unrecorded) retry(ctx context.Context, s *store.Store, log *slog.Logger, healthy func() error) {
+func (u *unrecorded) retry(ctx context.Context, save func(context.Context, store.Run) error, log *slog.Logger, healthy func() error) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
@@ -73,11 +73,11 @@ func (u *unrecorded) retry(ctx context.Context, s *store.Store, log *slog.Logger
 		case <-u.kick:
 			continue // the caller retries right away; wait for the tick
 		}
-		u.flush(ctx, s, log, healthy)
+		u.flush(ctx, save, log, healthy)
 	}
 }
 
-func (u *unrecorded) flush(ctx context.Context, s *store.Store, log *slog.Logger, healthy func() error) {
+func (u *unrecorded) flush(ctx context.Context, save func(context.Context, store.Run) error, log *slog.Logger, healthy func() error) {
 	for {
 		u.mu.Lock()
 		if len(u.runs) == 0 {
@@ -90,7 +90,7 @@ func (u *unrecorded) flush(ctx context.Context, s *store.Store, log *slog.Logger
 			return // the store says it cannot write: wait for the next tick
 		}
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := s.AppendRun(actx, r)
+		err := save(actx, r)
 		cancel()
 		if err != nil {
 			return // the store still refuses; try again on the next tick
@@ -113,10 +113,10 @@ func (n *Node) startRetrying() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		n.unrecorded.retry(ctx, n.store, n.log, n.bus.Health)
+		n.unrecorded.retry(ctx, n.save, n.log, n.bus.Health)
 	}()
 	n.undo = append(n.undo, func() error {
-		n.unrecorded.flush(context.Background(), n.store, n.log, n.bus.Health)
+		n.unrecorded.flush(context.Background(), n.save, n.log, n.bus.Health)
 		cancel()
 		<-done
 		return nil
@@ -128,7 +128,10 @@ func (n *Node) startRetrying() {
 func (n *Node) reconcilePending(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	found, err := n.store.ReconcilePending(ctx)
+	found, err := n.store.ReconcilePending(ctx, func(ctx context.Context, r store.Run) error {
+		_, err := n.planRun(ctx, r)
+		return err
+	})
 	for _, r := range found {
 		if r.Committed {
 			n.log.Warn("recorded a run whose state committed just before the node stopped", logService, r.Run.Service, logRun, r.Run.ID, logOutcome, r.Run.Outcome)

@@ -368,7 +368,11 @@ func (a *admission) driver() {
 			cands = append(cands, d)
 		}
 	}
+	// A driver that cannot give a sandbox network still takes a service
+	// whose grant its http actions use: the node's executor reaches the
+	// granted hosts for it (seed 000's "network through actions").
 	needNet := !a.m.Capabilities.Network.None()
+	throughActions := needNet && slices.Contains(a.m.Capabilities.Actions, "http")
 	var usable, why []string
 	for _, name := range cands {
 		info, known := a.node.Drivers[name]
@@ -379,8 +383,8 @@ func (a *admission) driver() {
 			why = append(why, fmt.Sprintf("driver %s is disabled on this node: %s", name, info.Reason))
 		case len(info.Languages) > 0 && !slices.Contains(info.Languages, lang):
 			why = append(why, fmt.Sprintf("driver %s has no %s toolchain here (it has %s)", name, orNone(lang), strings.Join(info.Languages, ", ")))
-		case needNet && !info.Network:
-			why = append(why, fmt.Sprintf("driver %s cannot grant network access", name))
+		case needNet && !info.Network && !throughActions:
+			why = append(why, fmt.Sprintf("driver %s cannot grant network access (a service that declares the http action kind is granted its network through its actions on any driver)", name))
 		default:
 			usable = append(usable, name)
 		}

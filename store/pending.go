@@ -49,8 +49,11 @@ type Reconciled struct {
 
 // ReconcilePending records every pending run: as it ended when its state
 // change was committed, else as an interrupted error. Call it at start,
-// before any run of the services can write state.
-func (s *Store) ReconcilePending(ctx context.Context) ([]Reconciled, error) {
+// before any run of the services can write state. plan, when set, is
+// called with each run that committed before it is recorded (and with one
+// found recorded already), so that its actions are planned before anyone
+// can see the run: it must be idempotent.
+func (s *Store) ReconcilePending(ctx context.Context, plan func(context.Context, Run) error) ([]Reconciled, error) {
 	keys, err := s.pending.ListKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: list pending runs: %w", err)
@@ -75,6 +78,12 @@ func (s *Store) ReconcilePending(ctx context.Context) ([]Reconciled, error) {
 		// Recorded already (the node died between the record and the
 		// drop): the stream's duplicate window may be long past, so look.
 		if _, err := s.Run(ctx, r.Service, r.ID); err == nil {
+			if plan != nil {
+				if err := plan(ctx, r); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
 			if err := s.DeletePending(ctx, r.Service, r.ID); err != nil {
 				errs = append(errs, err)
 			}
@@ -91,6 +100,12 @@ func (s *Store) ReconcilePending(ctx context.Context) ([]Reconciled, error) {
 			r.Output = nil
 			r.Noop = ""
 			r.Error = "interrupted: the node stopped before this run's state change was committed; nothing it asked for took effect"
+		}
+		if rc.Committed && plan != nil {
+			if err := plan(ctx, r); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		}
 		if err := s.AppendRun(ctx, r); err != nil {
 			errs = append(errs, err)

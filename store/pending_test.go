@@ -66,7 +66,7 @@ func TestPendingSurvivesACrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.ReconcilePending(ctx)
+	got, err := s.ReconcilePending(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestPendingSurvivesACrash(t *testing.T) {
 		}
 	}
 	// Nothing is left pending: a second reconcile finds nothing.
-	if again, err := s.ReconcilePending(ctx); err != nil || len(again) != 0 {
+	if again, err := s.ReconcilePending(ctx, nil); err != nil || len(again) != 0 {
 		t.Fatalf("second reconcile = %+v, %v", again, err)
 	}
 }

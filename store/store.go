@@ -33,6 +33,9 @@ type Config struct {
 	RunsMaxBytes int64
 	// MaxStateBytes caps one service's state object. Default 1 MiB.
 	MaxStateBytes int
+	// LedgerTTL is how long an execution's record is kept after its last
+	// change. Default 7 days.
+	LedgerTTL time.Duration
 	// Replicas for streams and buckets (1 for a single node). Default 1.
 	Replicas int
 	// Timeout bounds Open as a whole and each registry listing (a read of
@@ -57,6 +60,7 @@ func DefaultConfig() Config {
 		MaxRunBytes:    64 << 10,
 		RunsMaxBytes:   512 << 20,
 		MaxStateBytes:  1 << 20,
+		LedgerTTL:      7 * 24 * time.Hour,
 		Replicas:       1,
 		Timeout:        10 * time.Second,
 	}
@@ -75,6 +79,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxStateBytes <= 0 {
 		c.MaxStateBytes = d.MaxStateBytes
+	}
+	if c.LedgerTTL <= 0 {
+		c.LedgerTTL = d.LedgerTTL
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = d.Replicas
@@ -108,7 +115,9 @@ type Store struct {
 	tokens    jetstream.KeyValue
 	pending   jetstream.KeyValue
 	meta      jetstream.KeyValue
-	registry  jetstream.Stream // the stream under services
+	ledger    jetstream.KeyValue // action executions (ledger.go)
+	open      jetstream.KeyValue // the executions that have not ended
+	registry  jetstream.Stream   // the stream under services
 	artifacts jetstream.ObjectStore
 	runs      jetstream.Stream
 	recovery  Report
@@ -169,8 +178,16 @@ func (s *Store) create(ctx context.Context) error {
 	s.tokens = kv(bus.BucketTokens, "andromeda API tokens (hashed)")
 	s.pending = kv(bus.BucketPending, "andromeda runs whose state is being committed (write-ahead)")
 	s.meta = kv(bucketMeta, "andromeda store bookkeeping: what the registry held at its last write")
+	s.open = kv(openBucket, "andromeda action executions that have not ended")
 	if err != nil {
 		return err
+	}
+	s.ledger, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: ledgerBucket, Description: "andromeda action executions (the ledger)", History: 1,
+		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, TTL: cfg.LedgerTTL,
+	})
+	if err != nil {
+		return fmt.Errorf("store: bucket %s: %w", ledgerBucket, err)
 	}
 	if s.registry, err = s.js.Stream(ctx, kvStream(bus.BucketServices)); err != nil {
 		return fmt.Errorf("store: bucket %s: %w", bus.BucketServices, err)
