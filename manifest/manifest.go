@@ -202,6 +202,12 @@ type Trigger struct {
 	// follows (contract.CheckTopic): dot-separated tokens of [a-z0-9_-],
 	// no wildcards, at most 128 characters.
 	Topic string `json:"topic,omitempty" yaml:"topic,omitempty"`
+	// Public lets any submitter, and any NATS credential, publish on the
+	// topic of an event trigger, not only its owner's namespace. A
+	// submitter's service may make public only topics under its owner's
+	// name (OWNER.…); the operator's any topic. Only on kind event.
+	// Default false.
+	Public bool `json:"public,omitempty" yaml:"public,omitempty"`
 	// Path is the webhook path of an http trigger: it starts with
 	// /hooks/, uses only [A-Za-z0-9._~/-], has no empty, '.' or '..'
 	// segment and is at most 256 characters. One path is mounted by one

@@ -265,7 +265,7 @@ func (v *validator) triggers(ts []Trigger) {
 			allowed = map[string]bool{"every": true, "schedule": true, "input": true}
 			v.cron(p, t)
 		case KindEvent:
-			allowed["topic"] = true
+			allowed["topic"], allowed["public"] = true, true
 			switch {
 			case t.Topic == "":
 				v.fail(p+".topic", "required for kind event")
@@ -311,6 +311,7 @@ func (v *validator) triggers(ts []Trigger) {
 			{"every", !t.Every.IsZero()},
 			{"schedule", t.Schedule != ""},
 			{"topic", t.Topic != ""},
+			{"public", t.Public},
 			{"path", t.Path != ""},
 			{"methods", t.Methods != nil},
 			{"auth", !t.Auth.IsZero()},
