@@ -391,6 +391,7 @@ func (n *Node) eventLoop(ctx context.Context, done chan struct{}, d *deployed, i
 	defer close(done)
 	defer wg.Wait()
 	log := n.log.With(logService, d.rec.Name, logTrigger, trigger.Name(idx))
+	ran := n.ranAboveAckFloor(ctx, log, d.rec.Name, trigger.Name(idx), topic, cons)
 	c := cap(d.sem)
 	slots := make(chan struct{}, c)
 	for {
@@ -424,7 +425,7 @@ func (n *Node) eventLoop(ctx context.Context, done chan struct{}, d *deployed, i
 				got++
 				wg.Go(func() {
 					defer func() { <-slots }()
-					n.handleEvent(ctx, log, d, idx, topic, msg)
+					n.handleEvent(ctx, log, d, idx, topic, msg, ran)
 				})
 			}
 			err = batch.Error()
@@ -445,8 +446,10 @@ func (n *Node) eventLoop(ctx context.Context, done chan struct{}, d *deployed, i
 // run is recorded and did not fail; delivered again later (with backoff)
 // when the run failed or was not recorded; after MaxDeliver runs, recorded
 // as a dead letter and terminated. An event that finds the service busy,
-// or the store refusing work, waits here holding its delivery.
-func (n *Node) handleEvent(ctx context.Context, log *slog.Logger, d *deployed, idx int, topic string, msg jetstream.Msg) {
+// or the store refusing work, waits here holding its delivery. ran holds
+// the events of this trigger that ran before its loop started (see
+// ranAboveAckFloor): they are acknowledged without running again.
+func (n *Node) handleEvent(ctx context.Context, log *slog.Logger, d *deployed, idx int, topic string, msg jetstream.Msg, ran map[uint64]string) {
 	md, err := msg.Metadata()
 	if err != nil {
 		log.Error("event without metadata", logErr, err)
@@ -463,8 +466,16 @@ func (n *Node) handleEvent(ctx context.Context, log *slog.Logger, d *deployed, i
 		n.deadLetter(log, d, ev, key, int(md.NumDelivered)-1, msg)
 		return
 	}
-	// A redelivered event may have run already: its run recorded (or its
-	// write-ahead copy recorded at start) but the ack lost to a crash.
+	// An event delivered again after a crash may have run already: its run
+	// recorded (or its write-ahead copy recorded at start) but the ack, or
+	// even the delivery itself, lost with the consumer state the crash
+	// did not let JetStream write.
+	if id, ok := ran[ev.Seq]; ok {
+		log.Info("event ran before the restart; acknowledged without running it again", logRun, id, "seq", ev.Seq)
+		n.events.forget(key)
+		n.ackEvent(log, msg, id, ev.Seq)
+		return
+	}
 	if md.NumDelivered > 1 {
 		if id, ok := n.eventRan(ctx, d.rec.Name, ev); ok {
 			log.Info("redelivered event already ran; acknowledged without running it again", logRun, id, "seq", ev.Seq)
@@ -543,6 +554,52 @@ func (n *Node) eventRan(ctx context.Context, service string, ev trigger.Event) (
 
 // eventRanScan bounds how many runs a redelivered event's check reads.
 const eventRanScan = 10_000
+
+// ranAboveAckFloor returns, by event sequence, the runs of service's
+// trigger on topic that did not fail, recorded for events above cons's
+// ack floor: the events a previous loop or node may have run without
+// JetStream remembering it. The embedded server writes a consumer's state
+// (deliveries, acks) to disk about ten times a second, not with each
+// change, so after a SIGKILL an event that was delivered, run and
+// acknowledged just before can come back as a first delivery, which
+// NumDelivered cannot tell from a new event. It reads the runs since the
+// first event above the floor was published, at most eventRanScan of
+// them; on an error it returns what it has (those events run: at least
+// once).
+func (n *Node) ranAboveAckFloor(ctx context.Context, log *slog.Logger, service, trig, topic string, cons jetstream.Consumer) map[uint64]string {
+	ran := map[uint64]string{}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		log.Warn("read the event consumer's state; events it lost may run again", logErr, err)
+		return ran
+	}
+	floor := info.AckFloor.Stream
+	if info.NumPending == 0 && info.NumAckPending == 0 {
+		return ran // nothing above the floor will be delivered
+	}
+	q := store.RunQuery{Limit: store.MaxListRuns}
+	if m, err := n.events.stream.GetMsg(ctx, floor+1); err == nil {
+		q.Since = m.Time.Add(-time.Minute)
+	}
+	for scanned := 0; scanned < eventRanScan; {
+		page, err := n.store.ListServiceRuns(ctx, q, service)
+		if err != nil {
+			log.Warn("read the runs of events above the consumer's ack floor; events it lost may run again", logErr, err)
+			return ran
+		}
+		for _, r := range page.Runs {
+			if r.Trigger.Kind == trigger.KindEvent && r.Trigger.Name == trig && r.Trigger.Topic == topic && r.Trigger.Seq > floor && !failed(r.Outcome) {
+				ran[r.Trigger.Seq] = r.ID
+			}
+		}
+		scanned += len(page.Runs)
+		if page.Next == "" {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	return ran
+}
 
 // deadLetter records an event whose runs failed delivered times as a run
 // that says so, with the last error, and terminates it.
