@@ -221,9 +221,29 @@ type Trigger struct {
 	// {bearer: SECRET} or {hmac: {...}} (see HookAuth). A trigger without
 	// auth is admitted and answers 401 to every request.
 	Auth HookAuth `json:"auth,omitzero" yaml:"auth,omitempty"`
+	// CatchUp is what a cron trigger does about the ticks that fell due
+	// while the node was down, when the node starts again: skip (the
+	// default) records them as one missed evaluation and runs none; once
+	// runs once for the newest of them and records the rest as missed; all
+	// runs the newest catch_up_limit of them, oldest first, and records
+	// the rest as missed. Only on kind cron. Every evaluation, missed ones
+	// included, is listed by andromeda why.
+	CatchUp string `json:"catch_up,omitempty" yaml:"catch_up,omitempty"`
+	// CatchUpLimit bounds how many missed ticks catch_up: all runs, 1 to
+	// 1000. Only with catch_up: all. Default 10.
+	CatchUpLimit int `json:"catch_up_limit,omitempty" yaml:"catch_up_limit,omitempty"`
 	// Input is the message (any JSON value) passed to the service when a
 	// cron or manual trigger fires it, at most 64 KiB encoded. Optional.
 	Input any `json:"input,omitempty" yaml:"input,omitempty"`
+}
+
+// CatchUpLimitOrDefault is how many missed ticks catch_up: all runs:
+// CatchUpLimit, or DefaultCatchUpLimit when it is zero.
+func (t Trigger) CatchUpLimitOrDefault() int {
+	if t.CatchUpLimit == 0 {
+		return DefaultCatchUpLimit
+	}
+	return t.CatchUpLimit
 }
 
 // Resources are the limits a service asks for. Zero values mean "the

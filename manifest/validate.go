@@ -262,8 +262,9 @@ func (v *validator) triggers(ts []Trigger) {
 			v.fail(p+".kind", "required")
 			continue
 		case KindCron:
-			allowed = map[string]bool{"every": true, "schedule": true, "input": true}
+			allowed = map[string]bool{"every": true, "schedule": true, "input": true, "catch_up": true, "catch_up_limit": true}
 			v.cron(p, t)
+			v.catchUp(p, t)
 		case KindEvent:
 			allowed["topic"], allowed["public"] = true, true
 			switch {
@@ -316,6 +317,8 @@ func (v *validator) triggers(ts []Trigger) {
 			{"methods", t.Methods != nil},
 			{"auth", !t.Auth.IsZero()},
 			{"input", t.Input != nil},
+			{"catch_up", t.CatchUp != ""},
+			{"catch_up_limit", t.CatchUpLimit != 0},
 		}
 		for _, f := range set {
 			if f.set && !allowed[f.name] {
@@ -325,6 +328,32 @@ func (v *validator) triggers(ts []Trigger) {
 		if t.Input != nil && allowed["input"] {
 			v.jsonSize(p+".input", t.Input, maxInputSize)
 		}
+	}
+}
+
+// The catch-up policies of a cron trigger (Trigger.CatchUp).
+const (
+	CatchUpSkip = "skip"
+	CatchUpOnce = "once"
+	CatchUpAll  = "all"
+	// DefaultCatchUpLimit is catch_up_limit when catch_up: all names none.
+	DefaultCatchUpLimit = 10
+	// MaxCatchUpLimit bounds catch_up_limit.
+	MaxCatchUpLimit = 1000
+)
+
+// catchUp checks the catch-up policy of the cron trigger at path p.
+func (v *validator) catchUp(p string, t *Trigger) {
+	switch t.CatchUp {
+	case "", CatchUpSkip, CatchUpOnce, CatchUpAll:
+	default:
+		v.fail(p+".catch_up", "must be skip, once or all")
+	}
+	switch {
+	case t.CatchUpLimit != 0 && t.CatchUp != CatchUpAll:
+		v.fail(p+".catch_up_limit", "only with catch_up: all")
+	case t.CatchUpLimit < 0 || t.CatchUpLimit > MaxCatchUpLimit:
+		v.fail(p+".catch_up_limit", "must be between 1 and %d", MaxCatchUpLimit)
 	}
 }
 
