@@ -215,14 +215,14 @@ func (n *Node) publishID(ctx context.Context, operator bool, owner, publisher, t
 	if len(message) == 0 || !json.Valid(message) {
 		return 0, server.Errorf(server.ErrInvalid, "message: must be a JSON value")
 	}
-	if !operator && !strings.HasPrefix(topic, owner+".") {
-		return 0, server.Errorf(server.ErrForbidden, "topic %s: %s may publish only on topics under %s.", topic, owner, owner)
+	if !operator && !strings.HasPrefix(topic, owner+".") && !n.publicTopic(topic) {
+		return 0, server.Errorf(server.ErrForbidden, "topic %s: %s may publish only on topics under %s. and on public topics (event triggers marked public)", topic, owner, owner)
 	}
 	if err := n.gate.check(); err != nil {
 		return 0, &server.Error{Kind: server.ErrUnavailable, Msg: err.Error(), RetryAfter: retryUnavailable}
 	}
 	msg := &nats.Msg{Subject: bus.EventSubject(topic), Data: message, Header: nats.Header{}}
-	msg.Header.Set(headerPublisher, publisher)
+	n.signPublisher(msg, publisher)
 	if msgID != "" {
 		msg.Header.Set(nats.MsgIdHdr, msgID)
 	}
@@ -316,6 +316,7 @@ func (n *Node) switchEvents(d *deployed) {
 	n.events.loops[name] = loops
 	n.events.mu.Unlock()
 	n.deleteConsumers(name, keep)
+	n.refreshPublicTopics("")
 }
 
 // stopEventLoops stops service's consumer loops, waiting for each to end;
@@ -335,6 +336,7 @@ func (n *Node) stopEventLoops(service string) {
 func (n *Node) dropEvents(service string) {
 	n.stopEventLoops(service)
 	n.deleteConsumers(service, nil)
+	n.refreshPublicTopics(service)
 }
 
 // deleteConsumers deletes service's durable consumers not in keep.
@@ -460,7 +462,7 @@ func (n *Node) handleEvent(ctx context.Context, log *slog.Logger, d *deployed, i
 	ev := trigger.Event{
 		Service: d.rec.Name, Trigger: trigger.Name(idx), Kind: trigger.KindEvent,
 		At: md.Timestamp.UTC(), Topic: topic, Seq: md.Sequence.Stream,
-		Publisher: msg.Headers().Get(headerPublisher), Message: json.RawMessage(msg.Data()),
+		Publisher: n.eventPublisher(msg.Subject(), msg.Headers(), msg.Data()), Message: json.RawMessage(msg.Data()),
 	}
 	if int(md.NumDelivered) > n.events.limits.maxDeliver {
 		n.deadLetter(log, d, ev, key, int(md.NumDelivered)-1, msg)

@@ -71,6 +71,7 @@ type Node struct {
 	ln      net.Listener
 
 	operatorHash [32]byte
+	natsAuth     *natsAuth // NATS client credentials and the publisher key (natsauth.go)
 	key          attest.PrivateKey
 	pol          atomic.Pointer[policy.Compiled]
 	client       *http.Client
@@ -169,6 +170,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.undo = append(n.undo, n.bus.Close)
+	if err := n.openNATSAuth(ctx); err != nil {
+		return err
+	}
 	disk, err := newDiskMonitor(n.cfg.Data, n.cfg.Disk, n.log)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)

@@ -142,6 +142,9 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	if exists && !p.Operator() && prev.Owner != p.Name {
 		return api.SubmitResult{}, server.Errorf(server.ErrForbidden, "service %s belongs to %s; only its owner or the operator may replace it", m.Name, prev.Owner)
 	}
+	if err := checkPublicTopics(p, prev, exists, m); err != nil {
+		return api.SubmitResult{}, err
+	}
 	if exists && prev.Version == m.Version && prev.Digest != info.Digest {
 		return api.SubmitResult{}, server.Errorf(server.ErrConflict, "version: %s %s is already registered with digest %s; a changed service needs a new version", m.Name, m.Version, prev.Digest)
 	}

@@ -162,9 +162,11 @@ func orDefault[T int | int64 | time.Duration](v *T, d T) {
 type Server struct {
 	b     Backend
 	hooks HookBackend // nil when the backend serves no webhooks
-	cfg   Config
-	log   *slog.Logger
-	mux   *http.ServeMux
+	// planner plans fires (fire --plan); nil when the backend does not.
+	planner PlanBackend
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
 }
 
 // New returns a server for b. It starts nothing: use it as an http.Handler,
@@ -197,6 +199,9 @@ func (s *Server) routes() {
 	s.handle("GET /v1/runs", anyRole, s.runs)
 	s.handle("POST /v1/events/{topic}", anyRole, s.publish)
 	s.handle("POST /v1/tokens", op, s.createToken)
+	s.handle("POST /v1/nats/users", op, s.createNATSUser)
+	s.handle("GET /v1/nats/users", op, s.natsUsers)
+	s.handle("DELETE /v1/nats/users/{name}", op, s.removeNATSUser)
 	s.handle("GET /v1/policy", op, s.policy)
 	s.handle("GET /v1/services/{name}/deps", anyRole, s.deps)
 	s.handle("POST /v1/services/{name}/deps", anyRole, s.addDep)
@@ -206,6 +211,7 @@ func (s *Server) routes() {
 	}
 	s.hookRoutes()
 	s.keyRoutes()
+	s.planRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -450,7 +456,15 @@ func (s *Server) fire(w http.ResponseWriter, r *http.Request, p Principal) {
 	if !s.decode(w, r, &req, true) {
 		return
 	}
-	run, err := s.b.Fire(r.Context(), r.PathValue("name"), req.Message)
+	fire := s.b.Fire
+	if req.Plan {
+		if s.planner == nil {
+			s.fail(w, r, Errorf(ErrInvalid, "plan: this node does not plan runs"))
+			return
+		}
+		fire = s.planner.Plan
+	}
+	run, err := fire(r.Context(), r.PathValue("name"), req.Message)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -535,6 +549,66 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal
 		return
 	}
 	writeJSON(w, http.StatusCreated, t)
+}
+
+// NATSUserBackend is the node's side of the credentials of NATS clients
+// (/v1/nats/users, operator only). Safe for concurrent use; like Backend,
+// its errors name a kind, never a status.
+type NATSUserBackend interface {
+	CreateNATSUser(ctx context.Context, req api.NATSUserRequest) (api.NATSUser, error)
+	NATSUsers(ctx context.Context) ([]api.NATSUser, error)
+	RemoveNATSUser(ctx context.Context, name string) error
+}
+
+// natsUserBackend is the Backend's NATSUserBackend, or an error saying there is
+// none.
+func (s *Server) natsUserBackend() (NATSUserBackend, error) {
+	if nb, ok := s.b.(NATSUserBackend); ok {
+		return nb, nil
+	}
+	return nil, Errorf(ErrConflict, "this node issues no NATS credentials")
+}
+
+func (s *Server) createNATSUser(w http.ResponseWriter, r *http.Request, p Principal) {
+	var req api.NATSUserRequest
+	if !s.decode(w, r, &req, false) {
+		return
+	}
+	nb, err := s.natsUserBackend()
+	var u api.NATSUser
+	if err == nil {
+		u, err = nb.CreateNATSUser(r.Context(), req)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, u)
+}
+
+func (s *Server) natsUsers(w http.ResponseWriter, r *http.Request, p Principal) {
+	nb, err := s.natsUserBackend()
+	var us []api.NATSUser
+	if err == nil {
+		us, err = nb.NATSUsers(r.Context())
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeList(w, us)
+}
+
+func (s *Server) removeNATSUser(w http.ResponseWriter, r *http.Request, p Principal) {
+	nb, err := s.natsUserBackend()
+	if err == nil {
+		err = nb.RemoveNATSUser(r.Context(), r.PathValue("name"))
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // decode reads a JSON body strictly (strictjson); an empty body is allowed
