@@ -8,9 +8,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
 func testEnvelope() Envelope {
@@ -246,4 +249,63 @@ func BenchmarkSeal(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestVerifyWithNodeJS: a receiver written in another language checks a
+// sealed body with its own JSON and ed25519: Node.js re-serializes the
+// envelope member with JSON.stringify (which, for a canonical document
+// whose names are not array indexes, writes JCS) and verifies the
+// signature with node:crypto.
+func TestVerifyWithNodeJS(t *testing.T) {
+	nodejs, err := exec.LookPath("node")
+	sandboxtest.Require(t, err == nil, "node (Node.js) is needed as an independent receiver")
+	e := testEnvelope()
+	e.Actions = append(e.Actions, json.RawMessage(`{"memo":"é\u0001€😀","n":[1e21,1e-7,-0.5,333333333.33333329]}`))
+	s, err := Seal(e, newKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nodejs, "-e", `
+const crypto = require("crypto");
+const body = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const data = Buffer.from(JSON.stringify(body.envelope), "utf8");
+const der = Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), Buffer.from(body.signature.public_key, "base64")]);
+const key = crypto.createPublicKey({key: der, format: "der", type: "spki"});
+const digest = "sha256:" + crypto.createHash("sha256").update(data).digest("hex");
+const ok = crypto.verify(null, data, key, Buffer.from(body.signature.value, "base64"));
+console.log(ok && digest === body.digest ? "verified" : "refused " + digest);`)
+	cmd.Stdin = bytes.NewReader(s.Body)
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "verified" {
+		t.Fatalf("node: %v: %s\nbody: %s", err, out, s.Body)
+	}
+}
+
+// FuzzVerify: Verify never panics, and what it accepts is an envelope
+// whose canonical form has the digest the body claims.
+func FuzzVerify(f *testing.F) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	s, err := Seal(testEnvelope(), key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(s.Body)
+	f.Add(bytes.Replace(s.Body, []byte(`250`), []byte(`251`), 1))
+	f.Add([]byte(`{"digest":"","envelope":{},"signature":{}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		e, err := Verify(body)
+		if err != nil {
+			return
+		}
+		c, err := Canonical(e)
+		if err != nil {
+			t.Fatalf("Verify accepted %q, whose envelope Canonical refuses: %v", body, err)
+		}
+		var top struct {
+			Digest string `json:"digest"`
+		}
+		if json.Unmarshal(body, &top) != nil || top.Digest != Digest(c) {
+			t.Fatalf("Verify accepted %q, digest %q, but its envelope's is %s", body, top.Digest, Digest(c))
+		}
+	})
 }
