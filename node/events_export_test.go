@@ -64,3 +64,21 @@ func NakRecordedEvents(n *Node, count int) {
 		return true
 	}
 }
+
+// OnEventRecorded makes n call f with the stream sequence of each event
+// whose run was recorded, just before the event is acknowledged as usual;
+// nil stops it.
+func OnEventRecorded(n *Node, f func(seq uint64)) {
+	n.events.mu.Lock()
+	defer n.events.mu.Unlock()
+	if f == nil {
+		n.events.testRecorded = nil
+		return
+	}
+	n.events.testRecorded = func(msg jetstream.Msg) bool {
+		if md, err := msg.Metadata(); err == nil {
+			f(md.Sequence.Stream)
+		}
+		return false
+	}
+}
