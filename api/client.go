@@ -253,3 +253,16 @@ func (c *Client) AddDep(ctx context.Context, service, pkg string) error {
 func (c *Client) RemoveDep(ctx context.Context, service, pkg string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(service)+"/deps?package="+url.QueryEscape(pkg), "", nil, nil)
 }
+
+// Plan runs a service as Fire does, but executes nothing, writes no state
+// and records no run: the answer's Executions say what would be sent.
+func (c *Client) Plan(ctx context.Context, name string, message json.RawMessage) (Run, error) {
+	var r Run
+	return r, c.postJSON(ctx, "/v1/services/"+url.PathEscape(name)+"/fire", FireRequest{Message: message, Plan: true}, &r)
+}
+
+// RunByID reads one run, with its executions, by its id alone.
+func (c *Client) RunByID(ctx context.Context, id string) (Run, error) {
+	var r Run
+	return r, c.getJSON(ctx, "/v1/runs/"+url.PathEscape(id), &r)
+}

@@ -144,6 +144,10 @@ type SubmitResult struct {
 // FireRequest is the body of POST /v1/services/{name}/fire.
 type FireRequest struct {
 	Message json.RawMessage `json:"message,omitempty"`
+	// Plan runs the service and answers with what it would execute (its
+	// executions, the signed envelope and its digest included), executing
+	// nothing, writing no state and recording no run.
+	Plan bool `json:"plan,omitempty"`
 }
 
 // TokenRequest is the body of POST /v1/tokens.

@@ -339,3 +339,48 @@ func TestExecutionResumes(t *testing.T) {
 		t.Fatalf("vault took %d envelopes and saw the key %d times; want 1 and 2", len(rcv.bodies["/vault"]), rcv.keys[r.Executions[0].Key])
 	}
 }
+
+// TestPlan: a planned fire runs the service on its state and shows what
+// would be executed, the signed envelope and its digest included, while
+// executing nothing, writing no state and recording no run; a run is
+// found by its id alone, with its executions.
+func TestPlan(t *testing.T) {
+	rcv := newReceiver(t)
+	n, key := executorNode(t, rcv)
+	ctx := context.Background()
+	p, err := n.op.Plan(ctx, "mirror", json.RawMessage(`{"actions": [{"kind": "submit", "params": {"amount": 3}},
+		{"kind": "http", "params": {"method": "GET", "url": "`+rcv.URL+`/x"}}], "state": {"set": {"n": 1}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Plan || p.Outcome != "ok" || len(p.Executions) != 2 || p.Executions[0].State != "planned" || p.Executions[0].Envelope == "" {
+		t.Fatalf("plan = %+v", p)
+	}
+	env, err := envelope.VerifyFrom([]byte(p.Executions[0].Envelope), key.Public)
+	if err != nil || env.RunID != p.ID || p.Executions[0].Digest != envelope.Digest(mustCanonical(t, env)) {
+		t.Fatalf("planned envelope %+v, %v", env, err)
+	}
+	bad, err := n.op.Plan(ctx, "mirror", json.RawMessage(`{"actions": [{"kind": "submit", "params": {"target": "x"}}]}`))
+	if err != nil || bad.Outcome != "rejected" || len(bad.Executions) != 0 {
+		t.Fatalf("a plan breaking the rules = %+v, %v; want rejected, nothing planned", bad, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if st := mirrorState(t, n); len(st) != 0 {
+		t.Errorf("a plan wrote state %v", st)
+	}
+	if runs, _ := n.op.Runs(ctx, "mirror", 10); len(runs) != 0 {
+		t.Errorf("a plan recorded %d runs", len(runs))
+	}
+	if len(rcv.taken("/vault"))+len(rcv.taken("/x")) != 0 {
+		t.Errorf("a plan sent something")
+	}
+	run := mirror(t, n, `{"actions": [{"kind": "submit", "params": {"amount": 3}}]}`)
+	settled(t, n, run.ID)
+	got, err := n.op.RunByID(ctx, run.ID)
+	if err != nil || got.ID != run.ID || len(got.Executions) != 1 || got.Executions[0].State != "confirmed" {
+		t.Fatalf("run by id = %+v, %v", got, err)
+	}
+	if _, err := n.op.RunByID(ctx, "nosuchrun"); status(err) != 404 {
+		t.Fatalf("unknown run id: %v", err)
+	}
+}

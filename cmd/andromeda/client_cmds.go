@@ -60,11 +60,13 @@ outcome, duration, usage and output. --input is the message the service
 gets, as JSON.`,
 		Example: `  andromeda fire greeter
   andromeda fire greeter --input '{"name":"Ada"}'
-  andromeda fire greeter --input '"text"' --json`,
+  andromeda fire greeter --input '"text"' --json
+  andromeda fire price-watch --input '{"price": 120}' --plan`,
 		Args: wantArgs(1, 1),
 	}
 	cf := addClientFlags(cmd)
 	input := cmd.Flags().String("input", "", "`JSON` message to pass to the service")
+	plan := cmd.Flags().Bool("plan", false, "run the service but execute nothing, write no state and record no run: print what would be executed (envelopes and digests included)")
 	cmd.ValidArgsFunction = env.serviceNames(cf)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var msg json.RawMessage
@@ -73,6 +75,9 @@ gets, as JSON.`,
 				return usagef("--input: must be valid JSON (quote strings: --input '\"text\"')")
 			}
 			msg = json.RawMessage(*input)
+		}
+		if *plan {
+			return ask(env, cf, func(c *api.Client) (api.Run, error) { return c.Plan(cmd.Context(), args[0], msg) }, printRun)
 		}
 		return ask(env, cf, func(c *api.Client) (api.Run, error) { return c.Fire(cmd.Context(), args[0], msg) }, printRun)
 	}
@@ -105,6 +110,25 @@ time; when more runs match than --limit, standard error says so.`,
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		o.limitSet = cmd.Flags().Changed("limit")
 		return env.runs(cmd.Context(), cf, args, o)
+	}
+	cmd.AddCommand(env.runShowCmd())
+	return cmd
+}
+
+func (env *cli) runShowCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one run and what became of its actions",
+		Long: `Show prints one run: trigger, outcome, output, and each execution of
+its actions (attempts, state, the endpoint's answer, the digest and the
+idempotency key), with the signed envelope of its submits.`,
+		Example: `  andromeda runs show 06h3a2nyj3pfa646574g
+  andromeda runs show 06h3a2nyj3pfa646574g --json`,
+		Args: wantArgs(1, 1),
+	}
+	cf := addClientFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return ask(env, cf, func(c *api.Client) (api.Run, error) { return c.RunByID(cmd.Context(), args[0]) }, printRun)
 	}
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -211,9 +212,12 @@ func printRun(w io.Writer, r api.Run) {
 		out := *r.Output
 		out.Noop = ""
 		b, _ := json.MarshalIndent(out, "  ", "  ")
-		label := "recorded, not executed"
-		if r.Outcome == "rejected" {
+		label := "its actions are executed by the node: see Executions"
+		switch {
+		case r.Outcome == "rejected":
 			label = "rejected: none of it took effect"
+		case r.Plan:
+			label = "planned: nothing was executed, no state written, no run recorded"
 		}
 		fmt.Fprintf(w, "Output (%s):\n  %s\n", label, b)
 	}
@@ -221,6 +225,52 @@ func printRun(w io.Writer, r api.Run) {
 		fmt.Fprintln(w, "Output: dropped, the record was over the node's size cap")
 	}
 	printEmitted(w, r)
+	printExecutions(w, r)
+}
+
+// printExecutions shows what became of each of a run's executions: one
+// row each, then the envelope of a submit (it is what was signed).
+func printExecutions(w io.Writer, r api.Run) {
+	if len(r.Executions) == 0 {
+		return
+	}
+	title := "Executions:"
+	if r.Plan {
+		title = "Would execute:"
+	}
+	fmt.Fprintln(w, title)
+	tw := table(w)
+	fmt.Fprintln(tw, "  ACTIONS\tKIND\tSTATE\tATTEMPTS\tANSWER\tDIGEST\tKEY")
+	for _, e := range r.Executions {
+		answer := "-"
+		switch {
+		case e.Status != 0:
+			answer = fmt.Sprintf("%d %s", e.Status, oneLine(e.Response, 40))
+		case e.Sequence != 0:
+			answer = fmt.Sprintf("event %d", e.Sequence)
+		}
+		idx := make([]string, len(e.Actions))
+		for i, a := range e.Actions {
+			idx[i] = strconv.Itoa(a)
+		}
+		kind := e.Kind
+		if e.Target != "" {
+			kind += " → " + e.Target
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\n", strings.Join(idx, ","), kind, e.State, e.Attempts, strings.TrimSpace(answer), e.Digest, e.Key)
+	}
+	tw.Flush()
+	for _, e := range r.Executions {
+		if e.Error != "" {
+			fmt.Fprintf(w, "  actions %v: %s\n", e.Actions, oneLine(e.Error, 500))
+		}
+		if e.State == "retry" && !e.NextRetry.IsZero() {
+			fmt.Fprintf(w, "  actions %v: next attempt at %s\n", e.Actions, e.NextRetry.Local().Format(time.RFC3339))
+		}
+		if e.Envelope != "" {
+			fmt.Fprintf(w, "  envelope to %s (%s):\n    %s\n", orDash(e.Endpoint), e.Digest, e.Envelope)
+		}
+	}
 }
 
 func plural(n int, word string) string {

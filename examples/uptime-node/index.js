@@ -7,7 +7,7 @@ exports.decide = async (ctx) => {
   const failures = up ? 0 : (ctx.state.failures || 0) + 1;
   const out = { state: { set: { failures } } };
   if (failures >= 2) {
-    out.actions = [{ kind: 'alert', params: { text: `check failed ${failures} times in a row` } }];
+    out.actions = [{ kind: 'log', params: { level: 'error', message: `alert: check failed ${failures} times in a row`, fields: { failures } } }];
   } else {
     out.noop = up ? 'check passed' : `check failed once (${failures}); alerting from the second failure`;
   }
