@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -94,14 +96,14 @@ func printKeys(w io.Writer, list []api.Key) {
 
 func (env *cli) keysShowCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:               "show TARGET",
-		Short:             "Show the public half of a target's signing key",
-		Long:              `Show prints a target's signing key: key id, creation time and public key.`,
-		Example:           "  andromeda keys show vault-7\n  andromeda keys show vault-7 --json",
-		Args:              wantArgs(1, 1),
-		ValidArgsFunction: cobra.NoFileCompletions,
+		Use:     "show TARGET",
+		Short:   "Show the public half of a target's signing key",
+		Long:    `Show prints a target's signing key: key id, creation time and public key.`,
+		Example: "  andromeda keys show vault-7\n  andromeda keys show vault-7 --json",
+		Args:    wantArgs(1, 1),
 	}
 	cf := addClientFlags(cmd)
+	cmd.ValidArgsFunction = env.keyTargets(cf)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		return ask(env, cf, func(c *api.Client) (api.Key, error) { return c.Key(cmd.Context(), args[0]) }, printKey)
 	}
@@ -125,11 +127,11 @@ func (env *cli) keysRmCmd() *cobra.Command {
 more for the target, and its submit actions fail, until a key is created
 or imported again. Envelopes already signed still verify with the old
 public key: keep it (keys show) if receivers need it.`,
-		Example:           "  andromeda keys rm vault-7\n  andromeda keys rm vault-7 --json",
-		Args:              wantArgs(1, 1),
-		ValidArgsFunction: cobra.NoFileCompletions,
+		Example: "  andromeda keys rm vault-7\n  andromeda keys rm vault-7 --json",
+		Args:    wantArgs(1, 1),
 	}
 	cf := addClientFlags(cmd)
+	cmd.ValidArgsFunction = env.keyTargets(cf)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		remove := func(c *api.Client) (map[string]string, error) {
 			return map[string]string{"removed": args[0]}, c.RemoveKey(cmd.Context(), args[0])
@@ -186,4 +188,31 @@ the key's 32-byte seed as it is. A target's key is never replaced.
 		return nil
 	}
 	return cmd
+}
+
+// keyTargets completes TARGET with the targets the node has keys for, and
+// nothing, quietly, when no node answers.
+func (env *cli) keyTargets(cf *clientFlags) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, err := env.client(cf)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
+		defer cancel()
+		list, err := c.Keys(ctx)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, k := range list {
+			if strings.HasPrefix(k.Target, toComplete) {
+				out = append(out, cobra.CompletionWithDesc(k.Target, "key "+k.KeyID))
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }

@@ -71,6 +71,10 @@ func TestKeysCLI(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 2 || list[0].Target != "vault-7" || list[1] != created {
 		t.Fatalf("keys ls --json: %v\n%s", err, out)
 	}
+	out, _, err = runCLI(t, env, "__complete", "keys", "show", "vault-")
+	if err != nil || !strings.Contains(out, "vault-7\tkey ") || !strings.Contains(out, "vault-8\tkey "+created.KeyID) {
+		t.Fatalf("completing keys show: %v\n%s", err, out)
+	}
 	out, _, err = runCLI(t, env, "keys", "show", "vault-8")
 	if err != nil || !strings.Contains(out, "Key ID:") || !strings.Contains(out, created.KeyID) || !strings.Contains(out, created.PublicKey) {
 		t.Fatalf("keys show: %v\n%s", err, out)
