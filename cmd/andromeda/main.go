@@ -79,6 +79,7 @@ func printError(w io.Writer, err error) {
 // node.
 type cli struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader // nil: the process's standard input
 	getenv         func(string) string
 }
 
@@ -96,6 +97,9 @@ func (env *cli) run(ctx context.Context, args []string) error {
 		return err
 	}
 	root.SetArgs(append([]string{}, args...)) // never nil: cobra would read os.Args
+	if env.stdin != nil {
+		root.SetIn(env.stdin)
+	}
 	cmd, err := root.ExecuteContextC(ctx)
 	var ue *usageError
 	if errors.As(err, &ue) && ue.cmd == nil {
@@ -157,7 +161,7 @@ refuses the token (HTTP 401 or 403).`,
 	}
 	add(groupNode, env.serveCmd())
 	add(groupServices, env.submitCmd(), env.lsCmd(), env.inspectCmd(), env.fireCmd(), env.emitCmd(), env.runsCmd(), env.rmCmd(), env.depsCmd())
-	add(groupTrust, env.tokenCmd(), env.withSigningKeys(env.keysCmd()), env.attestCmd(), env.policyCmd())
+	add(groupTrust, env.tokenCmd(), env.secretsCmd(), env.withSigningKeys(env.keysCmd()), env.attestCmd(), env.policyCmd())
 	add(groupOffline, env.storeCmd(), env.conformanceCmd(), env.versionCmd())
 	root.SetHelpCommand(helpCmd(root))
 	root.InitDefaultHelpCmd()
