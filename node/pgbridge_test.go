@@ -56,6 +56,15 @@ func TestPostgresConfig(t *testing.T) {
 			}
 		})
 	}
+	doc := "events:\n  postgres:\n    - {dsn: 'host=db password=s3cret', channel: Chain, topic: chain.blocks}\n"
+	parsed, err := node.ParseConfig([]byte(doc), false)
+	if err != nil || len(parsed.Events.Postgres) != 1 || parsed.Events.Postgres[0].Channel != "Chain" || parsed.Events.MaxDeliver != 5 {
+		t.Fatalf("ParseConfig(%q) = %+v, %v; want one bridge and the other defaults", doc, parsed.Events, err)
+	}
+	typo := strings.Replace(doc, "channel:", "chanel:", 1)
+	if _, err := node.ParseConfig([]byte(typo), false); err == nil || !strings.Contains(err.Error(), "chanel") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("ParseConfig(%q) = %v; want the unknown key named, no password", typo, err)
+	}
 	cfg := node.DefaultEventsConfig()
 	cfg.Postgres = []node.PostgresChannel{good, good}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "events.postgres[1]: the same dsn, channel and topic as events.postgres[0]") {
