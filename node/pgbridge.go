@@ -99,7 +99,10 @@ func (n *Node) startPostgres() {
 // publishPostgres is the bridge's PublishFunc: the operator publishes, the
 // publisher naming the channel, msgID as the JetStream message id. A
 // message the bus refuses for good (larger than events.max_message) is
-// not retried.
+// not retried. The events stream remembers ids for 2 minutes (its
+// duplicate window); the bridge retries at most 30 s apart, so a delivery
+// is stored twice only if the bus stored it, lost the acknowledgement and
+// then refused every retry for more than 2 minutes.
 func (n *Node) publishPostgres(ctx context.Context, topic string, message json.RawMessage, msgID string) error {
 	var m struct {
 		Channel string `json:"channel"`
