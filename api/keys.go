@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/ed25519"
 	"net/http"
 	"net/url"
 	"time"
@@ -15,11 +16,11 @@ type Key struct {
 	// KeyID is the first 16 hex digits of the SHA-256 of the public key,
 	// as a sealed envelope's signature.key_id names it.
 	KeyID string `json:"key_id"`
-	// PublicKey is the standard, padded base64 of the 32-byte ed25519
-	// public key, as in a sealed envelope's signature.public_key: what a
-	// target's endpoint checks envelopes with.
-	PublicKey string    `json:"public_key"`
-	Created   time.Time `json:"created"`
+	// PublicKey is the 32-byte ed25519 public key, what a target's
+	// endpoint checks envelopes with. In JSON it is the standard, padded
+	// base64 of the bytes, as in a sealed envelope's signature.public_key.
+	PublicKey ed25519.PublicKey `json:"public_key"`
+	Created   time.Time         `json:"created"`
 }
 
 // CreateKey makes a new signing key for target (operator only); it fails

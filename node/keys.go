@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"path/filepath"
 
@@ -85,7 +84,7 @@ func apiKey(info keys.Info) api.Key {
 	return api.Key{
 		Target:    info.Target,
 		KeyID:     info.KeyID,
-		PublicKey: base64.StdEncoding.EncodeToString(info.Public),
+		PublicKey: info.Public,
 		Created:   info.Created.UTC(),
 	}
 }

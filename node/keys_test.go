@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -28,10 +29,10 @@ func TestKeys(t *testing.T) {
 			t.Errorf("%s: %v, mode %v; want %04o", p, err, fi.Mode().Perm(), want)
 		}
 	}
-	if got, err := n.Key(ctx, "vault"); err != nil || got != k {
+	if got, err := n.Key(ctx, "vault"); err != nil || !reflect.DeepEqual(got, k) {
 		t.Errorf("Key = %+v, %v; want %+v", got, err, k)
 	}
-	if list, err := n.Keys(ctx); err != nil || len(list) != 1 || list[0] != k {
+	if list, err := n.Keys(ctx); err != nil || len(list) != 1 || !reflect.DeepEqual(list[0], k) {
 		t.Errorf("Keys = %+v, %v; want [%+v]", list, err, k)
 	}
 	for _, tc := range []struct {

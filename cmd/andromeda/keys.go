@@ -57,7 +57,7 @@ replaced: rm it first to make a new one.
 	cf := addClientFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		return ask(env, cf, func(c *api.Client) (api.Key, error) { return c.CreateKey(cmd.Context(), args[0]) }, func(w io.Writer, k api.Key) {
-			fmt.Fprintf(w, "created key %s for %s\npublic key: %s\n", k.KeyID, k.Target, k.PublicKey)
+			fmt.Fprintf(w, "created key %s for %s\npublic key: %s\n", k.KeyID, k.Target, b64(k.PublicKey))
 		})
 	}
 	return cmd
@@ -89,7 +89,7 @@ func printKeys(w io.Writer, list []api.Key) {
 	tw := table(w)
 	fmt.Fprintln(tw, "TARGET\tKEY ID\tCREATED\tPUBLIC KEY")
 	for _, k := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.Target, k.KeyID, ago(k.Created), k.PublicKey)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.Target, k.KeyID, ago(k.Created), b64(k.PublicKey))
 	}
 	tw.Flush()
 }
@@ -110,11 +110,15 @@ func (env *cli) keysShowCmd() *cobra.Command {
 	return cmd
 }
 
+// b64 is a public key as --json and a sealed envelope's signature write
+// it: standard, padded base64.
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
 func printKey(w io.Writer, k api.Key) {
 	tw := table(w)
 	fmt.Fprintf(tw, "Target:\t%s\n", k.Target)
 	fmt.Fprintf(tw, "Key ID:\t%s\n", k.KeyID)
-	fmt.Fprintf(tw, "Public key:\t%s\n", k.PublicKey)
+	fmt.Fprintf(tw, "Public key:\t%s\n", b64(k.PublicKey))
 	fmt.Fprintf(tw, "Created:\t%s (%s)\n", k.Created.Format(time.RFC3339), ago(k.Created))
 	tw.Flush()
 }
@@ -172,7 +176,11 @@ the key's 32-byte seed as it is. A target's key is never replaced.
 		if err != nil {
 			return err
 		}
-		ring, err := keys.Open(filepath.Join(env.dataDir(data), node.KeysDir))
+		dir := env.dataDir(data)
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("no node data dir at %s: pass the node's with --data or $ANDROMEDA_DATA", dir)
+		}
+		ring, err := keys.Open(filepath.Join(dir, node.KeysDir))
 		if err != nil {
 			return err
 		}
@@ -180,11 +188,11 @@ the key's 32-byte seed as it is. A target's key is never replaced.
 		if err != nil {
 			return err
 		}
-		k := api.Key{Target: info.Target, KeyID: info.KeyID, PublicKey: base64.StdEncoding.EncodeToString(info.Public), Created: info.Created.UTC()}
+		k := api.Key{Target: info.Target, KeyID: info.KeyID, PublicKey: info.Public, Created: info.Created.UTC()}
 		if asJSON {
 			return printJSON(env.stdout, k)
 		}
-		fmt.Fprintf(env.stdout, "imported key %s for %s\npublic key: %s\n", k.KeyID, k.Target, k.PublicKey)
+		fmt.Fprintf(env.stdout, "imported key %s for %s\npublic key: %s\n", k.KeyID, k.Target, b64(k.PublicKey))
 		return nil
 	}
 	return cmd

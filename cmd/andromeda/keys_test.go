@@ -10,6 +10,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,12 @@ func TestKeysCLI(t *testing.T) {
 		t.Fatalf("keys create --json: %v\n%s", err, out)
 	}
 
+	// The public key is printed in base64, as in an envelope.
+	pub64 := base64.StdEncoding.EncodeToString(created.PublicKey)
+	if !strings.Contains(out, `"public_key": "`+pub64+`"`) || len(created.PublicKey) != ed25519.PublicKeySize {
+		t.Fatalf("keys create --json: public key %x, want 32 bytes in base64\n%s", created.PublicKey, out)
+	}
+
 	// The key is in the data dir, 0600, and signs what verifies with the
 	// public key shown.
 	ringDir := filepath.Join(env["ANDROMEDA_DATA"], node.KeysDir)
@@ -56,19 +63,18 @@ func TestKeysCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := base64.StdEncoding.DecodeString(created.PublicKey)
-	if _, err := envelope.VerifyFrom(sealed.Body, pub); err != nil {
+	if _, err := envelope.VerifyFrom(sealed.Body, created.PublicKey); err != nil {
 		t.Fatalf("an envelope signed with vault-8's key does not verify with the public key keys create printed: %v", err)
 	}
 
 	out, _, err = runCLI(t, env, "keys", "list")
 	if err != nil || !strings.Contains(out, "TARGET") || !strings.Contains(out, "vault-7") ||
-		!strings.Contains(out, created.KeyID) || !strings.Contains(out, created.PublicKey) {
+		!strings.Contains(out, created.KeyID) || !strings.Contains(out, pub64) {
 		t.Fatalf("keys list: %v\n%s", err, out)
 	}
 	out, _, err = runCLI(t, env, "keys", "ls", "--json")
 	var list []api.Key
-	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 2 || list[0].Target != "vault-7" || list[1] != created {
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 2 || list[0].Target != "vault-7" || !reflect.DeepEqual(list[1], created) {
 		t.Fatalf("keys ls --json: %v\n%s", err, out)
 	}
 	out, _, err = runCLI(t, env, "__complete", "keys", "show", "vault-")
@@ -76,7 +82,7 @@ func TestKeysCLI(t *testing.T) {
 		t.Fatalf("completing keys show: %v\n%s", err, out)
 	}
 	out, _, err = runCLI(t, env, "keys", "show", "vault-8")
-	if err != nil || !strings.Contains(out, "Key ID:") || !strings.Contains(out, created.KeyID) || !strings.Contains(out, created.PublicKey) {
+	if err != nil || !strings.Contains(out, "Key ID:") || !strings.Contains(out, created.KeyID) || !strings.Contains(out, pub64) {
 		t.Fatalf("keys show: %v\n%s", err, out)
 	}
 
@@ -141,6 +147,13 @@ func TestKeysCLI(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, env, "keys", "import", "vault-7", file); err == nil || !strings.Contains(err.Error(), "has a key already") {
 		t.Errorf("second import: %v, want a refusal", err)
+	}
+	missing := filepath.Join(t.TempDir(), "typo")
+	if _, _, err := runCLI(t, env, "keys", "import", "vault-9", file, "--data", missing); err == nil || !strings.Contains(err.Error(), "no node data dir") {
+		t.Errorf("import into a data dir that does not exist: %v, want a refusal", err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("import made %s: %v", missing, err)
 	}
 
 	// A key file others may read is refused, saying how to fix it.
