@@ -135,6 +135,8 @@ func TestImportRules(t *testing.T) {
 		{"envelope", std, "a leaf: canonical JSON, sealing and verifying a run's submit envelope"},
 		{"keys", func(p string) bool { return std(p) || p == mod+"envelope" }, "a leaf: the node's signing keys, one file per target (envelope: KeyID)"},
 		{"health", std, "a leaf: failure counting and backoff"},
+		{"executor", std, "a leaf: the guarded HTTP client, retry rules and idempotency keys of executions"},
+		{"pgbridge", func(p string) bool { return std(p) || strings.HasPrefix(p, "github.com/jackc/") }, "a leaf: PostgreSQL notifications to a publish function, nothing of the node"},
 		{"metrics", func(p string) bool { return std(p) || strings.HasPrefix(p, "github.com/prometheus/") }, "a leaf: the node's registry on client_golang"},
 		{"store", func(p string) bool { return p != mod+"api" && p != mod+"server" && p != mod+"node" }, "the store keeps its own records, not the API's wire types"},
 	}

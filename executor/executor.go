@@ -202,6 +202,12 @@ func Do(ctx context.Context, client *http.Client, req *http.Request, key string,
 	return r, nil
 }
 
+// Answered describes an answer that was not a success: "the endpoint
+// answered 404 Not Found".
+func Answered(status int) string {
+	return fmt.Sprintf("the endpoint answered %d %s", status, http.StatusText(status))
+}
+
 // Transient reports whether an attempt that ended with status (0: no
 // answer) and err is worth trying again: no answer at all, 408, 425, 429
 // and 5xx. A refused address and any other status are final.

@@ -413,7 +413,7 @@ func failure(r store.Response, err error) string {
 	if err != nil {
 		return err.Error()
 	}
-	return fmt.Sprintf("the endpoint answered %d %s", r.Status, http.StatusText(r.Status))
+	return executor.Answered(r.Status)
 }
 
 // perform sends one attempt of e. A response with status 0 and no error
