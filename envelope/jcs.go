@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,11 @@ const MaxDepth = 512
 // value (`amount: ...`, `legs[2]: ...`), what JCS cannot represent or
 // I-JSON forbids: invalid UTF-8, lone surrogates, numbers beyond IEEE-754
 // double range, duplicate member names, and anything that is not JSON.
+// It also refuses an integer written without fraction or exponent whose
+// value its double's shortest form does not keep (9007199254740993 would
+// become 9007199254740992): a number is rounded to a double, as JCS says,
+// but an amount is not silently signed as another; such integers belong
+// in strings.
 // Safe for concurrent use.
 func CanonicalJSON(data []byte) ([]byte, error) {
 	v, err := parse(data, "")
@@ -359,13 +365,16 @@ func (p *parser) number(at string) (value, error) {
 	case n > 1 && p.data[intStart] == '0':
 		return nil, p.errf(at, "a number may not have a leading zero")
 	}
+	integer := true
 	if p.i < len(p.data) && p.data[p.i] == '.' {
+		integer = false
 		p.i++
 		if digits() == 0 {
 			return nil, p.errf(at, "a number needs a digit after '.'")
 		}
 	}
 	if p.i < len(p.data) && (p.data[p.i] == 'e' || p.data[p.i] == 'E') {
+		integer = false
 		p.i++
 		if p.i < len(p.data) && (p.data[p.i] == '+' || p.data[p.i] == '-') {
 			p.i++
@@ -379,7 +388,18 @@ func (p *parser) number(at string) (value, error) {
 	if err != nil || math.IsInf(f, 0) {
 		return nil, p.errf(at, "number %s is beyond the range of an IEEE-754 double (±1.7976931348623157e+308)", abbrev(text))
 	}
+	if integer && p.i-intStart > 15 && !sameValue(text, FormatNumber(f)) {
+		return nil, p.errf(at, "integer %s has no exact IEEE-754 double form (it would be signed as %s): send it as a string", abbrev(text), FormatNumber(f))
+	}
 	return f, nil
+}
+
+// sameValue reports whether two JSON numbers denote the same decimal
+// value.
+func sameValue(a, b string) bool {
+	x, okx := new(big.Rat).SetString(a)
+	y, oky := new(big.Rat).SetString(b)
+	return okx && oky && x.Cmp(y) == 0
 }
 
 func abbrev(s string) string {

@@ -146,6 +146,9 @@ func TestCanonicalRefuses(t *testing.T) {
 		{"lone low surrogate", `{"s":"\udc00x"}`, `s: lone surrogate \udc00`},
 		{"duplicate name", `{"a":1,"b":{"c":1,"c":2}}`, "b.c: duplicate member name"},
 		{"odd name in the path", `{"a b":[1,"\u0000",tru]}`, `["a b"][2]: unexpected 't', want a value`},
+		{"integer beyond 2^53", `{"amount":9007199254740993}`, "amount: integer 9007199254740993 has no exact IEEE-754 double form (it would be signed as 9007199254740992): send it as a string"},
+		{"wei", `{"wei":123456789012345678901234567890}`, "wei: integer 123456789012345678901234567890 has no exact"},
+		{"negative big integer", `[-18446744073709551615]`, "[0]: integer -18446744073709551615 has no exact"},
 		{"leading zero", `[01]`, "[0]: a number may not have a leading zero"},
 		{"bare dot", `[1.]`, "[0]: a number needs a digit after '.'"},
 		{"trailing comma", `[1,]`, "[1]: unexpected ']', want a value"},
@@ -170,6 +173,8 @@ func TestCanonicalSame(t *testing.T) {
 	for _, tc := range []struct{ a, b string }{
 		{`{"b":1,"a":[true,null]}`, "{ \"a\" : [ true , null ] ,\n\t\"b\" : 1.0 }"},
 		{`{"x":100}`, `{"x":1e2}`},
+		{`[9007199254740992,1e21,295147905179352830000]`, `[9007199254740992,1000000000000000000000,2.9514790517935283e20]`},
+		{`[9007199254740993.0]`, `[9007199254740992]`}, // a fraction is a double's already
 		{`{"x":0}`, `{"x":-0.0}`},
 		{`"\u00e9/"`, `"é\/"`},
 		{`{"\ud83d\ude00":1}`, `{"😀":1}`},
