@@ -468,6 +468,12 @@ func (n *Node) handleEvent(ctx context.Context, log *slog.Logger, d *deployed, i
 		n.deadLetter(log, d, ev, key, int(md.NumDelivered)-1, msg)
 		return
 	}
+	// A NATS client may publish what the API would refuse: it never runs.
+	if err := n.checkRawEvent(msg.Data()); err != nil {
+		n.events.remember(key, err.Error())
+		n.deadLetter(log, d, ev, key, int(md.NumDelivered), msg)
+		return
+	}
 	// An event delivered again after a crash may have run already: its run
 	// recorded (or its write-ahead copy recorded at start) but the ack, or
 	// even the delivery itself, lost with the consumer state the crash

@@ -177,6 +177,18 @@ func (n *Node) eventPublisher(subject string, h nats.Header, body []byte) string
 	return "nats"
 }
 
+// checkRawEvent holds an event from the stream to the rules the API
+// applies when publishing: one JSON value of at most events.max_message.
+func (n *Node) checkRawEvent(data []byte) error {
+	if max := int(n.events.limits.stream.MaxMessage); len(data) > max {
+		return fmt.Errorf("message: at most %d bytes (events.max_message), got %d", max, len(data))
+	}
+	if len(data) == 0 || !json.Valid(data) {
+		return errors.New("message: must be a JSON value")
+	}
+	return nil
+}
+
 // publicTopic reports whether a deployed service's event trigger makes
 // topic public.
 func (n *Node) publicTopic(topic string) bool {

@@ -255,6 +255,12 @@ func TestPublicTopicWithdrawn(t *testing.T) {
 	}
 	c.publishNATS(t, "orders.public", `{"name":"Before"}`)
 	waitRuns(t, n.op, "shared", 1)
+	// What the API would refuse is published, and recorded as a dead
+	// letter saying why, without running.
+	c.publishNATS(t, "orders.public", `not json`)
+	if r := waitRuns(t, n.op, "shared", 2)[1]; r.Outcome != "error" || !strings.Contains(r.Error, "dead letter") || !strings.Contains(r.Error, "must be a JSON value") {
+		t.Fatalf("run of a message that is not JSON: %s %q, want a dead letter saying why", r.Outcome, r.Error)
+	}
 	if err := n.op.Remove(ctx, "shared"); err != nil {
 		t.Fatal(err)
 	}
