@@ -32,7 +32,7 @@ var (
 
 // mirrorService returns a copy of testdata/mirror with its main.wasm built and
 // each pair of old, new replaced in its manifest.
-func mirrorService(t *testing.T, pairs ...string) string {
+func mirrorService(t testing.TB, pairs ...string) string {
 	t.Helper()
 	example(t, "greeter") // skips without the go toolchain
 	mirrorOnce.Do(func() {
