@@ -33,6 +33,11 @@ const (
 	// to NATS clients of its embedded server: credential name → name,
 	// owner, created and the sha256 of its secret (never the secret).
 	BucketNATSUsers = "andromeda_nats_users"
+	// BucketTicks is the KV bucket of the last tick of each cron trigger
+	// the node evaluated: <service>.<trigger index> → scheduled time and
+	// schedule, written at most once per tick, read at start to find the
+	// ticks missed while the node was down (catch_up).
+	BucketTicks = "andromeda_ticks"
 	// ObjectArtifacts is the object store of submitted archives, by digest.
 	ObjectArtifacts = "andromeda_artifacts"
 	// StreamRuns is the stream of run records, one subject per service.

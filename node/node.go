@@ -63,6 +63,7 @@ type Node struct {
 	bus     *bus.Bus
 	store   *store.Store
 	sched   *trigger.Scheduler
+	ticks   *tickBook // the last tick evaluated per cron trigger (catchup.go)
 	events  *eventBus
 	exec    *executions // the ledger's executions (execute.go)
 	metrics *nodeMetrics
@@ -217,7 +218,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.undo = append(n.undo, n.stopEvents) // before runs are waited for and deployments stop
 	n.startPostgres()
-	n.sched = trigger.NewScheduler(trigger.Config{}, n.onTick)
+	if err := n.openTicks(ctx); err != nil {
+		return err
+	}
+	n.sched = trigger.NewScheduler(trigger.Config{}, n.tick)
 	n.sched.Start()
 	n.undo = append(n.undo, func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -315,6 +315,7 @@ func (n *Node) activate(d *deployed) {
 	old := n.services[d.rec.Name]
 	n.services[d.rec.Name] = d
 	n.mu.Unlock()
+	n.catchUp(d, time.Now())
 	if err := n.sched.Set(d.rec.Name, d.triggers); err != nil {
 		n.log.Error("schedule triggers", logService, d.rec.Name, logErr, err)
 	}
@@ -431,6 +432,7 @@ func (n *Node) Remove(ctx context.Context, name string) error {
 		return err
 	}
 	n.sched.Remove(name)
+	n.forgetTicks(name)
 	n.dropEvents(name)
 	n.mu.Lock()
 	d := n.services[name]
