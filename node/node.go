@@ -93,7 +93,7 @@ type Node struct {
 	unrecorded *unrecorded // runs the store refused, retried until stored
 	secrets    *secretStore
 	hooksLn    net.Listener // the webhooks' own listener (http.hooks_listen), or nil
-	gate       *workGate   // refuses new work while the disk is nearly full or the store cannot write
+	gate       *workGate    // refuses new work while the disk is nearly full or the store cannot write
 
 	testDrivers []sandbox.Driver // replace drivers by name; tests only
 }
