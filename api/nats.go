@@ -24,7 +24,7 @@ type NATSUser struct {
 	Owner   string    `json:"owner"`
 	Secret  string    `json:"secret,omitempty"`
 	Created time.Time `json:"created"`
-	// Publish lists the subjects it may publish on at its next connection.
+	// Publish lists the subjects it may publish on now.
 	Publish []string `json:"publish"`
 	// Server is the URL NATS clients connect to, empty when the node's
 	// server does not listen (nats.listen).

@@ -103,9 +103,8 @@ func clientPermissions(u ClientUser) *server.Permissions {
 }
 
 // set replaces the users and returns the names of those whose connections
-// must close: users removed, or whose secret changed, or who lost a
-// subject they could publish on. A user who only gains subjects keeps its
-// connections, and gets the new subjects at its next connection.
+// must close: users removed, or whose secret or subjects changed (a
+// connection keeps the permissions it was admitted with).
 func (a *clientAuth) set(users []ClientUser) []string {
 	next := make(map[string]ClientUser, len(users))
 	for _, u := range users {
@@ -118,29 +117,24 @@ func (a *clientAuth) set(users []ClientUser) []string {
 	var kick []string
 	for _, name := range slices.Sorted(maps.Keys(prev)) {
 		old, nu := prev[name], next[name]
-		if nu.Name == "" || nu.Hash != old.Hash || !subset(old.Publish, nu.Publish) {
+		if nu.Name == "" || nu.Hash != old.Hash || !sameSet(old.Publish, nu.Publish) {
 			kick = append(kick, name)
 		}
 	}
 	return kick
 }
 
-// subset reports whether every subject of a is in b.
-func subset(a, b []string) bool {
-	for _, s := range a {
-		if !slices.Contains(b, s) {
-			return false
-		}
-	}
-	return true
+// sameSet reports whether a and b hold the same subjects.
+func sameSet(a, b []string) bool {
+	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
 }
 
 // SetClientUsers replaces the clients the embedded server admits besides
-// the node itself, and closes the connections of clients removed, whose
-// secret changed or who lost a subject they could publish on (NATS
-// clients reconnect, and get the permissions they have then). Gained
-// subjects apply at a client's next connection. Without an embedded server
-// it does nothing. Safe for concurrent use.
+// the node itself, and closes the connections of clients removed or whose
+// secret or subjects changed: a connection's permissions are fixed when it
+// is admitted, and NATS clients reconnect and get the ones they have then.
+// Users passed unchanged keep their connections. Without an embedded
+// server it does nothing. Safe for concurrent use.
 func (b *Bus) SetClientUsers(users []ClientUser) {
 	if b.auth == nil {
 		return

@@ -150,9 +150,9 @@ func TestClientAuth(t *testing.T) {
 	}
 }
 
-// TestSetClientUsers: gaining a subject keeps a client's connection;
-// losing one, or the credential, closes it, and a removed credential
-// cannot connect again.
+// TestSetClientUsers: a client whose subjects change, gained or lost, or
+// whose credential is removed, is disconnected, and a removed credential
+// cannot connect again; a client passed unchanged keeps its connection.
 func TestSetClientUsers(t *testing.T) {
 	b := listeningBus(t)
 	alice := user("alice", "s3cret", SubjectEventsPrefix+"alice.>")
@@ -167,10 +167,32 @@ func TestSetClientUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	wider := alice
-	wider.Publish = append(wider.Publish, SubjectEventsPrefix+"public")
+	wider.Publish = []string{SubjectEventsPrefix + "public", SubjectEventsPrefix + "alice.>"}
 	b.SetClientUsers([]ClientUser{wider, bob})
+	select {
+	case <-ca.closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("alice's connection still open 10s after she gained a subject")
+	}
+	ca, err = connect(t, b, "alice", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := b.Conn.SubscribeSync(SubjectEventsPrefix + "public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Conn.Flush()
+	ca.Publish(SubjectEventsPrefix+"public", []byte("1"))
+	if _, err := sub.NextMsg(10 * time.Second); err != nil {
+		t.Fatalf("alice on her gained subject after reconnecting: %v", err)
+	}
+	// The same subjects in another order change nothing.
+	same := wider
+	same.Publish = []string{SubjectEventsPrefix + "alice.>", SubjectEventsPrefix + "public"}
+	b.SetClientUsers([]ClientUser{same, bob})
 	if err := ca.Flush(); err != nil || ca.IsClosed() {
-		t.Fatalf("alice after gaining a subject: flush %v, closed %v; want open", err, ca.IsClosed())
+		t.Fatalf("alice after the same subjects again: %v, closed %v; want open", err, ca.IsClosed())
 	}
 	b.SetClientUsers([]ClientUser{alice, bob})
 	select {
@@ -178,8 +200,8 @@ func TestSetClientUsers(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("alice's connection still open 10s after she lost a subject")
 	}
-	if err := cb.Flush(); err != nil {
-		t.Fatalf("bob's connection after alice's change: %v", err)
+	if err := cb.Flush(); err != nil || cb.IsClosed() {
+		t.Fatalf("bob's connection after alice's changes: %v, closed %v; want open", err, cb.IsClosed())
 	}
 	b.SetClientUsers([]ClientUser{alice})
 	select {

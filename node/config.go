@@ -74,8 +74,9 @@ type Config struct {
 type NATSConfig struct {
 	// URL of an external NATS cluster with JetStream. Default "": embed one.
 	URL string `json:"url" yaml:"url"`
-	// Listen makes the embedded server accept NATS clients on host:port.
-	// Default "": in-process only.
+	// Listen makes the embedded server accept NATS clients on host:port,
+	// each with a credential the node issued (andromeda nats creds
+	// create); it never serves an open bus. Default "": in-process only.
 	Listen string `json:"listen" yaml:"listen"`
 }
 

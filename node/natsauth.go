@@ -60,6 +60,7 @@ type natsAuth struct {
 	mu     sync.Mutex
 	creds  map[string]natsCred
 	public []string // sorted
+	ready  bool     // public topics are final: the node restored its services
 
 	applyMu sync.Mutex // one applyNATSUsers at a time, so the newest wins
 }
@@ -229,7 +230,9 @@ func checkPublicTopics(p server.Principal, prev store.Service, exists bool, m *m
 
 // refreshPublicTopics recomputes the public topics from the deployed
 // services, leaving out dropped (a service being removed), and gives the
-// raw clients their new permissions when the set changed.
+// raw clients their new permissions when the set changed (once the node is
+// ready): clients whose subjects change are disconnected, and reconnect
+// with the new ones.
 func (n *Node) refreshPublicTopics(dropped string) {
 	var topics []string
 	n.mu.RLock()
@@ -250,10 +253,23 @@ func (n *Node) refreshPublicTopics(dropped string) {
 	a.mu.Lock()
 	same := slices.Equal(a.public, topics)
 	a.public = topics
+	ready := a.ready
 	a.mu.Unlock()
-	if !same {
+	if !same && ready {
 		n.applyNATSUsers()
 	}
+}
+
+// natsReady gives the clients the public topics once the node restored
+// its services: while it starts, they publish in their namespaces only, so
+// that one who connects early is disconnected once, not once per service
+// restored.
+func (n *Node) natsReady() {
+	a := n.natsAuth
+	a.mu.Lock()
+	a.ready = true
+	a.mu.Unlock()
+	n.applyNATSUsers()
 }
 
 // applyNATSUsers hands the embedded server the credentials with the

@@ -238,18 +238,27 @@ func TestNATSClients(t *testing.T) {
 	}
 }
 
-// TestPublicTopicWithdrawn: a client connected while a topic was public
-// is disconnected when it stops being public, and after reconnecting may
-// no longer publish there.
-func TestPublicTopicWithdrawn(t *testing.T) {
+// TestPublicTopicChanges: a client connected before a topic becomes
+// public, or while it is, is disconnected when that changes, and after
+// reconnecting may publish there, or no longer.
+func TestPublicTopicChanges(t *testing.T) {
 	ctx := context.Background()
 	n := startNodeWith(t, realWasm(t), natsListen(t))
-	publicGreeter(t, n.op, "shared", "orders.public")
 	cred, err := n.op.CreateNATSUser(ctx, "sensor", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := dialNATS(t, cred.Server, "sensor", cred.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publicGreeter(t, n.op, "shared", "orders.public")
+	select {
+	case <-c.closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("client still connected 10s after a topic became public")
+	}
+	c, err = dialNATS(t, cred.Server, "sensor", cred.Secret)
 	if err != nil {
 		t.Fatal(err)
 	}

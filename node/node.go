@@ -258,6 +258,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.exec.resume(ctx); err != nil {
 		return fmt.Errorf("resume executions: %w", err)
 	}
+	n.natsReady()
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()

@@ -44,9 +44,8 @@ func (env *cli) natsCredsCreateCmd() *cobra.Command {
 and prints its user name and password; the password is shown only once
 (the node keeps its sha256). The client publishes on topics under OWNER
 (default NAME) and on the public topics; --owner operator publishes on
-every topic. Subjects that become public apply at the client's next
-connection; a client that loses a subject is disconnected and reconnects
-with what it may do then.`,
+every topic. A client whose subjects change (a topic becomes public or
+stops being so) is disconnected, and reconnects with what it may do then.`,
 		Example: `  andromeda nats creds create sensor --owner alice
   andromeda nats creds create bridge --owner operator --json`,
 		Args:              wantArgs(1, 1),
