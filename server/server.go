@@ -211,6 +211,7 @@ func (s *Server) routes() {
 	}
 	s.hookRoutes()
 	s.keyRoutes()
+	s.whyRoutes()
 	s.planRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
@@ -527,6 +528,61 @@ func runQuery(r *http.Request) (api.RunQuery, error) {
 		return bad("until: must be after since")
 	}
 	return q, nil
+}
+
+// WhyBackend answers "why didn't it run?": every trigger evaluation of a
+// service since a time and what became of it. A Backend that implements
+// it has GET /v1/services/{name}/why, for the service's owner and the
+// operator. Safe for concurrent use.
+type WhyBackend interface {
+	Why(ctx context.Context, p Principal, service string, since time.Time) (api.Why, error)
+}
+
+// whyRoutes mounts the why question when the backend answers it.
+func (s *Server) whyRoutes() {
+	wb, ok := s.b.(WhyBackend)
+	if !ok {
+		return
+	}
+	s.handle("GET /v1/services/{name}/why", "", func(w http.ResponseWriter, r *http.Request, p Principal) {
+		since, err := whySince(r.URL.Query().Get("since"), time.Now())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		why, err := wb.Why(r.Context(), p, r.PathValue("name"), since)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, why)
+	})
+}
+
+// maxWhyWindow bounds how far back a why question looks.
+const maxWhyWindow = 31 * 24 * time.Hour
+
+// whySince reads the since of a why question: a duration back from now
+// ("1h", "90m") or an RFC 3339 time; "" is zero (the backend's default).
+func whySince(v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	rule := "since: must be a duration back from now from 1s to 744h (1h, 30m) or an RFC 3339 time in the past, e.g. 2026-01-02T15:04:05Z"
+	if d, err := time.ParseDuration(v); err == nil {
+		if d < time.Second || d > maxWhyWindow {
+			return time.Time{}, Errorf(ErrInvalid, "%s", rule)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil || !t.Before(now) {
+		return time.Time{}, Errorf(ErrInvalid, "%s", rule)
+	}
+	if now.Sub(t) > maxWhyWindow {
+		t = now.Add(-maxWhyWindow)
+	}
+	return t, nil
 }
 
 func (s *Server) run(w http.ResponseWriter, r *http.Request, p Principal) {
