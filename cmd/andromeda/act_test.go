@@ -190,7 +190,8 @@ executors:
 // process, as any NATS client would.
 func (a *actNode) publisher(t *testing.T) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect("nats://"+a.natsAddr, nats.UserInfo(a.creds.Name, a.creds.Secret), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect("nats://"+a.natsAddr, nats.UserInfo(a.creds.Name, a.creds.Secret), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.IgnoreAuthErrorAbort(),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		t.Fatal(err)
 	}
