@@ -223,8 +223,8 @@ func TestEventBurstKill(t *testing.T) {
 		return fmt.Sprintf("%d in %v (%.0f/s)", k, d.Round(time.Millisecond), float64(k)/d.Seconds())
 	}
 	t.Logf("publish: %s before the kill; %s after the restart", rate(ackedBeforeKill, killed.Sub(begin)), rate(len(acked)-ackedBeforeKill, published.Sub(restarted)))
-	t.Logf("runs: %d (%d of events not acknowledged); drain: %s before the kill, %s after the restart (by run start times); settled %v after the restart",
-		len(runs), ranUnknown, rate(len(lifeOne), spanSince(begin, lifeOne)), rate(len(lifeTwo), spanSince(restarted, lifeTwo)), drained.Sub(restarted).Round(time.Millisecond))
+	t.Logf("runs: %d (%d of events not acknowledged); drain: %s before the kill, %s after the restart (99%% of the runs of each life, by their start times); settled %v after the restart",
+		len(runs), ranUnknown, rate(len(lifeOne)*99/100, spanSince(begin, lifeOne)), rate(len(lifeTwo)*99/100, spanSince(restarted, lifeTwo)), drained.Sub(restarted).Round(time.Millisecond))
 	t.Logf("events delivered again that had run, acknowledged without running again: %d (%d found by the restart's look at the runs above the ack floor)",
 		n.logCount("redelivered event already ran")+n.logCount("event ran before the restart"), n.logCount("event ran before the restart"))
 }
@@ -449,15 +449,16 @@ func burstIndex(r api.Run) (int, bool) {
 	return i, err == nil
 }
 
-// spanSince is from begin to the latest of ts; at least a millisecond.
+// spanSince is from begin to when 99% of ts had passed, so that an event
+// delivered again after the ack wait does not hide the rate; at least a
+// millisecond.
 func spanSince(begin time.Time, ts []time.Time) time.Duration {
-	end := begin
-	for _, t := range ts {
-		if t.After(end) {
-			end = t
-		}
+	if len(ts) == 0 {
+		return time.Millisecond
 	}
-	return max(time.Millisecond, end.Sub(begin))
+	ts = slices.Clone(ts)
+	slices.SortFunc(ts, time.Time.Compare)
+	return max(time.Millisecond, ts[(len(ts)-1)*99/100].Sub(begin))
 }
 
 // logCount is how many lines of the node's log contain s.
