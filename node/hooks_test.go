@@ -201,6 +201,10 @@ func TestHookRuns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run %q named by the hookAnswer: %v", id, err)
 	}
+	svc, err := n.op.Service(ctx, "hook")
+	if err != nil || len(svc.Triggers) != 5 || svc.Triggers[0].Spec != "http /hooks/open" {
+		t.Errorf("service triggers = %+v, %v; want the first shown as http /hooks/open", svc.Triggers, err)
+	}
 	if r.Trigger.Kind != "http" || r.Trigger.Name != "triggers[0]" || r.Trigger.HTTP == nil || r.Trigger.HTTP.Path != "/hooks/open" || r.Trigger.HTTP.Method != "PUT" {
 		t.Errorf("run trigger = %+v (http %+v); want http triggers[0] PUT /hooks/open", r.Trigger, r.Trigger.HTTP)
 	}

@@ -44,7 +44,7 @@ func networkOf(m *manifest.Service) sandbox.Network {
 // reports the manual trigger if there is one.
 func triggerSpecs(m *manifest.Service) (specs []trigger.Spec, manual bool, manualName string) {
 	for i, t := range m.Triggers {
-		sp := trigger.Spec{Kind: string(t.Kind), Every: t.Every.Std(), Schedule: t.Schedule, Topic: t.Topic}
+		sp := trigger.Spec{Kind: string(t.Kind), Every: t.Every.Std(), Schedule: t.Schedule, Topic: t.Topic, Path: t.Path}
 		if t.Input != nil {
 			sp.Message = mustJSON(t.Input)
 		}
