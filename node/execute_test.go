@@ -384,3 +384,47 @@ func TestPlan(t *testing.T) {
 		t.Fatalf("unknown run id: %v", err)
 	}
 }
+
+// TestRegisteredKind: an action of a kind the operator registered
+// (executors.kinds) is handed, as an event on executor.KIND, to the
+// operator's service that executes it; an undeclared or unregistered kind
+// is refused before anything runs.
+func TestRegisteredKind(t *testing.T) {
+	rcv := newReceiver(t)
+	n, _ := executorNode(t, rcv, func(c *node.Config) { c.Executors.Kinds = map[string]string{"transfer": "transferer"} })
+	ctx := context.Background()
+	exec := mirrorService(t, "name: mirror", "name: transferer", "- {kind: manual}", "- {kind: event, topic: executor.transfer}",
+		"target: vault-7\n", "", `network: ["api.example:443"]`, "network: none")
+	if _, err := n.op.Submit(ctx, pack(t, exec)); err != nil {
+		t.Fatal(err)
+	}
+	svc := mirrorService(t, "actions: [submit, http]", "actions: [transfer, bridge]", "version: 1.0.0", "version: 1.1.0",
+		"target: vault-7", "target: vault", `network: ["api.example:443"]`, "network: none")
+	if _, err := n.op.Submit(ctx, pack(t, svc)); err != nil {
+		t.Fatal(err)
+	}
+	r := settled(t, n, mirror(t, n, `{"actions": [{"kind": "transfer", "params": {"to": "bob", "amount": 4}}]}`).ID)
+	e := r.Executions[0]
+	if e.Kind != "transfer" || e.State != "confirmed" || e.Sequence == 0 {
+		t.Fatalf("transfer execution = %+v; want confirmed with the event's sequence", e)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runs, err := n.op.Runs(ctx, "transferer", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) == 1 {
+			if tr := runs[0].Trigger; tr.Topic != "executor.transfer" || tr.Publisher != "executor:transfer" || tr.Seq != e.Sequence {
+				t.Fatalf("the executor's run was triggered by %+v; want event %d on executor.transfer from executor:transfer", tr, e.Sequence)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the registered executor did not run: %+v", runs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	bad := mirror(t, n, `{"actions": [{"kind": "bridge", "params": {}}]}`)
+	wantRejected(t, n, bad, `actions[0].kind: "bridge" has no executor on this node (built in: http, emit, publish, log, submit; others are registered by the operator under executors.kinds)`)
+}
