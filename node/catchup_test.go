@@ -7,11 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox"
 )
 
 // heartbeatEvery is the heartbeat example firing every second, with the
@@ -205,4 +208,83 @@ func tickAt(t *testing.T, r api.Run) time.Time {
 		t.Fatalf("run %s trigger at %q: %v", r.ID, r.Trigger.At, err)
 	}
 	return at
+}
+
+// TestCatchUpAfterUnhealthy: with catch_up all, the ticks skipped while a
+// service was unhealthy run once it is healthy again, each for its own
+// tick; with the default (skip) they stay skipped.
+func TestCatchUpAfterUnhealthy(t *testing.T) {
+	for _, tc := range []struct {
+		name, fields string
+		catchUp      bool
+	}{
+		{"all", `, catch_up: all`, true},
+		{"skip", ``, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			drv := realWasm(t)
+			n := startNodeWith(t, drv)
+			var failing atomic.Bool
+			failing.Store(true)
+			drv.setAround(func(ctx context.Context, in contract.Input, invoke func() (sandbox.Exit, error)) (sandbox.Exit, error) {
+				if failing.Load() {
+					return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "failing on purpose"}, nil
+				}
+				return invoke()
+			})
+			if _, err := n.op.Submit(ctx, pack(t, heartbeatEvery(t, tc.fields))); err != nil {
+				t.Fatal(err)
+			}
+			unhealthy := func(r api.Run) bool {
+				return r.Outcome == "skipped" && strings.Contains(r.Noop, "unhealthy")
+			}
+			waitRunsUntil(t, n.op, "heartbeat", func(rs []api.Run) bool {
+				k := 0
+				for _, r := range rs {
+					if unhealthy(r) {
+						k++
+					}
+				}
+				return k >= 2
+			})
+			failing.Store(false)
+			// Healthy again once a probe succeeded; then, with catch-up,
+			// every skipped tick has a run of its own.
+			var skipped []api.Run
+			ranAt := map[string]bool{}
+			waitRunsUntil(t, n.op, "heartbeat", func(rs []api.Run) bool {
+				skipped, ranAt = skipped[:0], map[string]bool{}
+				healthy := false
+				for _, r := range rs {
+					switch {
+					case unhealthy(r):
+						skipped = append(skipped, r)
+					case r.Outcome == "ok" || r.Outcome == "noop":
+						ranAt[r.Trigger.At] = true
+						healthy = true
+					}
+				}
+				if !healthy {
+					return false
+				}
+				if !tc.catchUp {
+					return len(ranAt) >= 3 // a few ticks after recovery
+				}
+				for _, s := range skipped {
+					if !ranAt[s.Trigger.At] {
+						return false
+					}
+				}
+				return true
+			})
+			if !tc.catchUp {
+				for _, s := range skipped {
+					if ranAt[s.Trigger.At] {
+						t.Errorf("tick %s skipped while unhealthy ran with catch_up skip", s.Trigger.At)
+					}
+				}
+			}
+		})
+	}
 }
