@@ -239,9 +239,13 @@ func (n *Node) tick(ev trigger.Event) {
 			ts = ts[len(ts)-keep:]
 		}
 		n.log.Info("catch-up: running ticks skipped while unhealthy", logService, ev.Service, logTrigger, ev.Trigger, "ticks", len(ts), "catch_up", policy.Policy)
+		// Not on the scheduler's callback: its Stop waits for those,
+		// and the node's stop ends catch-up runs after it (openTicks).
 		if n.catchUpWork() {
-			defer b.work.Done()
-			n.runTicks(d, i, ts)
+			go func() {
+				defer b.work.Done()
+				n.runTicks(d, i, ts)
+			}()
 		}
 	}
 }
