@@ -37,7 +37,7 @@ func TestCompletionScripts(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "andromeda"), []byte(wrapper), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	shell := func(name string, args ...string) string {
+	shell := func(t *testing.T, name string, args ...string) string {
 		t.Helper()
 		_, err := exec.LookPath(name)
 		sandboxtest.Require(t, err == nil, name+" is needed to check its completion script")
@@ -51,15 +51,15 @@ func TestCompletionScripts(t *testing.T) {
 		return out.String()
 	}
 	t.Run("bash", func(t *testing.T) {
-		if out := shell("bash", "-c", "source "+script("bash")+" && complete -p andromeda"); !strings.Contains(out, "andromeda") {
+		if out := shell(t, "bash", "-c", "source "+script("bash")+" && complete -p andromeda"); !strings.Contains(out, "andromeda") {
 			t.Errorf("complete -p andromeda: %q", out)
 		}
 	})
-	t.Run("zsh", func(t *testing.T) { shell("zsh", "-n", script("zsh")) })
+	t.Run("zsh", func(t *testing.T) { shell(t, "zsh", "-n", script("zsh")) })
 	t.Run("fish", func(t *testing.T) {
 		file := script("fish")
-		shell("fish", "--no-execute", file)
-		out := shell("fish", "--no-config", "-c", "source "+file+"; complete -C 'andromeda ins'")
+		shell(t, "fish", "--no-execute", file)
+		out := shell(t, "fish", "--no-config", "-c", "source "+file+"; complete -C 'andromeda ins'")
 		if !strings.HasPrefix(out, "inspect\t") {
 			t.Errorf("fish: complete -C 'andromeda ins' = %q, want inspect", out)
 		}

@@ -101,7 +101,7 @@ func wantArgs(min, max int) cobra.PositionalArgs {
 // with one dash (-json) gets two, and flags written before a group's
 // subcommand (token --name ada create) move after it, where the
 // subcommand that defines them parses them. A word that is not a
-// subcommand where one is wanted is a usage error. Shell completion
+// subcommand of a group is a usage error. Shell completion
 // requests pass unchanged.
 func normalizeArgs(root *cobra.Command, args []string) ([]string, error) {
 	if len(args) > 0 && (args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd) {
@@ -136,7 +136,9 @@ func normalizeArgs(root *cobra.Command, args []string) ([]string, error) {
 				continue
 			}
 			descend = false
-			if cmd.HasSubCommands() {
+			// A group is only its subcommands; a command that runs and
+			// takes arguments besides (runs NAME, runs show ID) takes it.
+			if cmd.HasSubCommands() && !(cmd.Runnable() && cmd.Args != nil) {
 				msg := fmt.Sprintf("unknown command %q for %q", a, cmd.CommandPath())
 				if cmd.SuggestionsMinimumDistance <= 0 {
 					cmd.SuggestionsMinimumDistance = 2 // cobra's default, which SuggestionsFor leaves to its caller
