@@ -88,3 +88,14 @@ func TestPlanCatchUpBounds(t *testing.T) {
 		t.Errorf("month of seconds: capped %v, due %d, run %d, %v", p.Capped, p.Due, len(p.Run), err)
 	}
 }
+
+// BenchmarkPlanCatchUp is the worst plan a node starts with: a
+// per-second cron expression down long enough to walk 2^20 ticks.
+func BenchmarkPlanCatchUp(b *testing.B) {
+	sp := Spec{Kind: KindCron, Schedule: "* * * * * *"}
+	for b.Loop() {
+		if _, err := PlanCatchUp(sp, CatchUp{Policy: CatchUpAll, Limit: MaxCatchUpLimit}, nil, t0, t0.Add(30*24*time.Hour)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
