@@ -61,21 +61,7 @@ func (n *Node) Hook(ctx context.Context, route server.HookRoute, method string, 
 		return api.Run{}, &server.Error{Kind: server.ErrUnavailable, Msg: err.Error(), RetryAfter: retryUnavailable}
 	}
 	ev := trigger.Event{Service: route.Service, Trigger: route.Trigger, Kind: trigger.KindHTTP, At: time.Now().UTC(), Method: method, Path: route.Path, Message: message}
-	type result struct {
-		run store.Run
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		r, err := n.invoke(n.ctx, d, ev)
-		done <- result{r, err}
-	}()
-	select {
-	case r := <-done:
-		return apiRun(r.run), r.err
-	case <-ctx.Done():
-		return api.Run{}, ctx.Err()
-	}
+	return n.invokeFor(ctx, d, ev)
 }
 
 // hookConflict returns an ErrConflict naming the trigger of another

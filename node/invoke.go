@@ -49,15 +49,9 @@ const (
 // bound is recorded as skipped and returned as server.ErrBusy with the
 // skipped run. Both say when to retry.
 func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (api.Run, error) {
-	d := n.lookup(name)
-	if d == nil {
-		if _, err := n.store.Service(ctx, name); err != nil {
-			return api.Run{}, err
-		}
-		return api.Run{}, server.Errorf(server.ErrConflict, "service %s is registered but not deployed (see andromeda inspect %s)", name, name)
-	}
-	if len(message) > 0 && !json.Valid(message) {
-		return api.Run{}, server.Errorf(server.ErrInvalid, "message: must be valid JSON")
+	d, err := n.deployedFor(ctx, name, message)
+	if err != nil {
+		return api.Run{}, err
 	}
 	if !d.manual {
 		return api.Run{}, server.Errorf(server.ErrConflict, "service %s has no manual trigger", name)
@@ -66,8 +60,14 @@ func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (
 		return api.Run{}, &server.Error{Kind: server.ErrUnavailable, Msg: err.Error(), RetryAfter: retryUnavailable}
 	}
 	ev := trigger.Event{Service: name, Trigger: d.manualName, Kind: trigger.KindManual, At: time.Now().UTC(), Message: message}
-	// A manual run is not abandoned when its caller hangs up: it finishes
-	// and is recorded; the caller just stops waiting.
+	return n.invokeFor(ctx, d, ev)
+}
+
+// invokeFor runs d for ev on the node's lifetime and waits for the run
+// while ctx lasts: a run asked for by a caller (a fire, a webhook) is not
+// abandoned when the caller hangs up; it finishes and is recorded, and
+// the caller just stops waiting.
+func (n *Node) invokeFor(ctx context.Context, d *deployed, ev trigger.Event) (api.Run, error) {
 	type result struct {
 		run store.Run
 		err error
@@ -83,6 +83,23 @@ func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (
 	case <-ctx.Done():
 		return api.Run{}, ctx.Err()
 	}
+}
+
+// deployedFor is the deployed service name, for running it by hand (a
+// fire, a plan) with message: an error kind when it is not deployed or
+// the message is not JSON.
+func (n *Node) deployedFor(ctx context.Context, name string, message json.RawMessage) (*deployed, error) {
+	d := n.lookup(name)
+	if d == nil {
+		if _, err := n.store.Service(ctx, name); err != nil {
+			return nil, err
+		}
+		return nil, server.Errorf(server.ErrConflict, "service %s is registered but not deployed (see andromeda inspect %s)", name, name)
+	}
+	if len(message) > 0 && !json.Valid(message) {
+		return nil, server.Errorf(server.ErrInvalid, "message: must be valid JSON")
+	}
+	return d, nil
 }
 
 // invoke runs one invocation of d for ev, applies its state change, records

@@ -22,15 +22,9 @@ import (
 // no run. The actions are judged as for a real run, so a plan shows a
 // rejection too; the per-minute caps are not taken from.
 func (n *Node) Plan(ctx context.Context, name string, message json.RawMessage) (api.Run, error) {
-	d := n.lookup(name)
-	if d == nil {
-		if _, err := n.store.Service(ctx, name); err != nil {
-			return api.Run{}, err
-		}
-		return api.Run{}, server.Errorf(server.ErrConflict, "service %s is registered but not deployed (see andromeda inspect %s)", name, name)
-	}
-	if len(message) > 0 && !json.Valid(message) {
-		return api.Run{}, server.Errorf(server.ErrInvalid, "message: must be valid JSON")
+	d, err := n.deployedFor(ctx, name, message)
+	if err != nil {
+		return api.Run{}, err
 	}
 	select {
 	case d.sem <- struct{}{}:
