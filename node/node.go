@@ -266,11 +266,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 }
 
 // ownAddrs are the node's listening addresses, which executions never
-// reach: the API, and the embedded NATS server's client port.
+// reach: the API, the webhooks' own listener, and the embedded NATS
+// server's client port.
 func (n *Node) ownAddrs() []string {
 	var out []string
-	if n.ln != nil {
-		out = append(out, n.ln.Addr().String())
+	for _, ln := range []net.Listener{n.ln, n.hooksLn} {
+		if ln != nil {
+			out = append(out, ln.Addr().String())
+		}
 	}
 	if n.cfg.NATS.Listen != "" {
 		out = append(out, n.cfg.NATS.Listen)

@@ -30,6 +30,7 @@ const (
 	KindArtifacts = "artifacts"
 	KindRuns      = "runs"
 	KindMeta      = "meta"
+	KindLedger    = "ledger" // action executions, and the index of those not ended
 	KindOther     = "other"
 )
 
@@ -50,6 +51,8 @@ func kindOf(stream string) string {
 		return KindArtifacts
 	case bus.StreamRuns:
 		return KindRuns
+	case kvStream(ledgerBucket), kvStream(openBucket):
+		return KindLedger
 	}
 	return KindOther
 }
@@ -60,6 +63,7 @@ func kvStream(bucket string) string { return "KV_" + bucket }
 var streamOrder = []string{
 	kvStream(bus.BucketServices), kvStream(bus.BucketTokens), kvStream(bus.BucketState),
 	kvStream(bus.BucketPending), "OBJ_" + bus.ObjectArtifacts, bus.StreamRuns, kvStream(bucketMeta),
+	kvStream(ledgerBucket), kvStream(openBucket),
 }
 
 // Report is what the store found in JetStream when it opened (Recovery) or
@@ -80,7 +84,7 @@ type Report struct {
 type StreamReport struct {
 	Stream string `json:"stream"`
 	// Kind is what the stream holds: registry, tokens, state, pending,
-	// artifacts, runs, meta or other.
+	// artifacts, runs, meta, ledger or other.
 	Kind string `json:"kind"`
 	// Records is how many messages JetStream holds (for a bucket: values
 	// and deletion markers).
