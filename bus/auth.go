@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -52,7 +53,16 @@ type clientAuth struct {
 
 	mu    sync.RWMutex
 	users map[string]ClientUser
+	// loaded is closed by the first set: a client that connects while
+	// the node is still reading its credentials waits for them (up to
+	// loadWait) instead of being refused.
+	loaded     chan struct{}
+	loadedOnce sync.Once
 }
+
+// loadWait is how long a client connecting before the credentials are
+// loaded waits for them: under the server's 2 s authentication timeout.
+const loadWait = 1500 * time.Millisecond
 
 var _ server.Authentication = (*clientAuth)(nil)
 
@@ -60,7 +70,7 @@ func newClientAuth() *clientAuth {
 	var b [32]byte
 	rand.Read(b[:])
 	secret := hex.EncodeToString(b[:])
-	return &clientAuth{nodeSecret: secret, nodeHash: sha256.Sum256([]byte(secret)), users: map[string]ClientUser{}}
+	return &clientAuth{nodeSecret: secret, nodeHash: sha256.Sum256([]byte(secret)), users: map[string]ClientUser{}, loaded: make(chan struct{})}
 }
 
 // Check implements server.Authentication: the node's user gets every
@@ -81,6 +91,10 @@ func (a *clientAuth) Check(c server.ClientAuthentication) bool {
 		}
 		c.RegisterUser(&server.User{Username: NodeUser})
 		return true
+	}
+	select {
+	case <-a.loaded:
+	case <-time.After(loadWait):
 	}
 	a.mu.RLock()
 	u, ok := a.users[o.Username]
@@ -114,6 +128,7 @@ func (a *clientAuth) set(users []ClientUser) []string {
 	prev := a.users
 	a.users = next
 	a.mu.Unlock()
+	a.loadedOnce.Do(func() { close(a.loaded) })
 	var kick []string
 	for _, name := range slices.Sorted(maps.Keys(prev)) {
 		old, nu := prev[name], next[name]

@@ -229,3 +229,27 @@ func TestNodeConnectionWithoutListener(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestClientBeforeCredentials: a client that connects while the node is
+// still loading its credentials waits for them and is admitted, instead of
+// being refused during every start; once they are loaded, an unknown one
+// is refused at once.
+func TestClientBeforeCredentials(t *testing.T) {
+	b := listeningBus(t)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		b.SetClientUsers([]ClientUser{user("early", "s3cret", "andromeda.events.early.>")})
+	}()
+	c, err := connect(t, b, "early", "s3cret")
+	if err != nil {
+		t.Fatalf("a client connecting before the credentials were loaded: %v", err)
+	}
+	c.Close()
+	start := time.Now()
+	if _, err := connect(t, b, "nobody", "x"); err == nil {
+		t.Fatal("an unknown credential was admitted")
+	}
+	if d := time.Since(start); d > loadWait/2 {
+		t.Errorf("refusing an unknown credential after loading took %s", d)
+	}
+}
