@@ -27,3 +27,9 @@ func TestFirePlan(t *testing.T) {
 		t.Fatalf("plan = %d, fired %s; want 200 and nothing fired", code, f.fired)
 	}
 }
+
+var _ StateBackend = (*fakeBackend)(nil)
+
+func (f *fakeBackend) State(ctx context.Context, p Principal, name string) (api.State, error) {
+	return api.State{Service: name}, nil
+}

@@ -213,6 +213,7 @@ func (s *Server) routes() {
 	s.keyRoutes()
 	s.whyRoutes()
 	s.planRoutes()
+	s.stateRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -507,24 +507,15 @@ func staleCgroups(pid int) []string {
 	return out
 }
 
-// checkWriters reads each service's state through the node's NATS listener
-// and looks up every writer it names that is not known found yet. A writer
-// may be a run still finishing (cron ticks go on): it gets a few seconds
-// to be recorded. It returns how many writers it looked up.
+// checkWriters reads each service's state through the API and looks up
+// every writer it names that is not known found yet. A writer may be a run
+// still finishing (cron ticks go on): it gets a few seconds to be
+// recorded. It returns how many writers it looked up.
 func (n *killNode) checkWriters(ctx context.Context, c *api.Client, iter int, found map[string]bool) int {
 	t := n.t
-	b, err := bus.Open(ctx, bus.Config{URL: "nats://" + n.natsAddr, Name: "kill-test"})
-	if err != nil {
-		t.Fatalf("kill %d: connect to the node's NATS: %v", iter, err)
-	}
-	defer b.Close()
-	st, err := store.Open(ctx, b, killStoreConfig())
-	if err != nil {
-		t.Fatalf("kill %d: open the store: %v", iter, err)
-	}
 	looked := 0
 	for _, s := range killServices {
-		snap, err := st.State(ctx, s.name)
+		snap, err := c.State(ctx, s.name)
 		if err != nil {
 			t.Fatalf("kill %d: state of %s: %v", iter, s.name, err)
 		}
