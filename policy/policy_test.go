@@ -340,7 +340,7 @@ func TestDiff(t *testing.T) {
 		{"state", base, base + "capabilities: {state: true}\n", []Growth{{What: "state", To: "granted"}}},
 		{"driver", base, "name: s\nversion: 1.0.0\nruntime: {driver: docker, image: 'x:1'}\n", []Growth{{What: "driver", From: "wasm", To: "docker"}}},
 		{"driver stronger", "name: s\nversion: 1.0.0\nruntime: {driver: process, entry: run}\n", base, nil},
-		{"http trigger", base + "triggers: [{kind: http, path: /a}]\n", base + "triggers: [{kind: http, path: /a}, {kind: http, path: /b}, {kind: manual}]\n", []Growth{{What: "trigger", To: "http /b"}}},
+		{"http trigger", base + "triggers: [{kind: http, path: /hooks/a}]\n", base + "triggers: [{kind: http, path: /hooks/a}, {kind: http, path: /hooks/b}, {kind: manual}]\n", []Growth{{What: "trigger", To: "http /hooks/b"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Diff(mustManifest(t, tc.old), mustManifest(t, tc.new))
