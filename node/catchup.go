@@ -82,7 +82,7 @@ func triggerIndex(name string) int {
 
 // openTicks creates or opens the ticks bucket and reads what it holds.
 func (n *Node) openTicks(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	kv, err := n.bus.JS.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
 		Bucket: bus.BucketTicks, Description: "last tick evaluated per cron trigger: service.index → time and schedule",
