@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package crashtest
 
 import (
 	"context"
@@ -58,7 +58,7 @@ func TestEventBurstKill(t *testing.T) {
 	ctx := context.Background()
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "andromeda")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, andromedaCmd).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	svcDir := filepath.Join(tmp, burstService)

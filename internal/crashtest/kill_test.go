@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package crashtest
 
 import (
 	"bufio"
@@ -31,6 +31,9 @@ import (
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 	"github.com/andromeda-runner/andromeda/store"
 )
+
+// andromedaCmd is the package of the binary the tests build and kill.
+const andromedaCmd = "../../cmd/andromeda"
 
 // killService is one service of TestKillDuringLoad: every run adds one to
 // the state counter key and says so in its output.
@@ -71,7 +74,7 @@ func TestKillDuringLoad(t *testing.T) {
 	ctx := context.Background()
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "andromeda")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	build := exec.Command("go", "build", "-o", bin, andromedaCmd)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

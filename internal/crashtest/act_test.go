@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package crashtest
 
 import (
 	"context"
@@ -121,7 +121,7 @@ func startActNode(t *testing.T, v *vaultEndpoint) *actNode {
 	ctx := context.Background()
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "andromeda")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, andromedaCmd).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	data := filepath.Join(tmp, "data")
