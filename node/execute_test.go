@@ -428,3 +428,35 @@ func TestRegisteredKind(t *testing.T) {
 	bad := mirror(t, n, `{"actions": [{"kind": "bridge", "params": {}}]}`)
 	wantRejected(t, n, bad, `actions[0].kind: "bridge" has no executor on this node (built in: http, emit, publish, log, submit; others are registered by the operator under executors.kinds)`)
 }
+
+// TestExecutorsConfigErrors: each bad executors key is named with its
+// rule, all of them at once, and the config is refused.
+func TestExecutorsConfigErrors(t *testing.T) {
+	_, err := node.ParseConfig([]byte(`executors:
+  http: {timeout: 1ms, max_response: 2Mi}
+  targets: {"Bad Name": {endpoint: "https://x.example"}, vault: {endpoint: "ftp://x"}}
+  kinds: {http: svc, transfer: ""}
+  attempts: 0
+  backoff: 2s
+  backoff_max: 1s
+  workers: 5000
+`), false)
+	if err == nil {
+		t.Fatal("a bad executors section was accepted")
+	}
+	for _, want := range []string{
+		"executors.http.timeout: must be a duration from 100ms to 5m0s",
+		"executors.http.max_response: must be a size from 0 to 1Mi",
+		"executors.targets.Bad Name: a target name is [a-z0-9][a-z0-9_-]{0,62}",
+		"executors.targets.vault.endpoint: must be an absolute http or https URL",
+		"executors.kinds.http: is a built-in kind",
+		"executors.kinds.transfer: must name a service",
+		"executors.attempts: must be from 1 to 100",
+		"executors.backoff_max: must be at least executors.backoff",
+		"executors.workers: must be from 1 to 1024",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/andromeda-runner/andromeda/api"
 )
 
 // completionTimeout bounds the API call behind a completion: a shell
@@ -16,6 +18,20 @@ const completionTimeout = 2 * time.Second
 // argument with the names of the node's services; when the node cannot be
 // reached it offers nothing, silently.
 func (env *cli) serviceNames(cf *clientFlags) cobra.CompletionFunc {
+	return env.firstArg(cf, func(ctx context.Context, c *api.Client) ([]cobra.Completion, error) {
+		list, err := c.Services(ctx)
+		out := make([]cobra.Completion, len(list))
+		for i, s := range list {
+			out[i] = cobra.CompletionWithDesc(s.Name, s.Version+" "+s.Status)
+		}
+		return out, err
+	})
+}
+
+// firstArg completes a command's first argument with what names returns
+// (each a completion with its description) that starts with what was
+// typed; nothing, quietly, when no node answers.
+func (env *cli) firstArg(cf *clientFlags, names func(context.Context, *api.Client) ([]cobra.Completion, error)) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
@@ -26,14 +42,14 @@ func (env *cli) serviceNames(cf *clientFlags) cobra.CompletionFunc {
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
 		defer cancel()
-		list, err := c.Services(ctx)
+		list, err := names(ctx, c)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		var out []cobra.Completion
-		for _, s := range list {
-			if strings.HasPrefix(s.Name, toComplete) {
-				out = append(out, cobra.CompletionWithDesc(s.Name, s.Version+" "+s.Status))
+		for _, n := range list {
+			if strings.HasPrefix(n, toComplete) {
+				out = append(out, n)
 			}
 		}
 		return out, cobra.ShellCompDirectiveNoFileComp

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -201,26 +200,12 @@ the key's 32-byte seed as it is. A target's key is never replaced.
 // keyTargets completes TARGET with the targets the node has keys for, and
 // nothing, quietly, when no node answers.
 func (env *cli) keyTargets(cf *clientFlags) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if len(args) > 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		c, err := env.client(cf)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
-		defer cancel()
+	return env.firstArg(cf, func(ctx context.Context, c *api.Client) ([]cobra.Completion, error) {
 		list, err := c.Keys(ctx)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
+		out := make([]cobra.Completion, len(list))
+		for i, k := range list {
+			out[i] = cobra.CompletionWithDesc(k.Target, "key "+k.KeyID)
 		}
-		var out []cobra.Completion
-		for _, k := range list {
-			if strings.HasPrefix(k.Target, toComplete) {
-				out = append(out, cobra.CompletionWithDesc(k.Target, "key "+k.KeyID))
-			}
-		}
-		return out, cobra.ShellCompDirectiveNoFileComp
-	}
+		return out, err
+	})
 }

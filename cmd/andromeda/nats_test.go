@@ -17,6 +17,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/gobuild"
+	"github.com/andromeda-runner/andromeda/internal/testutil"
 	"github.com/andromeda-runner/andromeda/node"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
@@ -40,9 +41,9 @@ func eventGreeter(t *testing.T, topic string) (map[string]string, *api.Client) {
 	t.Helper()
 	_, err := exec.LookPath("go")
 	sandboxtest.Require(t, err == nil, "the go toolchain is needed to build the example service")
-	n, env := startNode(t, func(c *node.Config) { c.NATS.Listen = freeAddr(t) })
+	n, env := startNode(t, func(c *node.Config) { c.NATS.Listen = testutil.FreeAddr(t) })
 	dir := filepath.Join(t.TempDir(), "greeter")
-	copyDir(t, filepath.Join("..", "..", "examples", "greeter"), dir)
+	testutil.CopyDir(t, filepath.Join("..", "..", "examples", "greeter"), dir)
 	if err := gobuild.Wasm(context.Background(), filepath.Join("..", "..", "examples", "greeter"), filepath.Join(dir, "main.wasm"), gobuild.Reactor); err != nil {
 		t.Fatalf("build the greeter: %v", err)
 	}

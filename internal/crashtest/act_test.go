@@ -27,6 +27,7 @@ import (
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/envelope"
+	"github.com/andromeda-runner/andromeda/internal/testutil"
 	"github.com/andromeda-runner/andromeda/node"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
@@ -126,7 +127,7 @@ func startActNode(t *testing.T, v *vaultEndpoint) *actNode {
 	}
 	data := filepath.Join(tmp, "data")
 	n := &killNode{t: t, bin: bin, logPath: filepath.Join(tmp, "node.log"), config: filepath.Join(tmp, "andromeda.yaml")}
-	n.addr, n.natsAddr = freeAddr(t), freeAddr(t)
+	n.addr, n.natsAddr = testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfg := fmt.Sprintf(`listen: %s
 data: %s
 nats: {listen: %s}
@@ -162,7 +163,7 @@ executors:
 		t.Fatal(err)
 	}
 	svc := filepath.Join(tmp, "act-node")
-	copyDir(t, filepath.Join("testdata", "act"), svc)
+	testutil.CopyDir(t, filepath.Join("testdata", "act"), svc)
 	host := strings.TrimPrefix(v.URL, "http://")
 	m, err := os.ReadFile(filepath.Join(svc, "andromeda.yaml"))
 	if err != nil {

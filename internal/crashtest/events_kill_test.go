@@ -23,6 +23,7 @@ import (
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/gobuild"
+	"github.com/andromeda-runner/andromeda/internal/testutil"
 	"github.com/andromeda-runner/andromeda/node"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
@@ -62,7 +63,7 @@ func TestEventBurstKill(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	svcDir := filepath.Join(tmp, burstService)
-	copyDir(t, filepath.Join("..", "..", "examples", "greeter"), svcDir)
+	testutil.CopyDir(t, filepath.Join("..", "..", "examples", "greeter"), svcDir)
 	if err := gobuild.Wasm(ctx, filepath.Join("..", "..", "examples", "greeter"), filepath.Join(svcDir, "main.wasm"), gobuild.Reactor); err != nil {
 		t.Fatalf("build the wasm service: %v", err)
 	}
@@ -70,7 +71,7 @@ func TestEventBurstKill(t *testing.T) {
 
 	data := filepath.Join(tmp, "data")
 	n := &killNode{t: t, bin: bin, logPath: filepath.Join(tmp, "node.log"), config: filepath.Join(tmp, "andromeda.yaml")}
-	n.addr = freeAddr(t)
+	n.addr = testutil.FreeAddr(t)
 	// Every run is kept.
 	cfg := fmt.Sprintf("listen: %s\ndata: %s\nruns: {per_service: %d}\nlog: {format: json, level: info}\n",
 		n.addr, data, 10*events)

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/gobuild"
+	"github.com/andromeda-runner/andromeda/internal/testutil"
 	"github.com/andromeda-runner/andromeda/node"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 	"github.com/andromeda-runner/andromeda/store"
@@ -79,14 +79,14 @@ func TestKillDuringLoad(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	wasmDir := filepath.Join(tmp, "kill-wasm")
-	copyDir(t, filepath.Join("testdata", "kill", "wasm"), wasmDir)
+	testutil.CopyDir(t, filepath.Join("testdata", "kill", "wasm"), wasmDir)
 	if err := gobuild.Wasm(ctx, filepath.Join("..", "..", "examples", "heartbeat"), filepath.Join(wasmDir, "main.wasm"), gobuild.Command); err != nil {
 		t.Fatalf("build the wasm service: %v", err)
 	}
 
 	data := filepath.Join(tmp, "data")
 	n := &killNode{t: t, bin: bin, logPath: filepath.Join(tmp, "node.log"), config: filepath.Join(tmp, "andromeda.yaml")}
-	n.addr, n.natsAddr = freeAddr(t), freeAddr(t)
+	n.addr, n.natsAddr = testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfg := fmt.Sprintf("listen: %s\ndata: %s\nnats: {listen: %s}\nruns: {per_service: %d}\nlog: {format: json, level: info}\n",
 		n.addr, data, n.natsAddr, killRunsPerService)
 	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
@@ -692,19 +692,3 @@ func percentiles(d []time.Duration) string {
 func firstInts(v []int, n int) []int { return v[:min(n, len(v))] }
 
 // freeAddr returns a loopback address with a port free now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
-		t.Fatal(err)
-	}
-}
