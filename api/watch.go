@@ -1,0 +1,42 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Kinds of WatchEvent: what happened to a service or a run.
+const (
+	WatchAdmitted  = "service.admitted"  // a version was admitted and stored
+	WatchDeployed  = "service.deployed"  // prepared: unpacked, dependencies installed, self-checked
+	WatchStarted   = "service.started"   // triggers armed (and warm workers up in server mode)
+	WatchStopped   = "service.stopped"   // triggers disarmed, runs in flight finished or killed
+	WatchRemoved   = "service.removed"   // deleted from the registry
+	WatchFailed    = "service.failed"    // a phase failed; Detail says why
+	WatchUnhealthy = "service.unhealthy" // consecutive failures crossed the health threshold
+	WatchHealthy   = "service.healthy"   // a run succeeded after the service was unhealthy
+	WatchRunStart  = "run.started"       // a run began (after its slot was taken)
+	WatchRunLog    = "run.log"           // a line a run wrote (stdout, stderr, protocol log)
+	WatchRunEnd    = "run.finished"      // a run was recorded, with its outcome
+)
+
+// WatchEvent is one entry of the node's stream of what happens
+// (GET /v1/watch). ID orders the stream and is what a client sends back
+// as Last-Event-ID to resume after it.
+type WatchEvent struct {
+	ID      uint64    `json:"id,omitempty"`
+	Kind    string    `json:"kind"`
+	Time    time.Time `json:"time"`
+	Service string    `json:"service"`
+	Version string    `json:"version,omitempty"`
+	Phase   string    `json:"phase,omitempty"` // the service's phase after the event
+	Run     string    `json:"run,omitempty"`
+	Trigger string    `json:"trigger,omitempty"`
+	Outcome string    `json:"outcome,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+	// Line is the text of a run.log event; Stream says where it came from
+	// ("stdout", "stderr", "log").
+	Line   string          `json:"line,omitempty"`
+	Stream string          `json:"stream,omitempty"`
+	Extra  json.RawMessage `json:"extra,omitempty"`
+}
