@@ -78,7 +78,8 @@ type Run struct {
 	Trigger  contract.Trigger `json:"trigger"`
 	Start    time.Time        `json:"start"`
 	Duration time.Duration    `json:"duration_ns"`
-	// Outcome is ok, noop, error, timeout, crashed, oom, rejected or skipped.
+	// Outcome is ok, noop, error, timeout, crashed, oom, rejected, skipped
+	// or cancelled (killed while it ran; Error names who killed it).
 	Outcome string `json:"outcome"`
 	// Output holds the actions, emits and state change the service returned.
 	// The actions of an ok run are executed by the node: see Executions.
@@ -148,6 +149,12 @@ type FireRequest struct {
 	// executions, the signed envelope and its digest included), executing
 	// nothing, writing no state and recording no run.
 	Plan bool `json:"plan,omitempty"`
+	// Args is the run's argument vector, input.args (andromeda run NAME
+	// -- ARG...): at most 4096 strings, 128 KiB in all, without NUL.
+	Args []string `json:"args,omitempty"`
+	// Detach answers 202 as soon as the run has started, with its id
+	// (a RunInFlight); the run goes on. See GET /v1/runs/{id}/wait.
+	Detach bool `json:"detach,omitempty"`
 }
 
 // TokenRequest is the body of POST /v1/tokens.

@@ -17,12 +17,16 @@ import (
 
 // Input is what a service receives for one invocation.
 type Input struct {
-	RunID   string                     `json:"run_id"`
-	Service string                     `json:"service"`
-	Trigger Trigger                    `json:"trigger"`
-	Message json.RawMessage            `json:"message,omitempty"`
-	State   map[string]json.RawMessage `json:"state"`
-	Config  map[string]any             `json:"config"`
+	RunID   string          `json:"run_id"`
+	Service string          `json:"service"`
+	Trigger Trigger         `json:"trigger"`
+	Message json.RawMessage `json:"message,omitempty"`
+	// Args is the argument vector of a run started with
+	// `andromeda run NAME -- ARG...` (the seed's run_command); absent
+	// otherwise.
+	Args   []string                   `json:"args,omitempty"`
+	State  map[string]json.RawMessage `json:"state"`
+	Config map[string]any             `json:"config"`
 }
 
 // Trigger says what fired an invocation.

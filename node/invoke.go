@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/base32"
@@ -49,18 +50,27 @@ const (
 // bound is recorded as skipped and returned as server.ErrBusy with the
 // skipped run. Both say when to retry.
 func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (api.Run, error) {
-	d, err := n.deployedFor(ctx, name, message)
+	d, ev, err := n.manualEvent(ctx, name, message)
 	if err != nil {
 		return api.Run{}, err
 	}
+	return n.invokeFor(ctx, d, ev)
+}
+
+// manualEvent is the manual firing of service name with message (Fire,
+// FireRun, FireDetached), or the error kind that refuses it.
+func (n *Node) manualEvent(ctx context.Context, name string, message json.RawMessage) (*deployed, trigger.Event, error) {
+	d, err := n.deployedFor(ctx, name, message)
+	if err != nil {
+		return nil, trigger.Event{}, err
+	}
 	if !d.manual {
-		return api.Run{}, server.Errorf(server.ErrConflict, "service %s has no manual trigger", name)
+		return nil, trigger.Event{}, server.Errorf(server.ErrConflict, "service %s has no manual trigger", name)
 	}
 	if err := n.gate.admit(workFire, name); err != nil {
-		return api.Run{}, &server.Error{Kind: server.ErrUnavailable, Msg: err.Error(), RetryAfter: retryUnavailable}
+		return nil, trigger.Event{}, &server.Error{Kind: server.ErrUnavailable, Msg: err.Error(), RetryAfter: retryUnavailable}
 	}
-	ev := trigger.Event{Service: name, Trigger: d.manualName, Kind: trigger.KindManual, At: time.Now().UTC(), Message: message}
-	return n.invokeFor(ctx, d, ev)
+	return d, trigger.Event{Service: name, Trigger: d.manualName, Kind: trigger.KindManual, At: time.Now().UTC(), Message: message}, nil
 }
 
 // invokeFor runs d for ev on the node's lifetime and waits for the run
@@ -112,7 +122,7 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 	n.runs.Add(1)
 	defer n.runs.Done()
 	run = store.Run{
-		ID:      newRunID(),
+		ID:      cmp.Or(ev.RunID, newRunID()),
 		Service: d.rec.Name,
 		Version: d.rec.Version,
 		Owner:   d.rec.Owner,
@@ -124,6 +134,12 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 	}
 	log := n.log.With(logService, d.rec.Name, logRun, run.ID, logTrigger, ev.Trigger)
 	finishing := false
+	var fl *flight // in the registry of runs in flight once it has its slot (running.go)
+	defer func() {
+		if fl != nil {
+			n.inflight.end(fl, run, err)
+		}
+	}()
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("panic in an invocation", "panic", p, "stack", string(debug.Stack()))
@@ -166,6 +182,7 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 		}
 		return run, &server.Error{Kind: server.ErrBusy, Msg: reason, Run: ptr(apiRun(run)), RetryAfter: retryBusy}
 	}
+	fl = n.inflight.begin(run)
 
 	res, pending, failure := n.attempt(ctx, log, d, &run, ev)
 	finishing = true
@@ -238,7 +255,7 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 			return nil, false, "read state: " + err.Error(), false
 		}
 	}
-	in := contract.Input{RunID: run.ID, Service: d.rec.Name, Trigger: run.Trigger, Message: ev.Message, State: snap.Values, Config: d.manifest.Config}
+	in := contract.Input{RunID: run.ID, Service: d.rec.Name, Trigger: run.Trigger, Message: ev.Message, Args: ev.Args, State: snap.Values, Config: d.manifest.Config}
 	dep, err := n.ensureDeployed(ctx, d)
 	if err != nil {
 		return nil, false, err.Error(), false
@@ -246,7 +263,15 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 	// The guest's log lines of this run go to the node's log with the
 	// run's id, within the driver's per-run and per-service caps.
 	rctx := sandbox.WithRunLog(ctx, func(line string) { log.Info("guest", "line", line) })
+	rctx = sandbox.WithArgs(rctx, ev.Args)
+	// A kill (andromeda kill) cancels the call alone, never the store work
+	// around it.
+	rctx, release := n.inflight.bind(rctx, run.ID)
 	r, err := safeCall(rctx, dep, in, d.timeout())
+	release()
+	if c := killedBy(rctx); c != nil && (err != nil || r.Outcome != sandbox.OK && r.Outcome != sandbox.Noop) {
+		return &sandbox.Result{Outcome: sandbox.Cancelled, Error: c.Error(), Usage: r.Usage}, false, "", false
+	}
 	if err != nil {
 		return &r, false, "runner: " + err.Error(), false
 	}

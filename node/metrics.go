@@ -41,7 +41,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 			}
 			return ""
 		},
-		invocations: reg.NewCounterVec("andromeda_invocations_total", "Invocations by service and outcome (ok, noop, error, timeout, crashed, oom, rejected, skipped).", "service", "outcome"),
+		invocations: reg.NewCounterVec("andromeda_invocations_total", "Invocations by service and outcome (ok, noop, error, timeout, crashed, oom, rejected, skipped, cancelled).", "service", "outcome"),
 		executions:  reg.NewCounterVec("andromeda_executions_total", "Attempts at executing actions that ended, by action kind and what became of the execution (confirmed, retry, failed).", "kind", "state"),
 		duration:    reg.NewHistogramVec("andromeda_invocation_duration_seconds", "Wall time of invocations by service, from trigger to recorded run.", nil, "service"),
 	}

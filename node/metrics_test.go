@@ -166,7 +166,7 @@ func TestMetricsScrape(t *testing.T) {
 			help   string
 			labels []string
 		}{
-			{"andromeda_invocations_total", dto.MetricType_COUNTER, "Invocations by service and outcome (ok, noop, error, timeout, crashed, oom, rejected, skipped).", []string{"outcome", "service"}},
+			{"andromeda_invocations_total", dto.MetricType_COUNTER, "Invocations by service and outcome (ok, noop, error, timeout, crashed, oom, rejected, skipped, cancelled).", []string{"outcome", "service"}},
 			{"andromeda_invocation_duration_seconds", dto.MetricType_HISTOGRAM, "Wall time of invocations by service, from trigger to recorded run.", []string{"service"}},
 			{"andromeda_services", dto.MetricType_GAUGE, "Services deployed on this node.", nil},
 			{"andromeda_services_unhealthy", dto.MetricType_GAUGE, "Deployed services currently unhealthy.", nil},

@@ -91,6 +91,7 @@ type Node struct {
 	undo       []func() error
 	runs       sync.WaitGroup
 	unrecorded *unrecorded // runs the store refused, retried until stored
+	inflight   inflight    // runs in flight, by id, with their kill switches (running.go)
 	secrets    *secretStore
 	hooksLn    net.Listener // the webhooks' own listener (http.hooks_listen), or nil
 	gate       *workGate    // refuses new work while the disk is nearly full or the store cannot write

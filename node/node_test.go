@@ -92,7 +92,7 @@ func sharedCache(t testing.TB) string {
 func TestMain(m *testing.M) {
 	process.MaybeInit() // the process driver re-executes this binary as its sandbox init
 	code := m.Run()
-	for _, d := range []string{buildDir, cacheDir} {
+	for _, d := range []string{buildDir, cacheDir, execGuestDir} {
 		if d != "" {
 			os.RemoveAll(d)
 		}

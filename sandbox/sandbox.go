@@ -39,9 +39,11 @@ type Deployment interface {
 	// Invoke runs one invocation with input (the contract's Input as JSON).
 	// The ctx deadline is the invocation's timeout (drivers also enforce
 	// Limits.Timeout as a backstop; the earlier wins) and is reported as
-	// Outcome Timeout. Cancelling ctx kills the call: Invoke then returns
-	// ctx.Err() (context.Canceled), which the node records as an error run
-	// "killed". What the guest did (returned, trapped, spun, ballooned) is
+	// Outcome Timeout. Cancelling ctx kills the call (cooperatively first
+	// where the driver can, then by force): Invoke then returns ctx.Err()
+	// (context.Canceled). The node records a run it cancelled itself
+	// (andromeda kill) as Cancelled, and any other as an error. What the
+	// guest did (returned, trapped, spun, ballooned) is
 	// reported in Exit; the error is only for the runner failing to run it
 	// or the call being killed.
 	Invoke(ctx context.Context, input []byte) (Exit, error)
@@ -123,7 +125,8 @@ type Outcome string
 // an Exit, and Skipped when the guest never ran for want of capacity (the
 // wasm driver's node-wide memory budget); Call turns OK into OK, Noop or
 // Error by judging the output; the node records Rejected and Skipped for
-// runs that never reached a driver.
+// runs that never reached a driver, and Cancelled for runs it was asked to
+// kill while they ran.
 const (
 	OK       Outcome = "ok"       // the service returned actions or emits
 	Noop     Outcome = "noop"     // the service decided to do nothing and said why
@@ -133,6 +136,9 @@ const (
 	OOM      Outcome = "oom"      // the guest exceeded its memory limit
 	Rejected Outcome = "rejected" // the input or the call was refused before running
 	Skipped  Outcome = "skipped"  // the trigger fired but the run did not start (concurrency, backoff, no capacity)
+	// Cancelled: someone killed the run while it ran (andromeda kill,
+	// POST /v1/runs/{id}/cancel); the run's error names who.
+	Cancelled Outcome = "cancelled"
 )
 
 // Exit is what a driver reports about one invocation.

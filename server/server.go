@@ -167,6 +167,10 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	mux     *http.ServeMux
+
+	// runner runs with args, detached, waited on and killed; nil when the
+	// backend does not.
+	runner RunBackend
 }
 
 // New returns a server for b. It starts nothing: use it as an http.Handler,
@@ -214,6 +218,7 @@ func (s *Server) routes() {
 	s.whyRoutes()
 	s.planRoutes()
 	s.stateRoutes()
+	s.runRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -458,6 +463,9 @@ func (s *Server) fire(w http.ResponseWriter, r *http.Request, p Principal) {
 	if !s.decode(w, r, &req, true) {
 		return
 	}
+	if s.fireRun(w, r, req) {
+		return
+	}
 	fire := s.b.Fire
 	if req.Plan {
 		if s.planner == nil {
@@ -477,12 +485,19 @@ func (s *Server) fire(w http.ResponseWriter, r *http.Request, p Principal) {
 // runs answers GET /v1/runs and /v1/services/{name}/runs with one page,
 // {"runs": [...], "next": "..."}; next is absent on the last page.
 func (s *Server) runs(w http.ResponseWriter, r *http.Request, p Principal) {
+	if s.running(w, r, p) {
+		return
+	}
 	q, err := runQuery(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	list, err := s.b.Runs(r.Context(), p, r.PathValue("name"), q)
+	service := r.PathValue("name")
+	if service == "" {
+		service = r.URL.Query().Get("service")
+	}
+	list, err := s.b.Runs(r.Context(), p, service, q)
 	if err != nil {
 		s.fail(w, r, err)
 		return

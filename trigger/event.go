@@ -62,6 +62,12 @@ type Event struct {
 	// Message is the invocation's message: the trigger's configured message
 	// for cron triggers, the payload for the other kinds. May be nil.
 	Message json.RawMessage
+	// Args is the argument vector of a manual run (andromeda run NAME --
+	// ARG...); nil otherwise.
+	Args []string
+	// RunID, when set, is the id the run takes: a caller that must know
+	// it before the run starts (fire --detach) makes it with the node.
+	RunID string
 }
 
 // Spec is one trigger of a service as the node hands it to a trigger source,

@@ -57,16 +57,22 @@ func (env *cli) fireCmd() *cobra.Command {
 		Short: "Run a service now and print the run",
 		Long: `Fire runs a service at once, by hand, and prints the run it recorded:
 outcome, duration, usage and output. --input is the message the service
-gets, as JSON.`,
+gets, as JSON. With --detach it prints the run's id at once and the run
+goes on. Interrupted (Ctrl-C) while it waits, fire asks whether to cancel
+the run when standard input is a terminal, cancels it with
+--cancel-on-interrupt, and otherwise leaves it running and says how to
+kill it.`,
 		Example: `  andromeda fire greeter
   andromeda fire greeter --input '{"name":"Ada"}'
   andromeda fire greeter --input '"text"' --json
-  andromeda fire price-watch --input '{"price": 120}' --plan`,
+  andromeda fire price-watch --input '{"price": 120}' --plan
+  andromeda fire batch --detach`,
 		Args: wantArgs(1, 1),
 	}
 	cf := addClientFlags(cmd)
 	input := cmd.Flags().String("input", "", "`JSON` message to pass to the service")
 	plan := cmd.Flags().Bool("plan", false, "run the service but execute nothing, write no state and record no run: print what would be executed (envelopes and digests included)")
+	rf := addRunFlags(cmd)
 	cmd.ValidArgsFunction = env.serviceNames(cf)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var msg json.RawMessage
@@ -77,9 +83,12 @@ gets, as JSON.`,
 			msg = json.RawMessage(*input)
 		}
 		if *plan {
+			if rf.detach {
+				return usagef("--plan and --detach: a plan records no run to detach from; give one of them")
+			}
 			return ask(env, cf, func(c *api.Client) (api.Run, error) { return c.Plan(cmd.Context(), args[0], msg) }, printRun)
 		}
-		return ask(env, cf, func(c *api.Client) (api.Run, error) { return c.Fire(cmd.Context(), args[0], msg) }, printRun)
+		return env.fireAndWait(cmd.Context(), cf, rf, args[0], api.FireRequest{Message: msg})
 	}
 	return cmd
 }
@@ -97,7 +106,8 @@ time; when more runs match than --limit, standard error says so.`,
 		Example: `  andromeda runs
   andromeda runs --limit 10
   andromeda runs greeter --since 1h --all
-  andromeda runs greeter --since 2026-01-02T00:00:00Z --until 1d --json`,
+  andromeda runs greeter --since 2026-01-02T00:00:00Z --until 1d --json
+  andromeda runs --running greeter`,
 		Args: wantArgs(0, 1),
 	}
 	cf := addClientFlags(cmd)
@@ -106,8 +116,17 @@ time; when more runs match than --limit, standard error says so.`,
 	cmd.Flags().BoolVar(&o.all, "all", false, "every run the node keeps, instead of --limit")
 	cmd.Flags().StringVar(&o.since, "since", "", "only runs started at or after `T`: an RFC 3339 time, or a duration before now (30m, 1h, 7d)")
 	cmd.Flags().StringVar(&o.until, "until", "", "only runs started before `T`: an RFC 3339 time, or a duration before now")
+	running := cmd.Flags().Bool("running", false, "list the runs in flight instead, oldest first (kill one with andromeda kill)")
 	cmd.ValidArgsFunction = env.serviceNames(cf)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if *running {
+			for _, f := range []string{"limit", "all", "since", "until"} {
+				if cmd.Flags().Changed(f) {
+					return usagef("--running and --%s: every run in flight is listed; give one of them", f)
+				}
+			}
+			return env.runningRuns(cmd.Context(), cf, args)
+		}
 		o.limitSet = cmd.Flags().Changed("limit")
 		return env.runs(cmd.Context(), cf, args, o)
 	}

@@ -30,7 +30,11 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if guestsDir != "" {
+		os.RemoveAll(guestsDir)
+	}
+	os.Exit(code)
 }
 
 // runCLI runs `andromeda ARGS` with env as its environment.

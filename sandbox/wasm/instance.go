@@ -12,6 +12,8 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/andromeda-runner/andromeda/sandbox"
 )
 
 // randReader is the guests' source of random bytes.
@@ -64,6 +66,9 @@ func (d *deployment) instantiate(ctx context.Context, inst *instance, stdin []by
 	cfg := d.base.WithStderr(&inst.logs).WithNanosleep(inst.sleep)
 	if d.shape == command {
 		cfg = cfg.WithStdin(bytes.NewReader(stdin)).WithStdout(&inst.out)
+		if args := sandbox.ArgsOf(ctx); len(args) > 0 {
+			cfg = cfg.WithArgs(append([]string{d.name}, args...)...)
+		}
 	} else {
 		cfg = cfg.WithStdout(&inst.logs)
 	}
