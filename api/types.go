@@ -101,7 +101,8 @@ type Run struct {
 	// UsageRecord is the run's usage signed by the node key, a sealed
 	// body that `andromeda usage verify` (package usage's Verify) checks
 	// against the node's key (GET /v1/node, node_key); set on runs that
-	// reached a driver.
+	// reached a driver, when one run is asked for (GET
+	// /v1/services/{name}/runs/{id}); GET /v1/usage lists them.
 	UsageRecord json.RawMessage `json:"usage_record,omitempty"`
 }
 

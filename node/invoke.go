@@ -352,7 +352,7 @@ func fillRun(run *store.Run, outcome sandbox.Outcome, detail string, res *sandbo
 func (n *Node) finish(log *slog.Logger, d *deployed, run store.Run, outcome sandbox.Outcome, detail string, res *sandbox.Result, pending bool) (store.Run, error) {
 	fillRun(&run, outcome, detail, res)
 	if res != nil {
-		run.UsageRecord = n.signUsage(log, d, run)
+		run.Digest, run.Driver = d.rec.Digest, d.rec.Decision.Driver
 	}
 	switch outcome {
 	case sandbox.OK, sandbox.Noop:

@@ -27,8 +27,6 @@ func apiRun(r store.Run) api.Run {
 		Attempts:  r.Attempts,
 		Truncated: r.Truncated,
 		Emitted:   apiEmitted(r.Emitted),
-
-		UsageRecord: r.UsageRecord,
 	}
 }
 

@@ -5,7 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
-	"log/slog"
+	"fmt"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
@@ -20,20 +20,25 @@ var _ server.UsageBackend = (*Node)(nil)
 // DefaultUsageWindow is the period of a usage question that names no since.
 const DefaultUsageWindow = 24 * time.Hour
 
-// signUsage returns run's usage record signed with the node key (package
-// usage), for the run record; nil, logged, if it cannot be signed.
-func (n *Node) signUsage(log *slog.Logger, d *deployed, run store.Run) json.RawMessage {
+// usageRecord returns run's usage record signed with the node key
+// (package usage), or nil for a run that never reached a driver. Records
+// are signed when asked for, not when the run is recorded: ed25519
+// signatures are deterministic, so the same run record gives the same
+// bytes every time, and recording a run pays nothing for them.
+func (n *Node) usageRecord(run store.Run) (json.RawMessage, error) {
+	if run.Driver == "" {
+		return nil, nil
+	}
 	b, err := usage.Sign(usage.Record{
-		Service: run.Service, Version: run.Version, Digest: d.rec.Digest, RunID: run.ID,
-		Trigger: run.Trigger.Kind, Start: run.Start, Outcome: run.Outcome, Driver: d.rec.Decision.Driver,
+		Service: run.Service, Version: run.Version, Digest: run.Digest, RunID: run.ID,
+		Trigger: run.Trigger.Kind, Start: run.Start, Outcome: run.Outcome, Driver: run.Driver,
 		WallNS: run.Usage.WallNS, CPUNS: run.Usage.CPUNS, PeakMemory: run.Usage.PeakMemory, MemoryScope: run.Usage.MemoryScope,
 		Counters: run.Usage.Counters, CountersDropped: run.Usage.CountersDropped,
 	}, ed25519.PrivateKey(n.key))
 	if err != nil {
-		log.Error("usage record not signed", logErr, err)
-		return nil
+		return nil, fmt.Errorf("usage record of run %s: %w", run.ID, err)
 	}
-	return b
+	return b, nil
 }
 
 // Usage implements server.UsageBackend: the signed usage records of
@@ -62,7 +67,7 @@ func (n *Node) Usage(ctx context.Context, p server.Principal, service string, si
 			return api.UsageReport{}, err
 		}
 		for _, r := range page.Runs {
-			if len(r.UsageRecord) == 0 {
+			if r.Driver == "" {
 				rep.Unsigned++
 				continue
 			}
@@ -70,7 +75,11 @@ func (n *Node) Usage(ctx context.Context, p server.Principal, service string, si
 				rep.Truncated = true
 				return rep, nil
 			}
-			rep.Records = append(rep.Records, r.UsageRecord)
+			rec, err := n.usageRecord(r)
+			if err != nil {
+				return api.UsageReport{}, err
+			}
+			rep.Records = append(rep.Records, rec)
 			t := &rep.Totals
 			t.Runs++
 			t.WallNS += r.Usage.WallNS

@@ -51,9 +51,11 @@ type Run struct {
 	Attempts  int              `json:"attempts"`
 	Truncated bool             `json:"truncated,omitempty"`
 	Emitted   []Emitted        `json:"emitted,omitempty"`
-	// UsageRecord is the run's usage signed by the node key (package
-	// usage's sealed body); set on runs that reached a driver.
-	UsageRecord json.RawMessage `json:"usage_record,omitempty"`
+	// Digest and Driver are the code and the driver that ran it; set on
+	// runs that reached a driver, which have a usage record (the node
+	// signs it from this record when asked: package usage).
+	Digest string `json:"digest,omitempty"`
+	Driver string `json:"driver,omitempty"`
 }
 
 // Emitted is what became of one of a run's emits to a bus topic: the

@@ -133,16 +133,15 @@ func Sign(r Record, priv ed25519.PrivateKey) ([]byte, error) {
 		return nil, fmt.Errorf("sign usage record of run %s: %w", r.RunID, err)
 	}
 	sig := ed25519.Sign(priv, append([]byte(Domain), canon...))
-	b, err := json.Marshal(body{
-		Digest: envelope.Digest(canon),
-		Record: canon,
-		Signature: signature{Alg: envelope.Alg, KeyID: envelope.KeyID(pub),
-			PublicKey: base64.StdEncoding.EncodeToString(pub), Value: base64.StdEncoding.EncodeToString(sig)},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("sign usage record of run %s: %w", r.RunID, err)
-	}
-	return envelope.CanonicalJSON(b)
+	// The body's other members are hex and base64 strings, which need no
+	// escaping: written in canonical order, it is canonical as it stands.
+	var b bytes.Buffer
+	b.Grow(len(canon) + 300)
+	b.WriteString(`{"digest":"` + envelope.Digest(canon) + `","record":`)
+	b.Write(canon)
+	b.WriteString(`,"signature":{"alg":"` + envelope.Alg + `","key_id":"` + envelope.KeyID(pub) +
+		`","public_key":"` + base64.StdEncoding.EncodeToString(pub) + `","value":"` + base64.StdEncoding.EncodeToString(sig) + `"}}`)
+	return b.Bytes(), nil
 }
 
 // Verify checks a sealed body: its record is well formed, its digest is

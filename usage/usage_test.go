@@ -127,3 +127,29 @@ func TestSignRefuses(t *testing.T) {
 		t.Error("Sign(infinite counter) = nil error")
 	}
 }
+
+// BenchmarkSign is what signing a run's usage record adds to recording it.
+func BenchmarkSign(b *testing.B) {
+	priv := key(1)
+	r := record()
+	for b.Loop() {
+		if _, err := usage.Sign(r, priv); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerify is what a requestor pays per record.
+func BenchmarkVerify(b *testing.B) {
+	priv := key(1)
+	body, err := usage.Sign(record(), priv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub := priv.Public().(ed25519.PublicKey)
+	for b.Loop() {
+		if _, err := usage.Verify(body, pub); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

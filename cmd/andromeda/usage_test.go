@@ -79,8 +79,11 @@ func TestUsageCLI(t *testing.T) {
 				if err != nil || r.Outcome != "noop" {
 					t.Fatalf("fire = %+v, %v", r, err)
 				}
-				if r.Usage.Counters["rows"] != 1234 || r.Usage.CountersDropped < 1 || len(r.UsageRecord) == 0 {
-					t.Fatalf("run usage = %+v, record %s", r.Usage, r.UsageRecord)
+				if r.Usage.Counters["rows"] != 1234 || r.Usage.CountersDropped < 1 {
+					t.Fatalf("run usage = %+v", r.Usage)
+				}
+				if r, err = c.Run(ctx, name, r.ID); err != nil || len(r.UsageRecord) == 0 {
+					t.Fatalf("run %s read back = %v, usage record %s", r.ID, err, r.UsageRecord)
 				}
 				rec, err := usage.Verify(r.UsageRecord, ed25519.PublicKey(nodeKey))
 				if err != nil || rec.RunID != r.ID || rec.Service != name || rec.Counters["rows"] != 1234 || rec.Node != info.NodeKey || rec.Driver == "" || rec.Trigger != "manual" {
