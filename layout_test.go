@@ -134,6 +134,7 @@ func TestImportRules(t *testing.T) {
 		{"archive", std, "a leaf"},
 		{"envelope", std, "a leaf: canonical JSON, sealing and verifying a run's submit envelope"},
 		{"keys", func(p string) bool { return std(p) || p == mod+"envelope" }, "a leaf: the node's signing keys, one file per target (envelope: KeyID)"},
+		{"usage", func(p string) bool { return std(p) || p == mod+"envelope" }, "a leaf: signed usage records a requestor verifies (envelope: canonical JSON)"},
 		{"health", std, "a leaf: failure counting and backoff"},
 		{"executor", std, "a leaf: the guarded HTTP client, retry rules and idempotency keys of executions"},
 		{"pgbridge", func(p string) bool { return std(p) || strings.HasPrefix(p, "github.com/jackc/") }, "a leaf: PostgreSQL notifications to a publish function, nothing of the node"},

@@ -99,6 +99,12 @@ type Run struct {
 	// Plan is set on the answer to a planned fire (fire --plan): nothing
 	// of the run took effect; Executions say what would have been sent.
 	Plan bool `json:"plan,omitempty"`
+	// UsageRecord is the run's usage signed by the node key, a sealed
+	// body that `andromeda usage verify` (package usage's Verify) checks
+	// against the node's key (GET /v1/node, node_key); set on runs that
+	// reached a driver, when one run is asked for (GET
+	// /v1/services/{name}/runs/{id}); GET /v1/usage lists them.
+	UsageRecord json.RawMessage `json:"usage_record,omitempty"`
 }
 
 // Execution is one execution of a run's actions, from the node's ledger.
@@ -132,6 +138,15 @@ type Usage struct {
 	WallNS     int64 `json:"wall_ns"`
 	CPUNS      int64 `json:"cpu_ns,omitempty"`
 	PeakMemory int64 `json:"peak_memory_bytes,omitempty"`
+	// MemoryScope says whose peak PeakMemory is: "run" (an instance or
+	// worker that served this run alone) or "worker" (a warm one shared
+	// with other runs: its peak since it started).
+	MemoryScope string `json:"memory_scope,omitempty"`
+	// Counters are the sums of the custom counters the service reported
+	// (a usage message, ctx.usage, andromeda.usage); CountersDropped the
+	// reports refused for a bad name or value or past 32 names.
+	Counters        map[string]float64 `json:"counters,omitempty"`
+	CountersDropped int                `json:"counters_dropped,omitempty"`
 }
 
 // SubmitResult answers POST /v1/services.
@@ -188,6 +203,9 @@ type NodeInfo struct {
 	Bus      string         `json:"bus"`
 	Drivers  []DriverStatus `json:"drivers"`
 	Services int            `json:"services"`
+	// NodeKey is the node key's public half, "ed25519:<base64>": it signs
+	// admission receipts and usage records, and is the node's id in them.
+	NodeKey string `json:"node_key,omitempty"`
 }
 
 // DriverStatus is a driver's self-test result and offer.

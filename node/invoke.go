@@ -359,7 +359,8 @@ func fillRun(run *store.Run, outcome sandbox.Outcome, detail string, res *sandbo
 		run.Error = detail
 	}
 	if res != nil {
-		run.Usage = store.Usage{WallNS: int64(res.Usage.Wall), CPUNS: int64(res.Usage.CPU), PeakMemory: res.Usage.PeakMemory}
+		run.Usage = store.Usage{WallNS: int64(res.Usage.Wall), CPUNS: int64(res.Usage.CPU), PeakMemory: res.Usage.PeakMemory,
+			MemoryScope: res.Usage.MemoryScope, Counters: res.Usage.Counters, CountersDropped: res.Usage.CountersDropped}
 		// A run rejected for its actions keeps the output it returned, to
 		// show what was refused; its outcome says none of it took effect.
 		if outcome == sandbox.OK || outcome == sandbox.Noop || outcome == sandbox.Rejected && len(res.Output.Actions) > 0 {
@@ -375,6 +376,9 @@ func fillRun(run *store.Run, outcome sandbox.Outcome, detail string, res *sandbo
 // record is returned with the error: it is not done.
 func (n *Node) finish(log *slog.Logger, d *deployed, run store.Run, outcome sandbox.Outcome, detail string, res *sandbox.Result, pending bool) (store.Run, error) {
 	fillRun(&run, outcome, detail, res)
+	if res != nil {
+		run.Digest, run.Driver = d.rec.Digest, d.rec.Decision.Driver
+	}
 	switch outcome {
 	case sandbox.OK, sandbox.Noop:
 		d.health.Success()

@@ -498,7 +498,7 @@ func (n *Node) Ready() error {
 
 // Node implements server.Backend.
 func (n *Node) Node(ctx context.Context) api.NodeInfo {
-	info := api.NodeInfo{Version: Version, Started: n.started, Data: n.cfg.Data, Bus: "embedded"}
+	info := api.NodeInfo{Version: Version, Started: n.started, Data: n.cfg.Data, Bus: "embedded", NodeKey: n.key.Public().String()}
 	if !n.bus.Embedded() {
 		info.Bus = n.cfg.NATS.URL
 	}

@@ -43,6 +43,9 @@ func (n *Node) Run(ctx context.Context, p server.Principal, service, id string) 
 		return api.Run{}, err
 	}
 	ar := apiRun(r)
+	if ar.UsageRecord, err = n.usageRecord(r); err != nil {
+		return api.Run{}, err
+	}
 	es, err := n.store.Executions(ctx, service, id)
 	if err != nil {
 		return api.Run{}, err

@@ -156,7 +156,24 @@ type Usage struct {
 	Wall       time.Duration `json:"wall_ns"`
 	CPU        time.Duration `json:"cpu_ns,omitempty"`
 	PeakMemory int64         `json:"peak_memory_bytes,omitempty"`
+	// MemoryScope says whose high-water mark PeakMemory is: MemoryRun when
+	// the instance or worker lived for this invocation alone, MemoryWorker
+	// when it is a warm one shared with other invocations (its peak since
+	// it started, up to the end of this one). Empty when PeakMemory is 0.
+	MemoryScope string `json:"memory_scope,omitempty"`
+	// Counters are the custom usage counters the service reported during
+	// the invocation, summed by name (see Counters); nil when none.
+	Counters map[string]float64 `json:"counters,omitempty"`
+	// CountersDropped counts the counter reports refused: a bad name or
+	// value, or a name past MaxCounters.
+	CountersDropped int `json:"counters_dropped,omitempty"`
 }
+
+// Memory scopes, the values of Usage.MemoryScope.
+const (
+	MemoryRun    = "run"
+	MemoryWorker = "worker"
+)
 
 var (
 	// ErrUnsupported is returned by Deploy for a spec the driver cannot run

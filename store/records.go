@@ -51,6 +51,11 @@ type Run struct {
 	Attempts  int              `json:"attempts"`
 	Truncated bool             `json:"truncated,omitempty"`
 	Emitted   []Emitted        `json:"emitted,omitempty"`
+	// Digest and Driver are the code and the driver that ran it; set on
+	// runs that reached a driver, which have a usage record (the node
+	// signs it from this record when asked: package usage).
+	Digest string `json:"digest,omitempty"`
+	Driver string `json:"driver,omitempty"`
 }
 
 // Emitted is what became of one of a run's emits to a bus topic: the
@@ -66,6 +71,15 @@ type Usage struct {
 	WallNS     int64 `json:"wall_ns"`
 	CPUNS      int64 `json:"cpu_ns,omitempty"`
 	PeakMemory int64 `json:"peak_memory_bytes,omitempty"`
+	// MemoryScope says whose peak PeakMemory is: "run" (an instance or
+	// worker that served this run alone) or "worker" (a warm one shared
+	// with other runs: its peak since it started).
+	MemoryScope string `json:"memory_scope,omitempty"`
+	// Counters are the sums of the custom counters the service reported
+	// (a usage message, ctx.usage, andromeda.usage); CountersDropped the
+	// reports refused for a bad name or value or past 32 names.
+	Counters        map[string]float64 `json:"counters,omitempty"`
+	CountersDropped int                `json:"counters_dropped,omitempty"`
 }
 
 // TokenRecord is a stored API token; the hash of its secret is its key and

@@ -48,6 +48,7 @@ const (
 	TypeResult   = "result"   // worker → runner: an invocation's output
 	TypeError    = "error"    // worker → runner: an invocation (or init) failed
 	TypeLog      = "log"      // worker → runner: a log line
+	TypeUsage    = "usage"    // worker → runner: custom usage counters of an invocation
 	TypeCancel   = "cancel"   // runner → worker: stop an invocation
 	TypeShutdown = "shutdown" // runner → worker: finish and exit
 )
@@ -96,6 +97,9 @@ type Message struct {
 	// log
 	Level string `json:"level,omitempty"`
 	Text  string `json:"message,omitempty"`
+	// usage: counter names and the amounts to add to them (numbers), kept
+	// raw so that a bad report is dropped by the runner, not fatal.
+	Counters json.RawMessage `json:"counters,omitempty"`
 
 	// shutdown: Unix milliseconds by which the worker must have exited.
 	By int64 `json:"by,omitempty"`

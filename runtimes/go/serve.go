@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -304,6 +305,26 @@ func Log(ctx context.Context, level, msg string) {
 		return
 	}
 	_ = ci.s.send(&Message{Type: TypeLog, ID: ci.id, Level: level, Text: msg})
+}
+
+// Usage reports amount more of counter name for the invocation ctx belongs
+// to (the ctx a Handler received): the runner sums the reports of each
+// name over the run, and they land on the run's usage and in its signed
+// usage record (docs/runtime-protocol.md, "usage"). A name is 1 to 64
+// characters of [a-z0-9_.-] starting with a letter, an amount a finite
+// number ≥ 0, and a run has at most 32 names; the runner drops and counts
+// other reports. Outside an invocation, or for an amount JSON cannot
+// encode (NaN, ±Inf), Usage does nothing. Safe for concurrent use.
+func Usage(ctx context.Context, name string, amount float64) {
+	ci, ok := ctx.Value(invocation{}).(callInfo)
+	if !ok || math.IsNaN(amount) || math.IsInf(amount, 0) {
+		return
+	}
+	counters, err := json.Marshal(map[string]float64{name: amount})
+	if err != nil {
+		return
+	}
+	_ = ci.s.send(&Message{Type: TypeUsage, ID: ci.id, Counters: counters})
 }
 
 // marshal encodes out without escaping HTML characters.

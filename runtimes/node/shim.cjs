@@ -13,7 +13,7 @@
 // A service is an ES module or a CommonJS module (the entry's extension and
 // the nearest package.json "type" decide, as Node always does) exporting
 //
-//   decide(ctx)          ctx is the invocation's input plus signal, deadline and log()
+//   decide(ctx)          ctx is the invocation's input plus signal, deadline, log() and usage()
 //   handle(input[, ctx]) input is the contract's Input object
 //
 // (as named exports, or on the default export), sync or async. It returns
@@ -86,6 +86,12 @@ function context(id, msg, ctrl) {
     deadline: msg.deadline ? new Date(msg.deadline) : null,
     log(message, level) {
       if (inflight.has(id)) send({ type: 'log', id, level: level || 'info', message: String(message) });
+    },
+    // usage(name, amount) adds amount to the run's counter name; the runner
+    // checks and sums the reports (docs/runtime-protocol.md, "usage").
+    usage(name, amount) {
+      const n = Number(amount);
+      if (inflight.has(id) && Number.isFinite(n)) send({ type: 'usage', id, counters: { [String(name)]: n } });
     },
   };
 }

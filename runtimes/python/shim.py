@@ -12,7 +12,7 @@ It uses nothing but the standard library and runs on Python 3.8 and later.
 A service is a module (the entry file) defining
 
     decide(ctx)            ctx is the invocation's input (a dict whose keys are
-                           also attributes) with log(), deadline and cancelled
+                           also attributes) with log(), usage(), deadline and cancelled
     handle(input[, ctx])   input is the contract's Input as a dict
 
 as a plain function or a coroutine function. It returns the contract's
@@ -76,6 +76,16 @@ class Context(dict):
 
     def log(self, message, level="info"):
         self._worker.send({"type": "log", "id": self._id, "level": level, "message": str(message)})
+
+    def usage(self, name, amount):
+        """Add amount to the run's usage counter name; the runner checks and
+        sums the reports (docs/runtime-protocol.md, "usage")."""
+        try:
+            n = float(amount)
+        except (TypeError, ValueError):
+            return
+        if n == n and n not in (float("inf"), float("-inf")):
+            self._worker.send({"type": "usage", "id": self._id, "counters": {str(name): n}})
 
     @property
     def cancelled(self):

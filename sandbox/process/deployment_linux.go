@@ -294,7 +294,9 @@ func (d *deployment) Health() (healthy bool, reason string) {
 // cgroup used since the worker's previous invocation ended (exact for one
 // invocation at a time; with several in flight on one worker, each sees
 // the worker's total); PeakMemory is the worker's memory high-water mark
-// so far (its cgroup's), an upper bound of the invocation's.
+// so far (its cgroup's), an upper bound of the invocation's, with
+// MemoryScope "worker" in server mode and "run" in command mode. Counters
+// are the sums of the invocation's usage messages.
 func (d *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, error) {
 	start := time.Now()
 	d.mu.Lock()
@@ -316,6 +318,14 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, er
 		exit, err = d.invokeWarm(ctx, input)
 	}
 	exit.Usage.Wall = time.Since(start)
+	if exit.Usage.PeakMemory > 0 {
+		// A command-mode worker served this invocation alone; a warm one's
+		// high-water mark covers every invocation since it started.
+		exit.Usage.MemoryScope = sandbox.MemoryWorker
+		if d.mode == sandbox.ModeCommand {
+			exit.Usage.MemoryScope = sandbox.MemoryRun
+		}
+	}
 	if err != nil {
 		return exit, fmt.Errorf("invoke %s: %w", d.name, err)
 	}

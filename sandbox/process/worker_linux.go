@@ -67,9 +67,10 @@ type workerExit struct {
 // call is one invocation in flight on a worker.
 type call struct {
 	id    string
-	reply chan reply      // buffered: the reader never blocks on a caller that left
-	logs  tailBuffer      // the invocation's log messages, for Exit.Detail
-	run   *sandbox.RunLog // the run's share of the node's log; nil without a limiter
+	reply chan reply       // buffered: the reader never blocks on a caller that left
+	logs  tailBuffer       // the invocation's log messages, for Exit.Detail
+	run   *sandbox.RunLog  // the run's share of the node's log; nil without a limiter
+	usage sandbox.Counters // the counters its usage messages reported
 }
 
 // reply ends a call: a result, an error message, or the worker's death.
@@ -195,6 +196,7 @@ func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Durati
 		w.mu.Unlock()
 	}
 	usage.PeakMemory = w.sp.PeakMemory()
+	c.usage.Fill(&usage)
 	switch {
 	case r.died != nil:
 		exit, err := w.died(*r.died, w.callLogs(c, ""))
@@ -543,6 +545,13 @@ func (w *workerProc) handle(line []byte) error {
 			return nil
 		}
 		w.deliver(m.ID, reply{err: m.Error})
+	case worker.TypeUsage:
+		w.mu.Lock()
+		c := w.calls[m.ID]
+		w.mu.Unlock()
+		if c != nil {
+			addCounters(&c.usage, m.Counters)
+		}
 	case worker.TypeLog:
 		text := m.Text
 		if m.Level != "" && m.Level != "info" {
@@ -566,6 +575,25 @@ func (w *workerProc) handle(line []byte) error {
 	}
 	// Unknown types are ignored: a newer worker may send more.
 	return nil
+}
+
+// addCounters adds the counters of a usage message to cs: an object of
+// names and numbers. What is not (counters that are not an object, a value
+// that is not a number) is dropped and counted, never a protocol error.
+func addCounters(cs *sandbox.Counters, raw json.RawMessage) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		cs.Drop()
+		return
+	}
+	for name, v := range m {
+		var f float64
+		if err := json.Unmarshal(v, &f); err != nil || len(v) == 0 || v[0] == 'n' {
+			cs.Drop() // not a number (null decodes as 0 otherwise)
+			continue
+		}
+		_ = cs.Add(name, f)
+	}
 }
 
 // deliver ends call id with r; a reply for a call that already ended (it was

@@ -72,7 +72,9 @@ var (
 // panic until an invocation completes without one).
 // Usage.CPU is the wall time of the guest call (a guest has one thread) and
 // Usage.PeakMemory the size of its linear memory after the call (a linear
-// memory never shrinks).
+// memory never shrinks): MemoryScope "run" on a fresh instance, "worker" on
+// a warm one. Usage.Counters are what the guest reported through the
+// andromeda.usage host function during the call.
 func (d *deployment) Invoke(ctx context.Context, input []byte) (exit sandbox.Exit, err error) {
 	start := time.Now()
 	d.mu.Lock()
@@ -107,6 +109,8 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (exit sandbox.Exi
 
 	callCtx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
+	var counters sandbox.Counters // what the guest reports through andromeda.usage
+	callCtx = sandbox.WithCounters(callCtx, &counters)
 	stopKill := context.AfterFunc(d.killCtx, cancel)
 	defer stopKill()
 	defer func() {
@@ -138,6 +142,16 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (exit sandbox.Exi
 	exit.Usage.Wall = time.Since(start)
 	exit.Usage.CPU = exit.Usage.Wall
 	exit.Usage.PeakMemory = int64(inst.mem.size)
+	if exit.Usage.PeakMemory > 0 {
+		// A fresh instance served this invocation alone; a warm one's
+		// memory never shrinks, so its size covers every invocation since
+		// it was instantiated.
+		exit.Usage.MemoryScope = sandbox.MemoryRun
+		if !fresh {
+			exit.Usage.MemoryScope = sandbox.MemoryWorker
+		}
+	}
+	counters.Fill(&exit.Usage)
 	if keep && d.pooled {
 		d.release(inst)
 	} else {

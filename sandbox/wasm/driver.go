@@ -12,7 +12,8 @@
 //
 // Isolation: a guest has no file system (no preopened directories), no
 // sockets, no environment variables and a single argument, the service
-// name; it can import nothing but the functions of WASI preview 1. Its
+// name; it can import nothing but the functions of WASI preview 1 and the
+// node's own host module (andromeda.usage, to report usage counters). Its
 // linear memory is capped (Limits.Memory rounded down to 64 KiB pages), its
 // tables are bounded (see Deploy), its time is capped (the deadline closes
 // the module even in a loop that never calls the host), and a sleeping guest
@@ -205,6 +206,7 @@ type Driver struct {
 	rt      wazero.Runtime
 	cache   wazero.CompilationCache
 	wasi    map[string]api.FunctionDefinition // the functions a guest may import
+	host    map[string]api.FunctionDefinition // the andromeda host module's functions
 
 	budget *budget
 
@@ -260,6 +262,13 @@ func (d *Driver) open() error {
 			return
 		}
 		d.wasi = d.rt.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions()
+		if err := instantiateHost(ctx, d.rt); err != nil {
+			_ = d.rt.Close(ctx)
+			_ = d.cache.Close(ctx)
+			d.openErr = err
+			return
+		}
+		d.host = d.rt.Module(hostModule).ExportedFunctionDefinitions()
 	})
 	if d.openErr != nil {
 		return d.openErr
@@ -579,25 +588,31 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, bin []byte) (dep
 }
 
 // checkImports checks that the module imports nothing but functions of WASI
-// preview 1, each with the signature WASI gives it: an import of a table, a
-// memory or a global, or of anything else, would fail every instantiation.
+// preview 1 and of the andromeda host module, each with the signature the
+// host gives it: an import of a table, a memory or a global, or of anything
+// else, would fail every instantiation.
 func (d *Driver) checkImports(compiled wazero.CompiledModule, info moduleInfo) error {
 	for _, imp := range info.imports {
 		switch {
 		case imp.kind == externMemory:
 			return fmt.Errorf("imports a memory (%s.%s): a guest must define its own", imp.module, imp.name)
 		case imp.kind != externFunc:
-			return fmt.Errorf("imports a %s (%s.%s): a guest can import only functions of %s", externName(imp.kind), imp.module, imp.name, wasi_snapshot_preview1.ModuleName)
-		case imp.module != wasi_snapshot_preview1.ModuleName:
-			return fmt.Errorf("imports %s.%s: only %s is provided", imp.module, imp.name, wasi_snapshot_preview1.ModuleName)
+			return fmt.Errorf("imports a %s (%s.%s): a guest can import only functions of %s and %s", externName(imp.kind), imp.module, imp.name, wasi_snapshot_preview1.ModuleName, hostModule)
+		case imp.module != wasi_snapshot_preview1.ModuleName && imp.module != hostModule:
+			return fmt.Errorf("imports %s.%s: only %s and %s are provided", imp.module, imp.name, wasi_snapshot_preview1.ModuleName, hostModule)
 		}
 	}
 	for _, f := range compiled.ImportedFunctions() {
 		mod, name, _ := f.Import()
-		if mod != wasi_snapshot_preview1.ModuleName {
-			return fmt.Errorf("imports %s.%s: only %s is provided", mod, name, wasi_snapshot_preview1.ModuleName)
+		provided := d.wasi
+		switch mod {
+		case wasi_snapshot_preview1.ModuleName:
+		case hostModule:
+			provided = d.host
+		default:
+			return fmt.Errorf("imports %s.%s: only %s and %s are provided", mod, name, wasi_snapshot_preview1.ModuleName, hostModule)
 		}
-		w := d.wasi[name]
+		w := provided[name]
 		if w == nil {
 			return fmt.Errorf("imports %s.%s: %s has no such function", mod, name, mod)
 		}
