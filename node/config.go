@@ -14,9 +14,9 @@ import (
 	"github.com/andromeda-runner/andromeda/strictdoc"
 )
 
-// Config is the node's configuration file (YAML or JSON, decoded strictly:
-// an unknown key is an error naming it). Every field has a documented
-// default, applied by DefaultConfig.
+// Config is the node's configuration file (YAML, JSON or TOML, decoded
+// strictly: an unknown key is an error naming it). Every field has a
+// documented default, applied by DefaultConfig.
 type Config struct {
 	// Listen is the HTTP API address. Default 127.0.0.1:7070.
 	Listen string `json:"listen" yaml:"listen"`
