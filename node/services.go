@@ -49,7 +49,8 @@ type deployed struct {
 	stateMu    sync.Mutex // serialises state writers after repeated conflicts
 	contended  atomic.Int32
 	rates      rates // runs and actions of the last minute, for capabilities.caps
-	live       atomic.Pointer[liveConfig] // the config next runs get (config_set.go)
+
+	live atomic.Pointer[liveConfig] // the config next runs get (config_set.go)
 }
 
 // timeout bounds one invocation: the admitted limits.timeout.
