@@ -41,6 +41,12 @@ type Service struct {
 	StatusDetail string        `json:"status_detail,omitempty"`
 	Health       *Health       `json:"health,omitempty"`
 	Triggers     []TriggerInfo `json:"triggers,omitempty"`
+	// Revision is the deployment revision: 1 for the first submission,
+	// one more for each version submitted and each config change since
+	// (see ServiceConfig).
+	Revision int `json:"revision,omitempty"`
+	// ConfigDigest is the digest of the config the revision runs with.
+	ConfigDigest string `json:"config_digest,omitempty"`
 }
 
 // Decision is the admission decision for a service, with its reasons in the
@@ -96,6 +102,9 @@ type Run struct {
 	// when one run is asked for (GET /v1/services/{name}/runs/{id}) and on
 	// a planned fire.
 	Executions []Execution `json:"executions,omitempty"`
+	// Revision is the service's deployment revision the run ran with:
+	// which config it was given (see ServiceConfig).
+	Revision int `json:"revision,omitempty"`
 	// Plan is set on the answer to a planned fire (fire --plan): nothing
 	// of the run took effect; Executions say what would have been sent.
 	Plan bool `json:"plan,omitempty"`

@@ -1,13 +1,14 @@
 // Package manifest holds the service manifest (docs/design.md section 3): the
-// Service type and its parts, a strict Parse for the YAML and JSON forms,
-// Normalize, which fills the documented defaults, and Validate, which reports
-// every broken rule at once, each naming the field's path and the rule.
+// Service type and its parts, a strict Parse for the YAML, JSON and TOML
+// forms, Normalize, which fills the documented defaults, and Validate, which
+// reports every broken rule at once, each naming the field's path and the
+// rule.
 //
 // The lifecycle is Parse → Normalize → Validate; Check does all three on
 // bytes and Load on a service directory. Parsing is strict: unknown fields,
-// duplicate keys, wrong types, YAML aliases, several YAML documents and
-// trailing JSON data are errors, because a typo must never silently weaken a
-// limit. Values written with units (memory 64Mi, cpu 500m, timeout 5s) keep
+// duplicate keys (in TOML also tables defined twice), wrong types, YAML
+// aliases, several YAML documents and trailing JSON data are errors,
+// because a typo must never silently weaken a limit. Values written with units (memory 64Mi, cpu 500m, timeout 5s) keep
 // the notation the author used, and expose typed values (bytes, cores,
 // time.Duration) for the node. json.Marshal of a Service is its canonical
 // form: deterministic, and parsed back to an equal Service.
@@ -16,7 +17,9 @@
 // policy), does not know drivers or the sandbox (the node translates a
 // Service into a sandbox.Spec), does not schedule cron triggers (the trigger
 // package does, with github.com/netresearch/go-cron) and does no I/O except
-// Load. It imports only the standard library and go.yaml.in/yaml/v3.
+// Load. It imports only the standard library, go.yaml.in/yaml/v3 (for the
+// units' UnmarshalYAML), package strictdoc, which reads the three formats,
+// and package contract.
 package manifest
 
 import (
@@ -40,42 +43,46 @@ const MaxSize = 256 << 10
 type Format string
 
 // The manifest formats. JSON is parsed with encoding/json, YAML with
-// go.yaml.in/yaml/v3; both map onto the same fields and rules.
+// go.yaml.in/yaml/v3, TOML with github.com/pelletier/go-toml/v2; all map
+// onto the same fields and rules (package strictdoc).
 const (
 	YAML Format = "yaml"
 	JSON Format = "json"
+	TOML Format = "toml"
 )
 
 // fileNames are the names a manifest may have at the root of a service
 // directory, in the order Load looks for them.
-var fileNames = [...]string{"andromeda.yaml", "andromeda.yml", "andromeda.json"}
+var fileNames = [...]string{"andromeda.yaml", "andromeda.yml", "andromeda.json", "andromeda.toml"}
 
 // FileNames returns the names a manifest may have at the root of a service
-// directory: andromeda.yaml, andromeda.yml and andromeda.json. Exactly one of
-// them must exist.
+// directory: andromeda.yaml, andromeda.yml, andromeda.json and
+// andromeda.toml. Exactly one of them must exist.
 func FileNames() []string { return fileNames[:] }
 
 // FormatOf returns the format of a manifest file by its extension (.yaml,
-// .yml or .json, in any case) and false for any other name.
+// .yml, .json or .toml, in any case) and false for any other name.
 func FormatOf(name string) (Format, bool) {
 	switch strings.ToLower(filepath.Ext(name)) {
 	case ".yaml", ".yml":
 		return YAML, true
 	case ".json":
 		return JSON, true
+	case ".toml":
+		return TOML, true
 	}
 	return "", false
 }
 
 var (
 	// ErrNoManifest is returned by Load for a directory with no manifest file.
-	ErrNoManifest = errors.New("no manifest: want andromeda.yaml, andromeda.yml or andromeda.json")
+	ErrNoManifest = errors.New("no manifest: want andromeda.yaml, andromeda.yml, andromeda.json or andromeda.toml")
 	// ErrManyManifests is returned by Load for a directory with more than one
 	// manifest file.
 	ErrManyManifests = errors.New("more than one manifest")
-	// ErrFormat is returned for a format or file name that is neither YAML
-	// nor JSON.
-	ErrFormat = errors.New("unknown manifest format: want yaml or json")
+	// ErrFormat is returned for a format or file name that is not YAML,
+	// JSON or TOML.
+	ErrFormat = errors.New("unknown manifest format: want yaml, json or toml")
 )
 
 // Mode is how the node keeps a service's instances between invocations.
@@ -331,6 +338,8 @@ func Parse(data []byte, format Format) (*Service, error) {
 		root, err = readYAML(data)
 	case JSON:
 		root, err = readJSON(data)
+	case TOML:
+		root, err = read(strictdoc.TOML, data)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrFormat, format)
 	}

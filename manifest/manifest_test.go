@@ -206,7 +206,12 @@ func TestParseErrors(t *testing.T) {
 		in     string
 		want   string
 	}{
-		{"unknown format", "toml", "name = 1", `unknown manifest format: want yaml or json: "toml"`},
+		{"unknown format", "ini", "name = 1", `unknown manifest format: want yaml, json or toml: "ini"`},
+		{"toml syntax", TOML, "name = \"a\"\nversion = 1.0.0\n", "manifest: toml syntax: line 2, column 14: expected newline but got U+002E '.'"},
+		{"toml unknown", TOML, "name = \"a\"\n[runtime]\nentyr = \"a.wasm\"\n", `runtime.entyr: unknown field "entyr" (did you mean "entry"?)`},
+		{"toml wrong type", TOML, "[resources]\npids = \"4\"\n", "resources.pids: must be an integer, not a string"},
+		{"toml duplicate", TOML, "[[triggers]]\nkind = \"manual\"\nkind = \"cron\"\n", "triggers[0].kind: duplicate key"},
+		{"toml duplicate table", TOML, "[runtime]\nentry = \"a.wasm\"\n[runtime]\n", "runtime: duplicate key"},
 		{"too large", YAML, "#" + strings.Repeat("x", MaxSize), "manifest: must be at most 262144 bytes, got 262145"},
 		{"invalid utf-8", JSON, "{\"name\": \"\xff\"}", "manifest: must be valid UTF-8"},
 		{"json whitespace", JSON, " \n\t", "manifest: must not be empty"},
@@ -376,6 +381,8 @@ func TestLoad(t *testing.T) {
 		{"yaml", map[string]string{"andromeda.yaml": yamlManifest}, nil},
 		{"yml", map[string]string{"andromeda.yml": yamlManifest}, nil},
 		{"json", map[string]string{"andromeda.json": `{"name":"a","version":"1.0.0","runtime":{"entry":"a.wasm"}}`}, nil},
+		{"toml", map[string]string{"andromeda.toml": "name = \"a\"\nversion = \"1.0.0\"\nruntime = {entry = \"a.wasm\"}\n"}, nil},
+		{"toml and yaml", map[string]string{"andromeda.yaml": yamlManifest, "andromeda.toml": "name = \"a\""}, ErrManyManifests},
 		{"none", map[string]string{"main.wasm": ""}, ErrNoManifest},
 		{"two", map[string]string{"andromeda.yaml": yamlManifest, "andromeda.json": "{}"}, ErrManyManifests},
 		{"invalid", map[string]string{"andromeda.yaml": "name: A\n"}, Errors{}},

@@ -14,9 +14,9 @@ import (
 	"github.com/andromeda-runner/andromeda/strictdoc"
 )
 
-// Config is the node's configuration file (YAML or JSON, decoded strictly:
-// an unknown key is an error naming it). Every field has a documented
-// default, applied by DefaultConfig.
+// Config is the node's configuration file (YAML, JSON or TOML, decoded
+// strictly: an unknown key is an error naming it). Every field has a
+// documented default, applied by DefaultConfig.
 type Config struct {
 	// Listen is the HTTP API address. Default 127.0.0.1:7070.
 	Listen string `json:"listen" yaml:"listen"`
@@ -187,14 +187,19 @@ func DefaultDataDir() string {
 	return "andromeda-data"
 }
 
-// LoadConfig reads a YAML or JSON config file strictly on top of the
-// defaults: keys not in the file keep their default.
+// LoadConfig reads a config file strictly on top of the defaults: keys not
+// in the file keep their default. The format is the one its extension
+// names: .json JSON, .toml TOML, .yaml, .yml or any other YAML.
 func LoadConfig(name string) (Config, error) {
 	data, err := os.ReadFile(name)
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	cfg, err := ParseConfig(data, strings.EqualFold(filepath.Ext(name), ".json"))
+	format, ok := strictdoc.FormatOf(name)
+	if !ok {
+		format = strictdoc.YAML
+	}
+	cfg, err := ParseConfigFormat(data, format)
 	if err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", name, err)
 	}
@@ -215,6 +220,13 @@ func ParseConfig(data []byte, isJSON bool) (Config, error) {
 	if isJSON {
 		format = strictdoc.JSON
 	}
+	return ParseConfigFormat(data, format)
+}
+
+// ParseConfigFormat is ParseConfig for a document in any of strictdoc's
+// formats: YAML, JSON or TOML. An empty YAML or TOML document is the
+// defaults.
+func ParseConfigFormat(data []byte, format strictdoc.Format) (Config, error) {
 	text := strictdoc.Scalar(func(s string, out *string) error { *out = s; return nil })
 	dec := strictdoc.Decoder[configDoc]{
 		MaxDepth:   policy.MaxDepth + 1,

@@ -255,7 +255,7 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 			return nil, false, "read state: " + err.Error(), false
 		}
 	}
-	in := contract.Input{RunID: run.ID, Service: d.rec.Name, Trigger: run.Trigger, Message: ev.Message, Args: ev.Args, State: snap.Values, Config: d.manifest.Config}
+	in := contract.Input{RunID: run.ID, Service: d.rec.Name, Trigger: run.Trigger, Message: ev.Message, Args: ev.Args, State: snap.Values, Config: d.runConfig(run)}
 	dep, err := n.ensureDeployed(ctx, d)
 	if err != nil {
 		return nil, false, err.Error(), false

@@ -49,7 +49,7 @@ func (n *Node) Plan(ctx context.Context, name string, message json.RawMessage) (
 	if err != nil {
 		return api.Run{}, server.Errorf(server.ErrUnusable, "%v", err)
 	}
-	in := contract.Input{RunID: run.ID, Service: name, Trigger: run.Trigger, Message: message, State: snap.Values, Config: d.manifest.Config}
+	in := contract.Input{RunID: run.ID, Service: name, Trigger: run.Trigger, Message: message, State: snap.Values, Config: d.runConfig(&run)}
 	r, err := safeCall(ctx, dep, in, d.timeout())
 	if err != nil {
 		return api.Run{}, fmt.Errorf("runner: %w", err)

@@ -27,6 +27,7 @@ func apiRun(r store.Run) api.Run {
 		Attempts:  r.Attempts,
 		Truncated: r.Truncated,
 		Emitted:   apiEmitted(r.Emitted),
+		Revision:  r.Revision,
 	}
 }
 
@@ -64,6 +65,8 @@ func apiService(s store.Service) api.Service {
 		Receipt:      s.Receipt,
 		Status:       s.Status,
 		StatusDetail: s.StatusDetail,
+		Revision:     s.Revision,
+		ConfigDigest: s.ConfigDigest,
 	}
 }
 

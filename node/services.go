@@ -49,6 +49,8 @@ type deployed struct {
 	stateMu    sync.Mutex // serialises state writers after repeated conflicts
 	contended  atomic.Int32
 	rates      rates // runs and actions of the last minute, for capabilities.caps
+
+	live atomic.Pointer[liveConfig] // the config next runs get (config_set.go)
 }
 
 // timeout bounds one invocation: the admitted limits.timeout.
@@ -194,6 +196,9 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	if exists && p.Operator() && prev.Owner != "" {
 		rec.Owner = prev.Owner // the operator replacing a submitter's service keeps its owner
 	}
+	if err := n.reviseOnSubmit(ctx, &rec, prev, exists, m); err != nil {
+		return api.SubmitResult{}, err
+	}
 	if err := n.store.PutArtifact(ctx, info.Digest, data); err != nil {
 		return api.SubmitResult{}, err
 	}
@@ -283,6 +288,7 @@ func (n *Node) newDeployed(rec store.Service, m *manifest.Service, dir string, d
 		health:   health.New(health.Config{}),
 	}
 	d.triggers, d.manual, d.manualName = triggerSpecs(m)
+	d.live.Store(&liveConfig{revision: rec.Revision, config: m.Config})
 	return d
 }
 
@@ -413,6 +419,9 @@ func (n *Node) restoreOne(ctx context.Context, rec store.Service) error {
 	}
 	m, err := manifest.Load(dir)
 	if err != nil {
+		return err
+	}
+	if err := useRecordConfig(rec, m); err != nil {
 		return err
 	}
 	d, err := n.prepare(ctx, rec, m, dir)

@@ -68,8 +68,10 @@ type FieldError = strictdoc.FieldError[document]
 // Errors.
 type Errors = strictdoc.Errors[document]
 
-// Load reads a policy file: JSON when its first non-space byte is '{',
-// YAML otherwise; see Parse. Errors are prefixed with the file name.
+// Load reads a policy file in the format its extension names (.yaml or
+// .yml, .json, .toml); a file with another extension is read as Parse
+// reads it: JSON when its first non-space byte is '{', YAML otherwise.
+// Errors are prefixed with the file name.
 func Load(name string) (Policy, error) {
 	f, err := os.Open(name)
 	if err != nil {
@@ -80,9 +82,28 @@ func Load(name string) (Policy, error) {
 	if err != nil {
 		return Policy{}, fmt.Errorf("policy %s: %w", name, err)
 	}
-	p, err := Parse(data)
+	var p Policy
+	if format, ok := strictdoc.FormatOf(name); ok {
+		p, err = ParseFormat(data, format)
+	} else {
+		p, err = Parse(data)
+	}
 	if err != nil {
 		return Policy{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return p, nil
+}
+
+// ParseFormat is Parse for a document in a known format: strictdoc.YAML,
+// JSON or TOML. An empty YAML or TOML document is the defaults.
+func ParseFormat(data []byte, format strictdoc.Format) (Policy, error) {
+	p := DefaultPolicy()
+	if err := strict.Decode(format, data, &p); err != nil {
+		return Policy{}, err
+	}
+	p.Normalize()
+	if err := p.Validate(); err != nil {
+		return Policy{}, err
 	}
 	return p, nil
 }

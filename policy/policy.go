@@ -91,7 +91,7 @@ import (
 )
 
 // Policy is the operator's admission policy: the policy section of the node
-// config, in YAML or JSON. Field comments state defaults; DefaultPolicy
+// config, in YAML, JSON or TOML. Field comments state defaults; DefaultPolicy
 // returns them, and Parse overlays a file on them (a key the file leaves out
 // keeps its default; a list or map in the file replaces the default).
 type Policy struct {

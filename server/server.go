@@ -220,6 +220,7 @@ func (s *Server) routes() {
 	s.stateRoutes()
 	s.runRoutes()
 	s.usageRoutes()
+	s.configRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -32,6 +32,42 @@ type Service struct {
 	// "stopped".
 	Status       string `json:"status"`
 	StatusDetail string `json:"status_detail,omitempty"`
+	// Revision is the service's deployment revision: 1 for its first
+	// submission, one more for each version submitted since and each
+	// change of its config (andromeda config set). 0 in a record written
+	// before revisions were kept.
+	Revision int `json:"revision,omitempty"`
+	// ConfigDigest is the digest of the config the revision runs with:
+	// "sha256:" and the hex SHA-256 of its canonical JSON ({} for none).
+	// The config itself is the manifest's config (Manifest), and each
+	// revision's is kept in the artifact store under this digest.
+	ConfigDigest string `json:"config_digest,omitempty"`
+	// Revisions are the newest MaxRevisions revisions, oldest first, the
+	// current one last.
+	Revisions []Revision `json:"revisions,omitempty"`
+}
+
+// MaxRevisions bounds the revisions a service record keeps.
+const MaxRevisions = 50
+
+// Revision is one deployment revision of a service: a version submitted,
+// or a config changed.
+type Revision struct {
+	Revision int `json:"revision"`
+	// Change is "submit" (a version submitted, with the config its
+	// manifest holds) or "config" (the config changed).
+	Change       string `json:"change"`
+	Version      string `json:"version"`
+	Digest       string `json:"digest"`
+	ConfigDigest string `json:"config_digest"`
+	// Keys are the top-level config keys a config change set or removed,
+	// sorted.
+	Keys []string  `json:"keys,omitempty"`
+	By   string    `json:"by"`
+	At   time.Time `json:"at"`
+	// Receipt is the signed decision that admitted a config change (a
+	// submission's is the record's Receipt).
+	Receipt *attest.Receipt `json:"receipt,omitempty"`
 }
 
 // Run is the record of one invocation, or of a firing that did not start.
@@ -56,6 +92,10 @@ type Run struct {
 	// signs it from this record when asked: package usage).
 	Digest string `json:"digest,omitempty"`
 	Driver string `json:"driver,omitempty"`
+	// Revision is the service's deployment revision the run ran with
+	// (Service.Revision): which config it was given. 0 for a run that
+	// did not start, or one recorded before revisions were kept.
+	Revision int `json:"revision,omitempty"`
 }
 
 // Emitted is what became of one of a run's emits to a bus topic: the

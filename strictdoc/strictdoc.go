@@ -4,17 +4,19 @@
 // the field by its path as the document spells it (resources.memory,
 // triggers[1].every, policy.limits.memory, config["a b"]).
 //
-// Decoding is two steps. A Format (YAML, JSON) reads the bytes into a tree
-// of Values; Decoder then maps the tree onto a Go value by its json tags,
-// over what the value already holds (its defaults), collecting every
+// Decoding is two steps. A Format (YAML, JSON, TOML) reads the bytes into
+// a tree of Values; Decoder then maps the tree onto a Go value by its json
+// tags, over what the value already holds (its defaults), collecting every
 // problem. The rules, for every document and format:
 //
-//   - one document: one YAML document, or one JSON value with nothing but
-//     white space after it; valid UTF-8 (a byte order mark is skipped), at
-//     most Decoder.MaxSize bytes, nested at most Decoder.MaxDepth levels;
+//   - one document: one YAML document, one JSON value with nothing but
+//     white space after it, or one TOML document; valid UTF-8 (a byte
+//     order mark is skipped), at most Decoder.MaxSize bytes, nested at
+//     most Decoder.MaxDepth levels;
 //   - a field the Go type does not have is an error, with the nearest
 //     known name when one is close: unknown field "memroy" (did you mean
-//     "memory"?); so is a key written twice;
+//     "memory"?); so is a key written twice (in TOML also a table
+//     defined twice, by headers or dotted keys);
 //   - null is an error, wherever it is written (an empty YAML value,
 //     "key:", is null too), except inside a free-form value (a Go any,
 //     such as a manifest's config), where it is data;

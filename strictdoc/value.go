@@ -1,6 +1,10 @@
 package strictdoc
 
-import "fmt"
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
 
 // A Format is a syntax documents are written in, reading it into a tree of
 // Values that is the same for every syntax: YAML and JSON. Adding one
@@ -28,7 +32,27 @@ var (
 	YAML Format = yamlFormat{}
 	// JSON reads one JSON value, with nothing after it but white space.
 	JSON Format = jsonFormat{}
+	// TOML reads one TOML document (TOML 1.0 and 1.1, with
+	// github.com/pelletier/go-toml/v2's parser): its root is always a
+	// mapping. A key defined twice, by a pair, a table header or a
+	// dotted key, is a duplicate key at its path; dates and times read
+	// as the strings written.
+	TOML Format = tomlFormat{}
 )
+
+// FormatOf returns the format of a file by its extension, in any case:
+// .yaml and .yml are YAML, .json JSON, .toml TOML; false for any other.
+func FormatOf(name string) (Format, bool) {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml":
+		return YAML, true
+	case ".json":
+		return JSON, true
+	case ".toml":
+		return TOML, true
+	}
+	return nil, false
+}
 
 // A ReadError is why a Format could not read a document: the path where
 // it stopped ("" for the document as a whole: a syntax error, a second

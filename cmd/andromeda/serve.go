@@ -39,7 +39,7 @@ has. Flags override the config file.`,
 	}
 	var o serveOptions
 	f := cmd.Flags()
-	f.StringVar(&o.configFile, "config", "", "node config `FILE` (YAML or JSON)")
+	f.StringVar(&o.configFile, "config", "", "node config `FILE` (YAML, JSON or TOML, by its extension)")
 	f.StringVar(&o.data, "data", "", "data `DIR` (overrides the config; default $XDG_DATA_HOME/andromeda)")
 	f.StringVar(&o.listen, "listen", "", "listen for the HTTP API on `ADDR` (overrides the config; default 127.0.0.1:7070)")
 	f.StringVar(&o.natsURL, "nats", "", "join an external NATS cluster at `URL` instead of embedding one")
