@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/server"
 	"github.com/andromeda-runner/andromeda/store"
@@ -54,7 +55,8 @@ type inflight struct {
 // flight is one run in flight.
 type flight struct {
 	id, service, version, owner string
-	trigger                     api.Run // only Trigger and Start are set
+	trigger                     contract.Trigger
+	start                       time.Time
 	// kill is cancelled, with a *cancelled cause, to kill the run.
 	killCtx context.Context
 	kill    context.CancelCauseFunc
@@ -83,8 +85,8 @@ func (c *cancelled) Error() string {
 func (f *inflight) begin(run store.Run) *flight {
 	fl := &flight{
 		id: run.ID, service: run.Service, version: run.Version, owner: run.Owner,
-		trigger: api.Run{Trigger: run.Trigger, Start: run.Start},
-		done:    make(chan struct{}),
+		trigger: run.Trigger, start: run.Start,
+		done: make(chan struct{}),
 	}
 	fl.killCtx, fl.kill = context.WithCancelCause(context.Background())
 	f.mu.Lock()
@@ -146,7 +148,7 @@ func (f *inflight) list(keep func(*flight) bool) []*flight {
 	}
 	f.mu.Unlock()
 	slices.SortFunc(out, func(a, b *flight) int {
-		if c := a.trigger.Start.Compare(b.trigger.Start); c != 0 {
+		if c := a.start.Compare(b.start); c != 0 {
 			return c
 		}
 		return strings.Compare(a.id, b.id)
@@ -181,7 +183,7 @@ func killedBy(ctx context.Context) *cancelled {
 func (fl *flight) view() api.RunInFlight {
 	v := api.RunInFlight{
 		ID: fl.id, Service: fl.service, Version: fl.version, Owner: fl.owner,
-		Trigger: fl.trigger.Trigger, Start: fl.trigger.Start, Status: api.RunRunning,
+		Trigger: fl.trigger, Start: fl.start, Status: api.RunRunning,
 	}
 	fl.mu.Lock()
 	if c := fl.cancelled; c != nil {

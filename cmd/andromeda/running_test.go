@@ -137,7 +137,6 @@ func TestKill(t *testing.T) {
 		{"exec", "command"},
 		{"node", "server"},
 		{"python", "server"},
-		{"python", "command"},
 	} {
 		name := tc.lang + "-" + tc.mode
 		t.Run(name, func(t *testing.T) {
