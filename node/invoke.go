@@ -128,6 +128,8 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 		Owner:   d.rec.Owner,
 		Trigger: contract.Trigger{Kind: ev.Kind, Name: ev.Trigger, Topic: ev.Topic, Seq: ev.Seq, Publisher: ev.Publisher, At: ev.At.UTC().Format(time.RFC3339Nano)},
 		Start:   time.Now().UTC(),
+		Digest:  d.rec.Digest,
+		Driver:  d.rec.Decision.Driver,
 	}
 	if ev.Kind == trigger.KindHTTP {
 		run.Trigger.HTTP = &contract.HTTPInfo{Method: ev.Method, Path: ev.Path}
@@ -358,6 +360,9 @@ func fillRun(run *store.Run, outcome sandbox.Outcome, detail string, res *sandbo
 	default:
 		run.Error = detail
 	}
+	if res == nil {
+		run.Digest, run.Driver = "", "" // it never reached the driver: no usage record
+	}
 	if res != nil {
 		run.Usage = store.Usage{WallNS: int64(res.Usage.Wall), CPUNS: int64(res.Usage.CPU), PeakMemory: res.Usage.PeakMemory,
 			MemoryScope: res.Usage.MemoryScope, Counters: res.Usage.Counters, CountersDropped: res.Usage.CountersDropped}
@@ -376,9 +381,6 @@ func fillRun(run *store.Run, outcome sandbox.Outcome, detail string, res *sandbo
 // record is returned with the error: it is not done.
 func (n *Node) finish(log *slog.Logger, d *deployed, run store.Run, outcome sandbox.Outcome, detail string, res *sandbox.Result, pending bool) (store.Run, error) {
 	fillRun(&run, outcome, detail, res)
-	if res != nil {
-		run.Digest, run.Driver = d.rec.Digest, d.rec.Decision.Driver
-	}
 	switch outcome {
 	case sandbox.OK, sandbox.Noop:
 		d.health.Success()
