@@ -81,6 +81,9 @@ func printService(w io.Writer, s api.Service) {
 	fmt.Fprintf(tw, "Name:\t%s\n", s.Name)
 	fmt.Fprintf(tw, "Version:\t%s\n", s.Version)
 	fmt.Fprintf(tw, "Digest:\t%s\n", s.Digest)
+	if s.Revision > 0 {
+		fmt.Fprintf(tw, "Revision:\t%d, config %s\n", s.Revision, s.ConfigDigest)
+	}
 	fmt.Fprintf(tw, "Size:\t%s in %d files\n", size(s.Size), s.Files)
 	fmt.Fprintf(tw, "Owner:\t%s\n", orDash(s.Owner))
 	fmt.Fprintf(tw, "Submitted:\t%s (%s)\n", s.SubmittedAt.Format(time.RFC3339), ago(s.SubmittedAt))
@@ -140,7 +143,11 @@ func printRuns(w io.Writer, runs []api.Run) {
 		if day := r.Start.Local().Format("2006-01-02"); day != today {
 			started = day + " " + started
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Service, r.Version, r.Trigger.Kind+" "+r.Trigger.Name,
+		version := r.Version
+		if r.Revision > 0 {
+			version += fmt.Sprintf(" r%d", r.Revision)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Service, version, r.Trigger.Kind+" "+r.Trigger.Name,
 			started, roundDur(r.Duration), r.Outcome, oneLine(runDetail(r), 80))
 	}
 	tw.Flush()
@@ -177,6 +184,9 @@ func printRun(w io.Writer, r api.Run) {
 	tw := table(w)
 	fmt.Fprintf(tw, "Run:\t%s\n", r.ID)
 	fmt.Fprintf(tw, "Service:\t%s %s\n", r.Service, r.Version)
+	if r.Revision > 0 {
+		fmt.Fprintf(tw, "Revision:\t%d\n", r.Revision)
+	}
 	fmt.Fprintf(tw, "Trigger:\t%s %s\n", r.Trigger.Kind, r.Trigger.Name)
 	if r.Trigger.Topic != "" {
 		fmt.Fprintf(tw, "Event:\t%d on %s, published by %s\n", r.Trigger.Seq, r.Trigger.Topic, r.Trigger.Publisher)
