@@ -62,6 +62,7 @@ func apiService(s store.Service) api.Service {
 		Target:       s.Target,
 		Decision:     s.Decision,
 		Receipt:      s.Receipt,
+		Phase:        recordPhase(s),
 		Status:       s.Status,
 		StatusDetail: s.StatusDetail,
 	}

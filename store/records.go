@@ -32,6 +32,11 @@ type Service struct {
 	// "stopped".
 	Status       string `json:"status"`
 	StatusDetail string `json:"status_detail,omitempty"`
+	// Phase is the service's lifecycle phase (admitted, deployed,
+	// started, stopped, failed); empty on records written before phases
+	// existed, whose Status says it ("deployed" and "dormant" meant
+	// started).
+	Phase string `json:"phase,omitempty"`
 }
 
 // Run is the record of one invocation, or of a firing that did not start.
