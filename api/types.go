@@ -39,9 +39,9 @@ type Service struct {
 	// PhaseDeployed, PhaseStarted, PhaseStopping, PhaseStopped or
 	// PhaseFailed (see StatusDetail).
 	Phase string `json:"phase"`
-	// Status is the phase, except "dormant" for a started service whose
-	// deployment waits for its first trigger. Records written before
-	// phases existed say "deployed" for a started service.
+	// Status is the older, coarser word: "deployed" (deployed or
+	// started), "dormant" (started, deployed on its first trigger),
+	// "stopped", "failed" or "admitted". Phase says which.
 	Status       string        `json:"status"`
 	StatusDetail string        `json:"status_detail,omitempty"`
 	Health       *Health       `json:"health,omitempty"`

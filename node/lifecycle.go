@@ -172,10 +172,15 @@ func recordPhase(r store.Service) string {
 	return r.Status
 }
 
-// withPhase is rec in phase p. Status follows the phase, except that a
-// dormant service not yet deployed says "dormant"; detail is for failed.
+// withPhase is rec in phase p. Status keeps its older, coarser words:
+// "deployed" for a started service too (as records before phases said),
+// "dormant" for one whose deployment waits for its first trigger, else
+// the phase; detail is for failed.
 func withPhase(rec store.Service, p string, waiting bool, detail string) store.Service {
 	rec.Phase, rec.Status, rec.StatusDetail = p, p, detail
+	if p == api.PhaseStarted {
+		rec.Status = statusDeployed
+	}
 	if waiting && rec.Decision.Dormant && (p == api.PhaseStarted || p == api.PhaseDeployed) {
 		rec.Status = statusDormant
 	}
