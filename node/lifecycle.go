@@ -145,6 +145,14 @@ func (p *phase) drained() <-chan struct{} {
 	return p.idle
 }
 
+// record is a copy of d's record, taken while no lifecycle step writes
+// it.
+func (d *deployed) record() store.Service {
+	d.deployMu.Lock()
+	defer d.deployMu.Unlock()
+	return d.rec
+}
+
 // notStarted is the conflict a run of a service that is not started
 // meets, naming its phase.
 func notStarted(service, phase string) error {
@@ -223,7 +231,7 @@ func (n *Node) DeployService(ctx context.Context, p server.Principal, name strin
 	case api.PhaseStarted, api.PhaseStopping:
 		return api.DeployResult{}, server.Errorf(server.ErrConflict, "service %s is %s: it is deployed already; stop it to deploy it again", name, ph)
 	case api.PhaseDeployed:
-		return n.deployResult(n.lookup(name).rec, nil), nil
+		return n.deployResult(n.lookup(name).record(), nil), nil
 	}
 	d, err := n.deployRecord(ctx, rec)
 	if err != nil {
@@ -283,11 +291,18 @@ func (n *Node) markFailed(ctx context.Context, rec store.Service, cause error) e
 	if err := n.store.PutService(ctx, rec); err != nil {
 		return err
 	}
-	n.mu.Lock()
-	if d := n.services[rec.Name]; d != nil && d.dep == nil {
-		delete(n.services, rec.Name)
+	if d := n.lookup(rec.Name); d != nil {
+		d.deployMu.Lock()
+		idle := d.dep == nil
+		d.deployMu.Unlock()
+		if idle {
+			n.mu.Lock()
+			if n.services[rec.Name] == d {
+				delete(n.services, rec.Name)
+			}
+			n.mu.Unlock()
+		}
 	}
-	n.mu.Unlock()
 	n.notify(api.WatchEvent{Kind: api.WatchFailed, Service: rec.Name, Version: rec.Version, Phase: api.PhaseFailed, Detail: cause.Error()})
 	n.log.Error("service failed", logService, rec.Name, "version", rec.Version, logErr, cause)
 	return nil
