@@ -125,7 +125,11 @@ func (c *Client) submit(ctx context.Context, contentType string, body []byte, o 
 	if !o.Origin.IsZero() {
 		origin = o.Origin.String()
 	}
-	err := c.do(ctx, http.MethodPost, "/v1/services", contentType, bytes.NewReader(body), &r,
+	path := "/v1/services"
+	if o.NoStart {
+		path += "?start=false"
+	}
+	err := c.do(ctx, http.MethodPost, path, contentType, bytes.NewReader(body), &r,
 		attest.HeaderName, attest.EncodeHeader(o.Attestations), decision.OriginHeader, origin)
 	return r, err
 }
@@ -156,9 +160,10 @@ func (c *Client) Service(ctx context.Context, name string) (Service, error) {
 	return r, c.getJSON(ctx, "/v1/services/"+url.PathEscape(name), &r)
 }
 
-// Remove stops and deletes a service with its state and runs (operator).
+// Remove stops and deletes a service with its state (operator); its run
+// history stays for the runs' retention (RemoveWith purges it).
 func (c *Client) Remove(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(name), "", nil, nil)
+	return c.RemoveWith(ctx, name, false)
 }
 
 // Fire runs a service now and waits for the run (operator).

@@ -35,8 +35,13 @@ type Service struct {
 	// Receipt is the decision signed by the node key, with the policy's
 	// digest: proof of what rules admitted what code.
 	Receipt *attest.Receipt `json:"receipt,omitempty"`
-	// Status is "deployed", "dormant" (admitted, deployed on its first
-	// trigger), "failed" (deploy error, see StatusDetail) or "stopped".
+	// Phase is where the service is in its lifecycle: PhaseAdmitted,
+	// PhaseDeployed, PhaseStarted, PhaseStopping, PhaseStopped or
+	// PhaseFailed (see StatusDetail).
+	Phase string `json:"phase"`
+	// Status is the older, coarser word: "deployed" (deployed or
+	// started), "dormant" (started, deployed on its first trigger),
+	// "stopped", "failed" or "admitted". Phase says which.
 	Status       string        `json:"status"`
 	StatusDetail string        `json:"status_detail,omitempty"`
 	Health       *Health       `json:"health,omitempty"`
@@ -202,6 +207,9 @@ type SubmitOptions struct {
 	// Origin is where the submission says it comes from
 	// (decision.OriginHeader); zero for none.
 	Origin decision.OriginClaim
+	// NoStart admits and deploys without starting (?start=false): the
+	// service waits in PhaseDeployed for POST .../start.
+	NoStart bool
 }
 
 // NodeInfo answers GET /v1/node.

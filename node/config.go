@@ -59,6 +59,8 @@ type Config struct {
 	// Executors: how the node performs the actions runs return (see
 	// ExecutorsConfig).
 	Executors ExecutorsConfig `json:"executors" yaml:"executors"`
+	// Lifecycle tunes stop and rm: see LifecycleConfig.
+	Lifecycle LifecycleConfig `json:"lifecycle" yaml:"lifecycle"`
 	// Secrets are the values webhooks are checked with, by name
 	// ([a-z0-9_-]{1,64}); a manifest names them (auth: {bearer: NAME}).
 	// They win over secrets of the same name set at run time (andromeda
@@ -172,6 +174,7 @@ func DefaultConfig() Config {
 		HTTP:         DefaultHTTPConfig(),
 		Events:       DefaultEventsConfig(),
 		Executors:    DefaultExecutorsConfig(),
+		Lifecycle:    DefaultLifecycleConfig(),
 	}
 }
 
@@ -241,6 +244,7 @@ func ParseConfigFormat(data []byte, format strictdoc.Format) (Config, error) {
 			strictdoc.Field[HTTPConfig]("max_hook_body", text),
 			strictdoc.Field[DiskConfig]("min_free", text),
 			strictdoc.Field[DiskConfig]("interval", text),
+			strictdoc.Field[LifecycleConfig]("stop_grace", text),
 		),
 	}
 	cfg := DefaultConfig()
@@ -340,6 +344,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Executors.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Lifecycle.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Policy.Validate(); err != nil {

@@ -106,6 +106,9 @@ func (n *Node) deployedFor(ctx context.Context, name string, message json.RawMes
 		}
 		return nil, server.Errorf(server.ErrConflict, "service %s is registered but not deployed (see andromeda inspect %s)", name, name)
 	}
+	if phase := d.life.get(); phase != api.PhaseStarted {
+		return nil, notStarted(name, phase)
+	}
 	if len(message) > 0 && !json.Valid(message) {
 		return nil, server.Errorf(server.ErrInvalid, "message: must be valid JSON")
 	}
@@ -119,6 +122,10 @@ func (n *Node) deployedFor(ctx context.Context, name string, message json.RawMes
 // is recorded). A panic anywhere on the way (driver, host functions, the
 // node's own code) becomes the run's outcome, never the node's end.
 func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run store.Run, err error) {
+	if phase, ok := d.life.enter(); !ok {
+		return run, notStarted(d.rec.Name, phase)
+	}
+	defer d.life.leave()
 	n.runs.Add(1)
 	defer n.runs.Done()
 	run = store.Run{

@@ -86,6 +86,7 @@ type Node struct {
 	mu       sync.RWMutex
 	services map[string]*deployed
 	submitMu sync.Mutex // serialises submissions and removals
+	life     lifecycle  // each service's lifecycle lock (lifecycle.go)
 
 	closeOnce  sync.Once
 	undo       []func() error

@@ -63,6 +63,7 @@ func apiService(s store.Service) api.Service {
 		Target:       s.Target,
 		Decision:     s.Decision,
 		Receipt:      s.Receipt,
+		Phase:        recordPhase(s),
 		Status:       s.Status,
 		StatusDetail: s.StatusDetail,
 		Revision:     s.Revision,

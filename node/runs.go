@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/server"
+	"github.com/andromeda-runner/andromeda/store"
 )
 
 // Runs implements server.Backend: one page of the runs of a service, of
@@ -13,10 +16,11 @@ import (
 // earlier page.
 func (n *Node) Runs(ctx context.Context, p server.Principal, service string, q api.RunQuery) (api.RunList, error) {
 	if service != "" {
-		if _, err := n.owned(ctx, p, service); err != nil {
+		mine, err := n.runsOf(ctx, p, service)
+		if err != nil {
 			return api.RunList{}, err
 		}
-		return apiRunList(n.store.ListServiceRuns(ctx, runQuery(q), service))
+		return mine(apiRunList(n.store.ListServiceRuns(ctx, runQuery(q), service)))
 	}
 	if p.Operator() {
 		return apiRunList(n.store.ListRuns(ctx, runQuery(q)))
@@ -35,12 +39,15 @@ func (n *Node) Runs(ctx context.Context, p server.Principal, service string, q a
 // Run implements server.Backend: one run of a service by id, in any record
 // the store keeps.
 func (n *Node) Run(ctx context.Context, p server.Principal, service, id string) (api.Run, error) {
-	if _, err := n.owned(ctx, p, service); err != nil {
+	if _, err := n.runsOf(ctx, p, service); err != nil {
 		return api.Run{}, err
 	}
 	r, err := n.store.Run(ctx, service, id)
 	if err != nil {
 		return api.Run{}, err
+	}
+	if !p.Operator() && r.Owner != p.Name {
+		return api.Run{}, fmt.Errorf("run %s: %w", id, store.ErrNotFound)
 	}
 	ar := apiRun(r)
 	if ar.UsageRecord, err = n.usageRecord(r); err != nil {
@@ -52,4 +59,29 @@ func (n *Node) Run(ctx context.Context, p server.Principal, service, id string) 
 	}
 	ar.Executions = apiExecutions(es)
 	return ar, nil
+}
+
+// runsOf says whether p may read service's runs and returns the filter
+// of a page for p. A registered service's runs are its owner's and the
+// operator's; a removed service's runs stay (rm keeps them for the runs'
+// retention) and each is its recorded owner's and the operator's.
+func (n *Node) runsOf(ctx context.Context, p server.Principal, service string) (func(api.RunList, error) (api.RunList, error), error) {
+	all := func(l api.RunList, err error) (api.RunList, error) { return l, err }
+	_, err := n.owned(ctx, p, service)
+	if err == nil || p.Operator() && errors.Is(err, store.ErrNotFound) {
+		return all, nil
+	}
+	if _, gone := n.store.Service(ctx, service); !errors.Is(gone, store.ErrNotFound) {
+		return nil, err // another's registered service: not found
+	}
+	return func(l api.RunList, err error) (api.RunList, error) {
+		mine := l.Runs[:0]
+		for _, r := range l.Runs {
+			if r.Owner == p.Name {
+				mine = append(mine, r)
+			}
+		}
+		l.Runs = mine
+		return l, err
+	}, nil
 }

@@ -51,6 +51,7 @@ type deployed struct {
 	rates      rates // runs and actions of the last minute, for capabilities.caps
 
 	live atomic.Pointer[liveConfig] // the config next runs get (config_set.go)
+	life       phase // the live phase and the runs in flight (lifecycle.go)
 }
 
 // timeout bounds one invocation: the admitted limits.timeout.
@@ -136,6 +137,8 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	if want != nil && (m.Name != want.Name || m.Version != want.Version) {
 		return api.SubmitResult{}, server.Errorf(server.ErrUnusable, "source: the fetched archive holds %s %s, not %s %s", m.Name, m.Version, want.Name, want.Version)
 	}
+	unlock := n.lockService(m.Name)
+	defer unlock()
 	prev, err := n.store.Service(ctx, m.Name)
 	exists := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -188,10 +191,11 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	rec := store.Service{
 		Name: m.Name, Version: m.Version, Digest: info.Digest, Size: info.Size, Files: info.Files,
 		Manifest: canon, Owner: p.Name, SubmittedAt: time.Now().UTC(), Target: m.Target,
-		Decision: decision, Receipt: n.receipt(pol, sub, decision), Status: statusDeployed,
+		Decision: decision, Receipt: n.receipt(pol, sub, decision),
 	}
-	if decision.Dormant {
-		rec.Status = statusDormant
+	rec = withPhase(rec, api.PhaseStarted, true, "")
+	if o.NoStart {
+		rec = withPhase(rec, api.PhaseDeployed, true, "")
 	}
 	if exists && p.Operator() && prev.Owner != "" {
 		rec.Owner = prev.Owner // the operator replacing a submitter's service keeps its owner
@@ -220,7 +224,15 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 		removeServiceDir(final)
 		return api.SubmitResult{}, err
 	}
-	n.activate(d)
+	n.notify(api.WatchEvent{Kind: api.WatchAdmitted, Service: rec.Name, Version: rec.Version, Phase: api.PhaseAdmitted})
+	n.notify(api.WatchEvent{Kind: api.WatchDeployed, Service: rec.Name, Version: rec.Version, Phase: api.PhaseDeployed})
+	if o.NoStart {
+		n.replaceStopped(d)
+	} else {
+		d.life.set(api.PhaseStarted)
+		n.activate(d)
+		n.notify(api.WatchEvent{Kind: api.WatchStarted, Service: rec.Name, Version: rec.Version, Phase: api.PhaseStarted})
+	}
 	n.log.Info("service admitted", logService, rec.Name, "version", rec.Version, "digest", rec.Digest, "driver", decision.Driver, "status", rec.Status, "owner", rec.Owner, "policy", pol.Digest())
 	return api.SubmitResult{Service: n.view(rec)}, nil
 }
@@ -287,6 +299,7 @@ func (n *Node) newDeployed(rec store.Service, m *manifest.Service, dir string, d
 		sem:      make(chan struct{}, max(1, lim.Concurrency)),
 		health:   health.New(health.Config{}),
 	}
+	d.life.set(api.PhaseDeployed)
 	d.triggers, d.manual, d.manualName = triggerSpecs(m)
 	d.live.Store(&liveConfig{revision: rec.Revision, config: m.Config})
 	return d
@@ -306,7 +319,7 @@ func (n *Node) ensureDeployed(ctx context.Context, d *deployed) (sandbox.Deploym
 	d.dep = live.dep
 	n.log.Info("dormant service deployed on its first trigger", logService, d.rec.Name)
 	if d.rec.Status == statusDormant {
-		d.rec.Status = statusDeployed
+		d.rec = withPhase(d.rec, recordPhase(d.rec), false, "")
 		if err := n.store.PutService(ctx, d.rec); err != nil {
 			n.log.Warn("record deployed status", logService, d.rec.Name, logErr, err)
 		}
@@ -369,20 +382,18 @@ func (n *Node) stopServices() error {
 	return nil
 }
 
-// restore deploys every registered service at start. A service that fails
-// to deploy is marked failed with the reason; it does not stop the node.
+// restore brings every registered service back to its phase at start
+// (restorePhase). A service that fails to deploy is marked failed with the
+// reason; it does not stop the node.
 func (n *Node) restore(ctx context.Context) error {
 	recs, err := n.store.Services(ctx)
 	if err != nil {
 		return err
 	}
 	for _, rec := range recs {
-		if rec.Status != statusDeployed && rec.Status != statusDormant {
-			continue
-		}
-		if err := n.restoreOne(ctx, rec); err != nil {
+		if err := n.restorePhase(ctx, rec); err != nil {
 			n.log.Error("restore service", logService, rec.Name, logErr, err)
-			rec.Status, rec.StatusDetail = statusFailed, err.Error()
+			rec = withPhase(rec, api.PhaseFailed, false, err.Error())
 			if err := n.store.PutService(ctx, rec); err != nil {
 				return err
 			}
@@ -391,69 +402,9 @@ func (n *Node) restore(ctx context.Context) error {
 	return nil
 }
 
-func (n *Node) restoreOne(ctx context.Context, rec store.Service) error {
-	dir := n.serviceDir(rec)
-	if _, err := os.Stat(dir); err != nil {
-		data, err := n.store.Artifact(ctx, rec.Digest)
-		if err != nil {
-			return err
-		}
-		staging, err := n.tempDir("restore")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(staging)
-		info, err := archive.Unpack(bytes.NewReader(data), filepath.Join(staging, "svc"), n.limits.archive)
-		if err != nil {
-			return err
-		}
-		if info.Digest != rec.Digest {
-			return fmt.Errorf("artifact digest %s does not match the record's %s", info.Digest, rec.Digest)
-		}
-		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
-			return err
-		}
-		if err := os.Rename(filepath.Join(staging, "svc"), dir); err != nil {
-			return err
-		}
-	}
-	m, err := manifest.Load(dir)
-	if err != nil {
-		return err
-	}
-	if err := useRecordConfig(rec, m); err != nil {
-		return err
-	}
-	d, err := n.prepare(ctx, rec, m, dir)
-	if err != nil {
-		return err
-	}
-	n.activate(d)
-	n.log.Info("service restored", logService, rec.Name, "version", rec.Version)
-	return nil
-}
-
-// Remove implements server.Backend.
+// Remove implements server.Backend: RemoveService keeping the runs.
 func (n *Node) Remove(ctx context.Context, name string) error {
-	n.submitMu.Lock()
-	defer n.submitMu.Unlock()
-	if err := n.store.DeleteService(ctx, name); err != nil {
-		return err
-	}
-	n.sched.Remove(name)
-	n.forgetTicks(name)
-	n.dropEvents(name)
-	n.mu.Lock()
-	d := n.services[name]
-	delete(n.services, name)
-	n.mu.Unlock()
-	if d != nil {
-		n.stopDeployment(d)
-	}
-	os.RemoveAll(filepath.Join(n.cfg.Data, "services", name))
-	n.metrics.forget(name)
-	n.log.Info("service removed", logService, name)
-	return nil
+	return n.RemoveService(ctx, name, false)
 }
 
 // Services implements server.Backend: the operator sees all, a submitter

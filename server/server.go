@@ -221,6 +221,7 @@ func (s *Server) routes() {
 	s.runRoutes()
 	s.usageRoutes()
 	s.configRoutes()
+	s.lifecycleRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -342,6 +343,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p Principal) {
 func submitOptions(r *http.Request) (api.SubmitOptions, error) {
 	var o api.SubmitOptions
 	var err error
+	if o.NoStart, err = noStart(r); err != nil {
+		return o, err
+	}
 	if o.Attestations, err = attest.DecodeHeader(r.Header.Get(attest.HeaderName)); err != nil {
 		return o, Errorf(ErrInvalid, "%v", err)
 	}
@@ -453,6 +457,9 @@ func (s *Server) service(w http.ResponseWriter, r *http.Request, p Principal) {
 }
 
 func (s *Server) remove(w http.ResponseWriter, r *http.Request, p Principal) {
+	if s.removeWith(w, r) {
+		return
+	}
 	if err := s.b.Remove(r.Context(), r.PathValue("name")); err != nil {
 		s.fail(w, r, err)
 		return

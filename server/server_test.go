@@ -24,6 +24,8 @@ type fakeBackend struct {
 	submitErr error
 	fireErr   error
 	fired     json.RawMessage
+	grace     time.Duration // the last stop's (lifecycle_test.go)
+	purge     bool          // the last removal's
 }
 
 func (f *fakeBackend) Authenticate(ctx context.Context, token string) (Principal, error) {

@@ -45,6 +45,11 @@ type Service struct {
 	// Revisions are the newest MaxRevisions revisions, oldest first, the
 	// current one last.
 	Revisions []Revision `json:"revisions,omitempty"`
+	// Phase is the service's lifecycle phase (admitted, deployed,
+	// started, stopped, failed); empty on records written before phases
+	// existed, whose Status says it ("deployed" and "dormant" meant
+	// started).
+	Phase string `json:"phase,omitempty"`
 }
 
 // MaxRevisions bounds the revisions a service record keeps.

@@ -82,6 +82,16 @@ func sortServices(v []Service) {
 // DeleteService removes a service record, its state and its run records.
 // Its artifact stays (another version or service may share the digest).
 func (s *Store) DeleteService(ctx context.Context, name string) error {
+	if err := s.RemoveService(ctx, name); err != nil {
+		return err
+	}
+	return s.PurgeRuns(ctx, name)
+}
+
+// RemoveService deletes a service's record and state and keeps its runs:
+// they stay, listed by the service's name, until the runs stream's
+// limits drop them (PurgeRuns deletes them at once).
+func (s *Store) RemoveService(ctx context.Context, name string) error {
 	if _, err := s.Service(ctx, name); err != nil {
 		return err
 	}
@@ -92,6 +102,11 @@ func (s *Store) DeleteService(ctx context.Context, name string) error {
 	if err := s.state.Purge(ctx, name); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("store: delete state of %s: %w", name, err)
 	}
+	return nil
+}
+
+// PurgeRuns deletes every run record of a service.
+func (s *Store) PurgeRuns(ctx context.Context, name string) error {
 	if err := s.runs.Purge(ctx, jetstream.WithPurgeSubject(bus.RunSubject(name))); err != nil {
 		return fmt.Errorf("store: delete runs of %s: %w", name, err)
 	}

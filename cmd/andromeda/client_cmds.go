@@ -250,16 +250,21 @@ func parseWhen(flagName, v string, now time.Time) (time.Time, error) {
 func (env *cli) rmCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rm NAME",
-		Short: "Stop and remove a service with its state and runs",
+		Short: "Stop and remove a service with its state; its runs stay unless --purge",
+		Long: `Rm stops a service (its runs in flight get the node's lifecycle.stop_grace,
+then are killed) and deletes its record, state and files. Its run history
+stays, listed by andromeda runs NAME, until the node's run retention drops
+it; --purge deletes it too.`,
 		Example: `  andromeda rm greeter
-  andromeda rm greeter --json`,
+  andromeda rm greeter --purge --json`,
 		Args: wantArgs(1, 1),
 	}
 	cf := addClientFlags(cmd)
+	purge := cmd.Flags().Bool("purge", false, "also delete the service's run history")
 	cmd.ValidArgsFunction = env.serviceNames(cf)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		remove := func(c *api.Client) (map[string]any, error) {
-			return map[string]any{"removed": args[0]}, c.Remove(cmd.Context(), args[0])
+			return map[string]any{"removed": args[0], "purged": *purge}, c.RemoveWith(cmd.Context(), args[0], *purge)
 		}
 		return ask(env, cf, remove, func(w io.Writer, _ map[string]any) { fmt.Fprintf(w, "removed %s\n", args[0]) })
 	}

@@ -92,7 +92,7 @@ func TestCompleteServiceNames(t *testing.T) {
 		{map[string]string{"ANDROMEDA_ADDR": n.Addr(), "ANDROMEDA_DATA": t.TempDir()}, "inspect ", names}, // no token
 		{env, "token create --role ", "submitter\noperator\n" + names},
 		{env, "submit ", dirs},
-		{env, "help sto", "store\tCheck, back up or restore a stopped node's store\n" + names},
+		{env, "help stor", "store\tCheck, back up or restore a stopped node's store\n" + names},
 	} {
 		args := append([]string{"__complete"}, strings.Split(tc.args, " ")...)
 		out, _, err := runCLI(t, tc.env, args...)

@@ -48,8 +48,8 @@ func roundDur(d time.Duration) time.Duration {
 
 func health(s api.Service) string {
 	switch {
-	case s.Status != "deployed":
-		return s.Status
+	case s.Phase != api.PhaseStarted:
+		return "-"
 	case s.Health == nil:
 		return "-"
 	case s.Health.Healthy:
@@ -87,6 +87,7 @@ func printService(w io.Writer, s api.Service) {
 	fmt.Fprintf(tw, "Size:\t%s in %d files\n", size(s.Size), s.Files)
 	fmt.Fprintf(tw, "Owner:\t%s\n", orDash(s.Owner))
 	fmt.Fprintf(tw, "Submitted:\t%s (%s)\n", s.SubmittedAt.Format(time.RFC3339), ago(s.SubmittedAt))
+	fmt.Fprintf(tw, "Phase:\t%s\n", s.Phase)
 	fmt.Fprintf(tw, "Status:\t%s\n", s.Status)
 	if s.StatusDetail != "" {
 		fmt.Fprintf(tw, "Status detail:\t%s\n", s.StatusDetail)

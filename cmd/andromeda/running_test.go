@@ -111,7 +111,7 @@ func requireDriver(t *testing.T, n *node.Node, driver string) {
 }
 
 // cliJSON runs the CLI with --json and decodes its output into v.
-func cliJSON(t *testing.T, env map[string]string, v any, args ...string) {
+func cliJSONInto(t *testing.T, env map[string]string, v any, args ...string) {
 	t.Helper()
 	args = slices.Insert(args, 1, "--json")
 	out, stderr, err := runCLI(t, env, args...)
@@ -150,18 +150,18 @@ func TestKill(t *testing.T) {
 				t.Fatalf("submit: %v\n%s", err, stderr)
 			}
 			var started api.RunInFlight
-			cliJSON(t, env, &started, "fire", name, "--input", `{"do":"spin"}`, "--detach")
+			cliJSONInto(t, env, &started, "fire", name, "--input", `{"do":"spin"}`, "--detach")
 			if started.ID == "" || started.Service != name || started.Status != api.RunRunning {
 				t.Fatalf("fire --detach = %+v", started)
 			}
 			var running []api.RunInFlight
-			cliJSON(t, env, &running, "runs", "--running", name)
+			cliJSONInto(t, env, &running, "runs", "--running", name)
 			if len(running) != 1 || running[0].ID != started.ID || running[0].Trigger.Kind != "manual" || running[0].Start.IsZero() {
 				t.Fatalf("runs --running = %+v, want run %s", running, started.ID)
 			}
 
 			var res api.CancelResult
-			cliJSON(t, env, &res, "kill", started.ID)
+			cliJSONInto(t, env, &res, "kill", started.ID)
 			if res.Recorded == nil || res.Recorded.Outcome != "cancelled" || !strings.Contains(res.Recorded.Error, "cancelled by operator") {
 				t.Fatalf("kill = %+v", res)
 			}
@@ -171,11 +171,11 @@ func TestKill(t *testing.T) {
 				t.Errorf("recorded %v after the kill was asked", took)
 			}
 			var shown api.Run
-			cliJSON(t, env, &shown, "runs", "show", started.ID)
+			cliJSONInto(t, env, &shown, "runs", "show", started.ID)
 			if shown.Outcome != "cancelled" {
 				t.Errorf("runs show = %+v", shown)
 			}
-			cliJSON(t, env, &running, "runs", "--running", name)
+			cliJSONInto(t, env, &running, "runs", "--running", name)
 			if len(running) != 0 {
 				t.Errorf("runs --running after the kill = %+v", running)
 			}
@@ -186,7 +186,7 @@ func TestKill(t *testing.T) {
 			}
 
 			var run api.Run
-			cliJSON(t, env, &run, "run", name, "--input", `{"do":"input"}`, "--", "one", "two words", "")
+			cliJSONInto(t, env, &run, "run", name, "--input", `{"do":"input"}`, "--", "one", "two words", "")
 			if run.Outcome != "ok" || len(run.Output.Emit) != 1 {
 				t.Fatalf("run after the kill = %+v", run)
 			}

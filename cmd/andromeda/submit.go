@@ -30,7 +30,8 @@ func (env *cli) submitCmd() *cobra.Command {
 WebAssembly (unless --no-build), packs the directory and sends it to the
 node with the attestations in it. The node decides by its policy whether and
 how to run it; submit prints the decision with its reasons, also when the
-service is not admitted.`,
+service is not admitted. An admitted service is deployed and started;
+with --no-start it is deployed and waits for andromeda start.`,
 		Example: `  andromeda submit examples/greeter
   andromeda submit ./my-service --origin 'hostchain:btc;stake=250'
   andromeda submit ./my-service --json`,
@@ -40,13 +41,14 @@ service is not admitted.`,
 	cf := addClientFlags(cmd)
 	noBuild := cmd.Flags().Bool("no-build", false, "do not build a missing Go entry before packing")
 	origin := cmd.Flags().String("origin", "", "where the submission comes from: `kind:id[;stake=N]`")
+	noStart := cmd.Flags().Bool("no-start", false, "admit and deploy the service but do not start it (andromeda start NAME starts it)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		return env.submit(cmd.Context(), cf, args[0], *noBuild, *origin)
+		return env.submit(cmd.Context(), cf, args[0], *noBuild, *origin, *noStart)
 	}
 	return cmd
 }
 
-func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild bool, origin string) error {
+func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild bool, origin string, noStart bool) error {
 	// Check the manifest here first: the node checks it again, but a
 	// mistake is cheaper to find before packing and uploading.
 	m, err := manifest.Load(dir)
@@ -78,7 +80,7 @@ func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild
 		return err
 	}
 	fmt.Fprintf(progress, "packed %d files, %d bytes (%d compressed), digest %s\n", info.Files, info.Size, len(data), info.Digest)
-	var opts api.SubmitOptions
+	opts := api.SubmitOptions{NoStart: noStart}
 	if opts.Attestations, err = attest.ReadDir(dir); err != nil {
 		return err
 	}
@@ -116,7 +118,10 @@ func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild
 		return printJSON(env.stdout, res)
 	}
 	s := res.Service
-	state := "submitted and deployed"
+	state := "submitted, deployed and started"
+	if noStart {
+		state = "submitted and deployed, not started (andromeda start " + s.Name + ")"
+	}
 	if res.Unchanged {
 		state = "unchanged: this version is already deployed"
 	}
