@@ -91,6 +91,10 @@ func TestUsageCLI(t *testing.T) {
 				}
 			}
 
+			if show, _, err := runCLI(t, env, "runs", "show", rep0(t, c, name)); err != nil || !strings.Contains(show, "rows=1234") || !strings.Contains(show, "reports dropped") {
+				t.Errorf("runs show = %v\n%s", err, show)
+			}
+
 			out, stderr, err := runCLI(t, env, "usage", name, "--json")
 			if err != nil {
 				t.Fatalf("usage --json: %v\n%s", err, stderr)
@@ -154,4 +158,14 @@ func TestUsageCLI(t *testing.T) {
 	if _, _, err := runCLI(t, env, "usage", "nosuch"); err == nil {
 		t.Error("usage nosuch = nil error")
 	}
+}
+
+// rep0 is the id of service's newest run.
+func rep0(t *testing.T, c *api.Client, service string) string {
+	t.Helper()
+	runs, err := c.Runs(context.Background(), service, 1)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs of %s = %v, %v", service, runs, err)
+	}
+	return runs[0].ID
 }
