@@ -127,6 +127,9 @@ func TestUsageCLI(t *testing.T) {
 			if out, err := verify([]byte(out)); err != nil || !strings.Contains(out, "verified 2 usage records") {
 				t.Fatalf("usage verify = %v\n%s", err, out)
 			}
+			if got, err := runCLIIn(t, env, out, "usage", "verify", "-"); err != nil || !strings.Contains(got, "verified 2 usage records") {
+				t.Fatalf("usage verify - = %v\n%s", err, got)
+			}
 			if out, err := verify(rep.Records[0], "--key", info.NodeKey); err != nil || !strings.Contains(out, "verified 1 usage records") {
 				t.Fatalf("usage verify one record --key = %v\n%s", err, out)
 			}
