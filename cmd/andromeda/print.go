@@ -213,8 +213,18 @@ func printRun(w io.Writer, r api.Run) {
 	}
 	if r.Usage.PeakMemory > 0 {
 		fmt.Fprintf(tw, ", peak memory %s", size(r.Usage.PeakMemory))
+		if r.Usage.MemoryScope != "" {
+			fmt.Fprintf(tw, " (%s)", r.Usage.MemoryScope)
+		}
 	}
 	fmt.Fprintln(tw)
+	if len(r.Usage.Counters) > 0 || r.Usage.CountersDropped > 0 {
+		fmt.Fprintf(tw, "Counters:	%s", counters(r.Usage.Counters))
+		if r.Usage.CountersDropped > 0 {
+			fmt.Fprintf(tw, " (%d reports dropped)", r.Usage.CountersDropped)
+		}
+		fmt.Fprintln(tw)
+	}
 	if r.Attempts > 1 {
 		fmt.Fprintf(tw, "Attempts:\t%d (state conflict retried)\n", r.Attempts)
 	}

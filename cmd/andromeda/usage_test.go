@@ -91,6 +91,10 @@ func TestUsageCLI(t *testing.T) {
 				}
 			}
 
+			if show, _, err := runCLI(t, env, "runs", "show", rep0(t, c, name)); err != nil || !strings.Contains(show, "rows=1234") || !strings.Contains(show, "reports dropped") {
+				t.Errorf("runs show = %v\n%s", err, show)
+			}
+
 			out, stderr, err := runCLI(t, env, "usage", name, "--json")
 			if err != nil {
 				t.Fatalf("usage --json: %v\n%s", err, stderr)
@@ -123,6 +127,9 @@ func TestUsageCLI(t *testing.T) {
 			if out, err := verify([]byte(out)); err != nil || !strings.Contains(out, "verified 2 usage records") {
 				t.Fatalf("usage verify = %v\n%s", err, out)
 			}
+			if got, err := runCLIIn(t, env, out, "usage", "verify", "-"); err != nil || !strings.Contains(got, "verified 2 usage records") {
+				t.Fatalf("usage verify - = %v\n%s", err, got)
+			}
 			if out, err := verify(rep.Records[0], "--key", info.NodeKey); err != nil || !strings.Contains(out, "verified 1 usage records") {
 				t.Fatalf("usage verify one record --key = %v\n%s", err, out)
 			}
@@ -154,4 +161,14 @@ func TestUsageCLI(t *testing.T) {
 	if _, _, err := runCLI(t, env, "usage", "nosuch"); err == nil {
 		t.Error("usage nosuch = nil error")
 	}
+}
+
+// rep0 is the id of service's newest run.
+func rep0(t *testing.T, c *api.Client, service string) string {
+	t.Helper()
+	runs, err := c.Runs(context.Background(), service, 1)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs of %s = %v, %v", service, runs, err)
+	}
+	return runs[0].ID
 }
