@@ -28,9 +28,9 @@ type Volume struct {
 	Path string `json:"path" yaml:"path"`
 	// Size is the most the volume may hold, between 4Ki and 16Gi; the
 	// node's policy (max_volume_size) may refuse less. Usage counts each
-	// file's size rounded up to 4 KiB and 4 KiB for every other entry
-	// (directory, link), so a volume also bounds how many entries it
-	// holds. Required.
+	// file's size rounded up to whole 4 KiB blocks (at least one) and one
+	// block for every other entry (directory, link), so a volume also
+	// bounds how many entries it holds. Required.
 	Size Bytes `json:"size" yaml:"size"`
 }
 

@@ -49,6 +49,7 @@ type deployed struct {
 	stateMu    sync.Mutex // serialises state writers after repeated conflicts
 	contended  atomic.Int32
 	rates      rates // runs and actions of the last minute, for capabilities.caps
+	volumes    []sandbox.Volume
 }
 
 // timeout bounds one invocation: the admitted limits.timeout.
@@ -242,6 +243,9 @@ func (n *Node) deploy(ctx context.Context, rec store.Service, m *manifest.Servic
 		return nil, fmt.Errorf("deploy %s: driver %s is not available on this node", rec.Name, rec.Decision.Driver)
 	}
 	spec := n.specFor(rec, m, dir)
+	if err := makeVolumes(spec.Volumes); err != nil {
+		return nil, fmt.Errorf("deploy %s: %w", rec.Name, err)
+	}
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	dep, err := safeDeploy(dctx, ds.driver, spec)
@@ -283,6 +287,7 @@ func (n *Node) newDeployed(rec store.Service, m *manifest.Service, dir string, d
 		health:   health.New(health.Config{}),
 	}
 	d.triggers, d.manual, d.manualName = triggerSpecs(m)
+	d.volumes = n.volumeSpecs(rec.Name, m)
 	return d
 }
 
@@ -442,6 +447,7 @@ func (n *Node) Remove(ctx context.Context, name string) error {
 		n.stopDeployment(d)
 	}
 	os.RemoveAll(filepath.Join(n.cfg.Data, "services", name))
+	n.removeVolumes(name)
 	n.metrics.forget(name)
 	n.log.Info("service removed", logService, name)
 	return nil
