@@ -12,7 +12,7 @@ import (
 // stores it per service (never shared with another service), shows it to
 // the guest at Path (wasm: a preopened directory; process: a read-write
 // mount) and caps what it holds at Size. Files move in and out with
-// `andromeda cp` (docs/design.md section 13).
+// `andromeda cp` (docs/design.md section 5, "Volumes").
 //
 //	volumes:
 //	  - {name: out, path: /out, size: 64Mi}

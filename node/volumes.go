@@ -11,7 +11,7 @@ import (
 	"github.com/andromeda-runner/andromeda/sandbox"
 )
 
-// Volumes (docs/design.md section 13). A service's volume NAME lives in
+// Volumes (docs/design.md section 5, "Volumes"). A service's volume NAME lives in
 // DATA/volumes/SERVICE/NAME, one directory per service and name: never
 // another service's, kept across runs, versions, restarts and a stop, and
 // removed with the service. Each driver shows it at the volume's path

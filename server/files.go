@@ -11,7 +11,7 @@ import (
 )
 
 // FileBackend is the node's side of moving files in and out of a service's
-// volumes (docs/design.md section 13). A Backend that implements it has the
+// volumes (docs/design.md section 5, "Volumes"). A Backend that implements it has the
 // /v1/services/{name}/volumes and /files routes, for any token: a
 // submitter reaches only its own services' volumes (another's is not
 // found). path is a guest path ("/out/a.txt") at or under one of the

@@ -16,7 +16,7 @@ import (
 // what it holds are given to the workers' host user (files the node wrote,
 // uploads or a wasm version's, included), so a worker can change them.
 // The size is not enforced here: the node measures each volume before and
-// after every run (docs/design.md section 13).
+// after every run (docs/design.md section 5, "Volumes").
 func (d *Driver) volumeBinds(spec sandbox.Spec) ([]jail.Bind, error) {
 	binds := make([]jail.Bind, 0, len(spec.Volumes))
 	for _, v := range spec.Volumes {
