@@ -116,15 +116,16 @@ func volumeInfo(vols []sandbox.Volume) []api.Volume {
 }
 
 // sizeText writes a byte count with the largest binary unit that keeps it
-// readable: 4096 → 4Ki, 70254592 → 67Mi (rounded down), 100 → 100 bytes.
+// readable, to a tenth: 4096 → 4Ki, 70254592 → 67Mi, 1100 → 1.1Ki, 100 →
+// 100 bytes.
 func sizeText(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1fGi", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1fMi", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1fKi", float64(n)/(1<<10))
+	for _, u := range []struct {
+		unit string
+		size float64
+	}{{"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}} {
+		if float64(n) >= u.size {
+			return strings.TrimSuffix(fmt.Sprintf("%.1f", float64(n)/u.size), ".0") + u.unit
+		}
 	}
 	return fmt.Sprintf("%d bytes", n)
 }

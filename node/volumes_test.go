@@ -293,7 +293,7 @@ func TestProcessVolumes(t *testing.T) {
 
 	// Over the size: the run is an error naming the volume and its size.
 	r := volumeFire(t, n, "pykeeper", `{"op": "fill", "path": "/out/big", "bytes": 100000}`)
-	if r.Outcome != "error" || !strings.Contains(r.Error, "volume out (/out)") || !strings.Contains(r.Error, "above its size 64.0Ki") {
+	if r.Outcome != "error" || !strings.Contains(r.Error, "volume out (/out)") || !strings.Contains(r.Error, "above its size 64Ki") {
 		t.Fatalf("run over the size = %s %q", r.Outcome, r.Error)
 	}
 	r = volumeFire(t, n, "pykeeper", `{"op": "read", "path": "/out/a.txt"}`)
