@@ -146,6 +146,9 @@ type Service struct {
 	Resources Resources `json:"resources" yaml:"resources"`
 	// Capabilities are what the service may reach and ask for.
 	Capabilities Capabilities `json:"capabilities" yaml:"capabilities"`
+	// Volumes are directories kept across runs and versions (see Volume),
+	// at most 8. Default none.
+	Volumes []Volume `json:"volumes,omitempty" yaml:"volumes,omitempty"`
 	// Target is the one external thing this service operates (docs/design.md
 	// section 8): one line, at most 128 characters. Optional.
 	Target string `json:"target,omitempty" yaml:"target,omitempty"`
@@ -508,6 +511,7 @@ func (s *Service) Normalize() {
 	}
 	c.Actions = nilIfEmpty(c.Actions)
 	c.Caps.normalize()
+	s.normalizeVolumes()
 
 	s.Target = strings.TrimSpace(s.Target)
 	s.Source.Location = strings.TrimSpace(s.Source.Location)

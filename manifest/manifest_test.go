@@ -271,6 +271,7 @@ func TestDecoderCoversService(t *testing.T) {
 	full.Triggers = append(full.Triggers, Trigger{Kind: KindCron, Schedule: "@daily", Input: map[string]any{"a": int64(1)}})
 	full.Runtime = Runtime{Driver: DriverDocker, Language: "go", Entry: "x", Image: "alpine:3", Command: []string{"a"}}
 	full.Config = map[string]any{"k": []any{"v", 1.5, false, nil}}
+	full.Volumes = []Volume{{Name: "out", Path: "/out", Size: mustBytes("64Mi")}}
 	canon, err := json.Marshal(&full)
 	if err != nil {
 		t.Fatal(err)

@@ -130,6 +130,7 @@ func (v *validator) service(s *Service) {
 	v.triggers(s.Triggers)
 	v.resources(&s.Resources)
 	v.capabilities(&s.Capabilities)
+	v.volumes(s.Volumes)
 	v.oneLine("target", s.Target, maxTargetLen)
 	v.source(&s.Source)
 	v.reward(&s.Reward)

@@ -272,6 +272,9 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 	// The guest's log lines of this run go to the node's log with the
 	// run's id, within the driver's per-run and per-service caps.
 	rctx := sandbox.WithRunLog(ctx, func(line string) { log.Info("guest", "line", line) })
+	if full := d.volumesFull(); full != "" {
+		return nil, false, full, false
+	}
 	rctx = sandbox.WithArgs(rctx, ev.Args)
 	// A kill (andromeda kill) cancels the call alone, never the store work
 	// around it.
@@ -284,6 +287,7 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 	if err != nil {
 		return &r, false, "runner: " + err.Error(), false
 	}
+	d.volumesOver(&r)
 	// Actions the service may not ask for reject the run before anything
 	// of it takes effect, its state change included. Actions taken from
 	// the minute's budget go back if they do not take effect.

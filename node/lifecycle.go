@@ -507,6 +507,7 @@ func (n *Node) RemoveService(ctx context.Context, name string, purge bool) error
 	delete(n.services, name)
 	n.mu.Unlock()
 	os.RemoveAll(filepath.Join(n.cfg.Data, "services", name))
+	n.removeVolumes(name) // a service's volumes go with it, like its state
 	n.metrics.forget(name)
 	if purge {
 		if err := n.store.PurgeRuns(ctx, name); err != nil {

@@ -52,6 +52,7 @@ type deployed struct {
 
 	live atomic.Pointer[liveConfig] // the config next runs get (config_set.go)
 	life       phase // the live phase and the runs in flight (lifecycle.go)
+	volumes    []sandbox.Volume
 }
 
 // timeout bounds one invocation: the admitted limits.timeout.
@@ -259,6 +260,9 @@ func (n *Node) deploy(ctx context.Context, rec store.Service, m *manifest.Servic
 		return nil, fmt.Errorf("deploy %s: driver %s is not available on this node", rec.Name, rec.Decision.Driver)
 	}
 	spec := n.specFor(rec, m, dir)
+	if err := makeVolumes(spec.Volumes); err != nil {
+		return nil, fmt.Errorf("deploy %s: %w", rec.Name, err)
+	}
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	dep, err := safeDeploy(dctx, ds.driver, spec)
@@ -302,6 +306,7 @@ func (n *Node) newDeployed(rec store.Service, m *manifest.Service, dir string, d
 	d.life.set(api.PhaseDeployed)
 	d.triggers, d.manual, d.manualName = triggerSpecs(m)
 	d.live.Store(&liveConfig{revision: rec.Revision, config: m.Config})
+	d.volumes = n.volumeSpecs(rec.Name, m)
 	return d
 }
 

@@ -148,7 +148,8 @@ func (a *admission) failFatal(rule string, format string, args ...any) {
 // per attestation: counted or why not; these never decide by themselves),
 // trusted_hubs (the quorum), origins, keywords, min_reward, driver,
 // prefer_drivers, network, limits.memory, limits.cpu, limits.timeout,
-// limits.pids, limits.concurrency, registries, containers, target, upgrade,
+// limits.pids, limits.concurrency, limits.actions_per_run,
+// max_volume_size, registries, containers, target, upgrade,
 // rules.NAME (each rule in order), dormant, and, when the service does not
 // run here, peers or redirect_depth.
 //
@@ -184,6 +185,7 @@ func (c *Compiled) Admit(sub Submission, node Node) Decision {
 	a.driver()
 	a.network()
 	a.limits()
+	a.volumes()
 	a.registries()
 	a.containers()
 	a.target()

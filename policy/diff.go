@@ -20,7 +20,7 @@ var isolation = map[manifest.Driver]int{manifest.DriverWasm: 0, manifest.DriverD
 // Diff lists exactly what new asks for beyond old, in a fixed order:
 // memory, cpu, timeout, pids, concurrency, network, actions, caps
 // (actions per run, then param caps by kind and name), target, state,
-// driver, http triggers. Both manifests must be normalized. Nothing that
+// driver, http triggers, volumes (added or larger). Both manifests must be normalized. Nothing that
 // shrank or stayed is listed; nil means nothing grew.
 func Diff(old, new *manifest.Service) []Growth {
 	var g []Growth
@@ -80,7 +80,7 @@ func Diff(old, new *manifest.Service) []Growth {
 			add("trigger", "", "http "+t.Path)
 		}
 	}
-	return g
+	return append(g, volumesGrowth(old, new)...)
 }
 
 // capsGrowth lists the caps new loosens: more actions per run (unset is

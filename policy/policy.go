@@ -102,6 +102,11 @@ type Policy struct {
 	// MaxPayload is the largest archive, uploaded or fetched from
 	// source.location, in bytes or with a unit (16Mi). Default 16Mi.
 	MaxPayload manifest.Bytes `json:"max_payload" yaml:"max_payload"`
+	// MaxVolumeSize is the most all of a service's volumes may hold
+	// together (the sum of their sizes), in bytes or with a unit (1Gi); a
+	// service asking for more is rejected. 0 admits no volumes. Default
+	// 256Mi.
+	MaxVolumeSize manifest.Bytes `json:"max_volume_size" yaml:"max_volume_size"`
 	// AllowedSources are the hosts a source.location may name (KLYNTAR:
 	// ALLOWED_STORAGE): "github.com" (that host, port 443),
 	// "*.githubusercontent.com" (any name below it), "host:8443". Default
@@ -320,6 +325,7 @@ type Rule struct {
 const (
 	DefaultMaxDescription = 4096
 	DefaultMaxPayload     = "16Mi"
+	DefaultMaxVolumeSize  = "256Mi"
 	DefaultRedirectDepth  = 3
 	DefaultMemory         = "512Mi"
 	DefaultCPU            = "2"
@@ -339,6 +345,7 @@ func DefaultPolicy() Policy {
 	return Policy{
 		MaxDescription: DefaultMaxDescription,
 		MaxPayload:     mustBytes(DefaultMaxPayload),
+		MaxVolumeSize:  mustBytes(DefaultMaxVolumeSize),
 		Network:        Network{Any: true},
 		Limits: Ceilings{
 			Memory:      Ceiling[manifest.Bytes]{Max: mustBytes(DefaultMemory), Over: OverClamp},

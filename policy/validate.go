@@ -45,6 +45,7 @@ func (p Policy) Validate() error {
 	var v validator
 	v.between("max_description", p.MaxDescription, 0, DefaultMaxDescription)
 	v.bytes("max_payload", p.MaxPayload, 1<<10, 4<<30)
+	v.bytes("max_volume_size", p.MaxVolumeSize, 0, 1<<40)
 	v.list("allowed_sources", p.AllowedSources, func(path, s string) {
 		if err := source.CheckPattern(s); err != nil {
 			v.fail(path, err.Error())

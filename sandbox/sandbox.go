@@ -80,6 +80,10 @@ type Spec struct {
 	Mode     Mode   // empty means ModeServer
 	Limits   Limits
 	Network  Network
+	// Volumes are host directories the guest sees read-write at their
+	// paths (see Volume). A driver that cannot show them refuses the spec
+	// with ErrUnsupported.
+	Volumes []Volume
 	// Log receives each line the guest writes to its log streams (stderr,
 	// protocol log messages), without the trailing newline. It must not
 	// block and may be called from several goroutines; nil drops the lines.

@@ -57,6 +57,9 @@ var (
 	// ended (the Error carries the run). Retrying after RetryAfter may
 	// succeed.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrTooLarge: what the request carries is larger than the room it
+	// goes into: a file beyond its volume's free space.
+	ErrTooLarge = errors.New("too large")
 
 	// The server's own kinds, for what it answers before a Backend is
 	// asked.
@@ -107,6 +110,7 @@ func statusOf(err error) int {
 		{errMethod, http.StatusMethodNotAllowed},
 		{ErrConflict, http.StatusConflict},
 		{errMediaType, http.StatusUnsupportedMediaType},
+		{ErrTooLarge, http.StatusRequestEntityTooLarge},
 		{ErrRefused, http.StatusUnprocessableEntity},
 		{ErrUnusable, http.StatusUnprocessableEntity},
 		{ErrBusy, http.StatusTooManyRequests},

@@ -222,6 +222,7 @@ func (s *Server) routes() {
 	s.usageRoutes()
 	s.configRoutes()
 	s.lifecycleRoutes()
+	s.fileRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

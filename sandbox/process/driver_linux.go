@@ -212,6 +212,11 @@ func (d *Driver) workerJail(ctx context.Context, spec sandbox.Spec, l *lang.Lang
 	}
 	module.Entry = entry
 	js.Binds = append(js.Binds, jail.Bind{Source: spec.Dir, Target: lang.ServiceDir})
+	vols, err := d.volumeBinds(spec) // volumes_linux.go
+	if err != nil {
+		return js, module, err
+	}
+	js.Binds = append(js.Binds, vols...)
 	deps, err := d.ensureDeps(ctx, spec, l, tc)
 	if err != nil {
 		return js, module, err

@@ -32,6 +32,7 @@ type deployment struct {
 	poolSize  int
 	maxOutput int
 	maxLog    int
+	vols      *volumes // the preopened volumes; nil without any
 
 	// created counts instantiations, for tests of the pool.
 	created atomic.Int64
@@ -105,6 +106,14 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (exit sandbox.Exi
 	defer d.calls.Done()
 	if inst == nil {
 		inst = d.newInstance()
+	}
+	if err := d.vols.measure(); err != nil {
+		if fresh || !d.pooled {
+			inst.close()
+		} else {
+			d.release(inst)
+		}
+		return sandbox.Exit{}, fmt.Errorf("invoke %s: %w", d.name, err)
 	}
 
 	callCtx, cancel := context.WithTimeout(ctx, d.timeout)
@@ -399,6 +408,7 @@ func (d *deployment) Stop(ctx context.Context) error {
 		<-drained // a stopped guest returns at its next function entry or loop
 	}
 	d.kill()
+	d.vols.close()
 	if err := d.compiled.Close(context.Background()); err != nil {
 		d.stopErr = fmt.Errorf("stop %s: %w", d.name, err)
 	}

@@ -575,10 +575,18 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, bin []byte) (dep
 			WithRandSource(randReader).
 			WithStartFunctions(), // called by the deployment, to classify their failures
 	}
+	if len(spec.Volumes) > 0 {
+		vols, fsCfg, err := openVolumes(spec.Volumes) // volume.go
+		if err != nil {
+			return fail(err)
+		}
+		dep.vols, dep.base = vols, dep.base.WithFSConfig(fsCfg)
+	}
 	dep.killCtx, dep.kill = context.WithCancel(context.Background())
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
+		dep.vols.close()
 		return fail(errors.New("wasm driver closed"))
 	}
 	d.deps[dep] = struct{}{}

@@ -1,0 +1,306 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"syscall"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/server"
+	"github.com/andromeda-runner/andromeda/store"
+)
+
+// Files in and out of volumes (server.FileBackend). Every path is opened
+// through an os.Root on the volume's directory, so neither a '..' nor a
+// symbolic link a guest left in its volume reaches anything outside it.
+
+var _ server.FileBackend = (*Node)(nil)
+
+// Volumes implements server.FileBackend.
+func (n *Node) Volumes(ctx context.Context, p server.Principal, service string) ([]api.Volume, error) {
+	vols, err := n.serviceVolumes(ctx, p, service)
+	if err != nil {
+		return nil, err
+	}
+	return volumeInfo(vols), nil
+}
+
+// serviceVolumes are the volumes of a service p may see: the running
+// version's, or the registered manifest's when it is not deployed.
+func (n *Node) serviceVolumes(ctx context.Context, p server.Principal, service string) ([]sandbox.Volume, error) {
+	rec, err := n.owned(ctx, p, service)
+	if err != nil {
+		return nil, err
+	}
+	if d := n.lookup(service); d != nil && d.rec.Digest == rec.Digest {
+		return d.volumes, nil
+	}
+	m, err := manifest.Load(n.serviceDir(rec))
+	if err != nil {
+		return nil, server.Errorf(server.ErrConflict, "service %s is registered but its manifest cannot be read: %v", service, err)
+	}
+	return n.volumeSpecs(service, m), nil
+}
+
+// volumeFile is a guest path resolved to its volume.
+type volumeFile struct {
+	vol  sandbox.Volume
+	root *os.Root // the volume's directory; closed by close
+	rel  string   // the path inside the volume, "." for the volume itself
+	path string   // the guest path, cleaned of a trailing '/'
+}
+
+func (f *volumeFile) close() { f.root.Close() }
+
+// resolve finds the volume of guestPath and opens it.
+func (n *Node) resolve(ctx context.Context, p server.Principal, service, guestPath string) (*volumeFile, error) {
+	vols, err := n.serviceVolumes(ctx, p, service)
+	if err != nil {
+		return nil, err
+	}
+	clean := strings.TrimSuffix(guestPath, "/")
+	if clean == "" {
+		clean = "/"
+	}
+	if strings.IndexByte(clean, 0) >= 0 || !strings.HasPrefix(clean, "/") {
+		return nil, server.Errorf(server.ErrInvalid, "path %q: must be an absolute guest path without NUL", guestPath)
+	}
+	for _, seg := range strings.Split(clean[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return nil, server.Errorf(server.ErrInvalid, "path %s: must not hold '..', '.' or empty segments: a file stays inside its volume", guestPath)
+		}
+	}
+	for _, v := range vols {
+		if clean != v.Path && !strings.HasPrefix(clean, v.Path+"/") {
+			continue
+		}
+		if err := makeVolumes([]sandbox.Volume{v}); err != nil {
+			return nil, err
+		}
+		root, err := os.OpenRoot(v.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+		rel := strings.TrimPrefix(strings.TrimPrefix(clean, v.Path), "/")
+		if rel == "" {
+			rel = "."
+		}
+		return &volumeFile{vol: v, root: root, rel: rel, path: clean}, nil
+	}
+	paths := make([]string, 0, len(vols))
+	for _, v := range vols {
+		paths = append(paths, v.Path)
+	}
+	if len(paths) == 0 {
+		return nil, server.Errorf(server.ErrInvalid, "path %s: service %s has no volumes", guestPath, service)
+	}
+	return nil, server.Errorf(server.ErrInvalid, "path %s: not in a volume of service %s (%s)", guestPath, service, strings.Join(paths, ", "))
+}
+
+// fileError turns what an os.Root call said into an error kind: a path
+// that leaves the volume is the caller's mistake, a missing one not found.
+func (f *volumeFile) fileError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("path %s: no such file in volume %s: %w", f.path, f.vol.Name, store.ErrNotFound)
+	case strings.Contains(err.Error(), "escapes from parent"):
+		return server.Errorf(server.ErrInvalid, "path %s: a symbolic link in it leads out of volume %s: files are read and written only inside their volume", f.path, f.vol.Name)
+	case errors.Is(err, syscall.ENOTDIR):
+		return server.Errorf(server.ErrInvalid, "path %s: a part of it is a file, not a directory", f.path)
+	case errors.Is(err, syscall.EISDIR):
+		return server.Errorf(server.ErrConflict, "path %s: is a directory", f.path)
+	}
+	return fmt.Errorf("volume %s: %w", f.vol.Name, err)
+}
+
+// OpenFile implements server.FileBackend.
+func (n *Node) OpenFile(ctx context.Context, p server.Principal, service, guestPath string) (api.FileInfo, io.ReadCloser, *api.Listing, error) {
+	f, err := n.resolve(ctx, p, service, guestPath)
+	if err != nil {
+		return api.FileInfo{}, nil, nil, err
+	}
+	defer f.close()
+	file, err := f.root.Open(f.rel)
+	if err != nil {
+		return api.FileInfo{}, nil, nil, f.fileError(err)
+	}
+	st, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return api.FileInfo{}, nil, nil, f.fileError(err)
+	}
+	info := fileInfo(f.path, st)
+	switch {
+	case st.IsDir():
+		defer file.Close()
+		entries, err := file.ReadDir(-1)
+		if err != nil {
+			return api.FileInfo{}, nil, nil, f.fileError(err)
+		}
+		l := &api.Listing{Path: f.path, Entries: []api.FileInfo{}}
+		for _, e := range entries {
+			est, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			l.Entries = append(l.Entries, fileInfo(path.Join(f.path, e.Name()), est))
+		}
+		return info, nil, l, nil
+	case !st.Mode().IsRegular():
+		file.Close()
+		return api.FileInfo{}, nil, nil, server.Errorf(server.ErrInvalid, "path %s: not a regular file or directory", f.path)
+	}
+	return info, file, nil, nil
+}
+
+// WriteFile implements server.FileBackend: the body goes to a temporary
+// file beside the target, renamed over it once complete, so a guest never
+// reads half a file and a refused upload leaves nothing. The file may take
+// the volume's free space, with what a file it replaces holds counted as
+// free.
+func (n *Node) WriteFile(ctx context.Context, p server.Principal, service, guestPath string, body io.Reader) (api.FileInfo, error) {
+	f, err := n.resolve(ctx, p, service, guestPath)
+	if err != nil {
+		return api.FileInfo{}, err
+	}
+	defer f.close()
+	if f.rel == "." {
+		return api.FileInfo{}, server.Errorf(server.ErrInvalid, "path %s: is volume %s itself; name a file in it", f.path, f.vol.Name)
+	}
+	uid, gid, chown := volumeOwner(f.vol.Dir)
+	dir := path.Dir(f.rel)
+	if dir != "." {
+		if err := f.root.MkdirAll(dir, 0o755); err != nil {
+			return api.FileInfo{}, f.fileError(err)
+		}
+		if chown {
+			for d := dir; d != "."; d = path.Dir(d) {
+				f.root.Lchown(d, uid, gid)
+			}
+		}
+	}
+	used, err := sandbox.VolumeUsage(f.vol.Dir)
+	if err != nil {
+		return api.FileInfo{}, fmt.Errorf("volume %s: measure: %w", f.vol.Name, err)
+	}
+	free := f.vol.Size - used
+	if old, err := f.root.Lstat(f.rel); err == nil {
+		switch {
+		case old.IsDir():
+			return api.FileInfo{}, server.Errorf(server.ErrConflict, "path %s: is a directory", f.path)
+		case old.Mode().IsRegular():
+			free += sandbox.FileCharge(old.Size())
+		default:
+			free += sandbox.BlockSize
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return api.FileInfo{}, f.fileError(err)
+	}
+	limit := free / sandbox.BlockSize * sandbox.BlockSize // the largest file that fits
+	if limit <= 0 {
+		return api.FileInfo{}, server.Errorf(server.ErrTooLarge, "volume %s (%s) is full: it holds %s of its %s", f.vol.Name, f.vol.Path, sizeText(used), sizeText(f.vol.Size))
+	}
+	var suffix [6]byte
+	rand.Read(suffix[:])
+	tmp := path.Join(dir, ".andromeda-upload-"+hex.EncodeToString(suffix[:]))
+	out, err := f.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return api.FileInfo{}, f.fileError(err)
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			out.Close()
+			f.root.Remove(tmp)
+		}
+	}()
+	written, err := io.Copy(out, io.LimitReader(body, limit+1))
+	switch {
+	case err != nil:
+		var tooLarge *server.Error
+		if errors.As(err, &tooLarge) {
+			return api.FileInfo{}, err
+		}
+		return api.FileInfo{}, fmt.Errorf("path %s: upload: %w", f.path, err)
+	case written > limit:
+		return api.FileInfo{}, server.Errorf(server.ErrTooLarge, "path %s: the file is larger than the free space of volume %s (%s free of %s)", f.path, f.vol.Name, sizeText(limit), sizeText(f.vol.Size))
+	}
+	if err := out.Close(); err != nil {
+		return api.FileInfo{}, fmt.Errorf("path %s: %w", f.path, err)
+	}
+	if chown {
+		f.root.Lchown(tmp, uid, gid)
+	}
+	if err := f.root.Rename(tmp, f.rel); err != nil {
+		return api.FileInfo{}, f.fileError(err)
+	}
+	keep = true
+	st, err := f.root.Lstat(f.rel)
+	if err != nil {
+		return api.FileInfo{}, f.fileError(err)
+	}
+	return fileInfo(f.path, st), nil
+}
+
+// RemoveFile implements server.FileBackend.
+func (n *Node) RemoveFile(ctx context.Context, p server.Principal, service, guestPath string) error {
+	f, err := n.resolve(ctx, p, service, guestPath)
+	if err != nil {
+		return err
+	}
+	defer f.close()
+	if f.rel == "." {
+		return server.Errorf(server.ErrInvalid, "path %s: is volume %s itself; remove the files in it", f.path, f.vol.Name)
+	}
+	if _, err := f.root.Lstat(f.rel); err != nil {
+		return f.fileError(err)
+	}
+	return f.fileError(f.root.RemoveAll(f.rel))
+}
+
+// volumeOwner is the owner of a volume's directory, for what the node
+// writes into it, when the node is root (a process driver's workers own
+// their volumes and must be able to change what is uploaded).
+func volumeOwner(dir string) (uid, gid int, ok bool) {
+	if os.Geteuid() != 0 {
+		return 0, 0, false
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return 0, 0, false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, false
+	}
+	return int(sys.Uid), int(sys.Gid), true
+}
+
+func fileInfo(guestPath string, st fs.FileInfo) api.FileInfo {
+	t := "other"
+	switch {
+	case st.Mode().IsRegular():
+		t = "file"
+	case st.IsDir():
+		t = "dir"
+	case st.Mode()&fs.ModeSymlink != 0:
+		t = "link"
+	}
+	size := st.Size()
+	if t == "dir" {
+		size = 0
+	}
+	return api.FileInfo{Path: guestPath, Name: path.Base(guestPath), Type: t, Size: size, Modified: st.ModTime().UTC()}
+}
