@@ -28,6 +28,7 @@ type op struct {
 	Code   int             `json:"code"`
 	Path   string          `json:"path"`
 	Addr   string          `json:"addr"`
+	Size   int64           `json:"size"`
 }
 
 // hoard keeps ballooned memory reachable so the collector cannot free it.
@@ -77,6 +78,15 @@ func Do(in contract.Input) (contract.Output, bool) {
 			}
 			hoard = append(hoard, b)
 		}
+	case "alloc":
+		b := make([]byte, o.Size)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		hoard = append(hoard, b)
+		return Noop("alloc: ok: %d bytes", len(b)), true
+	case "fill":
+		return Noop("%s", bytes.Repeat([]byte("x"), int(max(o.Size, 0)))), true
 	case "readfile":
 		b, err := os.ReadFile(o.Path)
 		if err != nil {
