@@ -278,7 +278,10 @@ func (s *server) call(ctx context.Context, m Message) (reply *Message) {
 	out, err := s.h(ctx, in)
 	if err != nil {
 		code := CodeError
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded) && errors.Is(err, ctx.Err()):
+			code = CodeDeadline
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 			code = CodeCancelled
 		}
 		return &Message{Type: TypeError, ID: m.ID, Error: &Error{Code: code, Message: err.Error()}}

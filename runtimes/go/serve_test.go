@@ -186,6 +186,11 @@ func TestConcurrentAndCancel(t *testing.T) {
 	if m := s.recv(); m.ID != "slow" || m.Type != TypeError || m.Error.Code != CodeCancelled {
 		t.Fatalf("after cancel: %+v %+v, want error cancelled", m, m.Error)
 	}
+	// A deadline that passes ends the handler's context: code deadline.
+	s.send(`{"type":"invoke","id":"late","input":{"message":"wait"},"deadline":` + jsonInt(time.Now().Add(50*time.Millisecond).UnixMilli()) + `}`)
+	if m := s.recv(); m.ID != "late" || m.Type != TypeError || m.Error.Code != CodeDeadline {
+		t.Fatalf("past its deadline: %+v %+v, want error deadline", m, m.Error)
+	}
 	s.send(`{"type":"cancel","id":"gone"}`) // unknown ids are ignored
 	s.send(`{"type":"invoke","id":"after","input":{"message":"x"}}`)
 	if m := s.recv(); m.ID != "after" {

@@ -191,7 +191,7 @@ class Worker:
                 return msg
             why = "a message must be a JSON object, not %s" % type(msg).__name__
         except RecursionError:
-            why = "nested deeper than Python's recursion limit (%d) lets it decode" % sys.getrecursionlimit()
+            why = "input nested deeper than Python's recursion limit (%d) lets it decode" % sys.getrecursionlimit()
         except ValueError as e:
             why = "undecodable message: %s" % e
         id = ""

@@ -40,6 +40,7 @@ type workerProc struct {
 	calls     map[string]*call
 	nextID    uint64
 	inflight  int
+	stuck     int // calls sent a cancel and not answered yet: the worker takes no new one
 	capacity  int
 	ready     bool
 	dead      bool
@@ -72,6 +73,8 @@ type call struct {
 	reply chan reply      // buffered: the reader never blocks on a caller that left
 	logs  tailBuffer      // the invocation's log messages, for Exit.Detail
 	run   *sandbox.RunLog // the run's share of the node's log; nil without a limiter
+
+	cancelled bool // sent a cancel, counted in workerProc.stuck; under workerProc.mu
 }
 
 // reply ends a call: a result, an error message, or the worker's death.
@@ -135,7 +138,7 @@ func (w *workerProc) write(line []byte) error {
 func (w *workerProc) reserve() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.ready || w.dead || w.inflight >= w.capacity {
+	if !w.ready || w.dead || w.stuck > 0 || w.inflight >= w.capacity {
 		return false
 	}
 	w.inflight++
@@ -143,11 +146,13 @@ func (w *workerProc) reserve() bool {
 }
 
 // load returns the worker's invocations in flight and whether it can take
-// one more.
+// one more: not while an invocation it was sent a cancel for has not ended
+// (a handler that blocks its runtime blocks every invocation beside it,
+// and the worker may be killed at the end of the grace).
 func (w *workerProc) load() (inflight int, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.inflight, w.ready && !w.dead && w.inflight < w.capacity
+	return w.inflight, w.ready && !w.dead && w.stuck == 0 && w.inflight < w.capacity
 }
 
 // invoke runs one invocation in a slot reserved with reserve: it sends
@@ -209,8 +214,11 @@ func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Durati
 		return exit, err
 	case r.err != nil:
 		exit := sandbox.Exit{Outcome: sandbox.Crashed, Usage: usage}
-		if r.err.Code == worker.CodeOOM {
+		switch r.err.Code {
+		case worker.CodeOOM:
 			exit.Outcome = sandbox.OOM
+		case worker.CodeDeadline:
+			exit.Outcome = sandbox.Timeout
 		}
 		msg := r.err.Message
 		if r.err.Code != "" && r.err.Code != worker.CodeError && r.err.Code != worker.CodePanic {
@@ -294,6 +302,12 @@ func (w *workerProc) send(ctx context.Context, id string, input []byte) error {
 // cancel sends the cancel message for c and kills the worker unless c ends
 // within grace.
 func (w *workerProc) cancel(c *call, grace time.Duration) {
+	w.mu.Lock()
+	if _, pending := w.calls[c.id]; pending && !c.cancelled {
+		c.cancelled = true
+		w.stuck++
+	}
+	w.mu.Unlock()
 	_ = w.write([]byte(`{"type":"cancel","id":"` + c.id + `"}` + "\n"))
 	time.AfterFunc(grace, func() {
 		w.mu.Lock()
@@ -311,6 +325,9 @@ func (w *workerProc) finish(c *call) {
 	if _, ok := w.calls[c.id]; ok {
 		delete(w.calls, c.id)
 		w.inflight--
+		if c.cancelled {
+			w.stuck--
+		}
 	}
 	w.mu.Unlock()
 }
@@ -459,6 +476,7 @@ func (w *workerProc) readStdout(stderrDone <-chan struct{}) {
 	calls := w.calls
 	w.calls = map[string]*call{}
 	w.inflight = 0
+	w.stuck = 0
 	w.mu.Unlock()
 	_ = w.sp.Release(2 * time.Second)
 	if w.onDeath != nil {
@@ -616,6 +634,9 @@ func (w *workerProc) deliver(id string, r reply) bool {
 	if c != nil {
 		delete(w.calls, id)
 		w.inflight--
+		if c.cancelled {
+			w.stuck--
+		}
 	}
 	w.mu.Unlock()
 	if c != nil {

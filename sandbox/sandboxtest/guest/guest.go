@@ -1,5 +1,6 @@
 // Package guest holds the Go implementation of the conformance guest's
-// operations (the "do" table of the sandboxtest package documentation): Do
+// operations (the "do" table of docs/runtime-protocol.md, "The conformance
+// guest"; wait and log, which need the runtime, are the exec guest's): Do
 // decodes an input's message and performs the operation it names. The guest
 // programs are thin mains over it: guests/go for the wasm driver (through
 // sdk/go) and the process driver's exec guest (through runtimes/go), which
