@@ -119,8 +119,11 @@ func TestConformanceKit(t *testing.T) {
 		var out strings.Builder
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		err := certify(ctx, d, dir, LangExec, DefaultEntry(LangExec), &out)
-		if err == nil || !strings.Contains(out.String(), "FAIL server/echo") {
+		err := sandboxtest.Certify(ctx, sandboxtest.Kit{
+			Driver: d, Spec: ConformanceSpec(dir, LangExec, DefaultEntry(LangExec)),
+			Checks: []string{"echo", "protocol/handshake"},
+		}, func(c sandboxtest.Check) { out.WriteString(c.String()) })
+		if err == nil || !strings.Contains(out.String(), "FAIL server/echo") || !strings.Contains(out.String(), "FAIL protocol/handshake") {
 			t.Errorf("Certify of a broken shim = %v, want a failure of echo\n%s", err, out.String())
 		}
 		t.Logf("%v\n%s", err, out.String())

@@ -403,7 +403,10 @@ func testNoEnvLeak(t T, s *suite) {
 }
 
 func testConcurrent(t T, s *suite) {
-	const callers, each = 8, 4
+	callers, each := 8, 4
+	if s.mode == sandbox.ModeCommand {
+		each = 1 // a worker per call: 8 at once say as much as 32
+	}
 	var wg sync.WaitGroup
 	errs := make(chan string, callers*each)
 	for c := range callers {
@@ -467,7 +470,12 @@ func testCancelWait(t T, s *suite) {
 		t.Fatalf("a call cancelled while it waits returned %v, want %v", err, context.Canceled)
 	}
 	if s.mode == sandbox.ModeServer && s.h.Started != nil {
-		time.Sleep(s.h.CancelGrace + 200*time.Millisecond) // past the kill of a worker that ignored the cancel
+		// A worker that ignores the cancel is killed at the end of the
+		// grace and replaced: wait well past it for the replacement.
+		deadline := time.Now().Add(s.h.CancelGrace + 2*time.Second)
+		for s.started() == before && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
 		if after := s.started(); after != before {
 			t.Errorf("the worker was killed (%d workers started before the call, %d after): it did not answer the cancel of a wait within the driver's grace of %v", before, after, s.h.CancelGrace)
 		}
