@@ -50,11 +50,14 @@ func Serve(h Handler) {
 }
 
 // Run serves the protocol on r and w until a shutdown message, the end of r
-// or ctx is done, then waits for the invocations in flight (until the
-// shutdown's deadline, after which their contexts are cancelled) and
-// returns. It returns an error for a malformed message, an init that does
-// not come first, or a failed write; it never closes w. Run is what Serve
-// calls; tests call it with pipes.
+// or ctx is done, then waits for the invocations in flight (until
+// CancelBeforeBy before the shutdown's deadline, when their contexts are
+// cancelled) and returns. After a shutdown it reads on, answering every
+// invoke unavailable, until it returns. A line that is not a message is
+// answered bad_input. It returns an error for an init that does not come
+// first or names a module that is not there, a line longer than max_line,
+// or a failed write; it never closes w. Run is what Serve calls; tests
+// call it with pipes.
 func Run(ctx context.Context, h Handler, r io.Reader, w io.Writer) error {
 	s := &server{h: h, w: w, calls: map[string]context.CancelFunc{}, maxLine: DefaultMaxLine}
 	ctx, cancelAll := context.WithCancel(ctx)
