@@ -57,7 +57,8 @@ type rawConn struct {
 	t    T
 	w    *sandbox.RawWorker
 	init map[string]any
-	msgs chan rawMsg // every line the worker writes, in order; closed at end of output
+	msgs chan rawMsg   // every line the worker writes, in order; closed at end of output
+	gone chan struct{} // closed when the check ends: nobody reads msgs any more
 
 	wmu sync.Mutex
 
@@ -122,8 +123,9 @@ func (p *rawSuite) start(t T, edit func(init map[string]any)) *rawConn {
 	if err != nil {
 		t.Fatalf("start a worker: %v", err)
 	}
-	c := &rawConn{t: t, w: w, msgs: make(chan rawMsg, 256)}
+	c := &rawConn{t: t, w: w, msgs: make(chan rawMsg, 256), gone: make(chan struct{})}
 	t.Cleanup(func() {
+		close(c.gone)
 		w.Kill()
 		w.Wait()
 	})
@@ -161,7 +163,11 @@ func (c *rawConn) readStdout() {
 			c.mu.Lock()
 			c.longest = max(c.longest, len(line))
 			c.mu.Unlock()
-			c.msgs <- m
+			select {
+			case c.msgs <- m:
+			case <-c.gone:
+				return
+			}
 		}
 		if err != nil {
 			return
