@@ -122,9 +122,12 @@ func (env *cli) conformanceCmd() *cobra.Command {
 		Long: `Conformance certifies a third-party language shim locally, through the
 process driver's real sandbox (no node is needed): it deploys the guest in
 DIR in server and command mode and runs the protocol's cases against it,
-printing one line per case ("ok", or "FAIL" with what failed) and
-"conformant" when all pass. It needs what the process driver needs: root
-or user namespaces, and cgroups.`,
+then speaks the protocol with one worker directly (cancel, log, bad_input,
+unknown messages, max_line, end of input, shutdown, init errors, protocol
+version), printing one line per check ("ok", or "FAIL" with what failed)
+and "conformant" when all pass: 40 checks, listed in
+docs/runtime-protocol.md with the guest operations DIR must implement. It
+needs what the process driver needs: root or user namespaces, and cgroups.`,
 		Example: `  andromeda conformance ./my-shim --lang node
   andromeda conformance ./my-service --json`,
 		Args:              wantArgs(1, 1),

@@ -63,6 +63,7 @@ const (
 	CodeBadInput    = "bad_input"   // the invoke message could not be decoded: crashed
 	CodeInit        = "init"        // a module failed to load (answer to init; the worker then exits)
 	CodeUnavailable = "unavailable" // the worker is shutting down and refused the invocation
+	CodeDeadline    = "deadline"    // the invocation's deadline passed, or it could not finish by it: timeout
 )
 
 // Message is one line of the protocol. Every message has Type and ID; the

@@ -51,11 +51,14 @@ func Serve(h Handler) {
 }
 
 // Run serves the protocol on r and w until a shutdown message, the end of r
-// or ctx is done, then waits for the invocations in flight (until the
-// shutdown's deadline, after which their contexts are cancelled) and
-// returns. It returns an error for a malformed message, an init that does
-// not come first, or a failed write; it never closes w. Run is what Serve
-// calls; tests call it with pipes.
+// or ctx is done, then waits for the invocations in flight (until
+// CancelBeforeBy before the shutdown's deadline, when their contexts are
+// cancelled) and returns. After a shutdown it reads on, answering every
+// invoke unavailable, until it returns. A line that is not a message is
+// answered bad_input. It returns an error for an init that does not come
+// first or names a module that is not there, a line longer than max_line,
+// or a failed write; it never closes w. Run is what Serve calls; tests
+// call it with pipes.
 func Run(ctx context.Context, h Handler, r io.Reader, w io.Writer) error {
 	s := &server{h: h, w: w, calls: map[string]context.CancelFunc{}, maxLine: DefaultMaxLine}
 	ctx, cancelAll := context.WithCancel(ctx)
@@ -81,12 +84,23 @@ func Run(ctx context.Context, h Handler, r io.Reader, w io.Writer) error {
 		s.send(&Message{Type: TypeError, ID: init.ID, Error: &Error{Code: CodeInit, Message: fmt.Sprintf("protocol %d is not supported: this worker speaks %d", init.Protocol, Version)}})
 		return fmt.Errorf("init: protocol %d, want %d", init.Protocol, Version)
 	}
+	// The worker is its own module: it only checks that what init names
+	// is there, as a shim that loads the module would.
+	for _, m := range init.Modules {
+		if m.Entry == "" {
+			continue
+		}
+		if _, err := os.Stat(m.Entry); err != nil {
+			s.send(&Message{Type: TypeError, ID: init.ID, Error: &Error{Code: CodeInit, Message: fmt.Sprintf("module %s: %v", m.ID, err)}})
+			return fmt.Errorf("init: module %s: %w", m.ID, err)
+		}
+	}
 	if err := s.send(&Message{Type: TypeReady, ID: init.ID, Protocol: Version, Runtime: "go", Version: runtime.Version(), Concurrency: concurrency}); err != nil {
 		return err
 	}
 
 	s.br = br
-	s.readDone = make(chan readEnd, 1)
+	s.readDone = make(chan readEnd, 2) // a shutdown, then the end of input
 	go s.readLoop(ctx)
 	end := <-s.readDone
 	by, readErr := end.by, end.err
@@ -95,9 +109,10 @@ func Run(ctx context.Context, h Handler, r io.Reader, w io.Writer) error {
 	go func() { s.wg.Wait(); close(done) }()
 	var timeout <-chan time.Time
 	if !by.IsZero() {
-		// Leave the handlers a tenth of the time to return after cancel.
-		grace := time.Until(by) * 9 / 10
-		timeout = time.After(max(grace, 0))
+		// Cancel what still runs shortly before by, so that the handlers
+		// can return (and their answers go out) before the runner kills
+		// the worker.
+		timeout = time.After(max(time.Until(by)-CancelBeforeBy, 0))
 	}
 	select {
 	case <-done:
@@ -122,7 +137,8 @@ type server struct {
 	wg      sync.WaitGroup
 
 	br       *bufio.Reader // read by one readLoop at a time
-	readDone chan readEnd  // the last readLoop says why reading ended
+	readDone chan readEnd  // the reading readLoop says why serving ends
+	closing  atomic.Bool   // after shutdown or the end of input: refuse invocations
 
 	mu       sync.Mutex
 	calls    map[string]context.CancelFunc
@@ -139,11 +155,16 @@ type callInfo struct {
 	id string
 }
 
-// readEnd is how reading ended: a shutdown's deadline, or an error.
+// readEnd is why Run stops serving: a shutdown (with its deadline), the
+// end of input, or an error.
 type readEnd struct {
 	by  time.Time
 	err error
 }
+
+// CancelBeforeBy is how long before a shutdown's by a worker cancels the
+// invocations still running (the protocol's "shortly before").
+const CancelBeforeBy = 100 * time.Millisecond
 
 // reliefAfter is how long an invocation runs on the reading goroutine
 // before another goroutine takes over reading (so that cancel messages and
@@ -165,25 +186,37 @@ func (s *server) readLoop(ctx context.Context) {
 			} else {
 				err = fmt.Errorf("read: %w", err)
 			}
-			s.readDone <- readEnd{err: err}
+			if !s.closing.Swap(true) || err != nil {
+				s.readDone <- readEnd{err: err}
+			}
 			return
 		}
 		var m Message
 		if !parseInvoke(line, &m) {
 			if err := json.Unmarshal(line, &m); err != nil {
-				s.readDone <- readEnd{err: fmt.Errorf("decode message: %w: %.100q", err, line)}
-				return
+				// Not a message: answer it, with the id when one can be
+				// read, and go on.
+				_ = s.send(&Message{Type: TypeError, ID: lineID(line), Error: &Error{Code: CodeBadInput, Message: fmt.Sprintf("decode message: %v: %.100q", err, line)}})
+				continue
 			}
 		}
 		switch m.Type {
 		case TypeShutdown:
+			if s.closing.Swap(true) {
+				continue
+			}
 			var by time.Time
 			if m.By > 0 {
 				by = time.UnixMilli(m.By)
 			}
+			// Read on until the end of input (or the exit): an invoke
+			// after shutdown is answered unavailable.
 			s.readDone <- readEnd{by: by}
-			return
 		case TypeInvoke:
+			if s.closing.Load() {
+				_ = s.send(&Message{Type: TypeError, ID: m.ID, Error: &Error{Code: CodeUnavailable, Message: "the worker is shutting down"}})
+				continue
+			}
 			if !s.invoke(ctx, m) {
 				return // another goroutine reads now
 			}
@@ -240,13 +273,19 @@ func (s *server) call(ctx context.Context, m Message) (reply *Message) {
 		}
 	}()
 	var in contract.Input
+	if len(bytes.TrimLeft(m.Input, " \t\r\n")) == 0 || bytes.TrimLeft(m.Input, " \t\r\n")[0] != '{' {
+		return &Message{Type: TypeError, ID: m.ID, Error: &Error{Code: CodeBadInput, Message: fmt.Sprintf("decode input: %.100s is not a JSON object", m.Input)}}
+	}
 	if err := json.Unmarshal(m.Input, &in); err != nil {
 		return &Message{Type: TypeError, ID: m.ID, Error: &Error{Code: CodeBadInput, Message: "decode input: " + err.Error()}}
 	}
 	out, err := s.h(ctx, in)
 	if err != nil {
 		code := CodeError
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded) && errors.Is(err, ctx.Err()):
+			code = CodeDeadline
+		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 			code = CodeCancelled
 		}
 		return &Message{Type: TypeError, ID: m.ID, Error: &Error{Code: code, Message: err.Error()}}
@@ -369,8 +408,28 @@ func parseInvoke(line []byte, m *Message) bool {
 			deadline, input = n, input[:i]
 		}
 	}
+	if !json.Valid(input) {
+		return false // more fields after the input, or a broken line: decode it in full
+	}
 	m.Type, m.ID, m.Input, m.Deadline = TypeInvoke, string(id), append(json.RawMessage(nil), input...), deadline
 	return true
+}
+
+// lineID returns the id of a line that is not a message when it can be
+// read: a JSON object with a string id, or a line that starts the way the
+// driver spells an invoke. Otherwise it returns "".
+func lineID(line []byte) string {
+	var m struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(line, &m) == nil {
+		return m.ID
+	}
+	rest, ok := bytes.CutPrefix(line, invokePrefix)
+	if q := bytes.IndexByte(rest, '"'); ok && q > 0 && bytes.IndexByte(rest[:q], '\\') < 0 {
+		return string(rest[:q])
+	}
+	return ""
 }
 
 // errLineTooLong is returned for a line over the limit.

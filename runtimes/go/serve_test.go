@@ -70,7 +70,7 @@ func (s *session) recv() Message {
 }
 
 func (s *session) init() Message {
-	s.send(`{"type":"init","id":"i","protocol":1,"modules":[{"id":"main","entry":"x"}],"max_in_flight":8}`)
+	s.send(`{"type":"init","id":"i","protocol":1,"modules":[{"id":"main","entry":"serve_test.go"}],"max_in_flight":8}`)
 	return s.recv()
 }
 
@@ -186,6 +186,11 @@ func TestConcurrentAndCancel(t *testing.T) {
 	if m := s.recv(); m.ID != "slow" || m.Type != TypeError || m.Error.Code != CodeCancelled {
 		t.Fatalf("after cancel: %+v %+v, want error cancelled", m, m.Error)
 	}
+	// A deadline that passes ends the handler's context: code deadline.
+	s.send(`{"type":"invoke","id":"late","input":{"message":"wait"},"deadline":` + jsonInt(time.Now().Add(50*time.Millisecond).UnixMilli()) + `}`)
+	if m := s.recv(); m.ID != "late" || m.Type != TypeError || m.Error.Code != CodeDeadline {
+		t.Fatalf("past its deadline: %+v %+v, want error deadline", m, m.Error)
+	}
 	s.send(`{"type":"cancel","id":"gone"}`) // unknown ids are ignored
 	s.send(`{"type":"invoke","id":"after","input":{"message":"x"}}`)
 	if m := s.recv(); m.ID != "after" {
@@ -211,14 +216,18 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 	start := time.Now()
 	s.send(`{"type":"shutdown","id":"s","by":` + jsonInt(time.Now().Add(200*time.Millisecond).UnixMilli()) + `}`)
+	s.send(`{"type":"invoke","id":"late","input":{}}`)
+	if m := s.recv(); m.ID != "late" || m.Error == nil || m.Error.Code != CodeUnavailable {
+		t.Errorf("invoke after shutdown: %+v, want unavailable", m)
+	}
 	if m := s.recv(); m.ID != "1" || m.Error == nil || m.Error.Code != CodeCancelled {
 		t.Errorf("in flight at shutdown: %+v, want cancelled", m)
 	}
 	if err := s.wait(); err != nil {
 		t.Errorf("Run = %v", err)
 	}
-	if took := time.Since(start); took > time.Second || took < 100*time.Millisecond {
-		t.Errorf("shutdown took %v, want about 180 ms (nine tenths of its deadline)", took)
+	if took := time.Since(start); took > time.Second || took < 50*time.Millisecond {
+		t.Errorf("shutdown took %v, want about 100 ms (CancelBeforeBy before its deadline)", took)
 	}
 }
 
@@ -241,11 +250,36 @@ func TestProtocolErrors(t *testing.T) {
 			}
 		})
 	}
+	// A line that is no message is answered bad_input, with the id when
+	// it can be read, and the worker goes on.
 	s := start(t, echo)
 	s.init()
-	s.send(`{"type":`)
-	if err := s.wait(); err == nil || !strings.Contains(err.Error(), "decode message") {
-		t.Errorf("Run after a broken line = %v", err)
+	for _, c := range []struct{ line, id string }{
+		{`{"type":`, ""},
+		{`[1,2]`, ""},
+		{`{"type":"invoke","id":7,"input":{}}`, ""},
+		{`{"type":"invoke","id":"n","input":null}`, "n"},
+		{`{"type":"invoke","id":"s","input":"{}"}`, "s"},
+		{`{"type":"invoke","id":"m"}`, "m"},
+		{`{"type":"invoke","id":"cut","input":{"run_id":`, "cut"},
+	} {
+		s.send(c.line)
+		if m := s.recv(); m.Type != TypeError || m.ID != c.id || m.Error.Code != CodeBadInput {
+			t.Errorf("%s: answer %+v, want bad_input with id %q", c.line, m, c.id)
+		}
+	}
+	s.send(`{"type":"invoke","id":"ok","input":{"message":1}}`)
+	if m := s.recv(); m.Type != TypeResult || m.ID != "ok" {
+		t.Errorf("after the broken lines: %+v, want a result", m)
+	}
+	// A module that is not there fails init.
+	s = start(t, echo)
+	s.send(`{"type":"init","id":"i","protocol":1,"modules":[{"id":"main","entry":"no-such-file"}]}`)
+	if m := s.recv(); m.Type != TypeError || m.Error.Code != CodeInit || !strings.Contains(m.Error.Message, "no-such-file") {
+		t.Errorf("init of a missing module: %+v, want an init error naming it", m)
+	}
+	if err := s.wait(); err == nil {
+		t.Error("Run after an init error = nil, want an error")
 	}
 }
 
@@ -263,6 +297,8 @@ func TestParseInvoke(t *testing.T) {
 		{`{"type":"invoke","id":"7","input":5}`, true, "7", `5`, 0},
 		{`{"type":"invoke","id":"a\"b","input":{}}`, false, "", "", 0},
 		{`{"type":"invoke","id":"7","module":"m","input":{}}`, false, "", "", 0},
+		{`{"type":"invoke","id":"7","input":{},"extra":1}`, false, "", "", 0},
+		{`{"type":"invoke","id":"7","input":{"a":}`, false, "", "", 0},
 		{`{"type":"result","id":"7"}`, false, "", "", 0},
 	} {
 		var m Message

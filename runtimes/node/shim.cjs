@@ -26,6 +26,9 @@
 const { pathToFileURL } = require('node:url');
 
 const PROTOCOL = 1;
+// How long before a shutdown's "by" the invocations still running are
+// cancelled (ms): the protocol's "shortly before".
+const CANCEL_BEFORE_BY = 100;
 let maxLine = 8 << 20;
 let maxInFlight = 64;
 
@@ -98,6 +101,15 @@ function context(id, msg, ctrl) {
 
 function invoke(msg) {
   const id = msg.id;
+  if (typeof id !== 'string') {
+    sendError('', 'bad_input', "an invoke's id must be a string");
+    return;
+  }
+  const input = msg.input;
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    sendError(id, 'bad_input', `the input must be a JSON object, not ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}`);
+    return;
+  }
   if (shuttingDown) {
     send({ type: 'error', id, error: { code: 'unavailable', message: 'the worker is shutting down' } });
     return;
@@ -203,7 +215,7 @@ function shutdown(by) {
     setTimeout(() => {
       for (const id of [...inflight.keys()]) cancel(id);
       process.exit(0);
-    }, Math.max(0, by - Date.now() - 50)).unref();
+    }, Math.max(0, by - Date.now() - CANCEL_BEFORE_BY)).unref();
   }
   finishIfDone();
 }
@@ -212,16 +224,38 @@ function finishIfDone() {
   if (shuttingDown && inflight.size === 0) process.exit(0);
 }
 
+// INVOKE_ID reads the id from the start of a line spelled the way the
+// process driver writes an invoke, for a line that is no message.
+const INVOKE_ID = /^\{"type":"invoke","id":"((?:[^"\\]|\\.)*)"/;
+
+// badLine answers a line that is not a message: bad_input, with the id when
+// one can be read from its start, else "".
+function badLine(line, why) {
+  let id = '';
+  const m = INVOKE_ID.exec(line);
+  if (m) {
+    try { id = JSON.parse('"' + m[1] + '"'); } catch { id = ''; }
+  }
+  sendError(id, 'bad_input', why);
+}
+
 async function handle(line) {
   let msg;
   try {
     msg = JSON.parse(line);
   } catch (e) {
-    fatal('undecodable message: ' + e.message);
+    if (!initialised) fatal('undecodable message: ' + e.message);
+    badLine(line, 'undecodable message: ' + e.message);
+    return;
   }
+  const isObject = msg !== null && typeof msg === 'object' && !Array.isArray(msg);
   if (!initialised) {
-    if (msg.type !== 'init') fatal('first message must be init, got ' + msg.type);
+    if (!isObject || msg.type !== 'init') fatal('first message must be init, got ' + line.slice(0, 100));
     await init(msg);
+    return;
+  }
+  if (!isObject) {
+    badLine(line, 'a message must be a JSON object');
     return;
   }
   switch (msg.type) {

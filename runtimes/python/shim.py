@@ -51,6 +51,10 @@ def is_awaitable(value):
 
 PROTOCOL = 1
 
+# How long before a shutdown's "by" the invocations still running are
+# cancelled (seconds): the protocol's "shortly before".
+CANCEL_BEFORE_BY = 0.1
+
 # How the process driver spells the start of an invoke message; the id is
 # read from it when the message cannot be decoded (input nested deeper than
 # Python's recursion limit lets json decode).
@@ -158,8 +162,8 @@ class Worker:
             return
         self.write(line)
 
-    def failure(self, id, e):
-        code = "oom" if isinstance(e, MemoryError) else "error"
+    def failure(self, id, e, code=None):
+        code = code or ("oom" if isinstance(e, MemoryError) else "error")
         message = describe(e)
         try:
             import traceback
@@ -187,19 +191,40 @@ class Worker:
         os._exit(1)
 
     def decode(self, line):
-        """Returns the message on line, or None when it was an invoke whose
-        input cannot be decoded: that invoke has been answered bad_input."""
+        """Returns the message on line, or None when the line is not a
+        message (not a JSON object, or nested deeper than Python's recursion
+        limit lets json decode): it has been answered bad_input, with the id
+        when one can be read from the start of the line, else ""."""
         try:
-            return json.loads(line)
+            msg = json.loads(line)
+            if isinstance(msg, dict):
+                return msg
+            why = "a message must be a JSON object, not %s" % type(msg).__name__
         except RecursionError:
-            m = INVOKE_ID.match(line)
-            if m is None:
-                self.fatal("undecodable message: nested deeper than Python's recursion limit")
-            id = json.loads(b'"' + m.group(1) + b'"')
-            self.error(id, "bad_input", "input nested deeper than Python's recursion limit (%d) lets it decode" % sys.getrecursionlimit())
-            return None
+            why = "input nested deeper than Python's recursion limit (%d) lets it decode" % sys.getrecursionlimit()
         except ValueError as e:
-            self.fatal("undecodable message: %s" % e)
+            why = "undecodable message: %s" % e
+        id = ""
+        m = INVOKE_ID.match(line)
+        if m is not None:
+            try:
+                id = json.loads(b'"' + m.group(1) + b'"')
+            except ValueError:
+                id = ""
+        self.error(id, "bad_input", why)
+        return None
+
+    def check_invoke(self, msg):
+        """Answers bad_input and returns False for an invoke without a
+        string id or whose input is not an object."""
+        id = msg.get("id")
+        if not isinstance(id, str):
+            self.error("", "bad_input", "an invoke's id must be a string")
+            return False
+        if not isinstance(msg.get("input"), dict):
+            self.error(id, "bad_input", "the input must be a JSON object, not %s" % type(msg.get("input")).__name__)
+            return False
+        return True
 
     # --- modules --------------------------------------------------------
 
@@ -217,7 +242,7 @@ class Worker:
             if not self.modules:
                 raise RuntimeError("init names no module")
         except BaseException as e:  # noqa: B902 - a module may raise anything, SystemExit included
-            self.failure(msg.get("id"), e)
+            self.failure(msg.get("id"), e, "init")
             self.out.flush()
             os._exit(1)
         self.is_async = any(m["async"] for m in self.modules.values())
@@ -279,6 +304,8 @@ class Worker:
                 continue
             kind = msg.get("type")
             if kind == "invoke":
+                if not self.check_invoke(msg):
+                    continue
                 id = msg.get("id")
                 try:
                     value = self.call(msg)
@@ -292,7 +319,7 @@ class Worker:
                     continue
                 self.result(id, value)
             elif kind == "shutdown":
-                return
+                return  # nothing runs: exit, reading no further
             # cancel: the invocation it names has already ended, since
             # handlers run on this thread; unknown types are ignored.
 
@@ -313,17 +340,36 @@ class Worker:
 
         threading.Thread(target=reader, name="andromeda-reader", daemon=True).start()
         tasks = {}
-        by = None
+        stop = asyncio.Event()
+        closer = None  # after shutdown or the end of input: refuse invocations
+        getter = None
         while True:
-            line = await queue.get()
+            if getter is None:
+                getter = asyncio.ensure_future(queue.get())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not getter.done():
+                getter.cancel()
+                return
+            line = getter.result()
+            getter = None
             if line is None:
-                break
+                if closer is None:
+                    closer = asyncio.ensure_future(self.close(tasks, None, stop))
+                await stop.wait()
+                return
             msg = self.decode(line)
             if msg is None:
                 continue
             kind = msg.get("type")
             if kind == "invoke":
-                id = msg.get("id")
+                if not self.check_invoke(msg):
+                    continue
+                id = msg["id"]
+                if closer is not None:
+                    self.error(id, "unavailable", "the worker is shutting down")
+                    continue
                 tasks[id] = asyncio.ensure_future(self.run_task(msg))
                 tasks[id].add_done_callback(lambda _t, id=id: tasks.pop(id, None))
             elif kind == "cancel":
@@ -331,18 +377,25 @@ class Worker:
                 if task is not None:
                     self.cancelled.add(msg.get("id"))
                     task.cancel()
-            elif kind == "shutdown":
-                by = msg.get("by")
-                break
+            elif kind == "shutdown" and closer is None:
+                closer = asyncio.ensure_future(self.close(tasks, msg.get("by"), stop))
+
+    async def close(self, tasks, by, stop):
+        """Waits for the tasks in flight, cancels those still running
+        CANCEL_BEFORE_BY seconds before by (Unix milliseconds), then sets
+        stop."""
+        import asyncio
+
         if tasks:
             timeout = None
             if by:
-                timeout = max(0.0, by / 1000.0 - time.time() - 0.05)
+                timeout = max(0.0, by / 1000.0 - time.time() - CANCEL_BEFORE_BY)
             _, pending = await asyncio.wait(list(tasks.values()), timeout=timeout)
             for task in pending:
                 task.cancel()
             if pending:
-                await asyncio.wait(pending, timeout=0.05)
+                await asyncio.wait(pending, timeout=CANCEL_BEFORE_BY / 2)
+        stop.set()
 
     async def run_task(self, msg):
         import asyncio
@@ -368,9 +421,12 @@ def main():
     line = w.readline()
     if line is None:
         return
-    msg = w.decode(line)
-    if msg is None or msg.get("type") != "init":
-        w.fatal("first message must be init, got %r" % (msg or {}).get("type"))
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        msg = None
+    if not isinstance(msg, dict) or msg.get("type") != "init":
+        w.fatal("first message must be init, got %.100r" % line)
     w.init(msg)
     if w.is_async:
         import asyncio

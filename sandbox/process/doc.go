@@ -58,7 +58,9 @@
 // and fails invocations at once while none is running. A deadline or a
 // cancellation sends the worker a cancel message; an invocation still
 // running Config.CancelGrace later gets the worker's whole process group
-// and PID namespace killed.
+// and PID namespace killed. Until the cancelled invocation ends, its
+// worker takes no new invocation. (*Driver).StartRaw starts a worker
+// outside any deployment, for the conformance kit's protocol checks.
 //
 // # Logs
 //

@@ -55,6 +55,9 @@ func setUpGuests(dir string) error {
 	if err := sandboxtest.GoBuild(goGuestPkg, filepath.Join(dir, "guest-exec", "guest"), []string{"CGO_ENABLED=0"}); err != nil {
 		errs = append(errs, err)
 	}
+	if err := buildBroken(filepath.Join(dir, "broken")); err != nil {
+		errs = append(errs, err)
+	}
 	for lang, file := range map[string]string{LangNode: "index.js", LangPython: "main.py"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "guests", lang, file))
 		if err == nil {

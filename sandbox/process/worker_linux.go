@@ -32,13 +32,15 @@ type workerProc struct {
 	maxLog  int
 	started time.Time
 
-	wmu sync.Mutex // serialises writes to stdin
-	buf []byte     // the line being written, under wmu
+	wmu     sync.Mutex // serialises writes to stdin
+	buf     []byte     // the line being written, under wmu
+	closing bool       // shutdown was sent and stdin closed, under wmu
 
 	mu        sync.Mutex
 	calls     map[string]*call
 	nextID    uint64
 	inflight  int
+	stuck     int // calls sent a cancel and not answered yet: the worker takes no new one
 	capacity  int
 	ready     bool
 	dead      bool
@@ -47,6 +49,7 @@ type workerProc struct {
 	exit      workerExit
 	cpuMark   time.Duration     // CPU time at the end of the last invocation
 	tail      tailBuffer        // the end of standard error
+	oomSign   string            // a runtime's out-of-memory message seen on standard error
 	onAnswer  func()            // called when the worker answers an invocation
 	onDeath   func(*workerProc) // called once the worker is reaped, before its calls end
 
@@ -71,6 +74,8 @@ type call struct {
 	logs  tailBuffer       // the invocation's log messages, for Exit.Detail
 	run   *sandbox.RunLog  // the run's share of the node's log; nil without a limiter
 	usage sandbox.Counters // the counters its usage messages reported
+
+	cancelled bool // sent a cancel, counted in workerProc.stuck; under workerProc.mu
 }
 
 // reply ends a call: a result, an error message, or the worker's death.
@@ -134,7 +139,7 @@ func (w *workerProc) write(line []byte) error {
 func (w *workerProc) reserve() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.ready || w.dead || w.inflight >= w.capacity {
+	if !w.ready || w.dead || w.stuck > 0 || w.inflight >= w.capacity {
 		return false
 	}
 	w.inflight++
@@ -142,11 +147,13 @@ func (w *workerProc) reserve() bool {
 }
 
 // load returns the worker's invocations in flight and whether it can take
-// one more.
+// one more: not while an invocation it was sent a cancel for has not ended
+// (a handler that blocks its runtime blocks every invocation beside it,
+// and the worker may be killed at the end of the grace).
 func (w *workerProc) load() (inflight int, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.inflight, w.ready && !w.dead && w.inflight < w.capacity
+	return w.inflight, w.ready && !w.dead && w.stuck == 0 && w.inflight < w.capacity
 }
 
 // invoke runs one invocation in a slot reserved with reserve: it sends
@@ -174,6 +181,11 @@ func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Durati
 
 	if err := w.send(ctx, c.id, input); err != nil {
 		w.finish(c)
+		if errors.Is(err, errShutdown) {
+			// Stop shut the worker down between the reservation and the
+			// write: the worker never saw the invocation.
+			return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "stopped with its deployment"}, sandbox.ErrStopped
+		}
 		w.kill(fmt.Sprintf("write invocation: %v", err), true)
 		<-w.done
 		return w.died(w.exit, "")
@@ -204,8 +216,11 @@ func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Durati
 		return exit, err
 	case r.err != nil:
 		exit := sandbox.Exit{Outcome: sandbox.Crashed, Usage: usage}
-		if r.err.Code == worker.CodeOOM {
+		switch r.err.Code {
+		case worker.CodeOOM:
 			exit.Outcome = sandbox.OOM
+		case worker.CodeDeadline:
+			exit.Outcome = sandbox.Timeout
 		}
 		msg := r.err.Message
 		if r.err.Code != "" && r.err.Code != worker.CodeError && r.err.Code != worker.CodePanic {
@@ -251,10 +266,17 @@ func (w *workerProc) died(e workerExit, logs string) (sandbox.Exit, error) {
 	return sandbox.Exit{Outcome: e.outcome, Detail: detail}, nil
 }
 
+// errShutdown is send's error on a worker that was sent shutdown: the
+// protocol sends it nothing more.
+var errShutdown = errors.New("the worker was shut down")
+
 // send writes the invoke message for call id.
 func (w *workerProc) send(ctx context.Context, id string, input []byte) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
+	if w.closing {
+		return errShutdown
+	}
 	b := append(w.buf[:0], `{"type":"invoke","id":"`...)
 	b = append(b, id...)
 	b = append(b, `","input":`...)
@@ -282,6 +304,12 @@ func (w *workerProc) send(ctx context.Context, id string, input []byte) error {
 // cancel sends the cancel message for c and kills the worker unless c ends
 // within grace.
 func (w *workerProc) cancel(c *call, grace time.Duration) {
+	w.mu.Lock()
+	if _, pending := w.calls[c.id]; pending && !c.cancelled {
+		c.cancelled = true
+		w.stuck++
+	}
+	w.mu.Unlock()
 	_ = w.write([]byte(`{"type":"cancel","id":"` + c.id + `"}` + "\n"))
 	time.AfterFunc(grace, func() {
 		w.mu.Lock()
@@ -299,6 +327,9 @@ func (w *workerProc) finish(c *call) {
 	if _, ok := w.calls[c.id]; ok {
 		delete(w.calls, c.id)
 		w.inflight--
+		if c.cancelled {
+			w.stuck--
+		}
 	}
 	w.mu.Unlock()
 }
@@ -315,16 +346,22 @@ func (w *workerProc) kill(reason string, blame bool) {
 	w.sp.Kill()
 }
 
-// shutdown asks the worker to finish its invocations and exit by by.
+// shutdown asks the worker to finish its invocations and exit by by, then
+// closes its standard input: the protocol sends nothing after shutdown, so
+// the worker reads the end of file next. Only the first call sends.
 func (w *workerProc) shutdown(by time.Time) {
 	msg := `{"type":"shutdown","id":"shutdown"}` + "\n"
 	if !by.IsZero() {
 		msg = fmt.Sprintf(`{"type":"shutdown","id":"shutdown","by":%d}`+"\n", by.UnixMilli())
 	}
-	_ = w.write([]byte(msg))
 	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if w.closing {
+		return
+	}
+	w.closing = true
+	_, _ = w.sp.Stdin.Write([]byte(msg))
 	_ = w.sp.Stdin.Close()
-	w.wmu.Unlock()
 }
 
 // stderrBuffer is how much of one line of standard error the driver holds:
@@ -345,6 +382,9 @@ func (w *workerProc) readStderr(done chan<- struct{}) {
 			text := strings.TrimRight(string(line), "\r")
 			w.mu.Lock()
 			w.tail.add(text)
+			if w.oomSign == "" {
+				w.oomSign = oomSign(text)
+			}
 			run := w.soleRun()
 			w.mu.Unlock()
 			switch {
@@ -438,6 +478,7 @@ func (w *workerProc) readStdout(stderrDone <-chan struct{}) {
 	calls := w.calls
 	w.calls = map[string]*call{}
 	w.inflight = 0
+	w.stuck = 0
 	w.mu.Unlock()
 	_ = w.sp.Release(2 * time.Second)
 	if w.onDeath != nil {
@@ -475,10 +516,8 @@ func (w *workerProc) classify(state *os.ProcessState, waitErr, protoErr error) w
 	if n := w.sp.OOMKills(); n > 0 {
 		return workerExit{outcome: sandbox.OOM, detail: withTail("out of memory: the kernel killed the worker at its cgroup memory limit")}
 	}
-	for _, sign := range []string{"JavaScript heap out of memory", "fatal error: runtime: out of memory", "MemoryError"} {
-		if strings.Contains(tail, sign) {
-			return workerExit{outcome: sandbox.OOM, detail: withTail("out of memory: " + sign)}
-		}
+	if w.oomSign != "" {
+		return workerExit{outcome: sandbox.OOM, detail: withTail("out of memory: " + w.oomSign)}
 	}
 	ws, _ := state.Sys().(syscall.WaitStatus)
 	switch {
@@ -490,6 +529,21 @@ func (w *workerProc) classify(state *os.ProcessState, waitErr, protoErr error) w
 		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker killed by signal %d (%v)", int(ws.Signal()), ws.Signal()))}
 	}
 	return workerExit{outcome: sandbox.Crashed, detail: withTail("worker ended: " + state.String())}
+}
+
+// oomSigns are the messages with which runtimes die of running out of
+// memory. They are looked for in every line of standard error, not only
+// in its tail: Go follows its own with a dump of every goroutine.
+var oomSigns = []string{"JavaScript heap out of memory", "fatal error: runtime: out of memory", "MemoryError"}
+
+// oomSign returns the out-of-memory message in line, or "".
+func oomSign(line string) string {
+	for _, sign := range oomSigns {
+		if strings.Contains(line, sign) {
+			return sign
+		}
+	}
+	return ""
 }
 
 // resultPrefix is how the shims in this repository start a result line; a
@@ -544,7 +598,11 @@ func (w *workerProc) handle(line []byte) error {
 			w.signalReady(fmt.Errorf("load %s: %s", w.service, strings.TrimSpace(m.Error.Message+"\n"+m.Error.Stack)))
 			return nil
 		}
-		w.deliver(m.ID, reply{err: m.Error})
+		if !w.deliver(m.ID, reply{err: m.Error}) && w.logs != nil {
+			// Not an invocation's (a bad_input for a line the worker could
+			// not read, or a late answer): the service's log keeps it.
+			w.logs.Log(fmt.Sprintf("worker error for no invocation in flight (id %q): %s: %s", m.ID, m.Error.Code, m.Error.Message))
+		}
 	case worker.TypeUsage:
 		w.mu.Lock()
 		c := w.calls[m.ID]
@@ -596,14 +654,17 @@ func addCounters(cs *sandbox.Counters, raw json.RawMessage) {
 	}
 }
 
-// deliver ends call id with r; a reply for a call that already ended (it was
-// cancelled) is dropped.
-func (w *workerProc) deliver(id string, r reply) {
+// deliver ends call id with r and reports whether it was in flight; a reply
+// for a call that already ended (it was cancelled) is dropped.
+func (w *workerProc) deliver(id string, r reply) bool {
 	w.mu.Lock()
 	c := w.calls[id]
 	if c != nil {
 		delete(w.calls, id)
 		w.inflight--
+		if c.cancelled {
+			w.stuck--
+		}
 	}
 	w.mu.Unlock()
 	if c != nil {
@@ -612,6 +673,7 @@ func (w *workerProc) deliver(id string, r reply) {
 			w.onAnswer()
 		}
 	}
+	return c != nil
 }
 
 // readProtocolLine returns the next line without its newline; the slice is

@@ -44,35 +44,50 @@ type suite struct {
 	runs   atomic.Int64
 }
 
+// Where a case runs: in the driver suite (Run), in the kit (Certify), or
+// both.
+const (
+	inBoth  = iota
+	inSuite // Run only: the driver's isolation, which every driver answers for
+	inKit   // Certify only: the runtime protocol, with operations only a protocol runtime has (wait, log)
+)
+
+// kitCase is one case of the suite.
+type kitCase struct {
+	name  string
+	where int
+	run   func(t T, s *suite)
+}
+
 // cases run in order in each mode; each name is a subtest and a Harness.Skip
 // key. The kit cases are the protocol's, which a language runtime answers
 // for; Certify runs those only, the others test the driver's isolation.
-var cases = []struct {
-	name string
-	kit  bool
-	run  func(t T, s *suite)
-}{
-	{"echo", true, testEcho},
-	{"input", true, testInput},
-	{"large-input", true, testLargeInput},
-	{"unicode", true, testUnicode},
-	{"noop", true, testNoop},
-	{"noop-without-reason", true, testNoopWithoutReason},
-	{"panic", true, testPanic},
-	{"exit", true, testExit},
-	{"concurrent", true, testConcurrent},
-	{"cancel", true, testCancel},
+var cases = []kitCase{
+	{"echo", inBoth, testEcho},
+	{"input", inBoth, testInput},
+	{"large-input", inBoth, testLargeInput},
+	{"unicode", inBoth, testUnicode},
+	{"noop", inBoth, testNoop},
+	{"noop-without-reason", inBoth, testNoopWithoutReason},
+	// Before the cases that may restart a worker: cancel-wait counts them.
+	{"log", inKit, testLog},
+	{"cancel-wait", inKit, testCancelWait},
+	{"panic", inBoth, testPanic},
+	{"exit", inBoth, testExit},
+	{"concurrent", inBoth, testConcurrent},
+	{"cancel", inSuite, testCancel},
 	// After the cases that need every worker: a worker that ignores its
 	// cancel holds its slot until the driver kills it.
-	{"spin", true, testSpin},
-	{"sleep", false, testSleep},
-	{"balloon", false, testBalloon},
-	{"no-filesystem", false, testNoFilesystem},
-	{"no-network", false, testNoNetwork},
-	{"no-env-leak", false, testNoEnvLeak},
-	{"usage", false, testUsage},
-	{"stop", true, testStop},
-	{"stop-in-flight", false, testStopInFlight},
+	{"spin", inBoth, testSpin},
+	{"sleep", inSuite, testSleep},
+	{"balloon", inSuite, testBalloon},
+	{"oom", inKit, testOOM},
+	{"no-filesystem", inSuite, testNoFilesystem},
+	{"no-network", inSuite, testNoNetwork},
+	{"no-env-leak", inSuite, testNoEnvLeak},
+	{"usage", inSuite, testUsage},
+	{"stop", inBoth, testStop},
+	{"stop-in-flight", inSuite, testStopInFlight},
 }
 
 // deploy deploys the suite's guest and stops it when the test ends.
@@ -388,7 +403,10 @@ func testNoEnvLeak(t T, s *suite) {
 }
 
 func testConcurrent(t T, s *suite) {
-	const callers, each = 8, 4
+	callers, each := 8, 4
+	if s.mode == sandbox.ModeCommand {
+		each = 1 // a worker per call: 8 at once say as much as 32
+	}
 	var wg sync.WaitGroup
 	errs := make(chan string, callers*each)
 	for c := range callers {
@@ -437,6 +455,69 @@ func testCancel(t T, s *suite) {
 	if s.mode == sandbox.ModeServer && s.started() != before {
 		t.Logf("the worker was killed: it did not end the invocation after its cancel message (acceptable for a runtime that cannot interrupt a handler)")
 	}
+}
+
+// testCancelWait cancels a call whose guest waits in a way its runtime
+// can interrupt (the wait operation): the runtime must end the invocation
+// (answer cancelled) within the driver's grace, so that in server mode the
+// worker lives on. A runtime that cannot interrupt such a wait has its
+// worker killed, which fails the case.
+func testCancelWait(t T, s *suite) {
+	before := s.started()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	if _, err := sandbox.Call(ctx, s.dep, s.input("wait", nil), s.spec.Limits.Timeout); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a call cancelled while it waits returned %v, want %v", err, context.Canceled)
+	}
+	if s.mode == sandbox.ModeServer && s.h.Started != nil {
+		// A worker that ignores the cancel is killed at the end of the
+		// grace and replaced: wait well past it for the replacement.
+		deadline := time.Now().Add(s.h.CancelGrace + 2*time.Second)
+		for s.started() == before && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if after := s.started(); after != before {
+			t.Errorf("the worker was killed (%d workers started before the call, %d after): it did not answer the cancel of a wait within the driver's grace of %v", before, after, s.h.CancelGrace)
+		}
+	}
+	s.stillWorks(t)
+}
+
+// testLog checks that the log messages a guest sends during an invocation
+// reach that run's log (sandbox.WithRunLog), in order, before its answer.
+func testLog(t T, s *suite) {
+	var mu sync.Mutex
+	var lines []string
+	ctx := sandbox.WithRunLog(context.Background(), func(l string) {
+		mu.Lock()
+		lines = append(lines, l)
+		mu.Unlock()
+	})
+	text := fmt.Sprintf("conformance log line %d ✓", s.runs.Load())
+	r, err := sandbox.Call(ctx, s.dep, s.input("log", map[string]any{"level": "warn", "message": text}), s.spec.Limits.Timeout)
+	if err != nil {
+		t.Fatalf("Call(log) = %v", err)
+	}
+	want(t, r, sandbox.Noop)
+	if r.Output.Noop != "logged" {
+		t.Errorf("log: noop %q, want %q", r.Output.Noop, "logged")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, text) && strings.Contains(l, "warn") }) {
+		t.Errorf("the run's log has %q, want a warn line with %q: the guest's log message did not reach its run", lines, text)
+	}
+}
+
+// testOOM checks that running out of memory is reported as oom: one
+// allocation no host gives (alloc of 2^40 bytes, each page written), which
+// the runtime catches and answers with the error code oom, or which kills
+// it with its out-of-memory message, or which the memory limit stops. (The
+// driver suite's balloon covers the memory limit itself.)
+func testOOM(t T, s *suite) {
+	r := s.do(t, "alloc", map[string]any{"size": int64(1) << 40})
+	want(t, r, sandbox.OOM)
+	s.stillWorks(t)
 }
 
 // started is how many workers the deployment has started, or -1.

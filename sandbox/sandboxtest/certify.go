@@ -21,19 +21,35 @@ type Kit struct {
 	// filled in as for Harness.Spec.
 	Spec func(mode sandbox.Mode) sandbox.Spec
 	// Started and CancelGrace are Harness.Started and Harness.CancelGrace.
+	// CancelGrace is also how long a worker has to answer a cancel in the
+	// protocol checks (at least a second, for a busy machine).
 	Started     func(dep sandbox.Deployment) int64
 	CancelGrace time.Duration
+	// Checks, when not empty, are the only checks to run: names as Check
+	// has them (server/log, protocol/cancel) or a case's name alone (log:
+	// in every mode). A mode's deploy runs when one of its cases does.
+	Checks []string
+}
+
+// runs reports whether k runs the check named mode/name.
+func (k Kit) runs(mode, name string) bool {
+	return len(k.Checks) == 0 || slices.Contains(k.Checks, name) || slices.Contains(k.Checks, mode+"/"+name)
 }
 
 // Certify certifies a language runtime outside `go test` (this is
 // `andromeda conformance DIR`): it runs the kit cases, the protocol's part
-// of the suite, in server and command mode against k.Driver, and hands
-// each case's Check to each as it ends. The error names the cases that
+// of the suite, in server and command mode against k.Driver, then the
+// protocol checks, which speak the runtime protocol with one worker
+// directly (k.Driver must be a sandbox.RawStarter), and hands each
+// check's Check to each as it ends. The error names the checks that
 // failed; a mode whose deployment fails runs no case.
 func Certify(ctx context.Context, k Kit, each func(Check)) error {
 	h := Harness{Started: k.Started, CancelGrace: k.CancelGrace}.withDefaults()
 	var failed []string
 	for _, mode := range h.Modes {
+		if !slices.ContainsFunc(cases, func(c kitCase) bool { return c.where != inSuite && k.runs(string(mode), c.name) }) {
+			continue
+		}
 		s := &suite{h: h, d: k.Driver, mode: mode, spec: withDefaults(k.Spec(mode), mode)}
 		r := &report{each: each, name: string(mode) + "/deploy"}
 		var dep sandbox.Deployment
@@ -49,7 +65,7 @@ func Certify(ctx context.Context, k Kit, each func(Check)) error {
 		}
 		s.dep = dep
 		for _, c := range cases {
-			if !c.kit {
+			if c.where == inSuite || !k.runs(string(mode), c.name) {
 				continue
 			}
 			r := &report{each: each, name: string(mode) + "/" + c.name}
@@ -60,6 +76,23 @@ func Certify(ctx context.Context, k Kit, each func(Check)) error {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_ = dep.Stop(sctx)
 		cancel()
+	}
+	rs, _ := k.Driver.(sandbox.RawStarter)
+	p := &rawSuite{rs: rs, spec: withDefaults(k.Spec(sandbox.ModeServer), sandbox.ModeServer), grace: k.CancelGrace}
+	for _, c := range protocolChecks {
+		if !k.runs("protocol", c.name) {
+			continue
+		}
+		r := &report{each: each, name: "protocol/" + c.name}
+		r.run(func() {
+			if rs == nil {
+				r.Fatalf("driver %s cannot start a worker on its own (sandbox.RawStarter), which the protocol checks need", k.Driver.Name())
+			}
+			c.run(r, p)
+		})
+		if r.failed {
+			failed = append(failed, r.name)
+		}
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d checks failed: %s", len(failed), strings.Join(failed, ", "))

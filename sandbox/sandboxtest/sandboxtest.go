@@ -177,6 +177,9 @@ func Run(t *testing.T, h Harness) {
 			s.spec = h.spec(t, mode)
 			s.dep = s.deploy(t)
 			for _, c := range cases {
+				if c.where == inKit {
+					continue
+				}
 				t.Run(c.name, func(t *testing.T) {
 					if why, ok := h.Skip[c.name]; ok {
 						Require(t, false, why)

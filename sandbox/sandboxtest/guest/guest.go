@@ -1,5 +1,6 @@
 // Package guest holds the Go implementation of the conformance guest's
-// operations (the "do" table of the sandboxtest package documentation): Do
+// operations (the "do" table of docs/runtime-protocol.md, "The conformance
+// guest"; wait and log, which need the runtime, are the exec guest's): Do
 // decodes an input's message and performs the operation it names. The guest
 // programs are thin mains over it: guests/go for the wasm driver (through
 // sdk/go) and the process driver's exec guest (through runtimes/go), which
@@ -28,6 +29,7 @@ type op struct {
 	Code   int             `json:"code"`
 	Path   string          `json:"path"`
 	Addr   string          `json:"addr"`
+	Size   int64           `json:"size"`
 }
 
 // hoard keeps ballooned memory reachable so the collector cannot free it.
@@ -77,6 +79,15 @@ func Do(in contract.Input) (contract.Output, bool) {
 			}
 			hoard = append(hoard, b)
 		}
+	case "alloc":
+		b := make([]byte, o.Size)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		hoard = append(hoard, b)
+		return Noop("alloc: ok: %d bytes", len(b)), true
+	case "fill":
+		return Noop("%s", bytes.Repeat([]byte("x"), int(max(o.Size, 0)))), true
 	case "readfile":
 		b, err := os.ReadFile(o.Path)
 		if err != nil {

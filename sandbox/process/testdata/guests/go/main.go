@@ -7,6 +7,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -25,9 +26,11 @@ import (
 // op is the message that says what the guest does, with the fields of the
 // escape attempts; package guest decodes the suite's own operations.
 type op struct {
-	Do   string `json:"do"`
-	Code int    `json:"code"`
-	Pids []int  `json:"pids"`
+	Do      string `json:"do"`
+	Code    int    `json:"code"`
+	Pids    []int  `json:"pids"`
+	Level   string `json:"level"`
+	Message string `json:"message"`
 }
 
 func main() {
@@ -38,7 +41,23 @@ func main() {
 		time.Sleep(time.Hour)
 		os.Exit(0)
 	}
-	worker.Serve(worker.Func(handle))
+	worker.Serve(serve)
+}
+
+// serve runs the operations that need the runtime (wait, log), then the
+// others.
+func serve(ctx context.Context, in contract.Input) (contract.Output, error) {
+	var o op
+	_ = json.Unmarshal(in.Message, &o)
+	switch o.Do {
+	case "wait":
+		<-ctx.Done()
+		return contract.Output{}, ctx.Err()
+	case "log":
+		worker.Log(ctx, o.Level, o.Message)
+		return guest.Noop("logged"), nil
+	}
+	return handle(in), nil
 }
 
 func handle(in contract.Input) contract.Output {

@@ -7,7 +7,7 @@ const net = require('node:net');
 
 const hoard = []; // ballooned memory, kept reachable
 
-exports.handle = function handle(input) {
+exports.handle = function handle(input, ctx) {
   let op;
   try {
     op = typeof input.message === 'string' ? JSON.parse(input.message) : input.message;
@@ -35,6 +35,23 @@ exports.handle = function handle(input) {
       return (async () => { for (;;) await new Promise((r) => setTimeout(r, 2 ** 31 - 1)); })();
     case 'balloon':
       for (;;) hoard.push(Buffer.alloc(1 << 20, 1));
+    case 'wait':
+      // Waits until the runner cancels: the shim aborts ctx.signal.
+      return new Promise((resolve, reject) => {
+        const timer = setInterval(() => {}, 2 ** 31 - 1);
+        ctx.signal.addEventListener('abort', () => { clearInterval(timer); reject(new Error('cancelled')); });
+      });
+    case 'log':
+      ctx.log(op.message, op.level);
+      return { noop: 'logged' };
+    case 'fill':
+      return { noop: 'x'.repeat(op.size) };
+    case 'alloc': {
+      const b = new Uint8Array(new ArrayBuffer(op.size)); // RangeError: Array buffer allocation failed
+      for (let i = 0; i < b.length; i += 4096) b[i] = 1;
+      hoard.push(b);
+      return { noop: `alloc: ok: ${b.byteLength} bytes` };
+    }
     case 'readfile':
       try {
         const b = fs.readFileSync(op.path);

@@ -1,7 +1,11 @@
 """The Python implementation of the sandboxtest conformance guest (see the
 sandboxtest package documentation for the protocol), run by the process
-driver's Python shim."""
+driver's Python shim. Its handler is a coroutine function, so that the shim
+runs invocations as asyncio tasks, concurrently, and a cancel cancels the
+task of a wait; the operations that block (spin, sleep, balloon) block the
+event loop, as a plain function would."""
 
+import asyncio
 import json
 import os
 import socket
@@ -10,7 +14,7 @@ import time
 hoard = []  # ballooned memory, kept reachable
 
 
-def handle(input):
+async def handle(input, ctx):
     op = input.get("message")
     if isinstance(op, str):
         try:
@@ -42,6 +46,18 @@ def handle(input):
             b = bytearray(1 << 20)
             b[::4096] = b"\x01" * (len(b) // 4096)
             hoard.append(b)
+    if do == "wait":
+        await asyncio.Event().wait()  # until the runner cancels the task
+    if do == "log":
+        ctx.log(op.get("message"), op.get("level") or "info")
+        return {"noop": "logged"}
+    if do == "fill":
+        return {"noop": "x" * op.get("size", 0)}
+    if do == "alloc":
+        b = bytearray(op.get("size", 0))  # MemoryError
+        b[::4096] = b"\x01" * len(range(0, len(b), 4096))
+        hoard.append(b)
+        return {"noop": "alloc: ok: %d bytes" % len(b)}
     if do == "readfile":
         try:
             with open(op["path"], "rb") as f:
