@@ -404,7 +404,11 @@ func Load(dir string) (*Service, error) {
 		return nil, fmt.Errorf("load %s: %w", dir, ErrNoManifest)
 	case 1:
 	default:
-		return nil, fmt.Errorf("load %s: %w: %s", dir, ErrManyManifests, strings.Join(found, ", "))
+		names := make([]string, len(found))
+		for i, f := range found {
+			names[i] = filepath.Base(f)
+		}
+		return nil, fmt.Errorf("load %s: %w: %s; keep one", dir, ErrManyManifests, strings.Join(names, ", "))
 	}
 	data, err := readFile(found[0])
 	if err != nil {

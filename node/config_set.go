@@ -130,8 +130,8 @@ func useRecordConfig(rec store.Service, m *manifest.Service) error {
 
 // reviseOnSubmit makes rec, a submission about to be stored, the next
 // revision of its service (prev, when it exists), with the config of its
-// manifest m, and stores that config under its digest.
-func (n *Node) reviseOnSubmit(ctx context.Context, rec *store.Service, prev store.Service, exists bool, m *manifest.Service) error {
+// manifest m, submitted by by, and stores that config under its digest.
+func (n *Node) reviseOnSubmit(ctx context.Context, rec *store.Service, prev store.Service, exists bool, m *manifest.Service, by string) error {
 	digest, b, err := configDigest(m.Config)
 	if err != nil {
 		return err
@@ -146,7 +146,7 @@ func (n *Node) reviseOnSubmit(ctx context.Context, rec *store.Service, prev stor
 	}
 	rec.Revisions = appendRevision(rec.Revisions, store.Revision{
 		Revision: rec.Revision, Change: changeSubmit, Version: rec.Version, Digest: rec.Digest,
-		ConfigDigest: digest, By: rec.Owner, At: rec.SubmittedAt,
+		ConfigDigest: digest, By: by, At: rec.SubmittedAt,
 	})
 	return nil
 }

@@ -201,7 +201,7 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	if exists && p.Operator() && prev.Owner != "" {
 		rec.Owner = prev.Owner // the operator replacing a submitter's service keeps its owner
 	}
-	if err := n.reviseOnSubmit(ctx, &rec, prev, exists, m); err != nil {
+	if err := n.reviseOnSubmit(ctx, &rec, prev, exists, m, p.Name); err != nil {
 		return api.SubmitResult{}, err
 	}
 	if err := n.store.PutArtifact(ctx, info.Digest, data); err != nil {
