@@ -23,7 +23,7 @@ func (n *Node) specFor(rec store.Service, m *manifest.Service, dir string) sandb
 		Entry: m.Runtime.Entry, Language: m.Runtime.Language, Mode: sandbox.Mode(m.Mode),
 		Limits:  limitsOf(rec.Decision.Limits),
 		Network: networkOf(m),
-		Log:     func(line string) { log.Info("guest", "line", line) },
+		Log:     n.logSink(rec.Name, rec.Version, rec.Owner, "", log), // the logs stream, not the node's log
 	}
 }
 

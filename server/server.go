@@ -214,6 +214,7 @@ func (s *Server) routes() {
 	s.whyRoutes()
 	s.planRoutes()
 	s.stateRoutes()
+	s.watchRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -32,6 +32,7 @@ type deployment struct {
 	poolSize  int
 	maxOutput int
 	maxLog    int
+	logs      *sandbox.LogLimiter // nil: the guest's lines go nowhere but Exit.Detail
 
 	// created counts instantiations, for tests of the pool.
 	created atomic.Int64
@@ -123,6 +124,11 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (exit sandbox.Exi
 		}
 	}()
 
+	if d.logs != nil {
+		run := d.logs.Run(sandbox.RunLogOf(ctx))
+		inst.logs.lines = &lineSplitter{run: run}
+		defer run.End()
+	}
 	var keep bool
 	if d.shape == command {
 		exit, err = d.runCommand(callCtx, inst, input)
@@ -138,6 +144,10 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (exit sandbox.Exi
 	exit.Usage.Wall = time.Since(start)
 	exit.Usage.CPU = exit.Usage.Wall
 	exit.Usage.PeakMemory = int64(inst.mem.size)
+	if inst.logs.lines != nil {
+		inst.logs.lines.flush()
+		inst.logs.lines = nil
+	}
 	if keep && d.pooled {
 		d.release(inst)
 	} else {
@@ -385,6 +395,9 @@ func (d *deployment) Stop(ctx context.Context) error {
 		<-drained // a stopped guest returns at its next function entry or loop
 	}
 	d.kill()
+	if d.logs != nil {
+		d.logs.Close()
+	}
 	if err := d.compiled.Close(context.Background()); err != nil {
 		d.stopErr = fmt.Errorf("stop %s: %w", d.name, err)
 	}
