@@ -48,19 +48,21 @@ type LogsConfig struct {
 	// MaxAge is how long an entry is kept. Default 24 hours.
 	MaxAge time.Duration
 	// MaxBytes caps the stream; the oldest entries go first. Default
-	// 64 MiB for the watch stream, 256 MiB for the logs stream.
+	// 32 MiB for the watch stream, 96 MiB for the logs stream (the embedded
+	// store reserves every stream's MaxBytes from its 1 GiB).
 	MaxBytes int64
 	// MaxPerSubject caps the entries of one subject (a service's events,
-	// a run's lines); the oldest go first. Default none (-1).
+	// a run's lines); the oldest go first. Default: none for the watch
+	// stream, DefaultLogsPerRun for the logs stream.
 	MaxPerSubject int64
 }
 
 // Defaults of LogsConfig.
 const (
 	DefaultWatchMaxAge   = 24 * time.Hour
-	DefaultWatchMaxBytes = 64 << 20
+	DefaultWatchMaxBytes = 32 << 20
 	DefaultLogsMaxAge    = 24 * time.Hour
-	DefaultLogsMaxBytes  = 256 << 20
+	DefaultLogsMaxBytes  = 96 << 20
 	// DefaultLogsPerRun caps the lines kept of one run, markers
 	// included: above what the node's per-run limits let through.
 	DefaultLogsPerRun = 16384

@@ -59,7 +59,7 @@ printing lines as they are written, until interrupted.
 Lines are kept per run in a bounded stream: a run's lines past its cap
 (256 KiB, cut at 4 KiB a line, 100 lines a second after a burst of 1000
 per service) are dropped and counted in one marker line, and the oldest
-runs' lines go first after 24 hours or 256 MiB. They never go to the node's
+runs' lines go first after 24 hours or 96 MiB. They never go to the node's
 own log.`,
 		Example: `  andromeda logs greeter
   andromeda logs -f greeter
