@@ -46,8 +46,8 @@ type watcher struct {
 	closed  atomic.Bool
 	stop    chan struct{}
 	done    chan struct{}
-	owners  sync.Map // service → owner, for events about services not deployed
-	owner   func(service string) string
+	owners  sync.Map // service → cachedOwner
+	owner   func(service string) string // looked up
 }
 
 // watchItem is one entry on its way to a stream.
@@ -65,13 +65,17 @@ func (n *Node) openWatch(ctx context.Context) error {
 	if _, err := n.bus.LogsStream(ctx, bus.LogsConfig{}); err != nil {
 		return err
 	}
-	w := &watcher{js: n.bus.JS, queue: make(chan watchItem, watchQueue), stop: make(chan struct{}), done: make(chan struct{})}
+	w := &watcher{queue: make(chan watchItem, watchQueue), stop: make(chan struct{}), done: make(chan struct{})}
+	// Its own JetStream context: its asynchronous publishes are counted
+	// apart from the node's.
+	js, err := jetstream.New(n.bus.Conn, jetstream.WithPublishAsyncMaxPending(2*watchBatch))
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	w.js = js
 	w.owner = func(service string) string {
 		if d := n.lookup(service); d != nil {
 			return d.rec.Owner
-		}
-		if o, ok := w.owners.Load(service); ok {
-			return o.(string)
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 		defer cancel()
@@ -127,46 +131,94 @@ func (w *watcher) put(it watchItem) {
 	}
 }
 
+// watchBatch is how many queued entries the publisher sends before it
+// waits for their acknowledgements.
+const watchBatch = 256
+
 func (w *watcher) run() {
 	defer close(w.done)
+	batch := make([]watchItem, 0, watchBatch)
+	fill := func() {
+		for len(batch) < watchBatch {
+			select {
+			case it := <-w.queue:
+				batch = append(batch, it)
+			default:
+				return
+			}
+		}
+	}
 	for {
 		select {
 		case it := <-w.queue:
-			w.publish(it)
+			batch = append(batch[:0], it)
+			fill()
+			w.publish(batch)
 		case <-w.stop:
 			for {
-				select {
-				case it := <-w.queue:
-					w.publish(it)
-				default:
+				batch = batch[:0]
+				if fill(); len(batch) == 0 {
 					return
 				}
+				w.publish(batch)
 			}
 		}
 	}
 }
 
-func (w *watcher) publish(it watchItem) {
-	if it.owner == "" && it.ev.Service != "" {
-		it.owner = w.owner(it.ev.Service)
+// publish sends batch in order and waits for the store's acknowledgements;
+// what is not acknowledged in time is counted dropped.
+func (w *watcher) publish(batch []watchItem) {
+	futures := make([]jetstream.PubAckFuture, 0, len(batch))
+	for _, it := range batch {
+		if it.owner == "" && it.ev.Service != "" {
+			it.owner = w.ownerOf(it.ev.Service)
+		}
+		data, err := json.Marshal(it.ev)
+		if err != nil {
+			w.dropped.Add(1)
+			continue
+		}
+		msg := &nats.Msg{Subject: it.subject, Data: data, Header: nats.Header{}}
+		msg.Header.Set(bus.HeaderOwner, it.owner)
+		f, err := w.js.PublishMsgAsync(msg)
+		if err != nil {
+			w.dropped.Add(1)
+			continue
+		}
+		futures = append(futures, f)
 	}
-	if it.owner != "" {
-		w.owners.Store(it.ev.Service, it.owner)
+	timeout := time.NewTimer(watchPublishTimeout)
+	defer timeout.Stop()
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+			w.stored.Add(1)
+		case <-f.Err():
+			w.dropped.Add(1)
+		case <-timeout.C:
+			w.dropped.Add(uint64(len(futures) - i))
+			return
+		}
 	}
-	data, err := json.Marshal(it.ev)
-	if err != nil {
-		w.dropped.Add(1)
-		return
+}
+
+// ownerOf is the owner of service: the deployed one's, else the registry's,
+// remembered for a few seconds ("" for a service that is not there).
+func (w *watcher) ownerOf(service string) string {
+	if v, ok := w.owners.Load(service); ok {
+		if o := v.(cachedOwner); o.owner != "" || time.Since(o.at) < 5*time.Second {
+			return o.owner
+		}
 	}
-	msg := &nats.Msg{Subject: it.subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(bus.HeaderOwner, it.owner)
-	ctx, cancel := context.WithTimeout(context.Background(), watchPublishTimeout)
-	defer cancel()
-	if _, err := w.js.PublishMsg(ctx, msg); err != nil {
-		w.dropped.Add(1)
-		return
-	}
-	w.stored.Add(1)
+	o := w.owner(service)
+	w.owners.Store(service, cachedOwner{owner: o, at: time.Now()})
+	return o
+}
+
+type cachedOwner struct {
+	owner string
+	at    time.Time
 }
 
 // logSink returns the sink of service's log lines for run ("" for the
@@ -263,7 +315,7 @@ func (n *Node) follow(ctx context.Context, p server.Principal, stream, subject s
 	if err != nil {
 		return nil, fmt.Errorf("watch: %w", err)
 	}
-	it, err := cons.Messages()
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
 	if err != nil {
 		return nil, fmt.Errorf("watch: %w", err)
 	}
