@@ -46,7 +46,7 @@ type watcher struct {
 	closed  atomic.Bool
 	stop    chan struct{}
 	done    chan struct{}
-	owners  sync.Map // service → cachedOwner
+	owners  sync.Map                    // service → cachedOwner
 	owner   func(service string) string // looked up
 }
 
