@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -452,5 +453,43 @@ func TestWatchAndLogsLive(t *testing.T) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWatchOverflowCounted: events handed over faster than the stream
+// stores them are dropped, never waited for, and every one is counted:
+// stored or dropped.
+func TestWatchOverflowCounted(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	metric := func(name string) float64 {
+		t.Helper()
+		resp, err := http.Get(n.URL() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		v, _ := value(parseMetrics(t, string(raw)), name, nil)
+		return v
+	}
+	base := metric("andromeda_watch_stored_total") + metric("andromeda_watch_dropped_total")
+	const total = 30000 // more than the publisher's queue holds
+	for i := range total {
+		node.Notify(n.Node, api.WatchEvent{Kind: api.WatchStarted, Service: "overflow", Detail: strconv.Itoa(i)})
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		stored, dropped := metric("andromeda_watch_stored_total"), metric("andromeda_watch_dropped_total")
+		if stored+dropped-base == total {
+			if dropped == 0 {
+				t.Errorf("%d events handed over at once, none dropped: the queue is unbounded?", total)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v stored + %v dropped of %d events", stored, dropped, total)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
