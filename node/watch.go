@@ -320,6 +320,14 @@ func (n *Node) follow(ctx context.Context, p server.Principal, stream, subject s
 		return nil, fmt.Errorf("watch: %w", err)
 	}
 	ch := make(chan api.WatchEvent, 64)
+	if !live {
+		// Nothing to read after after: end now rather than wait.
+		if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
+			it.Stop()
+			close(ch)
+			return ch, nil
+		}
+	}
 	stopOnDone := context.AfterFunc(ctx, it.Stop)
 	go func() {
 		defer close(ch)

@@ -17,3 +17,8 @@ func NotifyWait(n *Node, ev api.WatchEvent) {
 	ev.Time = time.Now().UTC()
 	n.watch.queue <- watchItem{subject: bus.WatchSubject(ev.Service), ev: ev}
 }
+
+// LogLine logs line as service's run wrote it (run "": a worker's own).
+func LogLine(n *Node, service, run, line string) {
+	n.logSink(service, "1.0.0", "", run, n.log)(line)
+}

@@ -493,3 +493,50 @@ func TestWatchOverflowCounted(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestLogsReadBack: the stored lines of a service read back without
+// follow end after the last one, also when resumed after it.
+func TestLogsReadBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := startNode(t)
+	if _, err := n.op.Submit(ctx, pack(t, echoService(t, "readback"))); err != nil {
+		t.Fatal(err)
+	}
+	run, err := n.op.Fire(ctx, "readback", json.RawMessage(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		node.LogLine(n.Node, "readback", run.ID, fmt.Sprint("line ", i))
+	}
+	node.LogLine(n.Node, "readback", "", "a worker's own line")
+	read := func(q api.LogQuery) []api.WatchEvent {
+		t.Helper()
+		var got []api.WatchEvent
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := n.op.Logs(ctx, "readback", q, func(ev api.WatchEvent) error { got = append(got, ev); return nil }); err != nil || ctx.Err() != nil {
+			t.Fatalf("logs %+v: %v, %v", q, err, ctx.Err())
+		}
+		return got
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var all []api.WatchEvent
+	for len(all) < 4 && time.Now().Before(deadline) {
+		all = read(api.LogQuery{})
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(all) != 4 || all[3].Run != "" || all[3].Line != "a worker's own line" {
+		t.Fatalf("all lines = %+v", all)
+	}
+	if got := read(api.LogQuery{Run: run.ID}); len(got) != 3 || got[2].Line != "line 2" {
+		t.Fatalf("run's lines = %+v", got)
+	}
+	if got := read(api.LogQuery{Run: run.ID, After: all[1].ID}); len(got) != 1 || got[0].Line != "line 2" {
+		t.Fatalf("run's lines after the second = %+v", got)
+	}
+	if got := read(api.LogQuery{Run: run.ID, After: all[2].ID}); len(got) != 0 {
+		t.Fatalf("run's lines after its last = %+v", got)
+	}
+}
