@@ -40,3 +40,21 @@ type WatchEvent struct {
 	Stream string          `json:"stream,omitempty"`
 	Extra  json.RawMessage `json:"extra,omitempty"`
 }
+
+// WatchQuery selects the events of GET /v1/watch: those of Service (every
+// service the caller may see when empty) stored after the event with id
+// After (0: only events stored from now on).
+type WatchQuery struct {
+	Service string
+	After   uint64
+}
+
+// LogQuery selects the lines of GET /v1/services/{name}/logs: those of
+// Run (every run and the workers' own lines when empty) stored after the
+// line with id After (0: from the oldest kept); Follow streams the lines
+// stored later too.
+type LogQuery struct {
+	Run    string
+	After  uint64
+	Follow bool
+}

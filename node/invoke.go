@@ -193,6 +193,7 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 	}
 	fl = n.inflight.begin(run)
 
+	n.notify(api.WatchEvent{Kind: api.WatchRunStart, Service: run.Service, Version: run.Version, Run: run.ID, Trigger: ev.Trigger})
 	res, pending, failure := n.attempt(ctx, log, d, &run, ev)
 	finishing = true
 	if failure != "" {
@@ -269,9 +270,9 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 	if err != nil {
 		return nil, false, err.Error(), false
 	}
-	// The guest's log lines of this run go to the node's log with the
+	// The guest's log lines of this run go to the logs stream with the
 	// run's id, within the driver's per-run and per-service caps.
-	rctx := sandbox.WithRunLog(ctx, func(line string) { log.Info("guest", "line", line) })
+	rctx := sandbox.WithRunLog(ctx, n.logSink(d.rec.Name, d.rec.Version, d.rec.Owner, run.ID, log))
 	if full := d.volumesFull(); full != "" {
 		return nil, false, full, false
 	}
@@ -392,6 +393,7 @@ func fillRun(run *store.Run, outcome sandbox.Outcome, detail string, res *sandbo
 // record is returned with the error: it is not done.
 func (n *Node) finish(log *slog.Logger, d *deployed, run store.Run, outcome sandbox.Outcome, detail string, res *sandbox.Result, pending bool) (store.Run, error) {
 	fillRun(&run, outcome, detail, res)
+	wasHealthy := d.health.State().Healthy
 	switch outcome {
 	case sandbox.OK, sandbox.Noop:
 		d.health.Success()
@@ -401,6 +403,7 @@ func (n *Node) finish(log *slog.Logger, d *deployed, run store.Run, outcome sand
 			log.Warn("service unhealthy", "failures", st.Failures, "skip_until", st.SkipUntil)
 		}
 	}
+	n.notifyHealth(d, wasHealthy, run)
 	n.metrics.observe(d.rec.Name, run.Outcome, run.Duration)
 	if err := n.record(run); err != nil {
 		log.Error("run not recorded", logOutcome, run.Outcome, logErr, err)
@@ -409,6 +412,7 @@ func (n *Node) finish(log *slog.Logger, d *deployed, run store.Run, outcome sand
 	if pending {
 		n.dropPending(log, d.rec.Name, run.ID)
 	}
+	n.notify(runFinished(run))
 	switch outcome {
 	case sandbox.OK:
 		log.Info("run", logOutcome, run.Outcome, "duration", run.Duration, "actions", len(run.Output.Actions), "emits", len(run.Output.Emit))

@@ -96,6 +96,7 @@ type Node struct {
 	secrets    *secretStore
 	hooksLn    net.Listener // the webhooks' own listener (http.hooks_listen), or nil
 	gate       *workGate    // refuses new work while the disk is nearly full or the store cannot write
+	watch      *watcher     // the watch and logs streams' publisher (watch.go); nil before Start
 
 	testDrivers []sandbox.Driver // replace drivers by name; tests only
 }
@@ -211,6 +212,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.startRetrying()
 	n.metrics = newNodeMetrics(n)
 	n.gate.register(n.metrics.reg)
+	if err := n.openWatch(ctx); err != nil {
+		return err
+	}
+	n.undo = append(n.undo, n.closeWatch) // after runs in flight have finished
 	n.startDrivers(ctx)
 	// Unwound in reverse: triggers stop, then runs in flight finish and
 	// deployments stop, then the bus closes.

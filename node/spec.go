@@ -24,7 +24,7 @@ func (n *Node) specFor(rec store.Service, m *manifest.Service, dir string) sandb
 		Limits:  limitsOf(rec.Decision.Limits),
 		Network: networkOf(m),
 		Volumes: n.volumeSpecs(rec.Name, m),
-		Log:     func(line string) { log.Info("guest", "line", line) },
+		Log:     n.logSink(rec.Name, rec.Version, rec.Owner, "", log), // the logs stream, not the node's log
 	}
 }
 

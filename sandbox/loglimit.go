@@ -111,7 +111,9 @@ func (l LogLimit) withDefaults() LogLimit {
 //
 // written to the same sink before the next line that gets through, when
 // the run ends, at Close, and at most every 10 s while lines keep being
-// dropped. Markers and the cut marks of long lines are not counted against
+// dropped. A run that dropped lines logs again only once the service's
+// buckets hold half their line burst and an eighth of their byte budget,
+// so that a flood is reported by one marker. Markers and the cut marks of long lines are not counted against
 // the limits. Safe for concurrent use; the sinks are called without the
 // limiter's lock held, from the goroutine that logs, and must not block.
 type LogLimiter struct {
@@ -230,6 +232,13 @@ func (l *LogLimiter) write(r *RunLog, line string, size int) {
 		runOK = l.limit.PerRun < 0 || r.used+cost <= l.limit.PerRun
 	}
 	ok := runOK && l.bytes.has(now, float64(cost)) && l.lines.has(now, 1)
+	if ok && r != nil && r.drops.lines > 0 {
+		// A run that is dropping logs again only once the service's
+		// buckets have refilled well (half its line burst, an eighth of
+		// its byte budget): a flood leaves one marker, not one between
+		// every line the refill lets through.
+		ok = l.lines.has(now, max(1, l.lines.max/2)) && l.bytes.has(now, max(float64(cost), l.bytes.max/8))
+	}
 	var marker string
 	if ok {
 		l.bytes.take(float64(cost))

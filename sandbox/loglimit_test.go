@@ -284,3 +284,26 @@ func TestRunLogContext(t *testing.T) {
 		t.Errorf("the sink from the context got %q", got)
 	}
 }
+
+// TestLogLimiterRunFloodOneMarker: a run that floods past the line rate
+// is reported by one marker, not one between every line the refill lets
+// through, and logs again once the service's bucket has refilled.
+func TestLogLimiterRunFloodOneMarker(t *testing.T) {
+	l, rec, clock := newTestLimiter(LogLimit{LinesPerSecond: 100, Burst: 10, PerRun: -1, PerService: -1})
+	run := l.Run(nil)
+	for range 1000 {
+		run.Log("flood")
+		clock.advance(10 * time.Microsecond) // a token every 1000 lines
+	}
+	if got := rec.got(); len(got) != 10 {
+		t.Fatalf("during a 10 ms flood: %d lines, want the burst of 10 and no marker yet: %q", len(got), got)
+	}
+	clock.advance(50 * time.Millisecond) // five tokens: half the burst
+	run.Log("calm again")
+	run.End()
+	got := rec.got()[10:]
+	want := []string{"… 990 lines (4950 bytes) dropped: guest log limit", "calm again"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the flood: %q, want %q", got, want)
+	}
+}

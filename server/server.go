@@ -223,6 +223,7 @@ func (s *Server) routes() {
 	s.configRoutes()
 	s.lifecycleRoutes()
 	s.fileRoutes()
+	s.watchRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

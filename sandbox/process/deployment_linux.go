@@ -453,6 +453,9 @@ func (d *deployment) invokeFresh(ctx context.Context, input []byte) (sandbox.Exi
 		d.retire(w)
 		return sandbox.Exit{}, errors.New("fresh worker refused its invocation")
 	}
+	w.mu.Lock()
+	w.oneShot = true
+	w.mu.Unlock()
 	exit, err := w.invoke(ctx, input, 0)
 	if exit.Outcome == sandbox.Crashed || exit.Outcome == sandbox.OOM {
 		d.mu.Lock()

@@ -52,6 +52,11 @@ type workerProc struct {
 	oomSign   string            // a runtime's out-of-memory message seen on standard error
 	onAnswer  func()            // called when the worker answers an invocation
 	onDeath   func(*workerProc) // called once the worker is reaped, before its calls end
+	// oneShot marks a command-mode worker: what it writes to standard
+	// error after its one invocation answered is still that run's
+	// (lastRun), whose log ends when standard error does.
+	oneShot bool
+	lastRun *sandbox.RunLog
 
 	readyOnce sync.Once
 	readyCh   chan struct{} // closed when the worker answered init (ready or not)
@@ -173,7 +178,11 @@ func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Durati
 	c.logs.max = w.maxLog
 	if w.logs != nil {
 		c.run = w.logs.Run(sandbox.RunLogOf(ctx))
-		defer c.run.End()
+		if w.oneShot {
+			w.lastRun = c.run // ended by readStderr
+		} else {
+			defer c.run.End()
+		}
 	}
 	w.calls[c.id] = c
 	cpu0 := w.cpuMark
@@ -375,6 +384,14 @@ const stderrBuffer = 16 << 10
 // longer than stderrBuffer keeps its first stderrBuffer bytes.
 func (w *workerProc) readStderr(done chan<- struct{}) {
 	defer close(done)
+	defer func() {
+		w.mu.Lock()
+		last := w.lastRun
+		w.mu.Unlock()
+		if last != nil {
+			last.End()
+		}
+	}()
 	br := bufio.NewReaderSize(w.sp.Stderr, stderrBuffer)
 	for {
 		line, size, err := readLogLine(br)
@@ -386,6 +403,9 @@ func (w *workerProc) readStderr(done chan<- struct{}) {
 				w.oomSign = oomSign(text)
 			}
 			run := w.soleRun()
+			if run == nil {
+				run = w.lastRun
+			}
 			w.mu.Unlock()
 			switch {
 			case run != nil:

@@ -32,7 +32,8 @@ type deployment struct {
 	poolSize  int
 	maxOutput int
 	maxLog    int
-	vols      *volumes // the preopened volumes; nil without any
+	vols      *volumes            // the preopened volumes; nil without any
+	logs      *sandbox.LogLimiter // nil: the guest's lines go nowhere but Exit.Detail
 
 	// created counts instantiations, for tests of the pool.
 	created atomic.Int64
@@ -136,6 +137,11 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (exit sandbox.Exi
 		}
 	}()
 
+	if d.logs != nil {
+		run := d.logs.Run(sandbox.RunLogOf(ctx))
+		inst.logs.lines = &lineSplitter{run: run}
+		defer run.End()
+	}
 	var keep bool
 	if d.shape == command {
 		exit, err = d.runCommand(callCtx, inst, input)
@@ -161,6 +167,10 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (exit sandbox.Exi
 		}
 	}
 	counters.Fill(&exit.Usage)
+	if inst.logs.lines != nil {
+		inst.logs.lines.flush()
+		inst.logs.lines = nil
+	}
 	if keep && d.pooled {
 		d.release(inst)
 	} else {
@@ -409,6 +419,9 @@ func (d *deployment) Stop(ctx context.Context) error {
 	}
 	d.kill()
 	d.vols.close()
+	if d.logs != nil {
+		d.logs.Close()
+	}
 	if err := d.compiled.Close(context.Background()); err != nil {
 		d.stopErr = fmt.Errorf("stop %s: %w", d.name, err)
 	}

@@ -567,6 +567,7 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, bin []byte) (dep
 		poolSize:  poolSize,
 		maxOutput: d.cfg.MaxOutput,
 		maxLog:    d.cfg.MaxLog,
+		logs:      newLogLimiter(spec.Log),
 		base: wazero.NewModuleConfig().
 			WithName(""). // anonymous: many instances of one module may live at once
 			WithArgs(name).

@@ -195,10 +195,15 @@ type headTail struct {
 	tail []byte
 	max  int
 	cut  bool
+
+	lines *lineSplitter // the current run's log, or nil
 }
 
 func (t *headTail) Write(p []byte) (int, error) {
 	n := len(p)
+	if t.lines != nil {
+		t.lines.write(p)
+	}
 	if room := t.max/4 - len(t.head); room > 0 {
 		k := min(room, len(p))
 		t.head = append(t.head, p[:k]...)
