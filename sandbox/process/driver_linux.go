@@ -80,6 +80,9 @@ func (d *Driver) Test(ctx context.Context) error {
 			d.cfg.Logger.Warn("process driver: language disabled", "language", name, "reason", err.Error())
 			continue
 		}
+		d.mu.Lock()
+		delete(d.disabled, name) // passed again (andromeda selftest)
+		d.mu.Unlock()
 		d.cfg.Logger.Info("process driver: language ready", "language", name, "version", tc.Version, "installer", tc.InstallerVersion)
 	}
 	return nil
@@ -215,6 +218,9 @@ func (d *Driver) workerJail(ctx context.Context, spec sandbox.Spec, l *lang.Lang
 	deps, err := d.ensureDeps(ctx, spec, l, tc)
 	if err != nil {
 		return js, module, err
+	}
+	if l.Exe != "" {
+		js.Binds = append(js.Binds, jail.Bind{Source: l.Exe, Target: lang.RuntimeDir + "/" + l.Name})
 	}
 	if l.Shim != nil {
 		dir, err := l.WriteShim(d.cfg.WorkDir)
