@@ -160,7 +160,7 @@ refuses the token (HTTP 401 or 403).`,
 		}
 	}
 	add(groupNode, env.serveCmd())
-	add(groupServices, env.submitCmd(), env.lsCmd(), env.inspectCmd(), env.fireCmd(), env.emitCmd(), env.runsCmd(), env.whyCmd(), env.stateCmd(), env.rmCmd(), env.depsCmd())
+	add(groupServices, env.submitCmd(), env.lsCmd(), env.inspectCmd(), env.fireCmd(), env.emitCmd(), env.runsCmd(), env.whyCmd(), env.stateCmd(), env.rmCmd(), env.depsCmd(), env.testCmd(), env.offerCmd(), env.selftestCmd())
 	add(groupTrust, env.tokenCmd(), env.natsCmd(), env.secretsCmd(), env.withSigningKeys(env.keysCmd()), env.attestCmd(), env.policyCmd())
 	add(groupOffline, env.storeCmd(), env.conformanceCmd(), env.versionCmd())
 	root.SetHelpCommand(helpCmd(root))

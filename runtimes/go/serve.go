@@ -47,6 +47,11 @@ func Serve(h Handler) { ServeWith(h, Options{}) }
 // the node's offer. A nil field is not offered (ready's accepts leaves its
 // request type out).
 type Options struct {
+	// Load, when set, is given the init message's modules before the
+	// worker answers ready: a runtime that interprets its services' files
+	// (one registered by descriptor) loads them here. An error is the
+	// init error (the module did not load) and the worker exits.
+	Load func(modules []Module) error
 	// Test is the service's self-test (a test message): a nil error
 	// passes, an error fails the deploy with its text. ctx ends at the
 	// service's timeout.
@@ -101,6 +106,12 @@ func RunWith(ctx context.Context, h Handler, o Options, r io.Reader, w io.Writer
 	if init.Protocol != Version {
 		s.send(&Message{Type: TypeError, ID: init.ID, Error: &Error{Code: CodeInit, Message: fmt.Sprintf("protocol %d is not supported: this worker speaks %d", init.Protocol, Version)}})
 		return fmt.Errorf("init: protocol %d, want %d", init.Protocol, Version)
+	}
+	if o.Load != nil {
+		if err := o.Load(init.Modules); err != nil {
+			s.send(&Message{Type: TypeError, ID: init.ID, Error: &Error{Code: CodeInit, Message: err.Error()}})
+			return fmt.Errorf("init: %w", err)
+		}
 	}
 	if err := s.send(&Message{Type: TypeReady, ID: init.ID, Protocol: Version, Runtime: "go", Version: runtime.Version(), Concurrency: concurrency, Accepts: o.accepts()}); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -156,6 +157,9 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, builtin string) 
 	l, tc, err := d.toolchain(ctx, spec.Language)
 	if err != nil {
 		return fail(err)
+	}
+	if len(l.Modes) > 0 && !slices.Contains(l.Modes, mode) {
+		return fail(fmt.Errorf("%w: the %s runtime serves %v mode only", sandbox.ErrUnsupported, l.Name, l.Modes))
 	}
 	js, module, err := d.workerJail(ctx, spec, l, tc, builtin)
 	if err != nil {

@@ -34,6 +34,8 @@ type Runtime struct {
 	// an entry must have.
 	Entry string
 	Exts  []string
+	// Modes are the modes it serves; default both.
+	Modes []sandbox.Mode
 }
 
 // ErrRuntime is returned by AddRuntime for a runtime that cannot be
@@ -90,6 +92,7 @@ func (d *Driver) AddRuntime(rt Runtime) error {
 			Exts:  slices.Clone(rt.Exts),
 			Entry: rt.Entry,
 			Exe:   exe,
+			Modes: slices.Clone(rt.Modes),
 			Argv:  func(_, _ string) []string { return append([]string{target}, args...) },
 			Detect: func(context.Context, lang.Tools) *lang.Toolchain {
 				return &lang.Toolchain{Lang: name, Toolchain: deps.Toolchain{Version: rt.Name + " " + version}}

@@ -23,6 +23,8 @@ type Kit struct {
 	// Started and CancelGrace are Harness.Started and Harness.CancelGrace.
 	Started     func(dep sandbox.Deployment) int64
 	CancelGrace time.Duration
+	// Modes are the modes to certify; default server and command.
+	Modes []sandbox.Mode
 }
 
 // Certify certifies a language runtime outside `go test` (this is
@@ -31,7 +33,7 @@ type Kit struct {
 // each case's Check to each as it ends. The error names the cases that
 // failed; a mode whose deployment fails runs no case.
 func Certify(ctx context.Context, k Kit, each func(Check)) error {
-	h := Harness{Started: k.Started, CancelGrace: k.CancelGrace}.withDefaults()
+	h := Harness{Started: k.Started, CancelGrace: k.CancelGrace, Modes: k.Modes}.withDefaults()
 	var failed []string
 	for _, mode := range h.Modes {
 		s := &suite{h: h, d: k.Driver, mode: mode, spec: withDefaults(k.Spec(mode), mode)}

@@ -70,6 +70,9 @@ type Language struct {
 	// RuntimeDir/Name. Its entries are any regular file readable by others
 	// (of Exts, when set), which the runtime loads.
 	Exe string
+	// Modes, when set, are the only modes the language's runtime serves
+	// (a registered runtime's descriptor says).
+	Modes []sandbox.Mode
 }
 
 // Shim is a language shim: a file the interpreter runs, which loads the
