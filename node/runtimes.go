@@ -103,7 +103,9 @@ const maxDescriptor = 64 << 10
 // (path: must be ...), and the error by the file.
 func ReadDescriptor(path string) (Descriptor, error) {
 	var d Descriptor
-	fail := func(err error) (Descriptor, error) { return Descriptor{}, fmt.Errorf("runtime descriptor %s: %w", path, err) }
+	fail := func(err error) (Descriptor, error) {
+		return Descriptor{}, fmt.Errorf("runtime descriptor %s: %w", path, err)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fail(err)
