@@ -43,7 +43,9 @@ func TestOptions(t *testing.T) {
 			}
 			return nil
 		},
-		Offer: func(ctx context.Context) (map[string]any, error) { return map[string]any{"toy.flavour": "vanilla"}, nil },
+		Offer: func(ctx context.Context) (map[string]any, error) {
+			return map[string]any{"toy.flavour": "vanilla"}, nil
+		},
 	})
 	s.send(`{"type":"init","id":"init","protocol":1,"modules":[{"id":"main","entry":"/service/main.toy"}]}`)
 	ready := s.recv()
