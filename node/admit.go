@@ -61,7 +61,8 @@ func (n *Node) policyView(ctx context.Context) (policy.Node, error) {
 	v := policy.Node{Drivers: map[string]policy.DriverInfo{}, Targets: map[string]string{}, Self: n.URL(), Now: time.Now().UTC()}
 	for name, d := range n.drivers {
 		offer := d.driver.Offer()
-		info := policy.DriverInfo{Enabled: d.enabled, Reason: d.reason, Network: offer.Isolation["network-grant"]}
+		enabled, reason := d.status()
+		info := policy.DriverInfo{Enabled: enabled, Reason: reason, Network: offer.Isolation["network-grant"], Disabled: n.disabledLanguages(name)}
 		for lang := range offer.Languages {
 			info.Languages = append(info.Languages, lang)
 		}

@@ -67,6 +67,15 @@ type Config struct {
 	// secrets set), which cannot set or remove them. Keep a config file
 	// holding secrets readable by the node's user alone. Default none.
 	Secrets map[string]string `json:"secrets" yaml:"secrets"`
+	// Offer is what the node's offer (GET /v1/offer) says beyond what it
+	// measures: the operator's properties and prices. See OfferConfig.
+	Offer OfferConfig `json:"offer" yaml:"offer"`
+	// Runtimes is the directory of runtime descriptors (NAME.yaml) the
+	// node registers with the process driver at start. Not in the config
+	// file: serve uses runtimes.d beside --config, else
+	// $XDG_CONFIG_HOME/andromeda/runtimes.d (RuntimesDirFor). Default ""
+	// (none).
+	Runtimes string `json:"-" yaml:"-"`
 	// Repair starts the node on a damaged store, dropping (and listing)
 	// what cannot be read. Not in the config file: serve --repair.
 	Repair bool `json:"-" yaml:"-"`
@@ -347,6 +356,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Lifecycle.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Offer.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Policy.Validate(); err != nil {

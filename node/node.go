@@ -99,12 +99,25 @@ type Node struct {
 	watch      *watcher     // the watch and logs streams' publisher (watch.go); nil before Start
 
 	testDrivers []sandbox.Driver // replace drivers by name; tests only
+	runtimes    []*runtimeState  // the runtimes.d descriptors (runtimes.go); set at Start
 }
 
 type driverState struct {
-	driver  sandbox.Driver
+	driver sandbox.Driver
+
+	mu      sync.Mutex // enabled and reason change on andromeda selftest
 	enabled bool
 	reason  string
+}
+
+// status says whether the driver is enabled, and why not.
+func (d *driverState) status() (enabled bool, reason string) {
+	if d == nil {
+		return false, ""
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.enabled, d.reason
 }
 
 // New checks cfg and returns a node that has not started anything yet.
@@ -357,12 +370,22 @@ func (n *Node) startDrivers(ctx context.Context) {
 	n.process = p
 	for _, d := range n.testDrivers {
 		n.addDriver(ctx, d)
+		if p, ok := d.(*process.Driver); ok {
+			n.process = p
+		}
 	}
+	n.loadRuntimes(ctx)
 }
 
 // addDriver tests d and adds it; one of the same name it replaces (tests do
 // that) is closed.
 func (n *Node) addDriver(ctx context.Context, d sandbox.Driver) {
+	for _, t := range n.testDrivers {
+		if t != d && t.Name() == d.Name() {
+			d.Close() // a test's driver replaces it: not worth its self-test
+			return
+		}
+	}
 	if old, ok := n.drivers[d.Name()]; ok {
 		old.driver.Close()
 	}
@@ -511,7 +534,8 @@ func (n *Node) Node(ctx context.Context) api.NodeInfo {
 	for _, name := range slices.Sorted(maps.Keys(n.drivers)) {
 		d := n.drivers[name]
 		offer, _ := json.Marshal(d.driver.Offer())
-		info.Drivers = append(info.Drivers, api.DriverStatus{Name: name, Enabled: d.enabled, Reason: d.reason, Offer: offer})
+		enabled, reason := d.status()
+		info.Drivers = append(info.Drivers, api.DriverStatus{Name: name, Enabled: enabled, Reason: reason, Offer: offer})
 	}
 	n.mu.RLock()
 	info.Services = len(n.services)

@@ -256,7 +256,7 @@ func (n *Node) prepare(ctx context.Context, rec store.Service, m *manifest.Servi
 // deploy turns an admitted manifest into a running deployment.
 func (n *Node) deploy(ctx context.Context, rec store.Service, m *manifest.Service, dir string) (*deployed, error) {
 	ds, ok := n.drivers[rec.Decision.Driver]
-	if !ok || !ds.enabled {
+	if on, _ := ds.status(); !ok || !on {
 		return nil, fmt.Errorf("deploy %s: driver %s is not available on this node", rec.Name, rec.Decision.Driver)
 	}
 	spec := n.specFor(rec, m, dir)
@@ -267,6 +267,9 @@ func (n *Node) deploy(ctx context.Context, rec store.Service, m *manifest.Servic
 	defer cancel()
 	dep, err := safeDeploy(dctx, ds.driver, spec)
 	if err != nil {
+		return nil, fmt.Errorf("deploy %s: %w", rec.Name, err)
+	}
+	if _, err := n.deployTest(dctx, rec.Name, dep); err != nil {
 		return nil, fmt.Errorf("deploy %s: %w", rec.Name, err)
 	}
 	return n.newDeployed(rec, m, dir, dep), nil

@@ -106,6 +106,10 @@ type DriverInfo struct {
 	// Languages are the languages the driver has toolchains for; empty:
 	// any (wasm, docker).
 	Languages []string
+	// Disabled are languages the driver knows but has disabled here (a
+	// runtime registered by descriptor that failed its certification),
+	// each with the reason.
+	Disabled map[string]string
 }
 
 // admission is one Admit call in progress.
@@ -383,6 +387,8 @@ func (a *admission) driver() {
 			why = append(why, fmt.Sprintf("driver %s is not built into this node", name))
 		case !info.Enabled:
 			why = append(why, fmt.Sprintf("driver %s is disabled on this node: %s", name, info.Reason))
+		case info.Disabled[lang] != "":
+			why = append(why, fmt.Sprintf("driver %s: language %s is disabled on this node: %s", name, lang, info.Disabled[lang]))
 		case len(info.Languages) > 0 && !slices.Contains(info.Languages, lang):
 			why = append(why, fmt.Sprintf("driver %s has no %s toolchain here (it has %s)", name, orNone(lang), strings.Join(info.Languages, ", ")))
 		case needNet && !info.Network && !throughActions:

@@ -59,6 +59,16 @@ type HealthReporter interface {
 	Health() (healthy bool, reason string)
 }
 
+// Tester is implemented by deployments that can run their service's own
+// self-test (a wasm reactor's andromeda_test export; a test function of a
+// process service, through the runtime protocol's test message). ran is
+// false when the service has none; err is the reason a test that ran
+// failed, or why it could not be run. The node runs it at deploy (a
+// failure fails the deploy) and on demand (andromeda test NAME).
+type Tester interface {
+	Test(ctx context.Context) (ran bool, err error)
+}
+
 // Mode is how a deployment keeps its guest between invocations.
 type Mode string
 

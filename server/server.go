@@ -215,6 +215,7 @@ func (s *Server) routes() {
 	}
 	s.hookRoutes()
 	s.keyRoutes()
+	s.offerRoutes()
 	s.whyRoutes()
 	s.planRoutes()
 	s.stateRoutes()

@@ -77,6 +77,7 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 	if o.repair {
 		cfg.Repair = true
 	}
+	cfg.Runtimes = node.RuntimesDirFor(o.configFile)
 	if abs, err := filepath.Abs(cfg.Data); err == nil {
 		cfg.Data = abs
 	}

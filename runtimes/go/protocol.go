@@ -51,6 +51,8 @@ const (
 	TypeUsage    = "usage"    // worker → runner: custom usage counters of an invocation
 	TypeCancel   = "cancel"   // runner → worker: stop an invocation
 	TypeShutdown = "shutdown" // runner → worker: finish and exit
+	TypeTest     = "test"     // runner → worker: run a module's self-test (if ready accepts it)
+	TypeOffer    = "offer"    // runner → worker: what the runtime adds to the node's offer (if ready accepts it)
 )
 
 // Error codes, the "code" field of an error message. An empty code means
@@ -85,8 +87,11 @@ type Message struct {
 	Runtime     string `json:"runtime,omitempty"`
 	Version     string `json:"version,omitempty"`
 	Concurrency int    `json:"concurrency,omitempty"`
+	// Accepts lists the optional request types the worker answers
+	// (TypeTest, TypeOffer); the runner sends no other.
+	Accepts []string `json:"accepts,omitempty"`
 
-	// invoke
+	// invoke and test
 	Module   string          `json:"module,omitempty"`
 	Input    json.RawMessage `json:"input,omitempty"`
 	Deadline int64           `json:"deadline,omitempty"` // Unix milliseconds; 0: none

@@ -41,9 +41,31 @@ func Func(f func(in contract.Input) contract.Output) Handler {
 // private copy of standard output and points file descriptor 1 at standard
 // error, so that whatever the service prints (fmt.Println) is logged and
 // cannot corrupt the protocol.
-func Serve(h Handler) {
+func Serve(h Handler) { ServeWith(h, Options{}) }
+
+// Options are what a worker may answer besides invocations: a self-test
+// and, for a runtime registered with a node by descriptor, properties for
+// the node's offer. A nil field is not offered (ready's accepts leaves its
+// request type out).
+type Options struct {
+	// Load, when set, is given the init message's modules before the
+	// worker answers ready: a runtime that interprets its services' files
+	// (one registered by descriptor) loads them here. An error is the
+	// init error (the module did not load) and the worker exits.
+	Load func(modules []Module) error
+	// Test is the service's self-test (a test message): a nil error
+	// passes, an error fails the deploy with its text. ctx ends at the
+	// service's timeout.
+	Test func(ctx context.Context) error
+	// Offer returns the properties the runtime adds to the node's offer
+	// (an offer message), as in Golem's runtime offer.
+	Offer func(ctx context.Context) (map[string]any, error)
+}
+
+// ServeWith is Serve with o's answers to test and offer messages.
+func ServeWith(h Handler, o Options) {
 	in, out := stdio()
-	if err := Run(context.Background(), h, in, out); err != nil {
+	if err := RunWith(context.Background(), h, o, in, out); err != nil {
 		fmt.Fprintf(os.Stderr, "andromeda worker: %v\n", err)
 		os.Exit(1)
 	}
@@ -60,7 +82,12 @@ func Serve(h Handler) {
 // or a failed write; it never closes w. Run is what Serve calls; tests
 // call it with pipes.
 func Run(ctx context.Context, h Handler, r io.Reader, w io.Writer) error {
-	s := &server{h: h, w: w, calls: map[string]context.CancelFunc{}, maxLine: DefaultMaxLine}
+	return RunWith(ctx, h, Options{}, r, w)
+}
+
+// RunWith is Run with o's answers to test and offer messages.
+func RunWith(ctx context.Context, h Handler, o Options, r io.Reader, w io.Writer) error {
+	s := &server{h: h, o: o, w: w, calls: map[string]context.CancelFunc{}, maxLine: DefaultMaxLine}
 	ctx, cancelAll := context.WithCancel(ctx)
 	defer cancelAll()
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -84,18 +111,25 @@ func Run(ctx context.Context, h Handler, r io.Reader, w io.Writer) error {
 		s.send(&Message{Type: TypeError, ID: init.ID, Error: &Error{Code: CodeInit, Message: fmt.Sprintf("protocol %d is not supported: this worker speaks %d", init.Protocol, Version)}})
 		return fmt.Errorf("init: protocol %d, want %d", init.Protocol, Version)
 	}
-	// The worker is its own module: it only checks that what init names
-	// is there, as a shim that loads the module would.
-	for _, m := range init.Modules {
-		if m.Entry == "" {
-			continue
+	if o.Load != nil {
+		if err := o.Load(init.Modules); err != nil {
+			s.send(&Message{Type: TypeError, ID: init.ID, Error: &Error{Code: CodeInit, Message: err.Error()}})
+			return fmt.Errorf("init: %w", err)
 		}
-		if _, err := os.Stat(m.Entry); err != nil {
-			s.send(&Message{Type: TypeError, ID: init.ID, Error: &Error{Code: CodeInit, Message: fmt.Sprintf("module %s: %v", m.ID, err)}})
-			return fmt.Errorf("init: module %s: %w", m.ID, err)
+	} else {
+		// The worker is its own module: it only checks that what init
+		// names is there, as a shim that loads the module would.
+		for _, m := range init.Modules {
+			if m.Entry == "" {
+				continue
+			}
+			if _, err := os.Stat(m.Entry); err != nil {
+				s.send(&Message{Type: TypeError, ID: init.ID, Error: &Error{Code: CodeInit, Message: fmt.Sprintf("module %s: %v", m.ID, err)}})
+				return fmt.Errorf("init: module %s: %w", m.ID, err)
+			}
 		}
 	}
-	if err := s.send(&Message{Type: TypeReady, ID: init.ID, Protocol: Version, Runtime: "go", Version: runtime.Version(), Concurrency: concurrency}); err != nil {
+	if err := s.send(&Message{Type: TypeReady, ID: init.ID, Protocol: Version, Runtime: "go", Version: runtime.Version(), Concurrency: concurrency, Accepts: o.accepts()}); err != nil {
 		return err
 	}
 
@@ -133,6 +167,7 @@ func Run(ctx context.Context, h Handler, r io.Reader, w io.Writer) error {
 // server is one Run's state.
 type server struct {
 	h       Handler
+	o       Options
 	maxLine int
 	wg      sync.WaitGroup
 
@@ -220,6 +255,9 @@ func (s *server) readLoop(ctx context.Context) {
 			if !s.invoke(ctx, m) {
 				return // another goroutine reads now
 			}
+		case TypeTest, TypeOffer:
+			s.wg.Add(1)
+			go s.request(ctx, m)
 		case TypeCancel:
 			s.mu.Lock()
 			cancel := s.calls[m.ID]

@@ -22,6 +22,10 @@
 // the run as crashed with the error's message and stack, and so does an
 // output JSON cannot encode (a cycle, a BigInt, nesting deeper than the
 // stack); the worker lives on.
+//
+// A service may also export test() (sync or async): its self-test, which the
+// node runs at deploy and on `andromeda test NAME`. A throw or rejection
+// fails it with the error's message.
 
 const { pathToFileURL } = require('node:url');
 
@@ -51,6 +55,13 @@ const inflight = new Map(); // invocation id → AbortController
 let initialised = false;
 let shuttingDown = false;
 
+function pickTest(ns) {
+  for (const c of [ns, ns && ns.default]) {
+    if (c && typeof c.test === 'function') return c.test.bind(c);
+  }
+  return null;
+}
+
 function pick(ns) {
   for (const c of [ns, ns && ns.default]) {
     if (c && typeof c.decide === 'function') return { fn: c.decide.bind(c), kind: 'decide' };
@@ -72,6 +83,7 @@ async function init(msg) {
       const ns = await import(pathToFileURL(m.entry).href);
       const found = pick(ns);
       if (!found) throw new Error(`${m.entry} exports neither decide(ctx) nor handle(input)`);
+      found.test = pickTest(ns);
       modules.set(m.id, found);
     }
     if (modules.size === 0) throw new Error('init names no module');
@@ -80,7 +92,29 @@ async function init(msg) {
     process.exit(1);
   }
   initialised = true;
-  send({ type: 'ready', id: msg.id, protocol: PROTOCOL, runtime: 'node', version: process.version, concurrency: maxInFlight });
+  send({ type: 'ready', id: msg.id, protocol: PROTOCOL, runtime: 'node', version: process.version, concurrency: maxInFlight, accepts: ['test'] });
+}
+
+// runTest answers a test message: the module's test() passed (or it has
+// none) in a result, or failed in an error.
+async function runTest(msg) {
+  const mod = modules.get(msg.module || 'main');
+  if (!mod) {
+    sendError(msg.id, 'error', `no module ${JSON.stringify(msg.module)}`);
+    return;
+  }
+  if (!mod.test) {
+    send({ type: 'result', id: msg.id, output: { ran: false } });
+    return;
+  }
+  try {
+    await mod.test();
+  } catch (e) {
+    const { message, stack } = describe(e);
+    send({ type: 'error', id: msg.id, error: { code: 'error', message, stack } });
+    return;
+  }
+  send({ type: 'result', id: msg.id, output: { ran: true } });
 }
 
 function context(id, msg, ctrl) {
@@ -261,6 +295,7 @@ async function handle(line) {
   switch (msg.type) {
     case 'invoke': invoke(msg); break;
     case 'cancel': cancel(msg.id); break;
+    case 'test': runTest(msg); break;
     case 'shutdown': shutdown(msg.by); break;
     default: break; // unknown types are ignored
   }

@@ -23,6 +23,10 @@ cannot encode (a cycle, NaN, nesting deeper than the recursion limit); the
 worker lives on. An input nested deeper than the recursion limit lets json
 decode is answered bad_input.
 
+A module may also define test() (plain or coroutine): its self-test, which
+the node runs at deploy and on `andromeda test NAME`; a raised exception
+fails it with its message.
+
 Plain functions run one at a time on the main thread, so the worker tells
 the runner it takes one invocation at a time (a cancel cannot stop them: the
 runner kills the worker instead). Coroutine functions run as asyncio tasks,
@@ -38,6 +42,7 @@ import time
 
 # asyncio, inspect, threading and traceback are imported when needed: they
 # cost tens of milliseconds of start-up a plain service should not pay.
+NO_TEST = object()  # call_test's answer for a module without test()
 CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 
 
@@ -248,7 +253,8 @@ class Worker:
         self.is_async = any(m["async"] for m in self.modules.values())
         concurrency = self.max_in_flight if self.is_async else 1
         self.send({"type": "ready", "id": msg.get("id"), "protocol": PROTOCOL, "runtime": "python",
-                   "version": sys.version.split()[0], "concurrency": concurrency})
+                   "version": sys.version.split()[0], "concurrency": concurrency,
+                   "accepts": ["test"]})
 
     def load(self, m):
         entry = m["entry"]
@@ -271,7 +277,9 @@ class Worker:
                     if code is not None:
                         bound = 1 if hasattr(fn, "__self__") else 0
                         wants_ctx = code.co_argcount - bound >= 2 or bool(code.co_flags & 0x04)  # *args
-                return {"fn": fn, "kind": kind, "ctx": wants_ctx, "async": is_coroutine_function(fn)}
+                test = getattr(module, "test", None)
+                return {"fn": fn, "kind": kind, "ctx": wants_ctx, "async": is_coroutine_function(fn),
+                        "test": test if callable(test) else None}
         raise AttributeError("%s defines neither decide(ctx) nor handle(input)" % entry)
 
     def call(self, msg):
@@ -290,6 +298,19 @@ class Worker:
         if mod["ctx"]:
             return mod["fn"](inp, ctx)
         return mod["fn"](inp)
+
+    def call_test(self, msg):
+        """Calls the module's test(); returns NO_TEST when it has none, else
+        its value, maybe an awaitable."""
+        mod = self.modules.get(msg.get("module") or "main")
+        if mod is None:
+            raise LookupError("no module %r" % msg.get("module"))
+        if mod["test"] is None:
+            return NO_TEST
+        return mod["test"]()
+
+    def tested(self, id, ran):
+        self.send({"type": "result", "id": id, "output": {"ran": ran is not NO_TEST}})
 
     # --- serving --------------------------------------------------------
 
@@ -318,6 +339,19 @@ class Worker:
                     self.failure(id, e)
                     continue
                 self.result(id, value)
+            elif kind == "test":
+                id = msg.get("id")
+                try:
+                    value = self.call_test(msg)
+                    if is_awaitable(value):
+                        import asyncio
+
+                        loop = loop or asyncio.new_event_loop()
+                        value = loop.run_until_complete(value)
+                except Exception as e:  # noqa: BLE001 - the test's failure is its answer
+                    self.failure(id, e)
+                    continue
+                self.tested(id, value)
             elif kind == "shutdown":
                 return  # nothing runs: exit, reading no further
             # cancel: the invocation it names has already ended, since
@@ -372,6 +406,10 @@ class Worker:
                     continue
                 tasks[id] = asyncio.ensure_future(self.run_task(msg))
                 tasks[id].add_done_callback(lambda _t, id=id: tasks.pop(id, None))
+            elif kind == "test":
+                id = msg.get("id")
+                tasks[id] = asyncio.ensure_future(self.run_test_task(msg))
+                tasks[id].add_done_callback(lambda _t, id=id: tasks.pop(id, None))
             elif kind == "cancel":
                 task = tasks.get(msg.get("id"))
                 if task is not None:
@@ -414,6 +452,17 @@ class Worker:
         finally:
             self.cancelled.discard(id)
         self.result(id, value)
+
+    async def run_test_task(self, msg):
+        id = msg.get("id")
+        try:
+            value = self.call_test(msg)
+            if is_awaitable(value):
+                value = await value
+        except Exception as e:  # noqa: BLE001 - the test's failure is its answer
+            self.failure(id, e)
+            return
+        self.tested(id, value)
 
 
 def main():

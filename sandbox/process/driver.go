@@ -73,7 +73,8 @@ type Driver struct {
 
 	mu       sync.Mutex
 	tools    map[string]*lang.Toolchain // detected toolchains, by language
-	disabled map[string]string          // language → why Test disabled it
+	disabled map[string]string          // language → why Test (or the node's certification) disabled it
+	runtimes map[string]*lang.Language  // languages of runtimes registered by descriptor (AddRuntime)
 	deps     map[sandbox.Deployment]struct{}
 	closed   bool
 }
@@ -108,7 +109,11 @@ func (d *Driver) toolchains(ctx context.Context) map[string]*lang.Toolchain {
 // toolchain returns the language named name and its toolchain, or an error
 // saying why it cannot run.
 func (d *Driver) toolchain(ctx context.Context, name string) (*lang.Language, *lang.Toolchain, error) {
+	rl, rtc, isRuntime := d.runtime(ctx, name)
 	tc, ok := d.toolchains(ctx)[name]
+	if isRuntime {
+		tc, ok = rtc, true
+	}
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: language %q (the process driver runs %s)", sandbox.ErrUnsupported, name, lang.Names())
 	}
@@ -118,8 +123,11 @@ func (d *Driver) toolchain(ctx context.Context, name string) (*lang.Language, *l
 	switch {
 	case tc.Err != nil:
 		return nil, nil, fmt.Errorf("%w: %v", sandbox.ErrUnsupported, tc.Err)
-	case why != "":
+	case why != "" && ctx.Value(anyLanguage{}) == nil:
 		return nil, nil, fmt.Errorf("%w: language %s disabled by the self-test: %s", sandbox.ErrUnsupported, name, why)
+	}
+	if isRuntime {
+		return rl, tc, nil
 	}
 	return lang.Lookup(name), tc, nil
 }
@@ -158,6 +166,7 @@ func (d *Driver) Offer() sandbox.Offer {
 			o.Languages[name] = v
 		}
 	}
+	d.offerRuntimes(&o)
 	o.Notes = append(o.Notes, h.notes...)
 	o.Notes = append(o.Notes,
 		"limits apply per worker; a server-mode pool holds limits.concurrency workers",

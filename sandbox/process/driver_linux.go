@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,6 +81,9 @@ func (d *Driver) Test(ctx context.Context) error {
 			d.cfg.Logger.Warn("process driver: language disabled", "language", name, "reason", err.Error())
 			continue
 		}
+		d.mu.Lock()
+		delete(d.disabled, name) // passed again (andromeda selftest)
+		d.mu.Unlock()
 		d.cfg.Logger.Info("process driver: language ready", "language", name, "version", tc.Version, "installer", tc.InstallerVersion)
 	}
 	return nil
@@ -154,6 +158,9 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, builtin string) 
 	if err != nil {
 		return fail(err)
 	}
+	if len(l.Modes) > 0 && !slices.Contains(l.Modes, mode) {
+		return fail(fmt.Errorf("%w: the %s runtime serves %v mode only", sandbox.ErrUnsupported, l.Name, l.Modes))
+	}
 	js, module, err := d.workerJail(ctx, spec, l, tc, builtin)
 	if err != nil {
 		return fail(err)
@@ -220,6 +227,9 @@ func (d *Driver) workerJail(ctx context.Context, spec sandbox.Spec, l *lang.Lang
 	deps, err := d.ensureDeps(ctx, spec, l, tc)
 	if err != nil {
 		return js, module, err
+	}
+	if l.Exe != "" {
+		js.Binds = append(js.Binds, jail.Bind{Source: l.Exe, Target: lang.RuntimeDir + "/" + l.Name})
 	}
 	if l.Shim != nil {
 		dir, err := l.WriteShim(d.cfg.WorkDir)

@@ -37,3 +37,8 @@ func (d *Driver) RemoveDep(ctx context.Context, spec sandbox.Spec, pkg string) e
 
 // WorkersStarted returns -1 off Linux: the driver starts no worker.
 func WorkersStarted(dep sandbox.Deployment) int64 { return -1 }
+
+// RuntimeOffer fails off Linux with sandbox.ErrUnsupported.
+func (d *Driver) RuntimeOffer(ctx context.Context, spec sandbox.Spec) (map[string]any, error) {
+	return nil, fmt.Errorf("offer %s: %w: %v", spec.Service, sandbox.ErrUnsupported, errNotLinux)
+}

@@ -43,6 +43,7 @@ type workerProc struct {
 	stuck     int // calls sent a cancel and not answered yet: the worker takes no new one
 	capacity  int
 	ready     bool
+	accepts   []string // the optional requests the worker answers (its ready message's)
 	dead      bool
 	killedFor string // why the driver killed the worker; "" if it did not
 	blame     bool   // the kill was the service's fault (protocol error): a crash
@@ -601,6 +602,7 @@ func (w *workerProc) handle(line []byte) error {
 			return fmt.Errorf("the worker speaks protocol %d, the driver %d", m.Protocol, worker.Version)
 		}
 		w.ready = true
+		w.accepts = m.Accepts
 		w.capacity = min(max(m.Concurrency, 1), w.capacity)
 		w.mu.Unlock()
 		w.signalReady(nil)

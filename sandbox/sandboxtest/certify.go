@@ -29,6 +29,8 @@ type Kit struct {
 	// has them (server/log, protocol/cancel) or a case's name alone (log:
 	// in every mode). A mode's deploy runs when one of its cases does.
 	Checks []string
+	// Modes are the modes to certify; default server and command.
+	Modes []sandbox.Mode
 }
 
 // runs reports whether k runs the check named mode/name.
@@ -44,7 +46,7 @@ func (k Kit) runs(mode, name string) bool {
 // check's Check to each as it ends. The error names the checks that
 // failed; a mode whose deployment fails runs no case.
 func Certify(ctx context.Context, k Kit, each func(Check)) error {
-	h := Harness{Started: k.Started, CancelGrace: k.CancelGrace}.withDefaults()
+	h := Harness{Started: k.Started, CancelGrace: k.CancelGrace, Modes: k.Modes}.withDefaults()
 	var failed []string
 	for _, mode := range h.Modes {
 		if !slices.ContainsFunc(cases, func(c kitCase) bool { return c.where != inSuite && k.runs(string(mode), c.name) }) {

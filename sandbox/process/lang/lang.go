@@ -65,6 +65,14 @@ type Language struct {
 	// it to the module's search path (worker.Module.Paths).
 	DepsAt string
 	OnPath bool
+	// Exe, when set, is the host path of a runtime registered by
+	// descriptor: the worker's executable, shown read-only at
+	// RuntimeDir/Name. Its entries are any regular file readable by others
+	// (of Exts, when set), which the runtime loads.
+	Exe string
+	// Modes, when set, are the only modes the language's runtime serves
+	// (a registered runtime's descriptor says).
+	Modes []sandbox.Mode
 }
 
 // Shim is a language shim: a file the interpreter runs, which loads the
@@ -177,9 +185,9 @@ func (l *Language) CheckEntry(dir, entry string) (string, error) {
 			exts = l.Exts[0]
 		}
 		return "", fmt.Errorf("%w: %s entry %s: want a %s file", sandbox.ErrUnsupported, l.Name, entry, exts)
-	case len(l.Exts) == 0 && fi.Mode().Perm()&0o001 == 0:
+	case len(l.Exts) == 0 && l.Exe == "" && fi.Mode().Perm()&0o001 == 0:
 		return "", fmt.Errorf("%s entry %s has mode %v: it must be executable by others (o+x)", l.Name, entry, fi.Mode().Perm())
-	case len(l.Exts) > 0 && fi.Mode().Perm()&0o004 == 0:
+	case (len(l.Exts) > 0 || l.Exe != "") && fi.Mode().Perm()&0o004 == 0:
 		return "", fmt.Errorf("entry %s has mode %v: it must be readable by others (o+r)", entry, fi.Mode().Perm())
 	}
 	return ServiceDir + "/" + filepath.ToSlash(entry), nil

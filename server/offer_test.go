@@ -1,0 +1,47 @@
+package server
+
+import (
+	"context"
+	"testing"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/store"
+)
+
+func (f *fakeBackend) Offer(ctx context.Context) (api.Offer, error) {
+	return api.Offer{Node: "fake", Properties: map[string]any{"andromeda.node.name": "fake"}}, nil
+}
+
+func (f *fakeBackend) SelfTest(ctx context.Context, names ...string) (api.SelfTest, error) {
+	return api.SelfTest{Drivers: []api.SelfTestResult{{Name: "wasm", OK: true, Enabled: true}}}, nil
+}
+
+func (f *fakeBackend) TestService(ctx context.Context, name string) (api.ServiceTest, error) {
+	if name != "svc" {
+		return api.ServiceTest{}, store.ErrNotFound
+	}
+	return api.ServiceTest{Service: name, Ran: true, OK: true}, nil
+}
+
+// TestOfferRoutes: the offer is any token's; selftest and a service's test
+// are the operator's.
+func TestOfferRoutes(t *testing.T) {
+	s := New(&fakeBackend{}, Config{}, nil)
+	for _, c := range []struct {
+		method, path, token string
+		status              int
+	}{
+		{"GET", "/v1/offer", "sub", 200},
+		{"GET", "/v1/offer", "", 401},
+		{"POST", "/v1/selftest", "op", 200},
+		{"POST", "/v1/selftest", "sub", 403},
+		{"POST", "/v1/services/svc/test", "op", 200},
+		{"POST", "/v1/services/svc/test", "sub", 403},
+		{"POST", "/v1/services/nope/test", "op", 404},
+	} {
+		code, e := do(t, s, c.method, c.path, c.token, "application/json", "")
+		if code != c.status {
+			t.Errorf("%s %s as %q = %d (%s), want %d", c.method, c.path, c.token, code, e.Message, c.status)
+		}
+	}
+}
