@@ -400,9 +400,7 @@ func (n *Node) restore(ctx context.Context) error {
 	}
 	for _, rec := range recs {
 		if err := n.restorePhase(ctx, rec); err != nil {
-			n.log.Error("restore service", logService, rec.Name, logErr, err)
-			rec = withPhase(rec, api.PhaseFailed, false, err.Error())
-			if err := n.store.PutService(ctx, rec); err != nil {
+			if err := n.markFailed(ctx, rec, fmt.Errorf("restore: %w", err)); err != nil {
 				return err
 			}
 		}

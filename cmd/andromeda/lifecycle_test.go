@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -250,7 +251,14 @@ func TestLifecycleCLI(t *testing.T) {
 	cliJSON[api.DeployResult](t, env, "deploy", "lc-node")
 	n.Close()
 	n, env, c = startNodeAt(t, data)
+	table, _, err := runCLI(t, env, "ls")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, phase := range want {
+		if !regexp.MustCompile(`(?m)^` + name + `\s.*\s` + phase + `\s`).MatchString(table) {
+			t.Errorf("ls does not show %s %s:\n%s", name, phase, table)
+		}
 		s := cliJSON[api.Service](t, env, "inspect", name)
 		if s.Phase != phase {
 			t.Errorf("%s after a restart: phase %q, want %q", name, s.Phase, phase)
@@ -273,7 +281,7 @@ func TestLifecycleCLI(t *testing.T) {
 	if after := len(cliJSON[[]api.Run](t, env, "runs", "lc-wasm")); after != before {
 		t.Errorf("runs of a removed service: %d, want %d", after, before)
 	}
-	_, err := c.Start(ctx, "lc-wasm")
+	_, err = c.Start(ctx, "lc-wasm")
 	conflict(t, "start a removed service", err, 404, "lc-wasm")
 	_, err = c.Stop(ctx, "lc-wasm", 0)
 	conflict(t, "stop a removed service", err, 404, "lc-wasm")

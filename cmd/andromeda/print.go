@@ -46,9 +46,22 @@ func roundDur(d time.Duration) time.Duration {
 	return d.Round(time.Second)
 }
 
+// phaseOf is a service's phase for a table: "started (dormant)" for a
+// started service deployed on its first trigger; a node that predates
+// phases says only its status.
+func phaseOf(s api.Service) string {
+	switch {
+	case s.Phase == "":
+		return s.Status
+	case s.Status == "dormant":
+		return s.Phase + " (dormant)"
+	}
+	return s.Phase
+}
+
 func health(s api.Service) string {
 	switch {
-	case s.Phase != api.PhaseStarted:
+	case s.Phase != "" && s.Phase != api.PhaseStarted:
 		return "-"
 	case s.Health == nil:
 		return "-"
@@ -64,13 +77,13 @@ func printServices(w io.Writer, list []api.Service) {
 		return
 	}
 	tw := table(w)
-	fmt.Fprintln(tw, "NAME\tVERSION\tDRIVER\tSTATUS\tHEALTH\tTRIGGERS\tOWNER\tDIGEST")
+	fmt.Fprintln(tw, "NAME\tVERSION\tDRIVER\tPHASE\tHEALTH\tTRIGGERS\tOWNER\tDIGEST")
 	for _, s := range list {
 		var trig []string
 		for _, t := range s.Triggers {
 			trig = append(trig, t.Spec)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Version, s.Decision.Driver, s.Status, health(s),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Version, s.Decision.Driver, phaseOf(s), health(s),
 			orDash(strings.Join(trig, ", ")), orDash(s.Owner), shortDigest(s.Digest))
 	}
 	tw.Flush()

@@ -118,9 +118,9 @@ func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild
 		return printJSON(env.stdout, res)
 	}
 	s := res.Service
-	state := "submitted, deployed and started"
+	state := "submitted and deployed; started"
 	if noStart {
-		state = "submitted and deployed, not started (andromeda start " + s.Name + ")"
+		state = "submitted and deployed; not started (andromeda start " + s.Name + ")"
 	}
 	if res.Unchanged {
 		state = "unchanged: this version is already deployed"
