@@ -50,9 +50,9 @@ type deployed struct {
 	contended  atomic.Int32
 	rates      rates // runs and actions of the last minute, for capabilities.caps
 
-	live atomic.Pointer[liveConfig] // the config next runs get (config_set.go)
-	life       phase // the live phase and the runs in flight (lifecycle.go)
-	volumes    []sandbox.Volume
+	live    atomic.Pointer[liveConfig] // the config next runs get (config_set.go)
+	life    phase                      // the live phase and the runs in flight (lifecycle.go)
+	volumes []sandbox.Volume
 }
 
 // timeout bounds one invocation: the admitted limits.timeout.
