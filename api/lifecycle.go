@@ -41,9 +41,9 @@ type DeployResult struct {
 	// Valid is {"ok": ...} when the deployment was made and checked, or
 	// {"err": "message"} when it was not (the service is then failed).
 	Valid DeployValid `json:"valid"`
-	// Volumes are the service's declared volumes; an empty list when it
-	// declares none.
-	Volumes []DeployVolume `json:"volumes"`
+	// Volumes are the service's declared volumes with what they hold; an
+	// empty list when it declares none.
+	Volumes []Volume `json:"volumes"`
 	// Service is the service after the step, with its phase.
 	Service Service `json:"service"`
 }
@@ -59,13 +59,6 @@ type DeployOK struct {
 	Driver  string `json:"driver"`
 	Version string `json:"version"`
 	Digest  string `json:"digest"`
-}
-
-// DeployVolume is one volume of a deployment: its name and path inside the
-// sandbox.
-type DeployVolume struct {
-	Name string `json:"name"`
-	Path string `json:"path"`
 }
 
 // StopRequest is the optional body of POST /v1/services/{name}/stop.

@@ -247,9 +247,14 @@ func (n *Node) DeployService(ctx context.Context, p server.Principal, name strin
 // deployResult is the deploy answer for rec, in the Golem runtime API's
 // shape.
 func (n *Node) deployResult(rec store.Service, failure error) api.DeployResult {
-	r := api.DeployResult{StartMode: api.StartEmpty, Volumes: []api.DeployVolume{}, Service: n.view(rec)}
-	if m, err := manifest.Parse(rec.Manifest, manifest.JSON); err == nil && m.Mode == manifest.ModeServer {
-		r.StartMode = api.StartBlocking
+	r := api.DeployResult{StartMode: api.StartEmpty, Volumes: []api.Volume{}, Service: n.view(rec)}
+	if m, err := manifest.Parse(rec.Manifest, manifest.JSON); err == nil {
+		if m.Mode == manifest.ModeServer {
+			r.StartMode = api.StartBlocking
+		}
+		if vs := volumeInfo(n.volumeSpecs(rec.Name, m)); vs != nil {
+			r.Volumes = vs
+		}
 	}
 	if failure != nil {
 		msg := failure.Error()
@@ -440,6 +445,12 @@ func (n *Node) halt(d *deployed, grace time.Duration) {
 	select {
 	case <-d.life.drained():
 	case <-ctx.Done():
+		// The grace is over: what still runs is killed like a kill
+		// (andromeda kill), and recorded cancelled with the reason.
+		by := fmt.Sprintf("stop after its grace of %s", grace)
+		for _, fl := range n.inflight.list(func(fl *flight) bool { return fl.service == name }) {
+			fl.cancel(by)
+		}
 	}
 	d.deployMu.Lock()
 	dep := d.dep

@@ -13,7 +13,7 @@ import (
 // The fake backend's lifecycle steps record what they were asked; the
 // real steps are exercised end to end in package node and the CLI.
 func (f *fakeBackend) DeployService(ctx context.Context, p Principal, name string) (api.DeployResult, error) {
-	return api.DeployResult{StartMode: api.StartEmpty, Volumes: []api.DeployVolume{}}, nil
+	return api.DeployResult{StartMode: api.StartEmpty, Volumes: []api.Volume{}}, nil
 }
 func (f *fakeBackend) StartService(ctx context.Context, p Principal, name string) (api.Service, error) {
 	return api.Service{Name: name, Phase: api.PhaseStarted}, nil

@@ -215,8 +215,8 @@ func TestLifecycleCLI(t *testing.T) {
 				}
 				select {
 				case r := <-slept:
-					if r.Outcome == "ok" || r.Outcome == "noop" || r.ID == "" {
-						t.Errorf("the run in flight at stop: %+v", r)
+					if r.Outcome != "cancelled" || !strings.Contains(r.Error, "stop after its grace") || r.ID == "" {
+						t.Errorf("the run in flight at stop: %+v, want cancelled by the stop", r)
 					}
 				case <-time.After(5 * time.Second):
 					t.Fatal("the run in flight was not over when stop answered")
