@@ -316,7 +316,7 @@ func TestUsageErrors(t *testing.T) {
 		args, msg string
 	}{
 		{"bogus", `unknown command "bogus" for "andromeda"`},
-		{"lss", "did you mean ls?"},
+		{"lss", "did you mean logs or ls?"},
 		{"token bogus", `unknown command "bogus" for "andromeda token"`},
 		{"completion tcsh", `unknown command "tcsh" for "andromeda completion"`},
 		{"help bogus", `unknown command "bogus" for "andromeda"`},
