@@ -11,10 +11,10 @@ import (
 
 // BenchmarkStop measures stop-to-stopped through the API (request, the
 // triggers disarmed, the runs in flight given their grace and recorded,
-// the deployment released, the record written, the answer): idle, a wasm
-// service with nothing running; inflight, one whose run spins forever
-// when the stop comes, killed after a 100 ms grace. Each stop is followed
-// by an untimed start.
+// the deployment released, the record written, the answer), per driver:
+// idle, a service with nothing running; inflight, one whose run spins
+// forever when the stop comes, killed after a 100 ms grace. Each stop is
+// followed by an untimed start (which deploys again).
 func BenchmarkStop(b *testing.B) {
 	ctx := context.Background()
 	n := startNode(b)
@@ -35,16 +35,16 @@ func BenchmarkStop(b *testing.B) {
 		}
 	}
 	const grace = 100 * time.Millisecond
-	bench := func(b *testing.B, service string, inflight bool) {
+	bench := func(b *testing.B, service, input string, inflight bool) {
 		lat := make([]time.Duration, 0, b.N)
 		for range b.N {
 			done := make(chan struct{})
 			if inflight {
 				go func() {
 					defer close(done)
-					n.op.Fire(ctx, service, json.RawMessage(`{}`))
+					n.op.Fire(ctx, service, json.RawMessage(input))
 				}()
-				time.Sleep(20 * time.Millisecond) // the run is in the guest
+				time.Sleep(100 * time.Millisecond) // the run is in the guest
 			} else {
 				close(done)
 			}
@@ -63,6 +63,16 @@ func BenchmarkStop(b *testing.B) {
 		}
 		reportPercentiles(b, lat)
 	}
-	b.Run("idle", func(b *testing.B) { bench(b, "bench-echo", false) })
-	b.Run("inflight", func(b *testing.B) { bench(b, "bench-spin", true) })
+	b.Run("wasm/idle", func(b *testing.B) { bench(b, "bench-echo", `{}`, false) })
+	b.Run("wasm/inflight", func(b *testing.B) { bench(b, "bench-spin", `{}`, true) })
+	// The process driver, server mode: a stop shuts the warm workers down
+	// (idle), or kills the one spinning after the grace (inflight).
+	for _, lang := range []string{"node", "python", "exec"} {
+		name := "bench-stop-" + lang
+		if _, err := n.op.Submit(ctx, pack(b, guestServiceDir(b, name, lang))); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(lang+"/idle", func(b *testing.B) { bench(b, name, `{"do":"noop","reason":"x"}`, false) })
+		b.Run(lang+"/inflight", func(b *testing.B) { bench(b, name, `{"do":"spin"}`, true) })
+	}
 }
