@@ -132,6 +132,12 @@ func (c certifiable) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Dep
 	return c.Driver.Deploy(context.WithValue(ctx, anyLanguage{}, true), spec)
 }
 
+// StartRaw starts a worker of a disabled language too, for the kit's
+// protocol checks.
+func (c certifiable) StartRaw(ctx context.Context, spec sandbox.Spec) (*sandbox.RawWorker, error) {
+	return c.Driver.StartRaw(context.WithValue(ctx, anyLanguage{}, true), spec)
+}
+
 // runtime returns the registered runtime's language name, if it is one,
 // and its toolchain; ok is false for any other name. A disabled one is
 // refused with the reason.

@@ -37,6 +37,18 @@ func main() {
 		case broken:
 			return contract.Output{Noop: "broken"}, nil
 		case isGuest:
+			// The operations that need the runtime (wait, log), then
+			// package guest's.
+			var op struct{ Do, Level, Message string }
+			_ = json.Unmarshal(in.Message, &op)
+			switch op.Do {
+			case "wait":
+				<-ctx.Done()
+				return contract.Output{}, ctx.Err()
+			case "log":
+				worker.Log(ctx, op.Level, op.Message)
+				return guest.Noop("logged"), nil
+			}
 			out, _ := guest.Do(in)
 			return out, nil
 		}
