@@ -140,7 +140,7 @@ func (b *Bus) watch(quit <-chan struct{}) {
 // check updates the health and, when the store cannot write and enough
 // space is free, restarts JetStream.
 func (b *Bus) check(r *recovery, now time.Time) {
-	problem := b.storeProblem()
+	problem := b.lastingProblem()
 	if problem == "" {
 		if b.health.set(nil) {
 			b.log.Info("jetstream stores again")
@@ -184,6 +184,38 @@ func (b *Bus) setUnhealthy(problem string) {
 	if b.health.set(fmt.Errorf("bus: %w: %s", ErrUnavailable, problem)) {
 		b.log.Error("jetstream cannot store", logErr, problem)
 	}
+}
+
+// How often, and how far apart, a problem must be seen before it counts.
+const (
+	problemLooks = 3
+	problemGap   = 100 * time.Millisecond
+)
+
+// lastingProblem is storeProblem with what goes away by itself left out:
+// only the problems seen in each of problemLooks looks problemGap apart.
+// The server's health report walks the stream directories on disk, and a
+// stream being created has its directory before it is registered, so for
+// a moment it reads "could not be recovered"; restarting JetStream for
+// that would drop every request in flight, the creation among them (seen
+// as a node start timing out on a bucket it was creating).
+func (b *Bus) lastingProblem() string {
+	seen := b.storeProblem()
+	for i := 1; i < problemLooks && seen != ""; i++ {
+		time.Sleep(problemGap)
+		now := map[string]bool{}
+		for _, p := range strings.Split(b.storeProblem(), "; ") {
+			now[p] = true
+		}
+		var kept []string
+		for _, p := range strings.Split(seen, "; ") {
+			if now[p] {
+				kept = append(kept, p)
+			}
+		}
+		seen = strings.Join(kept, "; ")
+	}
+	return seen
 }
 
 // storeProblem asks the embedded server for its health (JetStream enabled,
