@@ -319,6 +319,20 @@ func (n *Node) switchEvents(d *deployed) {
 	n.refreshPublicTopics("")
 }
 
+// holdEvents makes the durable consumers of d's event triggers without
+// consuming from them: the events published on their topics from now on
+// wait in the stream until switchEvents starts the loops.
+func (n *Node) holdEvents(d *deployed) {
+	for i, t := range d.triggers {
+		if t.Kind != trigger.KindEvent || bus.CheckTopic(t.Topic) != nil {
+			continue
+		}
+		if _, err := n.eventConsumer(d, consumerName(d.rec.Name, i, t.Topic), t.Topic); err != nil {
+			n.log.Error("event trigger cannot hold its events until the service starts", logService, d.rec.Name, logTrigger, trigger.Name(i), "topic", t.Topic, logErr, err)
+		}
+	}
+}
+
 // stopEventLoops stops service's consumer loops, waiting for each to end;
 // their durable consumers stay.
 func (n *Node) stopEventLoops(service string) {

@@ -314,11 +314,14 @@ func (n *Node) markFailed(ctx context.Context, rec store.Service, cause error) e
 }
 
 // install makes d the service's deployment without arming it; the one it
-// replaces must have no deployment left (stopped or never deployed).
+// replaces must have no deployment left (stopped or never deployed). Its
+// event triggers' durable consumers are made now, so that events
+// published before its first start wait for it in the stream.
 func (n *Node) install(d *deployed) {
 	n.mu.Lock()
 	n.services[d.rec.Name] = d
 	n.mu.Unlock()
+	n.holdEvents(d)
 }
 
 // StartService implements server.LifecycleBackend: arm a service's

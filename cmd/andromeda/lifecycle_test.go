@@ -148,7 +148,8 @@ func conflict(t *testing.T, what string, err error, status int, want string) {
 
 // TestLifecycleCLI drives a service on each driver (wasm; exec, node and
 // python on the process driver) through its phases with the CLI: submit
-// --no-start runs nothing, deploy answers its start mode, start arms it,
+// --no-start runs nothing (an event published then runs after start),
+// deploy answers its start mode, start arms it,
 // stop kills a run in flight after its grace and keeps the events
 // published meanwhile for after start, a node restart restores every
 // phase, rm keeps the run history and rm --purge deletes it. Bad
@@ -177,6 +178,10 @@ func TestLifecycleCLI(t *testing.T) {
 				if runs, err := c.Runs(ctx, g.name, 10); err != nil || len(runs) != 0 {
 					t.Fatalf("runs before start: %d, %v", len(runs), err)
 				}
+				// Published before the first start: it waits for the start.
+				if _, err := c.Publish(ctx, g.name, json.RawMessage(`{"do":"noop","reason":"before start"}`)); err != nil {
+					t.Fatal(err)
+				}
 
 				dr := cliJSON[api.DeployResult](t, env, "deploy", g.name)
 				if dr.StartMode != g.startMode || dr.Valid.Ok == nil || dr.Valid.Err != nil || dr.Volumes == nil || dr.Service.Phase != api.PhaseDeployed {
@@ -192,6 +197,7 @@ func TestLifecycleCLI(t *testing.T) {
 				if r := cliJSON[api.Run](t, env, "fire", g.name, "--input", `{"do":"noop","reason":"one"}`); r.Outcome != "noop" || r.Noop != "one" {
 					t.Fatalf("fire: %+v", r)
 				}
+				waitRun(t, c, g.name, "before start")
 
 				// A run that never ends is in flight when the stop comes:
 				// it is killed after the grace, recorded, and the stop
