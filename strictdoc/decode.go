@@ -461,13 +461,15 @@ func (s *state) toAny(v *Value, path string) (any, bool) {
 // number reads back the same after a trip through JSON; nil when it is
 // empty (not finite) or out of float64's range.
 func canonicalNumber(text string) any {
-	if i, err := strconv.ParseInt(text, 10, 64); err == nil {
+	if i, err := strconv.ParseInt(text, 10, 64); err == nil && (i != 0 || !strings.HasPrefix(text, "-")) {
 		return i
 	}
 	f, err := strconv.ParseFloat(text, 64)
 	switch {
 	case err != nil && !errors.Is(err, strconv.ErrRange), math.IsInf(f, 0), math.IsNaN(f):
 		return nil
+	case f == 0 && math.Signbit(f):
+		return f // -0 stays a float: int64 has no negative zero
 	case f == math.Trunc(f) && f >= -(1<<63) && f < 1<<63:
 		return int64(f)
 	}
