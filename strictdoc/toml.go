@@ -292,9 +292,10 @@ func tomlFloat(text string) *Value {
 		return v
 	}
 	f, err := strconv.ParseFloat(strings.ReplaceAll(text, "_", ""), 64)
-	if err == nil {
-		v.Num = strconv.FormatFloat(f, 'g', -1, 64)
+	if err != nil {
+		return &Value{Kind: Bad, Rule: fmt.Sprintf("%s is not a 64-bit floating-point number (out of range)", text)}
 	}
+	v.Num = strconv.FormatFloat(f, 'g', -1, 64)
 	return v
 }
 
