@@ -67,20 +67,7 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		// A problem details body (application/problem+json) as the node
-		// sends; anything else (a proxy's page, plain text) is the detail.
-		e := &Error{}
-		if json.Unmarshal(data, e) != nil || e.Message == "" {
-			e = &Error{Message: strings.TrimSpace(string(data))}
-			if e.Message == "" {
-				e.Message = resp.Status
-			}
-		}
-		e.Status = resp.StatusCode
-		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
-			e.RetryAfter = secs
-		}
-		return e
+		return answerError(resp, data)
 	}
 	if out == nil {
 		return nil
@@ -270,4 +257,22 @@ func (c *Client) Plan(ctx context.Context, name string, message json.RawMessage)
 func (c *Client) RunByID(ctx context.Context, id string) (Run, error) {
 	var r Run
 	return r, c.getJSON(ctx, "/v1/runs/"+url.PathEscape(id), &r)
+}
+
+// answerError is the *Error of an answer of 300 or more whose body is
+// data: a problem details body (application/problem+json) as the node
+// sends; anything else (a proxy's page, plain text) is the detail.
+func answerError(resp *http.Response, data []byte) *Error {
+	e := &Error{}
+	if json.Unmarshal(data, e) != nil || e.Message == "" {
+		e = &Error{Message: strings.TrimSpace(string(data))}
+		if e.Message == "" {
+			e.Message = resp.Status
+		}
+	}
+	e.Status = resp.StatusCode
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		e.RetryAfter = secs
+	}
+	return e
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -151,16 +150,5 @@ func (c *Client) stream(ctx context.Context, method, path string, body io.Reader
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	e := &Error{}
-	if json.Unmarshal(data, e) != nil || e.Message == "" {
-		e = &Error{Message: strings.TrimSpace(string(data))}
-		if e.Message == "" {
-			e.Message = resp.Status
-		}
-	}
-	e.Status = resp.StatusCode
-	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
-		e.RetryAfter = secs
-	}
-	return nil, e
+	return nil, answerError(resp, data)
 }

@@ -141,32 +141,7 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, builtin string) 
 		name = "service"
 	}
 	fail := func(err error) (*deployment, error) { return nil, fmt.Errorf("deploy %s: %w", name, err) }
-	if err := d.ready(); err != nil {
-		return fail(err)
-	}
-	if err := d.checkLayers(); err != nil {
-		return fail(err)
-	}
-	mode := spec.Mode
-	if mode == "" {
-		mode = sandbox.ModeServer
-	}
-	if mode != sandbox.ModeServer && mode != sandbox.ModeCommand {
-		return fail(fmt.Errorf("%w: mode %q", sandbox.ErrUnsupported, spec.Mode))
-	}
-	l, tc, err := d.toolchain(ctx, spec.Language)
-	if err != nil {
-		return fail(err)
-	}
-	if len(l.Modes) > 0 && !slices.Contains(l.Modes, mode) {
-		return fail(fmt.Errorf("%w: the %s runtime serves %v mode only", sandbox.ErrUnsupported, l.Name, l.Modes))
-	}
-	js, module, err := d.workerJail(ctx, spec, l, tc, builtin)
-	if err != nil {
-		return fail(err)
-	}
-	js.Name = name
-	tmpl, err := d.host().jail.Prepare(js)
+	mode, module, tmpl, err := d.workerTemplate(ctx, spec, name, builtin)
 	if err != nil {
 		return fail(err)
 	}
@@ -191,6 +166,43 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, builtin string) 
 // lang.RuntimeDir and the service's dependencies, installed first, at
 // l.DepsAt, all read-only; the toolchain; l's command line; a clean
 // environment. A builtin worker gets none of the service's.
+// workerTemplate checks that spec can run here (the driver is ready, its
+// isolation layers hold, the mode and the language's toolchain are
+// served) and prepares the jail its workers start from: what a deployment
+// and a raw worker (StartRaw) both start with.
+func (d *Driver) workerTemplate(ctx context.Context, spec sandbox.Spec, name, builtin string) (sandbox.Mode, worker.Module, *jail.Template, error) {
+	if err := d.ready(); err != nil {
+		return "", worker.Module{}, nil, err
+	}
+	if err := d.checkLayers(); err != nil {
+		return "", worker.Module{}, nil, err
+	}
+	mode := spec.Mode
+	if mode == "" {
+		mode = sandbox.ModeServer
+	}
+	if mode != sandbox.ModeServer && mode != sandbox.ModeCommand {
+		return "", worker.Module{}, nil, fmt.Errorf("%w: mode %q", sandbox.ErrUnsupported, spec.Mode)
+	}
+	l, tc, err := d.toolchain(ctx, spec.Language)
+	if err != nil {
+		return "", worker.Module{}, nil, err
+	}
+	if len(l.Modes) > 0 && !slices.Contains(l.Modes, mode) {
+		return "", worker.Module{}, nil, fmt.Errorf("%w: the %s runtime serves %v mode only", sandbox.ErrUnsupported, l.Name, l.Modes)
+	}
+	js, module, err := d.workerJail(ctx, spec, l, tc, builtin)
+	if err != nil {
+		return "", worker.Module{}, nil, err
+	}
+	js.Name = name
+	tmpl, err := d.host().jail.Prepare(js)
+	if err != nil {
+		return "", worker.Module{}, nil, err
+	}
+	return mode, module, tmpl, nil
+}
+
 func (d *Driver) workerJail(ctx context.Context, spec sandbox.Spec, l *lang.Language, tc *lang.Toolchain, builtin string) (jail.Spec, worker.Module, error) {
 	path := jail.Path
 	if tc.Exe != "" {

@@ -26,29 +26,7 @@ func (d *Driver) StartRaw(ctx context.Context, spec sandbox.Spec) (*sandbox.RawW
 	fail := func(err error) (*sandbox.RawWorker, error) {
 		return nil, fmt.Errorf("start worker of %s: %w", name, err)
 	}
-	if err := d.ready(); err != nil {
-		return fail(err)
-	}
-	if err := d.checkLayers(); err != nil {
-		return fail(err)
-	}
-	mode := spec.Mode
-	if mode == "" {
-		mode = sandbox.ModeServer
-	}
-	if mode != sandbox.ModeServer && mode != sandbox.ModeCommand {
-		return fail(fmt.Errorf("%w: mode %q", sandbox.ErrUnsupported, spec.Mode))
-	}
-	l, tc, err := d.toolchain(ctx, spec.Language)
-	if err != nil {
-		return fail(err)
-	}
-	js, module, err := d.workerJail(ctx, spec, l, tc, "")
-	if err != nil {
-		return fail(err)
-	}
-	js.Name = name
-	tmpl, err := d.host().jail.Prepare(js)
+	mode, module, tmpl, err := d.workerTemplate(ctx, spec, name, "")
 	if err != nil {
 		return fail(err)
 	}
