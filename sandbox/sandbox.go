@@ -98,7 +98,57 @@ type Spec struct {
 	// protocol log messages), without the trailing newline. It must not
 	// block and may be called from several goroutines; nil drops the lines.
 	Log func(line string)
+
+	// Image is the container image a docker image service runs: a
+	// reference pinned by registry digest (REF@sha256:...) or an image ID
+	// (sha256:...), or a tag where the policy allows tags. Empty for an
+	// archive service, which the docker driver runs in the runtime image
+	// its configuration names for Language.
+	Image string
+	// Command is an image service's command (the container's argv);
+	// empty: the image's own entrypoint and command.
+	Command []string
+	// Container is the existing container the decision placed a docker
+	// service into (the policy's containers); empty for new containers.
+	Container string
+	// Fallback is what the docker driver does when Container is not
+	// running: FallbackNew runs the service in new containers,
+	// FallbackRefuse fails the deploy. Empty means FallbackNew.
+	Fallback string
 }
+
+// The values of Spec.Fallback.
+const (
+	FallbackNew    = "new"
+	FallbackRefuse = "refuse"
+)
+
+// Placed is implemented by deployments that run in containers: where the
+// service runs and why (andromeda inspect shows it).
+type Placed interface {
+	Placement() Placement
+}
+
+// Placement is where a container deployment runs.
+type Placement struct {
+	// Kind is PlacementNew (containers of its own), PlacementExisting (a
+	// container the policy lists) or PlacementFallback (its own, because
+	// the listed container was not running).
+	Kind string `json:"kind"`
+	// Containers are the names of the containers it runs in now.
+	Containers []string `json:"containers"`
+	// Image is the image its containers run, by ID.
+	Image string `json:"image,omitempty"`
+	// Reason says why, in words.
+	Reason string `json:"reason"`
+}
+
+// The values of Placement.Kind.
+const (
+	PlacementNew      = "new"
+	PlacementExisting = "existing"
+	PlacementFallback = "fallback"
+)
 
 // Limits are the resource ceilings a deployment enforces. Zero means the
 // driver's default.
@@ -181,6 +231,11 @@ type Usage struct {
 	// CountersDropped counts the counter reports refused: a bad name or
 	// value, or a name past MaxCounters.
 	CountersDropped int `json:"counters_dropped,omitempty"`
+	// NetworkRx and NetworkTx are the bytes the guest received and sent
+	// over the network during the invocation, where the driver measures
+	// them (docker: the container's interface counters).
+	NetworkRx int64 `json:"network_rx_bytes,omitempty"`
+	NetworkTx int64 `json:"network_tx_bytes,omitempty"`
 }
 
 // Memory scopes, the values of Usage.MemoryScope.
