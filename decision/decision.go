@@ -25,9 +25,10 @@ const (
 //
 //	{"verdict": …, "driver": …, "limits": {…}, "network": …, "reasons": [{"rule": …, "ok": …, "detail": …}, …]}
 //
-// followed by forward, dormant, container, registries and growth only when
-// set. Driver, Limits and Network are what the service gets (or would get)
-// here whatever the verdict, so that explain shows them.
+// followed by forward, dormant, container, container_fallback, registries
+// and growth only when set. Driver, Limits and Network are what the service
+// gets (or would get) here whatever the verdict, so that explain shows
+// them.
 type Decision struct {
 	Verdict Verdict  `json:"verdict"`
 	Driver  string   `json:"driver"`
@@ -42,6 +43,10 @@ type Decision struct {
 	// Container is the existing container a docker service is placed into
 	// instead of a new one.
 	Container string `json:"container,omitempty"`
+	// Fallback is what happens when Container is not running at deploy
+	// (policy.container_fallback): "new" runs the service in new
+	// containers, "refuse" fails the deploy. Set only with Container.
+	Fallback string `json:"container_fallback,omitempty"`
 	// Registries are the package registries the service's dependencies
 	// install from (its language's entry in policy.registries); empty: the
 	// toolchain's default.

@@ -30,10 +30,11 @@ func TestDecisionJSON(t *testing.T) {
 				Forward:    &ForwardTo{Peer: "https://peer.example", Depth: 1},
 				Dormant:    true,
 				Container:  "shared",
+				Fallback:   "refuse",
 				Registries: []string{"https://registry.example"},
 				Growth:     []Growth{{What: "memory", From: "32Mi", To: "64Mi"}, {What: "action", To: "submit"}},
 			},
-			`{"verdict":"forward","driver":"wasm","limits":{"memory_bytes":67108864,"cpu":0.5,"timeout_ms":5000,"pids":32,"concurrency":2},"network":"api.example:443","reasons":[{"rule":"keywords","ok":true,"detail":"none refused"}],"forward":{"peer":"https://peer.example","depth":1},"dormant":true,"container":"shared","registries":["https://registry.example"],"growth":[{"what":"memory","from":"32Mi","to":"64Mi"},{"what":"action","to":"submit"}]}`,
+			`{"verdict":"forward","driver":"wasm","limits":{"memory_bytes":67108864,"cpu":0.5,"timeout_ms":5000,"pids":32,"concurrency":2},"network":"api.example:443","reasons":[{"rule":"keywords","ok":true,"detail":"none refused"}],"forward":{"peer":"https://peer.example","depth":1},"dormant":true,"container":"shared","container_fallback":"refuse","registries":["https://registry.example"],"growth":[{"what":"memory","from":"32Mi","to":"64Mi"},{"what":"action","to":"submit"}]}`,
 		},
 	} {
 		got, err := json.Marshal(tc.d)

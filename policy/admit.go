@@ -153,7 +153,7 @@ func (a *admission) failFatal(rule string, format string, args ...any) {
 // trusted_hubs (the quorum), origins, keywords, min_reward, driver,
 // prefer_drivers, network, limits.memory, limits.cpu, limits.timeout,
 // limits.pids, limits.concurrency, limits.actions_per_run,
-// max_volume_size, registries, containers, target, upgrade,
+// max_volume_size, images, registries, containers, target, upgrade,
 // rules.NAME (each rule in order), dormant, and, when the service does not
 // run here, peers or redirect_depth.
 //
@@ -190,6 +190,7 @@ func (c *Compiled) Admit(sub Submission, node Node) Decision {
 	a.network()
 	a.limits()
 	a.volumes()
+	a.images()
 	a.registries()
 	a.containers()
 	a.target()
@@ -365,7 +366,9 @@ func (a *admission) reward() {
 
 // driver picks the driver: among the drivers the service accepts that are
 // usable here, the first whose prefer_drivers lists its language, else the
-// first.
+// first. A process service in a language the docker driver runs in its
+// runtime images (node, python, exec) also accepts docker, after its own
+// driver, but only where prefer_drivers.docker lists its language.
 func (a *admission) driver() {
 	lang := a.m.Runtime.Language
 	cands := []string{string(a.m.Runtime.Driver)}
@@ -373,6 +376,11 @@ func (a *admission) driver() {
 		if !slices.Contains(cands, d) {
 			cands = append(cands, d)
 		}
+	}
+	docker := string(manifest.DriverDocker)
+	if a.m.Runtime.Driver == manifest.DriverProcess && slices.Contains(DockerLanguages, lang) &&
+		!slices.Contains(cands, docker) && a.c.prefer[docker][lang] {
+		cands = append(cands, docker)
 	}
 	// A driver that cannot give a sandbox network still takes a service
 	// whose grant its http actions use: the node's executor reaches the
@@ -389,7 +397,11 @@ func (a *admission) driver() {
 			why = append(why, fmt.Sprintf("driver %s is disabled on this node: %s", name, info.Reason))
 		case info.Disabled[lang] != "":
 			why = append(why, fmt.Sprintf("driver %s: language %s is disabled on this node: %s", name, lang, info.Disabled[lang]))
-		case len(info.Languages) > 0 && !slices.Contains(info.Languages, lang):
+		case name == docker && a.m.Runtime.Driver == manifest.DriverProcess && !slices.Contains(info.Languages, lang):
+			// A process service runs in the runtime image the node
+			// configures for its language; none configured is none.
+			why = append(why, fmt.Sprintf("driver docker has no runtime image for %s here (it has %s; the node's docker.images sets them)", orNone(lang), orNoneList(info.Languages)))
+		case len(info.Languages) > 0 && !slices.Contains(info.Languages, lang) && name != docker: // an image brings its own toolchain
 			why = append(why, fmt.Sprintf("driver %s has no %s toolchain here (it has %s)", name, orNone(lang), strings.Join(info.Languages, ", ")))
 		case needNet && !info.Network && !throughActions:
 			why = append(why, fmt.Sprintf("driver %s cannot grant network access (a service that declares the http action kind is granted its network through its actions on any driver)", name))
@@ -503,16 +515,16 @@ func cores(c manifest.CPU) string {
 func (a *admission) registries() {
 	lang := a.m.Runtime.Language
 	drv := a.d.Driver
-	if drv == string(manifest.DriverDocker) && len(a.c.dockerRe) > 0 {
-		reg := imageRegistry(a.m.Runtime.Image)
-		if !slices.Contains(a.c.dockerRe, reg) {
-			a.add("registries", false, "image %s is from %s, not a registry in registries.docker (%s)", a.m.Runtime.Image, reg, strings.Join(a.c.dockerRe, ", "))
+	var parts []string
+	if a.imageService() {
+		detail, ok := a.imageRegistries()
+		if !ok {
+			a.add("registries", false, "%s", detail)
 			return
 		}
-	}
-	var parts []string
-	if drv == string(manifest.DriverDocker) && len(a.c.dockerRe) > 0 {
-		parts = append(parts, fmt.Sprintf("image registry %s is in registries.docker", imageRegistry(a.m.Runtime.Image)))
+		if detail != "" {
+			parts = append(parts, detail)
+		}
 	}
 	switch regs := a.c.p.Registries[lang]; {
 	case drv == string(manifest.DriverWasm):
@@ -528,17 +540,6 @@ func (a *admission) registries() {
 	a.add("registries", true, "%s", strings.Join(parts, "; "))
 }
 
-// imageRegistry returns the registry host of a docker image reference, as
-// docker reads it: the first path element when it has a dot or a colon or
-// is localhost, docker.io otherwise.
-func imageRegistry(image string) string {
-	first, _, found := strings.Cut(image, "/")
-	if found && (strings.ContainsAny(first, ".:") || first == "localhost") {
-		return strings.ToLower(first)
-	}
-	return "docker.io"
-}
-
 func (a *admission) containers() {
 	if a.d.Driver != string(manifest.DriverDocker) {
 		a.add("containers", true, "not a docker service")
@@ -547,8 +548,12 @@ func (a *admission) containers() {
 	lang := a.m.Runtime.Language
 	for _, c := range a.c.p.Containers {
 		if len(c.Languages) == 0 || slices.Contains(c.Languages, lang) {
-			a.d.Container = c.Name
-			a.add("containers", true, "placed into the existing container %s", c.Name)
+			a.d.Container, a.d.Fallback = c.Name, a.c.p.ContainerFallback
+			if a.d.Fallback == FallbackRefuse {
+				a.add("containers", true, "placed into the existing container %s; if it is not running at deploy, the deploy fails (container_fallback refuse)", c.Name)
+			} else {
+				a.add("containers", true, "placed into the existing container %s; if it is not running at deploy, new containers of its own (container_fallback new)", c.Name)
+			}
 			return
 		}
 	}
@@ -754,6 +759,14 @@ func orNone(lang string) string {
 		return "no language"
 	}
 	return lang
+}
+
+// orNoneList joins list, "none" when it is empty.
+func orNoneList(list []string) string {
+	if len(list) == 0 {
+		return "none"
+	}
+	return strings.Join(list, ", ")
 }
 
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

@@ -32,7 +32,7 @@ type Compiled struct {
 	prefer   map[string]map[string]bool // driver → languages
 	origins  map[originKey]int          // → index in p.Origins
 	shared   map[string]bool
-	dockerRe []string // registries.docker as host[:port]
+	dockerRe []string // registries.docker as reference prefixes (DockerPrefixes)
 	rules    []compiledRule
 }
 
@@ -78,11 +78,7 @@ func Compile(p Policy) (*Compiled, error) {
 	for i, o := range p.Origins {
 		c.origins[originKey{o.Kind, o.ID}] = i
 	}
-	for _, r := range p.Registries["docker"] {
-		if u, err := url.Parse(r); err == nil {
-			c.dockerRe = append(c.dockerRe, strings.ToLower(u.Host))
-		}
-	}
+	c.dockerRe = DockerPrefixes(p.Registries["docker"])
 	if len(p.Rules) > 0 {
 		env, err := celEnv()
 		if err != nil {

@@ -412,7 +412,7 @@ func importKey(k *Klyntar, name string, raw *strictdoc.Value) (Mapping, error) {
 			}
 			parts = append(parts, fmt.Sprintf("%s: %s", lang, listString(p.Registries[lang])))
 		}
-		note := "docker lists the registries docker images may come from; the others are package registries for dependency installs"
+		note := "docker lists the registries docker images may come from (an image must also be pinned by digest unless images.allow_tags is set); the others are package registries for dependency installs"
 		if len(empty) > 0 {
 			note += "; " + strings.Join(empty, ", ") + ": no registry listed, so the toolchain's default"
 		}

@@ -88,7 +88,7 @@ name: price-watch
 version: 1.2.0
 description: `+strings.Repeat("d", 199)+`
 keywords: [defi, nft]
-runtime: {driver: docker, language: node, image: "localhost:5000/price-watch:1.2.0"}
+runtime: {driver: docker, language: node, image: "localhost:5000/price-watch@sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"}
 source:
   location: https://github.com/org/price-watch/archive/v1.2.0.tar.gz
   digest: `+digestA+`
@@ -153,7 +153,7 @@ func TestImportKlyntarAdmits(t *testing.T) {
 		{"ALLOWED_STORAGE", "allowed_sources", func(m *manifest.Service, _ *Submission) {
 			m.Source.Location = "https://gist.githubusercontent.com/x/pw.tar.gz"
 		}, Forward},
-		{"REGISTRIES", "registries", func(m *manifest.Service, _ *Submission) { m.Runtime.Image = "ghcr.io/org/price-watch:1.2.0" }, Forward},
+		{"REGISTRIES", "registries", func(m *manifest.Service, _ *Submission) { m.Runtime.Image = "ghcr.io/org/price-watch@sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc" }, Forward},
 		{"REDIRECTION_DEPTH", "redirect_depth", func(m *manifest.Service, s *Submission) {
 			m.Keywords = []string{"nft"}
 			s.Hops, s.Depth = []string{"https://a.example", "https://b.example", "https://c.example"}, 0

@@ -147,13 +147,24 @@ type Policy struct {
 	// Containers are existing containers a docker service may be placed
 	// into instead of a new one (KLYNTAR: CONTAINERS). Default none.
 	Containers []Container `json:"containers,omitempty" yaml:"containers"`
+	// ContainerFallback is what happens when the container a docker
+	// service was placed into (containers) is not running when the
+	// service deploys: new runs it in new containers of its own, with the
+	// reason on its placement; refuse fails the deploy. Default new.
+	ContainerFallback string `json:"container_fallback" yaml:"container_fallback"`
 	// Registries maps a language (node, python, rust, …) to the package
-	// registries its dependencies install from, and "docker" to the image
-	// registries docker services may pull from (KLYNTAR: REGISTRIES). A
-	// language not listed, or listed with no registry, uses its
-	// toolchain's default; a docker image from a registry not listed is
-	// rejected when "docker" lists any. Default none.
+	// registries its dependencies install from, and "docker" to where
+	// docker images may come from (KLYNTAR: REGISTRIES). A language not
+	// listed, or listed with no registry, uses its toolchain's default.
+	// The docker entries are image reference prefixes (ghcr.io/org/ admits
+	// ghcr.io/org/app@sha256:…; a prefix without a trailing slash matches
+	// whole path parts) or registry URLs (https://ghcr.io admits every
+	// image of that registry); a docker image that none of them matches is
+	// rejected when "docker" lists any, and the node's docker driver pulls
+	// from these prefixes only. Default none.
 	Registries map[string][]string `json:"registries,omitempty" yaml:"registries"`
+	// Images governs docker image references; see ImagePolicy.
+	Images ImagePolicy `json:"images" yaml:"images"`
 	// Peers are the nodes (http or https base URLs) this node forwards what
 	// it will not or cannot run to, in order of preference (KLYNTAR:
 	// STATIC_NODES). Default none: such services are rejected.
@@ -271,6 +282,21 @@ type Container struct {
 	Languages []string `json:"languages,omitempty" yaml:"languages"`
 }
 
+// The values of Policy.ContainerFallback.
+const (
+	FallbackNew    = "new"
+	FallbackRefuse = "refuse"
+)
+
+// ImagePolicy governs the image references of docker services.
+type ImagePolicy struct {
+	// AllowTags admits an image named by tag (app:1.2, app). Default
+	// false: runtime.image must be pinned, REF@sha256:<64 hex> (a registry
+	// digest) or an image ID sha256:<64 hex>, so that what was admitted is
+	// what runs, whatever a tag points at later.
+	AllowTags bool `json:"allow_tags" yaml:"allow_tags"`
+}
+
 // Dormant selects services that are admitted but started only when first
 // triggered.
 type Dormant struct {
@@ -356,8 +382,9 @@ func DefaultPolicy() Policy {
 			// The contract's own limit: no service can ask for more.
 			ActionsPerRun: Ceiling[int]{Max: DefaultActionsPerRun, Over: OverClamp},
 		},
-		RedirectDepth: DefaultRedirectDepth,
-		Upgrade:       Upgrade{Growth: GrowthAllow, Require: Quorum{Signatures: 1}},
+		RedirectDepth:     DefaultRedirectDepth,
+		Upgrade:           Upgrade{Growth: GrowthAllow, Require: Quorum{Signatures: 1}},
+		ContainerFallback: FallbackNew,
 	}
 }
 
@@ -377,6 +404,9 @@ func (p *Policy) Normalize() {
 	}
 	if p.Upgrade.Growth == "" {
 		p.Upgrade.Growth = GrowthAllow
+	}
+	if p.ContainerFallback == "" {
+		p.ContainerFallback = FallbackNew
 	}
 	// Empty lists and maps are nil, so that "keywords: []" and no
 	// keywords are the same policy.

@@ -151,10 +151,20 @@ func (p Policy) Validate() error {
 	}
 	v.tooLong("containers", len(p.Containers))
 
+	switch p.ContainerFallback {
+	case FallbackNew, FallbackRefuse:
+	default:
+		v.fail("container_fallback", "must be new or refuse")
+	}
+
 	for _, lang := range slices.Sorted(maps.Keys(p.Registries)) {
 		path := strictdoc.KeyPath("registries", lang)
 		if !languageRE.MatchString(lang) {
 			v.fail(path, "must be a language ([a-z][a-z0-9+#.-]{0,31}) or docker")
+		}
+		if lang == "docker" {
+			v.list(path, p.Registries[lang], v.imageSource)
+			continue
 		}
 		v.list(path, p.Registries[lang], func(path, s string) { v.url(path, s) })
 	}
