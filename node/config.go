@@ -51,6 +51,8 @@ type Config struct {
 	Disk DiskConfig `json:"disk" yaml:"disk"`
 	// Wasm configures the WebAssembly driver.
 	Wasm WasmConfig `json:"wasm" yaml:"wasm"`
+	// Docker configures the docker driver: see DockerConfig.
+	Docker DockerConfig `json:"docker" yaml:"docker"`
 	// Deps configures dependency installs for process services.
 	Deps DepsConfig `json:"deps" yaml:"deps"`
 	// Events bounds the bus's events stream and their delivery to event
@@ -180,6 +182,7 @@ func DefaultConfig() Config {
 		Log:          LogConfig{Format: "auto", Level: "info"},
 		Disk:         DefaultDiskConfig(),
 		Wasm:         WasmConfig{MemoryBudget: "1Gi"},
+		Docker:       DefaultDockerConfig(),
 		HTTP:         DefaultHTTPConfig(),
 		Events:       DefaultEventsConfig(),
 		Executors:    DefaultExecutorsConfig(),
@@ -254,6 +257,7 @@ func ParseConfigFormat(data []byte, format strictdoc.Format) (Config, error) {
 			strictdoc.Field[DiskConfig]("min_free", text),
 			strictdoc.Field[DiskConfig]("interval", text),
 			strictdoc.Field[LifecycleConfig]("stop_grace", text),
+			strictdoc.Field[DockerConfig]("scratch", text),
 		),
 	}
 	cfg := DefaultConfig()
@@ -359,6 +363,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Offer.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Docker.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Policy.Validate(); err != nil {
