@@ -153,7 +153,9 @@ func TestImportKlyntarAdmits(t *testing.T) {
 		{"ALLOWED_STORAGE", "allowed_sources", func(m *manifest.Service, _ *Submission) {
 			m.Source.Location = "https://gist.githubusercontent.com/x/pw.tar.gz"
 		}, Forward},
-		{"REGISTRIES", "registries", func(m *manifest.Service, _ *Submission) { m.Runtime.Image = "ghcr.io/org/price-watch@sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc" }, Forward},
+		{"REGISTRIES", "registries", func(m *manifest.Service, _ *Submission) {
+			m.Runtime.Image = "ghcr.io/org/price-watch@sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+		}, Forward},
 		{"REDIRECTION_DEPTH", "redirect_depth", func(m *manifest.Service, s *Submission) {
 			m.Keywords = []string{"nft"}
 			s.Hops, s.Depth = []string{"https://a.example", "https://b.example", "https://c.example"}, 0
