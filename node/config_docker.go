@@ -37,8 +37,9 @@ type DockerConfig struct {
 	// language prefer_drivers.docker lists). A language without one is
 	// not offered on docker. Default none.
 	Images DockerImages `json:"images" yaml:"images"`
-	// User is the user new containers run as, USER[:GROUP] by name or
-	// number; never root. Default "65534:65534" (nobody).
+	// User is the user new containers run as, UID:GID, numeric (an image's
+	// user names mean nothing on the host); never root. Default
+	// "65534:65534" (nobody).
 	User string `json:"user" yaml:"user"`
 	// Scratch is the size of the writable tmpfs at /tmp in each container,
 	// 1Mi to 4Gi. Default 64Mi.
@@ -88,7 +89,7 @@ func DefaultDockerConfig() DockerConfig {
 
 var (
 	dockerImageRE = regexp.MustCompile(`^[a-z0-9][A-Za-z0-9._/:@-]*$`)
-	dockerUserRE  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$`)
+	dockerUserRE  = regexp.MustCompile(`^[0-9]{1,10}:[0-9]{1,10}$`)
 )
 
 // Validate checks every key, naming each problem's path (docker.host: ...).
@@ -132,13 +133,13 @@ func (c DockerConfig) Validate() error {
 			bad("images."+im.lang, "must be an image reference (REF@sha256:<hex>, REF:TAG or an image ID sha256:<hex>), at most 256 characters")
 		}
 	}
-	switch u, _, _ := strings.Cut(c.User, ":"); {
+	switch uid, gid, _ := strings.Cut(c.User, ":"); {
 	case c.User == "":
 		bad("user", "must not be empty (default "+DefaultDockerUser+")")
+	case uid == "root" || strings.Trim(uid, "0") == "" || strings.Trim(gid, "0") == "" && dockerUserRE.MatchString(c.User):
+		bad("user", "must not be root (0): containers run as an unprivileged user")
 	case !dockerUserRE.MatchString(c.User):
-		bad("user", "must be USER[:GROUP], each a name or a number")
-	case u == "0" || u == "root":
-		bad("user", "must not be root: containers run as an unprivileged user")
+		bad("user", "must be UID:GID, both numbers, like "+DefaultDockerUser)
 	}
 	if n, err := parseBytes(c.Scratch); err != nil {
 		bad("scratch", err.Error())

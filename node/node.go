@@ -368,6 +368,7 @@ func (n *Node) startDrivers(ctx context.Context) {
 	p := process.New(pc)
 	n.addDriver(ctx, p)
 	n.process = p
+	n.startDocker(ctx, pc)
 	for _, d := range n.testDrivers {
 		n.addDriver(ctx, d)
 		if p, ok := d.(*process.Driver); ok {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/decision"
@@ -18,13 +19,37 @@ import (
 // specFor translates an admitted service into what a driver deploys.
 func (n *Node) specFor(rec store.Service, m *manifest.Service, dir string) sandbox.Spec {
 	log := n.log.With(logService, rec.Name)
-	return sandbox.Spec{
+	spec := sandbox.Spec{
 		Service: rec.Name, Version: rec.Version, Digest: rec.Digest, Dir: dir,
 		Entry: m.Runtime.Entry, Language: m.Runtime.Language, Mode: sandbox.Mode(m.Mode),
 		Limits:  limitsOf(rec.Decision.Limits),
 		Network: networkOf(m),
 		Volumes: n.volumeSpecs(rec.Name, m),
 		Log:     n.logSink(rec.Name, rec.Version, rec.Owner, "", log), // the logs stream, not the node's log
+	}
+	containerSpec(&spec, rec.Decision, m)
+	return spec
+}
+
+// containerSpec fills what the docker driver reads: the image and command
+// of an image service, and the existing container the decision placed it
+// into with what to do when that one is not running. A process service
+// whose decision picked docker keeps Language, Dir and Entry and no image:
+// the driver runs it in the runtime image configured for its language.
+func containerSpec(spec *sandbox.Spec, d decision.Decision, m *manifest.Service) {
+	if d.Driver != string(manifest.DriverDocker) {
+		return
+	}
+	spec.Image = m.Runtime.Image
+	if m.Runtime.Image != "" {
+		spec.Command = slices.Clone(m.Runtime.Command)
+	}
+	spec.Container = d.Container
+	if d.Container != "" {
+		spec.Fallback = d.Fallback
+		if spec.Fallback == "" {
+			spec.Fallback = sandbox.FallbackNew // a decision from before container_fallback
+		}
 	}
 }
 

@@ -400,7 +400,13 @@ func (a *admission) driver() {
 		case name == docker && a.m.Runtime.Driver == manifest.DriverProcess && !slices.Contains(info.Languages, lang):
 			// A process service runs in the runtime image the node
 			// configures for its language; none configured is none.
-			why = append(why, fmt.Sprintf("driver docker has no runtime image for %s here (it has %s; the node's docker.images sets them)", orNone(lang), orNoneList(info.Languages)))
+			var images []string // "any" is its image services'
+			for _, l := range info.Languages {
+				if slices.Contains(DockerLanguages, l) {
+					images = append(images, l)
+				}
+			}
+			why = append(why, fmt.Sprintf("driver docker has no runtime image for %s here (it has %s; the node's docker.images sets them)", orNone(lang), orNoneList(images)))
 		case len(info.Languages) > 0 && !slices.Contains(info.Languages, lang) && name != docker: // an image brings its own toolchain
 			why = append(why, fmt.Sprintf("driver %s has no %s toolchain here (it has %s)", name, orNone(lang), strings.Join(info.Languages, ", ")))
 		case needNet && !info.Network && !throughActions:
