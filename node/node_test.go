@@ -131,6 +131,9 @@ func startNodeWith(t testing.TB, d sandbox.Driver, mutate ...func(*node.Config))
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Name = "test"
 	cfg.Cache = sharedCache(t)
+	// The docker driver's self-test creates a container at every start;
+	// the tests that use it turn it on (docker_test.go).
+	cfg.Docker.Enabled = false
 	for _, f := range mutate {
 		f(&cfg)
 	}
