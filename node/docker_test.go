@@ -194,3 +194,52 @@ func writeFile(t *testing.T, name, data string) {
 		t.Fatal(err)
 	}
 }
+
+// TestDockerImageRefusals: an image service from a registry the policy does
+// not list, or named by tag, is refused by admission with a reason naming
+// the setting; one whose image the engine does not have (and may not pull)
+// is refused at deploy. None of them leaves a service, a file or a
+// container behind.
+func TestDockerImageRefusals(t *testing.T) {
+	cli := dockerimg.Client(t)
+	ctx := context.Background()
+	n, logs := startLoggedNode(t, func(c *node.Config) {
+		c.Policy.Registries = map[string][]string{"docker": {"ghcr.io/org/"}}
+	})
+	if d := offerDriver(t, n, "docker"); !d.Enabled {
+		t.Fatalf("docker driver disabled: %s\n%s", d.Reason, logs)
+	}
+	pin := "@sha256:" + strings.Repeat("ab", 32)
+	before := snapshotData(t, n)
+	for _, tc := range []struct {
+		name, image string
+		status      int
+		want        []string
+	}{
+		{"tag", "ghcr.io/org/app:1.0", 422, []string{"images: runtime.image ghcr.io/org/app:1.0 is not pinned"}},
+		{"unlisted registry", "localhost:5000/app" + pin, 422, []string{"registries: image localhost:5000/app" + pin + " matches none of registries.docker (ghcr.io/org/)"}},
+		{"docker hub", "node" + pin, 422, []string{"registries: image node" + pin + " (docker.io/library/node" + pin + ") matches none of registries.docker"}},
+		{"missing image", "sha256:" + strings.Repeat("0", 64), 0, []string{"sha256:" + strings.Repeat("0", 64)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := n.op.Submit(ctx, pack(t, imageServiceDir(t, "refused", tc.image)))
+			if err == nil {
+				t.Fatalf("submit of %s admitted and deployed", tc.image)
+			}
+			if tc.status != 0 && status(err) != tc.status {
+				t.Errorf("status %d, want %d: %v", status(err), tc.status, err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("submit = %v\nwant it to say %q", err, w)
+				}
+			}
+			if after := snapshotData(t, n); after != before {
+				t.Errorf("the refusal changed the data dir or the services:\nbefore %s\nafter  %s", before, after)
+			}
+			if left := nodeContainers(t, cli, n.NodeID()); len(left) != 0 {
+				t.Errorf("containers left by the refused deploy: %v", left)
+			}
+		})
+	}
+}

@@ -361,7 +361,7 @@ func (n *Node) startDrivers(ctx context.Context) {
 	pc.AllowAnyDepSource = n.cfg.Deps.AnySource
 	pc.Registries = map[string]string{}
 	for lang, regs := range n.Policy().Policy().Registries {
-		if len(regs) > 0 {
+		if len(regs) > 0 && lang != "docker" { // image sources, the docker driver's
 			pc.Registries[lang] = regs[0]
 		}
 	}
