@@ -52,6 +52,10 @@ type Service struct {
 	Revision int `json:"revision,omitempty"`
 	// ConfigDigest is the digest of the config the revision runs with.
 	ConfigDigest string `json:"config_digest,omitempty"`
+	// Placement is where a service deployed in containers (the docker
+	// driver) runs, and why; nil for other drivers and for a service not
+	// deployed.
+	Placement *Placement `json:"placement,omitempty"`
 }
 
 // Decision is the admission decision for a service, with its reasons in the
@@ -161,6 +165,11 @@ type Usage struct {
 	// reports refused for a bad name or value or past 32 names.
 	Counters        map[string]float64 `json:"counters,omitempty"`
 	CountersDropped int                `json:"counters_dropped,omitempty"`
+	// NetworkRx and NetworkTx are the bytes the guest received and sent
+	// over the network, where its driver measures them (docker); absent
+	// when not measured, as in records written before they existed.
+	NetworkRx int64 `json:"network_rx_bytes,omitempty"`
+	NetworkTx int64 `json:"network_tx_bytes,omitempty"`
 }
 
 // SubmitResult answers POST /v1/services.

@@ -37,6 +37,10 @@ type UsageTotals struct {
 	CPUNS           int64              `json:"cpu_ns"`
 	Counters        map[string]float64 `json:"counters"`
 	CountersDropped int                `json:"counters_dropped,omitempty"`
+	// NetworkRx and NetworkTx sum the network bytes of the runs that
+	// measured them.
+	NetworkRx int64 `json:"network_rx_bytes,omitempty"`
+	NetworkTx int64 `json:"network_tx_bytes,omitempty"`
 }
 
 // MaxUsageRecords bounds the records one UsageReport holds.

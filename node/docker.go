@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/docker"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
 )
@@ -64,4 +67,15 @@ func (n *Node) startDocker(ctx context.Context, pc process.Config) {
 	if err != nil {
 		n.log.Warn("docker driver: could not remove every container left by an earlier run of this node", logErr, err)
 	}
+}
+
+// placementOf is where dep runs, for inspect, when its driver says
+// (sandbox.Placed); nil otherwise.
+func placementOf(dep sandbox.Deployment) *api.Placement {
+	pl, ok := dep.(sandbox.Placed)
+	if !ok {
+		return nil
+	}
+	p := pl.Placement()
+	return &api.Placement{Kind: p.Kind, Containers: slices.Clone(p.Containers), Image: p.Image, Reason: p.Reason}
 }

@@ -470,6 +470,7 @@ func (n *Node) view(r store.Service) api.Service {
 			rec.Health.Healthy, rec.Health.LastError = false, reason
 		}
 	}
+	rec.Placement = placementOf(dep)
 	next := n.sched.Next(rec.Name)
 	for i, t := range d.triggers {
 		ti := api.TriggerInfo{Name: trigger.Name(i), Kind: t.Kind, Spec: t.String()}

@@ -34,6 +34,7 @@ func (n *Node) usageRecord(run store.Run) (json.RawMessage, error) {
 		Trigger: run.Trigger.Kind, Start: run.Start, Outcome: run.Outcome, Driver: run.Driver,
 		WallNS: run.Usage.WallNS, CPUNS: run.Usage.CPUNS, PeakMemory: run.Usage.PeakMemory, MemoryScope: run.Usage.MemoryScope,
 		Counters: run.Usage.Counters, CountersDropped: run.Usage.CountersDropped,
+		NetworkRx: run.Usage.NetworkRx, NetworkTx: run.Usage.NetworkTx,
 	}, ed25519.PrivateKey(n.key))
 	if err != nil {
 		return nil, fmt.Errorf("usage record of run %s: %w", run.ID, err)
@@ -85,6 +86,8 @@ func (n *Node) Usage(ctx context.Context, p server.Principal, service string, si
 			t.WallNS += r.Usage.WallNS
 			t.CPUNS += r.Usage.CPUNS
 			t.CountersDropped += r.Usage.CountersDropped
+			t.NetworkRx += r.Usage.NetworkRx
+			t.NetworkTx += r.Usage.NetworkTx
 			for k, v := range r.Usage.Counters {
 				t.Counters[k] += v
 			}

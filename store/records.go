@@ -125,6 +125,11 @@ type Usage struct {
 	// reports refused for a bad name or value or past 32 names.
 	Counters        map[string]float64 `json:"counters,omitempty"`
 	CountersDropped int                `json:"counters_dropped,omitempty"`
+	// NetworkRx and NetworkTx are the bytes the guest received and sent
+	// over the network, where its driver measures them (docker); absent
+	// when not measured, as in records written before they existed.
+	NetworkRx int64 `json:"network_rx_bytes,omitempty"`
+	NetworkTx int64 `json:"network_tx_bytes,omitempty"`
 }
 
 // TokenRecord is a stored API token; the hash of its secret is its key and

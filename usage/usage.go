@@ -56,9 +56,9 @@ var (
 // Domain is what the signed bytes start with, before the canonical record.
 const Domain = "andromeda usage v1\n"
 
-// Record is one run's usage as the node signs it. Every member is always
-// present in the signed form (zero values included), so that a verifier
-// sees exactly what was signed.
+// Record is one run's usage as the node signs it. Every member but the
+// network bytes is always present in the signed form (zero values
+// included), so that a verifier sees exactly what was signed.
 type Record struct {
 	// Node is the signing node's public key, "ed25519:<base64>": its id.
 	// Sign sets it.
@@ -85,6 +85,14 @@ type Record struct {
 	// CountersDropped the reports the node refused.
 	Counters        map[string]float64 `json:"counters"`
 	CountersDropped int                `json:"counters_dropped"`
+	// NetworkRx and NetworkTx are the bytes the guest received and sent
+	// over the network, where its driver measures them (docker). Unlike
+	// the other members they are left out when 0: a run without them
+	// (every run before they existed, and every driver that does not
+	// measure them) signs to the same bytes as it always did, so records
+	// signed before still compare equal to the same run signed now.
+	NetworkRx int64 `json:"network_rx_bytes,omitempty"`
+	NetworkTx int64 `json:"network_tx_bytes,omitempty"`
 }
 
 // canonical returns r's canonical JSON.
@@ -198,6 +206,9 @@ type Totals struct {
 	Counters map[string]float64 `json:"counters"`
 	// CountersDropped sums the records' refused counter reports.
 	CountersDropped int `json:"counters_dropped"`
+	// NetworkRx and NetworkTx sum the records' network bytes.
+	NetworkRx int64 `json:"network_rx_bytes,omitempty"`
+	NetworkTx int64 `json:"network_tx_bytes,omitempty"`
 }
 
 // Add adds r to t.
@@ -206,6 +217,8 @@ func (t *Totals) Add(r Record) {
 	t.WallNS += r.WallNS
 	t.CPUNS += r.CPUNS
 	t.CountersDropped += r.CountersDropped
+	t.NetworkRx += r.NetworkRx
+	t.NetworkTx += r.NetworkTx
 	if t.Counters == nil {
 		t.Counters = map[string]float64{}
 	}

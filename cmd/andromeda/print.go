@@ -111,6 +111,7 @@ func printService(w io.Writer, s api.Service) {
 	}
 	d := s.Decision
 	fmt.Fprintf(tw, "Decision:\t%s on driver %s, network %s\n", d.Verdict, d.Driver, d.Network)
+	printPlacement(tw, s.Placement)
 	fmt.Fprintf(tw, "Limits:\tmemory %s, cpu %g, timeout %s, pids %d, concurrency %d\n",
 		size(d.Limits.Memory), d.Limits.CPU, time.Duration(d.Limits.TimeoutMS)*time.Millisecond, d.Limits.Pids, d.Limits.Concurrency)
 	if s.Receipt != nil {
@@ -229,6 +230,9 @@ func printRun(w io.Writer, r api.Run) {
 		if r.Usage.MemoryScope != "" {
 			fmt.Fprintf(tw, " (%s)", r.Usage.MemoryScope)
 		}
+	}
+	if r.Usage.NetworkRx > 0 || r.Usage.NetworkTx > 0 {
+		fmt.Fprintf(tw, ", network %s in, %s out", size(r.Usage.NetworkRx), size(r.Usage.NetworkTx))
 	}
 	fmt.Fprintln(tw)
 	if len(r.Usage.Counters) > 0 || r.Usage.CountersDropped > 0 {
