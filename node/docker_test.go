@@ -3,9 +3,11 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -209,6 +211,7 @@ func TestDockerImageRefusals(t *testing.T) {
 	if d := offerDriver(t, n, "docker"); !d.Enabled {
 		t.Fatalf("docker driver disabled: %s\n%s", d.Reason, logs)
 	}
+	t.Cleanup(func() { removeNodeContainers(cli, n.NodeID()) })
 	pin := "@sha256:" + strings.Repeat("ab", 32)
 	before := snapshotData(t, n)
 	for _, tc := range []struct {
@@ -241,5 +244,97 @@ func TestDockerImageRefusals(t *testing.T) {
 				t.Errorf("containers left by the refused deploy: %v", left)
 			}
 		})
+	}
+}
+
+// execGuestImage is the worker image of the image services: the Go
+// conformance guest (runtimes/go) on an empty root.
+func execGuestImage(t *testing.T, cli *client.Client) dockerimg.Image {
+	t.Helper()
+	img, err := dockerimg.Exec(context.Background(), cli, "guest", "github.com/andromeda-runner/andromeda/sandbox/process/testdata/guests/go")
+	if err != nil {
+		t.Fatalf("build the worker image: %v", err)
+	}
+	return img
+}
+
+// TestDockerServices runs, on a node with the docker driver, an image
+// service (its image pinned by ID) and an exec process service whose
+// decision picked docker (prefer_drivers.docker lists exec, and the node
+// names a runtime image for it): both fire, inspect shows where they run,
+// and removing them leaves no container.
+func TestDockerServices(t *testing.T) {
+	cli := dockerimg.Client(t)
+	ctx := context.Background()
+	img := execGuestImage(t, cli)
+	empty, err := dockerimg.Empty(ctx, cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, logs := startLoggedNode(t, func(c *node.Config) {
+		c.Docker.Images.Exec = empty.ID
+		c.Policy.PreferDrivers = map[string][]string{"docker": {"exec"}}
+	})
+	if d := offerDriver(t, n, "docker"); !d.Enabled {
+		t.Fatalf("docker driver disabled: %s\n%s", d.Reason, logs)
+	}
+	t.Cleanup(func() { removeNodeContainers(cli, n.NodeID()) })
+	for _, tc := range []struct {
+		name, dir string
+	}{
+		{"image", imageServiceDir(t, "docker-image", img.ID)},
+		{"process on docker", guestServiceDir(t, "docker-exec", "exec")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := n.op.Submit(ctx, pack(t, tc.dir))
+			if err != nil {
+				t.Fatalf("submit: %v\n%s", err, logs)
+			}
+			name := res.Service.Name
+			if res.Service.Decision.Driver != "docker" {
+				t.Fatalf("decision driver %s, want docker: %+v", res.Service.Decision.Driver, res.Service.Decision.Reasons)
+			}
+			r, err := n.op.Fire(ctx, name, json.RawMessage(`{}`))
+			if err != nil || r.Outcome == "error" || r.Outcome == "crashed" {
+				t.Fatalf("fire: %+v, %v", r, err)
+			}
+			svc, err := n.op.Service(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := svc.Placement
+			if p == nil || p.Kind != "new" || len(p.Containers) == 0 || p.Reason == "" {
+				t.Fatalf("inspect placement = %+v, want new containers with a reason", p)
+			}
+			running := nodeContainers(t, cli, n.NodeID())
+			for _, c := range p.Containers {
+				if !slices.Contains(running, c) {
+					t.Errorf("placement names container %s, not one of the node's (%v)", c, running)
+				}
+			}
+			if err := n.op.Remove(ctx, name); err != nil {
+				t.Fatalf("rm: %v", err)
+			}
+			for _, c := range p.Containers {
+				if slices.Contains(nodeContainers(t, cli, n.NodeID()), c) {
+					t.Errorf("container %s is left after rm", c)
+				}
+			}
+		})
+	}
+}
+
+// removeNodeContainers removes whatever a test's node left.
+func removeNodeContainers(cli *client.Client, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	list, err := cli.ContainerList(ctx, client.ContainerListOptions{
+		All: true, Filters: make(client.Filters).Add("label", docker.LabelNode+"="+id),
+	})
+	if err != nil {
+		return
+	}
+	for _, c := range list.Items {
+		cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
 	}
 }
