@@ -335,6 +335,19 @@ func testPlainPool(t *testing.T, mode sandbox.Mode, hide bool) {
 		}
 	}
 	wantEcho(t, dep)
+	if !server {
+		started++
+	}
+
+	// The service's self-test goes to a worker too (a fresh one in
+	// command mode); the guest has none.
+	if ran, err := dep.(sandbox.Tester).Test(context.Background()); ran || err != nil {
+		t.Errorf("Test = %v, %v; want no self-test", ran, err)
+	}
+	if !server {
+		started++
+	}
+	waitStarted(t, dep, started)
 }
 
 // waitStarted waits until dep has started want workers; a server-mode
@@ -447,4 +460,73 @@ func TestNewRawWorker(t *testing.T) {
 		t.Errorf("Wait after Kill = %d %q, want -1, killed by signal 9", status, how)
 	}
 	ps.checkAllReaped(t)
+}
+
+// TestWaitState checks how a jail's wait status becomes a ProcState, on
+// real processes: an exit, the jail's set-up failure (125), a signal.
+func TestWaitState(t *testing.T) {
+	for _, tc := range []struct {
+		script string
+		want   ProcState
+	}{
+		{"exit 0", ProcState{Exited: true}},
+		{"exit 3", ProcState{Exited: true, Code: 3}},
+		{"exit 125", ProcState{Exited: true, Code: 125, SetupFailed: true}},
+		{"kill -9 $$", ProcState{Signal: syscall.SIGKILL}},
+	} {
+		cmd := exec.Command("/bin/sh", "-c", tc.script)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = cmd.Process.Wait()
+		state, err := cmd.Process.Wait() // reaped: an error
+		if got := waitState(state, err); got.Err == nil {
+			t.Errorf("waitState of a second Wait = %+v, want the error", got)
+		}
+		cmd = exec.Command("/bin/sh", "-c", tc.script)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if got := waitState(cmd.Process.Wait()); got != tc.want {
+			t.Errorf("waitState(%q) = %+v, want %+v", tc.script, got, tc.want)
+		}
+	}
+}
+
+// endedProc is a Proc that has ended as state says: what classify reads.
+type endedProc struct {
+	plainProc
+	oomKills int
+}
+
+func (p *endedProc) OOMKills() int { return p.oomKills }
+
+// TestClassify checks the outcome and detail of a worker's end for each
+// kind of ProcState, as a jail or a container reports it.
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		state    ProcState
+		oomKills int
+		ready    bool
+		outcome  sandbox.Outcome
+		detail   string
+	}{
+		{ProcState{Exited: true, Code: 2}, -1, true, sandbox.Crashed, "worker exited with status 2"},
+		{ProcState{Exited: true, Code: 125, SetupFailed: true}, -1, false, sandbox.Crashed, "sandbox set-up failed (exit status 125)"},
+		{ProcState{Exited: true, Code: 125, SetupFailed: true}, -1, true, sandbox.Crashed, "worker exited with status 125"},
+		{ProcState{SetupFailed: true}, -1, false, sandbox.Crashed, "sandbox set-up failed"},
+		{ProcState{Signal: syscall.SIGSEGV}, -1, true, sandbox.Crashed, "worker killed by signal 11 (segmentation fault)"},
+		{ProcState{Exited: true, Code: 137, OOMKilled: true}, -1, true, sandbox.OOM, "out of memory"},
+		{ProcState{Signal: syscall.SIGKILL}, 1, true, sandbox.OOM, "out of memory"},
+		{ProcState{Signal: syscall.SIGKILL}, 0, true, sandbox.Crashed, "worker killed by signal 9"},
+		{ProcState{Err: errors.New("container gone")}, -1, true, sandbox.Crashed, "worker lost: container gone"},
+		{ProcState{}, -1, true, sandbox.Crashed, "worker ended without an exit status"},
+	} {
+		w := &workerProc{proc: &endedProc{oomKills: tc.oomKills}, ready: tc.ready}
+		w.tail.add("last words")
+		e := w.classify(tc.state)
+		if e.outcome != tc.outcome || !strings.HasPrefix(e.detail, tc.detail) || !strings.HasSuffix(e.detail, "stderr:\nlast words") {
+			t.Errorf("classify(%+v, oom kills %d, ready %v) = %s %q; want %s %q and the stderr tail", tc.state, tc.oomKills, tc.ready, e.outcome, e.detail, tc.outcome, tc.detail)
+		}
+	}
 }

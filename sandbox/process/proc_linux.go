@@ -51,6 +51,8 @@ func newPool(ctx context.Context, pc PoolConfig, track func(*deployment) error) 
 	return dep, nil
 }
 
+var _ sandbox.HealthReporter = (*deployment)(nil)
+
 // jailProc is a jail as a Proc: the process driver's workers.
 type jailProc struct{ p *jail.Process }
 
