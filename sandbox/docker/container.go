@@ -164,7 +164,7 @@ type containerProc struct {
 	rmOnce   sync.Once
 	rmErr    error
 
-	onRelease func() // called once the container is removed; nil: nothing
+	onRelease func()                  // called once the container is removed; nil: nothing
 	early     *container.WaitResponse // the container ended before its relay connected
 }
 

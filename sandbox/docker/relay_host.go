@@ -182,5 +182,3 @@ type closedStdin struct{}
 
 func (closedStdin) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
 func (closedStdin) Close() error              { return nil }
-
-
