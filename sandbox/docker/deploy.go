@@ -112,12 +112,13 @@ func (d *Driver) workerSpec(ctx context.Context, spec sandbox.Spec) (workerSpec,
 		if err != nil {
 			return ws, err
 		}
-		if len(spec.Command) == 0 && !img.command {
+		if len(spec.Command) == 0 && len(img.argv) == 0 {
 			return ws, fmt.Errorf("%w: image %s has no entrypoint or command, and the spec names no command", ErrImage, spec.Image)
 		}
 		ws.image = img
 		ws.cs.image = img.id
 		ws.cs.entrypoint = spec.Command // empty: the image's
+		ws.cs.imageArgv = img.argv
 		ws.reason = fmt.Sprintf("new containers of image %s (%s)", spec.Image, img.id)
 		return ws, nil
 	}
