@@ -19,9 +19,9 @@ var imageID = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // image is an image resolved for a deployment.
 type image struct {
-	id      string // sha256:...
-	ref     string // as the spec or configuration named it
-	argv    []string // its entrypoint and command; empty: none
+	id   string   // sha256:...
+	ref  string   // as the spec or configuration named it
+	argv []string // its entrypoint and command; empty: none
 }
 
 // resolveImage finds ref on the engine: an image ID (sha256:<64 hex>)
