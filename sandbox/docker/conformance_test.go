@@ -2,12 +2,18 @@ package docker
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
+	"github.com/andromeda-runner/andromeda/internal/dockerimg"
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/process/lang"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
@@ -30,6 +36,7 @@ func TestConformanceImage(t *testing.T) {
 			return sandbox.Spec{Service: "conformance-image", Image: img, Mode: mode}
 		},
 		AllowEnv:    allowEnv,
+		OwnRoot:     true,
 		Started:     WorkersStarted,
 		CancelGrace: defaultCancelGrace,
 	})
@@ -74,3 +81,69 @@ func certifyOK(t *testing.T, d *Driver, spec func(sandbox.Mode) sandbox.Spec) {
 // in each of two modes, then the protocol checks (as the process driver's
 // kit test counts them).
 const kitChecks = 40
+
+// archiveConfig returns a configuration whose runtime images are the test
+// images of dockerimg: Empty for exec, Node and Python.
+func archiveConfig(t *testing.T, language string) Config {
+	t.Helper()
+	cli := dockerimg.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	build := map[string]func(context.Context, *client.Client) (dockerimg.Image, error){
+		lang.Exec: dockerimg.Empty, lang.Node: dockerimg.Node, lang.Python: dockerimg.Python,
+	}[language]
+	img, err := build(ctx, cli)
+	if err != nil {
+		t.Fatalf("runtime image of %s: %v", language, err)
+	}
+	cfg := testConfig()
+	cfg.Images = map[string]string{language: img.ID}
+	return cfg
+}
+
+// archiveGuest returns the service directory and entry of language's
+// conformance guest: the exec guest's binary, or the process driver's
+// Node.js and Python guests.
+func archiveGuest(t *testing.T, language string) (dir, entry string) {
+	t.Helper()
+	if language == lang.Exec {
+		if testEnv.guestErr != nil {
+			t.Fatal(testEnv.guestErr)
+		}
+		return filepath.Dir(testEnv.guest), filepath.Base(testEnv.guest)
+	}
+	entry = map[string]string{lang.Node: "index.js", lang.Python: "main.py"}[language]
+	b, err := os.ReadFile(filepath.Join("..", "process", "testdata", "guests", language, entry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir = filepath.Join(t.TempDir(), "service")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, entry), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, entry
+}
+
+// TestConformanceArchive runs the driver conformance suite against exec,
+// Node.js and Python archive services in their runtime images, each in
+// server and command mode.
+func TestConformanceArchive(t *testing.T) {
+	for _, language := range []string{lang.Exec, lang.Node, lang.Python} {
+		t.Run(language, func(t *testing.T) {
+			dir, entry := archiveGuest(t, language)
+			sandboxtest.Run(t, sandboxtest.Harness{
+				Driver: func(t *testing.T) sandbox.Driver { return newDriver(t, archiveConfig(t, language)) },
+				Spec: func(t *testing.T, mode sandbox.Mode) sandbox.Spec {
+					return sandbox.Spec{Service: "conformance-" + language, Dir: dir, Entry: entry, Language: language, Mode: mode}
+				},
+				AllowEnv:    allowEnv,
+				OwnRoot:     true,
+				Started:     WorkersStarted,
+				CancelGrace: defaultCancelGrace,
+			})
+		})
+	}
+}
