@@ -225,10 +225,11 @@ func TestDockerImageRefusals(t *testing.T) {
 		{"missing image", "sha256:" + strings.Repeat("0", 64), 0, []string{"sha256:" + strings.Repeat("0", 64)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := n.op.Submit(ctx, pack(t, imageServiceDir(t, "refused", tc.image)))
+			_, err := n.op.Submit(ctx, pack(t, imageServiceDir(t, "img-svc", tc.image)))
 			if err == nil {
 				t.Fatalf("submit of %s admitted and deployed", tc.image)
 			}
+			t.Logf("refused: %v", err)
 			if tc.status != 0 && status(err) != tc.status {
 				t.Errorf("status %d, want %d: %v", status(err), tc.status, err)
 			}
