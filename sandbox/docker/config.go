@@ -38,6 +38,13 @@ type Config struct {
 	// labelled andromeda.node=<Node>; Reap removes that node's leftovers.
 	// Default: the host name.
 	Node string
+	// Transport is how the node talks to a container's worker:
+	// TransportRelay, a unix socket per container with the node's binary
+	// as the container's entrypoint (it must call MaybeRelay; the engine
+	// must be local), or TransportAttach, the engine's attached streams
+	// (slower: every message goes through the engine). Empty: relay when
+	// it is available, else attach.
+	Transport string
 	// Images maps a language (node, python, exec) to the runtime image its
 	// archive services run in: a reference pinned by digest
 	// (name@sha256:...), an image ID (sha256:...) or a local tag. A
@@ -94,6 +101,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Host != "" && !strings.HasPrefix(c.Host, "unix://") && !strings.HasPrefix(c.Host, "tcp://") {
 		errs = append(errs, fmt.Errorf("host %q: must be unix:///path or tcp://host:port", c.Host))
+	}
+	if c.Transport != "" && c.Transport != TransportRelay && c.Transport != TransportAttach {
+		errs = append(errs, fmt.Errorf("transport %q: must be %s or %s (empty: relay when available)", c.Transport, TransportRelay, TransportAttach))
 	}
 	tls := []string{c.TLSCA, c.TLSCert, c.TLSKey}
 	if slices.ContainsFunc(tls, func(s string) bool { return s != "" }) {
@@ -162,6 +172,7 @@ func (c Config) withDefaults() Config {
 		d.Node = c.Node
 	}
 	d.Host, d.TLSCA, d.TLSCert, d.TLSKey = c.Host, c.TLSCA, c.TLSCert, c.TLSKey
+	d.Transport = c.Transport
 	d.Images = c.Images
 	d.Registries = c.Registries
 	if c.PullMaxSize > 0 {

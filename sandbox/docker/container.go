@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,6 +29,7 @@ type containerSpec struct {
 	image      string   // by ID
 	argv       []string // the command; nil: the image's
 	entrypoint []string // nil: the image's; set to run argv alone
+	imageArgv  []string // the image's entrypoint and command, for the relay
 	workDir    string   // empty: the image's
 	labels     map[string]string
 	mounts     []mount.Mount
@@ -79,6 +82,11 @@ var env = []string{"HOME=/tmp", "TMPDIR=/tmp", "LANG=C.UTF-8"}
 // createOptions are the engine's options for cs: a container whose
 // standard streams are attached, with the driver's hardening.
 func (d *Driver) createOptions(cs containerSpec) client.ContainerCreateOptions {
+	return d.createOptionsFor(cs, true)
+}
+
+// createOptionsFor are createOptions, with standard input attached or not.
+func (d *Driver) createOptionsFor(cs containerSpec, stdin bool) client.ContainerCreateOptions {
 	pids := cs.limits.pids
 	files := int64(d.cfg.Process.Files)
 	if files <= 0 {
@@ -99,11 +107,11 @@ func (d *Driver) createOptions(cs containerSpec) client.ContainerCreateOptions {
 			Env:          env,
 			Hostname:     "sandbox",
 			Labels:       cs.labels,
-			AttachStdin:  true,
+			AttachStdin:  stdin,
 			AttachStdout: true,
 			AttachStderr: true,
-			OpenStdin:    true,
-			StdinOnce:    true,
+			OpenStdin:    stdin,
+			StdinOnce:    stdin,
 		},
 		HostConfig: &container.HostConfig{
 			NetworkMode:    netMode,
@@ -132,7 +140,7 @@ func (d *Driver) createOptions(cs containerSpec) client.ContainerCreateOptions {
 	}
 }
 
-var _ Proc = (*containerProc)(nil)
+var _ process.Proc = (*containerProc)(nil)
 
 // containerProc is one started container as a worker pool sees it: its
 // attached standard streams (demultiplexed into pipes), its end, and its
@@ -143,7 +151,7 @@ type containerProc struct {
 	id     string
 	name   string
 	conn   client.HijackedResponse
-	stdin  *stdinConn
+	stdin  io.WriteCloser
 	stdout *os.File
 	stderr *os.File
 	wait   client.ContainerWaitResult
@@ -152,19 +160,44 @@ type containerProc struct {
 
 	killed   atomic.Bool
 	waitOnce sync.Once
-	state    ProcState
+	state    process.ProcState
 	rmOnce   sync.Once
 	rmErr    error
+
+	onRelease func()                  // called once the container is removed; nil: nothing
+	early     *container.WaitResponse // the container ended before its relay connected
 }
 
-// startContainer creates, attaches and starts the container of cs. A
-// failure removes what it made.
+// startContainer creates, attaches and starts the container of cs, with
+// the relay transport when the driver uses it. A failure removes what it
+// made.
 func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *containerProc, err error) {
 	cli, err := d.ready()
 	if err != nil {
 		return nil, err
 	}
-	created, err := cli.ContainerCreate(ctx, d.createOptions(cs))
+	rf, err := d.relay()
+	if err != nil {
+		d.forget(cs.name)
+		return nil, err
+	}
+	var ln *net.UnixListener
+	if rf != nil {
+		if ln, err = d.relayListen(); err != nil {
+			d.forget(cs.name)
+			return nil, err
+		}
+		defer ln.Close()
+		argv := append(slices.Clone(cs.entrypoint), cs.argv...)
+		if len(cs.entrypoint) == 0 {
+			argv = cs.imageArgv
+		}
+		cs.mounts = append(slices.Clone(cs.mounts), rf.mounts...)
+		cs.mounts = append(cs.mounts, roBind(ln.Addr().String(), relaySocket))
+		cs.entrypoint = append(append(slices.Clone(rf.argv), relayArg, relaySocket, "--"), argv...)
+		cs.argv = nil
+	}
+	created, err := cli.ContainerCreate(ctx, d.createOptionsFor(cs, rf == nil))
 	if err != nil {
 		d.forget(cs.name)
 		return nil, fmt.Errorf("create container: %w", err)
@@ -175,13 +208,12 @@ func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *conta
 			p.Release(0)
 		}
 	}()
-	att, err := cli.ContainerAttach(ctx, p.id, client.ContainerAttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	att, err := cli.ContainerAttach(ctx, p.id, client.ContainerAttachOptions{Stream: true, Stdin: rf == nil, Stdout: true, Stderr: true})
 	if err != nil {
 		close(p.demux)
 		return p, fmt.Errorf("attach container %s: %w", cs.name, err)
 	}
 	p.conn = att.HijackedResponse
-	p.stdin = &stdinConn{conn: p.conn}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		close(p.demux)
@@ -194,11 +226,24 @@ func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *conta
 		close(p.demux)
 		return p, err
 	}
-	p.stdout, p.stderr = outR, errR
+	p.stderr = errR
+	stdout := io.Writer(&sink{w: outW})
+	if rf != nil {
+		// The worker's output is the socket; the container's own holds
+		// nothing but what the relay wrote before it executed the worker.
+		stdout = &sink{w: errW}
+		outW.Close()
+		outR.Close()
+	} else {
+		p.stdout = outR
+		p.stdin = &stdinConn{conn: p.conn}
+	}
 	go func() {
 		defer close(p.demux)
-		_, _ = stdcopy.StdCopy(&sink{w: outW}, &sink{w: errW}, p.conn.Reader)
-		outW.Close()
+		_, _ = stdcopy.StdCopy(stdout, &sink{w: errW}, p.conn.Reader)
+		if rf == nil {
+			outW.Close()
+		}
 		errW.Close()
 	}()
 	if _, err := cli.ContainerStart(ctx, p.id, client.ContainerStartOptions{}); err != nil {
@@ -207,6 +252,11 @@ func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *conta
 	p.wait = cli.ContainerWait(context.WithoutCancel(ctx), p.id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	if in, err := cli.ContainerInspect(ctx, p.id, client.ContainerInspectOptions{}); err == nil && in.Container.State != nil && in.Container.State.Pid > 0 {
 		p.cg = findCgroup(in.Container.State.Pid)
+	}
+	if rf != nil {
+		if err := p.accept(ctx, ln); err != nil {
+			return p, err
+		}
 	}
 	return p, nil
 }
@@ -224,18 +274,23 @@ func (p *containerProc) Stderr() io.ReadCloser { return p.stderr }
 // code, or, above 128, the signal that killed its first process (the
 // engine reports a signal n as 128+n), and whether the kernel killed it
 // for memory.
-func (p *containerProc) Wait() ProcState {
+func (p *containerProc) Wait() process.ProcState {
 	p.waitOnce.Do(func() {
 		var code int64
+		if p.early != nil {
+			ch := make(chan container.WaitResponse, 1)
+			ch <- *p.early
+			p.wait.Result = ch
+		}
 		select {
 		case r := <-p.wait.Result:
 			code = r.StatusCode
 			if r.Error != nil && r.Error.Message != "" {
-				p.state = ProcState{Err: fmt.Errorf("container %s: %s", p.name, r.Error.Message)}
+				p.state = process.ProcState{Err: fmt.Errorf("container %s: %s", p.name, r.Error.Message)}
 				return
 			}
 		case err := <-p.wait.Error:
-			p.state = ProcState{Err: fmt.Errorf("wait for container %s: %w", p.name, err)}
+			p.state = process.ProcState{Err: fmt.Errorf("wait for container %s: %w", p.name, err)}
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -284,7 +339,7 @@ func (p *containerProc) PeakMemory() int64 {
 
 // OOMKills is the number of processes of the container the kernel killed
 // for memory; -1 when unknown. After the container ended, the engine's
-// State.OOMKilled (ProcState.OOMKilled) is what counts.
+// State.OOMKilled (process.ProcState.OOMKilled) is what counts.
 func (p *containerProc) OOMKills() int {
 	if p.cg == nil {
 		return -1
@@ -303,6 +358,9 @@ func (p *containerProc) Release(wait time.Duration) error {
 			p.rmErr = fmt.Errorf("remove container %s: %w", p.name, err)
 		} else {
 			p.d.forget(p.name)
+			if p.onRelease != nil {
+				p.onRelease()
+			}
 		}
 		if p.conn.Conn != nil {
 			select {

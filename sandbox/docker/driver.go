@@ -92,6 +92,10 @@ type Driver struct {
 	cli     *client.Client
 	cliErr  error
 
+	relayOnce  sync.Once
+	relayFiles *relayFiles
+	relayErr   error
+
 	mu       sync.Mutex
 	self     *SelfTest // the last self-test that passed
 	disabled string    // why the last self-test failed

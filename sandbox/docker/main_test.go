@@ -12,11 +12,15 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/andromeda-runner/andromeda/internal/dockerimg"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
-// TestMain builds the Go conformance guest once.
+// TestMain makes the test binary a relay when the driver runs it as one
+// in a container, as the node's main does, and builds the Go conformance
+// guest once.
 func TestMain(m *testing.M) {
+	MaybeRelay()
 	dir, err := os.MkdirTemp("", "andromeda-docker-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -89,4 +93,21 @@ func removeTestImages() {
 	if err == nil && img.Config != nil && img.Config.Labels[LabelNode] == testNode {
 		_, _ = cli.ImageRemove(ctx, img.ID, client.ImageRemoveOptions{Force: true})
 	}
+}
+
+// guestImage returns the image of the exec conformance guest: its static
+// binary at /bin/guest, the image's command.
+func guestImage(t testing.TB, d *Driver) dockerimg.Image {
+	t.Helper()
+	cli, err := d.client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	img, err := dockerimg.Exec(ctx, cli, "guest", goGuestPkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
