@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -98,7 +99,8 @@ func pidNS(pid int) (uint64, error) {
 // procInfo is what the driver reads of one host process.
 type procInfo struct {
 	pid, ppid int
-	uid       int // real uid, as the host sees it
+	uid       int  // real uid, as the host sees it
+	dead      bool // a zombie, which its parent has yet to reap
 }
 
 // readProc reads process pid's parent and real uid.
@@ -122,6 +124,8 @@ func readProc(pid int) (procInfo, error) {
 			p.ppid, _ = strconv.Atoi(f[0])
 		case "Uid":
 			p.uid, _ = strconv.Atoi(f[0])
+		case "State":
+			p.dead = f[0] == "Z" || f[0] == "X"
 		}
 	}
 	return p, nil
@@ -174,11 +178,12 @@ func (c *hostContainer) procsOf(uid int) []procInfo {
 // killUID kills every process of the container running as uid, until
 // none is left (a process may fork while the others are killed; the
 // service's process limit bounds how often). It reports the processes
-// still there after its last round.
+// still there after its last round. Zombies are dead already: they stay
+// until their parent reaps them (the container's init, for orphans).
 func (c *hostContainer) killUID(uid int) error {
 	var left []procInfo
 	for round := 0; round < 50; round++ {
-		left = c.procsOf(uid)
+		left = slices.DeleteFunc(c.procsOf(uid), func(p procInfo) bool { return p.dead })
 		if len(left) == 0 {
 			return nil
 		}

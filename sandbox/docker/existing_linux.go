@@ -24,9 +24,6 @@ import (
 	"github.com/andromeda-runner/andromeda/sandbox/process/lang"
 )
 
-// interpreters are the commands, looked up on the container's PATH, that
-// run a language's shim.
-var interpreters = map[string]string{lang.Node: "node", lang.Python: "python3"}
 
 // gateScript makes an exec service's process wait for one line on its
 // standard input before it becomes the service (same process, same PID):
@@ -42,8 +39,9 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // and the last one removed takes the directories the first one made.
 var placements = struct {
 	sync.Mutex
-	by map[string]*containerPlacements
-}{by: map[string]*containerPlacements{}}
+	by   map[string]*containerPlacements
+	live map[*placedDeployment]struct{} // for Driver.Close
+}{by: map[string]*containerPlacements{}, live: map[*placedDeployment]struct{}{}}
 
 // containerPlacements are the services placed into one container.
 type containerPlacements struct {
@@ -95,10 +93,22 @@ func (d *Driver) placeInto(ctx context.Context, cli *client.Client, spec sandbox
 	if _, err := l.CheckEntry(spec.Dir, spec.Entry); err != nil {
 		return fail(err)
 	}
+	if err := checkNoDeps(l, spec.Dir); err != nil {
+		return fail(err)
+	}
+	if in.HostConfig != nil && in.HostConfig.ReadonlyRootfs {
+		return fail(errors.New("its root file system is read-only: the service's directory cannot be made there"))
+	}
 	hc, err := openHostContainer(in.ID, in.State.Pid)
 	if err != nil {
 		return fail(err)
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			hc.close()
+		}
+	}()
 	pathEnv, env := containerEnv(in.Config)
 	exe, err := findOnPath(ctx, cli, in.ID, pathEnv, l)
 	if err != nil {
@@ -159,14 +169,28 @@ func (d *Driver) placeInto(ctx context.Context, cli *client.Client, spec sandbox
 		start.gate = true
 		start.argv = append([]string{"/bin/sh", "-c", gateScript}, argv...)
 	}
-	_ = worker.Module{}
-	var pool sandbox.Deployment
-	err = errors.New("not yet: waits for the worker pool (process.NewPool)")
+	pool, err := process.NewPool(ctx, process.PoolConfig{
+		Config: pcfg, Spec: spec,
+		Module: worker.Module{ID: "main", Entry: entry},
+		Start:  start.start,
+	})
 	if err != nil {
-		stopErr := dep.teardown()
-		return fail(errors.Join(err, stopErr))
+		return fail(errors.Join(err, dep.teardown()))
 	}
 	dep.Deployment = pool
+	placements.Lock()
+	d.mu.Lock()
+	closed := d.closed
+	d.mu.Unlock()
+	if !closed {
+		placements.live[dep] = struct{}{}
+	}
+	placements.Unlock()
+	if closed {
+		_ = dep.Stop(context.WithoutCancel(ctx))
+		return fail(errClosed)
+	}
+	ok = true
 	d.cfg.Logger.Info("docker driver: placed into an existing container", "service", spec.Service, "container", name, "dir", dir, "uid", uid, "process_limit", start.nproc)
 	return dep, nil
 }
@@ -440,16 +464,46 @@ func (p *placedDeployment) WorkersStarted() int {
 	return 0
 }
 
+// closePlaced stops, without a grace period, the services d placed into
+// existing containers and still running (Driver.Close).
+func (d *Driver) closePlaced() error {
+	placements.Lock()
+	var deps []*placedDeployment
+	for dep := range placements.live {
+		if dep.d == d {
+			deps = append(deps, dep)
+		}
+	}
+	placements.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // no grace
+	var errs []error
+	for _, dep := range deps {
+		if err := dep.Stop(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // teardown kills the service's processes in the container and removes
-// its directory.
+// its directory, the directories the first placement made with the last,
+// and releases the container's pidfd.
 func (p *placedDeployment) teardown() error {
 	placements.Lock()
 	defer placements.Unlock()
+	defer p.hc.close()
+	delete(placements.live, p)
 	var errs []error
 	if err := p.hc.killUID(p.uid); err != nil {
 		errs = append(errs, err)
 	}
-	if err := p.hc.removeAll(p.dir); err != nil {
+	switch err := p.hc.removeAll(p.dir); {
+	case errors.Is(err, errStopped):
+		// Nothing runs there any more; the files stay until the service
+		// is placed into the container again, which removes them first.
+		p.d.cfg.Logger.Warn("docker driver: the container of a placed service stopped; its directory stays", "container", p.name, "dir", p.dir)
+	case err != nil:
 		errs = append(errs, err)
 	}
 	if cp := placements.by[p.hc.id]; cp != nil {

@@ -18,3 +18,6 @@ import (
 func (d *Driver) placeInto(ctx context.Context, cli *client.Client, spec sandbox.Spec, in container.InspectResponse) (sandbox.Deployment, error) {
 	return nil, fmt.Errorf("deploy %s into container %s: %w: placement into existing containers needs a Linux host", spec.Service, spec.Container, sandbox.ErrUnsupported)
 }
+
+// closePlaced has nothing to stop: nothing is placed on this platform.
+func (d *Driver) closePlaced() error { return nil }

@@ -12,10 +12,12 @@ import (
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 	"golang.org/x/sys/unix"
+
+	"github.com/andromeda-runner/andromeda/sandbox/process"
 )
 
 // execProc is one worker started by an exec session in an existing
-// container: a Proc, so that process.NewPool runs it.
+// container: a process.Proc, so that process.NewPool runs it.
 type execProc struct {
 	cli    *client.Client
 	execID string
@@ -34,7 +36,11 @@ type execProc struct {
 	release sync.Once
 }
 
-var _ Proc = (*execProc)(nil)
+var _ process.Proc = (*execProc)(nil)
+
+// waitClosed is how long a worker's process may live on after its
+// standard streams closed.
+const waitClosed = 5 * time.Second
 
 // execStart is how one worker is started in an existing container.
 type execStart struct {
@@ -54,7 +60,7 @@ type execStart struct {
 // start runs one exec session of s: attached to its three streams, as the
 // service's uid, its process limits set from the host before the
 // service's own code runs (see deployExisting).
-func (s *execStart) start(ctx context.Context) (Proc, error) {
+func (s *execStart) start(ctx context.Context) (process.Proc, error) {
 	user := fmt.Sprintf("%d:%d", s.uid, s.uid)
 	created, err := s.cli.ExecCreate(ctx, s.id, client.ExecCreateOptions{
 		User: user, AttachStdin: true, AttachStdout: true, AttachStderr: true,
@@ -68,7 +74,7 @@ func (s *execStart) start(ctx context.Context) (Proc, error) {
 		return nil, fmt.Errorf("start exec in container %s: %w", s.id[:12], err)
 	}
 	p := &execProc{cli: s.cli, execID: created.ID, conn: att.HijackedResponse, c: s.c, demuxed: make(chan struct{}), exited: make(chan struct{})}
-	fail := func(err error) (Proc, error) {
+	fail := func(err error) (process.Proc, error) {
 		if p.h != nil {
 			p.h.kill()
 			p.h.close()
@@ -220,11 +226,19 @@ func (p *execProc) Kill() {
 }
 
 // Wait waits until the exec's process ended (a process it started may
-// still hold its streams) and the engine reports its exit code.
-func (p *execProc) Wait() ProcState {
+// still hold its streams) and the engine reports its exit code. A process
+// that closed its streams but goes on is killed after waitClosed: it can
+// no longer speak the protocol.
+func (p *execProc) Wait() process.ProcState {
 	select {
 	case <-p.demuxed:
 	case <-p.exited:
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(waitClosed):
+		p.Kill()
+		<-p.exited
 	}
 	p.sample()
 	var res client.ExecInspectResult
@@ -243,13 +257,13 @@ func (p *execProc) Wait() ProcState {
 	<-p.demuxed
 	switch {
 	case err != nil:
-		return ProcState{Err: fmt.Errorf("inspect exec: %w", err)}
+		return process.ProcState{Err: fmt.Errorf("inspect exec: %w", err)}
 	case res.Running:
-		return ProcState{Err: errors.New("the exec's process ended but the engine still reports it running")}
+		return process.ProcState{Err: errors.New("the exec's process ended but the engine still reports it running")}
 	case signalOf(res.ExitCode) != 0:
-		return ProcState{Signal: signalOf(res.ExitCode)}
+		return process.ProcState{Signal: signalOf(res.ExitCode)}
 	}
-	return ProcState{Exited: true, Code: res.ExitCode}
+	return process.ProcState{Exited: true, Code: res.ExitCode}
 }
 
 // Release frees the pidfd and the connection; a process still running
