@@ -24,7 +24,6 @@ import (
 	"github.com/andromeda-runner/andromeda/sandbox/process/lang"
 )
 
-
 // gateScript makes an exec service's process wait for one line on its
 // standard input before it becomes the service (same process, same PID):
 // the driver sends the line once the process limit is set.
