@@ -20,6 +20,8 @@ import (
 
 	"github.com/andromeda-runner/andromeda/internal/dockerimg"
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/process"
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
 // placedPy is the Python service the placement tests run: it answers
@@ -399,4 +401,31 @@ func TestExistingFallback(t *testing.T) {
 	if strings.HasPrefix(info.File, ServicesDir) {
 		t.Errorf("the fallback worker loaded %s, want the new container's service directory", info.File)
 	}
+}
+
+// TestExistingConformance runs the driver conformance suite on the exec
+// guest placed into an existing container, in both modes, but for the two
+// cases placement does not hold by design: memory is the container's (no
+// limit of the service's to run out of), and so is its file system (the
+// service sees it as any unprivileged user of the container does).
+func TestExistingConformance(t *testing.T) {
+	cli, img := pythonImage(t)
+	if testEnv.guestErr != nil {
+		t.Fatalf("build the exec guest: %v", testEnv.guestErr)
+	}
+	_, name := operator(t, cli, img.ID, true)
+	sandboxtest.Run(t, sandboxtest.Harness{
+		Driver: func(t *testing.T) sandbox.Driver { return newDriver(t, testConfig()) },
+		Spec: func(t *testing.T, mode sandbox.Mode) sandbox.Spec {
+			return sandbox.Spec{Service: "conformance-placed", Digest: "sha256:c0c0a", Dir: filepath.Dir(testEnv.guest),
+				Entry: filepath.Base(testEnv.guest), Language: "exec", Mode: mode, Container: name}
+		},
+		AllowEnv: []string{"PATH", "HOME", "TMPDIR", "LANG"},
+		Exclude: map[string]string{
+			"balloon":       "placement: memory is the existing container's, not limited per service",
+			"no-filesystem": "placement: the service sees the existing container's file system as an unprivileged user",
+		},
+		Started:     func(dep sandbox.Deployment) int64 { return int64(dep.(*placedDeployment).WorkersStarted()) },
+		CancelGrace: process.DefaultCancelGrace,
+	})
 }
