@@ -248,7 +248,7 @@ func (d *Driver) Close() error {
 	d.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var errs []error
+	errs := []error{d.closePlaced()} // existing.go: services placed into existing containers
 	for _, dep := range deps {
 		stopCtx, c := context.WithCancel(ctx)
 		c() // no grace
