@@ -227,7 +227,7 @@ func offlineNode() policy.Node {
 		Drivers: map[string]policy.DriverInfo{
 			"wasm":    {Enabled: true, Languages: []string{"go", "rust", "c", "wasm"}},
 			"process": {Enabled: true, Network: true, Languages: []string{"node", "python", "exec"}},
-			"docker":  {Enabled: true, Network: true},
+			"docker":  {Enabled: true, Network: true, Languages: policy.DockerLanguages}, // a runtime image for each
 		},
 		Targets: map[string]string{},
 		Now:     time.Now().UTC(),
