@@ -176,7 +176,9 @@ type Runtime struct {
 	// process, optional for docker.
 	Entry string `json:"entry,omitempty" yaml:"entry,omitempty"`
 	// Image is the container image reference. Required for docker, not
-	// allowed otherwise.
+	// allowed otherwise. A node's policy admits it pinned, REF@sha256:<64
+	// hex> or an image ID sha256:<64 hex>, unless it allows tags
+	// (policy.images.allow_tags), and from the registries.docker it lists.
 	Image string `json:"image,omitempty" yaml:"image,omitempty"`
 	// Command is the container command for docker and the arguments passed
 	// to the entry for process; at most 64 arguments of at most 4096

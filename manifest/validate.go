@@ -202,7 +202,7 @@ func (v *validator) runtime(r *Runtime) {
 	case known && driver != DriverDocker:
 		v.fail("runtime.image", "not allowed for driver %s", driver)
 	case len(r.Image) > maxImageLen || !imageRE.MatchString(r.Image):
-		v.fail("runtime.image", "must be an image reference like alpine:3.20 or ghcr.io/org/app:1.2, at most %d characters", maxImageLen)
+		v.fail("runtime.image", "must be an image reference like ghcr.io/org/app@sha256:<64 hex>, sha256:<64 hex> (an image ID) or alpine:3.20, at most %d characters", maxImageLen)
 	}
 	if len(r.Command) > 0 {
 		switch {
