@@ -254,6 +254,11 @@ func (env *cli) policyImport(file string, asJSON bool) error {
 	tw.Flush()
 	if k.Docker.Host != "" {
 		fmt.Fprintf(env.stderr, "docker engine: %s (tls %v)\n", k.Docker.Host, k.Docker.TLS)
+		fmt.Fprintf(env.stderr, "# in the node config: docker: {host: %q}", k.Docker.Host)
+		if k.Docker.TLS {
+			fmt.Fprint(env.stderr, ", with docker.tls {ca, cert, key}: the files of the client TLS the engine expects")
+		}
+		fmt.Fprintln(env.stderr)
 	}
 	fmt.Fprintln(env.stderr, "\n# paste under policy: in the node config")
 	b, err := yaml.Marshal(k.Policy)
