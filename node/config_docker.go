@@ -47,12 +47,11 @@ type DockerConfig struct {
 }
 
 // DockerTLS is the client TLS the node speaks to a tcp:// engine with:
-// files of PEM.
+// files of PEM, all three or none.
 type DockerTLS struct {
-	// CA verifies the engine's certificate; empty: the system's roots.
+	// CA verifies the engine's certificate.
 	CA string `json:"ca" yaml:"ca"`
-	// Cert and Key are the client certificate and its key; both or
-	// neither.
+	// Cert and Key are the client certificate and its key.
 	Cert string `json:"cert" yaml:"cert"`
 	Key  string `json:"key" yaml:"key"`
 }
@@ -116,15 +115,11 @@ func (c DockerConfig) Validate() error {
 	if t != (DockerTLS{}) && !tcp {
 		bad("tls", "only for a tcp:// docker.host")
 	}
-	if (t.Cert == "") != (t.Key == "") {
-		if t.Cert == "" {
-			bad("tls.cert", "required with docker.tls.key")
-		} else {
-			bad("tls.key", "required with docker.tls.cert")
-		}
-	}
 	for _, f := range []struct{ key, v string }{{"ca", t.CA}, {"cert", t.Cert}, {"key", t.Key}} {
-		if f.v != "" && strings.ContainsRune(f.v, 0) {
+		switch {
+		case f.v == "" && t != (DockerTLS{}):
+			bad("tls."+f.key, "required: set ca, cert and key together, or none")
+		case strings.ContainsRune(f.v, 0):
 			bad("tls."+f.key, "must be a file name")
 		}
 	}
