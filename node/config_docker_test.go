@@ -33,6 +33,9 @@ func TestDockerConfigErrors(t *testing.T) {
 		{"scratch word", "docker: {scratch: lots}\n", []string{"docker.scratch: must be a size"}},
 		{"enabled", "docker: {enabled: maybe}\n", []string{"docker.enabled: must be true or false"}},
 		{"registries belong to the policy", "docker: {registries: ['ghcr.io/org/']}\n", []string{`docker.registries: unknown field "registries"`}},
+		{"policy image source", "policy: {registries: {docker: ['GHCR.io/Org']}}\n", []string{"policy.registries.docker[0]: must be an http or https registry URL (https://ghcr.io) or an image reference prefix"}},
+		{"policy fallback", "policy: {container_fallback: wait}\n", []string{"policy.container_fallback: must be new or refuse"}},
+		{"policy tags", "policy: {images: {allow_tags: 1}}\n", []string{"policy.images.allow_tags: must be true or false"}},
 		{"every problem", "docker: {host: 'ssh://x', user: root, scratch: 0}\n", []string{"docker.host:", "docker.user:", "docker.scratch:"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
