@@ -212,6 +212,11 @@ func TestDockerImageRefusals(t *testing.T) {
 		t.Fatalf("docker driver disabled: %s\n%s", d.Reason, logs)
 	}
 	t.Cleanup(func() { removeNodeContainers(cli, n.NodeID()) })
+	// registries.docker lists image sources, not a package registry of
+	// the process driver, whose config refuses an unknown language.
+	if d := offerDriver(t, n, "process"); strings.Contains(d.Reason, "registries") {
+		t.Errorf("registries.docker disabled the process driver: %s", d.Reason)
+	}
 	pin := "@sha256:" + strings.Repeat("ab", 32)
 	before := snapshotData(t, n)
 	for _, tc := range []struct {
