@@ -22,6 +22,9 @@ func TestSelfTest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SelfTest() = %v", err)
 	}
+	if st.Transport != TransportRelay {
+		t.Errorf("SelfTest().Transport = %q (%s), want relay: the test binary calls MaybeRelay", st.Transport, st.TransportWhy)
+	}
 	if st.Version == "" || st.APIVersion == "" || st.StorageDriver == "" || !strings.HasPrefix(st.Image, "sha256:") {
 		t.Errorf("SelfTest() = %+v, want the engine's version, API version, storage driver and the image's ID", st)
 	}
@@ -55,6 +58,12 @@ func TestSelfTestDeadEngine(t *testing.T) {
 			t.Errorf("Offer().Notes = %s, want the self-test's reason", notes)
 		}
 		d.Close()
+	}
+	cfg := testConfig()
+	cfg.Host = "tcp://127.0.0.1:1"
+	cfg.Transport = TransportRelay
+	if _, err := New(cfg).relay(); err == nil || !strings.Contains(err.Error(), "not local") {
+		t.Errorf("relay() with a tcp engine = %v, want the relay refused: the engine is not local", err)
 	}
 }
 
