@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -28,6 +29,8 @@ type deployment struct {
 
 	mu   sync.Mutex
 	live map[string]*containerProc // its containers not yet removed, by name (nil while starting)
+
+	stopping atomic.Bool // Stop was called
 
 	inflight   int  // invocations in flight
 	overlapped bool // another invocation started while one was in flight
@@ -76,6 +79,12 @@ func (dep *deployment) start(ctx context.Context) (process.Proc, error) {
 	dep.mu.Unlock()
 	if h, ok := ctx.Value(procKey{}).(*procHolder); ok {
 		h.p = p
+	}
+	if dep.stopping.Load() {
+		// Started while the deployment stops (a command-mode invocation
+		// or a restart under way when Stop looked for workers to stop):
+		// it ends at once, and its invocation with ErrStopped.
+		p.Kill()
 	}
 	p.onRelease = func() {
 		dep.mu.Lock()
@@ -171,6 +180,7 @@ func sumNetwork(ps []*containerProc) (rx, tx int64) {
 // Stop stops the pool (gracefully within ctx, then by force) and removes
 // every container of the deployment. Safe to call more than once.
 func (dep *deployment) Stop(ctx context.Context) error {
+	dep.stopping.Store(true)
 	err := dep.pool.Stop(ctx)
 	dep.removeAll()
 	dep.d.untrack(dep)

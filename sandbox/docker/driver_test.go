@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -98,16 +99,20 @@ func TestConfigValidate(t *testing.T) {
 // driver owns (another instance's: a crashed node's), and keeps its own
 // and other nodes'.
 func TestReap(t *testing.T) {
-	d := newDriver(t, testConfig())
+	// A node of its own: Reap must not touch what other tests of this
+	// package run at the same time.
+	cfg := testConfig()
+	cfg.Node = fmt.Sprintf("%s-reap-%d", testNode, time.Now().UnixNano())
+	d := newDriver(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := d.Test(ctx); err != nil {
 		t.Fatal(err)
 	}
 	img := d.self.Image
-	crashed := New(testConfig())
-	otherCfg := testConfig()
-	otherCfg.Node = testNode + "-other"
+	crashed := New(cfg)
+	otherCfg := cfg
+	otherCfg.Node = cfg.Node + "-other"
 	other := New(otherCfg)
 	create := func(of *Driver, service string) string {
 		t.Helper()
