@@ -256,7 +256,9 @@ func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *conta
 	p.wait = cli.ContainerWait(context.WithoutCancel(ctx), p.id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	if in, err := cli.ContainerInspect(ctx, p.id, client.ContainerInspectOptions{}); err == nil && in.Container.State != nil && in.Container.State.Pid > 0 {
 		p.pid = in.Container.State.Pid
-		p.cg = findCgroup(p.pid)
+		if p.cg = findCgroup(p.pid); p.cg != nil {
+			p.cg.watchOOM(p.demux)
+		}
 	}
 	if rf != nil {
 		if err := p.accept(ctx, ln); err != nil {
@@ -305,6 +307,17 @@ func (p *containerProc) Wait() process.ProcState {
 			s := in.Container.State
 			code = int64(s.ExitCode)
 			p.state.OOMKilled = s.OOMKilled
+		}
+		if p.cg != nil && p.cg.oomKills() > 0 {
+			p.state.OOMKilled = true
+		}
+		if !p.state.OOMKilled && code == 128+int64(syscall.SIGKILL) && !p.killed.Load() {
+			// Killed, not by the driver: the engine may learn of an OOM
+			// kill after the exit.
+			time.Sleep(100 * time.Millisecond)
+			if in, err := p.cli.ContainerInspect(ctx, p.id, client.ContainerInspectOptions{}); err == nil && in.Container.State != nil {
+				p.state.OOMKilled = in.Container.State.OOMKilled
+			}
 		}
 		switch {
 		case code > 128 && code < 128+65:
