@@ -22,7 +22,8 @@ import (
 // The benchmarks compare the docker driver with what it is built from and
 // what it replaces, on the exec conformance guest (a static Go worker):
 //
-//	go test ./sandbox/docker -run '^$' -bench . -benchtime 2s   # as root
+//	go test ./sandbox/docker -run '^$' -bench ColdStart -benchtime 20x   # as root
+//	go test ./sandbox/docker -run '^$' -bench Invoke -benchtime 2s       # as root
 //
 // BenchmarkColdStart is command mode, a new container per invocation,
 // beside a bare `docker run --rm` of the same image through the CLI and
