@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -183,8 +185,16 @@ func (s *socketStdin) SetWriteDeadline(t time.Time) error { return s.f.SetWriteD
 // (measured on 2 vCPUs: 13-15 µs p50 without the spin, 33-35 µs with it).
 type socketStdout struct{ f *os.File }
 
-func (s socketStdout) Read(b []byte) (int, error) { return s.f.Read(b) }
-func (s socketStdout) Close() error               { return s.f.Close() }
+// Read reads the worker's output. A reset connection (the worker ended
+// with input unread) is the end of its output, as a pipe's would be.
+func (s socketStdout) Read(b []byte) (int, error) {
+	n, err := s.f.Read(b)
+	if errors.Is(err, syscall.ECONNRESET) {
+		err = io.EOF
+	}
+	return n, err
+}
+func (s socketStdout) Close() error { return s.f.Close() }
 
 // closedStdin is the standard input of a container that ended before its
 // relay connected.
