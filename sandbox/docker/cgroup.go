@@ -23,6 +23,7 @@ type cgroup struct {
 	unified         string // v2, when there is no v1 memory hierarchy
 
 	mu        sync.Mutex
+	files     map[string]*os.File // files kept open, read again from their start
 	cpu       time.Duration
 	peak      int64
 	ooms      int
@@ -108,6 +109,45 @@ func readInt(path string) (int64, bool) {
 	return n, err == nil
 }
 
+// readOpen reads the integer in the cgroup's file at path, keeping the
+// file open for the next reading: the pool reads usage after every
+// invocation, and an open, read and close of a cgroup file per reading
+// costs tens of microseconds of a warm invocation's round trip. Called
+// with c.mu held.
+func (c *cgroup) readOpen(path string) (int64, bool) {
+	f := c.files[path]
+	if f == nil {
+		var err error
+		if f, err = os.Open(path); err != nil {
+			return 0, false
+		}
+		if c.files == nil {
+			c.files = map[string]*os.File{}
+		}
+		c.files[path] = f
+	}
+	var b [64]byte
+	n, err := f.ReadAt(b[:], 0)
+	if n == 0 && err != nil {
+		// The cgroup is gone (the container ended).
+		f.Close()
+		delete(c.files, path)
+		return 0, false
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(b[:n])), 10, 64)
+	return v, err == nil
+}
+
+// close closes the files kept open.
+func (c *cgroup) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.files {
+		f.Close()
+	}
+	c.files = nil
+}
+
 // readKey reads the integer of key in a flat keyed file (memory.events,
 // cpu.stat, memory.oom_control).
 func readKey(path, key string) (int64, bool) {
@@ -127,20 +167,20 @@ func readKey(path, key string) (int64, bool) {
 
 // cpuTime is the CPU time of the cgroup's processes; -1 when unknown.
 func (c *cgroup) cpuTime() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var t time.Duration
 	var ok bool
 	switch {
 	case c.cpuacct != "":
 		var n int64
-		n, ok = readInt(filepath.Join(c.cpuacct, "cpuacct.usage"))
+		n, ok = c.readOpen(filepath.Join(c.cpuacct, "cpuacct.usage"))
 		t = time.Duration(n)
 	case c.unified != "":
 		var n int64
 		n, ok = readKey(filepath.Join(c.unified, "cpu.stat"), "usage_usec")
 		t = time.Duration(n) * time.Microsecond
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if ok {
 		c.cpu = max(c.cpu, t)
 	}
@@ -149,16 +189,16 @@ func (c *cgroup) cpuTime() time.Duration {
 
 // peakMemory is the cgroup's memory high-water mark; 0 when unknown.
 func (c *cgroup) peakMemory() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var n int64
 	var ok bool
 	switch {
 	case c.memory != "":
-		n, ok = readInt(filepath.Join(c.memory, "memory.max_usage_in_bytes"))
+		n, ok = c.readOpen(filepath.Join(c.memory, "memory.max_usage_in_bytes"))
 	case c.unified != "":
-		n, ok = readInt(filepath.Join(c.unified, "memory.peak"))
+		n, ok = c.readOpen(filepath.Join(c.unified, "memory.peak"))
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if ok {
 		c.peak = max(c.peak, n)
 	}

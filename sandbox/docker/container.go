@@ -152,7 +152,7 @@ type containerProc struct {
 	name   string
 	conn   client.HijackedResponse
 	stdin  io.WriteCloser
-	stdout *os.File
+	stdout io.ReadCloser
 	stderr *os.File
 	wait   client.ContainerWaitResult
 	cg     *cgroup
@@ -169,6 +169,7 @@ type containerProc struct {
 
 	stats  engineStats // its usage from the engine, without cgroup or pid
 	pid    int         // its first process, on the host
+	hasNet bool        // it has a network: its counters are read
 	netMu  sync.Mutex  // guards rx, tx
 	rx, tx int64       // its network counters, as last read
 }
@@ -207,7 +208,7 @@ func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *conta
 		d.forget(cs.name)
 		return nil, fmt.Errorf("create container: %w", err)
 	}
-	p = &containerProc{d: d, cli: cli, id: created.ID, name: cs.name, demux: make(chan struct{})}
+	p = &containerProc{d: d, cli: cli, id: created.ID, name: cs.name, demux: make(chan struct{}), hasNet: cs.network}
 	defer func() {
 		if err != nil {
 			p.Release(0)
@@ -357,7 +358,9 @@ func (p *containerProc) CPUTime() time.Duration {
 func (p *containerProc) PeakMemory() int64 {
 	// The pool reads usage after each invocation, while the container
 	// still runs: the network counters are read then too.
-	p.sampleNetwork()
+	if p.hasNet {
+		p.sampleNetwork()
+	}
 	if p.cg == nil {
 		return p.sample().peak
 	}
@@ -397,6 +400,9 @@ func (p *containerProc) Release(wait time.Duration) error {
 			p.conn.Close()
 		}
 		<-p.demux
+		if p.cg != nil {
+			p.cg.close()
+		}
 		if p.stdout != nil {
 			p.stdout.Close()
 			p.stderr.Close()

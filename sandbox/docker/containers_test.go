@@ -167,3 +167,31 @@ func TestVolumesAndNetwork(t *testing.T) {
 		})
 	}
 }
+
+// TestClose: Close stops the deployments still running and removes their
+// containers and raw workers'; the driver then refuses to deploy.
+func TestClose(t *testing.T) {
+	d := New(testConfig())
+	newDriver(t, testConfig()) // skips without an engine
+	img := guestImage(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := d.Deploy(ctx, sandbox.Spec{Service: "close", Image: img.ID, Limits: sandbox.Limits{Concurrency: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.StartRaw(ctx, sandbox.Spec{Service: "close", Image: img.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if got := containers(t, d, LabelInstance+"="+d.instance); len(got) != 3 {
+		t.Fatalf("containers before Close: %v, want 3", got)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	if left := containers(t, New(testConfig()), LabelInstance+"="+d.instance); len(left) > 0 {
+		t.Errorf("containers after Close: %v", left)
+	}
+	if _, err := d.Deploy(ctx, sandbox.Spec{Service: "close", Image: img.ID}); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Deploy after Close = %v, want an error saying the driver is closed", err)
+	}
+}

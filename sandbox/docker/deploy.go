@@ -66,7 +66,17 @@ func (d *Driver) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deploym
 		d.untrack(dep)
 		return nil, err // NewPool's error names the deploy and the service
 	}
+	dep.mu.Lock()
 	dep.pool = pool
+	dep.mu.Unlock()
+	if dep.stopping.Load() {
+		// Close ran while the pool started.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = pool.Stop(ctx)
+		dep.removeAll()
+		return fail(errClosed)
+	}
 	return dep, nil
 }
 

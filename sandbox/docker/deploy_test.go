@@ -43,6 +43,8 @@ func TestDeployRefused(t *testing.T) {
 		{"unlisted registry", sandbox.Spec{Image: "example.org/app@sha256:" + strings.Repeat("1", 64)}, []string{"example.org/app", "not under a registry", "registry.invalid/team"}, ErrImage},
 		{"pull fails", sandbox.Spec{Image: "registry.invalid/team/app@sha256:" + strings.Repeat("2", 64)}, []string{"registry.invalid/team/app", "pull"}, ErrImage},
 		{"tag without digest", sandbox.Spec{Image: img.Ref}, nil, nil}, // local tags run (the policy decides about tags)
+		{"command", sandbox.Spec{Image: img.ID, Command: []string{"/bin/guest"}}, nil, nil},
+		{"missing command", sandbox.Spec{Image: img.ID, Command: []string{"/bin/nothing-here"}}, []string{"/bin/nothing-here", "no such file"}, nil},
 		{"host list", sandbox.Spec{Image: img.ID, Network: sandbox.Network{Hosts: []string{"api.example.com:443"}}}, []string{"network", "api.example.com:443"}, sandbox.ErrUnsupported},
 		{"mode", sandbox.Spec{Image: img.ID, Mode: "batch"}, []string{`mode "batch"`}, sandbox.ErrUnsupported},
 		{"language without image", sandbox.Spec{Language: lang.Python, Dir: svc, Entry: "main.py"}, []string{"python", "no runtime image"}, sandbox.ErrUnsupported},

@@ -181,7 +181,13 @@ func sumNetwork(ps []*containerProc) (rx, tx int64) {
 // every container of the deployment. Safe to call more than once.
 func (dep *deployment) Stop(ctx context.Context) error {
 	dep.stopping.Store(true)
-	err := dep.pool.Stop(ctx)
+	dep.mu.Lock()
+	pool := dep.pool // nil while Deploy starts it (Close stops it then)
+	dep.mu.Unlock()
+	var err error
+	if pool != nil {
+		err = pool.Stop(ctx)
+	}
 	dep.removeAll()
 	dep.d.untrack(dep)
 	return err

@@ -32,8 +32,10 @@
 // labelled andromeda.node, andromeda.service, andromeda.version,
 // andromeda.role and, in command mode, andromeda.run; Reap removes a
 // crashed node's containers. CPU time, peak memory and OOM kills come from
-// the container's cgroup (v1 or v2) while it runs; the engine's
-// State.OOMKilled tells an OOM kill once it ended. With network any, a
+// the container's cgroup (v1 or v2) while it runs, OOM kills on cgroup v1
+// as the kernel reports them (an eventfd), and the engine's
+// State.OOMKilled once it ended; from the engine's stats API when the
+// node cannot read the cgroup (a remote engine). With network any, a
 // run's usage has the bytes of the container's interfaces.
 //
 // # Transport

@@ -43,27 +43,27 @@ const AnyLanguage = "any"
 // The isolation layers of Offer().Isolation; most are the process
 // driver's layers, with the same meaning for a container.
 const (
-	LayerPIDNS      = "pid-ns"
-	LayerMountNS    = "mount-ns"
-	LayerIPCNS      = "ipc-ns"
-	LayerUTSNS      = "uts-ns"
-	LayerNetNS      = "net-ns"
-	LayerNetGrant   = "network-grant"
-	LayerUserNS     = "user-ns"
-	LayerReadOnly   = "read-only-fs"
-	LayerScratch    = "private-scratch"
-	LayerNoData     = "no-node-data"
-	LayerNoEnv      = "no-env"
-	LayerUID        = "unprivileged-uid"
-	LayerMemory     = "memory-cap"
-	LayerPids       = "pids-cap"
-	LayerCPU        = "cpu-cap"
-	LayerRlimits    = "rlimits"
-	LayerSeccomp    = "seccomp"
-	LayerNoNewPrivs = "no-new-privs"
-	LayerPdeathsig  = "pdeathsig"
-	LayerGroupKill  = "group-kill"
-	LayerTimeout    = "timeout"
+	LayerPIDNS      = "pid-ns"           // the container's own PID namespace
+	LayerMountNS    = "mount-ns"         // its own mount namespace on the image's root
+	LayerIPCNS      = "ipc-ns"           // a private IPC namespace
+	LayerUTSNS      = "uts-ns"           // its own host name ("sandbox")
+	LayerNetNS      = "net-ns"           // its own network namespace: none, or the default bridge
+	LayerNetGrant   = "network-grant"    // can grant network any (a host list is refused)
+	LayerUserNS     = "user-ns"          // the engine remaps users (userns-remap)
+	LayerReadOnly   = "read-only-fs"     // read-only root; service, shim and relay read-only
+	LayerScratch    = "private-scratch"  // a tmpfs /tmp of Config.Scratch bytes per container
+	LayerNoData     = "no-node-data"     // nothing of the node's files but what is mounted for it
+	LayerNoEnv      = "no-env"           // the image's environment and HOME, TMPDIR, LANG only
+	LayerUID        = "unprivileged-uid" // Config.User, not root, no capabilities
+	LayerMemory     = "memory-cap"       // memory limit without swap: exceeding it is oom
+	LayerPids       = "pids-cap"         // pids limit
+	LayerCPU        = "cpu-cap"          // CPU quota (NanoCPUs)
+	LayerRlimits    = "rlimits"          // no core dumps, bounded open files
+	LayerSeccomp    = "seccomp"          // the engine's default seccomp profile
+	LayerNoNewPrivs = "no-new-privs"     // no-new-privileges
+	LayerPdeathsig  = "pdeathsig"        // containers die with the node: false (Reap removes them)
+	LayerGroupKill  = "group-kill"       // a kill ends every process of the container
+	LayerTimeout    = "timeout"          // invocations are stopped at their deadline
 )
 
 var (

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
@@ -30,6 +33,7 @@ func (d *Driver) Reap(ctx context.Context) (removed []string, err error) {
 	for _, name := range removed {
 		d.cfg.Logger.Info("docker driver: removed a leftover container", "container", name)
 	}
+	d.reapSockets()
 	if err != nil {
 		return removed, fmt.Errorf("reap: %w", err)
 	}
@@ -70,4 +74,20 @@ func (d *Driver) removeWhere(ctx context.Context, remove func(labels map[string]
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// reapSockets removes the relay sockets a crashed node left: a socket is
+// needed from a container's creation until its relay connects, within
+// Config.Process.StartTimeout.
+func (d *Driver) reapSockets() {
+	dir := filepath.Join(d.cfg.Process.WorkDir, "relay")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > 2*d.cfg.Process.StartTimeout {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }

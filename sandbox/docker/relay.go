@@ -111,6 +111,10 @@ func findRelay() (*relayFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the node's binary: %w", err)
 	}
+	if fi, err := os.Stat(exe); err != nil || fi.Mode().Perm()&0o005 != 0o005 {
+		// Containers run it as another user.
+		return nil, fmt.Errorf("the node's binary %s must be readable and executable by others (o+rx) to run in containers: %v", exe, modeOf(fi, err))
+	}
 	f, err := elf.Open(exe)
 	if err != nil {
 		return nil, fmt.Errorf("the node's binary %s: %w", exe, err)
@@ -189,3 +193,11 @@ func roBind(src, dst string) mount.Mount {
 
 // errNoRelay is why the relay transport is not available.
 var errNoRelay = errors.New("the node's binary does not call docker.MaybeRelay")
+
+// modeOf describes a file's mode, or why it has none.
+func modeOf(fi os.FileInfo, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "mode " + fi.Mode().Perm().String()
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -147,7 +149,7 @@ func (p *containerProc) accept(ctx context.Context, ln *net.UnixListener) error 
 	// the pool's spinning reads).
 	_ = unix.SetNonblock(rfd, true)
 	_ = unix.SetNonblock(wfd, true)
-	p.stdout = os.NewFile(uintptr(rfd), "relay-out-"+p.name)
+	p.stdout = socketStdout{os.NewFile(uintptr(rfd), "relay-out-"+p.name)}
 	p.stdin = &socketStdin{f: os.NewFile(uintptr(wfd), "relay-in-"+p.name)}
 	return nil
 }
@@ -175,6 +177,24 @@ func (s *socketStdin) Close() error {
 
 // SetWriteDeadline bounds the writes in flight and to come.
 func (s *socketStdin) SetWriteDeadline(t time.Time) error { return s.f.SetWriteDeadline(t) }
+
+// socketStdout is a container's standard output over the relay's socket.
+// It is not an *os.File on purpose: the pool reads an *os.File with a
+// spin before each blocking read, which halves a round trip over a pipe
+// to a local process but doubles it over this socket to a container
+// (measured on 2 vCPUs: 13-15 µs p50 without the spin, 33-35 µs with it).
+type socketStdout struct{ f *os.File }
+
+// Read reads the worker's output. A reset connection (the worker ended
+// with input unread) is the end of its output, as a pipe's would be.
+func (s socketStdout) Read(b []byte) (int, error) {
+	n, err := s.f.Read(b)
+	if errors.Is(err, syscall.ECONNRESET) {
+		err = io.EOF
+	}
+	return n, err
+}
+func (s socketStdout) Close() error { return s.f.Close() }
 
 // closedStdin is the standard input of a container that ended before its
 // relay connected.

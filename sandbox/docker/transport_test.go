@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 	"github.com/moby/moby/client"
 )
 
@@ -95,9 +96,7 @@ func TestOOMKilled(t *testing.T) {
 	if !st.OOMKilled {
 		t.Errorf("Wait() = %+v, want OOMKilled", st)
 	}
-	if p.cg == nil {
-		t.Skip("no cgroup found for the container")
-	}
+	sandboxtest.Require(t, p.cg != nil, "the container's cgroup is not visible on this host")
 	if p.cg.memory != "" && p.cg.oomKills() == 0 {
 		t.Errorf("the cgroup's OOM kills were not caught before its removal")
 	}
