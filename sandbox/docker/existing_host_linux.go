@@ -99,6 +99,7 @@ func pidNS(pid int) (uint64, error) {
 // procInfo is what the driver reads of one host process.
 type procInfo struct {
 	pid, ppid int
+	sid       int  // its session: an exec's process leads one, which what it starts inherits
 	uid       int  // real uid, as the host sees it
 	dead      bool // a zombie, which its parent has yet to reap
 }
@@ -126,6 +127,8 @@ func readProc(pid int) (procInfo, error) {
 			p.uid, _ = strconv.Atoi(f[0])
 		case "State":
 			p.dead = f[0] == "Z" || f[0] == "X"
+		case "NSsid": // the session ID in each PID namespace, the host's first
+			p.sid, _ = strconv.Atoi(f[0])
 		}
 	}
 	return p, nil
@@ -195,12 +198,22 @@ func (c *hostContainer) killUID(uid int) error {
 	return fmt.Errorf("%d processes of uid %d still run in the container", len(left), uid)
 }
 
-// descendants lists the processes of the container below pid, deepest
-// first.
-func (c *hostContainer) descendants(pid int) []int {
+// tree lists the processes of the container that process pid started:
+// those of its session running as the host's uid huid (started by it,
+// their parent gone, or by them), and, with below, every process below
+// it, deepest first. below is only for a process that has not ended
+// (its PID is not another's).
+func (c *hostContainer) tree(pid, huid int, below bool) []int {
 	children := map[int][]int{}
+	var session []int
 	for _, p := range c.procs() {
 		children[p.ppid] = append(children[p.ppid], p.pid)
+		if p.sid == pid && p.pid != pid && p.uid == huid && !p.dead {
+			session = append(session, p.pid)
+		}
+	}
+	if !below {
+		return session
 	}
 	var out []int
 	var walk func(int)
@@ -211,7 +224,7 @@ func (c *hostContainer) descendants(pid int) []int {
 		}
 	}
 	walk(pid)
-	return out
+	return append(out, session...)
 }
 
 // procHandle is one started exec process, held by a pidfd so that a

@@ -67,19 +67,22 @@ def handle(input):
     return {'noop': json.dumps(out)}
 `
 
-// operator starts a container of img running `sleep infinity` with a
-// secret in its environment, as an operator's, removed when t ends. With
-// run false it is created only.
-func operator(t *testing.T, cli *client.Client, img string, run bool) (id, name string) {
+// operator starts a container of img running `sleep infinity` (or cmd)
+// with a secret in its environment, as an operator's, removed when t
+// ends. With run false it is created only.
+func operator(t *testing.T, cli *client.Client, img string, run bool, cmd ...string) (id, name string) {
 	t.Helper()
 	ctx := context.Background()
+	if len(cmd) == 0 {
+		cmd = []string{"sleep", "infinity"}
+	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	name = "andromeda-place-test-" + hex.EncodeToString(b[:])
 	c, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: name,
 		Config: &container.Config{
-			Image: img, Cmd: []string{"sleep", "infinity"}, Env: []string{"SECRET=hunter2"},
+			Image: img, Cmd: cmd, Env: []string{"SECRET=hunter2"},
 			Labels: map[string]string{LabelNode: testNode, "andromeda.test": "placement"},
 		},
 		HostConfig: &container.HostConfig{NetworkMode: "none"},
@@ -360,14 +363,25 @@ func TestExistingFallback(t *testing.T) {
 	cfg := testConfig()
 	cfg.Images = map[string]string{"python": img.ID}
 	d := newDriver(t, cfg)
-	_, name := operator(t, cli, img.ID, false) // created, never started
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	id, name := operator(t, cli, img.ID, true)
+	if _, err := cli.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		t.Fatal(err)
+	}
+	wait := cli.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	select {
+	case <-wait.Result:
+	case err := <-wait.Error:
+		t.Fatal(err)
+	}
+	_, created := operator(t, cli, img.ID, false) // never started
 	spec := sandbox.Spec{Service: "fallback", Digest: "sha256:fa11bac4", Dir: placedService(t), Entry: "main.py",
 		Language: "python", Container: name, Limits: sandbox.Limits{Concurrency: 1}}
 
 	for _, c := range []struct{ container, why string }{
-		{name, "container " + name + " is not running (created)"},
+		{name, "container " + name + " is not running (exited)"},
+		{created, "container " + created + " is not running (created)"},
 		{name + "-missing", "container " + name + "-missing does not exist"},
 	} {
 		s := spec
@@ -392,7 +406,7 @@ func TestExistingFallback(t *testing.T) {
 	}
 	defer dep.Stop(ctx)
 	pl := dep.(sandbox.Placed).Placement()
-	wantReason := "container " + name + " is not running (created); running in a new container"
+	wantReason := "container " + name + " is not running (exited); running in a new container"
 	if pl.Kind != sandbox.PlacementFallback || pl.Reason != wantReason || len(pl.Containers) == 0 || slices.Contains(pl.Containers, name) {
 		t.Errorf("Placement() = %+v, want kind fallback, reason %q, and containers of its own", pl, wantReason)
 	}
@@ -428,4 +442,102 @@ func TestExistingConformance(t *testing.T) {
 		Started:     func(dep sandbox.Deployment) int64 { return int64(dep.(*placedDeployment).WorkersStarted()) },
 		CancelGrace: process.DefaultCancelGrace,
 	})
+}
+
+// TestExistingTwoServices places two services into one container: apart
+// directories and uids; ServicesDir, made for the first, goes with the
+// last.
+func TestExistingTwoServices(t *testing.T) {
+	cli, img := pythonImage(t)
+	d := newDriver(t, testConfig())
+	id, name := operator(t, cli, img.ID, true)
+	before := diff(t, cli, id)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var deps []sandbox.Deployment
+	var infos []placedInfo
+	for _, svc := range []string{"first", "second"} {
+		dep, err := d.Deploy(ctx, sandbox.Spec{Service: svc, Digest: "sha256:5ec0fd", Dir: placedService(t), Entry: "main.py",
+			Language: "python", Container: name, Limits: sandbox.Limits{Concurrency: 1}})
+		if err != nil {
+			t.Fatalf("Deploy(%s): %v", svc, err)
+		}
+		defer dep.Stop(ctx)
+		var info placedInfo
+		call(t, ctx, dep, map[string]any{"op": "info"}, &info)
+		deps, infos = append(deps, dep), append(infos, info)
+	}
+	if infos[0].UID == infos[1].UID || filepath.Dir(infos[0].Cwd) == filepath.Dir(infos[1].Cwd) {
+		t.Errorf("two services share uid or directory: %+v, %+v", infos[0], infos[1])
+	}
+	// The first cannot touch the second's home.
+	var wrote map[string]string
+	call(t, ctx, deps[0], map[string]any{"op": "write", "paths": []string{infos[1].Home + "/x"}}, &wrote)
+	if res := wrote[infos[1].Home+"/x"]; res != "EACCES" {
+		t.Errorf("the first service writing into the second's home: %s, want EACCES", res)
+	}
+	if err := deps[0].Stop(ctx); err != nil {
+		t.Fatalf("Stop(first): %v", err)
+	}
+	call(t, ctx, deps[1], map[string]any{"op": "info"}, nil)
+	if _, err := cli.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: filepath.Dir(infos[1].Cwd)}); err != nil {
+		t.Errorf("after the first stopped, the second's directory: %v", err)
+	}
+	if err := deps[1].Stop(ctx); err != nil {
+		t.Fatalf("Stop(second): %v", err)
+	}
+	if after := diff(t, cli, id); !slices.Equal(after, before) {
+		t.Errorf("after both stopped, the container's changes are %q, want %q", after, before)
+	}
+}
+
+// placedJS is placedPy's info for Node.js.
+const placedJS = `exports.handle = (input) => ({ noop: JSON.stringify({
+  uid: process.getuid(), gid: process.getgid(), pid: process.pid, cwd: process.cwd(),
+  file: __filename, home: process.env.HOME, secret: process.env.SECRET }) });
+`
+
+// TestExistingNode places a Node.js service into a container of the
+// node image (no shell in it).
+func TestExistingNode(t *testing.T) {
+	cli := dockerimg.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	img, err := dockerimg.Node(ctx, cli)
+	if err != nil {
+		t.Fatalf("node image: %v", err)
+	}
+	d := newDriver(t, testConfig())
+	id, name := operator(t, cli, img.ID, true, "node", "-e", "setInterval(() => {}, 1 << 30)")
+	before := diff(t, cli, id)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.js"), []byte(placedJS), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := sandbox.Spec{Service: "placed-node", Digest: "sha256:90de", Dir: dir, Entry: "index.js", Language: "node",
+		Container: name, Limits: sandbox.Limits{Concurrency: 1}}
+	dep, err := d.Deploy(ctx, spec)
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	defer dep.Stop(ctx)
+	var info placedInfo
+	call(t, ctx, dep, map[string]any{"op": "info"}, &info)
+	sdir := ServicesDir + "/" + serviceDirName(spec.Service, spec.Digest)
+	if info.UID < FirstServiceUID || info.File != sdir+"/service/index.js" || info.Home != sdir+"/home" || info.Secret == nil || *info.Secret != "" {
+		t.Errorf("the node worker: %+v, want a service uid, %s/service/index.js, its home and no secret", info, sdir)
+	}
+	procs := procsOfUID(t, cli, id, info.UID)
+	if len(procs) != 1 || !strings.Contains(procs[0], sdir+"/runtime/") {
+		t.Errorf("the container's processes of uid %d: %q, want the worker running the shim in %s/runtime", info.UID, procs, sdir)
+	}
+	if err := dep.Stop(ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	if after := diff(t, cli, id); !slices.Equal(after, before) {
+		t.Errorf("after Stop, the container's changes are %q, want %q", after, before)
+	}
 }

@@ -24,6 +24,7 @@ type execProc struct {
 	conn   client.HijackedResponse
 	h      *procHandle
 	c      *hostContainer
+	uid    int // the service's, in the container
 
 	stdin          *stdinConn
 	stdout, stderr *os.File
@@ -73,7 +74,7 @@ func (s *execStart) start(ctx context.Context) (process.Proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start exec in container %s: %w", s.id[:12], err)
 	}
-	p := &execProc{cli: s.cli, execID: created.ID, conn: att.HijackedResponse, c: s.c, demuxed: make(chan struct{}), exited: make(chan struct{})}
+	p := &execProc{cli: s.cli, execID: created.ID, conn: att.HijackedResponse, c: s.c, uid: s.uid, demuxed: make(chan struct{}), exited: make(chan struct{})}
 	fail := func(err error) (process.Proc, error) {
 		if p.h != nil {
 			p.h.kill()
@@ -115,6 +116,10 @@ func (s *execStart) start(ctx context.Context) (process.Proc, error) {
 				break
 			}
 		}
+		// What it started ends with it, as in a worker's own PID
+		// namespace; and the engine ends the exec's streams only once
+		// nothing holds them (or two seconds after its end).
+		p.killTree(false)
 		close(p.exited)
 	}()
 	outR, outW, err := os.Pipe()
@@ -219,10 +224,16 @@ func (p *execProc) Kill() {
 	if unix.PidfdSendSignal(p.h.pidfd, unix.SIGSTOP, nil, 0) != nil {
 		return
 	}
-	for _, pid := range p.c.descendants(p.h.pid) {
+	p.killTree(true)
+	p.h.kill()
+}
+
+// killTree kills what the worker's process started (see
+// hostContainer.tree).
+func (p *execProc) killTree(below bool) {
+	for _, pid := range p.c.tree(p.h.pid, p.c.hostUID(p.uid), below) {
 		_ = unix.Kill(pid, unix.SIGKILL)
 	}
-	p.h.kill()
 }
 
 // Wait waits until the exec's process ended (a process it started may
