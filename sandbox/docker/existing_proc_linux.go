@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,13 +76,25 @@ func (s *execStart) start(ctx context.Context) (process.Proc, error) {
 		return nil, fmt.Errorf("start exec in container %s: %w", s.id[:12], err)
 	}
 	p := &execProc{cli: s.cli, execID: created.ID, conn: att.HijackedResponse, c: s.c, uid: s.uid, demuxed: make(chan struct{}), exited: make(chan struct{})}
+	var outW, errW *os.File
 	fail := func(err error) (process.Proc, error) {
 		if p.h != nil {
 			p.h.kill()
 			p.h.close()
 		}
 		att.Close()
+		for _, f := range []*os.File{p.stdout, p.stderr, outW, errW} {
+			if f != nil {
+				f.Close()
+			}
+		}
 		return nil, err
+	}
+	if p.stdout, outW, err = os.Pipe(); err != nil {
+		return fail(err)
+	}
+	if p.stderr, errW, err = os.Pipe(); err != nil {
+		return fail(err)
 	}
 	pid, err := s.waitPid(ctx, created.ID)
 	if err != nil {
@@ -90,11 +103,12 @@ func (s *execStart) start(ctx context.Context) (process.Proc, error) {
 	if p.h, err = s.c.adoptProc(pid, s.uid); err != nil {
 		return fail(fmt.Errorf("exec process: %w", err))
 	}
-	if err := p.h.limit(s.c.hostUID(s.uid), unix.RLIMIT_NPROC, s.nproc); err != nil {
+	huid := s.c.hostUID(s.uid)
+	if err := p.h.limit(huid, unix.RLIMIT_NPROC, s.nproc); err != nil {
 		return fail(fmt.Errorf("set the process limit of the worker (RLIMIT_NPROC): %w", err))
 	}
 	if s.nofile > 0 {
-		if err := p.h.limit(s.c.hostUID(s.uid), unix.RLIMIT_NOFILE, s.nofile); err != nil {
+		if err := p.h.limit(huid, unix.RLIMIT_NOFILE, s.nofile); err != nil {
 			return fail(fmt.Errorf("set the open files limit of the worker (RLIMIT_NOFILE): %w", err))
 		}
 	}
@@ -108,9 +122,10 @@ func (s *execStart) start(ctx context.Context) (process.Proc, error) {
 			return fail(fmt.Errorf("release the worker after setting its limits: %w", err))
 		}
 	}
+	pidfd := p.h.pidfd
 	go func() {
 		// A pidfd becomes readable when its process ends.
-		fds := []unix.PollFd{{Fd: int32(p.h.pidfd), Events: unix.POLLIN}}
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
 		for {
 			if _, err := unix.Poll(fds, -1); !errors.Is(err, unix.EINTR) {
 				break
@@ -122,17 +137,6 @@ func (s *execStart) start(ctx context.Context) (process.Proc, error) {
 		p.killTree(false)
 		close(p.exited)
 	}()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return fail(err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return fail(err)
-	}
-	p.stdout, p.stderr = outR, errR
 	go func() {
 		_, _ = stdcopy.StdCopy(&sink{w: outW}, &sink{w: errW}, att.Reader)
 		outW.Close()
@@ -153,8 +157,15 @@ func (s *execStart) waitPid(ctx context.Context, execID string) (int, error) {
 		if res.Running && res.PID > 0 {
 			return res.PID, nil
 		}
-		if !res.Running && res.PID > 0 {
-			return 0, fmt.Errorf("the worker ended at once with exit code %d", res.ExitCode)
+		if !res.Running && (res.PID > 0 || res.ExitCode != 0) {
+			why := ""
+			switch res.ExitCode {
+			case 126:
+				why = " (its command cannot be run)"
+			case 127:
+				why = " (its command was not found)"
+			}
+			return 0, fmt.Errorf("the worker ended at once with exit code %d%s: %s", res.ExitCode, why, strings.Join(s.argv, " "))
 		}
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("the engine did not start the exec within %v", s.timeout)
