@@ -541,3 +541,72 @@ func TestExistingNode(t *testing.T) {
 		t.Errorf("after Stop, the container's changes are %q, want %q", after, before)
 	}
 }
+
+// TestExistingRefused: what cannot be placed fails the deploy with the
+// reason, leaving the container as it was.
+func TestExistingRefused(t *testing.T) {
+	cli, img := pythonImage(t)
+	d := newDriver(t, testConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	id, name := operator(t, cli, img.ID, true)
+	before := diff(t, cli, id)
+	base := sandbox.Spec{Service: "refused", Digest: "sha256:bad", Dir: placedService(t), Entry: "main.py", Language: "python", Container: name}
+	for _, c := range []struct {
+		name string
+		edit func(*sandbox.Spec)
+		want string
+	}{
+		{"volumes", func(s *sandbox.Spec) { s.Volumes = []sandbox.Volume{{Name: "v", Dir: t.TempDir(), Path: "/data"}} }, "volumes"},
+		{"language", func(s *sandbox.Spec) { s.Language = "cobol" }, `language "cobol"`},
+		{"mode", func(s *sandbox.Spec) { s.Mode = "batch" }, `mode "batch"`},
+		{"entry", func(s *sandbox.Spec) { s.Entry = "missing.py" }, "entry"},
+	} {
+		s := base
+		c.edit(&s)
+		if dep, err := d.Deploy(ctx, s); err == nil {
+			dep.Stop(ctx)
+			t.Errorf("%s: Deploy succeeded, want it refused", c.name)
+		} else if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: Deploy = %v, want an error naming the container and %q", c.name, err, c.want)
+		}
+	}
+	if after := diff(t, cli, id); !slices.Equal(after, before) {
+		t.Errorf("after refused deploys, the container's changes are %q, want %q", after, before)
+	}
+
+	// An exec service needs /bin/sh in the container; the node image has none.
+	nodeImg, err := dockerimg.Node(ctx, cli)
+	if err != nil {
+		t.Fatalf("node image: %v", err)
+	}
+	_, nodeName := operator(t, cli, nodeImg.ID, true, "node", "-e", "setInterval(() => {}, 1 << 30)")
+	if testEnv.guestErr != nil {
+		t.Fatalf("build the exec guest: %v", testEnv.guestErr)
+	}
+	_, err = d.Deploy(ctx, sandbox.Spec{Service: "no-shell", Dir: filepath.Dir(testEnv.guest), Entry: filepath.Base(testEnv.guest),
+		Language: "exec", Container: nodeName})
+	if !errors.Is(err, sandbox.ErrUnsupported) || !strings.Contains(err.Error(), "/bin/sh") {
+		t.Errorf("Deploy(exec into a container without /bin/sh) = %v, want ErrUnsupported naming /bin/sh", err)
+	}
+
+	// A read-only root file system has no room for the service.
+	c, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config:     &container.Config{Image: img.ID, Cmd: []string{"sleep", "infinity"}, Labels: map[string]string{LabelNode: testNode}},
+		HostConfig: &container.HostConfig{NetworkMode: "none", ReadonlyRootfs: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = cli.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true})
+	})
+	if _, err := cli.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s := base
+	s.Container = c.ID
+	if _, err := d.Deploy(ctx, s); err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("Deploy(into a read-only container) = %v, want an error saying read-only", err)
+	}
+}
