@@ -288,25 +288,46 @@ func (h *procHandle) limit(huid, res int, n uint64) error {
 }
 
 // prlimitAs sets the limit of process pid from a thread running as uid and
-// gid id. The thread is locked and never unlocked, so the runtime ends it
-// with its goroutine: no other goroutine ever runs with its credentials.
+// gid id (see onThreadOfItsOwn).
 func prlimitAs(id, pid, res int, lim *unix.Rlimit) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	var err error
+	onThreadOfItsOwn(func() {
 		// Raw system calls change this thread's credentials only (the
 		// runtime's Setuid would change every thread's).
 		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(id), uintptr(id), uintptr(id)); e != 0 {
-			errc <- fmt.Errorf("take gid %d: %w", id, e)
+			err = fmt.Errorf("take gid %d: %w", id, e)
 			return
 		}
 		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(id), uintptr(id), uintptr(id)); e != 0 {
-			errc <- fmt.Errorf("take uid %d: %w", id, e)
+			err = fmt.Errorf("take uid %d: %w", id, e)
 			return
 		}
-		errc <- unix.Prlimit(pid, res, lim, nil)
+		err = unix.Prlimit(pid, res, lim, nil)
+	})
+	return err
+}
+
+// onThreadOfItsOwn runs f on an OS thread that ends when f returns, so
+// that what f changes of its thread (credentials) never reaches another
+// goroutine: f's goroutine locks its thread and exits locked, which ends
+// the thread. The process's main thread cannot end (the runtime parks it
+// for good, and the process's owner as ps shows it is the main thread's),
+// so a goroutine that lands there holds it while another one, which then
+// cannot land there, runs f.
+func onThreadOfItsOwn(f func()) {
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			onThreadOfItsOwn(f)
+			runtime.UnlockOSThread()
+			close(done)
+			return
+		}
+		defer close(done)
+		f()
 	}()
-	return <-errc
+	<-done
 }
 
 // kill sends SIGKILL to the process; an ended process is no error.
