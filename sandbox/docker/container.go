@@ -166,6 +166,10 @@ type containerProc struct {
 
 	onRelease func()                  // called once the container is removed; nil: nothing
 	early     *container.WaitResponse // the container ended before its relay connected
+
+	pid    int        // its first process, on the host
+	netMu  sync.Mutex // guards rx, tx
+	rx, tx int64      // its network counters, as last read
 }
 
 // startContainer creates, attaches and starts the container of cs, with
@@ -251,7 +255,10 @@ func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *conta
 	}
 	p.wait = cli.ContainerWait(context.WithoutCancel(ctx), p.id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	if in, err := cli.ContainerInspect(ctx, p.id, client.ContainerInspectOptions{}); err == nil && in.Container.State != nil && in.Container.State.Pid > 0 {
-		p.cg = findCgroup(in.Container.State.Pid)
+		p.pid = in.Container.State.Pid
+		if p.cg = findCgroup(p.pid); p.cg != nil {
+			p.cg.watchOOM(p.demux)
+		}
 	}
 	if rf != nil {
 		if err := p.accept(ctx, ln); err != nil {
@@ -301,6 +308,17 @@ func (p *containerProc) Wait() process.ProcState {
 			code = int64(s.ExitCode)
 			p.state.OOMKilled = s.OOMKilled
 		}
+		if p.cg != nil && p.cg.oomKills() > 0 {
+			p.state.OOMKilled = true
+		}
+		if !p.state.OOMKilled && code == 128+int64(syscall.SIGKILL) && !p.killed.Load() {
+			// Killed, not by the driver: the engine may learn of an OOM
+			// kill after the exit.
+			time.Sleep(100 * time.Millisecond)
+			if in, err := p.cli.ContainerInspect(ctx, p.id, client.ContainerInspectOptions{}); err == nil && in.Container.State != nil {
+				p.state.OOMKilled = in.Container.State.OOMKilled
+			}
+		}
 		switch {
 		case code > 128 && code < 128+65:
 			p.state.Signal = syscall.Signal(code - 128)
@@ -331,6 +349,9 @@ func (p *containerProc) CPUTime() time.Duration {
 // PeakMemory is the container's memory high-water mark from its cgroup; 0
 // when unknown.
 func (p *containerProc) PeakMemory() int64 {
+	// The pool reads usage after each invocation, while the container
+	// still runs: the network counters are read then too.
+	p.sampleNetwork()
 	if p.cg == nil {
 		return 0
 	}

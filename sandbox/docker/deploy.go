@@ -56,7 +56,7 @@ func (d *Driver) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deploym
 	if err != nil {
 		return fail(err)
 	}
-	dep := &deployment{d: d, name: name, spec: spec, ws: ws, live: map[string]struct{}{}}
+	dep := &deployment{d: d, name: name, spec: spec, ws: ws, live: map[string]*containerProc{}}
 	if err := d.track(dep); err != nil {
 		return fail(err)
 	}
@@ -112,12 +112,13 @@ func (d *Driver) workerSpec(ctx context.Context, spec sandbox.Spec) (workerSpec,
 		if err != nil {
 			return ws, err
 		}
-		if len(spec.Command) == 0 && !img.command {
+		if len(spec.Command) == 0 && len(img.argv) == 0 {
 			return ws, fmt.Errorf("%w: image %s has no entrypoint or command, and the spec names no command", ErrImage, spec.Image)
 		}
 		ws.image = img
 		ws.cs.image = img.id
 		ws.cs.entrypoint = spec.Command // empty: the image's
+		ws.cs.imageArgv = img.argv
 		ws.reason = fmt.Sprintf("new containers of image %s (%s)", spec.Image, img.id)
 		return ws, nil
 	}

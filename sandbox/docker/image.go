@@ -19,9 +19,9 @@ var imageID = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // image is an image resolved for a deployment.
 type image struct {
-	id      string // sha256:...
-	ref     string // as the spec or configuration named it
-	command bool   // it has an entrypoint or a command of its own
+	id   string   // sha256:...
+	ref  string   // as the spec or configuration named it
+	argv []string // its entrypoint and command; empty: none
 }
 
 // resolveImage finds ref on the engine: an image ID (sha256:<64 hex>)
@@ -90,8 +90,11 @@ func (d *Driver) resolveImage(ctx context.Context, ref string) (image, error) {
 }
 
 func imageOf(ref string, img client.ImageInspectResult) image {
-	cmd := img.Config != nil && (len(img.Config.Entrypoint) > 0 || len(img.Config.Cmd) > 0)
-	return image{id: img.ID, ref: ref, command: cmd}
+	var argv []string
+	if img.Config != nil {
+		argv = append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
+	}
+	return image{id: img.ID, ref: ref, argv: argv}
 }
 
 // hasRepoDigest reports whether digests (an image's RepoDigests) hold
