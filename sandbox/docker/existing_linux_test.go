@@ -70,7 +70,7 @@ def handle(input):
 // operator starts a container of img running `sleep infinity` (or cmd)
 // with a secret in its environment, as an operator's, removed when t
 // ends. With run false it is created only.
-func operator(t *testing.T, cli *client.Client, img string, run bool, cmd ...string) (id, name string) {
+func operator(t testing.TB, cli *client.Client, img string, run bool, cmd ...string) (id, name string) {
 	t.Helper()
 	ctx := context.Background()
 	if len(cmd) == 0 {
@@ -116,7 +116,7 @@ func placedService(t *testing.T) string {
 
 // pythonImage is the test Python image, or t skipped/failed without an
 // engine.
-func pythonImage(t *testing.T) (*client.Client, dockerimg.Image) {
+func pythonImage(t testing.TB) (*client.Client, dockerimg.Image) {
 	t.Helper()
 	cli := dockerimg.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
