@@ -174,7 +174,10 @@ func (d *Driver) placeInto(ctx context.Context, cli *client.Client, spec sandbox
 		Start:  start.start,
 	})
 	if err != nil {
-		return fail(errors.Join(err, dep.teardown()))
+		if terr := dep.teardown(); terr != nil {
+			err = fmt.Errorf("%w; then: %v", err, terr)
+		}
+		return nil, fmt.Errorf("%w (placed into container %s)", err, name) // NewPool's error names the deploy
 	}
 	dep.Deployment = pool
 	placements.Lock()

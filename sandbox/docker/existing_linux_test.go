@@ -571,6 +571,21 @@ func TestExistingRefused(t *testing.T) {
 			t.Errorf("%s: Deploy = %v, want an error naming the container and %q", c.name, err, c.want)
 		}
 	}
+	// A service that does not start: its directory goes with it.
+	broken := base
+	broken.Dir = t.TempDir()
+	if err := os.Chmod(broken.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(broken.Dir, "main.py"), []byte("def handle(input:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if dep, err := d.Deploy(ctx, broken); err == nil {
+		dep.Stop(ctx)
+		t.Errorf("Deploy(a service with a syntax error) succeeded, want it failed")
+	} else if !strings.Contains(err.Error(), "SyntaxError") || !strings.Contains(err.Error(), name) {
+		t.Errorf("Deploy(a service with a syntax error) = %v, want the SyntaxError and the container named", err)
+	}
 	if after := diff(t, cli, id); !slices.Equal(after, before) {
 		t.Errorf("after refused deploys, the container's changes are %q, want %q", after, before)
 	}
