@@ -228,20 +228,23 @@ func (c *hostContainer) tree(pid, huid int, below bool) []int {
 }
 
 // procHandle is one started exec process, held by a pidfd so that a
-// signal never reaches another process that reused its PID.
+// signal never reaches another process that reused its PID. The pidfd is
+// also an *os.File on the runtime's poller, which tells the process's end
+// without a thread blocked for it.
 type procHandle struct {
 	pid   int
 	pidfd int
+	f     *os.File
 }
 
 // adoptProc opens a pidfd for pid and checks that it is the container's
 // and runs as uid.
 func (c *hostContainer) adoptProc(pid, uid int) (*procHandle, error) {
-	fd, err := unix.PidfdOpen(pid, 0)
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("pidfd of process %d: %w", pid, err)
 	}
-	h := &procHandle{pid: pid, pidfd: fd}
+	h := &procHandle{pid: pid, pidfd: fd, f: os.NewFile(uintptr(fd), "pidfd")}
 	ns, err := pidNS(pid)
 	if err == nil && ns != c.pidNS {
 		err = fmt.Errorf("process %d is not in the container's PID namespace", pid)
@@ -260,6 +263,30 @@ func (c *hostContainer) adoptProc(pid, uid int) (*procHandle, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// wait returns when the process ended, or the handle was closed.
+func (h *procHandle) wait() {
+	ended := func(fd uintptr) bool {
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		return n > 0 || (err != nil && !errors.Is(err, unix.EINTR))
+	}
+	rc, err := h.f.SyscallConn()
+	if err == nil {
+		err = rc.Read(ended)
+	}
+	if err == nil || errors.Is(err, os.ErrClosed) {
+		return
+	}
+	// Not on the poller: block a thread on it instead.
+	_ = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); !errors.Is(err, unix.EINTR) {
+				return
+			}
+		}
+	})
 }
 
 // alive reports whether the process has not ended.
@@ -378,7 +405,7 @@ const clockTicks = 100
 
 func (h *procHandle) close() {
 	if h.pidfd >= 0 {
-		_ = unix.Close(h.pidfd)
+		_ = h.f.Close()
 		h.pidfd = -1
 	}
 }

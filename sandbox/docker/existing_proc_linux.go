@@ -122,15 +122,9 @@ func (s *execStart) start(ctx context.Context) (process.Proc, error) {
 			return fail(fmt.Errorf("release the worker after setting its limits: %w", err))
 		}
 	}
-	pidfd := p.h.pidfd
+	h := p.h
 	go func() {
-		// A pidfd becomes readable when its process ends.
-		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-		for {
-			if _, err := unix.Poll(fds, -1); !errors.Is(err, unix.EINTR) {
-				break
-			}
-		}
+		h.wait()
 		// What it started ends with it, as in a worker's own PID
 		// namespace; and the engine ends the exec's streams only once
 		// nothing holds them (or two seconds after its end).
