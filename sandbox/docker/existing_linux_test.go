@@ -234,7 +234,10 @@ func TestExistingPlacement(t *testing.T) {
 			var info placedInfo
 			start = time.Now()
 			exit := call(t, ctx, dep, map[string]any{"op": "info"}, &info)
-			t.Logf("first invocation %v (wall %v)", time.Since(start), exit.Usage.Wall)
+			t.Logf("first invocation %v (usage %+v)", time.Since(start), exit.Usage)
+			if exit.Usage.PeakMemory <= 0 {
+				t.Errorf("usage %+v, want the worker's peak memory", exit.Usage)
+			}
 			dir := ServicesDir + "/" + serviceDirName(spec.Service, spec.Digest)
 			if info.UID < FirstServiceUID || info.UID >= FirstServiceUID+ServiceUIDs || info.GID != info.UID {
 				t.Errorf("the worker runs as %d:%d, want a service uid:gid in [%d, %d)", info.UID, info.GID, FirstServiceUID, FirstServiceUID+ServiceUIDs)
@@ -623,5 +626,35 @@ func TestExistingRefused(t *testing.T) {
 	s.Container = c.ID
 	if _, err := d.Deploy(ctx, s); err == nil || !strings.Contains(err.Error(), "read-only") {
 		t.Errorf("Deploy(into a read-only container) = %v, want an error saying read-only", err)
+	}
+}
+
+// TestExistingClose: closing the driver stops the services it placed,
+// leaving the container as it was.
+func TestExistingClose(t *testing.T) {
+	cli, img := pythonImage(t)
+	d := newDriver(t, testConfig())
+	id, name := operator(t, cli, img.ID, true)
+	before := diff(t, cli, id)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dep, err := d.Deploy(ctx, sandbox.Spec{Service: "closed", Digest: "sha256:c105ed", Dir: placedService(t), Entry: "main.py",
+		Language: "python", Container: name, Limits: sandbox.Limits{Concurrency: 1}})
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	var info placedInfo
+	call(t, ctx, dep, map[string]any{"op": "info"}, &info)
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := dep.Invoke(ctx, []byte(`{}`)); err == nil {
+		t.Errorf("Invoke after Close succeeded, want the deployment stopped")
+	}
+	if procs := procsOfUID(t, cli, id, info.UID); len(procs) > 0 {
+		t.Errorf("after Close, processes of uid %d still run in the container: %q", info.UID, procs)
+	}
+	if after := diff(t, cli, id); !slices.Equal(after, before) {
+		t.Errorf("after Close, the container's changes are %q, want %q", after, before)
 	}
 }
