@@ -77,8 +77,10 @@ import (
 // deploy with ErrNotRunning when Spec.Fallback is refuse, and otherwise
 // deploys the service as new containers with Placement Kind fallback and
 // the reason; so does an image service, which has no place in another
-// image's container. A container with a read-only root file system is
-// refused, as are services with dependencies to install. A container that
+// image's container. A container with a read-only root file system, or a
+// mount on ServicesDir's path (its files would land in the operator's
+// volume or host directory, outside the container), is refused, as are
+// services with dependencies to install. A container that
 // stops while a service is placed in it leaves the pool unhealthy; its
 // directory is removed when the same version is placed there again.
 

@@ -16,6 +16,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 
 	"github.com/andromeda-runner/andromeda/internal/dockerimg"
@@ -626,6 +627,31 @@ func TestExistingRefused(t *testing.T) {
 	s.Container = c.ID
 	if _, err := d.Deploy(ctx, s); err == nil || !strings.Contains(err.Error(), "read-only") {
 		t.Errorf("Deploy(into a read-only container) = %v, want an error saying read-only", err)
+	}
+
+	// A mount on the way to ServicesDir would take the service's files.
+	for _, hc := range []*container.HostConfig{
+		{NetworkMode: "none", Tmpfs: map[string]string{"/var/lib": ""}},
+		{NetworkMode: "none", Mounts: []mount.Mount{{Type: mount.TypeBind, Source: t.TempDir(), Target: "/var/lib/andromeda"}}},
+	} {
+		c, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+			Config:     &container.Config{Image: img.ID, Cmd: []string{"sleep", "infinity"}, Labels: map[string]string{LabelNode: testNode}},
+			HostConfig: hc,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = cli.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true})
+		})
+		if _, err := cli.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		s.Container = c.ID
+		want := "mount at /var/lib"
+		if _, err := d.Deploy(ctx, s); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Deploy(into a container with a mount at %v%v) = %v, want an error saying %q", hc.Tmpfs, hc.Mounts, err, want)
+		}
 	}
 }
 
