@@ -1,6 +1,8 @@
 package docker
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -682,5 +684,64 @@ func TestExistingClose(t *testing.T) {
 	}
 	if after := diff(t, cli, id); !slices.Equal(after, before) {
 		t.Errorf("after Close, the container's changes are %q, want %q", after, before)
+	}
+}
+
+// TestExistingLeftover: the directory a crashed node left of the same
+// version, and the processes of its uid, are replaced by a new placement.
+func TestExistingLeftover(t *testing.T) {
+	cli, img := pythonImage(t)
+	d := newDriver(t, testConfig())
+	id, name := operator(t, cli, img.ID, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	spec := sandbox.Spec{Service: "leftover", Digest: "sha256:1ef7", Dir: placedService(t), Entry: "main.py",
+		Language: "python", Container: name, Limits: sandbox.Limits{Concurrency: 1}}
+	dir := ServicesDir + "/" + serviceDirName(spec.Service, spec.Digest)
+	const oldUID = 23456
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []*tar.Header{
+		{Name: strings.TrimPrefix(dir, "/") + "/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: strings.TrimPrefix(dir, "/") + "/home/", Typeflag: tar.TypeDir, Mode: 0o700, Uid: oldUID, Gid: oldUID},
+		{Name: strings.TrimPrefix(dir, "/") + "/service/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: strings.TrimPrefix(dir, "/") + "/service/stale.py", Typeflag: tar.TypeReg, Mode: 0o644},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw.Close()
+	if _, err := cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: &buf}); err != nil {
+		t.Fatalf("copy the leftover: %v", err)
+	}
+	ex, err := cli.ExecCreate(ctx, id, client.ExecCreateOptions{User: "23456:23456", Cmd: []string{"sleep", "300"}})
+	if err == nil {
+		_, err = cli.ExecStart(ctx, ex.ID, client.ExecStartOptions{Detach: true})
+	}
+	if err != nil {
+		t.Fatalf("start the leftover's process: %v", err)
+	}
+	for len(procsOfUID(t, cli, id, oldUID)) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	dep, err := d.Deploy(ctx, spec)
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	defer dep.Stop(ctx)
+	call(t, ctx, dep, map[string]any{"op": "info"}, nil)
+	if procs := procsOfUID(t, cli, id, oldUID); len(procs) > 0 {
+		t.Errorf("the leftover's processes still run: %q", procs)
+	}
+	if _, err := cli.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: dir + "/service/stale.py"}); !cerrdefs.IsNotFound(err) {
+		t.Errorf("the leftover's file: %v, want it gone", err)
+	}
+	if err := dep.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if _, err := cli.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: dir}); !cerrdefs.IsNotFound(err) {
+		t.Errorf("after Stop, %s: %v, want it gone", dir, err)
 	}
 }
