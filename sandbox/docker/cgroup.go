@@ -189,10 +189,13 @@ func (c *cgroup) oomKills() int {
 func (p *containerProc) sampleNetwork() (rx, tx int64) {
 	p.netMu.Lock()
 	defer p.netMu.Unlock()
-	if p.pid > 0 {
+	if p.cg != nil {
+		// A process of this host's: its network namespace's counters.
 		if r, t, ok := readNetDev("/proc/" + strconv.Itoa(p.pid) + "/net/dev"); ok {
 			p.rx, p.tx = max(p.rx, r), max(p.tx, t)
 		}
+	} else if s := p.sample(); s.ok {
+		p.rx, p.tx = max(p.rx, s.rx), max(p.tx, s.tx)
 	}
 	return p.rx, p.tx
 }

@@ -167,9 +167,10 @@ type containerProc struct {
 	onRelease func()                  // called once the container is removed; nil: nothing
 	early     *container.WaitResponse // the container ended before its relay connected
 
-	pid    int        // its first process, on the host
-	netMu  sync.Mutex // guards rx, tx
-	rx, tx int64      // its network counters, as last read
+	stats  engineStats // its usage from the engine, without cgroup or pid
+	pid    int         // its first process, on the host
+	netMu  sync.Mutex  // guards rx, tx
+	rx, tx int64       // its network counters, as last read
 }
 
 // startContainer creates, attaches and starts the container of cs, with
@@ -338,22 +339,27 @@ func (p *containerProc) Kill() {
 	_, _ = p.cli.ContainerKill(ctx, p.id, client.ContainerKillOptions{Signal: "KILL"})
 }
 
-// CPUTime is the container's CPU time from its cgroup; -1 when unknown.
+// CPUTime is the container's CPU time from its cgroup (else from the
+// engine's stats); -1 when unknown.
 func (p *containerProc) CPUTime() time.Duration {
 	if p.cg == nil {
+		if s := p.sample(); s.ok {
+			return s.cpu
+		}
 		return -1
 	}
 	return p.cg.cpuTime()
 }
 
-// PeakMemory is the container's memory high-water mark from its cgroup; 0
-// when unknown.
+// PeakMemory is the container's memory high-water mark from its cgroup
+// (else from the engine's stats: its high-water mark on cgroup v1, its
+// usage when sampled on v2); 0 when unknown.
 func (p *containerProc) PeakMemory() int64 {
 	// The pool reads usage after each invocation, while the container
 	// still runs: the network counters are read then too.
 	p.sampleNetwork()
 	if p.cg == nil {
-		return 0
+		return p.sample().peak
 	}
 	return p.cg.peakMemory()
 }
