@@ -175,7 +175,7 @@ func (d *Driver) placeInto(ctx context.Context, cli *client.Client, spec sandbox
 		files = process.DefaultFiles
 	}
 	start := &execStart{
-		cli: cli, c: hc, id: in.ID, uid: uid, argv: argv, dir: dir + "/service",
+		cli: cli, c: hc, id: in.ID, name: name, uid: uid, argv: argv, dir: dir + "/service",
 		env:   append(env, "PATH="+pathEnv, "HOME="+dir+"/home", "TMPDIR="+dir+"/home", "LANG=C.UTF-8"),
 		nproc: uint64(max(pids, 1) * max(workers, 1)), nofile: uint64(files),
 		timeout: max(pcfg.StartTimeout, 10*time.Second),

@@ -745,3 +745,46 @@ func TestExistingLeftover(t *testing.T) {
 		t.Errorf("after Stop, %s: %v, want it gone", dir, err)
 	}
 }
+
+// TestExistingContainerStops: a container that stops under a placed
+// service leaves the deployment unhealthy, its invocations failing, and
+// Stop still succeeds.
+func TestExistingContainerStops(t *testing.T) {
+	cli, img := pythonImage(t)
+	cfg := testConfig()
+	cfg.Process.Backoff = 10 * time.Millisecond
+	d := newDriver(t, cfg)
+	id, name := operator(t, cli, img.ID, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dep, err := d.Deploy(ctx, sandbox.Spec{Service: "orphaned", Digest: "sha256:0f", Dir: placedService(t), Entry: "main.py",
+		Language: "python", Container: name, Limits: sandbox.Limits{Concurrency: 1, Timeout: 5 * time.Second}})
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	call(t, ctx, dep, map[string]any{"op": "info"}, nil)
+	if _, err := cli.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		healthy, why := dep.(sandbox.HealthReporter).Health()
+		if !healthy {
+			t.Logf("unhealthy: %s", why)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deployment is still healthy 20 s after its container was killed")
+		}
+		in, _ := json.Marshal(map[string]any{"message": map[string]any{"op": "info"}})
+		short, c := context.WithTimeout(ctx, time.Second)
+		exit, err := dep.Invoke(short, in)
+		c()
+		if err == nil && exit.Outcome == sandbox.OK {
+			t.Fatalf("Invoke succeeded with the container killed: %+v", exit)
+		}
+	}
+	if err := dep.Stop(ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+}

@@ -49,6 +49,7 @@ type execStart struct {
 	cli     *client.Client
 	c       *hostContainer
 	id      string // the container's ID
+	name    string // and its name, for errors
 	uid     int
 	argv    []string
 	env     []string
@@ -69,11 +70,11 @@ func (s *execStart) start(ctx context.Context) (process.Proc, error) {
 		Env: s.env, WorkingDir: s.dir, Cmd: s.argv,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create exec in container %s: %w", s.id[:12], err)
+		return nil, fmt.Errorf("create exec in container %s: %w", s.name, err)
 	}
 	att, err := s.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("start exec in container %s: %w", s.id[:12], err)
+		return nil, fmt.Errorf("start exec in container %s: %w", s.name, err)
 	}
 	p := &execProc{cli: s.cli, execID: created.ID, conn: att.HijackedResponse, c: s.c, uid: s.uid, demuxed: make(chan struct{}), exited: make(chan struct{})}
 	var outW, errW *os.File
