@@ -57,10 +57,12 @@ import (
 //     SIGKILL through a pidfd, so a reused PID is never signalled. When a
 //     worker ends by itself, what it started is killed as well, as in the
 //     process driver's PID namespace.
-//   - Memory and CPU are the container's, and so are its network and
-//     mounts (Spec.Volumes is refused); the Placement's reason says so.
-//     CPU time and peak memory are the worker process's own, read from
-//     /proc; OOM kills are not told apart.
+//   - Memory and CPU are the container's, as the Placement's reason says,
+//     and so are its network (Spec.Network is not applied) and its mounts
+//     (Spec.Volumes is refused). The service sees the container's file
+//     system as any unprivileged user of it does. CPU time and peak memory
+//     are the worker process's own, read from /proc; OOM kills are not
+//     told apart from the container's.
 //   - Stop stops the pool, kills every process of the service's uid left
 //     in the container, removes its directory (from the host, through the
 //     container's root, following no symbolic link) and, with the last
@@ -80,9 +82,9 @@ import (
 // image's container. A container with a read-only root file system, or a
 // mount on ServicesDir's path (its files would land in the operator's
 // volume or host directory, outside the container), is refused, as are
-// services with dependencies to install. A container that
-// stops while a service is placed in it leaves the pool unhealthy; its
-// directory is removed when the same version is placed there again.
+// services with dependencies to install. A container that stops while a
+// service is placed in it leaves the pool unhealthy; its directory is
+// removed when the same version is placed there again.
 
 // ServicesDir is the directory of an existing container under which each
 // service placed there gets a directory of its own
