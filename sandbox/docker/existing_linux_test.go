@@ -457,7 +457,7 @@ func TestExistingConformance(t *testing.T) {
 		Exclude: map[string]string{
 			"balloon": "placement: memory is the existing container's, not limited per service",
 		},
-		OwnRoot: true, // the container's own file system, not the host's
+		OwnRoot:     true, // the container's own file system, not the host's
 		Started:     func(dep sandbox.Deployment) int64 { return int64(dep.(*placedDeployment).WorkersStarted()) },
 		CancelGrace: process.DefaultCancelGrace,
 	})
