@@ -13,12 +13,78 @@ import (
 	"github.com/andromeda-runner/andromeda/sandbox"
 )
 
-// Placement into existing containers: the policy's containers list names
-// containers of the operator's that docker services may run in, and the
-// decision puts a service into one (Spec.Container). Its workers then run
-// there through exec sessions, in a directory of its own, as a uid of its
-// own, under a process limit; memory and CPU are the container's. See
-// deployExisting.
+// Placement into existing containers.
+//
+// The policy's containers list names containers of the operator's that
+// docker services may run in; the decision puts a service into one
+// (Spec.Container) and Deploy calls deployExisting. When the container
+// runs, the service's workers run in it through exec sessions, as
+// process.NewPool runs any worker (a warm pool in server mode, a fresh
+// exec per invocation in command mode), over the exec's attached and
+// demultiplexed standard streams:
+//
+//   - Files: the service's files are copied (the engine's archive API) to
+//     ServicesDir/<service>-<first 12 hex digits of its digest>/service,
+//     owned by root and readable by all, the language's shim to runtime/
+//     beside it, and home/ (the worker's HOME and TMPDIR) is the only
+//     directory the service may write, owned by its uid, mode 0700. The
+//     worker's command line is the process driver's (lang.Argv) with the
+//     shim's path there; its working directory is service/. The missing
+//     directories of ServicesDir are made on the first placement into a
+//     container and removed with the last.
+//   - Uid: each service (and digest) runs as a uid:gid of its own,
+//     FirstServiceUID plus a hash modulo ServiceUIDs, or the next one no
+//     process of the container runs as; the exec sessions have no
+//     capabilities. The container's environment, which an exec inherits,
+//     reaches the worker with every value emptied; PATH is the
+//     container's, HOME, TMPDIR and LANG the driver's.
+//   - Process limit: RLIMIT_NPROC (and RLIMIT_NOFILE, Config.Process.Files)
+//     of every worker is set from the host with prlimit(2) on the exec's
+//     host PID before the service's own code runs: a node or python shim
+//     loads the service only on the init message, which the pool sends
+//     after the start returned; an exec service's command is held by
+//     /bin/sh reading one line of its standard input, which the driver
+//     sends once the limits are set, and then executes it in the same
+//     process (an exec service needs /bin/sh in the container). The limit
+//     is Limits.Pids (default Config.Process.Pids) times the pool's size
+//     (Limits.Concurrency): it counts the tasks of the service's uid, all
+//     its workers together. Root without CAP_SYS_RESOURCE sets it from a
+//     thread of its own that takes the worker's uid and gid for the call
+//     and ends with it.
+//   - Kill: killing a worker (a deadline, a cancel past its grace, Stop)
+//     stops its process, kills what it started (the processes below it and
+//     those of its session as the service's uid) and then it, with
+//     SIGKILL through a pidfd, so a reused PID is never signalled. When a
+//     worker ends by itself, what it started is killed as well, as in the
+//     process driver's PID namespace.
+//   - Memory and CPU are the container's, as the Placement's reason says,
+//     and so are its network (Spec.Network is not applied) and its mounts
+//     (Spec.Volumes is refused). The service sees the container's file
+//     system as any unprivileged user of it does. CPU time and peak memory
+//     are the worker process's own, read from /proc; OOM kills are not
+//     told apart from the container's.
+//   - Stop stops the pool, kills every process of the service's uid left
+//     in the container, removes its directory (from the host, through the
+//     container's root, following no symbolic link) and, with the last
+//     service placed there, the directories the first one made, giving
+//     their parent back its times: the container's diff is what it was
+//     before. A zombie, dead but not reaped, stays until the container's
+//     init reaps it (an init that reaps nothing, such as sleep, keeps it).
+//
+// The engine's API cannot signal one exec's process, set its limits or
+// delete a file, so the driver does that through the host's /proc: the
+// engine must be on the node's host (a container's process must be one of
+// the host's, which Deploy checks) and the node root. A container that is
+// missing or not running (created, exited, paused, restarting) fails the
+// deploy with ErrNotRunning when Spec.Fallback is refuse, and otherwise
+// deploys the service as new containers with Placement Kind fallback and
+// the reason; so does an image service, which has no place in another
+// image's container. A container with a read-only root file system, or a
+// mount on ServicesDir's path (its files would land in the operator's
+// volume or host directory, outside the container), is refused, as are
+// services with dependencies to install. A container that stops while a
+// service is placed in it leaves the pool unhealthy; its directory is
+// removed when the same version is placed there again.
 
 // ServicesDir is the directory of an existing container under which each
 // service placed there gets a directory of its own
@@ -56,6 +122,7 @@ func (d *Driver) deployExisting(ctx context.Context, spec sandbox.Spec) (sandbox
 	name := spec.Container
 	in, err := cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
 	var why string
+	refused := ErrNotRunning
 	switch {
 	case cerrdefs.IsNotFound(err):
 		why = fmt.Sprintf("container %s does not exist", name)
@@ -74,18 +141,19 @@ func (d *Driver) deployExisting(ctx context.Context, spec sandbox.Spec) (sandbox
 		why = fmt.Sprintf("container %s is not running (paused)", name)
 	case spec.Image != "":
 		why = fmt.Sprintf("service %s is an image service, which cannot run in the existing container %s", spec.Service, name)
+		refused = sandbox.ErrUnsupported
 	}
 	if why != "" {
-		return d.fallback(ctx, spec, why)
+		return d.fallback(ctx, spec, why, refused)
 	}
 	return d.placeInto(ctx, cli, spec, in.Container)
 }
 
 // fallback deploys spec as new containers because of why, when the policy
-// allows it.
-func (d *Driver) fallback(ctx context.Context, spec sandbox.Spec, why string) (sandbox.Deployment, error) {
+// allows it; else the error wraps refused.
+func (d *Driver) fallback(ctx context.Context, spec sandbox.Spec, why string, refused error) (sandbox.Deployment, error) {
 	if spec.Fallback == sandbox.FallbackRefuse {
-		return nil, fmt.Errorf("deploy %s: %w: %s, and the policy's fallback is refuse", spec.Service, ErrNotRunning, why)
+		return nil, fmt.Errorf("deploy %s: %w: %s, and the policy's fallback is refuse", spec.Service, refused, why)
 	}
 	s := spec
 	s.Container = ""

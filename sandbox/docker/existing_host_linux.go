@@ -99,6 +99,7 @@ func pidNS(pid int) (uint64, error) {
 // procInfo is what the driver reads of one host process.
 type procInfo struct {
 	pid, ppid int
+	sid       int  // its session: an exec's process leads one, which what it starts inherits
 	uid       int  // real uid, as the host sees it
 	dead      bool // a zombie, which its parent has yet to reap
 }
@@ -126,6 +127,8 @@ func readProc(pid int) (procInfo, error) {
 			p.uid, _ = strconv.Atoi(f[0])
 		case "State":
 			p.dead = f[0] == "Z" || f[0] == "X"
+		case "NSsid": // the session ID in each PID namespace, the host's first
+			p.sid, _ = strconv.Atoi(f[0])
 		}
 	}
 	return p, nil
@@ -195,12 +198,22 @@ func (c *hostContainer) killUID(uid int) error {
 	return fmt.Errorf("%d processes of uid %d still run in the container", len(left), uid)
 }
 
-// descendants lists the processes of the container below pid, deepest
-// first.
-func (c *hostContainer) descendants(pid int) []int {
+// tree lists the processes of the container that process pid started:
+// those of its session running as the host's uid huid (started by it,
+// their parent gone, or by them), and, with below, every process below
+// it, deepest first. below is only for a process that has not ended
+// (its PID is not another's).
+func (c *hostContainer) tree(pid, huid int, below bool) []int {
 	children := map[int][]int{}
+	var session []int
 	for _, p := range c.procs() {
 		children[p.ppid] = append(children[p.ppid], p.pid)
+		if p.sid == pid && p.pid != pid && p.uid == huid && !p.dead {
+			session = append(session, p.pid)
+		}
+	}
+	if !below {
+		return session
 	}
 	var out []int
 	var walk func(int)
@@ -211,24 +224,27 @@ func (c *hostContainer) descendants(pid int) []int {
 		}
 	}
 	walk(pid)
-	return out
+	return append(out, session...)
 }
 
 // procHandle is one started exec process, held by a pidfd so that a
-// signal never reaches another process that reused its PID.
+// signal never reaches another process that reused its PID. The pidfd is
+// also an *os.File on the runtime's poller, which tells the process's end
+// without a thread blocked for it.
 type procHandle struct {
 	pid   int
 	pidfd int
+	f     *os.File
 }
 
 // adoptProc opens a pidfd for pid and checks that it is the container's
 // and runs as uid.
 func (c *hostContainer) adoptProc(pid, uid int) (*procHandle, error) {
-	fd, err := unix.PidfdOpen(pid, 0)
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("pidfd of process %d: %w", pid, err)
 	}
-	h := &procHandle{pid: pid, pidfd: fd}
+	h := &procHandle{pid: pid, pidfd: fd, f: os.NewFile(uintptr(fd), "pidfd")}
 	ns, err := pidNS(pid)
 	if err == nil && ns != c.pidNS {
 		err = fmt.Errorf("process %d is not in the container's PID namespace", pid)
@@ -247,6 +263,30 @@ func (c *hostContainer) adoptProc(pid, uid int) (*procHandle, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// wait returns when the process ended, or the handle was closed.
+func (h *procHandle) wait() {
+	ended := func(fd uintptr) bool {
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		return n > 0 || (err != nil && !errors.Is(err, unix.EINTR))
+	}
+	rc, err := h.f.SyscallConn()
+	if err == nil {
+		err = rc.Read(ended)
+	}
+	if err == nil || errors.Is(err, os.ErrClosed) {
+		return
+	}
+	// Not on the poller: block a thread on it instead.
+	_ = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); !errors.Is(err, unix.EINTR) {
+				return
+			}
+		}
+	})
 }
 
 // alive reports whether the process has not ended.
@@ -275,25 +315,46 @@ func (h *procHandle) limit(huid, res int, n uint64) error {
 }
 
 // prlimitAs sets the limit of process pid from a thread running as uid and
-// gid id. The thread is locked and never unlocked, so the runtime ends it
-// with its goroutine: no other goroutine ever runs with its credentials.
+// gid id (see onThreadOfItsOwn).
 func prlimitAs(id, pid, res int, lim *unix.Rlimit) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	var err error
+	onThreadOfItsOwn(func() {
 		// Raw system calls change this thread's credentials only (the
 		// runtime's Setuid would change every thread's).
 		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(id), uintptr(id), uintptr(id)); e != 0 {
-			errc <- fmt.Errorf("take gid %d: %w", id, e)
+			err = fmt.Errorf("take gid %d: %w", id, e)
 			return
 		}
 		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(id), uintptr(id), uintptr(id)); e != 0 {
-			errc <- fmt.Errorf("take uid %d: %w", id, e)
+			err = fmt.Errorf("take uid %d: %w", id, e)
 			return
 		}
-		errc <- unix.Prlimit(pid, res, lim, nil)
+		err = unix.Prlimit(pid, res, lim, nil)
+	})
+	return err
+}
+
+// onThreadOfItsOwn runs f on an OS thread that ends when f returns, so
+// that what f changes of its thread (credentials) never reaches another
+// goroutine: f's goroutine locks its thread and exits locked, which ends
+// the thread. The process's main thread cannot end (the runtime parks it
+// for good, and the process's owner as ps shows it is the main thread's),
+// so a goroutine that lands there holds it while another one, which then
+// cannot land there, runs f.
+func onThreadOfItsOwn(f func()) {
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			onThreadOfItsOwn(f)
+			runtime.UnlockOSThread()
+			close(done)
+			return
+		}
+		defer close(done)
+		f()
 	}()
-	return <-errc
+	<-done
 }
 
 // kill sends SIGKILL to the process; an ended process is no error.
@@ -344,7 +405,7 @@ const clockTicks = 100
 
 func (h *procHandle) close() {
 	if h.pidfd >= 0 {
-		_ = unix.Close(h.pidfd)
+		_ = h.f.Close()
 		h.pidfd = -1
 	}
 }

@@ -98,6 +98,22 @@ func (d *Driver) placeInto(ctx context.Context, cli *client.Client, spec sandbox
 	if in.HostConfig != nil && in.HostConfig.ReadonlyRootfs {
 		return fail(errors.New("its root file system is read-only: the service's directory cannot be made there"))
 	}
+	onPath := func(dst string) bool {
+		dst = path.Clean(dst)
+		return dst == "/" || ServicesDir == dst || strings.HasPrefix(ServicesDir, dst+"/")
+	}
+	for _, m := range in.Mounts {
+		if onPath(m.Destination) {
+			return fail(fmt.Errorf("its mount at %s (%s %s) holds %s: the service's files would land in the operator's %s, outside the container", path.Clean(m.Destination), m.Type, m.Name+m.Source, ServicesDir, m.Type))
+		}
+	}
+	if in.HostConfig != nil {
+		for dst := range in.HostConfig.Tmpfs {
+			if onPath(dst) {
+				return fail(fmt.Errorf("its mount at %s (tmpfs) holds %s: the service's files would land on the operator's tmpfs", path.Clean(dst), ServicesDir))
+			}
+		}
+	}
 	hc, err := openHostContainer(in.ID, in.State.Pid)
 	if err != nil {
 		return fail(err)
@@ -159,7 +175,7 @@ func (d *Driver) placeInto(ctx context.Context, cli *client.Client, spec sandbox
 		files = process.DefaultFiles
 	}
 	start := &execStart{
-		cli: cli, c: hc, id: in.ID, uid: uid, argv: argv, dir: dir + "/service",
+		cli: cli, c: hc, id: in.ID, name: name, uid: uid, argv: argv, dir: dir + "/service",
 		env:   append(env, "PATH="+pathEnv, "HOME="+dir+"/home", "TMPDIR="+dir+"/home", "LANG=C.UTF-8"),
 		nproc: uint64(max(pids, 1) * max(workers, 1)), nofile: uint64(files),
 		timeout: max(pcfg.StartTimeout, 10*time.Second),
@@ -174,7 +190,10 @@ func (d *Driver) placeInto(ctx context.Context, cli *client.Client, spec sandbox
 		Start:  start.start,
 	})
 	if err != nil {
-		return fail(errors.Join(err, dep.teardown()))
+		if terr := dep.teardown(); terr != nil {
+			err = fmt.Errorf("%w; then: %v", err, terr)
+		}
+		return nil, fmt.Errorf("%w (placed into container %s)", err, name) // NewPool's error names the deploy
 	}
 	dep.Deployment = pool
 	placements.Lock()

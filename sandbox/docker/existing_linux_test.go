@@ -1,6 +1,8 @@
 package docker
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,6 +18,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 
 	"github.com/andromeda-runner/andromeda/internal/dockerimg"
@@ -67,19 +70,22 @@ def handle(input):
     return {'noop': json.dumps(out)}
 `
 
-// operator starts a container of img running `sleep infinity` with a
-// secret in its environment, as an operator's, removed when t ends. With
-// run false it is created only.
-func operator(t *testing.T, cli *client.Client, img string, run bool) (id, name string) {
+// operator starts a container of img running `sleep infinity` (or cmd)
+// with a secret in its environment, as an operator's, removed when t
+// ends. With run false it is created only.
+func operator(t testing.TB, cli *client.Client, img string, run bool, cmd ...string) (id, name string) {
 	t.Helper()
 	ctx := context.Background()
+	if len(cmd) == 0 {
+		cmd = []string{"sleep", "infinity"}
+	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	name = "andromeda-place-test-" + hex.EncodeToString(b[:])
 	c, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: name,
 		Config: &container.Config{
-			Image: img, Cmd: []string{"sleep", "infinity"}, Env: []string{"SECRET=hunter2"},
+			Image: img, Cmd: cmd, Env: []string{"SECRET=hunter2"},
 			Labels: map[string]string{LabelNode: testNode, "andromeda.test": "placement"},
 		},
 		HostConfig: &container.HostConfig{NetworkMode: "none"},
@@ -113,7 +119,7 @@ func placedService(t *testing.T) string {
 
 // pythonImage is the test Python image, or t skipped/failed without an
 // engine.
-func pythonImage(t *testing.T) (*client.Client, dockerimg.Image) {
+func pythonImage(t testing.TB) (*client.Client, dockerimg.Image) {
 	t.Helper()
 	cli := dockerimg.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -201,6 +207,16 @@ func TestExistingPlacement(t *testing.T) {
 	before := diff(t, cli, id)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// /var/lib gets andromeda/ and loses it again: its times are given
+	// back (an overlay2 engine's diff lists a directory whose mtime changed).
+	varLib := func() time.Time {
+		st, err := cli.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: "/var/lib"})
+		if err != nil {
+			t.Fatalf("stat /var/lib: %v", err)
+		}
+		return st.Stat.Mtime
+	}
+	mtime := varLib()
 	const pids, workers = 8, 2
 	for _, mode := range []sandbox.Mode{sandbox.ModeServer, sandbox.ModeCommand} {
 		t.Run(string(mode), func(t *testing.T) {
@@ -231,7 +247,10 @@ func TestExistingPlacement(t *testing.T) {
 			var info placedInfo
 			start = time.Now()
 			exit := call(t, ctx, dep, map[string]any{"op": "info"}, &info)
-			t.Logf("first invocation %v (wall %v)", time.Since(start), exit.Usage.Wall)
+			t.Logf("first invocation %v (usage %+v)", time.Since(start), exit.Usage)
+			if exit.Usage.PeakMemory <= 0 {
+				t.Errorf("usage %+v, want the worker's peak memory", exit.Usage)
+			}
 			dir := ServicesDir + "/" + serviceDirName(spec.Service, spec.Digest)
 			if info.UID < FirstServiceUID || info.UID >= FirstServiceUID+ServiceUIDs || info.GID != info.UID {
 				t.Errorf("the worker runs as %d:%d, want a service uid:gid in [%d, %d)", info.UID, info.GID, FirstServiceUID, FirstServiceUID+ServiceUIDs)
@@ -301,6 +320,9 @@ func TestExistingPlacement(t *testing.T) {
 			if _, err := cli.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: dir}); !cerrdefs.IsNotFound(err) {
 				t.Errorf("after Stop, %s: %v, want not found", dir, err)
 			}
+			if got := varLib(); !got.Equal(mtime) {
+				t.Errorf("after Stop, /var/lib's mtime is %v, want %v as before", got, mtime)
+			}
 		})
 	}
 }
@@ -360,14 +382,25 @@ func TestExistingFallback(t *testing.T) {
 	cfg := testConfig()
 	cfg.Images = map[string]string{"python": img.ID}
 	d := newDriver(t, cfg)
-	_, name := operator(t, cli, img.ID, false) // created, never started
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	id, name := operator(t, cli, img.ID, true)
+	if _, err := cli.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		t.Fatal(err)
+	}
+	wait := cli.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	select {
+	case <-wait.Result:
+	case err := <-wait.Error:
+		t.Fatal(err)
+	}
+	_, created := operator(t, cli, img.ID, false) // never started
 	spec := sandbox.Spec{Service: "fallback", Digest: "sha256:fa11bac4", Dir: placedService(t), Entry: "main.py",
 		Language: "python", Container: name, Limits: sandbox.Limits{Concurrency: 1}}
 
 	for _, c := range []struct{ container, why string }{
-		{name, "container " + name + " is not running (created)"},
+		{name, "container " + name + " is not running (exited)"},
+		{created, "container " + created + " is not running (created)"},
 		{name + "-missing", "container " + name + "-missing does not exist"},
 	} {
 		s := spec
@@ -392,7 +425,7 @@ func TestExistingFallback(t *testing.T) {
 	}
 	defer dep.Stop(ctx)
 	pl := dep.(sandbox.Placed).Placement()
-	wantReason := "container " + name + " is not running (created); running in a new container"
+	wantReason := "container " + name + " is not running (exited); running in a new container"
 	if pl.Kind != sandbox.PlacementFallback || pl.Reason != wantReason || len(pl.Containers) == 0 || slices.Contains(pl.Containers, name) {
 		t.Errorf("Placement() = %+v, want kind fallback, reason %q, and containers of its own", pl, wantReason)
 	}
@@ -404,10 +437,10 @@ func TestExistingFallback(t *testing.T) {
 }
 
 // TestExistingConformance runs the driver conformance suite on the exec
-// guest placed into an existing container, in both modes, but for the two
-// cases placement does not hold by design: memory is the container's (no
-// limit of the service's to run out of), and so is its file system (the
-// service sees it as any unprivileged user of the container does).
+// guest placed into an existing container, in both modes, but for the
+// balloon, which placement does not hold by design: memory is the
+// container's, with no limit of the service's to run out of. The file
+// system the guest sees is the container's (OwnRoot).
 func TestExistingConformance(t *testing.T) {
 	cli, img := pythonImage(t)
 	if testEnv.guestErr != nil {
@@ -422,10 +455,349 @@ func TestExistingConformance(t *testing.T) {
 		},
 		AllowEnv: []string{"PATH", "HOME", "TMPDIR", "LANG"},
 		Exclude: map[string]string{
-			"balloon":       "placement: memory is the existing container's, not limited per service",
-			"no-filesystem": "placement: the service sees the existing container's file system as an unprivileged user",
+			"balloon": "placement: memory is the existing container's, not limited per service",
 		},
+		OwnRoot:     true, // the container's own file system, not the host's
 		Started:     func(dep sandbox.Deployment) int64 { return int64(dep.(*placedDeployment).WorkersStarted()) },
 		CancelGrace: process.DefaultCancelGrace,
 	})
+}
+
+// TestExistingTwoServices places two services into one container: apart
+// directories and uids; ServicesDir, made for the first, goes with the
+// last.
+func TestExistingTwoServices(t *testing.T) {
+	cli, img := pythonImage(t)
+	d := newDriver(t, testConfig())
+	id, name := operator(t, cli, img.ID, true)
+	before := diff(t, cli, id)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var deps []sandbox.Deployment
+	var infos []placedInfo
+	for _, svc := range []string{"first", "second"} {
+		dep, err := d.Deploy(ctx, sandbox.Spec{Service: svc, Digest: "sha256:5ec0fd", Dir: placedService(t), Entry: "main.py",
+			Language: "python", Container: name, Limits: sandbox.Limits{Concurrency: 1}})
+		if err != nil {
+			t.Fatalf("Deploy(%s): %v", svc, err)
+		}
+		defer dep.Stop(ctx)
+		var info placedInfo
+		call(t, ctx, dep, map[string]any{"op": "info"}, &info)
+		deps, infos = append(deps, dep), append(infos, info)
+	}
+	if infos[0].UID == infos[1].UID || filepath.Dir(infos[0].Cwd) == filepath.Dir(infos[1].Cwd) {
+		t.Errorf("two services share uid or directory: %+v, %+v", infos[0], infos[1])
+	}
+	// The first cannot touch the second's home.
+	var wrote map[string]string
+	call(t, ctx, deps[0], map[string]any{"op": "write", "paths": []string{infos[1].Home + "/x"}}, &wrote)
+	if res := wrote[infos[1].Home+"/x"]; res != "EACCES" {
+		t.Errorf("the first service writing into the second's home: %s, want EACCES", res)
+	}
+	if err := deps[0].Stop(ctx); err != nil {
+		t.Fatalf("Stop(first): %v", err)
+	}
+	call(t, ctx, deps[1], map[string]any{"op": "info"}, nil)
+	if _, err := cli.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: filepath.Dir(infos[1].Cwd)}); err != nil {
+		t.Errorf("after the first stopped, the second's directory: %v", err)
+	}
+	if err := deps[1].Stop(ctx); err != nil {
+		t.Fatalf("Stop(second): %v", err)
+	}
+	if after := diff(t, cli, id); !slices.Equal(after, before) {
+		t.Errorf("after both stopped, the container's changes are %q, want %q", after, before)
+	}
+}
+
+// placedJS is placedPy's info for Node.js.
+const placedJS = `exports.handle = (input) => ({ noop: JSON.stringify({
+  uid: process.getuid(), gid: process.getgid(), pid: process.pid, cwd: process.cwd(),
+  file: __filename, home: process.env.HOME, secret: process.env.SECRET }) });
+`
+
+// TestExistingNode places a Node.js service into a container of the
+// node image (no shell in it).
+func TestExistingNode(t *testing.T) {
+	cli := dockerimg.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	img, err := dockerimg.Node(ctx, cli)
+	if err != nil {
+		t.Fatalf("node image: %v", err)
+	}
+	d := newDriver(t, testConfig())
+	id, name := operator(t, cli, img.ID, true, "node", "-e", "setInterval(() => {}, 1 << 30)")
+	before := diff(t, cli, id)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.js"), []byte(placedJS), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := sandbox.Spec{Service: "placed-node", Digest: "sha256:90de", Dir: dir, Entry: "index.js", Language: "node",
+		Container: name, Limits: sandbox.Limits{Concurrency: 1}}
+	dep, err := d.Deploy(ctx, spec)
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	defer dep.Stop(ctx)
+	var info placedInfo
+	call(t, ctx, dep, map[string]any{"op": "info"}, &info)
+	sdir := ServicesDir + "/" + serviceDirName(spec.Service, spec.Digest)
+	if info.UID < FirstServiceUID || info.File != sdir+"/service/index.js" || info.Home != sdir+"/home" || info.Secret == nil || *info.Secret != "" {
+		t.Errorf("the node worker: %+v, want a service uid, %s/service/index.js, its home and no secret", info, sdir)
+	}
+	procs := procsOfUID(t, cli, id, info.UID)
+	if len(procs) != 1 || !strings.Contains(procs[0], sdir+"/runtime/") {
+		t.Errorf("the container's processes of uid %d: %q, want the worker running the shim in %s/runtime", info.UID, procs, sdir)
+	}
+	if err := dep.Stop(ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	if after := diff(t, cli, id); !slices.Equal(after, before) {
+		t.Errorf("after Stop, the container's changes are %q, want %q", after, before)
+	}
+}
+
+// TestExistingRefused: what cannot be placed fails the deploy with the
+// reason, leaving the container as it was.
+func TestExistingRefused(t *testing.T) {
+	cli, img := pythonImage(t)
+	d := newDriver(t, testConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	id, name := operator(t, cli, img.ID, true)
+	before := diff(t, cli, id)
+	base := sandbox.Spec{Service: "refused", Digest: "sha256:bad", Dir: placedService(t), Entry: "main.py", Language: "python", Container: name}
+	for _, c := range []struct {
+		name string
+		edit func(*sandbox.Spec)
+		want string
+	}{
+		{"volumes", func(s *sandbox.Spec) { s.Volumes = []sandbox.Volume{{Name: "v", Dir: t.TempDir(), Path: "/data"}} }, "volumes"},
+		{"language", func(s *sandbox.Spec) { s.Language = "cobol" }, `language "cobol"`},
+		{"mode", func(s *sandbox.Spec) { s.Mode = "batch" }, `mode "batch"`},
+		{"entry", func(s *sandbox.Spec) { s.Entry = "missing.py" }, "entry"},
+	} {
+		s := base
+		c.edit(&s)
+		if dep, err := d.Deploy(ctx, s); err == nil {
+			dep.Stop(ctx)
+			t.Errorf("%s: Deploy succeeded, want it refused", c.name)
+		} else if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: Deploy = %v, want an error naming the container and %q", c.name, err, c.want)
+		}
+	}
+	// A service that does not start: its directory goes with it.
+	broken := base
+	broken.Dir = t.TempDir()
+	if err := os.Chmod(broken.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(broken.Dir, "main.py"), []byte("def handle(input:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if dep, err := d.Deploy(ctx, broken); err == nil {
+		dep.Stop(ctx)
+		t.Errorf("Deploy(a service with a syntax error) succeeded, want it failed")
+	} else if !strings.Contains(err.Error(), "SyntaxError") || !strings.Contains(err.Error(), name) {
+		t.Errorf("Deploy(a service with a syntax error) = %v, want the SyntaxError and the container named", err)
+	}
+	if after := diff(t, cli, id); !slices.Equal(after, before) {
+		t.Errorf("after refused deploys, the container's changes are %q, want %q", after, before)
+	}
+
+	// An exec service needs /bin/sh in the container; the node image has none.
+	nodeImg, err := dockerimg.Node(ctx, cli)
+	if err != nil {
+		t.Fatalf("node image: %v", err)
+	}
+	_, nodeName := operator(t, cli, nodeImg.ID, true, "node", "-e", "setInterval(() => {}, 1 << 30)")
+	if testEnv.guestErr != nil {
+		t.Fatalf("build the exec guest: %v", testEnv.guestErr)
+	}
+	_, err = d.Deploy(ctx, sandbox.Spec{Service: "no-shell", Dir: filepath.Dir(testEnv.guest), Entry: filepath.Base(testEnv.guest),
+		Language: "exec", Container: nodeName})
+	if !errors.Is(err, sandbox.ErrUnsupported) || !strings.Contains(err.Error(), "/bin/sh") {
+		t.Errorf("Deploy(exec into a container without /bin/sh) = %v, want ErrUnsupported naming /bin/sh", err)
+	}
+
+	// A read-only root file system has no room for the service.
+	c, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config:     &container.Config{Image: img.ID, Cmd: []string{"sleep", "infinity"}, Labels: map[string]string{LabelNode: testNode}},
+		HostConfig: &container.HostConfig{NetworkMode: "none", ReadonlyRootfs: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = cli.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true})
+	})
+	if _, err := cli.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s := base
+	s.Container = c.ID
+	if _, err := d.Deploy(ctx, s); err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("Deploy(into a read-only container) = %v, want an error saying read-only", err)
+	}
+
+	// A mount on the way to ServicesDir would take the service's files.
+	for _, hc := range []*container.HostConfig{
+		{NetworkMode: "none", Tmpfs: map[string]string{"/var/lib": ""}},
+		{NetworkMode: "none", Mounts: []mount.Mount{{Type: mount.TypeBind, Source: t.TempDir(), Target: "/var/lib/andromeda"}}},
+	} {
+		c, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+			Config:     &container.Config{Image: img.ID, Cmd: []string{"sleep", "infinity"}, Labels: map[string]string{LabelNode: testNode}},
+			HostConfig: hc,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = cli.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true})
+		})
+		if _, err := cli.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		s.Container = c.ID
+		want := "mount at /var/lib"
+		if _, err := d.Deploy(ctx, s); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Deploy(into a container with a mount at %v%v) = %v, want an error saying %q", hc.Tmpfs, hc.Mounts, err, want)
+		}
+	}
+}
+
+// TestExistingClose: closing the driver stops the services it placed,
+// leaving the container as it was.
+func TestExistingClose(t *testing.T) {
+	cli, img := pythonImage(t)
+	d := newDriver(t, testConfig())
+	id, name := operator(t, cli, img.ID, true)
+	before := diff(t, cli, id)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dep, err := d.Deploy(ctx, sandbox.Spec{Service: "closed", Digest: "sha256:c105ed", Dir: placedService(t), Entry: "main.py",
+		Language: "python", Container: name, Limits: sandbox.Limits{Concurrency: 1}})
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	var info placedInfo
+	call(t, ctx, dep, map[string]any{"op": "info"}, &info)
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := dep.Invoke(ctx, []byte(`{}`)); err == nil {
+		t.Errorf("Invoke after Close succeeded, want the deployment stopped")
+	}
+	if procs := procsOfUID(t, cli, id, info.UID); len(procs) > 0 {
+		t.Errorf("after Close, processes of uid %d still run in the container: %q", info.UID, procs)
+	}
+	if after := diff(t, cli, id); !slices.Equal(after, before) {
+		t.Errorf("after Close, the container's changes are %q, want %q", after, before)
+	}
+}
+
+// TestExistingLeftover: the directory a crashed node left of the same
+// version, and the processes of its uid, are replaced by a new placement.
+func TestExistingLeftover(t *testing.T) {
+	cli, img := pythonImage(t)
+	d := newDriver(t, testConfig())
+	id, name := operator(t, cli, img.ID, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	spec := sandbox.Spec{Service: "leftover", Digest: "sha256:1ef7", Dir: placedService(t), Entry: "main.py",
+		Language: "python", Container: name, Limits: sandbox.Limits{Concurrency: 1}}
+	dir := ServicesDir + "/" + serviceDirName(spec.Service, spec.Digest)
+	const oldUID = 23456
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []*tar.Header{
+		{Name: strings.TrimPrefix(dir, "/") + "/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: strings.TrimPrefix(dir, "/") + "/home/", Typeflag: tar.TypeDir, Mode: 0o700, Uid: oldUID, Gid: oldUID},
+		{Name: strings.TrimPrefix(dir, "/") + "/service/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: strings.TrimPrefix(dir, "/") + "/service/stale.py", Typeflag: tar.TypeReg, Mode: 0o644},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw.Close()
+	if _, err := cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: &buf}); err != nil {
+		t.Fatalf("copy the leftover: %v", err)
+	}
+	ex, err := cli.ExecCreate(ctx, id, client.ExecCreateOptions{User: "23456:23456", Cmd: []string{"sleep", "300"}})
+	if err == nil {
+		_, err = cli.ExecStart(ctx, ex.ID, client.ExecStartOptions{Detach: true})
+	}
+	if err != nil {
+		t.Fatalf("start the leftover's process: %v", err)
+	}
+	for len(procsOfUID(t, cli, id, oldUID)) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	dep, err := d.Deploy(ctx, spec)
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	defer dep.Stop(ctx)
+	call(t, ctx, dep, map[string]any{"op": "info"}, nil)
+	if procs := procsOfUID(t, cli, id, oldUID); len(procs) > 0 {
+		t.Errorf("the leftover's processes still run: %q", procs)
+	}
+	if _, err := cli.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: dir + "/service/stale.py"}); !cerrdefs.IsNotFound(err) {
+		t.Errorf("the leftover's file: %v, want it gone", err)
+	}
+	if err := dep.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if _, err := cli.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: dir}); !cerrdefs.IsNotFound(err) {
+		t.Errorf("after Stop, %s: %v, want it gone", dir, err)
+	}
+}
+
+// TestExistingContainerStops: a container that stops under a placed
+// service leaves the deployment unhealthy, its invocations failing, and
+// Stop still succeeds.
+func TestExistingContainerStops(t *testing.T) {
+	cli, img := pythonImage(t)
+	cfg := testConfig()
+	cfg.Process.Backoff = 10 * time.Millisecond
+	d := newDriver(t, cfg)
+	id, name := operator(t, cli, img.ID, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dep, err := d.Deploy(ctx, sandbox.Spec{Service: "orphaned", Digest: "sha256:0f", Dir: placedService(t), Entry: "main.py",
+		Language: "python", Container: name, Limits: sandbox.Limits{Concurrency: 1, Timeout: 5 * time.Second}})
+	if err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	call(t, ctx, dep, map[string]any{"op": "info"}, nil)
+	if _, err := cli.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		healthy, why := dep.(sandbox.HealthReporter).Health()
+		if !healthy {
+			t.Logf("unhealthy: %s", why)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deployment is still healthy 20 s after its container was killed")
+		}
+		in, _ := json.Marshal(map[string]any{"message": map[string]any{"op": "info"}})
+		short, c := context.WithTimeout(ctx, time.Second)
+		exit, err := dep.Invoke(short, in)
+		c()
+		if err == nil && exit.Outcome == sandbox.OK {
+			t.Fatalf("Invoke succeeded with the container killed: %+v", exit)
+		}
+	}
+	if err := dep.Stop(ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
 }

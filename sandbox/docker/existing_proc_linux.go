@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ type execProc struct {
 	conn   client.HijackedResponse
 	h      *procHandle
 	c      *hostContainer
+	uid    int // the service's, in the container
 
 	stdin          *stdinConn
 	stdout, stderr *os.File
@@ -47,6 +49,7 @@ type execStart struct {
 	cli     *client.Client
 	c       *hostContainer
 	id      string // the container's ID
+	name    string // and its name, for errors
 	uid     int
 	argv    []string
 	env     []string
@@ -67,20 +70,32 @@ func (s *execStart) start(ctx context.Context) (process.Proc, error) {
 		Env: s.env, WorkingDir: s.dir, Cmd: s.argv,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create exec in container %s: %w", s.id[:12], err)
+		return nil, fmt.Errorf("create exec in container %s: %w", s.name, err)
 	}
 	att, err := s.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("start exec in container %s: %w", s.id[:12], err)
+		return nil, fmt.Errorf("start exec in container %s: %w", s.name, err)
 	}
-	p := &execProc{cli: s.cli, execID: created.ID, conn: att.HijackedResponse, c: s.c, demuxed: make(chan struct{}), exited: make(chan struct{})}
+	p := &execProc{cli: s.cli, execID: created.ID, conn: att.HijackedResponse, c: s.c, uid: s.uid, demuxed: make(chan struct{}), exited: make(chan struct{})}
+	var outW, errW *os.File
 	fail := func(err error) (process.Proc, error) {
 		if p.h != nil {
 			p.h.kill()
 			p.h.close()
 		}
 		att.Close()
+		for _, f := range []*os.File{p.stdout, p.stderr, outW, errW} {
+			if f != nil {
+				f.Close()
+			}
+		}
 		return nil, err
+	}
+	if p.stdout, outW, err = os.Pipe(); err != nil {
+		return fail(err)
+	}
+	if p.stderr, errW, err = os.Pipe(); err != nil {
+		return fail(err)
 	}
 	pid, err := s.waitPid(ctx, created.ID)
 	if err != nil {
@@ -89,11 +104,12 @@ func (s *execStart) start(ctx context.Context) (process.Proc, error) {
 	if p.h, err = s.c.adoptProc(pid, s.uid); err != nil {
 		return fail(fmt.Errorf("exec process: %w", err))
 	}
-	if err := p.h.limit(s.c.hostUID(s.uid), unix.RLIMIT_NPROC, s.nproc); err != nil {
+	huid := s.c.hostUID(s.uid)
+	if err := p.h.limit(huid, unix.RLIMIT_NPROC, s.nproc); err != nil {
 		return fail(fmt.Errorf("set the process limit of the worker (RLIMIT_NPROC): %w", err))
 	}
 	if s.nofile > 0 {
-		if err := p.h.limit(s.c.hostUID(s.uid), unix.RLIMIT_NOFILE, s.nofile); err != nil {
+		if err := p.h.limit(huid, unix.RLIMIT_NOFILE, s.nofile); err != nil {
 			return fail(fmt.Errorf("set the open files limit of the worker (RLIMIT_NOFILE): %w", err))
 		}
 	}
@@ -107,27 +123,15 @@ func (s *execStart) start(ctx context.Context) (process.Proc, error) {
 			return fail(fmt.Errorf("release the worker after setting its limits: %w", err))
 		}
 	}
+	h := p.h
 	go func() {
-		// A pidfd becomes readable when its process ends.
-		fds := []unix.PollFd{{Fd: int32(p.h.pidfd), Events: unix.POLLIN}}
-		for {
-			if _, err := unix.Poll(fds, -1); !errors.Is(err, unix.EINTR) {
-				break
-			}
-		}
+		h.wait()
+		// What it started ends with it, as in a worker's own PID
+		// namespace; and the engine ends the exec's streams only once
+		// nothing holds them (or two seconds after its end).
+		p.killTree(false)
 		close(p.exited)
 	}()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return fail(err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return fail(err)
-	}
-	p.stdout, p.stderr = outR, errR
 	go func() {
 		_, _ = stdcopy.StdCopy(&sink{w: outW}, &sink{w: errW}, att.Reader)
 		outW.Close()
@@ -148,8 +152,15 @@ func (s *execStart) waitPid(ctx context.Context, execID string) (int, error) {
 		if res.Running && res.PID > 0 {
 			return res.PID, nil
 		}
-		if !res.Running && res.PID > 0 {
-			return 0, fmt.Errorf("the worker ended at once with exit code %d", res.ExitCode)
+		if !res.Running && (res.PID > 0 || res.ExitCode != 0) {
+			why := ""
+			switch res.ExitCode {
+			case 126:
+				why = " (its command cannot be run)"
+			case 127:
+				why = " (its command was not found)"
+			}
+			return 0, fmt.Errorf("the worker ended at once with exit code %d%s: %s", res.ExitCode, why, strings.Join(s.argv, " "))
 		}
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("the engine did not start the exec within %v", s.timeout)
@@ -219,10 +230,16 @@ func (p *execProc) Kill() {
 	if unix.PidfdSendSignal(p.h.pidfd, unix.SIGSTOP, nil, 0) != nil {
 		return
 	}
-	for _, pid := range p.c.descendants(p.h.pid) {
+	p.killTree(true)
+	p.h.kill()
+}
+
+// killTree kills what the worker's process started (see
+// hostContainer.tree).
+func (p *execProc) killTree(below bool) {
+	for _, pid := range p.c.tree(p.h.pid, p.c.hostUID(p.uid), below) {
 		_ = unix.Kill(pid, unix.SIGKILL)
 	}
-	p.h.kill()
 }
 
 // Wait waits until the exec's process ended (a process it started may

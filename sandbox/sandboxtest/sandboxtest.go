@@ -94,7 +94,7 @@ type Harness struct {
 	Skip map[string]string
 	// Exclude maps a case name to why the deployments under test do not
 	// hold it by design (a service placed into an existing container
-	// shares that container's memory and file system): the case is not
+	// shares that container's memory): the case is not
 	// run, and is no failure under Strict.
 	Exclude map[string]string
 	// Started, when set, returns how many worker processes a deployment
