@@ -37,7 +37,7 @@ const probePkg = "github.com/andromeda-runner/andromeda/sandbox/docker/testdata/
 // escapeScratch is the scratch size the escape tests' driver gives /tmp.
 const escapeScratch = 8 << 20
 
-var probeImage struct {
+var escapeProbe struct {
 	once sync.Once
 	img  dockerimg.Image
 	err  error
@@ -49,15 +49,15 @@ var probeImage struct {
 func escapeEnv(t *testing.T) (*client.Client, dockerimg.Image) {
 	t.Helper()
 	cli := dockerimg.Client(t)
-	probeImage.once.Do(func() {
+	escapeProbe.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		probeImage.img, probeImage.err = dockerimg.Exec(ctx, cli, "probe", probePkg)
+		escapeProbe.img, escapeProbe.err = dockerimg.Exec(ctx, cli, "probe", probePkg)
 	})
-	if probeImage.err != nil {
-		t.Fatalf("build the probe image: %v", probeImage.err)
+	if escapeProbe.err != nil {
+		t.Fatalf("build the probe image: %v", escapeProbe.err)
 	}
-	return cli, probeImage.img
+	return cli, escapeProbe.img
 }
 
 // escapeDriver returns a driver for the escape tests with its own node id
@@ -151,7 +151,7 @@ func escapeEmit(t *testing.T, r sandbox.Result, v any) {
 
 // escapeContainers lists the containers, running or not, labelled with
 // node (and, when given, key=value labels).
-func escapeContainers(t *testing.T, cli *client.Client, node string, labels ...string) []containerSummary {
+func escapeContainers(t *testing.T, cli *client.Client, node string, labels ...string) []escapeContainer {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -160,32 +160,32 @@ func escapeContainers(t *testing.T, cli *client.Client, node string, labels ...s
 	if err != nil {
 		t.Fatalf("list the containers of node %s: %v", node, err)
 	}
-	out := make([]containerSummary, 0, len(res.Items))
+	out := make([]escapeContainer, 0, len(res.Items))
 	for _, c := range res.Items {
-		out = append(out, containerSummary{ID: c.ID, Names: c.Names, State: string(c.State), Labels: c.Labels})
+		out = append(out, escapeContainer{ID: c.ID, Names: c.Names, State: string(c.State), Labels: c.Labels})
 	}
 	return out
 }
 
-// containerSummary is what the escape tests look at in a container list.
-type containerSummary struct {
+// escapeContainer is what the escape tests look at in a container list.
+type escapeContainer struct {
 	ID     string
 	Names  []string
 	State  string
 	Labels map[string]string
 }
 
-func (c containerSummary) String() string {
+func (c escapeContainer) String() string {
 	return fmt.Sprintf("%.12s %v (%s, run %q)", c.ID, c.Names, c.State, c.Labels["andromeda.run"])
 }
 
-// waitGone polls until none of ids is among node's containers, and fails t
+// escapeWaitGone polls until none of ids is among node's containers, and fails t
 // after within.
-func waitGone(t *testing.T, cli *client.Client, node string, ids map[string]bool, within time.Duration) time.Duration {
+func escapeWaitGone(t *testing.T, cli *client.Client, node string, ids map[string]bool, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
-		var left []containerSummary
+		var left []escapeContainer
 		for _, c := range escapeContainers(t, cli, node) {
 			if ids == nil || ids[c.ID] {
 				left = append(left, c)
@@ -201,10 +201,10 @@ func waitGone(t *testing.T, cli *client.Client, node string, ids map[string]bool
 	}
 }
 
-// bridgeAddress returns an address of this host on the engine's default
+// escapeBridgeAddr returns an address of this host on the engine's default
 // bridge network (its gateway, which containers on the bridge can reach),
 // or fails t.
-func bridgeAddress(t *testing.T, cli *client.Client) netip.Addr {
+func escapeBridgeAddr(t *testing.T, cli *client.Client) netip.Addr {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -240,9 +240,9 @@ func bridgeAddress(t *testing.T, cli *client.Client) netip.Addr {
 	return netip.Addr{}
 }
 
-// listenOnce listens on addr:0 and reports, on the returned channel, the
+// escapeListen listens on addr:0 and reports, on the returned channel, the
 // address of the first connection it accepts.
-func listenOnce(t *testing.T, addr netip.Addr) (net.Listener, <-chan string) {
+func escapeListen(t *testing.T, addr netip.Addr) (net.Listener, <-chan string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {
@@ -268,11 +268,11 @@ func listenOnce(t *testing.T, addr netip.Addr) (net.Listener, <-chan string) {
 func TestEscapeNetwork(t *testing.T) {
 	cli, img := escapeEnv(t)
 	d, _ := escapeDriver(t, cli, Config{})
-	gw := bridgeAddress(t, cli)
+	gw := escapeBridgeAddr(t, cli)
 
 	t.Run("none", func(t *testing.T) {
 		dep := escapeDeploy(t, d, escapeSpec(img, sandbox.ModeServer))
-		ln, accepted := listenOnce(t, gw)
+		ln, accepted := escapeListen(t, gw)
 		got := escapeNoop(t, escapeRun(t, dep, 0, map[string]any{"do": "dial", "addr": ln.Addr().String()}))
 		if !strings.HasPrefix(got, "dial: error:") {
 			t.Errorf("dial %s without a grant: %q, want an error", ln.Addr(), got)
@@ -303,7 +303,7 @@ func TestEscapeNetwork(t *testing.T) {
 		spec := escapeSpec(img, sandbox.ModeServer)
 		spec.Network = sandbox.Network{Any: true}
 		dep := escapeDeploy(t, d, spec)
-		ln, accepted := listenOnce(t, gw)
+		ln, accepted := escapeListen(t, gw)
 		got := escapeNoop(t, escapeRun(t, dep, 0, map[string]any{"do": "dial", "addr": ln.Addr().String()}))
 		if got != "dial: ok" {
 			t.Errorf("dial %s with network any: %q, want ok", ln.Addr(), got)
@@ -371,7 +371,7 @@ func TestEscapeTimeout(t *testing.T) {
 				t.Errorf("spin with a %v timeout returned after %v", timeout, took)
 			}
 			// Command mode: every container of the node is the run's.
-			gone := waitGone(t, cli, node, before, 5*time.Second)
+			gone := escapeWaitGone(t, cli, node, before, 5*time.Second)
 			t.Logf("spin: timeout after %v, its container gone %v later (%s)", took, gone, r.Error)
 		})
 	}
@@ -608,8 +608,8 @@ func (p *cutProxy) cut() {
 	}
 }
 
-// engineSocket is the unix socket of the engine dockerimg.Client reaches.
-func engineSocket(t *testing.T) string {
+// escapeEngineSocket is the unix socket of the engine dockerimg.Client reaches.
+func escapeEngineSocket(t *testing.T) string {
 	t.Helper()
 	host := os.Getenv("DOCKER_HOST")
 	if host == "" {
@@ -629,7 +629,7 @@ func engineSocket(t *testing.T) string {
 // Stop and Reap must leave no container of the node behind.
 func TestEscapeEngineGone(t *testing.T) {
 	cli, img := escapeEnv(t)
-	proxy := startCutProxy(t, engineSocket(t))
+	proxy := startCutProxy(t, escapeEngineSocket(t))
 	d, node := escapeDriver(t, cli, Config{Host: "unix://" + proxy.path})
 	server := escapeDeploy(t, d, escapeSpec(img, sandbox.ModeServer))
 	command := escapeDeploy(t, d, escapeSpec(img, sandbox.ModeCommand))
