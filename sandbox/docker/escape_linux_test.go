@@ -299,6 +299,34 @@ func TestEscapeNetwork(t *testing.T) {
 		}
 	})
 
+	t.Run("hosts", func(t *testing.T) {
+		// A grant of one endpoint must not open the rest: the driver
+		// either refuses the spec or keeps other addresses out.
+		spec := escapeSpec(img, sandbox.ModeServer)
+		spec.Network = sandbox.Network{Hosts: []string{"example.com:443"}}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		dep, err := d.Deploy(ctx, spec)
+		if err != nil {
+			if !errors.Is(err, sandbox.ErrUnsupported) {
+				t.Errorf("Deploy with network hosts: %v, want ErrUnsupported or a deployment", err)
+			}
+			t.Logf("network hosts refused: %v", err)
+			return
+		}
+		t.Cleanup(func() { _ = dep.Stop(context.Background()) })
+		ln, accepted := escapeListen(t, gw)
+		got := escapeNoop(t, escapeRun(t, dep, 0, map[string]any{"do": "dial", "addr": ln.Addr().String()}))
+		if !strings.HasPrefix(got, "dial: error:") {
+			t.Errorf("dial %s with only example.com:443 granted: %q, want an error", ln.Addr(), got)
+		}
+		select {
+		case from := <-accepted:
+			t.Errorf("the listener at %s accepted a connection from %s, which only example.com:443 was granted", ln.Addr(), from)
+		case <-time.After(100 * time.Millisecond):
+		}
+	})
+
 	t.Run("any", func(t *testing.T) {
 		spec := escapeSpec(img, sandbox.ModeServer)
 		spec.Network = sandbox.Network{Any: true}
