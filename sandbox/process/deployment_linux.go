@@ -13,18 +13,18 @@ import (
 	"time"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
-	"github.com/andromeda-runner/andromeda/sandbox/jail"
 )
 
-// deployment is one service on the process driver: a pool of warm workers
-// in server mode, a fresh worker per invocation in command mode. Safe for
-// concurrent use.
+// deployment is one service on the process driver, or on another driver
+// through NewPool: a pool of warm workers in server mode, a fresh worker
+// per invocation in command mode. Safe for concurrent use.
 type deployment struct {
-	d        *Driver
+	cfg      Config // the protocol and pool settings, defaults applied
 	name     string
 	mode     sandbox.Mode
-	jail     *jail.Template // every worker's sandbox
-	init     []byte         // the init message
+	spawn    func(ctx context.Context) (Proc, error) // starts a worker process
+	init     []byte                                  // the init message, with its newline
+	onStop   func()                                  // called when Stop is done; nil: nothing
 	timeout  time.Duration
 	poolSize int
 	capacity int // invocations in flight per worker
@@ -67,15 +67,17 @@ type spawnError struct{ err error }
 func (e spawnError) Error() string { return e.err.Error() }
 func (e spawnError) Unwrap() error { return e.err }
 
-// newWorker starts one sandboxed worker and waits until it is ready. A
-// failure to start the sandbox is a spawnError.
+// newWorker starts one worker and waits until it is ready, within
+// Config.StartTimeout. A failure to start its process is a spawnError.
 func (d *deployment) newWorker(ctx context.Context) (*workerProc, error) {
-	sp, err := d.jail.Start()
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.StartTimeout)
+	defer cancel()
+	p, err := d.spawn(ctx)
 	if err != nil {
 		return nil, spawnError{err}
 	}
 	d.spawned.Add(1)
-	w := startWorker(sp, d.name, d.limiter(), d.d.cfg.MaxLine, d.d.cfg.MaxLog, d.capacity, d.init, d.answered, d.died)
+	w := startWorker(p, d.name, d.limiter(), d.cfg.MaxLine, d.cfg.MaxLog, d.capacity, d.init, d.answered, d.died)
 	d.mu.Lock()
 	d.live[w] = struct{}{}
 	d.starting++
@@ -87,8 +89,6 @@ func (d *deployment) newWorker(ctx context.Context) (*workerProc, error) {
 		d.mu.Unlock()
 	}()
 
-	ctx, cancel := context.WithTimeout(ctx, d.d.cfg.StartTimeout)
-	defer cancel()
 	err = w.waitReady(ctx)
 	d.mu.Lock()
 	d.starting--
@@ -204,7 +204,7 @@ func (d *deployment) restart(slot int, w *workerProc) {
 	delay := time.Duration(0)
 	if !w.exit.driver {
 		delay = d.crashed(w)
-		d.d.cfg.Logger.Warn("worker crashed", "service", d.name, "outcome", string(w.exit.outcome),
+		d.cfg.Logger.Warn("worker crashed", "service", d.name, "outcome", string(w.exit.outcome),
 			"detail", firstLine(w.exit.detail), "restart_in", delay, "consecutive", d.crashes)
 	}
 	d.restartAfter(slot, delay)
@@ -220,7 +220,7 @@ func (d *deployment) crashed(w *workerProc) time.Duration {
 	}
 	d.crashes++
 	d.lastWhy = firstLine(w.exit.detail)
-	return backoff(d.d.cfg.Backoff, d.d.cfg.MaxBackoff, d.crashes)
+	return backoff(d.cfg.Backoff, d.cfg.MaxBackoff, d.crashes)
 }
 
 // backoff is base·2^(n-1), capped at limit, times a random factor in [0.5, 1.5).
@@ -246,7 +246,7 @@ func (d *deployment) restartAfter(slot int, delay time.Duration) {
 		if stopped {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), d.d.cfg.StartTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.StartTimeout)
 		w, err := d.newWorker(ctx)
 		cancel()
 		d.mu.Lock()
@@ -256,8 +256,8 @@ func (d *deployment) restartAfter(slot int, delay time.Duration) {
 		case err != nil:
 			d.crashes++
 			d.lastWhy = firstLine(err.Error())
-			next := backoff(d.d.cfg.Backoff, d.d.cfg.MaxBackoff, d.crashes)
-			d.d.cfg.Logger.Warn("worker restart failed", "service", d.name, "error", d.lastWhy, "restart_in", next, "consecutive", d.crashes)
+			next := backoff(d.cfg.Backoff, d.cfg.MaxBackoff, d.crashes)
+			d.cfg.Logger.Warn("worker restart failed", "service", d.name, "error", d.lastWhy, "restart_in", next, "consecutive", d.crashes)
 			d.restartAfter(slot, next)
 		case d.stopped:
 			w.kill(killStop, false)
@@ -275,7 +275,7 @@ func (d *deployment) restartAfter(slot int, delay time.Duration) {
 func (d *deployment) Health() (healthy bool, reason string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.crashes < d.d.cfg.UnhealthyAfter {
+	if d.crashes < d.cfg.UnhealthyAfter {
 		return true, ""
 	}
 	return false, fmt.Sprintf("crash loop: %d consecutive worker crashes; last: %s", d.crashes, d.lastWhy)
@@ -305,7 +305,7 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, er
 	if done, exit, err := sandbox.Precheck(ctx, d.name, stopped); done {
 		return exit, err
 	}
-	input, err := protocolInput(input, d.d.cfg.MaxLine)
+	input, err := protocolInput(input, d.cfg.MaxLine)
 	if err != nil {
 		return sandbox.Exit{}, fmt.Errorf("invoke %s: %w", d.name, err)
 	}
@@ -357,7 +357,7 @@ func (d *deployment) invokeWarm(ctx context.Context, input []byte) (sandbox.Exit
 		if w == nil {
 			return exit, err
 		}
-		exit, err = w.invoke(ctx, input, d.d.cfg.CancelGrace)
+		exit, err = w.invoke(ctx, input, d.cfg.CancelGrace)
 		if errors.Is(err, errRetry) {
 			continue
 		}
@@ -391,7 +391,7 @@ func (d *deployment) acquire(ctx context.Context) (*workerProc, sandbox.Exit, er
 			d.mu.Unlock()
 			return best, sandbox.Exit{}, nil
 		}
-		if alive == 0 && d.starting == 0 && d.crashes >= d.d.cfg.UnhealthyAfter {
+		if alive == 0 && d.starting == 0 && d.crashes >= d.cfg.UnhealthyAfter {
 			why := fmt.Sprintf("service unhealthy: %d consecutive worker crashes, no worker running (last: %s)", d.crashes, d.lastWhy)
 			d.mu.Unlock()
 			return nil, sandbox.Exit{Outcome: sandbox.Crashed, Detail: why}, nil
@@ -559,7 +559,9 @@ func (d *deployment) Stop(ctx context.Context) error {
 	}
 	<-bgDone
 	d.limiter().Close()
-	d.d.forget(d)
+	if d.onStop != nil {
+		d.onStop()
+	}
 	close(d.stopDone)
 	return d.stopErr
 }
@@ -568,4 +570,30 @@ func (d *deployment) Stop(ctx context.Context) error {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// newDeployment returns the deployment of pc, not started.
+func newDeployment(pc PoolConfig) (*deployment, error) {
+	if err := pc.check(); err != nil {
+		return nil, err
+	}
+	s := pc.shape()
+	dep := &deployment{
+		cfg:      s.cfg,
+		name:     s.name,
+		mode:     s.mode,
+		spawn:    pc.Start,
+		init:     append(InitMessage(pc), '\n'),
+		timeout:  s.timeout,
+		poolSize: s.poolSize,
+		capacity: s.capacity,
+		log:      pc.Spec.Log,
+		live:     map[*workerProc]struct{}{},
+		changed:  make(chan struct{}),
+		timers:   map[*time.Timer]struct{}{},
+	}
+	if s.mode == sandbox.ModeServer {
+		dep.slots = make([]*workerProc, s.poolSize)
+	}
+	return dep, nil
 }

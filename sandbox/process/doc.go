@@ -62,6 +62,15 @@
 // worker takes no new invocation. (*Driver).StartRaw starts a worker
 // outside any deployment, for the conformance kit's protocol checks.
 //
+// # Pools of other drivers' processes
+//
+// The pool and its protocol client run over Proc, a started worker process
+// with its standard streams and its end; a jail is one. Another driver
+// (the docker driver's containers) deploys its own processes with the same
+// pool, restarts, health, cancel and kill through NewPool with a
+// PoolConfig whose Start makes a Proc, and gives the conformance kit a raw
+// worker with NewRawWorker and InitMessage.
+//
 // # Logs
 //
 // What a worker writes to standard error and sends in log messages goes to

@@ -3,13 +3,11 @@ package process
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/jail"
@@ -145,18 +143,12 @@ func (d *Driver) deploy(ctx context.Context, spec sandbox.Spec, builtin string) 
 	if err != nil {
 		return fail(err)
 	}
-	dep, err := d.newDeployment(spec, name, mode, module, tmpl)
+	dep, err := newPool(ctx, d.poolConfig(spec, name, mode, module, tmpl), func(dep *deployment) error {
+		dep.onStop = func() { d.forget(dep) }
+		return d.track(dep)
+	})
 	if err != nil {
 		return fail(err)
-	}
-	if err := d.track(dep); err != nil {
-		return fail(err)
-	}
-	if err := dep.start(ctx); err != nil {
-		stopCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = dep.Stop(stopCtx)
-		return fail(fmt.Errorf("self-check: %w", err))
 	}
 	return dep, nil
 }
@@ -276,45 +268,14 @@ func (d *Driver) limits(spec sandbox.Limits) jail.Limits {
 	return lim
 }
 
-// newDeployment returns the deployment of spec, not started, whose workers
-// are started from tmpl and load module.
-func (d *Driver) newDeployment(spec sandbox.Spec, name string, mode sandbox.Mode, module worker.Module, tmpl *jail.Template) (*deployment, error) {
-	timeout := spec.Limits.Timeout
-	if timeout <= 0 {
-		timeout = d.cfg.Timeout
+// poolConfig is the pool of spec's workers, started from tmpl and loading
+// module, with the driver's settings.
+func (d *Driver) poolConfig(spec sandbox.Spec, name string, mode sandbox.Mode, module worker.Module, tmpl *jail.Template) PoolConfig {
+	spec.Service, spec.Mode = name, mode
+	return PoolConfig{
+		Config: d.cfg,
+		Spec:   spec,
+		Module: module,
+		Start:  func(context.Context) (Proc, error) { return startJail(tmpl) },
 	}
-	pool := spec.Limits.Concurrency
-	if pool <= 0 {
-		pool = d.cfg.Concurrency
-	}
-	capacity := pool
-	if mode == sandbox.ModeCommand {
-		capacity = 1
-	}
-	init, err := json.Marshal(worker.Message{
-		Type: worker.TypeInit, ID: "init", Protocol: worker.Version, Service: name,
-		Modules: []worker.Module{module}, Config: json.RawMessage(`{}`),
-		MaxLine: d.cfg.MaxLine, MaxInFlight: capacity,
-	})
-	if err != nil {
-		return nil, err
-	}
-	dep := &deployment{
-		d:        d,
-		name:     name,
-		mode:     mode,
-		jail:     tmpl,
-		init:     append(init, '\n'),
-		timeout:  timeout,
-		poolSize: pool,
-		capacity: capacity,
-		log:      spec.Log,
-		live:     map[*workerProc]struct{}{},
-		changed:  make(chan struct{}),
-		timers:   map[*time.Timer]struct{}{},
-	}
-	if mode == sandbox.ModeServer {
-		dep.slots = make([]*workerProc, pool)
-	}
-	return dep, nil
 }

@@ -199,7 +199,7 @@ func (d *deployment) workerPids() []int {
 	var pids []int
 	for _, w := range d.slots {
 		if w != nil {
-			pids = append(pids, w.sp.Pid)
+			pids = append(pids, w.pid())
 		}
 	}
 	return pids
@@ -213,10 +213,18 @@ func (d *deployment) waitWorker(timeout time.Duration) int {
 		d.mu.Lock()
 		for w := range d.live {
 			d.mu.Unlock()
-			return w.sp.Pid
+			return w.pid()
 		}
 		d.mu.Unlock()
 		time.Sleep(time.Millisecond)
+	}
+	return 0
+}
+
+// pid returns the host pid of a jail worker, 0 for another Proc.
+func (w *workerProc) pid() int {
+	if j, ok := w.proc.(*jailProc); ok {
+		return j.p.Pid
 	}
 	return 0
 }

@@ -1,12 +1,8 @@
 package process
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"sync"
-	"syscall"
-	"time"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
 )
@@ -30,44 +26,13 @@ func (d *Driver) StartRaw(ctx context.Context, spec sandbox.Spec) (*sandbox.RawW
 	if err != nil {
 		return fail(err)
 	}
-	dep, err := d.newDeployment(spec, name, mode, module, tmpl)
+	pc := d.poolConfig(spec, name, mode, module, tmpl)
+	if _, err := newDeployment(pc); err != nil {
+		return fail(err)
+	}
+	p, err := pc.Start(ctx)
 	if err != nil {
 		return fail(err)
 	}
-	sp, err := tmpl.Start()
-	if err != nil {
-		return fail(err)
-	}
-	var once sync.Once
-	var status int
-	var how string
-	return &sandbox.RawWorker{
-		Init:   bytes.TrimSuffix(dep.init, []byte("\n")),
-		Stdin:  sp.Stdin,
-		Stdout: sp.Stdout,
-		Stderr: sp.Stderr,
-		Wait: func() (int, string) {
-			once.Do(func() {
-				state, err := sp.Wait()
-				var ws syscall.WaitStatus
-				if err == nil && state != nil {
-					ws, _ = state.Sys().(syscall.WaitStatus)
-				}
-				switch {
-				case err != nil || state == nil:
-					status, how = -1, fmt.Sprintf("lost: %v", err)
-				case ws.Signaled():
-					status, how = -1, fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
-				default:
-					status, how = ws.ExitStatus(), fmt.Sprintf("exited with status %d", ws.ExitStatus())
-				}
-				sp.Stdin.Close()
-				sp.Stdout.Close()
-				sp.Stderr.Close()
-				_ = sp.Release(2 * time.Second)
-			})
-			return status, how
-		},
-		Kill: sp.Kill,
-	}, nil
+	return NewRawWorker(p, InitMessage(pc)), nil
 }

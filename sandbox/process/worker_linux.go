@@ -12,20 +12,22 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/internal/spin"
 	worker "github.com/andromeda-runner/andromeda/runtimes/go"
 	"github.com/andromeda-runner/andromeda/sandbox"
-	"github.com/andromeda-runner/andromeda/sandbox/jail"
 )
 
-// workerProc is one running worker: a sandboxed process speaking the runtime
-// protocol over its standard input and output. Its invocations are calls,
-// matched to replies by id. Safe for concurrent use.
+// workerProc is one running worker: a process (a jail, a container)
+// speaking the runtime protocol over its standard input and output. Its
+// invocations are calls, matched to replies by id. Safe for concurrent use.
 type workerProc struct {
-	sp      *jail.Process
+	proc    Proc
+	stdin   io.WriteCloser
+	stdinDL writeDeadliner // stdin's, or nil: see send
+	stdout  io.ReadCloser
+	stderr  io.ReadCloser
 	service string
 	logs    *sandbox.LogLimiter // the deployment's; nil drops the guest's lines
 	maxLine int
@@ -97,14 +99,17 @@ const (
 	killCancel = "an invocation did not stop within %v of its cancel message"
 )
 
-// startWorker spawns a worker and sends it init. It returns at once; the
-// worker is usable once waitReady returns nil.
-func startWorker(sp *jail.Process, service string, logs *sandbox.LogLimiter, maxLine, maxLog, capacity int, init []byte, onAnswer func(), onDeath func(*workerProc)) *workerProc {
+// startWorker runs the protocol client of a started worker and sends it
+// init. It returns at once; the worker is usable once waitReady returns nil.
+func startWorker(p Proc, service string, logs *sandbox.LogLimiter, maxLine, maxLog, capacity int, init []byte, onAnswer func(), onDeath func(*workerProc)) *workerProc {
 	w := &workerProc{
 		onAnswer: onAnswer,
 		onDeath:  onDeath,
 		capacity: capacity,
-		sp:       sp,
+		proc:     p,
+		stdin:    p.Stdin(),
+		stdout:   p.Stdout(),
+		stderr:   p.Stderr(),
 		service:  service,
 		logs:     logs,
 		maxLine:  maxLine,
@@ -115,6 +120,7 @@ func startWorker(sp *jail.Process, service string, logs *sandbox.LogLimiter, max
 		done:     make(chan struct{}),
 	}
 	w.tail.max = maxLog
+	w.stdinDL, _ = w.stdin.(writeDeadliner)
 	stderrDone := make(chan struct{})
 	go w.readStderr(stderrDone)
 	go w.readStdout(stderrDone)
@@ -136,7 +142,7 @@ func (w *workerProc) waitReady(ctx context.Context) error {
 func (w *workerProc) write(line []byte) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
-	_, err := w.sp.Stdin.Write(line)
+	_, err := w.stdin.Write(line)
 	return err
 }
 
@@ -211,13 +217,13 @@ func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Durati
 		return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "cancelled"}, ctx.Err()
 	}
 	var usage sandbox.Usage
-	if cpu := w.sp.CPUTime(); cpu >= 0 {
+	if cpu := w.proc.CPUTime(); cpu >= 0 {
 		w.mu.Lock()
 		usage.CPU = max(cpu-cpu0, 0)
 		w.cpuMark = max(w.cpuMark, cpu)
 		w.mu.Unlock()
 	}
-	usage.PeakMemory = w.sp.PeakMemory()
+	usage.PeakMemory = w.proc.PeakMemory()
 	c.usage.Fill(&usage)
 	switch {
 	case r.died != nil:
@@ -299,15 +305,15 @@ func (w *workerProc) send(ctx context.Context, id string, input []byte) error {
 	if cap(b) <= 64<<10 {
 		w.buf = b
 	}
-	if len(b) > 64<<10 {
+	if len(b) > 64<<10 && w.stdinDL != nil {
 		// A line larger than the pipe may block on a worker that does not
 		// read: bound it by the invocation's deadline.
 		if dl, ok := ctx.Deadline(); ok {
-			_ = w.sp.Stdin.SetWriteDeadline(dl)
-			defer w.sp.Stdin.SetWriteDeadline(time.Time{})
+			_ = w.stdinDL.SetWriteDeadline(dl)
+			defer w.stdinDL.SetWriteDeadline(time.Time{})
 		}
 	}
-	_, err := w.sp.Stdin.Write(b)
+	_, err := w.stdin.Write(b)
 	return err
 }
 
@@ -353,7 +359,7 @@ func (w *workerProc) kill(reason string, blame bool) {
 		w.killedFor, w.blame = reason, blame
 	}
 	w.mu.Unlock()
-	w.sp.Kill()
+	w.proc.Kill()
 }
 
 // shutdown asks the worker to finish its invocations and exit by by, then
@@ -370,8 +376,8 @@ func (w *workerProc) shutdown(by time.Time) {
 		return
 	}
 	w.closing = true
-	_, _ = w.sp.Stdin.Write([]byte(msg))
-	_ = w.sp.Stdin.Close()
+	_, _ = w.stdin.Write([]byte(msg))
+	_ = w.stdin.Close()
 }
 
 // stderrBuffer is how much of one line of standard error the driver holds:
@@ -393,7 +399,7 @@ func (w *workerProc) readStderr(done chan<- struct{}) {
 			last.End()
 		}
 	}()
-	br := bufio.NewReaderSize(w.sp.Stderr, stderrBuffer)
+	br := bufio.NewReaderSize(w.stderr, stderrBuffer)
 	for {
 		line, size, err := readLogLine(br)
 		if size > 0 || err == nil {
@@ -461,9 +467,12 @@ func readLogLine(br *bufio.Reader) (line []byte, size int, err error) {
 // readStdout reads protocol messages until the worker closes its output,
 // then reaps it and ends every call still in flight.
 func (w *workerProc) readStdout(stderrDone <-chan struct{}) {
-	var r io.Reader = w.sp.Stdout
-	if sr, err := spin.NewReader(w.sp.Stdout, spin.Wait, nil); err == nil {
-		r = sr
+	var r io.Reader = w.stdout
+	if f, ok := w.stdout.(*os.File); ok {
+		// A pipe: spin briefly before each blocking read.
+		if sr, err := spin.NewReader(f, spin.Wait, nil); err == nil {
+			r = sr
+		}
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	var protoErr error
@@ -483,17 +492,17 @@ func (w *workerProc) readStdout(stderrDone <-chan struct{}) {
 	if protoErr != nil {
 		w.kill("protocol error: "+protoErr.Error(), true)
 	}
-	w.sp.Stdout.Close()
-	state, waitErr := w.sp.Wait()
+	w.stdout.Close()
+	state := w.proc.Wait()
 	select {
 	case <-stderrDone:
 	case <-time.After(200 * time.Millisecond):
 	}
-	w.sp.Stderr.Close()
-	w.sp.Stdin.Close()
+	w.stderr.Close()
+	w.stdin.Close()
 
 	w.mu.Lock()
-	e := w.classify(state, waitErr, protoErr)
+	e := w.classify(state)
 	w.exit = e
 	w.dead = true
 	calls := w.calls
@@ -501,7 +510,7 @@ func (w *workerProc) readStdout(stderrDone <-chan struct{}) {
 	w.inflight = 0
 	w.stuck = 0
 	w.mu.Unlock()
-	_ = w.sp.Release(2 * time.Second)
+	_ = w.proc.Release(2 * time.Second)
 	if w.onDeath != nil {
 		w.onDeath(w)
 	}
@@ -512,9 +521,9 @@ func (w *workerProc) readStdout(stderrDone <-chan struct{}) {
 	close(w.done)
 }
 
-// classify says how the worker ended, from its wait status, its cgroup's
-// OOM count and the end of its standard error. Called with w.mu held.
-func (w *workerProc) classify(state *os.ProcessState, waitErr, protoErr error) workerExit {
+// classify says how the worker ended, from its state, its OOM count and
+// the end of its standard error. Called with w.mu held.
+func (w *workerProc) classify(state ProcState) workerExit {
 	tail := w.tail.String("")
 	withTail := func(s string) string {
 		if tail != "" {
@@ -531,25 +540,26 @@ func (w *workerProc) classify(state *os.ProcessState, waitErr, protoErr error) w
 	if w.killedFor != "" {
 		return workerExit{outcome: sandbox.Crashed, detail: withTail("worker killed: " + w.killedFor), driver: true}
 	}
-	if waitErr != nil || state == nil {
-		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker lost: %v", waitErr))}
+	if state.Err != nil {
+		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker lost: %v", state.Err))}
 	}
-	if n := w.sp.OOMKills(); n > 0 {
+	if state.OOMKilled || w.proc.OOMKills() > 0 {
 		return workerExit{outcome: sandbox.OOM, detail: withTail("out of memory: the kernel killed the worker at its cgroup memory limit")}
 	}
 	if w.oomSign != "" {
 		return workerExit{outcome: sandbox.OOM, detail: withTail("out of memory: " + w.oomSign)}
 	}
-	ws, _ := state.Sys().(syscall.WaitStatus)
 	switch {
-	case ws.Exited() && ws.ExitStatus() == jail.ExitSetupFailed && !w.ready:
-		return workerExit{outcome: sandbox.Crashed, detail: withTail("sandbox set-up failed (exit status 125)")}
-	case ws.Exited():
-		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker exited with status %d", ws.ExitStatus()))}
-	case ws.Signaled():
-		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker killed by signal %d (%v)", int(ws.Signal()), ws.Signal()))}
+	case state.SetupFailed && !w.ready && state.Exited:
+		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("sandbox set-up failed (exit status %d)", state.Code))}
+	case state.SetupFailed && !w.ready:
+		return workerExit{outcome: sandbox.Crashed, detail: withTail("sandbox set-up failed")}
+	case state.Exited:
+		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker exited with status %d", state.Code))}
+	case state.Signal != 0:
+		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker killed by signal %d (%v)", int(state.Signal), state.Signal))}
 	}
-	return workerExit{outcome: sandbox.Crashed, detail: withTail("worker ended: " + state.String())}
+	return workerExit{outcome: sandbox.Crashed, detail: withTail("worker ended without an exit status")}
 }
 
 // oomSigns are the messages with which runtimes die of running out of
