@@ -20,20 +20,30 @@ import (
 // helloPkg is the exec test image's program.
 const helloPkg = "./testdata/hello"
 
-// run runs cmd (nil: the image's own) in a new container of ref, with
-// binds (host:container[:ro]) mounted, to its end and returns its exit code, standard output and standard error. The
-// container is removed when t ends; the image is kept.
-func run(t *testing.T, cli *client.Client, ref string, binds []string, cmd ...string) (int64, string, string) {
+// box is how run makes a container: of image ref, as user ("": the
+// image's), with binds (host:container[:ro]) mounted.
+type box struct {
+	ref   string
+	user  string
+	binds []string
+}
+
+// run runs cmd (nil: the image's own) in a new container as b says, to
+// its end, and returns its exit code, standard output and standard error.
+// The container is removed when t ends; the image is kept.
+func run(t *testing.T, cli *client.Client, b box, cmd ...string) (int64, string, string) {
 	t.Helper()
+	ref := b.ref
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	created, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{
 			Image:  ref,
 			Cmd:    cmd,
+			User:   b.user,
 			Labels: map[string]string{"andromeda.test": "dockerimg"},
 		},
-		HostConfig: &container.HostConfig{NetworkMode: "none", Binds: binds},
+		HostConfig: &container.HostConfig{NetworkMode: "none", Binds: b.binds},
 	})
 	if err != nil {
 		t.Fatalf("create a container of %s: %v", ref, err)
@@ -104,12 +114,12 @@ func TestExec(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkImage(t, cli, img, "exec")
-	code, out, errOut := run(t, cli, img.Ref, nil, "/bin/hello", "from", "scratch")
+	code, out, errOut := run(t, cli, box{ref: img.Ref}, "/bin/hello", "from", "scratch")
 	if code != 0 || out != "hello from scratch\n" {
 		t.Fatalf("/bin/hello from scratch: exit %d, stdout %q, stderr %q; want exit 0 and %q", code, out, errOut, "hello from scratch\n")
 	}
-	// The image's own command is the binary.
-	if code, out, errOut := run(t, cli, img.Ref, nil); code != 0 || out != "hello \n" {
+	// The image's own command is the binary; it runs as nobody too.
+	if code, out, errOut := run(t, cli, box{ref: img.Ref, user: "65534:65534"}); code != 0 || out != "hello \n" {
 		t.Fatalf("the image's command: exit %d, stdout %q, stderr %q; want exit 0 and %q", code, out, errOut, "hello \n")
 	}
 
@@ -129,7 +139,7 @@ func TestExec(t *testing.T) {
 	if other.Ref == img.Ref || other.ID == img.ID {
 		t.Errorf("Exec under another name = %+v, want another image than %+v", other, img)
 	}
-	if code, out, _ := run(t, cli, other.Ref, nil, "/bin/hello2", "again"); code != 0 || out != "hello again\n" {
+	if code, out, _ := run(t, cli, box{ref: other.Ref}, "/bin/hello2", "again"); code != 0 || out != "hello again\n" {
 		t.Errorf("/bin/hello2 again: exit %d, stdout %q", code, out)
 	}
 }
@@ -188,7 +198,7 @@ func TestEmpty(t *testing.T) {
 	if err := sandboxtest.GoBuild(helloPkg, filepath.Join(dir, "hello"), env); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := run(t, cli, img.Ref, []string{dir + ":/service:ro"}, "/service/hello", "from", "a", "service")
+	code, out, errOut := run(t, cli, box{ref: img.Ref, user: "65534:65534", binds: []string{dir + ":/service:ro"}}, "/service/hello", "from", "a", "service")
 	if code != 0 || out != "hello from a service\n" {
 		t.Fatalf("/service/hello: exit %d, stdout %q, stderr %q; want exit 0 and %q", code, out, errOut, "hello from a service\n")
 	}

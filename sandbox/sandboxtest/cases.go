@@ -325,6 +325,13 @@ func testBalloon(t T, s *suite) {
 	s.stillWorks(t)
 }
 
+// sameSize reports whether a guest's "readfile: ok: N bytes" names the
+// size of the host's file at path.
+func sameSize(noop, path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && noop == fmt.Sprintf("readfile: ok: %d bytes", fi.Size())
+}
+
 func testNoFilesystem(t T, s *suite) {
 	dir, err := os.MkdirTemp("", "sandboxtest-")
 	if err != nil {
@@ -342,9 +349,10 @@ func testNoFilesystem(t T, s *suite) {
 	for _, p := range paths {
 		r := s.do(t, "readfile", map[string]any{"path": p})
 		want(t, r, sandbox.Noop)
-		if !strings.HasPrefix(r.Output.Noop, "readfile: error") {
-			t.Errorf("readfile %s: guest reported %q, want the read to fail", p, r.Output.Noop)
+		if strings.HasPrefix(r.Output.Noop, "readfile: error") || s.h.OwnRoot && p != secret && !sameSize(r.Output.Noop, p) {
+			continue
 		}
+		t.Errorf("readfile %s: guest reported %q, want the read to fail", p, r.Output.Noop)
 	}
 	target := filepath.Join(dir, "written-by-guest.txt")
 	r := s.do(t, "writefile", map[string]any{"path": target})

@@ -83,6 +83,12 @@ type Harness struct {
 	// on purpose (PATH for a process shim, say): their host values may show
 	// up in the guest. The suite's canary never may.
 	AllowEnv []string
+	// OwnRoot says the guest's root file system is its own (a container
+	// image), which may hold a file at a path the host has too
+	// (/etc/passwd): no-filesystem then accepts a read of such a file
+	// whose size differs from the host's copy. The test's own secret
+	// file must stay out of reach either way.
+	OwnRoot bool
 	// Skip maps a case name to the reason this driver cannot pass it here.
 	// A skipped case goes through Require, so it fails when Strict.
 	Skip map[string]string

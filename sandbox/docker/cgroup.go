@@ -1,0 +1,180 @@
+package docker
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// cgroup is where a container's usage is read: the directories of its
+// cgroup in the cgroup v1 memory and cpuacct hierarchies, or in the v2
+// unified one. The last values read are kept, so that a reading after the
+// engine removed the cgroup (the container ended) returns them.
+type cgroup struct {
+	memory, cpuacct string // v1
+	unified         string // v2, when there is no v1 memory hierarchy
+
+	mu   sync.Mutex
+	cpu  time.Duration
+	peak int64
+	ooms int
+}
+
+// cgroupRoot is where the host's cgroup file systems are mounted, as
+// /proc/self/mountinfo shows them.
+const mountinfo = "/proc/self/mountinfo"
+
+// findCgroup returns the cgroup of the process pid (a container's first
+// process, as the engine reports it), or nil when it cannot be found (a
+// remote engine, another PID namespace).
+func findCgroup(pid int) *cgroup {
+	own, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return nil
+	}
+	mounts, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return nil
+	}
+	v1 := map[string]string{} // controller → mount point
+	var v2 string
+	sc := bufio.NewScanner(bytes.NewReader(mounts))
+	for sc.Scan() {
+		// 35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(qf) < 3 || pf[3] != "/" {
+			continue
+		}
+		switch qf[0] {
+		case "cgroup":
+			for _, o := range strings.Split(qf[2], ",") {
+				if o == "memory" || o == "cpuacct" {
+					v1[o] = pf[4]
+				}
+			}
+		case "cgroup2":
+			v2 = pf[4]
+		}
+	}
+	cg := &cgroup{cpu: -1}
+	sc = bufio.NewScanner(bytes.NewReader(own))
+	for sc.Scan() {
+		// 4:memory:/docker/<id>, 2:cpu,cpuacct:/docker/<id>, 0::/system.slice/docker-<id>.scope
+		f := strings.SplitN(sc.Text(), ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(f[1], ",") {
+			switch {
+			case c == "memory" && v1["memory"] != "":
+				cg.memory = filepath.Join(v1["memory"], f[2])
+			case c == "cpuacct" && v1["cpuacct"] != "":
+				cg.cpuacct = filepath.Join(v1["cpuacct"], f[2])
+			}
+		}
+		if f[0] == "0" && f[1] == "" && v2 != "" {
+			cg.unified = filepath.Join(v2, f[2])
+		}
+	}
+	if cg.memory != "" {
+		cg.unified = ""
+	}
+	if cg.memory == "" && cg.cpuacct == "" && cg.unified == "" {
+		return nil
+	}
+	return cg
+}
+
+// readInt reads a file holding one integer.
+func readInt(path string) (int64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n, err == nil
+}
+
+// readKey reads the integer of key in a flat keyed file (memory.events,
+// cpu.stat, memory.oom_control).
+func readKey(path, key string) (int64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if ok && k == key {
+			n, err := strconv.ParseInt(v, 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// cpuTime is the CPU time of the cgroup's processes; -1 when unknown.
+func (c *cgroup) cpuTime() time.Duration {
+	var t time.Duration
+	var ok bool
+	switch {
+	case c.cpuacct != "":
+		var n int64
+		n, ok = readInt(filepath.Join(c.cpuacct, "cpuacct.usage"))
+		t = time.Duration(n)
+	case c.unified != "":
+		var n int64
+		n, ok = readKey(filepath.Join(c.unified, "cpu.stat"), "usage_usec")
+		t = time.Duration(n) * time.Microsecond
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok {
+		c.cpu = max(c.cpu, t)
+	}
+	return c.cpu
+}
+
+// peakMemory is the cgroup's memory high-water mark; 0 when unknown.
+func (c *cgroup) peakMemory() int64 {
+	var n int64
+	var ok bool
+	switch {
+	case c.memory != "":
+		n, ok = readInt(filepath.Join(c.memory, "memory.max_usage_in_bytes"))
+	case c.unified != "":
+		n, ok = readInt(filepath.Join(c.unified, "memory.peak"))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok {
+		c.peak = max(c.peak, n)
+	}
+	return c.peak
+}
+
+// oomKills is the number of the cgroup's processes killed for memory.
+func (c *cgroup) oomKills() int {
+	var n int64
+	var ok bool
+	switch {
+	case c.memory != "":
+		n, ok = readKey(filepath.Join(c.memory, "memory.oom_control"), "oom_kill")
+	case c.unified != "":
+		n, ok = readKey(filepath.Join(c.unified, "memory.events"), "oom_kill")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok {
+		c.ooms = max(c.ooms, int(n))
+	}
+	return c.ooms
+}

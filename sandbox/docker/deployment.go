@@ -1,0 +1,177 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/process"
+)
+
+// deployment is one service deployed in new containers: the process
+// driver's pool over them, and the containers it has running.
+type deployment struct {
+	d    *Driver
+	name string
+	spec sandbox.Spec
+	ws   workerSpec
+	pool sandbox.Deployment
+
+	mu   sync.Mutex
+	live map[string]struct{} // names of its containers not yet removed
+}
+
+var (
+	_ sandbox.Placed         = (*deployment)(nil)
+	_ sandbox.Tester         = (*deployment)(nil)
+	_ sandbox.HealthReporter = (*deployment)(nil)
+)
+
+// poolConfig is the pool of dep's containers.
+func (dep *deployment) poolConfig() process.PoolConfig {
+	return process.PoolConfig{Config: dep.d.cfg.Process, Spec: dep.spec, Module: dep.ws.module, Start: dep.start}
+}
+
+// start starts one worker container. In command mode it is labelled with
+// the run it serves (the input's run_id, else a generated id).
+func (dep *deployment) start(ctx context.Context) (process.Proc, error) {
+	cs := dep.ws.cs
+	cs.name = dep.d.newName(dep.name)
+	run := ""
+	if dep.ws.mode == sandbox.ModeCommand {
+		run, _ = ctx.Value(runKey{}).(string)
+		if run == "" {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			run = "gen-" + hex.EncodeToString(b[:])
+		}
+	}
+	cs.labels = dep.d.labels(RoleWorker, dep.name, dep.spec.Version, run)
+	dep.mu.Lock()
+	dep.live[cs.name] = struct{}{}
+	dep.mu.Unlock()
+	p, err := dep.d.startContainer(ctx, cs)
+	if err != nil {
+		dep.mu.Lock()
+		delete(dep.live, cs.name)
+		dep.mu.Unlock()
+		return nil, err
+	}
+	p.onRelease = func() {
+		dep.mu.Lock()
+		delete(dep.live, cs.name)
+		dep.mu.Unlock()
+	}
+	return p, nil
+}
+
+// runKey is the context key of the run a command-mode invocation serves.
+type runKey struct{}
+
+// Invoke runs one invocation on the pool.
+func (dep *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, error) {
+	if dep.ws.mode == sandbox.ModeCommand {
+		if run := runID(input); run != "" {
+			ctx = context.WithValue(ctx, runKey{}, run)
+		}
+	}
+	return dep.pool.Invoke(ctx, input)
+}
+
+// Stop stops the pool (gracefully within ctx, then by force) and removes
+// every container of the deployment. Safe to call more than once.
+func (dep *deployment) Stop(ctx context.Context) error {
+	err := dep.pool.Stop(ctx)
+	dep.removeAll()
+	dep.d.untrack(dep)
+	return err
+}
+
+// removeAll force-removes the containers of dep still there.
+func (dep *deployment) removeAll() {
+	dep.mu.Lock()
+	names := slices.Collect(maps.Keys(dep.live))
+	dep.mu.Unlock()
+	cli, err := dep.d.client()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, name := range names {
+		_, _ = cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
+		dep.d.forget(name)
+		dep.mu.Lock()
+		delete(dep.live, name)
+		dep.mu.Unlock()
+	}
+}
+
+// Placement says where the service runs: new containers of its image.
+func (dep *deployment) Placement() sandbox.Placement {
+	dep.mu.Lock()
+	names := slices.Sorted(maps.Keys(dep.live))
+	dep.mu.Unlock()
+	return sandbox.Placement{Kind: sandbox.PlacementNew, Containers: names, Image: dep.ws.image.id, Reason: dep.ws.reason}
+}
+
+// Test runs the service's own self-test (the runtime protocol's test
+// message) in a worker.
+func (dep *deployment) Test(ctx context.Context) (bool, error) {
+	if t, ok := dep.pool.(sandbox.Tester); ok {
+		return t.Test(ctx)
+	}
+	return false, nil
+}
+
+// Health reports a crash-looping service.
+func (dep *deployment) Health() (bool, string) {
+	if h, ok := dep.pool.(sandbox.HealthReporter); ok {
+		return h.Health()
+	}
+	return true, ""
+}
+
+// WorkersStarted returns how many worker containers a deployment of this
+// driver has started, restarts included; -1 for any other deployment.
+func WorkersStarted(dep sandbox.Deployment) int64 {
+	if d, ok := dep.(*deployment); ok {
+		return process.WorkersStarted(d.pool)
+	}
+	return -1
+}
+
+// runID returns the run_id of an invocation's input, or "".
+func runID(input []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(input))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		if t == "run_id" {
+			var s string
+			if dec.Decode(&s) != nil || len(s) > 128 {
+				return ""
+			}
+			return s
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return ""
+		}
+	}
+	return ""
+}
