@@ -47,7 +47,8 @@ func Exec(ctx context.Context, cli *client.Client, name, pkg string) (Image, err
 	if pkg == "" {
 		return Image{}, fmt.Errorf("exec image %s: pkg is empty: it must be the Go package to build", name)
 	}
-	key := "exec\x00" + name + "\x00" + pkg
+	wd, _ := os.Getwd() // a relative pkg is another package elsewhere
+	key := "exec\x00" + name + "\x00" + pkg + "\x00" + wd
 	if img, ok := remembered(ctx, cli, key); ok {
 		return img, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +58,7 @@ print(json.dumps({"v": sys.version_info[0], "uid": os.getuid(), "tmp": open('/tm
 		t.Fatal(err)
 	}
 	tag := img.Ref[strings.LastIndex(img.Ref, ":")+1:]
-	if _, err := os.Stat(dir + "/python-" + tag + ".tar"); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "python-"+tag+".tar")); err != nil {
 		t.Errorf("the root file system tar is not kept in the cache directory: %v", err)
 	}
 }
