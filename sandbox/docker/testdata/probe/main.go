@@ -3,7 +3,8 @@
 // FROM-scratch image. It serves the conformance guest's operations (package
 // guest: dial, readfile, writefile, balloon, spin, sleep, ...) and adds the
 // probes a container must fail or answer from inside: resolve a name, fill
-// the scratch directory, make a device node, stat and read paths, report
+// the scratch directory, make a device node, dial a unix socket, stat and
+// read paths, report
 // who it runs as. Every probe answers with what it saw, never a verdict:
 // the tests judge.
 package main
@@ -34,6 +35,7 @@ type op struct {
 	Path  string   `json:"path"`
 	Paths []string `json:"paths"`
 	Size  int64    `json:"size"`
+	MS    int      `json:"ms"`
 }
 
 func main() { worker.Serve(serve) }
@@ -49,6 +51,14 @@ func serve(ctx context.Context, in contract.Input) (contract.Output, error) {
 		// Blocks until the runner cancels the invocation.
 		<-ctx.Done()
 		return contract.Output{}, ctx.Err()
+	case "nap":
+		// Answers after ms milliseconds, or when the runner cancels.
+		select {
+		case <-time.After(time.Duration(o.MS) * time.Millisecond):
+			return guest.Noop("nap: ok"), nil
+		case <-ctx.Done():
+			return contract.Output{}, ctx.Err()
+		}
 	case "resolve":
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -57,6 +67,13 @@ func serve(ctx context.Context, in contract.Input) (contract.Output, error) {
 			return guest.Noop("resolve: error: %v", err), nil
 		}
 		return guest.Noop("resolve: ok: %s", strings.Join(addrs, " ")), nil
+	case "dialunix":
+		c, err := net.DialTimeout("unix", o.Path, time.Second)
+		if err != nil {
+			return guest.Noop("dialunix: error: %v", err), nil
+		}
+		c.Close()
+		return guest.Noop("dialunix: ok"), nil
 	case "interfaces":
 		return guest.Publish("interfaces", interfaces()), nil
 	case "fill":
