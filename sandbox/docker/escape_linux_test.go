@@ -451,6 +451,9 @@ func TestEscapeWrites(t *testing.T) {
 // source tree, and that its /proc shows its own processes only.
 func TestEscapeHostFiles(t *testing.T) {
 	cli, img := escapeEnv(t)
+	// A token in the node's environment.
+	secret := fmt.Sprintf("token-canary-%d", time.Now().UnixNano())
+	t.Setenv("ANDROMEDA_TOKEN", secret)
 	d, _ := escapeDriver(t, cli, Config{})
 	dep := escapeDeploy(t, d, escapeSpec(img, sandbox.ModeServer))
 	data := t.TempDir()
@@ -484,6 +487,15 @@ func TestEscapeHostFiles(t *testing.T) {
 	if got := escapeNoop(t, escapeRun(t, dep, 0, map[string]any{"do": "writefile", "path": "/proc/sysrq-trigger"})); !strings.HasPrefix(got, "writefile: error:") {
 		t.Errorf("write /proc/sysrq-trigger: %q, want an error", got)
 	}
+
+	var env struct{ Env, Args []string }
+	escapeEmit(t, escapeRun(t, dep, 0, map[string]any{"do": "env"}), &env)
+	for _, kv := range append(env.Env, env.Args...) {
+		if strings.Contains(kv, secret) || strings.HasPrefix(kv, "ANDROMEDA_") {
+			t.Errorf("the guest sees %q", kv)
+		}
+	}
+	t.Logf("guest environment %q, arguments %q", env.Env, env.Args)
 
 	var who struct {
 		PID   int
