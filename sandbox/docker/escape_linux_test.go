@@ -833,3 +833,55 @@ func escapeGoneCleanup(t *testing.T, cli *client.Client, d *Driver, node string,
 		t.Errorf("Stop and Reap took longer than 20 s")
 	}
 }
+
+// TestEscapeVolumes checks the one place outside /tmp a guest may write: a
+// volume, whose directory the node makes as makeVolumes does (mode 0700,
+// the node's), is writable by the container's user at its path, and its
+// files land in that directory. A volume at the relay's directory, which
+// the manifest's reserved paths do not name, must be refused with an
+// error naming the volume, and the engine must not have made the relay's
+// mount points in the host directory.
+func TestEscapeVolumes(t *testing.T) {
+	cli, img := escapeEnv(t)
+	d, _ := escapeDriver(t, cli, Config{})
+
+	t.Run("writable", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "data")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		spec := escapeSpec(img, sandbox.ModeServer)
+		spec.Volumes = []sandbox.Volume{{Name: "data", Dir: dir, Path: "/data"}}
+		dep := escapeDeploy(t, d, spec)
+		got := escapeNoop(t, escapeRun(t, dep, 0, map[string]any{"do": "writefile", "path": "/data/written"}))
+		if got != "writefile: ok" {
+			t.Errorf("write to the volume at /data (host directory mode 0700, uid %d): %q, want ok", os.Geteuid(), got)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "written")); err != nil || string(b) != "x" {
+			t.Errorf("the guest's file in the volume's host directory: %q, %v", b, err)
+		}
+	})
+
+	t.Run("at-relay", func(t *testing.T) {
+		dir := t.TempDir()
+		spec := escapeSpec(img, sandbox.ModeServer)
+		spec.Volumes = []sandbox.Volume{{Name: "relay", Dir: dir, Path: relayDir}}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		dep, err := d.Deploy(ctx, spec)
+		if err == nil {
+			_ = dep.Stop(ctx)
+			t.Errorf("Deploy with a volume at %s: no error, want one naming volumes[0] and the path", relayDir)
+		} else if !strings.Contains(err.Error(), "volumes[0]") {
+			t.Errorf("Deploy with a volume at %s: %v, want an error naming volumes[0]", relayDir, err)
+		}
+		entries, _ := os.ReadDir(dir)
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if len(names) > 0 {
+			t.Errorf("the volume's host directory holds %v after the deploy: the engine made the relay's mount points in it", names)
+		}
+	})
+}
