@@ -701,6 +701,7 @@ func TestEscapeEngineGone(t *testing.T) {
 			t.Errorf("outcome %s, want an error: the engine went away", r.exit.Outcome)
 		}
 		escapeGoneCommand(t, command)
+		escapeGoneDriver(t, d, img)
 		escapeGoneCleanup(t, cli, d, node, proxy, server, command)
 	})
 
@@ -725,6 +726,7 @@ func TestEscapeEngineGone(t *testing.T) {
 			t.Errorf("sleep past a %v timeout while the engine is away: outcome %s (err %v), want timeout", timeout, r.exit.Outcome, r.err)
 		}
 		escapeGoneCommand(t, command)
+		escapeGoneDriver(t, d, img)
 		escapeGoneCleanup(t, cli, d, node, proxy, server, command)
 	})
 }
@@ -802,16 +804,58 @@ func escapeGoneCommand(t *testing.T, command sandbox.Deployment) {
 	}
 }
 
-// escapeGoneCleanup brings the engine back and checks that Stop of every
-// deployment, then Reap, leave no container of node.
-func escapeGoneCleanup(t *testing.T, cli *client.Client, d *Driver, node string, proxy *cutProxy, deps ...sandbox.Deployment) {
+// escapeGoneDriver checks that Deploy and Reap fail soon, with an error,
+// while the engine is away.
+func escapeGoneDriver(t *testing.T, d *Driver, img dockerimg.Image) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	dep, err := d.Deploy(ctx, escapeSpec(img, sandbox.ModeServer))
+	if err == nil {
+		_ = dep.Stop(ctx)
+		t.Errorf("Deploy while the engine is away: no error")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Deploy while the engine is away took %v", took)
+	}
+	t.Logf("Deploy while the engine is away: %v", err)
+	start = time.Now()
+	removed, err := d.Reap(ctx)
+	if err == nil {
+		t.Errorf("Reap while the engine is away: no error (removed %v)", removed)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Reap while the engine is away took %v", took)
+	}
+	t.Logf("Reap while the engine is away: %v", err)
+}
+
+// escapeGoneCleanup brings the engine back and checks that the server
+// deployment serves again within 10 s, and that Stop of every deployment,
+// then Reap, leave no container of node.
+func escapeGoneCleanup(t *testing.T, cli *client.Client, d *Driver, node string, proxy *cutProxy, server sandbox.Deployment, deps ...sandbox.Deployment) {
 	t.Helper()
 	if err := proxy.listen(); err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
+	for {
+		r := escapeEnd(t, "a run in server mode once the engine is back", escapeInvoke(server, `{"do":"noop","reason":"back"}`), 15*time.Second)
+		if r.err == nil && r.exit.Outcome == sandbox.OK {
+			t.Logf("the server deployment serves again %v after the engine came back", time.Since(start))
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Errorf("the server deployment does not serve %v after the engine came back", time.Since(start))
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	start := time.Now()
+	start = time.Now()
+	deps = append(deps, server)
 	for _, dep := range deps {
 		if err := dep.Stop(ctx); err != nil {
 			t.Logf("Stop after the engine came back: %v", err)
