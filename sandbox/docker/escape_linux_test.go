@@ -929,3 +929,33 @@ func TestEscapeVolumes(t *testing.T) {
 		}
 	})
 }
+
+// TestEscapeEngineGoneErrors checks what the errors of Deploy and Reap say
+// while the engine is away: the engine is unreachable (ErrEngine), not
+// that the image was refused (ErrImage), which would send the operator to
+// the wrong place.
+func TestEscapeEngineGoneErrors(t *testing.T) {
+	cli, img := escapeEnv(t)
+	proxy := startCutProxy(t, escapeEngineSocket(t))
+	d, _ := escapeDriver(t, cli, Config{Host: "unix://" + proxy.path})
+	if err := d.Test(context.Background()); err != nil {
+		t.Fatalf("Test through the proxy: %v", err)
+	}
+	proxy.cut()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, mode := range []sandbox.Mode{sandbox.ModeServer, sandbox.ModeCommand} {
+		dep, err := d.Deploy(ctx, escapeSpec(img, mode))
+		if err == nil {
+			_ = dep.Stop(ctx)
+			t.Fatalf("Deploy in %s mode while the engine is away: no error", mode)
+		}
+		if !errors.Is(err, ErrEngine) || errors.Is(err, ErrImage) {
+			t.Errorf("Deploy in %s mode while the engine is away: %v; want an error wrapping ErrEngine, not ErrImage (is ErrEngine %v, is ErrImage %v)",
+				mode, err, errors.Is(err, ErrEngine), errors.Is(err, ErrImage))
+		}
+	}
+	if _, err := d.Reap(ctx); !errors.Is(err, ErrEngine) {
+		t.Errorf("Reap while the engine is away: %v, want an error wrapping ErrEngine", err)
+	}
+}
