@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -558,6 +559,35 @@ func TestEscapePrivileges(t *testing.T) {
 			t.Logf("%s: mknod: %s; %s", mode, got, strings.ReplaceAll(status, "\n", "; "))
 		})
 	}
+}
+
+// TestEscapeForkBomb checks that a guest starting processes until refused
+// is stopped by Limits.Pids, that the host can still start processes, and
+// that Stop removes the bomb's container, its processes with it.
+func TestEscapeForkBomb(t *testing.T) {
+	cli, img := escapeEnv(t)
+	d, node := escapeDriver(t, cli, Config{})
+	spec := escapeSpec(img, sandbox.ModeServer)
+	spec.Limits.Pids = 32
+	dep := escapeDeploy(t, d, spec)
+	got := escapeNoop(t, escapeRun(t, dep, 0, map[string]any{"do": "forkbomb", "size": 1000}))
+	m := regexp.MustCompile(`^forkbomb: error after (\d+) processes: .*resource temporarily unavailable`).FindStringSubmatch(got)
+	if m == nil {
+		t.Fatalf("fork bomb under a limit of %d pids: %q, want it refused", spec.Limits.Pids, got)
+	}
+	if n, _ := strconv.Atoi(m[1]); n >= spec.Limits.Pids {
+		t.Errorf("fork bomb: %d processes started under a limit of %d pids (threads included)", n, spec.Limits.Pids)
+	}
+	t.Logf("fork bomb: %s", got)
+	if err := exec.Command("true").Run(); err != nil {
+		t.Errorf("the host cannot start a process after the fork bomb: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := dep.Stop(ctx); err != nil {
+		t.Errorf("Stop after the fork bomb: %v", err)
+	}
+	escapeWaitGone(t, cli, node, nil, 5*time.Second)
 }
 
 // cutProxy is a unix-socket proxy in front of the engine's socket that a

@@ -4,9 +4,8 @@
 // guest: dial, readfile, writefile, balloon, spin, sleep, ...) and adds the
 // probes a container must fail or answer from inside: resolve a name, fill
 // the scratch directory, make a device node, dial a unix socket, stat and
-// read paths, report
-// who it runs as. Every probe answers with what it saw, never a verdict:
-// the tests judge.
+// read paths, start processes until refused, report who it runs as. Every
+// probe answers with what it saw, never a verdict: the tests judge.
 package main
 
 import (
@@ -16,6 +15,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -38,7 +38,13 @@ type op struct {
 	MS    int      `json:"ms"`
 }
 
-func main() { worker.Serve(serve) }
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "sleep-child" {
+		time.Sleep(time.Hour)
+		os.Exit(0)
+	}
+	worker.Serve(serve)
+}
 
 // serve runs the probe's own operations first, then package guest's.
 func serve(ctx context.Context, in contract.Input) (contract.Output, error) {
@@ -74,6 +80,8 @@ func serve(ctx context.Context, in contract.Input) (contract.Output, error) {
 		}
 		c.Close()
 		return guest.Noop("dialunix: ok"), nil
+	case "forkbomb":
+		return forkbomb(o.Size), nil
 	case "interfaces":
 		return guest.Publish("interfaces", interfaces()), nil
 	case "fill":
@@ -135,6 +143,22 @@ func fill(path string, size int64) contract.Output {
 		return guest.Noop("fill: error after %d bytes: %v", n, err)
 	}
 	return guest.Noop("fill: ok: %d bytes", n)
+}
+
+// forkbomb starts sleeping copies of the probe until the kernel refuses
+// one or max are running, and reports how far it got: "forkbomb: error
+// after N processes: ..." or "forkbomb: ok: N processes". The children
+// live until the container ends.
+func forkbomb(max int64) contract.Output {
+	var n int64
+	for n < max {
+		cmd := exec.Command("/proc/self/exe", "sleep-child")
+		if err := cmd.Start(); err != nil {
+			return guest.Noop("forkbomb: error after %d processes: %v", n, err)
+		}
+		n++
+	}
+	return guest.Noop("forkbomb: ok: %d processes", n)
 }
 
 // whoami is who and where the probe runs: its ids, its pid and parent, the
