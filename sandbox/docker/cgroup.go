@@ -178,3 +178,49 @@ func (c *cgroup) oomKills() int {
 	}
 	return c.ooms
 }
+
+// sampleNetwork reads the container's network counters (its network
+// namespace's interfaces but loopback, from /proc/<pid>/net/dev) and
+// returns them; after the container ended, the last values read.
+func (p *containerProc) sampleNetwork() (rx, tx int64) {
+	p.netMu.Lock()
+	defer p.netMu.Unlock()
+	if p.pid > 0 {
+		if r, t, ok := readNetDev("/proc/" + strconv.Itoa(p.pid) + "/net/dev"); ok {
+			p.rx, p.tx = max(p.rx, r), max(p.tx, t)
+		}
+	}
+	return p.rx, p.tx
+}
+
+// network returns the network counters as last read.
+func (p *containerProc) network() (rx, tx int64) {
+	p.netMu.Lock()
+	defer p.netMu.Unlock()
+	return p.rx, p.tx
+}
+
+// readNetDev sums the received and sent bytes of every interface but
+// loopback in a /proc/net/dev file.
+func readNetDev(path string) (rx, tx int64, ok bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		name, rest, found := strings.Cut(line, ":")
+		if !found || strings.TrimSpace(name) == "lo" {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 9 {
+			continue
+		}
+		r, err1 := strconv.ParseInt(f[0], 10, 64)
+		t, err2 := strconv.ParseInt(f[8], 10, 64)
+		if err1 == nil && err2 == nil {
+			rx, tx = rx+r, tx+t
+		}
+	}
+	return rx, tx, true
+}

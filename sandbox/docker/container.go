@@ -166,6 +166,10 @@ type containerProc struct {
 
 	onRelease func()                  // called once the container is removed; nil: nothing
 	early     *container.WaitResponse // the container ended before its relay connected
+
+	pid    int        // its first process, on the host
+	netMu  sync.Mutex // guards rx, tx
+	rx, tx int64      // its network counters, as last read
 }
 
 // startContainer creates, attaches and starts the container of cs, with
@@ -251,7 +255,8 @@ func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *conta
 	}
 	p.wait = cli.ContainerWait(context.WithoutCancel(ctx), p.id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	if in, err := cli.ContainerInspect(ctx, p.id, client.ContainerInspectOptions{}); err == nil && in.Container.State != nil && in.Container.State.Pid > 0 {
-		p.cg = findCgroup(in.Container.State.Pid)
+		p.pid = in.Container.State.Pid
+		p.cg = findCgroup(p.pid)
 	}
 	if rf != nil {
 		if err := p.accept(ctx, ln); err != nil {
@@ -331,6 +336,9 @@ func (p *containerProc) CPUTime() time.Duration {
 // PeakMemory is the container's memory high-water mark from its cgroup; 0
 // when unknown.
 func (p *containerProc) PeakMemory() int64 {
+	// The pool reads usage after each invocation, while the container
+	// still runs: the network counters are read then too.
+	p.sampleNetwork()
 	if p.cg == nil {
 		return 0
 	}

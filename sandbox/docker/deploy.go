@@ -56,7 +56,7 @@ func (d *Driver) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deploym
 	if err != nil {
 		return fail(err)
 	}
-	dep := &deployment{d: d, name: name, spec: spec, ws: ws, live: map[string]struct{}{}}
+	dep := &deployment{d: d, name: name, spec: spec, ws: ws, live: map[string]*containerProc{}}
 	if err := d.track(dep); err != nil {
 		return fail(err)
 	}

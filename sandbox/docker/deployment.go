@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -27,7 +28,12 @@ type deployment struct {
 	pool sandbox.Deployment
 
 	mu   sync.Mutex
-	live map[string]struct{} // names of its containers not yet removed
+	live map[string]*containerProc // its containers not yet removed, by name (nil while starting)
+
+	stopping atomic.Bool // Stop was called
+
+	inflight   int  // invocations in flight
+	overlapped bool // another invocation started while one was in flight
 }
 
 var (
@@ -57,7 +63,7 @@ func (dep *deployment) start(ctx context.Context) (process.Proc, error) {
 	}
 	cs.labels = dep.d.labels(RoleWorker, dep.name, dep.spec.Version, run)
 	dep.mu.Lock()
-	dep.live[cs.name] = struct{}{}
+	dep.live[cs.name] = nil
 	dep.mu.Unlock()
 	p, err := dep.d.startContainer(ctx, cs)
 	if err != nil {
@@ -65,6 +71,20 @@ func (dep *deployment) start(ctx context.Context) (process.Proc, error) {
 		delete(dep.live, cs.name)
 		dep.mu.Unlock()
 		return nil, err
+	}
+	dep.mu.Lock()
+	if _, ok := dep.live[cs.name]; ok {
+		dep.live[cs.name] = p
+	}
+	dep.mu.Unlock()
+	if h, ok := ctx.Value(procKey{}).(*procHolder); ok {
+		h.p = p
+	}
+	if dep.stopping.Load() {
+		// Started while the deployment stops (a command-mode invocation
+		// or a restart under way when Stop looked for workers to stop):
+		// it ends at once, and its invocation with ErrStopped.
+		p.Kill()
 	}
 	p.onRelease = func() {
 		dep.mu.Lock()
@@ -77,19 +97,90 @@ func (dep *deployment) start(ctx context.Context) (process.Proc, error) {
 // runKey is the context key of the run a command-mode invocation serves.
 type runKey struct{}
 
-// Invoke runs one invocation on the pool.
+// procKey is the context key of the procHolder a command-mode
+// invocation's container is put in.
+type procKey struct{}
+
+// procHolder holds the container a command-mode invocation ran in.
+type procHolder struct{ p *containerProc }
+
+// Invoke runs one invocation on the pool. With network any, its usage
+// has the bytes the container received and sent: in command mode, its
+// own container's; in server mode, when it was the only invocation in
+// flight on the deployment, the traffic of the deployment's containers
+// while it ran (none otherwise: concurrent invocations share them).
 func (dep *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, error) {
+	if !dep.spec.Network.Any {
+		if dep.ws.mode == sandbox.ModeCommand {
+			ctx = withRun(ctx, input)
+		}
+		return dep.pool.Invoke(ctx, input)
+	}
 	if dep.ws.mode == sandbox.ModeCommand {
-		if run := runID(input); run != "" {
-			ctx = context.WithValue(ctx, runKey{}, run)
+		h := &procHolder{}
+		exit, err := dep.pool.Invoke(context.WithValue(withRun(ctx, input), procKey{}, h), input)
+		if h.p != nil {
+			exit.Usage.NetworkRx, exit.Usage.NetworkTx = h.p.network()
+		}
+		return exit, err
+	}
+	dep.mu.Lock()
+	dep.overlapped = dep.overlapped || dep.inflight > 0
+	dep.inflight++
+	sole := dep.inflight == 1
+	if sole {
+		dep.overlapped = false
+	}
+	procs := dep.procs()
+	dep.mu.Unlock()
+	var rx0, tx0 int64
+	if sole {
+		rx0, tx0 = sumNetwork(procs)
+	}
+	exit, err := dep.pool.Invoke(ctx, input)
+	dep.mu.Lock()
+	dep.inflight--
+	same := sole && !dep.overlapped && slices.Equal(procs, dep.procs())
+	dep.mu.Unlock()
+	if same {
+		rx1, tx1 := sumNetwork(procs)
+		exit.Usage.NetworkRx, exit.Usage.NetworkTx = max(rx1-rx0, 0), max(tx1-tx0, 0)
+	}
+	return exit, err
+}
+
+// withRun puts the run_id of input into ctx, for the container's label.
+func withRun(ctx context.Context, input []byte) context.Context {
+	if run := runID(input); run != "" {
+		return context.WithValue(ctx, runKey{}, run)
+	}
+	return ctx
+}
+
+// procs lists dep's started containers, by name. Called with dep.mu held.
+func (dep *deployment) procs() []*containerProc {
+	var ps []*containerProc
+	for _, name := range slices.Sorted(maps.Keys(dep.live)) {
+		if p := dep.live[name]; p != nil {
+			ps = append(ps, p)
 		}
 	}
-	return dep.pool.Invoke(ctx, input)
+	return ps
+}
+
+// sumNetwork reads the network counters of ps, summed.
+func sumNetwork(ps []*containerProc) (rx, tx int64) {
+	for _, p := range ps {
+		r, t := p.sampleNetwork()
+		rx, tx = rx+r, tx+t
+	}
+	return rx, tx
 }
 
 // Stop stops the pool (gracefully within ctx, then by force) and removes
 // every container of the deployment. Safe to call more than once.
 func (dep *deployment) Stop(ctx context.Context) error {
+	dep.stopping.Store(true)
 	err := dep.pool.Stop(ctx)
 	dep.removeAll()
 	dep.d.untrack(dep)

@@ -1,8 +1,7 @@
 // Package docker is the docker driver: it runs services in containers of a
 // Docker Engine, reached through its API (github.com/moby/moby/client, the
 // API version negotiated), as workers that speak the runtime protocol
-// (docs/runtime-protocol.md) over the container's attached standard
-// streams. Its deployments are the process driver's worker pool
+// (docs/runtime-protocol.md). Its deployments are the process driver's worker pool
 // (process.NewPool) over containers: a warm pool per service in server
 // mode, a container per invocation in command mode, with the same protocol
 // client, restarts, backoff, health, cancel and kill. The package builds no
@@ -34,5 +33,21 @@
 // andromeda.role and, in command mode, andromeda.run; Reap removes a
 // crashed node's containers. CPU time, peak memory and OOM kills come from
 // the container's cgroup (v1 or v2) while it runs; the engine's
-// State.OOMKilled tells an OOM kill once it ended.
+// State.OOMKilled tells an OOM kill once it ended. With network any, a
+// run's usage has the bytes of the container's interfaces.
+//
+// # Transport
+//
+// By default the protocol runs over a unix socket per container (the
+// relay transport): the node listens on it, the socket is bind-mounted
+// into the container, and the container's entrypoint is the node's own
+// binary, which connects to it, makes it its standard input and output
+// and executes the worker's command (MaybeRelay, which the binary calls
+// first thing in main). A dynamically linked binary is shown with its ELF
+// interpreter and the libraries it needs under one read-only directory
+// and run through the interpreter. The relay needs a local engine; the
+// fallback (Config.Transport attach) is the engine's attached streams,
+// where every message goes through the engine: a trivial warm invocation
+// takes about 100-190 µs there against about 17 µs over the socket.
+// Standard error is attached either way.
 package docker

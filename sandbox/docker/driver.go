@@ -185,7 +185,7 @@ func (d *Driver) Test(ctx context.Context) error {
 		d.cfg.Logger.Warn("docker driver: self-test failed", "host", d.host(), "reason", err.Error())
 		return fmt.Errorf("test docker: %w", err)
 	}
-	d.cfg.Logger.Info("docker driver: ready", "host", st.Host, "engine", st.Version, "api", st.APIVersion, "storage", st.StorageDriver, "cgroup", st.CgroupVersion)
+	d.cfg.Logger.Info("docker driver: ready", "host", st.Host, "engine", st.Version, "api", st.APIVersion, "storage", st.StorageDriver, "cgroup", st.CgroupVersion, "transport", st.Transport)
 	return nil
 }
 
@@ -220,6 +220,13 @@ func (d *Driver) Offer() sandbox.Offer {
 		o.Isolation[LayerSeccomp] = st.Seccomp
 		o.Isolation[LayerUserNS] = st.UserNS
 		o.Notes = append(o.Notes, fmt.Sprintf("docker engine %s (API %s) at %s, storage driver %s, cgroup %s (%s)", st.Version, st.APIVersion, st.Host, st.StorageDriver, st.CgroupVersion, st.CgroupDriver))
+		if st.Transport == TransportAttach {
+			note := "transport attach: every protocol message goes through the engine (slower than the relay)"
+			if st.TransportWhy != "" {
+				note += ": " + st.TransportWhy
+			}
+			o.Notes = append(o.Notes, note)
+		}
 		if !st.Seccomp {
 			o.Notes = append(o.Notes, "seccomp: the engine runs containers without a seccomp profile")
 		}

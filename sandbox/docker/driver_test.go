@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +22,9 @@ func TestSelfTest(t *testing.T) {
 	st, err := d.SelfTest(ctx)
 	if err != nil {
 		t.Fatalf("SelfTest() = %v", err)
+	}
+	if st.Transport != TransportRelay {
+		t.Errorf("SelfTest().Transport = %q (%s), want relay: the test binary calls MaybeRelay", st.Transport, st.TransportWhy)
 	}
 	if st.Version == "" || st.APIVersion == "" || st.StorageDriver == "" || !strings.HasPrefix(st.Image, "sha256:") {
 		t.Errorf("SelfTest() = %+v, want the engine's version, API version, storage driver and the image's ID", st)
@@ -56,6 +60,12 @@ func TestSelfTestDeadEngine(t *testing.T) {
 		}
 		d.Close()
 	}
+	cfg := testConfig()
+	cfg.Host = "tcp://127.0.0.1:1"
+	cfg.Transport = TransportRelay
+	if _, err := New(cfg).relay(); err == nil || !strings.Contains(err.Error(), "not local") {
+		t.Errorf("relay() with a tcp engine = %v, want the relay refused: the engine is not local", err)
+	}
 }
 
 // TestConfigValidate: bad fields are named with their rule.
@@ -89,16 +99,20 @@ func TestConfigValidate(t *testing.T) {
 // driver owns (another instance's: a crashed node's), and keeps its own
 // and other nodes'.
 func TestReap(t *testing.T) {
-	d := newDriver(t, testConfig())
+	// A node of its own: Reap must not touch what other tests of this
+	// package run at the same time.
+	cfg := testConfig()
+	cfg.Node = fmt.Sprintf("%s-reap-%d", testNode, time.Now().UnixNano())
+	d := newDriver(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := d.Test(ctx); err != nil {
 		t.Fatal(err)
 	}
 	img := d.self.Image
-	crashed := New(testConfig())
-	otherCfg := testConfig()
-	otherCfg.Node = testNode + "-other"
+	crashed := New(cfg)
+	otherCfg := cfg
+	otherCfg.Node = cfg.Node + "-other"
 	other := New(otherCfg)
 	create := func(of *Driver, service string) string {
 		t.Helper()

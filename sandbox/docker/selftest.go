@@ -17,16 +17,18 @@ import (
 // SelfTest is what the self-test found: the details `andromeda` shows on
 // demand for the docker driver.
 type SelfTest struct {
-	Host          string        `json:"host"`           // the engine's address
-	Version       string        `json:"version"`        // the engine's version
-	APIVersion    string        `json:"api_version"`    // the API version negotiated
-	StorageDriver string        `json:"storage_driver"` // overlay2, fuse-overlayfs, ...
-	CgroupVersion string        `json:"cgroup_version"` // "1" or "2"
-	CgroupDriver  string        `json:"cgroup_driver"`  // cgroupfs or systemd
-	Seccomp       bool          `json:"seccomp"`        // the engine applies its default seccomp profile
-	UserNS        bool          `json:"userns"`         // the engine remaps users (userns-remap)
-	Image         string        `json:"image"`          // the image of the test container, by ID
-	Container     time.Duration `json:"container_ns"`   // how long creating and removing it took
+	Host          string        `json:"host"`                    // the engine's address
+	Version       string        `json:"version"`                 // the engine's version
+	APIVersion    string        `json:"api_version"`             // the API version negotiated
+	StorageDriver string        `json:"storage_driver"`          // overlay2, fuse-overlayfs, ...
+	CgroupVersion string        `json:"cgroup_version"`          // "1" or "2"
+	CgroupDriver  string        `json:"cgroup_driver"`           // cgroupfs or systemd
+	Seccomp       bool          `json:"seccomp"`                 // the engine applies its default seccomp profile
+	UserNS        bool          `json:"userns"`                  // the engine remaps users (userns-remap)
+	Transport     string        `json:"transport"`               // TransportRelay or TransportAttach
+	TransportWhy  string        `json:"transport_why,omitempty"` // why attach, when relay was not available
+	Image         string        `json:"image"`                   // the image of the test container, by ID
+	Container     time.Duration `json:"container_ns"`            // how long creating and removing it took
 }
 
 // selfTestRef is the local tag of the self-test's image: an empty root
@@ -91,6 +93,14 @@ func (d *Driver) SelfTest(ctx context.Context) (SelfTest, error) {
 		return st, fmt.Errorf("%w at %s: remove the self-test container %s: %v", ErrEngine, st.Host, cs.name, err)
 	}
 	st.Container = time.Since(start)
+	tr, why := d.transport()
+	if tr == TransportAttach && d.cfg.Transport == "" && why != nil {
+		st.TransportWhy = why.Error()
+	}
+	if _, err := d.relay(); err != nil {
+		return st, err // Config.Transport relay, unavailable
+	}
+	st.Transport = tr
 	return st, nil
 }
 
