@@ -596,9 +596,10 @@ func TestEscapeForkBomb(t *testing.T) {
 type cutProxy struct {
 	path, target string
 
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]bool
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   map[net.Conn]bool
+	stalled bool // accept connections and answer nothing, as a hung engine
 }
 
 // startCutProxy listens at a new socket in a temporary directory and
@@ -644,6 +645,13 @@ func (p *cutProxy) listen() error {
 // forward copies c to a new connection to the target and back until either
 // side ends or the proxy is cut.
 func (p *cutProxy) forward(c net.Conn) {
+	p.mu.Lock()
+	if p.stalled {
+		p.conns[c] = true
+		p.mu.Unlock()
+		return // held open, unanswered, until the proxy is cut
+	}
+	p.mu.Unlock()
 	up, err := net.Dial("unix", p.target)
 	if err != nil {
 		c.Close()
@@ -678,10 +686,24 @@ func (p *cutProxy) forward(c net.Conn) {
 	p.mu.Unlock()
 }
 
-// cut closes the listener and every connection through the proxy.
+// stall closes every connection through the proxy and from then on
+// accepts new ones without answering them, as an engine that hangs.
+func (p *cutProxy) stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stalled = true
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
+// cut closes the listener and every connection through the proxy; a
+// stalled proxy forwards again once it listens again.
 func (p *cutProxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.stalled = false
 	if p.ln != nil {
 		p.ln.Close()
 		p.ln = nil
@@ -987,5 +1009,74 @@ func TestEscapeEngineGoneErrors(t *testing.T) {
 	}
 	if _, err := d.Reap(ctx); !errors.Is(err, ErrEngine) {
 		t.Errorf("Reap while the engine is away: %v, want an error wrapping ErrEngine", err)
+	}
+}
+
+// TestEscapeEngineGoneStop checks that Stop keeps to its context while the
+// engine cannot be reached: the node gives a deployment 5 s to stop, and a
+// Stop that waits on the engine holds the node's shutdown. cut: the engine
+// refuses connections, and the worker ran past its deadline ignoring the
+// cancel (its container could not be killed). hung: the engine accepts
+// connections and answers nothing, and the worker is idle. Once the engine
+// is back, Stop must have returned and Reap must leave nothing behind.
+func TestEscapeEngineGoneStop(t *testing.T) {
+	cli, img := escapeEnv(t)
+	socket := escapeEngineSocket(t)
+	for _, how := range []string{"cut", "hung"} {
+		t.Run(how, func(t *testing.T) {
+			proxy := startCutProxy(t, socket)
+			d, node := escapeDriver(t, cli, Config{Host: "unix://" + proxy.path})
+			spec := escapeSpec(img, sandbox.ModeServer)
+			spec.Limits.Timeout = time.Second
+			dep, err := d.Deploy(context.Background(), spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			escapeNoop(t, escapeRun(t, dep, 0, map[string]any{"do": "noop", "reason": "warm"}))
+			running := escapeContainers(t, cli, node)
+			if how == "cut" {
+				proxy.cut()
+				r := escapeEnd(t, "sleep past the deadline while the engine is away", escapeInvoke(dep, `{"do":"sleep"}`), 5*time.Second)
+				if r.exit.Outcome != sandbox.Timeout {
+					t.Errorf("sleep: outcome %s, want timeout", r.exit.Outcome)
+				}
+			} else {
+				proxy.stall()
+			}
+			const grace, slack = 3 * time.Second, 2 * time.Second
+			ctx, cancel := context.WithTimeout(context.Background(), grace)
+			defer cancel()
+			start := time.Now()
+			stopped := make(chan error, 1)
+			go func() { stopped <- dep.Stop(ctx) }()
+			select {
+			case err := <-stopped:
+				t.Logf("Stop(%v) while the engine is %s: %v after %v", grace, how, err, time.Since(start))
+			case <-time.After(grace + slack):
+				t.Errorf("Stop(%v) while the engine is %s: still blocked after %v", grace, how, time.Since(start))
+			}
+			// The engine comes back.
+			proxy.cut()
+			if err := proxy.listen(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-stopped:
+			case <-time.After(5 * time.Second):
+				t.Errorf("Stop still blocked 5 s after the engine came back (%v after it was called)", time.Since(start))
+				// Unblock it: kill the worker's container past the driver.
+				for _, c := range running {
+					_, _ = cli.ContainerKill(context.Background(), c.ID, client.ContainerKillOptions{Signal: "KILL"})
+				}
+				<-stopped
+			}
+			removed, err := d.Reap(context.Background())
+			if err != nil {
+				t.Errorf("Reap once the engine is back: %v", err)
+			}
+			if left := escapeContainers(t, cli, node); len(left) != 0 {
+				t.Errorf("after Stop and Reap (removed %v), the node's containers are still there: %v", removed, left)
+			}
+		})
 	}
 }
