@@ -3,12 +3,15 @@ package docker
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // cgroup is where a container's usage is read: the directories of its
@@ -19,10 +22,11 @@ type cgroup struct {
 	memory, cpuacct string // v1
 	unified         string // v2, when there is no v1 memory hierarchy
 
-	mu   sync.Mutex
-	cpu  time.Duration
-	peak int64
-	ooms int
+	mu        sync.Mutex
+	cpu       time.Duration
+	peak      int64
+	ooms      int
+	oomEvents int // OOMs the watch saw (watchOOM)
 }
 
 // cgroupRoot is where the host's cgroup file systems are mounted, as
@@ -176,7 +180,7 @@ func (c *cgroup) oomKills() int {
 	if ok {
 		c.ooms = max(c.ooms, int(n))
 	}
-	return c.ooms
+	return max(c.ooms, c.oomEvents)
 }
 
 // sampleNetwork reads the container's network counters (its network
@@ -185,10 +189,13 @@ func (c *cgroup) oomKills() int {
 func (p *containerProc) sampleNetwork() (rx, tx int64) {
 	p.netMu.Lock()
 	defer p.netMu.Unlock()
-	if p.pid > 0 {
+	if p.cg != nil {
+		// A process of this host's: its network namespace's counters.
 		if r, t, ok := readNetDev("/proc/" + strconv.Itoa(p.pid) + "/net/dev"); ok {
 			p.rx, p.tx = max(p.rx, r), max(p.tx, t)
 		}
+	} else if s := p.sample(); s.ok {
+		p.rx, p.tx = max(p.rx, s.rx), max(p.tx, s.tx)
 	}
 	return p.rx, p.tx
 }
@@ -223,4 +230,53 @@ func readNetDev(path string) (rx, tx int64, ok bool) {
 		}
 	}
 	return rx, tx, true
+}
+
+// watchOOM reads the cgroup's OOM kill count each time the kernel reports
+// an OOM in it (cgroup v1: an eventfd registered on memory.oom_control),
+// so that the count is known after the engine removed the cgroup with the
+// container. It returns when the cgroup is removed or stop is closed; it
+// does nothing on cgroup v2, where the engine's State.OOMKilled is what
+// tells.
+func (c *cgroup) watchOOM(stop <-chan struct{}) {
+	if c.memory == "" {
+		return
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return
+	}
+	ev := os.NewFile(uintptr(efd), "oom-eventfd")
+	ctl, err := os.Open(filepath.Join(c.memory, "memory.oom_control"))
+	if err != nil {
+		ev.Close()
+		return
+	}
+	reg := fmt.Sprintf("%d %d", efd, ctl.Fd())
+	if err := os.WriteFile(filepath.Join(c.memory, "cgroup.event_control"), []byte(reg), 0); err != nil {
+		ev.Close()
+		ctl.Close()
+		return
+	}
+	go func() {
+		<-stop
+		ev.Close()
+	}()
+	go func() {
+		defer ctl.Close()
+		var b [8]byte
+		for {
+			if _, err := ev.Read(b[:]); err != nil {
+				return
+			}
+			// An OOM (the kernel then kills, and counts the kill a
+			// moment later), or the cgroup's removal (its files are gone).
+			if _, ok := readKey(filepath.Join(c.memory, "memory.oom_control"), "oom_kill"); !ok {
+				return
+			}
+			c.mu.Lock()
+			c.oomEvents++
+			c.mu.Unlock()
+		}
+	}()
 }

@@ -56,31 +56,32 @@ func TestConformanceKitImage(t *testing.T) {
 	img := guestImage(t, d).ID
 	certifyOK(t, d, func(mode sandbox.Mode) sandbox.Spec {
 		return sandbox.Spec{Service: "conformance-kit-image", Image: img, Mode: mode}
-	})
+	}, sandbox.ModeServer, sandbox.ModeCommand)
 }
 
-// certifyOK runs Certify with spec and fails t unless every check passes.
-func certifyOK(t *testing.T, d *Driver, spec func(sandbox.Mode) sandbox.Spec) {
+// certifyOK runs Certify with spec in modes and fails t unless every
+// check passes.
+func certifyOK(t *testing.T, d *Driver, spec func(sandbox.Mode) sandbox.Spec, modes ...sandbox.Mode) {
 	t.Helper()
 	var out strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	err := sandboxtest.Certify(ctx, sandboxtest.Kit{
-		Driver: d, Spec: spec, Started: WorkersStarted, CancelGrace: d.cfg.Process.CancelGrace,
+		Driver: d, Spec: spec, Started: WorkersStarted, CancelGrace: d.cfg.Process.CancelGrace, Modes: modes,
 	}, func(c sandboxtest.Check) { out.WriteString(c.String()) })
 	if err != nil {
 		t.Errorf("Certify = %v\n%s", err, out.String())
 	}
-	if n := len(slices.DeleteFunc(strings.Split(out.String(), "\n"), func(l string) bool { return !strings.HasPrefix(l, "ok ") })); n != kitChecks {
-		t.Errorf("%d checks passed, want %d\n%s", n, kitChecks, out.String())
+	if n := len(slices.DeleteFunc(strings.Split(out.String(), "\n"), func(l string) bool { return !strings.HasPrefix(l, "ok ") })); n != kitChecks(len(modes)) {
+		t.Errorf("%d checks passed, want %d\n%s", n, kitChecks(len(modes)), out.String())
 	}
 	t.Logf("\n%s", out.String())
 }
 
-// kitChecks is how many checks Certify runs: the deploy and the kit cases
-// in each of two modes, then the protocol checks (as the process driver's
-// kit test counts them).
-const kitChecks = 40
+// kitChecks is how many checks Certify runs in modes modes: the deploy and
+// the 14 kit cases in each mode, then the 10 protocol checks (40 in two
+// modes, as the process driver's kit test counts them).
+func kitChecks(modes int) int { return modes*15 + 10 }
 
 // archiveConfig returns a configuration whose runtime images are the test
 // images of dockerimg: Empty for exec, Node and Python.
@@ -128,22 +129,40 @@ func archiveGuest(t *testing.T, language string) (dir, entry string) {
 }
 
 // TestConformanceArchive runs the driver conformance suite against exec,
-// Node.js and Python archive services in their runtime images, each in
-// server and command mode.
+// Node.js and Python archive services in their runtime images: exec in
+// server and command mode, Node.js and Python in server mode, and the
+// conformance kit (the protocol's cases, and the protocol checks on a raw
+// worker) against Node.js and Python in command mode. The suite's
+// isolation cases do not depend on the language, and a command-mode case
+// costs a container start (about half a second here): the package's
+// tests stay within a few minutes.
 func TestConformanceArchive(t *testing.T) {
 	for _, language := range []string{lang.Exec, lang.Node, lang.Python} {
 		t.Run(language, func(t *testing.T) {
 			dir, entry := archiveGuest(t, language)
+			spec := func(mode sandbox.Mode) sandbox.Spec {
+				return sandbox.Spec{Service: "conformance-" + language, Dir: dir, Entry: entry, Language: language, Mode: mode}
+			}
+			modes := []sandbox.Mode{sandbox.ModeServer, sandbox.ModeCommand}
+			if language != lang.Exec {
+				modes = modes[:1]
+			}
 			sandboxtest.Run(t, sandboxtest.Harness{
-				Driver: func(t *testing.T) sandbox.Driver { return newDriver(t, archiveConfig(t, language)) },
-				Spec: func(t *testing.T, mode sandbox.Mode) sandbox.Spec {
-					return sandbox.Spec{Service: "conformance-" + language, Dir: dir, Entry: entry, Language: language, Mode: mode}
-				},
+				Driver:      func(t *testing.T) sandbox.Driver { return newDriver(t, archiveConfig(t, language)) },
+				Spec:        func(t *testing.T, mode sandbox.Mode) sandbox.Spec { return spec(mode) },
+				Modes:       modes,
 				AllowEnv:    allowEnv,
 				OwnRoot:     true,
 				Started:     WorkersStarted,
 				CancelGrace: defaultCancelGrace,
 			})
+			if language != lang.Exec {
+				t.Run("kit-command", func(t *testing.T) {
+					cfg := archiveConfig(t, language)
+					cfg.Process.CancelGrace = time.Second
+					certifyOK(t, newDriver(t, cfg), spec, sandbox.ModeCommand)
+				})
+			}
 		})
 	}
 }

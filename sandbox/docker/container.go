@@ -167,9 +167,10 @@ type containerProc struct {
 	onRelease func()                  // called once the container is removed; nil: nothing
 	early     *container.WaitResponse // the container ended before its relay connected
 
-	pid    int        // its first process, on the host
-	netMu  sync.Mutex // guards rx, tx
-	rx, tx int64      // its network counters, as last read
+	stats  engineStats // its usage from the engine, without cgroup or pid
+	pid    int         // its first process, on the host
+	netMu  sync.Mutex  // guards rx, tx
+	rx, tx int64       // its network counters, as last read
 }
 
 // startContainer creates, attaches and starts the container of cs, with
@@ -256,7 +257,9 @@ func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *conta
 	p.wait = cli.ContainerWait(context.WithoutCancel(ctx), p.id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	if in, err := cli.ContainerInspect(ctx, p.id, client.ContainerInspectOptions{}); err == nil && in.Container.State != nil && in.Container.State.Pid > 0 {
 		p.pid = in.Container.State.Pid
-		p.cg = findCgroup(p.pid)
+		if p.cg = findCgroup(p.pid); p.cg != nil {
+			p.cg.watchOOM(p.demux)
+		}
 	}
 	if rf != nil {
 		if err := p.accept(ctx, ln); err != nil {
@@ -306,6 +309,17 @@ func (p *containerProc) Wait() process.ProcState {
 			code = int64(s.ExitCode)
 			p.state.OOMKilled = s.OOMKilled
 		}
+		if p.cg != nil && p.cg.oomKills() > 0 {
+			p.state.OOMKilled = true
+		}
+		if !p.state.OOMKilled && code == 128+int64(syscall.SIGKILL) && !p.killed.Load() {
+			// Killed, not by the driver: the engine may learn of an OOM
+			// kill after the exit.
+			time.Sleep(100 * time.Millisecond)
+			if in, err := p.cli.ContainerInspect(ctx, p.id, client.ContainerInspectOptions{}); err == nil && in.Container.State != nil {
+				p.state.OOMKilled = in.Container.State.OOMKilled
+			}
+		}
 		switch {
 		case code > 128 && code < 128+65:
 			p.state.Signal = syscall.Signal(code - 128)
@@ -325,22 +339,27 @@ func (p *containerProc) Kill() {
 	_, _ = p.cli.ContainerKill(ctx, p.id, client.ContainerKillOptions{Signal: "KILL"})
 }
 
-// CPUTime is the container's CPU time from its cgroup; -1 when unknown.
+// CPUTime is the container's CPU time from its cgroup (else from the
+// engine's stats); -1 when unknown.
 func (p *containerProc) CPUTime() time.Duration {
 	if p.cg == nil {
+		if s := p.sample(); s.ok {
+			return s.cpu
+		}
 		return -1
 	}
 	return p.cg.cpuTime()
 }
 
-// PeakMemory is the container's memory high-water mark from its cgroup; 0
-// when unknown.
+// PeakMemory is the container's memory high-water mark from its cgroup
+// (else from the engine's stats: its high-water mark on cgroup v1, its
+// usage when sampled on v2); 0 when unknown.
 func (p *containerProc) PeakMemory() int64 {
 	// The pool reads usage after each invocation, while the container
 	// still runs: the network counters are read then too.
 	p.sampleNetwork()
 	if p.cg == nil {
-		return 0
+		return p.sample().peak
 	}
 	return p.cg.peakMemory()
 }

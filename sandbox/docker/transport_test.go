@@ -72,3 +72,68 @@ func roundTrips(t *testing.T, transport string) {
 	slices.Sort(rtts)
 	t.Logf("%s round trip over %d invokes: p50 %v, p90 %v, p99 %v", transport, n, rtts[n/2], rtts[n*9/10], rtts[n*99/100])
 }
+
+// TestOOMKilled: a container killed at its memory limit ends with
+// OOMKilled, and its cgroup's OOM count was caught before the engine
+// removed the cgroup (cgroup v1: the eventfd watch).
+func TestOOMKilled(t *testing.T) {
+	d := newDriver(t, testConfig())
+	img := guestImage(t, d).ID
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs := containerSpec{name: d.newName("oom"), image: img, entrypoint: []string{"/bin/guest"}, labels: d.labels(RoleWorker, "oom", "", ""), limits: d.limits(sandbox.Limits{Memory: 32 << 20})}
+	p, err := d.startContainer(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release(time.Second)
+	go io.Copy(io.Discard, p.Stderr())
+	go io.Copy(io.Discard, p.Stdout())
+	io.WriteString(p.Stdin(), `{"type":"init","id":"init","protocol":1,"service":"oom","modules":[{"id":"main"}],"config":{},"max_line":8388608,"max_in_flight":1}`+"\n")
+	io.WriteString(p.Stdin(), `{"type":"invoke","id":"1","input":{"run_id":"r","service":"oom","trigger":{"kind":"manual"},"message":{"do":"balloon"},"state":{},"config":{}}}`+"\n")
+	st := p.Wait()
+	if !st.OOMKilled {
+		t.Errorf("Wait() = %+v, want OOMKilled", st)
+	}
+	if p.cg == nil {
+		t.Skip("no cgroup found for the container")
+	}
+	if p.cg.memory != "" && p.cg.oomKills() == 0 {
+		t.Errorf("the cgroup's OOM kills were not caught before its removal")
+	}
+}
+
+// TestEngineStats: without the container's cgroup (a remote engine), CPU
+// time and memory come from the engine's stats API.
+func TestEngineStats(t *testing.T) {
+	d := newDriver(t, testConfig())
+	img := guestImage(t, d).ID
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs := containerSpec{name: d.newName("stats"), image: img, entrypoint: []string{"/bin/guest"}, labels: d.labels(RoleWorker, "stats", "", ""), limits: d.limits(sandbox.Limits{})}
+	p, err := d.startContainer(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release(time.Second)
+	defer p.Kill()
+	if p.cg == nil {
+		t.Fatal("the container's cgroup was not found on this host")
+	}
+	go io.Copy(io.Discard, p.Stderr())
+	br := bufio.NewReader(p.Stdout())
+	io.WriteString(p.Stdin(), `{"type":"init","id":"init","protocol":1,"service":"stats","modules":[{"id":"main"}],"config":{},"max_line":8388608,"max_in_flight":1}`+"\n")
+	io.WriteString(p.Stdin(), `{"type":"invoke","id":"1","input":{"run_id":"r","service":"stats","trigger":{"kind":"manual"},"message":{"do":"alloc","size":8388608},"state":{},"config":{}}}`+"\n")
+	for range 2 {
+		if _, err := br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cgCPU, cgPeak := p.CPUTime(), p.PeakMemory()
+	p.cg = nil
+	cpu, peak := p.CPUTime(), p.PeakMemory()
+	if cpu <= 0 || peak <= 0 {
+		t.Errorf("from the engine's stats: CPU %v, peak memory %d; want both (the cgroup said %v, %d)", cpu, peak, cgCPU, cgPeak)
+	}
+	t.Logf("cgroup: CPU %v, peak %d; engine stats: CPU %v, peak %d", cgCPU, cgPeak, cpu, peak)
+}
