@@ -29,8 +29,12 @@ import (
 // real engine and check, from inside, that each way out is closed: the
 // network without a grant, memory and time past their limits, writes outside
 // the scratch directory, the host's files, the engine's socket and
-// privileges. TestEscapeEngineGone checks what the driver does when the
-// engine goes away in the middle of a run.
+// privileges, a fork bomb. TestEscapeEngineGone* check what the driver
+// does when the engine goes away (a proxy in front of its socket is cut)
+// or hangs (the proxy stalls) in the middle of a run, and that nothing is
+// left behind once it is back. TestEscapeVolumes, TestEscapeEngineGoneErrors
+// and TestEscapeEngineGoneStop fail on the driver as first merged: each
+// shows a bug its comment describes.
 
 // probePkg is the import path of the escape tests' guest.
 const probePkg = "github.com/andromeda-runner/andromeda/sandbox/docker/testdata/probe"
@@ -1068,7 +1072,11 @@ func TestEscapeEngineGoneStop(t *testing.T) {
 				for _, c := range running {
 					_, _ = cli.ContainerKill(context.Background(), c.ID, client.ContainerKillOptions{Signal: "KILL"})
 				}
-				<-stopped
+				select {
+				case <-stopped:
+				case <-time.After(10 * time.Second):
+					t.Errorf("Stop still blocked after its worker's container was killed")
+				}
 			}
 			removed, err := d.Reap(context.Background())
 			if err != nil {
