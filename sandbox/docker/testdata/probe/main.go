@@ -53,10 +53,6 @@ func serve(ctx context.Context, in contract.Input) (contract.Output, error) {
 		return guest.Noop("bad message: %v", err), nil
 	}
 	switch o.Do {
-	case "wait":
-		// Blocks until the runner cancels the invocation.
-		<-ctx.Done()
-		return contract.Output{}, ctx.Err()
 	case "nap":
 		// Answers after ms milliseconds, or when the runner cancels.
 		select {
