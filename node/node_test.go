@@ -20,6 +20,7 @@ import (
 	"github.com/andromeda-runner/andromeda/gobuild"
 	"github.com/andromeda-runner/andromeda/node"
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/docker"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 	"github.com/andromeda-runner/andromeda/server"
@@ -91,6 +92,7 @@ func sharedCache(t testing.TB) string {
 
 func TestMain(m *testing.M) {
 	process.MaybeInit() // the process driver re-executes this binary as its sandbox init
+	docker.MaybeRelay() // the docker driver runs it in containers as a worker's relay
 	code := m.Run()
 	for _, d := range []string{buildDir, cacheDir, execGuestDir} {
 		if d != "" {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox/docker"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
 )
 
@@ -25,6 +26,9 @@ func main() {
 	// When the process driver re-executes this binary as a sandbox init,
 	// this never returns.
 	process.MaybeInit()
+	// When the docker driver runs this binary in a container as the relay
+	// of a worker's streams, this never returns either.
+	docker.MaybeRelay()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox/docker"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
@@ -26,6 +27,7 @@ const asCLI = "ANDROMEDA_TEST_AS_CLI"
 
 func TestMain(m *testing.M) {
 	process.MaybeInit() // the process driver re-executes this binary as its sandbox init
+	docker.MaybeRelay() // the docker driver runs it in containers as a worker's relay
 	if os.Getenv(asCLI) == "1" {
 		main()
 		os.Exit(0)
