@@ -108,15 +108,11 @@ func (d *Driver) workerSpec(ctx context.Context, spec sandbox.Spec) (workerSpec,
 	ws.cs.network = spec.Network.Any
 	ws.cs.limits = d.limits(spec.Limits)
 	ws.module = worker.Module{ID: "main"}
-	for i, v := range spec.Volumes {
-		if !filepath.IsAbs(v.Path) || !filepath.IsAbs(v.Dir) {
-			return ws, fmt.Errorf("volumes[%d] %s: dir and path must be absolute, got %q at %q", i, v.Name, v.Dir, v.Path)
-		}
-		if fi, err := os.Stat(v.Dir); err != nil || !fi.IsDir() {
-			return ws, fmt.Errorf("volumes[%d] %s: dir %s: not a directory: %v", i, v.Name, v.Dir, err)
-		}
-		ws.cs.mounts = append(ws.cs.mounts, mount.Mount{Type: mount.TypeBind, Source: v.Dir, Target: v.Path})
+	mounts, err := d.volumeMounts(spec.Volumes)
+	if err != nil {
+		return ws, err
 	}
+	ws.cs.mounts = append(ws.cs.mounts, mounts...)
 	if spec.Image != "" {
 		img, err := d.resolveImage(ctx, spec.Image)
 		if err != nil {
