@@ -81,9 +81,10 @@ func (dep *deployment) start(ctx context.Context) (process.Proc, error) {
 		h.p = p
 	}
 	if dep.stopping.Load() {
-		// Started while the deployment stops (a command-mode invocation
-		// or a restart under way when Stop looked for workers to stop):
-		// it ends at once, and its invocation with ErrStopped.
+		// Started while the deployment stops. The pool stops a worker
+		// that registers after its Stop began; this also covers Close
+		// during Deploy, before there is a pool to stop: the container
+		// ends at once and NewPool fails fast.
 		p.Kill()
 	}
 	p.onRelease = func() {

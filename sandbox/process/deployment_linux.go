@@ -81,7 +81,14 @@ func (d *deployment) newWorker(ctx context.Context) (*workerProc, error) {
 	d.mu.Lock()
 	d.live[w] = struct{}{}
 	d.starting++
+	stopped := d.stopped
 	d.mu.Unlock()
+	if stopped {
+		// Its start was under way when Stop looked for workers to stop (a
+		// restart, a command-mode invocation): it ends at once, rather
+		// than after its start or its invocation.
+		w.kill(killStop, false)
+	}
 	go func() {
 		<-w.done
 		d.mu.Lock()
