@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,6 +76,68 @@ func TestStopDuringStart(t *testing.T) {
 	}
 	if ps.started.Load() != 2 {
 		t.Errorf("Start returned %d workers, want 2", ps.started.Load())
+	}
+	ps.checkAllReaped(t)
+}
+
+// unkillable is a worker its runner cannot kill (a container whose engine
+// went away): Kill does nothing until the test lets it.
+type unkillable struct {
+	*plainProc
+	may *atomic.Bool
+}
+
+func (p unkillable) Kill() {
+	if p.may.Load() {
+		p.plainProc.Kill()
+	}
+}
+
+func (p unkillable) String() string { return "unkillable worker" }
+
+// TestStopBounded checks that Stop keeps to its context when a worker
+// cannot be killed: it returns killWait after the context ends, with an
+// error naming the worker, and the worker, once it can be killed, is
+// still reaped and released.
+func TestStopBounded(t *testing.T) {
+	dir, entry := guest(t, LangExec)
+	ps := &procs{bin: filepath.Join(dir, entry)}
+	var may atomic.Bool
+	dep, err := NewPool(context.Background(), PoolConfig{
+		Config: Config{StartTimeout: 10 * time.Second, CancelGrace: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		Spec:   sandbox.Spec{Service: "plain", Mode: sandbox.ModeServer, Limits: sandbox.Limits{Timeout: 300 * time.Millisecond, Concurrency: 1}},
+		Module: worker.Module{ID: "main"},
+		Start: func(ctx context.Context) (Proc, error) {
+			p, err := ps.start(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return unkillable{p.(*plainProc), &may}, nil
+		},
+	})
+	if err != nil {
+		t.Fatalf("NewPool = %v", err)
+	}
+	// A sleep past its deadline: the worker ignores the cancel and cannot
+	// be killed, so it sleeps on.
+	exit, err := invokeOp(context.Background(), dep, `{"do":"sleep"}`)
+	if err != nil || exit.Outcome != sandbox.Timeout {
+		t.Fatalf("sleep = %s (%q), %v; want timeout", exit.Outcome, exit.Detail, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = dep.Stop(ctx)
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "unkillable worker") {
+		t.Errorf("Stop = %v, want an error naming the worker left running", err)
+	}
+	if took > 500*time.Millisecond+killWait+time.Second {
+		t.Errorf("Stop took %v, want about %v", took, 500*time.Millisecond+killWait)
+	}
+	may.Store(true)
+	for _, p := range ps.all {
+		p.Kill()
 	}
 	ps.checkAllReaped(t)
 }
