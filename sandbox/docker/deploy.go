@@ -62,7 +62,7 @@ func (d *Driver) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deploym
 	}
 	pool, err := process.NewPool(ctx, dep.poolConfig())
 	if err != nil {
-		dep.removeAll()
+		_ = dep.removeAll(context.Background())
 		d.untrack(dep)
 		return nil, err // NewPool's error names the deploy and the service
 	}
@@ -74,7 +74,7 @@ func (d *Driver) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deploym
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		_ = pool.Stop(ctx)
-		dep.removeAll()
+		_ = dep.removeAll(context.Background())
 		return fail(errClosed)
 	}
 	return dep, nil
