@@ -296,11 +296,11 @@ func (p *containerProc) Wait() process.ProcState {
 		case r := <-p.wait.Result:
 			code = r.StatusCode
 			if r.Error != nil && r.Error.Message != "" {
-				p.state = process.ProcState{Err: fmt.Errorf("container %s: %s", p.name, r.Error.Message)}
+				p.state = process.ProcState{Err: fmt.Errorf("%w at %s: wait for container %s: %s", ErrEngine, p.d.host(), p.name, r.Error.Message), RunnerLost: true}
 				return
 			}
 		case err := <-p.wait.Error:
-			p.state = process.ProcState{Err: fmt.Errorf("wait for container %s: %w", p.name, err)}
+			p.state = process.ProcState{Err: fmt.Errorf("%w at %s: wait for container %s: %w", ErrEngine, p.d.host(), p.name, err), RunnerLost: true}
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -209,7 +209,13 @@ func (d *deployment) restart(slot int, w *workerProc) {
 		return
 	}
 	delay := time.Duration(0)
-	if !w.exit.driver {
+	switch {
+	case w.exit.runner != nil:
+		// The runner lost it: no crash of the service; the restart waits
+		// a backoff, for the runner to recover.
+		delay = backoff(d.cfg.Backoff, d.cfg.MaxBackoff, 1)
+		d.cfg.Logger.Warn("worker lost by its runner", "service", d.name, "error", w.exit.runner.Error(), "restart_in", delay)
+	case !w.exit.driver:
 		delay = d.crashed(w)
 		d.cfg.Logger.Warn("worker crashed", "service", d.name, "outcome", string(w.exit.outcome),
 			"detail", firstLine(w.exit.detail), "restart_in", delay, "consecutive", d.crashes)
