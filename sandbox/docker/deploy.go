@@ -33,7 +33,9 @@ import (
 // service (spec.Language node, python or exec) runs in
 // Config.Images[language] with spec.Dir at /service and the language's
 // shim at /runtime, read-only. spec.Volumes are bind-mounted read-write at
-// their paths. spec.Network none is a container without network, any the
+// their paths, their directories given to Config.User when the node is
+// root (volumeMounts); a volume at, inside or above a path the driver
+// mounts itself (the relay's, /tmp, /service, /runtime) is refused. spec.Network none is a container without network, any the
 // engine's default bridge; a host list is sandbox.ErrUnsupported, as are an
 // unknown mode or language, a language without a runtime image, and an
 // archive service with dependencies to install. spec.Container places the
