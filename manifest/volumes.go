@@ -44,9 +44,10 @@ const (
 
 // ReservedPaths are the guest paths no volume may be at or inside: what a
 // process sandbox mounts for its programs, libraries, service, shim,
-// dependencies and scratch, and the kernel's file systems.
+// dependencies and scratch, the kernel's file systems, and where a docker
+// container sees the node's relay (its binary and socket).
 var ReservedPaths = []string{
-	"/bin", "/boot", "/deps", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+	"/.andromeda-relay", "/bin", "/boot", "/deps", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
 	"/node_modules", "/proc", "/run", "/runtime", "/sbin", "/service", "/sys", "/tmp", "/usr",
 }
 

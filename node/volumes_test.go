@@ -230,6 +230,7 @@ func TestVolumesRefused(t *testing.T) {
 		{"[{name: out, path: /out/../etc, size: 1Mi}]", "volumes[0].path: must be clean"},
 		{"[{name: out, path: out, size: 1Mi}]", "volumes[0].path: must be absolute"},
 		{"[{name: out, path: /usr/lib/x, size: 1Mi}]", "volumes[0].path: must not be at or inside /usr"},
+		{"[{name: out, path: /.andromeda-relay, size: 1Mi}]", "volumes[0].path: must not be at or inside /.andromeda-relay"},
 	} {
 		_, err := n.op.Submit(ctx, pack(t, volumeService(t, "python", "keeper", "1.0.0", "command", tt.vols)))
 		var ae *api.Error

@@ -165,6 +165,7 @@ type containerProc struct {
 	rmErr    error
 
 	onRelease func()                  // called once the container is removed; nil: nothing
+	stopBy    func() time.Time        // the latest end of engine calls once its deployment stops (zero: none); nil: none
 	early     *container.WaitResponse // the container ended before its relay connected
 
 	stats  engineStats // its usage from the engine, without cgroup or pid
@@ -295,11 +296,11 @@ func (p *containerProc) Wait() process.ProcState {
 		case r := <-p.wait.Result:
 			code = r.StatusCode
 			if r.Error != nil && r.Error.Message != "" {
-				p.state = process.ProcState{Err: fmt.Errorf("container %s: %s", p.name, r.Error.Message)}
+				p.state = process.ProcState{Err: fmt.Errorf("%w at %s: wait for container %s: %s", ErrEngine, p.d.host(), p.name, r.Error.Message), RunnerLost: true}
 				return
 			}
 		case err := <-p.wait.Error:
-			p.state = process.ProcState{Err: fmt.Errorf("wait for container %s: %w", p.name, err)}
+			p.state = process.ProcState{Err: fmt.Errorf("%w at %s: wait for container %s: %w", ErrEngine, p.d.host(), p.name, err), RunnerLost: true}
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -335,7 +336,7 @@ func (p *containerProc) Wait() process.ProcState {
 // time and more than once.
 func (p *containerProc) Kill() {
 	p.killed.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := p.opContext(10 * time.Second)
 	defer cancel()
 	_, _ = p.cli.ContainerKill(ctx, p.id, client.ContainerKillOptions{Signal: "KILL"})
 }
@@ -381,7 +382,7 @@ func (p *containerProc) OOMKills() int {
 // how long to wait for the attached stream to end. Safe more than once.
 func (p *containerProc) Release(wait time.Duration) error {
 	p.rmOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := p.opContext(30 * time.Second)
 		defer cancel()
 		_, err := p.cli.ContainerRemove(ctx, p.id, client.ContainerRemoveOptions{Force: true})
 		if err != nil && !cerrdefs.IsNotFound(err) {
@@ -409,6 +410,21 @@ func (p *containerProc) Release(wait time.Duration) error {
 		}
 	})
 	return p.rmErr
+}
+
+// String names the container, for the errors of Stop.
+func (p *containerProc) String() string { return "container " + p.name }
+
+// opContext bounds an engine call of the container by limit and, once its
+// deployment stops, by the end of Stop's context (stopBy).
+func (p *containerProc) opContext(limit time.Duration) (context.Context, context.CancelFunc) {
+	by := time.Now().Add(limit)
+	if p.stopBy != nil {
+		if s := p.stopBy(); !s.IsZero() && s.Before(by) {
+			by = s
+		}
+	}
+	return context.WithDeadline(context.Background(), by)
 }
 
 // stdinConn is the container's standard input: writes go to the attached

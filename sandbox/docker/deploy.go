@@ -33,7 +33,9 @@ import (
 // service (spec.Language node, python or exec) runs in
 // Config.Images[language] with spec.Dir at /service and the language's
 // shim at /runtime, read-only. spec.Volumes are bind-mounted read-write at
-// their paths. spec.Network none is a container without network, any the
+// their paths, their directories given to Config.User when the node is
+// root (volumeMounts); a volume at, inside or above a path the driver
+// mounts itself (the relay's, /tmp, /service, /runtime) is refused. spec.Network none is a container without network, any the
 // engine's default bridge; a host list is sandbox.ErrUnsupported, as are an
 // unknown mode or language, a language without a runtime image, and an
 // archive service with dependencies to install. spec.Container places the
@@ -62,7 +64,7 @@ func (d *Driver) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deploym
 	}
 	pool, err := process.NewPool(ctx, dep.poolConfig())
 	if err != nil {
-		dep.removeAll()
+		_ = dep.removeAll(context.Background())
 		d.untrack(dep)
 		return nil, err // NewPool's error names the deploy and the service
 	}
@@ -74,7 +76,7 @@ func (d *Driver) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deploym
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		_ = pool.Stop(ctx)
-		dep.removeAll()
+		_ = dep.removeAll(context.Background())
 		return fail(errClosed)
 	}
 	return dep, nil
@@ -108,15 +110,11 @@ func (d *Driver) workerSpec(ctx context.Context, spec sandbox.Spec) (workerSpec,
 	ws.cs.network = spec.Network.Any
 	ws.cs.limits = d.limits(spec.Limits)
 	ws.module = worker.Module{ID: "main"}
-	for i, v := range spec.Volumes {
-		if !filepath.IsAbs(v.Path) || !filepath.IsAbs(v.Dir) {
-			return ws, fmt.Errorf("volumes[%d] %s: dir and path must be absolute, got %q at %q", i, v.Name, v.Dir, v.Path)
-		}
-		if fi, err := os.Stat(v.Dir); err != nil || !fi.IsDir() {
-			return ws, fmt.Errorf("volumes[%d] %s: dir %s: not a directory: %v", i, v.Name, v.Dir, err)
-		}
-		ws.cs.mounts = append(ws.cs.mounts, mount.Mount{Type: mount.TypeBind, Source: v.Dir, Target: v.Path})
+	mounts, err := d.volumeMounts(spec.Volumes)
+	if err != nil {
+		return ws, err
 	}
+	ws.cs.mounts = append(ws.cs.mounts, mounts...)
 	if spec.Image != "" {
 		img, err := d.resolveImage(ctx, spec.Image)
 		if err != nil {

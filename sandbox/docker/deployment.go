@@ -6,12 +6,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
@@ -30,7 +34,8 @@ type deployment struct {
 	mu   sync.Mutex
 	live map[string]*containerProc // its containers not yet removed, by name (nil while starting)
 
-	stopping atomic.Bool // Stop was called
+	stopping atomic.Bool  // Stop was called
+	stopBy   atomic.Int64 // stopDeadline, in Unix nanoseconds; 0: none
 
 	inflight   int  // invocations in flight
 	overlapped bool // another invocation started while one was in flight
@@ -81,11 +86,13 @@ func (dep *deployment) start(ctx context.Context) (process.Proc, error) {
 		h.p = p
 	}
 	if dep.stopping.Load() {
-		// Started while the deployment stops (a command-mode invocation
-		// or a restart under way when Stop looked for workers to stop):
-		// it ends at once, and its invocation with ErrStopped.
+		// Started while the deployment stops. The pool stops a worker
+		// that registers after its Stop began; this also covers Close
+		// during Deploy, before there is a pool to stop: the container
+		// ends at once and NewPool fails fast.
 		p.Kill()
 	}
+	p.stopBy = dep.stopDeadline
 	p.onRelease = func() {
 		dep.mu.Lock()
 		delete(dep.live, cs.name)
@@ -177,40 +184,92 @@ func sumNetwork(ps []*containerProc) (rx, tx int64) {
 	return rx, tx
 }
 
+// stopSlack is how long the engine calls of a stop may run past the end
+// of Stop's context: a Stop with no time left (Close) still kills and
+// removes its containers on an engine that answers.
+const stopSlack = time.Second
+
 // Stop stops the pool (gracefully within ctx, then by force) and removes
-// every container of the deployment. Safe to call more than once.
+// every container of the deployment. Its engine calls (kills, removals)
+// end at the latest stopSlack after ctx: when the engine does not answer,
+// Stop returns then with an error naming what was left, and the driver no
+// longer counts those containers as its own, so that Reap removes them
+// once the engine is back. Safe to call more than once.
 func (dep *deployment) Stop(ctx context.Context) error {
+	by := time.Time{}
+	if dl, ok := ctx.Deadline(); ok {
+		by = dl
+	}
+	if ctx.Err() != nil {
+		by = time.Now()
+	}
+	if !by.IsZero() {
+		dep.stopBy.CompareAndSwap(0, by.Add(stopSlack).UnixNano())
+	}
 	dep.stopping.Store(true)
 	dep.mu.Lock()
 	pool := dep.pool // nil while Deploy starts it (Close stops it then)
 	dep.mu.Unlock()
-	var err error
+	var errs []error
 	if pool != nil {
-		err = pool.Stop(ctx)
+		errs = append(errs, pool.Stop(ctx))
 	}
-	dep.removeAll()
+	rmCtx, cancel := context.Background(), context.CancelFunc(func() {})
+	if s := dep.stopDeadline(); !s.IsZero() {
+		rmCtx, cancel = context.WithDeadline(rmCtx, s)
+	}
+	defer cancel()
+	errs = append(errs, dep.removeAll(rmCtx))
 	dep.d.untrack(dep)
-	return err
+	return errors.Join(errs...)
 }
 
-// removeAll force-removes the containers of dep still there.
-func (dep *deployment) removeAll() {
-	dep.mu.Lock()
-	names := slices.Collect(maps.Keys(dep.live))
-	dep.mu.Unlock()
-	cli, err := dep.d.client()
-	if err != nil {
-		return
+// stopDeadline is the latest end of the engine calls of a stopping
+// deployment: stopSlack after the end of Stop's context; zero before
+// Stop, or when Stop's context has no deadline.
+func (dep *deployment) stopDeadline() time.Time {
+	if n := dep.stopBy.Load(); n != 0 {
+		return time.Unix(0, n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	return time.Time{}
+}
+
+// removeAll force-removes the containers of dep still there within ctx
+// (30 s when it has no deadline). A container it could not remove is no longer counted as the driver's
+// (Reap removes it) and is named in the error.
+func (dep *deployment) removeAll(ctx context.Context) error {
+	dep.mu.Lock()
+	names := slices.Sorted(maps.Keys(dep.live))
+	dep.mu.Unlock()
+	if len(names) == 0 {
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	cli, err := dep.d.client()
+	var errs []error
 	for _, name := range names {
-		_, _ = cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
+		if err == nil {
+			_, err := cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
+			if err != nil && !cerrdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("remove container %s: %w", name, err))
+			}
+		}
 		dep.d.forget(name)
 		dep.mu.Lock()
 		delete(dep.live, name)
 		dep.mu.Unlock()
 	}
+	if err != nil {
+		return fmt.Errorf("stop %s: containers %s left: %w", dep.name, strings.Join(names, ", "), err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w at %s: stop %s: %w (Reap removes them once the engine answers)", ErrEngine, dep.d.host(), dep.name, errors.Join(errs...))
+	}
+	return nil
 }
 
 // Placement says where the service runs: new containers of its image.

@@ -31,7 +31,11 @@
 // limits, and no log driver (the protocol runs over its streams). It is
 // labelled andromeda.node, andromeda.service, andromeda.version,
 // andromeda.role and, in command mode, andromeda.run; Reap removes a
-// crashed node's containers. CPU time, peak memory and OOM kills come from
+// crashed node's containers, and those a Stop could not remove because
+// the engine did not answer (Stop keeps to its context: its engine calls
+// end a second after it, and its error names what was left). A worker
+// lost because the engine went away is the runner's failure (outcome
+// error, an error wrapping ErrEngine), not a crash of the service. CPU time, peak memory and OOM kills come from
 // the container's cgroup (v1 or v2) while it runs, OOM kills on cgroup v1
 // as the kernel reports them (an eventfd), and the engine's
 // State.OOMKilled once it ended; from the engine's stats API when the

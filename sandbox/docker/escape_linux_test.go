@@ -1051,11 +1051,14 @@ func TestEscapeEngineGoneStop(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), grace)
 			defer cancel()
 			start := time.Now()
-			stopped := make(chan error, 1)
-			go func() { stopped <- dep.Stop(ctx) }()
+			// stopped is closed when Stop returned, with its error in stopErr:
+			// both selects below see it.
+			stopped := make(chan struct{})
+			var stopErr error
+			go func() { stopErr = dep.Stop(ctx); close(stopped) }()
 			select {
-			case err := <-stopped:
-				t.Logf("Stop(%v) while the engine is %s: %v after %v", grace, how, err, time.Since(start))
+			case <-stopped:
+				t.Logf("Stop(%v) while the engine is %s: %v after %v", grace, how, stopErr, time.Since(start))
 			case <-time.After(grace + slack):
 				t.Errorf("Stop(%v) while the engine is %s: still blocked after %v", grace, how, time.Since(start))
 			}

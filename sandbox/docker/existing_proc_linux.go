@@ -2,7 +2,6 @@ package docker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -274,9 +273,9 @@ func (p *execProc) Wait() process.ProcState {
 	<-p.demuxed
 	switch {
 	case err != nil:
-		return process.ProcState{Err: fmt.Errorf("inspect exec: %w", err)}
+		return process.ProcState{Err: fmt.Errorf("%w: inspect exec: %w", ErrEngine, err), RunnerLost: true}
 	case res.Running:
-		return process.ProcState{Err: errors.New("the exec's process ended but the engine still reports it running")}
+		return process.ProcState{Err: fmt.Errorf("%w: the exec's process ended but the engine still reports it running", ErrEngine), RunnerLost: true}
 	case signalOf(res.ExitCode) != 0:
 		return process.ProcState{Signal: signalOf(res.ExitCode)}
 	}

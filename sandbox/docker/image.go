@@ -29,7 +29,9 @@ type image struct {
 // must be present with that repo digest, or is pulled from a registry of
 // Config.Registries; any other reference (a tag) must be present locally
 // and is never pulled. The error names the image and why it cannot be
-// used, and wraps ErrImage.
+// used, and wraps ErrImage; when the engine cannot be reached or fails to
+// answer, the error names the engine and its address and wraps ErrEngine
+// instead (the image is not at fault).
 func (d *Driver) resolveImage(ctx context.Context, ref string) (image, error) {
 	cli, err := d.ready()
 	if err != nil {
@@ -37,6 +39,9 @@ func (d *Driver) resolveImage(ctx context.Context, ref string) (image, error) {
 	}
 	fail := func(format string, args ...any) (image, error) {
 		return image{}, fmt.Errorf("%w: image %s: %s", ErrImage, ref, fmt.Sprintf(format, args...))
+	}
+	engineFail := func(what string, err error) (image, error) {
+		return image{}, fmt.Errorf("%w at %s: image %s: %s: %v", ErrEngine, d.host(), ref, what, err)
 	}
 	if strings.HasPrefix(ref, "sha256:") {
 		if !imageID.MatchString(ref) {
@@ -46,6 +51,8 @@ func (d *Driver) resolveImage(ctx context.Context, ref string) (image, error) {
 		switch {
 		case cerrdefs.IsNotFound(err):
 			return fail("not on the engine (an image given by ID must be present locally: it is never pulled)")
+		case err != nil && !cerrdefs.IsInvalidArgument(err):
+			return engineFail("inspect", err)
 		case err != nil:
 			return fail("inspect: %v", err)
 		case img.ID != ref:
@@ -60,8 +67,10 @@ func (d *Driver) resolveImage(ctx context.Context, ref string) (image, error) {
 	digested, pinned := named.(reference.Canonical)
 	img, err := cli.ImageInspect(ctx, ref)
 	switch {
-	case err != nil && !cerrdefs.IsNotFound(err):
+	case err != nil && cerrdefs.IsInvalidArgument(err):
 		return fail("inspect: %v", err)
+	case err != nil && !cerrdefs.IsNotFound(err):
+		return engineFail("inspect", err)
 	case err == nil && !pinned:
 		return imageOf(ref, img), nil
 	case err == nil && hasRepoDigest(img.RepoDigests, digested):
@@ -76,11 +85,15 @@ func (d *Driver) resolveImage(ctx context.Context, ref string) (image, error) {
 		}
 		return fail("not on the engine with that digest, and %s is not under a registry the configuration lists (%s)", named.Name(), strings.Join(d.cfg.Registries, ", "))
 	}
-	if err := d.pull(ctx, cli, ref); err != nil {
+	if err := d.pull(ctx, cli, ref); client.IsErrConnectionFailed(err) {
+		return engineFail("pull", err)
+	} else if err != nil {
 		return fail("pull: %v", err)
 	}
 	img, err = cli.ImageInspect(ctx, ref)
-	if err != nil {
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return engineFail("inspect after the pull", err)
+	} else if err != nil {
 		return fail("inspect after the pull: %v", err)
 	}
 	if !hasRepoDigest(img.RepoDigests, digested) {

@@ -81,7 +81,14 @@ func (d *deployment) newWorker(ctx context.Context) (*workerProc, error) {
 	d.mu.Lock()
 	d.live[w] = struct{}{}
 	d.starting++
+	stopped := d.stopped
 	d.mu.Unlock()
+	if stopped {
+		// Its start was under way when Stop looked for workers to stop (a
+		// restart, a command-mode invocation): it ends at once, rather
+		// than after its start or its invocation.
+		w.kill(killStop, false)
+	}
 	go func() {
 		<-w.done
 		d.mu.Lock()
@@ -202,7 +209,13 @@ func (d *deployment) restart(slot int, w *workerProc) {
 		return
 	}
 	delay := time.Duration(0)
-	if !w.exit.driver {
+	switch {
+	case w.exit.runner != nil:
+		// The runner lost it: no crash of the service; the restart waits
+		// a backoff, for the runner to recover.
+		delay = backoff(d.cfg.Backoff, d.cfg.MaxBackoff, 1)
+		d.cfg.Logger.Warn("worker lost by its runner", "service", d.name, "error", w.exit.runner.Error(), "restart_in", delay)
+	case !w.exit.driver:
 		delay = d.crashed(w)
 		d.cfg.Logger.Warn("worker crashed", "service", d.name, "outcome", string(w.exit.outcome),
 			"detail", firstLine(w.exit.detail), "restart_in", delay, "consecutive", d.crashes)
@@ -485,12 +498,20 @@ func (d *deployment) retire(w *workerProc) {
 	}()
 }
 
+// killWait is how long Stop waits, once its context is done, for the
+// workers it killed to end (and, when the workers' runner is another
+// driver, to be released) before it gives up on them.
+const killWait = time.Second
+
 // Stop refuses new invocations, sends every worker a shutdown message with
 // ctx's deadline, waits until they exit or ctx is done, then kills what is
 // left (their invocations return sandbox.ErrStopped) and waits for every
 // process to be reaped and its cgroup removed. A ctx without a deadline
-// waits for the invocations in flight to finish. Safe to call more than
-// once and from several goroutines; later calls wait for the first.
+// waits for the invocations in flight to finish. Stop returns at most
+// killWait after ctx is done: a worker that has not ended by then (its
+// runner could not kill it: an engine that went away) is left to end on
+// its own, and the error names it. Safe to call more than once and from
+// several goroutines; later calls wait for the first.
 func (d *deployment) Stop(ctx context.Context) error {
 	d.mu.Lock()
 	if d.stopped {
@@ -525,6 +546,18 @@ func (d *deployment) Stop(ctx context.Context) error {
 		}
 		return ws
 	}
+	// killed is done killWait after ctx: the most Stop waits past it.
+	var killed <-chan struct{}
+	cancelKilled := func() {}
+	defer func() { cancelKilled() }()
+	afterCtx := func() <-chan struct{} {
+		if killed == nil {
+			var kctx context.Context
+			kctx, cancelKilled = context.WithTimeout(context.Background(), killWait)
+			killed = kctx.Done()
+		}
+		return killed
+	}
 	for _, w := range workers() {
 		w.shutdown(by)
 	}
@@ -535,15 +568,17 @@ func (d *deployment) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	// Kill whatever is left, including workers a restart or a command-mode
-	// invocation started meanwhile, until nothing runs.
-	for {
+	// invocation started meanwhile, until nothing runs or what runs could
+	// not be killed.
+	var left []*workerProc
+	for len(left) == 0 {
 		ws := workers()
 		if len(ws) == 0 {
 			break
 		}
 		for _, w := range ws {
 			if ctx.Err() != nil {
-				w.kill(killStop, false)
+				go w.kill(killStop, false) // a runner's kill may block
 			} else {
 				w.shutdown(by)
 			}
@@ -551,17 +586,43 @@ func (d *deployment) Stop(ctx context.Context) error {
 		for _, w := range ws {
 			select {
 			case <-w.done:
+				continue
 			case <-ctx.Done():
-				w.kill(killStop, false)
-				<-w.done
+			}
+			go w.kill(killStop, false)
+			select {
+			case <-w.done:
+			case <-afterCtx():
+				left = append(left, w)
 			}
 		}
 	}
-	<-bgDone
+	var errs []error
+	if len(left) > 0 {
+		names := make([]string, len(left))
+		for i, w := range left {
+			names[i] = "a worker"
+			if s, ok := w.proc.(fmt.Stringer); ok {
+				names[i] = s.String()
+			}
+		}
+		errs = append(errs, fmt.Errorf("stop %s: %d workers still running %v after they were killed, left to end on their own: %s",
+			d.name, len(left), killWait, strings.Join(names, ", ")))
+	}
+	select {
+	case <-bgDone:
+	case <-ctx.Done():
+		select {
+		case <-bgDone:
+		case <-afterCtx():
+			errs = append(errs, fmt.Errorf("stop %s: restarts or invocations still under way %v after the deadline", d.name, killWait))
+		}
+	}
 	d.limiter().Close()
 	if d.onStop != nil {
 		d.onStop()
 	}
+	d.stopErr = errors.Join(errs...)
 	close(d.stopDone)
 	return d.stopErr
 }

@@ -520,6 +520,7 @@ func TestClassify(t *testing.T) {
 		{ProcState{Signal: syscall.SIGKILL}, 1, true, sandbox.OOM, "out of memory"},
 		{ProcState{Signal: syscall.SIGKILL}, 0, true, sandbox.Crashed, "worker killed by signal 9"},
 		{ProcState{Err: errors.New("container gone")}, -1, true, sandbox.Crashed, "worker lost: container gone"},
+		{ProcState{Err: errors.New("engine gone"), RunnerLost: true}, -1, true, sandbox.Error, "worker lost by its runner: engine gone"},
 		{ProcState{}, -1, true, sandbox.Crashed, "worker ended without an exit status"},
 	} {
 		w := &workerProc{proc: &endedProc{oomKills: tc.oomKills}, ready: tc.ready}

@@ -55,6 +55,11 @@ type ProcState struct {
 	SetupFailed bool           // its sandbox could not be set up before it ran
 	OOMKilled   bool           // killed for exceeding its memory limit (docker's State.OOMKilled)
 	Err         error          // waiting failed: the process was lost
+	// RunnerLost says that Err is the runner's failure, not the
+	// process's: the runner lost track of it (a Docker Engine that went
+	// away). Its invocations end with outcome Error and an error, and it
+	// does not count as a crash of the service.
+	RunnerLost bool
 }
 
 // writeDeadliner is a Proc's standard input that can bound a write in

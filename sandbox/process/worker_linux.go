@@ -71,8 +71,9 @@ type workerProc struct {
 type workerExit struct {
 	outcome sandbox.Outcome // Crashed or OOM
 	detail  string
-	stopped bool // killed by Stop: its calls end with sandbox.ErrStopped
-	driver  bool // killed by the driver (cancel not honoured): not a crash of the service
+	stopped bool  // killed by Stop: its calls end with sandbox.ErrStopped
+	driver  bool  // killed by the driver (cancel not honoured): not a crash of the service
+	runner  error // the runner lost the worker (ProcState.RunnerLost): not a crash of the service
 }
 
 // call is one invocation in flight on a worker.
@@ -278,6 +279,9 @@ func (w *workerProc) died(e workerExit, logs string) (sandbox.Exit, error) {
 	detail := e.detail
 	if logs != "" {
 		detail = logs + "\n" + detail
+	}
+	if e.runner != nil {
+		return sandbox.Exit{Outcome: e.outcome, Detail: detail}, fmt.Errorf("worker lost by its runner: %w", e.runner)
 	}
 	return sandbox.Exit{Outcome: e.outcome, Detail: detail}, nil
 }
@@ -530,6 +534,10 @@ func (w *workerProc) classify(state ProcState) workerExit {
 			return s + "\nstderr:\n" + tail
 		}
 		return s
+	}
+	if state.Err != nil && state.RunnerLost && w.killedFor != killStop {
+		// How the worker ended is unknown, whatever the driver did to it.
+		return workerExit{outcome: sandbox.Error, detail: withTail(fmt.Sprintf("worker lost by its runner: %v", state.Err)), runner: state.Err}
 	}
 	if w.killedFor != "" && w.blame {
 		return workerExit{outcome: sandbox.Crashed, detail: withTail("worker killed: " + w.killedFor)}
