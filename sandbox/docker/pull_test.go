@@ -54,17 +54,18 @@ type pullFixture struct {
 	logs *logBuffer
 }
 
-// newPullFixture starts the registry and a driver whose configuration
-// edit changes (Registries lists the registry unless edit says otherwise),
-// and removes the image from the engine when t ends, whether it was pulled
-// or not.
-func newPullFixture(t *testing.T, edit func(*Config, *testRegistry, testImage)) pullFixture {
+// newPullFixture starts the registry serving an image (with a second
+// layer of extra random bytes when extra is not zero) and a driver whose
+// configuration edit changes (Registries lists the registry unless edit
+// says otherwise), and removes the image from the engine when t ends,
+// whether it was pulled or not.
+func newPullFixture(t *testing.T, extra int, edit func(*Config, *testRegistry, testImage)) pullFixture {
 	t.Helper()
 	if testEnv.guestErr != nil {
 		t.Fatalf("the guest binary: %v", testEnv.guestErr)
 	}
 	f := pullFixture{reg: newTestRegistry(t), logs: &logBuffer{}}
-	f.img = buildTestImage(t, "andromeda/worker", testEnv.guest)
+	f.img = buildTestImage(t, "andromeda/worker", testEnv.guest, extra)
 	f.reg.add(f.img)
 	cfg := testConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(f.logs, nil))
@@ -161,13 +162,11 @@ func (f pullFixture) staysAbsent(t *testing.T, id string, wait time.Duration) {
 
 // TestPullPinned: an image pinned by digest under a listed registry and
 // absent from the engine is pulled, with its progress logged, and runs;
-// a PullMaxSize equal to its layer's size lets it through.
+// a PullMaxSize equal to the sum of its layers' sizes lets it through.
 func TestPullPinned(t *testing.T) {
 	start := time.Now()
-	var max int64
-	f := newPullFixture(t, func(cfg *Config, _ *testRegistry, img testImage) {
-		max = int64(len(img.layer))
-		cfg.PullMaxSize = max
+	f := newPullFixture(t, 256<<10, func(cfg *Config, _ *testRegistry, img testImage) {
+		cfg.PullMaxSize = layersSize(img)
 		cfg.PullTimeout = 15 * time.Second
 	})
 	ref := f.img.ref(f.reg.host)
@@ -189,8 +188,10 @@ func TestPullPinned(t *testing.T) {
 	if img.ID != f.img.configDigest || !slices.Contains(img.RepoDigests, ref) {
 		t.Errorf("the pulled image: ID %s, RepoDigests %v; want ID %s with repo digest %s", img.ID, img.RepoDigests, f.img.configDigest, ref)
 	}
-	if n := f.reg.blobGets(f.img.layerDigest); n != 1 {
-		t.Errorf("the layer was fetched %d times, want once", n)
+	for _, l := range f.img.layerDigests {
+		if n := f.reg.blobGets(l); n != 1 {
+			t.Errorf("layer %s was fetched %d times, want once", l, n)
+		}
 	}
 	for _, msg := range []string{"docker driver: pulling image", "docker driver: pull progress", "docker driver: pulled image"} {
 		lines := f.logs.lines(msg)
@@ -198,7 +199,7 @@ func TestPullPinned(t *testing.T) {
 			t.Errorf("log lines %q: %q, want at least one naming image=%s", msg, lines, ref)
 		}
 	}
-	t.Logf("pulled a %d-byte layer and deployed in %v; %d registry requests", len(f.img.layer), pulled.Round(time.Millisecond), f.reg.requests.Load())
+	t.Logf("pulled %d bytes of layers and deployed in %v; %d registry requests", layersSize(f.img), pulled.Round(time.Millisecond), f.reg.requests.Load())
 
 	// Deployed again, the image is found on the engine: no second pull.
 	before := f.reg.requests.Load()
@@ -208,19 +209,40 @@ func TestPullPinned(t *testing.T) {
 	}
 }
 
+// layersSize is the sum of img's layer sizes.
+func layersSize(img testImage) int64 {
+	var n int64
+	for _, l := range img.layers {
+		n += int64(len(l))
+	}
+	return n
+}
+
 // TestPullTooLarge: a pull whose layers add up to more than PullMaxSize
 // is stopped, the deploy refused with the size and the bound, and nothing
-// is left behind.
+// is left behind: one layer a byte too large, or two layers each within
+// the bound but not together.
 func TestPullTooLarge(t *testing.T) {
-	var max int64
-	f := newPullFixture(t, func(cfg *Config, _ *testRegistry, img testImage) {
-		max = int64(len(img.layer)) - 1
-		cfg.PullMaxSize = max
-	})
-	f.refused(t, "pull-too-large", f.img.ref(f.reg.host),
-		"pull", "pull_max_size", strconv.Itoa(len(f.img.layer)), strconv.FormatInt(max, 10))
-	f.nothingLeft(t, "pull-too-large", f.img.configDigest)
-	f.staysAbsent(t, f.img.configDigest, time.Second)
+	for _, c := range []struct {
+		name  string
+		extra int
+		max   func(testImage) int64
+	}{
+		{"one layer", 0, func(img testImage) int64 { return layersSize(img) - 1 }},
+		{"two layers", 512 << 10, func(img testImage) int64 { return int64(max(len(img.layers[0]), len(img.layers[1]))) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var bound int64
+			f := newPullFixture(t, c.extra, func(cfg *Config, _ *testRegistry, img testImage) {
+				bound = c.max(img)
+				cfg.PullMaxSize = bound
+			})
+			f.refused(t, "pull-too-large", f.img.ref(f.reg.host),
+				"pull", "pull_max_size", strconv.FormatInt(layersSize(f.img), 10), strconv.FormatInt(bound, 10))
+			f.nothingLeft(t, "pull-too-large", f.img.configDigest)
+			f.staysAbsent(t, f.img.configDigest, time.Second)
+		})
+	}
 }
 
 // TestPullTimeout: a registry that stalls stops the pull at PullTimeout,
@@ -238,7 +260,7 @@ func TestPullTimeout(t *testing.T) {
 		{"manifest", func(reg *testRegistry, img testImage) { reg.hangPath("/v2/" + img.name + "/manifests/" + img.digest) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := newPullFixture(t, func(cfg *Config, reg *testRegistry, img testImage) {
+			f := newPullFixture(t, 0, func(cfg *Config, reg *testRegistry, img testImage) {
 				cfg.PullTimeout = timeout
 				c.stall(reg, img)
 			})
@@ -264,7 +286,7 @@ func TestPullTimeout(t *testing.T) {
 // checks the manifest against the pin.
 func TestPullWrongDigest(t *testing.T) {
 	t.Run("unknown", func(t *testing.T) {
-		f := newPullFixture(t, nil)
+		f := newPullFixture(t, 0, nil)
 		other := make([]byte, 32)
 		rand.Read(other)
 		ref := f.reg.host + "/" + f.img.name + "@sha256:" + hex.EncodeToString(other)
@@ -272,10 +294,10 @@ func TestPullWrongDigest(t *testing.T) {
 		f.nothingLeft(t, "pull-unknown-digest", f.img.configDigest)
 	})
 	t.Run("tampered", func(t *testing.T) {
-		f := newPullFixture(t, nil)
+		f := newPullFixture(t, 0, nil)
 		// The registry answers the pin with the manifest of another image
 		// whose blobs it serves too: only the digest check can tell.
-		evil := buildTestImage(t, f.img.name, testEnv.guest)
+		evil := buildTestImage(t, f.img.name, testEnv.guest, 0)
 		f.reg.add(evil)
 		f.reg.serveManifest(f.img.name, f.img.digest, evil.manifest)
 		t.Cleanup(func() {
@@ -301,7 +323,7 @@ func TestPullUnlisted(t *testing.T) {
 		{"no registries", func(string) []string { return nil }, "lists no registries"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := newPullFixture(t, func(cfg *Config, reg *testRegistry, _ testImage) {
+			f := newPullFixture(t, 0, func(cfg *Config, reg *testRegistry, _ testImage) {
 				cfg.Registries = c.registries(reg.host)
 			})
 			f.refused(t, "pull-unlisted", f.img.ref(f.reg.host), "not on the engine", c.want)

@@ -31,48 +31,37 @@ const (
 	mediaLayer    = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 )
 
-// testImage is an image built in memory for the test registry: one gzip'd
-// layer holding a static worker binary at /bin/guest (its command), the
-// image config and the schema 2 manifest whose digest pins it.
+// testImage is an image built in memory for the test registry: a gzip'd
+// layer holding a static worker binary at /bin/guest (its command), maybe
+// a second layer of random data, the image config and the schema 2
+// manifest whose digest pins it.
 type testImage struct {
-	name         string // the repository, as andromeda/worker
-	layer        []byte // the gzip'd layer tar
-	layerDigest  string // sha256 of layer
+	name         string   // the repository, as andromeda/worker
+	layers       [][]byte // the gzip'd layer tars, the worker's first
+	layerDigests []string // sha256 of each layer
+	layer        []byte   // the worker's layer, layers[0]
+	layerDigest  string   // its digest
 	config       []byte
 	configDigest string // sha256 of config: the image's ID on the engine
 	manifest     []byte
 	digest       string // sha256 of manifest
 }
 
-// buildTestImage builds the image of repository name from the static
-// binary bin. The layer also holds a file of random bytes, so that every
-// image is new to the engine (its ID and its layer): no test finds another
-// test's image or layer already there.
-func buildTestImage(t testing.TB, name, bin string) testImage {
+// layerEntry is a directory (a name ending in /) or a file of a layer.
+type layerEntry struct {
+	name string
+	mode int64
+	data []byte
+}
+
+// gzipLayer returns the gzip'd tar of entries and the digest of the tar
+// itself (the layer's diff ID).
+func gzipLayer(t testing.TB, entries []layerEntry) (gz []byte, diffID string) {
 	t.Helper()
-	exe, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatalf("test image: %v", err)
-	}
-	nonce := make([]byte, 16)
-	rand.Read(nonce)
 	var raw bytes.Buffer
 	tw := tar.NewWriter(&raw)
-	mtime := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, e := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"bin/", 0o755, nil},
-		{"bin/guest", 0o755, exe},
-		{"etc/", 0o755, nil},
-		{"etc/andromeda-test-nonce", 0o644, []byte(hex.EncodeToString(nonce) + "\n")},
-		{"runtime/", 0o755, nil},
-		{"service/", 0o755, nil},
-		{"tmp/", 0o1777, nil},
-	} {
-		h := &tar.Header{Name: e.name, Mode: e.mode, ModTime: mtime, Typeflag: tar.TypeReg, Size: int64(len(e.data))}
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Mode: e.mode, ModTime: imageTime, Typeflag: tar.TypeReg, Size: int64(len(e.data))}
 		if strings.HasSuffix(e.name, "/") {
 			h.Typeflag = tar.TypeDir
 		}
@@ -86,29 +75,71 @@ func buildTestImage(t testing.TB, name, bin string) testImage {
 	if err := tw.Close(); err != nil {
 		t.Fatalf("test image: %v", err)
 	}
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	var out bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&out, gzip.BestSpeed)
 	zw.Write(raw.Bytes())
 	if err := zw.Close(); err != nil {
 		t.Fatalf("test image: %v", err)
 	}
-	img := testImage{name: name, layer: gz.Bytes(), layerDigest: digestOf(gz.Bytes())}
+	return out.Bytes(), digestOf(raw.Bytes())
+}
+
+// imageTime is the time of every file and of the config of test images.
+var imageTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// buildTestImage builds the image of repository name from the static
+// binary bin, with a second layer holding extra random bytes when extra is
+// not zero. The worker's layer also holds a file of random bytes, so that
+// every image is new to the engine (its ID and its layers): no test finds
+// another test's image or layer already there.
+func buildTestImage(t testing.TB, name, bin string, extra int) testImage {
+	t.Helper()
+	exe, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatalf("test image: %v", err)
+	}
+	nonce := make([]byte, 16)
+	rand.Read(nonce)
+	gz, diffID := gzipLayer(t, []layerEntry{
+		{"bin/", 0o755, nil},
+		{"bin/guest", 0o755, exe},
+		{"etc/", 0o755, nil},
+		{"etc/andromeda-test-nonce", 0o644, []byte(hex.EncodeToString(nonce) + "\n")},
+		{"runtime/", 0o755, nil},
+		{"service/", 0o755, nil},
+		{"tmp/", 0o1777, nil},
+	})
+	img := testImage{name: name, layers: [][]byte{gz}}
+	diffIDs := []string{diffID}
+	if extra > 0 {
+		data := make([]byte, extra)
+		rand.Read(data)
+		gz, diffID := gzipLayer(t, []layerEntry{{"data/", 0o755, nil}, {"data/extra", 0o644, data}})
+		img.layers = append(img.layers, gz)
+		diffIDs = append(diffIDs, diffID)
+	}
+	var descs []any
+	for _, l := range img.layers {
+		img.layerDigests = append(img.layerDigests, digestOf(l))
+		descs = append(descs, map[string]any{"mediaType": mediaLayer, "size": len(l), "digest": digestOf(l)})
+	}
+	img.layer, img.layerDigest = img.layers[0], img.layerDigests[0]
 	img.config = mustJSON(t, map[string]any{
 		"architecture": runtime.GOARCH,
 		"os":           "linux",
-		"created":      mtime.Format(time.RFC3339),
+		"created":      imageTime.Format(time.RFC3339),
 		"config": map[string]any{
 			"Env": []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 			"Cmd": []string{"/bin/guest"},
 		},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{digestOf(raw.Bytes())}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
 	})
 	img.configDigest = digestOf(img.config)
 	img.manifest = mustJSON(t, map[string]any{
 		"schemaVersion": 2,
 		"mediaType":     mediaManifest,
 		"config":        map[string]any{"mediaType": mediaConfig, "size": len(img.config), "digest": img.configDigest},
-		"layers":        []any{map[string]any{"mediaType": mediaLayer, "size": len(img.layer), "digest": img.layerDigest}},
+		"layers":        descs,
 	})
 	img.digest = digestOf(img.manifest)
 	return img
@@ -189,7 +220,9 @@ func (r *testRegistry) add(img testImage) {
 	r.manifests[img.name+"@"+img.digest] = img.manifest
 	r.manifests[img.name+"@latest"] = img.manifest
 	r.blobs[img.configDigest] = img.config
-	r.blobs[img.layerDigest] = img.layer
+	for i, l := range img.layers {
+		r.blobs[img.layerDigests[i]] = l
+	}
 }
 
 // serveManifest serves body as the manifest of name at reference ref,
