@@ -260,12 +260,14 @@ func TestPullTimeout(t *testing.T) {
 		{"manifest", func(reg *testRegistry, img testImage) { reg.hangPath("/v2/" + img.name + "/manifests/" + img.digest) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // both wait for the timeout
+			service := "pull-timeout-" + c.name
 			f := newPullFixture(t, 0, func(cfg *Config, reg *testRegistry, img testImage) {
 				cfg.PullTimeout = timeout
 				c.stall(reg, img)
 			})
 			start := time.Now()
-			f.refused(t, "pull-timeout", f.img.ref(f.reg.host), "pull", "pull_timeout "+timeout.String())
+			f.refused(t, service, f.img.ref(f.reg.host), "pull", "pull_timeout "+timeout.String())
 			took := time.Since(start)
 			if took < timeout || took > timeout+3*time.Second {
 				t.Errorf("the deploy failed after %v, want about the pull timeout %v", took, timeout)
@@ -275,10 +277,39 @@ func TestPullTimeout(t *testing.T) {
 			// sends more or closes. Answering it must not complete the
 			// pull.
 			f.reg.resume()
-			f.nothingLeft(t, "pull-timeout", f.img.configDigest)
+			f.nothingLeft(t, service, f.img.configDigest)
 			f.staysAbsent(t, f.img.configDigest, time.Second)
 		})
 	}
+}
+
+// TestPullCancelled: a deploy whose own context ends during a stalled
+// pull fails at once, without waiting for PullTimeout and without blaming
+// it, and leaves nothing behind.
+func TestPullCancelled(t *testing.T) {
+	f := newPullFixture(t, 0, func(cfg *Config, reg *testRegistry, img testImage) {
+		cfg.PullTimeout = 30 * time.Second
+		reg.stallBlob(img.layerDigest, len(img.layer)/3)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	dep, err := f.d.Deploy(ctx, sandbox.Spec{Service: "pull-cancelled", Image: f.img.ref(f.reg.host)})
+	took := time.Since(start)
+	if err == nil {
+		dep.Stop(context.Background())
+		t.Fatalf("Deploy() = nil, want the deploy's deadline")
+	}
+	t.Logf("Deploy() = %v after %v", err, took.Round(time.Millisecond))
+	if took > 3*time.Second {
+		t.Errorf("the deploy failed after %v, want about its context's 1 s", took)
+	}
+	if strings.Contains(err.Error(), "pull_timeout") {
+		t.Errorf("Deploy() = %v, want the deploy's own deadline named, not pull_timeout (30 s, not reached)", err)
+	}
+	f.reg.resume()
+	f.nothingLeft(t, "pull-cancelled", f.img.configDigest)
+	f.staysAbsent(t, f.img.configDigest, time.Second)
 }
 
 // TestPullWrongDigest: a pinned digest the registry does not have, or a
