@@ -87,6 +87,10 @@ func (d *Driver) resolveImage(ctx context.Context, ref string) (image, error) {
 	}
 	if err := d.pull(ctx, cli, ref); client.IsErrConnectionFailed(err) {
 		return engineFail("pull", err)
+	} else if ctx.Err() != nil {
+		// The deploy itself was cancelled or ran out of time: not the
+		// image's fault, and the caller sees its context's error.
+		return image{}, fmt.Errorf("image %s: pull: %w", ref, err)
 	} else if err != nil {
 		return fail("pull: %v", err)
 	}
@@ -140,25 +144,33 @@ var errPullTooLarge = errors.New("image larger than the configuration's pull_max
 
 // pull pulls ref within Config.PullTimeout, stopping it when its layers
 // add up to more than Config.PullMaxSize, and logs its progress.
-func (d *Driver) pull(ctx context.Context, cli *client.Client, ref string) error {
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.PullTimeout)
+func (d *Driver) pull(parent context.Context, cli *client.Client, ref string) error {
+	ctx, cancel := context.WithTimeout(parent, d.cfg.PullTimeout)
 	defer cancel()
 	log := d.cfg.Logger.With("image", ref)
 	log.Info("docker driver: pulling image")
 	start := time.Now()
+	// stopped says why a pull ended early when its context did: the
+	// caller's own end (returned as it is), or Config.PullTimeout.
+	stopped := func(err error) error {
+		if perr := parent.Err(); perr != nil {
+			return fmt.Errorf("cancelled after %v: %w", time.Since(start).Round(time.Millisecond), perr)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped after %v (pull_timeout %v): %w", time.Since(start).Round(time.Second), d.cfg.PullTimeout, ctx.Err())
+		}
+		return err
+	}
 	resp, err := cli.ImagePull(ctx, ref, client.ImagePullOptions{})
 	if err != nil {
-		return err
+		return stopped(err)
 	}
 	defer resp.Close()
 	layers := map[string]int64{} // layer → bytes to download
 	var last time.Time
 	for m, err := range resp.JSONMessages(ctx) {
 		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("stopped after %v (pull_timeout %v): %w", time.Since(start).Round(time.Second), d.cfg.PullTimeout, ctx.Err())
-			}
-			return err
+			return stopped(err)
 		}
 		if m.Error != nil {
 			return errors.New(m.Error.Message)
