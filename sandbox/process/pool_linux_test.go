@@ -157,9 +157,18 @@ func (ps *procs) checkAllReaped(t *testing.T) {
 			t.Errorf("worker %d not reaped after Stop", p.cmd.Process.Pid)
 			continue
 		}
-		p.mu.Lock()
-		released := p.released
-		p.mu.Unlock()
+		// Release follows the reap on the pool's reader goroutine: after a
+		// Stop that returned before the worker died (TestStopBounded) it
+		// comes a moment later.
+		var released int
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			p.mu.Lock()
+			released = p.released
+			p.mu.Unlock()
+			if released > 0 || time.Now().After(deadline) {
+				break
+			}
+		}
 		if released != 1 {
 			t.Errorf("worker %d released %d times, want once", p.cmd.Process.Pid, released)
 		}
