@@ -1,8 +1,6 @@
 package docker
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/andromeda-runner/andromeda/sandbox/jail"
 )
 
 // cgroup is where a container's usage is read: the directories of its
@@ -30,73 +30,15 @@ type cgroup struct {
 	oomEvents int // OOMs the watch saw (watchOOM)
 }
 
-// cgroupRoot is where the host's cgroup file systems are mounted, as
-// /proc/self/mountinfo shows them.
-const mountinfo = "/proc/self/mountinfo"
-
 // findCgroup returns the cgroup of the process pid (a container's first
 // process, as the engine reports it), or nil when it cannot be found (a
 // remote engine, another PID namespace).
 func findCgroup(pid int) *cgroup {
-	own, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-	if err != nil {
+	dirs, ok := jail.CgroupsOf(pid)
+	if !ok {
 		return nil
 	}
-	mounts, err := os.ReadFile(mountinfo)
-	if err != nil {
-		return nil
-	}
-	v1 := map[string]string{} // controller → mount point
-	var v2 string
-	sc := bufio.NewScanner(bytes.NewReader(mounts))
-	for sc.Scan() {
-		// 35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 3 || pf[3] != "/" {
-			continue
-		}
-		switch qf[0] {
-		case "cgroup":
-			for _, o := range strings.Split(qf[2], ",") {
-				if o == "memory" || o == "cpuacct" {
-					v1[o] = pf[4]
-				}
-			}
-		case "cgroup2":
-			v2 = pf[4]
-		}
-	}
-	cg := &cgroup{cpu: -1}
-	sc = bufio.NewScanner(bytes.NewReader(own))
-	for sc.Scan() {
-		// 4:memory:/docker/<id>, 2:cpu,cpuacct:/docker/<id>, 0::/system.slice/docker-<id>.scope
-		f := strings.SplitN(sc.Text(), ":", 3)
-		if len(f) != 3 {
-			continue
-		}
-		for _, c := range strings.Split(f[1], ",") {
-			switch {
-			case c == "memory" && v1["memory"] != "":
-				cg.memory = filepath.Join(v1["memory"], f[2])
-			case c == "cpuacct" && v1["cpuacct"] != "":
-				cg.cpuacct = filepath.Join(v1["cpuacct"], f[2])
-			}
-		}
-		if f[0] == "0" && f[1] == "" && v2 != "" {
-			cg.unified = filepath.Join(v2, f[2])
-		}
-	}
-	if cg.memory != "" {
-		cg.unified = ""
-	}
-	if cg.memory == "" && cg.cpuacct == "" && cg.unified == "" {
-		return nil
-	}
-	return cg
+	return &cgroup{cpu: -1, memory: dirs.Memory, cpuacct: dirs.CPUAcct, unified: dirs.Unified}
 }
 
 // readInt reads a file holding one integer.

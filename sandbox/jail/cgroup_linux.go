@@ -177,7 +177,7 @@ func parseCgroupMounts(r io.Reader) ([]cgroupMount, error) {
 		}
 		switch f2[0] {
 		case "cgroup2":
-			out = append(out, cgroupMount{root: unescape(f1[3]), point: unescape(f1[4]), v2: true})
+			out = append(out, cgroupMount{root: UnescapeMount(f1[3]), point: UnescapeMount(f1[4]), v2: true})
 		case "cgroup":
 			var ctls []string
 			for _, o := range strings.Split(f2[2], ",") {
@@ -189,29 +189,10 @@ func parseCgroupMounts(r io.Reader) ([]cgroupMount, error) {
 					}
 				}
 			}
-			out = append(out, cgroupMount{root: unescape(f1[3]), point: unescape(f1[4]), controllers: ctls})
+			out = append(out, cgroupMount{root: UnescapeMount(f1[3]), point: UnescapeMount(f1[4]), controllers: ctls})
 		}
 	}
 	return out, sc.Err()
-}
-
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // ownCgroups maps each hierarchy of /proc/self/cgroup (its controller list,
