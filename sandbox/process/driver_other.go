@@ -42,3 +42,8 @@ func WorkersStarted(dep sandbox.Deployment) int64 { return -1 }
 func (d *Driver) RuntimeOffer(ctx context.Context, spec sandbox.Spec) (map[string]any, error) {
 	return nil, fmt.Errorf("offer %s: %w: %v", spec.Service, sandbox.ErrUnsupported, errNotLinux)
 }
+
+// StartRaw fails off Linux with sandbox.ErrUnsupported.
+func (d *Driver) StartRaw(ctx context.Context, spec sandbox.Spec) (*sandbox.RawWorker, error) {
+	return nil, fmt.Errorf("start worker of %s: %w: %v", spec.Service, sandbox.ErrUnsupported, errNotLinux)
+}
