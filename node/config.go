@@ -72,6 +72,14 @@ type Config struct {
 	// Offer is what the node's offer (GET /v1/offer) says beyond what it
 	// measures: the operator's properties and prices. See OfferConfig.
 	Offer OfferConfig `json:"offer" yaml:"offer"`
+	// Services are services the node submits to itself at every start,
+	// once it serves its API, through the policy like any submission
+	// (the seed's services.json): each entry exactly one of dir,
+	// archive or source, a path relative to the config file's directory;
+	// required: true makes its failure fail the start, else it is logged
+	// and skipped. One already registered with the same digest is left
+	// as it is. See StartService. Default none.
+	Services []StartService `json:"services" yaml:"services"`
 	// Runtimes is the directory of runtime descriptors (NAME.yaml) the
 	// node registers with the process driver at start. Not in the config
 	// file: serve uses runtimes.d beside --config, else
@@ -204,7 +212,9 @@ func DefaultDataDir() string {
 
 // LoadConfig reads a config file strictly on top of the defaults: keys not
 // in the file keep their default. The format is the one its extension
-// names: .json JSON, .toml TOML, .yaml, .yml or any other YAML.
+// names: .json JSON, .toml TOML, .yaml, .yml or any other YAML. The
+// services list's relative paths are made relative to the file's
+// directory.
 func LoadConfig(name string) (Config, error) {
 	data, err := os.ReadFile(name)
 	if err != nil {
@@ -217,6 +227,9 @@ func LoadConfig(name string) (Config, error) {
 	cfg, err := ParseConfigFormat(data, format)
 	if err != nil {
 		return Config{}, fmt.Errorf("config %s: %w", name, err)
+	}
+	if abs, err := filepath.Abs(filepath.Dir(name)); err == nil {
+		cfg.Services = resolveStartPaths(cfg.Services, abs)
 	}
 	return cfg, nil
 }
@@ -366,6 +379,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Docker.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := validateStartServices(c.Services); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Policy.Validate(); err != nil {

@@ -100,6 +100,8 @@ type Node struct {
 
 	testDrivers []sandbox.Driver // replace drivers by name; tests only
 	runtimes    []*runtimeState  // the runtimes.d descriptors (runtimes.go); set at Start
+
+	startResults []StartResult // what became of the config's services list at Start (startup.go)
 }
 
 type driverState struct {
@@ -279,6 +281,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("resume executions: %w", err)
 	}
 	n.natsReady()
+	if err := n.startServices(ctx); err != nil {
+		return err
+	}
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()

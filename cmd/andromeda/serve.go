@@ -13,11 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/andromeda-runner/andromeda"
-	"github.com/andromeda-runner/andromeda/api"
-	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/demo"
 	"github.com/andromeda-runner/andromeda/node"
-	"github.com/andromeda-runner/andromeda/server"
 )
 
 func (env *cli) serveCmd() *cobra.Command {
@@ -99,8 +96,11 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 	if !n.Node(ctx).Drivers[0].Enabled {
 		fmt.Fprintf(env.stdout, "  warning: driver %s disabled: %s\n", n.Node(ctx).Drivers[0].Name, n.Node(ctx).Drivers[0].Reason)
 	}
+	for _, r := range n.StartResults() {
+		fmt.Fprint(env.stdout, r.Format("services: "))
+	}
 	if o.demo {
-		if err := loadDemo(ctx, env.stdout, n, cfg); err != nil {
+		if err := loadDemo(ctx, env.stdout, n); err != nil {
 			return err
 		}
 	}
@@ -140,31 +140,21 @@ func reloadPolicy(env *cli, n *node.Node, configFile string) {
 	fmt.Fprintf(env.stdout, "policy reloaded: %s\n", n.Policy().Digest())
 }
 
-func loadDemo(ctx context.Context, out io.Writer, n *node.Node, cfg node.Config) error {
+// loadDemo builds the demo services and submits them like a services list
+// in the config ([{dir: D}, ...], none required): a demo for a driver this
+// host cannot run (the process driver needs namespaces and cgroups) is
+// printed as failed with the reason, and the node runs without it.
+func loadDemo(ctx context.Context, out io.Writer, n *node.Node) error {
 	dirs, err := demo.Prepare(ctx, andromeda.Sources, andromeda.Module, n.CacheDir(), out)
 	if err != nil {
 		return err
 	}
-	op := server.Principal{Name: "operator", Role: "operator"}
-	for _, dir := range dirs {
-		data, err := archive.Pack(dir)
-		if err != nil {
-			return fmt.Errorf("demo: pack %s: %w", dir, err)
-		}
-		res, err := n.Submit(ctx, op, bytesReader(data), api.SubmitOptions{})
-		if err != nil {
-			// A demo for a driver this host cannot run (the process
-			// driver needs namespaces and cgroups) is skipped, not fatal.
-			fmt.Fprintf(out, "demo: %-13s not loaded: %s\n", filepath.Base(dir), oneLine(err.Error(), 300))
-			continue
-		}
-		state := "deployed"
-		if res.Unchanged {
-			state = "already deployed"
-		}
-		fmt.Fprintf(out, "demo: %-13s %-8s %s  %s\n", res.Service.Name, res.Service.Version, shortDigest(res.Service.Digest), state)
+	list := make([]node.StartService, len(dirs))
+	for i, dir := range dirs {
+		list[i] = node.StartService{Dir: dir}
 	}
-	return nil
+	_, err = n.StartServices(ctx, "demo", list, out)
+	return err
 }
 
 // newLogger logs JSON unless stderr is a terminal (then text), at the

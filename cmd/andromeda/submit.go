@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,8 +18,6 @@ import (
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/policy"
 )
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 func (env *cli) submitCmd() *cobra.Command {
 	cmd := &cobra.Command{
