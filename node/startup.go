@@ -235,7 +235,11 @@ func (n *Node) StartServices(ctx context.Context, name string, list []StartServi
 			io.WriteString(progress, r.Format(name+": "))
 		}
 		if !r.OK() && r.Required {
-			errs = append(errs, fmt.Errorf("%s is required: %w", r.Entry, r.Err))
+			err := fmt.Errorf("%s is required: %w", r.Entry, r.Err)
+			if r.State == StartRefused {
+				err = fmt.Errorf("%w (%s)", err, strings.Join(r.Reasons, "; "))
+			}
+			errs = append(errs, err)
 		}
 		results = append(results, r)
 	}
@@ -272,7 +276,7 @@ func (n *Node) startOne(ctx context.Context, entry string, s StartService) Start
 		return r
 	}
 	if r.Kind == "" {
-		return fail(validateStartServices([]StartService{s}))
+		return fail(fmt.Errorf("%s: must set exactly one of dir, archive or source", entry))
 	}
 	at := entry + "." + r.Kind
 	p := server.Principal{Name: "operator", Role: api.RoleOperator}

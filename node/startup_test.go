@@ -214,7 +214,7 @@ func TestStartServicesRequired(t *testing.T) {
 	data := t.TempDir()
 	for _, tc := range []struct{ name, list, want string }{
 		{"refused", "  - {dir: services/weather}\n  - {dir: services/refused, required: true}\n",
-			"services[1] is required: admission: start-refused 1.0.0 was rejected"},
+			"services[1] is required: admission: start-refused 1.0.0 was rejected (rules.no-refused: start-refused is not wanted here)"},
 		{"missing", "  - {archive: dist/none.tar.gz, required: true}\n",
 			"services[0] is required: services[0].archive: open " + filepath.Join(f.dir, "dist", "none.tar.gz")},
 	} {
