@@ -26,7 +26,13 @@ external cluster with --nats), the sandbox drivers this host can run and the
 triggers. It prints where it listens, its data dir and the operator token,
 and runs until interrupted (Ctrl-C or SIGTERM). SIGHUP reloads the policy
 from --config; a policy that fails to load leaves the node on the one it
-has. Flags override the config file.`,
+has. Flags override the config file.
+
+The config's services list (dir, archive or source entries) is submitted
+at every start through the policy, one line printed per entry: deployed,
+already deployed, or refused/failed with the reasons; an entry with
+required: true that fails stops the start. --demo submits the examples the
+same way, none of them required.`,
 		Example: `  andromeda serve
   andromeda serve --demo
   andromeda serve --config andromeda.yaml --listen 0.0.0.0:7070
