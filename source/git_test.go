@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -276,4 +277,35 @@ func FuzzCheckPack(f *testing.F) {
 		lim, _ := gitLimits(archive.Limits{MaxSize: 1 << 20, MaxFileSize: 1 << 20})
 		checkPack(pack, lim)
 	})
+}
+
+// TestFetchGitRedirect: the first request may be redirected to another
+// allowed host, never to one outside allowed_sources.
+func TestFetchGitRedirect(t *testing.T) {
+	s := gittest.Start(t)
+	r, digest := serviceRepo(t, s, "svc")
+	commit := r.Commit("first")
+	front := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		http.Redirect(w, req, s.URL+"/svc.git"+strings.TrimPrefix(req.URL.RequestURI(), "/moved.git"), http.StatusMovedPermanently)
+	}))
+	defer front.Close()
+	pool := s.TLSClient().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	pool.AddCert(front.Certificate())
+	u, _ := url.Parse(front.URL)
+	o := gitOpts(s, "svc", commit, digest)
+	o.Repo = front.URL + "/moved.git"
+	o.Client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	o.Allowed = []string{u.Host, s.Host()}
+	if _, err := FetchGit(context.Background(), o); err != nil {
+		t.Fatalf("FetchGit through a redirect to an allowed host = %v", err)
+	}
+	o.Allowed = []string{u.Host}
+	before := s.Requests.Load()
+	_, err := FetchGit(context.Background(), o)
+	if !errors.Is(err, ErrNotAllowed) || !strings.Contains(err.Error(), "redirect to "+s.URL) {
+		t.Fatalf("FetchGit redirected to a host not allowed = %v", err)
+	}
+	if s.Requests.Load() != before {
+		t.Errorf("the host not allowed was asked anyway")
+	}
 }
