@@ -71,9 +71,22 @@ func PackTo(w io.Writer, dir string) (Info, error) {
 		return Info{}, err
 	}
 	defer root.Close()
-	zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
+	err = writeTar(w, dir, t, func(p string, n *node, w io.Writer, h hash.Hash) error {
+		return copyFile(root, p, n, w, h)
+	})
 	if err != nil {
 		return Info{}, err
+	}
+	return t.info(), nil
+}
+
+// writeTar writes t as PackTo's deterministic tar.gz to w; content copies
+// a regular file's bytes to w and sets its sum, and its errors are returned
+// as they are. name is what the tree was packed from, for errors.
+func writeTar(w io.Writer, name string, t *tree, content func(p string, n *node, w io.Writer, h hash.Hash) error) error {
+	zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
+	if err != nil {
+		return fmt.Errorf("archive: pack %s: %w", name, err)
 	}
 	tw := tar.NewWriter(zw)
 	h := sha256.New()
@@ -92,21 +105,21 @@ func PackTo(w io.Writer, dir string) (Info, error) {
 			}
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
-			return Info{}, fmt.Errorf("archive: pack %q: %w", p, err)
+			return fmt.Errorf("archive: pack %q: %w", p, err)
 		}
 		if n.kind == kindFile {
-			if err := copyFile(root, p, n, tw, h); err != nil {
-				return Info{}, err
+			if err := content(p, n, tw, h); err != nil {
+				return err
 			}
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return Info{}, fmt.Errorf("archive: pack %s: %w", dir, err)
+		return fmt.Errorf("archive: pack %s: %w", name, err)
 	}
 	if err := zw.Close(); err != nil {
-		return Info{}, fmt.Errorf("archive: pack %s: %w", dir, err)
+		return fmt.Errorf("archive: pack %s: %w", name, err)
 	}
-	return t.info(), nil
+	return nil
 }
 
 // DigestDir returns the canonical digest of dir: the digest of PackTo's

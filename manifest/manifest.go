@@ -292,14 +292,30 @@ type Capabilities struct {
 	Caps Caps `json:"caps,omitzero" yaml:"caps,omitempty"`
 }
 
-// Source is where the node fetches a service's code itself.
+// Source is where the node fetches a service's code itself: an archive at
+// Location, or the files at Path of a git repository's Commit. Location
+// and Git exclude each other.
 type Source struct {
-	// Location is an https URL without credentials, at most 2048
-	// characters.
+	// Location is an https URL of a tar.gz archive, without credentials,
+	// at most 2048 characters.
 	Location string `json:"location,omitempty" yaml:"location,omitempty"`
-	// Digest is the expected artifact digest, "sha256:" and 64 hex digits
-	// (lowercased by Normalize). Required with Location, not allowed
-	// without it.
+	// Git is the https URL of a git repository (https://host/owner/repo),
+	// without credentials, query or fragment, at most 2048 characters.
+	Git string `json:"git,omitempty" yaml:"git,omitempty"`
+	// Commit is the full commit hash, 40 lowercase hex digits (lowercased
+	// by Normalize). Required with Git, not allowed without it.
+	Commit string `json:"commit,omitempty" yaml:"commit,omitempty"`
+	// Ref is a tag or branch name (v1.2, main, or refs/tags/v1.2) that must
+	// point at Commit when the node fetches; optional, only with Git.
+	Ref string `json:"ref,omitempty" yaml:"ref,omitempty"`
+	// Path is the repository directory holding the service, clean,
+	// relative and without "..". Default the repository's root; only with
+	// Git.
+	Path string `json:"path,omitempty" yaml:"path,omitempty"`
+	// Digest is the expected canonical archive digest, "sha256:" and 64
+	// hex digits (lowercased by Normalize): of the archive at Location, or
+	// of the files at Path of Commit. Required with Location or Git, not
+	// allowed without them.
 	Digest string `json:"digest,omitempty" yaml:"digest,omitempty"`
 }
 
@@ -521,6 +537,10 @@ func (s *Service) Normalize() {
 
 	s.Target = strings.TrimSpace(s.Target)
 	s.Source.Location = strings.TrimSpace(s.Source.Location)
+	s.Source.Git = strings.TrimSpace(s.Source.Git)
+	s.Source.Commit = strings.ToLower(strings.TrimSpace(s.Source.Commit))
+	s.Source.Ref = strings.TrimSpace(s.Source.Ref)
+	s.Source.Path = strings.TrimSpace(s.Source.Path)
 	s.Source.Digest = strings.ToLower(strings.TrimSpace(s.Source.Digest))
 	s.Reward.Unit = strings.TrimSpace(s.Reward.Unit)
 	if len(s.Config) == 0 {

@@ -468,28 +468,54 @@ func validHostPort(hp string) bool {
 
 func (v *validator) source(s *Source) {
 	switch {
+	case s.Location != "" && s.Git != "":
+		v.fail("source", "location and git exclude each other: name an archive or a repository")
+	case s.Git != "":
+		v.gitSource(s)
 	case s.Location == "":
+		for _, f := range []struct{ key, v string }{{"commit", s.Commit}, {"ref", s.Ref}, {"path", s.Path}} {
+			if f.v != "" {
+				v.fail("source."+f.key, "allowed only with source.git")
+			}
+		}
 		if s.Digest != "" {
-			v.fail("source.digest", "allowed only with source.location")
+			v.fail("source.digest", "allowed only with source.location or source.git")
 		}
 		return
-	case len(s.Location) > maxURLLen:
-		v.fail("source.location", "must be at most %d characters", maxURLLen)
 	default:
-		u, err := url.Parse(s.Location)
-		switch {
-		case err != nil || u.Scheme != "https" || u.Host == "" || u.Opaque != "" || u.Hostname() == "":
-			v.fail("source.location", "must be an https:// URL")
-		case u.User != nil:
-			v.fail("source.location", "must not contain credentials")
+		for _, f := range []struct{ key, v string }{{"commit", s.Commit}, {"ref", s.Ref}, {"path", s.Path}} {
+			if f.v != "" {
+				v.fail("source."+f.key, "allowed only with source.git, not with source.location")
+			}
 		}
+		v.httpsURL("source.location", s.Location)
 	}
 	switch {
+	case s.Digest == "" && s.Git != "":
+		v.fail("source.digest", "required with source.git: the canonical archive digest of the files at source.path (andromeda digest DIR on a checkout)")
 	case s.Digest == "":
 		v.fail("source.digest", "required with source.location")
 	case !digestRE.MatchString(s.Digest):
 		v.fail("source.digest", "must be sha256: followed by 64 lowercase hex digits")
 	}
+}
+
+// httpsURL checks an https URL without credentials.
+func (v *validator) httpsURL(key, s string) bool {
+	if len(s) > maxURLLen {
+		v.fail(key, "must be at most %d characters", maxURLLen)
+		return false
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Scheme != "https" || u.Host == "" || u.Opaque != "" || u.Hostname() == "":
+		v.fail(key, "must be an https:// URL")
+	case u.User != nil:
+		v.fail(key, "must not contain credentials")
+	default:
+		return true
+	}
+	return false
 }
 
 func (v *validator) reward(r *Reward) {

@@ -42,6 +42,9 @@ type Config struct {
 	SeedEndpoint SeedEndpointConfig `json:"seed_endpoint" yaml:"seed_endpoint"`
 	// Upload bounds submitted archives.
 	Upload UploadConfig `json:"upload" yaml:"upload"`
+	// Sources says how the node reaches the hosts of services' sources
+	// (source.location, source.git): see SourcesConfig.
+	Sources SourcesConfig `json:"sources" yaml:"sources"`
 	// Log selects the log format and level.
 	Log LogConfig `json:"log" yaml:"log"`
 	// HTTP bounds the API's connections and timeouts, and /metrics: see HTTPConfig.

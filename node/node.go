@@ -75,7 +75,8 @@ type Node struct {
 	natsAuth     *natsAuth // NATS client credentials and the publisher key (natsauth.go)
 	key          attest.PrivateKey
 	pol          atomic.Pointer[policy.Compiled]
-	client       *http.Client
+	client       *http.Client // set by SetHTTPClient; else srcClient
+	srcClient    *http.Client // sources.ca_file's trust, for source fetches
 	process      *process.Driver
 	started      time.Time
 	ready        bool
@@ -140,6 +141,9 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, limits: lim, services: map[string]*deployed{}, drivers: map[string]*driverState{}, unrecorded: newUnrecorded()}
 	n.pol.Store(pol)
+	if n.srcClient, err = cfg.Sources.client(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	return n, nil
 }
 
@@ -416,14 +420,19 @@ func (n *Node) CacheDir() string {
 }
 
 // SetHTTPClient sets the client the node fetches source.location archives
-// with (tests use it to trust their own TLS server). Call before Start.
+// and source.git repositories with, instead of the one sources.ca_file
+// configures (tests use it to trust their own TLS server). Call before
+// Start.
 func (n *Node) SetHTTPClient(c *http.Client) { n.client = c }
 
 func (n *Node) httpClient() *http.Client {
 	if n.client != nil {
 		return n.client
 	}
-	return &http.Client{Timeout: 2 * time.Minute}
+	if n.srcClient != nil {
+		return n.srcClient
+	}
+	return &http.Client{Timeout: sourceFetchTimeout}
 }
 
 // OperatorToken reads the operator token from the data dir.

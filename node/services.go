@@ -91,8 +91,8 @@ func (n *Node) SubmitSource(ctx context.Context, p server.Principal, manifestJSO
 	if err != nil {
 		return api.SubmitResult{}, err
 	}
-	if m.Source.Location == "" {
-		return api.SubmitResult{}, server.Errorf(server.ErrInvalid, "source.location: required when submitting a manifest without an archive")
+	if m.Source.Location == "" && m.Source.Git == "" {
+		return api.SubmitResult{}, server.Errorf(server.ErrInvalid, "source.location: required when submitting a manifest without an archive (or source.git)")
 	}
 	n.submitMu.Lock()
 	defer n.submitMu.Unlock()
@@ -110,6 +110,9 @@ func (n *Node) SubmitSource(ctx context.Context, p server.Principal, manifestJSO
 	}
 	lim := n.limits.archive
 	lim.MaxCompressed = min(lim.MaxCompressed, pol.Policy().MaxPayload.Int64())
+	if m.Source.Git != "" {
+		return n.submitGit(ctx, p, m, lim, pol.Policy().AllowedSources, o)
+	}
 	n.log.Info("fetching service source", logService, m.Name, "location", m.Source.Location)
 	data, err := source.Fetch(ctx, n.httpClient(), m.Source.Location, m.Source.Digest, lim, pol.Policy().AllowedSources)
 	if err != nil {
@@ -137,6 +140,9 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	}
 	if want != nil && (m.Name != want.Name || m.Version != want.Version) {
 		return api.SubmitResult{}, server.Errorf(server.ErrUnusable, "source: the fetched archive holds %s %s, not %s %s", m.Name, m.Version, want.Name, want.Version)
+	}
+	if want != nil {
+		m.Source = want.Source // where the code came from, for the policy and the record
 	}
 	unlock := n.lockService(m.Name)
 	defer unlock()

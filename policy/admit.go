@@ -206,6 +206,8 @@ func (a *admission) payload() {
 	switch size := a.sub.PayloadSize; {
 	case size == 0 && a.m.Source.Location != "":
 		a.add("max_payload", true, "archive to be fetched from source.location: max_payload %s applies while it streams in", limit)
+	case size == 0 && a.m.Source.Git != "":
+		a.add("max_payload", true, "repository to be fetched from source.git: max_payload %s caps the bytes downloaded", limit)
 	case size > limit.Int64():
 		a.add("max_payload", false, "archive is %s, above max_payload %s", sizeString(size), limit)
 	default:
@@ -227,7 +229,10 @@ func (a *admission) description() {
 }
 
 func (a *admission) source() {
-	loc := a.m.Source.Location
+	loc, field := a.m.Source.Location, "source.location"
+	if a.m.Source.Git != "" {
+		loc, field = a.m.Source.Git, "source.git"
+	}
 	if loc == "" {
 		a.add("allowed_sources", true, "no source.location: the archive came with the submission")
 	} else if err := source.CheckLocation(loc, a.c.p.AllowedSources); err != nil {
@@ -237,12 +242,14 @@ func (a *admission) source() {
 		}
 		switch {
 		case !errors.Is(err, source.ErrNotAllowed):
-			a.add("allowed_sources", false, "source.location %s", err)
+			a.add("allowed_sources", false, "%s %s", field, err)
 		case len(a.c.p.AllowedSources) == 0:
-			a.add("allowed_sources", false, "source.location %s: allowed_sources is empty, so this node fetches from nowhere", loc)
+			a.add("allowed_sources", false, "%s %s: allowed_sources is empty, so this node fetches from nowhere", field, loc)
 		default:
-			a.add("allowed_sources", false, "host %s of source.location %s is not in allowed_sources", host, loc)
+			a.add("allowed_sources", false, "host %s of %s %s is not in allowed_sources", host, field, loc)
 		}
+	} else if field == "source.git" {
+		a.add("allowed_sources", true, "source.git %s (commit %s) is on an allowed host", loc, a.m.Source.Commit)
 	} else {
 		a.add("allowed_sources", true, "source.location %s is on an allowed host", loc)
 	}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"reflect"
@@ -193,7 +194,11 @@ type (
 	}
 	celSource struct {
 		Location string `cel:"location"`
-		Host     string `cel:"host"`
+		Git      string `cel:"git"`
+		Commit   string `cel:"commit"`
+		Ref      string `cel:"ref"`
+		Path     string `cel:"path"`
+		Host     string `cel:"host"` // of location or git
 		Digest   string `cel:"digest"`
 	}
 	celReward struct {
@@ -263,7 +268,10 @@ func newCELService(m *manifest.Service) *celService {
 			Actions: nonNil(m.Capabilities.Actions), State: m.Capabilities.State,
 		},
 		Target: m.Target,
-		Source: celSource{Location: m.Source.Location, Digest: m.Source.Digest},
+		Source: celSource{
+			Location: m.Source.Location, Git: m.Source.Git, Commit: m.Source.Commit,
+			Ref: m.Source.Ref, Path: m.Source.Path, Digest: m.Source.Digest,
+		},
 		Reward: celReward{Amount: m.Reward.Amount, Unit: m.Reward.Unit},
 		Config: m.Config,
 	}
@@ -273,8 +281,10 @@ func newCELService(m *manifest.Service) *celService {
 	case len(m.Capabilities.Network.Hosts) == 0:
 		s.Capabilities.Network = "none"
 	}
-	if u, err := url.Parse(m.Source.Location); err == nil && m.Source.Location != "" {
-		s.Source.Host = u.Host
+	if loc := cmp.Or(m.Source.Location, m.Source.Git); loc != "" {
+		if u, err := url.Parse(loc); err == nil {
+			s.Source.Host = u.Host
+		}
 	}
 	if s.Config == nil {
 		s.Config = map[string]any{}

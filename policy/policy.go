@@ -45,7 +45,8 @@
 //	  .capabilities            .network string ("none", "any" or "list"), .hosts list(string),
 //	                           .actions list(string), .state bool
 //	  .target                  string ("" when none)
-//	  .source                  .location .host .digest string ("" when none)
+//	  .source                  .location .git .commit .ref .path .host .digest string ("" when none;
+//	                           host is the location's or the repository's)
 //	  .reward                  .amount double, .unit string
 //	  .config                  map(string, dyn): the manifest's config
 //	submission
@@ -100,17 +101,18 @@ type Policy struct {
 	// bound; 0 admits only services without a description.
 	MaxDescription int `json:"max_description" yaml:"max_description"`
 	// MaxPayload is the largest archive, uploaded or fetched from
-	// source.location, in bytes or with a unit (16Mi). Default 16Mi.
+	// source.location, and the most bytes a source.git fetch downloads, in
+	// bytes or with a unit (16Mi). Default 16Mi.
 	MaxPayload manifest.Bytes `json:"max_payload" yaml:"max_payload"`
 	// MaxVolumeSize is the most all of a service's volumes may hold
 	// together (the sum of their sizes), in bytes or with a unit (1Gi); a
 	// service asking for more is rejected. 0 admits no volumes. Default
 	// 256Mi.
 	MaxVolumeSize manifest.Bytes `json:"max_volume_size" yaml:"max_volume_size"`
-	// AllowedSources are the hosts a source.location may name (KLYNTAR:
-	// ALLOWED_STORAGE): "github.com" (that host, port 443),
+	// AllowedSources are the hosts a source.location or source.git may
+	// name (KLYNTAR: ALLOWED_STORAGE): "github.com" (that host, port 443),
 	// "*.githubusercontent.com" (any name below it), "host:8443". Default
-	// empty: no service may name a source.location.
+	// empty: no service may name a source.
 	AllowedSources []string `json:"allowed_sources,omitempty" yaml:"allowed_sources"`
 	// TrustedHubs are the signers whose attestations count (KLYNTAR:
 	// TRUSTED_HUBS). Default none.

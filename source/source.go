@@ -1,14 +1,17 @@
-// Package source fetches the archive of a service whose manifest names a
-// source.location, instead of an uploaded archive: over HTTPS only, from
-// hosts the operator allows (policy's allowed_sources), following at most
-// MaxRedirects redirects and only to allowed HTTPS hosts, with the size cap
-// enforced while the body streams in, and returns the bytes only when their
-// canonical digest (archive.Inspect) equals the digest the manifest
-// declares.
+// Package source fetches the code of a service whose manifest names a
+// source instead of coming with an uploaded archive: an archive at
+// source.location (Fetch), or the files at a path of a pinned commit of a
+// git repository at source.git (FetchGit). Either way it goes over HTTPS
+// only, to hosts the operator allows (policy's allowed_sources), following
+// at most MaxRedirects redirects and only to allowed HTTPS hosts, with the
+// size cap enforced while the bytes stream in, and returns archive bytes
+// only when their canonical digest (archive.Inspect) equals the digest the
+// manifest declares.
 //
 // It does not unpack or store anything, decide whether a service may run,
-// or retry: the node calls Fetch once per submission and treats any error
-// as the submission's.
+// or retry: the node calls Fetch or FetchGit once per submission and treats
+// any error as the submission's. FetchGit keeps the repository in memory
+// and runs nothing of it: go-git runs no hooks, filters or checkouts.
 //
 // # Allowed hosts
 //

@@ -21,17 +21,24 @@ import (
 
 func (env *cli) submitCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "submit DIR",
-		Short: "Pack a service directory and submit it",
+		Use:   "submit DIR|MANIFEST",
+		Short: "Pack a service directory and submit it, or submit a manifest naming its source",
 		Long: `Submit checks the manifest in DIR, builds a missing Go entry to
 WebAssembly (unless --no-build), packs the directory and sends it to the
 node with the attestations in it. The node decides by its policy whether and
 how to run it; submit prints the decision with its reasons, also when the
 service is not admitted. An admitted service is deployed and started;
-with --no-start it is deployed and waits for andromeda start.`,
+with --no-start it is deployed and waits for andromeda start.
+
+Given a manifest file instead of a directory, submit sends the manifest
+alone: it must name a source the node fetches itself, an archive
+(source.location) or a repository at a pinned commit (source.git,
+source.commit, optionally source.ref and source.path), with the files'
+canonical digest (source.digest).`,
 		Example: `  andromeda submit examples/greeter
   andromeda submit ./my-service --origin 'hostchain:btc;stake=250'
-  andromeda submit ./my-service --json`,
+  andromeda submit ./my-service --json
+  andromeda submit ./service-from-git.yaml`,
 		Args:              wantArgs(1, 1),
 		ValidArgsFunction: dirArgs(1),
 	}
@@ -46,6 +53,9 @@ with --no-start it is deployed and waits for andromeda start.`,
 }
 
 func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild bool, origin string, noStart bool) error {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return env.submitSource(ctx, cf, dir, origin, noStart)
+	}
 	// Check the manifest here first: the node checks it again, but a
 	// mistake is cheaper to find before packing and uploading.
 	m, err := manifest.Load(dir)
@@ -102,6 +112,11 @@ func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild
 		return err
 	}
 	res, err := c.SubmitWith(ctx, data, opts)
+	return env.submitted(res, err, cf, noStart)
+}
+
+// submitted prints what the node answered a submission.
+func (env *cli) submitted(res api.SubmitResult, err error, cf *clientFlags, noStart bool) error {
 	var ae *api.Error
 	if errors.As(err, &ae) && ae.Decision != nil && !cf.json {
 		fmt.Fprintf(env.stdout, "%s\n", ae.Message)
