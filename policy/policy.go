@@ -334,17 +334,29 @@ type Upgrade struct {
 	Require Quorum `json:"require" yaml:"require"`
 }
 
-// Rule is a custom admission condition.
+// Rule is a custom admission condition: a CEL expression (Expr), or an
+// admission plugin (Service and Digest), never both.
 type Rule struct {
 	// Name identifies the rule in reasons (rules.NAME):
 	// [a-z0-9][a-z0-9-]{0,62}, unique. Required.
 	Name string `json:"name" yaml:"name"`
 	// Expr is a CEL expression of type bool; see the package
-	// documentation. Required.
+	// documentation. Required unless Service is set.
 	Expr string `json:"expr" yaml:"expr"`
-	// Message is the reason given when Expr is false. Default "rule NAME
-	// does not hold".
+	// Message is the reason given when Expr is false, or when the plugin
+	// rejects without a reason. Default "rule NAME does not hold".
 	Message string `json:"message,omitempty" yaml:"message,omitempty"`
+	// Service names an admission plugin: a service of the operator's
+	// that the node consults for each submission (see the package
+	// documentation). Optional; with it, Digest is required.
+	Service string `json:"service,omitempty" yaml:"service,omitempty"`
+	// Digest pins the plugin service's archive digest, sha256:<64 hex>:
+	// a plugin service with another digest is not consulted and the rule
+	// fails. Required with Service.
+	Digest string `json:"digest,omitempty" yaml:"digest,omitempty"`
+	// Timeout bounds one consultation of the plugin, 1ms to 30s. Default
+	// 2s; only with Service.
+	Timeout manifest.Duration `json:"timeout,omitzero" yaml:"timeout,omitempty"`
 }
 
 // Defaults of DefaultPolicy.
@@ -407,6 +419,11 @@ func (p *Policy) Normalize() {
 	}
 	if p.ContainerFallback == "" {
 		p.ContainerFallback = FallbackNew
+	}
+	for i := range p.Rules {
+		if p.Rules[i].Service != "" && p.Rules[i].Timeout.IsZero() {
+			p.Rules[i].Timeout, _ = manifest.ParseDuration(DefaultPluginTimeout.String())
+		}
 	}
 	// Empty lists and maps are nil, so that "keywords: []" and no
 	// keywords are the same policy.
