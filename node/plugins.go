@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -206,7 +207,11 @@ func pluginAnswer(r policy.PluginRule, run store.Run, err error) policy.PluginAn
 	case run.Outcome == string(sandbox.Timeout):
 		return policy.PluginFailed("%s timed out (the rule allows %s)", ref, r.Timeout)
 	case run.Outcome != string(sandbox.OK) && run.Outcome != string(sandbox.Noop):
-		return policy.PluginFailed("%s ended %s: %s", ref, run.Outcome, truncate(run.Error, 300))
+		hint := ""
+		if strings.Contains(run.Error, `unknown field "verdict"`) {
+			hint = ` (an admission plugin answers inside its output's http.body: {"http": {"body": {"verdict": ...}}})`
+		}
+		return policy.PluginFailed("%s ended %s: %s%s", ref, run.Outcome, firstLine(run.Error), hint)
 	case run.Output == nil || run.Output.HTTP == nil || len(run.Output.HTTP.Body) == 0:
 		return policy.PluginFailed("%s gave no answer: an admission plugin answers {verdict, reasons, limits} as its output's http.body", ref)
 	case run.Output.HTTP.Status != 0 && (run.Output.HTTP.Status < 200 || run.Output.HTTP.Status > 299):
@@ -219,7 +224,17 @@ func pluginAnswer(r policy.PluginRule, run store.Run, err error) policy.PluginAn
 	}
 	a, perr := policy.ParsePluginAnswer(body)
 	if perr != nil {
-		return policy.PluginFailed("%s answered badly: %s", ref, truncate(perr.Error(), 300))
+		return policy.PluginFailed("%s answered badly: %s", ref, firstLine(perr.Error()))
 	}
 	return a
+}
+
+// firstLine is the first line of s, at most 300 bytes, with "…" when
+// anything was cut: a reason is one line (the run keeps the whole error).
+func firstLine(s string) string {
+	line, _, cut := strings.Cut(strings.TrimSpace(s), "\n")
+	if cut {
+		return truncate(line, 300) + " …"
+	}
+	return truncate(line, 300)
 }

@@ -356,6 +356,10 @@ func TestAdmissionPluginPython(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bare, err := n.op.Submit(ctx, pack(t, pythonPlugin(t, "admission-py-bare", "def handle(input):\n    return {'verdict': 'run'}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tok, err := n.op.CreateToken(ctx, "alice", api.RoleSubmitter)
 	if err != nil {
 		t.Fatal(err)
@@ -391,13 +395,14 @@ func TestAdmissionPluginPython(t *testing.T) {
 		rule policy.Rule
 		want string
 	}{
-		{"crash", pluginRule("budget", "admission-py-crash", crash.Service.Digest, "10s"), "ended error"},
+		{"crash", pluginRule("budget", "admission-py-crash", crash.Service.Digest, "10s"), "ended crashed: the budget ledger is gone …"},
 		{"timeout", pluginRule("budget", "admission-py-slow", slow.Service.Digest, "1s"), "timed out (the rule allows 1s)"},
 		{"wrong digest", pluginRule("budget", "admission-py", crash.Service.Digest, ""), "service admission-py has digest"},
+		{"answer outside http.body", pluginRule("budget", "admission-py-bare", bare.Service.Digest, "10s"), `unknown field "verdict" (an admission plugin answers inside its output's http.body`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			use(tc.rule)
-			_, err := alice.Submit(ctx, target("py-"+tc.name, ""))
+			_, err := alice.Submit(ctx, target("py-"+strings.ReplaceAll(strings.ReplaceAll(tc.name, " ", "-"), ".", "-"), ""))
 			if ae := refusal(t, err); !strings.Contains(strings.Join(ae.Problems, "\n"), tc.want) {
 				t.Errorf("problems = %q, want one containing %q", ae.Problems, tc.want)
 			}

@@ -29,7 +29,8 @@
 //
 // # Rules
 //
-// policy.rules are CEL expressions (cel.dev/cel-go) that must evaluate to a
+// policy.rules are CEL expressions (cel.dev/cel-go; for rules that name a
+// service, see Admission plugins below) that must evaluate to a
 // bool; a rule that is false rejects the service with the rule's message, a
 // rule that fails to evaluate (a missing config key, an overflow) rejects it
 // with the error. Field names are checked when the policy is compiled. The
@@ -68,6 +69,26 @@
 // and the CEL strings extension is loaded (service.name.split("-")).
 // Evaluation is capped at 100000 cost units per rule. Rules run after every
 // other rule, so submission.signers and submission.growth are settled.
+//
+// # Admission plugins
+//
+// A rule may name a service instead of an expression:
+//
+//	rules:
+//	  - {name: budget, service: admission-budget, digest: "sha256:…", timeout: 2s}
+//
+// The node consults that service, which must be the operator's and have
+// exactly the pinned archive digest, for each submission the built-in rules
+// would run (Preliminary), and passes its answer in Submission.Plugins;
+// Admit folds it in at the rule's place: reject fails the rule with the
+// plugin's reasons (a failure a peer may not share, so it may forward),
+// run holds, and its limits narrow the decision's (a limit above what the
+// built-in rules allow is clamped to it, with a reason saying so). A
+// plugin that was not consulted, failed or answered badly
+// (PluginAnswer.Failure, PluginAnswer.Check) fails the rule. The answer is
+// ParsePluginAnswer's JSON: {"verdict": "run" | "reject", "reasons":
+// [...], "limits": {"memory": "128Mi", "cpu": "0.5", "timeout": "2s",
+// "pids": 16, "concurrency": 2}}.
 //
 // # Forwarding
 //
@@ -182,8 +203,9 @@ type Policy struct {
 	// target belongs to the first service admitted with it (docs/design.md
 	// section 8). Default none.
 	SharedTargets []string `json:"shared_targets,omitempty" yaml:"shared_targets"`
-	// Rules are extra conditions as CEL expressions; see the package
-	// documentation. Default none.
+	// Rules are extra conditions: CEL expressions, or admission plugins
+	// (services the node consults); see the package documentation.
+	// Default none.
 	Rules []Rule `json:"rules,omitempty" yaml:"rules"`
 }
 
