@@ -122,6 +122,8 @@ func (n *Node) consultPlugins(ctx context.Context, p server.Principal, rules []p
 	return out
 }
 
+// pluginInput returns the writer of a plugin's message for sub: the
+// same for every rule but for its name.
 func (n *Node) pluginInput(p server.Principal, sub policy.Submission, digest string, view policy.Node, so policy.Decision) (func(rule string) ([]byte, error), error) {
 	m, err := json.Marshal(sub.Manifest)
 	if err != nil {
