@@ -290,7 +290,7 @@ func (n *Node) SetConfig(ctx context.Context, p server.Principal, name string, p
 	if view.Targets[next.Target] == name {
 		delete(view.Targets, next.Target)
 	}
-	decision := pol.Admit(sub, view)
+	decision := n.decide(ctx, p, pol, &sub, view)
 	if decision.Verdict != policy.Run {
 		n.log.Info("config change refused", logService, name, "verdict", decision.Verdict)
 		return api.ServiceConfig{}, decisionError(&next, decision)

@@ -105,7 +105,7 @@ func (n *Node) SubmitSource(ctx context.Context, p server.Principal, manifestJSO
 	if err != nil {
 		return api.SubmitResult{}, err
 	}
-	if d := pol.Admit(sub, view); d.Verdict != policy.Run {
+	if d := n.decide(ctx, p, pol, &sub, view); d.Verdict != policy.Run {
 		return api.SubmitResult{}, decisionError(m, d)
 	}
 	lim := n.limits.archive
@@ -186,7 +186,7 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 			delete(view.Targets, m.Target)
 		}
 	}
-	decision := pol.Admit(sub, view)
+	decision := n.decide(ctx, p, pol, &sub, view)
 	if decision.Verdict != policy.Run {
 		n.log.Info("service refused", logService, m.Name, "version", m.Version, "verdict", decision.Verdict)
 		return api.SubmitResult{}, decisionError(m, decision)

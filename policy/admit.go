@@ -75,6 +75,10 @@ type Submission struct {
 	// Manifest.Runtime.Driver, in the author's order of preference. The
 	// manifest names one driver today, so this is usually empty.
 	Drivers []string
+	// Plugins are the answers of the policy's admission plugins by rule
+	// name (Compiled.Plugins), filled by the node that consulted them. A
+	// plugin rule without an answer fails.
+	Plugins map[string]PluginAnswer
 }
 
 // Node is what admission knows about the node deciding.
@@ -125,6 +129,8 @@ type admission struct {
 
 	signers []string // trusted hubs whose attestations count
 	weight  float64
+
+	preliminary bool // plugin rules are not consulted yet (Preliminary)
 }
 
 func (a *admission) add(rule string, ok bool, format string, args ...any) {
@@ -154,8 +160,9 @@ func (a *admission) failFatal(rule string, format string, args ...any) {
 // prefer_drivers, network, limits.memory, limits.cpu, limits.timeout,
 // limits.pids, limits.concurrency, limits.actions_per_run,
 // max_volume_size, images, registries, containers, target, upgrade,
-// rules.NAME (each rule in order), dormant, and, when the service does not
-// run here, peers or redirect_depth.
+// rules.NAME (each rule in order, an admission plugin's answer folded in
+// where its rule stands), dormant, and, when the service does not run
+// here, peers or redirect_depth.
 //
 // The verdict is Run when no rule failed. Otherwise it is Forward, to the
 // first peer not already on the submission's path, when peers are listed,
@@ -169,7 +176,11 @@ func (a *admission) failFatal(rule string, format string, args ...any) {
 // digest is the service's and the signer has not been counted yet, and
 // looks at no more than attest.MaxAttestations attestations.
 func (c *Compiled) Admit(sub Submission, node Node) Decision {
-	a := &admission{c: c, sub: sub, m: sub.Manifest, node: node, d: Decision{Verdict: Run}}
+	return c.admit(sub, node, false)
+}
+
+func (c *Compiled) admit(sub Submission, node Node, preliminary bool) Decision {
+	a := &admission{c: c, sub: sub, m: sub.Manifest, node: node, d: Decision{Verdict: Run}, preliminary: preliminary}
 	if a.m == nil {
 		a.failFatal("manifest", "the submission carries no manifest")
 		a.d.Verdict = Reject
@@ -651,6 +662,10 @@ func (a *admission) rules(growth []Growth) {
 		node: &celNode{Drivers: drivers, Services: int64(a.node.Services), Now: now.UTC()},
 	}
 	for _, r := range a.c.rules {
+		if r.service != "" {
+			a.plugin(r)
+			continue
+		}
 		rule := "rules." + r.name
 		out, _, err := r.prg.Eval(act)
 		switch {

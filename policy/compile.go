@@ -46,7 +46,10 @@ type originKey struct{ kind, id string }
 
 type compiledRule struct {
 	name, message string
-	prg           cel.Program
+	prg           cel.Program // nil for a plugin rule
+
+	service, digest string // a plugin rule's
+	timeout         time.Duration
 }
 
 // Compile validates p (a normalized copy of it) and prepares it for Admit.
@@ -87,6 +90,14 @@ func Compile(p Policy) (*Compiled, error) {
 		}
 		for i, r := range p.Rules {
 			path := fmt.Sprintf("rules[%d] (%s)", i, r.Name)
+			if r.Service != "" {
+				msg := r.Message
+				if msg == "" {
+					msg = fmt.Sprintf("rule %s does not hold", r.Name)
+				}
+				c.rules = append(c.rules, compiledRule{name: r.Name, message: msg, service: r.Service, digest: r.Digest, timeout: r.Timeout.Std()})
+				continue
+			}
 			if strings.TrimSpace(r.Expr) == "" || len(r.Expr) > 4096 {
 				continue // Validate reported it
 			}

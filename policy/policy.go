@@ -29,7 +29,8 @@
 //
 // # Rules
 //
-// policy.rules are CEL expressions (cel.dev/cel-go) that must evaluate to a
+// policy.rules are CEL expressions (cel.dev/cel-go; for rules that name a
+// service, see Admission plugins below) that must evaluate to a
 // bool; a rule that is false rejects the service with the rule's message, a
 // rule that fails to evaluate (a missing config key, an overflow) rejects it
 // with the error. Field names are checked when the policy is compiled. The
@@ -69,6 +70,26 @@
 // and the CEL strings extension is loaded (service.name.split("-")).
 // Evaluation is capped at 100000 cost units per rule. Rules run after every
 // other rule, so submission.signers and submission.growth are settled.
+//
+// # Admission plugins
+//
+// A rule may name a service instead of an expression:
+//
+//	rules:
+//	  - {name: budget, service: admission-budget, digest: "sha256:…", timeout: 2s}
+//
+// The node consults that service, which must be the operator's and have
+// exactly the pinned archive digest, for each submission the built-in rules
+// would run (Preliminary), and passes its answer in Submission.Plugins;
+// Admit folds it in at the rule's place: reject fails the rule with the
+// plugin's reasons (a failure a peer may not share, so it may forward),
+// run holds, and its limits narrow the decision's (a limit above what the
+// built-in rules allow is clamped to it, with a reason saying so). A
+// plugin that was not consulted, failed or answered badly
+// (PluginAnswer.Failure, PluginAnswer.Check) fails the rule. The answer is
+// ParsePluginAnswer's JSON: {"verdict": "run" | "reject", "reasons":
+// [...], "limits": {"memory": "128Mi", "cpu": "0.5", "timeout": "2s",
+// "pids": 16, "concurrency": 2}}.
 //
 // # Forwarding
 //
@@ -184,8 +205,9 @@ type Policy struct {
 	// target belongs to the first service admitted with it (docs/design.md
 	// section 8). Default none.
 	SharedTargets []string `json:"shared_targets,omitempty" yaml:"shared_targets"`
-	// Rules are extra conditions as CEL expressions; see the package
-	// documentation. Default none.
+	// Rules are extra conditions: CEL expressions, or admission plugins
+	// (services the node consults); see the package documentation.
+	// Default none.
 	Rules []Rule `json:"rules,omitempty" yaml:"rules"`
 }
 
@@ -336,17 +358,29 @@ type Upgrade struct {
 	Require Quorum `json:"require" yaml:"require"`
 }
 
-// Rule is a custom admission condition.
+// Rule is a custom admission condition: a CEL expression (Expr), or an
+// admission plugin (Service and Digest), never both.
 type Rule struct {
 	// Name identifies the rule in reasons (rules.NAME):
 	// [a-z0-9][a-z0-9-]{0,62}, unique. Required.
 	Name string `json:"name" yaml:"name"`
 	// Expr is a CEL expression of type bool; see the package
-	// documentation. Required.
+	// documentation. Required unless Service is set.
 	Expr string `json:"expr" yaml:"expr"`
-	// Message is the reason given when Expr is false. Default "rule NAME
-	// does not hold".
+	// Message is the reason given when Expr is false, or when the plugin
+	// rejects without a reason. Default "rule NAME does not hold".
 	Message string `json:"message,omitempty" yaml:"message,omitempty"`
+	// Service names an admission plugin: a service of the operator's
+	// that the node consults for each submission (see the package
+	// documentation). Optional; with it, Digest is required.
+	Service string `json:"service,omitempty" yaml:"service,omitempty"`
+	// Digest pins the plugin service's archive digest, sha256:<64 hex>:
+	// a plugin service with another digest is not consulted and the rule
+	// fails. Required with Service.
+	Digest string `json:"digest,omitempty" yaml:"digest,omitempty"`
+	// Timeout bounds one consultation of the plugin, 1ms to 30s. Default
+	// 2s; only with Service.
+	Timeout manifest.Duration `json:"timeout,omitzero" yaml:"timeout,omitempty"`
 }
 
 // Defaults of DefaultPolicy.
@@ -409,6 +443,11 @@ func (p *Policy) Normalize() {
 	}
 	if p.ContainerFallback == "" {
 		p.ContainerFallback = FallbackNew
+	}
+	for i := range p.Rules {
+		if p.Rules[i].Service != "" && p.Rules[i].Timeout.IsZero() {
+			p.Rules[i].Timeout, _ = manifest.ParseDuration(DefaultPluginTimeout.String())
+		}
 	}
 	// Empty lists and maps are nil, so that "keywords: []" and no
 	// keywords are the same policy.

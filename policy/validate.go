@@ -212,9 +212,12 @@ func (p Policy) Validate() error {
 		} else {
 			rules.add(path+".name", r.Name, i)
 		}
-		if strings.TrimSpace(r.Expr) == "" {
+		switch {
+		case r.Service != "" || r.Digest != "" || !r.Timeout.IsZero():
+			v.pluginRule(path, r)
+		case strings.TrimSpace(r.Expr) == "":
 			v.fail(path+".expr", "must not be empty")
-		} else if len(r.Expr) > 4096 {
+		case len(r.Expr) > 4096:
 			v.fail(path+".expr", "must be at most 4096 bytes")
 		}
 		if len(r.Message) > 1024 {

@@ -205,7 +205,9 @@ func (env *cli) policyExplain(dir string, o explainOptions) error {
 			return usagef("--origin: %w", err)
 		}
 	}
-	d := pol.Admit(sub, offlineNode())
+	// Offline, no admission plugin can be consulted: the decision is the
+	// built-in rules', each plugin rule saying it was not consulted.
+	d := pol.Preliminary(sub, offlineNode())
 	if o.json {
 		return printJSON(env.stdout, d)
 	}
