@@ -3,6 +3,8 @@ package node_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/decision"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/policy"
 )
 
 // named is the greeter example renamed, at version, packed.
@@ -181,5 +184,54 @@ func TestAdmissionQueueRefuses(t *testing.T) {
 	}
 	if after := snapshotData(t, n); after != before {
 		t.Fatalf("refused waiters changed the data dir:\n%s\n%s", before, after)
+	}
+}
+
+// TestKlyntarSeedAdmitsNoOrigin: a node running the seed's own runner
+// configuration, imported, admits a service that names no origin:
+// PREFER_SYMBIOTES and PREFER_HOSTCHAINS are a preference, not an
+// allowlist, and the decision says so.
+func TestKlyntarSeedAdmitsNoOrigin(t *testing.T) {
+	ctx := context.Background()
+	seed, err := os.ReadFile(filepath.Join("..", "policy", "testdata", "klyntar", "runner.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := policy.ImportKlyntar(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, func(c *node.Config) { c.Policy = k.Policy })
+	dir := example(t, "greeter")
+	// The seed's KEYWORDS: a service must carry one of them.
+	setManifest(t, dir, func(s string) string { return strings.Replace(s, "keywords: [demo]", "keywords: [api]", 1) })
+	res, err := n.op.Submit(ctx, pack(t, dir))
+	if err != nil {
+		t.Fatalf("a service naming no origin under the seed's config: %v", err)
+	}
+	var origins *api.Reason
+	for i, r := range res.Service.Decision.Reasons {
+		if r.Rule == "origins" {
+			origins = &res.Service.Decision.Reasons[i]
+		}
+	}
+	if res.Service.Decision.Verdict != "run" || origins == nil || !origins.OK || origins.Detail != "no origin named: not preferred; unlisted origins need min_stake 0" {
+		t.Fatalf("decision %+v, origins reason %+v", res.Service.Decision, origins)
+	}
+}
+
+// TestAdmissionConfigErrors: bad admission settings name their keys.
+func TestAdmissionConfigErrors(t *testing.T) {
+	_, err := node.ParseConfig([]byte("admission: {queue: -1, wait: 1h}\n"), false)
+	for _, want := range []string{"admission.queue: must be from 0 to 4096", "admission.wait: must be a duration from 0s to 10m0s"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseConfig = %v, want it to contain %q", err, want)
+		}
+	}
+	if _, err := node.ParseConfig([]byte("admission: {queue: 2, wate: 1s}\n"), false); err == nil || !strings.Contains(err.Error(), `admission.wate: unknown field "wate"`) {
+		t.Errorf("unknown admission key: %v", err)
+	}
+	if _, err := node.ParseConfig([]byte("policy: {limits: {services: -2}}\n"), false); err == nil || !strings.Contains(err.Error(), "policy.limits.services: must be from 0 to 1048576") {
+		t.Errorf("negative limits.services: %v", err)
 	}
 }
