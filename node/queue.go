@@ -96,6 +96,10 @@ type atCapacity struct {
 
 func (e *atCapacity) Error() string { return "node at capacity: " + e.counts() }
 
+// Unwrap makes an atCapacity that escapes queued (a caller of
+// submitArchive that does not queue) a 503 all the same.
+func (e *atCapacity) Unwrap() error { return server.ErrUnavailable }
+
 func (e *atCapacity) counts() string {
 	s := fmt.Sprintf("%d of %d services", e.services, e.limit)
 	if e.promised > 0 {
