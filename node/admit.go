@@ -34,6 +34,7 @@ func (n *Node) ReloadPolicy(p policy.Policy) error {
 	}
 	old := n.pol.Swap(c)
 	n.log.Info("policy reloaded", "digest", c.Digest(), "previous", old.Digest())
+	n.kickAdmission(context.Background()) // limits.services may have grown
 	return nil
 }
 

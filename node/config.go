@@ -66,6 +66,9 @@ type Config struct {
 	Executors ExecutorsConfig `json:"executors" yaml:"executors"`
 	// Lifecycle tunes stop and rm: see LifecycleConfig.
 	Lifecycle LifecycleConfig `json:"lifecycle" yaml:"lifecycle"`
+	// Admission bounds the queue new services wait in while the node is
+	// at capacity (policy.limits.services): see AdmissionConfig.
+	Admission AdmissionConfig `json:"admission" yaml:"admission"`
 	// Secrets are the values webhooks are checked with, by name
 	// ([a-z0-9_-]{1,64}); a manifest names them (auth: {bearer: NAME}).
 	// They win over secrets of the same name set at run time (andromeda
@@ -198,6 +201,7 @@ func DefaultConfig() Config {
 		Events:       DefaultEventsConfig(),
 		Executors:    DefaultExecutorsConfig(),
 		Lifecycle:    DefaultLifecycleConfig(),
+		Admission:    DefaultAdmissionConfig(),
 	}
 }
 
@@ -273,6 +277,7 @@ func ParseConfigFormat(data []byte, format strictdoc.Format) (Config, error) {
 			strictdoc.Field[DiskConfig]("min_free", text),
 			strictdoc.Field[DiskConfig]("interval", text),
 			strictdoc.Field[LifecycleConfig]("stop_grace", text),
+			strictdoc.Field[AdmissionConfig]("wait", text),
 			strictdoc.Field[DockerConfig]("scratch", text),
 		),
 	}
@@ -376,6 +381,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Lifecycle.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Admission.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Offer.Validate(); err != nil {

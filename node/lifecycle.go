@@ -530,6 +530,7 @@ func (n *Node) RemoveService(ctx context.Context, name string, purge bool) error
 	}
 	n.notify(api.WatchEvent{Kind: api.WatchRemoved, Service: name, Version: rec.Version, Phase: api.PhaseRemoved})
 	n.log.Info("service removed", logService, name, "runs_purged", purge)
+	n.kickAdmission(context.WithoutCancel(ctx)) // its slot goes to the first waiter
 	return nil
 }
 

@@ -89,6 +89,8 @@ type Node struct {
 	submitMu sync.Mutex // serialises submissions and removals
 	life     lifecycle  // each service's lifecycle lock (lifecycle.go)
 
+	admission admissionQueue // new services waiting for capacity (queue.go)
+
 	closeOnce  sync.Once
 	undo       []func() error
 	runs       sync.WaitGroup
@@ -231,6 +233,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.startRetrying()
 	n.metrics = newNodeMetrics(n)
 	n.gate.register(n.metrics.reg)
+	n.admission.register(n.metrics.reg)
 	if err := n.openWatch(ctx); err != nil {
 		return err
 	}

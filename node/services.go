@@ -75,9 +75,9 @@ func (n *Node) Submit(ctx context.Context, p server.Principal, body io.Reader, o
 	if len(data) == 0 {
 		return api.SubmitResult{}, server.Errorf(server.ErrInvalid, "empty body: send the service as a tar.gz archive (andromeda submit DIR)")
 	}
-	n.submitMu.Lock()
-	defer n.submitMu.Unlock()
-	return n.submitArchive(ctx, p, data, o, nil)
+	return n.queued(ctx, o, func(ctx context.Context) (api.SubmitResult, error) {
+		return n.submitArchive(ctx, p, data, o, nil)
+	})
 }
 
 // SubmitSource implements server.Backend: a manifest whose source.location
@@ -94,8 +94,14 @@ func (n *Node) SubmitSource(ctx context.Context, p server.Principal, manifestJSO
 	if m.Source.Location == "" && m.Source.Git == "" {
 		return api.SubmitResult{}, server.Errorf(server.ErrInvalid, "source.location: required when submitting a manifest without an archive (or source.git)")
 	}
-	n.submitMu.Lock()
-	defer n.submitMu.Unlock()
+	return n.queued(ctx, o, func(ctx context.Context) (api.SubmitResult, error) {
+		return n.submitSource(ctx, p, m, o)
+	})
+}
+
+// submitSource is SubmitSource for a checked manifest: admit, fetch,
+// submit. The caller holds submitMu.
+func (n *Node) submitSource(ctx context.Context, p server.Principal, m *manifest.Service, o api.SubmitOptions) (api.SubmitResult, error) {
 	pol := n.Policy()
 	sub, err := n.submission(ctx, m, "", 0, o)
 	if err != nil {
@@ -107,6 +113,9 @@ func (n *Node) SubmitSource(ctx context.Context, p server.Principal, manifestJSO
 	}
 	if d := n.decide(ctx, p, pol, &sub, view); d.Verdict != policy.Run {
 		return api.SubmitResult{}, decisionError(m, d)
+	}
+	if err := n.checkCapacity(ctx, pol, m.Name, view.Services, o.Origin); err != nil {
+		return api.SubmitResult{}, err
 	}
 	lim := n.limits.archive
 	lim.MaxCompressed = min(lim.MaxCompressed, pol.Policy().MaxPayload.Int64())
@@ -121,7 +130,8 @@ func (n *Node) SubmitSource(ctx context.Context, p server.Principal, manifestJSO
 	return n.submitArchive(ctx, p, data, o, m)
 }
 
-// submitArchive is the one submission path; the caller holds submitMu.
+// submitArchive is the one submission path; the caller holds submitMu
+// (queued takes it).
 // want, when set, is the manifest the archive must match (source services).
 func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byte, o api.SubmitOptions, want *manifest.Service) (api.SubmitResult, error) {
 	staging, err := n.tempDir("staging")
@@ -190,6 +200,9 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	if decision.Verdict != policy.Run {
 		n.log.Info("service refused", logService, m.Name, "version", m.Version, "verdict", decision.Verdict)
 		return api.SubmitResult{}, decisionError(m, decision)
+	}
+	if err := n.checkCapacity(ctx, pol, m.Name, view.Services, o.Origin); err != nil {
+		return api.SubmitResult{}, err
 	}
 	canon, err := json.Marshal(m)
 	if err != nil {

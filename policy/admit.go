@@ -316,29 +316,6 @@ func (a *admission) meets(q Quorum) bool {
 	return len(a.signers) >= q.Signatures && a.weight+1e-9 >= q.Weight
 }
 
-func (a *admission) origin() {
-	o := a.sub.Origin
-	list := a.c.p.Origins
-	switch {
-	case len(list) == 0 && o.IsZero():
-		a.add("origins", true, "any origin accepted")
-	case len(list) == 0:
-		a.add("origins", true, "any origin accepted (submission from %s)", o)
-	case o.IsZero():
-		a.add("origins", false, "the submission names no origin; origins lists %s", originList(list))
-	default:
-		i, ok := a.c.origins[originKey{o.Kind, o.ID}]
-		switch {
-		case !ok:
-			a.add("origins", false, "%s:%s is not in origins (%s)", o.Kind, o.ID, originList(list))
-		case o.Stake < list[i].MinStake:
-			a.add("origins", false, "%s:%s stake %s is below origins[%d].min_stake %s", o.Kind, o.ID, formatFloat(o.Stake), i, formatFloat(list[i].MinStake))
-		default:
-			a.add("origins", true, "%s:%s with stake %s (min_stake %s)", o.Kind, o.ID, formatFloat(o.Stake), formatFloat(list[i].MinStake))
-		}
-	}
-}
-
 func (a *admission) keywords() {
 	kw := a.m.Keywords
 	switch {

@@ -31,7 +31,7 @@ type Compiled struct {
 	keywords map[string]bool
 	network  []source.HostPattern
 	prefer   map[string]map[string]bool // driver → languages
-	origins  map[originKey]int          // → index in p.Origins
+	origins  map[originKey]int          // → index in p.Origins.Prefer
 	shared   map[string]bool
 	dockerRe []string // registries.docker as reference prefixes (DockerPrefixes)
 	rules    []compiledRule
@@ -79,7 +79,7 @@ func Compile(p Policy) (*Compiled, error) {
 	for drv, langs := range p.PreferDrivers {
 		c.prefer[drv] = setOf(langs)
 	}
-	for i, o := range p.Origins {
+	for i, o := range p.Origins.Prefer {
 		c.origins[originKey{o.Kind, o.ID}] = i
 	}
 	c.dockerRe = DockerPrefixes(p.Registries["docker"])

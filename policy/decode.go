@@ -30,11 +30,12 @@ func (document) Name() string { return "policy" }
 var strict = strictdoc.Decoder[document]{MaxSize: MaxSize, MaxDepth: MaxDepth, AllowEmpty: true, Hooks: Hooks()}
 
 // Hooks returns the package strictdoc hooks that decode a policy's types
-// that are not plain data: the network ceiling, and sizes, CPU shares and
+// that are not plain data: the network ceiling, origins (a list or a
+// mapping), and sizes, CPU shares and
 // durations (manifest.UnitHooks), judged as they are read. A document
 // holding a policy, the node config, decodes it with them.
 func Hooks() []strictdoc.Hook {
-	return append(manifest.UnitHooks(), strictdoc.Type(decodeNetwork))
+	return append(manifest.UnitHooks(), strictdoc.Type(decodeNetwork), strictdoc.Type(decodeOrigins))
 }
 
 func decodeNetwork(c *strictdoc.Cursor, v *strictdoc.Value, n *Network) {

@@ -19,6 +19,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("network: ['*.example.com:443']\nrules:\n  - {name: a, expr: 'service.name == \"x\"'}\n"))
 	f.Add([]byte("limits: {cpu: {max: 500m}}\nredirect_depth: 0\n"))
 	f.Add([]byte("x: &a [1]\ny: *a\n"))
+	f.Add([]byte("origins: {required: false, prefer: [{kind: hostchain, id: btc, min_stake: 2}], min_stake: 1}\nlimits: {services: 3}\n"))
+	f.Add([]byte(`{"origins": [{"kind": "symbiote", "id": "abc"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if err != nil {

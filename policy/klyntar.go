@@ -69,7 +69,8 @@ var klyntarKeys = []string{
 // Changes of meaning, each stated in its note: DESC_MAX_LEN N becomes
 // max_description N-1 (KLYNTAR admits length < N); TRUSTED_HUBS sets no
 // quorum (require stays 0: attestations are counted, not required);
-// PREFER_SYMBIOTES and PREFER_HOSTCHAINS become an origins allowlist; an
+// PREFER_SYMBIOTES and PREFER_HOSTCHAINS become origins.prefer, a
+// preference (required false, min_stake 0 for other origins); an
 // empty NETCAP becomes network none; PREFER_TOOLCHAIN's "host" is the
 // process driver and "node.js" the language node.
 func ImportKlyntar(data []byte) (Klyntar, error) {
@@ -332,14 +333,15 @@ func importKey(k *Klyntar, name string, raw *strictdoc.Value) (Mapping, error) {
 					return Mapping{}, fmt.Errorf("%q.MIN_FREEZE: must be a number ≥ 0", id)
 				}
 			}
-			p.Origins = append(p.Origins, o)
+			p.Origins.Prefer = append(p.Origins.Prefer, o)
 			added = append(added, fmt.Sprintf("%s:%s (min_stake %s)", kind, id, formatFloat(o.MinStake)))
 		}
-		note := "KLYNTAR prefers these; here origins is an allowlist: a submission must name a listed origin (Andromeda-Origin: kind:id;stake=N) with at least its min_stake (MIN_FREEZE)"
+		p.Origins.Required, p.Origins.MinStake = false, 0
+		note := "a preference, as in KLYNTAR (origins {required: false, prefer, min_stake: 0}): a submission naming a listed origin (Andromeda-Origin: kind:id;stake=N) with at least its min_stake (MIN_FREEZE) is preferred and goes first in the admission queue when the node is at capacity; any other, including one naming no origin, is admitted at origins.min_stake 0 (set it to ask a stake of others, or required: true for an allowlist)"
 		if len(ignored) > 0 {
 			note += "; ignored: " + strings.Join(ignored, ", ")
 		}
-		return Mapping{To: "origins += " + listString(added), Note: note}, nil
+		return Mapping{To: "origins.prefer += " + listString(added), Note: note}, nil
 
 	case "DORMITORY":
 		obj, err := decodeObject(raw)

@@ -57,7 +57,7 @@ func TestImportKlyntarMappings(t *testing.T) {
 	for key, note := range map[string]string{
 		"STATIC_NODES":      `dropped: "htts://api-klyntar.coinbase.com" (not an http or https URL)`,
 		"TRUSTED_HUBS":      "WoD3FV8ByzerAUUCZ5rF58aTLpz5kTNxHnyBS5vzuqeq (33 bytes, not a 32-byte ed25519 key)",
-		"PREFER_SYMBIOTES":  "allowlist",
+		"PREFER_SYMBIOTES":  "a preference",
 		"DESC_MAX_LEN":      "shorter than 200 characters",
 		"NETCAP":            "no network capability",
 		"REGISTRIES":        "python, rust: no registry listed",
@@ -71,8 +71,8 @@ func TestImportKlyntarMappings(t *testing.T) {
 	if k.Docker != (Docker{Host: "tcp://localhost:2375"}) {
 		t.Errorf("Docker = %+v, want tcp://localhost:2375 without TLS", k.Docker)
 	}
-	if len(k.Policy.Origins) != 6 || k.Policy.Origins[3] != (Origin{Kind: "hostchain", ID: "btc"}) {
-		t.Errorf("origins = %+v", k.Policy.Origins)
+	if o := k.Policy.Origins; o.Required || o.MinStake != 0 || len(o.Prefer) != 6 || o.Prefer[3] != (Origin{Kind: "hostchain", ID: "btc"}) {
+		t.Errorf("origins = %+v, want a preference (required false, min_stake 0) listing the six", o)
 	}
 	if c := k.Policy.Containers; len(c) != 2 || !slices.Equal(c[0].Languages, []string{"node"}) || !slices.Equal(c[1].Languages, []string{"rust", "node", "go", "python"}) {
 		t.Errorf("containers = %+v", c)
@@ -148,8 +148,6 @@ func TestImportKlyntarAdmits(t *testing.T) {
 		{"NETCAP", "network", func(m *manifest.Service, _ *Submission) {
 			m.Capabilities.Network = manifest.Network{Hosts: []string{"api.example.com:443"}}
 		}, Forward},
-		{"PREFER_SYMBIOTES", "origins", func(_ *manifest.Service, s *Submission) { s.Origin.ID = "SomeOtherSymbiote" }, Forward},
-		{"PREFER_HOSTCHAINS", "origins", func(_ *manifest.Service, s *Submission) { s.Origin = OriginClaim{Kind: "hostchain", ID: "eth"} }, Forward},
 		{"ALLOWED_STORAGE", "allowed_sources", func(m *manifest.Service, _ *Submission) {
 			m.Source.Location = "https://gist.githubusercontent.com/x/pw.tar.gz"
 		}, Forward},

@@ -163,10 +163,12 @@ type Policy struct {
 	// MinReward is the least reward a service must offer. Default amount 0:
 	// no minimum.
 	MinReward Reward `json:"min_reward" yaml:"min_reward"`
-	// Origins, when not empty, are the only origins a submission may come
-	// from, each with a minimum stake (KLYNTAR: PREFER_SYMBIOTES,
-	// PREFER_HOSTCHAINS). Default empty: any origin, or none.
-	Origins []Origin `json:"origins,omitempty" yaml:"origins"`
+	// Origins are the origins this node prefers, or the only ones it
+	// admits, each with a minimum stake (KLYNTAR: PREFER_SYMBIOTES,
+	// PREFER_HOSTCHAINS, MIN_FREEZE): a bare list is an allowlist, the
+	// mapping {required, prefer, min_stake} a preference; see Origins.
+	// Default none: any origin, or none, none preferred.
+	Origins Origins `json:"origins,omitzero" yaml:"origins,omitempty"`
 	// Containers are existing containers a docker service may be placed
 	// into instead of a new one (KLYNTAR: CONTAINERS). Default none.
 	Containers []Container `json:"containers,omitempty" yaml:"containers"`
@@ -272,6 +274,12 @@ type Ceilings struct {
 	// contract's limit); a service's capabilities.caps.actions_per_run,
 	// or 256 when it sets none, is held to it. Default 256.
 	ActionsPerRun Ceiling[int] `json:"actions_per_run" yaml:"actions_per_run"`
+	// Services is the most services admitted on the node at once, 0 to
+	// 1048576; 0 (the default) is no limit. A new service over it waits
+	// in the node's admission queue (preferred origins first) until a
+	// service is removed; an upgrade of an admitted service never waits,
+	// and nothing admitted is evicted.
+	Services int `json:"services,omitempty" yaml:"services,omitempty"`
 }
 
 // Reward is the least a service must offer.
@@ -455,7 +463,7 @@ func (p *Policy) Normalize() {
 	nilIfEmpty(&p.TrustedHubs)
 	nilIfEmpty(&p.Keywords)
 	nilIfEmpty(&p.Network.Hosts)
-	nilIfEmpty(&p.Origins)
+	nilIfEmpty(&p.Origins.Prefer)
 	nilIfEmpty(&p.Containers)
 	nilIfEmpty(&p.Peers)
 	nilIfEmpty(&p.Dormant.Services)
@@ -504,7 +512,7 @@ func (p Policy) clone() Policy {
 	c.PreferDrivers = cloneLists(p.PreferDrivers)
 	c.Keywords = slices.Clone(p.Keywords)
 	c.Network.Hosts = slices.Clone(p.Network.Hosts)
-	c.Origins = slices.Clone(p.Origins)
+	c.Origins.Prefer = slices.Clone(p.Origins.Prefer)
 	c.Containers = slices.Clone(p.Containers)
 	for i := range c.Containers {
 		c.Containers[i].Languages = slices.Clone(c.Containers[i].Languages)

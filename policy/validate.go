@@ -12,7 +12,6 @@ import (
 
 	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/contract"
-	"github.com/andromeda-runner/andromeda/decision"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/source"
 	"github.com/andromeda-runner/andromeda/strictdoc"
@@ -115,6 +114,7 @@ func (p Policy) Validate() error {
 	v.over("limits.concurrency.over", l.Concurrency.Over)
 	v.between("limits.actions_per_run.max", l.ActionsPerRun.Max, 1, contract.MaxActions)
 	v.over("limits.actions_per_run.over", l.ActionsPerRun.Over)
+	v.between("limits.services", l.Services, 0, 1<<20)
 
 	if a := p.MinReward.Amount; a < 0 || math.IsInf(a, 0) || math.IsNaN(a) {
 		v.fail("min_reward.amount", "must be a number ≥ 0")
@@ -123,21 +123,7 @@ func (p Policy) Validate() error {
 		v.fail("min_reward.unit", "must be [A-Za-z0-9]{1,16} when amount is more than 0")
 	}
 
-	origins := v.unique("origins", "kind and id")
-	for i, o := range p.Origins {
-		path := strictdoc.IndexPath("origins", i)
-		if !decision.ValidOriginKind(o.Kind) {
-			v.fail(path+".kind", "must be [a-z0-9-]{1,32}, like symbiote or hostchain")
-		}
-		if !decision.ValidOriginID(o.ID) {
-			v.fail(path+".id", "must be 1 to 128 printable characters without spaces")
-		}
-		origins.add(path, o.Kind+"\x00"+o.ID, i)
-		if o.MinStake < 0 || math.IsInf(o.MinStake, 0) || math.IsNaN(o.MinStake) {
-			v.fail(path+".min_stake", "must be a number ≥ 0")
-		}
-	}
-	v.tooLong("origins", len(p.Origins))
+	p.Origins.validate(&v)
 
 	containers := v.unique("containers", "name")
 	for i, c := range p.Containers {

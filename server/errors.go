@@ -53,9 +53,10 @@ var (
 	// open as it may. Retrying after RetryAfter may succeed.
 	ErrBusy = errors.New("busy")
 	// ErrUnavailable: the node cannot take the work now: the data disk is
-	// nearly full, the store cannot write, or it did not record a run that
-	// ended (the Error carries the run). Retrying after RetryAfter may
-	// succeed.
+	// nearly full, the store cannot write, it did not record a run that
+	// ended (the Error carries the run), or it is at capacity for new
+	// services and the submission's time in the admission queue ran out
+	// (or the queue was full). Retrying after RetryAfter may succeed.
 	ErrUnavailable = errors.New("unavailable")
 	// ErrTooLarge: what the request carries is larger than the room it
 	// goes into: a file beyond its volume's free space.
