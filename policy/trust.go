@@ -170,13 +170,13 @@ func (a *admission) trustTree() {
 // not placed in the tree.
 func (a *admission) unplaced(e *edge) string {
 	par, ok := a.tree[e.parent]
+	s, placed := a.tree[e.child]
 	switch {
 	case !ok:
 		return fmt.Sprintf("parent %s is not a trusted hub or a delegate in the trust tree", e.p.Parent.Short())
-	case par.left < 1:
+	case !placed:
 		return fmt.Sprintf("beyond %s (%s is at depth %d)", par.limit, par.name, par.depth)
 	}
-	s := a.tree[e.child]
 	return fmt.Sprintf("%s is already in the trust tree through %s (weight %s); a key counts once",
 		s.name, strings.Join(s.path, " → "), formatFloat(s.weight))
 }
