@@ -60,17 +60,18 @@ type Node struct {
 	log    *slog.Logger
 	limits ceilings
 
-	bus         *bus.Bus
-	store       *store.Store
-	sched       *trigger.Scheduler
-	ticks       *tickBook   // the last tick evaluated per cron trigger (catchup.go)
 	revocations revocations // of delegations, by id (trust.go)
-	events      *eventBus
-	exec        *executions // the ledger's executions (execute.go)
-	metrics     *nodeMetrics
-	drivers     map[string]*driverState
-	http        *http.Server
-	ln          net.Listener
+
+	bus     *bus.Bus
+	store   *store.Store
+	sched   *trigger.Scheduler
+	ticks   *tickBook // the last tick evaluated per cron trigger (catchup.go)
+	events  *eventBus
+	exec    *executions // the ledger's executions (execute.go)
+	metrics *nodeMetrics
+	drivers map[string]*driverState
+	http    *http.Server
+	ln      net.Listener
 
 	operatorHash [32]byte
 	natsAuth     *natsAuth // NATS client credentials and the publisher key (natsauth.go)
