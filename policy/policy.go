@@ -24,7 +24,7 @@
 // them.
 //
 // It does not fetch sources (package source), verify anything but
-// attestations, store decisions, forward services to peers, or know how a
+// attestations and delegations (the trust tree, trust.go), store decisions, forward services to peers, or know how a
 // driver enforces what it decides.
 //
 // # Rules

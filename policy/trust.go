@@ -22,6 +22,17 @@ const issueSkew = 5 * time.Minute
 // delegate's attestation counts its parent's weight times its share, for
 // services within every scope on its path; the weight counted through one
 // root never exceeds the root's weight; a key counts once.
+//
+// A delegation counts when its signature verifies, it has not expired at
+// the decision time (Node.Now), its issued_at is at most five minutes
+// after it, no revocation the node holds withdraws it (one signed by its
+// parent or a key above it, dated no later than the decision time), the
+// service is in its scope, and its delegate is no trusted hub (a hub counts
+// as itself). A key several delegations reach is placed once, by the path
+// giving it the most weight, then the shortest, then the earliest
+// delegation. Hubs' own attestations count first, then their delegates'
+// level by level, each in submission order, until the hub's weight is
+// reached.
 type TrustPolicy struct {
 	// MaxDepth is how many delegation levels below a trusted hub count: 0
 	// follows no delegation (only the hubs' own attestations count), 1
@@ -100,7 +111,7 @@ func (a *admission) trustTree() {
 		case p.IssuedAt.After(now.Add(issueSkew)):
 			e.why = "issued at " + p.IssuedAt.Format(time.RFC3339) + ", after the decision time " + now.UTC().Format(time.RFC3339)
 		case a.revokedBy(p, []string{e.parent}, now) != "":
-			e.why = a.revokedBy(p, []string{e.parent}, now)
+			e.why = a.revokedBy(p, []string{e.parent}, now) // by its parent: whatever its place
 		case !p.Scope.Contains(a.m.Name, a.m.Keywords):
 			e.why = scopeMiss(p.Scope, a.m.Name, a.m.Keywords)
 		case a.c.hubs[e.child].name != "":
