@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -279,3 +280,43 @@ func TestTrustCycleAndOrderAreHarmless(t *testing.T) {
 }
 
 func itoa(i int) string { return formatFloat(float64(i)) }
+
+// FuzzTrustTree lays out delegations among five keys from fuzzed shares,
+// depths and parents: admission never panics, counts each signer once,
+// and never counts more than the hubs weigh.
+func FuzzTrustTree(f *testing.F) {
+	f.Add([]byte{0, 2, 128, 1, 2, 3, 255, 0, 3, 4, 64, 2}, uint8(2))
+	f.Add([]byte{2, 3, 255, 2, 3, 2, 255, 2}, uint8(1))
+	f.Add([]byte{}, uint8(0))
+	names := []string{"hub-a", "hub-b", "bob", "carol", "dave"}
+	f.Fuzz(func(t *testing.T, spec []byte, depth uint8) {
+		c := newTrustCase(t)
+		c.depth = int(depth % 4)
+		for i := 0; i+3 < len(spec) && len(c.dels) < 12; i += 4 {
+			from, to := names[int(spec[i])%len(names)], names[int(spec[i+1])%len(names)]
+			if from == to {
+				continue
+			}
+			share := float64(spec[i+2]%100+1) / 100
+			c.delegate(from, to, share, func(d *attest.Delegation) { d.MaxDepth = int(spec[i+3] % 3) })
+		}
+		c.sign(names...)
+		d := c.admit()
+		signers, weight := 0, 0.0
+		for _, r := range d.Reasons {
+			if strings.HasPrefix(r.Rule, "attestations[") && r.OK {
+				signers++
+			}
+			if r.Rule == "trusted_hubs" {
+				_, after, _ := strings.Cut(r.Detail, "weight ")
+				w, _, _ := strings.Cut(after, ";")
+				if _, err := fmt.Sscan(w, &weight); err != nil {
+					t.Fatalf("trusted_hubs detail %q", r.Detail)
+				}
+			}
+		}
+		if signers > len(names) || weight > 3+1e-9 {
+			t.Fatalf("%d signers, weight %v from %d delegations: %+v", signers, weight, len(c.dels), d.Reasons)
+		}
+	})
+}
