@@ -117,7 +117,8 @@ func (c *Client) submit(ctx context.Context, contentType string, body []byte, o 
 		path += "?start=false"
 	}
 	err := c.do(ctx, http.MethodPost, path, contentType, bytes.NewReader(body), &r,
-		attest.HeaderName, attest.EncodeHeader(o.Attestations), decision.OriginHeader, origin)
+		attest.HeaderName, attest.EncodeHeader(o.Attestations), decision.OriginHeader, origin,
+		attest.DelegationsHeaderName, attest.EncodeDelegationsHeader(o.Delegations))
 	return r, err
 }
 

@@ -213,6 +213,9 @@ type Token struct {
 type SubmitOptions struct {
 	// Attestations sign the archive's digest (attest.HeaderName).
 	Attestations []attest.Attestation
+	// Delegations place the attestations' signers in the trust tree below
+	// the node's trusted hubs (attest.DelegationsHeaderName).
+	Delegations []attest.Delegation
 	// Origin is where the submission says it comes from
 	// (decision.OriginHeader); zero for none.
 	Origin decision.OriginClaim

@@ -1,9 +1,11 @@
 // Package attest holds ed25519 keys and the two things signed with them: a
 // trusted hub's attestation that it reviewed a service's canonical digest,
-// and a node's receipt of an admission decision. It defines their text and
-// JSON forms, the attestations file a service directory carries
-// (.andromeda/attestations.json), and the HTTP header that carries
-// attestations beside a submitted archive.
+// and a node's receipt of an admission decision; also delegations (a key
+// letting another key's attestations count in its name) and their
+// revocations. It defines their text and JSON forms, the attestations file
+// a service directory carries (.andromeda/attestations.json), and the HTTP
+// headers that carry attestations and delegations beside a submitted
+// archive.
 //
 // It does not decide whom to trust or how many signatures are enough (that is
 // policy), does not compute digests (that is archive) and does no network
@@ -34,12 +36,47 @@
 // signed_at. The digest is part of the attestation so that a signature over
 // another version of a service is told apart from a forged one.
 //
+// # Delegations and revocations
+//
+// A trusted hub may let another key vouch in its name, and take that back.
+//
+// A delegation is the JSON object
+//
+//	{"parent": "ed25519:…", "delegate": "ed25519:…", "share": 0.5,
+//	 "scope": {"services": ["weather-*"], "keywords": ["maps"]},
+//	 "max_depth": 1, "issued_at": "2026-01-02T03:04:05Z",
+//	 "expires": "2026-02-01T03:04:05Z", "signature": "…"}
+//
+// signed by parent's key over the message
+//
+//	"andromeda delegation v1\n" + parent + "\n" + delegate + "\n" + share + "\n" +
+//	services joined by "," + "\n" + keywords joined by "," + "\n" +
+//	max_depth + "\n" + issued_at + "\n" + expires + "\n"
+//
+// with share in Go's shortest 'g' form (strconv.FormatFloat(share, 'g',
+// -1, 64)), max_depth in decimal and the times in UTC RFC 3339 with as many
+// fractional digits as needed. A delegation's id is "sha256:" and the hex
+// sha256 of that message: it names the delegation in revocations and
+// reasons, and does not depend on the signature.
+//
+// A revocation is the JSON object
+//
+//	{"delegation": "sha256:…", "key": "ed25519:…", "revoked_at": "…", "signature": "…"}
+//
+// signed by key over "andromeda revocation v1\n" + delegation + "\n" +
+// revoked_at + "\n". Who may revoke (the delegation's parent or a key above
+// it in the tree) is policy's to judge; this package only says whether the
+// signature verifies.
+//
 // # Where attestations travel
 //
 // `andromeda attest DIR --key K` adds an attestation to DIR/FileName
 // (.andromeda/attestations.json, which packing skips, so attesting never
 // changes the digest attested); `andromeda submit DIR` sends them beside
 // the archive in the HeaderName request header (EncodeHeader, DecodeHeader).
+// Delegations travel the same way: in the same file (`andromeda attest
+// delegate` adds them) and in the DelegationsHeaderName header.
+// Revocations reach a node through its API (POST /v1/trust/revocations).
 package attest
 
 import (

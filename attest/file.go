@@ -27,6 +27,13 @@ const FileName = ".andromeda/attestations.json"
 // the attestations. EncodeHeader and DecodeHeader convert it.
 const HeaderName = "Andromeda-Attestations"
 
+// DelegationsHeaderName is the HTTP request header that carries a
+// submission's delegations, beside its attestations: the unpadded base64url
+// of the JSON array of the delegations (EncodeDelegationsHeader,
+// DecodeDelegationsHeader), at most MaxDelegations of them and MaxEncoded
+// bytes.
+const DelegationsHeaderName = "Andromeda-Delegations"
+
 // Bounds on what DecodeHeader and ReadDir accept.
 const (
 	// MaxAttestations is the most attestations one submission or file may
@@ -38,34 +45,45 @@ const (
 
 // File is the content of FileName:
 //
-//	{"attestations": [{"key": …, "digest": …, "signature": …, "signed_at": …}, …]}
+//	{"attestations": [{"key": …, "digest": …, "signature": …, "signed_at": …}, …],
+//	 "delegations": [{"parent": …, "delegate": …, …}, …]}
 //
-// Attestations are kept sorted by key, one per key.
+// Attestations are kept sorted by key, one per key; delegations sorted by
+// parent and delegate, one per pair. Delegations may be left out.
 type File struct {
 	Attestations []Attestation `json:"attestations"`
+	Delegations  []Delegation  `json:"delegations,omitempty"`
 }
 
 // ReadDir returns the attestations in dir's FileName; none, without error,
-// when the file does not exist. Decoding is strict (see Decode).
+// when the file does not exist. Decoding is strict (see DecodeFile).
 func ReadDir(dir string) ([]Attestation, error) {
+	f, err := ReadDirFile(dir)
+	return f.Attestations, err
+}
+
+// ReadDirFile returns the attestations and delegations in dir's FileName;
+// an empty File, without error, when the file does not exist. Decoding is
+// strict (see DecodeFileAll).
+func ReadDirFile(dir string) (File, error) {
 	name := filepath.Join(dir, FileName)
 	f, err := os.Open(name)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return File{}, nil
 	}
 	if err != nil {
-		return nil, err
+		return File{}, err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxEncoded+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return File{}, fmt.Errorf("%s: %w", name, err)
 	}
-	as, err := DecodeFile(data)
+	file, err := DecodeFileAll(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return File{}, fmt.Errorf("%s: %w", name, err)
 	}
-	return as, nil
+	return file, nil
 }
 
 // DecodeFile decodes the content of an attestations file strictly: one JSON
@@ -74,36 +92,87 @@ func ReadDir(dir string) ([]Attestation, error) {
 // not the signatures: an attestation whose signature is not base64 decodes,
 // and Verify (or policy) says why it never counts.
 func DecodeFile(data []byte) ([]Attestation, error) {
+	f, err := DecodeFileAll(data)
+	return f.Attestations, err
+}
+
+// DecodeFileAll decodes an attestations file as DecodeFile does, with its
+// delegations: the key "delegations", when present, holds at most
+// MaxDelegations of them, decoded strictly; like attestations their
+// signatures are not checked here. A file must have "attestations" or
+// "delegations".
+func DecodeFileAll(data []byte) (File, error) {
 	if len(data) > MaxEncoded {
-		return nil, fmt.Errorf("must be at most %d bytes", MaxEncoded)
+		return File{}, fmt.Errorf("must be at most %d bytes", MaxEncoded)
 	}
 	var f struct {
 		Attestations json.RawMessage `json:"attestations"`
+		Delegations  json.RawMessage `json:"delegations"`
 	}
 	if err := strictjson.Unmarshal(data, &f); err != nil {
-		return nil, err
+		return File{}, err
 	}
-	if f.Attestations == nil {
-		return nil, errors.New(`attestations: missing`)
+	if f.Attestations == nil && f.Delegations == nil {
+		return File{}, errors.New(`attestations: missing`)
 	}
-	return decodeList(f.Attestations)
+	var out File
+	var err error
+	if f.Attestations != nil {
+		if out.Attestations, err = decodeList(f.Attestations); err != nil {
+			return File{}, err
+		}
+	}
+	if f.Delegations != nil {
+		if out.Delegations, err = decodeItems[Delegation](f.Delegations, "delegations", MaxDelegations); err != nil {
+			return File{}, err
+		}
+	}
+	return out, nil
 }
 
 // AddToDir adds a to dir's FileName, replacing any attestation by the same
 // key, and writes the file atomically (mode 0644), creating .andromeda if
-// needed.
+// needed. The file's delegations are kept.
 func AddToDir(dir string, a Attestation) error {
-	as, err := ReadDir(dir)
+	f, err := ReadDirFile(dir)
 	if err != nil {
 		return err
 	}
-	as = slices.DeleteFunc(as, func(o Attestation) bool { return o.Key == a.Key })
+	as := slices.DeleteFunc(f.Attestations, func(o Attestation) bool { return o.Key == a.Key })
 	as = append(as, a)
 	slices.SortFunc(as, func(x, y Attestation) int { return strings.Compare(x.Key, y.Key) })
 	if len(as) > MaxAttestations {
 		return fmt.Errorf("%s: more than %d attestations", FileName, MaxAttestations)
 	}
-	data, err := json.MarshalIndent(File{Attestations: as}, "", "  ")
+	f.Attestations = as
+	return writeDirFile(dir, f)
+}
+
+// AddDelegationToDir adds d to dir's FileName, replacing any delegation
+// with the same parent and delegate, and writes the file atomically as
+// AddToDir does. The file's attestations are kept.
+func AddDelegationToDir(dir string, d Delegation) error {
+	f, err := ReadDirFile(dir)
+	if err != nil {
+		return err
+	}
+	ds := slices.DeleteFunc(f.Delegations, func(o Delegation) bool { return o.Parent == d.Parent && o.Delegate == d.Delegate })
+	ds = append(ds, d)
+	slices.SortFunc(ds, func(x, y Delegation) int {
+		return strings.Compare(x.Parent+"\n"+x.Delegate, y.Parent+"\n"+y.Delegate)
+	})
+	if len(ds) > MaxDelegations {
+		return fmt.Errorf("%s: more than %d delegations", FileName, MaxDelegations)
+	}
+	f.Delegations = ds
+	return writeDirFile(dir, f)
+}
+
+func writeDirFile(dir string, f File) error {
+	if f.Attestations == nil {
+		f.Attestations = []Attestation{}
+	}
+	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -164,23 +233,62 @@ func DecodeHeader(v string) ([]Attestation, error) {
 }
 
 func decodeList(data []byte) ([]Attestation, error) {
+	return decodeItems[Attestation](data, "attestations", MaxAttestations)
+}
+
+// decodeItems decodes a JSON array of at most limit objects strictly;
+// errors name the list (attestations, delegations) and the item.
+func decodeItems[T any](data []byte, list string, limit int) ([]T, error) {
 	var raws []json.RawMessage
 	if err := strictjson.Unmarshal(data, &raws); err != nil {
-		return nil, within("attestations", err)
+		return nil, within(list, err)
 	}
-	if len(raws) > MaxAttestations {
-		return nil, fmt.Errorf("attestations: %d entries, at most %d allowed", len(raws), MaxAttestations)
+	if len(raws) > limit {
+		return nil, fmt.Errorf("%s: %d entries, at most %d allowed", list, len(raws), limit)
 	}
-	as := make([]Attestation, len(raws))
+	as := make([]T, len(raws))
 	for i, raw := range raws {
 		if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-			return nil, fmt.Errorf("attestations[%d]: must be an object", i)
+			return nil, fmt.Errorf("%s[%d]: must be an object", list, i)
 		}
 		if err := strictjson.Unmarshal(raw, &as[i]); err != nil {
-			return nil, within(fmt.Sprintf("attestations[%d]", i), err)
+			return nil, within(fmt.Sprintf("%s[%d]", list, i), err)
 		}
 	}
 	return as, nil
+}
+
+// EncodeDelegationsHeader returns the DelegationsHeaderName value carrying
+// ds; "" for none.
+func EncodeDelegationsHeader(ds []Delegation) string {
+	if len(ds) == 0 {
+		return ""
+	}
+	data, err := json.Marshal(ds)
+	if err != nil {
+		panic("attest: encode header: " + err.Error()) // only strings, numbers and times
+	}
+	return base64.RawURLEncoding.EncodeToString(data)
+}
+
+// DecodeDelegationsHeader decodes a DelegationsHeaderName value: none for
+// "", otherwise the base64url (padding optional) of a JSON array of at most
+// MaxDelegations delegations, decoded strictly, at most MaxEncoded bytes.
+// It checks structure, not signatures (policy says why a delegation does
+// not count). Errors name the place: "delegations[0].share: …".
+func DecodeDelegationsHeader(v string) ([]Delegation, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return nil, nil
+	}
+	if len(v) > MaxEncoded {
+		return nil, fmt.Errorf("%s header: must be at most %d bytes", DelegationsHeaderName, MaxEncoded)
+	}
+	data, err := base64.RawURLEncoding.Strict().DecodeString(strings.TrimRight(v, "="))
+	if err != nil {
+		return nil, fmt.Errorf("%s header: not base64url: %s", DelegationsHeaderName, trimB64(err))
+	}
+	return decodeItems[Delegation](data, "delegations", MaxDelegations)
 }
 
 // within places an error of strictjson.Unmarshal on a part of the file or

@@ -38,6 +38,10 @@ const (
 	// schedule, written at most once per tick, read at start to find the
 	// ticks missed while the node was down (catch_up).
 	BucketTicks = "andromeda_ticks"
+	// BucketRevocations is the KV bucket of the revocations of delegations
+	// the node was sent: <delegation id hex>.<revoking key hex> →
+	// revocation (attest.Revocation), bounded in bytes.
+	BucketRevocations = "andromeda_revocations"
 	// ObjectArtifacts is the object store of submitted archives, by digest.
 	ObjectArtifacts = "andromeda_artifacts"
 	// StreamRuns is the stream of run records, one subject per service.

@@ -74,6 +74,9 @@ func (n *Node) policyView(ctx context.Context) (policy.Node, error) {
 		return v, err
 	}
 	v.Services = len(recs)
+	if v.Revoked, err = n.revoked(ctx); err != nil {
+		return v, err
+	}
 	for _, r := range recs {
 		if r.Target != "" {
 			v.Targets[r.Target] = r.Name

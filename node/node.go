@@ -60,6 +60,8 @@ type Node struct {
 	log    *slog.Logger
 	limits ceilings
 
+	revocations revocations // of delegations, by id (trust.go)
+
 	bus     *bus.Bus
 	store   *store.Store
 	sched   *trigger.Scheduler

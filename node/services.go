@@ -259,7 +259,7 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 
 // submission is what admission looks at for m.
 func (n *Node) submission(ctx context.Context, m *manifest.Service, digest string, size int64, o api.SubmitOptions) (policy.Submission, error) {
-	return policy.Submission{Manifest: m, Digest: digest, PayloadSize: size, Attestations: o.Attestations, Origin: o.Origin}, nil
+	return policy.Submission{Manifest: m, Digest: digest, PayloadSize: size, Attestations: o.Attestations, Delegations: o.Delegations, Origin: o.Origin}, nil
 }
 
 // prepare deploys an admitted service now, or only records it when the

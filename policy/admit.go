@@ -59,6 +59,10 @@ type Submission struct {
 	// Attestations came with the submission, malformed ones included:
 	// each gets a reason saying whether it counts, and why not.
 	Attestations []attest.Attestation
+	// Delegations came with the submission (attest.Delegation): they hang
+	// other keys below the trusted hubs (see TrustPolicy). Each gets a
+	// reason, in the tree or why not.
+	Delegations []attest.Delegation
 	// Origin is where the submission says it comes from; zero when it says
 	// nothing.
 	Origin OriginClaim
@@ -96,6 +100,11 @@ type Node struct {
 	// Now is the decision time, node.now for rules. Zero: the Unix epoch
 	// (Admit reads no clock).
 	Now time.Time
+	// Revoked are the revocations the node holds, by the id of the
+	// delegation they revoke, their signatures verified by whoever filled
+	// it. One counts when its key is the delegation's parent or a key above
+	// it in the trust tree and its revoked_at is not after Now.
+	Revoked map[string][]attest.Revocation
 }
 
 // DriverInfo says whether a driver can take services on this node.
@@ -127,10 +136,13 @@ type admission struct {
 	fatal  []string // failed rules another node could not satisfy either
 	digest string
 
-	signers []string // trusted hubs whose attestations count
+	signers []string // trusted hubs and delegates whose attestations count
 	weight  float64
 
 	preliminary bool // plugin rules are not consulted yet (Preliminary)
+
+	tree       map[string]*signer // raw key → its place in the trust tree (trust.go)
+	rootWeight map[string]float64 // root's raw key → weight its tree may still count
 }
 
 func (a *admission) add(rule string, ok bool, format string, args ...any) {
@@ -154,7 +166,8 @@ func (a *admission) failFatal(rule string, format string, args ...any) {
 
 // Admit decides what to do with a submission. Every rule appends a reason,
 // passed or failed, in this order: max_payload, max_description,
-// allowed_sources (and source.digest on a mismatch), attestations[i] (one
+// allowed_sources (and source.digest on a mismatch), delegations[i] (one
+// per delegation: in the trust tree or why not), attestations[i] (one
 // per attestation: counted or why not; these never decide by themselves),
 // trusted_hubs (the quorum), origins, keywords, min_reward, driver,
 // prefer_drivers, network, limits.memory, limits.cpu, limits.timeout,
@@ -172,9 +185,11 @@ func (a *admission) failFatal(rule string, format string, args ...any) {
 // depth left.
 //
 // Admit is deterministic and never runs service code. It verifies the
-// ed25519 signature of an attestation only when the key is trusted, the
-// digest is the service's and the signer has not been counted yet, and
-// looks at no more than attest.MaxAttestations attestations.
+// ed25519 signature of an attestation only when the key is trusted (a hub,
+// or a delegate in the trust tree), the digest is the service's and the
+// signer has not been counted yet, and looks at no more than
+// attest.MaxAttestations attestations and attest.MaxDelegations
+// delegations.
 func (c *Compiled) Admit(sub Submission, node Node) Decision {
 	return c.admit(sub, node, false)
 }
@@ -269,9 +284,12 @@ func (a *admission) source() {
 	}
 }
 
-// attestations gives each attestation a reason and checks the quorum.
+// attestations gives each delegation and attestation a reason and checks
+// the quorum.
 func (a *admission) attestations() {
+	a.trustTree()
 	seen := map[string]int{} // raw key → index of the counted attestation
+	var valid []validAttestation
 	for i, at := range a.sub.Attestations {
 		rule := "attestations[" + strconv.Itoa(i) + "]"
 		if i >= attest.MaxAttestations {
@@ -283,10 +301,10 @@ func (a *admission) attestations() {
 			a.info(rule, false, "not counted: %v", err)
 			continue
 		}
-		hub, trusted := a.c.hubs[string(p.Key)]
+		hub, trusted := a.tree[string(p.Key)]
 		switch {
 		case !trusted:
-			a.info(rule, false, "not counted: key %s is not a trusted hub", p.Key.Short())
+			a.info(rule, false, "%s", a.notSigner(p.Key))
 		case p.Digest != a.digest:
 			a.info(rule, false, "not counted: %s signed %s, not this service's digest %s", hub.name, attest.ShortDigest(p.Digest), attest.ShortDigest(a.digest))
 		case seen[string(p.Key)] > 0:
@@ -295,11 +313,11 @@ func (a *admission) attestations() {
 			a.info(rule, false, "not counted: signature by %s does not verify", hub.name)
 		default:
 			seen[string(p.Key)] = i + 1
-			a.signers = append(a.signers, hub.name)
-			a.weight += hub.weight
-			a.info(rule, true, "counted: %s (weight %s) signed %s", hub.name, formatFloat(hub.weight), attest.ShortDigest(p.Digest))
+			valid = append(valid, validAttestation{reason: len(a.d.Reasons), index: i, by: hub, digest: p.Digest})
+			a.info(rule, true, "") // countValid says how it counts
 		}
 	}
+	a.countValid(valid)
 	q := a.c.p.Require
 	have := a.trustString()
 	switch {

@@ -24,7 +24,7 @@
 // them.
 //
 // It does not fetch sources (package source), verify anything but
-// attestations, store decisions, forward services to peers, or know how a
+// attestations and delegations (the trust tree, trust.go), store decisions, forward services to peers, or know how a
 // driver enforces what it decides.
 //
 // # Rules
@@ -55,7 +55,9 @@
 //	  .payload                 int: archive bytes (0 when not fetched yet)
 //	  .origin                  .kind .id string, .stake double
 //	  .hops                    list(string): peers it came through
-//	  .signers                 list(string): names of the trusted hubs whose attestations count
+//	  .signers                 list(string): names of the signers whose attestations count: a
+//	                           trusted hub by its name, a delegate by its short key
+//	                           ("ed25519:AbCdEfGh…")
 //	  .weight                  double: their total weight
 //	  .upgrade                 bool: an admitted version exists
 //	  .previous                string: that version ("" when none)
@@ -142,6 +144,9 @@ type Policy struct {
 	// Default {signatures: 0, weight: 0}: attestations are reported but not
 	// required.
 	Require Quorum `json:"require" yaml:"require"`
+	// Trust governs delegations: how far below the trusted hubs (the
+	// roots) attestations count; see TrustPolicy. Default {max_depth: 2}.
+	Trust TrustPolicy `json:"trust" yaml:"trust"`
 	// PreferDrivers maps a driver (wasm, process, docker) to the languages
 	// this node prefers to run there (KLYNTAR: PREFER_TOOLCHAIN). When a
 	// service accepts several drivers, the first available one preferring
@@ -427,6 +432,7 @@ func DefaultPolicy() Policy {
 			ActionsPerRun: Ceiling[int]{Max: DefaultActionsPerRun, Over: OverClamp},
 		},
 		RedirectDepth:     DefaultRedirectDepth,
+		Trust:             TrustPolicy{MaxDepth: DefaultTrustDepth},
 		Upgrade:           Upgrade{Growth: GrowthAllow, Require: Quorum{Signatures: 1}},
 		ContainerFallback: FallbackNew,
 	}

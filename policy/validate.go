@@ -71,7 +71,12 @@ func (p Policy) Validate() error {
 			total += h.Weight
 		}
 	}
-	v.quorum("require", p.Require, len(p.TrustedHubs), total)
+	v.between("trust.max_depth", p.Trust.MaxDepth, 0, attest.MaxDelegationDepth)
+	hubs := len(p.TrustedHubs)
+	if p.Trust.MaxDepth > 0 {
+		hubs = -1 // delegates are signers too: any number may be reached
+	}
+	v.quorum("require", p.Require, hubs, total)
 
 	for _, drv := range slices.Sorted(maps.Keys(p.PreferDrivers)) {
 		path := strictdoc.KeyPath("prefer_drivers", drv)
@@ -178,7 +183,7 @@ func (p Policy) Validate() error {
 			v.fail("upgrade.require", "must require at least one signature or some weight when growth is attest")
 		}
 		if len(p.TrustedHubs) > 0 {
-			v.quorum("upgrade.require", p.Upgrade.Require, len(p.TrustedHubs), total)
+			v.quorum("upgrade.require", p.Upgrade.Require, hubs, total)
 		}
 	default:
 		v.fail("upgrade.growth", "must be allow, attest or reject")
@@ -265,10 +270,13 @@ func (v *validator) over(path string, o Over) {
 	}
 }
 
+// quorum checks a quorum against the trusted hubs: their number (-1: no
+// bound on signers, delegates count) and their total weight, which
+// delegation never raises.
 func (v *validator) quorum(path string, q Quorum, hubs int, total float64) {
 	if q.Signatures < 0 {
 		v.fail(path+".signatures", "must be ≥ 0")
-	} else if q.Signatures > hubs {
+	} else if hubs >= 0 && q.Signatures > hubs {
 		v.fail(path+".signatures", fmt.Sprintf("can never be reached: %d trusted hubs", hubs))
 	}
 	if q.Weight < 0 || math.IsInf(q.Weight, 0) || math.IsNaN(q.Weight) {

@@ -225,6 +225,7 @@ func (s *Server) routes() {
 	s.lifecycleRoutes()
 	s.fileRoutes()
 	s.watchRoutes()
+	s.trustRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -350,6 +351,9 @@ func submitOptions(r *http.Request) (api.SubmitOptions, error) {
 		return o, err
 	}
 	if o.Attestations, err = attest.DecodeHeader(r.Header.Get(attest.HeaderName)); err != nil {
+		return o, Errorf(ErrInvalid, "%v", err)
+	}
+	if o.Delegations, err = attest.DecodeDelegationsHeader(r.Header.Get(attest.DelegationsHeaderName)); err != nil {
 		return o, Errorf(ErrInvalid, "%v", err)
 	}
 	if h := r.Header.Get(policy.OriginHeader); h != "" {

@@ -121,6 +121,9 @@ type Store struct {
 	artifacts jetstream.ObjectStore
 	runs      jetstream.Stream
 	recovery  Report
+
+	revocations      jetstream.KeyValue // revocations of delegations (revocations.go)
+	revocationStream jetstream.Stream
 }
 
 // Open creates (or updates) the streams and buckets, checks what they hold
@@ -188,6 +191,9 @@ func (s *Store) create(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("store: bucket %s: %w", ledgerBucket, err)
+	}
+	if err := s.createRevocations(ctx); err != nil {
+		return err
 	}
 	if s.registry, err = s.js.Stream(ctx, kvStream(bus.BucketServices)); err != nil {
 		return fmt.Errorf("store: bucket %s: %w", bus.BucketServices, err)

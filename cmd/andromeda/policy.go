@@ -195,11 +195,11 @@ func (env *cli) policyExplain(dir string, o explainOptions) error {
 	if err != nil {
 		return err
 	}
-	atts, err := attest.ReadDir(dir)
+	file, err := attest.ReadDirFile(dir)
 	if err != nil {
 		return err
 	}
-	sub := policy.Submission{Manifest: m, Digest: info.Digest, PayloadSize: int64(len(packed)), Attestations: atts}
+	sub := policy.Submission{Manifest: m, Digest: info.Digest, PayloadSize: int64(len(packed)), Attestations: file.Attestations, Delegations: file.Delegations}
 	if o.origin != "" {
 		if sub.Origin, err = policy.ParseOriginClaim(o.origin); err != nil {
 			return usagef("--origin: %w", err)

@@ -88,9 +88,11 @@ func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild
 	}
 	fmt.Fprintf(progress, "packed %d files, %d bytes (%d compressed), digest %s\n", info.Files, info.Size, len(data), info.Digest)
 	opts := api.SubmitOptions{NoStart: noStart}
-	if opts.Attestations, err = attest.ReadDir(dir); err != nil {
+	file, err := attest.ReadDirFile(dir)
+	if err != nil {
 		return err
 	}
+	opts.Attestations, opts.Delegations = file.Attestations, file.Delegations
 	if err := attest.Check(opts.Attestations); err != nil {
 		fmt.Fprintf(progress, "warning: %v\n", err)
 	}
@@ -101,6 +103,9 @@ func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild
 	}
 	if len(opts.Attestations) > 0 {
 		fmt.Fprintf(progress, "sending %d attestation(s)\n", len(opts.Attestations))
+	}
+	if len(opts.Delegations) > 0 {
+		fmt.Fprintf(progress, "sending %d delegation(s)\n", len(opts.Delegations))
 	}
 	if origin != "" {
 		if opts.Origin, err = policy.ParseOriginClaim(origin); err != nil {
