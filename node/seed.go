@@ -366,7 +366,7 @@ func inferRuntime(files []string, read func(name string) ([]byte, error)) (infer
 	switch {
 	case len(wasm) == 1:
 		return inference{
-			runtime: manifest.Runtime{Driver: manifest.DriverWasm, Entry: wasm[0]},
+			runtime: manifest.Runtime{Driver: manifest.DriverWasm, Language: "wasm", Entry: wasm[0]},
 			detail:  fmt.Sprintf("one .wasm file (%s) → wasm command service, entry %s", wasm[0], wasm[0]),
 		}, nil
 	case pkg:
