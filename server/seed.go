@@ -314,9 +314,6 @@ func (s *Server) seedSubmit(ctx context.Context, p Principal, body []byte, o api
 	if !obj.Origin.IsZero() && !o.Origin.IsZero() && obj.Origin != o.Origin {
 		return api.SubmitResult{}, Errorf(ErrInvalid, "service object: origin %s differs from the %s header's %s; give one", obj.Origin, decision.OriginHeader, o.Origin)
 	}
-	if len(obj.Unused) > 0 && s.log != nil {
-		s.log.Info("POST /service: service object fields not used by this node", "title", obj.Title, "fields", strings.Join(obj.Unused, ","))
-	}
 	return sb.SubmitSeed(ctx, p, obj, o)
 }
 
