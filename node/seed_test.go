@@ -21,6 +21,7 @@ import (
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
 // klyntarTarGz is a tar.gz as tar czf makes it, not Andromeda's canonical
@@ -333,5 +334,55 @@ func TestSeedServiceLocation(t *testing.T) {
 	body = seedBody(t, map[string]any{"title": "Elsewhere", "desc": "", "location": "https://elsewhere.invalid/svc.tar.gz"})
 	if code, out, reason := postSeed(t, n, body); code != 422 || out != "ERR" || !strings.Contains(reason, "allowed_sources") || hits.Load() != before {
 		t.Errorf("disallowed location = %d %q %q (fetches %d → %d)", code, out, reason, before, hits.Load())
+	}
+}
+
+// TestSeedServiceProcess: KLYNTAR objects whose archives hold a node or a
+// python service, without a manifest, are inferred, admitted and run on the
+// process driver.
+func TestSeedServiceProcess(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, func(c *node.Config) { c.SeedEndpoint.Anonymous = true })
+	var enabled bool
+	var why string
+	for _, d := range n.Node.Node(ctx).Drivers {
+		if d.Name == "process" {
+			enabled, why = d.Enabled, d.Reason
+		}
+	}
+	sandboxtest.Require(t, enabled, "the process driver is disabled on this host: "+why)
+
+	for _, tc := range []struct {
+		title, name string
+		files       map[string][]byte
+		order       []string
+		runtime     string
+	}{
+		{"Node Echo", "node-echo", map[string][]byte{
+			"service.js": []byte("exports.decide = async (ctx) => ({ noop: 'node saw ' + ctx.message.city });\n"),
+		}, []string{"service.js"}, "one .js file (service.js) → node on the process driver, entry service.js"},
+		{"Py Echo", "py-echo", map[string][]byte{
+			"requirements.txt": nil,
+			"main.py":          []byte("from util import say\n\ndef handle(input):\n    return {'noop': say(input['message']['city'])}\n"),
+			"util.py":          []byte("def say(city):\n    return 'python saw ' + city\n"),
+		}, []string{"requirements.txt", "main.py", "util.py"}, "requirements.txt → python on the process driver, entry main.py"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := seedBody(t, map[string]any{"title": tc.title, "desc": "", "archive": base64.StdEncoding.EncodeToString(klyntarTarGz(t, tc.files, tc.order...))})
+			if code, out, reason := postSeed(t, n, body); code != 200 || out != "OK" {
+				t.Fatalf("POST /service = %d %q %q", code, out, reason)
+			}
+			svc, err := n.op.Service(ctx, tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := reasonOf(svc.Decision, "seed.runtime"); !strings.Contains(got, tc.runtime) {
+				t.Errorf("reason seed.runtime = %q, want it to say %q", got, tc.runtime)
+			}
+			run, err := n.op.Fire(ctx, tc.name, json.RawMessage(`{"city":"Andromeda"}`))
+			if err != nil || run.Outcome != "noop" || !strings.HasSuffix(run.Noop, "saw Andromeda") {
+				t.Fatalf("fire = %+v, %v", run, err)
+			}
+		})
 	}
 }
