@@ -135,7 +135,8 @@ func stripDir(err error, dir string) error {
 	if !strings.Contains(err.Error(), dir) {
 		return err
 	}
-	return &strippedError{err: err, msg: strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")}
+	msg := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
+	return &strippedError{err: err, msg: strings.ReplaceAll(msg, dir, "the archive")}
 }
 
 type strippedError struct {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"strings"
 	"testing"
@@ -105,5 +106,17 @@ func TestSeedName(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestStripDir(t *testing.T) {
+	dir := "/data/tmp/seed-1/svc"
+	err := stripDir(fmt.Errorf("load %s: %w: andromeda.yaml, andromeda.json; keep one", dir, manifest.ErrManyManifests), dir)
+	if got, want := err.Error(), "load the archive: more than one manifest: andromeda.yaml, andromeda.json; keep one"; got != want || !errors.Is(err, manifest.ErrManyManifests) {
+		t.Errorf("stripDir = %q (wraps %v), want %q", got, errors.Is(err, manifest.ErrManyManifests), want)
+	}
+	err = stripDir(fmt.Errorf("%s/andromeda.yaml: bad", dir), dir)
+	if got := err.Error(); got != "andromeda.yaml: bad" {
+		t.Errorf("stripDir = %q", got)
 	}
 }
