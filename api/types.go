@@ -222,6 +222,11 @@ type SubmitOptions struct {
 	// NoStart admits and deploys without starting (?start=false): the
 	// service waits in PhaseDeployed for POST .../start.
 	NoStart bool
+	// Notes are reasons the node puts before admission's own in the
+	// decision: what it did to the submission on the way in (the seed
+	// object's translation to a manifest). Set by the node itself, never
+	// from a request's headers.
+	Notes []decision.Reason
 }
 
 // NodeInfo answers GET /v1/node.

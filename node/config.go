@@ -151,8 +151,9 @@ type DepsConfig struct {
 }
 
 // SeedEndpointConfig configures POST /service, which takes a service
-// description (a manifest with source.location) the way the KLYNTAR worker
-// does and answers OK or ERR.
+// description the way the KLYNTAR worker does (the seed's service object,
+// translated to a manifest: node/seed.go; or a manifest with
+// source.location) and answers OK or ERR.
 type SeedEndpointConfig struct {
 	// Enabled serves the endpoint. Default true.
 	Enabled bool `json:"enabled" yaml:"enabled"`

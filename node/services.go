@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,6 +198,9 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 		}
 	}
 	decision := n.decide(ctx, p, pol, &sub, view)
+	if len(o.Notes) > 0 { // what the node did on the way in, before admission's reasons
+		decision.Reasons = append(slices.Clone(o.Notes), decision.Reasons...)
+	}
 	if decision.Verdict != policy.Run {
 		n.log.Info("service refused", logService, m.Name, "version", m.Version, "verdict", decision.Verdict)
 		return api.SubmitResult{}, decisionError(m, decision)

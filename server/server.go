@@ -365,9 +365,11 @@ func submitOptions(r *http.Request) (api.SubmitOptions, error) {
 }
 
 // seedService is POST /service as the KLYNTAR worker serves it: a service
-// description in, "OK" or "ERR" out. The description is a manifest with
-// source.location, admitted, fetched and deployed like any other; the
-// reason for an ERR is in the Andromeda-Reason header and the log.
+// description in, "OK" or "ERR" out. The description is the seed's own
+// service object (title, desc, archive or location; see seed.go) or a
+// manifest with source.location, admitted, fetched and deployed like any
+// other; the reason for an ERR is in the Andromeda-Reason header and the
+// log.
 func (s *Server) seedService(w http.ResponseWriter, r *http.Request) {
 	p := Principal{Name: "anonymous", Role: api.RoleSubmitter}
 	if token, ok := bearer(r); ok || !s.cfg.SeedAnonymous {
@@ -378,15 +380,16 @@ func (s *Server) seedService(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBytes))
+	body, err := s.readSeedBody(w, r)
 	if err != nil {
 		e := toAPIError(err)
 		seedAnswer(w, e.Status, e.Message)
 		return
 	}
 	opts, err := submitOptions(r)
+	var res api.SubmitResult
 	if err == nil {
-		_, err = s.b.SubmitSource(r.Context(), p, body, opts)
+		res, err = s.seedSubmit(r.Context(), p, body, opts)
 	}
 	if err != nil {
 		e := toAPIError(err)
@@ -396,7 +399,7 @@ func (s *Server) seedService(w http.ResponseWriter, r *http.Request) {
 		seedAnswer(w, e.Status, e.Error())
 		return
 	}
-	seedAnswer(w, http.StatusOK, "")
+	seedAnswer(w, http.StatusOK, seedAdmitted(res))
 }
 
 func seedAnswer(w http.ResponseWriter, status int, reason string) {
