@@ -421,7 +421,11 @@ func (a *admission) driver() {
 			}
 			why = append(why, fmt.Sprintf("driver docker has no runtime image for %s here (it has %s; the node's docker.images sets them)", orNone(lang), orNoneList(images)))
 		case len(info.Languages) > 0 && !slices.Contains(info.Languages, lang) && name != docker: // an image brings its own toolchain
-			why = append(why, fmt.Sprintf("driver %s has no %s toolchain here (it has %s)", name, orNone(lang), strings.Join(info.Languages, ", ")))
+			what := lang + " toolchain"
+			if lang == "" {
+				what = "toolchain for a service that names no language"
+			}
+			why = append(why, fmt.Sprintf("driver %s has no %s here (it has %s)", name, what, strings.Join(info.Languages, ", ")))
 		case needNet && !info.Network && !throughActions:
 			why = append(why, fmt.Sprintf("driver %s cannot grant network access (a service that declares the http action kind is granted its network through its actions on any driver)", name))
 		default:
