@@ -117,6 +117,33 @@ func BenchmarkAdmit(b *testing.B) {
 	none := sub
 	none.Attestations, none.Previous = nil, nil
 	b.Run("no-attestations", func(b *testing.B) { runAdmit(b, c, none, node) })
+
+	// The same quorum reached through the trust tree: hub-b signs, hub-a
+	// delegates half its weight to carol, carol all of hers to dave, and
+	// both sign (two delegation and three attestation signatures to
+	// verify; hub-a's tree counts 0.5 + 0.5).
+	tree := sub
+	tree.Attestations = nil
+	for _, d := range []struct {
+		from, to string
+		share    float64
+	}{{"hub-a", "carol", 0.5}, {"carol", "dave", 1}} {
+		del, err := attest.Delegate(testKey(d.from), attest.Delegation{
+			Delegate: testKey(d.to).Public().String(), Share: d.share, MaxDepth: 2,
+			IssuedAt: testNow.Add(-time.Hour), Expires: testNow.Add(24 * time.Hour),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tree.Delegations = append(tree.Delegations, del)
+	}
+	for _, k := range []string{"hub-b", "carol", "dave"} {
+		tree.Attestations = append(tree.Attestations, attest.SignAt(testKey(k), digestA, testNow.Add(-time.Hour)))
+	}
+	if d := c.Admit(tree, node); d.Verdict != Run {
+		b.Fatalf("the trust-tree submission is not admitted: %s", mustJSON(b, d))
+	}
+	b.Run("2-level-delegation", func(b *testing.B) { runAdmit(b, c, tree, node) })
 }
 
 func runAdmit(b *testing.B, c *Compiled, sub Submission, node Node) {
