@@ -31,6 +31,7 @@ const (
 	KindRuns      = "runs"
 	KindMeta      = "meta"
 	KindLedger    = "ledger" // action executions, and the index of those not ended
+	KindTrust     = "revocations"
 	KindOther     = "other"
 )
 
@@ -53,6 +54,8 @@ func kindOf(stream string) string {
 		return KindRuns
 	case kvStream(ledgerBucket), kvStream(openBucket):
 		return KindLedger
+	case kvStream(bus.BucketRevocations):
+		return KindTrust
 	}
 	return KindOther
 }
@@ -63,7 +66,7 @@ func kvStream(bucket string) string { return "KV_" + bucket }
 var streamOrder = []string{
 	kvStream(bus.BucketServices), kvStream(bus.BucketTokens), kvStream(bus.BucketState),
 	kvStream(bus.BucketPending), "OBJ_" + bus.ObjectArtifacts, bus.StreamRuns, kvStream(bucketMeta),
-	kvStream(ledgerBucket), kvStream(openBucket),
+	kvStream(ledgerBucket), kvStream(openBucket), kvStream(bus.BucketRevocations),
 }
 
 // Report is what the store found in JetStream when it opened (Recovery) or
@@ -84,7 +87,7 @@ type Report struct {
 type StreamReport struct {
 	Stream string `json:"stream"`
 	// Kind is what the stream holds: registry, tokens, state, pending,
-	// artifacts, runs, meta, ledger or other.
+	// artifacts, runs, meta, ledger, revocations or other.
 	Kind string `json:"kind"`
 	// Records is how many messages JetStream holds (for a bucket: values
 	// and deletion markers).
