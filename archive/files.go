@@ -5,6 +5,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"path"
 	"strings"
 )
 
@@ -29,7 +30,8 @@ type File struct {
 // PackFiles writes the tar.gz PackTo would write for a directory holding
 // files, and returns its Info: the same bytes, so the same digest. Names are
 // skipped as PackTo skips them (.git, .DS_Store, editor backups, MetaDir at
-// the root, and everything below a skipped directory), symlinks must stay
+// the root, and everything below a skipped directory), paths must be clean
+// (no ., .. or empty elements, no trailing slash), symlinks must stay
 // inside the tree, and files must not repeat a path.
 //
 // Unlike PackTo, it applies lim as Unpack would, before any content is
@@ -45,6 +47,12 @@ func PackFiles(w io.Writer, files []File, lim Limits) (Info, error) {
 	open := map[string]func() (io.ReadCloser, error){}
 	var total int64
 	for _, f := range files {
+		// Skip rules read the path as given, so it must be the path it
+		// packs as: x/../.andromeda/y is not skipped as below x but would
+		// pack as .andromeda/y.
+		if c := path.Clean(f.Path); c != f.Path && f.Path != "" {
+			return Info{}, refuse(f.Path, "path is not clean (%s once cleaned)", c)
+		}
 		if skipped(f.Path) {
 			continue
 		}

@@ -82,6 +82,11 @@ func TestPackFilesRefuses(t *testing.T) {
 		{"total too large", map[string]string{"a": "file 123", "b": "file 123"}, Limits{MaxSize: 5}, ErrTooLarge, "files total more than 5 bytes"},
 		{"too many entries", map[string]string{"a/b/c": "file x"}, Limits{MaxEntries: 2}, ErrTooLarge, "more than 2 entries"},
 		{"through a file", map[string]string{"a": "file x", "a/b": "file y"}, Limits{}, ErrUnsafe, ""},
+		{"dotdot into the meta dir", map[string]string{"x/../.andromeda/y": "file x"}, Limits{}, ErrUnsafe, `"x/../.andromeda/y": path is not clean (.andromeda/y once cleaned)`},
+		{"dotdot inside", map[string]string{"a/../b": "file x"}, Limits{}, ErrUnsafe, "path is not clean (b once cleaned)"},
+		{"dot element", map[string]string{"./a": "file x"}, Limits{}, ErrUnsafe, "path is not clean (a once cleaned)"},
+		{"empty element", map[string]string{"a//b": "file x"}, Limits{}, ErrUnsafe, "path is not clean (a/b once cleaned)"},
+		{"trailing slash", map[string]string{"a/": "dir"}, Limits{}, ErrUnsafe, "path is not clean (a once cleaned)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := PackFiles(io.Discard, filesOf(tc.specs), tc.lim)

@@ -515,6 +515,9 @@ func (n *Node) RemoveService(ctx context.Context, name string, purge bool) error
 	if err := n.store.RemoveService(ctx, name); err != nil {
 		return err
 	}
+	// Its slot goes to the first waiter, even when purging its runs fails
+	// below: the service is gone either way.
+	defer n.kickAdmission(context.WithoutCancel(ctx))
 	n.forgetTicks(name)
 	n.dropEvents(name)
 	n.mu.Lock()
@@ -530,7 +533,6 @@ func (n *Node) RemoveService(ctx context.Context, name string, purge bool) error
 	}
 	n.notify(api.WatchEvent{Kind: api.WatchRemoved, Service: name, Version: rec.Version, Phase: api.PhaseRemoved})
 	n.log.Info("service removed", logService, name, "runs_purged", purge)
-	n.kickAdmission(context.WithoutCancel(ctx)) // its slot goes to the first waiter
 	return nil
 }
 

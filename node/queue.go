@@ -153,10 +153,13 @@ func (n *Node) queued(ctx context.Context, o api.SubmitOptions, attempt func(ctx
 		var full *atCapacity
 		if !errors.As(err, &full) {
 			// Under submitMu: the slot promised to t is the service's
-			// now, or free again when the attempt failed.
+			// now, or free again when the attempt failed or needed no
+			// slot (an upgrade, or unchanged because the same service
+			// was admitted meanwhile). kickAdmission counts from the
+			// store, so calling it when the slot was used is harmless.
 			freed := t != nil && q.leave(t)
 			n.submitMu.Unlock()
-			if freed && err != nil {
+			if freed {
 				n.kickAdmission(context.WithoutCancel(ctx))
 			}
 			return res, err

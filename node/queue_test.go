@@ -235,3 +235,51 @@ func TestAdmissionConfigErrors(t *testing.T) {
 		t.Errorf("negative limits.services: %v", err)
 	}
 }
+
+// TestAdmissionQueueUnusedSlotPassesOn: a waiter granted a slot that it
+// does not use (the same service was admitted meanwhile, so its
+// submission is answered unchanged) passes the slot on at once to the
+// next waiter, which is admitted rather than answered 503 when its wait
+// is up.
+func TestAdmissionQueueUnusedSlotPassesOn(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, withPolicy(t, "limits: {services: 2}\n"), withAdmission(8, "6s"))
+	for _, name := range []string{"first", "second"} {
+		if _, err := n.op.Submit(ctx, named(t, name, "1.0.0")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dup := named(t, "dup", "1.0.0")
+	aDone := submitAsync(ctx, n, dup, decision.OriginClaim{})
+	waitQueue(t, n, 1)
+	bDone := submitAsync(ctx, n, dup, decision.OriginClaim{})
+	waitQueue(t, n, 2)
+	cDone := submitAsync(ctx, n, named(t, "other", "1.0.0"), decision.OriginClaim{})
+	waitQueue(t, n, 3)
+
+	// Two slots free up, promised to the two submissions of dup; one of
+	// them admits it, the other finds it admitted and uses no slot.
+	for _, name := range []string{"first", "second"} {
+		if err := n.op.Remove(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ch := range []<-chan submitted{aDone, bDone} {
+		if r := <-ch; r.err != nil {
+			t.Fatalf("a submission of dup: %v", r.err)
+		}
+	}
+	// Left asleep, it would be answered 503 when its wait is up.
+	select {
+	case r := <-cDone:
+		if r.err != nil {
+			t.Fatalf("the third waiter, with a slot left unused: %v", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the third waiter was not answered")
+	}
+	if got := serviceNames(t, n); !slices.Equal(got, []string{"dup", "other"}) {
+		t.Fatalf("services = %v, want [dup other]", got)
+	}
+	waitQueue(t, n, 0)
+}

@@ -124,15 +124,30 @@ func ParsePluginAnswer(raw []byte) (PluginAnswer, error) {
 			Memory      json.RawMessage `json:"memory"`
 			CPU         json.RawMessage `json:"cpu"`
 			Timeout     json.RawMessage `json:"timeout"`
-			Pids        int             `json:"pids"`
-			Concurrency int             `json:"concurrency"`
+			Pids        *int            `json:"pids"`
+			Concurrency *int            `json:"concurrency"`
 		} `json:"limits"`
 	}
 	if err := strictjson.Unmarshal(raw, &w); err != nil {
 		return PluginAnswer{}, err
 	}
 	a := PluginAnswer{Verdict: w.Verdict, Reasons: w.Reasons}
-	a.Limits.Pids, a.Limits.Concurrency = w.Limits.Pids, w.Limits.Concurrency
+	// In an answer, 0 is a count like any other, and refused as memory
+	// "0" is; only a limit left out (or null) is unset.
+	var counts []error
+	for _, f := range []struct {
+		name string
+		n    *int
+		v    *int
+	}{{"pids", w.Limits.Pids, &a.Limits.Pids}, {"concurrency", w.Limits.Concurrency, &a.Limits.Concurrency}} {
+		switch {
+		case f.n == nil:
+		case *f.n <= 0:
+			counts = append(counts, fmt.Errorf("limits.%s: must be more than 0, not %d (leave it out to keep what the built-in rules allow)", f.name, *f.n))
+		default:
+			*f.v = *f.n
+		}
+	}
 	for _, f := range []struct {
 		name string
 		raw  json.RawMessage
@@ -145,7 +160,7 @@ func ParsePluginAnswer(raw []byte) (PluginAnswer, error) {
 			return PluginAnswer{}, fmt.Errorf("limits.%s: %w", f.name, err)
 		}
 	}
-	if err := a.Check(); err != nil {
+	if err := errors.Join(a.Check(), errors.Join(counts...)); err != nil {
 		return PluginAnswer{}, err
 	}
 	return a, nil
@@ -189,11 +204,12 @@ func (a PluginAnswer) Check() error {
 	if !l.Timeout.IsZero() && l.Timeout.Std() <= 0 {
 		bad("limits.timeout: must be more than 0")
 	}
+	// 0 is unset here; ParsePluginAnswer refuses an answered 0.
 	if l.Pids < 0 {
-		bad("limits.pids: must be more than 0")
+		bad("limits.pids: must be more than 0, not %d", l.Pids)
 	}
 	if l.Concurrency < 0 {
-		bad("limits.concurrency: must be more than 0")
+		bad("limits.concurrency: must be more than 0, not %d", l.Concurrency)
 	}
 	return errors.Join(errs...)
 }

@@ -224,11 +224,11 @@ func (f *gitFetch) run(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	pack, err := f.download(ctx, sess, ar, want)
+	pack, shallow, err := f.download(ctx, sess, ar, want)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkPack(pack, f.lim); err != nil {
+	if err := checkPack(pack, f.lim, shallow); err != nil {
 		return nil, err
 	}
 	st := memory.NewStorage()
@@ -310,19 +310,21 @@ func (f *gitFetch) resolve(ar *packp.AdvRefs) (plumbing.Hash, error) {
 }
 
 // download asks for want (depth 1 when the server can) and returns the
-// packfile, read whole within the byte cap.
-func (f *gitFetch) download(ctx context.Context, sess transport.UploadPackSession, ar *packp.AdvRefs, want plumbing.Hash) ([]byte, error) {
+// packfile, read whole within the byte cap, and whether it was asked for
+// at depth 1.
+func (f *gitFetch) download(ctx context.Context, sess transport.UploadPackSession, ar *packp.AdvRefs, want plumbing.Hash) (pack []byte, shallow bool, err error) {
 	req := packp.NewUploadPackRequestFromCapabilities(ar.Capabilities)
 	req.Wants = []plumbing.Hash{want}
 	if ar.Capabilities.Supports(capability.Shallow) {
 		req.Depth = packp.DepthCommits(1)
 		if err := req.Capabilities.Set(capability.Shallow); err != nil {
-			return nil, err
+			return nil, false, err
 		}
+		shallow = true
 	}
 	if ar.Capabilities.Supports(capability.NoProgress) {
 		if err := req.Capabilities.Set(capability.NoProgress); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	resp, err := sess.UploadPack(ctx, req)
@@ -331,7 +333,7 @@ func (f *gitFetch) download(ctx context.Context, sess transport.UploadPackSessio
 		if !errors.Is(err, ErrTooLarge) && want == f.want {
 			err = fmt.Errorf("%w (asked for commit %s by hash: %w)", err, want, ErrCommit)
 		}
-		return nil, err
+		return nil, false, err
 	}
 	defer resp.Close()
 	var r io.Reader = resp
@@ -341,15 +343,15 @@ func (f *gitFetch) download(ctx context.Context, sess transport.UploadPackSessio
 	case req.Capabilities.Supports(capability.Sideband):
 		r = sideband.NewDemuxer(sideband.Sideband, resp)
 	}
-	pack, err := io.ReadAll(io.LimitReader(r, f.lim.MaxCompressed+1))
+	pack, err = io.ReadAll(io.LimitReader(r, f.lim.MaxCompressed+1))
 	if err == nil && int64(len(pack)) > f.lim.MaxCompressed {
 		f.counter.exceeded.Store(true)
 		err = ErrTooLarge
 	}
 	if err != nil {
-		return nil, f.transportError("fetch", err)
+		return nil, false, f.transportError("fetch", err)
 	}
-	return pack, nil
+	return pack, shallow, nil
 }
 
 // checkPack bounds what parsing the packfile allocates before it is
@@ -357,12 +359,24 @@ func (f *gitFetch) download(ctx context.Context, sess transport.UploadPackSessio
 // object it makes) at most lim.MaxFileSize (and 1 MiB at least, for large
 // trees), and all of them together at most twice lim.MaxSize plus 1 MiB
 // per thousand entries. Inflating past a declared size is go-git's own
-// check. So a small packfile cannot make the node allocate gigabytes.
-func checkPack(pack []byte, lim archive.Limits) error {
+// check. The number of objects is bounded too (empty blobs cost nothing
+// to inflate but storing each costs memory): at depth 1 a commit of a
+// tree of at most lim.MaxEntries nodes needs about one object per node, so
+// packObjects allows four per node plus a few; a full-history pack from a
+// server that cannot shallow-fetch gets a looser, still finite, bound.
+// So a small packfile cannot make the node allocate gigabytes.
+func checkPack(pack []byte, lim archive.Limits, shallow bool) error {
 	s := packfile.NewScanner(bytes.NewReader(pack))
 	_, count, err := s.Header()
 	if err != nil {
 		return fmt.Errorf("packfile: %w", err)
+	}
+	if bound := packObjects(lim, shallow); int64(count) > bound {
+		how := "at depth 1"
+		if !shallow {
+			how = "with its history (the server cannot fetch at depth 1)"
+		}
+		return fmt.Errorf("max_files: %w: the packfile holds %d objects, more than %d for a commit %s of a tree of at most %d files (upload.max_files)", archive.ErrTooLarge, count, bound, how, lim.MaxEntries)
 	}
 	perObject := max(lim.MaxFileSize, 1<<20)
 	budget := 2*lim.MaxSize + int64(lim.MaxEntries)<<10
@@ -393,6 +407,14 @@ func checkPack(pack []byte, lim archive.Limits) error {
 		}
 	}
 	return nil
+}
+
+// packObjects is the most objects checkPack lets a packfile hold.
+func packObjects(lim archive.Limits, shallow bool) int64 {
+	if shallow {
+		return 4*int64(lim.MaxEntries) + 64
+	}
+	return 64*int64(lim.MaxEntries) + 64
 }
 
 // deltaHeader keeps the first bytes of a delta: two varints, the sizes of

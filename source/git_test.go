@@ -275,8 +275,50 @@ func FuzzCheckPack(f *testing.F) {
 	f.Add([]byte("not a pack"))
 	f.Fuzz(func(t *testing.T, pack []byte) {
 		lim, _ := gitLimits(archive.Limits{MaxSize: 1 << 20, MaxFileSize: 1 << 20})
-		checkPack(pack, lim)
+		checkPack(pack, lim, true)
+		checkPack(pack, lim, false)
 	})
+}
+
+// emptyBlobsPack is a packfile of n empty blobs: a few bytes each, nothing
+// to inflate.
+func emptyBlobsPack(n int) []byte {
+	b := []byte{'P', 'A', 'C', 'K', 0, 0, 0, 2, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	for range n {
+		// type blob, size 0; then zlib of nothing.
+		b = append(b, 0x30, 0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01)
+	}
+	return append(b, make([]byte, 20)...)
+}
+
+// TestCheckPackObjectCount: a packfile of many empty objects (small on the
+// wire, nothing to inflate, but each stored in memory) is refused before
+// parsing when it holds more objects than a tree of at most max_files
+// entries needs, more loosely when the fetch could not be at depth 1.
+func TestCheckPackObjectCount(t *testing.T) {
+	lim, _ := gitLimits(archive.Limits{MaxEntries: 10})
+	for _, c := range []struct {
+		n       int
+		shallow bool
+		refused bool
+	}{
+		{30, true, false},
+		{4*10 + 64, true, false},
+		{4*10 + 65, true, true},
+		{200, false, false},
+		{64*10 + 65, false, true},
+	} {
+		err := checkPack(emptyBlobsPack(c.n), lim, c.shallow)
+		if !c.refused {
+			if err != nil {
+				t.Errorf("checkPack(%d empty blobs, shallow %v) = %v, want nil", c.n, c.shallow, err)
+			}
+			continue
+		}
+		if !errors.Is(err, archive.ErrTooLarge) || !strings.Contains(err.Error(), "upload.max_files") || !strings.Contains(err.Error(), "at most 10 files") {
+			t.Errorf("checkPack(%d empty blobs, shallow %v) = %v, want a refusal naming upload.max_files", c.n, c.shallow, err)
+		}
+	}
 }
 
 // TestFetchGitRedirect: the first request may be redirected to another
