@@ -297,3 +297,10 @@ func (a *admission) notSigner(key attest.PublicKey) string {
 	}
 	return fmt.Sprintf("not counted: key %s is not a trusted hub", key.Short())
 }
+
+// Hub returns the name of the trusted hub whose key is key, and whether
+// key is one.
+func (c *Compiled) Hub(key attest.PublicKey) (string, bool) {
+	h, ok := c.hubs[string(key)]
+	return h.name, ok
+}
