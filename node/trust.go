@@ -45,32 +45,47 @@ func (n *Node) revoked(ctx context.Context) (map[string][]attest.Revocation, err
 // server checked it; so does this), it is stored, and admission honours it
 // from the next decision on. Whether r's key may revoke the delegation is
 // judged at admission, against the delegation's chain.
-func (n *Node) Revoke(ctx context.Context, p server.Principal, r attest.Revocation) error {
-	if _, err := r.Verify(); err != nil {
-		return server.Errorf(server.ErrInvalid, "revocation: %v", err)
+//
+// Any principal may post a revocation by a trusted hub of the policy in
+// force; one by another key (a delegate revoking a sub-delegation) only
+// the operator, so strangers' throwaway keys cannot fill the bounded
+// bucket. Of one key's revocations of one delegation the earliest
+// revoked_at is kept: a later-dated one changes nothing and Revoke
+// returns the one held, with stored false.
+func (n *Node) Revoke(ctx context.Context, p server.Principal, r attest.Revocation) (attest.Revocation, bool, error) {
+	k, err := r.Verify()
+	if err != nil {
+		return r, false, server.Errorf(server.ErrInvalid, "revocation: %v", err)
+	}
+	if _, hub := n.Policy().Hub(k); !hub && !p.Operator() {
+		return r, false, server.Errorf(server.ErrForbidden, "key %s is not a trusted hub: only the operator may post revocations by other keys", k.Short())
 	}
 	r.RevokedAt = r.RevokedAt.UTC()
 	held, err := n.revoked(ctx)
 	if err != nil {
-		return err
+		return r, false, err
 	}
-	if slices.ContainsFunc(held[r.Delegation], func(o attest.Revocation) bool { return o == r }) {
-		return nil
+	if i := slices.IndexFunc(held[r.Delegation], func(o attest.Revocation) bool { return o.Key == r.Key }); i >= 0 && !r.RevokedAt.Before(held[r.Delegation][i].RevokedAt) {
+		return held[r.Delegation][i], false, nil
 	}
 	n.revocations.mu.Lock()
 	defer n.revocations.mu.Unlock()
-	if err := n.store.PutRevocation(ctx, r); err != nil {
+	kept, stored, err := n.store.PutRevocation(ctx, r)
+	if err != nil {
 		if errors.Is(err, store.ErrFull) {
-			return server.Errorf(server.ErrUnavailable, "%v", err)
+			return r, false, server.Errorf(server.ErrUnavailable, "%v", err)
 		}
-		return err
+		return r, false, err
 	}
 	next := maps.Clone(n.revocations.byID)
 	list := slices.DeleteFunc(slices.Clone(next[r.Delegation]), func(o attest.Revocation) bool { return o.Key == r.Key })
-	next[r.Delegation] = append(list, r)
+	next[r.Delegation] = append(list, kept)
 	n.revocations.byID = next
+	if !stored {
+		return kept, false, nil
+	}
 	n.log.Info("delegation revoked", "delegation", r.Delegation, "key", r.Key, "revoked_at", r.RevokedAt, "by", p.Name)
-	return nil
+	return kept, true, nil
 }
 
 // Revocations implements server.TrustBackend: every revocation the node

@@ -137,6 +137,7 @@ type admission struct {
 	digest string
 
 	signers []string // trusted hubs and delegates whose attestations count
+	roots   []string // raw keys of the trusted hubs whose trees they are in: the quorum's signatures
 	weight  float64
 
 	preliminary bool // plugin rules are not consulted yet (Preliminary)
@@ -331,7 +332,7 @@ func (a *admission) attestations() {
 }
 
 func (a *admission) meets(q Quorum) bool {
-	return len(a.signers) >= q.Signatures && a.weight+1e-9 >= q.Weight
+	return len(a.roots) >= q.Signatures && a.weight+1e-9 >= q.Weight
 }
 
 func (a *admission) keywords() {
@@ -748,17 +749,28 @@ func (a *admission) verdict() {
 }
 
 // trustString says what the counted attestations add up to: "2 trusted
-// signers (hub-a, hub-b), weight 3".
+// signers (hub-a, hub-b), weight 3", and when delegates counted, from how
+// many hubs' trees: "3 trusted signers (hub-b, ed25519:ab…, ed25519:cd…)
+// from 2 trusted hubs, weight 3".
 func (a *admission) trustString() string {
 	s := plural(len(a.signers), "trusted signer", "trusted signers")
 	if len(a.signers) > 0 {
 		s += " (" + strings.Join(a.signers, ", ") + ")"
 	}
+	if len(a.roots) != len(a.signers) {
+		s += " from " + plural(len(a.roots), "trusted hub", "trusted hubs")
+	}
 	return s + ", weight " + formatFloat(a.weight)
 }
 
+// quorumString says what a quorum needs; its signatures are distinct
+// trusted hubs, a hub's tree being one voice.
 func quorumString(q Quorum) string {
-	return plural(q.Signatures, "signature", "signatures") + ", weight " + formatFloat(q.Weight)
+	hubs := "trusted hubs"
+	if q.Signatures == 1 {
+		hubs = "trusted hub"
+	}
+	return plural(q.Signatures, "signature", "signatures") + " (" + hubs + "), weight " + formatFloat(q.Weight)
 }
 
 func plural(n int, one, many string) string {

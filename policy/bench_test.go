@@ -118,10 +118,10 @@ func BenchmarkAdmit(b *testing.B) {
 	none.Attestations, none.Previous = nil, nil
 	b.Run("no-attestations", func(b *testing.B) { runAdmit(b, c, none, node) })
 
-	// The same quorum reached through the trust tree: hub-b signs, hub-a
-	// delegates half its weight to carol, carol all of hers to dave, and
-	// both sign (two delegation and three attestation signatures to
-	// verify; hub-a's tree counts 0.5 + 0.5).
+	// The same quorum reached through the trust tree: hub-b and hub-c
+	// sign, hub-a delegates half its weight to carol, carol all of hers to
+	// dave, and dave signs: hub-a's tree is the third signature, weight
+	// 0.5 (two delegation and three attestation signatures to verify).
 	tree := sub
 	tree.Attestations = nil
 	for _, d := range []struct {
@@ -137,7 +137,7 @@ func BenchmarkAdmit(b *testing.B) {
 		}
 		tree.Delegations = append(tree.Delegations, del)
 	}
-	for _, k := range []string{"hub-b", "carol", "dave"} {
+	for _, k := range []string{"hub-b", "hub-c", "dave"} {
 		tree.Attestations = append(tree.Attestations, attest.SignAt(testKey(k), digestA, testNow.Add(-time.Hour)))
 	}
 	if d := c.Admit(tree, node); d.Verdict != Run {

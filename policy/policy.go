@@ -232,10 +232,12 @@ type Hub struct {
 }
 
 // Quorum is how much trusted attestation a service needs: at least
-// Signatures distinct trusted signers whose weights add up to at least
-// Weight.
+// Signatures distinct trusted hubs, counting each hub's tree once, whose
+// counted attestations' weights add up to at least Weight.
 type Quorum struct {
-	// Signatures is the least number of distinct trusted signers, ≥ 0.
+	// Signatures is the least number of distinct trusted hubs whose tree
+	// (the hub or a delegate below it) has a counted attestation, ≥ 0 and
+	// at most the number of hubs.
 	Signatures int `json:"signatures" yaml:"signatures"`
 	// Weight is the least total weight, ≥ 0.
 	Weight float64 `json:"weight" yaml:"weight"`

@@ -58,7 +58,9 @@ func TestParseErrors(t *testing.T) {
 		{"hub weight", "trusted_hubs:\n  - {name: a, key: '" + good + "', weight: -1}\n", []string{"trusted_hubs[0].weight: must be a number more than 0"}},
 		{"hub name", "trusted_hubs:\n  - " + hub("Hub A", good) + "\n", []string{"trusted_hubs[0].name: must be"}},
 		{"quorum unreachable", "trusted_hubs:\n  - " + hub("a", good) + "\ntrust: {max_depth: 0}\nrequire: {signatures: 2, weight: 1.5}\n", []string{"require.signatures: can never be reached: 1 trusted hubs", "require.weight: can never be reached: the trusted hubs weigh 1 in all"}},
-		{"quorum weight unreachable through delegates", "trusted_hubs:\n  - " + hub("a", good) + "\nrequire: {signatures: 2, weight: 1.5}\n", []string{"require.weight: can never be reached: the trusted hubs weigh 1 in all"}},
+		// Delegates raise neither: a hub's tree is one signature and counts
+		// at most the hub's weight, whatever trust.max_depth is.
+		{"quorum unreachable through delegates", "trusted_hubs:\n  - " + hub("a", good) + "\ntrust: {max_depth: 2}\nrequire: {signatures: 2, weight: 1.5}\n", []string{"require.signatures: can never be reached: 1 trusted hubs", "require.weight: can never be reached: the trusted hubs weigh 1 in all"}},
 		{"trust depth", "trust: {max_depth: 17}\n", []string{"trust.max_depth: must be from 0 to 16"}},
 		{"trust depth negative", "trust: {max_depth: -1}\n", []string{"trust.max_depth: must be from 0 to 16"}},
 		{"trust unknown key", "trust: {depth: 1}\n", []string{`trust.depth: unknown field "depth"`}},

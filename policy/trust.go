@@ -33,6 +33,12 @@ const issueSkew = 5 * time.Minute
 // delegation. Hubs' own attestations count first, then their delegates'
 // level by level, each in submission order, until the hub's weight is
 // reached.
+//
+// A hub's tree is one voice: require.signatures counts the distinct
+// trusted hubs whose tree (the hub itself or a delegate below it) has a
+// counted attestation, so a hub cannot meet a quorum of signatures alone
+// by delegating to keys it controls; submission.signers still lists every
+// counted signer.
 type TrustPolicy struct {
 	// MaxDepth is how many delegation levels below a trusted hub count: 0
 	// follows no delegation (only the hubs' own attestations count), 1
@@ -257,12 +263,19 @@ func (a *admission) count(s *signer, digest string) (string, bool) {
 	left := a.rootWeight[s.root]
 	w := min(s.weight, left)
 	root := a.tree[s.root].name
-	if w <= 1e-12 {
+	switch {
+	case s.weight <= 1e-12:
+		return fmt.Sprintf("not counted: %s through %s has weight %s: its share is too small, the weight rounds to 0",
+			s.name, strings.Join(s.path, " → "), weightString(s)), false
+	case w <= 1e-12:
 		return fmt.Sprintf("not counted: %s through %s would add weight %s, but %s's weight %s is reached already (a hub's tree counts at most the hub's weight)",
 			s.name, strings.Join(s.path, " → "), formatFloat(s.weight), root, formatFloat(a.tree[s.root].weight)), false
 	}
 	a.rootWeight[s.root] = left - w
 	a.signers = append(a.signers, s.name)
+	if !slices.Contains(a.roots, s.root) {
+		a.roots = append(a.roots, s.root) // a hub's tree is one voice in the quorum's signatures
+	}
 	a.weight += w
 	if s.via < 0 {
 		return fmt.Sprintf("counted: %s (weight %s) signed %s", s.name, formatFloat(s.weight), attest.ShortDigest(digest)), true
@@ -283,4 +296,11 @@ func (a *admission) notSigner(key attest.PublicKey) string {
 		}
 	}
 	return fmt.Sprintf("not counted: key %s is not a trusted hub", key.Short())
+}
+
+// Hub returns the name of the trusted hub whose key is key, and whether
+// key is one.
+func (c *Compiled) Hub(key attest.PublicKey) (string, bool) {
+	h, ok := c.hubs[string(key)]
+	return h.name, ok
 }

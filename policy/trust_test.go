@@ -101,11 +101,14 @@ func wantContains(t *testing.T, what, got string, want ...string) {
 func short(name string) string { return testKey(name).Public().Short() }
 
 func TestTrustTwoLevelsReachQuorum(t *testing.T) {
+	// hub-b (weight 2) signs itself; dave, two levels below hub-a, adds
+	// the signature of a second hub's tree and the weight 0.25 the quorum
+	// still lacks.
 	c := newTrustCase(t)
-	c.require = Quorum{Signatures: 2, Weight: 0.75}
+	c.require = Quorum{Signatures: 2, Weight: 2.25}
 	c.delegate("hub-a", "carol", 0.5)
 	c.delegate("carol", "dave", 0.5)
-	c.sign("carol", "dave")
+	c.sign("hub-b", "dave")
 	d := c.admit()
 	if d.Verdict != Run {
 		t.Fatalf("verdict %s, want run: %+v", d.Verdict, d.Reasons)
@@ -113,15 +116,56 @@ func TestTrustTwoLevelsReachQuorum(t *testing.T) {
 	wantContains(t, "delegations[1]", reason(t, d, "delegations[1]", true), "hub-a → "+short("carol")+" → "+short("dave"), "weight 0.25 = 1 × 0.5 × 0.5")
 	wantContains(t, "attestations[1]", reason(t, d, "attestations[1]", true),
 		"counted: "+short("dave")+" via hub-a → "+short("carol")+" (weight 0.25 = 1 × 0.5 × 0.5)")
-	wantContains(t, "trusted_hubs", reason(t, d, "trusted_hubs", true), "2 trusted signers ("+short("carol")+", "+short("dave")+"), weight 0.75")
+	wantContains(t, "trusted_hubs", reason(t, d, "trusted_hubs", true),
+		"2 trusted signers (hub-b, "+short("dave")+"), weight 2.25; require 2 signatures (trusted hubs), weight 2.25")
 
-	// Without the delegations the same attestations count nothing.
+	// Without the delegations the same attestations count only hub-b's.
 	c.dels = nil
 	d = c.admit()
 	if d.Verdict == Run {
 		t.Fatalf("verdict run without delegations")
 	}
-	wantContains(t, "attestations[0]", reason(t, d, "attestations[0]", false), "is not a trusted hub")
+	wantContains(t, "attestations[1]", reason(t, d, "attestations[1]", false), "is not a trusted hub")
+	wantContains(t, "trusted_hubs", reason(t, d, "trusted_hubs", false), "1 trusted signer (hub-b), weight 2;")
+}
+
+// One hub delegating to keys it controls is still one voice: its
+// delegates add signers but not signatures toward the quorum.
+func TestTrustOneHubsDelegatesAreOneSignature(t *testing.T) {
+	c := newTrustCase(t)
+	c.require = Quorum{Signatures: 2}
+	c.delegate("hub-b", "bob", 0.25)
+	c.delegate("hub-b", "carol", 0.25)
+	c.delegate("hub-b", "dave", 0.25)
+	c.sign("bob", "carol", "dave")
+	d := c.admit()
+	if d.Verdict == Run {
+		t.Fatalf("one hub's three delegates met require.signatures 2: %+v", d.Reasons)
+	}
+	wantContains(t, "trusted_hubs", reason(t, d, "trusted_hubs", false),
+		"3 trusted signers ("+short("bob")+", "+short("carol")+", "+short("dave")+") from 1 trusted hub, weight 1.5; require 2 signatures (trusted hubs), weight 0")
+
+	// Every delegate still counts as a signer for rules; a second hub's
+	// own attestation makes the second signature.
+	c.sign("hub-a")
+	if d := c.admit(); d.Verdict != Run {
+		t.Fatalf("verdict %s with hub-a and hub-b's tree: %+v", d.Verdict, d.Reasons)
+	}
+}
+
+// A delegate whose weight rounds to 0 says so, not that its hub's weight
+// is reached.
+func TestTrustShareTooSmall(t *testing.T) {
+	c := newTrustCase(t)
+	c.require = Quorum{Weight: 0.5}
+	c.delegate("hub-a", "carol", 1e-13)
+	c.sign("carol")
+	d := c.admit()
+	got := reason(t, d, "attestations[0]", false)
+	wantContains(t, "attestations[0]", got, "share is too small, the weight rounds to 0")
+	if strings.Contains(got, "reached already") {
+		t.Errorf("attestations[0] = %q: hub-a's weight is not reached", got)
+	}
 }
 
 func TestTrustDelegationsThatDoNotCount(t *testing.T) {
@@ -266,7 +310,7 @@ func TestTrustKeyCountsOnce(t *testing.T) {
 
 func TestTrustCycleAndOrderAreHarmless(t *testing.T) {
 	c := newTrustCase(t)
-	c.require = Quorum{Signatures: 2}
+	c.require = Quorum{Signatures: 1, Weight: 1}
 	c.delegate("bob", "carol", 1)
 	c.delegate("carol", "bob", 1)
 	c.delegate("hub-a", "bob", 0.5)

@@ -72,10 +72,7 @@ func (p Policy) Validate() error {
 		}
 	}
 	v.between("trust.max_depth", p.Trust.MaxDepth, 0, attest.MaxDelegationDepth)
-	hubs := len(p.TrustedHubs)
-	if p.Trust.MaxDepth > 0 {
-		hubs = -1 // delegates are signers too: any number may be reached
-	}
+	hubs := len(p.TrustedHubs) // a hub's tree is one signature, however many of its delegates sign
 	v.quorum("require", p.Require, hubs, total)
 
 	for _, drv := range slices.Sorted(maps.Keys(p.PreferDrivers)) {
@@ -270,13 +267,12 @@ func (v *validator) over(path string, o Over) {
 	}
 }
 
-// quorum checks a quorum against the trusted hubs: their number (-1: no
-// bound on signers, delegates count) and their total weight, which
-// delegation never raises.
+// quorum checks a quorum against the trusted hubs: their number and their
+// total weight, neither of which delegation raises.
 func (v *validator) quorum(path string, q Quorum, hubs int, total float64) {
 	if q.Signatures < 0 {
 		v.fail(path+".signatures", "must be ≥ 0")
-	} else if hubs >= 0 && q.Signatures > hubs {
+	} else if q.Signatures > hubs {
 		v.fail(path+".signatures", fmt.Sprintf("can never be reached: %d trusted hubs", hubs))
 	}
 	if q.Weight < 0 || math.IsInf(q.Weight, 0) || math.IsNaN(q.Weight) {

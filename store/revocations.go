@@ -14,9 +14,9 @@ import (
 	"github.com/andromeda-runner/andromeda/bus"
 )
 
-// Bounds of the revocations bucket: a verified revocation only ever takes
-// trust away, so any principal may post one, and the bucket is what keeps
-// that from filling the disk.
+// Bounds of the revocations bucket: the node stores verified revocations
+// by trusted hubs from any principal and others only from the operator
+// (package node), and the bucket bounds what that can fill on disk.
 const (
 	// MaxRevocationsBytes caps the revocations bucket. Default 16 MiB,
 	// some forty thousand revocations.
@@ -59,25 +59,53 @@ func revocationKey(r attest.Revocation) (string, error) {
 	return id + "." + hex.EncodeToString(k), nil
 }
 
-// PutRevocation stores a revocation; the caller has verified it. A
-// revocation of the same delegation by the same key replaces the stored
-// one. The error wraps ErrFull when the bucket has no room.
-func (s *Store) PutRevocation(ctx context.Context, r attest.Revocation) error {
+// PutRevocation stores a revocation; the caller has verified it. Of the
+// revocations of one delegation by one key the store keeps the earliest
+// revoked_at: one dated the same or later changes nothing (a replayed,
+// later-dated revocation must not undo an earlier one until its date), and
+// PutRevocation returns the one held with stored false. The check and the
+// write are one compare-and-set, so concurrent posts cannot race past it.
+// The error wraps ErrFull when the bucket has no room.
+func (s *Store) PutRevocation(ctx context.Context, r attest.Revocation) (held attest.Revocation, stored bool, err error) {
 	key, err := revocationKey(r)
 	if err != nil {
-		return fmt.Errorf("store: revocation: %w", err)
+		return r, false, fmt.Errorf("store: revocation: %w", err)
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("store: encode revocation: %w", err)
+		return r, false, fmt.Errorf("store: encode revocation: %w", err)
 	}
-	if _, err := s.revocations.Put(ctx, key, b); err != nil {
-		if errors.Is(err, jetstream.ErrMaxBytesExceeded) || strings.Contains(err.Error(), "maximum bytes") {
-			return fmt.Errorf("store: put revocation: %w (at most %d bytes of revocations)", ErrFull, MaxRevocationsBytes)
+	for {
+		var rev uint64
+		e, err := s.revocations.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return r, false, fmt.Errorf("store: get revocation: %w", err)
+		default:
+			var old attest.Revocation
+			if json.Unmarshal(e.Value(), &old) == nil && !r.RevokedAt.Before(old.RevokedAt) {
+				return old, false, nil
+			}
+			rev = e.Revision() // an undecodable record is replaced
 		}
-		return fmt.Errorf("store: put revocation: %w", err)
+		if rev == 0 {
+			_, err = s.revocations.Create(ctx, key, b)
+		} else {
+			_, err = s.revocations.Update(ctx, key, b, rev)
+		}
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil:
+			return r, true, nil
+		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch),
+			errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+			continue // written meanwhile: judge again against it
+		case errors.Is(err, jetstream.ErrMaxBytesExceeded) || strings.Contains(err.Error(), "maximum bytes"):
+			return r, false, fmt.Errorf("store: put revocation: %w (at most %d bytes of revocations)", ErrFull, MaxRevocationsBytes)
+		}
+		return r, false, fmt.Errorf("store: put revocation: %w", err)
 	}
-	return nil
 }
 
 // Revocations returns every stored revocation, sorted by delegation id and

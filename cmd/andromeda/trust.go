@@ -81,8 +81,12 @@ service directory with --from.`, archive.MetaDir),
 			if err := json.Unmarshal(data, &d); err != nil {
 				return fmt.Errorf("%s: %w", from, err)
 			}
-			if _, err := d.Parse(); err != nil {
+			p, err := d.Parse()
+			if err != nil {
 				return fmt.Errorf("%s: %w", from, err)
+			}
+			if !p.Valid() {
+				return fmt.Errorf("%s: the delegation's signature by %s does not verify: it was changed after signing or signed by another key; nothing added", from, p.Parent.Short())
 			}
 		default:
 			if keyFile == "" || to == "" || expires == "" {
@@ -216,10 +220,16 @@ func (env *cli) trustCmd() *cobra.Command {
 		Use:   "revoke FILE",
 		Short: "Send a node a revocation (andromeda attest revoke writes one)",
 		Long: `Revoke sends the node the revocation in FILE ("-": standard input). Any
-token may: a revocation whose signature verifies can only take trust away.
-The node keeps it and, from its next decision on, no longer counts the
-delegation (nor the keys below it) when the revocation's key is the
-delegation's parent or a key above it.`,
+token may send a revocation signed by a trusted hub of the node's policy:
+one whose signature verifies can only take trust away. A revocation signed
+by another key (a delegate revoking a delegation it made) needs the
+operator's token; the node refuses it from other tokens (403), so that
+strangers' keys cannot fill its bounded store of revocations. The node
+keeps it and, from its next decision on, no longer counts the delegation
+(nor the keys below it) when the revocation's key is the delegation's
+parent or a key above it. Of one key's revocations of one delegation the
+node keeps the earliest revoked_at: sending one dated later changes
+nothing, and the command says which one the node holds.`,
 		Example: `  andromeda trust revoke revoke.json
   andromeda attest revoke reviewer.json --key hub.key | andromeda trust revoke -`,
 		Args:              wantArgs(1, 1),
@@ -241,8 +251,13 @@ delegation's parent or a key above it.`,
 		if err != nil {
 			return fmt.Errorf("%s: %w", args[0], err)
 		}
-		return ask(env, cf, func(c *api.Client) (attest.Revocation, error) { return c.Revoke(cmd.Context(), r) }, func(w io.Writer, r attest.Revocation) {
-			fmt.Fprintf(w, "the node holds the revocation of %s by %s from %s\n", r.Delegation, r.Key, r.RevokedAt.Format(time.RFC3339))
+		return ask(env, cf, func(c *api.Client) (attest.Revocation, error) { return c.Revoke(cmd.Context(), r) }, func(w io.Writer, held attest.Revocation) {
+			if held.RevokedAt.Before(r.RevokedAt) {
+				fmt.Fprintf(w, "unchanged: the node already holds the revocation of %s by %s from %s, earlier than %s\n",
+					held.Delegation, held.Key, held.RevokedAt.Format(time.RFC3339), r.RevokedAt.UTC().Format(time.RFC3339))
+				return
+			}
+			fmt.Fprintf(w, "the node holds the revocation of %s by %s from %s\n", held.Delegation, held.Key, held.RevokedAt.Format(time.RFC3339))
 		})
 	}
 	list := &cobra.Command{

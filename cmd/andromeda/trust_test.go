@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/andromeda-runner/andromeda/archive"
 )
 
 // TestDelegateCLI: a hub delegates to a reviewer with attest delegate -o,
@@ -37,6 +39,19 @@ func TestDelegateCLI(t *testing.T) {
 	out, _, err := runCLI(t, env, "attest", "delegate", "--key", hub, "--to", reviewer+".pub", "--share", "0.5", "--scope", "greet*", "--expires", "720h", "-o", delegation)
 	if err != nil || !strings.Contains(out, "delegation sha256:") {
 		t.Fatalf("attest delegate -o: %v\n%s", err, out)
+	}
+	// A delegation changed after signing is refused and adds nothing.
+	signed, _ := os.ReadFile(delegation)
+	tampered := filepath.Join(keys, "tampered.json")
+	os.WriteFile(tampered, []byte(strings.Replace(string(signed), `"share": 0.5`, `"share": 1`, 1)), 0o644)
+	if string(signed) == strings.Replace(string(signed), `"share": 0.5`, `"share": 1`, 1) {
+		t.Fatalf("no share 0.5 to tamper with in %s", signed)
+	}
+	if _, _, err := runCLI(t, env, "attest", "delegate", dir, "--from", tampered); err == nil || !strings.Contains(err.Error(), "signature by ") || !strings.Contains(err.Error(), "does not verify") {
+		t.Fatalf("attest delegate --from a tampered delegation: %v, want an error naming the signature", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, archive.MetaDir, "attestations.json")); err == nil {
+		t.Fatal("the tampered delegation was added")
 	}
 	if _, _, err := runCLI(t, env, "attest", "delegate", dir, "--from", delegation); err != nil {
 		t.Fatalf("attest delegate --from: %v", err)
