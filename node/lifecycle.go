@@ -526,12 +526,15 @@ func (n *Node) RemoveService(ctx context.Context, name string, purge bool) error
 	os.RemoveAll(filepath.Join(n.cfg.Data, "services", name))
 	n.removeVolumes(name) // a service's volumes go with it, like its state
 	n.metrics.forget(name)
+	// The service is gone whether or not its runs purge: watchers hear of
+	// it either way, and the caller hears of a purge that failed.
+	n.notify(api.WatchEvent{Kind: api.WatchRemoved, Service: name, Version: rec.Version, Phase: api.PhaseRemoved})
 	if purge {
 		if err := n.store.PurgeRuns(ctx, name); err != nil {
-			return err
+			n.log.Warn("service removed; its runs were not purged", logService, name, "err", err)
+			return fmt.Errorf("service %s removed, but its runs were not purged: %w", name, err)
 		}
 	}
-	n.notify(api.WatchEvent{Kind: api.WatchRemoved, Service: name, Version: rec.Version, Phase: api.PhaseRemoved})
 	n.log.Info("service removed", logService, name, "runs_purged", purge)
 	return nil
 }
