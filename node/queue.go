@@ -234,7 +234,15 @@ func (n *Node) awaitSlot(ctx context.Context, t *ticket, full *atCapacity) error
 		q := &n.admission
 		q.mu.Lock()
 		ahead := slices.Index(q.waiting, t)
+		now := *full
+		now.promised = q.reserved
 		q.mu.Unlock()
+		// The counts as they are now, not as they were when it joined.
+		if view, err := n.policyView(context.WithoutCancel(ctx)); err == nil {
+			now.services = view.Services
+		}
+		now.limit = n.Policy().Policy().Limits.Services
+		full = &now
 		wait, _ := n.cfg.Admission.wait()
 		return &server.Error{Kind: server.ErrUnavailable, RetryAfter: max(wait, time.Second),
 			Msg: fmt.Sprintf("node at capacity: %s; waited %s in the admission queue behind %s", full.counts(), time.Since(t.since).Round(time.Millisecond), others(ahead))}
