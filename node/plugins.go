@@ -38,9 +38,12 @@ type pluginInput struct {
 	// manifest's source.digest).
 	Digest string `json:"digest"`
 	// Payload is the archive's size in bytes; 0 before a fetch.
-	Payload      int64                 `json:"payload"`
-	Attestations []attest.Attestation  `json:"attestations"`
-	Origin       *decision.OriginClaim `json:"origin,omitempty"`
+	Payload      int64                `json:"payload"`
+	Attestations []attest.Attestation `json:"attestations"`
+	// Delegations are the trust-tree delegations that came with the
+	// submission; the decision so far says which of them counted.
+	Delegations []attest.Delegation   `json:"delegations,omitempty"`
+	Origin      *decision.OriginClaim `json:"origin,omitempty"`
 	// Submitter is the name of who submits: a token's name, operator or
 	// anonymous.
 	Submitter string   `json:"submitter"`
@@ -130,7 +133,7 @@ func (n *Node) pluginInput(p server.Principal, sub policy.Submission, digest str
 		return nil, err
 	}
 	in := pluginInput{
-		Manifest: m, Digest: digest, Payload: sub.PayloadSize, Attestations: sub.Attestations,
+		Manifest: m, Digest: digest, Payload: sub.PayloadSize, Attestations: sub.Attestations, Delegations: sub.Delegations,
 		Submitter: p.Name, Hops: sub.Hops, DecisionSoFar: so,
 		Node: pluginNode{Name: n.cfg.Name, Services: view.Services, Drivers: map[string]bool{}, Now: view.Now},
 	}
