@@ -115,7 +115,8 @@ The policy is the default one, or a policy file, or the policy section of a
 node config.`,
 		Example: `  andromeda policy explain ./greeter
   andromeda policy explain ./greeter --policy policy.yaml --origin 'hostchain:btc;stake=250'
-  andromeda policy explain ./greeter --config andromeda.yaml --json`,
+  andromeda policy explain ./greeter --config andromeda.yaml --json
+  andromeda policy explain ./greeter --policy policy.yaml --revocation r.json`,
 		Args:              wantArgs(1, 1),
 		ValidArgsFunction: dirArgs(1),
 	}
@@ -123,6 +124,7 @@ node config.`,
 	explain.Flags().StringVar(&o.policyFile, "policy", "", "a policy `FILE` (the policy section of a node config)")
 	explain.Flags().StringVar(&o.configFile, "config", "", "a node config `FILE` whose policy section to use")
 	explain.Flags().StringVar(&o.origin, "origin", "", "origin claim, `kind:id[;stake=N]`")
+	explain.Flags().StringArrayVar(&o.revocations, "revocation", nil, "a revocation `FILE` (andromeda attest revoke -o) to judge delegations against, as a node holding it would; repeatable")
 	addJSONFlag(explain, &o.json)
 	explain.MarkFlagFilename("policy", "yaml", "yml", "json")
 	explain.MarkFlagFilename("config", "yaml", "yml", "json")
@@ -156,6 +158,7 @@ document holds the policy, the Docker settings and the mappings.`,
 // explainOptions are the flags of `policy explain`.
 type explainOptions struct {
 	policyFile, configFile, origin string
+	revocations                    []string
 	json                           bool
 }
 
@@ -207,7 +210,22 @@ func (env *cli) policyExplain(dir string, o explainOptions) error {
 	}
 	// Offline, no admission plugin can be consulted: the decision is the
 	// built-in rules', each plugin rule saying it was not consulted.
-	d := pol.Preliminary(sub, offlineNode())
+	view := offlineNode()
+	for _, f := range o.revocations {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return usagef("--revocation: %w", err)
+		}
+		r, err := attest.DecodeRevocation(data)
+		if err != nil {
+			return usagef("--revocation %s: %w", f, err)
+		}
+		if view.Revoked == nil {
+			view.Revoked = map[string][]attest.Revocation{}
+		}
+		view.Revoked[r.Delegation] = append(view.Revoked[r.Delegation], r)
+	}
+	d := pol.Preliminary(sub, view)
 	if o.json {
 		return printJSON(env.stdout, d)
 	}

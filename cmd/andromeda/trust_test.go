@@ -77,6 +77,27 @@ func TestDelegateCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"delegation": "sha256:`) || !strings.Contains(out, `"signature"`) {
 		t.Fatalf("attest revoke: %v\n%s", err, out)
 	}
+
+	// explain --revocation judges the delegation as a node holding the
+	// revocation would: the reviewer no longer counts.
+	if _, _, err := runCLI(t, env, "attest", "delegate", dir, "--from", delegation); err != nil {
+		t.Fatalf("attest delegate --from again: %v", err)
+	}
+	revocation := filepath.Join(t.TempDir(), "r.json")
+	if _, _, err := runCLI(t, env, "attest", "revoke", delegation, "--key", hub, "-o", revocation); err != nil {
+		t.Fatalf("attest revoke -o: %v", err)
+	}
+	out, _, err = runCLI(t, env, "policy", "explain", dir, "--policy", policyFile)
+	if err != nil || !strings.Contains(out, "verdict: run") {
+		t.Fatalf("explain without the revocation: %v\n%s", err, out)
+	}
+	out, _, _ = runCLI(t, env, "policy", "explain", dir, "--policy", policyFile, "--revocation", revocation)
+	if !strings.Contains(out, "verdict: reject") || !strings.Contains(out, "revoked by") {
+		t.Fatalf("explain --revocation:\n%s", out)
+	}
+	if _, _, err := runCLI(t, env, "policy", "explain", dir, "--policy", policyFile, "--revocation", policyFile); err == nil || !strings.Contains(err.Error(), "--revocation") {
+		t.Fatalf("explain --revocation NOT-A-REVOCATION: %v, want an error naming the flag", err)
+	}
 	if _, _, err := runCLI(t, env, "attest", "delegate", "--key", hub, "--to", reviewer+".pub", "--expires", "1h", "--share", "2"); err == nil || !strings.Contains(err.Error(), "share: ") {
 		t.Fatalf("share 2: %v, want an error naming share", err)
 	}
