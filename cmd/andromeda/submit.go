@@ -107,7 +107,16 @@ func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild
 	if len(opts.Delegations) > 0 {
 		fmt.Fprintf(progress, "sending %d delegation(s)\n", len(opts.Delegations))
 	}
+	return env.send(cf, origin, opts, func(c *api.Client, opts api.SubmitOptions) (api.SubmitResult, error) {
+		return c.SubmitWith(ctx, data, opts)
+	})
+}
+
+// send adds the --origin claim to opts, sends a submission with do and
+// prints what the node answered.
+func (env *cli) send(cf *clientFlags, origin string, opts api.SubmitOptions, do func(*api.Client, api.SubmitOptions) (api.SubmitResult, error)) error {
 	if origin != "" {
+		var err error
 		if opts.Origin, err = policy.ParseOriginClaim(origin); err != nil {
 			return usagef("--origin: %w", err)
 		}
@@ -116,8 +125,8 @@ func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild
 	if err != nil {
 		return err
 	}
-	res, err := c.SubmitWith(ctx, data, opts)
-	return env.submitted(res, err, cf, noStart)
+	res, err := do(c, opts)
+	return env.submitted(res, err, cf, opts.NoStart)
 }
 
 // submitted prints what the node answered a submission.

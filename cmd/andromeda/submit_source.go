@@ -8,7 +8,6 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/manifest"
-	"github.com/andromeda-runner/andromeda/policy"
 )
 
 // submitSource sends the manifest file at path, which names a source the
@@ -34,16 +33,7 @@ func (env *cli) submitSource(ctx context.Context, cf *clientFlags, path, origin 
 		src = m.Source.Git + " at " + m.Source.Commit
 	}
 	fmt.Fprintf(env.stderr, "sending %s %s; the node fetches %s (digest %s)\n", m.Name, m.Version, src, m.Source.Digest)
-	opts := api.SubmitOptions{NoStart: noStart}
-	if origin != "" {
-		if opts.Origin, err = policy.ParseOriginClaim(origin); err != nil {
-			return usagef("--origin: %w", err)
-		}
-	}
-	c, err := env.client(cf)
-	if err != nil {
-		return err
-	}
-	res, err := c.SubmitSource(ctx, body, opts)
-	return env.submitted(res, err, cf, noStart)
+	return env.send(cf, origin, api.SubmitOptions{NoStart: noStart}, func(c *api.Client, opts api.SubmitOptions) (api.SubmitResult, error) {
+		return c.SubmitSource(ctx, body, opts)
+	})
 }
