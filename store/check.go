@@ -280,9 +280,11 @@ type kvValue struct {
 }
 
 // kvValues reads the current value of every key of the bucket stream: one
-// stream info lists the keys, then one read per key. Unlike a KV watcher
-// it cannot wait forever on a record JetStream lists but cannot return:
-// such keys come back in unreadable.
+// stream info lists the keys, one pass of a consumer delivering the last
+// record of each subject reads them in batches (lastValues), and one read
+// per key fetches what that pass did not bring. Unlike a KV watcher it
+// cannot wait forever on a record JetStream lists but cannot return: the
+// pass gives up after a short wait, and such keys come back in unreadable.
 func kvValues(ctx context.Context, st jetstream.Stream) (vals []kvValue, unreadable []string, err error) {
 	stream := st.CachedInfo().Config.Name
 	prefix := "$KV." + strings.TrimPrefix(stream, "KV_") + "."
@@ -295,8 +297,13 @@ func kvValues(ctx context.Context, st jetstream.Stream) (vals []kvValue, unreada
 		subjects = append(subjects, subj)
 	}
 	slices.Sort(subjects)
+	got := lastValues(ctx, st, prefix, len(subjects))
 	for _, subj := range subjects {
 		key := strings.TrimPrefix(subj, prefix)
+		if v, ok := got[key]; ok {
+			vals = append(vals, v)
+			continue
+		}
 		m, err := st.GetLastMsgForSubject(ctx, subj)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			unreadable = append(unreadable, key)
@@ -310,6 +317,54 @@ func kvValues(ctx context.Context, st jetstream.Stream) (vals []kvValue, unreada
 	}
 	return vals, unreadable, nil
 }
+
+// lastValues reads the last record of each subject under prefix with one
+// ephemeral consumer (deliver last per subject, no acks, in memory), in
+// batches of up to 1,000: one round trip per batch instead of one per key.
+// A listing of 5,000 services took 154 ms with a read per key. It is a
+// best effort: it returns what it read, and stops at the first error or
+// when a batch waits longer than a quarter of a second; kvValues reads
+// the rest key by key. Registries of a few keys are read key by key.
+func lastValues(ctx context.Context, st jetstream.Stream, prefix string, want int) map[string]kvValue {
+	got := make(map[string]kvValue, want)
+	if want < batchReadFrom {
+		return got
+	}
+	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject: prefix + ">", DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return got
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = st.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
+	left := int(cons.CachedInfo().NumPending)
+	for left > 0 {
+		batch, err := cons.Fetch(min(left, 1000), jetstream.FetchMaxWait(250*time.Millisecond))
+		if err != nil {
+			return got
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			op := m.Headers().Get("KV-Operation")
+			key := strings.TrimPrefix(m.Subject(), prefix)
+			got[key] = kvValue{key: key, value: m.Data(), deleted: op == "DEL" || op == "PURGE"}
+		}
+		if batch.Error() != nil || n == 0 {
+			return got
+		}
+		left -= n
+	}
+	return got
+}
+
+// batchReadFrom is the fewest keys lastValues reads in batches.
+var batchReadFrom = 32
 
 // registryMark is what the registry held at its last write.
 type registryMark struct {

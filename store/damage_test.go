@@ -254,6 +254,14 @@ func TestDamageRegistryRandomBytes(t *testing.T) {
 	})
 }
 
+// TestDamageRegistryRandomBytesBatched is TestDamageRegistryRandomBytes
+// with the registry read in batches (as for 32 services and more), so that
+// a damaged record is found on that path too.
+func TestDamageRegistryRandomBytesBatched(t *testing.T) {
+	defer store.SetBatchReadFrom(1)()
+	TestDamageRegistryRandomBytes(t)
+}
+
 // An emptied registry file used to start a node with no services and no
 // word. The server's index still knows the records; with the index gone
 // too, the registry's mark in the meta bucket does.

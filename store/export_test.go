@@ -7,3 +7,11 @@ func SetMaxScan(n int) (restore func()) {
 	maxScan = n
 	return func() { maxScan = old }
 }
+
+// SetBatchReadFrom sets the fewest keys a listing reads in batches, and
+// returns what restores it.
+func SetBatchReadFrom(n int) (restore func()) {
+	was := batchReadFrom
+	batchReadFrom = n
+	return func() { batchReadFrom = was }
+}
