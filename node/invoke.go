@@ -23,7 +23,12 @@ import (
 )
 
 // onTick is the scheduler's callback: one goroutine per tick.
-func (n *Node) onTick(ev trigger.Event) {
+func (n *Node) onTick(ev trigger.Event) { n.onTickNoted(ev, nil) }
+
+// onTickNoted is onTick for a tick whose write to the ticks bucket is in
+// flight: noted is closed when it is done, and the run waits for it before
+// it takes effect (waitTickNoted).
+func (n *Node) onTickNoted(ev trigger.Event, noted <-chan struct{}) {
 	d := n.lookup(ev.Service)
 	if d == nil {
 		return // removed between the tick and now
@@ -31,7 +36,11 @@ func (n *Node) onTick(ev trigger.Event) {
 	if err := n.gate.admit(workTick, ev.Service); err != nil {
 		return // counted, and logged once per episode
 	}
-	n.invoke(n.ctx, d, ev)
+	ctx := n.ctx
+	if noted != nil {
+		ctx = context.WithValue(ctx, tickNotedKey{}, noted)
+	}
+	n.invoke(ctx, d, ev)
 }
 
 // How long a caller is told to wait before trying again.
@@ -282,6 +291,7 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 	rctx, release := n.inflight.bind(rctx, run.ID)
 	r, err := safeCall(rctx, dep, in, d.timeout())
 	release()
+	waitTickNoted(ctx) // the tick is remembered before anything of its run takes effect
 	if c := killedBy(rctx); c != nil && (err != nil || r.Outcome != sandbox.OK && r.Outcome != sandbox.Noop) {
 		return &sandbox.Result{Outcome: sandbox.Cancelled, Error: c.Error(), Usage: r.Usage}, false, "", false
 	}
