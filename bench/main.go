@@ -24,6 +24,7 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -39,6 +40,7 @@ var (
 	write        = flag.Bool("write", false, "rewrite the generated table in ../BENCHMARKS.md")
 	conns        = flag.Int("conns", 64, "connections of the throughput rows")
 	cronServices = flag.Int("cron", 200, "services of the cron row, each ticking every second")
+	cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 )
 
 // input is the 100-byte contract input every echo row sends.
@@ -118,6 +120,18 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 	e := &env{dir: dir, log: slog.New(slog.NewTextHandler(io.Discard, nil)), built: map[string]builtBin{}}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx := context.Background()
 
 	var results []result
