@@ -1,10 +1,9 @@
-// Package goplugin benchmarks the process driver's warm invocation against
-// HashiCorp go-plugin's RPC call for the same 100-byte JSON echo, side by
-// side in one run. It is a module of its own (bench/goplugin/go.mod) so
-// that the runner does not depend on go-plugin. go-plugin is used with its
-// default protocol, net/rpc over a yamux-multiplexed Unix socket; its
-// plugin is an ordinary child process (no sandbox), the exec worker runs in
-// the driver's full sandbox.
+// Package goplugin is the HashiCorp go-plugin side of the bench command's
+// comparison (and of its own go test benchmark): the same 100-byte JSON
+// echo the process driver's exec worker answers, served by an ordinary
+// child process (no sandbox) over go-plugin's net/rpc (its default, on a
+// yamux-multiplexed Unix socket) or gRPC. It lives in the bench module so
+// that the runner does not depend on go-plugin.
 package goplugin
 
 import (

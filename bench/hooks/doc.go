@@ -4,7 +4,7 @@
 // beside a bare net/http handler doing no work, in the same run. It holds
 // a benchmark only: run it with
 //
-//	go test -run NONE -bench Webhook -benchtime 1x ./bench/hooks
+//	cd bench && go test -run NONE -bench Webhook -benchtime 1x ./hooks
 //
 // (-wrk.duration sets how long each load runs, default 10s). It skips
 // when wrk is not installed (Debian: apt-get install wrk).

@@ -1,5 +1,6 @@
 // Command echoplugin is the go-plugin side of the benchmark: the echo
-// handler served over go-plugin's default protocol (net/rpc).
+// handler served over go-plugin's net/rpc (protocol version 1, its
+// default) or gRPC (version 2), whichever the host asks for.
 package main
 
 import (
@@ -10,7 +11,8 @@ import (
 
 func main() {
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: goplugin.Handshake,
-		Plugins:         map[string]plugin.Plugin{"echo": &goplugin.EchoPlugin{Impl: goplugin.EchoFunc(goplugin.Echo)}},
+		HandshakeConfig:  goplugin.Handshake,
+		VersionedPlugins: goplugin.Plugins(goplugin.EchoFunc(goplugin.Echo)),
+		GRPCServer:       plugin.DefaultGRPCServer,
 	})
 }

@@ -6,15 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
@@ -72,29 +68,16 @@ func report(b *testing.B, d []time.Duration) {
 	b.ReportMetric(float64(len(d))/sum.Seconds(), "calls/s")
 }
 
-// startPlugin launches the echo plugin and returns its client side.
+// startPlugin launches the echo plugin over net/rpc and returns its host
+// side.
 func startPlugin(t testing.TB) Echoer {
 	t.Helper()
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         map[string]plugin.Plugin{"echo": &EchoPlugin{}},
-		Cmd:             exec.Command(filepath.Join(bins.dir, "echoplugin", "echoplugin")),
-		Logger:          hclog.New(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Error}),
-	})
-	rpcClient, err := client.Client()
-	if err != nil {
-		client.Kill()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		rpcClient.Close() // before Kill, so that yamux does not log the broken pipe
-		client.Kill()
-	})
-	raw, err := rpcClient.Dispense("echo")
+	e, stop, err := Start(filepath.Join(bins.dir, "echoplugin", "echoplugin"), VersionNetRPC)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return raw.(Echoer)
+	t.Cleanup(stop)
+	return e
 }
 
 // deployWorker deploys the echo worker on the process driver, warm.
@@ -117,21 +100,28 @@ func deployWorker(t testing.TB) sandbox.Deployment {
 	return dep
 }
 
-// TestSameOutput checks that both sides answer the echo identically.
+// TestSameOutput checks that go-plugin, over net/rpc and over gRPC, and
+// the exec worker answer the echo identically.
 func TestSameOutput(t *testing.T) {
 	requireBins(t)
-	p := startPlugin(t)
-	got, err := p.Invoke(input)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dep := deployWorker(t)
 	exit, err := dep.Invoke(context.Background(), input)
 	if err != nil || exit.Outcome != sandbox.OK {
 		t.Fatalf("Invoke = %s %s, %v", exit.Outcome, exit.Detail, err)
 	}
-	if string(got) != string(exit.Output) {
-		t.Errorf("go-plugin answered %s, the exec worker %s", got, exit.Output)
+	for _, v := range []int{VersionNetRPC, VersionGRPC} {
+		p, stop, err := Start(filepath.Join(bins.dir, "echoplugin", "echoplugin"), v)
+		if err != nil {
+			t.Fatalf("go-plugin version %d: %v", v, err)
+		}
+		got, err := p.Invoke(input)
+		stop()
+		if err != nil {
+			t.Fatalf("go-plugin version %d: %v", v, err)
+		}
+		if string(got) != string(exit.Output) {
+			t.Errorf("go-plugin version %d answered %s, the exec worker %s", v, got, exit.Output)
+		}
 	}
 }
 
