@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
@@ -25,22 +26,51 @@ func (m *ModuleInstance) FailIfClosed() (err error) {
 }
 
 // CloseModuleOnCanceledOrTimeout take a context `ctx`, which might be a Cancel or Timeout context,
-// and spawns the Goroutine to check the context is canceled ot deadline exceeded. If it reaches
-// one of the conditions, it sets the appropriate exit code.
+// and arranges that, if it reaches one of the conditions, the module is closed with the
+// appropriate exit code.
 //
-// Callers of this function must invoke the returned context.CancelFunc to release the spawned Goroutine.
+// Callers of this function must invoke the returned context.CancelFunc when the call returns.
+//
+// [andromeda patch, see PATCHED] Upstream spawns a goroutine per call that selects on ctx.Done();
+// this registers a context.AfterFunc instead: no goroutine, and for a context that can never be
+// done (ctx.Done() == nil) nothing at all.
 func (m *ModuleInstance) CloseModuleOnCanceledOrTimeout(ctx context.Context) context.CancelFunc {
-	// Creating an empty channel in this case is a bit more efficient than
-	// creating a context.Context and canceling it with the same effect. We
-	// really just need to be notified when to stop listening to the users
-	// context. Closing the channel will unblock the select in the goroutine
-	// causing it to return an stop listening to ctx.Done().
-	cancelChan := make(chan struct{})
-	go m.closeModuleOnCanceledOrTimeout(ctx, cancelChan)
-	return func() { close(cancelChan) }
+	if ctx.Done() == nil {
+		return noopCancel
+	}
+	w := &ctxWatch{m: m, ctx: ctx}
+	w.stop = context.AfterFunc(ctx, w.fire)
+	return w.cancel
 }
 
-// closeModuleOnCanceledOrTimeout is extracted from CloseModuleOnCanceledOrTimeout for testing.
+func noopCancel() {}
+
+// ctxWatch is one call's watch of its context. [andromeda patch]
+type ctxWatch struct {
+	m        *ModuleInstance
+	ctx      context.Context
+	stop     func() bool
+	returned atomic.Bool
+}
+
+// cancel is called when the call returns: the watch stops, and a fire already under way does
+// not close the module (the call it was for is over).
+func (w *ctxWatch) cancel() {
+	w.returned.Store(true)
+	w.stop()
+}
+
+// fire runs once ctx is done, on a goroutine of its own.
+func (w *ctxWatch) fire() {
+	if w.returned.Load() {
+		// The call returned before the context was done: this is the same case as
+		// upstream's select on the cancel channel.
+		return
+	}
+	w.m.closeModuleOnCtxErr(w.ctx)
+}
+
+// closeModuleOnCanceledOrTimeout is kept (for upstream's tests) with its select semantics.
 func (m *ModuleInstance) closeModuleOnCanceledOrTimeout(ctx context.Context, cancelChan <-chan struct{}) {
 	select {
 	case <-ctx.Done():
@@ -51,18 +81,23 @@ func (m *ModuleInstance) closeModuleOnCanceledOrTimeout(ctx context.Context, can
 			// case go will randomize which branch of the outer select to enter
 			// and we don't want to close the module.
 		default:
-			// This is the same logic as CloseWithCtxErr except this calls closeWithExitCodeWithoutClosingResource
-			// so that we can defer the resource closure in FailIfClosed.
-			switch {
-			case errors.Is(ctx.Err(), context.Canceled):
-				// TODO: figure out how to report error here.
-				_ = m.closeWithExitCodeWithoutClosingResource(sys.ExitCodeContextCanceled)
-			case errors.Is(ctx.Err(), context.DeadlineExceeded):
-				// TODO: figure out how to report error here.
-				_ = m.closeWithExitCodeWithoutClosingResource(sys.ExitCodeDeadlineExceeded)
-			}
+			m.closeModuleOnCtxErr(ctx)
 		}
 	case <-cancelChan:
+	}
+}
+
+// closeModuleOnCtxErr is the same logic as CloseWithCtxErr except this calls
+// closeWithExitCodeWithoutClosingResource so that we can defer the resource closure in
+// FailIfClosed.
+func (m *ModuleInstance) closeModuleOnCtxErr(ctx context.Context) {
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		// TODO: figure out how to report error here.
+		_ = m.closeWithExitCodeWithoutClosingResource(sys.ExitCodeContextCanceled)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// TODO: figure out how to report error here.
+		_ = m.closeWithExitCodeWithoutClosingResource(sys.ExitCodeDeadlineExceeded)
 	}
 }
 

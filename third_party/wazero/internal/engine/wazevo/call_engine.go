@@ -136,8 +136,21 @@ type (
 		// when an exception is caught. Compiled code loads this from execCtx
 		// after the trampoline call to decide which handler to dispatch to.
 		caughtExceptionClauseIdx int64
+		// moduleClosedPtr points to wasm.ModuleInstance.Closed of the module the call was made on.
+		// With ensureTermination, compiled code loads it at every loop header and exits to Go
+		// (checkModuleExitCode) only when it is non-zero. [andromeda patch, see PATCHED]
+		moduleClosedPtr *atomic.Uint64
+		// loopHeadersUntilGo counts down at every loop header with ensureTermination; when it
+		// reaches zero the compiled code exits to Go, which gives the Go scheduler and the GC a
+		// safe point even when the module is not closed (native code cannot be preempted).
+		// Reset to loopHeadersPerGoExit on every such exit. [andromeda patch, see PATCHED]
+		loopHeadersUntilGo uint64
 	}
 )
+
+// loopHeadersPerGoExit is how many loop headers compiled code passes, with ensureTermination,
+// before it exits to Go for a safe point. [andromeda patch, see PATCHED]
+const loopHeadersPerGoExit = 1024
 
 func (c *callEngine) requiredInitialStackSize() int {
 	const initialStackSizeDefault = 10240
@@ -326,6 +339,7 @@ func (c *callEngine) callWithStack(ctx context.Context, paramResultStack []uint6
 	if ensureTermination {
 		done := m.CloseModuleOnCanceledOrTimeout(ctx)
 		defer done()
+		c.execCtx.loopHeadersUntilGo = loopHeadersPerGoExit // [andromeda patch]
 	}
 
 	if c.stackTop&(16-1) != 0 {
@@ -477,6 +491,13 @@ func (c *callEngine) callWithStack(ctx context.Context, paramResultStack []uint6
 			if err := m.FailIfClosed(); err != nil {
 				panic(err)
 			}
+			// [andromeda patch] Compiled code tests the closed flag inline at loop headers and
+			// comes here only when it is set or every loopHeadersPerGoExit loop headers. The
+			// latter is the safe point native code lacks: yield, so that the timer or context
+			// that closes this module, the rest of the program and a GC stop-the-world get to
+			// run even when every P runs a guest that never calls the host.
+			c.execCtx.loopHeadersUntilGo = loopHeadersPerGoExit
+			runtime.Gosched()
 			c.execCtx.exitCode = wazevoapi.ExitCodeOK
 			afterGoFunctionCallEntrypoint(c.execCtx.goCallReturnAddress, c.execCtxPtr,
 				uintptr(unsafe.Pointer(c.execCtx.stackPointerBeforeGoCall)), c.execCtx.framePointerBeforeGoCall)

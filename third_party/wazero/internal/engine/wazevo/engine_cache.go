@@ -146,7 +146,10 @@ func (e *engine) getCompiledModuleFromCache(module *wasm.Module) (cm *compiledMo
 	return
 }
 
-var magic = []byte{'W', 'A', 'Z', 'E', 'V', 'O'}
+// magic differs from upstream's "WAZEVO" so that code compiled by this patched copy and code
+// compiled by the release it was copied from (both report the same version) never share a
+// compilation cache entry: their loop headers differ. [andromeda patch, see PATCHED]
+var magic = []byte{'W', 'A', 'Z', 'E', 'V', 'T'}
 
 func serializeCompiledModule(wazeroVersion string, cm *compiledModule) io.Reader {
 	buf := bytes.NewBuffer(nil)

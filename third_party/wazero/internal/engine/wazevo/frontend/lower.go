@@ -1353,16 +1353,7 @@ func (c *Compiler) lowerCurrentOpcode() {
 		c.switchTo(originalLen, loopHeader)
 
 		if c.ensureTermination {
-			checkModuleExitCodePtr := builder.AllocateInstruction().
-				AsLoad(c.execCtxPtrValue,
-					wazevoapi.ExecutionContextOffsetCheckModuleExitCodeTrampolineAddress.U32(),
-					ssa.TypeI64,
-				).Insert(builder).Return()
-
-			args := c.allocateVarLengthValues(1, c.execCtxPtrValue)
-			builder.AllocateInstruction().
-				AsCallIndirect(checkModuleExitCodePtr, &c.checkModuleExitCodeSig, args).
-				Insert(builder)
+			c.insertLoopHeaderTerminationCheck()
 		}
 	case wasm.OpcodeIf:
 		bt := c.readBlockType()
@@ -5042,4 +5033,62 @@ func (c *Compiler) boundsCheckInMemory(memLen, offset, size ssa.Value) {
 	builder.AllocateInstruction().
 		AsExitIfTrueWithCode(c.execCtxPtrValue, cmp, wazevoapi.ExitCodeMemoryOutOfBounds).
 		Insert(builder)
+}
+
+// insertLoopHeaderTerminationCheck inserts, at a loop header, the check that lets a module
+// closed by another goroutine (context done, CloseWithExitCode) stop a loop that never calls
+// the host. [andromeda patch, see PATCHED]
+//
+// Upstream calls the checkModuleExitCode trampoline (an exit to Go) unconditionally here, on
+// every iteration of every loop. This instead tests wasm.ModuleInstance.Closed inline through
+// executionContext.moduleClosedPtr, and counts loop headers down in
+// executionContext.loopHeadersUntilGo, and exits to Go only when the module is closed or the
+// count reaches zero (a periodic safe point: native code cannot be preempted by the Go
+// scheduler, so the Go side yields there):
+//
+//	closed := *execCtx.moduleClosedPtr
+//	execCtx.loopHeadersUntilGo--
+//	if closed != 0 | execCtx.loopHeadersUntilGo == 0 {
+//		checkModuleExitCode(execCtx)
+//	}
+func (c *Compiler) insertLoopHeaderTerminationCheck() {
+	builder := c.ssaBuilder
+	closedPtr := builder.AllocateInstruction().
+		AsLoad(c.execCtxPtrValue, wazevoapi.ExecutionContextOffsetModuleClosedPtr.U32(), ssa.TypeI64).
+		Insert(builder).Return()
+	closed := builder.AllocateInstruction().AsLoad(closedPtr, 0, ssa.TypeI64).Insert(builder).Return()
+	count := builder.AllocateInstruction().
+		AsLoad(c.execCtxPtrValue, wazevoapi.ExecutionContextOffsetLoopHeadersUntilGo.U32(), ssa.TypeI64).
+		Insert(builder).Return()
+	one := builder.AllocateInstruction().AsIconst64(1).Insert(builder).Return()
+	count = builder.AllocateInstruction().AsIsub(count, one).Insert(builder).Return()
+	builder.AllocateInstruction().
+		AsStore(ssa.OpcodeStore, count, c.execCtxPtrValue, wazevoapi.ExecutionContextOffsetLoopHeadersUntilGo.U32()).
+		Insert(builder)
+	zero := builder.AllocateInstruction().AsIconst64(0).Insert(builder).Return()
+	countIsZero := builder.AllocateInstruction().AsIcmp(count, zero, ssa.IntegerCmpCondEqual).Insert(builder).Return()
+	isClosed := builder.AllocateInstruction().AsIcmp(closed, zero, ssa.IntegerCmpCondNotEqual).Insert(builder).Return()
+	either := builder.AllocateInstruction()
+	either.AsBor(countIsZero, isClosed)
+	builder.InsertInstruction(either)
+
+	exitBlk, continueBlk := builder.AllocateBasicBlock(), builder.AllocateBasicBlock()
+	builder.AllocateInstruction().AsBrnz(either.Return(), ssa.ValuesNil, exitBlk).Insert(builder)
+	c.insertJumpToBlock(ssa.ValuesNil, continueBlk)
+
+	builder.SetCurrentBlock(exitBlk)
+	checkModuleExitCodePtr := builder.AllocateInstruction().
+		AsLoad(c.execCtxPtrValue,
+			wazevoapi.ExecutionContextOffsetCheckModuleExitCodeTrampolineAddress.U32(),
+			ssa.TypeI64,
+		).Insert(builder).Return()
+	args := c.allocateVarLengthValues(1, c.execCtxPtrValue)
+	builder.AllocateInstruction().
+		AsCallIndirect(checkModuleExitCodePtr, &c.checkModuleExitCodeSig, args).
+		Insert(builder)
+	c.insertJumpToBlock(ssa.ValuesNil, continueBlk)
+
+	builder.SetCurrentBlock(continueBlk)
+	builder.Seal(exitBlk)
+	builder.Seal(continueBlk)
 }

@@ -70,6 +70,10 @@ const (
 	// ExecutionContextOffsetCaughtExceptionClauseIdx is the matched catch clause index
 	// written by handleException and read by compiled handler dispatch code.
 	ExecutionContextOffsetCaughtExceptionClauseIdx Offset = 1232
+	// ExecutionContextOffsetModuleClosedPtr is an offset of `moduleClosedPtr` field in wazevo.executionContext.
+	ExecutionContextOffsetModuleClosedPtr Offset = 1240
+	// ExecutionContextOffsetLoopHeadersUntilGo is an offset of `loopHeadersUntilGo` field in wazevo.executionContext.
+	ExecutionContextOffsetLoopHeadersUntilGo Offset = 1248
 )
 
 // ModuleContextOffsetData allows the compilers to get the information about offsets to the fields of wazevo.moduleContextOpaque,
