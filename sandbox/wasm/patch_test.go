@@ -31,7 +31,7 @@ var wazeroPatchLines = []struct{ file, line string }{
 	{"internal/engine/wazevo/frontend/lower.go", "c.insertLoopHeaderTerminationCheck()"},
 	{"internal/engine/wazevo/frontend/lower.go", "AsIcmp(closed, zero, ssa.IntegerCmpCondNotEqual)"},
 	{"internal/engine/wazevo/call_engine.go", "c.execCtx.loopHeadersUntilGo = loopHeadersPerGoExit"},
-	{"internal/engine/wazevo/call_engine.go", "runtime.Gosched()"},
+	{"internal/engine/wazevo/call_engine.go", "func safePoint() { safePointCallee() }"},
 	{"internal/engine/wazevo/engine_cache.go", "var magic = []byte{'W', 'A', 'Z', 'E', 'V', 'T'}"},
 }
 

@@ -152,6 +152,21 @@ type (
 // before it exits to Go for a safe point. [andromeda patch, see PATCHED]
 const loopHeadersPerGoExit = 1024
 
+// safePoint is a point where the Go scheduler can stop the calling goroutine. [andromeda patch]
+//
+// The runtime asks a goroutine to stop (sysmon after it ran 10ms, so that others get its P; a
+// GC stop-the-world) by a signal, which native code ignores, and by poisoning its stack guard,
+// which the prologue of every Go function that is not a leaf checks: such a function yields
+// there. safePoint is one (it calls safePointCallee), cannot be inlined, and costs a few
+// nanoseconds when no stop is asked for; runtime.Gosched would yield every time, about a
+// microsecond under load.
+//
+//go:noinline
+func safePoint() { safePointCallee() }
+
+//go:noinline
+func safePointCallee() {}
+
 func (c *callEngine) requiredInitialStackSize() int {
 	const initialStackSizeDefault = 10240
 	stackSize := initialStackSizeDefault
@@ -493,11 +508,11 @@ func (c *callEngine) callWithStack(ctx context.Context, paramResultStack []uint6
 			}
 			// [andromeda patch] Compiled code tests the closed flag inline at loop headers and
 			// comes here only when it is set or every loopHeadersPerGoExit loop headers. The
-			// latter is the safe point native code lacks: yield, so that the timer or context
-			// that closes this module, the rest of the program and a GC stop-the-world get to
-			// run even when every P runs a guest that never calls the host.
+			// latter is the safe point native code lacks (see safePoint), so that the timer or
+			// context that closes this module, the rest of the program and a GC stop-the-world
+			// get to run even when every P runs a guest that never calls the host.
 			c.execCtx.loopHeadersUntilGo = loopHeadersPerGoExit
-			runtime.Gosched()
+			safePoint()
 			c.execCtx.exitCode = wazevoapi.ExitCodeOK
 			afterGoFunctionCallEntrypoint(c.execCtx.goCallReturnAddress, c.execCtxPtr,
 				uintptr(unsafe.Pointer(c.execCtx.stackPointerBeforeGoCall)), c.execCtx.framePointerBeforeGoCall)
