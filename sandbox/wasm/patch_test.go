@@ -27,6 +27,7 @@ var repoRoot = filepath.Join("..", "..")
 // copy refreshed from upstream without redoing the patch loses them.
 var wazeroPatchLines = []struct{ file, line string }{
 	{"internal/wasm/module_instance.go", "w.stop = context.AfterFunc(ctx, w.fire)"},
+	{"internal/engine/wazevo/call_engine.go", "w = wasm.NewCtxWatch(m)"},
 	{"internal/engine/wazevo/module_engine.go", "ce.execCtx.moduleClosedPtr = &m.module.Closed"},
 	{"internal/engine/wazevo/frontend/lower.go", "c.insertLoopHeaderTerminationCheck()"},
 	{"internal/engine/wazevo/frontend/lower.go", "AsIcmp(closed, zero, ssa.IntegerCmpCondNotEqual)"},

@@ -70,6 +70,46 @@ func (w *ctxWatch) fire() {
 	w.m.closeModuleOnCtxErr(w.ctx)
 }
 
+// CtxWatch watches the context of one call at a time on a module, for a caller that makes
+// many calls (a wazevo callEngine): it is reused, so a call allocates only what
+// context.AfterFunc does. [andromeda patch, see PATCHED]
+type CtxWatch struct {
+	m        *ModuleInstance
+	ctx      context.Context
+	stop     func() bool
+	fire     func()
+	returned atomic.Bool
+}
+
+// NewCtxWatch returns a watch for calls on m.
+func NewCtxWatch(m *ModuleInstance) *CtxWatch {
+	w := &CtxWatch{m: m}
+	w.fire = w.onDone
+	return w
+}
+
+// Start watches ctx, whose Done must not be nil, until Stop: if ctx is done before, the module
+// is closed as CloseModuleOnCanceledOrTimeout does.
+func (w *CtxWatch) Start(ctx context.Context) {
+	w.ctx = ctx
+	w.returned.Store(false)
+	w.stop = context.AfterFunc(ctx, w.fire)
+}
+
+// Stop ends the watch when the call returns. It reports whether w can be started again: false
+// when the context was done and the close is under way or over, in which case w is left to it.
+func (w *CtxWatch) Stop() bool {
+	w.returned.Store(true)
+	return w.stop()
+}
+
+func (w *CtxWatch) onDone() {
+	if w.returned.Load() {
+		return
+	}
+	w.m.closeModuleOnCtxErr(w.ctx)
+}
+
 // closeModuleOnCanceledOrTimeout is kept (for upstream's tests) with its select semantics.
 func (m *ModuleInstance) closeModuleOnCanceledOrTimeout(ctx context.Context, cancelChan <-chan struct{}) {
 	select {

@@ -21,6 +21,9 @@ import (
 type (
 	// callEngine implements api.Function.
 	callEngine struct {
+		// ctxWatch watches the context of the call under way with ensureTermination, reused
+		// across calls. [andromeda patch, see PATCHED]
+		ctxWatch *wasm.CtxWatch
 		internalapi.WazeroOnly
 		stack []byte
 		// stackTop is the pointer to the *aligned* top of the stack. This must be updated
@@ -352,9 +355,23 @@ func (c *callEngine) callWithStack(ctx context.Context, paramResultStack []uint6
 	}()
 
 	if ensureTermination {
-		done := m.CloseModuleOnCanceledOrTimeout(ctx)
-		defer done()
-		c.execCtx.loopHeadersUntilGo = loopHeadersPerGoExit // [andromeda patch]
+		// [andromeda patch] Upstream: defer m.CloseModuleOnCanceledOrTimeout(ctx)(), a goroutine
+		// per call. A reused wasm.CtxWatch registers a context.AfterFunc instead, and nothing for
+		// a context that is never done.
+		if ctx.Done() != nil {
+			w := c.ctxWatch
+			if w == nil {
+				w = wasm.NewCtxWatch(m)
+				c.ctxWatch = w
+			}
+			w.Start(ctx)
+			defer func() {
+				if !w.Stop() {
+					c.ctxWatch = nil // the context was done: w is left to its close
+				}
+			}()
+		}
+		c.execCtx.loopHeadersUntilGo = loopHeadersPerGoExit
 	}
 
 	if c.stackTop&(16-1) != 0 {
