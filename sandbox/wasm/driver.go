@@ -51,8 +51,9 @@
 // can run for hours, Stop included): Deploy puts an empty loop at the start
 // of every function, whose check costs a Go guest a few percent more
 // (BenchmarkReactorInvoke/driver over bare). A guest that never calls the
-// host stops within about a millisecond of its deadline
-// (BenchmarkTimeoutOvershoot), later when every core runs one.
+// host stops a fraction of a millisecond after its deadline at the median,
+// a few milliseconds at p99 on a loaded machine (BenchmarkTimeoutOvershoot),
+// as with upstream; some 10 ms later when every core runs one.
 //
 // Known gap: a guest's call stack is wazero's, grown up to about 100 MiB per
 // call (some 160 MiB allocated by the time it overflows, within about a
