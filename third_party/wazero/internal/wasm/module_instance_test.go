@@ -452,3 +452,34 @@ func TestModuleInstance_ensureResourcesClosed(t *testing.T) {
 	}
 	require.Equal(t, 2, closer.called)
 }
+
+// TestCtxWatch covers the reusable context watch of the andromeda patch (see PATCHED).
+func TestCtxWatch(t *testing.T) {
+	s := newStore()
+	t.Run("returned before done", func(t *testing.T) {
+		cc := &ModuleInstance{ModuleName: "test", s: s, Sys: internalsys.DefaultContext(nil)}
+		w := NewCtxWatch(cc)
+		for i := 0; i < 3; i++ { // reused across calls
+			ctx, cancel := context.WithCancel(context.Background())
+			w.Start(ctx)
+			require.True(t, w.Stop())
+			cancel()
+		}
+		time.Sleep(10 * time.Millisecond)
+		require.Nil(t, cc.FailIfClosed())
+	})
+	t.Run("done during the call", func(t *testing.T) {
+		cc := &ModuleInstance{ModuleName: "test", s: s, Sys: internalsys.DefaultContext(nil)}
+		w := NewCtxWatch(cc)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		w.Start(ctx)
+		deadline := time.Now().Add(5 * time.Second)
+		for cc.Closed.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		require.False(t, w.Stop()) // w is left to the close
+		require.EqualError(t, cc.FailIfClosed(), "module closed with context deadline exceeded")
+		require.Nil(t, cc.Sys)
+	})
+}
