@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/tetratelabs/wazero/api"
@@ -2697,6 +2698,43 @@ L3 (SSA Block: blk3):
 			}
 
 			require.Equal(t, exp, be.Format())
+		})
+	}
+}
+
+// TestLoopHeaderTerminationCheck lowers a loop compiled with ensureTermination for both
+// architectures, whatever the host, and checks that the loop header tests the closed flag and
+// the countdown inline (andromeda patch, see PATCHED): the arm64 path is checked here even on
+// an amd64 machine.
+func TestLoopHeaderTerminationCheck(t *testing.T) {
+	for _, c := range []struct {
+		arch    string
+		machine func() backend.Machine
+		want    []string
+	}{
+		{"arm64", arm64.NewBackend, []string{"ldr x8, [x0, #0x4d8]", "ldr x9, [x0, #0x4e0]", "str x9, [x0, #0x4e0]", "ldr x8, [x0, #0x58]"}},
+		{"amd64", amd64.NewBackend, []string{"movq 1240(%rax), %rcx", "movq 1248(%rax), %rdx", "mov.q %rdx, 1248(%rax)", "callq *88(%rcx)"}},
+	} {
+		t.Run(c.arch, func(t *testing.T) {
+			m := testcases.LoopBr.Module
+			ssab := ssa.NewBuilder()
+			offset := wazevoapi.NewModuleContextOffsetData(m, false)
+			fc := frontend.NewFrontendCompiler(m, ssab, &offset, true, false, false)
+			machine := c.machine()
+			machine.DisableStackCheck()
+			be := backend.NewCompiler(context.Background(), machine, ssab)
+			typeIndex := m.FunctionSection[0]
+			code := &m.CodeSection[0]
+			fc.Init(0, typeIndex, &m.TypeSection[typeIndex], code.LocalTypes, code.Body, false, 0)
+			fc.LowerToSSA()
+			ssab.RunPasses()
+			be.Lower()
+			be.RegAlloc()
+			require.NoError(t, be.Finalize(context.Background()))
+			out := be.Format()
+			for _, w := range c.want {
+				require.True(t, strings.Contains(out, w), "want %q in:\n%s", w, out)
+			}
 		})
 	}
 }
