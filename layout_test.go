@@ -48,9 +48,10 @@ func scan(t *testing.T) map[string]*pkgInfo {
 }
 
 // sourceFiles lists the module's non-test Go files, slash-separated
-// relative paths, leaving out testdata, hidden directories and bench (a
-// module of its own). Files for every GOOS and GOARCH are included, so the
-// rules hold on every platform.
+// relative paths, leaving out testdata, hidden directories, bench (a
+// module of its own) and third_party (other projects' modules, copied and
+// patched). Files for every GOOS and GOARCH are included, so the rules
+// hold on every platform.
 func sourceFiles(t *testing.T) []string {
 	t.Helper()
 	var files []string
@@ -58,7 +59,7 @@ func sourceFiles(t *testing.T) []string {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != "." || d.Name() == "testdata" || p == "bench") {
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != "." || d.Name() == "testdata" || p == "bench" || p == "third_party") {
 			return filepath.SkipDir
 		}
 		if !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,41 +27,61 @@ var benchInput = func() []byte {
 // through Deployment.Invoke (driver) with the same exported functions called
 // directly on wazero (bare: alloc, write the input, invoke, copy the output
 // out), on a runtime configured as the driver's (close on context done,
-// which compiles a check into every loop). driver reports x-bare, its time
-// over bare's. bare-no-close is the same without that check, for the cost of
-// timeouts themselves.
+// which compiles a check into every loop header and watches each call's
+// context), for two guests:
+//
+//	(none)  the Go conformance guest echoing benchInput (JSON handling)
+//	tiny    testdata/reactor.wasm, a few instructions: the per-call cost
+//
+// driver reports x-bare, its time over bare's. bare-no-close is bare
+// without close on context done, for the cost of the time cap itself. Every
+// call carries a context with a deadline, as the driver's do, and p50 and
+// p99 are reported next to the mean.
 func BenchmarkReactorInvoke(b *testing.B) {
 	requireGuests(b)
-	bin, err := os.ReadFile(filepath.Join(goGuest("reactor"), "main.wasm"))
+	goBin := filepath.Join(goGuest("reactor"), "main.wasm")
+	tinyBin := filepath.Join("testdata", "reactor.wasm")
+	tinyInput := []byte(`{"noop":"bench"}`)
+	var bare, tinyBare float64
+	b.Run("bare", func(b *testing.B) { bare = benchBare(b, goBin, benchInput, true) })
+	b.Run("driver", func(b *testing.B) { benchDriver(b, goBin, benchInput, bare) })
+	b.Run("bare-no-close", func(b *testing.B) { benchBare(b, goBin, benchInput, false) })
+	b.Run("tiny-bare", func(b *testing.B) { tinyBare = benchBare(b, tinyBin, tinyInput, true) })
+	b.Run("tiny-driver", func(b *testing.B) { benchDriver(b, tinyBin, tinyInput, tinyBare) })
+	b.Run("tiny-bare-no-close", func(b *testing.B) { benchBare(b, tinyBin, tinyInput, false) })
+}
+
+// benchDriver invokes the reactor at path through a server-mode deployment
+// and reports its time over bare's (when bare ran).
+func benchDriver(b *testing.B, path string, input []byte, bare float64) {
+	d := newDriver(b, Config{CacheDir: guests.cache})
+	dep := deployFile(b, d, path, sandbox.Spec{Mode: sandbox.ModeServer})
+	if exit := invoke(b, dep, time.Minute, string(input)); exit.Outcome != sandbox.OK {
+		b.Fatalf("echo = %s (%s)", exit.Outcome, exit.Detail)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	timed(b, func() {
+		exit, err := dep.Invoke(ctx, input)
+		if err != nil || exit.Outcome != sandbox.OK {
+			b.Fatalf("Invoke = %s, %v", exit.Outcome, err)
+		}
+	})
+	if bare > 0 {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/bare, "x-bare")
+	}
+}
+
+// benchBare calls the reactor ABI of the module at path on wazero directly
+// and returns ns/op.
+func benchBare(b *testing.B, path string, input []byte, closeOnDone bool) float64 {
+	bin, err := os.ReadFile(path)
 	if err != nil {
 		b.Fatal(err)
 	}
-	var bare float64
-	b.Run("bare", func(b *testing.B) { bare = benchBare(b, bin, true) })
-	b.Run("driver", func(b *testing.B) {
-		d := newDriver(b, Config{CacheDir: guests.cache})
-		dep := deployFile(b, d, filepath.Join(goGuest("reactor"), "main.wasm"), sandbox.Spec{Mode: sandbox.ModeServer})
-		ctx := context.Background()
-		if exit := invoke(b, dep, time.Minute, string(benchInput)); exit.Outcome != sandbox.OK {
-			b.Fatalf("echo = %s (%s)", exit.Outcome, exit.Detail)
-		}
-		b.ReportAllocs()
-		for b.Loop() {
-			exit, err := dep.Invoke(ctx, benchInput)
-			if err != nil || exit.Outcome != sandbox.OK {
-				b.Fatalf("Invoke = %s, %v", exit.Outcome, err)
-			}
-		}
-		if bare > 0 {
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/bare, "x-bare")
-		}
-	})
-	b.Run("bare-no-close", func(b *testing.B) { benchBare(b, bin, false) })
-}
-
-// benchBare calls the reactor ABI on wazero directly and returns ns/op.
-func benchBare(b *testing.B, bin []byte, closeOnDone bool) float64 {
-	ctx := context.Background()
+	// A deadline far away, as the driver's calls carry one.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
 	cache, err := wazero.NewCompilationCacheWithDir(guests.cache)
 	if err != nil {
 		b.Fatal(err)
@@ -85,27 +106,90 @@ func benchBare(b *testing.B, bin []byte, closeOnDone bool) float64 {
 	alloc, invoke, mem := mod.ExportedFunction(exportAlloc), mod.ExportedFunction(exportInvoke), mod.Memory()
 	stack := make([]uint64, 2)
 	call := func() []byte {
-		stack[0] = uint64(len(benchInput))
+		stack[0] = uint64(len(input))
 		if err := alloc.CallWithStack(ctx, stack); err != nil {
 			b.Fatal(err)
 		}
 		ptr := uint32(stack[0])
-		mem.Write(ptr, benchInput)
-		stack[0], stack[1] = uint64(ptr), uint64(len(benchInput))
+		mem.Write(ptr, input)
+		stack[0], stack[1] = uint64(ptr), uint64(len(input))
 		if err := invoke.CallWithStack(ctx, stack); err != nil {
 			b.Fatal(err)
 		}
 		out, _ := mem.Read(uint32(stack[0]>>32), uint32(stack[0]))
 		return append([]byte(nil), out...)
 	}
-	if out := call(); !strings.Contains(string(out), `"topic":"echo"`) {
+	if out := call(); len(out) == 0 || out[0] != '{' {
 		b.Fatalf("bare invoke returned %q", out)
 	}
 	b.ReportAllocs()
-	for b.Loop() {
-		call()
-	}
+	timed(b, func() { call() })
 	return float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+}
+
+// BenchmarkDeadlineWatch compares ways to watch one call's deadline, as the
+// patched wazero (context.AfterFunc) and wazero v1.12 (a goroutine per call)
+// do, and a timer: each op starts a watch on a context with a deadline an
+// hour away and stops it, as a call that returns in time does.
+func BenchmarkDeadlineWatch(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	var fired atomic.Int64
+	fire := func() { fired.Add(1) }
+	b.Run("goroutine", func(b *testing.B) {
+		b.ReportAllocs()
+		timed(b, func() {
+			done := make(chan struct{})
+			go func() {
+				select {
+				case <-ctx.Done():
+					fire()
+				case <-done:
+				}
+			}()
+			close(done)
+		})
+	})
+	b.Run("context.AfterFunc", func(b *testing.B) {
+		b.ReportAllocs()
+		timed(b, func() {
+			stop := context.AfterFunc(ctx, fire)
+			stop()
+		})
+	})
+	b.Run("time.AfterFunc", func(b *testing.B) {
+		b.ReportAllocs()
+		timed(b, func() {
+			deadline, _ := ctx.Deadline()
+			t := time.AfterFunc(time.Until(deadline), fire)
+			t.Stop()
+		})
+	})
+	if fired.Load() != 0 {
+		b.Fatal("a watch fired")
+	}
+}
+
+// BenchmarkTimeoutOvershoot measures how late a guest spinning in a loop
+// that never calls the host is stopped after its deadline (outcome
+// timeout), as p50 and p99 of the overshoot.
+func BenchmarkTimeoutOvershoot(b *testing.B) {
+	d := newDriver(b, Config{})
+	dep := deployFile(b, d, "testdata/spin.wasm", sandbox.Spec{Mode: sandbox.ModeCommand})
+	const deadline = 20 * time.Millisecond
+	var over []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		exit := invoke(b, dep, deadline, "")
+		over = append(over, time.Since(start)-deadline)
+		if exit.Outcome != sandbox.Timeout {
+			b.Fatalf("spin = %s (%s), want timeout", exit.Outcome, exit.Detail)
+		}
+	}
+	slices.Sort(over)
+	pct := func(p int) float64 { return float64(over[(len(over)-1)*p/100].Nanoseconds()) }
+	b.ReportMetric(pct(50), "p50-over-ns")
+	b.ReportMetric(pct(99), "p99-over-ns")
 }
 
 // BenchmarkCommandInvoke measures a command-mode invocation (instantiate,

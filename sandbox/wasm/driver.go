@@ -31,17 +31,29 @@
 // itself) never leaves Deploy or Invoke: Deploy returns it as an error,
 // Invoke as an Exit with Outcome Crashed, and the deployment stays usable.
 //
-// Cost of the time cap: wazero enforces a deadline by compiling a check into
-// every loop header that returns to Go (RuntimeConfig
-// WithCloseOnContextDone). With wazero v1.12 that makes guest code several
-// times slower (about 5x for a Go guest's JSON handling, see
-// BenchmarkReactorInvoke/bare-no-close); upstream work on a cheaper check is
-// wazero issue #2466. It is the only way to stop a guest that never calls
-// the host without blocking the Go runtime, so the driver always pays it.
-// wazero v1.12 checks at loop headers only, so a guest recursing without
-// loops would escape the deadline (a recursion tree can run for hours, Stop
-// included): Deploy puts an empty loop at the start of every function, which
-// costs about another 10% on a Go guest (BenchmarkReactorInvoke/driver).
+// Cost of the time cap: wazero stops a guest at its deadline (RuntimeConfig
+// WithCloseOnContextDone) by watching each call's context and compiling a
+// check into every loop header. It is the only way to stop a guest that
+// never calls the host without blocking the Go runtime, so the driver always
+// pays it. wazero v1.12 pays it dearly: a goroutine per call, and an exit
+// from native code to Go at every loop iteration (wazero issue #2466), which
+// made a Go guest's JSON handling 4 to 10 times slower. The module builds
+// with a patched copy of v1.12 instead (third_party/wazero; PATCHED there
+// says what and why, and TestWazeroPatch flags a newer release): a call's
+// watch is a context.AfterFunc, and a loop header tests the module's closed
+// flag inline, leaving native code only when it is set or every 1024 loop
+// headers, where the Go scheduler and the collector can stop the goroutine
+// (native code gives them no other place: TestSpinOnEveryP). The cap now
+// costs a Go guest about 1.1 to 1.4 times its time without it
+// (BenchmarkReactorInvoke/bare over bare-no-close), and a trivial call well
+// under a microsecond (tiny-bare). The check sits at loop headers only, so a
+// guest recursing without loops would escape the deadline (a recursion tree
+// can run for hours, Stop included): Deploy puts an empty loop at the start
+// of every function, whose check costs a Go guest a few percent more
+// (BenchmarkReactorInvoke/driver over bare). A guest that never calls the
+// host stops a fraction of a millisecond after its deadline at the median,
+// a few milliseconds at p99 on a loaded machine (BenchmarkTimeoutOvershoot),
+// as with upstream; some 10 ms later when every core runs one.
 //
 // Known gap: a guest's call stack is wazero's, grown up to about 100 MiB per
 // call (some 160 MiB allocated by the time it overflows, within about a
