@@ -91,3 +91,5 @@ require (
 )
 
 replace github.com/andromeda-runner/andromeda => ../
+
+replace github.com/tetratelabs/wazero => ../third_party/wazero
