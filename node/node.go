@@ -240,6 +240,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.undo = append(n.undo, n.closeWatch) // after runs in flight have finished
+	n.log.Info("node opened", "took_ms", ms(time.Since(n.started)))
 	n.startDrivers(ctx)
 	// Unwound in reverse: triggers stop, then runs in flight finish and
 	// deployments stop, then the bus closes.
@@ -296,6 +297,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()
+	n.log.Info("node started", "took_ms", ms(time.Since(n.started)))
 	return nil
 }
 
@@ -407,11 +409,12 @@ func (n *Node) addDriver(ctx context.Context, d sandbox.Driver) {
 	st := &driverState{driver: d, enabled: true}
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	start := time.Now()
 	if err := d.Test(tctx); err != nil {
 		st.enabled, st.reason = false, err.Error()
-		n.log.Warn("driver disabled", "driver", d.Name(), logErr, err)
+		n.log.Warn("driver disabled", "driver", d.Name(), logErr, err, "took_ms", ms(time.Since(start)))
 	} else {
-		n.log.Info("driver ready", "driver", d.Name())
+		n.log.Info("driver ready", "driver", d.Name(), "took_ms", ms(time.Since(start)))
 	}
 	n.drivers[d.Name()] = st
 }

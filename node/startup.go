@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
@@ -226,8 +227,10 @@ func (n *Node) startServices(ctx context.Context) error {
 // failures of the required entries, after every entry was tried. Paths
 // are used as given (LoadConfig made the config's absolute).
 func (n *Node) StartServices(ctx context.Context, name string, list []StartService, progress io.Writer) ([]StartResult, error) {
+	start := time.Now()
 	results := make([]StartResult, 0, len(list))
 	var errs []error
+	defer func() { n.log.Info("start services done", "list", name, "entries", len(list), "took_ms", ms(time.Since(start))) }()
 	for i, s := range list {
 		r := n.startOne(ctx, fmt.Sprintf("%s[%d]", name, i), s)
 		n.logStart(r)

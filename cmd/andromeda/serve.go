@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -106,7 +107,7 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 		fmt.Fprint(env.stdout, r.Format("services: "))
 	}
 	if o.demo {
-		if err := loadDemo(ctx, env.stdout, n); err != nil {
+		if err := loadDemo(ctx, env.stdout, log, n); err != nil {
 			return err
 		}
 	}
@@ -150,11 +151,13 @@ func reloadPolicy(env *cli, n *node.Node, configFile string) {
 // in the config ([{dir: D}, ...], none required): a demo for a driver this
 // host cannot run (the process driver needs namespaces and cgroups) is
 // printed as failed with the reason, and the node runs without it.
-func loadDemo(ctx context.Context, out io.Writer, n *node.Node) error {
+func loadDemo(ctx context.Context, out io.Writer, log *slog.Logger, n *node.Node) error {
+	start := time.Now()
 	dirs, err := demo.Prepare(ctx, andromeda.Sources, andromeda.Module, n.CacheDir(), out)
 	if err != nil {
 		return err
 	}
+	log.Info("demo prepared", "services", len(dirs), "took_ms", float64(time.Since(start))/float64(time.Millisecond))
 	list := make([]node.StartService, len(dirs))
 	for i, dir := range dirs {
 		list[i] = node.StartService{Dir: dir}
