@@ -230,7 +230,9 @@ func (n *Node) StartServices(ctx context.Context, name string, list []StartServi
 	start := time.Now()
 	results := make([]StartResult, 0, len(list))
 	var errs []error
-	defer func() { n.log.Info("start services done", "list", name, "entries", len(list), "took_ms", ms(time.Since(start))) }()
+	defer func() {
+		n.log.Info("start services done", "list", name, "entries", len(list), "took_ms", ms(time.Since(start)))
+	}()
 	for i, s := range list {
 		r := n.startOne(ctx, fmt.Sprintf("%s[%d]", name, i), s)
 		n.logStart(r)
