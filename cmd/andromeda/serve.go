@@ -153,14 +153,16 @@ func reloadPolicy(env *cli, n *node.Node, configFile string) {
 // printed as failed with the reason, and the node runs without it.
 func loadDemo(ctx context.Context, out io.Writer, log *slog.Logger, n *node.Node) error {
 	start := time.Now()
-	dirs, err := demo.Prepare(ctx, andromeda.Sources, andromeda.Module, n.CacheDir(), out)
+	svcs, err := demo.Prepare(ctx, andromeda.Sources, andromeda.Module, n.CacheDir(), out)
 	if err != nil {
 		return err
 	}
-	log.Info("demo prepared", "services", len(dirs), "took_ms", float64(time.Since(start))/float64(time.Millisecond))
-	list := make([]node.StartService, len(dirs))
-	for i, dir := range dirs {
-		list[i] = node.StartService{Dir: dir}
+	log.Info("demo prepared", "services", len(svcs), "took_ms", float64(time.Since(start))/float64(time.Millisecond))
+	// The archives packed with the build: packing a built Go service
+	// again at every start costs half a second each.
+	list := make([]node.StartService, len(svcs))
+	for i, s := range svcs {
+		list[i] = node.StartService{Archive: s.Archive}
 	}
 	_, err = n.StartServices(ctx, "demo", list, out)
 	return err
