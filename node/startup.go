@@ -294,6 +294,20 @@ func (n *Node) startOne(ctx context.Context, entry string, s StartService) Start
 	)
 	switch r.Kind {
 	case "dir", "archive":
+		// A directory whose digest is the registered service's is
+		// unchanged: known without packing it again (Submit would
+		// answer Unchanged after the packing).
+		if s.Dir != "" {
+			if m, merr := manifest.Load(s.Dir); merr == nil {
+				if digest, derr := archive.DigestDir(s.Dir); derr == nil {
+					if prev, ok := n.registeredAs(ctx, p, m.Name, m.Version, digest); ok {
+						r.Service, r.Version, r.Digest = m.Name, m.Version, digest
+						res = api.SubmitResult{Service: n.view(prev), Unchanged: true}
+						break
+					}
+				}
+			}
+		}
 		var data []byte
 		if data, err = n.startArchive(at, s); err != nil {
 			return fail(err)

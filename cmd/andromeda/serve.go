@@ -90,6 +90,12 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	// Whoever waits for /readyz waits for the demo too.
+	releaseDemo := func() {}
+	if o.demo {
+		releaseDemo = n.HoldReady("deploying the demo services")
+	}
+	defer releaseDemo()
 	if err := n.Start(ctx); err != nil {
 		return err
 	}
@@ -100,9 +106,6 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 	}
 	fmt.Fprintf(env.stdout, "andromeda %s node %q\n  listening on  %s\n  data dir      %s\n  operator token %s  (also in %s, mode 0600)\n",
 		node.Version, cfg.Name, n.URL(), cfg.Data, token, filepath.Join(cfg.Data, node.TokenFile))
-	if !n.Node(ctx).Drivers[0].Enabled {
-		fmt.Fprintf(env.stdout, "  warning: driver %s disabled: %s\n", n.Node(ctx).Drivers[0].Name, n.Node(ctx).Drivers[0].Reason)
-	}
 	for _, r := range n.StartResults() {
 		fmt.Fprint(env.stdout, r.Format("services: "))
 	}
@@ -110,6 +113,12 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 		if err := loadDemo(ctx, env.stdout, log, n); err != nil {
 			return err
 		}
+		releaseDemo()
+	}
+	// After the demo: the drivers' self-tests run in the background, and
+	// Node waits for them.
+	if d := n.Node(ctx).Drivers[0]; !d.Enabled {
+		fmt.Fprintf(env.stdout, "  warning: driver %s disabled: %s\n", d.Name, d.Reason)
 	}
 	fmt.Fprintf(env.stdout, "policy %s; node key %s\n", n.Policy().Digest(), n.PublicKey())
 	fmt.Fprintf(env.stdout, "ready. Try: ANDROMEDA_ADDR=%s andromeda ls   (Ctrl-C stops the node; SIGHUP reloads the policy from --config)\n", n.Addr())
