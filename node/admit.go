@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/attest"
@@ -57,8 +58,14 @@ func (n *Node) loadNodeKey() error {
 // PublicKey is the node key's public half, which verifies its receipts.
 func (n *Node) PublicKey() attest.PublicKey { return n.key.Public() }
 
-// policyView is what admission sees of this node right now.
-func (n *Node) policyView(ctx context.Context) (policy.Node, error) {
+// policyView is what admission sees of this node right now, once the
+// self-tests at start of the named drivers (of all, when none is named)
+// have ended; a driver whose test still runs is seen disabled, "self-test
+// running".
+func (n *Node) policyView(ctx context.Context, drivers ...string) (policy.Node, error) {
+	if err := n.waitDrivers(ctx, drivers...); err != nil {
+		return policy.Node{}, fmt.Errorf("waiting for the drivers' self-tests: %w", err)
+	}
 	v := policy.Node{Drivers: map[string]policy.DriverInfo{}, Targets: map[string]string{}, Self: n.URL(), Now: time.Now().UTC()}
 	for name, d := range n.drivers {
 		offer := d.driver.Offer()
@@ -117,4 +124,21 @@ func decisionError(m *manifest.Service, d policy.Decision) error {
 		}
 	}
 	return e
+}
+
+// candidateDrivers are the drivers admission may choose for m (policy's
+// admission.driver): its own, those the submission accepts besides, and
+// docker for a process service. Admission waits for their self-tests
+// only.
+func candidateDrivers(m *manifest.Service, sub policy.Submission) []string {
+	out := []string{string(m.Runtime.Driver)}
+	for _, d := range sub.Drivers {
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	if m.Runtime.Driver == manifest.DriverProcess && !slices.Contains(out, string(manifest.DriverDocker)) {
+		out = append(out, string(manifest.DriverDocker))
+	}
+	return out
 }

@@ -46,14 +46,14 @@ func (n *Node) startDocker(ctx context.Context, pc process.Config) {
 		Process:    pc,
 		Logger:     n.log.With("driver", "docker"),
 	})
-	n.addDriver(ctx, d)
-	st := n.drivers[d.Name()]
-	if st == nil || st.driver != d {
-		return // a test's driver replaced it
-	}
-	if on, _ := st.status(); !on {
-		return // addDriver logged why
-	}
+	// Containers an earlier run left are removed once the self-test
+	// passed, before the driver counts as tested: nothing deploys on it
+	// until then.
+	n.addDriver(ctx, d, func(ctx context.Context) { n.reapDocker(ctx, d) })
+}
+
+// reapDocker removes the containers an earlier run of this node left.
+func (n *Node) reapDocker(ctx context.Context, d *docker.Driver) {
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	removed, err := d.Reap(rctx)

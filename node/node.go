@@ -82,6 +82,8 @@ type Node struct {
 	process      *process.Driver
 	started      time.Time
 	ready        bool
+	holds        map[*string]struct{} // HoldReady's reasons, not ready while any is held
+	testing      sync.WaitGroup       // the drivers' self-tests at start (addDriver)
 
 	ctx    context.Context // the node's lifetime; cancelled by Close
 	cancel context.CancelFunc
@@ -111,13 +113,21 @@ type Node struct {
 
 type driverState struct {
 	driver sandbox.Driver
+	// tested is closed when the self-test the node started it with has
+	// ended; until then the driver is disabled, "self-test running".
+	tested chan struct{}
 
 	mu      sync.Mutex // enabled and reason change on andromeda selftest
 	enabled bool
 	reason  string
 }
 
-// status says whether the driver is enabled, and why not.
+// reasonTesting is a driver's reason while its self-test at start runs.
+const reasonTesting = "self-test running"
+
+// status says whether the driver is enabled, and why not, as it is now: a
+// driver whose self-test at start still runs is not enabled yet. Callers
+// that can wait call wait first.
 func (d *driverState) status() (enabled bool, reason string) {
 	if d == nil {
 		return false, ""
@@ -125,6 +135,34 @@ func (d *driverState) status() (enabled bool, reason string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.enabled, d.reason
+}
+
+// wait waits until the driver's self-test at start has ended, or ctx
+// ends.
+func (d *driverState) wait(ctx context.Context) error {
+	if d == nil {
+		return nil
+	}
+	select {
+	case <-d.tested:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// waitDrivers waits for the self-tests at start of the named drivers (of
+// every driver when names is empty), or until ctx ends.
+func (n *Node) waitDrivers(ctx context.Context, names ...string) error {
+	for name, d := range n.drivers {
+		if len(names) > 0 && !slices.Contains(names, name) {
+			continue
+		}
+		if err := d.wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // New checks cfg and returns a node that has not started anything yet.
@@ -240,6 +278,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.undo = append(n.undo, n.closeWatch) // after runs in flight have finished
+	n.log.Info("node opened", "took_ms", ms(time.Since(n.started)))
 	n.startDrivers(ctx)
 	// Unwound in reverse: triggers stop, then runs in flight finish and
 	// deployments stop, then the bus closes.
@@ -296,6 +335,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()
+	n.log.Info("node started", "took_ms", ms(time.Since(n.started)))
 	return nil
 }
 
@@ -357,6 +397,7 @@ func (n *Node) unwind() error {
 	if n.cancel != nil {
 		n.cancel()
 	}
+	n.testing.Wait() // self-tests still running end with n.ctx
 	for _, d := range n.drivers {
 		if err := d.driver.Close(); err != nil {
 			errs = append(errs, err)
@@ -368,7 +409,7 @@ func (n *Node) unwind() error {
 func (n *Node) startDrivers(ctx context.Context) {
 	budget, _ := parseBytes(n.cfg.Wasm.MemoryBudget) // checked by Validate
 	w := wasm.New(wasm.Config{CacheDir: filepath.Join(n.CacheDir(), "wasm"), MemoryBudget: budget})
-	n.addDriver(ctx, w)
+	n.addDriver(ctx, w, nil)
 	pc := process.DefaultConfig()
 	pc.WorkDir = filepath.Join(n.cfg.Data, "process")
 	pc.Logger = n.log
@@ -380,11 +421,11 @@ func (n *Node) startDrivers(ctx context.Context) {
 		}
 	}
 	p := process.New(pc)
-	n.addDriver(ctx, p)
+	n.addDriver(ctx, p, nil)
 	n.process = p
 	n.startDocker(ctx, pc)
 	for _, d := range n.testDrivers {
-		n.addDriver(ctx, d)
+		n.addDriver(ctx, d, nil)
 		if p, ok := d.(*process.Driver); ok {
 			n.process = p
 		}
@@ -392,9 +433,13 @@ func (n *Node) startDrivers(ctx context.Context) {
 	n.loadRuntimes(ctx)
 }
 
-// addDriver tests d and adds it; one of the same name it replaces (tests do
-// that) is closed.
-func (n *Node) addDriver(ctx context.Context, d sandbox.Driver) {
+// addDriver adds d and starts its self-test in the background, so that
+// the node's start does not wait for every driver's: until the test ends
+// the driver is disabled ("self-test running"), and what needs it waits
+// for it (a deploy on it, admission of a service it may run, /v1/node,
+// /v1/offer). then, when not nil, runs after a test that passed. One of
+// the same name it replaces (tests do that) is closed.
+func (n *Node) addDriver(ctx context.Context, d sandbox.Driver, then func(context.Context)) {
 	for _, t := range n.testDrivers {
 		if t != d && t.Name() == d.Name() {
 			d.Close() // a test's driver replaces it: not worth its self-test
@@ -402,18 +447,32 @@ func (n *Node) addDriver(ctx context.Context, d sandbox.Driver) {
 		}
 	}
 	if old, ok := n.drivers[d.Name()]; ok {
+		<-old.tested
 		old.driver.Close()
 	}
-	st := &driverState{driver: d, enabled: true}
-	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := d.Test(tctx); err != nil {
-		st.enabled, st.reason = false, err.Error()
-		n.log.Warn("driver disabled", "driver", d.Name(), logErr, err)
-	} else {
-		n.log.Info("driver ready", "driver", d.Name())
-	}
+	st := &driverState{driver: d, tested: make(chan struct{}), reason: reasonTesting}
 	n.drivers[d.Name()] = st
+	n.testing.Go(func() {
+		defer close(st.tested)
+		tctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+		defer cancel()
+		start := time.Now()
+		err := safeTest(tctx, d)
+		st.mu.Lock()
+		st.enabled, st.reason = err == nil, ""
+		if err != nil {
+			st.reason = err.Error()
+		}
+		st.mu.Unlock()
+		if err != nil {
+			n.log.Warn("driver disabled", "driver", d.Name(), logErr, err, "took_ms", ms(time.Since(start)))
+			return
+		}
+		n.log.Info("driver ready", "driver", d.Name(), "took_ms", ms(time.Since(start)))
+		if then != nil {
+			then(n.ctx)
+		}
+	})
 }
 
 // CacheDir is the configured cache dir, or <data>/cache.
@@ -532,6 +591,26 @@ func validTokenName(s string) bool {
 	return true
 }
 
+// HoldReady keeps the node unready (/readyz answers 503 "starting:
+// what") until release is called, so that a caller that brings up more
+// after Start (serve --demo deploying the demo) is waited for by whoever
+// waits for readiness. Call it before Start to leave no ready moment in
+// between. release may be called more than once.
+func (n *Node) HoldReady(what string) (release func()) {
+	key := &what
+	n.mu.Lock()
+	if n.holds == nil {
+		n.holds = map[*string]struct{}{}
+	}
+	n.holds[key] = struct{}{}
+	n.mu.Unlock()
+	return func() {
+		n.mu.Lock()
+		delete(n.holds, key)
+		n.mu.Unlock()
+	}
+}
+
 // Ready implements server.Backend.
 func (n *Node) Ready() error {
 	n.mu.RLock()
@@ -539,14 +618,24 @@ func (n *Node) Ready() error {
 	if !n.ready {
 		return errors.New("node starting or stopping")
 	}
+	if len(n.holds) > 0 {
+		var what []string
+		for k := range n.holds {
+			what = append(what, *k)
+		}
+		slices.Sort(what)
+		return errors.New("starting: " + strings.Join(what, "; "))
+	}
 	if n.bus.Conn == nil || !n.bus.Conn.IsConnected() {
 		return errors.New("not connected to NATS")
 	}
 	return n.gate.check()
 }
 
-// Node implements server.Backend.
+// Node implements server.Backend. It waits for drivers whose self-test at
+// start still runs, so that what it says of them is their test's outcome.
 func (n *Node) Node(ctx context.Context) api.NodeInfo {
+	n.waitDrivers(ctx)
 	info := api.NodeInfo{Version: Version, Started: n.started, Data: n.cfg.Data, Bus: "embedded", NodeKey: n.key.Public().String()}
 	if !n.bus.Embedded() {
 		info.Bus = n.cfg.NATS.URL

@@ -90,6 +90,7 @@ func (n *Node) Offer(ctx context.Context) (api.Offer, error) {
 	props["andromeda.node.version"] = Version
 	props["andromeda.node.key"] = n.key.Public().String()
 	var drivers []string
+	n.waitDrivers(ctx) // the offer is of tested drivers
 	for _, name := range slices.Sorted(maps.Keys(n.drivers)) {
 		ds := n.drivers[name]
 		on, why := ds.status()
@@ -211,6 +212,9 @@ func (n *Node) SelfTest(ctx context.Context, names ...string) (api.SelfTest, err
 			continue
 		}
 		ds := n.drivers[name]
+		if err := ds.wait(ctx); err != nil { // the test at start first
+			return out, err
+		}
 		start := time.Now()
 		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := safeTest(tctx, ds.driver)

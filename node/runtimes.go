@@ -393,6 +393,7 @@ func (n *Node) processEnabled() error {
 	if n.process == nil || !ok {
 		return errors.New("the process driver is not on this node")
 	}
+	<-ds.tested // its self-test at start, bounded by its timeout
 	if on, why := ds.status(); !on {
 		return fmt.Errorf("the process driver is disabled: %s", why)
 	}

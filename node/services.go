@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -108,7 +109,7 @@ func (n *Node) submitSource(ctx context.Context, p server.Principal, m *manifest
 	if err != nil {
 		return api.SubmitResult{}, err
 	}
-	view, err := n.policyView(ctx)
+	view, err := n.policyView(ctx, candidateDrivers(m, sub)...)
 	if err != nil {
 		return api.SubmitResult{}, err
 	}
@@ -187,7 +188,7 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 			return api.SubmitResult{}, err
 		}
 	}
-	view, err := n.policyView(ctx)
+	view, err := n.policyView(ctx, candidateDrivers(m, sub)...)
 	if err != nil {
 		return api.SubmitResult{}, err
 	}
@@ -279,6 +280,9 @@ func (n *Node) prepare(ctx context.Context, rec store.Service, m *manifest.Servi
 // deploy turns an admitted manifest into a running deployment.
 func (n *Node) deploy(ctx context.Context, rec store.Service, m *manifest.Service, dir string) (*deployed, error) {
 	ds, ok := n.drivers[rec.Decision.Driver]
+	if err := ds.wait(ctx); err != nil {
+		return nil, fmt.Errorf("deploy %s: waiting for driver %s's self-test: %w", rec.Name, rec.Decision.Driver, err)
+	}
 	if on, _ := ds.status(); !ok || !on {
 		return nil, fmt.Errorf("deploy %s: driver %s is not available on this node", rec.Name, rec.Decision.Driver)
 	}
@@ -421,14 +425,29 @@ func (n *Node) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Side by side, a few at a time: each waits mostly on its driver
+	// (a self-test still running, a worker starting).
+	sem := make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
 	for _, rec := range recs {
-		if err := n.restorePhase(ctx, rec); err != nil {
-			if err := n.markFailed(ctx, rec, fmt.Errorf("restore: %w", err)); err != nil {
-				return err
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := n.restorePhase(ctx, rec); err != nil {
+				if err := n.markFailed(ctx, rec, fmt.Errorf("restore: %w", err)); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
 			}
-		}
+		})
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Remove implements server.Backend: RemoveService keeping the runs.

@@ -9,11 +9,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/policy"
 	"github.com/andromeda-runner/andromeda/server"
 	"github.com/andromeda-runner/andromeda/store"
 )
@@ -226,10 +230,53 @@ func (n *Node) startServices(ctx context.Context) error {
 // failures of the required entries, after every entry was tried. Paths
 // are used as given (LoadConfig made the config's absolute).
 func (n *Node) StartServices(ctx context.Context, name string, list []StartService, progress io.Writer) ([]StartResult, error) {
+	start := time.Now()
 	results := make([]StartResult, 0, len(list))
 	var errs []error
-	for i, s := range list {
-		r := n.startOne(ctx, fmt.Sprintf("%s[%d]", name, i), s)
+	defer func() {
+		n.log.Info("start services done", "list", name, "entries", len(list), "took_ms", ms(time.Since(start)))
+	}()
+	// Entries are read and submitted side by side, a few at a time, so
+	// that one waiting for its driver's self-test holds up no other; an
+	// entry submits after every earlier entry of the same service, so the
+	// list's order still decides between them. Results are logged and
+	// printed in the list's order.
+	type slot struct {
+		named, done chan struct{} // closed once its service's name is known (or it ended), and once it ended
+		service     string
+		res         StartResult
+	}
+	slots := make([]*slot, len(list))
+	for i := range slots {
+		slots[i] = &slot{named: make(chan struct{}), done: make(chan struct{})}
+	}
+	sem := make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))
+	go func() {
+		for i, s := range list {
+			sem <- struct{}{}
+			go func() {
+				me := slots[i]
+				var nameOnce sync.Once
+				named := func(service string) { nameOnce.Do(func() { me.service = service; close(me.named) }) }
+				defer func() { <-sem; named(""); close(me.done) }()
+				me.res = n.startOne(ctx, fmt.Sprintf("%s[%d]", name, i), s, func(m *manifest.Service) {
+					named(m.Name)
+					for _, before := range slots[:i] {
+						<-before.named
+						if before.service == m.Name {
+							<-before.done
+						}
+					}
+					// Its drivers' self-tests are waited for here, not
+					// inside the submission, where others would wait too.
+					n.waitDrivers(ctx, candidateDrivers(m, policy.Submission{})...)
+				})
+			}()
+		}
+	}()
+	for _, sl := range slots {
+		<-sl.done
+		r := sl.res
 		n.logStart(r)
 		if progress != nil {
 			io.WriteString(progress, r.Format(name+": "))
@@ -269,7 +316,13 @@ func (n *Node) logStart(r StartResult) {
 }
 
 // startOne submits one entry.
-func (n *Node) startOne(ctx context.Context, entry string, s StartService) StartResult {
+//
+// ready, when not nil, is called with the service's manifest just before it
+// is submitted (not for an entry that fails before).
+func (n *Node) startOne(ctx context.Context, entry string, s StartService, ready func(*manifest.Service)) StartResult {
+	if ready == nil {
+		ready = func(*manifest.Service) {}
+	}
 	r := StartResult{Entry: entry, Kind: s.Kind(), Path: s.path(), Required: s.Required}
 	fail := func(err error) StartResult {
 		r.State, r.Err, r.Reasons = StartFailed, err, []string{err.Error()}
@@ -289,6 +342,21 @@ func (n *Node) startOne(ctx context.Context, entry string, s StartService) Start
 	)
 	switch r.Kind {
 	case "dir", "archive":
+		// A directory whose digest is the registered service's is
+		// unchanged: known without packing it again (Submit would
+		// answer Unchanged after the packing).
+		if s.Dir != "" {
+			if m, merr := manifest.Load(s.Dir); merr == nil {
+				if digest, derr := archive.DigestDir(s.Dir); derr == nil {
+					ready(m)
+					if prev, ok := n.registeredAs(ctx, p, m.Name, m.Version, digest); ok {
+						r.Service, r.Version, r.Digest = m.Name, m.Version, digest
+						res = api.SubmitResult{Service: n.view(prev), Unchanged: true}
+						break
+					}
+				}
+			}
+		}
 		var data []byte
 		if data, err = n.startArchive(at, s); err != nil {
 			return fail(err)
@@ -300,6 +368,7 @@ func (n *Node) startOne(ctx context.Context, entry string, s StartService) Start
 		r.Digest = info.Digest
 		if m, merr := n.archiveManifest(data); merr == nil {
 			r.Service, r.Version = m.Name, m.Version
+			ready(m)
 		}
 		res, err = n.Submit(ctx, p, bytes.NewReader(data), api.SubmitOptions{})
 	case "source":
@@ -312,6 +381,7 @@ func (n *Node) startOne(ctx context.Context, entry string, s StartService) Start
 			return fail(fmt.Errorf("%s: %s: %w", at, s.Source, merr))
 		}
 		r.Service, r.Version, r.Digest = m.Name, m.Version, m.Source.Digest
+		ready(m)
 		if prev, ok := n.registeredAs(ctx, p, m.Name, m.Version, m.Source.Digest); ok {
 			res = api.SubmitResult{Service: n.view(prev), Unchanged: true}
 			break

@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -272,5 +273,38 @@ func TestStartServicesConfig(t *testing.T) {
 		if cfg.Services[i] != want[i] {
 			t.Errorf("services[%d] = %+v, want %+v", i, cfg.Services[i], want[i])
 		}
+	}
+}
+
+// TestStartServicesSameServiceInOrder: the list's entries are submitted
+// side by side, but two entries of one service keep the list's order: the
+// later version is the one registered, whichever entry is read first.
+func TestStartServicesSameServiceInOrder(t *testing.T) {
+	ctx := context.Background()
+	f := newStartFixture(t)
+	newer := filepath.Join(f.dir, "services", "weather-newer")
+	copyDir(t, filepath.Join(f.dir, "services", "weather"), newer)
+	m := filepath.Join(newer, "andromeda.yaml")
+	b, _ := os.ReadFile(m)
+	os.WriteFile(m, []byte(strings.Replace(string(b), "version: 1.0.0", "version: 1.1.0", 1)), 0o644)
+	list := "  - {dir: services/weather}\n  - {archive: ./dist/feed.tar.gz}\n  - {dir: services/weather-newer}\n"
+	var logs syncBuffer
+	data := t.TempDir()
+	n, err := f.start(t, f.config(t, data, list), &logs)
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, logs.String())
+	}
+	res := n.StartResults()
+	if len(res) != 3 || res[0].Version != "1.0.0" || res[2].Version != "1.1.0" {
+		t.Fatalf("StartResults = %+v", res)
+	}
+	for i, r := range res {
+		if r.State != node.StartDeployed || r.Entry != fmt.Sprintf("services[%d]", i) {
+			t.Errorf("result %d = %+v, want deployed", i, r)
+		}
+	}
+	tok, _ := node.OperatorToken(data)
+	if s, err := api.NewClient(n.Addr(), tok).Service(ctx, "start-dir"); err != nil || s.Version != "1.1.0" {
+		t.Fatalf("start-dir = %+v, %v; want version 1.1.0, the later entry", s, err)
 	}
 }

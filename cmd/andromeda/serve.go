@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -89,6 +90,12 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	// Whoever waits for /readyz waits for the demo too.
+	releaseDemo := func() {}
+	if o.demo {
+		releaseDemo = n.HoldReady("deploying the demo services")
+	}
+	defer releaseDemo()
 	if err := n.Start(ctx); err != nil {
 		return err
 	}
@@ -99,16 +106,19 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 	}
 	fmt.Fprintf(env.stdout, "andromeda %s node %q\n  listening on  %s\n  data dir      %s\n  operator token %s  (also in %s, mode 0600)\n",
 		node.Version, cfg.Name, n.URL(), cfg.Data, token, filepath.Join(cfg.Data, node.TokenFile))
-	if !n.Node(ctx).Drivers[0].Enabled {
-		fmt.Fprintf(env.stdout, "  warning: driver %s disabled: %s\n", n.Node(ctx).Drivers[0].Name, n.Node(ctx).Drivers[0].Reason)
-	}
 	for _, r := range n.StartResults() {
 		fmt.Fprint(env.stdout, r.Format("services: "))
 	}
 	if o.demo {
-		if err := loadDemo(ctx, env.stdout, n); err != nil {
+		if err := loadDemo(ctx, env.stdout, log, n); err != nil {
 			return err
 		}
+		releaseDemo()
+	}
+	// After the demo: the drivers' self-tests run in the background, and
+	// Node waits for them.
+	if d := n.Node(ctx).Drivers[0]; !d.Enabled {
+		fmt.Fprintf(env.stdout, "  warning: driver %s disabled: %s\n", d.Name, d.Reason)
 	}
 	fmt.Fprintf(env.stdout, "policy %s; node key %s\n", n.Policy().Digest(), n.PublicKey())
 	fmt.Fprintf(env.stdout, "ready. Try: ANDROMEDA_ADDR=%s andromeda ls   (Ctrl-C stops the node; SIGHUP reloads the policy from --config)\n", n.Addr())
@@ -150,14 +160,18 @@ func reloadPolicy(env *cli, n *node.Node, configFile string) {
 // in the config ([{dir: D}, ...], none required): a demo for a driver this
 // host cannot run (the process driver needs namespaces and cgroups) is
 // printed as failed with the reason, and the node runs without it.
-func loadDemo(ctx context.Context, out io.Writer, n *node.Node) error {
-	dirs, err := demo.Prepare(ctx, andromeda.Sources, andromeda.Module, n.CacheDir(), out)
+func loadDemo(ctx context.Context, out io.Writer, log *slog.Logger, n *node.Node) error {
+	start := time.Now()
+	svcs, err := demo.Prepare(ctx, andromeda.Sources, andromeda.Module, n.CacheDir(), out)
 	if err != nil {
 		return err
 	}
-	list := make([]node.StartService, len(dirs))
-	for i, dir := range dirs {
-		list[i] = node.StartService{Dir: dir}
+	log.Info("demo prepared", "services", len(svcs), "took_ms", float64(time.Since(start))/float64(time.Millisecond))
+	// The archives packed with the build: packing a built Go service
+	// again at every start costs half a second each.
+	list := make([]node.StartService, len(svcs))
+	for i, s := range svcs {
+		list[i] = node.StartService{Archive: s.Archive}
 	}
 	_, err = n.StartServices(ctx, "demo", list, out)
 	return err
