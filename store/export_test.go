@@ -1,7 +1,5 @@
 package store
 
-import "context"
-
 // SetMaxScan sets how many records one listing page may read and returns
 // a func that restores it. Not safe to call while listings run.
 func SetMaxScan(n int) (restore func()) {
@@ -17,7 +15,3 @@ func SetBatchReadFrom(n int) (restore func()) {
 	batchReadFrom = n
 	return func() { batchReadFrom = was }
 }
-
-// AppendRunSync is the store's run append before the group commit, for the
-// benchmark that compares the two.
-func (s *Store) AppendRunSync(ctx context.Context, r Run) error { return s.appendRunSync(ctx, r) }

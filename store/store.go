@@ -108,12 +108,8 @@ var (
 
 // Store is the node's persistent state on JetStream. Safe for concurrent use.
 type Store struct {
-	cfg Config
-	js  jetstream.JetStream
-	// group publishes run records for AppendRun: asynchronously, at most
-	// groupWindow unacknowledged at once, each acknowledged or failed
-	// within groupAckTimeout (runs.go).
-	group     jetstream.JetStream
+	cfg       Config
+	js        jetstream.JetStream
 	services  jetstream.KeyValue
 	state     jetstream.KeyValue
 	tokens    jetstream.KeyValue
@@ -143,10 +139,6 @@ func Open(ctx context.Context, b *bus.Bus, cfg Config) (*Store, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	s := &Store{cfg: cfg, js: b.JS}
-	var err error
-	if s.group, err = jetstream.New(b.Conn, jetstream.WithPublishAsyncMaxPending(groupWindow), jetstream.WithPublishAsyncTimeout(groupAckTimeout)); err != nil {
-		return nil, fmt.Errorf("store: jetstream: %w", err)
-	}
 	if err := s.create(ctx); err != nil {
 		return nil, s.deadline(ctx, err)
 	}

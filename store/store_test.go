@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -262,128 +260,4 @@ func BenchmarkAppendRun(b *testing.B) {
 		}
 		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "runs/s")
 	})
-}
-
-// TestAppendRunGroup appends runs from 64 callers at once (the group
-// commit shares publishes between them): every append returns once its
-// record is stored, each caller's error is its own (a caller whose context
-// is already done gets that error, the others succeed), and every run is
-// listed afterwards, once.
-func TestAppendRunGroup(t *testing.T) {
-	ctx := context.Background()
-	s := open(t, store.Config{RunsPerService: 10000})
-	const callers, each = 64, 15 // 960 runs: one listing page (at most 1000)
-	var wg sync.WaitGroup
-	errs := make([]error, callers)
-	for c := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				r := store.Run{ID: fmt.Sprintf("c%02d-%02d", c, i), Service: "svc", Outcome: "ok"}
-				cctx := ctx
-				if c == 7 && i == 3 {
-					done, cancel := context.WithCancel(ctx)
-					cancel()
-					cctx = done
-				}
-				err := s.AppendRun(cctx, r)
-				if c == 7 && i == 3 {
-					if !errors.Is(err, context.Canceled) {
-						errs[c] = fmt.Errorf("append with a done context = %v, want context.Canceled", err)
-					}
-					continue
-				}
-				if err != nil {
-					errs[c] = err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	runs, err := s.Runs(ctx, "svc", 10000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]int{}
-	for _, r := range runs {
-		seen[r.ID]++
-	}
-	for c := range callers {
-		for i := range each {
-			id := fmt.Sprintf("c%02d-%02d", c, i)
-			if c == 7 && i == 3 {
-				if seen[id] > 1 {
-					t.Errorf("run %s stored %d times", id, seen[id])
-				}
-				continue
-			}
-			if seen[id] != 1 {
-				t.Errorf("run %s listed %d times, want once", id, seen[id])
-			}
-		}
-	}
-}
-
-// BenchmarkAppendRunConcurrent appends run records from 1, 8 and 64
-// callers at once, through AppendRun (group commit: publishes in flight
-// together, each caller waits for its own acknowledgement) and through the
-// synchronous publish it replaced, side by side; it reports records per
-// second and each append's p50 and p99.
-func BenchmarkAppendRunConcurrent(b *testing.B) {
-	ctx := context.Background()
-	run := store.Run{Service: "bench", Version: "1.0.0", Outcome: "noop", Noop: "spread below threshold",
-		Trigger: contract.Trigger{Kind: "cron", Name: "triggers[0]"}, Start: time.Now(), Duration: 1200 * time.Microsecond,
-		Usage: store.Usage{WallNS: 1200000, PeakMemory: 2 << 20}}
-	for _, callers := range []int{1, 8, 64} {
-		for _, mode := range []string{"group", "sync"} {
-			b.Run(fmt.Sprintf("callers=%d/%s", callers, mode), func(b *testing.B) {
-				s := open(b, store.Config{RunsPerService: 1 << 20})
-				appendRun := s.AppendRun
-				if mode == "sync" {
-					appendRun = s.AppendRunSync
-				}
-				var next atomic.Int64
-				lat := make([][]time.Duration, callers)
-				var wg sync.WaitGroup
-				b.ResetTimer()
-				for c := range callers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for {
-							i := next.Add(1)
-							if i > int64(b.N) {
-								return
-							}
-							r := run
-							r.ID = fmt.Sprintf("%s-%d", mode, i)
-							t0 := time.Now()
-							if err := appendRun(ctx, r); err != nil {
-								b.Error(err)
-								return
-							}
-							lat[c] = append(lat[c], time.Since(t0))
-						}
-					}()
-				}
-				wg.Wait()
-				b.StopTimer()
-				all := slices.Concat(lat...)
-				slices.Sort(all)
-				if len(all) == 0 {
-					return
-				}
-				b.ReportMetric(float64(len(all))/b.Elapsed().Seconds(), "runs/s")
-				b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
-				b.ReportMetric(float64(all[min(len(all)*99/100, len(all)-1)].Microseconds()), "p99-µs")
-			})
-		}
-	}
 }
