@@ -28,10 +28,14 @@ import (
 // concurrency, so every fire runs.
 const fireKillConns = 16
 
+// fireKillLookups is about how many answered runs of each kill are looked up
+// through the API after the restart.
+const fireKillLookups = 20
+
 // TestKillUnderFireLoad checks group commit of run records against SIGKILL:
 // many manual fires at once on a warm wasm reactor, so many run records wait
 // for their acknowledgement together, then SIGKILL of the node's process
-// group, a restart, and a look-up of every run answered 200. At the end the
+// group, a restart, and a look-up of a sample of the runs answered 200. At the end the
 // store is read offline: every answered run is there, and none twice. 2
 // kills (20 with ANDROMEDA_SOAK=1).
 func TestKillUnderFireLoad(t *testing.T) {
@@ -100,11 +104,17 @@ func TestKillUnderFireLoad(t *testing.T) {
 		if _, err := n.start(); err != nil {
 			t.Fatalf("kill %d: node not ready again: %v", i, err)
 		}
-		for _, id := range got.ids {
+		// A sample is looked up through the API while the node runs (one
+		// look-up scans the stream); every answered run is checked
+		// offline at the end.
+		for j, id := range got.ids {
 			if _, ok := answered[id]; ok {
 				t.Errorf("kill %d: run id %s answered twice", i, id)
 			}
 			answered[id] = i
+			if j%(len(got.ids)/fireKillLookups+1) != 0 && j != len(got.ids)-1 {
+				continue
+			}
 			if _, err := c.Run(ctx, service, id); err != nil {
 				t.Errorf("kill %d: run %s was answered 200 but is not found after the restart: %v", i, id, err)
 				continue
@@ -145,7 +155,7 @@ func TestKillUnderFireLoad(t *testing.T) {
 			t.Errorf("run %s answered 200 before kill %d is gone at the end", id, i)
 		}
 	}
-	t.Logf("kills %d; fires %d: %d answered 200, %d found after the restart, %d not answered %v; run records at the end %d, recorded twice %d",
+	t.Logf("kills %d; fires %d: %d answered 200 (%d of them looked up and found after the restart), %d not answered %v; run records at the end %d, recorded twice %d",
 		kills, fires, len(answered), found, fires-len(answered), refused, len(runs), len(dups))
 }
 
