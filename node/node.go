@@ -256,6 +256,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	n.undo = append(n.undo, n.store.Close) // run records still waiting for their ack, before the bus goes
 	n.reportRecovery()
 	if n.secrets, err = openSecrets(n.ctx, n.bus.JS, n.cfg.Secrets, n.log); err != nil {
 		return err

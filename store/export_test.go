@@ -1,5 +1,7 @@
 package store
 
+import "context"
+
 // SetMaxScan sets how many records one listing page may read and returns
 // a func that restores it. Not safe to call while listings run.
 func SetMaxScan(n int) (restore func()) {
@@ -15,3 +17,7 @@ func SetBatchReadFrom(n int) (restore func()) {
 	batchReadFrom = n
 	return func() { batchReadFrom = was }
 }
+
+// AppendRunSync is the synchronous AppendRun (one publish and ack per
+// record), kept so tests and benchmarks can compare it with group commit.
+func (s *Store) AppendRunSync(ctx context.Context, r Run) error { return s.appendRunSync(ctx, r) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,11 +12,52 @@ import (
 	"github.com/andromeda-runner/andromeda/bus"
 )
 
+// runWindow bounds how many run records may wait for their acknowledgement
+// at once; a caller beyond it waits for room (up to its deadline).
+const runWindow = 1024
+
 // AppendRun records a run and waits for JetStream to acknowledge it, so a
-// run that AppendRun returned for is not lost. A record over MaxRunBytes is
+// run that AppendRun returned for is not lost. Concurrent callers share the
+// connection: each record is published without waiting for the previous
+// one's acknowledgement (at most runWindow in flight), and each caller waits
+// for its own, so one failed record fails only its caller. An
+// acknowledgement that does not come within the store's Timeout (or before
+// ctx ends) is an error, never a success. A record over MaxRunBytes is
 // stored without its output and marked Truncated. The run id doubles as the
 // JetStream message id, so a retried append is stored once.
 func (s *Store) AppendRun(ctx context.Context, r Run) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	b, err := s.encodeRun(&r)
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		return fmt.Errorf("store: record run %s of %s: %w", r.ID, r.Service, err)
+	}
+	msg := &nats.Msg{Subject: bus.RunSubject(r.Service), Data: b, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, r.ID)
+	stall := s.cfg.Timeout
+	if d, ok := ctx.Deadline(); ok {
+		stall = max(time.Until(d), time.Millisecond)
+	}
+	f, err := s.async.PublishMsgAsync(msg, jetstream.WithStallWait(stall))
+	if err != nil {
+		return fail(err)
+	}
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return fail(err)
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+}
+
+// appendRunSync is AppendRun as it was before group commit: one
+// synchronous publish per record. Kept for tests and the benchmark.
+func (s *Store) appendRunSync(ctx context.Context, r Run) error {
 	b, err := s.encodeRun(&r)
 	if err != nil {
 		return err
@@ -28,6 +70,20 @@ func (s *Store) AppendRun(ctx context.Context, r Run) error {
 	return nil
 }
 
+// Close waits (up to the store's Timeout) for the run records still waiting
+// for their acknowledgement. The bus stays open: it is the caller's.
+func (s *Store) Close() error {
+	if s.async == nil {
+		return nil
+	}
+	select {
+	case <-s.async.PublishAsyncComplete():
+		return nil
+	case <-time.After(s.cfg.Timeout):
+		return fmt.Errorf("store: %d run records still unacknowledged after %v", s.async.PublishAsyncPending(), s.cfg.Timeout)
+	}
+}
+
 // AppendRunAsync records a run without waiting; the returned future reports
 // the acknowledgement. Used where many runs are recorded at once.
 func (s *Store) AppendRunAsync(r Run) (jetstream.PubAckFuture, error) {
@@ -37,7 +93,7 @@ func (s *Store) AppendRunAsync(r Run) (jetstream.PubAckFuture, error) {
 	}
 	msg := &nats.Msg{Subject: bus.RunSubject(r.Service), Data: b, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, r.ID)
-	return s.js.PublishMsgAsync(msg)
+	return s.async.PublishMsgAsync(msg)
 }
 
 func (s *Store) encodeRun(r *Run) ([]byte, error) {

@@ -110,6 +110,7 @@ var (
 type Store struct {
 	cfg       Config
 	js        jetstream.JetStream
+	async     jetstream.JetStream // run records: async publish, own ack window (runs.go)
 	services  jetstream.KeyValue
 	state     jetstream.KeyValue
 	tokens    jetstream.KeyValue
@@ -139,6 +140,11 @@ func Open(ctx context.Context, b *bus.Bus, cfg Config) (*Store, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	s := &Store{cfg: cfg, js: b.JS}
+	async, err := jetstream.New(b.Conn, jetstream.WithPublishAsyncMaxPending(runWindow), jetstream.WithPublishAsyncTimeout(cfg.Timeout))
+	if err != nil {
+		return nil, fmt.Errorf("store: jetstream: %w", err)
+	}
+	s.async = async
 	if err := s.create(ctx); err != nil {
 		return nil, s.deadline(ctx, err)
 	}
