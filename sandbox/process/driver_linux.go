@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/jail"
@@ -52,10 +53,18 @@ func (d *Driver) Test(ctx context.Context) error {
 		}
 		return nil
 	}
+	// The toolchains are probed while the built-in worker is checked, and
+	// the languages are checked at once: each probe and each first start
+	// of an interpreter takes up to seconds, and they do not depend on
+	// each other.
+	toolsDone := make(chan map[string]*lang.Toolchain, 1)
+	go func() { toolsDone <- d.toolchains(ctx) }()
 	if err := check(LangExec, sandbox.Spec{}, builtinEcho); err != nil {
+		<-toolsDone
 		return fmt.Errorf("test process: built-in worker in a sandbox: %w", err)
 	}
-	tools := d.toolchains(ctx)
+	tools := <-toolsDone
+	var wg sync.WaitGroup
 	for _, l := range lang.All {
 		if l.SelfTest == "" {
 			continue
@@ -65,26 +74,34 @@ func (d *Driver) Test(ctx context.Context) error {
 			d.cfg.Logger.Warn("process driver: language disabled", "language", name, "reason", tc.Err.Error())
 			continue
 		}
-		dir, err := l.WriteSelfTest(d.cfg.WorkDir)
-		if err == nil {
-			err = check(name, sandbox.Spec{Dir: dir, Entry: l.Entry}, "")
-		}
-		if err != nil {
-			d.mu.Lock()
-			if d.disabled == nil {
-				d.disabled = map[string]string{}
-			}
-			d.disabled[name] = err.Error()
-			d.mu.Unlock()
-			d.cfg.Logger.Warn("process driver: language disabled", "language", name, "reason", err.Error())
-			continue
-		}
-		d.mu.Lock()
-		delete(d.disabled, name) // passed again (andromeda selftest)
-		d.mu.Unlock()
-		d.cfg.Logger.Info("process driver: language ready", "language", name, "version", tc.Version, "installer", tc.InstallerVersion)
+		wg.Go(func() { d.selfTestLanguage(l, tc, check) })
 	}
+	wg.Wait()
 	return nil
+}
+
+// selfTestLanguage runs l's one-line service through check and disables
+// the language if it fails (or enables it again if it passes).
+func (d *Driver) selfTestLanguage(l *lang.Language, tc *lang.Toolchain, check func(string, sandbox.Spec, string) error) {
+	name := l.Name
+	dir, err := l.WriteSelfTest(d.cfg.WorkDir)
+	if err == nil {
+		err = check(name, sandbox.Spec{Dir: dir, Entry: l.Entry}, "")
+	}
+	if err != nil {
+		d.mu.Lock()
+		if d.disabled == nil {
+			d.disabled = map[string]string{}
+		}
+		d.disabled[name] = err.Error()
+		d.mu.Unlock()
+		d.cfg.Logger.Warn("process driver: language disabled", "language", name, "reason", err.Error())
+		return
+	}
+	d.mu.Lock()
+	delete(d.disabled, name) // passed again (andromeda selftest)
+	d.mu.Unlock()
+	d.cfg.Logger.Info("process driver: language ready", "language", name, "version", tc.Version, "installer", tc.InstallerVersion)
 }
 
 // ready checks what every operation needs: a valid configuration, an open

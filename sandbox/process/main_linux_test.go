@@ -20,6 +20,9 @@ import (
 // re-executes it, as the node's main does, and builds the Go guest once.
 func TestMain(m *testing.M) {
 	MaybeInit()
+	if os.Getenv(bareEchoEnv) != "" {
+		bareEcho()
+	}
 	if dir := os.Getenv(helperNodeEnv); dir != "" {
 		testEnv.dir, testEnv.work = dir, filepath.Join(dir, "work")
 		helperNode()

@@ -82,7 +82,7 @@ type Shim struct {
 	Src  []byte
 }
 
-// All are the languages, in the order the driver's self-test checks them.
+// All are the languages (the driver's self-test checks them at once).
 var All = []*Language{{
 	Name:     Node,
 	Exts:     []string{".js", ".cjs", ".mjs"},

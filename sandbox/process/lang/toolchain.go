@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/sandbox/process/deps"
@@ -31,11 +32,18 @@ type Toolchain struct {
 }
 
 // Detect finds every language's toolchain as tools names it. A missing
-// toolchain comes back with Err set.
+// toolchain comes back with Err set. The languages are probed at once
+// (each probe starts an interpreter, some of them for a second or more).
 func Detect(ctx context.Context, tools Tools) map[string]*Toolchain {
+	found := make([]*Toolchain, len(All))
+	var wg sync.WaitGroup
+	for i, l := range All {
+		wg.Go(func() { found[i] = l.Detect(ctx, tools) })
+	}
+	wg.Wait()
 	out := map[string]*Toolchain{}
-	for _, l := range All {
-		out[l.Name] = l.Detect(ctx, tools)
+	for i, l := range All {
+		out[l.Name] = found[i]
 	}
 	return out
 }
@@ -84,16 +92,44 @@ func detectNode(ctx context.Context, tools Tools) *Toolchain {
 	tc.Mounts = outsideUsr(filepath.Dir(filepath.Dir(info.E)))
 	if npm, err := exec.LookPath(tools.NPM); err == nil {
 		if cli, err := filepath.EvalSymlinks(npm); err == nil {
-			if v, err := probe(ctx, info.E, cli, "--version"); err == nil {
+			// npm's package directory: .../npm/bin/npm-cli.js → .../npm.
+			pkg := filepath.Dir(filepath.Dir(cli))
+			if v, err := npmVersion(ctx, info.E, cli, pkg); err == nil {
 				tc.Installer = []string{info.E, cli}
-				tc.InstallerVersion = "npm " + strings.TrimSpace(string(v))
-				// npm's package directory: .../npm/bin/npm-cli.js → .../npm.
-				tc.Mounts = append(tc.Mounts, outsideUsr(filepath.Dir(filepath.Dir(cli)))...)
+				tc.InstallerVersion = "npm " + v
+				tc.Mounts = append(tc.Mounts, outsideUsr(pkg)...)
 			}
 		}
 	}
 	return tc
 }
+
+// npmVersion reads the version of the npm whose CLI is cli from its
+// package.json (starting npm to ask takes a tenth of a second or more),
+// else runs cli --version with node.
+func npmVersion(ctx context.Context, node, cli, pkg string) (string, error) {
+	if data, err := os.ReadFile(filepath.Join(pkg, "package.json")); err == nil {
+		var meta struct{ Name, Version string }
+		if json.Unmarshal(data, &meta) == nil && meta.Name == "npm" && meta.Version != "" {
+			return meta.Version, nil
+		}
+	}
+	v, err := probe(ctx, node, cli, "--version")
+	return strings.TrimSpace(string(v)), err
+}
+
+// pythonProbe prints the interpreter's version, path and prefix, and the
+// version of the pip it can import ("" without one), in one start: running
+// python -m pip --version too would take most of a second more.
+const pythonProbe = `import sys, json
+pip = ""
+try:
+    import importlib.util, importlib.metadata
+    if importlib.util.find_spec("pip") is not None:
+        pip = importlib.metadata.version("pip")
+except Exception:
+    pass
+print(json.dumps({"v": sys.version.split()[0], "e": sys.executable, "p": sys.base_prefix, "pip": pip}))`
 
 func detectPython(ctx context.Context, tools Tools) *Toolchain {
 	tc := &Toolchain{Lang: Python}
@@ -102,12 +138,12 @@ func detectPython(ctx context.Context, tools Tools) *Toolchain {
 		tc.Err = fmt.Errorf("python toolchain: %w", err)
 		return tc
 	}
-	out, err := probe(ctx, path, "-c", `import sys, json; print(json.dumps({"v": sys.version.split()[0], "e": sys.executable, "p": sys.base_prefix}))`)
+	out, err := probe(ctx, path, "-c", pythonProbe)
 	if err != nil {
 		tc.Err = fmt.Errorf("python toolchain: %w", err)
 		return tc
 	}
-	var info struct{ V, E, P string }
+	var info struct{ V, E, P, Pip string }
 	if err := json.Unmarshal(out, &info); err != nil || info.E == "" {
 		tc.Err = fmt.Errorf("python toolchain: %s -c: unexpected output %.100q", path, out)
 		return tc
@@ -118,11 +154,9 @@ func detectPython(ctx context.Context, tools Tools) *Toolchain {
 	}
 	tc.Exe, tc.Version = info.E, "python "+info.V
 	tc.Mounts = append(outsideUsr(info.P), outsideUsr(filepath.Dir(info.E))...)
-	if v, err := probe(ctx, info.E, "-m", "pip", "--version"); err == nil {
+	if info.Pip != "" {
 		tc.Installer = []string{info.E, "-m", "pip"}
-		if f := strings.Fields(string(v)); len(f) >= 2 {
-			tc.InstallerVersion = "pip " + f[1]
-		}
+		tc.InstallerVersion = "pip " + info.Pip
 	}
 	return tc
 }
