@@ -51,7 +51,7 @@ function fatal(why) {
 }
 
 const modules = new Map(); // module id → {fn, kind, wantsCtx}
-const inflight = new Map(); // invocation id → AbortController
+const inflight = new Map(); // invocation id → {ctrl, aborted}: ctrl made when the handler asks for its signal
 let initialised = false;
 let shuttingDown = false;
 
@@ -117,9 +117,17 @@ async function runTest(msg) {
   send({ type: 'result', id: msg.id, output: { ran: true } });
 }
 
-function context(id, msg, ctrl) {
+function context(id, msg, slot) {
   return {
-    signal: ctrl.signal,
+    // The AbortController is made only for a handler that reads its signal
+    // (most do not, and making one costs on every invocation).
+    get signal() {
+      if (!slot.ctrl) {
+        slot.ctrl = new AbortController();
+        if (slot.aborted) slot.ctrl.abort();
+      }
+      return slot.ctrl.signal;
+    },
     deadline: msg.deadline ? new Date(msg.deadline) : null,
     log(message, level) {
       if (inflight.has(id)) send({ type: 'log', id, level: level || 'info', message: String(message) });
@@ -153,16 +161,15 @@ function invoke(msg) {
     send({ type: 'error', id, error: { code: 'error', message: `no module ${JSON.stringify(msg.module)}` } });
     return;
   }
-  const ctrl = new AbortController();
-  inflight.set(id, ctrl);
-  const ctx = context(id, msg, ctrl);
+  const slot = { ctrl: null, aborted: false };
+  inflight.set(id, slot);
   let r;
   let thenable;
   try {
     if (mod.kind === 'decide') {
-      r = mod.fn(Object.assign({}, msg.input, ctx));
+      r = mod.fn(Object.assign({}, msg.input, context(id, msg, slot)));
     } else {
-      r = mod.wantsCtx ? mod.fn(msg.input, ctx) : mod.fn(msg.input);
+      r = mod.wantsCtx ? mod.fn(msg.input, context(id, msg, slot)) : mod.fn(msg.input);
     }
     // A value's then may be a getter that throws, or a then that throws.
     thenable = r !== null && (typeof r === 'object' || typeof r === 'function') && typeof r.then === 'function';
@@ -233,12 +240,13 @@ function sendError(id, code, message) {
 }
 
 function cancel(id) {
-  const ctrl = inflight.get(id);
-  if (!ctrl) return;
+  const slot = inflight.get(id);
+  if (!slot) return;
   // The handler is not running (this message is): it waits on a promise.
   // Abort its signal and end the invocation; a later result is dropped.
   inflight.delete(id);
-  ctrl.abort();
+  slot.aborted = true;
+  if (slot.ctrl) slot.ctrl.abort();
   sendError(id, 'cancelled', 'cancelled by the runner');
   finishIfDone();
 }

@@ -111,7 +111,12 @@ class Worker:
         except AttributeError:
             pass
         sys.stdout = sys.stderr
-        self.inp = sys.stdin.buffer
+        # The protocol's pipes are read and written with os.read and
+        # os.write on their descriptors: no buffered file object between a
+        # line and its system call.
+        self.out_fd = self.out.fileno()
+        self.in_fd = sys.stdin.fileno()
+        self.pending = b""  # read past the last line returned
         self.max_line = 8 << 20
         self.max_in_flight = 64
         self.modules = {}
@@ -122,12 +127,15 @@ class Worker:
 
     def write(self, data):
         if self.lock is None:
-            self.out.write(data)
-            self.out.flush()
+            self.write_all(data)
             return
         with self.lock:
-            self.out.write(data)
-            self.out.flush()
+            self.write_all(data)
+
+    def write_all(self, data):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.out_fd, view):]
 
     def send(self, msg):
         self.write(json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace") + b"\n")
@@ -181,14 +189,30 @@ class Worker:
     # --- input ----------------------------------------------------------
 
     def readline(self):
-        line = self.inp.readline(self.max_line + 1)
-        if not line:
-            return None
-        if not line.endswith(b"\n"):
-            if len(line) > self.max_line:
+        buf = self.pending
+        i = buf.find(b"\n")
+        if i >= 0:
+            self.pending = buf[i + 1:]
+            return buf[:i + 1]
+        parts, size = [buf], len(buf)
+        while True:
+            if size > self.max_line:
                 self.fatal("a line longer than max_line (%d bytes)" % self.max_line)
-            self.fatal("a last line without a newline")
-        return line
+            chunk = os.read(self.in_fd, 1 << 16)
+            if not chunk:
+                if size == 0:
+                    return None
+                self.fatal("a last line without a newline")
+            i = chunk.find(b"\n")
+            if i >= 0:
+                parts.append(chunk[:i + 1])
+                self.pending = chunk[i + 1:]
+                line = b"".join(parts)
+                if len(line) > self.max_line + 1:
+                    self.fatal("a line longer than max_line (%d bytes)" % self.max_line)
+                return line
+            parts.append(chunk)
+            size += len(chunk)
 
     def fatal(self, why):
         sys.stderr.write("andromeda python shim: %s\n" % why)
