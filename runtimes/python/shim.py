@@ -400,18 +400,14 @@ class Worker:
         tasks = {}
         stop = asyncio.Event()
         closer = None  # after shutdown or the end of input: refuse invocations
-        getter = None
+        # One await per message: the reader's lines and the closer's end
+        # (stopped, put after stop is set) come through the same queue, not
+        # a wait on two futures made anew for every line.
+        stopped = object()
         while True:
-            if getter is None:
-                getter = asyncio.ensure_future(queue.get())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if not getter.done():
-                getter.cancel()
+            line = await queue.get()
+            if line is stopped:
                 return
-            line = getter.result()
-            getter = None
             if line is None:
                 if closer is None:
                     closer = asyncio.ensure_future(self.close(tasks, None, stop))
@@ -441,6 +437,7 @@ class Worker:
                     task.cancel()
             elif kind == "shutdown" and closer is None:
                 closer = asyncio.ensure_future(self.close(tasks, msg.get("by"), stop))
+                closer.add_done_callback(lambda _c: queue.put_nowait(stopped))
 
     async def close(self, tasks, by, stop):
         """Waits for the tasks in flight, cancels those still running
