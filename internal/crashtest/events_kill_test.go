@@ -374,16 +374,8 @@ func waitBurstRan(t *testing.T, c *api.Client, acked map[int]uint64, deadline ti
 func burstConsumer(t *testing.T, data string) (pending uint64, unacked int) {
 	t.Helper()
 	ctx := context.Background()
-	lock, err := node.LockDataDir(data)
-	if err != nil {
-		t.Fatalf("the stopped node left the data dir locked: %v", err)
-	}
-	defer lock.Unlock()
-	b, err := bus.Open(ctx, bus.Config{Dir: filepath.Join(data, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, done := openOffline(t, data)
+	defer done()
 	s, err := b.JS.Stream(ctx, bus.StreamEvents)
 	if err != nil {
 		t.Fatal(err)

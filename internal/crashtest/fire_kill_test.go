@@ -17,11 +17,9 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
-	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/gobuild"
 	"github.com/andromeda-runner/andromeda/internal/testutil"
 	"github.com/andromeda-runner/andromeda/node"
-	"github.com/andromeda-runner/andromeda/store"
 )
 
 // fireKillConns is how many callers fire at once: the service's
@@ -132,20 +130,8 @@ func TestKillUnderFireLoad(t *testing.T) {
 	if err := n.stop(30 * time.Second); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
-	lock, err := node.LockDataDir(data)
-	if err != nil {
-		t.Fatalf("the stopped node left the data dir locked: %v", err)
-	}
-	defer lock.Unlock()
-	bs, err := bus.Open(ctx, bus.Config{Dir: filepath.Join(data, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bs.Close()
-	st, err := store.Open(ctx, bs, killStoreConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, done := openStoreOffline(t, data)
+	defer done()
 	runs, dups := allRuns(t, st, service)
 	for _, id := range dups {
 		t.Errorf("run %s is recorded more than once", id)

@@ -222,20 +222,8 @@ func TestKillDuringLoad(t *testing.T) {
 	if err := n.stop(30 * time.Second); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
-	lock, err := node.LockDataDir(data)
-	if err != nil {
-		t.Fatalf("the stopped node left the data dir locked: %v", err)
-	}
-	defer lock.Unlock()
-	b, err := bus.Open(ctx, bus.Config{Dir: filepath.Join(data, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	st, err := store.Open(ctx, b, killStoreConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, done := openStoreOffline(t, data)
+	defer done()
 	var runsTotal int
 	for _, s := range killServices {
 		runs, dups := allRuns(t, st, s.name)
@@ -542,6 +530,36 @@ func (n *killNode) checkWriters(ctx context.Context, c *api.Client, iter int, fo
 		}
 	}
 	return looked
+}
+
+// openOffline opens the bus of a stopped node's data dir, holding the
+// dir's lock (the node must have left it unlocked); done closes the bus and
+// releases the lock, so that the node can start on the dir again.
+func openOffline(t *testing.T, data string) (b *bus.Bus, done func()) {
+	t.Helper()
+	lock, err := node.LockDataDir(data)
+	if err != nil {
+		t.Fatalf("the stopped node left the data dir locked: %v", err)
+	}
+	b, err = bus.Open(context.Background(), bus.Config{Dir: filepath.Join(data, "nats")})
+	if err != nil {
+		lock.Unlock()
+		t.Fatal(err)
+	}
+	return b, func() { b.Close(); lock.Unlock() }
+}
+
+// openStoreOffline is openOffline and the store on it, as the crash tests
+// read it (killStoreConfig).
+func openStoreOffline(t *testing.T, data string) (st *store.Store, done func()) {
+	t.Helper()
+	b, done := openOffline(t, data)
+	st, err := store.Open(context.Background(), b, killStoreConfig())
+	if err != nil {
+		done()
+		t.Fatal(err)
+	}
+	return st, done
 }
 
 func killStoreConfig() store.Config {
