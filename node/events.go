@@ -424,6 +424,11 @@ func (n *Node) eventLoop(ctx context.Context, done chan struct{}, d *deployed, i
 		case <-ctx.Done():
 			return
 		}
+		// select picks at random among ready cases: a free slot must not
+		// win over a stop, or a stopped loop fetches again (a second each).
+		if ctx.Err() != nil {
+			return
+		}
 		k := 1
 	fill:
 		for k < c {

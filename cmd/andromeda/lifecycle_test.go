@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/internal/testutil"
 	"github.com/andromeda-runner/andromeda/node"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
@@ -108,7 +109,7 @@ func startNodeAt(t *testing.T, data string) (*node.Node, map[string]string, *api
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.Data, cfg.Listen = data, "127.0.0.1:0"
-	n, err := node.New(cfg, nil)
+	n, err := node.New(cfg, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestLifecycleCLI(t *testing.T) {
 					t.Fatalf("stop: phase %q", s.Phase)
 				}
 				took := time.Since(start)
-				if took < grace/2 || took > grace+5*time.Second {
+				if took < grace/2 || took > grace+3*time.Second {
 					t.Errorf("stop took %s with a run in flight and a grace of %s", took, grace)
 				}
 				select {
