@@ -387,7 +387,7 @@ func fillRun(run *store.Run, outcome sandbox.Outcome, detail string, res *sandbo
 	}
 	if res != nil {
 		run.Usage = store.Usage{WallNS: int64(res.Usage.Wall), CPUNS: int64(res.Usage.CPU), PeakMemory: res.Usage.PeakMemory,
-			MemoryScope: res.Usage.MemoryScope, Counters: res.Usage.Counters, CountersDropped: res.Usage.CountersDropped,
+			MemoryScope: res.Usage.MemoryScope, StartNS: int64(res.Usage.Start), Counters: res.Usage.Counters, CountersDropped: res.Usage.CountersDropped,
 			NetworkRx: res.Usage.NetworkRx, NetworkTx: res.Usage.NetworkTx}
 		// A run rejected for its actions keeps the output it returned, to
 		// show what was refused; its outcome says none of it took effect.

@@ -69,6 +69,18 @@ type Tester interface {
 	Test(ctx context.Context) (ran bool, err error)
 }
 
+// Prewarmer is implemented by deployments whose fresh instances are worth
+// starting ahead of time: a command-mode process worker (an interpreter
+// and its sandbox, tens of milliseconds). Prewarm starts the instance the
+// next invocation takes, and returns once it is ready or failed; it does
+// nothing when the deployment keeps warm instances (server mode) or one is
+// already prepared. A prepared instance serves one invocation only, like
+// any fresh one, and one that no invocation takes within keep is shut
+// down. The node calls it a little before a cron tick (lifecycle.prewarm).
+type Prewarmer interface {
+	Prewarm(ctx context.Context, keep time.Duration) error
+}
+
 // Mode is how a deployment keeps its guest between invocations.
 type Mode string
 
@@ -225,6 +237,10 @@ type Usage struct {
 	// when it is a warm one shared with other invocations (its peak since
 	// it started, up to the end of this one). Empty when PeakMemory is 0.
 	MemoryScope string `json:"memory_scope,omitempty"`
+	// Start is how long the invocation waited for a fresh instance or
+	// worker to start: its cold start, part of Wall. Zero on a warm or a
+	// prewarmed one, and where the driver does not measure it.
+	Start time.Duration `json:"start_ns,omitempty"`
 	// Counters are the custom usage counters the service reported during
 	// the invocation, summed by name (see Counters); nil when none.
 	Counters map[string]float64 `json:"counters,omitempty"`

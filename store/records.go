@@ -120,6 +120,10 @@ type Usage struct {
 	// worker that served this run alone) or "worker" (a warm one shared
 	// with other runs: its peak since it started).
 	MemoryScope string `json:"memory_scope,omitempty"`
+	// StartNS is how long the run waited for a fresh instance or worker
+	// to start (its cold start, part of WallNS); absent on a warm or
+	// prewarmed one and where the driver does not measure it.
+	StartNS int64 `json:"start_ns,omitempty"`
 	// Counters are the sums of the custom counters the service reported
 	// (a usage message, ctx.usage, andromeda.usage); CountersDropped the
 	// reports refused for a bad name or value or past 32 names.

@@ -101,6 +101,11 @@ type Spec struct {
 	// Message is the message a cron trigger passes to each run. Treated as
 	// read-only; each Event gets its own copy.
 	Message json.RawMessage
+	// Lead asks for a prewarm of each tick of a cron trigger: the
+	// Scheduler's Config.Prewarm is called Lead before the tick (at once,
+	// right after the previous tick, when Lead is not shorter than the
+	// interval). Zero, or no Config.Prewarm: none.
+	Lead time.Duration
 }
 
 // String describes the spec in a few words for listings: "every 30s",

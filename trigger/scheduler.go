@@ -27,6 +27,11 @@ type Config struct {
 	// LateAfter is how long after its scheduled time a tick may be delivered
 	// before Stats counts it as late. Default 1s.
 	LateAfter time.Duration
+	// Prewarm, when set, is called Spec.Lead before each tick of a trigger
+	// whose Lead is positive, with the Event the tick will deliver (At is
+	// the tick's time), each call in its own goroutine like fire's. A tick
+	// already due gets no prewarm. It must not panic.
+	Prewarm func(Event)
 }
 
 // DefaultConfig returns the defaults: UTC, the real clock, late after 1s.
@@ -62,6 +67,7 @@ var parser = cron.NewParser(cron.Second | cron.Minute | cron.Hour |
 // before Start and after Stop; ticks are only delivered between the two.
 type Scheduler struct {
 	fire      func(Event)
+	prewarm   func(Event) // nil: no prewarms
 	loc       *time.Location
 	clock     cron.Clock
 	lateAfter time.Duration
@@ -80,7 +86,7 @@ type Scheduler struct {
 	calls  int             // callbacks running
 	idle   []chan struct{} // closed when calls drops to zero
 
-	fired, missed, late atomic.Uint64
+	fired, missed, late, prewarms atomic.Uint64
 }
 
 // NewScheduler returns a stopped Scheduler that calls fire for each tick.
@@ -101,6 +107,7 @@ func NewScheduler(cfg Config, fire func(Event)) *Scheduler {
 	}
 	return &Scheduler{
 		fire:      fire,
+		prewarm:   cfg.Prewarm,
 		loc:       cfg.Location,
 		clock:     cfg.Clock,
 		lateAfter: cfg.LateAfter,
@@ -197,8 +204,12 @@ func (s *Scheduler) Set(service string, specs []Spec) error {
 			continue
 		}
 		if i < len(old) && old[i] != nil && old[i].same(e.spec) {
-			old[i].spec.Message = e.spec.Message
-			fresh[i], old[i] = old[i], nil
+			kept := old[i]
+			kept.spec.Message, kept.spec.Lead, kept.lead = e.spec.Message, e.spec.Lead, e.lead
+			if kept.index >= 0 {
+				heap.Fix(&s.queue, kept.index)
+			}
+			fresh[i], old[i] = kept, nil
 			continue
 		}
 		if !e.next.IsZero() {
@@ -302,6 +313,8 @@ type Stats struct {
 	// Late counts the delivered ticks that were delivered more than
 	// Config.LateAfter after their scheduled time.
 	Late uint64
+	// Prewarms counts the calls of Config.Prewarm.
+	Prewarms uint64
 	// Scheduled is the number of triggers with a next tick.
 	Scheduled int
 	// Running is the number of callbacks that have not returned yet.
@@ -320,6 +333,7 @@ func (s *Scheduler) Stats() Stats {
 		Fired:     s.fired.Load(),
 		Missed:    s.missed.Load(),
 		Late:      s.late.Load(),
+		Prewarms:  s.prewarms.Load(),
 		Scheduled: scheduled,
 		Running:   running,
 	}
@@ -348,11 +362,12 @@ func (s *Scheduler) run(stop <-chan struct{}, done chan<- struct{}) {
 		var wait <-chan time.Time
 		var fine time.Duration
 		if len(s.queue) > 0 {
-			d := s.queue[0].next.Sub(now)
-			if s.precise && d <= preciseWindow {
+			at, warm := s.queue[0].due()
+			d := at.Sub(now)
+			if s.precise && d <= preciseWindow && !warm {
 				fine = d
 			} else {
-				if s.precise {
+				if s.precise && !warm {
 					d -= preciseWindow // woken early; the rest is slept precisely
 				}
 				if timer == nil {
@@ -397,10 +412,27 @@ func isRealClock(c cron.Clock) bool {
 	return ok
 }
 
-// dispatch delivers every tick due at now. s.mu is held.
+// dispatch delivers every tick and prewarm due at now. s.mu is held.
 func (s *Scheduler) dispatch(now time.Time) {
-	for len(s.queue) > 0 && !s.queue[0].next.After(now) {
+	for len(s.queue) > 0 {
 		e := s.queue[0]
+		due, warm := e.due()
+		if due.After(now) {
+			return
+		}
+		if warm && e.next.After(now) {
+			e.warmed = e.next
+			heap.Fix(&s.queue, 0)
+			s.prewarms.Add(1)
+			s.call(s.prewarm, Event{
+				Service: e.service,
+				Trigger: e.trigger,
+				Kind:    KindCron,
+				At:      s.report(e.next),
+				Message: bytes.Clone(e.spec.Message),
+			})
+			continue
+		}
 		at, missed := e.advance(now)
 		if e.next.IsZero() {
 			heap.Pop(&s.queue)
@@ -415,7 +447,7 @@ func (s *Scheduler) dispatch(now time.Time) {
 		if now.Sub(at) > s.lateAfter {
 			s.late.Add(1)
 		}
-		s.call(Event{
+		s.call(s.fire, Event{
 			Service: e.service,
 			Trigger: e.trigger,
 			Kind:    KindCron,
@@ -425,14 +457,14 @@ func (s *Scheduler) dispatch(now time.Time) {
 	}
 }
 
-// call runs fire(ev) in its own goroutine, counted for Stop.
-func (s *Scheduler) call(ev Event) {
+// call runs fn(ev) in its own goroutine, counted for Stop.
+func (s *Scheduler) call(fn func(Event), ev Event) {
 	s.callMu.Lock()
 	s.calls++
 	s.callMu.Unlock()
 	go func() {
 		defer s.returned()
-		s.fire(ev)
+		fn(ev)
 	}()
 }
 
@@ -483,6 +515,8 @@ type entry struct {
 	anchor           time.Time     // interval triggers
 	sched            cron.Schedule // cron expressions
 	next, last       time.Time
+	lead             time.Duration // prewarm this long before next; 0: none
+	warmed           time.Time     // the tick whose prewarm was called
 	fired, missed    uint64
 	index            int // in the queue; -1 when not queued
 }
@@ -501,6 +535,12 @@ func (s *Scheduler) newEntry(service string, i int, sp Spec, now time.Time) (*en
 	}
 	e := &entry{service: service, trigger: name, spec: sp, index: -1}
 	e.spec.Message = bytes.Clone(sp.Message)
+	if sp.Lead < 0 {
+		return nil, fmt.Errorf("%s.lead: %w: %v is negative", name, ErrInvalidSpec, sp.Lead)
+	}
+	if s.prewarm != nil {
+		e.lead = sp.Lead
+	}
 	switch {
 	case sp.Every != 0 && sp.Schedule != "":
 		return nil, fmt.Errorf("%s: %w: every and schedule are mutually exclusive", name, ErrInvalidSpec)
@@ -578,11 +618,24 @@ func (e *entry) advance(now time.Time) (at time.Time, missed uint64) {
 	return at, missed
 }
 
-// queue is a min-heap of entries by next tick.
+// due is when e next needs the loop, and whether for a prewarm: lead
+// before its next tick until that tick's prewarm is called, then the tick.
+func (e *entry) due() (at time.Time, warm bool) {
+	if e.lead > 0 && !e.warmed.Equal(e.next) {
+		return e.next.Add(-e.lead), true
+	}
+	return e.next, false
+}
+
+// queue is a min-heap of entries by when they are due.
 type queue []*entry
 
-func (q queue) Len() int           { return len(q) }
-func (q queue) Less(i, j int) bool { return q[i].next.Before(q[j].next) }
+func (q queue) Len() int { return len(q) }
+func (q queue) Less(i, j int) bool {
+	a, _ := q[i].due()
+	b, _ := q[j].due()
+	return a.Before(b)
+}
 func (q queue) Swap(i, j int) {
 	q[i], q[j] = q[j], q[i]
 	q[i].index, q[j].index = i, j

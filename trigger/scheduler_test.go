@@ -548,3 +548,104 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("Stats() after Stop = fired %d, running %d; the callback ran %d times", st.Fired, st.Running, calls.Load())
 	}
 }
+
+// TestPrewarmFakeClock checks prewarms: Config.Prewarm is called Lead
+// before each tick with the tick's event, once per tick and never for a
+// tick already due; a Lead not shorter than the interval prewarms right
+// after the previous tick; without Config.Prewarm a Lead does nothing; a
+// negative Lead is refused with its field.
+func TestPrewarmFakeClock(t *testing.T) {
+	clock := cron.NewFakeClock(t0)
+	rec, warm := newRecorder(), newRecorder()
+	s := NewScheduler(Config{Clock: clock, Prewarm: warm.fire}, rec.fire)
+	if err := s.Set("svc", []Spec{{Kind: KindCron, Every: 10 * time.Second, Lead: 2 * time.Second, Message: json.RawMessage(`{"n":1}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer stop(t, s)
+	quiet := func(r *recorder, what string) {
+		t.Helper()
+		select {
+		case ev := <-r.ch:
+			t.Fatalf("unexpected %s: %+v", what, ev)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+
+	for k := 1; k <= 2; k++ {
+		tick := t0.Add(time.Duration(k) * 10 * time.Second)
+		waitTimer(t, clock)
+		clock.Advance(8 * time.Second)
+		ev := warm.next(t)
+		if !ev.At.Equal(tick) || ev.Service != "svc" || ev.Trigger != "triggers[0]" || string(ev.Message) != `{"n":1}` {
+			t.Errorf("prewarm %d = %+v, want svc triggers[0] at %v", k, ev, tick)
+		}
+		quiet(rec, "tick before its time")
+		waitTimer(t, clock)
+		clock.Advance(2 * time.Second)
+		if ev := rec.next(t); !ev.At.Equal(tick) {
+			t.Errorf("tick %d at %v, want %v", k, ev.At, tick)
+		}
+		quiet(warm, "second prewarm of a tick")
+	}
+
+	// A late wake-up: the tick at +30s is due before its prewarm was
+	// called; it runs without one, and the next tick gets its own.
+	waitTimer(t, clock)
+	clock.Advance(15 * time.Second) // +35s
+	if ev := rec.next(t); !ev.At.Equal(t0.Add(30 * time.Second)) {
+		t.Errorf("late tick at %v, want +30s", ev.At)
+	}
+	quiet(warm, "prewarm of a tick already due")
+	waitTimer(t, clock)
+	clock.Advance(3 * time.Second) // +38s
+	if ev := warm.next(t); !ev.At.Equal(t0.Add(40 * time.Second)) {
+		t.Errorf("prewarm after a late tick at %v, want +40s", ev.At)
+	}
+	if st := s.Stats(); st.Prewarms != 3 || st.Fired != 3 {
+		t.Errorf("Stats() = %+v, want 3 prewarms and 3 ticks", st)
+	}
+
+	// A lead as long as the interval: the prewarm comes with the previous
+	// tick's delivery.
+	if err := s.Set("fast", []Spec{{Kind: KindCron, Every: time.Second, Lead: 5 * time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := warm.next(t); ev.Service != "fast" || !ev.At.Equal(t0.Add(39*time.Second)) {
+		t.Errorf("prewarm of a new fast trigger = %+v, want fast at +39s", ev)
+	}
+	s.Remove("svc")
+	waitTimer(t, clock)
+	clock.Advance(time.Second) // +39s
+	if ev := rec.next(t); ev.Service != "fast" || !ev.At.Equal(t0.Add(39*time.Second)) {
+		t.Errorf("fast tick = %+v, want +39s", ev)
+	}
+	if ev := warm.next(t); ev.Service != "fast" || !ev.At.Equal(t0.Add(40*time.Second)) {
+		t.Errorf("prewarm after the fast tick = %+v, want +40s", ev)
+	}
+
+	if err := s.Set("bad", []Spec{{Kind: KindCron, Every: time.Second, Lead: -time.Second}}); !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "triggers[0].lead") {
+		t.Errorf("a negative lead: %v, want an invalid spec naming triggers[0].lead", err)
+	}
+}
+
+// TestLeadWithoutPrewarm checks that a Lead does nothing when the
+// Scheduler has no Config.Prewarm: ticks come as scheduled.
+func TestLeadWithoutPrewarm(t *testing.T) {
+	clock := cron.NewFakeClock(t0)
+	rec := newRecorder()
+	s := NewScheduler(Config{Clock: clock}, rec.fire)
+	if err := s.Set("svc", []Spec{{Kind: KindCron, Every: 10 * time.Second, Lead: 2 * time.Second}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer stop(t, s)
+	waitTimer(t, clock)
+	clock.Advance(10 * time.Second)
+	if ev := rec.next(t); !ev.At.Equal(t0.Add(10 * time.Second)) {
+		t.Errorf("tick at %v, want +10s", ev.At)
+	}
+	if st := s.Stats(); st.Prewarms != 0 || st.Fired != 1 {
+		t.Errorf("Stats() = %+v, want no prewarm and one tick", st)
+	}
+}

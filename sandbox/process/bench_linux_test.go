@@ -82,6 +82,41 @@ func BenchmarkInvoke(b *testing.B) {
 	}
 }
 
+// BenchmarkPrewarmed is one command-mode invocation on a worker Prewarm
+// started before it (outside the timed part), the way a cron tick finds
+// it: the echo and the worker's shutdown, no start. Compare with
+// BenchmarkColdStart in the same run.
+func BenchmarkPrewarmed(b *testing.B) {
+	requireSandbox(b)
+	ctx := context.Background()
+	for _, lang := range []string{LangExec, LangNode, LangPython} {
+		b.Run(lang, func(b *testing.B) {
+			requireLang(b, lang)
+			dir, entry := guest(b, lang)
+			d := newDriver(b, testConfig())
+			dep := deploy(b, d, sandbox.Spec{Service: "prewarmed-" + lang, Dir: dir, Entry: entry, Language: lang, Mode: sandbox.ModeCommand})
+			l := latencies{d: make([]time.Duration, 0, b.N)}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				if err := dep.Prewarm(ctx, time.Minute); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				start := time.Now()
+				exit, err := dep.Invoke(ctx, benchInput)
+				l.d = append(l.d, time.Since(start))
+				if err != nil || exit.Outcome != sandbox.OK || exit.Usage.Start != 0 {
+					b.Fatalf("Invoke = %s (%s) after a start of %v, %v", exit.Outcome, exit.Detail, exit.Usage.Start, err)
+				}
+			}
+			b.StopTimer()
+			l.report(b)
+		})
+	}
+}
+
 // BenchmarkColdStart is one command-mode invocation: a new sandbox, the
 // interpreter's start, the module's load, init and ready, the echo, and
 // the worker's shutdown (which overlaps the next iteration).

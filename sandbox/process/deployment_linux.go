@@ -44,13 +44,25 @@ type deployment struct {
 	crashes  int    // consecutive worker crashes
 	lastWhy  string // the last crash, first line
 	stopped  bool
+	spare    *spare // command mode: the worker Prewarm prepared for the next invocation
 	timers   map[*time.Timer]struct{}
 	bg       sync.WaitGroup // restarts and command-mode invocations; Add only under mu while !stopped
 	stopDone chan struct{}
 	stopErr  error
 }
 
-var _ sandbox.Deployment = (*deployment)(nil)
+var (
+	_ sandbox.Deployment = (*deployment)(nil)
+	_ sandbox.Prewarmer  = (*deployment)(nil)
+)
+
+// spare is a command-mode worker started ahead of the invocation it
+// serves (Prewarm). ready is closed once w or err is set.
+type spare struct {
+	ready chan struct{}
+	w     *workerProc
+	err   error
+}
 
 // notify wakes the invocations waiting for a worker. Called with d.mu held.
 func (d *deployment) notify() {
@@ -436,40 +448,32 @@ func (d *deployment) invokeFresh(ctx context.Context, input []byte) (sandbox.Exi
 		return sandbox.Exit{}, sandbox.ErrStopped
 	}
 	d.bg.Add(1) // under mu while not stopped: Stop's Wait sees it
+	sp := d.spare
+	d.spare = nil
 	d.mu.Unlock()
 	defer d.bg.Done()
-	w, err := d.newWorker(ctx)
-	if err != nil {
-		switch {
-		case errors.Is(ctx.Err(), context.DeadlineExceeded):
-			return sandbox.Exit{Outcome: sandbox.Timeout, Detail: "the worker did not start before the deadline"}, nil
-		case ctx.Err() != nil:
-			return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "cancelled"}, ctx.Err()
+	begin := time.Now()
+	w, waited := d.takeSpare(ctx, sp) // reserved for this invocation
+	if w == nil {
+		var err error
+		if w, err = d.newWorker(ctx); err != nil {
+			return d.notStarted(ctx, err)
 		}
-		d.mu.Lock()
-		stopped := d.stopped
-		d.mu.Unlock()
-		var se spawnError
-		switch {
-		case stopped:
-			return sandbox.Exit{}, sandbox.ErrStopped
-		case errors.As(err, &se):
-			return sandbox.Exit{Outcome: sandbox.Error, Detail: err.Error()}, err // the runner failed
+		waited = true
+		if !w.reserve() {
+			d.retire(w)
+			return sandbox.Exit{}, errors.New("fresh worker refused its invocation")
 		}
-		d.mu.Lock()
-		d.crashes++
-		d.lastWhy = firstLine(err.Error())
-		d.mu.Unlock()
-		return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "worker did not start: " + err.Error()}, nil
 	}
-	if !w.reserve() {
-		d.retire(w)
-		return sandbox.Exit{}, errors.New("fresh worker refused its invocation")
+	var cold time.Duration
+	if waited {
+		cold = time.Since(begin)
 	}
 	w.mu.Lock()
 	w.oneShot = true
 	w.mu.Unlock()
 	exit, err := w.invoke(ctx, input, 0)
+	exit.Usage.Start = cold
 	if exit.Outcome == sandbox.Crashed || exit.Outcome == sandbox.OOM {
 		d.mu.Lock()
 		d.crashes++
@@ -478,6 +482,119 @@ func (d *deployment) invokeFresh(ctx context.Context, input []byte) (sandbox.Exi
 	}
 	d.retire(w)
 	return exit, err
+}
+
+// notStarted is the end of a command-mode invocation whose worker did not
+// start with err.
+func (d *deployment) notStarted(ctx context.Context, err error) (sandbox.Exit, error) {
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return sandbox.Exit{Outcome: sandbox.Timeout, Detail: "the worker did not start before the deadline"}, nil
+	case ctx.Err() != nil:
+		return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "cancelled"}, ctx.Err()
+	}
+	d.mu.Lock()
+	stopped := d.stopped
+	d.mu.Unlock()
+	var se spawnError
+	switch {
+	case stopped:
+		return sandbox.Exit{}, sandbox.ErrStopped
+	case errors.As(err, &se):
+		return sandbox.Exit{Outcome: sandbox.Error, Detail: err.Error()}, err // the runner failed
+	}
+	d.mu.Lock()
+	d.crashes++
+	d.lastWhy = firstLine(err.Error())
+	d.mu.Unlock()
+	return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "worker did not start: " + err.Error()}, nil
+}
+
+// takeSpare returns the worker sp prepared, reserved for the invocation,
+// waiting within ctx for its start, or nil when there is none to take (no
+// spare, its start failed or outlasted ctx, it died meanwhile): the
+// invocation then starts its own.
+// waited says whether the spare was still starting when it was taken.
+func (d *deployment) takeSpare(ctx context.Context, sp *spare) (w *workerProc, waited bool) {
+	if sp == nil {
+		return nil, false
+	}
+	select {
+	case <-sp.ready:
+	default:
+		waited = true
+		select {
+		case <-sp.ready:
+		case <-ctx.Done():
+			go func() {
+				<-sp.ready
+				if sp.w != nil {
+					d.retire(sp.w)
+				}
+			}()
+			return nil, true
+		}
+	}
+	if sp.w == nil {
+		return nil, waited
+	}
+	if !sp.w.reserve() { // it died while it waited
+		d.retire(sp.w)
+		return nil, waited
+	}
+	return sp.w, waited
+}
+
+// Prewarm implements sandbox.Prewarmer: in command mode, it starts the
+// worker the next invocation takes, within Config.StartTimeout, and keeps
+// it for keep; a worker no invocation took by then is shut down. It does
+// nothing in server mode, whose workers are warm, or when a spare is
+// already prepared or starting. An error says why the worker did not
+// start; the invocation that comes then starts its own and reports what
+// happens to it.
+func (d *deployment) Prewarm(ctx context.Context, keep time.Duration) error {
+	if d.mode != sandbox.ModeCommand {
+		return nil
+	}
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return sandbox.ErrStopped
+	}
+	if d.spare != nil {
+		d.mu.Unlock()
+		return nil
+	}
+	sp := &spare{ready: make(chan struct{})}
+	d.spare = sp
+	d.bg.Add(1) // under mu while not stopped: Stop's Wait sees it
+	d.mu.Unlock()
+	defer d.bg.Done()
+	w, err := d.newWorker(ctx)
+	d.mu.Lock()
+	sp.w, sp.err = w, err
+	close(sp.ready)
+	if err != nil && d.spare == sp {
+		d.spare = nil
+	}
+	if err == nil && d.spare == sp {
+		time.AfterFunc(keep, func() {
+			d.mu.Lock()
+			unused := d.spare == sp
+			if unused {
+				d.spare = nil
+			}
+			d.mu.Unlock()
+			if unused {
+				d.retire(w)
+			}
+		})
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("prewarm %s: %w", d.name, err)
+	}
+	return nil
 }
 
 // retireGrace is how long a command-mode worker has to exit after its
@@ -525,6 +642,7 @@ func (d *deployment) Stop(ctx context.Context) error {
 		}
 	}
 	d.stopped = true
+	d.spare = nil // a live worker: stopped below like the others
 	d.stopDone = make(chan struct{})
 	for t := range d.timers {
 		if t.Stop() {
