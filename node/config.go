@@ -278,6 +278,7 @@ func ParseConfigFormat(data []byte, format strictdoc.Format) (Config, error) {
 			strictdoc.Field[DiskConfig]("min_free", text),
 			strictdoc.Field[DiskConfig]("interval", text),
 			strictdoc.Field[LifecycleConfig]("stop_grace", text),
+			strictdoc.Field[LifecycleConfig]("prewarm", text),
 			strictdoc.Field[AdmissionConfig]("wait", text),
 			strictdoc.Field[DockerConfig]("scratch", text),
 		),

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,18 +24,41 @@ type LifecycleConfig struct {
 	// flight finish before it kills them, from 0 to 10m; a stop request
 	// may name its own (stop --grace). Default 5s.
 	StopGrace string `json:"stop_grace" yaml:"stop_grace"`
+	// Prewarm is how long before a cron tick the node prepares what the
+	// tick's run would otherwise wait for: a dormant service's deployment,
+	// a command-mode process service's worker (its interpreter and
+	// sandbox started). From 0s (off) to 1m. Default 1s.
+	Prewarm string `json:"prewarm" yaml:"prewarm"`
 }
 
 // maxStopGrace bounds a stop's grace, from the config or a request.
 const maxStopGrace = 10 * time.Minute
 
 // DefaultLifecycleConfig returns the documented defaults.
-func DefaultLifecycleConfig() LifecycleConfig { return LifecycleConfig{StopGrace: "5s"} }
+func DefaultLifecycleConfig() LifecycleConfig {
+	return LifecycleConfig{StopGrace: "5s", Prewarm: "1s"}
+}
 
-// Validate reports a bad stop_grace with its key.
+// maxPrewarm bounds lifecycle.prewarm.
+const maxPrewarm = time.Minute
+
+// Validate reports a bad stop_grace or prewarm with its key.
 func (c LifecycleConfig) Validate() error {
 	_, err := c.grace()
-	return err
+	_, perr := c.prewarm()
+	return errors.Join(err, perr)
+}
+
+// prewarm is lifecycle.prewarm; empty is the default.
+func (c LifecycleConfig) prewarm() (time.Duration, error) {
+	if c.Prewarm == "" {
+		c.Prewarm = DefaultLifecycleConfig().Prewarm
+	}
+	d, err := time.ParseDuration(c.Prewarm)
+	if err != nil || d < 0 || d > maxPrewarm {
+		return 0, fmt.Errorf("lifecycle.prewarm: must be a duration from 0s to %s", maxPrewarm)
+	}
+	return d, nil
 }
 
 func (c LifecycleConfig) grace() (time.Duration, error) {

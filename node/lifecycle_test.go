@@ -67,7 +67,8 @@ func TestStopGraceLetsRunsFinish(t *testing.T) {
 	}
 }
 
-// TestLifecycleConfig: lifecycle.stop_grace is a duration from 0 to 10m.
+// TestLifecycleConfig: lifecycle.stop_grace is a duration from 0 to 10m,
+// lifecycle.prewarm one from 0 to 1m.
 func TestLifecycleConfig(t *testing.T) {
 	for _, tc := range []struct {
 		yaml, err string
@@ -78,6 +79,11 @@ func TestLifecycleConfig(t *testing.T) {
 		{"lifecycle: {stop_grace: 11m}", "lifecycle.stop_grace: must be a duration from 0s to 10m0s"},
 		{"lifecycle: {stop_grace: -1s}", "lifecycle.stop_grace: must be a duration from 0s to 10m0s"},
 		{"lifecycle: {grace: 1s}", "lifecycle.grace"},
+		{"lifecycle: {prewarm: 0s}", ""},
+		{"lifecycle: {prewarm: 1m}", ""},
+		{"lifecycle: {prewarm: 61s}", "lifecycle.prewarm: must be a duration from 0s to 1m0s"},
+		{"lifecycle: {prewarm: -1s}", "lifecycle.prewarm: must be a duration from 0s to 1m0s"},
+		{"lifecycle: {prewarm: early}", "lifecycle.prewarm: must be a duration from 0s to 1m0s"},
 	} {
 		_, err := node.ParseConfig([]byte(tc.yaml), false)
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {

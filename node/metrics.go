@@ -61,6 +61,9 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		}
 		return float64(c)
 	})
+	reg.NewCounterFunc("andromeda_prewarms_total", "Cron ticks prepared ahead (lifecycle.prewarm): a worker started or a dormant service deployed before the tick.", func() float64 {
+		return float64(n.prewarms.Load())
+	})
 	return m
 }
 

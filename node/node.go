@@ -60,6 +60,8 @@ type Node struct {
 	log    *slog.Logger
 	limits ceilings
 
+	prewarms atomic.Uint64 // ticks prepared ahead (prewarm.go)
+
 	revocations revocations // of delegations, by id (trust.go)
 
 	bus     *bus.Bus
@@ -292,7 +294,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.openTicks(ctx); err != nil {
 		return err
 	}
-	n.sched = trigger.NewScheduler(trigger.Config{}, n.tick)
+	n.sched = trigger.NewScheduler(trigger.Config{Prewarm: n.prewarmTick}, n.tick)
 	n.sched.Start()
 	n.undo = append(n.undo, func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

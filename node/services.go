@@ -335,6 +335,11 @@ func (n *Node) newDeployed(rec store.Service, m *manifest.Service, dir string, d
 	}
 	d.life.set(api.PhaseDeployed)
 	d.triggers, d.manual, d.manualName = triggerSpecs(m)
+	if lead := n.prewarmLead(m, dep == nil); lead > 0 {
+		for i := range d.triggers {
+			d.triggers[i].Lead = lead
+		}
+	}
 	d.live.Store(&liveConfig{revision: rec.Revision, config: m.Config})
 	d.volumes = n.volumeSpecs(rec.Name, m)
 	return d
