@@ -207,6 +207,7 @@ func BenchmarkCommandInvoke(b *testing.B) {
 		input      []byte
 	}
 	guestList := []guest{{"tiny", "echo.wasm", []byte(`{"noop":"bench"}`)}}
+	guests.once.Do(func() { guests.err = buildGuests(guests.dir) })
 	if guests.err == nil {
 		guestList = append(guestList, guest{"go", filepath.Join(goGuest("command"), "main.wasm"), benchInput})
 	}
