@@ -98,12 +98,26 @@ func (v *validator) fail(path, rule string, args ...any) {
 	v.errs = append(v.errs, FieldError{Path: path, Rule: rule})
 }
 
+// The rules of a service's name and version, which other documents naming
+// services (a flow) state the same way.
+const (
+	NameRule    = "must match [a-z0-9-]{1,63}, start with a letter, not end with '-'"
+	VersionRule = "must be MAJOR.MINOR.PATCH with an optional -prerelease, e.g. 1.2.0 or 1.2.0-rc.1"
+)
+
+// ValidName reports whether s follows NameRule.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// ValidVersion reports whether s follows VersionRule and is at most 64
+// characters.
+func ValidVersion(s string) bool { return len(s) <= maxVersionLen && versionRE.MatchString(s) }
+
 func (v *validator) service(s *Service) {
 	switch {
 	case s.Name == "":
 		v.fail("name", "required")
 	case !nameRE.MatchString(s.Name):
-		v.fail("name", "must match [a-z0-9-]{1,63}, start with a letter, not end with '-'")
+		v.fail("name", NameRule)
 	}
 	switch {
 	case s.Version == "":
@@ -111,7 +125,7 @@ func (v *validator) service(s *Service) {
 	case len(s.Version) > maxVersionLen:
 		v.fail("version", "must be at most %d characters", maxVersionLen)
 	case !versionRE.MatchString(s.Version):
-		v.fail("version", "must be MAJOR.MINOR.PATCH with an optional -prerelease, e.g. 1.2.0 or 1.2.0-rc.1")
+		v.fail("version", VersionRule)
 	}
 	v.oneLine("title", s.Title, maxTitleLen)
 	if n := utf8.RuneCountInString(s.Description); n > maxDescriptionLen {
