@@ -44,6 +44,41 @@ type OfferDriver struct {
 	Notes     []string `json:"notes,omitempty"`
 }
 
+// Runtime is one place a service or a flow's module can run on the node
+// (the runner API's listRuntimes): a language of a driver, or a registered
+// runtime. GET /v1/runtimes lists them, enabled or not.
+type Runtime struct {
+	// ID is driver/language ("process/python", "docker/node"), or the
+	// driver's name where the two are one ("wasm"). A flow module's
+	// runtime field names it.
+	ID string `json:"id"`
+	// Name is for people: "Python", "Node.js in Docker", a registered
+	// runtime's descriptor name.
+	Name string `json:"name"`
+	// Version is the toolchain's (python 3.11.7, node v20.…), the
+	// engine's (wazero) or the registered runtime's descriptor version.
+	Version  string `json:"version,omitempty"`
+	Driver   string `json:"driver"`
+	Language string `json:"language,omitempty"`
+	// Kind is driver (a language a driver runs itself) or registered (a
+	// runtime from runtimes.d).
+	Kind    string `json:"kind"`
+	Enabled bool   `json:"enabled"`
+	Reason  string `json:"reason,omitempty"` // why it is not enabled
+}
+
+// The kinds of runtime.
+const (
+	RuntimeDriver     = "driver"
+	RuntimeRegistered = "registered"
+)
+
+// Runtimes lists the node's runtimes (any token).
+func (c *Client) Runtimes(ctx context.Context) ([]Runtime, error) {
+	var rs []Runtime
+	return rs, c.getJSON(ctx, "/v1/runtimes", &rs)
+}
+
 // OfferRuntime is one runtime descriptor the node found in runtimes.d.
 type OfferRuntime struct {
 	Name        string `json:"name"`

@@ -15,8 +15,8 @@ import (
 type Catalog struct {
 	// Services are the services a module may name, by name.
 	Services map[string]Service
-	// Runtimes are the runtimes modules may be placed on, by id, each
-	// with the languages it runs.
+	// Runtimes are the runtimes modules may be placed on, by id (as GET
+	// /v1/runtimes lists them), each with the languages it runs.
 	Runtimes map[string][]string
 }
 

@@ -17,7 +17,7 @@
 //	    language: python
 //	    code: |
 //	      def handle(input): ...
-//	    runtime: python         # optional placement: a runtime that runs the language
+//	    runtime: process/python # optional placement: a runtime (andromeda runtimes) that runs the language
 //	  - {id: store, service: order-store, config: {table: orders}}
 //	wires:
 //	  - {from: "parse:out", to: "score:in"}
@@ -90,9 +90,9 @@ type Module struct {
 	// runtime of the node runs: node, python) and its source.
 	Language string `json:"language,omitempty"`
 	Code     string `json:"code,omitempty"`
-	// Runtime places the module on a runtime (a driver or registered
-	// runtime id, or a connected browser's); empty: where its service
-	// runs.
+	// Runtime places the module on a runtime, by its id as GET
+	// /v1/runtimes lists it (process/python, wasm); empty: where its
+	// service runs.
 	Runtime string `json:"runtime,omitempty"`
 	// Config is the module's configuration, passed in its input.
 	Config map[string]any `json:"config,omitempty"`

@@ -19,9 +19,10 @@ var catalog = Catalog{
 		"pager":        {Language: "exec", Inputs: []string{"in", "urgent"}},
 	},
 	Runtimes: map[string][]string{
-		"wasm":    {"wasm"},
-		"process": {"exec", "node", "python"},
-		"python":  {"python"},
+		"wasm":           {"wasm"},
+		"process/exec":   {"exec"},
+		"process/node":   {"node"},
+		"process/python": {"python"},
 	},
 }
 
@@ -114,7 +115,7 @@ func TestCheckEveryError(t *testing.T) {
 			{ID: "e", Language: "cobol", Code: "x"}, // 5 no runtime runs it
 			{ID: "f", Language: "node"},             // 6 no code
 			{ID: "g", Code: "x"},                    // 7 no language
-			{ID: "h", Service: "order-parser", Runtime: "python"},               // 8 runtime cannot run wasm
+			{ID: "h", Service: "order-parser", Runtime: "process/python"},       // 8 runtime cannot run wasm
 			{ID: "i", Service: "pager", Runtime: "moon"},                        // 9 unknown runtime
 			{ID: "j", Service: "pager"},                                         // 10 in a plain cycle with k
 			{ID: "k", Service: "pager"},                                         // 11
@@ -151,8 +152,8 @@ func TestCheckEveryError(t *testing.T) {
 		`modules[5].language: no runtime on this node runs "cobol" (languages: exec, node, python, wasm)`,
 		"modules[6].code: required with language",
 		"modules[7].language: required with code",
-		"modules[8].runtime: python does not run wasm (it runs: python)",
-		`modules[9].runtime: no runtime "moon" on this node (runtimes: process, python, wasm)`,
+		"modules[8].runtime: process/python does not run wasm (it runs: python)",
+		`modules[9].runtime: no runtime "moon" on this node (runtimes: process/exec, process/node, process/python, wasm)`,
 		"modules[12].id: required",
 		"modules[13].code: must be at most",
 		`wires[0].to: no module "zz" in this flow`,

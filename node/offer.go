@@ -320,3 +320,76 @@ func (n *Node) TestService(ctx context.Context, name string) (api.ServiceTest, e
 	}
 	return out, nil
 }
+
+// Runtimes implements server.OfferBackend: the runner API's listRuntimes,
+// every place a service or a flow's module can run. Each language a
+// driver offers is one runtime (driver/language; the wasm driver is one,
+// "wasm"); each registered runtime is one per language it serves, or one
+// with its reason when its descriptor was refused. A disabled driver's
+// languages are listed with its reason.
+func (n *Node) Runtimes(ctx context.Context) ([]api.Runtime, error) {
+	n.waitDrivers(ctx)
+	registered := map[string]bool{}
+	for _, st := range n.runtimes {
+		st.mu.Lock()
+		if st.status != runtimeRefused {
+			for _, l := range st.desc.languages() {
+				registered[l] = true
+			}
+		}
+		st.mu.Unlock()
+	}
+	var out []api.Runtime
+	processOn, processWhy := false, "the process driver is not on this node"
+	for _, name := range slices.Sorted(maps.Keys(n.drivers)) {
+		ds := n.drivers[name]
+		on, why := ds.status()
+		off := ds.driver.Offer()
+		if name == "process" {
+			processOn, processWhy = on, why
+		}
+		if name == "wasm" {
+			out = append(out, api.Runtime{ID: "wasm", Name: "WebAssembly", Version: off.Languages["wasm"], Driver: name,
+				Language: "wasm", Kind: api.RuntimeDriver, Enabled: on, Reason: why})
+			continue
+		}
+		for _, lang := range slices.Sorted(maps.Keys(off.Languages)) {
+			if name == "process" && registered[lang] {
+				continue // listed below, as its runtime
+			}
+			out = append(out, api.Runtime{ID: name + "/" + lang, Name: languageName(name, lang), Version: off.Languages[lang],
+				Driver: name, Language: lang, Kind: api.RuntimeDriver, Enabled: on, Reason: why})
+		}
+	}
+	for _, st := range n.runtimes {
+		st.mu.Lock()
+		r := api.Runtime{Name: st.desc.Name, Version: st.desc.Version, Driver: "process", Kind: api.RuntimeRegistered,
+			Enabled: st.status == runtimeEnabled && processOn, Reason: st.reason}
+		if st.status == runtimeEnabled && !processOn {
+			r.Reason = processWhy
+		}
+		if st.status == runtimeRefused {
+			r.ID = "process/" + st.desc.Name
+			out = append(out, r)
+		} else {
+			for _, l := range st.desc.languages() {
+				r.ID, r.Language = "process/"+l, l
+				out = append(out, r)
+			}
+		}
+		st.mu.Unlock()
+	}
+	return out, nil
+}
+
+// languageName names a driver's language for people.
+func languageName(driver, lang string) string {
+	name := map[string]string{"node": "Node.js", "python": "Python", "exec": "executable", "image": "container image"}[lang]
+	if name == "" {
+		name = lang
+	}
+	if driver == "docker" {
+		name += " in Docker"
+	}
+	return name
+}

@@ -182,6 +182,28 @@ conformance: guest/guest.toy
 		}
 	}
 
+	// listRuntimes: the driver's languages and each registered runtime,
+	// disabled and refused ones with their reason.
+	rts := runtimesByID(t, n)
+	if w := rts["wasm"]; w.Kind != api.RuntimeDriver || !w.Enabled || !strings.HasPrefix(w.Version, "wazero ") {
+		t.Errorf("runtime wasm = %+v", w)
+	}
+	if e := rts["process/exec"]; e.Kind != api.RuntimeDriver || !e.Enabled || e.Language != "exec" {
+		t.Errorf("runtime process/exec = %+v", e)
+	}
+	if _, ok := rts["process/node"]; ok {
+		t.Errorf("process/node listed though its toolchain is missing: %+v", rts["process/node"])
+	}
+	if r := rts["process/toy"]; r.Kind != api.RuntimeRegistered || !r.Enabled || r.Name != "toy" || r.Version != "1.2.3" || r.Language != "toy" {
+		t.Errorf("runtime process/toy = %+v", r)
+	}
+	if r := rts["process/flaky"]; r.Enabled || !strings.Contains(r.Reason, "certification failed") {
+		t.Errorf("runtime process/flaky = %+v, want disabled with its reason", r)
+	}
+	if r := rts["process/missing"]; r.Enabled || r.Kind != api.RuntimeRegistered || !strings.Contains(r.Reason, "does not exist") {
+		t.Errorf("runtime process/missing = %+v, want refused with its reason", r)
+	}
+
 	t.Logf("offer checked at %v", time.Since(begin))
 	// A toy service runs end to end; its self-test passes.
 	if _, err := n.op.Submit(ctx, toyService(t, "hello-toy", "toy", "Hello\n")); err != nil {
@@ -238,4 +260,24 @@ conformance: guest/guest.toy
 	if _, err := n.op.Submit(ctx, toyService(t, "flaky-svc", "flaky", "Hi\n")); err != nil {
 		t.Errorf("submit for the runtime certified again = %v", err)
 	}
+	if r := runtimesByID(t, n)["process/flaky"]; !r.Enabled || r.Reason != "" {
+		t.Errorf("runtime process/flaky certified again = %+v, want enabled", r)
+	}
+}
+
+// runtimesByID lists n's runtimes through the API, by id; each id once.
+func runtimesByID(t *testing.T, n *testNode) map[string]api.Runtime {
+	t.Helper()
+	rs, err := n.op.Runtimes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]api.Runtime{}
+	for _, r := range rs {
+		if _, dup := out[r.ID]; dup {
+			t.Errorf("runtime %s listed twice", r.ID)
+		}
+		out[r.ID] = r
+	}
+	return out
 }

@@ -8,12 +8,13 @@ import (
 )
 
 // OfferBackend is the node's side of its offer and self-tests. A Backend
-// that implements it has GET /v1/offer (any token), POST
+// that implements it has GET /v1/offer and GET /v1/runtimes (any token), POST
 // /v1/selftest[?name=N&name=M] (names: only those drivers and runtimes) and
 // POST /v1/services/{name}/test (operator). Safe for concurrent use; its
 // errors name a kind, never a status.
 type OfferBackend interface {
 	Offer(ctx context.Context) (api.Offer, error)
+	Runtimes(ctx context.Context) ([]api.Runtime, error)
 	SelfTest(ctx context.Context, names ...string) (api.SelfTest, error)
 	TestService(ctx context.Context, name string) (api.ServiceTest, error)
 }
@@ -32,6 +33,14 @@ func (s *Server) offerRoutes() {
 			return
 		}
 		writeJSON(w, http.StatusOK, o)
+	})
+	s.handle("GET /v1/runtimes", anyRole, func(w http.ResponseWriter, r *http.Request, _ Principal) {
+		rs, err := ob.Runtimes(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rs)
 	})
 	s.handle("POST /v1/selftest", op, func(w http.ResponseWriter, r *http.Request, _ Principal) {
 		st, err := ob.SelfTest(r.Context(), r.URL.Query()["name"]...)

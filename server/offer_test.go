@@ -12,6 +12,10 @@ func (f *fakeBackend) Offer(ctx context.Context) (api.Offer, error) {
 	return api.Offer{Node: "fake", Properties: map[string]any{"andromeda.node.name": "fake"}}, nil
 }
 
+func (f *fakeBackend) Runtimes(ctx context.Context) ([]api.Runtime, error) {
+	return []api.Runtime{{ID: "wasm", Name: "WebAssembly", Driver: "wasm", Language: "wasm", Kind: api.RuntimeDriver, Enabled: true}}, nil
+}
+
 func (f *fakeBackend) SelfTest(ctx context.Context, names ...string) (api.SelfTest, error) {
 	return api.SelfTest{Drivers: []api.SelfTestResult{{Name: "wasm", OK: true, Enabled: true}}}, nil
 }
@@ -23,7 +27,7 @@ func (f *fakeBackend) TestService(ctx context.Context, name string) (api.Service
 	return api.ServiceTest{Service: name, Ran: true, OK: true}, nil
 }
 
-// TestOfferRoutes: the offer is any token's; selftest and a service's test
+// TestOfferRoutes: the offer and the runtimes are any token's; selftest and a service's test
 // are the operator's.
 func TestOfferRoutes(t *testing.T) {
 	s := New(&fakeBackend{}, Config{}, nil)
@@ -33,6 +37,8 @@ func TestOfferRoutes(t *testing.T) {
 	}{
 		{"GET", "/v1/offer", "sub", 200},
 		{"GET", "/v1/offer", "", 401},
+		{"GET", "/v1/runtimes", "sub", 200},
+		{"GET", "/v1/runtimes", "", 401},
 		{"POST", "/v1/selftest", "op", 200},
 		{"POST", "/v1/selftest", "sub", 403},
 		{"POST", "/v1/services/svc/test", "op", 200},

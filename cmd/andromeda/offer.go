@@ -90,6 +90,40 @@ func printOffer(w io.Writer, o api.Offer) {
 	}
 }
 
+func (env *cli) runtimesCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "runtimes",
+		Short: "List where services and flow modules can run: each driver's languages and the registered runtimes",
+		Long: `Runtimes lists every place a service or a flow's module can run on the node:
+each language a driver runs (driver/language, "wasm" for the wasm driver),
+with its toolchain's version, and each runtime registered from runtimes.d.
+Disabled ones are listed with the reason. A flow module's runtime field
+names a runtime by its ID.`,
+		Example: `  andromeda runtimes
+  andromeda runtimes --json | jq -r '.[] | select(.enabled) | .id'`,
+		Args:              wantArgs(0, 0),
+		ValidArgsFunction: cobra.NoFileCompletions,
+	}
+	cf := addClientFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return ask(env, cf, func(c *api.Client) ([]api.Runtime, error) { return c.Runtimes(cmd.Context()) }, printRuntimes)
+	}
+	return cmd
+}
+
+func printRuntimes(w io.Writer, rs []api.Runtime) {
+	tw := table(w)
+	fmt.Fprintln(tw, "ID\tNAME\tVERSION\tKIND\tSTATE")
+	for _, r := range rs {
+		state := "enabled"
+		if !r.Enabled {
+			state = "disabled: " + oneLine(r.Reason, 80)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, orDash(oneLine(r.Version, 60)), r.Kind, state)
+	}
+	tw.Flush()
+}
+
 func (env *cli) selftestCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "selftest [NAME]...",

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -27,7 +29,7 @@ func wasmService(t *testing.T, name, module string) string {
 }
 
 // TestOfferCLI: andromeda offer shows the node's offer with the
-// operator's properties and prices; selftest runs a driver's self-test;
+// operator's properties and prices; runtimes lists the runtimes; selftest runs a driver's self-test;
 // a service's self-test runs at submit (a failing one refuses it with its
 // message) and on andromeda test NAME.
 func TestOfferCLI(t *testing.T) {
@@ -47,6 +49,16 @@ func TestOfferCLI(t *testing.T) {
 	var o api.Offer
 	if err != nil || json.Unmarshal([]byte(out), &o) != nil || o.Properties["region"] != "eu-west" || o.Prices["cpu_seconds"] != 0.02 {
 		t.Errorf("offer --json = %v\n%s", err, out)
+	}
+
+	out, _, err = runCLI(t, env, "runtimes")
+	if err != nil || !strings.Contains(out, "ID") || !regexp.MustCompile(`(?m)^wasm\s+WebAssembly\s+wazero \S+\s+driver\s+enabled`).MatchString(out) {
+		t.Errorf("runtimes = %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, env, "runtimes", "--json")
+	var rs []api.Runtime
+	if err != nil || json.Unmarshal([]byte(out), &rs) != nil || !slices.ContainsFunc(rs, func(r api.Runtime) bool { return r.ID == "wasm" && r.Enabled }) {
+		t.Errorf("runtimes --json = %v\n%s", err, out)
 	}
 
 	out, _, err = runCLI(t, env, "selftest", "wasm")
