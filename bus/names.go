@@ -42,6 +42,9 @@ const (
 	// the node was sent: <delegation id hex>.<revoking key hex> →
 	// revocation (attest.Revocation), bounded in bytes.
 	BucketRevocations = "andromeda_revocations"
+	// BucketFlows is the KV bucket of the flows applied to the node: flow
+	// id → the flow as applied, its owner and digest (store.FlowRecord).
+	BucketFlows = "andromeda_flows"
 	// ObjectArtifacts is the object store of submitted archives, by digest.
 	ObjectArtifacts = "andromeda_artifacts"
 	// StreamRuns is the stream of run records, one subject per service.

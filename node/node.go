@@ -61,6 +61,9 @@ type Node struct {
 	limits ceilings
 
 	prewarms atomic.Uint64 // ticks prepared ahead (prewarm.go)
+	// flowsMu serialises the applications and removals of flows, so that
+	// a check and the write after it see the same record (flows.go).
+	flowsMu sync.Mutex
 
 	revocations revocations // of delegations, by id (trust.go)
 

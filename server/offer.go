@@ -40,7 +40,7 @@ func (s *Server) offerRoutes() {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, rs)
+		writeList(w, rs)
 	})
 	s.handle("POST /v1/selftest", op, func(w http.ResponseWriter, r *http.Request, _ Principal) {
 		st, err := ob.SelfTest(r.Context(), r.URL.Query()["name"]...)

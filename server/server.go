@@ -216,6 +216,7 @@ func (s *Server) routes() {
 	s.hookRoutes()
 	s.keyRoutes()
 	s.offerRoutes()
+	s.flowRoutes()
 	s.whyRoutes()
 	s.planRoutes()
 	s.stateRoutes()

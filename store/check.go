@@ -32,6 +32,7 @@ const (
 	KindMeta      = "meta"
 	KindLedger    = "ledger" // action executions, and the index of those not ended
 	KindTrust     = "revocations"
+	KindFlows     = "flows"
 	KindOther     = "other"
 )
 
@@ -56,6 +57,8 @@ func kindOf(stream string) string {
 		return KindLedger
 	case kvStream(bus.BucketRevocations):
 		return KindTrust
+	case kvStream(bus.BucketFlows):
+		return KindFlows
 	}
 	return KindOther
 }
@@ -66,7 +69,7 @@ func kvStream(bucket string) string { return "KV_" + bucket }
 var streamOrder = []string{
 	kvStream(bus.BucketServices), kvStream(bus.BucketTokens), kvStream(bus.BucketState),
 	kvStream(bus.BucketPending), "OBJ_" + bus.ObjectArtifacts, bus.StreamRuns, kvStream(bucketMeta),
-	kvStream(ledgerBucket), kvStream(openBucket), kvStream(bus.BucketRevocations),
+	kvStream(ledgerBucket), kvStream(openBucket), kvStream(bus.BucketRevocations), kvStream(bus.BucketFlows),
 }
 
 // Report is what the store found in JetStream when it opened (Recovery) or
@@ -87,7 +90,7 @@ type Report struct {
 type StreamReport struct {
 	Stream string `json:"stream"`
 	// Kind is what the stream holds: registry, tokens, state, pending,
-	// artifacts, runs, meta, ledger, revocations or other.
+	// artifacts, runs, meta, ledger, revocations, flows or other.
 	Kind string `json:"kind"`
 	// Records is how many messages JetStream holds (for a bucket: values
 	// and deletion markers).
@@ -477,6 +480,10 @@ var decoders = map[string]func([]byte) error{
 	},
 	KindPending: decodeRun,
 	KindRuns:    decodeRun,
+	KindFlows: func(b []byte) error {
+		_, err := decodeFlow(b)
+		return err
+	},
 	KindMeta: func(b []byte) error {
 		var m registryMark
 		return json.Unmarshal(b, &m)

@@ -124,6 +124,8 @@ type Store struct {
 	recovery  Report
 
 	revocations      jetstream.KeyValue // revocations of delegations (revocations.go)
+	flows            jetstream.KeyValue // flows applied (flows.go)
+	flowStream       jetstream.Stream
 	revocationStream jetstream.Stream
 }
 
@@ -199,6 +201,9 @@ func (s *Store) create(ctx context.Context) error {
 		return fmt.Errorf("store: bucket %s: %w", ledgerBucket, err)
 	}
 	if err := s.createRevocations(ctx); err != nil {
+		return err
+	}
+	if err := s.createFlows(ctx); err != nil {
 		return err
 	}
 	if s.registry, err = s.js.Stream(ctx, kvStream(bus.BucketServices)); err != nil {

@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/andromeda-runner/andromeda/bus"
+)
+
+// Bounds of the flows bucket.
+const (
+	// MaxFlowBytes bounds one flow record: the document (at most 1 MiB as
+	// its author wrote it, JSON here) and what the node adds.
+	MaxFlowBytes = 2 << 20
+	// MaxFlowsBytes caps the flows bucket: thousands of flows of a few
+	// KiB. Its reservation counts against JetStream's storage
+	// (bus.DefaultMaxStore), which the runs and events streams mostly hold.
+	MaxFlowsBytes = 32 << 20
+)
+
+// FlowRecord is a flow as the node keeps it: the document as applied (in
+// JSON), its digest, its owner, and when it was applied.
+type FlowRecord struct {
+	ID      string `json:"id"`
+	Version string `json:"version"`
+	// Owner is the principal that applied it: "operator" or a submitter's
+	// token name.
+	Owner string `json:"owner"`
+	// Digest is "sha256:" and the hex of the canonical JSON of Flow.
+	Digest  string    `json:"digest"`
+	Applied time.Time `json:"applied"`
+	// Flow is the flow document, JSON.
+	Flow json.RawMessage `json:"flow"`
+	// Revision is the record's revision in the bucket: PutFlow's
+	// compare-and-set takes it. Not stored.
+	Revision uint64 `json:"-"`
+}
+
+// createFlows creates or updates the flows bucket.
+func (s *Store) createFlows(ctx context.Context) error {
+	var err error
+	s.flows, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: bus.BucketFlows, Description: "andromeda flows: flow id → the flow as applied",
+		History: 1, Storage: jetstream.FileStorage, Replicas: s.cfg.Replicas,
+		MaxBytes: MaxFlowsBytes, MaxValueSize: MaxFlowBytes,
+	})
+	if err != nil {
+		return fmt.Errorf("store: bucket %s: %w", bus.BucketFlows, err)
+	}
+	if s.flowStream, err = s.js.Stream(ctx, kvStream(bus.BucketFlows)); err != nil {
+		return fmt.Errorf("store: bucket %s: %w", bus.BucketFlows, err)
+	}
+	return nil
+}
+
+func decodeFlow(b []byte) (FlowRecord, error) {
+	var r FlowRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, err
+	}
+	if r.ID == "" || len(r.Flow) == 0 {
+		return r, errors.New("no flow id or document")
+	}
+	return r, nil
+}
+
+// PutFlow stores r if the flow's record is still at revision (0: there is
+// none) and returns the new revision. A record written meanwhile fails it
+// with ErrConflict; a bucket with no room left with ErrFull.
+func (s *Store) PutFlow(ctx context.Context, r FlowRecord, revision uint64) (uint64, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return 0, fmt.Errorf("store: encode flow %s: %w", r.ID, err)
+	}
+	var rev uint64
+	if revision == 0 {
+		rev, err = s.flows.Create(ctx, r.ID, b)
+	} else {
+		rev, err = s.flows.Update(ctx, r.ID, b, revision)
+	}
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return rev, nil
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch),
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+		return 0, fmt.Errorf("store: flow %s changed meanwhile: %w", r.ID, ErrConflict)
+	case errors.Is(err, jetstream.ErrMaxBytesExceeded) || strings.Contains(err.Error(), "maximum bytes"):
+		return 0, fmt.Errorf("store: put flow %s: %w (at most %d bytes of flows)", r.ID, ErrFull, MaxFlowsBytes)
+	}
+	return 0, s.deadline(ctx, fmt.Errorf("store: put flow %s: %w", r.ID, err))
+}
+
+// Flow returns the record of flow id, or an error wrapping ErrNotFound.
+func (s *Store) Flow(ctx context.Context, id string) (FlowRecord, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	e, err := s.flows.Get(ctx, id)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return FlowRecord{}, fmt.Errorf("store: flow %s: %w", id, ErrNotFound)
+	case err != nil:
+		return FlowRecord{}, s.deadline(ctx, fmt.Errorf("store: flow %s: %w", id, err))
+	}
+	r, err := decodeFlow(e.Value())
+	if err != nil {
+		return FlowRecord{}, fmt.Errorf("store: flow %s does not decode: %w", id, ErrDamaged)
+	}
+	r.Revision = e.Revision()
+	return r, nil
+}
+
+// Flows returns every flow record, sorted by id. A record that cannot be
+// read or decoded fails the listing with ErrDamaged unless the store was
+// opened with Repair: then it is skipped.
+func (s *Store) Flows(ctx context.Context) ([]FlowRecord, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	vals, unreadable, err := kvValues(ctx, s.flowStream)
+	if err != nil {
+		return nil, s.deadline(ctx, fmt.Errorf("store: list flows: %w", err))
+	}
+	if len(unreadable) > 0 && !s.cfg.Repair {
+		return nil, fmt.Errorf("store: list flows: record(s) of %s unreadable: %w", strings.Join(unreadable, ", "), ErrDamaged)
+	}
+	out := make([]FlowRecord, 0, len(vals))
+	for _, v := range vals {
+		if v.deleted {
+			continue
+		}
+		r, err := decodeFlow(v.value)
+		if err != nil {
+			if s.cfg.Repair {
+				continue
+			}
+			return nil, fmt.Errorf("store: flow %s does not decode: %w", v.key, ErrDamaged)
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// RemoveFlow deletes flow id's record if it is still at revision; an
+// error wraps ErrNotFound when there is none, ErrConflict when it changed
+// meanwhile.
+func (s *Store) RemoveFlow(ctx context.Context, id string, revision uint64) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	err := s.flows.Delete(ctx, id, jetstream.LastRevision(revision))
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return fmt.Errorf("store: flow %s: %w", id, ErrNotFound)
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch),
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+		return fmt.Errorf("store: flow %s changed meanwhile: %w", id, ErrConflict)
+	}
+	return s.deadline(ctx, fmt.Errorf("store: remove flow %s: %w", id, err))
+}
