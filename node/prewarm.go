@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/manifest"
@@ -70,7 +71,7 @@ func (n *Node) prewarmTick(ev trigger.Event) {
 	}
 	prepared := dormant
 	if p, ok := dep.(sandbox.Prewarmer); ok && d.manifest.Mode == manifest.ModeCommand {
-		if err := p.Prewarm(ctx, time.Until(ev.At)+prewarmKeep); err != nil {
+		if err := safePrewarm(ctx, p, time.Until(ev.At)+prewarmKeep); err != nil {
 			log.Warn("prewarm", logErr, err)
 		} else {
 			prepared = true
@@ -80,4 +81,15 @@ func (n *Node) prewarmTick(ev trigger.Event) {
 		n.prewarms.Add(1)
 		log.Debug("prewarmed", "deployed", dormant, "took", time.Since(start))
 	}
+}
+
+// safePrewarm is p.Prewarm with a panic in the driver turned into an
+// error: a node never dies of a prewarm, as it never dies of a run.
+func safePrewarm(ctx context.Context, p sandbox.Prewarmer, keep time.Duration) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("driver panic in prewarm: %v", r)
+		}
+	}()
+	return p.Prewarm(ctx, keep)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox"
 )
 
 // TestPrewarmTick checks lifecycle.prewarm on a real node: the cron ticks
@@ -127,4 +128,46 @@ func TestPrewarmTick(t *testing.T) {
 			t.Errorf("the dormant service was deployed at %v, not before its first tick at %v", deployedAt, tick)
 		}
 	})
+}
+
+// panicPrewarm is a driver whose deployments panic in Prewarm.
+type panicPrewarm struct{ sandbox.Driver }
+
+func (d panicPrewarm) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deployment, error) {
+	dep, err := d.Driver.Deploy(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return prewarmPanics{dep}, nil
+}
+
+type prewarmPanics struct{ sandbox.Deployment }
+
+func (prewarmPanics) Prewarm(context.Context, time.Duration) error { panic("prewarm exploded") }
+
+// TestPrewarmPanic: a driver that panics in Prewarm does not take the node
+// down: the ticks after it run and are recorded.
+func TestPrewarmPanic(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := startNodeWith(t, panicPrewarm{realWasm(t)}, func(c *node.Config) { c.Policy.Dormant.Services = []string{"sleepy"} })
+	dir := t.TempDir()
+	copyFile(t, filepath.Join("..", "sandbox", "wasm", "echo.wasm"), filepath.Join(dir, "echo.wasm"))
+	writeFiles(t, dir, map[string]string{"andromeda.yaml": "name: sleepy\nversion: 1.0.0\nruntime: {driver: wasm, language: wasm, entry: echo.wasm}\nmode: command\n" +
+		"triggers:\n  - {kind: cron, every: 1s}\n"})
+	if _, err := n.op.Submit(ctx, pack(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		runs, err := n.op.Runs(ctx, "sleepy", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d runs within 15 s after prewarms that panicked", len(runs))
+		}
+	}
 }
