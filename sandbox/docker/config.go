@@ -21,6 +21,7 @@ const (
 	DefaultPullTimeout = 10 * time.Minute
 	DefaultUser        = "65534:65534"
 	DefaultScratch     = 64 << 20
+	DefaultKillWait    = 5 * time.Second
 )
 
 // Config configures the docker driver. The zero value is valid: every zero
@@ -69,7 +70,11 @@ type Config struct {
 	// Process holds the protocol and pool settings, as the process driver
 	// has them: Memory, Pids and CPU (a container's limits where a spec
 	// leaves them zero), Timeout, Concurrency, MaxLine, MaxLog,
-	// CancelGrace, StartTimeout, Backoff, MaxBackoff and UnhealthyAfter.
+	// CancelGrace, StartTimeout, Backoff, MaxBackoff and UnhealthyAfter;
+	// KillWait, also how long a stop's engine calls (kills, removals) may
+	// run past its context, defaults to DefaultKillWait (5 s) here: an
+	// engine busy with other containers takes seconds to kill and remove
+	// one.
 	// Its sandbox fields (WorkDir but for the shims, toolchains, cgroups)
 	// do not apply. WorkDir is where the language shims are written
 	// (runtimes/), shown read-only to containers; default as the process
@@ -210,6 +215,9 @@ func (c Config) withDefaults() Config {
 	}
 	if d.Process.CancelGrace <= 0 {
 		d.Process.CancelGrace = pd.CancelGrace
+	}
+	if d.Process.KillWait <= 0 {
+		d.Process.KillWait = DefaultKillWait
 	}
 	if c.Logger != nil {
 		d.Logger = c.Logger

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/jail"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
 )
 
@@ -35,6 +37,9 @@ type containerSpec struct {
 	mounts     []mount.Mount
 	limits     limits
 	network    bool // the engine's default bridge; false: no network
+	// onRelease is called once the container is removed, also when its
+	// start failed after it was created; nil: nothing.
+	onRelease func()
 }
 
 // limits are a container's resource limits, resolved.
@@ -159,6 +164,7 @@ type containerProc struct {
 	demux  chan struct{} // closed when the attached stream ended
 
 	killed   atomic.Bool
+	thrash   atomic.Pointer[string] // why the driver killed it as out of memory
 	waitOnce sync.Once
 	state    process.ProcState
 	rmOnce   sync.Once
@@ -175,23 +181,72 @@ type containerProc struct {
 	rx, tx int64       // its network counters, as last read
 }
 
+// create creates the container of cs. The engine's call is not cut short
+// by ctx, which would leave a container the engine made after it saw the
+// cancel: when ctx ends first, create returns its error at once and the
+// container, once made, is removed in the background, then gone is
+// called. gone is called too when the engine made none.
+func (d *Driver) create(ctx context.Context, cli *client.Client, cs containerSpec, stdin bool, gone func()) (client.ContainerCreateResult, error) {
+	type made struct {
+		r   client.ContainerCreateResult
+		err error
+	}
+	ch := make(chan made, 1)
+	opts := d.createOptionsFor(cs, stdin)
+	d.inBackground(func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+		defer cancel()
+		r, err := cli.ContainerCreate(cctx, opts)
+		ch <- made{r, err}
+	})
+	select {
+	case m := <-ch:
+		if m.err != nil {
+			gone()
+		}
+		return m.r, m.err
+	case <-ctx.Done():
+	}
+	d.inBackground(func() {
+		m := <-ch
+		if m.err != nil {
+			gone()
+			return
+		}
+		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := cli.ContainerRemove(rctx, m.r.ID, client.ContainerRemoveOptions{Force: true}); err == nil || cerrdefs.IsNotFound(err) {
+			gone()
+		}
+	})
+	return client.ContainerCreateResult{}, ctx.Err()
+}
+
 // startContainer creates, attaches and starts the container of cs, with
 // the relay transport when the driver uses it. A failure removes what it
-// made.
+// made: at once, or in the background when ctx ended the start (Close
+// waits for it), and then calls cs.onRelease, whatever the failure.
 func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *containerProc, err error) {
+	gone := func() {
+		d.forget(cs.name)
+		if cs.onRelease != nil {
+			cs.onRelease()
+		}
+	}
 	cli, err := d.ready()
 	if err != nil {
+		gone()
 		return nil, err
 	}
 	rf, err := d.relay()
 	if err != nil {
-		d.forget(cs.name)
+		gone()
 		return nil, err
 	}
 	var ln *net.UnixListener
 	if rf != nil {
 		if ln, err = d.relayListen(); err != nil {
-			d.forget(cs.name)
+			gone()
 			return nil, err
 		}
 		defer ln.Close()
@@ -204,15 +259,21 @@ func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *conta
 		cs.entrypoint = append(append(slices.Clone(rf.argv), relayArg, relaySocket, "--"), argv...)
 		cs.argv = nil
 	}
-	created, err := cli.ContainerCreate(ctx, d.createOptionsFor(cs, rf == nil))
+	created, err := d.create(ctx, cli, cs, rf == nil, gone)
 	if err != nil {
-		d.forget(cs.name)
 		return nil, fmt.Errorf("create container: %w", err)
 	}
-	p = &containerProc{d: d, cli: cli, id: created.ID, name: cs.name, demux: make(chan struct{}), hasNet: cs.network}
+	p = &containerProc{d: d, cli: cli, id: created.ID, name: cs.name, demux: make(chan struct{}), hasNet: cs.network, onRelease: cs.onRelease}
 	defer func() {
-		if err != nil {
-			p.Release(0)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			// The caller's deadline cut the start short and it is owed
+			// its answer now: the container is removed in the
+			// background (a second on a loaded engine).
+			d.inBackground(func() { _ = p.Release(0) })
+		default:
+			_ = p.Release(0)
 		}
 	}()
 	att, err := cli.ContainerAttach(ctx, p.id, client.ContainerAttachOptions{Stream: true, Stdin: rf == nil, Stdout: true, Stderr: true})
@@ -261,6 +322,10 @@ func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *conta
 		p.pid = in.Container.State.Pid
 		if p.cg = findCgroup(p.pid); p.cg != nil {
 			p.cg.watchOOM(p.demux)
+			jail.WatchThrash(cmp.Or(p.cg.memory, p.cg.unified), p.d.cfg.Process.ThrashAfter, func(reason string) {
+				p.thrash.Store(&reason)
+				p.Kill()
+			}, p.demux)
 		}
 	}
 	if rf != nil {
@@ -313,6 +378,9 @@ func (p *containerProc) Wait() process.ProcState {
 		}
 		if p.cg != nil && p.cg.oomKills() > 0 {
 			p.state.OOMKilled = true
+		}
+		if r := p.thrash.Load(); r != nil {
+			p.state.OOMKilled, p.state.OOMReason = true, *r
 		}
 		if !p.state.OOMKilled && code == 128+int64(syscall.SIGKILL) && !p.killed.Load() {
 			// Killed, not by the driver: the engine may learn of an OOM

@@ -15,6 +15,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/sandbox/process/lang"
 )
 
 // input is the contract Input of a guest operation, with run id run.
@@ -193,5 +194,35 @@ func TestClose(t *testing.T) {
 	}
 	if _, err := d.Deploy(ctx, sandbox.Spec{Service: "close", Image: img.ID}); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Errorf("Deploy after Close = %v, want an error saying the driver is closed", err)
+	}
+}
+
+// TestStartCutByDeadline: a command-mode invocation whose container has
+// not started by its deadline (a Python worker takes longer than 150 ms)
+// returns a timeout at the deadline, not after the engine has removed the
+// container, and Stop still leaves no container behind.
+func TestStartCutByDeadline(t *testing.T) {
+	dir, entry := archiveGuest(t, lang.Python)
+	d := newDriver(t, archiveConfig(t, lang.Python))
+	dep := deploy(t, d, sandbox.Spec{Service: "cut-start", Dir: dir, Entry: entry, Language: lang.Python, Mode: sandbox.ModeCommand})
+	const slack = 250 * time.Millisecond // the old synchronous removal took 400 ms and more
+	for _, timeout := range []time.Duration{50 * time.Millisecond, 150 * time.Millisecond, 300 * time.Millisecond} {
+		start := time.Now()
+		r, err := sandbox.CallRaw(context.Background(), dep, input(t, "", map[string]any{"do": "spin"}), timeout)
+		took := time.Since(start)
+		if err != nil || r.Outcome != sandbox.Timeout {
+			t.Fatalf("timeout %v: outcome %s, error %v, want a timeout", timeout, r.Outcome, err)
+		}
+		if took > timeout+slack {
+			t.Errorf("timeout %v: returned after %v, want at most %v", timeout, took, timeout+slack)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := dep.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := containers(t, d, LabelService+"=cut-start"); len(left) > 0 {
+		t.Errorf("containers after Stop: %v", left)
 	}
 }

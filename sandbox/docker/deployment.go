@@ -67,14 +67,18 @@ func (dep *deployment) start(ctx context.Context) (process.Proc, error) {
 		}
 	}
 	cs.labels = dep.d.labels(RoleWorker, dep.name, dep.spec.Version, run)
+	cs.onRelease = func() {
+		dep.mu.Lock()
+		delete(dep.live, cs.name)
+		dep.mu.Unlock()
+	}
 	dep.mu.Lock()
 	dep.live[cs.name] = nil
 	dep.mu.Unlock()
 	p, err := dep.d.startContainer(ctx, cs)
 	if err != nil {
-		dep.mu.Lock()
-		delete(dep.live, cs.name)
-		dep.mu.Unlock()
+		// It stays live until its removal (maybe in the background)
+		// calls onRelease, so Stop removes it too.
 		return nil, err
 	}
 	dep.mu.Lock()
@@ -93,11 +97,6 @@ func (dep *deployment) start(ctx context.Context) (process.Proc, error) {
 		p.Kill()
 	}
 	p.stopBy = dep.stopDeadline
-	p.onRelease = func() {
-		dep.mu.Lock()
-		delete(dep.live, cs.name)
-		dep.mu.Unlock()
-	}
 	return p, nil
 }
 
@@ -156,6 +155,15 @@ func (dep *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, 
 	return exit, err
 }
 
+// Messages is how many protocol messages the deployment's workers were
+// sent and sent back (sandbox.MessageCounter).
+func (dep *deployment) Messages() (sent, received uint64) {
+	if mc, ok := dep.pool.(sandbox.MessageCounter); ok {
+		return mc.Messages()
+	}
+	return 0, 0
+}
+
 // withRun puts the run_id of input into ctx, for the container's label.
 func withRun(ctx context.Context, input []byte) context.Context {
 	if run := runID(input); run != "" {
@@ -184,14 +192,11 @@ func sumNetwork(ps []*containerProc) (rx, tx int64) {
 	return rx, tx
 }
 
-// stopSlack is how long the engine calls of a stop may run past the end
-// of Stop's context: a Stop with no time left (Close) still kills and
-// removes its containers on an engine that answers.
-const stopSlack = time.Second
-
 // Stop stops the pool (gracefully within ctx, then by force) and removes
 // every container of the deployment. Its engine calls (kills, removals)
-// end at the latest stopSlack after ctx: when the engine does not answer,
+// end at the latest Process.KillWait after ctx (so a Stop with no time
+// left, Close, still kills and removes its containers on an engine that
+// answers): when the engine does not answer,
 // Stop returns then with an error naming what was left, and the driver no
 // longer counts those containers as its own, so that Reap removes them
 // once the engine is back. Safe to call more than once.
@@ -204,7 +209,7 @@ func (dep *deployment) Stop(ctx context.Context) error {
 		by = time.Now()
 	}
 	if !by.IsZero() {
-		dep.stopBy.CompareAndSwap(0, by.Add(stopSlack).UnixNano())
+		dep.stopBy.CompareAndSwap(0, by.Add(dep.d.cfg.Process.KillWait).UnixNano())
 	}
 	dep.stopping.Store(true)
 	dep.mu.Lock()
@@ -225,7 +230,7 @@ func (dep *deployment) Stop(ctx context.Context) error {
 }
 
 // stopDeadline is the latest end of the engine calls of a stopping
-// deployment: stopSlack after the end of Stop's context; zero before
+// deployment: Process.KillWait after the end of Stop's context; zero before
 // Stop, or when Stop's context has no deadline.
 func (dep *deployment) stopDeadline() time.Time {
 	if n := dep.stopBy.Load(); n != 0 {
@@ -254,6 +259,11 @@ func (dep *deployment) removeAll(ctx context.Context) error {
 	for _, name := range names {
 		if err == nil {
 			_, err := cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
+			if cerrdefs.IsConflict(err) {
+				// Its removal is under way already (a start cut short
+				// removes its container in the background): wait for it.
+				err = waitGone(ctx, cli, name)
+			}
 			if err != nil && !cerrdefs.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("remove container %s: %w", name, err))
 			}
@@ -270,6 +280,25 @@ func (dep *deployment) removeAll(ctx context.Context) error {
 		return fmt.Errorf("%w at %s: stop %s: %w (Reap removes them once the engine answers)", ErrEngine, dep.d.host(), dep.name, errors.Join(errs...))
 	}
 	return nil
+}
+
+// waitGone waits until the engine no longer has container name, or ctx
+// ends.
+func waitGone(ctx context.Context, cli *client.Client, name string) error {
+	for {
+		_, err := cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+		switch {
+		case cerrdefs.IsNotFound(err):
+			return nil
+		case err != nil:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("container %s still there: %w", name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Placement says where the service runs: new containers of its image.

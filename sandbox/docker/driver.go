@@ -102,6 +102,7 @@ type Driver struct {
 	names    map[string]struct{}
 	deps     map[*deployment]struct{}
 	closed   bool
+	bg       sync.WaitGroup // removals of containers whose start was cut short
 }
 
 // New returns a driver with cfg; zero fields take their defaults. New has no
@@ -263,6 +264,7 @@ func (d *Driver) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	d.bg.Wait()
 	if d.cli != nil {
 		// Raw workers and anything a stop left behind.
 		if _, err := d.removeWhere(ctx, func(labels map[string]string, name string) bool {
@@ -273,6 +275,23 @@ func (d *Driver) Close() error {
 		d.cli.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// inBackground runs fn on its own goroutine, counted so that Close waits
+// for it; once the driver is closed it runs fn before returning.
+func (d *Driver) inBackground(fn func()) {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		fn()
+		return
+	}
+	d.bg.Add(1)
+	d.mu.Unlock()
+	go func() {
+		defer d.bg.Done()
+		fn()
+	}()
 }
 
 // track registers dep; it fails once the driver is closed.

@@ -97,6 +97,15 @@ func (p *Process) PeakMemory() int64 { return p.cg.peakMemory() }
 // exceeding its memory limit, or -1 when the kernel does not say.
 func (p *Process) OOMKills() int { return p.cg.oomKills() }
 
+// WatchThrash watches the jail's memory cgroup for thrashing at its limit
+// until stop is closed (see the package's WatchThrash); nothing without
+// a memory cgroup.
+func (p *Process) WatchThrash(after time.Duration, onThrash func(reason string), stop <-chan struct{}) {
+	if p.cg != nil {
+		WatchThrash(p.cg.mem, after, onThrash, stop)
+	}
+}
+
 // Release removes the jail's cgroups once its processes are gone,
 // retrying for up to wait while the kernel tears them down.
 func (p *Process) Release(wait time.Duration) error { return p.cg.remove(wait) }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	worker "github.com/andromeda-runner/andromeda/runtimes/go"
+	"github.com/andromeda-runner/andromeda/sandbox/jail"
 	"github.com/andromeda-runner/andromeda/sandbox/process/deps"
 	"github.com/andromeda-runner/andromeda/sandbox/process/lang"
 )
@@ -24,6 +25,7 @@ const (
 	DefaultFiles          = 1024
 	DefaultMaxLog         = 8 << 10
 	DefaultCancelGrace    = 250 * time.Millisecond
+	DefaultKillWait       = time.Second
 	DefaultStartTimeout   = 15 * time.Second
 	DefaultBackoff        = 100 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
@@ -82,6 +84,17 @@ type Config struct {
 	// cancel message (caller gone, timeout) before the driver kills its
 	// worker's whole process group. Default DefaultCancelGrace (250 ms).
 	CancelGrace time.Duration
+	// ThrashAfter is how long a worker may thrash at its memory limit
+	// (its anonymous memory filling the limit while the kernel evicts its
+	// code and it reads it back, instead of killing it) before the driver
+	// kills it and tells it as out of memory. Default
+	// jail.DefaultThrashAfter (2 s); negative: never.
+	ThrashAfter time.Duration
+	// KillWait is how long Stop waits, once its context is done, for the
+	// workers it killed to end (and, when the workers' runner is another
+	// driver, to be released) before it gives up on them and returns
+	// naming them. Default DefaultKillWait (1 s).
+	KillWait time.Duration
 	// StartTimeout bounds a worker's start: sandbox set-up, interpreter
 	// start and module load, until its ready message. Default
 	// DefaultStartTimeout (15 s).
@@ -167,6 +180,8 @@ func DefaultConfig() Config {
 		MaxLine:        worker.DefaultMaxLine,
 		MaxLog:         DefaultMaxLog,
 		CancelGrace:    DefaultCancelGrace,
+		ThrashAfter:    jail.DefaultThrashAfter,
+		KillWait:       DefaultKillWait,
 		StartTimeout:   DefaultStartTimeout,
 		Backoff:        DefaultBackoff,
 		MaxBackoff:     DefaultMaxBackoff,
@@ -265,6 +280,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CancelGrace > 0 {
 		d.CancelGrace = c.CancelGrace
+	}
+	if c.ThrashAfter != 0 {
+		d.ThrashAfter = c.ThrashAfter
+	}
+	if c.KillWait > 0 {
+		d.KillWait = c.KillWait
 	}
 	if c.StartTimeout > 0 {
 		d.StartTimeout = c.StartTimeout

@@ -29,6 +29,7 @@ type deployment struct {
 	poolSize int
 	capacity int // invocations in flight per worker
 	log      func(string)
+	msgs     messageCounts // protocol messages to and from its workers
 
 	logsOnce sync.Once
 	logs     *sandbox.LogLimiter // in front of log: see limiter
@@ -89,7 +90,7 @@ func (d *deployment) newWorker(ctx context.Context) (*workerProc, error) {
 		return nil, spawnError{err}
 	}
 	d.spawned.Add(1)
-	w := startWorker(p, d.name, d.limiter(), d.cfg.MaxLine, d.cfg.MaxLog, d.capacity, d.init, d.answered, d.died)
+	w := startWorker(p, d.name, d.limiter(), d.cfg.MaxLine, d.cfg.MaxLog, d.capacity, d.init, d.answered, d.died, &d.msgs)
 	d.mu.Lock()
 	d.live[w] = struct{}{}
 	d.starting++
@@ -115,6 +116,13 @@ func (d *deployment) newWorker(ctx context.Context) (*workerProc, error) {
 	d.mu.Unlock()
 	if err != nil {
 		w.kill("it did not start", false)
+		if ctx.Err() != nil {
+			// The deadline ended the start: the caller is answered now.
+			// The worker ends and is released in the background (a
+			// container's removal can take a second on a loaded engine);
+			// it stays live until then, so Stop still waits for it.
+			return nil, err
+		}
 		<-w.done
 		if w.exit.detail != "" && !strings.Contains(err.Error(), w.exit.detail) {
 			err = fmt.Errorf("%w\n%s", err, w.exit.detail)
@@ -355,6 +363,12 @@ func (d *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, er
 		return exit, fmt.Errorf("invoke %s: %w", d.name, err)
 	}
 	return exit, nil
+}
+
+// Messages is how many protocol messages the deployment's workers were
+// sent and sent back (sandbox.MessageCounter).
+func (d *deployment) Messages() (sent, received uint64) {
+	return d.msgs.sent.Load(), d.msgs.received.Load()
 }
 
 // protocolInput checks that input is one JSON value and returns it on one
@@ -615,17 +629,12 @@ func (d *deployment) retire(w *workerProc) {
 	}()
 }
 
-// killWait is how long Stop waits, once its context is done, for the
-// workers it killed to end (and, when the workers' runner is another
-// driver, to be released) before it gives up on them.
-const killWait = time.Second
-
 // Stop refuses new invocations, sends every worker a shutdown message with
 // ctx's deadline, waits until they exit or ctx is done, then kills what is
 // left (their invocations return sandbox.ErrStopped) and waits for every
 // process to be reaped and its cgroup removed. A ctx without a deadline
 // waits for the invocations in flight to finish. Stop returns at most
-// killWait after ctx is done: a worker that has not ended by then (its
+// Config.KillWait after ctx is done: a worker that has not ended by then (its
 // runner could not kill it: an engine that went away) is left to end on
 // its own, and the error names it. Safe to call more than once and from
 // several goroutines; later calls wait for the first.
@@ -665,6 +674,7 @@ func (d *deployment) Stop(ctx context.Context) error {
 		return ws
 	}
 	// killed is done killWait after ctx: the most Stop waits past it.
+	killWait := d.cfg.KillWait
 	var killed <-chan struct{}
 	cancelKilled := func() {}
 	defer func() { cancelKilled() }()

@@ -293,6 +293,6 @@ func (d *Driver) poolConfig(spec sandbox.Spec, name string, mode sandbox.Mode, m
 		Config: d.cfg,
 		Spec:   spec,
 		Module: module,
-		Start:  func(context.Context) (Proc, error) { return startJail(tmpl) },
+		Start:  func(context.Context) (Proc, error) { return startJail(tmpl, d.cfg.ThrashAfter) },
 	}
 }

@@ -54,7 +54,10 @@ type ProcState struct {
 	Signal      syscall.Signal // it was killed by Signal (Exited false)
 	SetupFailed bool           // its sandbox could not be set up before it ran
 	OOMKilled   bool           // killed for exceeding its memory limit (docker's State.OOMKilled)
-	Err         error          // waiting failed: the process was lost
+	// OOMReason, with OOMKilled, says how the driver itself found the
+	// process out of memory (thrashing at its limit) and killed it.
+	OOMReason string
+	Err       error // waiting failed: the process was lost
 	// RunnerLost says that Err is the runner's failure, not the
 	// process's: the runner lost track of it (a Docker Engine that went
 	// away). Its invocations end with outcome Error and an error, and it
@@ -150,7 +153,7 @@ func (pc PoolConfig) check() error {
 func InitMessage(pc PoolConfig) []byte {
 	s := pc.shape()
 	init, err := json.Marshal(worker.Message{
-		Type: worker.TypeInit, ID: "init", Protocol: worker.Version, Service: s.name,
+		Type: worker.TypeInit, ID: "init", Protocol: worker.Version, MaxProtocol: worker.RouteVersion, Service: s.name,
 		Modules: []worker.Module{pc.Module}, Config: json.RawMessage(`{}`),
 		MaxLine: s.cfg.MaxLine, MaxInFlight: s.capacity,
 	})

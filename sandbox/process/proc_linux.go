@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,20 +56,31 @@ func newPool(ctx context.Context, pc PoolConfig, track func(*deployment) error) 
 var _ sandbox.HealthReporter = (*deployment)(nil)
 
 // jailProc is a jail as a Proc: the process driver's workers.
-type jailProc struct{ p *jail.Process }
+type jailProc struct {
+	p      *jail.Process
+	ended  chan struct{} // closed when Wait returns
+	once   sync.Once
+	thrash atomic.Pointer[string]
+}
 
 var (
 	_ Proc           = (*jailProc)(nil)
 	_ writeDeadliner = (*os.File)(nil)
 )
 
-// startJail starts a worker from tmpl.
-func startJail(tmpl *jail.Template) (Proc, error) {
+// startJail starts a worker from tmpl, killed as out of memory when it
+// thrashes at its memory limit for thrashAfter (see jail.WatchThrash).
+func startJail(tmpl *jail.Template, thrashAfter time.Duration) (Proc, error) {
 	sp, err := tmpl.Start()
 	if err != nil {
 		return nil, err
 	}
-	return &jailProc{p: sp}, nil
+	j := &jailProc{p: sp, ended: make(chan struct{})}
+	sp.WatchThrash(thrashAfter, func(reason string) {
+		j.thrash.Store(&reason)
+		sp.Kill()
+	}, j.ended)
+	return j, nil
 }
 
 func (j *jailProc) Stdin() io.WriteCloser            { return j.p.Stdin }
@@ -78,7 +91,17 @@ func (j *jailProc) CPUTime() time.Duration           { return j.p.CPUTime() }
 func (j *jailProc) PeakMemory() int64                { return j.p.PeakMemory() }
 func (j *jailProc) OOMKills() int                    { return j.p.OOMKills() }
 func (j *jailProc) Release(wait time.Duration) error { return j.p.Release(wait) }
-func (j *jailProc) Wait() ProcState                  { return waitState(j.p.Wait()) }
+
+// Wait waits for the worker to end; killed for thrashing, it was out of
+// memory.
+func (j *jailProc) Wait() ProcState {
+	s := waitState(j.p.Wait())
+	j.once.Do(func() { close(j.ended) })
+	if r := j.thrash.Load(); r != nil {
+		s.OOMKilled, s.OOMReason = true, *r
+	}
+	return s
+}
 
 // waitState turns a wait status into a ProcState; the jail's exit status
 // 125 (jail.ExitSetupFailed) is a set-up that failed.

@@ -96,7 +96,7 @@ func (p unkillable) Kill() {
 func (p unkillable) String() string { return "unkillable worker" }
 
 // TestStopBounded checks that Stop keeps to its context when a worker
-// cannot be killed: it returns killWait after the context ends, with an
+// cannot be killed: it returns Config.KillWait after the context ends, with an
 // error naming the worker, and the worker, once it can be killed, is
 // still reaped and released.
 func TestStopBounded(t *testing.T) {
@@ -132,8 +132,8 @@ func TestStopBounded(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "unkillable worker") {
 		t.Errorf("Stop = %v, want an error naming the worker left running", err)
 	}
-	if took > 500*time.Millisecond+killWait+time.Second {
-		t.Errorf("Stop took %v, want about %v", took, 500*time.Millisecond+killWait)
+	if took > 500*time.Millisecond+DefaultKillWait+time.Second {
+		t.Errorf("Stop took %v, want about %v", took, 500*time.Millisecond+DefaultKillWait)
 	}
 	may.Store(true)
 	for _, p := range ps.all {

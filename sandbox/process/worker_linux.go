@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/internal/spin"
@@ -46,6 +47,7 @@ type workerProc struct {
 	capacity  int
 	ready     bool
 	accepts   []string // the optional requests the worker answers (its ready message's)
+	protocol  int      // the version its ready message named
 	dead      bool
 	killedFor string // why the driver killed the worker; "" if it did not
 	blame     bool   // the kill was the service's fault (protocol error): a crash
@@ -55,6 +57,7 @@ type workerProc struct {
 	oomSign   string            // a runtime's out-of-memory message seen on standard error
 	onAnswer  func()            // called when the worker answers an invocation
 	onDeath   func(*workerProc) // called once the worker is reaped, before its calls end
+	msgs      *messageCounts    // the deployment's count of protocol messages
 	// oneShot marks a command-mode worker: what it writes to standard
 	// error after its one invocation answered is still that run's
 	// (lastRun), whose log ends when standard error does.
@@ -90,6 +93,7 @@ type call struct {
 // reply ends a call: a result, an error message, or the worker's death.
 type reply struct {
 	output []byte
+	hops   []byte // protocol 2: the runs made on the invoke's route
 	err    *worker.Error
 	died   *workerExit
 }
@@ -102,8 +106,9 @@ const (
 
 // startWorker runs the protocol client of a started worker and sends it
 // init. It returns at once; the worker is usable once waitReady returns nil.
-func startWorker(p Proc, service string, logs *sandbox.LogLimiter, maxLine, maxLog, capacity int, init []byte, onAnswer func(), onDeath func(*workerProc)) *workerProc {
+func startWorker(p Proc, service string, logs *sandbox.LogLimiter, maxLine, maxLog, capacity int, init []byte, onAnswer func(), onDeath func(*workerProc), msgs *messageCounts) *workerProc {
 	w := &workerProc{
+		msgs:     msgs,
 		onAnswer: onAnswer,
 		onDeath:  onDeath,
 		capacity: capacity,
@@ -143,8 +148,15 @@ func (w *workerProc) waitReady(ctx context.Context) error {
 func (w *workerProc) write(line []byte) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
+	w.msgs.sent.Add(1)
 	_, err := w.stdin.Write(line)
 	return err
+}
+
+// messageCounts counts a deployment's protocol messages: lines written to
+// its workers and lines read from them.
+type messageCounts struct {
+	sent, received atomic.Uint64
 }
 
 // reserve takes a slot for one invocation if the worker is ready and below
@@ -249,7 +261,30 @@ func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Durati
 		exit.Detail = w.callLogs(c, msg)
 		return exit, nil
 	}
+	if _, out := sandbox.RouteOf(ctx); out != nil && len(r.hops) > 0 {
+		hops, err := sandbox.ParseHops(r.hops)
+		if err != nil {
+			// The module's own output stands; the node routes its emits.
+			w.logLine(fmt.Sprintf("worker result with bad hops, ignored: %v", err))
+		}
+		*out = append(*out, hops...)
+	}
 	return sandbox.Exit{Outcome: sandbox.OK, Output: r.output, Detail: w.callLogs(c, ""), Usage: usage}, nil
+}
+
+// speaks says whether the worker answered ready with protocol version v or
+// a later one.
+func (w *workerProc) speaks(v int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.protocol >= v
+}
+
+// logLine writes line to the service's log, if it has one.
+func (w *workerProc) logLine(line string) {
+	if w.logs != nil {
+		w.logs.Log(line)
+	}
 }
 
 // callLogs returns head followed by c's log messages.
@@ -305,6 +340,10 @@ func (w *workerProc) send(ctx context.Context, id string, input []byte) error {
 		b = append(b, `,"deadline":`...)
 		b = strconv.AppendInt(b, dl.UnixMilli(), 10)
 	}
+	if route, _ := sandbox.RouteOf(ctx); route != nil && w.speaks(worker.RouteVersion) {
+		b = append(b, `,"route":`...)
+		b = append(b, route...)
+	}
 	b = append(b, "}\n"...)
 	if cap(b) <= 64<<10 {
 		w.buf = b
@@ -317,6 +356,7 @@ func (w *workerProc) send(ctx context.Context, id string, input []byte) error {
 			defer w.stdinDL.SetWriteDeadline(time.Time{})
 		}
 	}
+	w.msgs.sent.Add(1)
 	_, err := w.stdin.Write(b)
 	return err
 }
@@ -380,6 +420,7 @@ func (w *workerProc) shutdown(by time.Time) {
 		return
 	}
 	w.closing = true
+	w.msgs.sent.Add(1)
 	_, _ = w.stdin.Write([]byte(msg))
 	_ = w.stdin.Close()
 }
@@ -488,6 +529,7 @@ func (w *workerProc) readStdout(stderrDone <-chan struct{}) {
 			}
 			break
 		}
+		w.msgs.received.Add(1)
 		if err := w.handle(line); err != nil {
 			protoErr = err
 			break
@@ -550,6 +592,9 @@ func (w *workerProc) classify(state ProcState) workerExit {
 	}
 	if state.Err != nil {
 		return workerExit{outcome: sandbox.Crashed, detail: withTail(fmt.Sprintf("worker lost: %v", state.Err))}
+	}
+	if state.OOMKilled && state.OOMReason != "" {
+		return workerExit{outcome: sandbox.OOM, detail: withTail("out of memory: " + state.OOMReason)}
 	}
 	if state.OOMKilled || w.proc.OOMKills() > 0 {
 		return workerExit{outcome: sandbox.OOM, detail: withTail("out of memory: the kernel killed the worker at its cgroup memory limit")}
@@ -615,17 +660,18 @@ func (w *workerProc) handle(line []byte) error {
 			w.mu.Unlock()
 			return errors.New("a second ready message")
 		}
-		if m.Protocol != worker.Version {
+		if m.Protocol < worker.Version || m.Protocol > worker.RouteVersion {
 			w.mu.Unlock()
-			return fmt.Errorf("the worker speaks protocol %d, the driver %d", m.Protocol, worker.Version)
+			return fmt.Errorf("the worker speaks protocol %d, the driver %d to %d", m.Protocol, worker.Version, worker.RouteVersion)
 		}
 		w.ready = true
+		w.protocol = m.Protocol
 		w.accepts = m.Accepts
 		w.capacity = min(max(m.Concurrency, 1), w.capacity)
 		w.mu.Unlock()
 		w.signalReady(nil)
 	case worker.TypeResult:
-		w.deliver(m.ID, reply{output: m.Output})
+		w.deliver(m.ID, reply{output: m.Output, hops: m.Hops})
 	case worker.TypeError:
 		if m.Error == nil {
 			m.Error = &worker.Error{Message: "error message without an error"}

@@ -591,7 +591,9 @@ func testStopInFlight(t T, s *suite) {
 	if err := dep.Stop(ctx); err != nil {
 		t.Errorf("Stop() = %v, want nil", err)
 	}
-	if took, limit := time.Since(start), grace+5*time.Second; took > limit {
+	// A driver may give its kills past the grace a few seconds (the docker
+	// driver gives a busy engine 5 s); Stop must still come back.
+	if took, limit := time.Since(start), grace+10*time.Second; took > limit {
 		t.Errorf("Stop with a %v grace period took %v", grace, took)
 	}
 	select {
