@@ -36,6 +36,12 @@ import "encoding/json"
 // of init and ready.
 const Version = 1
 
+// RouteVersion is the protocol version that adds same-worker routes: a
+// runner that offers it (init's max_protocol) may send a worker that
+// answers ready with it an invoke with a route, and the worker answers
+// with the hops it made (docs/runtime-protocol.md, "Version 2").
+const RouteVersion = 2
+
 // DefaultMaxLine is the longest line either side may send when init names no
 // max_line: 8 MiB, newline included.
 const DefaultMaxLine = 8 << 20
@@ -77,6 +83,9 @@ type Message struct {
 
 	// init and ready
 	Protocol int `json:"protocol,omitempty"`
+	// init: the highest version the runner speaks; a worker may answer
+	// ready with any version from Protocol to it.
+	MaxProtocol int `json:"max_protocol,omitempty"`
 	// init
 	Service     string          `json:"service,omitempty"`
 	Modules     []Module        `json:"modules,omitempty"`
@@ -95,9 +104,14 @@ type Message struct {
 	Module   string          `json:"module,omitempty"`
 	Input    json.RawMessage `json:"input,omitempty"`
 	Deadline int64           `json:"deadline,omitempty"` // Unix milliseconds; 0: none
+	// invoke, protocol 2: the modules the worker runs on the module's
+	// emits itself (see RouteVersion)
+	Route json.RawMessage `json:"route,omitempty"`
 
 	// result
 	Output json.RawMessage `json:"output,omitempty"`
+	// result, protocol 2: the runs the worker made on the invoke's route
+	Hops json.RawMessage `json:"hops,omitempty"`
 	// error
 	Error *Error `json:"error,omitempty"`
 	// log

@@ -1,4 +1,4 @@
-"""Andromeda runtime shim for Python: runtime protocol version 1.
+"""Andromeda runtime shim for Python: runtime protocol versions 1 and 2.
 
 See docs/runtime-protocol.md. The process driver runs
 
@@ -54,7 +54,23 @@ def is_coroutine_function(fn):
 def is_awaitable(value):
     return hasattr(value, "__await__")
 
+# The protocol versions the shim speaks: 2 adds same-worker routes.
 PROTOCOL = 1
+ROUTE_PROTOCOL = 2
+RUN_ID_ALPHABET = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz")
+
+
+def module_run_id(route, module, message):
+    """The run id the node gives a module's run for a message of a flow
+    run: the flow run's time (route["run_time"], 6 bytes in hex) and the
+    first 6 bytes of sha256(flow run, module, message), in the run ids'
+    base32."""
+    import base64
+    import hashlib
+
+    key = "%s\0%s\0%s" % (route.get("flow_run", ""), module, message)
+    raw = bytes.fromhex(route.get("run_time") or "000000000000") + hashlib.sha256(key.encode("utf-8")).digest()[:6]
+    return base64.b32encode(raw).rstrip(b"=").translate(RUN_ID_ALPHABET).decode()
 
 # How long before a shutdown's "by" the invocations still running are
 # cancelled (seconds): the protocol's "shortly before".
@@ -146,34 +162,109 @@ class Worker:
             err["stack"] = stack
         self.send({"type": "error", "id": id, "error": err})
 
-    def result(self, id, value):
+    def encode(self, value):
+        """The handler's value as the output's JSON (bytes), or (code,
+        message) when it cannot be encoded."""
         out = value
         if isinstance(out, (list, tuple)):
             out = {"actions": list(out)}
         if out is None:
             out = {}
         if not isinstance(out, dict):
-            self.error(id, "error", "the handler returned %s, want a dict" % type(value).__name__)
-            return
+            return ("error", "the handler returned %s, want a dict" % type(value).__name__)
         try:
             try:
-                data = json.dumps(out, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+                return json.dumps(out, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
             except UnicodeEncodeError:  # lone surrogates: escape them
-                data = json.dumps(out, separators=(",", ":"), allow_nan=False).encode("ascii")
+                return json.dumps(out, separators=(",", ":"), allow_nan=False).encode("ascii")
         except RecursionError:
-            self.error(id, "error", "encode output: nested deeper than Python's recursion limit (%d)" % sys.getrecursionlimit())
-            return
+            return ("error", "encode output: nested deeper than Python's recursion limit (%d)" % sys.getrecursionlimit())
         except MemoryError:
-            self.error(id, "oom", "encode output: out of memory")
-            return
+            return ("oom", "encode output: out of memory")
         except Exception as e:  # noqa: BLE001 - TypeError, ValueError (circular, NaN), or what a value's methods raise
-            self.error(id, "error", "encode output: %s" % describe(e))
+            return ("error", "encode output: %s" % describe(e))
+
+    def result(self, id, value, hops=None):
+        data = self.encode(value)
+        if isinstance(data, tuple):
+            self.error(id, data[0], data[1])
             return
-        line = b'{"type":"result","id":' + json.dumps(id).encode() + b',"output":' + data + b"}\n"
+        head = b'{"type":"result","id":' + json.dumps(id).encode() + b',"output":' + data
+        line = head + b"}\n"
+        if hops:
+            parts = []
+            for h in hops:
+                meta = json.dumps({k: h[k] for k in ("run_id", "module", "from", "emit", "wire", "ns", "gap_ns")}, separators=(",", ":")).encode()
+                tail = b',"output":' + h["output"] if "output" in h else b',"error":' + json.dumps(h["error"]).encode()
+                parts.append(meta[:-1] + tail + b"}")
+            with_hops = head + b',"hops":[' + b",".join(parts) + b"]}\n"
+            if len(with_hops) <= self.max_line:  # else the node routes the emits itself
+                line = with_hops
         if len(line) > self.max_line:
             self.error(id, "error", "output of %d bytes exceeds the line limit of %d bytes" % (len(data), self.max_line))
             return
         self.write(line)
+
+    def walk(self, msg, inp, value, to, hops, budget, sent_at, first):
+        """Same-worker routes (protocol 2), a generator: for each emit of a
+        module's value on a port the route names, the modules it leads to
+        run here, in emit order, each given the message as the Python value
+        the sender emitted (a deep copy for every destination after the
+        first); what each returns goes on along its own route. It yields
+        the awaitables handlers return and is sent their values. sent_at
+        is when the sender's handler returned (perf_counter_ns): a hop's
+        gap_ns is the time from it to the hop's handler starting. first
+        says every sender so far took its own sender's first emit: a
+        destination's id0, derived by the node, is then its run id for the
+        first emit."""
+        if not to or not isinstance(value, dict) or not isinstance(value.get("emit"), list):
+            return
+        route = msg["route"]
+        trig = inp.get("trigger") or {}
+        flow = trig.get("flow") or {}
+        for i, em in enumerate(value["emit"]):
+            if not isinstance(em, dict) or not isinstance(em.get("port"), str) or not isinstance(to.get(em["port"]), list):
+                continue
+            for j, d in enumerate(to[em["port"]]):
+                if budget[0] <= 0 or msg["id"] in self.cancelled:
+                    return
+                budget[0] -= 1
+                message = em.get("message")
+                if j > 0:
+                    import copy
+
+                    message = copy.deepcopy(message)
+                msg_id = "%s.%d.%d" % (inp.get("run_id", ""), i, d.get("wire", 0))
+                run_id = d["id0"] if first and i == 0 and d.get("id0") else module_run_id(route, d.get("module", ""), msg_id)
+                hin = dict(inp)
+                hin.update(run_id=run_id, message=message, config=d.get("config") or {})
+                hin["trigger"] = dict(trig, name=d.get("name"), flow=dict(flow, module=d.get("module"), port=d.get("port"), message=msg_id, **{"from": flow.get("module")}))
+                hop = {"run_id": run_id, "module": d.get("module"), "from": inp.get("run_id", ""), "emit": i, "wire": d.get("wire", 0)}
+                t0 = time.perf_counter_ns()
+                hop["gap_ns"] = t0 - sent_at
+                v = None
+                try:
+                    v = self.call(dict(msg, input=hin))
+                    if is_awaitable(v):
+                        v = yield v
+                    data = self.encode(v)
+                    if isinstance(data, tuple):
+                        hop["error"] = {"code": data[0], "message": data[1]}
+                    else:
+                        hop["output"] = data
+                except Exception as e:  # MemoryError included: reported as oom
+                    hop["error"] = {"code": "oom" if isinstance(e, MemoryError) else "error", "message": describe(e)}
+                t1 = time.perf_counter_ns()
+                hop["ns"] = t1 - t0
+                hops.append(hop)
+                if "output" in hop and d.get("to"):
+                    yield from self.walk(msg, hin, v, d["to"], hops, budget, t1, first and i == 0)
+
+    def routed(self, msg, value):
+        """The generator of msg's hops on value, and the list it fills."""
+        hops = []
+        route = msg.get("route")
+        return self.walk(msg, msg["input"], value, route.get("to"), hops, [int(route.get("max") or 0)], time.perf_counter_ns(), True), hops
 
     def failure(self, id, e, code=None):
         code = code or ("oom" if isinstance(e, MemoryError) else "error")
@@ -258,9 +349,11 @@ class Worker:
     # --- modules --------------------------------------------------------
 
     def init(self, msg):
-        if msg.get("protocol") != PROTOCOL:
-            self.error(msg.get("id"), "init", "protocol %r is not supported: this shim speaks %d" % (msg.get("protocol"), PROTOCOL))
+        if msg.get("protocol") not in (PROTOCOL, ROUTE_PROTOCOL):
+            self.error(msg.get("id"), "init", "protocol %r is not supported: this shim speaks %d and %d" % (msg.get("protocol"), PROTOCOL, ROUTE_PROTOCOL))
             os._exit(1)
+        offered = msg.get("max_protocol")
+        self.protocol = max(msg["protocol"], min(offered if isinstance(offered, int) else 0, ROUTE_PROTOCOL))
         if msg.get("max_line", 0) > 0:
             self.max_line = msg["max_line"]
         if msg.get("max_in_flight", 0) > 0:
@@ -276,7 +369,7 @@ class Worker:
             os._exit(1)
         self.is_async = any(m["async"] for m in self.modules.values())
         concurrency = self.max_in_flight if self.is_async else 1
-        self.send({"type": "ready", "id": msg.get("id"), "protocol": PROTOCOL, "runtime": "python",
+        self.send({"type": "ready", "id": msg.get("id"), "protocol": self.protocol, "runtime": "python",
                    "version": sys.version.split()[0], "concurrency": concurrency,
                    "accepts": ["test"]})
 
@@ -362,7 +455,16 @@ class Worker:
                 except Exception as e:  # MemoryError included: reported as oom
                     self.failure(id, e)
                     continue
-                self.result(id, value)
+                hops = None
+                if isinstance(msg.get("route"), dict):
+                    gen, hops = self.routed(msg, value)
+                    aw = first(gen)
+                    if aw is not None:  # a hop's handler returned an awaitable
+                        import asyncio
+
+                        loop = loop or asyncio.new_event_loop()
+                        loop.run_until_complete(drive(gen, aw))
+                self.result(id, value, hops)
             elif kind == "test":
                 id = msg.get("id")
                 try:
@@ -460,10 +562,16 @@ class Worker:
         import asyncio
 
         id = msg.get("id")
+        hops = None
         try:
             value = self.call(msg)
             if is_awaitable(value):
                 value = await value
+            if isinstance(msg.get("route"), dict):
+                gen, hops = self.routed(msg, value)
+                aw = first(gen)
+                if aw is not None:
+                    await drive(gen, aw)
         except asyncio.CancelledError:
             self.error(id, "cancelled", "cancelled by the runner")
             return
@@ -472,7 +580,7 @@ class Worker:
             return
         finally:
             self.cancelled.discard(id)
-        self.result(id, value)
+        self.result(id, value, hops)
 
     async def run_test_task(self, msg):
         id = msg.get("id")
@@ -484,6 +592,37 @@ class Worker:
             self.failure(id, e)
             return
         self.tested(id, value)
+
+
+def first(gen):
+    """Runs a hop walk (Worker.walk) up to the first awaitable a handler
+    returns, or to its end (None): plain handlers never need a loop."""
+    try:
+        return next(gen)
+    except StopIteration:
+        return None
+
+
+async def drive(gen, aw):
+    """Runs a hop walk on from awaitable aw: each awaited value is sent
+    back to it, each failure thrown back into it (the hop's error)."""
+    import asyncio
+
+    while True:
+        try:
+            got = await aw
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the hop's failure, thrown back to it
+            try:
+                aw = gen.throw(e)
+            except StopIteration:
+                return
+            continue
+        try:
+            aw = gen.send(got)
+        except StopIteration:
+            return
 
 
 def main():
