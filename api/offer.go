@@ -60,17 +60,24 @@ type Runtime struct {
 	Version  string `json:"version,omitempty"`
 	Driver   string `json:"driver"`
 	Language string `json:"language,omitempty"`
-	// Kind is driver (a language a driver runs itself) or registered (a
-	// runtime from runtimes.d).
+	// Kind is driver (a language a driver runs itself), registered (a
+	// runtime from runtimes.d) or browser (a page connected at
+	// /runtime/browser, enabled while it is connected).
 	Kind    string `json:"kind"`
 	Enabled bool   `json:"enabled"`
 	Reason  string `json:"reason,omitempty"` // why it is not enabled
+	// Since is, for a browser, when its page connected, or, when it is
+	// not connected, when it went away.
+	Since *time.Time `json:"since,omitempty"`
 }
 
 // The kinds of runtime.
 const (
 	RuntimeDriver     = "driver"
 	RuntimeRegistered = "registered"
+	// RuntimeBrowser is a browser page connected at /runtime/browser
+	// (its id browser/<the page's runtime id>).
+	RuntimeBrowser = "browser"
 )
 
 // Runtimes lists the node's runtimes (any token).

@@ -18,6 +18,7 @@ import (
 const (
 	RoleOperator  = "operator"  // everything
 	RoleSubmitter = "submitter" // submit, list, read own services and runs
+	RoleRuntime   = "runtime"   // connect a browser runtime (/runtime/browser), nothing else
 )
 
 // Service is the registry record of one admitted (or refused) service.

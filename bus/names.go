@@ -45,6 +45,9 @@ const (
 	// BucketFlows is the KV bucket of the flows applied to the node: flow
 	// id → the flow as applied, its owner and digest (store.FlowRecord).
 	BucketFlows = "andromeda_flows"
+	// BucketFlowContext is the KV bucket of the flows' contexts: flow id →
+	// the context's values and the module runs that wrote it last.
+	BucketFlowContext = "andromeda_flow_context"
 	// ObjectArtifacts is the object store of submitted archives, by digest.
 	ObjectArtifacts = "andromeda_artifacts"
 	// StreamRuns is the stream of run records, one subject per service.
@@ -56,6 +59,16 @@ const (
 	StreamEvents = "ANDROMEDA_EVENTS"
 	// SubjectEventsPrefix prefixes event subjects: andromeda.events.<topic>.
 	SubjectEventsPrefix = "andromeda.events."
+	// StreamFlowQueue is the work-queue stream of messages waiting for
+	// their flow run: flow F is subject andromeda.flowq.F.
+	StreamFlowQueue = "ANDROMEDA_FLOW_QUEUE"
+	// SubjectFlowQueuePrefix prefixes flow queue subjects.
+	SubjectFlowQueuePrefix = "andromeda.flowq."
+	// StreamFlowRuns is the stream of flow run records: flow F is subject
+	// andromeda.flowruns.F.
+	StreamFlowRuns = "ANDROMEDA_FLOW_RUNS"
+	// SubjectFlowRunsPrefix prefixes flow run subjects.
+	SubjectFlowRunsPrefix = "andromeda.flowruns."
 	// ConsumerEventsPrefix prefixes the durable consumers of the events
 	// stream that feed event triggers:
 	// ev_<service>_<trigger index>_<topic hash>.

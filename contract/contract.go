@@ -27,11 +27,14 @@ type Input struct {
 	Args   []string                   `json:"args,omitempty"`
 	State  map[string]json.RawMessage `json:"state"`
 	Config map[string]any             `json:"config"`
+	// FlowContext is the flow's context as the run found it, for a flow
+	// module's run (trigger kind flow); absent otherwise.
+	FlowContext map[string]json.RawMessage `json:"flow_context,omitempty"`
 }
 
 // Trigger says what fired an invocation.
 type Trigger struct {
-	Kind  string `json:"kind"`            // cron | event | manual | http
+	Kind  string `json:"kind"`            // cron | event | manual | http | flow
 	Name  string `json:"name,omitempty"`  // e.g. "triggers[0]"
 	Topic string `json:"topic,omitempty"` // event triggers
 	Seq   uint64 `json:"seq,omitempty"`   // event triggers: the event's sequence on the bus
@@ -40,6 +43,25 @@ type Trigger struct {
 	Publisher string    `json:"publisher,omitempty"`
 	At        string    `json:"at,omitempty"`   // RFC 3339 time the trigger fired
 	HTTP      *HTTPInfo `json:"http,omitempty"` // http triggers
+	Flow      *FlowInfo `json:"flow,omitempty"` // flow triggers: the module run's place in its flow run
+}
+
+// FlowInfo places a module run in its flow run.
+type FlowInfo struct {
+	// Flow and Version are the flow's id and version.
+	Flow    string `json:"flow"`
+	Version string `json:"version"`
+	// Run is the flow run's id.
+	Run string `json:"run"`
+	// Module is the module's id in the flow.
+	Module string `json:"module"`
+	// Port is the input port the message came in on.
+	Port string `json:"port"`
+	// Message is the message's id: the flow run's for its input, derived
+	// from the sending module run's otherwise.
+	Message string `json:"message"`
+	// From is the module that sent the message; empty for the flow's input.
+	From string `json:"from,omitempty"`
 }
 
 // HTTPInfo describes the request behind an http trigger.
@@ -78,7 +100,10 @@ type Output struct {
 	Actions []Action     `json:"actions,omitempty"`
 	Emit    []Emit       `json:"emit,omitempty"`
 	State   *StateChange `json:"state,omitempty"`
-	Noop    string       `json:"noop,omitempty"`
+	// FlowContext is a flow module run's write of its flow's context,
+	// applied key by key against what the run read (compare-and-swap).
+	FlowContext *StateChange `json:"flow_context,omitempty"`
+	Noop        string       `json:"noop,omitempty"`
 	// HTTP is the answer to the request of an http trigger (a webhook);
 	// ignored for other triggers. Optional: without it the webhook is
 	// answered with the output itself, or 204 for a noop.
@@ -169,7 +194,7 @@ func ParseOutput(raw []byte) (Output, error) {
 func (o Output) Validate() error {
 	var errs []error
 	if len(o.Actions) == 0 && len(o.Emit) == 0 && o.HTTP == nil && strings.TrimSpace(o.Noop) == "" {
-		if !o.State.Empty() {
+		if !o.State.Empty() || !o.FlowContext.Empty() {
 			return fmt.Errorf("%w (a state change alone is not a decision)", ErrNoReason)
 		}
 		return ErrNoReason
@@ -190,21 +215,8 @@ func (o Output) Validate() error {
 			errs = append(errs, fmt.Errorf("emit[%d]: exactly one of port and topic must be set", i))
 		}
 	}
-	if o.State != nil {
-		if n := len(o.State.Set) + len(o.State.Delete); n > MaxStateKeys {
-			errs = append(errs, fmt.Errorf("state: at most %d keys per change, got %d", MaxStateKeys, n))
-		}
-		for k := range o.State.Set {
-			if err := checkKey(k); err != nil {
-				errs = append(errs, fmt.Errorf("state.set[%q]: %w", k, err))
-			}
-		}
-		for i, k := range o.State.Delete {
-			if err := checkKey(k); err != nil {
-				errs = append(errs, fmt.Errorf("state.delete[%d]: %w", i, err))
-			}
-		}
-	}
+	errs = append(errs, o.State.check("state")...)
+	errs = append(errs, o.FlowContext.check("flow_context")...)
 	if o.HTTP != nil {
 		errs = append(errs, o.HTTP.check()...)
 	}
@@ -212,6 +224,28 @@ func (o Output) Validate() error {
 		return fmt.Errorf("%w: %w", ErrBadOutput, errors.Join(errs...))
 	}
 	return nil
+}
+
+// check is what is wrong with c, its fields under name.
+func (c *StateChange) check(name string) []error {
+	if c == nil {
+		return nil
+	}
+	var errs []error
+	if n := len(c.Set) + len(c.Delete); n > MaxStateKeys {
+		errs = append(errs, fmt.Errorf("%s: at most %d keys per change, got %d", name, MaxStateKeys, n))
+	}
+	for k := range c.Set {
+		if err := checkKey(k); err != nil {
+			errs = append(errs, fmt.Errorf("%s.set[%q]: %w", name, k, err))
+		}
+	}
+	for i, k := range c.Delete {
+		if err := checkKey(k); err != nil {
+			errs = append(errs, fmt.Errorf("%s.delete[%d]: %w", name, i, err))
+		}
+	}
+	return errs
 }
 
 func checkKey(k string) error {

@@ -100,6 +100,44 @@ func (c *checker) flow(fl *Flow) {
 	}
 	edges := c.wires(fl.Wires, nodes)
 	c.graph(fl, nodes, edges)
+	c.triggers(fl.Triggers, nodes)
+}
+
+// triggers checks a flow's triggers: cron, event or http, with a
+// service trigger's rules, each to a module the flow has.
+func (c *checker) triggers(ts []Trigger, nodes map[string]*node) {
+	if len(ts) > MaxTriggers {
+		c.fail("triggers", "at most %d allowed, got %d", MaxTriggers, len(ts))
+		return
+	}
+	ms := make([]manifest.Trigger, len(ts))
+	refused := map[string]bool{} // paths of triggers whose kind is refused here
+	for i, t := range ts {
+		p := strictdoc.IndexPath("triggers", i)
+		switch t.Kind {
+		case string(manifest.KindCron), string(manifest.KindEvent), string(manifest.KindHTTP):
+		case "":
+			c.fail(p+".kind", "required")
+			refused[p] = true
+		case string(manifest.KindManual):
+			c.fail(p+".kind", "a flow is fired by hand with andromeda flow fire (POST /v1/flows/{id}/fire), without a trigger")
+			refused[p] = true
+		default:
+			c.fail(p+".kind", "must be cron, event or http")
+			refused[p] = true
+		}
+		if t.Module != "" && nodes[t.Module] == nil {
+			c.fail(p+".module", "no module %q", t.Module)
+		}
+		ms[i] = t.Manifest()
+	}
+	manifest.NormalizeTriggers(ms)
+	for _, fe := range manifest.CheckTriggers(ms) {
+		trig, _, _ := strings.Cut(fe.Path, ".")
+		if !refused[trig] {
+			c.fail(fe.Path, "%s", fe.Rule)
+		}
+	}
 }
 
 func (c *checker) module(i int, m *Module, nodes map[string]*node) {

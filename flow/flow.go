@@ -23,6 +23,10 @@
 //	  - {from: "parse:out", to: "score:in"}
 //	  - {from: "score:out", to: "store:in"}
 //	  - {from: "score:retry", to: "parse:in", loop: 3}   # a cycle, at most 3 rounds
+//	triggers:                   # optional: flow runs started by themselves
+//	  - {kind: cron, every: 1m, input: {tick: true}}  # to every entry module
+//	  - {kind: event, topic: orders.new, module: parse}
+//	  - {kind: http, path: /hooks/orders, auth: {bearer: orders-hook}}
 //
 // A port is written module:port; a bare module id means its default port
 // (out on the from side, in on the to side). A module's error port
@@ -31,8 +35,10 @@ package flow
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/strictdoc"
 )
 
@@ -43,6 +49,8 @@ const (
 	// MaxModules and MaxWires bound a flow's graph.
 	MaxModules = 256
 	MaxWires   = 1024
+	// MaxTriggers bounds a flow's triggers.
+	MaxTriggers = 16
 	// MaxCode bounds an inline module's code, in bytes.
 	MaxCode = 256 << 10
 	// MaxLoop bounds a loop wire's rounds.
@@ -76,6 +84,43 @@ type Flow struct {
 	// Wires join an output port of one module to an input port of
 	// another, at most MaxWires.
 	Wires []Wire `json:"wires,omitempty"`
+	// Triggers start flow runs by themselves while the flow runs, at most
+	// MaxTriggers. A flow is also fired by hand (flow fire) without one.
+	Triggers []Trigger `json:"triggers,omitempty"`
+}
+
+// Trigger starts a flow run: a cron trigger on a schedule or an interval,
+// an event trigger on each event published on its topic, or an http
+// trigger on each request to its webhook path, with the fields and rules
+// of a service's trigger of the same kind. Its message (a cron trigger's
+// input, an event's message, the request) goes to Module, or, when
+// Module is empty, to every entry module.
+type Trigger struct {
+	// Kind is cron, event or http. Required.
+	Kind string `json:"kind"`
+	// Module is the module the message goes to; empty: the entries.
+	Module string `json:"module,omitempty"`
+	// Every and Schedule: a cron trigger's interval or cron expression
+	// (exactly one).
+	Every    manifest.Duration `json:"every,omitzero"`
+	Schedule string            `json:"schedule,omitempty"`
+	// Topic is an event trigger's topic.
+	Topic string `json:"topic,omitempty"`
+	// Input is the message of a cron trigger's flow runs.
+	Input any `json:"input,omitempty"`
+	// Path, Methods and Auth are an http trigger's webhook: its path
+	// under /hooks/, the methods it answers (default POST) and how a
+	// request is authenticated (none, {bearer: SECRET}, {hmac: {...}}).
+	Path    string            `json:"path,omitempty"`
+	Methods []string          `json:"methods,omitempty"`
+	Auth    manifest.HookAuth `json:"auth,omitzero"`
+}
+
+// Manifest is t as a service's trigger, which the node schedules and
+// subscribes like one.
+func (t Trigger) Manifest() manifest.Trigger {
+	return manifest.Trigger{Kind: manifest.TriggerKind(t.Kind), Every: t.Every, Schedule: t.Schedule, Topic: t.Topic, Input: t.Input,
+		Path: t.Path, Methods: slices.Clone(t.Methods), Auth: t.Auth}
 }
 
 // Module is one step of a flow: a service the node has (Service), or
@@ -144,7 +189,7 @@ type document struct{}
 // Name returns "flow".
 func (document) Name() string { return "flow" }
 
-var strict = strictdoc.Decoder[document]{MaxSize: MaxSize, MaxDepth: maxDepth}
+var strict = strictdoc.Decoder[document]{MaxSize: MaxSize, MaxDepth: maxDepth, Hooks: manifest.TriggerHooks()}
 
 // Parse decodes a flow document written in format f strictly: one
 // mapping, no unknown field or duplicate key, values of the right types.

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/andromeda-runner/andromeda/strictdoc"
 )
@@ -252,4 +253,62 @@ func FuzzFlow(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTriggers: cron and event triggers parse with a service trigger's
+// fields and pass Check; each rule a service's trigger breaks is reported
+// at its path here too, and kinds that do not start flows say what to do
+// instead.
+func TestTriggers(t *testing.T) {
+	good := "id: t\nversion: 1.0.0\nmodules:\n  - {id: a, service: pager}\n  - {id: b, service: pager}\nwires:\n  - {from: a, to: b}\n" +
+		"triggers:\n  - {kind: cron, every: 30s, input: {tick: 1}}\n  - {kind: cron, schedule: '*/5 * * * * *', module: b}\n  - {kind: event, topic: orders.new}\n"
+	fl, err := Parse(strictdoc.YAML, []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(fl, catalog); err != nil {
+		t.Fatalf("Check = %v", err)
+	}
+	if len(fl.Triggers) != 3 || fl.Triggers[0].Every.Std() != 30*time.Second || fl.Triggers[1].Module != "b" || fl.Triggers[2].Topic != "orders.new" {
+		t.Errorf("triggers = %+v", fl.Triggers)
+	}
+
+	bad := "id: t\nversion: 1.0.0\nmodules:\n  - {id: a, service: pager}\n" +
+		"triggers:\n  - {kind: cron, every: 500ms}\n  - {kind: cron, every: 1m, schedule: '@hourly'}\n  - {kind: event, topic: 'orders.*'}\n" +
+		"  - {kind: cron, every: 1m, topic: x}\n  - {kind: http}\n  - {kind: manual}\n  - {kind: event, topic: a.b, module: zz}\n  - {kind: bell}\n  - {kind: cron}\n"
+	fl, err = Parse(strictdoc.YAML, []byte(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Check(fl, catalog)
+	want := []string{
+		"triggers[0].every: must be a duration ≥ 1s",
+		"triggers[1].schedule: not allowed together with every",
+		"triggers[2].topic: ",
+		"triggers[3].topic: not allowed for kind cron",
+		"triggers[4].path: required for kind http",
+		"triggers[5].kind: a flow is fired by hand with andromeda flow fire",
+		`triggers[6].module: no module "zz"`,
+		"triggers[7].kind: must be cron, event or http",
+		"triggers[8]: cron needs every or schedule",
+	}
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("Check = %v, want Errors", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
+	}
+	if len(errs) != len(want) {
+		t.Errorf("%d problems, want %d:\n%v", len(errs), len(want), err)
+	}
+	fl, err = Parse(strictdoc.YAML, []byte("id: t\nversion: 1.0.0\nmodules: [{id: a, service: pager}]\ntriggers:\n  - {kind: cron, every: soon}\n  - {kind: http, path: /hooks/t, methods: [get], auth: {bearer: s}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(fl, catalog); err == nil || !strings.Contains(err.Error(), "triggers[0].every") || strings.Contains(err.Error(), "triggers[1]") {
+		t.Errorf("a bad duration and a good webhook = %v, want one error at triggers[0].every", err)
+	}
 }

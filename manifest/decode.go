@@ -49,6 +49,17 @@ func decodeNetwork(c *strictdoc.Cursor, v *strictdoc.Value, n *Network) {
 	}
 }
 
+// TriggerHooks returns the hooks with which another document that declares
+// triggers (a flow) decodes a trigger's types as a manifest does: a
+// Duration kept as written and an auth as a word or a mapping, both
+// judged by CheckTriggers.
+func TriggerHooks() []strictdoc.Hook {
+	return []strictdoc.Hook{
+		strictdoc.Type(strictdoc.Scalar(func(s string, d *Duration) error { d.setRaw(s); return nil })),
+		strictdoc.Type(decodeAuth),
+	}
+}
+
 // UnitHooks returns the hooks with which another document built on the
 // manifest's unit types (a policy, the node config) decodes them: a Bytes,
 // CPU or Duration is a string or a number, judged at once, with the rule

@@ -487,21 +487,7 @@ func (s *Service) Normalize() {
 		s.Mode = DefaultMode
 	}
 
-	for i := range s.Triggers {
-		t := &s.Triggers[i]
-		t.Kind = TriggerKind(strings.TrimSpace(string(t.Kind)))
-		t.Schedule = normalizeSchedule(t.Schedule)
-		t.Topic = strings.TrimSpace(t.Topic)
-		t.Path = strings.TrimSpace(t.Path)
-		for i, m := range t.Methods {
-			t.Methods[i] = strings.ToUpper(strings.TrimSpace(m))
-		}
-		t.Methods = nilIfEmpty(t.Methods)
-		if t.Kind == KindHTTP && t.Methods == nil {
-			t.Methods = slices.Clone(DefaultHookMethods)
-		}
-		t.Auth.normalize()
-	}
+	NormalizeTriggers(s.Triggers)
 	if len(s.Triggers) == 0 {
 		s.Triggers = []Trigger{{Kind: KindManual}}
 	}
@@ -553,4 +539,26 @@ func nilIfEmpty(l []string) []string {
 		return nil
 	}
 	return l
+}
+
+// NormalizeTriggers normalizes ts in place as Normalize does a service's
+// triggers: white space trimmed, schedules collapsed and lowercased,
+// methods uppercased (an http trigger's default [POST] filled in), auth
+// normalized. Other documents that declare triggers (a flow) use it.
+func NormalizeTriggers(ts []Trigger) {
+	for i := range ts {
+		t := &ts[i]
+		t.Kind = TriggerKind(strings.TrimSpace(string(t.Kind)))
+		t.Schedule = normalizeSchedule(t.Schedule)
+		t.Topic = strings.TrimSpace(t.Topic)
+		t.Path = strings.TrimSpace(t.Path)
+		for i, m := range t.Methods {
+			t.Methods[i] = strings.ToUpper(strings.TrimSpace(m))
+		}
+		t.Methods = nilIfEmpty(t.Methods)
+		if t.Kind == KindHTTP && t.Methods == nil {
+			t.Methods = slices.Clone(DefaultHookMethods)
+		}
+		t.Auth.normalize()
+	}
 }

@@ -261,6 +261,17 @@ func cleanRelative(p string) bool {
 	return true
 }
 
+// CheckTriggers judges normalized triggers by the rules of a service's
+// triggers (kinds, the fields each kind allows, schedules, intervals,
+// topics, paths, auth, inputs), every problem at its path under
+// "triggers" (triggers[1].every). Other documents that declare triggers
+// (a flow) use it.
+func CheckTriggers(ts []Trigger) Errors {
+	var v validator
+	v.triggers(ts)
+	return v.errs
+}
+
 func (v *validator) triggers(ts []Trigger) {
 	if len(ts) > maxTriggers {
 		v.fail("triggers", "at most %d allowed, got %d", maxTriggers, len(ts))

@@ -246,6 +246,10 @@ func catchUpPolicy(d *deployed, i int) trigger.CatchUp {
 // ticks skipped while the service was unhealthy and runs them once it is
 // healthy again.
 func (n *Node) tick(ev trigger.Event) {
+	if id, ok := strings.CutPrefix(ev.Service, flowSchedPrefix); ok {
+		n.flowTick(id, ev)
+		return
+	}
 	d := n.lookup(ev.Service)
 	i := triggerIndex(ev.Trigger)
 	if d == nil || i < 0 || i >= len(d.triggers) {

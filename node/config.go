@@ -40,6 +40,8 @@ type Config struct {
 	State StateConfig `json:"state" yaml:"state"`
 	// SeedEndpoint configures POST /service, the KLYNTAR worker's endpoint.
 	SeedEndpoint SeedEndpointConfig `json:"seed_endpoint" yaml:"seed_endpoint"`
+	// Browser configures the browser runtime served at /runtime/browser.
+	Browser BrowserConfig `json:"browser" yaml:"browser"`
 	// Upload bounds submitted archives.
 	Upload UploadConfig `json:"upload" yaml:"upload"`
 	// Sources says how the node reaches the hosts of services' sources
@@ -163,6 +165,17 @@ type SeedEndpointConfig struct {
 	Anonymous bool `json:"anonymous" yaml:"anonymous"`
 }
 
+// BrowserConfig configures the browser runtime: a page the node serves at
+// /runtime/browser that, opened with a token of the runtime role
+// (andromeda token create NAME --role runtime), connects back over a
+// WebSocket and runs JavaScript modules (runtimes/browser).
+type BrowserConfig struct {
+	// Enabled serves the page and accepts its connections. Default true:
+	// nothing connects without a runtime token, which only the operator
+	// makes.
+	Enabled bool `json:"enabled" yaml:"enabled"`
+}
+
 // UploadConfig bounds submitted archives.
 type UploadConfig struct {
 	MaxArchive  string `json:"max_archive" yaml:"max_archive"`   // compressed; default 16Mi
@@ -193,6 +206,7 @@ func DefaultConfig() Config {
 		Policy:       policy.DefaultPolicy(),
 		State:        StateConfig{Max: "1Mi", Attempts: 10},
 		SeedEndpoint: SeedEndpointConfig{Enabled: true},
+		Browser:      BrowserConfig{Enabled: true},
 		Upload:       UploadConfig{MaxArchive: "16Mi", MaxUnpacked: "64Mi", MaxFiles: 4096},
 		Log:          LogConfig{Format: "auto", Level: "info"},
 		Disk:         DefaultDiskConfig(),

@@ -16,3 +16,22 @@ func ReplaceDriver(n *Node, d sandbox.Driver) { n.testDrivers = append(n.testDri
 func ServiceState(ctx context.Context, n *Node, service string) (store.Snapshot, error) {
 	return n.store.State(ctx, service)
 }
+
+// ProtocolMessages is how many runtime protocol messages the workers of
+// service were sent and sent back; ok is false when its deployment does
+// not count them.
+func ProtocolMessages(n *Node, service string) (sent, received uint64, ok bool) {
+	d := n.lookup(service)
+	if d == nil {
+		return 0, 0, false
+	}
+	d.deployMu.Lock()
+	dep := d.dep
+	d.deployMu.Unlock()
+	mc, ok := dep.(sandbox.MessageCounter)
+	if !ok {
+		return 0, 0, false
+	}
+	sent, received = mc.Messages()
+	return sent, received, true
+}

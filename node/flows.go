@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
@@ -17,12 +19,13 @@ import (
 	"github.com/andromeda-runner/andromeda/server"
 	"github.com/andromeda-runner/andromeda/store"
 	"github.com/andromeda-runner/andromeda/strictdoc"
+	"github.com/andromeda-runner/andromeda/trigger"
 )
 
 // Flows (the runner API's addOrUpdateFlow, listFlowsForRuntime and
 // removeFlow): the node keeps the flows applied to it, each checked
 // against the services its author may use and the runtimes the node has,
-// in the flows bucket. It does not run them yet.
+// in the flows bucket. flowapi.go and flowrun.go run them.
 
 // flowFormats are the formats a flow document may be written in.
 var flowFormats = map[string]strictdoc.Format{"yaml": strictdoc.YAML, "json": strictdoc.JSON, "toml": strictdoc.TOML}
@@ -69,19 +72,41 @@ func (n *Node) ApplyFlow(ctx context.Context, p server.Principal, format string,
 		return api.FlowApplied{}, server.Errorf(server.ErrConflict, "flow %s: the id is taken; choose another", fl.ID)
 	default:
 		rec.Owner = old.Owner // the operator updating a submitter's flow keeps its owner
+		rec.Running = old.Running
+		for _, b := range old.Breakpoints { // those at modules the new version keeps
+			if slices.ContainsFunc(fl.Modules, func(m flow.Module) bool { return m.ID == b }) {
+				rec.Breakpoints = append(rec.Breakpoints, b)
+			}
+		}
 	}
 	a := api.FlowApplied{DryRun: dryRun, Created: old.ID == ""}
+	var was *flow.Flow // the version applied before
 	if old.ID != "" {
 		if old.Digest == rec.Digest {
 			a.Unchanged = true
 			a.Flow, err = n.apiFlow(old, cat)
 			return a, err
 		}
-		var was flow.Flow
-		if err := json.Unmarshal(old.Flow, &was); err != nil {
+		was = &flow.Flow{}
+		if err := json.Unmarshal(old.Flow, was); err != nil {
 			return api.FlowApplied{}, fmt.Errorf("flow %s: the stored version does not decode: %w", fl.ID, store.ErrDamaged)
 		}
-		a.Changes = flowChanges(&was, fl)
+		a.Changes = flowChanges(was, fl)
+		if err := n.deadLetterChanges(ctx, was, fl, &a); err != nil {
+			return api.FlowApplied{}, err
+		}
+	}
+	if rec.Running {
+		// A running flow's new version must be able to run, its inline
+		// modules admitted as services.
+		if err := n.runnable(ctx, rec.Owner, fl); err != nil {
+			return api.FlowApplied{}, err
+		}
+		if !dryRun {
+			if err := n.makeInline(ctx, rec.Owner, fl); err != nil {
+				return api.FlowApplied{}, err
+			}
+		}
 	}
 	if !dryRun {
 		rev, err := n.store.PutFlow(ctx, rec, old.Revision)
@@ -93,9 +118,50 @@ func (n *Node) ApplyFlow(ctx context.Context, p server.Principal, format string,
 		}
 		rec.Revision = rev
 		n.log.Info("flow applied", "flow", fl.ID, "version", fl.Version, "owner", rec.Owner, "created", a.Created, "changes", len(a.Changes))
+		if rec.Running {
+			// The new version takes over: the flow runs in flight end in
+			// the old one, the messages queued run in the new one.
+			n.stopFlow(fl.ID, true)
+			if err := n.startFlow(ctx, rec); err != nil {
+				return api.FlowApplied{}, fmt.Errorf("flow %s: version %s applied but not started (andromeda flow start %s): %w", fl.ID, fl.Version, fl.ID, err)
+			}
+		}
+		if was != nil {
+			n.removeInline(ctx, fl.ID, was, fl)
+		}
 	}
 	a.Flow, err = n.apiFlow(rec, cat)
 	return a, err
+}
+
+// deadLetterChanges adds to a, for each module of was that now removes,
+// the messages waiting in the flow's queue aimed at it: the dead letters
+// the update makes, unless they run before the new version takes over.
+func (n *Node) deadLetterChanges(ctx context.Context, was, now *flow.Flow, a *api.FlowApplied) error {
+	kept := map[string]bool{}
+	for _, m := range now.Modules {
+		kept[m.ID] = true
+	}
+	var removed []string
+	for _, m := range was.Modules {
+		if !kept[m.ID] {
+			removed = append(removed, m.ID)
+		}
+	}
+	if len(removed) == 0 {
+		return nil
+	}
+	targets, err := n.store.QueuedFlowTargets(ctx, now.ID)
+	if err != nil {
+		return err
+	}
+	for _, m := range removed {
+		if k := targets[m]; k > 0 {
+			a.DeadLetters += k
+			a.Changes = append(a.Changes, fmt.Sprintf("%d queued message(s) aimed at removed module %s: dead letters unless they run before the new version takes over", k, m))
+		}
+	}
+	return nil
 }
 
 // invalidFlow is the 400 answer for a flow's problems.
@@ -159,18 +225,40 @@ func serviceRuntime(m *manifest.Service) (id, language string) {
 // apiFlow is a flow record as the API shows it, each module with the
 // runtime it runs on.
 func (n *Node) apiFlow(r store.FlowRecord, cat flowCatalog) (api.Flow, error) {
-	var fl flow.Flow
-	if err := json.Unmarshal(r.Flow, &fl); err != nil {
-		return api.Flow{}, fmt.Errorf("flow %s does not decode: %w", r.ID, store.ErrDamaged)
+	fl, err := decodeFlow(r)
+	if err != nil {
+		return api.Flow{}, err
 	}
 	out := api.Flow{ID: r.ID, Version: r.Version, Owner: r.Owner, Digest: r.Digest, Applied: r.Applied, Document: r.Flow,
-		Modules: []api.FlowModule{}, Wires: []api.FlowWire{}}
+		Modules: []api.FlowModule{}, Wires: []api.FlowWire{}, Running: r.Running}
+	e := n.runningFlow(r.ID)
+	if e != nil {
+		out.InFlight = e.inFlight()
+	}
+	if q, err := n.store.FlowQueueDepth(context.Background(), r.ID); err == nil {
+		out.Queued = q
+	}
+	if c, err := n.store.FlowContextOf(context.Background(), r.ID); err == nil && len(c.Values) > 0 {
+		out.Context = c.Values
+	}
 	for _, m := range fl.Modules {
 		am := api.FlowModule{ID: m.ID, Service: m.Service, Language: m.Language, Runtime: m.Runtime}
+		am.Breakpoint = slices.Contains(r.Breakpoints, m.ID)
+		if e != nil && e.modules[m.ID] != nil {
+			am.Waiting = e.modules[m.ID].depth()
+			am.Ran, am.Failed, am.LastMinute = e.modules[m.ID].rates(time.Now())
+			if am.Breakpoint {
+				for _, msg := range e.modules[m.ID].heldMessages(20) {
+					am.Held = append(am.Held, api.FlowHeld{FlowRun: msg.fr.rec.ID, Message: msg.id, From: msg.fromRun, Input: orNull(msg.message)})
+				}
+			}
+		}
+		if m.Service == "" {
+			am.Service = inlineName(r.ID, m.ID) // the service it runs as, once the flow started
+		}
 		if am.Runtime == "" {
-			if m.Service != "" {
-				am.Runtime = cat.runtimeOf[m.Service]
-			} else {
+			var ok bool
+			if am.Runtime, ok = cat.runtimeOf[am.Service]; !ok && m.Service == "" {
 				am.Runtime = "process/" + m.Language
 			}
 		}
@@ -180,6 +268,25 @@ func (n *Node) apiFlow(r store.FlowRecord, cat flowCatalog) (api.Flow, error) {
 		from, _ := flow.ParseEnd(w.From, flow.PortOut)
 		to, _ := flow.ParseEnd(w.To, flow.PortIn)
 		out.Wires = append(out.Wires, api.FlowWire{From: from.String(), To: to.String(), Loop: w.Loop})
+	}
+	var next []time.Time
+	if e != nil {
+		next = n.sched.Next(flowSchedPrefix + r.ID)
+	}
+	for i, t := range flowTriggerSpecs(&fl).all {
+		ft := api.FlowTrigger{Name: trigger.Name(i), Kind: string(t.Kind), Module: fl.Triggers[i].Module}
+		switch t.Kind {
+		case manifest.KindCron:
+			ft.On = cmp.Or(t.Schedule, "every "+t.Every.String())
+			if i < len(next) && !next[i].IsZero() {
+				ft.Next = &next[i]
+			}
+		case manifest.KindEvent:
+			ft.On = "topic " + t.Topic
+		case manifest.KindHTTP:
+			ft.On = strings.Join(t.Methods, ",") + " " + t.Path
+		}
+		out.Triggers = append(out.Triggers, ft)
 	}
 	return out, nil
 }
@@ -234,6 +341,9 @@ func flowChanges(was, now *flow.Flow) []string {
 	}
 	if !reflect.DeepEqual(was.Context, now.Context) {
 		out = append(out, "context changed")
+	}
+	if wt, nt := mustJSON(was.Triggers), mustJSON(now.Triggers); string(wt) != string(nt) {
+		out = append(out, fmt.Sprintf("triggers changed (%d → %d)", len(was.Triggers), len(now.Triggers)))
 	}
 	if was.Version != now.Version {
 		out = append(out, "version "+was.Version+" → "+now.Version)
@@ -290,13 +400,33 @@ func (n *Node) RemoveFlow(ctx context.Context, p server.Principal, id string) er
 	if err != nil {
 		return err
 	}
+	n.stopFlow(id, false)
 	if err := n.store.RemoveFlow(ctx, id, r.Revision); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return server.Errorf(server.ErrConflict, "flow %s was changed meanwhile; remove it again", id)
 		}
+		if r.Running {
+			if serr := n.startFlow(ctx, r); serr != nil {
+				n.log.Error("flow not removed and not started again", "flow", id, logErr, serr)
+			}
+		}
 		return err
 	}
-	n.log.Info("flow removed", "flow", id, "by", p.Name)
+	dropped, err := n.store.PurgeFlowQueue(ctx, id)
+	if err != nil {
+		n.log.Warn("flow removed, its queue not purged", "flow", id, logErr, err)
+	}
+	if err := n.store.PurgeFlowRuns(ctx, id); err != nil {
+		n.log.Warn("flow removed, its runs not purged", "flow", id, logErr, err)
+	}
+	if err := n.store.RemoveFlowContext(ctx, id); err != nil {
+		n.log.Warn("flow removed, its context not removed", "flow", id, logErr, err)
+	}
+	n.deleteFlowConsumers(id, nil)
+	if fl, err := decodeFlow(r); err == nil {
+		n.removeInline(ctx, id, &fl, nil)
+	}
+	n.log.Info("flow removed", "flow", id, "by", p.Name, "messages_dropped", dropped)
 	return nil
 }
 

@@ -172,7 +172,7 @@ func TestPanicBecomesOutcome(t *testing.T) {
 }
 
 // nodeService writes a Node.js service for the process driver.
-func nodeService(t *testing.T, name, resources, code string) string {
+func nodeService(t testing.TB, name, resources, code string) string {
 	t.Helper()
 	dir := t.TempDir()
 	m := "name: " + name + "\nversion: 1.0.0\ndescription: test\nruntime: {driver: process, language: node, entry: index.js}\nmode: server\ntriggers:\n  - {kind: manual}\n" +
@@ -186,7 +186,7 @@ func nodeService(t *testing.T, name, resources, code string) string {
 	return dir
 }
 
-func requireProcess(t *testing.T, n *testNode) {
+func requireProcess(t testing.TB, n *testNode) {
 	t.Helper()
 	var enabled bool
 	var why string

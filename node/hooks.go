@@ -25,8 +25,21 @@ import (
 const workHook = "hook"
 
 // HookRoute implements server.HookBackend: the http trigger of a deployed
-// service mounted at path, with its secret's value when the node holds it.
+// service, or of a running flow, mounted at path, with its secret's value
+// when the node holds it.
 func (n *Node) HookRoute(path string) (server.HookRoute, error) {
+	if r, err := n.serviceHookRoute(path); err == nil {
+		return r, nil
+	}
+	if r, ok := n.flowHookRoute(path); ok {
+		return r, nil
+	}
+	return server.HookRoute{}, fmt.Errorf("webhook %s: %w", path, store.ErrNotFound)
+}
+
+// serviceHookRoute is the http trigger of a deployed service mounted at
+// path.
+func (n *Node) serviceHookRoute(path string) (server.HookRoute, error) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	for name, d := range n.services {
@@ -83,6 +96,9 @@ func (n *Node) hookConflict(m *manifest.Service) error {
 					return server.Errorf(server.ErrConflict, "%s.path: %s is mounted by service %s (%s); a path serves one trigger of one service", trigger.Name(i), t.Path, name, trigger.Name(j))
 				}
 			}
+		}
+		if r, ok := n.flowHookRoute(t.Path); ok {
+			return server.Errorf(server.ErrConflict, "%s.path: %s is mounted by flow %s (%s); a path serves one trigger", trigger.Name(i), t.Path, r.Flow, r.Trigger)
 		}
 	}
 	return nil

@@ -147,6 +147,7 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 		Digest:  d.rec.Digest,
 		Driver:  d.rec.Decision.Driver,
 	}
+	run.Trigger.Flow = ev.Flow
 	if ev.Kind == trigger.KindHTTP {
 		run.Trigger.HTTP = &contract.HTTPInfo{Method: ev.Method, Path: ev.Path}
 	}
@@ -180,8 +181,8 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 	case d.sem <- struct{}{}:
 		defer func() { <-d.sem }()
 	default:
-		if ev.Kind == trigger.KindEvent {
-			return run, errEventBusy // not recorded: the event waits (see handleEvent)
+		if ev.Kind == trigger.KindEvent || ev.Kind == trigger.KindFlow {
+			return run, errEventBusy // not recorded: the event or flow message waits (see handleEvent, flowExec.step)
 		}
 		finishing = true
 		reason := fmt.Sprintf("skipped: concurrency limit reached (%d runs in progress, resources.concurrency = %d)", cap(d.sem), cap(d.sem))
@@ -191,8 +192,8 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 		return run, &server.Error{Kind: server.ErrBusy, Msg: reason, Run: ptr(apiRun(run)), RetryAfter: retryBusy}
 	}
 	if reason := d.overRunRate(); reason != "" {
-		if ev.Kind == trigger.KindEvent {
-			return run, errEventBusy // not recorded: the event waits, as for a slot
+		if ev.Kind == trigger.KindEvent || ev.Kind == trigger.KindFlow {
+			return run, errEventBusy // not recorded: it waits, as for a slot
 		}
 		finishing = true
 		if run, err = n.finish(log, d, run, sandbox.Skipped, reason, nil, false); err != nil {
@@ -274,7 +275,8 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 			return nil, false, "read state: " + err.Error(), false
 		}
 	}
-	in := contract.Input{RunID: run.ID, Service: d.rec.Name, Trigger: run.Trigger, Message: ev.Message, Args: ev.Args, State: snap.Values, Config: d.runConfig(run)}
+	in := contract.Input{RunID: run.ID, Service: d.rec.Name, Trigger: run.Trigger, Message: ev.Message, Args: ev.Args, State: snap.Values, Config: overlay(d.runConfig(run), ev.Config),
+		FlowContext: ev.FlowContext}
 	dep, err := n.ensureDeployed(ctx, d)
 	if err != nil {
 		return nil, false, err.Error(), false
@@ -308,6 +310,11 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 				d.rates.giveBack(*taken)
 			}
 		}()
+	}
+	if (r.Outcome == sandbox.OK || r.Outcome == sandbox.Noop) && !r.Output.FlowContext.Empty() && ev.Kind != trigger.KindFlow {
+		// The flow engine applies a module run's write (flowrun.go).
+		r.Outcome, r.Error = sandbox.Error, "flow_context: only a flow module's run may change its flow's context; this run was fired by "+ev.Kind
+		return &r, false, "", false
 	}
 	if r.Outcome != sandbox.OK && r.Outcome != sandbox.Noop || r.Output.State.Empty() {
 		return &r, false, "", false
@@ -497,3 +504,19 @@ func truncate(s string, n int) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// overlay is base with over's keys laid over it (a flow module's config
+// over its service's); base itself is not changed.
+func overlay(base, over map[string]any) map[string]any {
+	if len(over) == 0 {
+		return base
+	}
+	out := make(map[string]any, len(base)+len(over))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		out[k] = v
+	}
+	return out
+}

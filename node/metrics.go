@@ -25,6 +25,7 @@ type nodeMetrics struct {
 	reg         *metrics.Registry // served by Node.Metrics
 	invocations *prometheus.CounterVec
 	executions  *prometheus.CounterVec
+	flowRuns    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	labels      string                   // service_labels: all, operator or none
 	owner       func(name string) string // a deployed service's owner; "" when unknown
@@ -43,6 +44,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		},
 		invocations: reg.NewCounterVec("andromeda_invocations_total", "Invocations by service and outcome (ok, noop, error, timeout, crashed, oom, rejected, skipped, cancelled).", "service", "outcome"),
 		executions:  reg.NewCounterVec("andromeda_executions_total", "Attempts at executing actions that ended, by action kind and what became of the execution (confirmed, retry, failed).", "kind", "state"),
+		flowRuns:    reg.NewCounterVec("andromeda_flow_runs_total", "Flow runs recorded, by flow and outcome (ok, failed).", "flow", "outcome"),
 		duration:    reg.NewHistogramVec("andromeda_invocation_duration_seconds", "Wall time of invocations by service, from trigger to recorded run.", nil, "service"),
 	}
 	reg.NewGaugeFunc("andromeda_services", "Services deployed on this node.", func() float64 {
@@ -73,6 +75,14 @@ func (m *nodeMetrics) executed(kind, state string) {
 		return
 	}
 	m.executions.WithLabelValues(kind, state).Inc()
+}
+
+// observeFlowRun counts a recorded flow run.
+func (m *nodeMetrics) observeFlowRun(flow, outcome string) {
+	if m == nil {
+		return
+	}
+	m.flowRuns.WithLabelValues(flow, outcome).Inc()
 }
 
 func (m *nodeMetrics) observe(service, outcome string, d time.Duration) {

@@ -30,6 +30,7 @@ import (
 	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/policy"
+	"github.com/andromeda-runner/andromeda/runtimes/browser"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
 	"github.com/andromeda-runner/andromeda/sandbox/wasm"
@@ -64,6 +65,8 @@ type Node struct {
 	// flowsMu serialises the applications and removals of flows, so that
 	// a check and the write after it see the same record (flows.go).
 	flowsMu sync.Mutex
+	flows   flowEngine   // the running flows (flowrun.go)
+	browser *browser.Hub // the browser runtime's hub; nil when not served (browser.go)
 
 	revocations revocations // of delegations, by id (trust.go)
 
@@ -317,6 +320,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.listenHooks(); err != nil {
 		return err
 	}
+	if err := n.startBrowser(); err != nil {
+		return err
+	}
 	handler := server.New(n, n.cfg.HTTP.serverConfig(server.Config{
 		MaxArchiveBytes: n.limits.maxArchive,
 		SeedEndpoint:    n.cfg.SeedEndpoint.Enabled,
@@ -336,6 +342,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.natsReady()
 	if err := n.startServices(ctx); err != nil {
+		return err
+	}
+	if err := n.startFlows(ctx); err != nil {
 		return err
 	}
 	n.mu.Lock()
@@ -570,8 +579,8 @@ func (n *Node) CreateToken(ctx context.Context, name, role string) (api.Token, e
 		// operator and the seed endpoint's anonymous submitter.
 		problems = append(problems, "name: "+name+" is reserved")
 	}
-	if role != api.RoleSubmitter && role != api.RoleOperator {
-		problems = append(problems, "role: must be submitter or operator")
+	if role != api.RoleSubmitter && role != api.RoleOperator && role != api.RoleRuntime {
+		problems = append(problems, "role: must be submitter, operator or runtime")
 	}
 	if len(problems) > 0 {
 		return api.Token{}, &server.Error{Kind: server.ErrInvalid, Msg: "invalid token request", Problems: problems}

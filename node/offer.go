@@ -379,7 +379,7 @@ func (n *Node) Runtimes(ctx context.Context) ([]api.Runtime, error) {
 		}
 		st.mu.Unlock()
 	}
-	return out, nil
+	return append(out, n.browserRuntimes()...), nil
 }
 
 // languageName names a driver's language for people.

@@ -445,12 +445,12 @@ func TestWatchAndLogsLive(t *testing.T) {
 			text = append(text, l.Run+" "+l.Line)
 		}
 		got, gotLines := strings.Join(kinds, ","), strings.Join(text, ",")
-		done := len(ev) == 5 && len(ln) == 3
+		done := len(kinds) == 5 && len(ln) == 3 // the run's events, not the submit's
 		if done || time.Now().After(deadline) {
 			// Lines may come before or after the run's end: its standard
 			// error and its answer travel apart.
 			if !done || kinds[0] != api.WatchRunStart || !strings.Contains(got, "run.log:line 0") || !strings.Contains(got, "run.log:line 2") || !strings.Contains(got, "run.finished:noop") {
-				t.Fatalf("watched %s", got)
+				t.Fatalf("watched %s; logs -f %q", got, gotLines)
 			}
 			want := fmt.Sprintf("%s line 0,%[1]s line 1,%[1]s line 2", run.ID)
 			if gotLines != want {

@@ -49,6 +49,11 @@ type HookBackend interface {
 	// returns ErrBusy; when the node takes no work, or the run was not
 	// recorded, ErrUnavailable. Both carry RetryAfter.
 	Hook(ctx context.Context, route HookRoute, method string, message json.RawMessage) (api.Run, error)
+	// HookFlow stores the request (message) in the queue of route's flow
+	// and returns its flow run, queued: ErrBusy when the queue is full,
+	// ErrUnavailable when the node takes no work or the message was not
+	// stored, both with RetryAfter; ErrConflict when the flow stopped.
+	HookFlow(ctx context.Context, route HookRoute, method string, message json.RawMessage) (api.FlowRun, error)
 	// Secrets lists the secrets' names and where each is held, never
 	// their values.
 	Secrets(ctx context.Context) ([]api.Secret, error)
@@ -60,9 +65,11 @@ type HookBackend interface {
 	DeleteSecret(ctx context.Context, name string) error
 }
 
-// HookRoute is a trigger mounted at a webhook path.
+// HookRoute is a trigger mounted at a webhook path: of a service, or of a
+// running flow (Flow set, Service empty).
 type HookRoute struct {
 	Service string
+	Flow    string
 	Trigger string // "triggers[2]"
 	Path    string
 	// Methods are the methods it answers; others are answered 405.
@@ -78,6 +85,8 @@ type HookRoute struct {
 const (
 	// HeaderRun names the run behind an answer.
 	HeaderRun = "Andromeda-Run"
+	// HeaderFlowRun names the flow run a flow's webhook started.
+	HeaderFlowRun = "Andromeda-Flow-Run"
 	// HeaderNoop carries the reason of a run that did nothing (204).
 	HeaderNoop = "Andromeda-Noop"
 	// HeaderReason says why a request was refused or not run.
@@ -117,7 +126,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		return
 	case kind != manifest.AuthNone && route.Secret == nil:
 		if s.log != nil {
-			s.log.Warn("webhook secret not set", "service", route.Service, "trigger", route.Trigger, "secret", auth.Secret())
+			s.log.Warn("webhook secret not set", "service", route.Service, "flow", route.Flow, "trigger", route.Trigger, "secret", auth.Secret())
 		}
 		s.hookFail(w, r, &Error{Kind: ErrUnavailable, Msg: "the secret this webhook is checked with is not set on the node", RetryAfter: time.Minute}, "")
 		return
@@ -142,6 +151,10 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 	msg, err := json.Marshal(hookRequest(r, route, body))
 	if err != nil {
 		s.hookFail(w, r, err, "")
+		return
+	}
+	if route.Flow != "" {
+		s.hookFlow(w, r, route, msg)
 		return
 	}
 	run, err := hb.Hook(r.Context(), route, r.Method, msg)
@@ -169,6 +182,20 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.hookAnswer(w, r, run)
+}
+
+// hookFlow answers a request to a flow's webhook: 202 with the flow run
+// once its message is stored in the flow's queue (the flow runs on
+// without the caller: its outcome is in flow runs), 429 or 503 with
+// Retry-After when it could not be stored.
+func (s *Server) hookFlow(w http.ResponseWriter, r *http.Request, route HookRoute, msg json.RawMessage) {
+	fr, err := s.hooks.HookFlow(r.Context(), route, r.Method, msg)
+	if err != nil {
+		s.hookFail(w, r, err, "")
+		return
+	}
+	w.Header().Set(HeaderFlowRun, fr.ID)
+	writeJSON(w, http.StatusAccepted, fr)
 }
 
 // hookAnswer answers with a recorded run: its http response, its output,

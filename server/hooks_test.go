@@ -31,6 +31,10 @@ func (f *fakeBackend) Hook(ctx context.Context, route HookRoute, method string, 
 	return api.Run{}, fmt.Errorf("no webhooks: %w", store.ErrNotFound)
 }
 
+func (f *fakeBackend) HookFlow(ctx context.Context, route HookRoute, method string, message json.RawMessage) (api.FlowRun, error) {
+	return api.FlowRun{}, fmt.Errorf("no webhooks: %w", store.ErrNotFound)
+}
+
 func (f *fakeBackend) Secrets(ctx context.Context) ([]api.Secret, error) { return nil, nil }
 
 func (f *fakeBackend) SetSecret(ctx context.Context, name string, value []byte) error { return nil }

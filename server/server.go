@@ -217,6 +217,7 @@ func (s *Server) routes() {
 	s.keyRoutes()
 	s.offerRoutes()
 	s.flowRoutes()
+	s.flowRunRoutes()
 	s.whyRoutes()
 	s.planRoutes()
 	s.stateRoutes()
@@ -227,6 +228,7 @@ func (s *Server) routes() {
 	s.fileRoutes()
 	s.watchRoutes()
 	s.trustRoutes()
+	s.browserRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -251,6 +253,10 @@ func (s *Server) handle(pattern, role string, h func(w http.ResponseWriter, r *h
 		}
 		if role != "" && p.Role != role {
 			s.fail(w, r, Errorf(ErrForbidden, "this endpoint needs the %s role; token %s is %s", role, p.Name, p.Role))
+			return
+		}
+		if p.Role == api.RoleRuntime {
+			s.fail(w, r, Errorf(ErrForbidden, "token %s has the runtime role: it connects a browser runtime (/runtime/browser) and nothing else", p.Name))
 			return
 		}
 		h(w, r, p)

@@ -33,6 +33,7 @@ const (
 	KindLedger    = "ledger" // action executions, and the index of those not ended
 	KindTrust     = "revocations"
 	KindFlows     = "flows"
+	KindFlowRuns  = "flow-runs"
 	KindOther     = "other"
 )
 
@@ -57,8 +58,10 @@ func kindOf(stream string) string {
 		return KindLedger
 	case kvStream(bus.BucketRevocations):
 		return KindTrust
-	case kvStream(bus.BucketFlows):
+	case kvStream(bus.BucketFlows), kvStream(bus.BucketFlowContext):
 		return KindFlows
+	case bus.StreamFlowQueue, bus.StreamFlowRuns:
+		return KindFlowRuns
 	}
 	return KindOther
 }
@@ -70,6 +73,7 @@ var streamOrder = []string{
 	kvStream(bus.BucketServices), kvStream(bus.BucketTokens), kvStream(bus.BucketState),
 	kvStream(bus.BucketPending), "OBJ_" + bus.ObjectArtifacts, bus.StreamRuns, kvStream(bucketMeta),
 	kvStream(ledgerBucket), kvStream(openBucket), kvStream(bus.BucketRevocations), kvStream(bus.BucketFlows),
+	kvStream(bus.BucketFlowContext), bus.StreamFlowQueue, bus.StreamFlowRuns,
 }
 
 // Report is what the store found in JetStream when it opened (Recovery) or
@@ -90,7 +94,7 @@ type Report struct {
 type StreamReport struct {
 	Stream string `json:"stream"`
 	// Kind is what the stream holds: registry, tokens, state, pending,
-	// artifacts, runs, meta, ledger, revocations, flows or other.
+	// artifacts, runs, meta, ledger, revocations, flows, flow-runs or other.
 	Kind string `json:"kind"`
 	// Records is how many messages JetStream holds (for a bucket: values
 	// and deletion markers).
@@ -481,8 +485,27 @@ var decoders = map[string]func([]byte) error{
 	KindPending: decodeRun,
 	KindRuns:    decodeRun,
 	KindFlows: func(b []byte) error {
+		var probe struct {
+			Values json.RawMessage `json:"values"`
+		}
+		if json.Unmarshal(b, &probe) == nil && probe.Values != nil {
+			_, err := decodeFlowContext(b) // a flow's context
+			return err
+		}
 		_, err := decodeFlow(b)
 		return err
+	},
+	KindFlowRuns: func(b []byte) error {
+		var m struct {
+			Run, ID string
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			return err
+		}
+		if m.Run == "" && m.ID == "" {
+			return errors.New("no flow run id")
+		}
+		return nil
 	},
 	KindMeta: func(b []byte) error {
 		var m registryMark

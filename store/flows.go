@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -38,6 +39,12 @@ type FlowRecord struct {
 	Applied time.Time `json:"applied"`
 	// Flow is the flow document, JSON.
 	Flow json.RawMessage `json:"flow"`
+	// Running says the flow was started (and not stopped): the node runs
+	// it, again after a restart.
+	Running bool `json:"running,omitempty"`
+	// Breakpoints are the modules a breakpoint holds messages at (the
+	// runner API's setBreakPointAtModule), sorted.
+	Breakpoints []string `json:"breakpoints,omitempty"`
 	// Revision is the record's revision in the bucket: PutFlow's
 	// compare-and-set takes it. Not stored.
 	Revision uint64 `json:"-"`
@@ -56,6 +63,13 @@ func (s *Store) createFlows(ctx context.Context) error {
 	}
 	if s.flowStream, err = s.js.Stream(ctx, kvStream(bus.BucketFlows)); err != nil {
 		return fmt.Errorf("store: bucket %s: %w", bus.BucketFlows, err)
+	}
+	s.flowContext, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: bus.BucketFlowContext, Description: "andromeda flow contexts: flow id → the context its modules read and write",
+		History: 1, Storage: jetstream.FileStorage, Replicas: s.cfg.Replicas, MaxValueSize: MaxFlowContext + 64<<10,
+	})
+	if err != nil {
+		return fmt.Errorf("store: bucket %s: %w", bus.BucketFlowContext, err)
 	}
 	return nil
 }
@@ -87,17 +101,23 @@ func (s *Store) PutFlow(ctx context.Context, r FlowRecord, revision uint64) (uin
 	} else {
 		rev, err = s.flows.Update(ctx, r.ID, b, revision)
 	}
-	var apiErr *jetstream.APIError
 	switch {
 	case err == nil:
 		return rev, nil
-	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch),
-		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+	case casLost(err):
 		return 0, fmt.Errorf("store: flow %s changed meanwhile: %w", r.ID, ErrConflict)
 	case errors.Is(err, jetstream.ErrMaxBytesExceeded) || strings.Contains(err.Error(), "maximum bytes"):
 		return 0, fmt.Errorf("store: put flow %s: %w (at most %d bytes of flows)", r.ID, ErrFull, MaxFlowsBytes)
 	}
 	return 0, s.deadline(ctx, fmt.Errorf("store: put flow %s: %w", r.ID, err))
+}
+
+// casLost says a KV create or update lost its compare-and-set: the key
+// exists already, or is at another revision than the one given.
+func casLost(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // Flow returns the record of flow id, or an error wrapping ErrNotFound.
@@ -157,15 +177,109 @@ func (s *Store) RemoveFlow(ctx context.Context, id string, revision uint64) erro
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
 	err := s.flows.Delete(ctx, id, jetstream.LastRevision(revision))
-	var apiErr *jetstream.APIError
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return fmt.Errorf("store: flow %s: %w", id, ErrNotFound)
-	case errors.Is(err, jetstream.ErrKeyRevisionMismatch),
-		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
+	case casLost(err):
 		return fmt.Errorf("store: flow %s changed meanwhile: %w", id, ErrConflict)
 	}
 	return s.deadline(ctx, fmt.Errorf("store: remove flow %s: %w", id, err))
+}
+
+// FlowContext is a flow's context: the values its modules read in their
+// input and write with compare-and-swap, and the module runs whose writes
+// it holds (the newest maxContextWriters), so a replayed run's write is
+// not applied twice.
+type FlowContext struct {
+	Values  map[string]json.RawMessage `json:"values"`
+	Writers []string                   `json:"writers,omitempty"`
+	// Revision is the context's revision in the bucket (0: none stored).
+	Revision uint64 `json:"-"`
+}
+
+// Bounds of a flow's context.
+const (
+	// MaxFlowContext bounds a flow's context, in bytes of JSON.
+	MaxFlowContext = 1 << 20
+	// maxContextWriters is how many writers a context remembers.
+	maxContextWriters = 1024
+)
+
+// Wrote notes run as the context's newest writer.
+func (c *FlowContext) Wrote(run string) {
+	c.Writers = append(c.Writers, run)
+	if len(c.Writers) > maxContextWriters {
+		c.Writers = slices.Delete(c.Writers, 0, len(c.Writers)-maxContextWriters)
+	}
+}
+
+func decodeFlowContext(b []byte) (FlowContext, error) {
+	var c FlowContext
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, err
+	}
+	if c.Values == nil {
+		return c, errors.New("no values")
+	}
+	return c, nil
+}
+
+// FlowContextOf returns flow's context; one never written is empty, at
+// revision 0.
+func (s *Store) FlowContextOf(ctx context.Context, flow string) (FlowContext, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	e, err := s.flowContext.Get(ctx, flow)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return FlowContext{Values: map[string]json.RawMessage{}}, nil
+	case err != nil:
+		return FlowContext{}, s.deadline(ctx, fmt.Errorf("store: context of flow %s: %w", flow, err))
+	}
+	c, err := decodeFlowContext(e.Value())
+	if err != nil {
+		return FlowContext{}, fmt.Errorf("store: context of flow %s does not decode: %w", flow, ErrDamaged)
+	}
+	c.Revision = e.Revision()
+	return c, nil
+}
+
+// PutFlowContext stores c as flow's context if it is still at c.Revision
+// (0: none stored) and returns the new revision; a context written
+// meanwhile fails with ErrConflict, one over MaxFlowContext with ErrFull.
+func (s *Store) PutFlowContext(ctx context.Context, flow string, c FlowContext) (uint64, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	b, err := json.Marshal(c)
+	if err != nil {
+		return 0, fmt.Errorf("store: encode the context of flow %s: %w", flow, err)
+	}
+	if len(b) > MaxFlowContext {
+		return 0, fmt.Errorf("store: the context of flow %s would be %d bytes, at most %d: %w", flow, len(b), MaxFlowContext, ErrFull)
+	}
+	var rev uint64
+	if c.Revision == 0 {
+		rev, err = s.flowContext.Create(ctx, flow, b)
+	} else {
+		rev, err = s.flowContext.Update(ctx, flow, b, c.Revision)
+	}
+	switch {
+	case err == nil:
+		return rev, nil
+	case casLost(err):
+		return 0, fmt.Errorf("store: the context of flow %s changed meanwhile: %w", flow, ErrConflict)
+	}
+	return 0, s.deadline(ctx, fmt.Errorf("store: put the context of flow %s: %w", flow, err))
+}
+
+// RemoveFlowContext drops flow's context (the flow is removed).
+func (s *Store) RemoveFlowContext(ctx context.Context, flow string) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	if err := s.flowContext.Purge(ctx, flow); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return s.deadline(ctx, fmt.Errorf("store: remove the context of flow %s: %w", flow, err))
+	}
+	return nil
 }

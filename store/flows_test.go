@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,5 +62,123 @@ func TestFlows(t *testing.T) {
 	// Created again after a removal: the deletion marker is no record.
 	if _, err := s.PutFlow(ctx, rec, 0); err != nil {
 		t.Errorf("create after remove = %v", err)
+	}
+}
+
+// TestFlowQueue: messages queued for a flow come out in order and stay
+// queued until done, so a reader opened again (a restart) gets those not
+// done, in order, and the sequence of the last one taken before; a retried
+// enqueue (same run id) is stored once; a full queue refuses with ErrFull
+// and keeps what it holds; flow run records list newest first; purging
+// one flow's queue leaves another's.
+func TestFlowQueue(t *testing.T) {
+	s := open(t, store.Config{})
+	ctx := context.Background()
+	msg := func(i int) store.FlowMessage {
+		return store.FlowMessage{Run: fmt.Sprintf("run%02d", i), Message: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)), At: time.Now().UTC()}
+	}
+	for i := range 4 {
+		if _, err := s.EnqueueFlowMessage(ctx, "a", msg(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.EnqueueFlowMessage(ctx, "a", msg(1)); err != nil {
+		t.Fatalf("a retried enqueue = %v", err)
+	}
+	if _, err := s.EnqueueFlowMessage(ctx, "b", msg(9)); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.FlowQueueDepth(ctx, "a"); err != nil || d != 4 {
+		t.Fatalf("depth of a = %d, %v; want 4 (the retry stored once)", d, err)
+	}
+	q, last, err := s.FlowQueue(ctx, "a", 8)
+	if err != nil || last == 0 {
+		t.Fatalf("FlowQueue = %v, last %d", err, last)
+	}
+	var took []store.QueuedFlowMessage
+	for range 4 {
+		m, ok, err := q.Next(5 * time.Second)
+		if err != nil || !ok {
+			t.Fatalf("Next = %v, %v", ok, err)
+		}
+		took = append(took, m)
+	}
+	if _, ok, _ := q.Next(50 * time.Millisecond); ok {
+		t.Fatal("a fifth message from a queue of four")
+	}
+	for i, m := range took {
+		if m.Run != msg(i).Run || string(m.Message) != string(msg(i).Message) || (i > 0 && m.Seq <= took[i-1].Seq) {
+			t.Fatalf("message %d = %+v; want %s, in order", i, m, msg(i).Run)
+		}
+	}
+	if last < took[3].Seq {
+		t.Errorf("last = %d, want at least the newest message's sequence %d", last, took[3].Seq)
+	}
+	for _, m := range took[:2] {
+		if err := m.Done(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Opened again: the two not done, in order.
+	q, _, err = s.FlowQueue(ctx, "a", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i < 4; i++ {
+		m, ok, err := q.Next(5 * time.Second)
+		if err != nil || !ok || m.Run != msg(i).Run {
+			t.Fatalf("after reopening, message %d = %+v, %v, %v", i, m, ok, err)
+		}
+	}
+	if d, _ := s.FlowQueueDepth(ctx, "a"); d != 2 {
+		t.Errorf("depth after two done = %d, want 2", d)
+	}
+
+	// Full.
+	for i := 4; i < store.FlowQueueDepth+3; i++ {
+		if _, err := s.EnqueueFlowMessage(ctx, "a", msg(i)); err != nil {
+			if !errors.Is(err, store.ErrFull) || i != store.FlowQueueDepth+2 {
+				d, _ := s.FlowQueueDepth(ctx, "a")
+				t.Fatalf("enqueue %d = %v at depth %d; want ErrFull at depth %d", i, err, d, store.FlowQueueDepth)
+			}
+			break
+		}
+	}
+	if d, _ := s.FlowQueueDepth(ctx, "a"); d != store.FlowQueueDepth {
+		t.Errorf("depth of a full queue = %d, want %d", d, store.FlowQueueDepth)
+	}
+
+	// Records.
+	for i := range 3 {
+		if err := s.PutFlowRun(ctx, store.FlowRun{ID: msg(i).Run, Flow: "a", Outcome: "ok", Start: time.Now().UTC()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rs, err := s.FlowRuns(ctx, "a", 2); err != nil || len(rs) != 2 || rs[0].ID != "run02" || rs[1].ID != "run01" {
+		t.Errorf("FlowRuns(a, 2) = %+v, %v; want run02, run01", rs, err)
+	}
+	// A record too large to keep whole keeps its outcome and first steps.
+	long := store.FlowRun{ID: "long", Flow: "a", Outcome: "failed", Error: strings.Repeat("e", 10_000), Start: time.Now().UTC()}
+	for i := range 5000 {
+		long.Steps = append(long.Steps, store.FlowStep{Module: "m", Service: "s", Run: fmt.Sprintf("run%d", i), Message: "x", Outcome: "ok"})
+	}
+	if err := s.PutFlowRun(ctx, long); err != nil {
+		t.Fatalf("a long flow run = %v", err)
+	}
+	if rs, err := s.FlowRuns(ctx, "a", 1); err != nil || len(rs) != 1 || rs[0].ID != "long" || rs[0].Outcome != "failed" || len(rs[0].Steps) != 64 || rs[0].StepsCut != 5000-64 || len(rs[0].Error) > 4100 {
+		t.Errorf("the long flow run came back as %d steps, %d cut, %v", len(rs[0].Steps), rs[0].StepsCut, err)
+	}
+
+	if n, err := s.PurgeFlowQueue(ctx, "a"); err != nil || n != store.FlowQueueDepth {
+		t.Errorf("purge a = %d, %v", n, err)
+	}
+	if d, _ := s.FlowQueueDepth(ctx, "b"); d != 1 {
+		t.Errorf("depth of b after purging a = %d, want 1", d)
+	}
+	if err := s.PurgeFlowRuns(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := s.FlowRuns(ctx, "a", 10); err != nil || len(rs) != 0 {
+		t.Errorf("runs of a after purge = %+v, %v", rs, err)
 	}
 }

@@ -125,6 +125,9 @@ type Store struct {
 
 	revocations      jetstream.KeyValue // revocations of delegations (revocations.go)
 	flows            jetstream.KeyValue // flows applied (flows.go)
+	flowContext      jetstream.KeyValue // flows' contexts (flows.go)
+	flowQueue        jetstream.Stream   // messages waiting for their flow run (flowruns.go)
+	flowRuns         jetstream.Stream   // flow run records (flowruns.go)
 	flowStream       jetstream.Stream
 	revocationStream jetstream.Stream
 }
@@ -204,6 +207,9 @@ func (s *Store) create(ctx context.Context) error {
 		return err
 	}
 	if err := s.createFlows(ctx); err != nil {
+		return err
+	}
+	if err := s.createFlowStreams(ctx); err != nil {
 		return err
 	}
 	if s.registry, err = s.js.Stream(ctx, kvStream(bus.BucketServices)); err != nil {

@@ -7,8 +7,8 @@
 // It does not run services, bound their concurrency, subscribe to the bus or
 // serve HTTP: the node owns the fire path and the event and http sources;
 // this package only decides when time-based triggers fire. It imports the
-// standard library and github.com/netresearch/go-cron (the cron expression
-// parser) only.
+// standard library, github.com/netresearch/go-cron (the cron expression
+// parser) and package contract (what a flow trigger carries) only.
 package trigger
 
 import (
@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/andromeda-runner/andromeda/contract"
 )
 
 // Trigger kinds, as manifests spell them.
@@ -25,6 +27,7 @@ const (
 	KindManual = "manual" // andromeda fire NAME, or the API
 	KindEvent  = "event"  // a bus topic
 	KindHTTP   = "http"   // a webhook path; the run's output is the response
+	KindFlow   = "flow"   // a message to a module of a running flow
 )
 
 var (
@@ -68,6 +71,14 @@ type Event struct {
 	// RunID, when set, is the id the run takes: a caller that must know
 	// it before the run starts (fire --detach) makes it with the node.
 	RunID string
+	// Flow is set on a module run of a flow (KindFlow): which flow run,
+	// module and message.
+	Flow *contract.FlowInfo
+	// Config, when set, is laid over the service's config for this run
+	// (a flow module's config).
+	Config map[string]any
+	// FlowContext is the flow's context a module run reads (KindFlow).
+	FlowContext map[string]json.RawMessage
 }
 
 // Spec is one trigger of a service as the node hands it to a trigger source,

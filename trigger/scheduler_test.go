@@ -51,18 +51,18 @@ func (r *recorder) next(t *testing.T) Event {
 	}
 }
 
-// waitTimer waits until the scheduler has armed its timer on clock.
+// waitTimer waits until the scheduler has armed its timer on clock. It
+// polls TimerCount: FakeClock.BlockUntil can miss the wake-up of a timer
+// armed between its check and its wait (its notice is a send that is
+// dropped when nobody receives yet), and then never returns.
 func waitTimer(t *testing.T, clock *cron.FakeClock) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		clock.BlockUntil(1)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("scheduler armed no timer within 5s")
+	deadline := time.Now().Add(5 * time.Second)
+	for clock.TimerCount() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("scheduler armed no timer within 5s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -292,8 +292,8 @@ is the owner of what it submits; operator and anonymous are reserved.`,
 	}
 	cf := addClientFlags(create)
 	name := create.Flags().String("name", "", "token `NAME` (the owner of what it submits)")
-	role := create.Flags().String("role", api.RoleSubmitter, "`ROLE`: submitter or operator")
-	create.RegisterFlagCompletionFunc("role", words(api.RoleSubmitter, api.RoleOperator))
+	role := create.Flags().String("role", api.RoleSubmitter, "`ROLE`: submitter, operator, or runtime (connects a browser runtime, nothing else)")
+	create.RegisterFlagCompletionFunc("role", words(api.RoleSubmitter, api.RoleOperator, api.RoleRuntime))
 	create.RunE = func(cmd *cobra.Command, _ []string) error {
 		create := func(c *api.Client) (api.Token, error) { return c.CreateToken(cmd.Context(), *name, *role) }
 		return ask(env, cf, create, func(w io.Writer, t api.Token) {

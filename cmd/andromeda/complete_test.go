@@ -90,7 +90,7 @@ func TestCompleteServiceNames(t *testing.T) {
 		{map[string]string{"ANDROMEDA_ADDR": "127.0.0.1:1", "ANDROMEDA_TOKEN": "t"}, "inspect ", names},
 		{map[string]string{"ANDROMEDA_ADDR": n.Addr(), "ANDROMEDA_TOKEN": "wrong"}, "inspect ", names},
 		{map[string]string{"ANDROMEDA_ADDR": n.Addr(), "ANDROMEDA_DATA": t.TempDir()}, "inspect ", names}, // no token
-		{env, "token create --role ", "submitter\noperator\n" + names},
+		{env, "token create --role ", "submitter\noperator\nruntime\n" + names},
 		{env, "submit ", dirs},
 		{env, "help stor", "store\tCheck, back up or restore a stopped node's store\n" + names},
 	} {
