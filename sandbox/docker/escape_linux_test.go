@@ -1028,9 +1028,10 @@ func TestEscapeEngineGoneErrors(t *testing.T) {
 	}
 }
 
-// TestEscapeEngineGoneStop checks that Stop keeps to its context while the
-// engine cannot be reached: the node gives a deployment 5 s to stop, and a
-// Stop that waits on the engine holds the node's shutdown. cut: the engine
+// TestEscapeEngineGoneStop checks that Stop keeps to its context (and
+// Process.KillWait past it) while the engine cannot be reached: the node
+// gives a deployment 5 s to stop, and a Stop that waits on the engine
+// holds the node's shutdown. cut: the engine
 // refuses connections, and the worker ran past its deadline ignoring the
 // cancel (its container could not be killed). hung: the engine accepts
 // connections and answers nothing, and the worker is idle. Once the engine
@@ -1059,7 +1060,8 @@ func TestEscapeEngineGoneStop(t *testing.T) {
 			} else {
 				proxy.stall()
 			}
-			const grace, slack = 3 * time.Second, 2 * time.Second
+			// Stop's engine calls may run KillWait past its context.
+			const grace, slack = 3 * time.Second, DefaultKillWait + time.Second
 			ctx, cancel := context.WithTimeout(context.Background(), grace)
 			defer cancel()
 			start := time.Now()
