@@ -62,6 +62,11 @@ type FlowModule struct {
 	// Runtime is where it runs: its placement, else its service's runtime
 	// (an id of GET /v1/runtimes).
 	Runtime string `json:"runtime"`
+	// WhenGone is, for a module placed on a browser runtime, what its
+	// messages do while the page is away: queue or failover. Away says no
+	// page of the runtime is connected now.
+	WhenGone string `json:"when_gone,omitempty"`
+	Away     bool   `json:"away,omitempty"`
 	// Waiting is how many messages wait for the module (a running flow).
 	Waiting int `json:"waiting,omitempty"`
 	// Ran is how many messages the module ran since the flow started on
@@ -169,6 +174,11 @@ type FlowStep struct {
 	// InWorker says the message reached the module inside the worker that
 	// ran its sender (a same-worker hop), not through the node.
 	InWorker bool `json:"in_worker,omitempty"`
+	// Runtime is where the module ran when not where its service runs: a
+	// browser runtime (browser/ID).
+	Runtime string `json:"runtime,omitempty"`
+	// Note says why it ran elsewhere than its placement (failed over).
+	Note string `json:"note,omitempty"`
 }
 
 // FlowWire is one wire of a flow, its ends written module:port.

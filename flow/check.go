@@ -25,6 +25,10 @@ type Service struct {
 	// Language is what its runtime runs: wasm, exec, node, python, or a
 	// registered runtime's language.
 	Language string
+	// Runtime is the id of the runtime it runs on (as GET /v1/runtimes
+	// lists it); empty: not known, any placement that runs its language
+	// is taken.
+	Runtime string
 	// Inputs and Outputs are its ports; nil means the default, in and
 	// out. error is always an output.
 	Inputs, Outputs []string
@@ -154,7 +158,7 @@ func (c *checker) module(i int, m *Module, nodes map[string]*node) {
 		nodes[m.ID] = n
 	}
 	inline := m.Language != "" || m.Code != ""
-	language := m.Language
+	language, own := m.Language, ""
 	switch {
 	case m.Service != "" && inline:
 		c.fail(p, "service and language/code are exclusive: a module runs a service or inline code")
@@ -166,7 +170,7 @@ func (c *checker) module(i int, m *Module, nodes map[string]*node) {
 			c.fail(p+".service", "no service named %q on this node", m.Service)
 			break
 		}
-		language = s.Language
+		language, own = s.Language, s.Runtime
 		if s.Inputs != nil {
 			n.inputs = s.Inputs
 		}
@@ -195,7 +199,16 @@ func (c *checker) module(i int, m *Module, nodes map[string]*node) {
 			c.fail(p+".runtime", "no runtime %q on this node (runtimes: %s)", m.Runtime, strings.Join(c.runtimeIDs(), ", "))
 		case language != "" && !slices.Contains(langs, language):
 			c.fail(p+".runtime", "%s does not run %s (it runs: %s)", m.Runtime, language, strings.Join(langs, ", "))
+		case own != "" && m.Runtime != own && !m.OnBrowser():
+			c.fail(p+".runtime", "service %s runs on %s: a module runs where its service runs, or on a browser runtime (browser/ID)", m.Service, own)
 		}
+	}
+	switch {
+	case m.WhenGone == "":
+	case !m.OnBrowser():
+		c.fail(p+".when_gone", "only for a module placed on a browser runtime (runtime: browser/ID)")
+	case m.WhenGone != WhenGoneQueue && m.WhenGone != WhenGoneFailover:
+		c.fail(p+".when_gone", "must be %s or %s, got %q", WhenGoneQueue, WhenGoneFailover, m.WhenGone)
 	}
 }
 

@@ -18,6 +18,7 @@
 //	    code: |
 //	      def handle(input): ...
 //	    runtime: process/python # optional placement: a runtime (andromeda runtimes) that runs the language
+//	  - {id: show, service: order-view, runtime: browser/kiosk, when_gone: failover}  # Node.js code on a page
 //	  - {id: store, service: order-store, config: {table: orders}}
 //	wires:
 //	  - {from: "parse:out", to: "score:in"}
@@ -136,12 +137,32 @@ type Module struct {
 	Language string `json:"language,omitempty"`
 	Code     string `json:"code,omitempty"`
 	// Runtime places the module on a runtime, by its id as GET
-	// /v1/runtimes lists it (process/python, wasm); empty: where its
-	// service runs.
+	// /v1/runtimes lists it; empty: where its service runs. A module of a
+	// service runs where its service runs, or, when its service is
+	// Node.js code, on a browser runtime (browser/ID: a page connected at
+	// /runtime/browser), which runs the same module code.
 	Runtime string `json:"runtime,omitempty"`
+	// WhenGone is what a module placed on a browser runtime does with its
+	// messages while the page is away: queue (the default) keeps them, in
+	// order, until a page of that runtime is back; failover runs them
+	// where the module's service runs until it is.
+	WhenGone string `json:"when_gone,omitempty"`
 	// Config is the module's configuration, passed in its input.
 	Config map[string]any `json:"config,omitempty"`
 }
+
+// What a module placed on a browser runtime does while its page is away
+// (Module.WhenGone).
+const (
+	WhenGoneQueue    = "queue"
+	WhenGoneFailover = "failover"
+)
+
+// BrowserPrefix starts the id of a browser runtime: browser/ID.
+const BrowserPrefix = "browser/"
+
+// OnBrowser says m is placed on a browser runtime.
+func (m Module) OnBrowser() bool { return strings.HasPrefix(m.Runtime, BrowserPrefix) }
 
 // Wire joins From, "module:port" (an output port), to To, "module:port"
 // (an input port). A bare module id names its default port: out for From,

@@ -16,7 +16,7 @@ import (
 var catalog = Catalog{
 	Services: map[string]Service{
 		"order-parser": {Language: "wasm"},
-		"order-store":  {Language: "node"},
+		"order-store":  {Language: "node", Runtime: "process/node"},
 		"pager":        {Language: "exec", Inputs: []string{"in", "urgent"}},
 	},
 	Runtimes: map[string][]string{
@@ -24,6 +24,8 @@ var catalog = Catalog{
 		"process/exec":   {"exec"},
 		"process/node":   {"node"},
 		"process/python": {"python"},
+		"docker/node":    {"node"},
+		"browser/kiosk":  {"javascript", "node"},
 	},
 }
 
@@ -116,12 +118,17 @@ func TestCheckEveryError(t *testing.T) {
 			{ID: "e", Language: "cobol", Code: "x"}, // 5 no runtime runs it
 			{ID: "f", Language: "node"},             // 6 no code
 			{ID: "g", Code: "x"},                    // 7 no language
-			{ID: "h", Service: "order-parser", Runtime: "process/python"},       // 8 runtime cannot run wasm
-			{ID: "i", Service: "pager", Runtime: "moon"},                        // 9 unknown runtime
-			{ID: "j", Service: "pager"},                                         // 10 in a plain cycle with k
-			{ID: "k", Service: "pager"},                                         // 11
-			{ID: "", Service: "pager"},                                          // 12 no id
-			{ID: "l", Language: "python", Code: strings.Repeat("#", MaxCode+1)}, // 13 code too long
+			{ID: "h", Service: "order-parser", Runtime: "process/python"},                     // 8 runtime cannot run wasm
+			{ID: "i", Service: "pager", Runtime: "moon"},                                      // 9 unknown runtime
+			{ID: "j", Service: "pager"},                                                       // 10 in a plain cycle with k
+			{ID: "k", Service: "pager"},                                                       // 11
+			{ID: "", Service: "pager"},                                                        // 12 no id
+			{ID: "l", Language: "python", Code: strings.Repeat("#", MaxCode+1)},               // 13 code too long
+			{ID: "m", Service: "order-store", Runtime: "docker/node"},                         // 14 not where its service runs
+			{ID: "n", Service: "pager", WhenGone: "queue"},                                    // 15 not on a browser
+			{ID: "o", Service: "order-store", Runtime: "browser/kiosk", WhenGone: "later"},    // 16 no such choice
+			{ID: "p", Service: "order-store", Runtime: "browser/kiosk", WhenGone: "failover"}, // 17 fine
+			{ID: "q", Service: "order-parser", Runtime: "browser/kiosk"},                      // 18 wasm on a browser
 		},
 		Wires: []Wire{
 			{From: "a", To: "zz"},             // 0 unknown module
@@ -150,13 +157,17 @@ func TestCheckEveryError(t *testing.T) {
 		`modules[2].service: no service named "nope" on this node`,
 		"modules[3]: service and language/code are exclusive",
 		"modules[4]: one of service, or language and code, is required",
-		`modules[5].language: no runtime on this node runs "cobol" (languages: exec, node, python, wasm)`,
+		`modules[5].language: no runtime on this node runs "cobol" (languages: exec, javascript, node, python, wasm)`,
 		"modules[6].code: required with language",
 		"modules[7].language: required with code",
 		"modules[8].runtime: process/python does not run wasm (it runs: python)",
-		`modules[9].runtime: no runtime "moon" on this node (runtimes: process/exec, process/node, process/python, wasm)`,
+		`modules[9].runtime: no runtime "moon" on this node (runtimes: browser/kiosk, docker/node, process/exec, process/node, process/python, wasm)`,
 		"modules[12].id: required",
 		"modules[13].code: must be at most",
+		"modules[14].runtime: service order-store runs on process/node: a module runs where its service runs, or on a browser runtime (browser/ID)",
+		"modules[15].when_gone: only for a module placed on a browser runtime (runtime: browser/ID)",
+		`modules[16].when_gone: must be queue or failover, got "later"`,
+		"modules[18].runtime: browser/kiosk does not run wasm (it runs: javascript, node)",
 		`wires[0].to: no module "zz" in this flow`,
 		`wires[1].from: module a has no output port "nope" (its output ports: out, error)`,
 		`wires[2].to: module j has no input port "nope" (its input ports: in, urgent)`,

@@ -107,7 +107,7 @@ func (e *flowExec) routeTree(m *moduleExec, flowRun, runID string, base map[stri
 		}
 		for _, w := range dests {
 			dm := e.modules[w.to.Module]
-			if w.loop > 0 || dm == nil || dm.service != m.service || dm.isHeld() || !dm.idle() {
+			if w.loop > 0 || dm == nil || dm.service != m.service || dm.browser != nil || dm.isHeld() || !dm.idle() {
 				continue
 			}
 			if to == nil {

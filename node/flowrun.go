@@ -114,6 +114,7 @@ type wireDest struct {
 type moduleExec struct {
 	id, service string
 	config      map[string]any
+	browser     *browserPlacement // placed on a browser runtime; nil: where its service runs
 	// turn is held while the module runs a message: its worker's run and
 	// a single step take turns, so the module runs one message at a time.
 	turn sync.Mutex
@@ -210,7 +211,8 @@ func (n *Node) startFlow(ctx context.Context, r store.FlowRecord) error {
 	fed := map[string]bool{}
 	resolveInline(&fl)
 	for _, m := range fl.Modules {
-		e.modules[m.ID] = &moduleExec{id: m.ID, service: m.Service, config: m.Config, held: slices.Contains(r.Breakpoints, m.ID), signal: make(chan struct{}, 1), bytes: &e.waiting}
+		e.modules[m.ID] = &moduleExec{id: m.ID, service: m.Service, config: m.Config, browser: newBrowserPlacement(m),
+			held: slices.Contains(r.Breakpoints, m.ID), signal: make(chan struct{}, 1), bytes: &e.waiting}
 	}
 	for i, w := range fl.Wires {
 		from, _ := flow.ParseEnd(w.From, flow.PortOut)
@@ -272,9 +274,10 @@ func (n *Node) stopFlow(id string, drain bool) {
 	}
 	n.disarmFlowTriggers(e)
 	close(e.quit)
-	if drain && e.holding() {
-		// Messages held at a breakpoint would keep the stop waiting: they
-		// stay queued and run again at the next start instead.
+	if drain && (e.holding() || e.awaitingPage()) {
+		// Messages held at a breakpoint, or waiting for a browser page
+		// that is away, would keep the stop waiting: they stay queued and
+		// run again at the next start instead.
 		drain = false
 	}
 	if drain {
@@ -607,7 +610,7 @@ func (e *flowExec) step(m *moduleExec, msg *flowMsg, so *stepOut) {
 	runID := moduleRunID(fr.rec.ID, m.id, msg.id)
 	step := store.FlowStep{Module: m.id, Service: m.service, Run: runID, Message: msg.id, From: msg.fromRun, Queued: time.Since(msg.queued)}
 	var hops []sandbox.Hop
-	run, snap, reused, err := e.runModule(m, msg, runID, &hops)
+	run, snap, reused, err := e.runModule(m, msg, runID, &hops, &step)
 	if err != nil {
 		if errors.Is(err, errHalted) {
 			halted = true
@@ -795,8 +798,9 @@ var errHalted = errors.New("the flow is stopping")
 // runModule is the run of m for msg and the flow context it read (nil for
 // a run reused): the one recorded before when the flow run is a replay
 // and there is one, else a new run, waiting for a slot when the service's
-// concurrency bound is reached.
-func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, hops *[]sandbox.Hop) (store.Run, map[string]json.RawMessage, bool, error) {
+// concurrency bound is reached, and, for a module placed on a browser
+// runtime, for its page (flowbrowser.go); where it ran goes in step.
+func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, hops *[]sandbox.Hop, step *store.FlowStep) (store.Run, map[string]json.RawMessage, bool, error) {
 	n := e.n
 	if msg.fr.replay {
 		if r, err := n.store.Run(n.ctx, m.service, runID); err == nil {
@@ -824,9 +828,28 @@ func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, hops *[]
 			continue
 		}
 		*hops = (*hops)[:0]
-		r, err := n.invoke(sandbox.WithRoute(n.ctx, e.routeFor(m, msg.fr, runID, d), hops), d, ev)
+		ctx := n.ctx
+		step.Runtime, step.Note = "", ""
+		if m.browser != nil {
+			var err error
+			if ctx, step.Runtime, step.Note, err = e.place(ctx, m, d); err != nil {
+				if errors.Is(err, errHalted) {
+					return store.Run{}, nil, false, err
+				}
+				return store.Run{}, nil, false, fmt.Errorf("module %s: %w", m.id, err)
+			}
+		}
+		if step.Runtime == "" {
+			ctx = sandbox.WithRoute(ctx, e.routeFor(m, msg.fr, runID, d), hops)
+		}
+		r, err := n.invoke(ctx, d, ev)
 		if errors.Is(err, errEventBusy) {
 			sleepCh(e.halt, 10*time.Millisecond+rand.N(40*time.Millisecond))
+			continue
+		}
+		if errors.Is(err, errPlacementGone) {
+			e.log.Info("a module's browser page went away before it answered: the message goes again", "module", m.id, "runtime", m.browser.runtime, "run", runID)
+			sleepCh(e.halt, 20*time.Millisecond) // a page that comes and goes is not spun on
 			continue
 		}
 		if err != nil && r.ID == "" {

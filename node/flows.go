@@ -16,6 +16,7 @@ import (
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/flow"
 	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/sandbox/process/lang"
 	"github.com/andromeda-runner/andromeda/server"
 	"github.com/andromeda-runner/andromeda/store"
 	"github.com/andromeda-runner/andromeda/strictdoc"
@@ -192,7 +193,13 @@ func (n *Node) flowCatalog(ctx context.Context, p server.Principal) (flowCatalog
 		return cat, err
 	}
 	for _, r := range rts {
-		if r.Enabled && r.Language != "" {
+		switch {
+		case r.Kind == api.RuntimeBrowser:
+			// A page runs the same module code as the Node.js shim, so
+			// Node.js modules run there too; it is a placement while it is
+			// away as well (its messages queue, or fail over).
+			cat.Runtimes[r.ID] = append(cat.Runtimes[r.ID], r.Language, string(lang.Node))
+		case r.Enabled && r.Language != "":
 			cat.Runtimes[r.ID] = append(cat.Runtimes[r.ID], r.Language)
 		}
 	}
@@ -202,17 +209,18 @@ func (n *Node) flowCatalog(ctx context.Context, p server.Principal) (flowCatalog
 		if !p.Operator() && d.rec.Owner != p.Name {
 			continue
 		}
-		id, lang := serviceRuntime(d.manifest)
-		cat.Services[name] = flow.Service{Language: lang}
+		id, language := serviceRuntime(d.rec.Decision.Driver, d.manifest)
+		cat.Services[name] = flow.Service{Language: language, Runtime: id}
 		cat.runtimeOf[name] = id
 	}
 	return cat, nil
 }
 
 // serviceRuntime is the runtime id (as GET /v1/runtimes lists it) and the
-// language of a service, as a flow sees them.
-func serviceRuntime(m *manifest.Service) (id, language string) {
-	switch d := string(m.Runtime.Driver); {
+// language of a service, as a flow sees them: on the driver its decision
+// picked (a process service may run on docker).
+func serviceRuntime(driver string, m *manifest.Service) (id, language string) {
+	switch d := cmp.Or(driver, string(m.Runtime.Driver)); {
 	case d == string(manifest.DriverWasm):
 		return "wasm", "wasm"
 	case m.Runtime.Language == "":
@@ -243,6 +251,10 @@ func (n *Node) apiFlow(r store.FlowRecord, cat flowCatalog) (api.Flow, error) {
 	}
 	for _, m := range fl.Modules {
 		am := api.FlowModule{ID: m.ID, Service: m.Service, Language: m.Language, Runtime: m.Runtime}
+		if m.OnBrowser() {
+			am.WhenGone = cmp.Or(m.WhenGone, flow.WhenGoneQueue)
+			am.Away = n.browser == nil || !n.browser.Connected(strings.TrimPrefix(m.Runtime, flow.BrowserPrefix))
+		}
 		am.Breakpoint = slices.Contains(r.Breakpoints, m.ID)
 		if e != nil && e.modules[m.ID] != nil {
 			am.Waiting = e.modules[m.ID].depth()

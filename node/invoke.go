@@ -148,6 +148,9 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 		Driver:  d.rec.Decision.Driver,
 	}
 	run.Trigger.Flow = ev.Flow
+	if placedOn(ctx) != nil {
+		run.Driver = "browser" // a flow module placed on a browser runtime (flowbrowser.go)
+	}
 	if ev.Kind == trigger.KindHTTP {
 		run.Trigger.HTTP = &contract.HTTPInfo{Method: ev.Method, Path: ev.Path}
 	}
@@ -205,6 +208,9 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 
 	n.notify(api.WatchEvent{Kind: api.WatchRunStart, Service: run.Service, Version: run.Version, Run: run.ID, Trigger: ev.Trigger})
 	res, pending, failure := n.attempt(ctx, log, d, &run, ev)
+	if res == nil && failure == "" {
+		return run, errPlacementGone // not recorded: the flow engine sends the message again
+	}
 	finishing = true
 	if failure != "" {
 		return n.finish(log, d, run, sandbox.Error, failure, res, pending)
@@ -218,7 +224,8 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 // attempt invokes d until its state change commits or it needs none, up to
 // state.attempts times with jittered backoff on compare-and-swap
 // conflicts. A non-empty failure is an error of the node's, not of the
-// service.
+// service. No result and no failure: the run went to a browser runtime
+// whose page went away before it answered (errPlacementGone).
 func (n *Node) attempt(ctx context.Context, log *slog.Logger, d *deployed, run *store.Run, ev trigger.Event) (res *sandbox.Result, pending bool, failure string) {
 	attempts := n.cfg.State.Attempts
 	backoff := stateBackoffBase
@@ -277,9 +284,14 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 	}
 	in := contract.Input{RunID: run.ID, Service: d.rec.Name, Trigger: run.Trigger, Message: ev.Message, Args: ev.Args, State: snap.Values, Config: overlay(d.runConfig(run), ev.Config),
 		FlowContext: ev.FlowContext}
-	dep, err := n.ensureDeployed(ctx, d)
-	if err != nil {
-		return nil, false, err.Error(), false
+	var dep sandbox.Deployment
+	if pd := placedOn(ctx); pd != nil {
+		dep = pd // a flow module placed on a browser runtime
+	} else {
+		var err error
+		if dep, err = n.ensureDeployed(ctx, d); err != nil {
+			return nil, false, err.Error(), false
+		}
 	}
 	// The guest's log lines of this run go to the logs stream with the
 	// run's id, within the driver's per-run and per-service caps.
@@ -296,6 +308,9 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 	waitTickNoted(ctx) // the tick is remembered before anything of its run takes effect
 	if c := killedBy(rctx); c != nil && (err != nil || r.Outcome != sandbox.OK && r.Outcome != sandbox.Noop) {
 		return &sandbox.Result{Outcome: sandbox.Cancelled, Error: c.Error(), Usage: r.Usage}, false, "", false
+	}
+	if errors.Is(err, errPlacementGone) {
+		return nil, false, "", false // not run, or not known to have run: see invoke
 	}
 	if err != nil {
 		return &r, false, "runner: " + err.Error(), false

@@ -132,6 +132,11 @@ type FlowStep struct {
 	// then the time from the sender's handler returning to this module's
 	// starting, as the worker measured it.
 	InWorker bool `json:"in_worker,omitempty"`
+	// Runtime is where the module ran when not where its service runs: a
+	// browser runtime (browser/ID).
+	Runtime string `json:"runtime,omitempty"`
+	// Note says why it ran elsewhere than its placement (failed over).
+	Note string `json:"note,omitempty"`
 }
 
 // FlowQueueSubject and FlowRunSubject are a flow's subjects.

@@ -182,7 +182,14 @@ func printFlow(w io.Writer, f api.Flow) {
 		if m.Breakpoint {
 			bp = "held"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", m.ID, runs, m.Runtime, m.Waiting, m.Ran, m.Failed, m.LastMinute, bp)
+		where := m.Runtime
+		switch {
+		case m.WhenGone != "" && m.Away:
+			where += " (away: " + m.WhenGone + ")"
+		case m.WhenGone != "":
+			where += " (when gone: " + m.WhenGone + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", m.ID, runs, where, m.Waiting, m.Ran, m.Failed, m.LastMinute, bp)
 	}
 	tw.Flush()
 	for _, m := range f.Modules {
@@ -344,6 +351,12 @@ func printFlowRun(w io.Writer, r api.FlowRun) {
 		run := s.Run
 		if s.Reused {
 			run += " (reused)"
+		}
+		if s.Runtime != "" {
+			run += " on " + s.Runtime
+		}
+		if s.Note != "" {
+			run += " (" + s.Note + ")"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%v\t%s\n", s.Module, s.Service, run, s.Outcome, s.Queued.Round(time.Microsecond), cmp.Or(s.From, "input"))
 	}

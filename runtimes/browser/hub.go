@@ -390,6 +390,14 @@ func (h *Hub) Runtimes() []Info {
 	return infos
 }
 
+// Connected says a page of runtime id is connected now.
+func (h *Hub) Connected(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	rt := h.runtimes[id]
+	return !h.closed && rt != nil && rt.sess != nil
+}
+
 // Wait returns nil once a page of runtime id is connected (at once if one
 // is), or ctx's error, or ErrClosed when the hub closes.
 func (h *Hub) Wait(ctx context.Context, id string) error {
