@@ -108,8 +108,13 @@ func BenchmarkFlowThroughput(b *testing.B) {
 // waiting and returns the messages per second until every flow run is
 // recorded; each must have ended ok.
 func throughput(b *testing.B, n *testNode, id string) float64 {
+	return throughputOf(b, n, id, func(i int) json.RawMessage { return json.RawMessage(`{"n":` + strconv.Itoa(i) + `}`) })
+}
+
+// throughputOf is throughput with msg(i) the i-th message.
+func throughputOf(b *testing.B, n *testNode, id string, msg func(i int) json.RawMessage) float64 {
 	start := time.Now()
-	fireFromFour(b, n, id, b.N, func(i int) json.RawMessage { return json.RawMessage(`{"n":` + strconv.Itoa(i) + `}`) })
+	fireFromFour(b, n, id, b.N, msg)
 	waitFlowIdle(b, n, id, 10*time.Minute)
 	el := time.Since(start)
 	runs, err := n.op.FlowRuns(context.Background(), id, 1000)
@@ -289,4 +294,54 @@ func BenchmarkFlowThroughputSameWorker(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(bareNodeChain(b, max(b.N, 10000)), "bare-node-msgs/s")
+}
+
+// BenchmarkFlowThroughputMixed measures messages per second through a
+// linear flow of five modules in three runtimes, wasm → Node.js → Python
+// → Node.js → wasm (every hop through the node, each module run a
+// recorded run), b.N messages fired from four callers without waiting,
+// until every flow run is recorded; beside it, in the same run, the five
+// Node.js relays of BenchmarkFlowThroughput.
+func BenchmarkFlowThroughputMixed(b *testing.B) {
+	ctx := context.Background()
+	n := startNode(b)
+	requireProcess(b, n)
+	py := b.TempDir()
+	for file, text := range map[string]string{
+		"andromeda.yaml": "name: pyrelay\nversion: 1.0.0\nruntime: {driver: process, language: python, entry: main.py}\nmode: server\n" +
+			"triggers:\n  - {kind: manual}\nresources: {memory: 128Mi, timeout: 10s, concurrency: 8}\ncapabilities: {network: none}\n",
+		"main.py": "def handle(input):\n    return {\"emit\": [{\"port\": \"out\", \"message\": input[\"message\"]}]}\n",
+	} {
+		if err := os.WriteFile(filepath.Join(py, file), []byte(text), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, dir := range []string{mirrorService(b), nodeService(b, "relay", "{memory: 128Mi, timeout: 10s, concurrency: 8}", relayJS), py} {
+		if _, err := n.op.Submit(ctx, pack(b, dir)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The first mirror emits the message's emit; the last mirrors what
+	// reached it, a noop.
+	mixed := "id: mixed\nversion: 1.0.0\nmodules:\n  - {id: w1, service: mirror}\n  - {id: j1, service: relay}\n  - {id: p, service: pyrelay}\n" +
+		"  - {id: j2, service: relay}\n  - {id: w2, service: mirror}\nwires:\n  - {from: w1, to: j1}\n  - {from: j1, to: p}\n  - {from: p, to: j2}\n  - {from: j2, to: w2}\n"
+	msg := func(i int) json.RawMessage {
+		return json.RawMessage(`{"emit":[{"port":"out","message":{"noop":"passed ` + strconv.Itoa(i) + `"}}]}`)
+	}
+	for _, f := range [][2]string{{"mixed", mixed}, {"node", relayFlow("node", 5)}} {
+		if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(f[1]), false); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := n.op.StartFlow(ctx, f[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, id := range []string{"mixed", "node"} { // warm: the workers start on the first runs
+		if r, err := n.op.FireFlow(ctx, id, api.FlowFireRequest{Message: msg(-1), Wait: "1m"}); err != nil || r.Outcome != "ok" {
+			b.Fatalf("warm %s = %+v, %v", id, r, err)
+		}
+	}
+	b.ResetTimer()
+	b.ReportMetric(throughputOf(b, n, "mixed", msg), "mixed-msgs/s")
+	b.ReportMetric(throughputOf(b, n, "node", msg), "node-msgs/s")
 }
