@@ -209,6 +209,32 @@ func placedFlow(id string, k int, svcs ...string) string {
 // startPlacedFlows starts a node with two stateless relay services of
 // language, ra and rb (concurrency 8), and the flows by id, each given as
 // its length and services; every flow is warmed by one message.
+// startMirrorFlows is startPlacedFlows with ra and rb two stateless
+// copies of the mirror wasm reactor, each flow warmed with msg.
+func startMirrorFlows(b *testing.B, flows map[string][]string, msg json.RawMessage) *testNode {
+	ctx := context.Background()
+	n := startNode(b)
+	for _, name := range []string{"ra", "rb"} {
+		dir := mirrorService(b, "name: mirror", "name: "+name, "target: vault-7\n", "", "state: true", "state: false", "memory: 16Mi", "memory: 64Mi")
+		if _, err := n.op.Submit(ctx, pack(b, dir)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for id, svcs := range flows {
+		k, _ := strconv.Atoi(svcs[0])
+		if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(placedFlow(id, k, svcs[1:]...)), false); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := n.op.StartFlow(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		if r, err := n.op.FireFlow(ctx, id, api.FlowFireRequest{Message: msg, Wait: "1m"}); err != nil || r.Outcome != "ok" {
+			b.Fatalf("warm %s = %+v, %v", id, r, err)
+		}
+	}
+	return n
+}
+
 func startPlacedFlows(b *testing.B, language string, flows map[string][]string) *testNode {
 	ctx := context.Background()
 	n := startNode(b)
@@ -227,8 +253,9 @@ func startPlacedFlows(b *testing.B, language string, flows map[string][]string) 
 }
 
 // BenchmarkFlowSameWorker measures a same-worker hop (runtime protocol
-// 2) beside a hop through the node, in the same run, for Node.js and
-// Python: flows of one and five relay modules, all of one stateless
+// 2) beside a hop through the node, in the same run, for Node.js,
+// Python and wasm (the mirror reactor, its hops in the driver's instance
+// pool): flows of one and five relay modules, all of one stateless
 // service (every hop inside its worker) or of two alternating (every hop
 // through the node), fired one at a time in turn. gap-p50-µs and
 // gap-p99-µs are the hand-over inside the worker as the worker measures
@@ -238,15 +265,25 @@ func startPlacedFlows(b *testing.B, language string, flows map[string][]string) 
 // hop as the flow run sees it, (five − one) / 4: inside the worker it
 // includes the node recording the hop's run.
 func BenchmarkFlowSameWorker(b *testing.B) {
-	for _, language := range []string{"node", "python"} {
+	for _, language := range []string{"node", "python", "wasm"} {
 		b.Run(language, func(b *testing.B) {
 			ctx := context.Background()
-			n := startPlacedFlows(b, language, map[string][]string{
-				"one": {"1", "ra"}, "five-worker": {"5", "ra"}, "five-node": {"5", "ra", "rb"},
-			})
+			flows := map[string][]string{"one": {"1", "ra"}, "five-worker": {"5", "ra"}, "five-node": {"5", "ra", "rb"}}
+			msg := json.RawMessage(`{"n":1}`)
+			var n *testNode
+			if language == "wasm" {
+				// The mirror reactor returns its message: the message
+				// nests what each of the five modules emits.
+				msg = json.RawMessage(`{"noop":"end"}`)
+				for range 4 {
+					msg = json.RawMessage(`{"emit":[{"port":"out","message":` + string(msg) + `}]}`)
+				}
+				n = startMirrorFlows(b, flows, msg)
+			} else {
+				n = startPlacedFlows(b, language, flows)
+			}
 			durs := map[string][]time.Duration{}
 			var gaps []time.Duration
-			msg := json.RawMessage(`{"n":1}`)
 			b.ResetTimer()
 			for b.Loop() {
 				for _, id := range []string{"one", "five-worker", "five-node"} {

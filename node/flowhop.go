@@ -20,7 +20,10 @@ import (
 // (which modules each port leads to, with their configs), the worker runs
 // them on the emits in its own data form and answers with every run's
 // output, and the node records each as a run of its own and routes the
-// emits that leave the worker. The node keeps its rules for such a run:
+// emits that leave the worker. The wasm driver does the same in its
+// instance pool (sandbox.WalkRoute): a hop is a call of the next module
+// on an instance of the pool, its input built from the sender's. The
+// node keeps its rules for such a run:
 // the same run id as through the node, actions judged, bus emits
 // published, the flow context compare-and-swapped, one flow step each.
 //
@@ -32,28 +35,12 @@ import (
 // node cannot take (a run id other than the node's) is dropped and its
 // message goes through the node.
 
-// routeDest is one module a port leads to inside the worker.
-type routeDest struct {
-	Wire   int            `json:"wire"`
-	Module string         `json:"module"`
-	Port   string         `json:"port"`
-	Name   string         `json:"name"` // the run's trigger name
-	Config map[string]any `json:"config"`
-	// ID0 is the module's run id when the message is its sender's first
-	// emit (index 0) and every sender before it on the route took its
-	// sender's first emit too: the common case, derived here so that the
-	// worker need not hash.
-	ID0 string                 `json:"id0"`
-	To  map[string][]routeDest `json:"to,omitempty"`
-}
-
-// routeDoc is the route of one invocation.
-type routeDoc struct {
-	FlowRun string                 `json:"flow_run"`
-	RunTime string                 `json:"run_time"` // the flow run id's first 6 bytes, hex
-	Max     int                    `json:"max"`      // at most this many hops
-	To      map[string][]routeDest `json:"to"`
-}
+// routeDest and routeDoc are a same-worker route as the runtime
+// protocol spells it (sandbox.Route).
+type (
+	routeDest = sandbox.RouteDest
+	routeDoc  = sandbox.Route
+)
 
 // maxRouteDepth bounds how many modules deep a route goes.
 const maxRouteDepth = 32
@@ -63,7 +50,7 @@ const maxRouteDepth = 32
 func (e *flowExec) routeFor(m *moduleExec, fr *flowRunState, runID string, d *deployed) []byte {
 	switch {
 	case d.manifest.Capabilities.State,
-		d.rec.Decision.Driver != "process" && d.rec.Decision.Driver != "docker":
+		d.rec.Decision.Driver != "process" && d.rec.Decision.Driver != "docker" && d.rec.Decision.Driver != "wasm":
 		return nil
 	}
 	var base map[string]any

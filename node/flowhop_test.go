@@ -177,6 +177,72 @@ func sameWorker(t *testing.T, language, code string) {
 	}
 }
 
+// TestFlowSameWorkerWasm: two modules of one stateless wasm service (the
+// mirror reactor, which returns its message as its output), wired a → b,
+// hand their message over inside the driver's instance pool
+// (sandbox.WalkRoute): b's step says in_worker, b's run is recorded with
+// the id the node derives (given by the node for a's first emit, derived
+// by the driver when a's emit to b is its second), the wire b → c to a
+// Node.js service goes through the node, and order holds.
+func TestFlowSameWorkerWasm(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	for _, dir := range []string{
+		mirrorService(t, "state: true", "state: false", "memory: 16Mi", "memory: 64Mi"),
+		nodeService(t, "keep", "{memory: 128Mi, timeout: 10s}", flowKeepJS),
+	} {
+		if _, err := n.op.Submit(ctx, pack(t, dir)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const doc = "id: pool\nversion: 1.0.0\nmodules:\n  - {id: a, service: mirror}\n  - {id: b, service: mirror}\n  - {id: c, service: keep}\n" +
+		"wires:\n  - {from: a, to: b}\n  - {from: b, to: c}\n"
+	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.StartFlow(ctx, "pool"); err != nil {
+		t.Fatal(err)
+	}
+	const msgs = 40
+	for i := range msgs {
+		toB := fmt.Sprintf(`{"port":"out","message":{"emit":[{"port":"out","message":{"n":%d,"via":"b"}}]}}`, i)
+		if i%2 == 1 { // a's emit to b is its second: b's run id is derived in the driver
+			toB = `{"port":"aside","message":{}},` + toB
+		}
+		if _, err := fireStored(n, "pool", api.FlowFireRequest{Message: json.RawMessage(`{"emit":[` + toB + `]}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runs := waitFlowRuns(t, n, "pool", msgs)
+	waitFlowIdle(t, n, "pool", 30*time.Second)
+	for _, r := range runs {
+		if r.Outcome != "ok" || len(r.Steps) != 3 {
+			t.Fatalf("flow run %+v; want ok in three steps", r)
+		}
+		for j, s := range r.Steps {
+			if want := j == 1; s.InWorker != want || s.Module != string(rune('a'+j)) {
+				t.Errorf("flow run %s step %d = %+v; want module %c, in_worker %v", r.ID, j, s, 'a'+j, want)
+			}
+		}
+		b := r.Steps[1]
+		run, err := n.op.Run(ctx, "mirror", b.Run)
+		if err != nil || run.Outcome != "ok" || run.Trigger.Flow == nil || run.Trigger.Flow.Module != "b" || run.Trigger.Flow.Message != b.Message || run.Trigger.Name != "flow pool/b" {
+			t.Errorf("b's run %s = %+v, %v; want recorded ok with the flow trigger", b.Run, run, err)
+		}
+	}
+	got := seen(t, n)
+	if len(got) != msgs {
+		t.Fatalf("keep saw %d messages, want %d: %q", len(got), msgs, got)
+	}
+	for i, s := range got {
+		if s != fmt.Sprintf("%d:b", i) {
+			t.Errorf("keep's message %d is %q, want %d:b (in order)", i, s, i)
+		}
+	}
+}
+
 // TestFlowSameWorkerReplay stops a node while its flow a → b (inside one
 // Node.js worker) → c (slow, through the node) has messages in flight and
 // starts it again on the same data: the flow runs that had not ended run

@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1051,9 +1050,7 @@ func moduleRunID(flowRun, module, message string) string {
 	if err != nil || len(b) != 12 {
 		b = make([]byte, 12)
 	}
-	sum := sha256.Sum256([]byte(flowRun + "\x00" + module + "\x00" + message))
-	copy(b[6:], sum[:6])
-	return runIDEncoding.EncodeToString(b)
+	return sandbox.ModuleRunID(b[:6], flowRun, module, message)
 }
 
 // flowEnded tells the fires waiting for rec.

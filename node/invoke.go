@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	crand "crypto/rand"
-	"encoding/base32"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -500,7 +499,7 @@ func (n *Node) save(ctx context.Context, run store.Run) error {
 	return nil
 }
 
-var runIDEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+var runIDEncoding = sandbox.RunIDEncoding
 
 // newRunID returns a 20-character id that sorts by creation time (48 bits of
 // milliseconds, then 48 random bits).

@@ -77,7 +77,22 @@ var (
 // memory never shrinks): MemoryScope "run" on a fresh instance, "worker" on
 // a warm one. Usage.Counters are what the guest reported through the
 // andromeda.usage host function during the call.
-func (d *deployment) Invoke(ctx context.Context, input []byte) (exit sandbox.Exit, err error) {
+//
+// A flow's same-worker route in ctx (sandbox.WithRoute) is walked here
+// once the invocation ended ok: each hop is a call of the same
+// deployment, on an instance of its pool (sandbox.WalkRoute).
+func (d *deployment) Invoke(ctx context.Context, input []byte) (sandbox.Exit, error) {
+	exit, err := d.invoke(ctx, input)
+	if err == nil && exit.Outcome == sandbox.OK {
+		if route, hops := sandbox.RouteOf(ctx); route != nil {
+			*hops = append(*hops, sandbox.WalkRoute(ctx, route, input, exit.Output, d.invoke)...)
+		}
+	}
+	return exit, err
+}
+
+// invoke is one invocation, without a route.
+func (d *deployment) invoke(ctx context.Context, input []byte) (exit sandbox.Exit, err error) {
 	start := time.Now()
 	d.mu.Lock()
 	stopped := d.stopped
