@@ -76,12 +76,13 @@ func TestPrewarmTick(t *testing.T) {
 			case tc.prewarm == "0s" && zero != 0:
 				t.Errorf("prewarm off: %d of %d ticks report no start", zero, len(ticks))
 			}
+			// A tick whose prewarm was late (a worker start slower than the
+			// 1.5 s lead on a loaded machine) waits for the rest of it, which
+			// may be longer than the cold fire took at a quieter moment: what
+			// holds is that prewarmed ticks find their worker ready (above).
 			for _, r := range ticks {
 				if r.Outcome != "noop" {
 					t.Errorf("tick run %+v", r)
-				}
-				if tc.prewarm != "0s" && r.Usage.StartNS >= fire.Usage.StartNS {
-					t.Errorf("a prewarmed tick waited %v for its worker, the cold fire %v", time.Duration(r.Usage.StartNS), time.Duration(fire.Usage.StartNS))
 				}
 			}
 		})
