@@ -215,3 +215,14 @@ func (e *flowExec) awaitingPage() bool {
 	}
 	return false
 }
+
+// pageAway says why module m, placed on a browser runtime with
+// when_gone: queue, cannot run a message now (no page of it connected),
+// or "".
+func (e *flowExec) pageAway(m *moduleExec) string {
+	p := m.browser
+	if p == nil || p.failover || (e.n.browser != nil && e.n.browser.Connected(p.id)) {
+		return ""
+	}
+	return "no page of " + p.runtime + " is connected (when_gone: queue): its held messages stay held until one is"
+}

@@ -39,7 +39,8 @@ const (
 // when_gone:
 // failover, runs its messages on the service's Node.js worker while the
 // page is away, saying so in each step, and on the page again once it is
-// back. 1,000 messages.
+// back; a single step at a breakpoint on the module does not wait for
+// the page. 1,000 messages.
 func TestFlowBrowser(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -197,6 +198,39 @@ func TestFlowBrowser(t *testing.T) {
 		}
 		return where == "browser"
 	}, "", "failed over: no page of browser/lab is connected")
+
+	// A step does not wait for a page that is away: a message held at br
+	// (queue) stays held, and steps on the page once it is back.
+	if _, err := n.op.ApplyFlow(ctx, "application/yaml", doc("1.2.0", "queue"), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.SetBreakpoint(ctx, "edge", "br", true); err != nil {
+		t.Fatal(err)
+	}
+	closePage()
+	waitFor("the page gone", func() bool { return !connected() })
+	if _, err := fireStored(n, "edge", api.FlowFireRequest{Message: message(-1)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the message held at br", func() bool { return len(module("br").Held) == 1 })
+	start = time.Now()
+	res, err := n.op.StepFlow(ctx, "edge")
+	if took := time.Since(start); err != nil || len(res["br"].Errors) != 1 || !strings.Contains(res["br"].Errors[0], "no page of browser/lab is connected") || took > 5*time.Second {
+		t.Errorf("step while the page is away = %+v, %v after %v; want at once, saying the page is away", res, err, took)
+	}
+	if m := module("br"); len(m.Held) != 1 {
+		t.Errorf("after the step br holds %d messages, want 1", len(m.Held))
+	}
+	closePage = open()
+	waitFor("the page connected again", connected)
+	res, err = n.op.StepFlow(ctx, "edge")
+	if err != nil || len(res["br"].Runs) != 1 || res["br"].Runs[0] == "" || res["br"].Errors[0] != "" {
+		t.Errorf("step with the page back = %+v, %v; want br's run", res, err)
+	}
+	if _, err := n.op.SetBreakpoint(ctx, "edge", "br", false); err != nil {
+		t.Fatal(err)
+	}
+	waitFlowIdle(t, n, "edge", time.Minute)
 }
 
 // checkEdge checks flow edge after its messages 0 to msgs-1: each module

@@ -559,6 +559,11 @@ func (e *flowExec) singleStep() map[string][]stepOut {
 	out := map[string][]stepOut{}
 	for _, id := range slices.Sorted(maps.Keys(counts)) {
 		m := e.modules[id]
+		if why := e.pageAway(m); why != "" {
+			// A step does not wait for a page: the messages stay held.
+			out[id] = append(out[id], stepOut{errors: []string{why}})
+			continue
+		}
 		for range counts[id] {
 			m.turn.Lock()
 			m.mu.Lock()
