@@ -305,7 +305,11 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 	r, err := safeCall(rctx, dep, in, d.timeout())
 	release()
 	waitTickNoted(ctx) // the tick is remembered before anything of its run takes effect
-	if c := killedBy(rctx); c != nil && (err != nil || r.Outcome != sandbox.OK && r.Outcome != sandbox.Noop) {
+	c := killedBy(rctx)
+	if c == nil {
+		c = n.inflight.killed(run.ID) // the stop's kill may end the call before its context is cancelled
+	}
+	if c != nil && (err != nil || r.Outcome != sandbox.OK && r.Outcome != sandbox.Noop) {
 		return &sandbox.Result{Outcome: sandbox.Cancelled, Error: c.Error(), Usage: r.Usage}, false, "", false
 	}
 	if errors.Is(err, errPlacementGone) {

@@ -48,7 +48,18 @@ func TestStopGraceLetsRunsFinish(t *testing.T) {
 		}
 		ran <- r
 	}()
-	time.Sleep(300 * time.Millisecond)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		fl, err := n.op.Running(ctx, "napper")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fl) == 1 {
+			break // in flight: the stop comes while it runs
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the fire did not start its run within 20 s")
+		}
+	}
 	start := time.Now()
 	s, err := n.op.Stop(ctx, "napper", 20*time.Second)
 	if err != nil || s.Phase != api.PhaseStopped {
@@ -57,13 +68,19 @@ func TestStopGraceLetsRunsFinish(t *testing.T) {
 	if took := time.Since(start); took > 15*time.Second {
 		t.Errorf("stop took %s for a run of 1 s", took)
 	}
+	// The run is recorded when the stop answers; its fire's answer travels
+	// back on its own connection, a moment later or sooner.
+	runs, err := n.op.Runs(ctx, "napper", 10)
+	if err != nil || len(runs) != 1 || runs[0].Outcome != "noop" || runs[0].Noop != "slept" {
+		t.Errorf("runs when the stop answered: %+v, %v; want the run in flight, recorded as it ended", runs, err)
+	}
 	select {
 	case r := <-ran:
 		if r.Outcome != "noop" || r.Noop != "slept" {
 			t.Errorf("the run in flight at stop: %+v", r)
 		}
-	default:
-		t.Error("stop answered before the run in flight was recorded")
+	case <-time.After(10 * time.Second):
+		t.Error("the fire of the run in flight did not answer")
 	}
 }
 

@@ -169,6 +169,21 @@ func (f *inflight) bind(ctx context.Context, id string) (context.Context, func()
 	return ctx, func() { stop(); cancel(nil) }
 }
 
+// killed returns the kill of run id once one was asked for, or nil. It
+// is set as the kill is asked for, while the context bind returns is
+// cancelled a moment later (context.AfterFunc runs in a goroutine of its
+// own): a driver that ends the call first, for the same stop, is still
+// told apart from a runner failure.
+func (f *inflight) killed(id string) *cancelled {
+	fl := f.get(id)
+	if fl == nil {
+		return nil
+	}
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return fl.cancelled
+}
+
 // killedBy returns the cause of a run's kill when ctx ended because of
 // it, or nil.
 func killedBy(ctx context.Context) *cancelled {

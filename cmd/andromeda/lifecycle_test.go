@@ -211,7 +211,19 @@ func TestLifecycleCLI(t *testing.T) {
 					}
 					slept <- r
 				}()
-				time.Sleep(500 * time.Millisecond) // the fire reaches the guest
+				for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+					fl, err := c.Running(ctx, g.name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(fl) == 1 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("the sleeping fire did not start its run within 20 s")
+					}
+				}
+				time.Sleep(200 * time.Millisecond) // the fire reaches the guest
 				start := time.Now()
 				if s := cliJSON[api.Service](t, env, "stop", g.name, "--grace", grace.String()); s.Phase != api.PhaseStopped {
 					t.Fatalf("stop: phase %q", s.Phase)
