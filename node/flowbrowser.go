@@ -200,17 +200,13 @@ func (e *flowExec) place(ctx context.Context, m *moduleExec, d *deployed) (_ con
 	return withPlacement(ctx, &placedDeployment{hub: hub, p: p, mod: mod}), p.runtime, "", nil
 }
 
-// awaitingPage says a module of e waits for its browser page to come
-// back (when_gone: queue).
+// awaitingPage says a module of e would wait for its browser page
+// (when_gone: queue, no page connected): a stop that drained would wait
+// for it.
 func (e *flowExec) awaitingPage() bool {
 	for _, m := range e.modules {
-		if p := m.browser; p != nil {
-			p.mu.Lock()
-			away := p.away
-			p.mu.Unlock()
-			if away {
-				return true
-			}
+		if e.pageAway(m) != "" {
+			return true
 		}
 	}
 	return false

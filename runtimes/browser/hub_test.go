@@ -1,6 +1,7 @@
 package browser
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -619,5 +620,45 @@ func TestWelcomeFirst(t *testing.T) {
 		if m, err := p.next(t); err != nil || m["type"] != "load" {
 			t.Fatalf("after the welcome: %v, %v; want the load", m, err)
 		}
+	}
+}
+
+// TestPageLogCapped: a module's log lines reach the node's log cut to
+// maxLogLine each and at most maxLogBytes per invocation; the rest are
+// dropped, and that is said once. Lines of no invocation in flight are
+// dropped.
+func TestPageLogCapped(t *testing.T) {
+	var buf bytes.Buffer
+	h, err := New(Config{Authorize: authorize, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &call{module: "m", done: make(chan answer, 1)}
+	s := &session{hub: h, rt: &runtime{id: "r"}, pending: map[string]*call{"1": c}, loaded: map[string]string{}}
+	send := func(id, text string) {
+		t.Helper()
+		m, err := parseMessage(websocket.MessageText, []byte(`{"type":"log","id":"`+id+`","message":"`+text+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.handle(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("1", strings.Repeat("y", 5000))
+	for range 100 {
+		send("1", strings.Repeat("x", 500))
+	}
+	send("2", "nobody waits for this")
+	out := buf.String()
+	lines := strings.Count(out, "\n")
+	if !strings.Contains(out, strings.Repeat("y", maxLogLine)+" …(cut)") || strings.Contains(out, strings.Repeat("y", maxLogLine+1)) {
+		t.Errorf("a 5000-byte line was not cut to %d bytes", maxLogLine)
+	}
+	if want := 1 + (maxLogBytes-maxLogLine-8)/500 + 1; lines > want+1 || lines < want-1 {
+		t.Errorf("%d lines logged, want about %d (the cap of %d bytes, then one saying so):\n%.300s", lines, want, maxLogBytes, out)
+	}
+	if strings.Count(out, "over the cap") != 1 || strings.Contains(out, "nobody waits") {
+		t.Errorf("the cap said %d times; a line of no invocation logged: %v", strings.Count(out, "over the cap"), strings.Contains(out, "nobody waits"))
 	}
 }

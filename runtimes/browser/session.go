@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -46,7 +47,17 @@ type session struct {
 type call struct {
 	module string
 	done   chan answer // buffered: the one answer is never blocked on
+	logged int         // bytes of its log lines logged (under session.mu)
+	capped bool        // the cap was said
 }
+
+// Bounds of a module's log lines on the node's log: maxLogLine per line
+// (cut), maxLogBytes per invocation (the rest dropped, said once), as the
+// process driver bounds a run's log.
+const (
+	maxLogLine  = 1 << 10
+	maxLogBytes = 8 << 10
+)
 
 type answer struct {
 	output []byte
@@ -327,10 +338,30 @@ func (s *session) answer(id string, a answer) {
 
 // logLine passes a module's ctx.log line to the hub's logger.
 func (s *session) logLine(m *inMessage) {
+	text := m.Message
+	if len(text) > maxLogLine {
+		text = strings.ToValidUTF8(text[:maxLogLine], "") + " …(cut)"
+	}
 	s.mu.Lock()
 	c := s.pending[m.ID]
+	var over, say bool
+	if c != nil {
+		over = c.logged+len(text) > maxLogBytes
+		if over && !c.capped {
+			c.capped, say = true, true
+		}
+		if !over {
+			c.logged += len(text)
+		}
+	}
 	s.mu.Unlock()
-	if c == nil {
+	switch {
+	case c == nil:
+		return
+	case say:
+		s.hub.log.Warn("module log lines over the cap of an invocation dropped", logRuntime, s.rt.id, logModule, c.module, "cap_bytes", maxLogBytes)
+		return
+	case over:
 		return
 	}
 	level := slog.LevelInfo
@@ -342,7 +373,7 @@ func (s *session) logLine(m *inMessage) {
 	case "error":
 		level = slog.LevelError
 	}
-	s.hub.log.Log(s.hub.ctx, level, m.Message, logRuntime, s.rt.id, logModule, c.module)
+	s.hub.log.Log(s.hub.ctx, level, text, logRuntime, s.rt.id, logModule, c.module)
 }
 
 // invoke sends module m (unless the page has it) and the invocation, and
