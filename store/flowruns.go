@@ -21,7 +21,8 @@ import (
 
 // Bounds of the flow streams.
 const (
-	// FlowQueueDepth bounds the messages waiting in one flow's queue: a
+	// FlowQueueDepth bounds the messages waiting in one flow's queue for
+	// its entries, and those sent to each of its modules by name: a
 	// message beyond it is refused (ErrFull), never held in memory.
 	FlowQueueDepth = 10_000
 	// MaxFlowMessage bounds one queued message, in bytes (its envelope
@@ -139,8 +140,22 @@ type FlowStep struct {
 	Note string `json:"note,omitempty"`
 }
 
-// FlowQueueSubject and FlowRunSubject are a flow's subjects.
+// FlowQueueSubject is the subject of the messages queued for flow's
+// entries.
 func FlowQueueSubject(flow string) string { return bus.SubjectFlowQueuePrefix + flow }
+
+// FlowModuleQueueSubject is the subject of the messages queued for
+// module of flow by name: one subject per module, so that how many wait
+// for each is the stream's count, read at once (a version that removes
+// the module names them as its dead letters).
+func FlowModuleQueueSubject(flow, module string) string {
+	return bus.SubjectFlowQueuePrefix + flow + "." + module
+}
+
+// flowQueueSubjects are the subjects of all of flow's queued messages.
+func flowQueueSubjects(flow string) []string {
+	return []string{FlowQueueSubject(flow), FlowModuleQueueSubject(flow, "*")}
+}
 
 // FlowRunSubject is the subject of flow's run records.
 func FlowRunSubject(flow string) string { return bus.SubjectFlowRunsPrefix + flow }
@@ -151,8 +166,8 @@ func (s *Store) createFlowStreams(ctx context.Context) error {
 	var err error
 	s.flowQueue, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:                 bus.StreamFlowQueue,
-		Description:          "andromeda messages waiting for their flow run, one subject per flow",
-		Subjects:             []string{bus.SubjectFlowQueuePrefix + "*"},
+		Description:          "andromeda messages waiting for their flow run, one subject per flow and one per module messages are sent to by name",
+		Subjects:             []string{bus.SubjectFlowQueuePrefix + "*", bus.SubjectFlowQueuePrefix + "*.*"},
 		Storage:              jetstream.FileStorage,
 		Retention:            jetstream.WorkQueuePolicy,
 		Discard:              jetstream.DiscardNew,
@@ -198,7 +213,11 @@ func (s *Store) EnqueueFlowMessage(ctx context.Context, flow string, m FlowMessa
 	if len(m.Message) > MaxFlowMessage || len(b) > MaxFlowMessage+4096 {
 		return 0, fmt.Errorf("store: flow message %s: %d bytes, at most %d", m.Run, len(m.Message), MaxFlowMessage)
 	}
-	msg := &nats.Msg{Subject: FlowQueueSubject(flow), Data: b, Header: nats.Header{}}
+	subject := FlowQueueSubject(flow)
+	if m.Module != "" {
+		subject = FlowModuleQueueSubject(flow, m.Module)
+	}
+	msg := &nats.Msg{Subject: subject, Data: b, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, m.Run)
 	ack, err := s.js.PublishMsg(ctx, msg)
 	switch {
@@ -223,14 +242,14 @@ func (s *Store) FlowQueue(ctx context.Context, flow string, window int) (q *Flow
 	if err := s.flowQueue.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, 0, s.deadline(ctx, fmt.Errorf("store: reopen the queue of flow %s: %w", flow, err))
 	}
-	info, err := s.flowQueue.Info(ctx, jetstream.WithSubjectFilter(FlowQueueSubject(flow)))
+	info, err := s.flowQueue.Info(ctx)
 	if err != nil {
 		return nil, 0, s.deadline(ctx, fmt.Errorf("store: the queue of flow %s: %w", flow, err))
 	}
 	c, err := s.flowQueue.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       name,
-		FilterSubject: FlowQueueSubject(flow),
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		Durable:        name,
+		FilterSubjects: flowQueueSubjects(flow),
+		AckPolicy:      jetstream.AckExplicitPolicy,
 		// Messages are handed out again only when the queue is opened
 		// again: a flow run takes as long as its modules do.
 		AckWait:       24 * time.Hour,
@@ -265,8 +284,10 @@ func (s *Store) PurgeFlowQueue(ctx context.Context, flow string) (uint64, error)
 	if err != nil {
 		return 0, err
 	}
-	if err := s.flowQueue.Purge(ctx, jetstream.WithPurgeSubject(FlowQueueSubject(flow))); err != nil {
-		return 0, s.deadline(ctx, fmt.Errorf("store: purge the queue of flow %s: %w", flow, err))
+	for _, subject := range flowQueueSubjects(flow) {
+		if err := s.flowQueue.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+			return 0, s.deadline(ctx, fmt.Errorf("store: purge the queue of flow %s: %w", flow, err))
+		}
 	}
 	return n, nil
 }
@@ -274,43 +295,32 @@ func (s *Store) PurgeFlowQueue(ctx context.Context, flow string) (uint64, error)
 // FlowQueueDepth is how many messages wait in flow's queue, those being
 // run included.
 func (s *Store) FlowQueueDepth(ctx context.Context, flow string) (uint64, error) {
-	ctx, cancel := s.bounded(ctx)
-	defer cancel()
-	info, err := s.flowQueue.Info(ctx, jetstream.WithSubjectFilter(FlowQueueSubject(flow)))
-	if err != nil {
-		return 0, s.deadline(ctx, fmt.Errorf("store: the queue of flow %s: %w", flow, err))
+	targets, err := s.QueuedFlowTargets(ctx, flow)
+	var n uint64
+	for _, k := range targets {
+		n += uint64(k)
 	}
-	return info.State.Subjects[FlowQueueSubject(flow)], nil
+	return n, err
 }
 
 // QueuedFlowTargets counts the messages waiting in flow's queue (those
 // being run included) by the module each is aimed at ("" for the flow's
-// entries), reading them without taking them: at most FlowQueueDepth
-// messages, one read each.
+// entries), from the stream's counts by subject, without reading them.
 func (s *Store) QueuedFlowTargets(ctx context.Context, flow string) (map[string]int, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	depth, err := s.FlowQueueDepth(ctx, flow)
-	if err != nil || depth == 0 {
-		return map[string]int{}, err
-	}
-	// A work queue allows one consumer per subject, the flow's own:
-	// read the messages by sequence instead.
 	out := map[string]int{}
-	subject := FlowQueueSubject(flow)
-	for seq, read := uint64(1), uint64(0); read < depth; read++ {
-		raw, err := s.flowQueue.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break // the queue shrank meanwhile
-		}
+	for _, subject := range flowQueueSubjects(flow) {
+		info, err := s.flowQueue.Info(ctx, jetstream.WithSubjectFilter(subject))
 		if err != nil {
-			return nil, s.deadline(ctx, fmt.Errorf("store: read the queue of flow %s: %w", flow, err))
+			return nil, s.deadline(ctx, fmt.Errorf("store: the queue of flow %s: %w", flow, err))
 		}
-		var m FlowMessage
-		if json.Unmarshal(raw.Data, &m) == nil {
-			out[m.Module]++
+		for subj, k := range info.State.Subjects {
+			module := strings.TrimPrefix(strings.TrimPrefix(subj, FlowQueueSubject(flow)), ".")
+			if k > 0 {
+				out[module] += int(k)
+			}
 		}
-		seq = raw.Sequence + 1
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -180,5 +181,48 @@ func TestFlowQueue(t *testing.T) {
 	}
 	if rs, err := s.FlowRuns(ctx, "a", 10); err != nil || len(rs) != 0 {
 		t.Errorf("runs of a after purge = %+v, %v", rs, err)
+	}
+}
+
+// TestFlowQueueTargets: messages sent to a flow's modules by name wait in
+// the flow's queue in one order with those for its entries, are counted
+// by the module they are aimed at without being read, and go with the
+// flow's queue when it is purged.
+func TestFlowQueueTargets(t *testing.T) {
+	s := open(t, store.Config{})
+	ctx := context.Background()
+	targets := []string{"", "x", "", "y", "x"}
+	for i, m := range targets {
+		if _, err := s.EnqueueFlowMessage(ctx, "t", store.FlowMessage{Run: fmt.Sprintf("run%02d", i), Module: m, Message: json.RawMessage(`{}`), At: time.Now().UTC()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.EnqueueFlowMessage(ctx, "u", store.FlowMessage{Run: "other", Module: "x", Message: json.RawMessage(`{}`), At: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.QueuedFlowTargets(ctx, "t"); err != nil || !maps.Equal(got, map[string]int{"": 2, "x": 2, "y": 1}) {
+		t.Errorf("targets = %v, %v; want 2 for the entries, 2 for x, 1 for y", got, err)
+	}
+	if d, err := s.FlowQueueDepth(ctx, "t"); err != nil || d != 5 {
+		t.Errorf("depth = %d, %v; want 5", d, err)
+	}
+	q, _, err := s.FlowQueue(ctx, "t", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range targets {
+		m, ok, err := q.Next(5 * time.Second)
+		if err != nil || !ok || m.Run != fmt.Sprintf("run%02d", i) || m.Module != want {
+			t.Fatalf("message %d = %+v, %v, %v; want run%02d for %q", i, m, ok, err, i, want)
+		}
+	}
+	if n, err := s.PurgeFlowQueue(ctx, "t"); err != nil || n != 5 {
+		t.Errorf("purge = %d, %v; want 5", n, err)
+	}
+	if d, _ := s.FlowQueueDepth(ctx, "t"); d != 0 {
+		t.Errorf("depth after the purge = %d", d)
+	}
+	if d, _ := s.FlowQueueDepth(ctx, "u"); d != 1 {
+		t.Errorf("depth of another flow after the purge = %d, want 1", d)
 	}
 }
