@@ -35,3 +35,17 @@ func ProtocolMessages(n *Node, service string) (sent, received uint64, ok bool) 
 	sent, received = mc.Messages()
 	return sent, received, true
 }
+
+// WriteFlowContext writes flow's stored context behind its running exec,
+// as another writer would.
+func WriteFlowContext(ctx context.Context, n *Node, flow string, values map[string][]byte) error {
+	c, err := n.store.FlowContextOf(ctx, flow)
+	if err != nil {
+		return err
+	}
+	for k, v := range values {
+		c.Values[k] = v
+	}
+	_, err = n.store.PutFlowContext(ctx, flow, c)
+	return err
+}

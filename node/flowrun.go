@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,11 +87,12 @@ type flowExec struct {
 	quit chan struct{} // closed: take no more messages from the queue
 	halt chan struct{} // closed: workers stop after their current module run
 	wg   sync.WaitGroup
+	// ending counts the flow runs being recorded: a flow run ends off the
+	// worker of its last module, which goes on with its next message
+	// meanwhile.
+	ending sync.WaitGroup
 
-	// fctx is the flow's context as stored; this exec is its only writer
-	// while it runs.
-	ctxMu sync.Mutex
-	fctx  store.FlowContext
+	fctx flowContext // the flow's context (flowcontext.go)
 
 	waiting atomic.Int64 // bytes of the messages waiting at the modules
 
@@ -193,8 +193,17 @@ type flowRunState struct {
 
 	mu       sync.Mutex
 	rec      store.FlowRun
-	pending  int // messages not yet taken by a module
-	messages int // messages so far
+	pending  int    // messages not yet taken by a module
+	messages int    // messages so far
+	ctxWrite uint64 // the last write of the flow context its module runs made (flowcontext.go)
+}
+
+// wroteContext notes that one of fr's module runs made write w of the
+// flow context: fr ends once it is stored.
+func (fr *flowRunState) wroteContext(w uint64) {
+	fr.mu.Lock()
+	fr.ctxWrite = max(fr.ctxWrite, w)
+	fr.mu.Unlock()
 }
 
 // startFlow runs flow r: its queue is opened from the oldest message not
@@ -228,9 +237,11 @@ func (n *Node) startFlow(ctx context.Context, r store.FlowRecord) error {
 		}
 	}
 	e.trig = flowTriggerSpecs(&fl)
-	if e.fctx, err = n.loadFlowContext(ctx, r.ID, fl.Context); err != nil {
+	fctx, err := n.loadFlowContext(ctx, r.ID, fl.Context)
+	if err != nil {
 		return err
 	}
+	e.fctx.load(fctx)
 	q, last, err := n.store.FlowQueue(ctx, r.ID, flowWindow)
 	if err != nil {
 		return err
@@ -297,6 +308,8 @@ func (n *Node) stopFlow(id string, drain bool) {
 	}
 	close(e.halt)
 	e.wg.Wait()
+	e.ending.Wait()
+	e.flushContext()
 	var left uint64
 	e.mu.Lock()
 	for _, fr := range e.active {
@@ -444,7 +457,7 @@ func (e *flowExec) begin(m store.QueuedFlowMessage) {
 		e.modules[targets[i]].push(s)
 	}
 	if len(sends) == 0 {
-		e.end(fr)
+		e.endLater(fr)
 	}
 }
 
@@ -676,7 +689,8 @@ func (e *flowExec) settle(m *moduleExec, msg *flowMsg, step store.FlowStep, run 
 	step.Outcome = run.Outcome
 	so.run = run.ID
 	if (run.Outcome == string(sandbox.OK) || run.Outcome == string(sandbox.Noop)) && run.Output != nil && !run.Output.FlowContext.Empty() {
-		if err := e.writeContext(runID, snap, run.Output.FlowContext); err != nil {
+		w, err := e.writeContext(runID, snap, run.Output.FlowContext)
+		if err != nil {
 			step.Outcome = string(sandbox.Error)
 			if errors.Is(err, errContextConflict) {
 				step.Outcome = "conflict"
@@ -687,6 +701,7 @@ func (e *flowExec) settle(m *moduleExec, msg *flowMsg, step store.FlowStep, run 
 			e.done(fr, 1)
 			return
 		}
+		fr.wroteContext(w)
 	}
 	fr.addStep(step)
 	switch {
@@ -866,81 +881,6 @@ func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, hops *[]
 	}
 }
 
-// loadFlowContext is flow id's stored context, or, when none is stored
-// yet, the document's initial one, stored.
-func (n *Node) loadFlowContext(ctx context.Context, id string, initial map[string]any) (store.FlowContext, error) {
-	c, err := n.store.FlowContextOf(ctx, id)
-	if err != nil || c.Revision != 0 || len(initial) == 0 {
-		return c, err
-	}
-	for k, v := range initial {
-		if c.Values[k], err = json.Marshal(v); err != nil {
-			return c, fmt.Errorf("flow %s: context.%s: %w", id, k, err)
-		}
-	}
-	if c.Revision, err = n.store.PutFlowContext(ctx, id, c); err != nil {
-		return c, err
-	}
-	return c, nil
-}
-
-// contextSnapshot is a copy of the flow's context for a module run.
-func (e *flowExec) contextSnapshot() map[string]json.RawMessage {
-	e.ctxMu.Lock()
-	defer e.ctxMu.Unlock()
-	return maps.Clone(e.fctx.Values)
-}
-
-// writeContext applies module run runID's write of the flow context:
-// each key it sets or deletes must still hold what the run read (snap;
-// nil for a run reused after a replay, whose write is applied unless the
-// context holds it already). A key written meanwhile is a conflict, and
-// nothing of the write is applied.
-func (e *flowExec) writeContext(runID string, snap map[string]json.RawMessage, change *contract.StateChange) error {
-	e.ctxMu.Lock()
-	defer e.ctxMu.Unlock()
-	if slices.Contains(e.fctx.Writers, runID) {
-		return nil // applied before the replay
-	}
-	keys := slices.Collect(maps.Keys(change.Set))
-	keys = append(keys, change.Delete...)
-	slices.Sort(keys)
-	if snap != nil {
-		for _, k := range keys {
-			if !bytes.Equal(e.fctx.Values[k], snap[k]) {
-				return fmt.Errorf("flow_context: key %q changed since the run read it (compare-and-swap); nothing of its write was applied: %w", k, errContextConflict)
-			}
-		}
-	}
-	next := store.FlowContext{Values: maps.Clone(e.fctx.Values), Writers: slices.Clone(e.fctx.Writers), Revision: e.fctx.Revision}
-	for k, v := range change.Set {
-		next.Values[k] = v
-	}
-	for _, k := range change.Delete {
-		delete(next.Values, k)
-	}
-	next.Wrote(runID)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	rev, err := e.n.store.PutFlowContext(ctx, e.id, next)
-	if err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			if c, rerr := e.n.store.FlowContextOf(ctx, e.id); rerr == nil {
-				e.fctx = c
-			}
-			return fmt.Errorf("flow_context: written meanwhile by another writer; nothing of this run's write was applied: %w", errContextConflict)
-		}
-		return fmt.Errorf("flow_context: not stored: %w", err)
-	}
-	next.Revision = rev
-	e.fctx = next
-	return nil
-}
-
-// errContextConflict says a module run's write of the flow context was
-// refused: a key it writes changed since it read it.
-var errContextConflict = errors.New("conflict")
-
 // sleepCh waits for d or until ch is closed.
 func sleepCh(ch <-chan struct{}, d time.Duration) {
 	t := time.NewTimer(d)
@@ -959,8 +899,26 @@ func (e *flowExec) done(fr *flowRunState, k int) {
 	left := fr.pending
 	fr.mu.Unlock()
 	if left == 0 {
-		e.end(fr)
+		e.endLater(fr)
 	}
+}
+
+// endLater ends fr in a goroutine of its own: recording a flow run and
+// removing its message from the queue are two writes the module that ran
+// last need not wait for before it takes its next message. At most
+// flowWindow flow runs are in flight, so at most that many end at once.
+func (e *flowExec) endLater(fr *flowRunState) {
+	e.ending.Go(func() {
+		defer func() {
+			if p := recover(); p != nil {
+				e.log.Error("panic ending a flow run; its message stays queued for the next start", "flow_run", fr.rec.ID, "panic", p, "stack", string(debug.Stack()))
+				e.mu.Lock()
+				delete(e.active, fr.rec.ID)
+				e.mu.Unlock()
+			}
+		}()
+		e.end(fr)
+	})
 }
 
 // end records fr and removes its message from the queue. A flow run the
@@ -970,20 +928,24 @@ func (e *flowExec) end(fr *flowRunState) {
 	fr.mu.Lock()
 	rec := fr.rec
 	rec.Steps = append([]store.FlowStep(nil), fr.rec.Steps...)
+	w := fr.ctxWrite
 	fr.mu.Unlock()
 	if rec.Outcome == "" {
 		rec.Outcome = "ok"
 	}
 	rec.Duration = time.Since(rec.Start)
-	var err error
-	for i := range 3 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = e.n.store.PutFlowRun(ctx, rec)
-		cancel()
-		if err == nil {
-			break
+	// Its writes of the flow context are stored first: a flow run whose
+	// write was lost is not recorded, and runs again; one whose write
+	// another writer's beat fails.
+	err := e.contextStored(w)
+	if errors.Is(err, errContextConflict) {
+		if rec.Outcome != "failed" {
+			rec.Outcome, rec.Module, rec.Error = "failed", "", err.Error()
 		}
-		time.Sleep(time.Duration(50<<(2*i)) * time.Millisecond)
+		err = nil
+	}
+	if err == nil {
+		err = e.putFlowRun(rec)
 	}
 	if err != nil {
 		e.log.Error("flow run not recorded: it stays queued and runs again at the flow's next start", "flow_run", rec.ID, logErr, err)
@@ -1008,6 +970,21 @@ func (e *flowExec) end(fr *flowRunState) {
 	default:
 	}
 	e.n.flowEnded(rec, err)
+}
+
+// putFlowRun records rec, retrying briefly.
+func (e *flowExec) putFlowRun(rec store.FlowRun) error {
+	var err error
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = e.n.store.PutFlowRun(ctx, rec)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(time.Duration(50<<(2*i)) * time.Millisecond)
+	}
+	return err
 }
 
 func (fr *flowRunState) addStep(s store.FlowStep) {
