@@ -114,6 +114,7 @@ func TestCatchUpAfterRestart(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each on a node of its own; the waits are the clock's
 			ctx := context.Background()
 			data := t.TempDir()
 			n := startNode(t, func(c *node.Config) { c.Data = data })
@@ -222,6 +223,7 @@ func TestCatchUpAfterUnhealthy(t *testing.T) {
 		{"skip", ``, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each on a node of its own; the waits are the clock's
 			ctx := context.Background()
 			drv := realWasm(t)
 			n := startNodeWith(t, drv)

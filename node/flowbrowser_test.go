@@ -44,8 +44,11 @@ const (
 func TestFlowBrowser(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	const msgs = 1000
-	n := startNode(t, func(c *node.Config) { c.Runs.PerService = 4 * msgs })
+	msgs := 1000
+	if raceDetector {
+		msgs = 250 // the 1,000 go through the pass without -race
+	}
+	n := startNode(t, func(c *node.Config) { c.Runs.PerService = int64(4 * msgs) })
 	requireProcess(t, n)
 	b := browsertest.Browser(t)
 	py := t.TempDir()
@@ -136,7 +139,7 @@ func TestFlowBrowser(t *testing.T) {
 		defer close(fired)
 		fireFromFour(t, n, "edge", msgs, message)
 	}()
-	waitFor("a third of the messages on the page", func() bool { return module("br").Ran >= msgs/3 })
+	waitFor("a third of the messages on the page", func() bool { return module("br").Ran >= uint64(msgs/3) })
 	closePage()
 	waitFor("the page gone", func() bool { return !connected() })
 	waitFor("messages waiting for the page", func() bool {
