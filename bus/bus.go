@@ -54,6 +54,10 @@ type Config struct {
 	// before the bus restarts JetStream to clear a write error. Default
 	// 8 MiB.
 	RecoverFree int64
+	// Cluster routes the embedded server into a cluster with other nodes'
+	// (cluster.go); Name must then differ on every server of it. The zero
+	// value: the node is alone.
+	Cluster Cluster
 }
 
 // Defaults of Config.
@@ -81,6 +85,7 @@ type Bus struct {
 	log    *slog.Logger
 	health health
 	auth   *clientAuth // nil for an external cluster
+	routes routeTrouble
 }
 
 // Open starts the embedded server (or dials the external one) and returns a
@@ -91,6 +96,12 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	if cfg.Name == "" {
 		cfg.Name = "andromeda"
+	}
+	if err := cfg.Cluster.check(); err != nil {
+		return nil, err
+	}
+	if cfg.Cluster.Enabled() && cfg.URL != "" {
+		return nil, errors.New("bus: cluster: only the embedded server is routed into a cluster; an external NATS (url) is clustered by its own configuration")
 	}
 	if cfg.MaxStore <= 0 {
 		cfg.MaxStore = DefaultMaxStore
@@ -129,7 +140,12 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
 	b.JS = js
-	if _, err := js.AccountInfo(ctx); err != nil {
+	if b.srv != nil && b.cfg.Cluster.Enabled() {
+		if err := b.waitClusterReady(ctx); err != nil {
+			b.Close()
+			return nil, err
+		}
+	} else if _, err := js.AccountInfo(ctx); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("bus: jetstream not available: %w", err)
 	}
@@ -158,6 +174,17 @@ func (b *Bus) startEmbedded(log *slog.Logger) (*server.Server, error) {
 	}
 	b.auth = newClientAuth()
 	o.CustomClientAuthentication = b.auth
+	if cfg.Cluster.Enabled() {
+		if err := clusterOptions(o, cfg.Cluster); err != nil {
+			return nil, fmt.Errorf("bus: cluster: %w", err)
+		}
+		if cfg.Listen == "" {
+			// The server starts routing only once it listens for clients:
+			// a port of its own choosing on the loopback, which clients
+			// still authenticate on.
+			o.DontListen, o.Host, o.Port = false, "127.0.0.1", server.RANDOM_PORT
+		}
+	}
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)
 		if err != nil {

@@ -103,6 +103,7 @@ func (h *health) set(err error) bool {
 // serverError is told every error line of the embedded server; a write
 // failure makes the watcher check at once rather than at its next tick.
 func (b *Bus) serverError(msg string) {
+	b.routes.note(msg)
 	m := strings.ToLower(msg)
 	for _, s := range []string{"write error", "no space left", "out of resources", "disabling jetstream", "will be disabled"} {
 		if strings.Contains(m, s) {
