@@ -178,8 +178,8 @@ func (e *flowExec) storeContext() {
 		var stored *store.FlowContext
 		if errors.Is(err, store.ErrConflict) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if c, rerr := e.n.store.FlowContextOf(ctx, e.id); rerr == nil {
-				stored = &c
+			if sc, rerr := e.n.store.FlowContextOf(ctx, e.id); rerr == nil {
+				stored = &sc
 			}
 			cancel()
 		}
@@ -190,7 +190,7 @@ func (e *flowExec) storeContext() {
 		case errors.Is(err, store.ErrConflict):
 			// Written meanwhile by someone else: the writes applied here
 			// were made over a context the store no longer holds. Their
-			// flow runs run again at the next start, on the stored one.
+			// flow runs fail, and the flow goes on from the stored one.
 			e.log.Error("flow context written meanwhile by another writer: the writes made here since the last one stored are dropped and their flow runs fail", logErr, err)
 			fc.lost = fc.applied
 			fc.lostErr = fmt.Errorf("flow_context: written meanwhile by another writer; this flow run's write was dropped: %w", errContextConflict)
