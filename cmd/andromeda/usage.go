@@ -141,47 +141,62 @@ The exit status is non-zero if any record fails.`,
 		if err != nil {
 			return fmt.Errorf("usage verify: %w", err)
 		}
-		k := *keyFlag
-		if k == "" {
-			c, err := env.client(cf)
-			if err != nil {
-				return err
-			}
-			info, err := c.Node(cmd.Context())
-			if err != nil {
-				return fmt.Errorf("usage verify: ask the node for its key (or pass --key): %w", err)
-			}
-			if k = info.NodeKey; k == "" {
-				return errors.New("usage verify: the node does not say its key; pass --key")
-			}
-		}
-		pub, err := attest.ParsePublicKey(k)
-		if err != nil {
-			return fmt.Errorf("usage verify: --key: %w", err)
-		}
-		res, err := verifyUsage(data, ed25519.PublicKey(pub))
-		if cf.json {
-			if perr := printJSON(env.stdout, res); perr != nil {
-				return perr
-			}
-		} else {
-			for _, r := range res.Records {
-				if r.Error != "" {
-					fmt.Fprintf(env.stdout, "FAILED\t%s\t%s\n", r.RunID, r.Error)
-				} else {
-					fmt.Fprintf(env.stdout, "ok\t%s\t%s %s\n", r.RunID, r.Service, counters(r.Counters))
-				}
-			}
-		}
-		if err != nil {
-			return err
-		}
-		if !cf.json {
-			fmt.Fprintf(env.stdout, "verified %d usage records signed by %s\n", len(res.Records), k)
-		}
-		return nil
+		return env.verifyUsageAndSay(cmd, cf, *keyFlag, data)
 	}
 	return cmd
+}
+
+// trustedKey is key, or, when empty, the node's key as it says it; what
+// names the command in errors.
+func (env *cli) trustedKey(cmd *cobra.Command, cf *clientFlags, key, what string) (ed25519.PublicKey, string, error) {
+	if key == "" {
+		c, err := env.client(cf)
+		if err != nil {
+			return nil, "", err
+		}
+		info, err := c.Node(cmd.Context())
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: ask the node for its key (or pass --key): %w", what, err)
+		}
+		if key = info.NodeKey; key == "" {
+			return nil, "", fmt.Errorf("%s: the node does not say its key; pass --key", what)
+		}
+	}
+	pub, err := attest.ParsePublicKey(key)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: --key: %w", what, err)
+	}
+	return ed25519.PublicKey(pub), key, nil
+}
+
+// verifyUsageAndSay verifies the usage records in data with key (the
+// node's when empty) and prints what it found.
+func (env *cli) verifyUsageAndSay(cmd *cobra.Command, cf *clientFlags, key string, data []byte) error {
+	pub, k, err := env.trustedKey(cmd, cf, key, "usage verify")
+	if err != nil {
+		return err
+	}
+	res, err := verifyUsage(data, pub)
+	if cf.json {
+		if perr := printJSON(env.stdout, res); perr != nil {
+			return perr
+		}
+	} else {
+		for _, r := range res.Records {
+			if r.Error != "" {
+				fmt.Fprintf(env.stdout, "FAILED\t%s\t%s\n", r.RunID, r.Error)
+			} else {
+				fmt.Fprintf(env.stdout, "ok\t%s\t%s %s\n", r.RunID, r.Service, counters(r.Counters))
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if !cf.json {
+		fmt.Fprintf(env.stdout, "verified %d usage records signed by %s\n", len(res.Records), k)
+	}
+	return nil
 }
 
 // verified is verify's answer for one record, and for all.

@@ -32,7 +32,10 @@ var usageServices = map[string]struct{ runtime, file, source string }{
 // record carries the sums and a usage record signed by the node key;
 // andromeda usage sums them per service; andromeda usage verify accepts the
 // records with the node's key and refuses a changed counter, a changed
-// signature, changed totals and another key.
+// signature, changed totals and another key. andromeda verify usage RUN
+// reads the run from the node; andromeda verify receipt checks the
+// service's decision receipt, and refuses a changed verdict and another
+// key.
 func TestUsageCLI(t *testing.T) {
 	ctx := context.Background()
 	n, env := startNode(t, nil)
@@ -152,6 +155,36 @@ func TestUsageCLI(t *testing.T) {
 				if err == nil || !strings.Contains(got+err.Error(), bad.want) {
 					t.Errorf("usage verify (%s) = %v\n%s\nwant an error with %q", bad.name, err, got, bad.want)
 				}
+			}
+
+			if got, _, err := runCLI(t, env, "verify", "usage", rep0(t, c, name)); err != nil || !strings.Contains(got, "verified 1 usage records") {
+				t.Errorf("verify usage RUN = %v\n%s", err, got)
+			}
+			if got, _, err := runCLI(t, env, "verify", "receipt", name); err != nil || !strings.Contains(got, "ok\t"+name+" 1.0.0: run, decided ") {
+				t.Errorf("verify receipt %s = %v\n%s", name, err, got)
+			}
+			svc, err := c.Service(ctx, name)
+			if err != nil || svc.Receipt == nil {
+				t.Fatalf("service %s: %v, receipt %v", name, err, svc.Receipt)
+			}
+			receiptFile := filepath.Join(t.TempDir(), "receipt.json")
+			writeJSON := func(v any) {
+				b, _ := json.Marshal(v)
+				os.WriteFile(receiptFile, b, 0o644)
+			}
+			writeJSON(svc.Receipt)
+			if got, _, err := runCLI(t, env, "verify", "receipt", receiptFile, "--key", info.NodeKey); err != nil || !strings.Contains(got, "ok\t") {
+				t.Errorf("verify receipt FILE --key = %v\n%s", err, got)
+			}
+			if _, _, err := runCLI(t, env, "verify", "receipt", receiptFile, "--key", otherPub.String()); err == nil || !strings.Contains(err.Error(), "not by the key trusted") {
+				t.Errorf("verify receipt with another key = %v", err)
+			}
+			forged := *svc.Receipt
+			forged.Verdict = "reject"
+			svc.Receipt = &forged
+			writeJSON(svc)
+			if _, _, err := runCLI(t, env, "verify", "receipt", receiptFile); err == nil || !strings.Contains(err.Error(), "signature") {
+				t.Errorf("verify receipt with a changed verdict = %v", err)
 			}
 		})
 	}
