@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/andromeda-runner/andromeda/api"
+
 	"github.com/andromeda-runner/andromeda/attest"
 )
 
@@ -52,21 +54,11 @@ non-zero when the receipt does not verify.`,
 	cf := addClientFlags(cmd)
 	keyFlag := cmd.Flags().String("key", "", "the node's public `KEY`, ed25519:<base64> (default: ask the node)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		data, err := readArg(cmd, args[0])
-		if errors.Is(err, fs.ErrNotExist) {
-			c, cerr := env.client(cf)
-			if cerr != nil {
-				return cerr
-			}
-			s, serr := c.Service(cmd.Context(), args[0])
-			if serr != nil {
-				return fmt.Errorf("verify receipt: %s is not a file, and as a service: %w", args[0], serr)
-			}
-			if data, err = json.Marshal(s); err != nil {
-				return err
-			}
-		} else if err != nil {
-			return fmt.Errorf("verify receipt: %w", err)
+		data, err := env.fileOrAsk(cmd, cf, args[0], "verify receipt", "service", func(c *api.Client) (any, error) {
+			return c.Service(cmd.Context(), args[0])
+		})
+		if err != nil {
+			return err
 		}
 		r, err := receiptIn(data)
 		if err != nil {
@@ -109,33 +101,43 @@ run id that is not a file is a run, read from the node.`,
 	cf := addClientFlags(cmd)
 	keyFlag := cmd.Flags().String("key", "", "the node's public `KEY`, ed25519:<base64> (default: ask the node)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		data, err := readArg(cmd, args[0])
-		if errors.Is(err, fs.ErrNotExist) {
-			c, cerr := env.client(cf)
-			if cerr != nil {
-				return cerr
-			}
-			r, rerr := c.RunByID(cmd.Context(), args[0])
-			if rerr != nil {
-				return fmt.Errorf("verify usage: %s is not a file, and as a run: %w", args[0], rerr)
-			}
-			if data, err = json.Marshal(r); err != nil {
-				return err
-			}
-		} else if err != nil {
-			return fmt.Errorf("verify usage: %w", err)
+		data, err := env.fileOrAsk(cmd, cf, args[0], "verify usage", "run", func(c *api.Client) (any, error) {
+			return c.RunByID(cmd.Context(), args[0])
+		})
+		if err != nil {
+			return err
 		}
 		return env.verifyUsageAndSay(cmd, cf, *keyFlag, data)
 	}
 	return cmd
 }
 
-// readArg reads standard input for "-", else the file arg.
-func readArg(cmd *cobra.Command, arg string) ([]byte, error) {
+// fileOrAsk is standard input for "-", the file arg, or, when there is
+// no such file, what ask gets from the node (arg names a kind there), as
+// JSON; what names the command in errors.
+func (env *cli) fileOrAsk(cmd *cobra.Command, cf *clientFlags, arg, what, kind string, ask func(*api.Client) (any, error)) ([]byte, error) {
+	var data []byte
+	var err error
 	if arg == "-" {
-		return io.ReadAll(cmd.InOrStdin())
+		data, err = io.ReadAll(cmd.InOrStdin())
+	} else {
+		data, err = os.ReadFile(arg)
 	}
-	return os.ReadFile(arg)
+	if !errors.Is(err, fs.ErrNotExist) {
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		return data, nil
+	}
+	c, err := env.client(cf)
+	if err != nil {
+		return nil, err
+	}
+	v, err := ask(c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s is not a file, and as a %s: %w", what, arg, kind, err)
+	}
+	return json.Marshal(v)
 }
 
 // receiptIn is the receipt in data: a receipt, or a service with one.
