@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/strictdoc/strictjson"
 
 	"github.com/andromeda-runner/andromeda/attest"
 )
@@ -154,9 +155,7 @@ func receiptIn(data []byte) (attest.Receipt, error) {
 	case doc.Receipt != nil:
 		r = *doc.Receipt
 	case doc.Signature != nil:
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&r); err != nil {
+		if err := strictjson.Unmarshal(data, &r); err != nil {
 			return attest.Receipt{}, fmt.Errorf("verify receipt: not a receipt: %w", err)
 		}
 	default:
