@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -167,6 +168,8 @@ func (e *flowExec) writeContext(runID string, snap map[string]json.RawMessage, c
 
 // storeContext stores the flow's context until every write applied is
 // stored or lost, the writes that came while one was being stored as one.
+// A panic here loses the writes pending (their flow runs stay queued)
+// and never the node.
 func (e *flowExec) storeContext() {
 	fc := &e.fctx
 	fc.mu.Lock()
@@ -174,7 +177,7 @@ func (e *flowExec) storeContext() {
 	for fc.applied > max(fc.stored, fc.lost) {
 		upTo, c := fc.applied, fc.c
 		fc.mu.Unlock()
-		rev, err := e.putContext(c)
+		rev, err := e.safePutContext(c)
 		var stored *store.FlowContext
 		if errors.Is(err, store.ErrConflict) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -205,6 +208,17 @@ func (e *flowExec) storeContext() {
 	}
 	fc.writing = false
 	fc.cond.Broadcast()
+}
+
+// safePutContext is putContext, a panic in it an error.
+func (e *flowExec) safePutContext(c store.FlowContext) (rev uint64, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Error("panic storing the flow context", "panic", p, "stack", string(debug.Stack()))
+			rev, err = 0, fmt.Errorf("panic in the runner: %v", p)
+		}
+	}()
+	return e.putContext(c)
 }
 
 // putContext stores c, retrying briefly.
