@@ -33,7 +33,7 @@ func TestConformanceImage(t *testing.T) {
 			return d
 		},
 		Spec: func(t *testing.T, mode sandbox.Mode) sandbox.Spec {
-			return sandbox.Spec{Service: "conformance-image", Image: img, Mode: mode}
+			return sandbox.Spec{Service: "conformance-image", Image: img, Mode: mode, Limits: callLimits}
 		},
 		AllowEnv:    allowEnv,
 		OwnRoot:     true,
@@ -41,6 +41,13 @@ func TestConformanceImage(t *testing.T) {
 		CancelGrace: defaultCancelGrace,
 	})
 }
+
+// callLimits gives the suite's calls 30 s instead of its default 10 s: in
+// command mode each call starts a container, and eight callers at once on
+// an engine busy with other tests' containers have taken over 10 s to get
+// theirs started. What the cases check (answers, isolation, outcomes) does
+// not depend on it; the timeout cases use their own 500 ms.
+var callLimits = sandbox.Limits{Timeout: 30 * time.Second}
 
 // defaultCancelGrace is the process driver's default grace, which the
 // pool applies.
@@ -55,7 +62,7 @@ func TestConformanceKitImage(t *testing.T) {
 	d := newDriver(t, cfg)
 	img := guestImage(t, d).ID
 	certifyOK(t, d, func(mode sandbox.Mode) sandbox.Spec {
-		return sandbox.Spec{Service: "conformance-kit-image", Image: img, Mode: mode}
+		return sandbox.Spec{Service: "conformance-kit-image", Image: img, Mode: mode, Limits: callLimits}
 	}, sandbox.ModeServer, sandbox.ModeCommand)
 }
 
@@ -138,7 +145,7 @@ func TestConformanceArchive(t *testing.T) {
 		t.Run(language, func(t *testing.T) {
 			dir, entry := archiveGuest(t, language)
 			spec := func(mode sandbox.Mode) sandbox.Spec {
-				return sandbox.Spec{Service: "conformance-" + language, Dir: dir, Entry: entry, Language: language, Mode: mode}
+				return sandbox.Spec{Service: "conformance-" + language, Dir: dir, Entry: entry, Language: language, Mode: mode, Limits: callLimits}
 			}
 			modes := []sandbox.Mode{sandbox.ModeServer, sandbox.ModeCommand}
 			sandboxtest.Run(t, sandboxtest.Harness{

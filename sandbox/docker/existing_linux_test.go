@@ -451,7 +451,7 @@ func TestExistingConformance(t *testing.T) {
 		Driver: func(t *testing.T) sandbox.Driver { return newDriver(t, testConfig()) },
 		Spec: func(t *testing.T, mode sandbox.Mode) sandbox.Spec {
 			return sandbox.Spec{Service: "conformance-placed", Digest: "sha256:c0c0a", Dir: filepath.Dir(testEnv.guest),
-				Entry: filepath.Base(testEnv.guest), Language: "exec", Mode: mode, Container: name}
+				Entry: filepath.Base(testEnv.guest), Language: "exec", Mode: mode, Container: name, Limits: callLimits}
 		},
 		AllowEnv: []string{"PATH", "HOME", "TMPDIR", "LANG"},
 		Exclude: map[string]string{

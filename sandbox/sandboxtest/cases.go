@@ -550,15 +550,18 @@ func testUsage(t T, s *suite) {
 func testStop(t T, s *suite) {
 	dep := s.deploy(t)
 	s.echo(t, dep, "before stop")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	const deadline = 5 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	start := time.Now()
 	if err := dep.Stop(ctx); err != nil {
 		t.Fatalf("Stop() = %v", err)
 	}
-	// An idle guest must exit when asked to, not be killed at the deadline.
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("an idle deployment took %v to stop with a %v deadline", took, 5*time.Second)
+	// An idle guest must exit when asked to, not be killed at the deadline:
+	// a stop within half of it says so, with room for an engine that is
+	// slow to remove a container on a loaded machine.
+	if took := time.Since(start); took > deadline/2 {
+		t.Errorf("an idle deployment took %v to stop with a %v deadline", took, deadline)
 	}
 	if err := dep.Stop(ctx); err != nil {
 		t.Fatalf("second Stop() = %v, want nil", err)
