@@ -58,6 +58,10 @@ type Config struct {
 	// (cluster.go); Name must then differ on every server of it. The zero
 	// value: the node is alone.
 	Cluster Cluster
+	// Replicas is how many servers keep a copy of the streams the bus
+	// makes (events, watch, logs), and what Replicas tells the rest of
+	// the node. Default 1.
+	Replicas int
 }
 
 // Defaults of Config.
@@ -106,6 +110,9 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	if cfg.MaxStore <= 0 {
 		cfg.MaxStore = DefaultMaxStore
 	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
 	if cfg.HealthInterval <= 0 {
 		cfg.HealthInterval = DefaultHealthInterval
 	}
@@ -140,6 +147,9 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
 	b.JS = js
+	if cfg.Replicas > 1 || cfg.Cluster.Enabled() {
+		b.JS = setupJS{js}
+	}
 	if b.srv != nil && b.cfg.Cluster.Enabled() {
 		if err := b.waitClusterReady(ctx); err != nil {
 			b.Close()
@@ -233,6 +243,10 @@ func (b *Bus) startEmbedded(log *slog.Logger) (*server.Server, error) {
 
 // Embedded reports whether this bus runs its own NATS server.
 func (b *Bus) Embedded() bool { return b.srv != nil }
+
+// Replicas is how many copies of each stream and bucket the node keeps:
+// Config.Replicas.
+func (b *Bus) Replicas() int { return b.cfg.Replicas }
 
 // ClientURL is where other clients reach the embedded server, or "" when it
 // does not listen.

@@ -62,6 +62,7 @@ func (b *Bus) EventStream(ctx context.Context, cfg EventsConfig) (jetstream.Stre
 		MaxBytes:   cfg.MaxBytes,
 		MaxMsgSize: cfg.MaxMessage + 4<<10, // room for headers
 		Duplicates: 2 * time.Minute,
+		Replicas:   b.cfg.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bus: events stream: %w", err)

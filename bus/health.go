@@ -2,6 +2,7 @@ package bus
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -220,7 +221,12 @@ func (b *Bus) lastingProblem() string {
 }
 
 // storeProblem asks the embedded server for its health (JetStream enabled,
-// no stream holding a write error) and returns what is wrong, or "".
+// no stream holding a write error) and returns what is wrong, or "". In a
+// cluster the report also says what the cluster is going through (a
+// stream's group electing a leader as a server goes, a replica catching
+// up): those are the cluster's to heal, never a reason to restart this
+// server's JetStream, which would disturb the cluster further, and are
+// left out.
 func (b *Bus) storeProblem() string {
 	h := b.srv.Healthz(&server.HealthzOptions{Details: true})
 	var msgs []string
@@ -230,7 +236,22 @@ func (b *Bus) storeProblem() string {
 	for _, e := range h.Errors {
 		msgs = append(msgs, e.Error)
 	}
+	if b.cfg.Cluster.Enabled() {
+		msgs = slices.DeleteFunc(msgs, clusterTransient)
+	}
 	return strings.Join(msgs, "; ")
+}
+
+// clusterTransient reports whether a health problem is the cluster's state
+// rather than this server's storage.
+func clusterTransient(msg string) bool {
+	m := strings.ToLower(msg)
+	for _, s := range []string{"write error", "no space", "out of resources", "could not be recovered", "not enabled", "disabled"} {
+		if strings.Contains(m, s) {
+			return false
+		}
+	}
+	return true
 }
 
 // restartJetStream shuts JetStream down, keeping its files, and enables it

@@ -48,6 +48,9 @@ const (
 	// BucketFlowContext is the KV bucket of the flows' contexts: flow id →
 	// the context's values and the module runs that wrote it last.
 	BucketFlowContext = "andromeda_flow_context"
+	// BucketNodes is the KV bucket of the node registry: node name → the
+	// node's address, offer and state, written at every heartbeat.
+	BucketNodes = "andromeda_nodes"
 	// ObjectArtifacts is the object store of submitted archives, by digest.
 	ObjectArtifacts = "andromeda_artifacts"
 	// StreamRuns is the stream of run records, one subject per service.

@@ -109,6 +109,7 @@ func (b *Bus) boundedStream(ctx context.Context, name, subjects string, cfg Logs
 		MaxBytes:          cfg.MaxBytes,
 		MaxMsgsPerSubject: cfg.MaxPerSubject,
 		MaxMsgSize:        64 << 10,
+		Replicas:          b.cfg.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bus: stream %s: %w", name, err)
