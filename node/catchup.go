@@ -92,7 +92,7 @@ func (n *Node) openTicks(ctx context.Context) error {
 	defer cancel()
 	kv, err := n.bus.JS.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
 		Bucket: bus.BucketTicks, Description: "last tick evaluated per cron trigger: service.index → time and schedule",
-		History: 1, Storage: jetstream.FileStorage,
+		History: 1, Storage: jetstream.FileStorage, Replicas: n.bus.Replicas(),
 	})
 	if err != nil {
 		return fmt.Errorf("ticks: bucket %s: %w", bus.BucketTicks, err)

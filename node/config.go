@@ -31,6 +31,9 @@ type Config struct {
 	Name string `json:"name" yaml:"name"`
 	// NATS selects the bus.
 	NATS NATSConfig `json:"nats" yaml:"nats"`
+	// Cluster makes the node one of several sharing one NATS JetStream
+	// cluster: see ClusterConfig. Default: alone.
+	Cluster ClusterConfig `json:"cluster" yaml:"cluster"`
 	// Runs bounds the run history.
 	Runs RunsConfig `json:"runs" yaml:"runs"`
 	// Policy decides what runs here: see package policy for every key and
@@ -217,6 +220,7 @@ func DefaultConfig() Config {
 		Executors:    DefaultExecutorsConfig(),
 		Lifecycle:    DefaultLifecycleConfig(),
 		Admission:    DefaultAdmissionConfig(),
+		Cluster:      DefaultClusterConfig(),
 	}
 }
 
@@ -400,6 +404,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Admission.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Cluster.Validate(c.NATS); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Offer.Validate(); err != nil {

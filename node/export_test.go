@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 
+	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/store"
 )
@@ -48,4 +49,19 @@ func WriteFlowContext(ctx context.Context, n *Node, flow string, values map[stri
 	}
 	_, err = n.store.PutFlowContext(ctx, flow, c)
 	return err
+}
+
+// Bus is n's bus.
+func Bus(n *Node) *bus.Bus { return n.bus }
+
+// PauseHeartbeat stops n's heartbeats without writing it as left, as if it
+// were killed or cut off; resume starts them again.
+func PauseHeartbeat(n *Node) (resume func()) {
+	r := n.reg
+	close(r.quit)
+	<-r.done
+	return func() {
+		r.quit, r.done = make(chan struct{}), make(chan struct{})
+		r.start()
+	}
 }

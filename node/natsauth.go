@@ -87,7 +87,7 @@ func (n *Node) openNATSAuth(ctx context.Context) error {
 	}
 	a.kv, err = n.bus.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: bus.BucketNATSUsers, Description: "credentials of NATS clients (sha256 of the secret)",
-		History: 1, Storage: jetstream.FileStorage,
+		History: 1, Storage: jetstream.FileStorage, Replicas: n.bus.Replicas(),
 	})
 	if err != nil {
 		return fmt.Errorf("nats credentials: bucket: %w", err)

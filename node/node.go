@@ -71,6 +71,7 @@ type Node struct {
 	revocations revocations // of delegations, by id (trust.go)
 
 	bus     *bus.Bus
+	reg     *registry // the node registry: this node's heartbeat, the others'
 	store   *store.Store
 	sched   *trigger.Scheduler
 	ticks   *tickBook // the last tick evaluated per cron trigger (catchup.go)
@@ -238,7 +239,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.log.Warn("store files damaged", "stream", f.Stream, "problem", f.Problem(), "repaired", f.Repaired, "quarantine", files.Quarantine)
 		}
 	}
-	n.bus, err = bus.Open(ctx, bus.Config{URL: n.cfg.NATS.URL, Dir: natsDir, Listen: n.cfg.NATS.Listen, Name: n.cfg.Name, Logger: n.log})
+	n.bus, err = bus.Open(ctx, bus.Config{URL: n.cfg.NATS.URL, Dir: natsDir, Listen: n.cfg.NATS.Listen, Name: n.cfg.Name, Logger: n.log,
+		Cluster: n.cfg.Cluster.busCluster(), Replicas: n.cfg.replicas()})
 	if err != nil {
 		return err
 	}
@@ -258,6 +260,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		MaxRunBytes:    n.cfg.Runs.MaxRecordBytes,
 		RunsMaxBytes:   n.cfg.Runs.MaxTotalBytes,
 		MaxStateBytes:  int(n.limits.state),
+		Replicas:       n.bus.Replicas(),
+		Timeout:        n.storeTimeout(),
 		Repair:         n.cfg.Repair,
 		Files:          files,
 	})
@@ -266,7 +270,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.undo = append(n.undo, n.store.Close) // run records still waiting for their ack, before the bus goes
 	n.reportRecovery()
-	if n.secrets, err = openSecrets(n.ctx, n.bus.JS, n.cfg.Secrets, n.log); err != nil {
+	if n.secrets, err = openSecrets(n.ctx, n.bus.JS, n.bus.Replicas(), n.cfg.Secrets, n.log); err != nil {
 		return err
 	}
 	n.undo = append(n.undo, n.secrets.close)
@@ -287,8 +291,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.undo = append(n.undo, n.closeWatch) // after runs in flight have finished
+	if err := n.openRegistry(ctx); err != nil {
+		return err
+	}
+	n.undo = append(n.undo, n.reg.close) // left only once its services have stopped
+	n.reg.start()
 	n.log.Info("node opened", "took_ms", ms(time.Since(n.started)))
 	n.startDrivers(ctx)
+	n.reg.drivers.Store(true)
 	// Unwound in reverse: triggers stop, then runs in flight finish and
 	// deployments stop, then the bus closes.
 	n.undo = append(n.undo, n.stopServices)
@@ -316,6 +326,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.ln, err = net.Listen("tcp", n.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", n.cfg.Listen, err)
+	}
+	if err := n.reg.listening(ctx, n.ln.Addr().String()); err != nil {
+		return err
 	}
 	if err := n.listenHooks(); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -128,6 +129,20 @@ func startNode(t testing.TB, mutate ...func(*node.Config)) *testNode {
 // driver of the same name.
 func startNodeWith(t testing.TB, d sandbox.Driver, mutate ...func(*node.Config)) *testNode {
 	t.Helper()
+	n, err := startNodeWithErr(t, d, mutate...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// startNodeErr is startNode returning the start's error (the node is
+// closed at the test's end when it started).
+func startNodeErr(t testing.TB, mutate ...func(*node.Config)) (*testNode, error) {
+	return startNodeWithErr(t, nil, mutate...)
+}
+
+func startNodeWithErr(t testing.TB, d sandbox.Driver, mutate ...func(*node.Config)) (*testNode, error) {
 	cfg := node.DefaultConfig()
 	cfg.Data = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
@@ -139,22 +154,26 @@ func startNodeWith(t testing.TB, d sandbox.Driver, mutate ...func(*node.Config))
 	for _, f := range mutate {
 		f(&cfg)
 	}
-	n, err := node.New(cfg, nil)
+	var lg *slog.Logger // ANDROMEDA_TEST_LOG=1: the nodes' logs on stderr, to see what a failing test did
+	if os.Getenv("ANDROMEDA_TEST_LOG") != "" {
+		lg = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", cfg.Name)
+	}
+	n, err := node.New(cfg, lg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if d != nil {
 		node.ReplaceDriver(n, d)
 	}
 	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(func() { n.Close() })
 	tok, err := node.OperatorToken(cfg.Data)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return &testNode{Node: n, cfg: cfg, op: api.NewClient(n.Addr(), tok)}
+	return &testNode{Node: n, cfg: cfg, op: api.NewClient(n.Addr(), tok)}, nil
 }
 
 func pack(t testing.TB, dir string) []byte {

@@ -66,12 +66,12 @@ type storedSecret struct {
 // openSecrets opens (creating it if needed) the secrets bucket and loads
 // it; a watch keeps the values current until close. ctx bounds the watch:
 // the node's lifetime.
-func openSecrets(ctx context.Context, js jetstream.JetStream, config map[string]string, log *slog.Logger) (*secretStore, error) {
+func openSecrets(ctx context.Context, js jetstream.JetStream, replicas int, config map[string]string, log *slog.Logger) (*secretStore, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	kv, err := js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
 		Bucket: bus.BucketSecrets, Description: "webhook secrets set at run time: name → value",
-		History: 1, Storage: jetstream.FileStorage,
+		History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("secrets: bucket %s: %w", bus.BucketSecrets, err)

@@ -136,6 +136,9 @@ func (n *Node) submitSource(ctx context.Context, p server.Principal, m *manifest
 // (queued takes it).
 // want, when set, is the manifest the archive must match (source services).
 func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byte, o api.SubmitOptions, want *manifest.Service) (api.SubmitResult, error) {
+	if n.cfg.clustered() {
+		return api.SubmitResult{}, errClusterNoPlacement
+	}
 	staging, err := n.tempDir("staging")
 	if err != nil {
 		return api.SubmitResult{}, err
@@ -429,6 +432,11 @@ func (n *Node) restore(ctx context.Context) error {
 	recs, err := n.store.Services(ctx)
 	if err != nil {
 		return err
+	}
+	if n.cfg.clustered() && len(recs) > 0 {
+		// Every node would restore them all and run each several times.
+		n.log.Warn("cluster: services in the store not restored: placing each on one node of the cluster is not built yet", "services", len(recs))
+		return nil
 	}
 	// Side by side, a few at a time: each waits mostly on its driver
 	// (a self-test still running, a worker starting).

@@ -51,3 +51,7 @@ func TestOfferRoutes(t *testing.T) {
 		}
 	}
 }
+
+func (f *fakeBackend) Nodes(ctx context.Context) ([]api.ClusterNode, error) {
+	return []api.ClusterNode{{Name: "fake", Health: api.NodeUp, Self: true}}, nil
+}

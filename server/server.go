@@ -216,6 +216,7 @@ func (s *Server) routes() {
 	s.hookRoutes()
 	s.keyRoutes()
 	s.offerRoutes()
+	s.clusterRoutes()
 	s.flowRoutes()
 	s.flowRunRoutes()
 	s.whyRoutes()

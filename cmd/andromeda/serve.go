@@ -37,7 +37,8 @@ same way, none of them required.`,
 		Example: `  andromeda serve
   andromeda serve --demo
   andromeda serve --config andromeda.yaml --listen 0.0.0.0:7070
-  andromeda serve --data /var/lib/andromeda --repair`,
+  andromeda serve --data /var/lib/andromeda --repair
+  andromeda serve --name n1 --cluster prod --cluster-listen 10.0.0.1:6222 --routes 10.0.0.1:6222,10.0.0.2:6222,10.0.0.3:6222`,
 		Args:              wantArgs(0, 0),
 		ValidArgsFunction: cobra.NoFileCompletions,
 	}
@@ -47,6 +48,10 @@ same way, none of them required.`,
 	f.StringVar(&o.data, "data", "", "data `DIR` (overrides the config; default $XDG_DATA_HOME/andromeda)")
 	f.StringVar(&o.listen, "listen", "", "listen for the HTTP API on `ADDR` (overrides the config; default 127.0.0.1:7070)")
 	f.StringVar(&o.natsURL, "nats", "", "join an external NATS cluster at `URL` instead of embedding one")
+	f.StringVar(&o.name, "name", "", "the node's `NAME` in logs, on the bus and in the cluster (overrides the config; default the host name)")
+	f.StringVar(&o.cluster, "cluster", "", "route the embedded NATS server into the cluster `NAME` with other nodes' (overrides cluster.name)")
+	f.StringVar(&o.clusterListen, "cluster-listen", "", "take the other nodes' routes on `HOST:PORT` (overrides cluster.listen)")
+	f.StringSliceVar(&o.routes, "routes", nil, "the cluster's route addresses, `HOST:PORT,...` (this node's own may be among them; overrides cluster.routes)")
 	f.BoolVar(&o.demo, "demo", false, "load the example services from examples/ (built with the Go toolchain)")
 	f.BoolVar(&o.repair, "repair", false, "start on a damaged store: drop what cannot be read (listed in the log; damaged files kept in <data>/nats/damaged)")
 	cmd.MarkFlagFilename("config", "yaml", "yml", "json")
@@ -58,6 +63,8 @@ same way, none of them required.`,
 // serveOptions are the flags of `serve`.
 type serveOptions struct {
 	configFile, data, listen, natsURL string
+	name, cluster, clusterListen      string
+	routes                            []string
 	demo, repair                      bool
 }
 
@@ -80,6 +87,18 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 	}
 	if o.repair {
 		cfg.Repair = true
+	}
+	if o.name != "" {
+		cfg.Name = o.name
+	}
+	if o.cluster != "" {
+		cfg.Cluster.Name = o.cluster
+	}
+	if o.clusterListen != "" {
+		cfg.Cluster.Listen = o.clusterListen
+	}
+	if o.routes != nil {
+		cfg.Cluster.Routes = o.routes
 	}
 	cfg.Runtimes = node.RuntimesDirFor(o.configFile)
 	if abs, err := filepath.Abs(cfg.Data); err == nil {

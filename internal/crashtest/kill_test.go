@@ -312,6 +312,7 @@ func TestKillDuringLoad(t *testing.T) {
 type killNode struct {
 	t                    *testing.T
 	bin, config, logPath string
+	args                 []string // serve's flags after --config
 	addr, natsAddr       string
 	cmd                  *exec.Cmd
 	started              time.Time // when the current process was started
@@ -327,7 +328,7 @@ func (n *killNode) start() (time.Duration, error) {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "---- test: starting the node at %s\n", time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(n.bin, "serve", "--config", n.config)
+	cmd := exec.Command(n.bin, append([]string{"serve", "--config", n.config}, n.args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	begin := time.Now()

@@ -1,0 +1,56 @@
+package api
+
+import (
+	"context"
+	"time"
+)
+
+// Node health in the node registry (ClusterNode.Health).
+const (
+	// NodeUp: the node's last heartbeat is younger than the cluster's
+	// lost_after.
+	NodeUp = "up"
+	// NodeLost: the node stopped heartbeating (killed, cut off, its
+	// machine gone); its services are placed again elsewhere.
+	NodeLost = "lost"
+	// NodeLeft: the node stopped cleanly and said so.
+	NodeLeft = "left"
+)
+
+// ClusterNode is one node of the node registry (GET /v1/nodes).
+type ClusterNode struct {
+	Name string `json:"name"`
+	// Key is the node's public key (its receipts' signer).
+	Key string `json:"key"`
+	// API is the address the node's API listens on, as it sees it.
+	API string `json:"api"`
+	// Cluster and Route: the cluster's name and this node's route address
+	// ("" for a node alone or on an external NATS).
+	Cluster string            `json:"cluster,omitempty"`
+	Route   string            `json:"route,omitempty"`
+	Version string            `json:"version"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	// Drivers and Languages the node runs now (enabled, self-tested).
+	Drivers   []string `json:"drivers"`
+	Languages []string `json:"languages"`
+	// Services is how many services the node runs.
+	Services int       `json:"services"`
+	Started  time.Time `json:"started"`
+	// Beat is when the node's last heartbeat was stored (the store's clock).
+	Beat time.Time `json:"beat"`
+	// Health is up, lost or left, judged by the node that answers: a
+	// heartbeat older than LostAfter is lost.
+	Health    string  `json:"health"`
+	BeatAgeMs float64 `json:"beat_age_ms"`
+	// LostAfterMs is the cluster's lost_after as the answering node has it.
+	LostAfterMs float64 `json:"lost_after_ms"`
+	// Self marks the node that answered.
+	Self bool `json:"self,omitempty"`
+}
+
+// Nodes lists the node registry: every node of the cluster with its
+// health, as the answering node judges it.
+func (c *Client) Nodes(ctx context.Context) ([]ClusterNode, error) {
+	var ns []ClusterNode
+	return ns, c.getJSON(ctx, "/v1/nodes", &ns)
+}

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"encoding/json"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/manifest"
+	"github.com/andromeda-runner/andromeda/node"
+)
+
+// TestNodesCLI: andromeda nodes lists a node alone as itself, up, with its
+// API address, drivers and labels; --json gives the registry's entries.
+func TestNodesCLI(t *testing.T) {
+	n, env := startNode(t, func(c *node.Config) {
+		c.Name = "solo"
+		c.Cluster.Labels = map[string]string{"zone": "a"}
+		c.Cluster.Heartbeat, _ = manifest.ParseDuration("200ms")
+		c.Cluster.LostAfter, _ = manifest.ParseDuration("1s")
+	})
+	// The drivers are listed once their self-tests at start have passed,
+	// from the next heartbeat on.
+	want := regexp.MustCompile(`(?m)^NAME\s+HEALTH\s+HEARTBEAT\s+API\s+SERVICES\s+DRIVERS\s+LABELS\n` +
+		`solo \(this\)\s+up\s+\S+ ago\s+` + regexp.QuoteMeta(n.Addr()) + `\s+\d+\s+\S*wasm\S*\s+zone=a$`)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, _, err := runCLI(t, env, "nodes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want.MatchString(out) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes =\n%s\nwant to match %s", out, want)
+		}
+	}
+	out, _, err := runCLI(t, env, "nodes", "--json")
+	var ns []api.ClusterNode
+	if err != nil || json.Unmarshal([]byte(out), &ns) != nil || len(ns) != 1 || ns[0].Name != "solo" || ns[0].Health != api.NodeUp || !ns[0].Self || ns[0].Labels["zone"] != "a" {
+		t.Errorf("nodes --json = %v\n%s", err, out)
+	}
+}

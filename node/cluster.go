@@ -1,0 +1,326 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/bus"
+	"github.com/andromeda-runner/andromeda/server"
+)
+
+// registry is the node's entry in the node registry (bus.BucketNodes):
+// written at start, at every heartbeat, and as left at a clean stop. Every
+// node reads the others' there: who is in the cluster, where its API is,
+// what it runs, and whether it is still alive.
+type registry struct {
+	n        *Node
+	kv       jetstream.KeyValue
+	hb, lost time.Duration
+	// stored is when the last heartbeat was stored (unix nanoseconds).
+	stored  atomic.Int64
+	running atomic.Bool // start was called
+	// api is the API's address once it listens; drivers is set once the
+	// node's drivers are in place, to be read.
+	api     atomic.Pointer[string]
+	drivers atomic.Bool
+
+	// seen is the registry as the node's watch of it last saw it: node
+	// name → entry and when it was stored. A watch goes on through a
+	// cluster's elections, where a listing of the bucket may wait.
+	seenMu sync.Mutex
+	seen   map[string]seenNode
+	watch  jetstream.KeyWatcher
+
+	once sync.Once
+	quit chan struct{}
+	done chan struct{}
+}
+
+// openRegistry opens the node registry and writes the node's first entry.
+// A live node of the same name with another key is refused: every node of
+// a cluster needs its own name. A node alone forgets the entries of other
+// names (an earlier host name of its own).
+func (n *Node) openRegistry(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	kv, err := n.bus.JS.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
+		Bucket: bus.BucketNodes, Description: "node registry: node name → address, offer and state, at every heartbeat",
+		History: 1, Storage: jetstream.FileStorage, Replicas: n.bus.Replicas(),
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: bucket %s: %w", bus.BucketNodes, err)
+	}
+	r := &registry{n: n, kv: kv, hb: n.cfg.Cluster.Heartbeat.Std(), lost: n.cfg.Cluster.LostAfter.Std(),
+		quit: make(chan struct{}), done: make(chan struct{})}
+	if e, err := kv.Get(cctx, n.cfg.Name); err == nil {
+		var other api.ClusterNode
+		age := time.Since(e.Created())
+		if json.Unmarshal(e.Value(), &other) == nil && other.Key != n.key.Public().String() && other.Health != api.NodeLeft && age < r.lost {
+			return fmt.Errorf("cluster: name: node %q is already in the cluster with another key (%.16s…, its last heartbeat %.1fs ago): give each node its own name (config name)",
+				n.cfg.Name, other.Key, age.Seconds())
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("cluster: registry: %w", err)
+	}
+	if !n.cfg.clustered() {
+		if keys, err := kv.ListKeys(cctx); err == nil {
+			for k := range keys.Keys() {
+				if k != n.cfg.Name {
+					kv.Purge(cctx, k)
+				}
+			}
+		}
+	}
+	if err := r.beat(cctx, api.NodeUp); err != nil {
+		return fmt.Errorf("cluster: registry: first heartbeat: %w", err)
+	}
+	if err := r.startWatch(cctx); err != nil {
+		return fmt.Errorf("cluster: registry: watch: %w", err)
+	}
+	n.reg = r
+	return nil
+}
+
+// seenNode is one registry entry as watched.
+type seenNode struct {
+	node   api.ClusterNode
+	stored time.Time
+}
+
+// startWatch watches the registry into r.seen, and returns once the
+// entries there at the start are in.
+func (r *registry) startWatch(ctx context.Context) error {
+	w, err := r.kv.WatchAll(context.Background())
+	if err != nil {
+		return err
+	}
+	r.seen, r.watch = map[string]seenNode{}, w
+	initial := make(chan struct{})
+	go func() {
+		once := sync.OnceFunc(func() { close(initial) })
+		defer once()
+		for e := range w.Updates() {
+			if e == nil { // the entries there at the start are in
+				once()
+				continue
+			}
+			r.seenMu.Lock()
+			var c api.ClusterNode
+			switch {
+			case e.Operation() != jetstream.KeyValuePut:
+				delete(r.seen, e.Key())
+			case json.Unmarshal(e.Value(), &c) != nil:
+				r.n.log.Warn("cluster: unreadable registry entry ignored", "node", e.Key())
+			default:
+				r.seen[e.Key()] = seenNode{node: c, stored: e.Created()}
+			}
+			r.seenMu.Unlock()
+		}
+	}()
+	select {
+	case <-initial:
+		return nil
+	case <-ctx.Done():
+		w.Stop()
+		return ctx.Err()
+	}
+}
+
+// entry is the node as it writes itself to the registry.
+func (r *registry) entry(health string) api.ClusterNode {
+	n := r.n
+	e := api.ClusterNode{
+		Name: n.cfg.Name, Key: n.key.Public().String(), API: n.cfg.Listen, Version: Version,
+		Labels: n.cfg.Cluster.Labels, Started: n.started.UTC(), Health: health,
+		Drivers: []string{}, Languages: []string{},
+	}
+	if a := r.api.Load(); a != nil {
+		e.API = *a
+	}
+	if c := n.cfg.Cluster; c.Name != "" {
+		e.Cluster, e.Route = c.Name, c.Listen
+	}
+	n.mu.RLock()
+	e.Services = len(n.services)
+	n.mu.RUnlock()
+	if !r.drivers.Load() {
+		return e
+	}
+	langs := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(n.drivers)) {
+		ds := n.drivers[name]
+		if on, _ := ds.status(); !on {
+			continue
+		}
+		e.Drivers = append(e.Drivers, name)
+		for l := range ds.driver.Offer().Languages {
+			langs[l] = true
+		}
+	}
+	e.Languages = slices.Sorted(maps.Keys(langs))
+	return e
+}
+
+// beat stores the node's entry with health.
+func (r *registry) beat(ctx context.Context, health string) error {
+	b, err := json.Marshal(r.entry(health))
+	if err != nil {
+		return err
+	}
+	if _, err := r.kv.Put(ctx, r.n.cfg.Name, b); err != nil {
+		return err
+	}
+	r.stored.Store(time.Now().UnixNano())
+	return nil
+}
+
+// refresh reads again each node's entry the watch has seen. A read is
+// answered by any server holding a replica of the registry, also while
+// the cluster elects a new leader for it, when the watch may wait for
+// seconds (its consumer lived on the server that went).
+func (r *registry) refresh(ctx context.Context) {
+	r.seenMu.Lock()
+	names := slices.Collect(maps.Keys(r.seen))
+	r.seenMu.Unlock()
+	for _, name := range names {
+		e, err := r.kv.Get(ctx, name)
+		if err != nil {
+			continue
+		}
+		var c api.ClusterNode
+		if json.Unmarshal(e.Value(), &c) != nil {
+			continue
+		}
+		r.seenMu.Lock()
+		if s, ok := r.seen[name]; ok && e.Created().After(s.stored) {
+			r.seen[name] = seenNode{node: c, stored: e.Created()}
+		}
+		r.seenMu.Unlock()
+	}
+}
+
+// listening records the API's address and writes it to the registry at
+// once: once the node has started, the registry says where its API is.
+func (r *registry) listening(ctx context.Context, addr string) error {
+	r.api.Store(&addr)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := r.beat(cctx, api.NodeUp); err != nil {
+		return fmt.Errorf("cluster: registry: %w", err)
+	}
+	return nil
+}
+
+// start writes a heartbeat every r.hb until close, from the node's first
+// steps on (a node restoring many services is not lost meanwhile). A
+// heartbeat that cannot be stored is logged once, and again when they are
+// stored again.
+func (r *registry) start() {
+	r.running.Store(true)
+	go func() {
+		defer close(r.done)
+		t := time.NewTicker(r.hb)
+		defer t.Stop()
+		failing := false
+		for {
+			select {
+			case <-r.quit:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), r.hb)
+			err := r.beat(ctx, api.NodeUp)
+			r.refresh(ctx)
+			cancel()
+			switch {
+			case err != nil && !failing:
+				failing = true
+				r.n.log.Warn("cluster: heartbeat not stored; other nodes declare this one lost after lost_after without one",
+					logErr, err, "lost_after", r.lost)
+			case err == nil && failing:
+				failing = false
+				r.n.log.Info("cluster: heartbeats stored again")
+			}
+		}
+	}()
+}
+
+// close stops the heartbeat and writes the node as left, so that the
+// others need not wait for lost_after.
+func (r *registry) close() error {
+	r.once.Do(func() {
+		close(r.quit)
+		if r.running.Load() {
+			select {
+			case <-r.done:
+			case <-time.After(r.hb + time.Second): // a beat hung
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := r.beat(ctx, api.NodeLeft); err != nil {
+			r.n.log.Warn("cluster: could not write this node as left; the others will declare it lost", logErr, err)
+		}
+		r.watch.Stop()
+	})
+	return nil
+}
+
+// Nodes lists the node registry (GET /v1/nodes) as the node's watch of
+// it has it, judging each entry's health by its last heartbeat's age:
+// older than lost_after is lost.
+func (n *Node) Nodes(ctx context.Context) ([]api.ClusterNode, error) {
+	r := n.reg
+	if r == nil {
+		return nil, errors.New("cluster: the node registry is not open yet")
+	}
+	r.seenMu.Lock()
+	// Judged against now while the watch is fresh (this node's own last
+	// heartbeat seen within lost_after); else against that heartbeat: a
+	// watch that stalls while the cluster elects a leader, or a node cut
+	// off, sees everyone's heartbeats stop at once, and only the others'
+	// that stopped before its own say anything.
+	now := time.Now()
+	if self, ok := r.seen[n.cfg.Name]; ok && now.Sub(self.stored) >= r.lost {
+		now = self.stored
+	}
+	out := make([]api.ClusterNode, 0, len(r.seen))
+	for name, s := range r.seen {
+		at := now
+		if name == n.cfg.Name {
+			at = time.Now()
+		}
+		out = append(out, r.judge(s.node, s.stored, at))
+	}
+	r.seenMu.Unlock()
+	slices.SortFunc(out, func(a, b api.ClusterNode) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// judge fills in what the reader judges at now of entry c stored at beat.
+func (r *registry) judge(c api.ClusterNode, beat, now time.Time) api.ClusterNode {
+	age := now.Sub(beat)
+	c.Beat, c.BeatAgeMs, c.LostAfterMs = beat.UTC(), ms(age), ms(r.lost)
+	if c.Health != api.NodeLeft && age >= r.lost {
+		c.Health = api.NodeLost
+	}
+	c.Self = c.Name == r.n.cfg.Name
+	return c
+}
+
+// errClusterNoPlacement refuses a service on a node of a cluster until
+// placement (each service run by one node of the cluster, and run again
+// elsewhere when that node is lost) is built: every node would run it.
+var errClusterNoPlacement = server.Errorf(server.ErrUnusable,
+	"cluster: this node is one of a cluster, and placing a service on one of its nodes is not built yet (every node would run it): submit services to a node alone")

@@ -1,0 +1,30 @@
+package server
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/andromeda-runner/andromeda/api"
+)
+
+// ClusterBackend is the node's side of the node registry. A Backend that
+// implements it has GET /v1/nodes (any token). Safe for concurrent use.
+type ClusterBackend interface {
+	Nodes(ctx context.Context) ([]api.ClusterNode, error)
+}
+
+// clusterRoutes mounts the cluster API when the backend serves it.
+func (s *Server) clusterRoutes() {
+	cb, ok := s.b.(ClusterBackend)
+	if !ok {
+		return
+	}
+	s.handle("GET /v1/nodes", "", func(w http.ResponseWriter, r *http.Request, _ Principal) {
+		nodes, err := cb.Nodes(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeList(w, nodes)
+	})
+}
