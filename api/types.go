@@ -23,7 +23,9 @@ const (
 
 // Service is the registry record of one admitted (or refused) service.
 type Service struct {
-	Name        string          `json:"name"`
+	Name string `json:"name"`
+	// Node is the node of the cluster that runs it ("" for a node alone).
+	Node        string          `json:"node,omitempty"`
 	Version     string          `json:"version"`
 	Digest      string          `json:"digest"`
 	Size        int64           `json:"size_bytes"`
@@ -87,13 +89,15 @@ type TriggerInfo struct {
 
 // Run is the record of one invocation (or of a firing that did not start).
 type Run struct {
-	ID       string           `json:"id"`
-	Service  string           `json:"service"`
-	Version  string           `json:"version"`
-	Owner    string           `json:"owner,omitempty"`
-	Trigger  contract.Trigger `json:"trigger"`
-	Start    time.Time        `json:"start"`
-	Duration time.Duration    `json:"duration_ns"`
+	ID      string           `json:"id"`
+	Service string           `json:"service"`
+	Version string           `json:"version"`
+	Owner   string           `json:"owner,omitempty"`
+	Trigger contract.Trigger `json:"trigger"`
+	// Node is the node that ran it.
+	Node     string        `json:"node,omitempty"`
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration_ns"`
 	// Outcome is ok, noop, error, timeout, crashed, oom, rejected, skipped
 	// or cancelled (killed while it ran; Error names who killed it).
 	Outcome string `json:"outcome"`

@@ -17,6 +17,7 @@ func apiRun(r store.Run) api.Run {
 		Version:   r.Version,
 		Owner:     r.Owner,
 		Trigger:   r.Trigger,
+		Node:      r.Node,
 		Start:     r.Start,
 		Duration:  r.Duration,
 		Outcome:   r.Outcome,

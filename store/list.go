@@ -320,12 +320,12 @@ func (w *walk) read(c *cursorConsumer, hi, above uint64) ([]runRecord, error) {
 		// Ask for the records expected in [lo, hi] and one more, which
 		// shows where hi is; the counts only size the fetches.
 		left := expect - min(expect, uint64(len(recs)))
-		batch, err := c.FetchNoWait(int(min(left+1, 500)))
-		if err != nil {
-			return nil, fmt.Errorf("store: list runs: %w", err)
+		msgs, fetchErr := fetchNoWait(w.ctx, c, int(min(left+1, 500)))
+		if fetchErr != nil && !errors.Is(fetchErr, nats.ErrTimeout) && !errors.Is(fetchErr, jetstream.ErrNoMessages) {
+			return nil, fmt.Errorf("store: list runs: %w", fetchErr)
 		}
 		n, past := 0, false
-		for m := range batch.Messages() {
+		for _, m := range msgs {
 			n++
 			meta, err := m.Metadata()
 			if err != nil || past {
@@ -340,9 +340,7 @@ func (w *walk) read(c *cursorConsumer, hi, above uint64) ([]runRecord, error) {
 			r.ok = json.Unmarshal(m.Data(), &r.run) == nil
 			recs = append(recs, r)
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, fmt.Errorf("store: list runs: %w", err)
-		}
+
 		if n == 0 || past {
 			return recs, nil
 		}
@@ -373,12 +371,12 @@ func (s *Store) Run(ctx context.Context, service, id string) (Run, error) {
 	defer s.dropConsumer(ctx, c.CachedInfo().Name)
 	var seq uint64
 	for seq == 0 {
-		batch, err := c.FetchNoWait(500)
-		if err != nil {
-			return Run{}, fmt.Errorf("store: find run %s of %s: %w", id, service, err)
+		msgs, fetchErr := fetchNoWait(ctx, c, 500)
+		if fetchErr != nil && !errors.Is(fetchErr, nats.ErrTimeout) && !errors.Is(fetchErr, jetstream.ErrNoMessages) {
+			return Run{}, fmt.Errorf("store: find run %s of %s: %w", id, service, fetchErr)
 		}
 		n := 0
-		for m := range batch.Messages() {
+		for _, m := range msgs {
 			n++
 			if seq != 0 || m.Headers().Get(jetstream.MsgIDHeader) != id {
 				continue
@@ -387,9 +385,7 @@ func (s *Store) Run(ctx context.Context, service, id string) (Run, error) {
 				seq = meta.Sequence.Stream
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-			return Run{}, fmt.Errorf("store: find run %s of %s: %w", id, service, err)
-		}
+
 		if n == 0 {
 			return Run{}, fmt.Errorf("run %s of %s: %w", id, service, ErrNotFound)
 		}
@@ -427,4 +423,28 @@ func runIDTime(id string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t, true
+}
+
+// fetchNoWait is c.FetchNoWait with the batch read: its messages, and the
+// request's error or else the batch's (nats.ErrTimeout and
+// jetstream.ErrNoMessages say only that no more came). It is asked again
+// (for up to two seconds) while nothing answers: in a cluster a consumer
+// just made can take a moment before its server takes requests ("no
+// responders").
+func fetchNoWait(ctx context.Context, c jetstream.Consumer, n int) ([]jetstream.Msg, error) {
+	for attempt := 0; ; attempt++ {
+		var msgs []jetstream.Msg
+		batch, err := c.FetchNoWait(n)
+		if err == nil {
+			for m := range batch.Messages() {
+				msgs = append(msgs, m)
+			}
+			err = batch.Error()
+		}
+		if len(msgs) == 0 && errors.Is(err, nats.ErrNoResponders) && attempt < 40 && ctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		return msgs, err
+	}
 }

@@ -77,11 +77,14 @@ type Revision struct {
 
 // Run is the record of one invocation, or of a firing that did not start.
 type Run struct {
-	ID        string           `json:"id"`
-	Service   string           `json:"service"`
-	Version   string           `json:"version"`
-	Owner     string           `json:"owner,omitempty"`
-	Trigger   contract.Trigger `json:"trigger"`
+	ID      string           `json:"id"`
+	Service string           `json:"service"`
+	Version string           `json:"version"`
+	Owner   string           `json:"owner,omitempty"`
+	Trigger contract.Trigger `json:"trigger"`
+	// Node is the node that ran it (or refused to): Config.Node when the
+	// run is stored.
+	Node      string           `json:"node,omitempty"`
 	Start     time.Time        `json:"start"`
 	Duration  time.Duration    `json:"duration_ns"`
 	Outcome   string           `json:"outcome"`

@@ -97,6 +97,9 @@ func (s *Store) AppendRunAsync(r Run) (jetstream.PubAckFuture, error) {
 }
 
 func (s *Store) encodeRun(r *Run) ([]byte, error) {
+	if r.Node == "" {
+		r.Node = s.cfg.Node
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("store: encode run %s: %w", r.ID, err)

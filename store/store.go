@@ -38,6 +38,9 @@ type Config struct {
 	LedgerTTL time.Duration
 	// Replicas for streams and buckets (1 for a single node). Default 1.
 	Replicas int
+	// Node names the node in the run records it stores (Run.Node).
+	// Default "".
+	Node string
 	// Timeout bounds Open as a whole and each registry listing (a read of
 	// damaged data fails with a clear error instead of waiting forever).
 	// Default 10 s.
