@@ -51,6 +51,13 @@ const (
 	// BucketNodes is the KV bucket of the node registry: node name → the
 	// node's address, offer and state, written at every heartbeat.
 	BucketNodes = "andromeda_nodes"
+	// BucketPlacement is the KV bucket of where the cluster runs each
+	// service: service name → the node that runs it.
+	BucketPlacement = "andromeda_placement"
+	// BucketTickClaims is the KV bucket of cron ticks claimed in a
+	// cluster: <service>.<trigger>.<tick unix ms> → the node that fires
+	// it, kept a day.
+	BucketTickClaims = "andromeda_tick_claims"
 	// ObjectArtifacts is the object store of submitted archives, by digest.
 	ObjectArtifacts = "andromeda_artifacts"
 	// StreamRuns is the stream of run records, one subject per service.
@@ -83,3 +90,9 @@ func RunSubject(service string) string { return SubjectRunsPrefix + service }
 
 // EventSubject is the subject events on topic are published on.
 func EventSubject(topic string) string { return SubjectEventsPrefix + topic }
+
+// NodeSubject is the subject on which node name takes requests of kind
+// from the other nodes of its cluster (a fire forwarded to the node that
+// runs the service): andromeda.node.<name>.<kind>. Only nodes' own
+// connections may publish there.
+func NodeSubject(name, kind string) string { return "andromeda.node." + name + "." + kind }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
-	"github.com/andromeda-runner/andromeda/server"
 )
 
 // registry is the node's entry in the node registry (bus.BucketNodes):
@@ -30,6 +29,7 @@ type registry struct {
 	// stored is when the last heartbeat was stored (unix nanoseconds).
 	stored  atomic.Int64
 	running atomic.Bool // start was called
+	placing atomic.Bool // the node has started: failover at each heartbeat
 	// api is the API's address once it listens; drivers is set once the
 	// node's drivers are in place, to be read.
 	api     atomic.Pointer[string]
@@ -243,6 +243,11 @@ func (r *registry) start() {
 			err := r.beat(ctx, api.NodeUp)
 			r.refresh(ctx)
 			cancel()
+			if r.placing.Load() {
+				fctx, cancel := context.WithTimeout(context.Background(), r.lost)
+				r.n.failover(fctx)
+				cancel()
+			}
 			switch {
 			case err != nil && !failing:
 				failing = true
@@ -285,27 +290,47 @@ func (n *Node) Nodes(ctx context.Context) ([]api.ClusterNode, error) {
 	if r == nil {
 		return nil, errors.New("cluster: the node registry is not open yet")
 	}
+	out := slices.Collect(maps.Values(r.view()))
+	slices.SortFunc(out, func(a, b api.ClusterNode) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// view is the registry as judged now, by node name.
+func (r *registry) view() map[string]api.ClusterNode {
 	r.seenMu.Lock()
+	defer r.seenMu.Unlock()
 	// Judged against now while the watch is fresh (this node's own last
 	// heartbeat seen within lost_after); else against that heartbeat: a
 	// watch that stalls while the cluster elects a leader, or a node cut
 	// off, sees everyone's heartbeats stop at once, and only the others'
 	// that stopped before its own say anything.
+	self := r.n.cfg.Name
 	now := time.Now()
-	if self, ok := r.seen[n.cfg.Name]; ok && now.Sub(self.stored) >= r.lost {
-		now = self.stored
+	if s, ok := r.seen[self]; ok && now.Sub(s.stored) >= r.lost {
+		now = s.stored
 	}
-	out := make([]api.ClusterNode, 0, len(r.seen))
+	out := make(map[string]api.ClusterNode, len(r.seen))
 	for name, s := range r.seen {
 		at := now
-		if name == n.cfg.Name {
+		if name == self {
 			at = time.Now()
 		}
-		out = append(out, r.judge(s.node, s.stored, at))
+		out[name] = r.judge(s.node, s.stored, at)
 	}
-	r.seenMu.Unlock()
-	slices.SortFunc(out, func(a, b api.ClusterNode) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	return out
+}
+
+// node is one node of the registry as judged now.
+func (r *registry) node(name string) (api.ClusterNode, bool) {
+	c, ok := r.view()[name]
+	return c, ok
+}
+
+// fresh reports whether this node stored a heartbeat within lost_after
+// less one heartbeat: a node that could not for that long is about to be
+// declared lost by the others, and must not take anything over.
+func (r *registry) fresh() bool {
+	return time.Since(time.Unix(0, r.stored.Load())) < r.lost-r.hb
 }
 
 // judge fills in what the reader judges at now of entry c stored at beat.
@@ -318,9 +343,3 @@ func (r *registry) judge(c api.ClusterNode, beat, now time.Time) api.ClusterNode
 	c.Self = c.Name == r.n.cfg.Name
 	return c
 }
-
-// errClusterNoPlacement refuses a service on a node of a cluster until
-// placement (each service run by one node of the cluster, and run again
-// elsewhere when that node is lost) is built: every node would run it.
-var errClusterNoPlacement = server.Errorf(server.ErrUnusable,
-	"cluster: this node is one of a cluster, and placing a service on one of its nodes is not built yet (every node would run it): submit services to a node alone")

@@ -152,12 +152,6 @@ func TestClusterNodes(t *testing.T) {
 		t.Errorf("registry cluster info = %+v, want a leader and 2 replicas", r)
 	}
 
-	// Until placement is built, a service would run on every node: refused.
-	_, err = nodes[0].op.Submit(context.Background(), pack(t, example(t, "greeter")))
-	if err == nil || !strings.Contains(err.Error(), "placing a service on one of its nodes is not built yet") {
-		t.Errorf("submit to a node of a cluster = %v, want refused until placement", err)
-	}
-
 	nodes[2].Close()
 	waitHealth(t, nodes[0], "n3", api.NodeLeft, time.Second)
 }
@@ -186,5 +180,150 @@ func TestAloneNodeLists(t *testing.T) {
 	seen := nodesOf(t, m)
 	if len(seen) != 1 || seen["after"].Health != api.NodeUp || !seen["after"].Self {
 		t.Fatalf("a node alone lists %+v, want itself alone", seen)
+	}
+}
+
+// tickRuns are the heartbeat service's cron runs as any node reads them,
+// and the nodes that ran them.
+func tickRuns(t *testing.T, c *api.Client) ([]api.Run, map[string]int) {
+	t.Helper()
+	runs, err := c.Runs(context.Background(), "heartbeat", 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ticks []api.Run
+	by := map[string]int{}
+	for _, r := range runs {
+		if r.Trigger.Kind == "cron" {
+			ticks = append(ticks, r)
+			by[r.Node]++
+		}
+	}
+	return ticks, by
+}
+
+// waitTicks waits until ok says the cron runs are what is expected.
+func waitTicks(t *testing.T, c *api.Client, within time.Duration, what string, ok func(by map[string]int) bool) []api.Run {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		runs, by := tickRuns(t, c)
+		if ok(by) {
+			return runs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: cron runs by node %v, want %s", within, by, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestClusterFailover: a cron service submitted to n1 of three nodes is
+// placed there and runs there alone (every node lists it on n1; a fire
+// through another node is forwarded to n1 and runs there). n1's heartbeats stop: once
+// it is declared lost another node takes the service over, and n1, still
+// running, gives it up when it sees the placement move; every tick of the
+// whole time ran once (each claimed in the cluster before it fires), and
+// the service's state went on from where n1 left it. The new owner then
+// stops cleanly, and the third node takes the service over from a node
+// that left.
+func TestClusterFailover(t *testing.T) {
+	ctx := context.Background()
+	nodes := startCluster(t, 3)
+	res, err := nodes[0].op.Submit(ctx, pack(t, heartbeatEvery(t, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Service.Node != "n1" {
+		t.Errorf("submitted to n1: placed on %q", res.Service.Node)
+	}
+	waitTicks(t, nodes[1].op, 15*time.Second, "3 on n1 alone", func(by map[string]int) bool { return by["n1"] >= 3 && len(by) == 1 })
+	for _, n := range nodes[1:] {
+		svc, err := n.op.Service(ctx, "heartbeat")
+		if err != nil || svc.Node != "n1" {
+			t.Errorf("%s lists heartbeat on %q (%v), want n1", n.cfg.Name, svc.Node, err)
+		}
+	}
+	// A lifecycle command through another node is refused, naming n1.
+	if _, err := nodes[1].op.Stop(ctx, "heartbeat", time.Second); err == nil || !strings.Contains(err.Error(), "runs on node n1") {
+		t.Errorf("stop through n2 = %v, want refused naming n1", err)
+	}
+	// A fire through another node runs it where it is placed.
+	if run, err := nodes[2].op.Fire(ctx, "heartbeat", nil); err != nil || run.Node != "n1" || run.Trigger.Kind != "manual" {
+		t.Errorf("a fire through n3 = %+v, %v; want run on n1", run, err)
+	}
+
+	resume := node.PauseHeartbeat(nodes[0].Node)
+	defer resume()
+	runs := waitTicks(t, nodes[1].op, 15*time.Second, "3 on n2 or n3 after n1 is lost", func(by map[string]int) bool { return by["n2"]+by["n3"] >= 3 })
+	next := "n2"
+	if _, by := tickRuns(t, nodes[1].op); by["n3"] > 0 {
+		next = "n3"
+	}
+	checkTicksOnce(t, runs)
+	svc, err := nodes[1].op.Service(ctx, "heartbeat")
+	if err != nil || svc.Node != next {
+		t.Errorf("after failover heartbeat is placed on %q (%v), want %s", svc.Node, err, next)
+	}
+	// n1 gave it up: it fires no more.
+	_, before := tickRuns(t, nodes[1].op)
+	time.Sleep(2 * time.Second)
+	if _, after := tickRuns(t, nodes[1].op); after["n1"] != before["n1"] {
+		t.Errorf("n1 went on firing after the service was taken over: %d then %d runs", before["n1"], after["n1"])
+	}
+
+	// The owner leaves: the node left takes it over.
+	third := map[string]*testNode{"n2": nodes[2], "n3": nodes[1]}[next]
+	map[string]*testNode{"n2": nodes[1], "n3": nodes[2]}[next].Close()
+	runs = waitTicks(t, third.op, 15*time.Second, "3 on "+third.cfg.Name, func(by map[string]int) bool { return by[third.cfg.Name] >= 3 })
+	checkTicksOnce(t, runs)
+	_, by := tickRuns(t, third.op)
+	t.Logf("cron runs by node: %v", by)
+}
+
+// checkTicksOnce fails t when two cron runs have the same tick.
+func checkTicksOnce(t *testing.T, runs []api.Run) {
+	t.Helper()
+	seen := map[string]string{}
+	for _, r := range runs {
+		if other, ok := seen[r.Trigger.At]; ok {
+			t.Errorf("tick %s ran twice: on %s and on %s", r.Trigger.At, other, r.Node)
+		}
+		seen[r.Trigger.At] = r.Node
+	}
+}
+
+// TestClusterWebhook: a webhook service placed on n1 answers its requests
+// through every node: n2 and n3 find its path among the cluster's
+// services, authenticate the request themselves (the secrets are every
+// node's) and have n1 run it; the answer is n1's run. Another service
+// cannot mount its path through another node.
+func TestClusterWebhook(t *testing.T) {
+	ctx := context.Background()
+	nodes := startCluster(t, 3, func(_ int, c *node.Config) {
+		c.Secrets = map[string]string{"github": "gh-key", "stamped": "st-key"}
+	})
+	if _, err := nodes[0].op.Submit(ctx, pack(t, hookService(t))); err != nil {
+		t.Fatal(err)
+	}
+	answerOut := `{"http": {"status": 201, "headers": {"X-Id": "7"}, "body": {"ok": true}}, "noop": "answered"}`
+	a := call(t, nodes[1].HooksAddr(), "PUT", "/hooks/open", answerOut, "Content-Type", "application/json")
+	if a.status != 201 || a.header.Get("X-Id") != "7" || a.body != `{"ok":true}` {
+		t.Fatalf("webhook through n2 = %d %v %q; want n1's answer, 201", a.status, a.header, a.body)
+	}
+	r, err := nodes[2].op.Run(ctx, "hook", a.header.Get("Andromeda-Run"))
+	if err != nil || r.Node != "n1" || r.Trigger.Kind != "http" {
+		t.Errorf("the run of a webhook through n2: %+v, %v; want an http run on n1", r, err)
+	}
+	echo := `{"echo": true}`
+	if a := call(t, nodes[2].HooksAddr(), "POST", "/hooks/github", echo, "Content-Type", "application/json", "X-Hub-Signature-256", "sha256="+sign("gh-key", echo)); a.status != 200 {
+		t.Errorf("signed webhook through n3 = %d %s", a.status, a.header.Get("Andromeda-Reason"))
+	}
+	if a := call(t, nodes[2].HooksAddr(), "POST", "/hooks/github", echo, "Content-Type", "application/json", "X-Hub-Signature-256", "sha256="+sign("wrong", echo)); a.status != 401 {
+		t.Errorf("badly signed webhook through n3 = %d, want 401", a.status)
+	}
+	other := hookService(t, "name: hook", "name: other-hook")
+	if _, err := nodes[1].op.Submit(ctx, pack(t, other)); err == nil || !strings.Contains(err.Error(), "is mounted by service hook") {
+		t.Errorf("another service mounting /hooks/open through n2: %v, want a conflict", err)
 	}
 }

@@ -354,6 +354,10 @@ func (n *Node) startFlows(ctx context.Context) error {
 		if !r.Running {
 			continue
 		}
+		if n.place != nil {
+			n.log.Warn("flow not started: "+errClusterFlows.Msg, "flow", r.ID)
+			continue
+		}
 		if err := n.startFlow(ctx, r); err != nil {
 			n.log.Error("flow not started", "flow", r.ID, logErr, err)
 		}

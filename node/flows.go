@@ -38,6 +38,9 @@ var flowFormats = map[string]strictdoc.Format{"yaml": strictdoc.YAML, "json": st
 // flow of another owner is not found for a submitter; nothing is written
 // on any error.
 func (n *Node) ApplyFlow(ctx context.Context, p server.Principal, format string, doc []byte, dryRun bool) (api.FlowApplied, error) {
+	if n.place != nil {
+		return api.FlowApplied{}, errClusterFlows
+	}
 	f, ok := flowFormats[format]
 	if !ok {
 		return api.FlowApplied{}, server.Errorf(server.ErrInvalid, "format: must be yaml, json or toml, got %q", format)

@@ -34,6 +34,9 @@ func (n *Node) HookRoute(path string) (server.HookRoute, error) {
 	if r, ok := n.flowHookRoute(path); ok {
 		return r, nil
 	}
+	if r, ok := n.clusterHookRoute(path); ok {
+		return r, nil
+	}
 	return server.HookRoute{}, fmt.Errorf("webhook %s: %w", path, store.ErrNotFound)
 }
 
@@ -43,23 +46,31 @@ func (n *Node) serviceHookRoute(path string) (server.HookRoute, error) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	for name, d := range n.services {
-		for i, t := range d.manifest.Triggers {
-			if t.Kind != manifest.KindHTTP || t.Path != path {
-				continue
-			}
-			r := server.HookRoute{Service: name, Trigger: trigger.Name(i), Path: path, Methods: t.Methods, Auth: t.Auth}
-			if r.Methods == nil {
-				r.Methods = manifest.DefaultHookMethods
-			}
-			if secret := t.Auth.Secret(); secret != "" {
-				if v, ok := n.secrets.value(secret); ok {
-					r.Secret = v
-				}
-			}
+		if r, ok := n.hookRouteOf(name, d.manifest, path); ok {
 			return r, nil
 		}
 	}
 	return server.HookRoute{}, fmt.Errorf("webhook %s: %w", path, store.ErrNotFound)
+}
+
+// hookRouteOf is the route of service's http trigger at path in m.
+func (n *Node) hookRouteOf(service string, m *manifest.Service, path string) (server.HookRoute, bool) {
+	for i, t := range m.Triggers {
+		if t.Kind != manifest.KindHTTP || t.Path != path {
+			continue
+		}
+		r := server.HookRoute{Service: service, Trigger: trigger.Name(i), Path: path, Methods: t.Methods, Auth: t.Auth}
+		if r.Methods == nil {
+			r.Methods = manifest.DefaultHookMethods
+		}
+		if secret := t.Auth.Secret(); secret != "" {
+			if v, ok := n.secrets.value(secret); ok {
+				r.Secret = v
+			}
+		}
+		return r, true
+	}
+	return server.HookRoute{}, false
 }
 
 // Hook implements server.HookBackend: run route's service for one request
@@ -68,6 +79,10 @@ func (n *Node) serviceHookRoute(path string) (server.HookRoute, error) {
 func (n *Node) Hook(ctx context.Context, route server.HookRoute, method string, message json.RawMessage) (api.Run, error) {
 	d := n.lookup(route.Service)
 	if d == nil {
+		if pl, ok := n.placedElsewhere(route.Service); ok {
+			// Authenticated here; run where the service runs.
+			return n.forwardTo(ctx, pl, forwardRequest{Service: route.Service, Kind: trigger.KindHTTP, Trigger: route.Trigger, Method: method, Path: route.Path, Message: message})
+		}
 		return api.Run{}, fmt.Errorf("service %s: %w", route.Service, store.ErrNotFound)
 	}
 	if err := n.gate.admit(workHook, route.Service); err != nil {

@@ -32,6 +32,9 @@ func (n *Node) onTickNoted(ev trigger.Event, noted <-chan struct{}) {
 	if d == nil {
 		return // removed between the tick and now
 	}
+	if !n.claimTick(ev) {
+		return // another node of the cluster fires it, or none can
+	}
 	if err := n.gate.admit(workTick, ev.Service); err != nil {
 		return // counted, and logged once per episode
 	}
@@ -58,6 +61,11 @@ const (
 // bound is recorded as skipped and returned as server.ErrBusy with the
 // skipped run. Both say when to retry.
 func (n *Node) Fire(ctx context.Context, name string, message json.RawMessage) (api.Run, error) {
+	if n.lookup(name) == nil {
+		if run, forwarded, err := n.forwardFire(ctx, name, message); forwarded {
+			return run, err
+		}
+	}
 	d, ev, err := n.manualEvent(ctx, name, message)
 	if err != nil {
 		return api.Run{}, err
@@ -112,6 +120,9 @@ func (n *Node) deployedFor(ctx context.Context, name string, message json.RawMes
 		if _, err := n.store.Service(ctx, name); err != nil {
 			return nil, err
 		}
+		if where := n.whereIs(name); where != "" {
+			return nil, server.Errorf(server.ErrConflict, "%s, not on this one (%s): fire it there", where, n.cfg.Name)
+		}
 		return nil, server.Errorf(server.ErrConflict, "service %s is registered but not deployed (see andromeda inspect %s)", name, name)
 	}
 	if phase := d.life.get(); phase != api.PhaseStarted {
@@ -141,6 +152,7 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 		Service: d.rec.Name,
 		Version: d.rec.Version,
 		Owner:   d.rec.Owner,
+		Node:    n.cfg.Name,
 		Trigger: contract.Trigger{Kind: ev.Kind, Name: ev.Trigger, Topic: ev.Topic, Seq: ev.Seq, Publisher: ev.Publisher, At: ev.At.UTC().Format(time.RFC3339Nano)},
 		Start:   time.Now().UTC(),
 		Digest:  d.rec.Digest,

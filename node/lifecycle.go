@@ -245,6 +245,9 @@ func (n *Node) stopGrace() time.Duration {
 // a conflict. A deploy that fails leaves the service failed with the
 // reason, and answers it in Valid.Err.
 func (n *Node) DeployService(ctx context.Context, p server.Principal, name string) (api.DeployResult, error) {
+	if err := n.notPlacedHere(name); err != nil {
+		return api.DeployResult{}, err
+	}
 	unlock := n.lockService(name)
 	defer unlock()
 	rec, err := n.owned(ctx, p, name)
@@ -352,6 +355,9 @@ func (n *Node) install(d *deployed) {
 // triggers, deploying it first when it has no deployment (admitted,
 // stopped, failed). Starting a started service is a conflict.
 func (n *Node) StartService(ctx context.Context, p server.Principal, name string) (api.Service, error) {
+	if err := n.notPlacedHere(name); err != nil {
+		return api.Service{}, err
+	}
 	unlock := n.lockService(name)
 	defer unlock()
 	rec, err := n.owned(ctx, p, name)
@@ -412,6 +418,9 @@ func (n *Node) start(ctx context.Context, d *deployed, catchUp bool) error {
 // deployment. Its files, state and runs stay. It returns once the runs
 // are recorded. Stopping a stopped service is a conflict.
 func (n *Node) StopService(ctx context.Context, p server.Principal, name string, grace time.Duration) (api.Service, error) {
+	if err := n.notPlacedHere(name); err != nil {
+		return api.Service{}, err
+	}
 	if grace < 0 || grace > maxStopGrace {
 		return api.Service{}, server.Errorf(server.ErrInvalid, "grace: must be from 0s to %s", maxStopGrace)
 	}
@@ -538,6 +547,9 @@ func (n *Node) RemoveService(ctx context.Context, name string, purge bool) error
 	}
 	if err := n.store.RemoveService(ctx, name); err != nil {
 		return err
+	}
+	if n.place != nil {
+		n.place.remove(ctx, name) // the node running it gives it up
 	}
 	// Its slot goes to the first waiter, even when purging its runs fails
 	// below: the service is gone either way.

@@ -70,17 +70,20 @@ type Node struct {
 
 	revocations revocations // of delegations, by id (trust.go)
 
-	bus     *bus.Bus
-	reg     *registry // the node registry: this node's heartbeat, the others'
-	store   *store.Store
-	sched   *trigger.Scheduler
-	ticks   *tickBook // the last tick evaluated per cron trigger (catchup.go)
-	events  *eventBus
-	exec    *executions // the ledger's executions (execute.go)
-	metrics *nodeMetrics
-	drivers map[string]*driverState
-	http    *http.Server
-	ln      net.Listener
+	bus   *bus.Bus
+	reg   *registry   // the node registry: this node's heartbeat, the others'
+	place *placements // where the cluster runs each service; nil alone
+	// hooksSeen: the webhook paths of services on the other nodes.
+	hooksSeen clusterHooks
+	store     *store.Store
+	sched     *trigger.Scheduler
+	ticks     *tickBook // the last tick evaluated per cron trigger (catchup.go)
+	events    *eventBus
+	exec      *executions // the ledger's executions (execute.go)
+	metrics   *nodeMetrics
+	drivers   map[string]*driverState
+	http      *http.Server
+	ln        net.Listener
 
 	operatorHash [32]byte
 	natsAuth     *natsAuth // NATS client credentials and the publisher key (natsauth.go)
@@ -262,6 +265,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		MaxStateBytes:  int(n.limits.state),
 		Replicas:       n.bus.Replicas(),
 		Timeout:        n.storeTimeout(),
+		Node:           n.cfg.Name,
 		Repair:         n.cfg.Repair,
 		Files:          files,
 	})
@@ -296,6 +300,15 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	}
 	n.undo = append(n.undo, n.reg.close) // left only once its services have stopped
 	n.reg.start()
+	if n.cfg.clustered() {
+		if err := n.openPlacements(ctx); err != nil {
+			return err
+		}
+		n.undo = append(n.undo, n.place.close)
+		if err := n.serveForwarded(); err != nil {
+			return err
+		}
+	}
 	n.log.Info("node opened", "took_ms", ms(time.Since(n.started)))
 	n.startDrivers(ctx)
 	n.reg.drivers.Store(true)
@@ -360,6 +373,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.startFlows(ctx); err != nil {
 		return err
 	}
+	n.reg.placing.Store(n.place != nil)
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()

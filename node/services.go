@@ -136,9 +136,6 @@ func (n *Node) submitSource(ctx context.Context, p server.Principal, m *manifest
 // (queued takes it).
 // want, when set, is the manifest the archive must match (source services).
 func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byte, o api.SubmitOptions, want *manifest.Service) (api.SubmitResult, error) {
-	if n.cfg.clustered() {
-		return api.SubmitResult{}, errClusterNoPlacement
-	}
 	staging, err := n.tempDir("staging")
 	if err != nil {
 		return api.SubmitResult{}, err
@@ -179,6 +176,9 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 		return api.SubmitResult{Service: n.view(prev), Unchanged: true}, nil
 	}
 	if err := n.hookConflict(m); err != nil {
+		return api.SubmitResult{}, err
+	}
+	if err := n.clusterHookConflict(m); err != nil {
 		return api.SubmitResult{}, err
 	}
 	pol := n.Policy()
@@ -246,6 +246,15 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	if err != nil {
 		removeServiceDir(final)
 		return api.SubmitResult{}, server.Errorf(server.ErrUnusable, "%v", err)
+	}
+	if n.place != nil {
+		// Placed here before it is recorded: the node that ran the
+		// version it replaces gives that one up.
+		if err := n.place.put(ctx, rec.Name, placeSubmitted); err != nil {
+			n.stopDeployment(d)
+			removeServiceDir(final)
+			return api.SubmitResult{}, err
+		}
 	}
 	if err := n.store.PutService(ctx, rec); err != nil {
 		n.stopDeployment(d)
@@ -433,10 +442,20 @@ func (n *Node) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if n.cfg.clustered() && len(recs) > 0 {
-		// Every node would restore them all and run each several times.
-		n.log.Warn("cluster: services in the store not restored: placing each on one node of the cluster is not built yet", "services", len(recs))
-		return nil
+	if n.place != nil {
+		// In a cluster: only those placed here, or held by no live node
+		// and claimed here.
+		var here []store.Service
+		for _, rec := range recs {
+			ok, err := n.restoreHere(ctx, rec)
+			if err != nil {
+				return err
+			}
+			if ok {
+				here = append(here, rec)
+			}
+		}
+		recs = here
 	}
 	// Side by side, a few at a time: each waits mostly on its driver
 	// (a self-test still running, a worker starting).
@@ -511,6 +530,11 @@ func (n *Node) owned(ctx context.Context, p server.Principal, name string) (stor
 // view adds the live parts (health, next trigger times) to a record.
 func (n *Node) view(r store.Service) api.Service {
 	rec := apiService(r)
+	if n.place != nil {
+		if pl, ok := n.place.get(rec.Name); ok {
+			rec.Node = pl.Node
+		}
+	}
 	d := n.lookup(rec.Name)
 	if d == nil || d.rec.Digest != rec.Digest {
 		return rec

@@ -1,6 +1,7 @@
 package crashtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -12,16 +13,21 @@ import (
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/archive"
+	"github.com/andromeda-runner/andromeda/gobuild"
 	"github.com/andromeda-runner/andromeda/internal/testutil"
 	"github.com/andromeda-runner/andromeda/node"
 )
 
 // TestClusterKill runs three `andromeda serve` processes routed into one
 // cluster by serve's flags (--name, --cluster, --cluster-listen, --routes),
-// each with its own data dir: every node lists all three up; one is
-// SIGKILLed and the two left declare it lost once its last heartbeat is
-// older than lost_after (and still answer, a majority); restarted on its
-// data dir it rejoins and is up again everywhere.
+// each with its own data dir: every node lists all three up. A cron
+// service ticking every second is submitted to n3, which runs it; n3 is
+// SIGKILLed: the two left declare it lost once its last heartbeat is older
+// than lost_after, one of them takes the service over and runs it, and no
+// tick runs twice over the whole time. Restarted on its data dir, n3
+// rejoins, is up again everywhere, and does not run the service (another
+// node holds it).
 func TestClusterKill(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("the go toolchain is needed to build andromeda")
@@ -104,6 +110,65 @@ func TestClusterKill(t *testing.T) {
 		waitFor(client(i), up, 5*time.Second)
 	}
 
+	// The heartbeat example, every second, submitted to n3.
+	ctx := context.Background()
+	svc := filepath.Join(tmp, "heartbeat")
+	testutil.CopyDir(t, filepath.Join("..", "..", "examples", "heartbeat"), svc)
+	m, err := os.ReadFile(filepath.Join(svc, "andromeda.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = bytes.Replace(m, []byte(`schedule: "*/15 * * * * *"`), []byte(`every: 1s`), 1)
+	if err := os.WriteFile(filepath.Join(svc, "andromeda.yaml"), m, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(svc, "main.go"))
+	if err := gobuild.Wasm(ctx, filepath.Join("..", "..", "examples", "heartbeat"), filepath.Join(svc, "main.wasm"), gobuild.Command); err != nil {
+		t.Fatalf("build the wasm service: %v", err)
+	}
+	b, err := archive.Pack(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c3 := client(2)
+	if res, err := c3.Submit(ctx, b); err != nil || res.Service.Node != "n3" {
+		t.Fatalf("submit to n3: %+v, %v", res.Service, err)
+	}
+	ticks := func(c *api.Client) ([]api.Run, map[string]int) {
+		t.Helper()
+		// While the cluster elects new leaders for the streams the killed
+		// node led, reads may fail for a few seconds.
+		var runs []api.Run
+		var err error
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if runs, err = c.Runs(ctx, "heartbeat", 1000); err == nil || time.Now().After(deadline) {
+				break
+			}
+			t.Logf("runs not read (%v), again", err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		by := map[string]int{}
+		var out []api.Run
+		for _, r := range runs {
+			if r.Trigger.Kind == "cron" {
+				out = append(out, r)
+				by[r.Node]++
+			}
+		}
+		return out, by
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, by := ticks(c3); by["n3"] >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, by := ticks(c3)
+			t.Fatalf("cron runs by node %v, want 3 on n3", by)
+		}
+	}
+
 	c1, c2 := client(0), client(1)
 	killed := time.Now()
 	nodes[2].kill()
@@ -118,10 +183,44 @@ func TestClusterKill(t *testing.T) {
 	}
 	t.Logf("n3 SIGKILLed: declared lost by n1 after %v (lost_after %v, heartbeat 400ms)", took.Round(time.Millisecond), lostAfter)
 
+	// Taken over: the first tick elsewhere, then a few more.
+	var first time.Time
+	for deadline := time.Now().Add(lostAfter + 15*time.Second); ; time.Sleep(100 * time.Millisecond) {
+		runs, by := ticks(c1)
+		if first.IsZero() {
+			for _, r := range runs {
+				if r.Node != "n3" && (first.IsZero() || r.Start.Before(first)) {
+					first = r.Start
+				}
+			}
+		}
+		if by["n1"]+by["n2"] >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cron runs by node %v %v after the kill, want 3 on n1 or n2", by, time.Since(killed))
+		}
+	}
+	t.Logf("failover: kill → first tick elsewhere %v", first.Sub(killed).Round(time.Millisecond))
+
 	if _, err := nodes[2].start(); err != nil {
 		t.Fatalf("n3 restarted: %v", err)
 	}
 	for i := range nodes {
 		waitFor(client(i), up, 5*time.Second)
 	}
+	_, before := ticks(c1)
+	time.Sleep(3 * time.Second)
+	runs, after := ticks(c1)
+	if after["n3"] != before["n3"] {
+		t.Errorf("n3 runs the service again after its restart (%d then %d runs), though another node holds it", before["n3"], after["n3"])
+	}
+	seen := map[string]string{}
+	for _, r := range runs {
+		if other, ok := seen[r.Trigger.At]; ok {
+			t.Errorf("tick %s ran twice: on %s and on %s", r.Trigger.At, other, r.Node)
+		}
+		seen[r.Trigger.At] = r.Node
+	}
+	t.Logf("cron runs by node: %v", after)
 }

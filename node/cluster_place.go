@@ -1,0 +1,419 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/bus"
+	"github.com/andromeda-runner/andromeda/store"
+	"github.com/andromeda-runner/andromeda/trigger"
+)
+
+// placements is where the cluster runs each service: the placement bucket
+// (service name → the node that runs it), watched by every node. A node
+// runs a service only while the bucket names it; it takes over the
+// services of a node declared lost (or left) by a compare-and-set on
+// their entries, so exactly one node wins each; it gives up a service
+// whose entry names another node. Only in a cluster.
+type placements struct {
+	n     *Node
+	kv    jetstream.KeyValue
+	ticks jetstream.KeyValue // cron ticks claimed: one node fires each
+
+	mu   sync.Mutex
+	seen map[string]placed // service → its entry as last seen
+
+	watch jetstream.KeyWatcher
+	quit  chan struct{}
+	done  sync.WaitGroup
+}
+
+// placed is one placement entry.
+type placed struct {
+	Node   string    `json:"node"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+	rev    uint64
+}
+
+// Placement reasons.
+const (
+	placeSubmitted = "submitted here"
+	placeRestored  = "no live node held it when this one started"
+	placeTakenOver = "taken over from "
+)
+
+// tickClaimAge is how long a claimed tick is remembered: longer than any
+// catch-up reaches back for a tick another node may have fired.
+const tickClaimAge = 24 * time.Hour
+
+// openPlacements opens the placement and tick-claim buckets and watches
+// the placements; the services placed here are deployed by restore.
+func (n *Node) openPlacements(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.Cluster.Wait.Std())
+	defer cancel()
+	kv, err := n.bus.JS.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
+		Bucket: bus.BucketPlacement, Description: "placement: service name → the node of the cluster that runs it",
+		History: 1, Storage: jetstream.FileStorage, Replicas: n.bus.Replicas(),
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: bucket %s: %w", bus.BucketPlacement, err)
+	}
+	ticks, err := n.bus.JS.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
+		Bucket: bus.BucketTickClaims, Description: "cron ticks claimed: service.trigger.tick → the node that fires it",
+		History: 1, Storage: jetstream.FileStorage, Replicas: n.bus.Replicas(), TTL: tickClaimAge,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: bucket %s: %w", bus.BucketTickClaims, err)
+	}
+	p := &placements{n: n, kv: kv, ticks: ticks, seen: map[string]placed{}, quit: make(chan struct{})}
+	w, err := kv.WatchAll(context.Background())
+	if err != nil {
+		return fmt.Errorf("cluster: watch %s: %w", bus.BucketPlacement, err)
+	}
+	p.watch = w
+	initial := make(chan struct{})
+	p.done.Add(1)
+	go p.follow(initial)
+	select {
+	case <-initial:
+	case <-cctx.Done():
+		w.Stop()
+		return fmt.Errorf("cluster: watch %s: %w", bus.BucketPlacement, cctx.Err())
+	}
+	n.place = p
+	return nil
+}
+
+// follow applies the placement watch's updates: an entry that names
+// another node makes this one give the service up; one that names this
+// node (a takeover by a compare-and-set it won, seen again) needs
+// nothing, the winner deploys. initial is closed once the entries there
+// at the start are in.
+func (p *placements) follow(initial chan struct{}) {
+	defer p.done.Done()
+	once := sync.OnceFunc(func() { close(initial) })
+	defer once()
+	for e := range p.watch.Updates() {
+		if e == nil {
+			once()
+			continue
+		}
+		name := e.Key()
+		if e.Operation() != jetstream.KeyValuePut {
+			p.mu.Lock()
+			delete(p.seen, name)
+			p.mu.Unlock()
+			p.n.giveUp(name, "its placement was removed")
+			continue
+		}
+		var pl placed
+		if json.Unmarshal(e.Value(), &pl) != nil {
+			p.n.log.Warn("cluster: unreadable placement ignored", logService, name)
+			continue
+		}
+		pl.rev = e.Revision()
+		p.mu.Lock()
+		if old, ok := p.seen[name]; ok && old.rev > pl.rev {
+			p.mu.Unlock()
+			continue
+		}
+		p.seen[name] = pl
+		p.mu.Unlock()
+		if pl.Node != p.n.cfg.Name {
+			p.n.giveUp(name, "placed on node "+pl.Node)
+		}
+	}
+}
+
+// close stops the watch.
+func (p *placements) close() error {
+	p.watch.Stop()
+	p.done.Wait()
+	return nil
+}
+
+// get is service's placement as last seen.
+func (p *placements) get(service string) (placed, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pl, ok := p.seen[service]
+	return pl, ok
+}
+
+// put places service on this node (a submission here), whoever held it.
+func (p *placements) put(ctx context.Context, service, reason string) error {
+	b, _ := json.Marshal(placed{Node: p.n.cfg.Name, At: time.Now().UTC(), Reason: reason})
+	rev, err := p.kv.Put(ctx, service, b)
+	if err != nil {
+		return fmt.Errorf("cluster: place %s here: %w", service, err)
+	}
+	p.remember(service, placed{Node: p.n.cfg.Name, Reason: reason, rev: rev})
+	return nil
+}
+
+// claim places service on this node if its entry is still the one seen
+// (rev 0: none), and reports whether it won.
+func (p *placements) claim(ctx context.Context, service string, rev uint64, reason string) (bool, error) {
+	b, _ := json.Marshal(placed{Node: p.n.cfg.Name, At: time.Now().UTC(), Reason: reason})
+	var err error
+	var got uint64
+	if rev == 0 {
+		got, err = p.kv.Create(ctx, service, b)
+	} else {
+		got, err = p.kv.Update(ctx, service, b, rev)
+	}
+	switch {
+	case err == nil:
+		p.remember(service, placed{Node: p.n.cfg.Name, Reason: reason, rev: got})
+		return true, nil
+	case errors.Is(err, jetstream.ErrKeyExists), isWrongSequence(err):
+		return false, nil // another node's claim came first
+	}
+	return false, fmt.Errorf("cluster: claim %s: %w", service, err)
+}
+
+// isWrongSequence reports a compare-and-set that lost.
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+func (p *placements) remember(service string, pl placed) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old, ok := p.seen[service]; !ok || old.rev < pl.rev {
+		p.seen[service] = pl
+	}
+}
+
+// remove drops service's placement (the service is removed).
+func (p *placements) remove(ctx context.Context, service string) {
+	if err := p.kv.Delete(ctx, service); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		p.n.log.Warn("cluster: remove placement", logService, service, logErr, err)
+	}
+}
+
+// held counts the placements on each node.
+func (p *placements) held() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int{}
+	for _, pl := range p.seen {
+		out[pl.Node]++
+	}
+	return out
+}
+
+// giveUp stops this node's deployment of service, if it has one, without
+// touching the service's record, state or durable consumers: another node
+// runs it now, or it is gone.
+func (n *Node) giveUp(service, why string) {
+	n.mu.RLock()
+	d := n.services[service]
+	n.mu.RUnlock()
+	if d == nil {
+		return
+	}
+	unlock := n.lockService(service)
+	defer unlock()
+	n.mu.Lock()
+	if n.services[service] != d {
+		n.mu.Unlock()
+		return
+	}
+	delete(n.services, service)
+	n.mu.Unlock()
+	n.halt(d, n.stopGrace())
+	os.RemoveAll(filepath.Join(n.cfg.Data, "services", service))
+	n.metrics.forget(service)
+	n.log.Info("cluster: service given up here", logService, service, "why", why)
+}
+
+// whereIs says where service runs, for an answer refusing to run it here.
+func (n *Node) whereIs(service string) string {
+	if n.place == nil {
+		return ""
+	}
+	pl, ok := n.place.get(service)
+	if !ok || pl.Node == n.cfg.Name {
+		return ""
+	}
+	if c, ok := n.reg.node(pl.Node); ok {
+		return fmt.Sprintf("service %s runs on node %s (%s, API %s)", service, pl.Node, c.Health, c.API)
+	}
+	return fmt.Sprintf("service %s runs on node %s", service, pl.Node)
+}
+
+// restoreHere reports whether this node restores rec at its start: it is
+// placed here, or held by no live node and this node wins its claim. A
+// service held by a live node is that node's.
+func (n *Node) restoreHere(ctx context.Context, rec store.Service) (bool, error) {
+	pl, ok := n.place.get(rec.Name)
+	if ok && pl.Node == n.cfg.Name {
+		return true, nil
+	}
+	if ok {
+		if c, found := n.reg.node(pl.Node); found && c.Health == api.NodeUp {
+			return false, nil
+		}
+	}
+	if !n.runsDriver(rec.Decision.Driver) {
+		return false, nil
+	}
+	won, err := n.place.claim(ctx, rec.Name, pl.rev, placeRestored)
+	if won {
+		n.log.Info("cluster: service placed here", logService, rec.Name, "was_on", pl.Node)
+	}
+	return won, err
+}
+
+// runsDriver reports whether this node has driver, enabled or still in
+// its self-test at start.
+func (n *Node) runsDriver(driver string) bool {
+	ds, ok := n.drivers[driver]
+	if !ok {
+		return false
+	}
+	<-ds.tested
+	on, _ := ds.status()
+	return on
+}
+
+// failover takes over, at each heartbeat, the services placed on nodes
+// declared lost or left. Every live node that runs a service's driver is
+// a candidate; they take turns, one heartbeat apart, in an order every
+// node computes alike (fewest services held first, then a hash of node
+// and service), so the first in turn claims it and the others find it
+// claimed; one that cannot (gone itself, its claim refused) leaves it to
+// the next. A node that cannot store its own heartbeat takes nothing.
+func (n *Node) failover(ctx context.Context) {
+	p, r := n.place, n.reg
+	if p == nil || !r.fresh() {
+		return
+	}
+	nodes := r.view()
+	p.mu.Lock()
+	var orphans []string
+	for service, pl := range p.seen {
+		if c, ok := nodes[pl.Node]; !ok || c.Health != api.NodeUp {
+			orphans = append(orphans, service)
+		}
+	}
+	p.mu.Unlock()
+	if len(orphans) == 0 {
+		return
+	}
+	held := p.held()
+	slices.Sort(orphans)
+	for _, service := range orphans {
+		pl, ok := p.get(service)
+		if !ok {
+			continue
+		}
+		gone, known := nodes[pl.Node]
+		rec, err := n.store.Service(ctx, service)
+		if errors.Is(err, store.ErrNotFound) {
+			p.remove(ctx, service) // a placement left behind by a removal
+			continue
+		}
+		if err != nil {
+			n.log.Warn("cluster: failover: read service", logService, service, logErr, err)
+			continue
+		}
+		var cands []api.ClusterNode
+		for _, c := range nodes {
+			if c.Health == api.NodeUp && slices.Contains(c.Drivers, rec.Decision.Driver) {
+				cands = append(cands, c)
+			}
+		}
+		slices.SortFunc(cands, func(a, b api.ClusterNode) int {
+			if ha, hb := held[a.Name], held[b.Name]; ha != hb {
+				return ha - hb
+			}
+			return int(turnHash(a.Name, service)) - int(turnHash(b.Name, service))
+		})
+		turn := slices.IndexFunc(cands, func(c api.ClusterNode) bool { return c.Name == n.cfg.Name })
+		if turn < 0 {
+			continue
+		}
+		// Since when the node is gone: its left entry, or lost_after past
+		// its last heartbeat.
+		since := time.Now()
+		if known {
+			since = gone.Beat
+			if gone.Health == api.NodeLost {
+				since = since.Add(r.lost)
+			}
+		}
+		if time.Since(since) < time.Duration(turn)*r.hb {
+			continue
+		}
+		won, err := p.claim(ctx, service, pl.rev, placeTakenOver+pl.Node)
+		if err != nil {
+			n.log.Warn("cluster: failover: claim", logService, service, logErr, err)
+			continue
+		}
+		if !won {
+			continue
+		}
+		held[n.cfg.Name]++
+		n.log.Warn("cluster: service taken over from a node gone", logService, service, "from", pl.Node, "health", gone.Health)
+		if err := n.takeOver(ctx, rec); err != nil {
+			n.log.Error("cluster: service taken over but not restored here", logService, service, logErr, err)
+		}
+	}
+}
+
+// turnHash orders the candidates of a service.
+func turnHash(node, service string) uint16 {
+	h := fnv.New32a()
+	h.Write([]byte(node + "\x00" + service))
+	return uint16(h.Sum32())
+}
+
+// takeOver deploys rec here as restore would.
+func (n *Node) takeOver(ctx context.Context, rec store.Service) error {
+	unlock := n.lockService(rec.Name)
+	defer unlock()
+	if n.lookup(rec.Name) != nil {
+		return nil
+	}
+	return n.restorePhase(ctx, rec)
+}
+
+// claimTick claims cron tick ev in the cluster: true when this node fires
+// it. A tick another node claimed is skipped quietly; one that cannot be
+// claimed (this node cut off from a majority) is skipped and logged: a
+// minority side fires no tick.
+func (n *Node) claimTick(ev trigger.Event) bool {
+	p := n.place
+	if p == nil || ev.Kind != trigger.KindCron {
+		return true
+	}
+	key := ev.Service + "." + strconv.Itoa(max(triggerIndex(ev.Trigger), 0)) + "." + strconv.FormatInt(ev.At.UnixMilli(), 10)
+	ctx, cancel := context.WithTimeout(n.ctx, n.reg.hb)
+	defer cancel()
+	_, err := p.ticks.Create(ctx, key, []byte(n.cfg.Name))
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, jetstream.ErrKeyExists):
+		n.log.Debug("cluster: tick fired by another node", logService, ev.Service, "at", ev.At)
+		return false
+	}
+	n.log.Warn("cluster: tick not claimed, not fired: the cluster's store did not take the claim", logService, ev.Service, "at", ev.At, logErr, err)
+	return false
+}
