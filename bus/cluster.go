@@ -40,6 +40,12 @@ type Cluster struct {
 // DefaultClusterWait is Cluster.Wait's default.
 const DefaultClusterWait = 30 * time.Second
 
+// How routes notice a peer gone without a word (see clusterOptions).
+const (
+	routePing          = time.Second
+	routeWriteDeadline = 3 * time.Second
+)
+
 // Enabled reports whether c routes the server into a cluster.
 func (c Cluster) Enabled() bool { return c.Name != "" }
 
@@ -102,6 +108,12 @@ func clusterOptions(o *server.Options, c Cluster) error {
 	}
 	o.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port, Username: c.User, Password: c.Password,
 		ConnectRetries: -1, // keep dialling a route that is down: it may come later
+		// A route whose peer is cut off (its packets dropped, no reset)
+		// is closed after three pings of a second go unanswered, not the
+		// client default of two minutes' pings, and a write to it waits
+		// at most routeWriteDeadline: meanwhile the cluster's RAFT
+		// traffic to that server queues behind it.
+		PingInterval: routePing, MaxPingsOut: 3, WriteDeadline: routeWriteDeadline,
 	}
 	for _, r := range c.Routes {
 		u, err := routeURL(r, c.User, c.Password)

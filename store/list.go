@@ -236,7 +236,7 @@ func (w *walk) open(lo uint64) (*cursorConsumer, error) {
 	} else {
 		cfg.FilterSubjects = w.subjects
 	}
-	c, err := w.s.runs.CreateConsumer(w.ctx, cfg)
+	c, err := createReader(w.ctx, w.s.runs, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: list runs: %w", err)
 	}
@@ -364,7 +364,7 @@ func (s *Store) Run(ctx context.Context, service, id string) (Run, error) {
 		t = t.Add(-clockSlack)
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
-	c, err := s.runs.CreateConsumer(ctx, cfg)
+	c, err := createReader(ctx, s.runs, cfg)
 	if err != nil {
 		return Run{}, fmt.Errorf("store: find run %s of %s: %w", id, service, err)
 	}
@@ -446,5 +446,24 @@ func fetchNoWait(ctx context.Context, c jetstream.Consumer, n int) ([]jetstream.
 			continue
 		}
 		return msgs, err
+	}
+}
+
+// jsClusterUnavailable is the JetStream API's error code for "JetStream
+// system temporarily unavailable": a cluster electing its meta leader.
+const jsClusterUnavailable = 10008
+
+// createReader creates a reading consumer on stream, asked again for up
+// to five seconds while a cluster elects its meta leader (a node of it
+// stopped or went), when consumers cannot be created for a moment.
+func createReader(ctx context.Context, stream jetstream.Stream, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	for attempt := 0; ; attempt++ {
+		c, err := stream.CreateConsumer(ctx, cfg)
+		var apiErr *jetstream.APIError
+		if err != nil && errors.As(err, &apiErr) && apiErr.ErrorCode == jsClusterUnavailable && attempt < 50 && ctx.Err() == nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		return c, err
 	}
 }
