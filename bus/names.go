@@ -95,4 +95,7 @@ func EventSubject(topic string) string { return SubjectEventsPrefix + topic }
 // from the other nodes of its cluster (a fire forwarded to the node that
 // runs the service): andromeda.node.<name>.<kind>. Only nodes' own
 // connections may publish there.
-func NodeSubject(name, kind string) string { return "andromeda.node." + name + "." + kind }
+func NodeSubject(name, kind string) string { return SubjectNodePrefix + name + "." + kind }
+
+// SubjectNodePrefix prefixes the subjects of NodeSubject.
+const SubjectNodePrefix = "andromeda.node."

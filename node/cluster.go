@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/andromeda-runner/andromeda/api"
@@ -40,7 +41,18 @@ type registry struct {
 	// cluster's elections, where a listing of the bucket may wait.
 	seenMu sync.Mutex
 	seen   map[string]seenNode
-	watch  jetstream.KeyWatcher
+	// heard is when each node's last liveness beat arrived here (this
+	// node's clock): a plain NATS message on andromeda.node.<name>.beat
+	// with each heartbeat, which goes on while the cluster's streams elect
+	// leaders (a stored heartbeat waits for them), and stops at once when
+	// a node dies or is cut off.
+	heard map[string]time.Time
+	beats *nats.Subscription
+	watch jetstream.KeyWatcher // replaced by the heartbeat loop only
+	// updated is when the watch last delivered (unix nanoseconds): every
+	// heartbeat of every node is an update, so a watch quiet for a few
+	// heartbeats lost its consumer (its server went) and is made again.
+	updated atomic.Int64
 
 	once sync.Once
 	quit chan struct{}
@@ -82,6 +94,16 @@ func (n *Node) openRegistry(ctx context.Context) error {
 			}
 		}
 	}
+	r.heard = map[string]time.Time{}
+	r.beats, err = n.bus.Conn.Subscribe(bus.NodeSubject("*", "beat"), func(m *nats.Msg) {
+		name := strings.TrimSuffix(strings.TrimPrefix(m.Subject, bus.SubjectNodePrefix), ".beat")
+		r.seenMu.Lock()
+		r.heard[name] = time.Now()
+		r.seenMu.Unlock()
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: registry: hear heartbeats: %w", err)
+	}
 	if err := r.beat(cctx, api.NodeUp); err != nil {
 		return fmt.Errorf("cluster: registry: first heartbeat: %w", err)
 	}
@@ -99,13 +121,20 @@ type seenNode struct {
 }
 
 // startWatch watches the registry into r.seen, and returns once the
-// entries there at the start are in.
+// entries there at the start are in. It replaces the watch there was.
 func (r *registry) startWatch(ctx context.Context) error {
 	w, err := r.kv.WatchAll(context.Background())
 	if err != nil {
 		return err
 	}
-	r.seen, r.watch = map[string]seenNode{}, w
+	if r.watch != nil {
+		r.watch.Stop()
+	}
+	if r.seen == nil {
+		r.seen = map[string]seenNode{}
+	}
+	r.watch = w
+	r.updated.Store(time.Now().UnixNano())
 	initial := make(chan struct{})
 	go func() {
 		once := sync.OnceFunc(func() { close(initial) })
@@ -115,6 +144,7 @@ func (r *registry) startWatch(ctx context.Context) error {
 				once()
 				continue
 			}
+			r.updated.Store(time.Now().UnixNano())
 			r.seenMu.Lock()
 			var c api.ClusterNode
 			switch {
@@ -122,7 +152,7 @@ func (r *registry) startWatch(ctx context.Context) error {
 				delete(r.seen, e.Key())
 			case json.Unmarshal(e.Value(), &c) != nil:
 				r.n.log.Warn("cluster: unreadable registry entry ignored", "node", e.Key())
-			default:
+			case e.Created().After(r.seen[e.Key()].stored):
 				r.seen[e.Key()] = seenNode{node: c, stored: e.Created()}
 			}
 			r.seenMu.Unlock()
@@ -178,11 +208,34 @@ func (r *registry) beat(ctx context.Context, health string) error {
 	if err != nil {
 		return err
 	}
+	// The liveness beat first: plain NATS, which a stream's election does
+	// not hold up.
+	r.n.bus.Conn.Publish(bus.NodeSubject(r.n.cfg.Name, "beat"), []byte(health))
 	if _, err := r.kv.Put(ctx, r.n.cfg.Name, b); err != nil {
 		return err
 	}
 	r.stored.Store(time.Now().UnixNano())
 	return nil
+}
+
+// rewatchEvery: the placement watch is made again every so many
+// heartbeats, whatever it delivered: it can be quiet for good reasons, and
+// its consumer can have gone with a server without a sign.
+const rewatchEvery = 30
+
+// rewatch makes the registry's watch again, and the placements', after
+// the watch went quiet (a server that held its consumer went away).
+func (r *registry) rewatch(why string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*r.hb)
+	defer cancel()
+	if err := r.startWatch(ctx); err != nil {
+		r.n.log.Warn("cluster: registry watch not made again; next heartbeat", "why", why, logErr, err)
+		return
+	}
+	r.n.log.Info("cluster: registry watch made again", "why", why)
+	if r.placing.Load() {
+		r.n.place.rewatch()
+	}
 }
 
 // refresh reads again each node's entry the watch has seen. A read is
@@ -233,16 +286,26 @@ func (r *registry) start() {
 		t := time.NewTicker(r.hb)
 		defer t.Stop()
 		failing := false
+		beats := 0
 		for {
 			select {
 			case <-r.quit:
 				return
 			case <-t.C:
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), r.hb)
+			// A heartbeat may take longer than the interval (a replica
+			// catching up, a loaded machine): it counts while it lands
+			// well within lost_after.
+			ctx, cancel := context.WithTimeout(context.Background(), max(r.hb, r.lost/3))
 			err := r.beat(ctx, api.NodeUp)
 			r.refresh(ctx)
 			cancel()
+			beats++
+			if err == nil && time.Since(time.Unix(0, r.updated.Load())) > 3*r.hb {
+				r.rewatch("the registry's watch is quiet")
+			} else if beats%rewatchEvery == 0 && r.placing.Load() {
+				r.n.place.rewatch()
+			}
 			if r.placing.Load() {
 				fctx, cancel := context.WithTimeout(context.Background(), r.lost)
 				r.n.failover(fctx)
@@ -278,6 +341,7 @@ func (r *registry) close() error {
 			r.n.log.Warn("cluster: could not write this node as left; the others will declare it lost", logErr, err)
 		}
 		r.watch.Stop()
+		r.beats.Unsubscribe()
 	})
 	return nil
 }
@@ -299,23 +363,15 @@ func (n *Node) Nodes(ctx context.Context) ([]api.ClusterNode, error) {
 func (r *registry) view() map[string]api.ClusterNode {
 	r.seenMu.Lock()
 	defer r.seenMu.Unlock()
-	// Judged against now while the watch is fresh (this node's own last
-	// heartbeat seen within lost_after); else against that heartbeat: a
-	// watch that stalls while the cluster elects a leader, or a node cut
-	// off, sees everyone's heartbeats stop at once, and only the others'
-	// that stopped before its own say anything.
-	self := r.n.cfg.Name
-	now := time.Now()
-	if s, ok := r.seen[self]; ok && now.Sub(s.stored) >= r.lost {
-		now = s.stored
-	}
+	// Judged by the last liveness beat heard, else (none heard since this
+	// node started) by the last heartbeat stored.
 	out := make(map[string]api.ClusterNode, len(r.seen))
 	for name, s := range r.seen {
-		at := now
-		if name == self {
-			at = time.Now()
+		last := s.stored
+		if h, ok := r.heard[name]; ok && h.After(last) {
+			last = h
 		}
-		out[name] = r.judge(s.node, s.stored, at)
+		out[name] = r.judge(s.node, last, time.Now())
 	}
 	return out
 }
@@ -333,7 +389,8 @@ func (r *registry) fresh() bool {
 	return time.Since(time.Unix(0, r.stored.Load())) < r.lost-r.hb
 }
 
-// judge fills in what the reader judges at now of entry c stored at beat.
+// judge fills in what the reader judges at now of entry c last heard of
+// at beat.
 func (r *registry) judge(c api.ClusterNode, beat, now time.Time) api.ClusterNode {
 	age := now.Sub(beat)
 	c.Beat, c.BeatAgeMs, c.LostAfterMs = beat.UTC(), ms(age), ms(r.lost)

@@ -35,9 +35,11 @@ type placements struct {
 	mu   sync.Mutex
 	seen map[string]placed // service → its entry as last seen
 
-	watch jetstream.KeyWatcher
-	quit  chan struct{}
-	done  sync.WaitGroup
+	wmu    sync.Mutex // the watch is made again by the heartbeat loop
+	watch  jetstream.KeyWatcher
+	closed bool
+	done   sync.WaitGroup
+	giving sync.WaitGroup // services being given up
 }
 
 // placed is one placement entry.
@@ -78,7 +80,7 @@ func (n *Node) openPlacements(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: bucket %s: %w", bus.BucketTickClaims, err)
 	}
-	p := &placements{n: n, kv: kv, ticks: ticks, seen: map[string]placed{}, quit: make(chan struct{})}
+	p := &placements{n: n, kv: kv, ticks: ticks, seen: map[string]placed{}}
 	w, err := kv.WatchAll(context.Background())
 	if err != nil {
 		return fmt.Errorf("cluster: watch %s: %w", bus.BucketPlacement, err)
@@ -86,7 +88,7 @@ func (n *Node) openPlacements(ctx context.Context) error {
 	p.watch = w
 	initial := make(chan struct{})
 	p.done.Add(1)
-	go p.follow(initial)
+	go p.follow(w, initial)
 	select {
 	case <-initial:
 	case <-cctx.Done():
@@ -102,11 +104,11 @@ func (n *Node) openPlacements(ctx context.Context) error {
 // node (a takeover by a compare-and-set it won, seen again) needs
 // nothing, the winner deploys. initial is closed once the entries there
 // at the start are in.
-func (p *placements) follow(initial chan struct{}) {
+func (p *placements) follow(w jetstream.KeyWatcher, initial chan struct{}) {
 	defer p.done.Done()
 	once := sync.OnceFunc(func() { close(initial) })
 	defer once()
-	for e := range p.watch.Updates() {
+	for e := range w.Updates() {
 		if e == nil {
 			once()
 			continue
@@ -116,7 +118,7 @@ func (p *placements) follow(initial chan struct{}) {
 			p.mu.Lock()
 			delete(p.seen, name)
 			p.mu.Unlock()
-			p.n.giveUp(name, "its placement was removed")
+			p.giveUp(name, "its placement was removed")
 			continue
 		}
 		var pl placed
@@ -133,16 +135,51 @@ func (p *placements) follow(initial chan struct{}) {
 		p.seen[name] = pl
 		p.mu.Unlock()
 		if pl.Node != p.n.cfg.Name {
-			p.n.giveUp(name, "placed on node "+pl.Node)
+			p.giveUp(name, "placed on node "+pl.Node)
 		}
 	}
 }
 
 // close stops the watch.
 func (p *placements) close() error {
+	p.wmu.Lock()
+	p.closed = true
+	p.watch.Stop()
+	p.wmu.Unlock()
+	p.done.Wait()
+	p.giving.Wait()
+	return nil
+}
+
+// giveUp gives service up here, in a goroutine of its own: a halt waits
+// for runs in flight, and the watch (and the heartbeat loop that may make
+// it again) must not.
+func (p *placements) giveUp(service, why string) {
+	if p.n.lookup(service) == nil {
+		return
+	}
+	p.giving.Go(func() { p.n.giveUp(service, why) })
+}
+
+// rewatch makes the watch again: its consumer may have gone with a server
+// of the cluster. The new watch delivers every entry's latest (deletions
+// too), which follow applies over what it has.
+func (p *placements) rewatch() {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if p.closed {
+		return
+	}
+	w, err := p.kv.WatchAll(context.Background())
+	if err != nil {
+		p.n.log.Warn("cluster: placement watch not made again; later", logErr, err)
+		return
+	}
 	p.watch.Stop()
 	p.done.Wait()
-	return nil
+	p.watch = w
+	p.done.Add(1)
+	go p.follow(w, make(chan struct{}))
 }
 
 // get is service's placement as last seen.
