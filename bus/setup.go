@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,17 +48,52 @@ func retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, e
 }
 
 func (j setupJS) CreateOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	return retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return j.JetStream.CreateOrUpdateStream(ctx, cfg) })
+	s, err := retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return j.JetStream.CreateOrUpdateStream(ctx, cfg) })
+	if err != nil {
+		return nil, err
+	}
+	return s, j.waitLeader(ctx, cfg.Name)
 }
 
 func (j setupJS) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
 		return j.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
 	})
+	if err != nil {
+		return nil, err
+	}
+	return kv, j.waitLeader(ctx, "KV_"+cfg.Bucket)
 }
 
 func (j setupJS) CreateOrUpdateObjectStore(ctx context.Context, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
-	return retry(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
+	obj, err := retry(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
 		return j.JetStream.CreateOrUpdateObjectStore(ctx, cfg)
 	})
+	if err != nil {
+		return nil, err
+	}
+	return obj, j.waitLeader(ctx, "OBJ_"+cfg.Bucket)
+}
+
+// waitLeader waits until stream has a leader: one just made takes reads
+// and writes only then, and before it they meet "no responders".
+func (j setupJS) waitLeader(ctx context.Context, stream string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, setupWait)
+		defer cancel()
+	}
+	for {
+		s, err := retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return j.JetStream.Stream(ctx, stream) })
+		if err == nil {
+			if c := s.CachedInfo().Cluster; c == nil || c.Leader != "" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bus: stream %s has no leader: %w", stream, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
