@@ -55,8 +55,8 @@ const (
 	// service: service name → the node that runs it.
 	BucketPlacement = "andromeda_placement"
 	// BucketTickClaims is the KV bucket of cron ticks claimed in a
-	// cluster: <service>.<trigger>.<tick unix ms> → the node that fires
-	// it, kept a day.
+	// cluster: <service>.<trigger>.<tick unix minute>.<tick unix ms> → the
+	// node that fires it, kept a day.
 	BucketTickClaims = "andromeda_tick_claims"
 	// ObjectArtifacts is the object store of submitted archives, by digest.
 	ObjectArtifacts = "andromeda_artifacts"

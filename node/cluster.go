@@ -31,6 +31,10 @@ type registry struct {
 	stored  atomic.Int64
 	running atomic.Bool // start was called
 	placing atomic.Bool // the node has started: failover at each heartbeat
+	// failingOver is set while a failover pass runs; passes are waited
+	// for at close.
+	failingOver atomic.Bool
+	passes      sync.WaitGroup
 	// api is the API's address once it listens; drivers is set once the
 	// node's drivers are in place, to be read.
 	api     atomic.Pointer[string]
@@ -75,7 +79,9 @@ func (n *Node) openRegistry(ctx context.Context) error {
 	}
 	r := &registry{n: n, kv: kv, hb: n.cfg.Cluster.Heartbeat.Std(), lost: n.cfg.Cluster.LostAfter.Std(),
 		quit: make(chan struct{}), done: make(chan struct{})}
-	if e, err := kv.Get(cctx, n.cfg.Name); err == nil {
+	var e jetstream.KeyValueEntry
+	err = untilAnswered(cctx, func() error { e, err = kv.Get(cctx, n.cfg.Name); return err })
+	if err == nil {
 		var other api.ClusterNode
 		age := time.Since(e.Created())
 		if json.Unmarshal(e.Value(), &other) == nil && other.Key != n.key.Public().String() && other.Health != api.NodeLeft && age < r.lost {
@@ -104,10 +110,10 @@ func (n *Node) openRegistry(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: registry: hear heartbeats: %w", err)
 	}
-	if err := r.beat(cctx, api.NodeUp); err != nil {
+	if err := untilAnswered(cctx, func() error { return r.beat(cctx, api.NodeUp) }); err != nil {
 		return fmt.Errorf("cluster: registry: first heartbeat: %w", err)
 	}
-	if err := r.startWatch(cctx); err != nil {
+	if err := untilAnswered(cctx, func() error { return r.startWatch(cctx) }); err != nil {
 		return fmt.Errorf("cluster: registry: watch: %w", err)
 	}
 	n.reg = r
@@ -306,10 +312,16 @@ func (r *registry) start() {
 			} else if beats%rewatchEvery == 0 && r.placing.Load() {
 				r.n.place.rewatch()
 			}
-			if r.placing.Load() {
-				fctx, cancel := context.WithTimeout(context.Background(), r.lost)
-				r.n.failover(fctx)
-				cancel()
+			// Failover looks at the placements beside the heartbeats, one
+			// pass at a time: its reads and claims may wait out an
+			// election, and the heartbeats must not wait with them.
+			if r.placing.Load() && r.failingOver.CompareAndSwap(false, true) {
+				r.passes.Go(func() {
+					defer r.failingOver.Store(false)
+					fctx, cancel := context.WithTimeout(context.Background(), r.lost)
+					defer cancel()
+					r.n.failover(fctx)
+				})
 			}
 			switch {
 			case err != nil && !failing:
@@ -335,6 +347,7 @@ func (r *registry) close() error {
 			case <-time.After(r.hb + time.Second): // a beat hung
 			}
 		}
+		r.passes.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := r.beat(ctx, api.NodeLeft); err != nil {
@@ -399,4 +412,21 @@ func (r *registry) judge(c api.ClusterNode, beat, now time.Time) api.ClusterNode
 	}
 	c.Self = c.Name == r.n.cfg.Name
 	return c
+}
+
+// untilAnswered calls f again while it meets "no responders" and ctx
+// lasts: a stream just made in a cluster takes reads and writes only once
+// its group has a leader, a moment later.
+func untilAnswered(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if !errors.Is(err, nats.ErrNoResponders) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
+	"github.com/andromeda-runner/andromeda/contract"
+	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/store"
 	"github.com/andromeda-runner/andromeda/trigger"
 )
@@ -81,7 +84,8 @@ func (n *Node) openPlacements(ctx context.Context) error {
 		return fmt.Errorf("cluster: bucket %s: %w", bus.BucketTickClaims, err)
 	}
 	p := &placements{n: n, kv: kv, ticks: ticks, seen: map[string]placed{}}
-	w, err := kv.WatchAll(context.Background())
+	var w jetstream.KeyWatcher
+	err = untilAnswered(cctx, func() error { w, err = kv.WatchAll(context.Background()); return err })
 	if err != nil {
 		return fmt.Errorf("cluster: watch %s: %w", bus.BucketPlacement, err)
 	}
@@ -408,6 +412,9 @@ func (n *Node) failover(ctx context.Context) {
 		}
 		held[n.cfg.Name]++
 		n.log.Warn("cluster: service taken over from a node gone", logService, service, "from", pl.Node, "health", gone.Health)
+		if gone.Health == api.NodeLost {
+			n.recordLost(ctx, rec, pl.Node)
+		}
 		if err := n.takeOver(ctx, rec); err != nil {
 			n.log.Error("cluster: service taken over but not restored here", logService, service, logErr, err)
 		}
@@ -440,7 +447,7 @@ func (n *Node) claimTick(ev trigger.Event) bool {
 	if p == nil || ev.Kind != trigger.KindCron {
 		return true
 	}
-	key := ev.Service + "." + strconv.Itoa(max(triggerIndex(ev.Trigger), 0)) + "." + strconv.FormatInt(ev.At.UnixMilli(), 10)
+	key := tickClaimKey(ev.Service, max(triggerIndex(ev.Trigger), 0), ev.At)
 	ctx, cancel := context.WithTimeout(n.ctx, n.reg.hb)
 	defer cancel()
 	_, err := p.ticks.Create(ctx, key, []byte(n.cfg.Name))
@@ -453,4 +460,81 @@ func (n *Node) claimTick(ev trigger.Event) bool {
 	}
 	n.log.Warn("cluster: tick not claimed, not fired: the cluster's store did not take the claim", logService, ev.Service, "at", ev.At, logErr, err)
 	return false
+}
+
+// tickClaimKey is the tick claim of service's trigger i at at:
+// <service>.<i>.<unix minute>.<unix ms>, so that the claims of a few
+// minutes are listed by their minutes (recordLost).
+func tickClaimKey(service string, i int, at time.Time) string {
+	return service + "." + strconv.Itoa(i) + "." + strconv.FormatInt(at.Unix()/60, 10) + "." + strconv.FormatInt(at.UnixMilli(), 10)
+}
+
+// recordLost records, as lost, the cron runs of rec that node claimed
+// (their ticks are in the tick claims) and never recorded: they were in
+// flight when node was lost, and would otherwise vanish with it. It looks
+// back as far as such a run could still have been running: the service's
+// timeout, lost_after and some slack.
+func (n *Node) recordLost(ctx context.Context, rec store.Service, node string) {
+	p := n.place
+	back := limitsOf(rec.Decision.Limits).Timeout + n.reg.lost + 30*time.Second
+	since := time.Now().Add(-back)
+	var filters []string
+	for m := since.Unix() / 60; m <= time.Now().Unix()/60; m++ {
+		filters = append(filters, rec.Name+".*."+strconv.FormatInt(m, 10)+".*")
+	}
+	keys, err := p.ticks.ListKeysFiltered(ctx, filters...)
+	if err != nil {
+		n.log.Warn("cluster: runs in flight on a lost node not looked for", logService, rec.Name, logErr, err)
+		return
+	}
+	type claim struct {
+		trigger int
+		at      time.Time
+	}
+	var claims []claim
+	for k := range keys.Keys() {
+		parts := strings.Split(strings.TrimPrefix(k, rec.Name+"."), ".")
+		if len(parts) != 3 {
+			continue
+		}
+		i, err1 := strconv.Atoi(parts[0])
+		ms, err2 := strconv.ParseInt(parts[2], 10, 64)
+		at := time.UnixMilli(ms)
+		if err1 != nil || err2 != nil || at.Before(since) {
+			continue
+		}
+		if e, err := p.ticks.Get(ctx, k); err == nil && string(e.Value()) == node {
+			claims = append(claims, claim{i, at})
+		}
+	}
+	if len(claims) == 0 {
+		return
+	}
+	page, err := n.store.ListServiceRuns(ctx, store.RunQuery{Since: since.Add(-time.Minute), Limit: store.MaxListRuns}, rec.Name)
+	if err != nil {
+		n.log.Warn("cluster: runs in flight on a lost node not looked for", logService, rec.Name, logErr, err)
+		return
+	}
+	recorded := map[int64]bool{}
+	for _, r := range page.Runs {
+		if at, err := time.Parse(time.RFC3339Nano, r.Trigger.At); err == nil && r.Trigger.Kind == trigger.KindCron {
+			recorded[at.UnixMilli()] = true
+		}
+	}
+	for _, c := range claims {
+		if recorded[c.at.UnixMilli()] {
+			continue
+		}
+		run := store.Run{
+			ID: newRunID(), Service: rec.Name, Version: rec.Version, Owner: rec.Owner, Node: node,
+			Trigger: contract.Trigger{Kind: trigger.KindCron, Name: trigger.Name(c.trigger), At: c.at.UTC().Format(time.RFC3339Nano)},
+			Start:   c.at.UTC(), Outcome: string(sandbox.Lost), Digest: rec.Digest, Driver: rec.Decision.Driver,
+			Error: fmt.Sprintf("node %s was lost while this run was in flight (it had claimed the tick and recorded no run); recorded by %s, which took the service over", node, n.cfg.Name),
+		}
+		if err := n.store.AppendRun(ctx, run); err != nil {
+			n.log.Warn("cluster: a run lost with its node not recorded", logService, rec.Name, "tick", c.at, logErr, err)
+			continue
+		}
+		n.log.Warn("cluster: run recorded as lost with its node", logService, rec.Name, "node", node, "tick", c.at)
+	}
 }

@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -10,25 +9,16 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
+	"github.com/andromeda-runner/andromeda/internal/testutil"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/node"
 )
 
 // freeAddrs are k local addresses free a moment ago.
 func freeAddrs(t testing.TB, k int) []string {
-	t.Helper()
-	var out []string
-	var ls []net.Listener
-	for range k {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
+	out := make([]string, k)
+	for i := range out {
+		out[i] = testutil.FreeAddr(t)
 	}
 	return out
 }

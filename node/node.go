@@ -374,6 +374,13 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	n.reg.placing.Store(n.place != nil)
+	// Undone first: no failover pass takes a service over while the node
+	// stops.
+	n.undo = append(n.undo, func() error {
+		n.reg.placing.Store(false)
+		n.reg.passes.Wait()
+		return nil
+	})
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()

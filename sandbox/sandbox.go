@@ -215,6 +215,10 @@ const (
 	// Cancelled: someone killed the run while it ran (andromeda kill,
 	// POST /v1/runs/{id}/cancel); the run's error names who.
 	Cancelled Outcome = "cancelled"
+	// Lost: the node running it was lost (killed, cut off) before it
+	// recorded the run; recorded by the node of the cluster that took the
+	// service over, from the tick the lost node had claimed.
+	Lost Outcome = "lost"
 )
 
 // Exit is what a driver reports about one invocation.

@@ -169,6 +169,29 @@ func TestClusterKill(t *testing.T) {
 		}
 	}
 
+	// A service whose runs take three seconds, on n3 too: the kill comes
+	// while one is in flight.
+	slow := filepath.Join(tmp, "slowtick")
+	testutil.CopyDir(t, filepath.Join("testdata", "slowtick"), slow)
+	if err := gobuild.Wasm(ctx, filepath.Join("testdata", "slowtick"), filepath.Join(slow, "main.wasm"), gobuild.Command); err != nil {
+		t.Fatalf("build the slow service: %v", err)
+	}
+	os.Remove(filepath.Join(slow, "main.go"))
+	if b, err = archive.Pack(slow); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c3.Submit(ctx, b); err != nil || res.Service.Node != "n3" {
+		t.Fatalf("submit slowtick to n3: %+v, %v", res.Service, err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if fl, err := c3.Running(ctx, "slowtick"); err == nil && len(fl) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no run of slowtick in flight on n3 within 15 s")
+		}
+	}
+
 	c1, c2 := client(0), client(1)
 	killed := time.Now()
 	nodes[2].kill()
@@ -202,6 +225,28 @@ func TestClusterKill(t *testing.T) {
 		}
 	}
 	t.Logf("failover: kill → first tick elsewhere %v", first.Sub(killed).Round(time.Millisecond))
+
+	// The slow run in flight at the kill is recorded as lost, by the node
+	// that took slowtick over, once.
+	var lostRuns []api.Run
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		runs, err := c1.Runs(ctx, "slowtick", 100)
+		lostRuns = lostRuns[:0]
+		for _, r := range runs {
+			if r.Outcome == "lost" {
+				lostRuns = append(lostRuns, r)
+			}
+		}
+		if err == nil && len(lostRuns) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slowtick run recorded as lost 20 s after the takeover (runs: %v, %v)", len(runs), err)
+		}
+	}
+	if len(lostRuns) != 1 || lostRuns[0].Node != "n3" || !strings.Contains(lostRuns[0].Error, "node n3 was lost") || !lostRuns[0].Start.Before(killed) {
+		t.Errorf("lost runs = %+v, want one, of n3, started before the kill", lostRuns)
+	}
 
 	if _, err := nodes[2].start(); err != nil {
 		t.Fatalf("n3 restarted: %v", err)
