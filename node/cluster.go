@@ -318,7 +318,7 @@ func (r *registry) start() {
 			if r.placing.Load() && r.failingOver.CompareAndSwap(false, true) {
 				r.passes.Go(func() {
 					defer r.failingOver.Store(false)
-					fctx, cancel := context.WithTimeout(context.Background(), r.lost)
+					fctx, cancel := context.WithTimeout(context.Background(), r.n.cfg.Cluster.Wait.Std())
 					defer cancel()
 					r.n.failover(fctx)
 				})

@@ -300,25 +300,30 @@ func (n *Node) whereIs(service string) string {
 
 // restoreHere reports whether this node restores rec at its start: it is
 // placed here, or held by no live node and this node wins its claim. A
-// service held by a live node is that node's.
-func (n *Node) restoreHere(ctx context.Context, rec store.Service) (bool, error) {
+// service held by a live node is that node's. A claim the store did not
+// answer is logged and left to failover, which tries again at every
+// heartbeat: it does not fail the start.
+func (n *Node) restoreHere(ctx context.Context, rec store.Service) bool {
 	pl, ok := n.place.get(rec.Name)
 	if ok && pl.Node == n.cfg.Name {
-		return true, nil
+		return true
 	}
 	if ok {
 		if c, found := n.reg.node(pl.Node); found && c.Health == api.NodeUp {
-			return false, nil
+			return false
 		}
 	}
 	if !n.runsDriver(rec.Decision.Driver) {
-		return false, nil
+		return false
 	}
 	won, err := n.place.claim(ctx, rec.Name, pl.rev, placeRestored)
+	if err != nil {
+		n.log.Warn("cluster: service not claimed at start; failover tries again", logService, rec.Name, logErr, err)
+	}
 	if won {
 		n.log.Info("cluster: service placed here", logService, rec.Name, "was_on", pl.Node)
 	}
-	return won, err
+	return won
 }
 
 // runsDriver reports whether this node has driver, enabled or still in
@@ -347,13 +352,29 @@ func (n *Node) failover(ctx context.Context) {
 	}
 	nodes := r.view()
 	p.mu.Lock()
-	var orphans []string
+	var orphans, adopt []string
 	for service, pl := range p.seen {
 		if c, ok := nodes[pl.Node]; !ok || c.Health != api.NodeUp {
 			orphans = append(orphans, service)
+		} else if pl.Node == n.cfg.Name && n.lookup(service) == nil {
+			adopt = append(adopt, service)
 		}
 	}
 	p.mu.Unlock()
+	// Placed here and not running here: a takeover whose deploy failed
+	// (the store unanswered during an election). Nobody else would run
+	// it: deploy it again.
+	for _, service := range adopt {
+		rec, err := n.store.Service(ctx, service)
+		if err != nil {
+			continue // removed, or the store does not answer yet
+		}
+		if err := n.takeOver(ctx, rec); err != nil {
+			n.log.Warn("cluster: service placed here, not deployed yet; next heartbeat", logService, service, logErr, err)
+		} else if n.lookup(service) != nil {
+			n.log.Info("cluster: service placed here deployed", logService, service)
+		}
+	}
 	if len(orphans) == 0 {
 		return
 	}

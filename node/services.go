@@ -447,11 +447,7 @@ func (n *Node) restore(ctx context.Context) error {
 		// and claimed here.
 		var here []store.Service
 		for _, rec := range recs {
-			ok, err := n.restoreHere(ctx, rec)
-			if err != nil {
-				return err
-			}
-			if ok {
+			if n.restoreHere(ctx, rec) {
 				here = append(here, rec)
 			}
 		}
