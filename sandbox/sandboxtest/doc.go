@@ -18,7 +18,7 @@
 // exact texts, are the table in docs/runtime-protocol.md ("The
 // conformance guest"): echo, input, noop, nothing, panic, exit, spin,
 // sleep, wait, log, fill, alloc, balloon, readfile, writefile, dial and
-// env. Package guest implements those a wasm guest can (all but wait and
+// env; the Go guest also has recurse (the wasm driver's deadline test). Package guest implements those a wasm guest can (all but wait and
 // log, which need the runtime protocol); guests/go serves it for the wasm
 // driver, and the process driver's exec guest adds wait and log.
 //

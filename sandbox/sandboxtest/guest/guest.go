@@ -67,6 +67,8 @@ func Do(in contract.Input) (contract.Output, bool) {
 	case "spin":
 		for {
 		}
+	case "recurse":
+		return Noop("recursed %d deep", recurse(0)), true
 	case "sleep":
 		for {
 			time.Sleep(time.Hour)
@@ -135,4 +137,14 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// recurse calls itself until the goroutine's stack runs out (the depth
+// test never holds: it keeps vet's and readers' eyes off an endless
+// recursion that is meant).
+func recurse(depth int) int {
+	if depth < 0 {
+		return 0
+	}
+	return recurse(depth+1) + 1
 }

@@ -744,7 +744,13 @@ func (c *callEngine) callerModuleInstance() *wasm.ModuleInstance {
 	return moduleInstanceFromOpaquePtr(c.execCtx.callerModuleContextPtr)
 }
 
-const callStackCeiling = uintptr(50000000) // in uint64 (8 bytes) == 400000000 bytes in total == 400mb.
+// callStackCeiling is the stack length in bytes past which a call fails with a stack overflow
+// instead of growing its stack again (the last growth doubles it, so a call's stack stays under
+// twice this). [andromeda patch: 8 MiB, as a native thread's stack, instead of 50 MB (the
+// release's comment read it as 400 MB of uint64s): the stack lives outside the guest's memory
+// cap, each growth is a copy that cannot be interrupted at a deadline, and a guest recursing
+// without end had every concurrent call hold up to 150 MB of the node's memory while it grew.]
+const callStackCeiling = uintptr(8 << 20)
 
 func (c *callEngine) growStackWithGuarded() (newSP uintptr, newFP uintptr, err error) {
 	if wazevoapi.StackGuardCheckEnabled {
