@@ -33,7 +33,7 @@ func TestDeadlineWithinTenPercent(t *testing.T) {
 		mode  sandbox.Mode
 		in    contract.Input
 		want  sandbox.Outcome // or, for the recursions, either outcome (0)
-		twice bool // call once first, so that the spinning call is a warm instance's
+		twice bool            // call once first, so that the spinning call is a warm instance's
 	}{
 		{name: "wat/command/loop", file: "testdata/spin.wasm", mode: sandbox.ModeCommand, want: sandbox.Timeout},
 		{name: "wat/command/recursion-tree", bin: tree, mode: sandbox.ModeCommand, want: sandbox.Timeout},

@@ -131,14 +131,18 @@ func (inst *instance) sleep(ns int64) {
 // dies after it is told apart as out of memory, whatever the guest's
 // language prints or does when its allocator fails.
 //
-// Where the system allows (Linux), the whole cap is reserved up front as
-// address space the guest cannot touch, and a grow makes more of it
-// accessible: no copy, no zeroing (the kernel gives zeroed pages when the
-// guest first touches them), so a grow takes microseconds at any size. A
-// grow that copied, as a Go slice must, took 285 ms for 68 MiB on a busy
-// machine and could not be interrupted, so a guest growing its memory ran
-// that far past its deadline. Elsewhere, or when the reservation fails,
-// the memory is a Go slice that doubles.
+// A memory starts as a Go slice that doubles as it grows. Past
+// heapMemoryMax, where the system allows (Linux), it moves once to a
+// reservation of the whole cap (address space nothing can touch yet), and
+// each later grow makes more of the reservation accessible: no copy, no
+// zeroing (the kernel gives zeroed pages as the guest first touches them),
+// microseconds at any size. A grow that copied took 285 ms for 68 MiB on a
+// busy machine and cannot be interrupted, so a guest growing its memory
+// ran that far past its deadline; the one move copies at most
+// heapMemoryMax. Small memories stay on the Go heap: a fresh reservation
+// for every command-mode run doubled its time (the syscalls, and a page
+// fault for each page a Go guest's runtime touches, where the heap hands
+// back pages already touched).
 //
 // Free unmaps a reservation: nothing may touch the memory after it. wazero
 // frees a memory only when its module's resources are closed (the
@@ -149,47 +153,58 @@ type linearMemory struct {
 	buf      []byte
 	reserved []byte // the reservation (len: bytes reserved), or nil
 	open     uint64 // bytes of the reservation made accessible
+	max      uint64 // the module's own maximum, in bytes
 	limit    uint64 // bytes, a multiple of the page size
 	size     uint64 // current length in bytes; kept after Free
 	refused  bool   // a grow past limit was refused since the last reset
+	heapOnly bool   // the system refused a reservation: stay on the heap
 }
+
+// heapMemoryMax is the largest memory kept as a Go slice (see linearMemory).
+const heapMemoryMax = 16 << 20
 
 var _ experimental.MemoryAllocator = (*linearMemory)(nil)
 
 // Allocate implements experimental.MemoryAllocator. Each instance has its own
 // linearMemory, so it returns itself.
 func (m *linearMemory) Allocate(capacity, max uint64) experimental.LinearMemory {
-	if r := reserve(min(max, m.limit)); r != nil {
-		m.reserved = r
-		return m
-	}
-	m.buf = make([]byte, 0, min(capacity, m.limit))
+	m.max = max
+	m.buf = make([]byte, 0, min(capacity, m.limit, heapMemoryMax))
 	return m
 }
 
 // Reallocate implements experimental.LinearMemory. It grows the memory to size
 // bytes, or returns nil (memory.grow then returns -1 to the guest) past the
-// cap. Without a reservation, capacity doubles, up to the cap, so growth
-// copies O(log n) times. wazero also calls it for the memory's initial
-// size, where nil makes it panic: Deploy refuses a module whose minimum is
-// over the cap, so that never happens, and instantiate turns it into an
-// error if it did.
+// cap. On the heap, capacity doubles, up to the cap, so growth copies
+// O(log n) times. wazero also calls it for the memory's initial size,
+// where nil makes it panic: Deploy refuses a module whose minimum is over
+// the cap, so that never happens, and instantiate turns it into an error
+// if it did.
 func (m *linearMemory) Reallocate(size uint64) []byte {
 	if size > m.limit {
 		m.refused = true
 		return nil
 	}
-	if m.reserved != nil {
-		if size > uint64(len(m.reserved)) {
-			m.refused = true
-			return nil
-		}
-		if size > m.open {
-			if err := openPages(m.reserved[m.open:size]); err != nil {
-				m.refused = true // the system would not commit the pages: as if out of memory
+	if m.reserved == nil && size > heapMemoryMax && !m.heapOnly {
+		if r := reserve(min(m.max, m.limit)); r != nil && uint64(len(r)) >= size {
+			m.reserved = r
+			if !m.openTo(size) {
+				m.reserved = nil
+				release(r)
 				return nil
 			}
-			m.open = size
+			copy(r, m.buf)
+			m.buf = nil
+		} else {
+			if r != nil {
+				release(r)
+			}
+			m.heapOnly = true
+		}
+	}
+	if m.reserved != nil {
+		if !m.openTo(size) {
+			return nil
 		}
 		m.buf = m.reserved[:size:size]
 		m.size = size
@@ -203,6 +218,21 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 	m.buf = m.buf[:size]
 	m.size = size
 	return m.buf
+}
+
+// openTo makes the reservation accessible up to size bytes. A refusal (the
+// system would not commit the pages, or size is past the reservation) is
+// told to the guest as a refused grow.
+func (m *linearMemory) openTo(size uint64) bool {
+	if size <= m.open {
+		return true
+	}
+	if size > uint64(len(m.reserved)) || openPages(m.reserved[m.open:size]) != nil {
+		m.refused = true
+		return false
+	}
+	m.open = size
+	return true
 }
 
 // Free implements experimental.LinearMemory.
