@@ -15,6 +15,10 @@ const (
 	NodeLost = "lost"
 	// NodeLeft: the node stopped cleanly and said so.
 	NodeLeft = "left"
+	// NodeDraining: the node was asked to drain (POST /v1/node/drain): it
+	// still runs what it holds while the other nodes take each of its
+	// services over, and takes nothing new over itself.
+	NodeDraining = "draining"
 )
 
 // ClusterNode is one node of the node registry (GET /v1/nodes).
@@ -38,10 +42,12 @@ type ClusterNode struct {
 	Started  time.Time `json:"started"`
 	// Beat is when the node's last heartbeat was stored (the store's clock).
 	Beat time.Time `json:"beat"`
-	// Health is up, lost or left, judged by the node that answers: a
-	// heartbeat older than LostAfter is lost.
-	Health    string  `json:"health"`
-	BeatAgeMs float64 `json:"beat_age_ms"`
+	// Health is up, draining, lost or left, judged by the node that
+	// answers: a heartbeat older than LostAfter is lost.
+	Health string `json:"health"`
+	// DrainingSince is when the node began to drain.
+	DrainingSince *time.Time `json:"draining_since,omitempty"`
+	BeatAgeMs     float64    `json:"beat_age_ms"`
 	// LostAfterMs is the cluster's lost_after as the answering node has it.
 	LostAfterMs float64 `json:"lost_after_ms"`
 	// Self marks the node that answered.
@@ -53,4 +59,13 @@ type ClusterNode struct {
 func (c *Client) Nodes(ctx context.Context) ([]ClusterNode, error) {
 	var ns []ClusterNode
 	return ns, c.getJSON(ctx, "/v1/nodes", &ns)
+}
+
+// Drain asks the node the client talks to to hand its services over to
+// the other nodes of its cluster (POST /v1/node/drain, operator): it
+// answers at once with its registry entry, health draining; the services
+// move over the next heartbeats (watch Nodes until it holds none).
+func (c *Client) Drain(ctx context.Context) (ClusterNode, error) {
+	var n ClusterNode
+	return n, c.postJSON(ctx, "/v1/node/drain", nil, &n)
 }

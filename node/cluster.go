@@ -17,6 +17,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
+	"github.com/andromeda-runner/andromeda/server"
 )
 
 // registry is the node's entry in the node registry (bus.BucketNodes):
@@ -39,6 +40,8 @@ type registry struct {
 	// node's drivers are in place, to be read.
 	api     atomic.Pointer[string]
 	drivers atomic.Bool
+	// draining is when Drain was called (unix nanoseconds), 0 if never.
+	draining atomic.Int64
 
 	// seen is the registry as the node's watch of it last saw it: node
 	// name → entry and when it was stored. A watch goes on through a
@@ -180,6 +183,10 @@ func (r *registry) entry(health string) api.ClusterNode {
 		Name: n.cfg.Name, Key: n.key.Public().String(), API: n.cfg.Listen, Version: Version,
 		Labels: n.cfg.Cluster.Labels, Started: n.started.UTC(), Health: health,
 		Drivers: []string{}, Languages: []string{},
+	}
+	if d := r.draining.Load(); d != 0 && health == api.NodeUp {
+		since := time.Unix(0, d).UTC()
+		e.Health, e.DrainingSince = api.NodeDraining, &since
 	}
 	if a := r.api.Load(); a != nil {
 		e.API = *a
@@ -370,6 +377,27 @@ func (n *Node) Nodes(ctx context.Context) ([]api.ClusterNode, error) {
 	out := slices.Collect(maps.Values(r.view()))
 	slices.SortFunc(out, func(a, b api.ClusterNode) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// Drain hands this node's services over to the other nodes of its cluster
+// (POST /v1/node/drain): from its next heartbeat, stored now, it says it
+// is draining; the other nodes' failover passes take each of its services
+// over, in turn as for a node gone, and this node gives each up when its
+// placement names the taker. It takes nothing over itself, and stays
+// draining until it stops. Draining again is harmless. A node alone has
+// nowhere to send its services: a conflict.
+func (n *Node) Drain(ctx context.Context) (api.ClusterNode, error) {
+	r := n.reg
+	if r == nil || n.place == nil {
+		return api.ClusterNode{}, fmt.Errorf("%w: this node is not in a cluster: there is no other node to take its services", server.ErrConflict)
+	}
+	if r.draining.CompareAndSwap(0, time.Now().UnixNano()) {
+		n.log.Warn("cluster: draining: the other nodes take this node's services over", "services", r.entry(api.NodeUp).Services)
+	}
+	if err := r.beat(ctx, api.NodeUp); err != nil {
+		return api.ClusterNode{}, fmt.Errorf("%w: drain: the heartbeat saying so was not stored (the next one will say it): %v", server.ErrUnavailable, err)
+	}
+	return r.judge(r.entry(api.NodeUp), time.Now(), time.Now()), nil
 }
 
 // view is the registry as judged now, by node name.

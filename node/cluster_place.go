@@ -339,7 +339,7 @@ func (n *Node) runsDriver(driver string) bool {
 }
 
 // failover takes over, at each heartbeat, the services placed on nodes
-// declared lost or left. Every live node that runs a service's driver is
+// declared lost or left, or draining. Every live node that runs a service's driver is
 // a candidate; they take turns, one heartbeat apart, in an order every
 // node computes alike (fewest services held first, then a hash of node
 // and service), so the first in turn claims it and the others find it
@@ -356,7 +356,7 @@ func (n *Node) failover(ctx context.Context) {
 	for service, pl := range p.seen {
 		if c, ok := nodes[pl.Node]; !ok || c.Health != api.NodeUp {
 			orphans = append(orphans, service)
-		} else if pl.Node == n.cfg.Name && n.lookup(service) == nil {
+		} else if pl.Node == n.cfg.Name && n.lookup(service) == nil && n.reg.draining.Load() == 0 {
 			adopt = append(adopt, service)
 		}
 	}
@@ -415,9 +415,11 @@ func (n *Node) failover(ctx context.Context) {
 		// its last heartbeat.
 		since := time.Now()
 		if known {
-			since = gone.Beat
-			if gone.Health == api.NodeLost {
+			switch since = gone.Beat; {
+			case gone.Health == api.NodeLost:
 				since = since.Add(r.lost)
+			case gone.Health == api.NodeDraining && gone.DrainingSince != nil:
+				since = *gone.DrainingSince
 			}
 		}
 		if time.Since(since) < time.Duration(turn)*r.hb {
@@ -432,7 +434,7 @@ func (n *Node) failover(ctx context.Context) {
 			continue
 		}
 		held[n.cfg.Name]++
-		n.log.Warn("cluster: service taken over from a node gone", logService, service, "from", pl.Node, "health", gone.Health)
+		n.log.Warn("cluster: service taken over", logService, service, "from", pl.Node, "health", gone.Health)
 		if gone.Health == api.NodeLost {
 			n.recordLost(ctx, rec, pl.Node)
 		}

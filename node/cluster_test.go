@@ -271,6 +271,64 @@ func TestClusterFailover(t *testing.T) {
 	t.Logf("cron runs by node: %v", by)
 }
 
+// TestClusterDrain: a node asked to drain says so in the registry, the
+// other nodes take its service over (no run recorded lost: nothing was),
+// it gives the service up and fires no more, and it takes nothing over
+// itself; each tick still runs once.
+func TestClusterDrain(t *testing.T) {
+	ctx := context.Background()
+	nodes := startCluster(t, 3)
+	if _, err := nodes[0].op.Submit(ctx, pack(t, heartbeatEvery(t, ""))); err != nil {
+		t.Fatal(err)
+	}
+	waitTicks(t, nodes[1].op, 15*time.Second, "2 on n1", func(by map[string]int) bool { return by["n1"] >= 2 })
+	d, err := nodes[0].op.Drain(ctx)
+	if err != nil || d.Health != api.NodeDraining || d.DrainingSince == nil || d.Services != 1 {
+		t.Fatalf("drain n1 = %+v, %v; want draining with 1 service", d, err)
+	}
+	if again, err := nodes[0].op.Drain(ctx); err != nil || !again.DrainingSince.Equal(*d.DrainingSince) {
+		t.Errorf("drain again = %+v, %v; want the same drain", again, err)
+	}
+	var n1 api.ClusterNode
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		ns, err := nodes[1].op.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n1 = ns[0]
+		if n1.Health == api.NodeDraining && n1.Services == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n1 as n2 sees it 15 s after the drain: %+v", n1)
+		}
+	}
+	svc, err := nodes[1].op.Service(ctx, "heartbeat")
+	if err != nil || (svc.Node != "n2" && svc.Node != "n3") {
+		t.Fatalf("after the drain heartbeat is placed on %q (%v), want n2 or n3", svc.Node, err)
+	}
+	runs := waitTicks(t, nodes[1].op, 15*time.Second, "2 on "+svc.Node, func(by map[string]int) bool { return by[svc.Node] >= 2 })
+	checkTicksOnce(t, runs)
+	for _, r := range runs {
+		if r.Outcome == "lost" {
+			t.Errorf("a run recorded lost in a drain: %+v", r)
+		}
+	}
+	_, before := tickRuns(t, nodes[1].op)
+	time.Sleep(2 * time.Second)
+	if _, after := tickRuns(t, nodes[1].op); after["n1"] != before["n1"] {
+		t.Errorf("n1 went on firing after it was drained: %d then %d runs", before["n1"], after["n1"])
+	}
+	// The draining node is no candidate: when the new holder goes, the
+	// third node takes the service, never n1.
+	other := map[string]*testNode{"n2": nodes[2], "n3": nodes[1]}[svc.Node]
+	map[string]*testNode{"n2": nodes[1], "n3": nodes[2]}[svc.Node].Close()
+	waitTicks(t, other.op, 15*time.Second, "2 on "+other.cfg.Name, func(by map[string]int) bool { return by[other.cfg.Name] >= 2 })
+	if svc, err := other.op.Service(ctx, "heartbeat"); err != nil || svc.Node != other.cfg.Name {
+		t.Errorf("heartbeat placed on %q (%v), want %s", svc.Node, err, other.cfg.Name)
+	}
+}
+
 // checkTicksOnce fails t when two cron runs have the same tick.
 func checkTicksOnce(t *testing.T, runs []api.Run) {
 	t.Helper()

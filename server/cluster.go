@@ -8,9 +8,13 @@ import (
 )
 
 // ClusterBackend is the node's side of the node registry. A Backend that
-// implements it has GET /v1/nodes (any token). Safe for concurrent use.
+// implements it has GET /v1/nodes (any token) and POST /v1/node/drain
+// (operator). Safe for concurrent use.
 type ClusterBackend interface {
 	Nodes(ctx context.Context) ([]api.ClusterNode, error)
+	// Drain starts handing the node's services over to the other nodes
+	// and answers the node's entry as it is now (ErrConflict alone).
+	Drain(ctx context.Context) (api.ClusterNode, error)
 }
 
 // clusterRoutes mounts the cluster API when the backend serves it.
@@ -26,5 +30,13 @@ func (s *Server) clusterRoutes() {
 			return
 		}
 		writeList(w, nodes)
+	})
+	s.handle("POST /v1/node/drain", api.RoleOperator, func(w http.ResponseWriter, r *http.Request, _ Principal) {
+		n, err := cb.Drain(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, n)
 	})
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/andromeda-runner/andromeda/api"
@@ -54,4 +55,8 @@ func TestOfferRoutes(t *testing.T) {
 
 func (f *fakeBackend) Nodes(ctx context.Context) ([]api.ClusterNode, error) {
 	return []api.ClusterNode{{Name: "fake", Health: api.NodeUp, Self: true}}, nil
+}
+
+func (f *fakeBackend) Drain(ctx context.Context) (api.ClusterNode, error) {
+	return api.ClusterNode{}, fmt.Errorf("%w: this node is not in a cluster", ErrConflict)
 }

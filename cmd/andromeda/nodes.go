@@ -51,3 +51,72 @@ func printNodes(w io.Writer, ns []api.ClusterNode) {
 	}
 	tw.Flush()
 }
+
+func (env *cli) drainCmd() *cobra.Command {
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "drain",
+		Short: "Hand a node's services over to the other nodes of its cluster, before stopping it",
+		Long: `Drain asks the node (--node) to hand its services over to the other nodes
+of its cluster: from now on it says "draining" in the node registry, the
+other nodes take each of its services over at their next heartbeats (the
+same turn order as for a node gone, among the nodes that run the
+service's driver), and it gives each up once another node holds it. It
+takes nothing over itself, and stays draining until it stops: drain,
+then stop the node, upgrade it and start it again, one node at a time.
+
+Drain waits (--wait, 0 not at all) until the node runs no service,
+printing how many are left as they go, and fails naming what is left if
+the time runs out (no other node up runs their driver, say). A node
+alone cannot drain: there is nowhere to go.`,
+		Example: `  andromeda drain --node 10.0.0.2:7070
+  andromeda drain --wait 5m && systemctl restart andromeda`,
+		Args:              wantArgs(0, 0),
+		ValidArgsFunction: cobra.NoFileCompletions,
+	}
+	cf := addClientFlags(cmd)
+	cmd.Flags().DurationVar(&wait, "wait", 2*time.Minute, "wait up to `D` for the node to run no service (0: do not wait)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := env.client(cf)
+		if err != nil {
+			return err
+		}
+		ctx := cmd.Context()
+		n, err := c.Drain(ctx)
+		if err != nil {
+			return err
+		}
+		if !cf.json {
+			fmt.Fprintf(env.stdout, "node %s is draining: %d services to hand over\n", n.Name, n.Services)
+		}
+		for end, left := time.Now().Add(wait), n.Services; wait > 0 && n.Services > 0; {
+			if time.Now().After(end) {
+				return fmt.Errorf("drain: node %s still runs %d services after %v: is another node up with their drivers? (andromeda nodes)", n.Name, n.Services, wait)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
+			ns, err := c.Nodes(ctx)
+			if err != nil {
+				return err
+			}
+			if i := slices.IndexFunc(ns, func(m api.ClusterNode) bool { return m.Self }); i >= 0 {
+				n = ns[i]
+			}
+			if n.Services != left && !cf.json {
+				fmt.Fprintf(env.stdout, "%d left\n", n.Services)
+			}
+			left = n.Services
+		}
+		if cf.json {
+			return printJSON(env.stdout, n)
+		}
+		if wait > 0 {
+			fmt.Fprintf(env.stdout, "node %s runs no service: stop it now\n", n.Name)
+		}
+		return nil
+	}
+	return cmd
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,5 +41,9 @@ func TestNodesCLI(t *testing.T) {
 	var ns []api.ClusterNode
 	if err != nil || json.Unmarshal([]byte(out), &ns) != nil || len(ns) != 1 || ns[0].Name != "solo" || ns[0].Health != api.NodeUp || !ns[0].Self || ns[0].Labels["zone"] != "a" {
 		t.Errorf("nodes --json = %v\n%s", err, out)
+	}
+	// A node alone has nowhere to drain to: refused, naming why.
+	if _, _, err := runCLI(t, env, "drain"); err == nil || !strings.Contains(err.Error(), "not in a cluster") {
+		t.Errorf("drain on a node alone = %v, want refused: not in a cluster", err)
 	}
 }
