@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -116,9 +117,14 @@ func (c *Client) submit(ctx context.Context, contentType string, body []byte, o 
 	if o.NoStart {
 		path += "?start=false"
 	}
+	forwarded := ""
+	if o.Forwarded != nil {
+		forwarded = attest.EncodeReceiptHeader(*o.Forwarded)
+	}
 	err := c.do(ctx, http.MethodPost, path, contentType, bytes.NewReader(body), &r,
 		attest.HeaderName, attest.EncodeHeader(o.Attestations), decision.OriginHeader, origin,
-		attest.DelegationsHeaderName, attest.EncodeDelegationsHeader(o.Delegations))
+		attest.DelegationsHeaderName, attest.EncodeDelegationsHeader(o.Delegations),
+		attest.ForwardHeaderName, forwarded)
 	return r, err
 }
 
@@ -276,4 +282,31 @@ func answerError(resp *http.Response, data []byte) *Error {
 		e.RetryAfter = secs
 	}
 	return e
+}
+
+// Refusal is a peer's answer refusing a forwarded submission: any 4xx but
+// 401, 403 and 429, with the peer's message, problems, decision and
+// signed receipt.
+type Refusal struct {
+	Status   int
+	Message  string
+	Problems []string
+	Decision *Decision
+	Receipt  *attest.Receipt
+}
+
+// SubmitForwarded submits archive as SubmitWith does, for a node
+// forwarding it (o.Forwarded set), and sorts the answer: the result when
+// the peer took it; a Refusal when its policy (or its checks) refused it;
+// an error when the peer did not answer, is failing (5xx), will not take
+// this node's token (401, 403) or is busy (429), so that the forwarding
+// node tries its next peer.
+func (c *Client) SubmitForwarded(ctx context.Context, archive []byte, o SubmitOptions) (SubmitResult, *Refusal, error) {
+	res, err := c.SubmitWith(ctx, archive, o)
+	var ae *Error
+	if err == nil || !errors.As(err, &ae) || ae.Status >= 500 || ae.Status < 400 ||
+		ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden || ae.Status == http.StatusTooManyRequests {
+		return res, nil, err
+	}
+	return SubmitResult{}, &Refusal{Status: ae.Status, Message: ae.Message, Problems: ae.Problems, Decision: ae.Decision, Receipt: ae.Receipt}, nil
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -68,4 +69,15 @@ func (c *Client) Nodes(ctx context.Context) ([]ClusterNode, error) {
 func (c *Client) Drain(ctx context.Context) (ClusterNode, error) {
 	var n ClusterNode
 	return n, c.postJSON(ctx, "/v1/node/drain", nil, &n)
+}
+
+// Forwards lists the services this node forwarded to its peers, newest
+// first, at most limit (0: the node's default, 100).
+func (c *Client) Forwards(ctx context.Context, limit int) ([]Forward, error) {
+	var fs []Forward
+	path := "/v1/forwards"
+	if limit > 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
+	return fs, c.getJSON(ctx, path, &fs)
 }

@@ -1,5 +1,7 @@
 package api
 
+import "github.com/andromeda-runner/andromeda/attest"
+
 // Error is the body of every 4xx and 5xx answer: an RFC 9457 problem
 // details object, sent as application/problem+json, with members of its own
 // for what the error is about. The client returns it as the error of a
@@ -15,6 +17,8 @@ type Error struct {
 	Problems []string `json:"problems,omitempty"` // one line per field problem
 	// Decision is the admission decision, when admission refused.
 	Decision *Decision `json:"decision,omitempty"`
+	// Receipt is that decision signed by the node, for a submission.
+	Receipt *attest.Receipt `json:"receipt,omitempty"`
 	// Run is the run the error is about, when one was made: a firing
 	// skipped over the concurrency bound (429), or a run that ended but
 	// that the store did not record (503).

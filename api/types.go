@@ -38,6 +38,10 @@ type Service struct {
 	// Receipt is the decision signed by the node key, with the policy's
 	// digest: proof of what rules admitted what code.
 	Receipt *attest.Receipt `json:"receipt,omitempty"`
+	// Forwarded is the receipt of the node that forwarded the service
+	// here (its decision to forward, with the path it came through and who
+	// submitted it first); nil for a service submitted here.
+	Forwarded *attest.Receipt `json:"forwarded,omitempty"`
 	// Phase is where the service is in its lifecycle: PhaseAdmitted,
 	// PhaseDeployed, PhaseStarted, PhaseStopping, PhaseStopped or
 	// PhaseFailed (see StatusDetail).
@@ -187,6 +191,9 @@ type SubmitResult struct {
 	// Unchanged is true when the same name, version and digest was already
 	// deployed; nothing was redeployed.
 	Unchanged bool `json:"unchanged"`
+	// Forward is set when this node's policy forwarded the service to a
+	// peer that runs it: Service is then the peer's answer.
+	Forward *Forward `json:"forward,omitempty"`
 }
 
 // FireRequest is the body of POST /v1/services/{name}/fire.
@@ -236,7 +243,47 @@ type SubmitOptions struct {
 	// object's translation to a manifest). Set by the node itself, never
 	// from a request's headers.
 	Notes []decision.Reason
+	// Forwarded is the signed receipt of the node that forwarded the
+	// submission here (attest.ForwardHeaderName): its decision to forward,
+	// naming this node, the path and the redirect depth left. Nil for a
+	// submission made here.
+	Forwarded *attest.Receipt
 }
+
+// Forward is one service a node forwarded to a peer (GET /v1/forwards):
+// where, why, and what the peer answered.
+type Forward struct {
+	At      time.Time `json:"at"`
+	Service string    `json:"service"`
+	Version string    `json:"version"`
+	Digest  string    `json:"digest"`
+	// Submitter is who submitted it to the first node of Path.
+	Submitter string `json:"submitter"`
+	// Path is the nodes it came through before this one, oldest first.
+	Path []string `json:"path,omitempty"`
+	// Peer is the peer that answered (or the last one tried).
+	Peer string `json:"peer"`
+	// Outcome is run (the peer, or one it forwarded to, runs it),
+	// rejected (the peer's policy refused it, or it could go nowhere),
+	// or unreachable (no peer answered).
+	Outcome string `json:"outcome"`
+	// Detail says what the peer answered, or why no peer did.
+	Detail string `json:"detail,omitempty"`
+	// Skipped are the peers passed over on the way, each with why.
+	Skipped []string `json:"skipped,omitempty"`
+	// Receipt is this node's signed decision to forward to Peer.
+	Receipt *attest.Receipt `json:"receipt,omitempty"`
+	// PeerReceipt is the signed decision the answer carried: the node
+	// that runs the service, or that refused it.
+	PeerReceipt *attest.Receipt `json:"peer_receipt,omitempty"`
+}
+
+// Forward outcomes.
+const (
+	ForwardRun         = "run"
+	ForwardRejected    = "rejected"
+	ForwardUnreachable = "unreachable"
+)
 
 // NodeInfo answers GET /v1/node.
 type NodeInfo struct {

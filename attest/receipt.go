@@ -5,7 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/andromeda-runner/andromeda/strictdoc/strictjson"
 )
 
 // Receipt is a node's signed record of one admission decision: which code
@@ -27,6 +30,16 @@ type Receipt struct {
 	Reasons []Reason `json:"reasons"`
 	// DecidedAt is when the decision was taken, in UTC.
 	DecidedAt time.Time `json:"decided_at"`
+	// ForwardTo and RedirectDepth, on a forward verdict: the peer the
+	// service is sent to and the redirect depth it carries there.
+	ForwardTo     string `json:"forward_to,omitempty"`
+	RedirectDepth int    `json:"redirect_depth,omitempty"`
+	// Path is the nodes (base URLs) a forwarded service came through,
+	// oldest first, ending with the signing node when it forwards it.
+	Path []string `json:"path,omitempty"`
+	// Submitter is who submitted the service to the first node of Path,
+	// as that node knows them.
+	Submitter string `json:"submitter,omitempty"`
 	// NodeKey is the signing node's public key, "ed25519:<base64>"; set by
 	// SignReceipt.
 	NodeKey string `json:"node_key"`
@@ -82,4 +95,44 @@ func receiptMessage(r Receipt) []byte {
 		panic("attest: encode receipt: " + err.Error()) // only strings, bools and a time
 	}
 	return append([]byte("andromeda receipt v1\n"), data...)
+}
+
+// ForwardHeaderName is the HTTP header a forwarded submission carries: the
+// forwarding node's signed receipt of its decision to forward (verdict
+// forward, ForwardTo naming the receiving node), standard base64 of its
+// JSON.
+const ForwardHeaderName = "Andromeda-Forwarded-By"
+
+// MaxReceiptHeader bounds the header's value.
+const MaxReceiptHeader = 64 << 10
+
+// EncodeReceiptHeader encodes r for ForwardHeaderName.
+func EncodeReceiptHeader(r Receipt) string {
+	data, err := json.Marshal(r)
+	if err != nil {
+		panic("attest: encode receipt: " + err.Error()) // only strings, ints, bools and a time
+	}
+	return base64.StdEncoding.EncodeToString(data)
+}
+
+// DecodeReceiptHeader decodes a ForwardHeaderName value strictly: nil for
+// an empty value; an error naming the header, and the field, otherwise. It
+// does not verify the signature (VerifyReceipt).
+func DecodeReceiptHeader(v string) (*Receipt, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return nil, nil
+	}
+	if len(v) > MaxReceiptHeader {
+		return nil, fmt.Errorf("%s header: must be at most %d bytes", ForwardHeaderName, MaxReceiptHeader)
+	}
+	data, err := base64.StdEncoding.Strict().DecodeString(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s header: not base64: %s", ForwardHeaderName, trimB64(err))
+	}
+	var r Receipt
+	if err := strictjson.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%s header: %w", ForwardHeaderName, within("receipt", err))
+	}
+	return &r, nil
 }

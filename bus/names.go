@@ -62,6 +62,11 @@ const (
 	ObjectArtifacts = "andromeda_artifacts"
 	// StreamRuns is the stream of run records, one subject per service.
 	StreamRuns = "ANDROMEDA_RUNS"
+	// StreamForwards is the stream of the services the node forwarded to
+	// its peers (store.Forward), one subject, the newest 10,000 kept.
+	StreamForwards = "ANDROMEDA_FORWARDS"
+	// SubjectForwards is StreamForwards' subject.
+	SubjectForwards = "andromeda.forwards"
 	// SubjectRunsPrefix prefixes run subjects: runs.<service>.
 	SubjectRunsPrefix = "andromeda.runs."
 	// StreamEvents is the stream of published events: topic T is subject

@@ -66,7 +66,7 @@ func (n *Node) policyView(ctx context.Context, drivers ...string) (policy.Node, 
 	if err := n.waitDrivers(ctx, drivers...); err != nil {
 		return policy.Node{}, fmt.Errorf("waiting for the drivers' self-tests: %w", err)
 	}
-	v := policy.Node{Drivers: map[string]policy.DriverInfo{}, Targets: map[string]string{}, Self: n.URL(), Now: time.Now().UTC()}
+	v := policy.Node{Drivers: map[string]policy.DriverInfo{}, Targets: map[string]string{}, Self: n.forwardURL(), Now: time.Now().UTC()}
 	for name, d := range n.drivers {
 		offer := d.driver.Offer()
 		enabled, reason := d.status()
@@ -114,7 +114,7 @@ func decisionError(m *manifest.Service, d policy.Decision) error {
 	e := &server.Error{Kind: server.ErrRefused, Decision: &d}
 	switch d.Verdict {
 	case policy.Forward:
-		e.Msg = fmt.Sprintf("admission: %s %s is not run here; policy forwards it to %s (redirect depth %d); forwarding arrives with clustering", m.Name, m.Version, d.Forward.Peer, d.Forward.Depth)
+		e.Msg = fmt.Sprintf("admission: %s %s is not run here; policy forwards it to %s (redirect depth %d)", m.Name, m.Version, d.Forward.Peer, d.Forward.Depth)
 	default:
 		e.Msg = fmt.Sprintf("admission: %s %s was rejected", m.Name, m.Version)
 	}

@@ -50,6 +50,9 @@ type Config struct {
 	// Sources says how the node reaches the hosts of services' sources
 	// (source.location, source.git): see SourcesConfig.
 	Sources SourcesConfig `json:"sources" yaml:"sources"`
+	// Forwarding says how the node reaches the peers policy.peers names
+	// and how they know it: see ForwardingConfig.
+	Forwarding ForwardingConfig `json:"forwarding" yaml:"forwarding"`
 	// Log selects the log format and level.
 	Log LogConfig `json:"log" yaml:"log"`
 	// HTTP bounds the API's connections and timeouts, and /metrics: see HTTPConfig.
@@ -407,6 +410,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Cluster.Validate(c.NATS); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Forwarding.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Offer.Validate(); err != nil {

@@ -64,6 +64,7 @@ func apiService(s store.Service) api.Service {
 		Target:       s.Target,
 		Decision:     s.Decision,
 		Receipt:      s.Receipt,
+		Forwarded:    s.Forwarded,
 		Phase:        recordPhase(s),
 		Status:       s.Status,
 		StatusDetail: s.StatusDetail,

@@ -113,11 +113,17 @@ func (n *Node) submitSource(ctx context.Context, p server.Principal, m *manifest
 	if err != nil {
 		return api.SubmitResult{}, err
 	}
-	if d := n.decide(ctx, p, pol, &sub, view); d.Verdict != policy.Run {
+	// A service the policy forwards is fetched all the same: the archive
+	// goes to the peer, judged again here once fetched.
+	d := n.decide(ctx, p, pol, &sub, view)
+	switch d.Verdict {
+	case policy.Run:
+		if err := n.checkCapacity(ctx, pol, m.Name, view.Services, o.Origin); err != nil {
+			return api.SubmitResult{}, err
+		}
+	case policy.Forward:
+	default:
 		return api.SubmitResult{}, decisionError(m, d)
-	}
-	if err := n.checkCapacity(ctx, pol, m.Name, view.Services, o.Origin); err != nil {
-		return api.SubmitResult{}, err
 	}
 	lim := n.limits.archive
 	lim.MaxCompressed = min(lim.MaxCompressed, pol.Policy().MaxPayload.Int64())
@@ -186,6 +192,11 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	if err != nil {
 		return api.SubmitResult{}, err
 	}
+	if o.Forwarded != nil {
+		if sub.Hops, sub.Depth, err = n.acceptForwarded(o.Forwarded, m, info.Digest); err != nil {
+			return api.SubmitResult{}, err
+		}
+	}
 	if exists {
 		if sub.Previous, err = previousManifest(prev); err != nil {
 			return api.SubmitResult{}, err
@@ -205,9 +216,14 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	if len(o.Notes) > 0 { // what the node did on the way in, before admission's reasons
 		decision.Reasons = append(slices.Clone(o.Notes), decision.Reasons...)
 	}
+	if decision.Verdict == policy.Forward {
+		return n.forward(ctx, p, pol, sub, decision, data, o)
+	}
 	if decision.Verdict != policy.Run {
 		n.log.Info("service refused", logService, m.Name, "version", m.Version, "verdict", decision.Verdict)
-		return api.SubmitResult{}, decisionError(m, decision)
+		e := decisionError(m, decision).(*server.Error)
+		e.Receipt = n.receipt(pol, sub, decision)
+		return api.SubmitResult{}, e
 	}
 	if err := n.checkCapacity(ctx, pol, m.Name, view.Services, o.Origin); err != nil {
 		return api.SubmitResult{}, err
@@ -219,7 +235,7 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	rec := store.Service{
 		Name: m.Name, Version: m.Version, Digest: info.Digest, Size: info.Size, Files: info.Files,
 		Manifest: canon, Owner: p.Name, SubmittedAt: time.Now().UTC(), Target: m.Target,
-		Decision: decision, Receipt: n.receipt(pol, sub, decision),
+		Decision: decision, Receipt: n.receipt(pol, sub, decision), Forwarded: o.Forwarded,
 	}
 	rec = withPhase(rec, api.PhaseStarted, true, "")
 	if o.NoStart {

@@ -24,6 +24,9 @@ func (c *Compiled) NewReceipt(sub Submission, d Decision, at time.Time) attest.R
 			r.ServiceDigest = m.Source.Digest
 		}
 	}
+	if f := d.Forward; f != nil {
+		r.ForwardTo, r.RedirectDepth = f.Peer, f.Depth
+	}
 	for i, reason := range d.Reasons {
 		r.Reasons[i] = attest.Reason{Rule: reason.Rule, OK: reason.OK, Detail: reason.Detail}
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"strconv"
 
 	"github.com/andromeda-runner/andromeda/api"
 )
@@ -17,8 +18,34 @@ type ClusterBackend interface {
 	Drain(ctx context.Context) (api.ClusterNode, error)
 }
 
+// ForwardsBackend is the node's record of the services it forwarded to
+// its peers. A Backend that implements it has GET /v1/forwards
+// (operator). Safe for concurrent use.
+type ForwardsBackend interface {
+	Forwards(ctx context.Context, limit int) ([]api.Forward, error)
+}
+
 // clusterRoutes mounts the cluster API when the backend serves it.
 func (s *Server) clusterRoutes() {
+	if fb, ok := s.b.(ForwardsBackend); ok {
+		s.handle("GET /v1/forwards", api.RoleOperator, func(w http.ResponseWriter, r *http.Request, _ Principal) {
+			limit := 100
+			if v := r.URL.Query().Get("limit"); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || n > 1000 {
+					s.fail(w, r, Errorf(ErrInvalid, "limit: must be a whole number from 1 to 1000"))
+					return
+				}
+				limit = n
+			}
+			fs, err := fb.Forwards(r.Context(), limit)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			writeList(w, fs)
+		})
+	}
 	cb, ok := s.b.(ClusterBackend)
 	if !ok {
 		return

@@ -13,6 +13,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
+	"github.com/andromeda-runner/andromeda/attest"
 	"github.com/andromeda-runner/andromeda/internal/disk"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/store"
@@ -79,6 +80,9 @@ type Error struct {
 	Problems []string
 	// Decision is admission's decision (ErrRefused).
 	Decision *api.Decision
+	// Receipt is that decision signed by the node (ErrRefused, where the
+	// node signs it: a submission's).
+	Receipt *attest.Receipt
 	// Run is the run the error is about: one skipped over the concurrency
 	// bound (ErrBusy), or one that ended but was not recorded
 	// (ErrUnavailable).
@@ -140,7 +144,7 @@ func toAPIError(err error) *api.Error {
 		p := problem(status, err.Error())
 		var e *Error
 		if errors.As(err, &e) {
-			p.Problems, p.Decision, p.Run = e.Problems, e.Decision, e.Run
+			p.Problems, p.Decision, p.Receipt, p.Run = e.Problems, e.Decision, e.Receipt, e.Run
 			p.RetryAfter = int((e.RetryAfter + time.Second - 1) / time.Second)
 		}
 		return p

@@ -60,3 +60,7 @@ func (f *fakeBackend) Nodes(ctx context.Context) ([]api.ClusterNode, error) {
 func (f *fakeBackend) Drain(ctx context.Context) (api.ClusterNode, error) {
 	return api.ClusterNode{}, fmt.Errorf("%w: this node is not in a cluster", ErrConflict)
 }
+
+func (f *fakeBackend) Forwards(ctx context.Context, limit int) ([]api.Forward, error) {
+	return []api.Forward{}, nil
+}

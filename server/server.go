@@ -369,6 +369,9 @@ func submitOptions(r *http.Request) (api.SubmitOptions, error) {
 			return o, Errorf(ErrInvalid, "%s header: %v", policy.OriginHeader, err)
 		}
 	}
+	if o.Forwarded, err = attest.DecodeReceiptHeader(r.Header.Get(attest.ForwardHeaderName)); err != nil {
+		return o, Errorf(ErrInvalid, "%v", err)
+	}
 	return o, nil
 }
 

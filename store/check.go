@@ -34,6 +34,7 @@ const (
 	KindTrust     = "revocations"
 	KindFlows     = "flows"
 	KindFlowRuns  = "flow-runs"
+	KindForwards  = "forwards"
 	KindOther     = "other"
 )
 
@@ -62,6 +63,8 @@ func kindOf(stream string) string {
 		return KindFlows
 	case bus.StreamFlowQueue, bus.StreamFlowRuns:
 		return KindFlowRuns
+	case bus.StreamForwards:
+		return KindForwards
 	}
 	return KindOther
 }
@@ -73,7 +76,7 @@ var streamOrder = []string{
 	kvStream(bus.BucketServices), kvStream(bus.BucketTokens), kvStream(bus.BucketState),
 	kvStream(bus.BucketPending), "OBJ_" + bus.ObjectArtifacts, bus.StreamRuns, kvStream(bucketMeta),
 	kvStream(ledgerBucket), kvStream(openBucket), kvStream(bus.BucketRevocations), kvStream(bus.BucketFlows),
-	kvStream(bus.BucketFlowContext), bus.StreamFlowQueue, bus.StreamFlowRuns,
+	kvStream(bus.BucketFlowContext), bus.StreamFlowQueue, bus.StreamFlowRuns, bus.StreamForwards,
 }
 
 // Report is what the store found in JetStream when it opened (Recovery) or
@@ -94,7 +97,8 @@ type Report struct {
 type StreamReport struct {
 	Stream string `json:"stream"`
 	// Kind is what the stream holds: registry, tokens, state, pending,
-	// artifacts, runs, meta, ledger, revocations, flows, flow-runs or other.
+	// artifacts, runs, meta, ledger, revocations, flows, flow-runs, forwards or
+	// other.
 	Kind string `json:"kind"`
 	// Records is how many messages JetStream holds (for a bucket: values
 	// and deletion markers).

@@ -28,6 +28,9 @@ type Service struct {
 	Target      string            `json:"target,omitempty"`
 	Decision    decision.Decision `json:"decision"`
 	Receipt     *attest.Receipt   `json:"receipt,omitempty"`
+	// Forwarded is the receipt of the node that forwarded the service
+	// here; nil for a service submitted here.
+	Forwarded *attest.Receipt `json:"forwarded,omitempty"`
 	// Status is "deployed", "dormant", "failed" (see StatusDetail) or
 	// "stopped".
 	Status       string `json:"status"`

@@ -113,6 +113,7 @@ var (
 type Store struct {
 	cfg       Config
 	js        jetstream.JetStream
+	forwards  jetstream.Stream    // bus.StreamForwards
 	async     jetstream.JetStream // run records: async publish, own ack window (runs.go)
 	services  jetstream.KeyValue
 	state     jetstream.KeyValue
@@ -213,6 +214,9 @@ func (s *Store) create(ctx context.Context) error {
 		return err
 	}
 	if err := s.createFlowStreams(ctx); err != nil {
+		return err
+	}
+	if err := s.createForwards(ctx); err != nil {
 		return err
 	}
 	if s.registry, err = s.js.Stream(ctx, kvStream(bus.BucketServices)); err != nil {

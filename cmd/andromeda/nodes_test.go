@@ -46,4 +46,11 @@ func TestNodesCLI(t *testing.T) {
 	if _, _, err := runCLI(t, env, "drain"); err == nil || !strings.Contains(err.Error(), "not in a cluster") {
 		t.Errorf("drain on a node alone = %v, want refused: not in a cluster", err)
 	}
+	// Nothing forwarded yet: said in words, and an empty list in JSON.
+	if out, _, err := runCLI(t, env, "forwards"); err != nil || !strings.Contains(out, "no service forwarded") {
+		t.Errorf("forwards = %q, %v", out, err)
+	}
+	if out, _, err := runCLI(t, env, "forwards", "--json"); err != nil || strings.TrimSpace(out) != "[]" {
+		t.Errorf("forwards --json = %q, %v", out, err)
+	}
 }
