@@ -81,3 +81,43 @@ func (c *Client) Forwards(ctx context.Context, limit int) ([]Forward, error) {
 	}
 	return fs, c.getJSON(ctx, path, &fs)
 }
+
+// ClusterStatus answers GET /v1/cluster: the nodes, and each stream of the
+// store as JetStream replicates it.
+type ClusterStatus struct {
+	// Cluster is the cluster's name ("" for a node alone).
+	Cluster string        `json:"cluster"`
+	Nodes   []ClusterNode `json:"nodes"`
+	Streams []StreamState `json:"streams"`
+}
+
+// StreamState is one JetStream stream (a KV bucket is stream KV_<name>):
+// its leader and each replica.
+type StreamState struct {
+	Name     string `json:"name"`
+	Replicas int    `json:"replicas"`
+	// Leader is the node (NATS server name) that leads the stream's RAFT
+	// group; "" while it elects one.
+	Leader   string         `json:"leader"`
+	Messages uint64         `json:"messages"`
+	Bytes    uint64         `json:"bytes"`
+	Peers    []StreamMember `json:"peers"`
+}
+
+// StreamMember is a replica of a stream other than its leader.
+type StreamMember struct {
+	Name string `json:"name"`
+	// Current: caught up with the leader. Offline: the group counts it
+	// gone. Lag: operations behind the leader. ActiveMs: since it was last
+	// heard from.
+	Current  bool    `json:"current"`
+	Offline  bool    `json:"offline,omitempty"`
+	Lag      uint64  `json:"lag"`
+	ActiveMs float64 `json:"active_ms"`
+}
+
+// ClusterStatus reads GET /v1/cluster.
+func (c *Client) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
+	var s ClusterStatus
+	return s, c.getJSON(ctx, "/v1/cluster", &s)
+}

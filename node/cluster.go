@@ -458,3 +458,34 @@ func untilAnswered(ctx context.Context, f func() error) error {
 		}
 	}
 }
+
+// ClusterStatus is GET /v1/cluster: the node registry and every stream
+// of the node's JetStream with its replicas as JetStream reports them.
+func (n *Node) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) {
+	nodes, err := n.Nodes(ctx)
+	if err != nil {
+		return api.ClusterStatus{}, err
+	}
+	st := api.ClusterStatus{Cluster: n.cfg.Cluster.Name, Nodes: nodes, Streams: []api.StreamState{}}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	l := n.bus.JS.ListStreams(ctx)
+	for info := range l.Info() {
+		s := api.StreamState{
+			Name: info.Config.Name, Replicas: info.Config.Replicas, Leader: n.cfg.Name,
+			Messages: info.State.Msgs, Bytes: info.State.Bytes, Peers: []api.StreamMember{},
+		}
+		if ci := info.Cluster; ci != nil {
+			s.Leader = ci.Leader
+			for _, p := range ci.Replicas {
+				s.Peers = append(s.Peers, api.StreamMember{Name: p.Name, Current: p.Current, Offline: p.Offline, Lag: p.Lag, ActiveMs: ms(p.Active)})
+			}
+		}
+		st.Streams = append(st.Streams, s)
+	}
+	if err := l.Err(); err != nil {
+		return api.ClusterStatus{}, fmt.Errorf("%w: cluster status: list streams: %v", server.ErrUnavailable, err)
+	}
+	slices.SortFunc(st.Streams, func(a, b api.StreamState) int { return strings.Compare(a.Name, b.Name) })
+	return st, nil
+}

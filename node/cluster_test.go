@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -140,6 +141,17 @@ func TestClusterNodes(t *testing.T) {
 	}
 	if r := info.CachedInfo().Cluster; r == nil || len(r.Replicas)+1 != 3 {
 		t.Errorf("registry cluster info = %+v, want a leader and 2 replicas", r)
+	}
+	// The cluster status: every stream of the store with 3 replicas, a
+	// leader among the nodes and the two others.
+	st, err := nodes[0].op.ClusterStatus(context.Background())
+	if err != nil || st.Cluster != "test-cluster" || len(st.Nodes) != 3 || len(st.Streams) < 10 {
+		t.Fatalf("cluster status = %+v, %v", st, err)
+	}
+	for _, s := range st.Streams {
+		if s.Replicas != 3 || !strings.HasPrefix(s.Leader, "n") || len(s.Peers) != 2 || slices.ContainsFunc(s.Peers, func(p api.StreamMember) bool { return p.Name == s.Leader }) {
+			t.Errorf("stream %s: %+v; want 3 replicas, a leader and the two other nodes", s.Name, s)
+		}
 	}
 
 	nodes[2].Close()

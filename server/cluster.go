@@ -9,13 +9,16 @@ import (
 )
 
 // ClusterBackend is the node's side of the node registry. A Backend that
-// implements it has GET /v1/nodes (any token) and POST /v1/node/drain
-// (operator). Safe for concurrent use.
+// implements it has GET /v1/nodes (any token), GET /v1/cluster and POST
+// /v1/node/drain (operator). Safe for concurrent use.
 type ClusterBackend interface {
 	Nodes(ctx context.Context) ([]api.ClusterNode, error)
 	// Drain starts handing the node's services over to the other nodes
 	// and answers the node's entry as it is now (ErrConflict alone).
 	Drain(ctx context.Context) (api.ClusterNode, error)
+	// ClusterStatus is the registry and the store's streams with their
+	// replicas.
+	ClusterStatus(ctx context.Context) (api.ClusterStatus, error)
 }
 
 // ForwardsBackend is the node's record of the services it forwarded to
@@ -57,6 +60,14 @@ func (s *Server) clusterRoutes() {
 			return
 		}
 		writeList(w, nodes)
+	})
+	s.handle("GET /v1/cluster", api.RoleOperator, func(w http.ResponseWriter, r *http.Request, _ Principal) {
+		st, err := cb.ClusterStatus(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
 	})
 	s.handle("POST /v1/node/drain", api.RoleOperator, func(w http.ResponseWriter, r *http.Request, _ Principal) {
 		n, err := cb.Drain(r.Context())

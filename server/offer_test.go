@@ -64,3 +64,7 @@ func (f *fakeBackend) Drain(ctx context.Context) (api.ClusterNode, error) {
 func (f *fakeBackend) Forwards(ctx context.Context, limit int) ([]api.Forward, error) {
 	return []api.Forward{}, nil
 }
+
+func (f *fakeBackend) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) {
+	return api.ClusterStatus{Nodes: []api.ClusterNode{}, Streams: []api.StreamState{}}, nil
+}

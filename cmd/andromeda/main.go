@@ -163,7 +163,7 @@ refuses the token (HTTP 401 or 403).`,
 			root.AddCommand(c)
 		}
 	}
-	add(groupNode, env.serveCmd(), env.nodesCmd(), env.drainCmd(), env.forwardsCmd())
+	add(groupNode, env.serveCmd(), env.nodesCmd(), env.clusterCmd(), env.drainCmd(), env.forwardsCmd())
 	add(groupServices, env.submitCmd(), env.lsCmd(), env.inspectCmd(), env.fireCmd(), env.runCmd(), env.killCmd(), env.emitCmd(), env.runsCmd(), env.whyCmd(), env.watchCmd(), env.logsCmd(), env.usageCmd(), env.stateCmd(), env.rmCmd(), env.depsCmd(), env.testCmd(), env.offerCmd(), env.runtimesCmd(), env.flowCmd(), env.selftestCmd(), env.cpCmd(), env.filesCmd(), env.deployCmd(), env.startCmd(), env.stopCmd(), env.configCmd(), env.verifyCmd())
 	add(groupTrust, env.tokenCmd(), env.natsCmd(), env.secretsCmd(), env.withSigningKeys(env.keysCmd()), env.withDelegation(env.attestCmd()), env.trustCmd(), env.policyCmd())
 	add(groupOffline, env.storeCmd(), env.conformanceCmd(), env.versionCmd())

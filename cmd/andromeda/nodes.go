@@ -161,3 +161,59 @@ func printForwards(w io.Writer, fs []api.Forward) {
 	}
 	tw.Flush()
 }
+
+func (env *cli) clusterCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Show the cluster: its nodes, and how each stream of the store is replicated",
+		Args:  wantArgs(0, 0),
+	}
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the nodes with their health, and each stream's replicas, leader and lag",
+		Long: `Status shows the node registry (as andromeda nodes does) and every
+stream of the store as JetStream replicates it: how many replicas, which
+node leads it (none while it elects one), and for each other replica
+whether it is current, how many operations it lags and when it was last
+heard from. A replica that is not current, or a stream without a leader,
+is what to look at after a node was lost.`,
+		Example: `  andromeda cluster status
+  andromeda cluster status --json | jq '.streams[] | select(.leader == "")'`,
+		Args:              wantArgs(0, 0),
+		ValidArgsFunction: cobra.NoFileCompletions,
+	}
+	cf := addClientFlags(status)
+	status.RunE = func(cmd *cobra.Command, _ []string) error {
+		return ask(env, cf, func(c *api.Client) (api.ClusterStatus, error) { return c.ClusterStatus(cmd.Context()) }, printClusterStatus)
+	}
+	cmd.AddCommand(status)
+	cmd.Example = "  andromeda cluster status"
+	return cmd
+}
+
+func printClusterStatus(w io.Writer, s api.ClusterStatus) {
+	if s.Cluster != "" {
+		fmt.Fprintf(w, "cluster %s\n\n", s.Cluster)
+	} else {
+		fmt.Fprint(w, "a node alone\n\n")
+	}
+	printNodes(w, s.Nodes)
+	fmt.Fprintln(w)
+	tw := table(w)
+	fmt.Fprintln(tw, "STREAM\tREPLICAS\tLEADER\tOTHER REPLICAS\tMESSAGES")
+	for _, st := range s.Streams {
+		var peers []string
+		for _, p := range st.Peers {
+			state := "current"
+			switch {
+			case p.Offline:
+				state = "offline"
+			case !p.Current:
+				state = fmt.Sprintf("behind %d", p.Lag)
+			}
+			peers = append(peers, p.Name+" "+state)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\n", st.Name, st.Replicas, orDash(st.Leader), orDash(strings.Join(peers, ", ")), st.Messages)
+	}
+	tw.Flush()
+}

@@ -53,4 +53,14 @@ func TestNodesCLI(t *testing.T) {
 	if out, _, err := runCLI(t, env, "forwards", "--json"); err != nil || strings.TrimSpace(out) != "[]" {
 		t.Errorf("forwards --json = %q, %v", out, err)
 	}
+	// Cluster status of a node alone: its streams, one replica each, led by itself.
+	out, _, err = runCLI(t, env, "cluster", "status")
+	if err != nil || !strings.Contains(out, "a node alone") || !regexp.MustCompile(`(?m)^KV_andromeda_services\s+1\s+solo\s+-\s+\d+$`).MatchString(out) {
+		t.Errorf("cluster status = %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, env, "cluster", "status", "--json")
+	var st api.ClusterStatus
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || len(st.Nodes) != 1 || len(st.Streams) < 10 {
+		t.Errorf("cluster status --json = %v\n%s", err, out)
+	}
 }
