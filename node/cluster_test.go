@@ -335,7 +335,9 @@ func TestClusterDrain(t *testing.T) {
 	// third node takes the service, never n1.
 	other := map[string]*testNode{"n2": nodes[2], "n3": nodes[1]}[svc.Node]
 	map[string]*testNode{"n2": nodes[1], "n3": nodes[2]}[svc.Node].Close()
-	waitTicks(t, other.op, 15*time.Second, "2 on "+other.cfg.Name, func(by map[string]int) bool { return by[other.cfg.Name] >= 2 })
+	// (30 s: on a loaded machine a node whose heartbeats are stored late
+	// takes nothing over until they are on time again.)
+	waitTicks(t, other.op, 30*time.Second, "2 on "+other.cfg.Name, func(by map[string]int) bool { return by[other.cfg.Name] >= 2 })
 	if svc, err := other.op.Service(ctx, "heartbeat"); err != nil || svc.Node != other.cfg.Name {
 		t.Errorf("heartbeat placed on %q (%v), want %s", svc.Node, err, other.cfg.Name)
 	}
