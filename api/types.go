@@ -253,10 +253,13 @@ type SubmitOptions struct {
 // Forward is one service a node forwarded to a peer (GET /v1/forwards):
 // where, why, and what the peer answered.
 type Forward struct {
-	At      time.Time `json:"at"`
-	Service string    `json:"service"`
-	Version string    `json:"version"`
-	Digest  string    `json:"digest"`
+	At time.Time `json:"at"`
+	// Kind is forward (a service this node did not run) or advertise (one
+	// it runs, offered to the peer, which may run it too).
+	Kind    string `json:"kind"`
+	Service string `json:"service"`
+	Version string `json:"version"`
+	Digest  string `json:"digest"`
 	// Submitter is who submitted it to the first node of Path.
 	Submitter string `json:"submitter"`
 	// Path is the nodes it came through before this one, oldest first.
@@ -278,8 +281,11 @@ type Forward struct {
 	PeerReceipt *attest.Receipt `json:"peer_receipt,omitempty"`
 }
 
-// Forward outcomes.
+// Forward kinds and outcomes.
 const (
+	KindForward   = "forward"
+	KindAdvertise = "advertise"
+
 	ForwardRun         = "run"
 	ForwardRejected    = "rejected"
 	ForwardUnreachable = "unreachable"

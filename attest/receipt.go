@@ -40,6 +40,10 @@ type Receipt struct {
 	// Submitter is who submitted the service to the first node of Path,
 	// as that node knows them.
 	Submitter string `json:"submitter,omitempty"`
+	// Advertise marks a node's offer of a service it runs (verdict run)
+	// to the peer ForwardTo, which may run it too; RedirectDepth is then
+	// how many more hops the offer may travel from there.
+	Advertise bool `json:"advertise,omitempty"`
 	// NodeKey is the signing node's public key, "ed25519:<base64>"; set by
 	// SignReceipt.
 	NodeKey string `json:"node_key"`
@@ -99,8 +103,8 @@ func receiptMessage(r Receipt) []byte {
 
 // ForwardHeaderName is the HTTP header a forwarded submission carries: the
 // forwarding node's signed receipt of its decision to forward (verdict
-// forward, ForwardTo naming the receiving node), standard base64 of its
-// JSON.
+// forward, ForwardTo naming the receiving node), or of its decision to run
+// a service it advertises (Advertise), standard base64 of its JSON.
 const ForwardHeaderName = "Andromeda-Forwarded-By"
 
 // MaxReceiptHeader bounds the header's value.

@@ -42,9 +42,13 @@ func (n *Node) acceptForwarded(r *attest.Receipt, m *manifest.Service, digest st
 		return nil, 0, bad("the forwarding receipt does not verify (%v): forged or altered", err)
 	}
 	self := n.forwardURL()
+	want := policy.Forward
+	if r.Advertise {
+		want = policy.Run // an offer of a service the sender runs
+	}
 	switch {
-	case r.Verdict != string(policy.Forward):
-		return nil, 0, bad("the receipt's verdict is %q, not forward", r.Verdict)
+	case r.Verdict != string(want):
+		return nil, 0, bad("the receipt's verdict is %q, not %s", r.Verdict, want)
 	case r.ServiceDigest != digest:
 		return nil, 0, bad("the receipt is for code %s, not this archive's %s", r.ServiceDigest, digest)
 	case r.Service != m.Name || r.Version != m.Version:
@@ -79,7 +83,7 @@ func (n *Node) forward(ctx context.Context, p server.Principal, pol *policy.Comp
 		submitter = o.Forwarded.Submitter
 	}
 	rec := store.Forward{
-		At: time.Now().UTC(), Service: m.Name, Version: m.Version, Digest: sub.Digest, Submitter: submitter,
+		At: time.Now().UTC(), Kind: api.KindForward, Service: m.Name, Version: m.Version, Digest: sub.Digest, Submitter: submitter,
 		Path: sub.Hops, Outcome: api.ForwardUnreachable,
 	}
 	peers := pol.Policy().Peers
@@ -160,8 +164,12 @@ func (n *Node) forward(ctx context.Context, p server.Principal, pol *policy.Comp
 
 // forwardView is a forward record's wire form.
 func forwardView(f store.Forward) api.Forward {
+	kind := f.Kind
+	if kind == "" {
+		kind = api.KindForward
+	}
 	return api.Forward{
-		At: f.At, Service: f.Service, Version: f.Version, Digest: f.Digest, Submitter: f.Submitter, Path: f.Path,
+		At: f.At, Kind: kind, Service: f.Service, Version: f.Version, Digest: f.Digest, Submitter: f.Submitter, Path: f.Path,
 		Peer: f.Peer, Outcome: f.Outcome, Detail: f.Detail, Skipped: f.Skipped, Receipt: f.Receipt, PeerReceipt: f.PeerReceipt,
 	}
 }
@@ -178,4 +186,72 @@ func (n *Node) Forwards(ctx context.Context, limit int) ([]api.Forward, error) {
 		out[i] = forwardView(f)
 	}
 	return out, nil
+}
+
+// advertise offers a service just admitted here to the peers the policy
+// advertises it to (policy.advertise), in the background: each peer judges
+// it by its own policy and may run it too, and may advertise it on while
+// hops are left (the fewer of this node's policy's and what an incoming
+// offer carried). Peers on the service's path, this node and peers
+// without a token are left out. Each offer is recorded with its answer
+// (GET /v1/forwards, kind advertise); a node closing stops them.
+func (n *Node) advertise(pol *policy.Compiled, sub policy.Submission, d policy.Decision, data []byte, o api.SubmitOptions, submitter string) {
+	m := sub.Manifest
+	to, hops, ok := pol.Advertises(m.Name)
+	if !ok {
+		return
+	}
+	if f := o.Forwarded; f != nil && f.Advertise {
+		hops = min(hops, f.RedirectDepth)
+	}
+	if hops < 1 {
+		return
+	}
+	self := n.forwardURL()
+	path := append(slices.Clone(sub.Hops), self)
+	n.adverts.Go(func() {
+		for _, peer := range to {
+			if peer == self || slices.Contains(sub.Hops, peer) {
+				continue
+			}
+			rec := store.Forward{At: time.Now().UTC(), Kind: api.KindAdvertise, Service: m.Name, Version: m.Version, Digest: sub.Digest,
+				Submitter: submitter, Path: sub.Hops, Peer: peer, Outcome: api.ForwardUnreachable}
+			token := n.cfg.Forwarding.token(peer)
+			if token == "" {
+				rec.Detail = "no token for it in forwarding.peers"
+			} else {
+				receipt := pol.NewReceipt(sub, d, time.Now())
+				receipt.ForwardTo, receipt.RedirectDepth, receipt.Path, receipt.Submitter, receipt.Advertise = peer, hops-1, path, submitter, true
+				signed := attest.SignReceipt(n.key, receipt)
+				rec.Receipt = &signed
+				ctx, cancel := context.WithTimeout(n.advertCtx, n.cfg.Forwarding.timeout())
+				c := api.NewClient(peer, token)
+				fo := o
+				fo.Forwarded, fo.Notes = &signed, nil
+				res, no, err := c.SubmitForwarded(ctx, data, fo)
+				cancel()
+				switch {
+				case err != nil:
+					rec.Detail = err.Error()
+				case no != nil:
+					rec.Outcome, rec.PeerReceipt, rec.Detail = api.ForwardRejected, no.Receipt, fmt.Sprintf("%s refused it (%d): %s", peer, no.Status, no.Message)
+				default:
+					rec.Outcome, rec.PeerReceipt, rec.Detail = api.ForwardRun, res.Service.Receipt, peer+" runs it too"
+					if res.Unchanged {
+						rec.Detail = peer + " runs it already"
+					}
+				}
+			}
+			if n.advertCtx.Err() != nil && rec.Outcome == api.ForwardUnreachable {
+				return // the node is closing: nothing was offered
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := n.store.AppendForward(ctx, rec)
+			cancel()
+			if err != nil {
+				n.log.Error("advertisement not recorded", logService, m.Name, "peer", peer, "outcome", rec.Outcome, logErr, err)
+			}
+			n.log.Info("service advertised", logService, m.Name, "version", m.Version, "peer", peer, "outcome", rec.Outcome, "detail", rec.Detail)
+		}
+	})
 }

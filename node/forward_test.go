@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
@@ -157,5 +158,82 @@ func TestForwarding(t *testing.T) {
 	}
 	if svcs, err := b.op.Services(ctx); err != nil || len(svcs) != 1 {
 		t.Errorf("b's services after the refused receipts = %d, %v; want greeter alone", len(svcs), err)
+	}
+}
+
+// TestAdvertising: node A runs greeter and price-watch and advertises
+// both to B (policy.advertise); B judges each by its own policy: it runs
+// greeter too, owned by A, with A's signed offer on its record, and
+// refuses price-watch. A records both offers with B's signed answers; a
+// service A does not advertise goes nowhere.
+func TestAdvertising(t *testing.T) {
+	ctx := context.Background()
+	greeter, priceWatch, heartbeat := example(t, "greeter"), example(t, "price-watch"), heartbeatEvery(t, "")
+	b := startNode(t, func(c *node.Config) {
+		c.Name = "b"
+		c.Policy.Rules = []policy.Rule{{Name: "not-price-watch", Expr: `service.name != "price-watch"`, Message: "price-watch does not run here"}}
+	})
+	tok, err := b.op.CreateToken(ctx, "node-a", api.RoleSubmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, func(c *node.Config) {
+		c.Name = "a"
+		c.Policy.Advertise = policy.Advertise{Services: []string{"greeter", "price-*"}, To: []string{b.URL()}}
+		c.Forwarding.Peers = []node.PeerConfig{{URL: b.URL(), Token: tok.Secret}}
+	})
+	aInfo, err := a.op.Node(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bInfo, err := b.op.Node(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{greeter, priceWatch, heartbeat} {
+		if _, err := a.op.Submit(ctx, pack(t, dir)); err != nil {
+			t.Fatalf("submit %s to a: %v", dir, err)
+		}
+	}
+	var fs []api.Forward
+	for deadline := time.Now().Add(30 * time.Second); len(fs) < 2; time.Sleep(100 * time.Millisecond) {
+		if fs, err = a.op.Forwards(ctx, 10); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a's forwards after 30 s: %+v", fs)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // heartbeat's offer, were there one, would be in by now
+	if fs, err = a.op.Forwards(ctx, 10); err != nil || len(fs) != 2 {
+		t.Fatalf("a's forwards = %+v, %v; want greeter's and price-watch's offers alone", fs, err)
+	}
+	by := map[string]api.Forward{}
+	for _, f := range fs {
+		by[f.Service] = f
+	}
+	g, pw := by["greeter"], by["price-watch"]
+	if g.Kind != api.KindAdvertise || g.Outcome != api.ForwardRun || g.Peer != b.URL() ||
+		g.Receipt == nil || attest.VerifyReceipt(*g.Receipt) != nil || g.Receipt.NodeKey != aInfo.NodeKey || !g.Receipt.Advertise || g.Receipt.Verdict != "run" ||
+		g.PeerReceipt == nil || attest.VerifyReceipt(*g.PeerReceipt) != nil || g.PeerReceipt.NodeKey != bInfo.NodeKey || g.PeerReceipt.Verdict != "run" {
+		t.Errorf("greeter's offer = %+v; want run on b, a's signed offer and b's signed decision", g)
+	}
+	if pw.Kind != api.KindAdvertise || pw.Outcome != api.ForwardRejected || pw.PeerReceipt == nil || pw.PeerReceipt.Verdict != "reject" || attest.VerifyReceipt(*pw.PeerReceipt) != nil {
+		t.Errorf("price-watch's offer = %+v; want refused by b with b's signed refusal", pw)
+	}
+	onB, err := b.op.Service(ctx, "greeter")
+	if err != nil || onB.Owner != "node-a" || onB.Forwarded == nil || !onB.Forwarded.Advertise || onB.Forwarded.NodeKey != aInfo.NodeKey {
+		t.Fatalf("b's greeter = %+v, %v; want it owned by node-a with a's offer", onB, err)
+	}
+	if run, err := b.op.Fire(ctx, "greeter", json.RawMessage(`{"name": "advertised"}`)); err != nil || run.Outcome != "ok" {
+		t.Errorf("fire greeter on b = %+v, %v", run, err)
+	}
+	if run, err := a.op.Fire(ctx, "greeter", json.RawMessage(`{"name": "here"}`)); err != nil || run.Outcome != "ok" {
+		t.Errorf("fire greeter on a = %+v, %v: a runs it too", run, err)
+	}
+	for _, name := range []string{"price-watch", "heartbeat"} {
+		if _, err := b.op.Service(ctx, name); status(err) != 404 {
+			t.Errorf("b has %s (%v)", name, err)
+		}
 	}
 }

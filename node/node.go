@@ -99,6 +99,11 @@ type Node struct {
 
 	ctx    context.Context // the node's lifetime; cancelled by Close
 	cancel context.CancelFunc
+	// advertCtx is the advertisements' (forward.go): cancelled, and waited
+	// for, first thing in Close, before the store they record to closes.
+	advertCtx  context.Context
+	advertStop context.CancelFunc
+	adverts    sync.WaitGroup
 
 	mu       sync.RWMutex
 	services map[string]*deployed
@@ -206,6 +211,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 // first.
 func (n *Node) Start(ctx context.Context) (err error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.advertCtx, n.advertStop = context.WithCancel(context.Background())
 	n.started = time.Now()
 	defer func() {
 		if err != nil {
@@ -436,6 +442,10 @@ func (n *Node) unwind() error {
 	n.mu.Lock()
 	n.ready = false
 	n.mu.Unlock()
+	if n.advertStop != nil {
+		n.advertStop()
+		n.adverts.Wait()
+	}
 	var errs []error
 	for i := len(n.undo) - 1; i >= 0; i-- {
 		if err := n.undo[i](); err != nil {

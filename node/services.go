@@ -216,6 +216,12 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	if len(o.Notes) > 0 { // what the node did on the way in, before admission's reasons
 		decision.Reasons = append(slices.Clone(o.Notes), decision.Reasons...)
 	}
+	if decision.Verdict == policy.Forward && o.Forwarded != nil && o.Forwarded.Advertise {
+		// An offer this node's policy refuses is refused, not passed on:
+		// the node that offers it decides where it goes.
+		decision.Verdict, decision.Forward = policy.Reject, nil
+		decision.Reasons = append(decision.Reasons, policy.Reason{Rule: "peers", OK: false, Detail: "not forwarded: an advertised service is not passed on"})
+	}
 	if decision.Verdict == policy.Forward {
 		return n.forward(ctx, p, pol, sub, decision, data, o)
 	}
@@ -287,6 +293,11 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 		n.notify(api.WatchEvent{Kind: api.WatchStarted, Service: rec.Name, Version: rec.Version, Phase: api.PhaseStarted})
 	}
 	n.log.Info("service admitted", logService, rec.Name, "version", rec.Version, "digest", rec.Digest, "driver", decision.Driver, "status", rec.Status, "owner", rec.Owner, "policy", pol.Digest())
+	submitter := p.Name
+	if o.Forwarded != nil {
+		submitter = o.Forwarded.Submitter
+	}
+	n.advertise(pol, sub, decision, data, o, submitter)
 	return api.SubmitResult{Service: n.view(rec)}, nil
 }
 

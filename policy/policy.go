@@ -202,6 +202,11 @@ type Policy struct {
 	// RedirectDepth is how many hops a service may travel from the node it
 	// was submitted to (KLYNTAR: REDIRECTION_DEPTH), 0 to 16. Default 3.
 	RedirectDepth int `json:"redirect_depth" yaml:"redirect_depth"`
+	// Advertise offers services admitted here to peers (the seed's
+	// "distribute and advertise the service further"): each peer judges
+	// the service by its own policy and may run it too. Default none (no
+	// services listed).
+	Advertise Advertise `json:"advertise,omitzero" yaml:"advertise,omitempty"`
 	// Dormant selects services admitted but not started until first
 	// triggered (KLYNTAR: DORMITORY). Default none.
 	Dormant Dormant `json:"dormant" yaml:"dormant"`
@@ -527,6 +532,7 @@ func (p Policy) clone() Policy {
 	}
 	c.Registries = cloneLists(p.Registries)
 	c.Peers = slices.Clone(p.Peers)
+	c.Advertise.Services, c.Advertise.To = slices.Clone(p.Advertise.Services), slices.Clone(p.Advertise.To)
 	c.Dormant.Services = slices.Clone(p.Dormant.Services)
 	c.Dormant.Keywords = slices.Clone(p.Dormant.Keywords)
 	c.SharedTargets = slices.Clone(p.SharedTargets)
@@ -555,4 +561,35 @@ func lower(list []string) {
 	for i, s := range list {
 		list[i] = strings.ToLower(s)
 	}
+}
+
+// Advertise says which admitted services a node offers to which peers,
+// and how far.
+type Advertise struct {
+	// Services are the services advertised once admitted here: names, a
+	// name ending in * for a prefix, or * for all. Required.
+	Services []string `json:"services" yaml:"services"`
+	// To are the peers (base URLs) advertised to. Default: peers.
+	To []string `json:"to,omitempty" yaml:"to"`
+	// Hops is how many nodes an advertisement travels from the node that
+	// admitted the service first, 1 to 16: 1 (the default), its own
+	// peers only; more lets each peer that admits it advertise it on,
+	// by its own policy, one hop fewer.
+	Hops int `json:"hops,omitempty" yaml:"hops"`
+}
+
+// Advertises reports whether the policy advertises service name, to
+// which peers and how many hops.
+func (c *Compiled) Advertises(name string) (to []string, hops int, ok bool) {
+	a := c.p.Advertise
+	for _, pat := range a.Services {
+		if prefix, cut := strings.CutSuffix(pat, "*"); cut && strings.HasPrefix(name, prefix) || pat == name {
+			to = a.To
+			if len(to) == 0 {
+				to = c.p.Peers
+			}
+			return slices.Clone(to), max(a.Hops, 1), true
+		}
+	}
+	return nil, 0, false
 }

@@ -94,6 +94,9 @@ func TestParseErrors(t *testing.T) {
 		{"images unknown key", "images: {allow_tag: true}\n", []string{`images.allow_tag: unknown field "allow_tag" (did you mean "allow_tags"?)`}},
 		{"peer", "peers: ['htts://api-klyntar.coinbase.com', 'https://u:p@x.example']\n", []string{"peers[0]: must be an http or https URL with a host", "peers[1]: must not carry credentials"}},
 		{"redirect depth", "redirect_depth: 17\n", []string{"redirect_depth: must be from 0 to 16"}},
+		{"advertise", "advertise: {services: ['Greeter', 'ok'], to: ['ftp://x'], hops: 17}\n", []string{"advertise.services[0]: must be a service name", "advertise.to[0]: must be an http or https URL with a host", "advertise.hops: must be from 1 to 16"}},
+		{"advertise nothing", "advertise: {to: ['https://b.example']}\n", []string{"advertise.services: must name at least one service"}},
+		{"advertise nowhere", "advertise: {services: [greeter]}\n", []string{"advertise.to: must name the peers to advertise to, since peers names none"}},
 		{"dormant", "dormant:\n  services: ['Batch*', '*x']\n", []string{"dormant.services[0]: must be a service name", "dormant.services[1]: must be a service name"}},
 		{"growth", "upgrade: {growth: maybe}\n", []string{"upgrade.growth: must be allow, attest or reject"}},
 		{"growth attest without hubs", "upgrade: {growth: attest}\n", []string{"upgrade.growth: attest needs trusted_hubs"}},
@@ -476,5 +479,35 @@ func TestAttestationCap(t *testing.T) {
 	d := c.Admit(sub, node)
 	if r := reasonOf(d, "attestations[64]"); r.OK || !strings.Contains(r.Detail, "at most 64 attestations") || d.Verdict != Reject {
 		t.Errorf("attestations past the cap: %+v, verdict %s", r, d.Verdict)
+	}
+}
+
+// TestAdvertises: which services a policy advertises, to whom, how far.
+func TestAdvertises(t *testing.T) {
+	p := DefaultPolicy()
+	p.Peers = []string{"https://b.example"}
+	c, err := Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := c.Advertises("greeter"); ok {
+		t.Error("a policy without advertise advertises greeter")
+	}
+	p.Advertise = Advertise{Services: []string{"greeter", "batch-*"}}
+	if c, err = Compile(p); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"greeter": true, "batch-1": true, "greeter2": false, "batch": false} {
+		to, hops, ok := c.Advertises(name)
+		if ok != want || ok && (len(to) != 1 || to[0] != "https://b.example" || hops != 1) {
+			t.Errorf("Advertises(%s) = %v, %d, %v; want %v to peers, 1 hop", name, to, hops, ok, want)
+		}
+	}
+	p.Advertise = Advertise{Services: []string{"*"}, To: []string{"https://c.example"}, Hops: 3}
+	if c, err = Compile(p); err != nil {
+		t.Fatal(err)
+	}
+	if to, hops, ok := c.Advertises("any"); !ok || len(to) != 1 || to[0] != "https://c.example" || hops != 3 {
+		t.Errorf("Advertises(any) = %v, %d, %v", to, hops, ok)
 	}
 }

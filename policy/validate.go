@@ -158,6 +158,23 @@ func (p Policy) Validate() error {
 	}
 	v.list("peers", p.Peers, func(path, s string) { v.url(path, s) })
 	v.between("redirect_depth", p.RedirectDepth, 0, MaxRedirectDepth)
+	if a := p.Advertise; len(a.Services) > 0 || len(a.To) > 0 || a.Hops != 0 {
+		if len(a.Services) == 0 {
+			v.fail("advertise.services", "must name at least one service (a name, a prefix ending in *, or *)")
+		}
+		v.list("advertise.services", a.Services, func(path, s string) {
+			if !dormantRE.MatchString(s) {
+				v.fail(path, "must be a service name, optionally ending in * to match a prefix")
+			}
+		})
+		v.list("advertise.to", a.To, func(path, s string) { v.url(path, s) })
+		if len(a.To) == 0 && len(p.Peers) == 0 {
+			v.fail("advertise.to", "must name the peers to advertise to, since peers names none")
+		}
+		if a.Hops != 0 {
+			v.between("advertise.hops", a.Hops, 1, MaxRedirectDepth)
+		}
+	}
 
 	v.list("dormant.services", p.Dormant.Services, func(path, s string) {
 		if !dormantRE.MatchString(s) {

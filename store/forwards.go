@@ -19,7 +19,10 @@ const MaxForwards = 10000
 // Forward is the record of a service the node forwarded to its peers:
 // where, why, and what came back (api.Forward is its wire form).
 type Forward struct {
-	At          time.Time       `json:"at"`
+	At time.Time `json:"at"`
+	// Kind is forward (a service this node did not run) or advertise (one
+	// it runs, offered to a peer).
+	Kind        string          `json:"kind,omitempty"`
 	Service     string          `json:"service"`
 	Version     string          `json:"version"`
 	Digest      string          `json:"digest"`
