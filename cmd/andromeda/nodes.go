@@ -125,12 +125,12 @@ func (env *cli) forwardsCmd() *cobra.Command {
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "forwards",
-		Short: "List the services this node's policy forwarded to its peers, and what came of each",
+		Short: "List the services this node forwarded or advertised to its peers, and what came of each",
 		Long: `Forwards lists, newest first, the services the node did not run but
-forwarded to a peer (policy.peers, with the tokens in forwarding.peers):
-the peer that answered, whether it runs the service (run), refused it
-(rejected) or no peer answered (unreachable), the peers skipped on the
-way and why. --json adds both signed decisions (this node's to forward,
+forwarded to a peer (policy.peers, with the tokens in forwarding.peers),
+and those it runs and offered to peers (policy.advertise): the peer that
+answered, whether it runs the service (run), refused it (rejected) or no
+peer answered (unreachable), the peers skipped on the way and why. --json adds both signed decisions (this node's to forward,
 the peer's answer), which andromeda verify receipt checks.`,
 		Example: `  andromeda forwards
   andromeda forwards --json --limit 1 | jq '.[0].peer_receipt'`,
@@ -151,13 +151,13 @@ func printForwards(w io.Writer, fs []api.Forward) {
 		return
 	}
 	tw := table(w)
-	fmt.Fprintln(tw, "AT\tSERVICE\tPEER\tOUTCOME\tDETAIL")
+	fmt.Fprintln(tw, "AT\tKIND\tSERVICE\tPEER\tOUTCOME\tDETAIL")
 	for _, f := range fs {
 		detail := f.Detail
 		if len(f.Skipped) > 0 {
 			detail += " (skipped: " + strings.Join(f.Skipped, "; ") + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\t%s\n", f.At.Local().Format(time.DateTime), f.Service, f.Version, orDash(f.Peer), f.Outcome, detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s\n", f.At.Local().Format(time.DateTime), f.Kind, f.Service, f.Version, orDash(f.Peer), f.Outcome, detail)
 	}
 	tw.Flush()
 }
