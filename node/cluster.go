@@ -36,6 +36,9 @@ type registry struct {
 	// for at close.
 	failingOver atomic.Bool
 	passes      sync.WaitGroup
+	// rewatching is set while a watch is made again (one at a time, beside
+	// the heartbeats); passes waits for it too.
+	rewatching atomic.Bool
 	// api is the API's address once it listens; drivers is set once the
 	// node's drivers are in place, to be read.
 	api     atomic.Pointer[string]
@@ -55,7 +58,7 @@ type registry struct {
 	// a node dies or is cut off.
 	heard map[string]time.Time
 	beats *nats.Subscription
-	watch jetstream.KeyWatcher // replaced by the heartbeat loop only
+	watch jetstream.KeyWatcher // replaced by one rewatch at a time (rewatching)
 	// updated is when the watch last delivered (unix nanoseconds): every
 	// heartbeat of every node is an update, so a watch quiet for a few
 	// heartbeats lost its consumer (its server went) and is made again.
@@ -314,10 +317,19 @@ func (r *registry) start() {
 			r.refresh(ctx)
 			cancel()
 			beats++
-			if err == nil && time.Since(time.Unix(0, r.updated.Load())) > 3*r.hb {
-				r.rewatch("the registry's watch is quiet")
-			} else if beats%rewatchEvery == 0 && r.placing.Load() {
-				r.n.place.rewatch()
+			// Watches are made again beside the heartbeats too: making one
+			// waits out the election of its stream's leader (seconds when
+			// the server that held it died), and failover must not wait.
+			quiet := err == nil && time.Since(time.Unix(0, r.updated.Load())) > 3*r.hb
+			if (quiet || beats%rewatchEvery == 0 && r.placing.Load()) && r.rewatching.CompareAndSwap(false, true) {
+				r.passes.Go(func() {
+					defer r.rewatching.Store(false)
+					if quiet {
+						r.rewatch("the registry's watch is quiet")
+					} else {
+						r.n.place.rewatch()
+					}
+				})
 			}
 			// Failover looks at the placements beside the heartbeats, one
 			// pass at a time: its reads and claims may wait out an

@@ -380,6 +380,7 @@ func (n *Node) failover(ctx context.Context) {
 	}
 	held := p.held()
 	slices.Sort(orphans)
+	var won []takenOver
 	for _, service := range orphans {
 		pl, ok := p.get(service)
 		if !ok {
@@ -425,23 +426,47 @@ func (n *Node) failover(ctx context.Context) {
 		if time.Since(since) < time.Duration(turn)*r.hb {
 			continue
 		}
-		won, err := p.claim(ctx, service, pl.rev, placeTakenOver+pl.Node)
+		claimed, err := p.claim(ctx, service, pl.rev, placeTakenOver+pl.Node)
 		if err != nil {
 			n.log.Warn("cluster: failover: claim", logService, service, logErr, err)
 			continue
 		}
-		if !won {
+		if !claimed {
 			continue
 		}
 		held[n.cfg.Name]++
 		n.log.Warn("cluster: service taken over", logService, service, "from", pl.Node, "health", gone.Health)
-		if gone.Health == api.NodeLost {
-			n.recordLost(ctx, rec, pl.Node)
-		}
-		if err := n.takeOver(ctx, rec); err != nil {
-			n.log.Error("cluster: service taken over but not restored here", logService, service, logErr, err)
-		}
+		won = append(won, takenOver{rec, pl.Node, gone.Health == api.NodeLost})
 	}
+	// Deployed side by side, then the runs in flight on a lost node
+	// recorded: a node that takes dozens of services over runs each again
+	// within a heartbeat or two, not one after another (the lost runs'
+	// lookup alone is dozens of reads a service).
+	sem := make(chan struct{}, takeOverWorkers)
+	var wg sync.WaitGroup
+	for _, t := range won {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := n.takeOver(ctx, t.rec); err != nil {
+				n.log.Error("cluster: service taken over but not restored here", logService, t.rec.Name, logErr, err)
+			}
+			if t.lost {
+				n.recordLost(ctx, t.rec, t.from)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// takeOverWorkers is how many services a failover pass deploys at once.
+const takeOverWorkers = 8
+
+// takenOver is a service a failover pass claimed, from node from.
+type takenOver struct {
+	rec  store.Service
+	from string
+	lost bool
 }
 
 // turnHash orders the candidates of a service.
