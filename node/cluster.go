@@ -67,6 +67,8 @@ type registry struct {
 	once sync.Once
 	quit chan struct{}
 	done chan struct{}
+	// looking is closed when the failover loop (start) has ended.
+	looking chan struct{}
 }
 
 // openRegistry opens the node registry and writes the node's first entry.
@@ -84,7 +86,7 @@ func (n *Node) openRegistry(ctx context.Context) error {
 		return fmt.Errorf("cluster: bucket %s: %w", bus.BucketNodes, err)
 	}
 	r := &registry{n: n, kv: kv, hb: n.cfg.Cluster.Heartbeat.Std(), lost: n.cfg.Cluster.LostAfter.Std(),
-		quit: make(chan struct{}), done: make(chan struct{})}
+		quit: make(chan struct{}), done: make(chan struct{}), looking: make(chan struct{})}
 	var e jetstream.KeyValueEntry
 	err = untilAnswered(cctx, func() error { e, err = kv.Get(cctx, n.cfg.Name); return err })
 	if err == nil {
@@ -297,6 +299,30 @@ func (r *registry) listening(ctx context.Context, addr string) error {
 // stored again.
 func (r *registry) start() {
 	r.running.Store(true)
+	// Failover looks at the placements beside the heartbeats, four times
+	// a heartbeat, one pass at a time: a node's loss is acted on within a
+	// quarter heartbeat of lost_after, its reads and claims may wait out
+	// an election, and the heartbeats must not wait with them.
+	go func() {
+		defer close(r.looking)
+		t := time.NewTicker(max(r.hb/4, 50*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-r.quit:
+				return
+			case <-t.C:
+			}
+			if r.placing.Load() && r.failingOver.CompareAndSwap(false, true) {
+				r.passes.Go(func() {
+					defer r.failingOver.Store(false)
+					fctx, cancel := context.WithTimeout(context.Background(), r.n.cfg.Cluster.Wait.Std())
+					defer cancel()
+					r.n.failover(fctx)
+				})
+			}
+		}
+	}()
 	go func() {
 		defer close(r.done)
 		t := time.NewTicker(r.hb)
@@ -331,17 +357,6 @@ func (r *registry) start() {
 					}
 				})
 			}
-			// Failover looks at the placements beside the heartbeats, one
-			// pass at a time: its reads and claims may wait out an
-			// election, and the heartbeats must not wait with them.
-			if r.placing.Load() && r.failingOver.CompareAndSwap(false, true) {
-				r.passes.Go(func() {
-					defer r.failingOver.Store(false)
-					fctx, cancel := context.WithTimeout(context.Background(), r.n.cfg.Cluster.Wait.Std())
-					defer cancel()
-					r.n.failover(fctx)
-				})
-			}
 			switch {
 			case err != nil && !failing:
 				failing = true
@@ -365,6 +380,7 @@ func (r *registry) close() error {
 			case <-r.done:
 			case <-time.After(r.hb + time.Second): // a beat hung
 			}
+			<-r.looking // no pass starts once passes are waited for
 		}
 		r.passes.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

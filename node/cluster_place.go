@@ -439,28 +439,39 @@ func (n *Node) failover(ctx context.Context) {
 		won = append(won, takenOver{rec, pl.Node, gone.Health == api.NodeLost})
 	}
 	// Deployed side by side, then the runs in flight on a lost node
-	// recorded: a node that takes dozens of services over runs each again
-	// within a heartbeat or two, not one after another (the lost runs'
-	// lookup alone is dozens of reads a service).
-	sem := make(chan struct{}, takeOverWorkers)
+	// recorded, once all run again: a node that takes dozens of services
+	// over runs each again within a heartbeat or two, not one after
+	// another (the lost runs' lookup alone is dozens of reads a service).
+	each(won, takeOverWorkers, func(t takenOver) {
+		if err := n.takeOver(ctx, t.rec); err != nil {
+			n.log.Error("cluster: service taken over but not restored here", logService, t.rec.Name, logErr, err)
+		}
+	})
+	each(won, takeOverWorkers, func(t takenOver) {
+		if t.lost {
+			n.recordLost(ctx, t.rec, t.from)
+		}
+	})
+}
+
+// each calls f on every item, at most workers at once, and returns when
+// all have returned.
+func each[T any](items []T, workers int, f func(T)) {
+	sem := make(chan struct{}, workers)
 	var wg sync.WaitGroup
-	for _, t := range won {
+	for _, it := range items {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := n.takeOver(ctx, t.rec); err != nil {
-				n.log.Error("cluster: service taken over but not restored here", logService, t.rec.Name, logErr, err)
-			}
-			if t.lost {
-				n.recordLost(ctx, t.rec, t.from)
-			}
+			f(it)
 		})
 	}
 	wg.Wait()
 }
 
-// takeOverWorkers is how many services a failover pass deploys at once.
-const takeOverWorkers = 8
+// takeOverWorkers is how many services a failover pass deploys (or looks
+// up the lost runs of) at once: a deploy mostly waits on the store.
+const takeOverWorkers = 16
 
 // takenOver is a service a failover pass claimed, from node from.
 type takenOver struct {

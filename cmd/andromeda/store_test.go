@@ -132,7 +132,7 @@ func TestStoreBackupRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "backed up 14 streams") {
+	if !strings.Contains(out, "backed up 15 streams") {
 		t.Errorf("backup said %q", out)
 	}
 	if _, _, err := runStore(t, nil, "backup", "--data", data, "--out", file); err == nil {
