@@ -380,7 +380,6 @@ func (n *Node) failover(ctx context.Context) {
 	}
 	held := p.held()
 	slices.Sort(orphans)
-	var won []takenOver
 	for _, service := range orphans {
 		pl, ok := p.get(service)
 		if !ok {
@@ -426,58 +425,23 @@ func (n *Node) failover(ctx context.Context) {
 		if time.Since(since) < time.Duration(turn)*r.hb {
 			continue
 		}
-		claimed, err := p.claim(ctx, service, pl.rev, placeTakenOver+pl.Node)
+		won, err := p.claim(ctx, service, pl.rev, placeTakenOver+pl.Node)
 		if err != nil {
 			n.log.Warn("cluster: failover: claim", logService, service, logErr, err)
 			continue
 		}
-		if !claimed {
+		if !won {
 			continue
 		}
 		held[n.cfg.Name]++
 		n.log.Warn("cluster: service taken over", logService, service, "from", pl.Node, "health", gone.Health)
-		won = append(won, takenOver{rec, pl.Node, gone.Health == api.NodeLost})
-	}
-	// Deployed side by side, then the runs in flight on a lost node
-	// recorded, once all run again: a node that takes dozens of services
-	// over runs each again within a heartbeat or two, not one after
-	// another (the lost runs' lookup alone is dozens of reads a service).
-	each(won, takeOverWorkers, func(t takenOver) {
-		if err := n.takeOver(ctx, t.rec); err != nil {
-			n.log.Error("cluster: service taken over but not restored here", logService, t.rec.Name, logErr, err)
+		if gone.Health == api.NodeLost {
+			n.recordLost(ctx, rec, pl.Node)
 		}
-	})
-	each(won, takeOverWorkers, func(t takenOver) {
-		if t.lost {
-			n.recordLost(ctx, t.rec, t.from)
+		if err := n.takeOver(ctx, rec); err != nil {
+			n.log.Error("cluster: service taken over but not restored here", logService, service, logErr, err)
 		}
-	})
-}
-
-// each calls f on every item, at most workers at once, and returns when
-// all have returned.
-func each[T any](items []T, workers int, f func(T)) {
-	sem := make(chan struct{}, workers)
-	var wg sync.WaitGroup
-	for _, it := range items {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			f(it)
-		})
 	}
-	wg.Wait()
-}
-
-// takeOverWorkers is how many services a failover pass deploys (or looks
-// up the lost runs of) at once: a deploy mostly waits on the store.
-const takeOverWorkers = 16
-
-// takenOver is a service a failover pass claimed, from node from.
-type takenOver struct {
-	rec  store.Service
-	from string
-	lost bool
 }
 
 // turnHash orders the candidates of a service.

@@ -457,7 +457,6 @@ const jsClusterUnavailable = 10008
 // to five seconds while a cluster elects its meta leader (a node of it
 // stopped or went), when consumers cannot be created for a moment.
 func createReader(ctx context.Context, stream jetstream.Stream, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	placed := 0
 	for attempt := 0; ; attempt++ {
 		c, err := stream.CreateConsumer(ctx, cfg)
 		var apiErr *jetstream.APIError
@@ -465,42 +464,6 @@ func createReader(ctx context.Context, stream jetstream.Stream, cfg jetstream.Co
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		if err != nil || placed >= maxReaderPlacements || ctx.Err() != nil || caughtUp(ctx, stream, c) {
-			return c, err
-		}
-		// Made on a replica behind the leader: made again elsewhere.
-		placed++
-		_ = stream.DeleteConsumer(ctx, c.CachedInfo().Name)
+		return c, err
 	}
-}
-
-// maxReaderPlacements bounds how many times a reader is made again to
-// land on a replica that is caught up.
-const maxReaderPlacements = 8
-
-// caughtUp reports whether reader c reads a replica of stream that holds
-// everything the stream has committed: its leader's, or a replica the
-// leader counts current with no lag. In a cluster JetStream places a
-// reader (an R1 consumer) on any replica of its stream, and one behind
-// (a node back from a partition, catching up) would read a listing short:
-// runs recorded and answered would not be found. A node alone, or a
-// stream of one replica, has nothing to check.
-func caughtUp(ctx context.Context, stream jetstream.Stream, c jetstream.Consumer) bool {
-	ci := c.CachedInfo()
-	if stream.CachedInfo().Config.Replicas < 2 || ci.Cluster == nil || ci.Cluster.Leader == "" {
-		return true
-	}
-	si, err := stream.Info(ctx)
-	if err != nil || si.Cluster == nil {
-		return true // cannot tell: read what there is
-	}
-	if ci.Cluster.Leader == si.Cluster.Leader {
-		return true
-	}
-	for _, p := range si.Cluster.Replicas {
-		if p.Name == ci.Cluster.Leader {
-			return p.Current && p.Lag == 0 && !p.Offline
-		}
-	}
-	return false
 }
