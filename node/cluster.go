@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -55,12 +56,17 @@ type registry struct {
 	// leaders (a stored heartbeat waits for them), and stops at once when
 	// a node dies or is cut off.
 	heard map[string]time.Time
-	beats *nats.Subscription
-	watch jetstream.KeyWatcher // replaced by the heartbeat loop only
+	// hearing is since when this node hears beats: a node not heard since
+	// is silent for no longer than that.
+	hearing time.Time
+	beats   *nats.Subscription
+	watch   jetstream.KeyWatcher // replaced by the heartbeat loop only
 	// updated is when the watch last delivered (unix nanoseconds): every
 	// heartbeat of every node is an update, so a watch quiet for a few
 	// heartbeats lost its consumer (its server went) and is made again.
 	updated atomic.Int64
+	// applied is the highest revision the watch delivered.
+	applied atomic.Uint64
 
 	once sync.Once
 	quit chan struct{}
@@ -104,7 +110,7 @@ func (n *Node) openRegistry(ctx context.Context) error {
 			}
 		}
 	}
-	r.heard = map[string]time.Time{}
+	r.heard, r.hearing = map[string]time.Time{}, time.Now()
 	r.beats, err = n.bus.Conn.Subscribe(bus.NodeSubject("*", "beat"), func(m *nats.Msg) {
 		name := strings.TrimSuffix(strings.TrimPrefix(m.Subject, bus.SubjectNodePrefix), ".beat")
 		r.seenMu.Lock()
@@ -120,9 +126,67 @@ func (n *Node) openRegistry(ctx context.Context) error {
 	if err := untilAnswered(cctx, func() error { return r.startWatch(cctx) }); err != nil {
 		return fmt.Errorf("cluster: registry: watch: %w", err)
 	}
+	// Judged by a stale copy, the nodes alive would look lost to this one
+	// and it would take their services over at its start.
+	remake := func() {
+		if err := r.startWatch(cctx); err != nil {
+			n.log.Warn("cluster: registry watch not made again; later", logErr, err)
+		}
+	}
+	if err := watchCaughtUp(cctx, kv, r.applied.Load, remake, n.log); err != nil {
+		r.watch.Stop()
+		return fmt.Errorf("cluster: registry: watch: %w", err)
+	}
 	n.reg = r
 	return nil
 }
+
+// watchCaughtUp waits until a watch of kv has delivered (applied) every
+// entry the bucket's stream held when asked of its leader. A watch's
+// consumer sits on any replica of the stream, and one still catching up
+// (this node's own, just restarted) delivers what it holds as if it were
+// all: a node starting on it would see the nodes alive as lost and the
+// services placed elsewhere while it was away as its own. A watch that has
+// not caught up within watchCatchUp is made again (remake), as its
+// consumer may land on another replica.
+func watchCaughtUp(ctx context.Context, kv jetstream.KeyValue, applied func() uint64, remake func(), log *slog.Logger) error {
+	var last uint64
+	err := untilAnswered(ctx, func() error {
+		st, err := kv.Status(ctx) // the stream's leader answers
+		if err != nil {
+			return err
+		}
+		last = 0
+		if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo().State.Msgs > 0 {
+			last = bs.StreamInfo().State.LastSeq
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	again := time.Now().Add(watchCatchUp)
+	for {
+		got := applied()
+		if got >= last {
+			return nil
+		}
+		if time.Now().After(again) {
+			log.Warn("cluster: watch behind its stream's leader; made again", "bucket", kv.Bucket(), "revision", got, "leader_revision", last)
+			remake()
+			again = time.Now().Add(watchCatchUp)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("watch at revision %d, the stream's leader at %d: %w", got, last, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// watchCatchUp is how long a new watch may take to catch up with its
+// stream's leader before it is made again.
+const watchCatchUp = 3 * time.Second
 
 // seenNode is one registry entry as watched.
 type seenNode struct {
@@ -155,6 +219,8 @@ func (r *registry) startWatch(ctx context.Context) error {
 				continue
 			}
 			r.updated.Store(time.Now().UnixNano())
+			for a := r.applied.Load(); a < e.Revision() && !r.applied.CompareAndSwap(a, e.Revision()); a = r.applied.Load() {
+			}
 			r.seenMu.Lock()
 			var c api.ClusterNode
 			switch {
@@ -402,7 +468,16 @@ func (n *Node) Drain(ctx context.Context) (api.ClusterNode, error) {
 }
 
 // view is the registry as judged now, by node name.
-func (r *registry) view() map[string]api.ClusterNode {
+func (r *registry) view() map[string]api.ClusterNode { return r.judgeAll(false) }
+
+// claimView is view as a node taking services over must judge: a node not
+// heard since this one began to hear beats is silent for no longer than
+// that, whatever its stored heartbeat says. A stored heartbeat waits while
+// the registry's stream elects a leader, so a node just started, reading
+// the stored ones alone, would take the services of nodes alive.
+func (r *registry) claimView() map[string]api.ClusterNode { return r.judgeAll(true) }
+
+func (r *registry) judgeAll(claiming bool) map[string]api.ClusterNode {
 	r.seenMu.Lock()
 	defer r.seenMu.Unlock()
 	// Judged by the last liveness beat heard, else (none heard since this
@@ -410,7 +485,11 @@ func (r *registry) view() map[string]api.ClusterNode {
 	out := make(map[string]api.ClusterNode, len(r.seen))
 	for name, s := range r.seen {
 		last := s.stored
-		if h, ok := r.heard[name]; ok && h.After(last) {
+		h, ok := r.heard[name]
+		if !ok && claiming && name != r.n.cfg.Name {
+			h, ok = r.hearing, true
+		}
+		if ok && h.After(last) {
 			last = h
 		}
 		out[name] = r.judge(s.node, last, time.Now())

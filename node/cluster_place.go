@@ -34,9 +34,13 @@ type placements struct {
 	n     *Node
 	kv    jetstream.KeyValue
 	ticks jetstream.KeyValue // cron ticks claimed: one node fires each
+	// tickStream is the ticks bucket's stream, read for the first claim
+	// of a tick (firstClaim).
+	tickStream jetstream.Stream
 
-	mu   sync.Mutex
-	seen map[string]placed // service → its entry as last seen
+	mu      sync.Mutex
+	seen    map[string]placed // service → its entry as last seen
+	applied uint64            // the highest revision the watch delivered
 
 	wmu    sync.Mutex // the watch is made again by the heartbeat loop
 	watch  jetstream.KeyWatcher
@@ -76,14 +80,21 @@ func (n *Node) openPlacements(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: bucket %s: %w", bus.BucketPlacement, err)
 	}
+	// Every claim of a tick is kept (history): the first one stored fires
+	// it (firstClaim).
 	ticks, err := n.bus.JS.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
 		Bucket: bus.BucketTickClaims, Description: "cron ticks claimed: service.trigger.tick → the node that fires it",
-		History: 1, Storage: jetstream.FileStorage, Replicas: n.bus.Replicas(), TTL: tickClaimAge,
+		History: jetstream.KeyValueMaxHistory, Storage: jetstream.FileStorage, Replicas: n.bus.Replicas(), TTL: tickClaimAge,
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: bucket %s: %w", bus.BucketTickClaims, err)
 	}
-	p := &placements{n: n, kv: kv, ticks: ticks, seen: map[string]placed{}}
+	var tickStream jetstream.Stream
+	err = untilAnswered(cctx, func() error { tickStream, err = n.bus.JS.Stream(cctx, "KV_"+bus.BucketTickClaims); return err })
+	if err != nil {
+		return fmt.Errorf("cluster: bucket %s: %w", bus.BucketTickClaims, err)
+	}
+	p := &placements{n: n, kv: kv, ticks: ticks, tickStream: tickStream, seen: map[string]placed{}}
 	var w jetstream.KeyWatcher
 	err = untilAnswered(cctx, func() error { w, err = kv.WatchAll(context.Background()); return err })
 	if err != nil {
@@ -99,7 +110,25 @@ func (n *Node) openPlacements(ctx context.Context) error {
 		w.Stop()
 		return fmt.Errorf("cluster: watch %s: %w", bus.BucketPlacement, cctx.Err())
 	}
+	if err := p.caughtUp(cctx); err != nil {
+		p.close()
+		return err
+	}
 	n.place = p
+	return nil
+}
+
+// caughtUp waits until the placement watch has delivered every entry the
+// stream's leader holds (watchCaughtUp).
+func (p *placements) caughtUp(ctx context.Context) error {
+	applied := func() uint64 {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.applied
+	}
+	if err := watchCaughtUp(ctx, p.kv, applied, p.rewatch, p.n.log); err != nil {
+		return fmt.Errorf("cluster: watch %s: %w", bus.BucketPlacement, err)
+	}
 	return nil
 }
 
@@ -118,6 +147,9 @@ func (p *placements) follow(w jetstream.KeyWatcher, initial chan struct{}) {
 			continue
 		}
 		name := e.Key()
+		p.mu.Lock()
+		p.applied = max(p.applied, e.Revision())
+		p.mu.Unlock()
 		if e.Operation() != jetstream.KeyValuePut {
 			p.mu.Lock()
 			delete(p.seen, name)
@@ -309,7 +341,7 @@ func (n *Node) restoreHere(ctx context.Context, rec store.Service) bool {
 		return true
 	}
 	if ok {
-		if c, found := n.reg.node(pl.Node); found && c.Health == api.NodeUp {
+		if c, found := n.reg.claimView()[pl.Node]; found && c.Health != api.NodeLost && c.Health != api.NodeLeft {
 			return false
 		}
 	}
@@ -350,7 +382,7 @@ func (n *Node) failover(ctx context.Context) {
 	if p == nil || !r.fresh() {
 		return
 	}
-	nodes := r.view()
+	nodes := r.claimView()
 	p.mu.Lock()
 	var orphans, adopt []string
 	for service, pl := range p.seen {
@@ -473,16 +505,53 @@ func (n *Node) claimTick(ev trigger.Event) bool {
 	key := tickClaimKey(ev.Service, max(triggerIndex(ev.Trigger), 0), ev.At)
 	ctx, cancel := context.WithTimeout(n.ctx, n.reg.hb)
 	defer cancel()
-	_, err := p.ticks.Create(ctx, key, []byte(n.cfg.Name))
-	switch {
-	case err == nil:
+	rev, err := p.ticks.Create(ctx, key, []byte(n.cfg.Name))
+	if err == nil {
+		first, seq, err := p.firstClaim(ctx, key)
+		switch {
+		case err != nil:
+			n.log.Warn("cluster: tick claimed, the claim not read back: not fired", logService, ev.Service, "at", ev.At, logErr, err)
+			return false
+		case seq != rev:
+			n.log.Warn("cluster: tick claimed by two nodes across a leader change of the claims; the first fires it", logService, ev.Service, "at", ev.At, "first", first)
+			return false
+		}
 		return true
+	}
+	switch {
 	case errors.Is(err, jetstream.ErrKeyExists):
 		n.log.Debug("cluster: tick fired by another node", logService, ev.Service, "at", ev.At)
 		return false
 	}
 	n.log.Warn("cluster: tick not claimed, not fired: the cluster's store did not take the claim", logService, ev.Service, "at", ev.At, logErr, err)
 	return false
+}
+
+// firstClaim is the node whose claim of the tick key was stored first, and
+// its revision. A create is a compare-and-set the stream's leader checks
+// when it proposes the write, not when the write is applied: across a
+// change of leader, a claim proposed by the old leader and one accepted by
+// the new before it applied the old one's are both stored and both
+// answered as created. The order of the stream is the same on every
+// replica, so the first claim stored is the one that counts. A replica
+// that has not yet applied the caller's own claim (a direct get may reach
+// any) finds none, and is asked again.
+func (p *placements) firstClaim(ctx context.Context, key string) (string, uint64, error) {
+	subject := "$KV." + bus.BucketTickClaims + "." + key
+	for {
+		m, err := p.tickStream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
+		if err == nil {
+			return string(m.Data), m.Sequence, nil
+		}
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return "", 0, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", 0, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // tickClaimKey is the tick claim of service's trigger i at at:
@@ -526,7 +595,7 @@ func (n *Node) recordLost(ctx context.Context, rec store.Service, node string) {
 		if err1 != nil || err2 != nil || at.Before(since) {
 			continue
 		}
-		if e, err := p.ticks.Get(ctx, k); err == nil && string(e.Value()) == node {
+		if first, _, err := p.firstClaim(ctx, k); err == nil && first == node {
 			claims = append(claims, claim{i, at})
 		}
 	}

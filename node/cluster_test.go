@@ -172,6 +172,32 @@ func TestClusterNodeLost(t *testing.T) {
 	waitHealth(t, nodes[1], "n3", api.NodeUp, 2*time.Second)
 }
 
+// TestTickClaimFirstStored: a tick claimed twice (two creates both
+// answered as created across a change of the claims stream's leader) is
+// the first claim's on every node: the stream's order is the same on each
+// replica, and the node whose claim came second reads that it lost.
+func TestTickClaimFirstStored(t *testing.T) {
+	nodes := startCluster(t, 3)
+	ctx := context.Background()
+	key := "ghost.0.29000000.1740000000000"
+	first, err := node.StoreTickClaim(ctx, nodes[1].Node, key, "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := node.StoreTickClaim(ctx, nodes[0].Node, key, "n1")
+	if err != nil || second <= first {
+		t.Fatalf("second claim stored at %d (%v), want after %d", second, err, first)
+	}
+	for _, n := range nodes {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		who, seq, err := node.FirstTickClaim(rctx, n.Node, key)
+		cancel()
+		if err != nil || who != "n2" || seq != first {
+			t.Errorf("%s reads the first claim as %q at %d (%v), want n2 at %d", n.cfg.Name, who, seq, err, first)
+		}
+	}
+}
+
 // TestAloneNodeLists: a node alone lists itself, and forgets the entries
 // of other names it had (an earlier host name).
 func TestAloneNodeLists(t *testing.T) {

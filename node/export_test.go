@@ -65,3 +65,19 @@ func PauseHeartbeat(n *Node) (resume func()) {
 		r.start()
 	}
 }
+
+// StoreTickClaim stores node's claim of tick key with no compare-and-set:
+// what a create accepted by a new leader of the claims stream before it
+// applied the old leader's looks like.
+func StoreTickClaim(ctx context.Context, n *Node, key, node string) (uint64, error) {
+	ack, err := n.bus.JS.Publish(ctx, "$KV."+bus.BucketTickClaims+"."+key, []byte(node))
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// FirstTickClaim is the node whose claim of tick key was stored first.
+func FirstTickClaim(ctx context.Context, n *Node, key string) (string, uint64, error) {
+	return n.place.firstClaim(ctx, key)
+}

@@ -384,6 +384,14 @@ func (n *killNode) cleanup() {
 	n.kill()
 	if n.t.Failed() {
 		n.t.Logf("node log (last lines) in %s:\n%s", n.logPath, n.tail(80))
+		// ANDROMEDA_KEEP_LOGS=DIR keeps whole node logs of a failed test
+		// (its temporary directory goes with it).
+		if dir := os.Getenv("ANDROMEDA_KEEP_LOGS"); dir != "" {
+			if b, err := os.ReadFile(n.logPath); err == nil {
+				name := strings.ReplaceAll(n.t.Name(), "/", "_") + "-" + filepath.Base(filepath.Dir(n.logPath)) + ".log"
+				os.WriteFile(filepath.Join(dir, name), b, 0o644)
+			}
+		}
 	}
 }
 
