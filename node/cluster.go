@@ -37,7 +37,9 @@ type registry struct {
 	// for at close.
 	failingOver atomic.Bool
 	passes      sync.WaitGroup
-
+	// rewatching is set while a watch is made again (one at a time, beside
+	// the heartbeats); passes waits for it too.
+	rewatching atomic.Bool
 	// api is the API's address once it listens; drivers is set once the
 	// node's drivers are in place, to be read.
 	api     atomic.Pointer[string]
@@ -60,7 +62,7 @@ type registry struct {
 	// is silent for no longer than that.
 	hearing time.Time
 	beats   *nats.Subscription
-	watch   jetstream.KeyWatcher // replaced by the heartbeat loop only
+	watch   jetstream.KeyWatcher // replaced by one rewatch at a time (rewatching)
 	// updated is when the watch last delivered (unix nanoseconds): every
 	// heartbeat of every node is an update, so a watch quiet for a few
 	// heartbeats lost its consumer (its server went) and is made again.
@@ -71,6 +73,8 @@ type registry struct {
 	once sync.Once
 	quit chan struct{}
 	done chan struct{}
+	// looking is closed when the failover loop (start) has ended.
+	looking chan struct{}
 }
 
 // openRegistry opens the node registry and writes the node's first entry.
@@ -88,7 +92,7 @@ func (n *Node) openRegistry(ctx context.Context) error {
 		return fmt.Errorf("cluster: bucket %s: %w", bus.BucketNodes, err)
 	}
 	r := &registry{n: n, kv: kv, hb: n.cfg.Cluster.Heartbeat.Std(), lost: n.cfg.Cluster.LostAfter.Std(),
-		quit: make(chan struct{}), done: make(chan struct{})}
+		quit: make(chan struct{}), done: make(chan struct{}), looking: make(chan struct{})}
 	var e jetstream.KeyValueEntry
 	err = untilAnswered(cctx, func() error { e, err = kv.Get(cctx, n.cfg.Name); return err })
 	if err == nil {
@@ -264,6 +268,7 @@ func (r *registry) entry(health string) api.ClusterNode {
 	n.mu.RLock()
 	e.Services = len(n.services)
 	n.mu.RUnlock()
+
 	if !r.drivers.Load() {
 		return e
 	}
@@ -361,6 +366,30 @@ func (r *registry) listening(ctx context.Context, addr string) error {
 // stored again.
 func (r *registry) start() {
 	r.running.Store(true)
+	// Failover looks at the placements beside the heartbeats, four times
+	// a heartbeat, one pass at a time: a node's loss is acted on within a
+	// quarter heartbeat of lost_after, its reads and claims may wait out
+	// an election, and the heartbeats must not wait with them.
+	go func() {
+		defer close(r.looking)
+		t := time.NewTicker(max(r.hb/4, 50*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-r.quit:
+				return
+			case <-t.C:
+			}
+			if r.placing.Load() && r.failingOver.CompareAndSwap(false, true) {
+				r.passes.Go(func() {
+					defer r.failingOver.Store(false)
+					fctx, cancel := context.WithTimeout(context.Background(), r.n.cfg.Cluster.Wait.Std())
+					defer cancel()
+					r.n.failover(fctx)
+				})
+			}
+		}
+	}()
 	go func() {
 		defer close(r.done)
 		t := time.NewTicker(r.hb)
@@ -381,20 +410,18 @@ func (r *registry) start() {
 			r.refresh(ctx)
 			cancel()
 			beats++
-			if err == nil && time.Since(time.Unix(0, r.updated.Load())) > 3*r.hb {
-				r.rewatch("the registry's watch is quiet")
-			} else if beats%rewatchEvery == 0 && r.placing.Load() {
-				r.n.place.rewatch()
-			}
-			// Failover looks at the placements beside the heartbeats, one
-			// pass at a time: its reads and claims may wait out an
-			// election, and the heartbeats must not wait with them.
-			if r.placing.Load() && r.failingOver.CompareAndSwap(false, true) {
+			// Watches are made again beside the heartbeats too: making one
+			// waits out the election of its stream's leader (seconds when
+			// the server that held it died), and failover must not wait.
+			quiet := err == nil && time.Since(time.Unix(0, r.updated.Load())) > 3*r.hb
+			if (quiet || beats%rewatchEvery == 0 && r.placing.Load()) && r.rewatching.CompareAndSwap(false, true) {
 				r.passes.Go(func() {
-					defer r.failingOver.Store(false)
-					fctx, cancel := context.WithTimeout(context.Background(), r.n.cfg.Cluster.Wait.Std())
-					defer cancel()
-					r.n.failover(fctx)
+					defer r.rewatching.Store(false)
+					if quiet {
+						r.rewatch("the registry's watch is quiet")
+					} else {
+						r.n.place.rewatch()
+					}
 				})
 			}
 			switch {
@@ -420,6 +447,7 @@ func (r *registry) close() error {
 			case <-r.done:
 			case <-time.After(r.hb + time.Second): // a beat hung
 			}
+			<-r.looking // no pass starts once passes are waited for
 		}
 		r.passes.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

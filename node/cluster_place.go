@@ -371,8 +371,8 @@ func (n *Node) runsDriver(driver string) bool {
 }
 
 // failover takes over, at each heartbeat, the services placed on nodes
-// declared lost or left, or draining. Every live node that runs a service's driver is
-// a candidate; they take turns, one heartbeat apart, in an order every
+// declared lost or left, or draining. Every live node that runs a
+// service's driver is a candidate; they take turns, one heartbeat apart, in an order every
 // node computes alike (fewest services held first, then a hash of node
 // and service), so the first in turn claims it and the others find it
 // claimed; one that cannot (gone itself, its claim refused) leaves it to
@@ -412,6 +412,7 @@ func (n *Node) failover(ctx context.Context) {
 	}
 	held := p.held()
 	slices.Sort(orphans)
+	var won []takenOver
 	for _, service := range orphans {
 		pl, ok := p.get(service)
 		if !ok {
@@ -457,23 +458,58 @@ func (n *Node) failover(ctx context.Context) {
 		if time.Since(since) < time.Duration(turn)*r.hb {
 			continue
 		}
-		won, err := p.claim(ctx, service, pl.rev, placeTakenOver+pl.Node)
+		claimed, err := p.claim(ctx, service, pl.rev, placeTakenOver+pl.Node)
 		if err != nil {
 			n.log.Warn("cluster: failover: claim", logService, service, logErr, err)
 			continue
 		}
-		if !won {
+		if !claimed {
 			continue
 		}
 		held[n.cfg.Name]++
 		n.log.Warn("cluster: service taken over", logService, service, "from", pl.Node, "health", gone.Health)
-		if gone.Health == api.NodeLost {
-			n.recordLost(ctx, rec, pl.Node)
-		}
-		if err := n.takeOver(ctx, rec); err != nil {
-			n.log.Error("cluster: service taken over but not restored here", logService, service, logErr, err)
-		}
+		won = append(won, takenOver{rec, pl.Node, gone.Health == api.NodeLost})
 	}
+	// Deployed side by side, then the runs in flight on a lost node
+	// recorded, once all run again: a node that takes dozens of services
+	// over runs each again within a heartbeat or two, not one after
+	// another (the lost runs' lookup alone is dozens of reads a service).
+	each(won, takeOverWorkers, func(t takenOver) {
+		if err := n.takeOver(ctx, t.rec); err != nil {
+			n.log.Error("cluster: service taken over but not restored here", logService, t.rec.Name, logErr, err)
+		}
+	})
+	each(won, takeOverWorkers, func(t takenOver) {
+		if t.lost {
+			n.recordLost(ctx, t.rec, t.from)
+		}
+	})
+}
+
+// each calls f on every item, at most workers at once, and returns when
+// all have returned.
+func each[T any](items []T, workers int, f func(T)) {
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	for _, it := range items {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f(it)
+		})
+	}
+	wg.Wait()
+}
+
+// takeOverWorkers is how many services a failover pass deploys (or looks
+// up the lost runs of) at once: a deploy mostly waits on the store.
+const takeOverWorkers = 16
+
+// takenOver is a service a failover pass claimed, from node from.
+type takenOver struct {
+	rec  store.Service
+	from string
+	lost bool
 }
 
 // turnHash orders the candidates of a service.
@@ -554,6 +590,33 @@ func (p *placements) firstClaim(ctx context.Context, key string) (string, uint64
 	}
 }
 
+// runsSince lists the runs of service started since, as complete as the
+// runs stream's leader has them: the listing's consumers may sit on a
+// replica still catching up (after a kill, for seconds), and a run recorded
+// by the lost node and missing there would be recorded again as lost. A
+// listing that lacks the leader's latest record (when it is in the window)
+// is read again.
+func (n *Node) runsSince(ctx context.Context, service string, since time.Time) (store.RunList, error) {
+	last, ok, err := n.store.LastRun(ctx, service)
+	if err != nil {
+		return store.RunList{}, err
+	}
+	for {
+		page, err := n.store.ListServiceRuns(ctx, store.RunQuery{Since: since, Limit: store.MaxListRuns}, service)
+		if err != nil {
+			return page, err
+		}
+		if !ok || last.Start.Before(since) || slices.ContainsFunc(page.Runs, func(r store.Run) bool { return r.ID == last.ID }) {
+			return page, nil
+		}
+		select {
+		case <-ctx.Done():
+			return store.RunList{}, fmt.Errorf("the runs listed lack run %s, the latest the stream's leader holds: %w", last.ID, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // tickClaimKey is the tick claim of service's trigger i at at:
 // <service>.<i>.<unix minute>.<unix ms>, so that the claims of a few
 // minutes are listed by their minutes (recordLost).
@@ -602,7 +665,7 @@ func (n *Node) recordLost(ctx context.Context, rec store.Service, node string) {
 	if len(claims) == 0 {
 		return
 	}
-	page, err := n.store.ListServiceRuns(ctx, store.RunQuery{Since: since.Add(-time.Minute), Limit: store.MaxListRuns}, rec.Name)
+	page, err := n.runsSince(ctx, rec.Name, since.Add(-time.Minute))
 	if err != nil {
 		n.log.Warn("cluster: runs in flight on a lost node not looked for", logService, rec.Name, logErr, err)
 		return

@@ -60,8 +60,9 @@ func PauseHeartbeat(n *Node) (resume func()) {
 	r := n.reg
 	close(r.quit)
 	<-r.done
+	<-r.looking
 	return func() {
-		r.quit, r.done = make(chan struct{}), make(chan struct{})
+		r.quit, r.done, r.looking = make(chan struct{}), make(chan struct{}), make(chan struct{})
 		r.start()
 	}
 }

@@ -73,6 +73,40 @@ type natsCred struct {
 	Created time.Time `json:"created"`
 }
 
+// loadCreds reads the issued credentials from the bucket.
+func (a *natsAuth) loadCreds(ctx context.Context, n *Node) error {
+	keys, err := a.kv.ListKeys(ctx)
+	if err != nil {
+		return err
+	}
+	creds := map[string]natsCred{}
+	for k := range keys.Keys() {
+		e, err := a.kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+		var c natsCred
+		if err := json.Unmarshal(e.Value(), &c); err != nil || c.Name != k {
+			n.log.Warn("nats credential unreadable; it cannot connect", "name", k, logErr, err)
+			continue
+		}
+		creds[k] = c
+	}
+	a.creds = creds
+	return nil
+}
+
+// transient reports an error of a store that is there but slow or
+// electing: a timeout, no responders, or JetStream's "cluster unavailable".
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == 10008
+}
+
 // openNATSAuth loads the publisher key (made on first start) and, with an
 // embedded server, the issued credentials, which it hands to the server.
 func (n *Node) openNATSAuth(ctx context.Context) error {
@@ -92,24 +126,27 @@ func (n *Node) openNATSAuth(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nats credentials: bucket: %w", err)
 	}
-	keys, err := a.kv.ListKeys(ctx)
+	// A node rejoining its cluster may find the JetStream meta layer still
+	// catching up (seconds with many streams): each read is given the
+	// cluster's wait, and one that times out is asked again within it.
+	wait := n.cfg.Cluster.Wait.Std()
+	if wait <= 0 {
+		wait = DefaultClusterWait
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(wctx, 10*time.Second)
+		err = a.loadCreds(actx, n)
+		acancel()
+		if err == nil || wctx.Err() != nil || !transient(err) {
+			break
+		}
+		n.log.Warn("nats credentials not read yet; again", logErr, err)
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err != nil {
 		return fmt.Errorf("nats credentials: %w", err)
-	}
-	for k := range keys.Keys() {
-		e, err := a.kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("nats credentials: %s: %w", k, err)
-		}
-		var c natsCred
-		if err := json.Unmarshal(e.Value(), &c); err != nil || c.Name != k {
-			n.log.Warn("nats credential unreadable; it cannot connect", "name", k, logErr, err)
-			continue
-		}
-		a.creds[k] = c
 	}
 	n.applyNATSUsers()
 	return nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/andromeda-runner/andromeda/bus"
@@ -244,7 +245,7 @@ func (s *Store) streamReport(ctx context.Context, st jetstream.Stream) (StreamRe
 // checkKV reads every current value of a bucket and decodes it, filling
 // sr's Readable, Unreadable, Undecodable and Skipped.
 func checkKV(ctx context.Context, st jetstream.Stream, sr *StreamReport, decode func([]byte) error) error {
-	vals, unreadable, err := kvValues(ctx, st)
+	vals, unreadable, err := kvValues(ctx, nil, st)
 	if err != nil {
 		return err
 	}
@@ -296,7 +297,7 @@ type kvValue struct {
 // per key fetches what that pass did not bring. Unlike a KV watcher it
 // cannot wait forever on a record JetStream lists but cannot return: the
 // pass gives up after a short wait, and such keys come back in unreadable.
-func kvValues(ctx context.Context, st jetstream.Stream) (vals []kvValue, unreadable []string, err error) {
+func kvValues(ctx context.Context, js jetstream.JetStream, st jetstream.Stream) (vals []kvValue, unreadable []string, err error) {
 	stream := st.CachedInfo().Config.Name
 	prefix := "$KV." + strings.TrimPrefix(stream, "KV_") + "."
 	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
@@ -316,6 +317,9 @@ func kvValues(ctx context.Context, st jetstream.Stream) (vals []kvValue, unreada
 			continue
 		}
 		m, err := st.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) && js != nil {
+			m, err = leaderLastMsg(ctx, js, stream, subj)
+		}
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			unreadable = append(unreadable, key)
 			continue
@@ -341,7 +345,7 @@ func lastValues(ctx context.Context, st jetstream.Stream, prefix string, want in
 	if want < batchReadFrom {
 		return got
 	}
-	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+	cons, err := createReader(ctx, st, jetstream.ConsumerConfig{
 		FilterSubject: prefix + ">", DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
 		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: 30 * time.Second,
 	})
@@ -602,4 +606,55 @@ func (s *Store) checkArtifacts(ctx context.Context, sr *StreamReport) error {
 		sr.Problems = append(sr.Problems, fmt.Sprintf("%d artifact(s) unreadable or not matching their digest: %s", len(bad), strings.Join(bad, ", ")))
 	}
 	return nil
+}
+
+// leaderLastMsg asks stream's leader for the last message on subj, past
+// direct gets: a bucket allows direct gets, which any replica answers,
+// and one catching up (a node back from a partition, or a write a moment
+// old) says "not found" for a key the stream holds. A listing must not
+// call such a key unreadable: it asks the leader before it does.
+func leaderLastMsg(ctx context.Context, js jetstream.JetStream, stream, subj string) (*jetstream.RawStreamMsg, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": subj})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, fmt.Errorf("message get answer: %w", err)
+	}
+	if r.Error != nil {
+		if r.Error.Code == 404 {
+			return nil, jetstream.ErrMsgNotFound
+		}
+		return nil, fmt.Errorf("message get: %s (%d)", r.Error.Description, r.Error.ErrCode)
+	}
+	if r.Message == nil {
+		return nil, jetstream.ErrMsgNotFound
+	}
+	msg := &jetstream.RawStreamMsg{Subject: r.Message.Subject, Sequence: r.Message.Seq, Data: r.Message.Data, Time: r.Message.Time}
+	if len(r.Message.Header) > 0 {
+		hdr, err := nats.DecodeHeadersMsg(r.Message.Header)
+		if err != nil {
+			return nil, fmt.Errorf("message get: headers: %w", err)
+		}
+		msg.Header = hdr
+	}
+	return msg, nil
 }

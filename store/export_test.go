@@ -21,3 +21,13 @@ func SetBatchReadFrom(n int) (restore func()) {
 // AppendRunSync is the synchronous AppendRun (one publish and ack per
 // record), kept so tests and benchmarks can compare it with group commit.
 func (s *Store) AppendRunSync(ctx context.Context, r Run) error { return s.appendRunSync(ctx, r) }
+
+// LeaderLastValue is the last value of bucket's key as the bucket's
+// stream leader answers, past direct gets.
+func (s *Store) LeaderLastValue(ctx context.Context, bucket, key string) ([]byte, error) {
+	m, err := leaderLastMsg(ctx, s.js, "KV_"+bucket, "$KV."+bucket+"."+key)
+	if err != nil {
+		return nil, err
+	}
+	return m.Data, nil
+}

@@ -145,7 +145,7 @@ func (s *Store) Flow(ctx context.Context, id string) (FlowRecord, error) {
 func (s *Store) Flows(ctx context.Context) ([]FlowRecord, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	vals, unreadable, err := kvValues(ctx, s.flowStream)
+	vals, unreadable, err := kvValues(ctx, s.js, s.flowStream)
 	if err != nil {
 		return nil, s.deadline(ctx, fmt.Errorf("store: list flows: %w", err))
 	}

@@ -347,6 +347,25 @@ func (w *walk) read(c *cursorConsumer, hi, above uint64) ([]runRecord, error) {
 	}
 }
 
+// LastRun is the latest run record of service as the runs stream's leader
+// holds it: a listing reads through consumers that may sit on a replica
+// still catching up, and this tells whether a listing is complete (it
+// holds this record, or the record is older than what it asked for). ok is
+// false when the service has no run record.
+func (s *Store) LastRun(ctx context.Context, service string) (r Run, ok bool, err error) {
+	m, err := s.runs.GetLastMsgForSubject(ctx, bus.RunSubject(service)) // the leader answers: no direct gets on runs
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Run{}, false, nil
+	}
+	if err != nil {
+		return Run{}, false, fmt.Errorf("store: last run of %s: %w", service, err)
+	}
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return Run{}, false, fmt.Errorf("store: last run of %s (sequence %d): %w", service, m.Sequence, err)
+	}
+	return r, true, nil
+}
+
 // Run finds one run of a service by id in any record the stream holds. It
 // reads headers only (the run id is the record's message id) and, for an id
 // of the node's time-sortable form, only the records stored from shortly

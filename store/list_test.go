@@ -296,6 +296,23 @@ func TestRunByID(t *testing.T) {
 	}
 }
 
+// TestLastRun: the latest record of a service, none for a service without.
+func TestLastRun(t *testing.T) {
+	ctx := context.Background()
+	f := newListFixture(t)
+	for _, id := range []string{"last-1", "last-2"} {
+		if err := f.s.AppendRun(ctx, store.Run{ID: id, Service: "a", Outcome: "ok"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, ok, err := f.s.LastRun(ctx, "a"); err != nil || !ok || r.ID != "last-2" {
+		t.Fatalf("LastRun(a) = %s, %v, %v; want last-2", r.ID, ok, err)
+	}
+	if r, ok, err := f.s.LastRun(ctx, "nobody"); err != nil || ok {
+		t.Fatalf("LastRun(nobody) = %s, %v, %v; want none", r.ID, ok, err)
+	}
+}
+
 func firstDiff(a, b []string) int {
 	for i := range min(len(a), len(b)) {
 		if a[i] != b[i] {

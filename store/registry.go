@@ -50,7 +50,7 @@ func (s *Store) Service(ctx context.Context, name string) (Service, error) {
 func (s *Store) Services(ctx context.Context) ([]Service, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	vals, unreadable, err := kvValues(ctx, s.registry)
+	vals, unreadable, err := kvValues(ctx, s.js, s.registry)
 	if err != nil {
 		return nil, s.deadline(ctx, fmt.Errorf("store: list services: %w", err))
 	}

@@ -115,7 +115,7 @@ func (s *Store) PutRevocation(ctx context.Context, r attest.Revocation) (held at
 func (s *Store) Revocations(ctx context.Context) ([]attest.Revocation, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	vals, unreadable, err := kvValues(ctx, s.revocationStream)
+	vals, unreadable, err := kvValues(ctx, s.js, s.revocationStream)
 	if err != nil {
 		return nil, s.deadline(ctx, fmt.Errorf("store: list revocations: %w", err))
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/store"
@@ -260,4 +262,22 @@ func BenchmarkAppendRun(b *testing.B) {
 		}
 		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "runs/s")
 	})
+}
+
+// TestLeaderLastValue: the read a listing falls back on before it calls a
+// key unreadable asks the stream's leader and finds what the bucket holds,
+// and says not found for a key it does not.
+func TestLeaderLastValue(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, store.Config{})
+	if err := s.PutService(ctx, store.Service{Name: "alpha", Version: "1.0.0", Manifest: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := s.LeaderLastValue(ctx, bus.BucketServices, "alpha")
+	if err != nil || !strings.Contains(string(v), `"name":"alpha"`) {
+		t.Errorf("LeaderLastValue(alpha) = %s, %v", v, err)
+	}
+	if _, err := s.LeaderLastValue(ctx, bus.BucketServices, "nope"); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("LeaderLastValue(nope) = %v, want ErrMsgNotFound", err)
+	}
 }

@@ -30,7 +30,6 @@ import (
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/archive"
 	"github.com/andromeda-runner/andromeda/internal/dockerimg"
-	"github.com/andromeda-runner/andromeda/internal/testutil"
 )
 
 // The cluster's timing: the defaults. A lost_after shorter than NATS's
@@ -255,27 +254,27 @@ func (c *cluster) waitHealth(h *host, want map[string]string, within time.Durati
 	}
 }
 
-// heartbeatArchive is the heartbeat example ticking every second, named
-// name.
-func heartbeatArchive(t *testing.T, wasm, name string) []byte {
+// The answer reactor's triggers: a tick every second, or a webhook.
+const (
+	tickTriggers = "triggers:\n  - {kind: cron, every: 1s}\n  - {kind: manual}\nresources: {memory: 1Mi, timeout: 5s, concurrency: 2}\n"
+	hookTriggers = "triggers:\n  - {kind: http, path: /hooks/ct, auth: none}\nresources: {memory: 1Mi, timeout: 5s, concurrency: 16}\n"
+)
+
+// answerArchive is a service named name of the smallest reactor (the
+// bench's answer.wasm: it answers 200, recorded as a noop where nothing
+// waits for an answer) with triggers.
+func answerArchive(t *testing.T, wasm []byte, name, triggers string) []byte {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
-	testutil.CopyDir(t, filepath.Join("..", "..", "examples", "heartbeat"), dir)
-	os.Remove(filepath.Join(dir, "main.go"))
-	m, err := os.ReadFile(filepath.Join(dir, "andromeda.yaml"))
-	if err != nil {
+	m := "name: " + name + "\nversion: 1.0.0\nruntime: {driver: wasm, language: wasm, entry: answer.wasm}\nmode: server\n" +
+		triggers + "capabilities: {network: none}\n"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	m = bytes.Replace(m, []byte(`schedule: "*/15 * * * * *"`), []byte(`every: 1s`), 1)
-	m = bytes.Replace(m, []byte("name: heartbeat"), []byte("name: "+name), 1)
-	if err := os.WriteFile(filepath.Join(dir, "andromeda.yaml"), m, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "andromeda.yaml"), []byte(m), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(wasm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "main.wasm"), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "answer.wasm"), wasm, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	a, err := archive.Pack(dir)

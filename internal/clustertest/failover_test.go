@@ -3,41 +3,43 @@ package clustertest
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
-	"github.com/andromeda-runner/andromeda/gobuild"
 )
 
 // TestClusterHosts runs three nodes as separate hosts (containers of the
-// static node binary on a private network) with cron services ticking
+// static node binary on a private network) with 100 cron services ticking
 // every second, spread over the three by submitting each to one of them,
-// and manual fires arriving through n1 all along:
-//   - n3 is SIGKILLed: its services run again on n1 or n2 within a few
-//     seconds of lost_after; n3 restarted on its data rejoins and takes
-//     nothing back;
+// a webhook service on n3 called through n1 and manual fires through n1
+// all along:
+//   - n3 is SIGKILLed: its services run again on n1 or n2 within 5 s of
+//     lost_after; n3 restarted on its data rejoins and takes nothing back;
 //   - n3 is cut off the network (a partition): the minority fires no tick,
 //     the majority takes its services over; healed, n3 gives them up;
 //   - over the whole time no tick runs twice, none is missed outside the
-//     two failover windows, and every fire answered with a run is found
-//     in the run history afterwards.
+//     failover windows, and every fire and webhook answered with a run is
+//     found in the run history afterwards.
 //
-// CI runs 6 services about 60 s; ANDROMEDA_SOAK=1 runs 30 services for
-// longer phases.
+// CI runs about 160 s (some 130 ticks per service); ANDROMEDA_SOAK=1 runs
+// long enough for 1,000 ticks per service.
 func TestClusterHosts(t *testing.T) {
-	services, phase := 6, 12*time.Second
+	services, phase := 100, 35*time.Second
 	if os.Getenv("ANDROMEDA_SOAK") == "1" {
-		services, phase = 30, 60*time.Second
+		phase = 320 * time.Second
 	}
-	wasm := filepath.Join(t.TempDir(), "heartbeat.wasm")
-	if err := gobuild.Wasm(context.Background(), filepath.Join("..", "..", "examples", "heartbeat"), wasm, gobuild.Command); err != nil {
-		t.Fatalf("build the wasm service: %v", err)
+	answer, err := os.ReadFile(filepath.Join("..", "..", "bench", "testdata", "answer.wasm"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	c := newCluster(t)
 	n1, n3 := c.hosts[0], c.hosts[2]
@@ -46,26 +48,44 @@ func TestClusterHosts(t *testing.T) {
 		c.waitHealth(h, up, 10*time.Second)
 	}
 	ctx := context.Background()
-	var names []string
+	names := make([]string, services)
 	placedOn := map[string]string{}
-	for i := range services {
-		name := fmt.Sprintf("tick-%02d", i)
-		h := c.hosts[i%3]
-		res, err := h.api.Submit(ctx, heartbeatArchive(t, wasm, name))
-		if err != nil {
-			t.Fatalf("submit %s to %s: %v", name, h.name, err)
-		}
-		if res.Service.Node != h.name {
-			t.Errorf("%s submitted to %s is placed on %q", name, h.name, res.Service.Node)
-		}
-		names = append(names, name)
-		placedOn[name] = h.name
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for k, h := range c.hosts {
+		wg.Go(func() {
+			for i := k; i < services; i += 3 {
+				name := fmt.Sprintf("tick-%03d", i)
+				res, err := h.api.Submit(ctx, answerArchive(t, answer, name, tickTriggers))
+				if err != nil {
+					t.Errorf("submit %s to %s: %v", name, h.name, err)
+					return
+				}
+				if res.Service.Node != h.name {
+					t.Errorf("%s submitted to %s is placed on %q", name, h.name, res.Service.Node)
+				}
+				mu.Lock()
+				names[i], placedOn[name] = name, h.name
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	began := time.Now()
+	if _, err := n3.api.Submit(ctx, answerArchive(t, answer, "hook", hookTriggers)); err != nil {
+		t.Fatalf("submit hook to n3: %v", err)
 	}
 
-	// Fires through n1 of a service on n2, all along: every answered run
-	// must be in the history at the end.
+	// Fires through n1 of a service on n2, and webhooks through n1 of the
+	// service on n3, all along: every answered run must be in the history
+	// at the end.
 	fires := startFires(n1, names[1])
 	defer fires.stop()
+	hooks := startHooks(n1, "/hooks/ct")
+	defer hooks.stop()
 
 	time.Sleep(phase)
 
@@ -96,7 +116,7 @@ func TestClusterHosts(t *testing.T) {
 	var cutOnes []string
 	for i := range 2 {
 		name := fmt.Sprintf("cut-%02d", i)
-		if _, err := n3.api.Submit(ctx, heartbeatArchive(t, wasm, name)); err != nil {
+		if _, err := n3.api.Submit(ctx, answerArchive(t, answer, name, tickTriggers)); err != nil {
 			t.Fatalf("submit %s to n3: %v", name, err)
 		}
 		cutOnes = append(cutOnes, name)
@@ -127,15 +147,18 @@ func TestClusterHosts(t *testing.T) {
 	time.Sleep(time.Until(heal.to) + phase/2)
 
 	// 3. The whole history.
-	answered := fires.stop()
+	answered, hooked := fires.stop(), hooks.stop()
 	windows := []window{kill, partition, heal}
-	total := 0
+	total, fewest := 0, -1
 	for _, s := range names {
 		got, err := readTicks(t, n1, s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		total += len(got)
+		if !slices.Contains(cutOnes, s) && (fewest < 0 || len(got) < fewest) {
+			fewest = len(got)
+		}
 		checkGaps(t, s, got, windows)
 		if slices.Contains(cutOnes, s) {
 			// The minority fired nothing once cut off: its runs all end
@@ -147,13 +170,14 @@ func TestClusterHosts(t *testing.T) {
 			}
 		}
 	}
-	for _, id := range answered {
-		if _, err := n1.api.Run(ctx, names[1], id); err != nil {
-			t.Errorf("fire answered with run %s, not found afterwards: %v", id, err)
-		}
+	checkAnswered(t, n1, names[1], answered)
+	checkAnswered(t, n1, "hook", hooked)
+	if len(hooked) == 0 || len(answered) == 0 {
+		t.Errorf("%d fires and %d webhooks answered: the load did not run", len(answered), len(hooked))
 	}
-	t.Logf("%d services, %d ticks in all, %d fires answered and found; windows: kill %v, partition %v, heal %v",
-		len(names), total, len(answered), kill.to.Sub(kill.from).Round(time.Millisecond), partition.to.Sub(partition.from).Round(time.Millisecond), heal.to.Sub(heal.from).Round(time.Millisecond))
+	t.Logf("%d services, %d ticks in all over %v (the fewest a service had: %d), %d fires and %d webhooks answered and found; windows: kill %v, partition %v, heal %v",
+		len(names), total, time.Since(began).Round(time.Second), fewest, len(answered), len(hooked),
+		kill.to.Sub(kill.from).Round(time.Millisecond), partition.to.Sub(partition.from).Round(time.Millisecond), heal.to.Sub(heal.from).Round(time.Millisecond))
 }
 
 // readTicks is ticks, asked again while a leader election makes reads
@@ -217,25 +241,41 @@ type fireLoad struct {
 	quit     chan struct{}
 	done     sync.WaitGroup
 	mu       sync.Mutex
-	answered []string
+	answered []answered
 	once     sync.Once
 }
 
+// answered is a run a call was answered with, and when.
+type answered struct {
+	id string
+	at time.Time
+}
+
 func startFires(h *host, service string) *fireLoad {
+	return startLoad(250*time.Millisecond, func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if run, err := h.api.Fire(ctx, service, nil); err == nil {
+			return run.ID
+		}
+		return ""
+	})
+}
+
+// startLoad calls call every so often until stop, keeping the run ids it
+// returns ("" for a call not answered with a run).
+func startLoad(every time.Duration, call func() string) *fireLoad {
 	f := &fireLoad{quit: make(chan struct{})}
 	f.done.Go(func() {
 		for {
 			select {
 			case <-f.quit:
 				return
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(every):
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			run, err := h.api.Fire(ctx, service, nil)
-			cancel()
-			if err == nil {
+			if id := call(); id != "" {
 				f.mu.Lock()
-				f.answered = append(f.answered, run.ID)
+				f.answered = append(f.answered, answered{id, time.Now()})
 				f.mu.Unlock()
 			}
 		}
@@ -244,10 +284,63 @@ func startFires(h *host, service string) *fireLoad {
 }
 
 // stop ends the fires and returns the runs answered.
-func (f *fireLoad) stop() []string {
+func (f *fireLoad) stop() []answered {
 	f.once.Do(func() { close(f.quit) })
 	f.done.Wait()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.answered)
+}
+
+// startHooks posts to path through h's API address, one request after
+// another, and keeps the runs answered 200 (Andromeda-Run).
+func startHooks(h *host, path string) *fireLoad {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	return startLoad(100*time.Millisecond, func() string {
+		resp, err := hc.Post("http://"+h.addr+path, "application/json", strings.NewReader(`{"hook": true}`))
+		if err != nil {
+			return ""
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return ""
+		}
+		return resp.Header.Get("Andromeda-Run")
+	})
+}
+
+// checkAnswered fails t for each run in answered that the service's run
+// history, as h lists it, does not hold. A service keeps its newest 1,000
+// runs (store.Config.RunsPerService): runs answered before the oldest one
+// listed have gone by retention, not loss, and are counted apart.
+func checkAnswered(t *testing.T, h *host, service string, answered []answered) {
+	t.Helper()
+	runs, err := h.api.Runs(context.Background(), service, 1000)
+	if err != nil {
+		t.Fatalf("runs of %s: %v", service, err)
+	}
+	have := map[string]bool{}
+	oldest := time.Now()
+	for _, r := range runs {
+		have[r.ID] = true
+		if r.Start.Before(oldest) {
+			oldest = r.Start
+		}
+	}
+	var missing []string
+	aged := 0
+	for _, a := range answered {
+		switch {
+		case have[a.id]:
+		case len(runs) >= 1000 && a.at.Before(oldest.Add(time.Second)):
+			aged++
+		default:
+			missing = append(missing, a.id)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("%s: %d of %d runs answered are not in its history, the first: %v", service, len(missing), len(answered), missing[:min(5, len(missing))])
+	}
+	t.Logf("%s: %d runs answered, %d found, %d older than its newest 1,000 runs", service, len(answered), len(answered)-len(missing)-aged, aged)
 }
