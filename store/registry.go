@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -128,7 +129,20 @@ func (s *Store) PutArtifact(ctx context.Context, digest string, data []byte) err
 
 // Artifact reads an archive by digest.
 func (s *Store) Artifact(ctx context.Context, digest string) ([]byte, error) {
-	b, err := s.artifacts.GetBytes(ctx, artifactKey(digest))
+	var b []byte
+	var err error
+	// An object is read through a consumer; one made while the bucket's
+	// stream elects a leader (its server just went) can wait forever for
+	// chunks. Each attempt is bounded, and one that timed out is made
+	// again while ctx lasts.
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, artifactAttempt)
+		b, err = s.artifacts.GetBytes(actx, artifactKey(digest))
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || attempt == artifactAttempts {
+			break
+		}
+	}
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("artifact %s: %w", digest, ErrNotFound)
 	}
@@ -137,6 +151,13 @@ func (s *Store) Artifact(ctx context.Context, digest string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// An artifact read is attempted artifactAttempts times at most, each
+// bounded by artifactAttempt.
+const (
+	artifactAttempt  = 10 * time.Second
+	artifactAttempts = 6
+)
 
 func artifactKey(digest string) string { return strings.ReplaceAll(digest, ":", "-") }
 
