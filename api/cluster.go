@@ -39,8 +39,11 @@ type ClusterNode struct {
 	Drivers   []string `json:"drivers"`
 	Languages []string `json:"languages"`
 	// Services is how many services the node runs.
-	Services int       `json:"services"`
-	Started  time.Time `json:"started"`
+	Services int `json:"services"`
+	// ServicesMax is how many its policy lets it run (limits.services), 0
+	// for no bound: placement passes over a node at its bound.
+	ServicesMax int       `json:"services_max,omitempty"`
+	Started     time.Time `json:"started"`
 	// Beat is when the node's last heartbeat was stored (the store's clock).
 	Beat time.Time `json:"beat"`
 	// Health is up, draining, lost or left, judged by the node that

@@ -248,6 +248,10 @@ type SubmitOptions struct {
 	// naming this node, the path and the redirect depth left. Nil for a
 	// submission made here.
 	Forwarded *attest.Receipt
+	// PlacedBy is the node of the cluster that placed the submission here
+	// (it was made there and placement chose this node). Set by the node
+	// itself, never from a request's headers.
+	PlacedBy string
 }
 
 // Forward is one service a node forwarded to a peer (GET /v1/forwards):

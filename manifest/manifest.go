@@ -157,6 +157,9 @@ type Service struct {
 	Source Source `json:"source,omitzero" yaml:"source,omitempty"`
 	// Reward is what the submitter offers for running the service. Optional.
 	Reward Reward `json:"reward,omitzero" yaml:"reward,omitempty"`
+	// Placement constrains which node of a cluster runs the service.
+	// Optional; ignored by a node alone.
+	Placement Placement `json:"placement,omitzero" yaml:"placement,omitempty"`
 	// Config is passed to the service on every invocation (the contract's
 	// Input.Config). Any JSON object, at most 64 KiB encoded. Numbers are
 	// int64 when integral, float64 otherwise. Optional.
@@ -326,6 +329,23 @@ type Reward struct {
 	// Unit is [A-Za-z0-9]{1,16}, e.g. KLY; required when Amount > 0.
 	Unit string `json:"unit,omitempty" yaml:"unit,omitempty"`
 }
+
+// Placement constrains where a cluster places a service: the node that
+// runs it has every label asked for (its config's cluster.labels), and
+// with Spread the cluster picks the node holding the fewest services
+// rather than the one the service was submitted to.
+type Placement struct {
+	// Labels a node must all have, key to value; at most 16. Keys and
+	// values: 1 to 63 of A-Z a-z 0-9 . _ -.
+	Labels map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	// Spread places the service on the eligible node holding the fewest
+	// services (ties broken by a hash of node and service), not on the
+	// node it was submitted to.
+	Spread bool `json:"spread,omitempty" yaml:"spread,omitempty"`
+}
+
+// MaxPlacementLabels bounds placement.labels.
+const MaxPlacementLabels = 16
 
 // Defaults filled in by Normalize.
 const (

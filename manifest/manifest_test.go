@@ -272,6 +272,7 @@ func TestDecoderCoversService(t *testing.T) {
 	full.Runtime = Runtime{Driver: DriverDocker, Language: "go", Entry: "x", Image: "alpine:3", Command: []string{"a"}}
 	full.Config = map[string]any{"k": []any{"v", 1.5, false, nil}}
 	full.Volumes = []Volume{{Name: "out", Path: "/out", Size: mustBytes("64Mi")}}
+	full.Placement = Placement{Labels: map[string]string{"zone": "eu-west"}, Spread: true}
 	canon, err := json.Marshal(&full)
 	if err != nil {
 		t.Fatal(err)

@@ -3,10 +3,12 @@ package manifest
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -148,6 +150,7 @@ func (v *validator) service(s *Service) {
 	v.oneLine("target", s.Target, maxTargetLen)
 	v.source(&s.Source)
 	v.reward(&s.Reward)
+	v.placement(&s.Placement)
 	if s.Config != nil {
 		v.jsonSize("config", s.Config, maxConfigSize)
 	}
@@ -552,6 +555,24 @@ func (v *validator) reward(r *Reward) {
 		v.fail("reward.unit", "must match [A-Za-z0-9]{1,16}")
 	case r.Unit == "" && r.Amount > 0:
 		v.fail("reward.unit", "required when reward.amount > 0")
+	}
+}
+
+// labelRE is a placement label's key or value (as a node's cluster.labels).
+var labelRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,63}$`)
+
+func (v *validator) placement(pl *Placement) {
+	if len(pl.Labels) > MaxPlacementLabels {
+		v.fail("placement.labels", "must hold at most %d labels, got %d", MaxPlacementLabels, len(pl.Labels))
+	}
+	for _, k := range slices.Sorted(maps.Keys(pl.Labels)) {
+		if !labelRE.MatchString(k) {
+			v.fail("placement.labels", "key %q: must be 1 to 63 of A-Z a-z 0-9 . _ -", k)
+			continue
+		}
+		if !labelRE.MatchString(pl.Labels[k]) {
+			v.fail("placement.labels."+k, "must be 1 to 63 of A-Z a-z 0-9 . _ -")
+		}
 	}
 }
 

@@ -75,6 +75,11 @@ type registry struct {
 	done chan struct{}
 	// looking is closed when the failover loop (start) has ended.
 	looking chan struct{}
+	// stopPasses ends the failover passes in flight when the node stops:
+	// one waiting out a cluster without a majority would hold the stop for
+	// cluster.wait.
+	passMu     sync.Mutex
+	stopPasses context.CancelFunc
 }
 
 // openRegistry opens the node registry and writes the node's first entry.
@@ -268,7 +273,9 @@ func (r *registry) entry(health string) api.ClusterNode {
 	n.mu.RLock()
 	e.Services = len(n.services)
 	n.mu.RUnlock()
-
+	if pol := n.Policy(); pol != nil {
+		e.ServicesMax = pol.Policy().Limits.Services
+	}
 	if !r.drivers.Load() {
 		return e
 	}
@@ -366,6 +373,10 @@ func (r *registry) listening(ctx context.Context, addr string) error {
 // stored again.
 func (r *registry) start() {
 	r.running.Store(true)
+	passing, stop := context.WithCancel(context.Background())
+	r.passMu.Lock()
+	r.stopPasses = stop
+	r.passMu.Unlock()
 	// Failover looks at the placements beside the heartbeats, four times
 	// a heartbeat, one pass at a time: a node's loss is acted on within a
 	// quarter heartbeat of lost_after, its reads and claims may wait out
@@ -383,7 +394,7 @@ func (r *registry) start() {
 			if r.placing.Load() && r.failingOver.CompareAndSwap(false, true) {
 				r.passes.Go(func() {
 					defer r.failingOver.Store(false)
-					fctx, cancel := context.WithTimeout(context.Background(), r.n.cfg.Cluster.Wait.Std())
+					fctx, cancel := context.WithTimeout(passing, r.n.cfg.Cluster.Wait.Std())
 					defer cancel()
 					r.n.failover(fctx)
 				})
@@ -448,6 +459,7 @@ func (r *registry) close() error {
 			case <-time.After(r.hb + time.Second): // a beat hung
 			}
 			<-r.looking // no pass starts once passes are waited for
+			r.haltPasses()
 		}
 		r.passes.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -459,6 +471,16 @@ func (r *registry) close() error {
 		r.beats.Unsubscribe()
 	})
 	return nil
+}
+
+// haltPasses ends the failover passes in flight; the passes started later
+// end at once too, until the registry starts again.
+func (r *registry) haltPasses() {
+	r.passMu.Lock()
+	defer r.passMu.Unlock()
+	if r.stopPasses != nil {
+		r.stopPasses()
+	}
 }
 
 // Nodes lists the node registry (GET /v1/nodes) as the node's watch of

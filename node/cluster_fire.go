@@ -43,7 +43,7 @@ type fireReply struct {
 var errorKinds = map[string]error{
 	"invalid": server.ErrInvalid, "forbidden": server.ErrForbidden, "conflict": server.ErrConflict,
 	"unusable": server.ErrUnusable, "busy": server.ErrBusy, "unavailable": server.ErrUnavailable,
-	"too-large": server.ErrTooLarge, "not-found": store.ErrNotFound,
+	"too-large": server.ErrTooLarge, "not-found": store.ErrNotFound, "refused": server.ErrRefused,
 }
 
 // serveForwarded answers the fires the other nodes forward here, each in a

@@ -345,7 +345,7 @@ func (n *Node) restoreHere(ctx context.Context, rec store.Service) bool {
 			return false
 		}
 	}
-	if !n.runsDriver(rec.Decision.Driver) {
+	if !n.runsDriver(rec.Decision.Driver) || !hasLabels(n.cfg.Cluster.Labels, placementAsked(rec).Labels) {
 		return false
 	}
 	won, err := n.place.claim(ctx, rec.Name, pl.rev, placeRestored)
@@ -372,7 +372,8 @@ func (n *Node) runsDriver(driver string) bool {
 
 // failover takes over, at each heartbeat, the services placed on nodes
 // declared lost or left, or draining. Every live node that runs a
-// service's driver is a candidate; they take turns, one heartbeat apart, in an order every
+// service's driver and has the labels its placement asks for is a
+// candidate; they take turns, one heartbeat apart, in an order every
 // node computes alike (fewest services held first, then a hash of node
 // and service), so the first in turn claims it and the others find it
 // claimed; one that cannot (gone itself, its claim refused) leaves it to
@@ -429,8 +430,9 @@ func (n *Node) failover(ctx context.Context) {
 			continue
 		}
 		var cands []api.ClusterNode
+		labels := placementAsked(rec).Labels
 		for _, c := range nodes {
-			if c.Health == api.NodeUp && slices.Contains(c.Drivers, rec.Decision.Driver) {
+			if c.Health == api.NodeUp && slices.Contains(c.Drivers, rec.Decision.Driver) && hasLabels(c.Labels, labels) {
 				cands = append(cands, c)
 			}
 		}

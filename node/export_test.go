@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/andromeda-runner/andromeda/bus"
+	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/store"
 )
@@ -81,4 +82,14 @@ func StoreTickClaim(ctx context.Context, n *Node, key, node string) (uint64, err
 // FirstTickClaim is the node whose claim of tick key was stored first.
 func FirstTickClaim(ctx context.Context, n *Node, key string) (string, uint64, error) {
 	return n.place.firstClaim(ctx, key)
+}
+
+// PlacementFor is the order in which n would offer m to the nodes of its
+// cluster, and why it passes over the others.
+func PlacementFor(n *Node, m *manifest.Service) (order []string, passed []string) {
+	cands, passed := n.placementFor(m, []string{string(m.Runtime.Driver)})
+	for _, c := range cands {
+		order = append(order, c.Name)
+	}
+	return order, passed
 }

@@ -311,6 +311,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			return err
 		}
 		n.undo = append(n.undo, n.place.close)
+		if err := n.servePlacements(); err != nil {
+			return err
+		}
 		if err := n.serveForwarded(); err != nil {
 			return err
 		}
@@ -445,6 +448,12 @@ func (n *Node) unwind() error {
 	if n.advertStop != nil {
 		n.advertStop()
 		n.adverts.Wait()
+	}
+	if n.reg != nil {
+		// A stopping node takes nothing over: the failover passes in
+		// flight end now, not when the registry closes (a pass waiting
+		// out a cluster without a majority would hold the stop).
+		n.reg.haltPasses()
 	}
 	var errs []error
 	for i := len(n.undo) - 1; i >= 0; i-- {

@@ -150,6 +150,22 @@ func (n *Node) queued(ctx context.Context, o api.SubmitOptions, attempt func(ctx
 	for {
 		n.submitMu.Lock()
 		res, err := attempt(context.WithValue(ctx, ticketKey{}, t))
+		var away *placeAway
+		if errors.As(err, &away) {
+			// Placed on another node of the cluster: offered there with
+			// submitMu released; when this node's turn comes it is
+			// admitted here, as any submission.
+			n.submitMu.Unlock()
+			res, notes, local, err := n.placeRemote(ctx, away)
+			if !local {
+				if t != nil && q.leave(t) {
+					n.kickAdmission(context.WithoutCancel(ctx))
+				}
+				return res, err
+			}
+			ctx = context.WithValue(ctx, placedHereKey{}, notes)
+			continue
+		}
 		var full *atCapacity
 		if !errors.As(err, &full) {
 			// Under submitMu: the slot promised to t is the service's

@@ -192,6 +192,11 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 	if err != nil {
 		return api.SubmitResult{}, err
 	}
+	if n.place != nil && o.Forwarded == nil && o.PlacedBy == "" {
+		if err := n.placeHere(ctx, p, m, sub, info.Digest, data, &o); err != nil {
+			return api.SubmitResult{}, err
+		}
+	}
 	if o.Forwarded != nil {
 		if sub.Hops, sub.Depth, err = n.acceptForwarded(o.Forwarded, m, info.Digest); err != nil {
 			return api.SubmitResult{}, err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,7 +47,11 @@ func printNodes(w io.Writer, ns []api.ClusterNode) {
 			labels = append(labels, k+"="+v)
 		}
 		beat := roundDur(time.Duration(n.BeatAgeMs*float64(time.Millisecond))).String() + " ago"
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", name, n.Health, beat, n.API, n.Services,
+		services := strconv.Itoa(n.Services)
+		if n.ServicesMax > 0 {
+			services += "/" + strconv.Itoa(n.ServicesMax)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, n.Health, beat, n.API, services,
 			orDash(strings.Join(n.Drivers, ",")), orDash(strings.Join(slices.Sorted(slices.Values(labels)), ",")))
 	}
 	tw.Flush()
