@@ -76,20 +76,25 @@ func (n *Node) policyView(ctx context.Context, drivers ...string) (policy.Node, 
 		}
 		v.Drivers[name] = info
 	}
-	recs, err := n.store.Services(ctx)
+	count, targets, err := n.regIndex.read(ctx, n.store)
 	if err != nil {
 		return v, err
 	}
-	v.Services = len(recs)
+	v.Services, v.Targets = n.servicesCounted(count), targets
 	if v.Revoked, err = n.revoked(ctx); err != nil {
 		return v, err
 	}
-	for _, r := range recs {
-		if r.Target != "" {
-			v.Targets[r.Target] = r.Name
-		}
-	}
 	return v, nil
+}
+
+// servicesCounted is the count policy's limits.services bounds, of a
+// registry holding count: every service on a node alone, the services
+// placed on this node in a cluster (each node's policy bounds its own).
+func (n *Node) servicesCounted(count int) int {
+	if n.place == nil {
+		return count
+	}
+	return n.place.held()[n.cfg.Name]
 }
 
 // previousManifest decodes the manifest of the admitted version a

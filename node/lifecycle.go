@@ -548,6 +548,7 @@ func (n *Node) RemoveService(ctx context.Context, name string, purge bool) error
 	if err := n.store.RemoveService(ctx, name); err != nil {
 		return err
 	}
+	n.regIndex.drop(name)
 	if n.place != nil {
 		n.place.remove(ctx, name) // the node running it gives it up
 	}

@@ -69,6 +69,7 @@ type Node struct {
 	browser *browser.Hub // the browser runtime's hub; nil when not served (browser.go)
 
 	revocations revocations // of delegations, by id (trust.go)
+	regIndex    regIndex    // the registry's services and targets, for admission (regindex.go)
 
 	bus   *bus.Bus
 	reg   *registry   // the node registry: this node's heartbeat, the others'

@@ -304,12 +304,12 @@ func (n *Node) kickAdmission(ctx context.Context) {
 	limit := n.Policy().Policy().Limits.Services
 	services := 0
 	if limit > 0 {
-		recs, err := n.store.Services(ctx)
+		count, _, err := n.regIndex.read(ctx, n.store)
 		if err != nil {
 			n.log.Warn("admission queue: count services", logErr, err)
 			return
 		}
-		services = len(recs)
+		services = n.servicesCounted(count)
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -288,6 +288,7 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 		removeServiceDir(final)
 		return api.SubmitResult{}, err
 	}
+	n.regIndex.put(rec.Name, rec.Target)
 	n.notify(api.WatchEvent{Kind: api.WatchAdmitted, Service: rec.Name, Version: rec.Version, Phase: api.PhaseAdmitted})
 	n.notify(api.WatchEvent{Kind: api.WatchDeployed, Service: rec.Name, Version: rec.Version, Phase: api.PhaseDeployed})
 	if o.NoStart {
