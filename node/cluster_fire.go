@@ -84,17 +84,23 @@ func (n *Node) answerForwarded(m *nats.Msg) {
 	m.Respond(b)
 }
 
+// errorKind names err's kind for an answer to another node (errorKinds),
+// "internal" for an error of no kind.
+func errorKind(err error) string {
+	for name, kind := range errorKinds {
+		if errors.Is(err, kind) {
+			return name
+		}
+	}
+	return "internal"
+}
+
 // replyOf is a fire's outcome as a forwarded answer.
 func replyOf(run api.Run, err error) fireReply {
 	if err == nil {
 		return fireReply{Run: &run}
 	}
-	r := fireReply{Kind: "internal", Error: err.Error()}
-	for name, kind := range errorKinds {
-		if errors.Is(err, kind) {
-			r.Kind = name
-		}
-	}
+	r := fireReply{Kind: errorKind(err), Error: err.Error()}
 	var se *server.Error
 	if errors.As(err, &se) {
 		r.RetryAfter = se.RetryAfter.Milliseconds()

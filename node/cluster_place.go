@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,7 +20,9 @@ import (
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/contract"
+	"github.com/andromeda-runner/andromeda/policy"
 	"github.com/andromeda-runner/andromeda/sandbox"
+	"github.com/andromeda-runner/andromeda/server"
 	"github.com/andromeda-runner/andromeda/store"
 	"github.com/andromeda-runner/andromeda/trigger"
 )
@@ -41,6 +44,7 @@ type placements struct {
 	mu      sync.Mutex
 	seen    map[string]placed // service → its entry as last seen
 	applied uint64            // the highest revision the watch delivered
+	refused map[string]string // service → why this node's policy keeps it from taking it over (noteRefusal)
 
 	wmu    sync.Mutex // the watch is made again by the heartbeat loop
 	watch  jetstream.KeyWatcher
@@ -348,6 +352,10 @@ func (n *Node) restoreHere(ctx context.Context, rec store.Service) bool {
 	if !n.runsDriver(rec.Decision.Driver) || !hasLabels(n.cfg.Cluster.Labels, placementAsked(rec).Labels) {
 		return false
 	}
+	if why := n.refusesTakeOver(ctx, rec); why != "" {
+		n.place.noteRefusal(rec.Name, why)
+		return false
+	}
 	won, err := n.place.claim(ctx, rec.Name, pl.rev, placeRestored)
 	if err != nil {
 		n.log.Warn("cluster: service not claimed at start; failover tries again", logService, rec.Name, logErr, err)
@@ -460,6 +468,10 @@ func (n *Node) failover(ctx context.Context) {
 		if time.Since(since) < time.Duration(turn)*r.hb {
 			continue
 		}
+		if why := n.refusesTakeOver(ctx, rec); why != "" {
+			p.noteRefusal(service, why) // the next in turn takes it
+			continue
+		}
 		claimed, err := p.claim(ctx, service, pl.rev, placeTakenOver+pl.Node)
 		if err != nil {
 			n.log.Warn("cluster: failover: claim", logService, service, logErr, err)
@@ -512,6 +524,70 @@ type takenOver struct {
 	rec  store.Service
 	from string
 	lost bool
+}
+
+// refusesTakeOver judges rec by this node's own policy, as it was
+// submitted (its attestations, delegations and origin are in the record),
+// before this node takes it over: a node never runs what its own policy
+// refuses. It returns why not, or "" when the verdict is run. The
+// decision the service runs with stays the one it was admitted with.
+func (n *Node) refusesTakeOver(ctx context.Context, rec store.Service) string {
+	m, err := previousManifest(rec)
+	if err != nil {
+		return err.Error()
+	}
+	view, err := n.policyView(ctx, rec.Decision.Driver)
+	if err != nil {
+		return "policy view: " + err.Error()
+	}
+	if view.Targets[m.Target] == rec.Name {
+		delete(view.Targets, m.Target) // its own
+	}
+	sub := policy.Submission{Manifest: m, Digest: rec.Digest, PayloadSize: rec.Size,
+		Attestations: rec.Attestations, Delegations: rec.Delegations, Origin: rec.Origin}
+	who := server.Principal{Name: rec.Owner, Role: api.RoleSubmitter}
+	if rec.Owner == operatorOwner {
+		who.Role = api.RoleOperator
+	}
+	pol := n.Policy()
+	if limit := pol.Policy().Limits.Services; limit > 0 && view.Services >= limit {
+		return fmt.Sprintf("this node is at its bound of %d services (limits.services)", limit)
+	}
+	d := n.decide(ctx, who, pol, &sub, view)
+	if d.Verdict == policy.Run {
+		// It runs under the decision it was admitted with: one this
+		// node's policy would give other limits or another driver is
+		// not run here as if it were its own.
+		switch {
+		case d.Driver != rec.Decision.Driver:
+			return fmt.Sprintf("this node's policy would run it on driver %s, not %s", d.Driver, rec.Decision.Driver)
+		case !reflect.DeepEqual(d.Limits, rec.Decision.Limits):
+			return fmt.Sprintf("this node's policy would give it other limits (%+v, not %+v)", d.Limits, rec.Decision.Limits)
+		}
+		return ""
+	}
+	var failed []string
+	for _, r := range d.Reasons {
+		if !r.OK {
+			failed = append(failed, r.Rule+": "+r.Detail)
+		}
+	}
+	return fmt.Sprintf("this node's policy says %s (%s)", d.Verdict, strings.Join(failed, "; "))
+}
+
+// noteRefusal logs, once for each reason, that this node's policy keeps it
+// from taking service over.
+func (p *placements) noteRefusal(service, why string) {
+	p.mu.Lock()
+	if p.refused == nil {
+		p.refused = map[string]string{}
+	}
+	seen := p.refused[service] == why
+	p.refused[service] = why
+	p.mu.Unlock()
+	if !seen {
+		p.n.log.Warn("cluster: not taking the service over: this node's policy refuses it; the next node in turn may", logService, service, "why", why)
+	}
 }
 
 // turnHash orders the candidates of a service.

@@ -287,12 +287,7 @@ func (n *Node) answerPlace(m *nats.Msg) {
 		reply.Result = &res
 		return
 	}
-	reply = placeReply{Kind: "internal", Error: err.Error()}
-	for name, kind := range errorKinds {
-		if errors.Is(err, kind) {
-			reply.Kind = name
-		}
-	}
+	reply = placeReply{Kind: errorKind(err), Error: err.Error()}
 	var se *server.Error
 	if errors.As(err, &se) {
 		reply.Problems, reply.Decision, reply.Receipt, reply.RetryAfter = se.Problems, se.Decision, se.Receipt, se.RetryAfter.Milliseconds()

@@ -115,3 +115,47 @@ func TestClusterPlacement(t *testing.T) {
 		t.Errorf("services by node after spreading six: %v, want 3 or 4 each, 10 in all", held)
 	}
 }
+
+// TestClusterTakeOverPolicy: a node takes over only what its own policy
+// admits. n3 accepts only services with the keyword gpu; four services
+// without it, submitted to n1, all go to n2 when n1 is lost (n3, in turn
+// first for some of them, refuses each and leaves it to n2), and none ever
+// runs on n3.
+func TestClusterTakeOverPolicy(t *testing.T) {
+	ctx := context.Background()
+	nodes := startCluster(t, 3, func(i int, cfg *node.Config) {
+		if i == 2 {
+			cfg.Policy.Keywords = []string{"gpu"}
+		}
+	})
+	names := []string{"svc-a", "svc-b", "svc-c", "svc-d"}
+	for _, name := range names {
+		if res, err := nodes[0].op.Submit(ctx, placedGreeter(t, name, "", "demo")); err != nil || res.Service.Node != "n1" {
+			t.Fatalf("submit %s to n1: %+v, %v", name, res.Service, err)
+		}
+	}
+	resume := node.PauseHeartbeat(nodes[0].Node)
+	defer resume()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		on := map[string]int{}
+		for _, name := range names {
+			if svc, err := nodes[1].op.Service(ctx, name); err == nil {
+				on[svc.Node]++
+			}
+		}
+		if on["n3"] > 0 {
+			t.Fatalf("services taken over by n3, whose policy refuses them: %v", on)
+		}
+		if on["n2"] == len(names) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after n1 was lost the services are on %v, want all on n2", on)
+		}
+	}
+	for _, name := range names {
+		if run, err := nodes[1].op.Fire(ctx, name, nil); err != nil || run.Node != "n2" {
+			t.Errorf("fire %s: %+v, %v; want a run on n2", name, run.Node, err)
+		}
+	}
+}

@@ -247,6 +247,7 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 		Name: m.Name, Version: m.Version, Digest: info.Digest, Size: info.Size, Files: info.Files,
 		Manifest: canon, Owner: p.Name, SubmittedAt: time.Now().UTC(), Target: m.Target,
 		Decision: decision, Receipt: n.receipt(pol, sub, decision), Forwarded: o.Forwarded,
+		Attestations: o.Attestations, Delegations: o.Delegations, Origin: o.Origin,
 	}
 	rec = withPhase(rec, api.PhaseStarted, true, "")
 	if o.NoStart {

@@ -31,6 +31,13 @@ type Service struct {
 	// Forwarded is the receipt of the node that forwarded the service
 	// here; nil for a service submitted here.
 	Forwarded *attest.Receipt `json:"forwarded,omitempty"`
+	// Attestations, Delegations and Origin are what the submission came
+	// with, kept so that another node of a cluster taking the service over
+	// judges it by its own policy as it was submitted. Absent in records
+	// written before they were kept.
+	Attestations []attest.Attestation `json:"attestations,omitempty"`
+	Delegations  []attest.Delegation  `json:"delegations,omitempty"`
+	Origin       decision.OriginClaim `json:"origin,omitzero"`
 	// Status is "deployed", "dormant", "failed" (see StatusDetail) or
 	// "stopped".
 	Status       string `json:"status"`

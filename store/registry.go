@@ -135,8 +135,12 @@ func (s *Store) Artifact(ctx context.Context, digest string) ([]byte, error) {
 	// stream elects a leader (its server just went) can wait forever for
 	// chunks. Each attempt is bounded, and one that timed out is made
 	// again while ctx lasts.
+	bound := artifactAttempt
+	if info, err := s.artifacts.GetInfo(ctx, artifactKey(digest)); err == nil {
+		bound = artifactBase + time.Duration(info.Size/artifactRate)*time.Second
+	}
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, artifactAttempt)
+		actx, cancel := context.WithTimeout(ctx, bound)
 		b, err = s.artifacts.GetBytes(actx, artifactKey(digest))
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || attempt == artifactAttempts {
@@ -153,10 +157,13 @@ func (s *Store) Artifact(ctx context.Context, digest string) ([]byte, error) {
 }
 
 // An artifact read is attempted artifactAttempts times at most, each
-// bounded by artifactAttempt.
+// bounded by artifactBase and a second for every artifactRate bytes of it
+// (artifactAttempt when its size is not known).
 const (
+	artifactBase     = 3 * time.Second
+	artifactRate     = 8 << 20
 	artifactAttempt  = 10 * time.Second
-	artifactAttempts = 6
+	artifactAttempts = 12
 )
 
 func artifactKey(digest string) string { return strings.ReplaceAll(digest, ":", "-") }
