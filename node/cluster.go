@@ -396,7 +396,11 @@ func (r *registry) start() {
 					defer r.failingOver.Store(false)
 					fctx, cancel := context.WithTimeout(passing, r.n.cfg.Cluster.Wait.Std())
 					defer cancel()
+					began := time.Now()
 					r.n.failover(fctx)
+					if took := time.Since(began); took > slowPass {
+						r.n.log.Warn("cluster: a failover pass was slow; takeovers waited for it", "took_ms", ms(took))
+					}
 				})
 			}
 		}
@@ -472,6 +476,10 @@ func (r *registry) close() error {
 	})
 	return nil
 }
+
+// slowPass is how long a failover pass may take before it is logged: the
+// next pass waits for it.
+const slowPass = 10 * time.Second
 
 // haltPasses ends the failover passes in flight; the passes started later
 // end at once too, until the registry starts again.

@@ -352,9 +352,11 @@ func (n *Node) restoreHere(ctx context.Context, rec store.Service) bool {
 	if !n.runsDriver(rec.Decision.Driver) || !hasLabels(n.cfg.Cluster.Labels, placementAsked(rec).Labels) {
 		return false
 	}
-	if why := n.refusesTakeOver(ctx, rec); why != "" {
-		n.place.noteRefusal(rec.Name, why)
-		return false
+	if why, err := n.refusesTakeOver(ctx, rec); err != nil || why != "" {
+		if why != "" {
+			n.place.noteRefusal(rec.Name, why)
+		}
+		return false // judged again by failover
 	}
 	won, err := n.place.claim(ctx, rec.Name, pl.rev, placeRestored)
 	if err != nil {
@@ -388,6 +390,13 @@ func (n *Node) runsDriver(driver string) bool {
 // the next. A node that cannot store its own heartbeat takes nothing.
 func (n *Node) failover(ctx context.Context) {
 	p, r := n.place, n.reg
+	// Each read and claim is bounded by a few heartbeats: while a stream
+	// elects a leader they may wait, and one pass waiting out a minute
+	// would hold every takeover back (passes run one at a time). What
+	// times out is tried again by the next pass.
+	step := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(ctx, max(2*time.Second, 2*r.hb))
+	}
 	if p == nil || !r.fresh() {
 		return
 	}
@@ -406,7 +415,9 @@ func (n *Node) failover(ctx context.Context) {
 	// (the store unanswered during an election). Nobody else would run
 	// it: deploy it again.
 	for _, service := range adopt {
-		rec, err := n.store.Service(ctx, service)
+		sctx, cancel := step()
+		rec, err := n.store.Service(sctx, service)
+		cancel()
 		if err != nil {
 			continue // removed, or the store does not answer yet
 		}
@@ -428,7 +439,9 @@ func (n *Node) failover(ctx context.Context) {
 			continue
 		}
 		gone, known := nodes[pl.Node]
-		rec, err := n.store.Service(ctx, service)
+		sctx, cancel := step()
+		rec, err := n.store.Service(sctx, service)
+		cancel()
 		if errors.Is(err, store.ErrNotFound) {
 			p.remove(ctx, service) // a placement left behind by a removal
 			continue
@@ -468,11 +481,20 @@ func (n *Node) failover(ctx context.Context) {
 		if time.Since(since) < time.Duration(turn)*r.hb {
 			continue
 		}
-		if why := n.refusesTakeOver(ctx, rec); why != "" {
+		sctx, cancel = step()
+		why, err := n.refusesTakeOver(sctx, rec)
+		cancel()
+		if err != nil {
+			n.log.Debug("cluster: failover: not judged yet", logService, service, logErr, err)
+			continue
+		}
+		if why != "" {
 			p.noteRefusal(service, why) // the next in turn takes it
 			continue
 		}
-		claimed, err := p.claim(ctx, service, pl.rev, placeTakenOver+pl.Node)
+		sctx, cancel = step()
+		claimed, err := p.claim(sctx, service, pl.rev, placeTakenOver+pl.Node)
+		cancel()
 		if err != nil {
 			n.log.Warn("cluster: failover: claim", logService, service, logErr, err)
 			continue
@@ -495,7 +517,9 @@ func (n *Node) failover(ctx context.Context) {
 	})
 	each(won, takeOverWorkers, func(t takenOver) {
 		if t.lost {
-			n.recordLost(ctx, t.rec, t.from)
+			rctx, cancel := context.WithTimeout(ctx, max(10*time.Second, 5*r.hb))
+			defer cancel()
+			n.recordLost(rctx, t.rec, t.from)
 		}
 	})
 }
@@ -531,14 +555,14 @@ type takenOver struct {
 // before this node takes it over: a node never runs what its own policy
 // refuses. It returns why not, or "" when the verdict is run. The
 // decision the service runs with stays the one it was admitted with.
-func (n *Node) refusesTakeOver(ctx context.Context, rec store.Service) string {
+func (n *Node) refusesTakeOver(ctx context.Context, rec store.Service) (string, error) {
 	m, err := previousManifest(rec)
 	if err != nil {
-		return err.Error()
+		return err.Error(), nil
 	}
 	view, err := n.policyView(ctx, rec.Decision.Driver)
 	if err != nil {
-		return "policy view: " + err.Error()
+		return "", err // not judged yet: tried again
 	}
 	if view.Targets[m.Target] == rec.Name {
 		delete(view.Targets, m.Target) // its own
@@ -551,7 +575,7 @@ func (n *Node) refusesTakeOver(ctx context.Context, rec store.Service) string {
 	}
 	pol := n.Policy()
 	if limit := pol.Policy().Limits.Services; limit > 0 && view.Services >= limit {
-		return fmt.Sprintf("this node is at its bound of %d services (limits.services)", limit)
+		return fmt.Sprintf("this node is at its bound of %d services (limits.services)", limit), nil
 	}
 	d := n.decide(ctx, who, pol, &sub, view)
 	if d.Verdict == policy.Run {
@@ -560,11 +584,11 @@ func (n *Node) refusesTakeOver(ctx context.Context, rec store.Service) string {
 		// not run here as if it were its own.
 		switch {
 		case d.Driver != rec.Decision.Driver:
-			return fmt.Sprintf("this node's policy would run it on driver %s, not %s", d.Driver, rec.Decision.Driver)
+			return fmt.Sprintf("this node's policy would run it on driver %s, not %s", d.Driver, rec.Decision.Driver), nil
 		case !reflect.DeepEqual(d.Limits, rec.Decision.Limits):
-			return fmt.Sprintf("this node's policy would give it other limits (%+v, not %+v)", d.Limits, rec.Decision.Limits)
+			return fmt.Sprintf("this node's policy would give it other limits (%+v, not %+v)", d.Limits, rec.Decision.Limits), nil
 		}
-		return ""
+		return "", nil
 	}
 	var failed []string
 	for _, r := range d.Reasons {
@@ -572,7 +596,7 @@ func (n *Node) refusesTakeOver(ctx context.Context, rec store.Service) string {
 			failed = append(failed, r.Rule+": "+r.Detail)
 		}
 	}
-	return fmt.Sprintf("this node's policy says %s (%s)", d.Verdict, strings.Join(failed, "; "))
+	return fmt.Sprintf("this node's policy says %s (%s)", d.Verdict, strings.Join(failed, "; ")), nil
 }
 
 // noteRefusal logs, once for each reason, that this node's policy keeps it

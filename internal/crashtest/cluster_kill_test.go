@@ -34,107 +34,13 @@ import (
 // with ANDROMEDA_SOAK=1): the kill → first tick elsewhere is logged with
 // its p50 and p99, and over every round no tick runs twice.
 func TestClusterKill(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("the go toolchain is needed to build andromeda")
-	}
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "andromeda")
-	if out, err := exec.Command("go", "build", "-o", bin, andromedaCmd).CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	const lostAfter = 2 * time.Second
-	routes := []string{testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)}
-	nodes := make([]*killNode, 3)
-	for i := range nodes {
-		dir := filepath.Join(tmp, fmt.Sprintf("n%d", i+1))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		n := &killNode{t: t, bin: bin, logPath: filepath.Join(dir, "node.log"), config: filepath.Join(dir, "andromeda.yaml")}
-		n.addr = testutil.FreeAddr(t)
-		cfg := fmt.Sprintf("listen: %s\ndata: %s\ncluster: {heartbeat: 400ms, lost_after: %s}\nlog: {format: json, level: info}\ndocker: {enabled: false}\n",
-			n.addr, filepath.Join(dir, "data"), lostAfter)
-		if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		n.args = []string{"--name", fmt.Sprintf("n%d", i+1), "--cluster", "crash", "--cluster-listen", routes[i], "--routes", strings.Join(routes, ",")}
-		t.Cleanup(n.cleanup)
-		nodes[i] = n
-	}
-	// Side by side: each start waits for a majority of the cluster.
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	for i, n := range nodes {
-		wg.Go(func() { _, errs[i] = n.start() })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("n%d: %v\n%s", i+1, err, nodes[i].logSince(0))
-		}
-	}
-	client := func(i int) *api.Client {
-		tok, err := node.OperatorToken(filepath.Join(filepath.Dir(nodes[i].config), "data"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return api.NewClient(nodes[i].addr, tok)
-	}
-	health := func(c *api.Client) map[string]string {
-		ns, err := c.Nodes(context.Background())
-		if err != nil {
-			return map[string]string{"error": err.Error()}
-		}
-		out := map[string]string{}
-		for _, n := range ns {
-			out[n.Name] = n.Health
-		}
-		return out
-	}
-	waitFor := func(c *api.Client, want map[string]string, within time.Duration) time.Duration {
-		t.Helper()
-		begin := time.Now()
-		for {
-			got := health(c)
-			if fmt.Sprint(got) == fmt.Sprint(want) {
-				return time.Since(begin)
-			}
-			if time.Since(begin) > within {
-				ns, err := c.Nodes(context.Background())
-				var detail []string
-				for _, n := range ns {
-					detail = append(detail, fmt.Sprintf("%s: %s, heartbeat %.0f ms ago (stored %s)", n.Name, n.Health, n.BeatAgeMs, n.Beat.Format("15:04:05.000")))
-				}
-				t.Fatalf("nodes = %v after %v, want %v (%v; now %s)", detail, within, want, err, time.Now().UTC().Format("15:04:05.000"))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	up := map[string]string{"n1": api.NodeUp, "n2": api.NodeUp, "n3": api.NodeUp}
-	for i := range nodes {
-		waitFor(client(i), up, 5*time.Second)
-	}
+	kc := startKillCluster(t, lostAfter)
+	tmp, nodes, client, waitFor, up := kc.tmp, kc.nodes, kc.client, kc.waitFor, kc.up
 
 	// The heartbeat example, every second, submitted to n3.
 	ctx := context.Background()
-	svc := filepath.Join(tmp, "heartbeat")
-	testutil.CopyDir(t, filepath.Join("..", "..", "examples", "heartbeat"), svc)
-	m, err := os.ReadFile(filepath.Join(svc, "andromeda.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m = bytes.Replace(m, []byte(`schedule: "*/15 * * * * *"`), []byte(`every: 1s`), 1)
-	if err := os.WriteFile(filepath.Join(svc, "andromeda.yaml"), m, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(filepath.Join(svc, "main.go"))
-	if err := gobuild.Wasm(ctx, filepath.Join("..", "..", "examples", "heartbeat"), filepath.Join(svc, "main.wasm"), gobuild.Command); err != nil {
-		t.Fatalf("build the wasm service: %v", err)
-	}
-	b, err := archive.Pack(svc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := heartbeatService(t, tmp, "heartbeat")
 	c3 := client(2)
 	if res, err := c3.Submit(ctx, b); err != nil || res.Service.Node != "n3" {
 		t.Fatalf("submit to n3: %+v, %v", res.Service, err)
@@ -182,7 +88,8 @@ func TestClusterKill(t *testing.T) {
 		t.Fatalf("build the slow service: %v", err)
 	}
 	os.Remove(filepath.Join(slow, "main.go"))
-	if b, err = archive.Pack(slow); err != nil {
+	b, err := archive.Pack(slow)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if res, err := c3.Submit(ctx, b); err != nil || res.Service.Node != "n3" {
@@ -319,4 +226,133 @@ func TestClusterKill(t *testing.T) {
 		seen[r.Trigger.At] = r.Node
 	}
 	t.Logf("cron runs by node: %v", after)
+}
+
+// killCluster is three `andromeda serve` processes routed into one cluster
+// by serve's flags, each with its own data dir, all up.
+type killCluster struct {
+	t     *testing.T
+	tmp   string
+	nodes []*killNode
+	up    map[string]string
+}
+
+// startKillCluster builds andromeda and starts three nodes (heartbeat
+// 400 ms, lost_after as given) side by side, and waits until each lists
+// all three up.
+func startKillCluster(t *testing.T, lostAfter time.Duration) *killCluster {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("the go toolchain is needed to build andromeda")
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "andromeda")
+	if out, err := exec.Command("go", "build", "-o", bin, andromedaCmd).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	routes := []string{testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)}
+	nodes := make([]*killNode, 3)
+	for i := range nodes {
+		dir := filepath.Join(tmp, fmt.Sprintf("n%d", i+1))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		n := &killNode{t: t, bin: bin, logPath: filepath.Join(dir, "node.log"), config: filepath.Join(dir, "andromeda.yaml")}
+		n.addr = testutil.FreeAddr(t)
+		cfg := fmt.Sprintf("listen: %s\ndata: %s\ncluster: {heartbeat: 400ms, lost_after: %s}\nlog: {format: json, level: info}\ndocker: {enabled: false}\n",
+			n.addr, filepath.Join(dir, "data"), lostAfter)
+		if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.args = []string{"--name", fmt.Sprintf("n%d", i+1), "--cluster", "crash", "--cluster-listen", routes[i], "--routes", strings.Join(routes, ",")}
+		t.Cleanup(n.cleanup)
+		nodes[i] = n
+	}
+	// Side by side: each start waits for a majority of the cluster.
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i, n := range nodes {
+		wg.Go(func() { _, errs[i] = n.start() })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("n%d: %v\n%s", i+1, err, nodes[i].logSince(0))
+		}
+	}
+	kc := &killCluster{t: t, tmp: tmp, nodes: nodes, up: map[string]string{"n1": api.NodeUp, "n2": api.NodeUp, "n3": api.NodeUp}}
+	for i := range nodes {
+		kc.waitFor(kc.client(i), kc.up, 5*time.Second)
+	}
+	return kc
+}
+
+// client is an operator's client of node i.
+func (kc *killCluster) client(i int) *api.Client {
+	tok, err := node.OperatorToken(filepath.Join(filepath.Dir(kc.nodes[i].config), "data"))
+	if err != nil {
+		kc.t.Fatal(err)
+	}
+	return api.NewClient(kc.nodes[i].addr, tok)
+}
+
+// health is the nodes' health as c's node judges it.
+func (kc *killCluster) health(c *api.Client) map[string]string {
+	ns, err := c.Nodes(context.Background())
+	if err != nil {
+		return map[string]string{"error": err.Error()}
+	}
+	out := map[string]string{}
+	for _, n := range ns {
+		out[n.Name] = n.Health
+	}
+	return out
+}
+
+// waitFor waits until c's node judges the nodes as want, and returns how
+// long that took; it fails the test after within.
+func (kc *killCluster) waitFor(c *api.Client, want map[string]string, within time.Duration) time.Duration {
+	t := kc.t
+	t.Helper()
+	begin := time.Now()
+	for {
+		got := kc.health(c)
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			return time.Since(begin)
+		}
+		if time.Since(begin) > within {
+			ns, err := c.Nodes(context.Background())
+			var detail []string
+			for _, n := range ns {
+				detail = append(detail, fmt.Sprintf("%s: %s, heartbeat %.0f ms ago (stored %s)", n.Name, n.Health, n.BeatAgeMs, n.Beat.Format("15:04:05.000")))
+			}
+			t.Fatalf("nodes = %v after %v, want %v (%v; now %s)", detail, within, want, err, time.Now().UTC().Format("15:04:05.000"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// heartbeatService is an archive of the heartbeat example (a command-mode
+// wasm service) ticking every second, named name.
+func heartbeatService(t *testing.T, tmp, name string) []byte {
+	t.Helper()
+	svc := filepath.Join(tmp, name)
+	testutil.CopyDir(t, filepath.Join("..", "..", "examples", "heartbeat"), svc)
+	m, err := os.ReadFile(filepath.Join(svc, "andromeda.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = bytes.Replace(m, []byte(`schedule: "*/15 * * * * *"`), []byte(`every: 1s`), 1)
+	m = bytes.Replace(m, []byte("name: heartbeat"), []byte("name: "+name), 1)
+	if err := os.WriteFile(filepath.Join(svc, "andromeda.yaml"), m, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(svc, "main.go"))
+	if err := gobuild.Wasm(context.Background(), filepath.Join("..", "..", "examples", "heartbeat"), filepath.Join(svc, "main.wasm"), gobuild.Command); err != nil {
+		t.Fatalf("build the wasm service: %v", err)
+	}
+	b, err := archive.Pack(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
