@@ -383,7 +383,19 @@ func (n *Node) catchUp(d *deployed, now time.Time) {
 		go func() {
 			defer n.ticks.work.Done()
 			sp := d.triggers[j.i]
-			plan, err := trigger.PlanCatchUp(sp, catchUpPolicy(d, j.i), time.UTC, j.rec.At, now)
+			from := j.rec.At
+			if n.place != nil {
+				// In a cluster the node that ran the service before may
+				// have fired ticks after the one noted here: those were
+				// not missed.
+				if last, ok := n.place.lastClaimed(name, j.i, from, now); ok {
+					from = last.Add(time.Millisecond) // claims keep milliseconds; the tick itself is within this one
+				}
+				if !from.Before(now) {
+					return
+				}
+			}
+			plan, err := trigger.PlanCatchUp(sp, catchUpPolicy(d, j.i), time.UTC, from, now)
 			if err != nil {
 				n.log.Error("catch-up", logService, name, logTrigger, trigger.Name(j.i), logErr, err)
 				return

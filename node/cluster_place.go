@@ -719,6 +719,41 @@ func (n *Node) runsSince(ctx context.Context, service string, since time.Time) (
 	}
 }
 
+// lastClaimed is the newest tick of trigger i of service claimed in the
+// cluster after since and at or before until (looking back ten minutes at
+// most), by any node: a node taking a service over counts the ticks up to
+// it as fired, not missed.
+func (p *placements) lastClaimed(service string, i int, since, until time.Time) (time.Time, bool) {
+	ctx, cancel := context.WithTimeout(p.n.ctx, max(2*time.Second, 2*p.n.reg.hb))
+	defer cancel()
+	since = later(since, until.Add(-10*time.Minute))
+	var filters []string
+	for m := since.Unix() / 60; m <= until.Unix()/60; m++ {
+		filters = append(filters, service+"."+strconv.Itoa(i)+"."+strconv.FormatInt(m, 10)+".*")
+	}
+	keys, err := p.ticks.ListKeysFiltered(ctx, filters...)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var last time.Time
+	for k := range keys.Keys() {
+		parts := strings.Split(k, ".")
+		ms, err := strconv.ParseInt(parts[len(parts)-1], 10, 64)
+		if at := time.UnixMilli(ms); err == nil && at.After(since) && !at.After(until) && at.After(last) {
+			last = at
+		}
+	}
+	return last, !last.IsZero()
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // tickClaimKey is the tick claim of service's trigger i at at:
 // <service>.<i>.<unix minute>.<unix ms>, so that the claims of a few
 // minutes are listed by their minutes (recordLost).
