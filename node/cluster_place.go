@@ -645,7 +645,9 @@ func (n *Node) claimTick(ev trigger.Event) bool {
 	defer cancel()
 	rev, err := p.ticks.Create(ctx, key, []byte(n.cfg.Name))
 	if err == nil {
-		first, seq, err := p.firstClaim(ctx, key)
+		rctx, rcancel := context.WithTimeout(n.ctx, n.reg.hb)
+		defer rcancel()
+		first, seq, err := p.firstClaim(rctx, key)
 		switch {
 		case err != nil:
 			n.log.Warn("cluster: tick claimed, the claim not read back: not fired", logService, ev.Service, "at", ev.At, logErr, err)
@@ -684,12 +686,45 @@ func (p *placements) firstClaim(ctx context.Context, key string) (string, uint64
 		if !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return "", 0, err
 		}
+		// The replica that answered is behind (just after an election,
+		// for seconds): the stream's leader, which stored the claim,
+		// answers instead.
+		if node, seq, err := p.leaderFirstClaim(ctx, subject); err == nil {
+			return node, seq, nil
+		}
 		select {
 		case <-ctx.Done():
 			return "", 0, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// leaderFirstClaim asks the claims stream's leader (a message get, not a
+// direct one) for the first message on subject.
+func (p *placements) leaderFirstClaim(ctx context.Context, subject string) (string, uint64, error) {
+	req, _ := json.Marshal(map[string]any{"seq": 1, "next_by_subj": subject})
+	resp, err := p.n.bus.Conn.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bus.BucketTickClaims, req)
+	if err != nil {
+		return "", 0, err
+	}
+	var r struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Data []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return "", 0, err
+	}
+	if r.Error != nil || r.Message == nil {
+		return "", 0, jetstream.ErrMsgNotFound
+	}
+	return string(r.Message.Data), r.Message.Seq, nil
 }
 
 // runsSince lists the runs of service started since, as complete as the
