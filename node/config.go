@@ -184,9 +184,15 @@ type BrowserConfig struct {
 
 // UploadConfig bounds submitted archives.
 type UploadConfig struct {
-	MaxArchive  string `json:"max_archive" yaml:"max_archive"`   // compressed; default 16Mi
-	MaxUnpacked string `json:"max_unpacked" yaml:"max_unpacked"` // default 64Mi
-	MaxFiles    int    `json:"max_files" yaml:"max_files"`       // default 4096
+	// MaxArchive is the largest submitted archive, compressed, as sent (a
+	// size); a larger upload is refused with 413. Default 16Mi.
+	MaxArchive string `json:"max_archive" yaml:"max_archive"`
+	// MaxUnpacked is the most an archive may unpack to (a size); one that
+	// grows past it is refused while it is read. Default 64Mi.
+	MaxUnpacked string `json:"max_unpacked" yaml:"max_unpacked"`
+	// MaxFiles is the most files and directories an archive may hold.
+	// Default 4096.
+	MaxFiles int `json:"max_files" yaml:"max_files"`
 }
 
 // LogConfig selects logging.

@@ -59,9 +59,14 @@ type DockerTLS struct {
 // DockerImages names the runtime image of each process language the docker
 // driver runs archive services of.
 type DockerImages struct {
-	Node   string `json:"node" yaml:"node"`
+	// Node is the image Node.js services run in: a reference the engine
+	// has or can pull. Default "": none.
+	Node string `json:"node" yaml:"node"`
+	// Python is the image Python services run in. Default "": none.
 	Python string `json:"python" yaml:"python"`
-	Exec   string `json:"exec" yaml:"exec"`
+	// Exec is the image executables (language exec) run in. Default "":
+	// none.
+	Exec string `json:"exec" yaml:"exec"`
 }
 
 // Map returns the images by language, without the empty ones.

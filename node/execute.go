@@ -47,9 +47,11 @@ type ExecutorsConfig struct {
 	// failures (no answer, 408, 425, 429, 5xx) before it fails, from 1 to
 	// 100. Default 8.
 	Attempts int `json:"attempts" yaml:"attempts"`
-	// Backoff is the wait after the first failed attempt, doubling after
-	// each, with jitter, up to BackoffMax. Defaults 500ms and 1m.
-	Backoff    string `json:"backoff" yaml:"backoff"`
+	// Backoff is the wait after the first failed attempt (a duration),
+	// doubling after each, with jitter, up to backoff_max. Default 500ms.
+	Backoff string `json:"backoff" yaml:"backoff"`
+	// BackoffMax is the longest wait between two attempts (a duration).
+	// Default 1m.
 	BackoffMax string `json:"backoff_max" yaml:"backoff_max"`
 	// Workers is how many executions run at once, from 1 to 1024.
 	// Default 16.

@@ -263,7 +263,8 @@ const (
 // Ceiling is the most of one resource a service may get, and what happens
 // to a request above it.
 type Ceiling[T any] struct {
-	// Max is the ceiling. Required, more than 0.
+	// Max is the ceiling, more than 0; required when the limit is given
+	// as an object (the defaults are each limit's).
 	Max T `json:"max" yaml:"max"`
 	// Over is clamp (the default) or reject.
 	Over Over `json:"over" yaml:"over"`
