@@ -112,7 +112,12 @@ type Run struct {
 	Error     string           `json:"error,omitempty"`
 	Usage     Usage            `json:"usage"`
 	Attempts  int              `json:"attempts"`            // invocations it took: more than 1 when its state write conflicted (state.attempts)
-	Truncated bool             `json:"truncated,omitempty"` // output dropped to keep the record bounded
+	Truncated bool             `json:"truncated,omitempty"` // output (and input) dropped to keep the record bounded
+	// Input is the message the run was given (a fire's message, an
+	// event's, a webhook's request as the service saw it), kept when it
+	// is at most 16 KiB; InputBytes is its size, kept or not.
+	Input      json.RawMessage `json:"input,omitempty"`
+	InputBytes int             `json:"input_bytes,omitempty"`
 	// Emitted says what became of each emit to a bus topic, in order.
 	Emitted []Emitted `json:"emitted,omitempty"`
 	// Executions are what became of the run's actions, in order: one per
@@ -306,6 +311,15 @@ type NodeInfo struct {
 	// NodeKey is the node key's public half, "ed25519:<base64>": it signs
 	// admission receipts and usage records, and is the node's id in them.
 	NodeKey string `json:"node_key,omitempty"`
+	// Caller is who asked: the token's name and role (the dashboard shows
+	// an operator's actions, and only those).
+	Caller *Caller `json:"caller,omitempty"`
+}
+
+// Caller is the token a request came with, as GET /v1/node names it.
+type Caller struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
 }
 
 // DriverStatus is a driver's self-test result and offer.

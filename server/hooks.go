@@ -444,7 +444,7 @@ func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request, p Principa
 // Everything else is answered 404. Serve it as New's server: HTTPServer on
 // Listener.
 func NewHooks(b HookBackend, cfg Config, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg.withDefaults(), log: log, mux: http.NewServeMux(), hooks: b}
+	s := &Server{cfg: cfg.withDefaults(), log: log, mux: newMux(), hooks: b}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc(manifest.HookPathPrefix, s.hook)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -166,7 +166,7 @@ type Server struct {
 	planner PlanBackend
 	cfg     Config
 	log     *slog.Logger
-	mux     *http.ServeMux
+	mux     *mux
 
 	// runner runs with args, detached, waited on and killed; nil when the
 	// backend does not.
@@ -177,7 +177,7 @@ type Server struct {
 // or serve it with HTTPServer on Listener to have the timeouts and
 // connection limits.
 func New(b Backend, cfg Config, log *slog.Logger) *Server {
-	s := &Server{b: b, cfg: cfg.withDefaults(), log: log, mux: http.NewServeMux()}
+	s := &Server{b: b, cfg: cfg.withDefaults(), log: log, mux: newMux()}
 	s.routes()
 	return s
 }
@@ -230,9 +230,29 @@ func (s *Server) routes() {
 	s.watchRoutes()
 	s.trustRoutes()
 	s.browserRoutes()
+	s.uiRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, Errorf(errNoRoute, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
+}
+
+// mux is the server's ServeMux, which also keeps the patterns registered
+// on it: a test checks them against the API document both ways.
+type mux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func newMux() *mux { return &mux{ServeMux: http.NewServeMux()} }
+
+func (m *mux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+func (m *mux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.HandleFunc(pattern, h)
 }
 
 type principalKey struct{}
@@ -307,6 +327,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // external bus it uses (a URL may carry credentials) are for operators.
 func (s *Server) node(w http.ResponseWriter, r *http.Request, p Principal) {
 	info := s.b.Node(r.Context())
+	info.Caller = &api.Caller{Name: p.Name, Role: p.Role}
 	if !p.Operator() {
 		info.Data = ""
 		if info.Bus != "embedded" {
