@@ -42,6 +42,9 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 	if err != nil {
 		return err
 	}
+	if f, ok := ctx.Value(uploadProgressKey{}).(func(sent, total int64)); ok && req.ContentLength > 0 {
+		req.Body = io.NopCloser(&progressReader{r: req.Body, total: req.ContentLength, f: f})
+	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		if headers[i+1] != "" {
 			req.Header.Set(headers[i], headers[i+1])
@@ -309,4 +312,32 @@ func (c *Client) SubmitForwarded(ctx context.Context, archive []byte, o SubmitOp
 		return res, nil, err
 	}
 	return SubmitResult{}, &Refusal{Status: ae.Status, Message: ae.Message, Problems: ae.Problems, Decision: ae.Decision, Receipt: ae.Receipt}, nil
+}
+
+type uploadProgressKey struct{}
+
+// WithUploadProgress returns ctx with f, which a request made with it
+// calls as its body is sent: the bytes sent so far and the body's size.
+func WithUploadProgress(ctx context.Context, f func(sent, total int64)) context.Context {
+	if f == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, uploadProgressKey{}, f)
+}
+
+// progressReader reports the bytes read through it.
+type progressReader struct {
+	r     io.Reader
+	sent  int64
+	total int64
+	f     func(sent, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.sent += int64(n)
+	if n > 0 || err == io.EOF {
+		p.f(p.sent, p.total)
+	}
+	return n, err
 }

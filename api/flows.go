@@ -25,6 +25,9 @@ type Flow struct {
 	Wires   []FlowWire   `json:"wires"`
 	// Running says the flow is started: fired messages run.
 	Running bool `json:"running"`
+	// Node is, in a cluster, the node that runs it (empty on a node
+	// alone, and while no node holds it).
+	Node string `json:"node,omitempty"`
 	// Queued is how many messages wait in the flow's queue, those whose
 	// flow runs are in flight included; InFlight how many flow runs are
 	// in flight.

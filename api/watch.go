@@ -13,6 +13,7 @@ const (
 	WatchStopped   = "service.stopped"   // triggers disarmed, runs in flight finished or killed
 	WatchRemoved   = "service.removed"   // deleted from the registry
 	WatchFailed    = "service.failed"    // a phase failed; Detail says why
+	WatchProgress  = "service.progress"  // a step of a long deploy (dependency install, image pull); Detail says what and how far
 	WatchUnhealthy = "service.unhealthy" // consecutive failures crossed the health threshold
 	WatchHealthy   = "service.healthy"   // a run succeeded after the service was unhealthy
 	WatchRunStart  = "run.started"       // a run began (after its slot was taken)

@@ -3,7 +3,7 @@ package bus_test
 import (
 	"context"
 	"errors"
-	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,23 +12,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/andromeda-runner/andromeda/bus"
+	"github.com/andromeda-runner/andromeda/internal/testutil"
 )
 
-// freeAddrs are n local addresses free a moment ago.
+// freeAddrs are n local addresses free a moment ago, outside the
+// ephemeral range (testutil.FreeAddr).
 func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
 	var out []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for len(out) < n {
+		if a := testutil.FreeAddr(t); !slices.Contains(out, a) {
+			out = append(out, a)
 		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	for _, l := range ls {
-		l.Close()
 	}
 	return out
 }

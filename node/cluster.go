@@ -40,6 +40,8 @@ type registry struct {
 	// rewatching is set while a watch is made again (one at a time, beside
 	// the heartbeats); passes waits for it too.
 	rewatching atomic.Bool
+	// flowing is set while a pass over the flows runs (cluster_flow.go).
+	flowing atomic.Bool
 	// api is the API's address once it listens; drivers is set once the
 	// node's drivers are in place, to be read.
 	api     atomic.Pointer[string]
@@ -385,11 +387,22 @@ func (r *registry) start() {
 		defer close(r.looking)
 		t := time.NewTicker(max(r.hb/4, 50*time.Millisecond))
 		defer t.Stop()
-		for {
+		for ticks := 0; ; ticks++ {
 			select {
 			case <-r.quit:
 				return
 			case <-t.C:
+			}
+			// The flows' pass runs once a heartbeat beside the services'
+			// passes: a flow listing waiting out an election must not hold
+			// a service's takeover back.
+			if ticks%4 == 0 && r.placing.Load() && r.flowing.CompareAndSwap(false, true) {
+				r.passes.Go(func() {
+					defer r.flowing.Store(false)
+					fctx, cancel := context.WithTimeout(passing, max(2*time.Second, 2*r.hb))
+					defer cancel()
+					r.n.flowPass(fctx)
+				})
 			}
 			if r.placing.Load() && r.failingOver.CompareAndSwap(false, true) {
 				r.passes.Go(func() {

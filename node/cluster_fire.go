@@ -134,6 +134,17 @@ func (n *Node) placedElsewhere(service string) (string, bool) {
 	return pl.Node, true
 }
 
+// fitsMessage refuses b, what is sent to node, when it is larger than one
+// NATS message may be (the server's max_payload, 8 MiB on the embedded
+// one, 1 MiB by default on an external one): NATS would refuse it, and the
+// caller would hear only that node did not answer.
+func (n *Node) fitsMessage(b []byte, what, node string) error {
+	if max := n.bus.Conn.MaxPayload(); max > 0 && int64(len(b)) > max {
+		return server.Errorf(server.ErrTooLarge, "the %s is %d bytes on its way to node %s, over the %d bytes one NATS message may carry (the NATS server's max_payload): send it to node %s's API directly, or make it smaller", what, len(b), node, max, node)
+	}
+	return nil
+}
+
 // forwardTo sends req to node and returns its answer.
 func (n *Node) forwardTo(ctx context.Context, node string, req forwardRequest) (api.Run, error) {
 	service := req.Service
@@ -143,6 +154,9 @@ func (n *Node) forwardTo(ctx context.Context, node string, req forwardRequest) (
 	}
 	req.From = n.cfg.Name
 	b, _ := json.Marshal(req)
+	if err := n.fitsMessage(b, "fire of "+service, node); err != nil {
+		return api.Run{}, err
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Minute)
@@ -170,11 +184,6 @@ func (n *Node) forwardTo(ctx context.Context, node string, req forwardRequest) (
 	}
 	return api.Run{}, se
 }
-
-// errClusterFlows refuses flows on a node of a cluster until their modules
-// are placed like services: every node would run each flow.
-var errClusterFlows = server.Errorf(server.ErrUnusable,
-	"cluster: flows are not placed on the nodes of a cluster yet (every node would run each one): apply flows to a node alone")
 
 // clusterHooks caches, for a second, which service of the cluster mounts
 // each webhook path: a request for a path no service here mounts looks it
@@ -248,6 +257,10 @@ func (n *Node) clusterHookConflict(m *manifest.Service) error {
 		if o, ok := n.hookOwnerOf(t.Path); ok && o.service != m.Name {
 			return server.Errorf(server.ErrConflict, "%s.path: %s is mounted by service %s of the cluster; a path serves one trigger of one service",
 				trigger.Name(i), t.Path, o.service)
+		}
+		if r, ok := n.clusterFlowHookRoute(t.Path); ok {
+			return server.Errorf(server.ErrConflict, "%s.path: %s is mounted by flow %s (%s) of the cluster; a path serves one trigger",
+				trigger.Name(i), t.Path, r.Flow, r.Trigger)
 		}
 	}
 	return nil

@@ -413,20 +413,23 @@ func (n *Node) failover(ctx context.Context) {
 	p.mu.Unlock()
 	// Placed here and not running here: a takeover whose deploy failed
 	// (the store unanswered during an election). Nobody else would run
-	// it: deploy it again.
-	for _, service := range adopt {
-		sctx, cancel := step()
-		rec, err := n.store.Service(sctx, service)
-		cancel()
-		if err != nil {
-			continue // removed, or the store does not answer yet
+	// it: deploy it again, after the orphans, so that a deploy that takes
+	// long never holds a lost node's services back.
+	defer func() {
+		for _, service := range adopt {
+			sctx, cancel := step()
+			rec, err := n.store.Service(sctx, service)
+			cancel()
+			if err != nil {
+				continue // removed, or the store does not answer yet
+			}
+			if err := n.takeOver(ctx, rec); err != nil {
+				n.log.Warn("cluster: service placed here, not deployed yet; next heartbeat", logService, service, logErr, err)
+			} else if n.lookup(service) != nil {
+				n.log.Info("cluster: service placed here deployed", logService, service)
+			}
 		}
-		if err := n.takeOver(ctx, rec); err != nil {
-			n.log.Warn("cluster: service placed here, not deployed yet; next heartbeat", logService, service, logErr, err)
-		} else if n.lookup(service) != nil {
-			n.log.Info("cluster: service placed here deployed", logService, service)
-		}
-	}
+	}()
 	if len(orphans) == 0 {
 		return
 	}
@@ -471,12 +474,7 @@ func (n *Node) failover(ctx context.Context) {
 		// its last heartbeat.
 		since := time.Now()
 		if known {
-			switch since = gone.Beat; {
-			case gone.Health == api.NodeLost:
-				since = since.Add(r.lost)
-			case gone.Health == api.NodeDraining && gone.DrainingSince != nil:
-				since = *gone.DrainingSince
-			}
+			since = goneSince(gone, r.lost)
 		}
 		if time.Since(since) < time.Duration(turn)*r.hb {
 			continue
@@ -643,11 +641,21 @@ func (n *Node) claimTick(ev trigger.Event) bool {
 	key := tickClaimKey(ev.Service, max(triggerIndex(ev.Trigger), 0), ev.At)
 	ctx, cancel := context.WithTimeout(n.ctx, n.reg.hb)
 	defer cancel()
+	began := time.Now()
 	rev, err := p.ticks.Create(ctx, key, []byte(n.cfg.Name))
 	if err == nil {
-		rctx, rcancel := context.WithTimeout(n.ctx, n.reg.hb)
+		slow := time.Since(began) > slowClaim
+		rctx, rcancel := context.WithTimeout(n.ctx, n.reg.hb+slowClaimSettle)
 		defer rcancel()
 		first, seq, err := p.firstClaim(rctx, key)
+		if err == nil && seq == rev && slow {
+			// A create this slow met an election of the claims stream,
+			// whose new leader may take a create before it has applied
+			// an older claim of the same tick: once it has settled, the
+			// first claim is asked of it again.
+			time.Sleep(slowClaimSettle)
+			first, seq, err = p.leaderFirstClaim(rctx, "$KV."+bus.BucketTickClaims+"."+key)
+		}
 		switch {
 		case err != nil:
 			n.log.Warn("cluster: tick claimed, the claim not read back: not fired", logService, ev.Service, "at", ev.At, logErr, err)
@@ -666,6 +674,14 @@ func (n *Node) claimTick(ev trigger.Event) bool {
 	n.log.Warn("cluster: tick not claimed, not fired: the cluster's store did not take the claim", logService, ev.Service, "at", ev.At, logErr, err)
 	return false
 }
+
+// A tick claim whose create took longer than slowClaim met an election of
+// the claims stream; its first claim is read again from the leader
+// slowClaimSettle later. The tick is late by then in any case.
+const (
+	slowClaim       = 250 * time.Millisecond
+	slowClaimSettle = time.Second
+)
 
 // firstClaim is the node whose claim of the tick key was stored first, and
 // its revision. A create is a compare-and-set the stream's leader checks

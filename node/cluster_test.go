@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -113,16 +114,28 @@ func waitHealth(t testing.TB, n *testNode, name, want string, within time.Durati
 // node that stops cleanly is listed as left at once.
 func TestClusterNodes(t *testing.T) {
 	nodes := startCluster(t, 3)
-	for _, n := range nodes {
-		seen := nodesOf(t, n)
-		if len(seen) != 3 {
-			t.Fatalf("%s lists %d nodes, want 3: %+v", n.cfg.Name, len(seen), seen)
-		}
-		for _, m := range nodes {
-			c := seen[m.cfg.Name]
-			if c.Health != api.NodeUp || c.API != m.Addr() || c.Cluster != "test-cluster" || c.Route != m.cfg.Cluster.Listen || c.Self != (m == n) {
-				t.Errorf("%s sees %s as %+v", n.cfg.Name, m.cfg.Name, c)
+	// Each node's entry gets its API address once it listens: a node
+	// that just started may see another's first entry for a moment.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var wrong []string
+		for _, n := range nodes {
+			seen := nodesOf(t, n)
+			if len(seen) != 3 {
+				wrong = append(wrong, fmt.Sprintf("%s lists %d nodes, want 3: %+v", n.cfg.Name, len(seen), seen))
+				continue
 			}
+			for _, m := range nodes {
+				c := seen[m.cfg.Name]
+				if c.Health != api.NodeUp || c.API != m.Addr() || c.Cluster != "test-cluster" || c.Route != m.cfg.Cluster.Listen || c.Self != (m == n) {
+					wrong = append(wrong, fmt.Sprintf("%s sees %s as %+v", n.cfg.Name, m.cfg.Name, c))
+				}
+			}
+		}
+		if len(wrong) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s:\n%s", strings.Join(wrong, "\n"))
 		}
 	}
 	// Heartbeats go on: a beat younger than lost_after, after several.
@@ -215,7 +228,13 @@ func TestAloneNodeLists(t *testing.T) {
 // and the nodes that ran them.
 func tickRuns(t *testing.T, c *api.Client) ([]api.Run, map[string]int) {
 	t.Helper()
+	// A listing is asked again while the runs stream elects its leader
+	// (a node of the cluster just stopped).
 	runs, err := c.Runs(context.Background(), "heartbeat", 500)
+	for deadline := time.Now().Add(20 * time.Second); err != nil && time.Now().Before(deadline); {
+		time.Sleep(250 * time.Millisecond)
+		runs, err = c.Runs(context.Background(), "heartbeat", 500)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,14 +291,32 @@ func TestClusterFailover(t *testing.T) {
 			t.Errorf("%s lists heartbeat on %q (%v), want n1", n.cfg.Name, svc.Node, err)
 		}
 	}
-	// A lifecycle command through another node is refused, naming n1.
-	if _, err := nodes[1].op.Stop(ctx, "heartbeat", time.Second); err == nil || !strings.Contains(err.Error(), "runs on node n1") {
-		t.Errorf("stop through n2 = %v, want refused naming n1", err)
+	// Lifecycle commands through other nodes are forwarded to n1 and
+	// answered there: stop, config set, a deploy of a stopped service,
+	// start; a conflict keeps its kind.
+	if svc, err := nodes[1].op.Stop(ctx, "heartbeat", time.Second); err != nil || svc.Phase != api.PhaseStopped || svc.Node != "n1" {
+		t.Errorf("stop through n2 = %+v, %v; want stopped on n1", svc, err)
+	}
+	if _, err := nodes[2].op.Stop(ctx, "heartbeat", time.Second); status(err) != 409 || !strings.Contains(err.Error(), "already stopped") {
+		t.Errorf("stop again through n3 = %v; want 409 already stopped", err)
+	}
+	if c, err := nodes[2].op.SetConfig(ctx, "heartbeat", map[string]any{}); err != nil || c.Service != "heartbeat" {
+		t.Errorf("config set through n3 = %+v, %v", c, err)
+	}
+	if r, err := nodes[2].op.Deploy(ctx, "heartbeat"); err != nil || r.Valid.Ok == nil || r.Service.Node != "n1" {
+		t.Errorf("deploy through n3 = %+v, %v; want deployed on n1", r, err)
+	}
+	if svc, err := nodes[1].op.Start(ctx, "heartbeat"); err != nil || svc.Phase != api.PhaseStarted || svc.Node != "n1" {
+		t.Errorf("start through n2 = %+v, %v; want started on n1", svc, err)
+	}
+	if svc, err := nodes[0].op.Service(ctx, "heartbeat"); err != nil || svc.Phase != api.PhaseStarted {
+		t.Errorf("n1 lists heartbeat %+v, %v; want started", svc, err)
 	}
 	// A fire through another node runs it where it is placed.
 	if run, err := nodes[2].op.Fire(ctx, "heartbeat", nil); err != nil || run.Node != "n1" || run.Trigger.Kind != "manual" {
 		t.Errorf("a fire through n3 = %+v, %v; want run on n1", run, err)
 	}
+	clusterKill(t, nodes)
 
 	resume := node.PauseHeartbeat(nodes[0].Node)
 	defer resume()
@@ -413,5 +450,36 @@ func TestClusterWebhook(t *testing.T) {
 	other := hookService(t, "name: hook", "name: other-hook")
 	if _, err := nodes[1].op.Submit(ctx, pack(t, other)); err == nil || !strings.Contains(err.Error(), "is mounted by service hook") {
 		t.Errorf("another service mounting /hooks/open through n2: %v, want a conflict", err)
+	}
+}
+
+// clusterKill: a run in flight on n1 is killed through n2, which does not
+// know it: the kill is forwarded to the node running it, answered as
+// there, and the run recorded cancelled; a kill of an unknown run is
+// still a 404.
+func clusterKill(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	ctx := context.Background()
+	requireProcess(t, nodes[0])
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"main.py": "import time\n\ndef handle(input):\n    time.sleep(30)\n    return {\"noop\": \"slept\"}\n",
+		"andromeda.yaml": "name: napper\nversion: 1.0.0\nruntime: {driver: process, language: python, entry: main.py}\nmode: command\n" +
+			"triggers:\n  - {kind: manual}\nresources: {memory: 64Mi, timeout: 60s}\ncapabilities: {network: none}\n",
+	})
+	if _, err := nodes[0].op.Submit(ctx, pack(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	defer nodes[0].op.Remove(ctx, "napper")
+	started, _, err := nodes[0].op.FireDetached(ctx, "napper", api.FireRequest{})
+	if err != nil || started.ID == "" {
+		t.Fatalf("a detached fire on n1 = %+v, %v", started, err)
+	}
+	res, err := nodes[1].op.Cancel(ctx, started.ID)
+	if err != nil || res.Recorded == nil || res.Recorded.Outcome != "cancelled" || res.Recorded.Node != "n1" {
+		t.Fatalf("kill through n2 of a run on n1 = %+v, %v; want it recorded cancelled on n1", res, err)
+	}
+	if _, err := nodes[2].op.Cancel(ctx, "06h0000000000000000"); status(err) != 404 {
+		t.Errorf("kill through n3 of a run no node knows = %v, want 404", err)
 	}
 }

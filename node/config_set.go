@@ -244,12 +244,15 @@ func (n *Node) ConfigHistory(ctx context.Context, p server.Principal, name strin
 // it makes is an ErrInvalid naming the key; a config the policy refuses is
 // an ErrRefused with the decision; either changes nothing.
 func (n *Node) SetConfig(ctx context.Context, p server.Principal, name string, patch []byte, o api.SubmitOptions) (api.ServiceConfig, error) {
-	if err := n.notPlacedHere(name); err != nil {
-		return api.ServiceConfig{}, err
-	}
 	var pm map[string]any
 	if err := configStrict.Decode(strictdoc.JSON, patch, &pm); err != nil {
 		return api.ServiceConfig{}, configError("invalid config patch", err)
+	}
+	if r, done, err := forwardService[api.ServiceConfig](ctx, n, p, serviceCall{Op: "config", Service: name, Patch: patch, Options: o}); done {
+		return r, err
+	}
+	if err := n.notPlacedHere(name); err != nil {
+		return api.ServiceConfig{}, err
 	}
 	n.submitMu.Lock()
 	defer n.submitMu.Unlock()

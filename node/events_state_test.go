@@ -3,12 +3,15 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/node"
@@ -65,7 +68,7 @@ func TestEventRunsOnceAfterLostConsumerState(t *testing.T) {
 	second := restartWith(t, n.cfg, count(realWasm(t)))
 	waitSettled(t, second, "lost-state")
 	if runs := allRuns(t, second.op, "greeter"); len(runs) != 1 || greeted(t, runs[0]) != "once" {
-		t.Fatalf("%d runs after the event was published; want it run once", len(runs))
+		t.Fatalf("%d runs after the event was published (%s); want it run once", len(runs), runOutcomes(runs))
 	}
 	if err := second.Close(); err != nil {
 		t.Fatal(err)
@@ -83,7 +86,7 @@ func TestEventRunsOnceAfterLostConsumerState(t *testing.T) {
 	third := restartWith(t, n.cfg, count(realWasm(t)))
 	waitSettled(t, third, "lost-state")
 	if runs := allRuns(t, third.op, "greeter"); len(runs) != 1 || invoked.Load() != 1 {
-		t.Fatalf("%d runs, %d invocations after the consumer lost its state; want the event run once", len(runs), invoked.Load())
+		t.Fatalf("%d runs (%s), %d invocations after the consumer lost its state; want the event run once", len(runs), runOutcomes(runs), invoked.Load())
 	}
 }
 
@@ -105,4 +108,16 @@ func waitSettled(t *testing.T, n *testNode, topic string) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling the consumer's state
 	}
+}
+
+// runOutcomes says, for a failure message, how each run began and ended.
+func runOutcomes(runs []api.Run) string {
+	var b strings.Builder
+	for i, r := range runs {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s %s seq %d: %s %s", r.ID, r.Trigger.Kind, r.Trigger.Seq, r.Outcome, r.Error)
+	}
+	return b.String()
 }

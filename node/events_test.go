@@ -32,7 +32,11 @@ func eventGreeter(t *testing.T, c *api.Client, name, topic string, concurrency i
 	editManifest(t, dir,
 		"name: greeter", "name: "+name,
 		"  - {kind: manual, input: {name: world}}", "  - {kind: event, topic: "+topic+"}",
-		"concurrency: 4", fmt.Sprintf("concurrency: %d", concurrency))
+		"concurrency: 4", fmt.Sprintf("concurrency: %d", concurrency),
+		// These tests are about delivery: a first run slowed past the
+		// example's 1 s by a loaded machine (-race beside other packages)
+		// would fail and be delivered again, a second run they do not expect.
+		"timeout: 1s", "timeout: 10s")
 	if _, err := c.Submit(context.Background(), pack(t, dir)); err != nil {
 		t.Fatal(err)
 	}

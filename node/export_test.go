@@ -2,6 +2,11 @@ package node
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/manifest"
@@ -93,3 +98,57 @@ func PlacementFor(n *Node, m *manifest.Service) (order []string, passed []string
 	}
 	return order, passed
 }
+
+// FailRecords makes n's store refuse each run f returns an error for, as
+// a store electing a leader does; nil ends it.
+func FailRecords(n *Node, f func(store.Run) error) {
+	if f == nil {
+		n.saveFault.Store(nil)
+		return
+	}
+	n.saveFault.Store(&f)
+}
+
+// FitsMessage is n.fitsMessage: whether b fits one NATS message of n's.
+func FitsMessage(n *Node, b []byte) error { return n.fitsMessage(b, "fire of x", "n2") }
+
+// LoseFlowMessage makes a pull of its own from flow's queue, which waits
+// at the store while the window of flow runs in flight is full, calls
+// release (which lets the flow runs go on), and drops the message the
+// pull gets: the first handed out after the window, lost as one is by a
+// pull answered after its reader stopped waiting. It returns the
+// message's flow run id.
+func LoseFlowMessage(ctx context.Context, n *Node, flow string, release func()) (string, error) {
+	js, err := jetstream.New(n.bus.Conn)
+	if err != nil {
+		return "", err
+	}
+	c, err := js.Consumer(ctx, bus.StreamFlowQueue, "flow_"+flow)
+	if err != nil {
+		return "", err
+	}
+	type got struct {
+		run string
+		err error
+	}
+	ch := make(chan got, 1)
+	go func() {
+		batch, err := c.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			ch <- got{err: err}
+			return
+		}
+		var m store.FlowMessage
+		for msg := range batch.Messages() {
+			err = json.Unmarshal(msg.Data(), &m)
+		}
+		ch <- got{m.Run, errors.Join(err, batch.Error())}
+	}()
+	time.Sleep(300 * time.Millisecond) // the pull waits at the store first
+	release()
+	g := <-ch
+	return g.run, g.err
+}
+
+// FlowWindow is how many flow runs of one flow are in flight at once.
+const FlowWindow = flowWindow

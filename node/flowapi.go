@@ -25,6 +25,9 @@ import (
 // services and runtimes there are now, mark it running and run it.
 // Starting a running flow changes nothing.
 func (n *Node) StartFlow(ctx context.Context, p server.Principal, id string) (api.Flow, error) {
+	if f, done, err := forwardFlow[api.Flow](ctx, n, p, flowCall{Op: "start", ID: id}); done {
+		return f, err
+	}
 	n.flowsMu.Lock()
 	defer n.flowsMu.Unlock()
 	r, err := n.ownedFlow(ctx, p, id)
@@ -44,8 +47,11 @@ func (n *Node) StartFlow(ctx context.Context, p server.Principal, id string) (ap
 	if err := n.makeInline(ctx, r.Owner, &fl); err != nil {
 		return api.Flow{}, err
 	}
-	if !r.Running {
+	if !r.Running || n.place != nil && r.Node != n.cfg.Name {
 		r.Running = true
+		if n.place != nil {
+			r.Node = n.cfg.Name // a cluster runs it here, where it was started
+		}
 		if r.Revision, err = n.putFlow(ctx, r); err != nil {
 			return api.Flow{}, err
 		}
@@ -97,6 +103,9 @@ func (n *Node) putFlow(ctx context.Context, r store.FlowRecord) (uint64, error) 
 // to flowDrain; the rest run at the next start) and nothing more is taken
 // from the flow's queue. Stopping a stopped flow changes nothing.
 func (n *Node) StopFlow(ctx context.Context, p server.Principal, id string) (api.Flow, error) {
+	if f, done, err := forwardFlow[api.Flow](ctx, n, p, flowCall{Op: "stop", ID: id}); done {
+		return f, err
+	}
 	n.flowsMu.Lock()
 	defer n.flowsMu.Unlock()
 	r, err := n.ownedFlow(ctx, p, id)
@@ -133,6 +142,11 @@ func (n *Node) FireFlow(ctx context.Context, p server.Principal, id string, mess
 	if module != "" {
 		if err := hasModule(r, module); err != nil {
 			return api.FlowRun{}, err
+		}
+	}
+	if wait > 0 { // the flow run is waited for where it runs; a message alone is queued here
+		if r, done, err := forwardFlow[api.FlowRun](ctx, n, p, flowCall{Op: "fire", ID: id, Message: message, Module: module, WaitMS: wait.Milliseconds()}); done {
+			return r, err
 		}
 	}
 	// A running flow takes the message even while a new version takes
@@ -187,6 +201,9 @@ func (n *Node) enqueueFlow(ctx context.Context, id, version string, m store.Flow
 // flow's input, or what the module before it emitted, read from that
 // run's record.
 func (n *Node) RerunFlow(ctx context.Context, p server.Principal, id, runID, from string, wait time.Duration) (api.FlowRun, error) {
+	if r, done, err := forwardFlow[api.FlowRun](ctx, n, p, flowCall{Op: "rerun", ID: id, Run: runID, From: from, WaitMS: wait.Milliseconds()}); done {
+		return r, err
+	}
 	r, err := n.ownedFlow(ctx, p, id)
 	if err != nil {
 		return api.FlowRun{}, err
@@ -316,6 +333,9 @@ var _ server.FlowRunner = (*Node)(nil)
 // so it holds again after a restart and across versions that keep the
 // module. Setting a set one, or removing an absent one, changes nothing.
 func (n *Node) SetBreakpoint(ctx context.Context, p server.Principal, id, module string, on bool) (api.Flow, error) {
+	if f, done, err := forwardFlow[api.Flow](ctx, n, p, flowCall{Op: "break", ID: id, Module: module, On: on}); done {
+		return f, err
+	}
 	n.flowsMu.Lock()
 	defer n.flowsMu.Unlock()
 	r, err := n.ownedFlow(ctx, p, id)
@@ -346,6 +366,9 @@ func (n *Node) SetBreakpoint(ctx context.Context, p server.Principal, id, module
 // StepFlow implements server.FlowRunner (singleStepFlow): each message
 // held at a breakpoint of the running flow goes one module further.
 func (n *Node) StepFlow(ctx context.Context, p server.Principal, id string) (api.FlowStepResult, error) {
+	if r, done, err := forwardFlow[api.FlowStepResult](ctx, n, p, flowCall{Op: "step", ID: id}); done {
+		return r, err
+	}
 	// A step runs on this exec to its end: no update or stop swaps it
 	// meanwhile.
 	n.flowsMu.Lock()

@@ -80,9 +80,12 @@ type flowExec struct {
 	wires   map[flow.End][]wireDest // from an output port
 	byIndex []flow.End              // each wire's from end, by its index
 	entries []string                // the modules no wire leads to but loops
-	q       *store.FlowQueueReader
-	replay  uint64       // messages up to this sequence may have run before
-	trig    flowTriggers // its cron and event triggers
+	q       *store.FlowQueueReader  // read and replaced by take's goroutine only
+	replay  uint64                  // messages up to this sequence may have run before
+	// lostSeen says the last check of the queue found a message lost on
+	// its way (checkQueue); take's goroutine only.
+	lostSeen bool
+	trig     flowTriggers // its cron and event triggers
 
 	quit chan struct{} // closed: take no more messages from the queue
 	halt chan struct{} // closed: workers stop after their current module run
@@ -196,6 +199,9 @@ type flowRunState struct {
 	pending  int    // messages not yet taken by a module
 	messages int    // messages so far
 	ctxWrite uint64 // the last write of the flow context its module runs made (flowcontext.go)
+	// again is its message as handed out again by the queue opened again
+	// while it ran (reopen): removed from the queue with qm.
+	again []store.QueuedFlowMessage
 }
 
 // wroteContext notes that one of fr's module runs made write w of the
@@ -355,8 +361,7 @@ func (n *Node) startFlows(ctx context.Context) error {
 			continue
 		}
 		if n.place != nil {
-			n.log.Warn("flow not started: "+errClusterFlows.Msg, "flow", r.ID)
-			continue
+			continue // the flow pass claims it, then starts it (cluster_flow.go)
 		}
 		if err := n.startFlow(ctx, r); err != nil {
 			n.log.Error("flow not started", "flow", r.ID, logErr, err)
@@ -386,11 +391,18 @@ func (e *flowExec) inFlight() int {
 // take hands the flow's queued messages to its entry modules, at most
 // flowWindow flow runs at once.
 func (e *flowExec) take() {
+	var checked time.Time
 	for {
 		select {
 		case <-e.quit:
 			return
 		default:
+		}
+		if time.Since(checked) > queueCheck {
+			checked = time.Now()
+			if e.checkQueue() {
+				return
+			}
 		}
 		if e.inFlight() >= flowWindow || e.waiting.Load() > maxWaitingBytes/2 {
 			select {
@@ -402,7 +414,14 @@ func (e *flowExec) take() {
 		}
 		// The messages there are begin as they arrive; the pull stays
 		// open for more up to the window's free places.
-		if err := e.q.Take(flowWindow-e.inFlight(), 500*time.Millisecond, e.safeBegin); err != nil {
+		err := e.q.Take(flowWindow-e.inFlight(), 500*time.Millisecond, e.safeBegin)
+		if errors.Is(err, store.ErrQueueGap) {
+			e.log.Warn("flow queue: a message was lost on its way from the store; the queue is opened again so that it runs in its turn", logErr, err)
+			if e.reopen() {
+				continue
+			}
+		}
+		if err != nil {
 			e.log.Warn("flow queue", logErr, err)
 			select {
 			case <-e.quit:
@@ -411,6 +430,70 @@ func (e *flowExec) take() {
 			}
 		}
 	}
+}
+
+// queueCheck is how often a running flow checks its queue: in a cluster,
+// that it is still the one it opened; and that no message handed out was
+// lost on its way (store.ErrQueueGap) with none after it to show it.
+const queueCheck = 250 * time.Millisecond
+
+// checkQueue checks e's queue between two takes and says whether e must
+// take nothing more: another node opened the queue again (it took the
+// flow over), and e is stopped, its flow runs in flight ending as in a
+// node's stop (the node that took the flow over runs them again, reusing
+// what they recorded). A message lost on its way, seen at two checks in
+// a row, has the queue opened again.
+func (e *flowExec) checkQueue() bool {
+	ctx, cancel := context.WithTimeout(e.n.ctx, 2*time.Second)
+	defer cancel()
+	opened, lost, err := e.q.Opened(ctx)
+	if err != nil {
+		e.lostSeen = false
+		return false // unanswered: the flow pass decides
+	}
+	if !opened && e.n.place != nil {
+		e.log.Warn("cluster: the flow's queue was opened by another node, which took the flow over: stopped here")
+		go func() {
+			e.n.flowsMu.Lock()
+			defer e.n.flowsMu.Unlock()
+			if e.n.runningFlow(e.id) == e {
+				e.n.stopFlow(e.id, false)
+			}
+		}()
+		return true
+	}
+	if lost && e.lostSeen {
+		e.log.Warn("flow queue: a message was lost on its way from the store; the queue is opened again so that it runs")
+		e.reopen()
+	}
+	e.lostSeen = lost
+	return false
+}
+
+// reopen opens e's queue again (store.FlowQueue) after a message was lost
+// on its way: every message not done is handed out again, in order; the
+// ones in flight here are not begun twice (begin). In a cluster it is
+// done only while the store's leader says the flow is still this node's.
+func (e *flowExec) reopen() bool {
+	e.lostSeen = false
+	ctx, cancel := context.WithTimeout(e.n.ctx, 10*time.Second)
+	defer cancel()
+	if e.n.place != nil {
+		r, err := e.n.store.FlowAtLeader(ctx, e.id)
+		if err != nil || !r.Running || r.Node != e.n.cfg.Name {
+			e.log.Warn("flow queue not opened again: the flow's record at the store's leader is not this node's running flow", "node", r.Node, "running", r.Running, logErr, err)
+			return false
+		}
+	}
+	q, last, err := e.n.store.FlowQueue(ctx, e.id, flowWindow)
+	if err != nil {
+		e.log.Warn("flow queue not opened again; tried again at the next check", logErr, err)
+		return false
+	}
+	e.mu.Lock()
+	e.q, e.replay = q, max(e.replay, last)
+	e.mu.Unlock()
+	return true
 }
 
 // safeBegin is begin, a panic in it failing the flow run (its message
@@ -439,6 +522,15 @@ func (e *flowExec) begin(m store.QueuedFlowMessage) {
 		targets = []string{m.Module}
 	}
 	e.mu.Lock()
+	if running := e.active[m.Run]; running != nil {
+		// Handed out again by the queue opened again (reopen) while its
+		// flow run is in flight: that run removes it once recorded.
+		running.mu.Lock()
+		running.again = append(running.again, m)
+		running.mu.Unlock()
+		e.mu.Unlock()
+		return
+	}
 	e.active[m.Run] = fr
 	e.taken = max(e.taken, m.Seq)
 	e.mu.Unlock()
@@ -826,9 +918,11 @@ var errHalted = errors.New("the flow is stopping")
 func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, hops *[]sandbox.Hop, step *store.FlowStep) (store.Run, map[string]json.RawMessage, bool, error) {
 	n := e.n
 	if msg.fr.replay {
-		if r, err := n.store.Run(n.ctx, m.service, runID); err == nil {
+		r, err := e.findRun(m.service, runID)
+		if err == nil {
 			return r, nil, true, nil
-		} else if !errors.Is(err, store.ErrNotFound) {
+		}
+		if !errors.Is(err, store.ErrNotFound) {
 			return store.Run{}, nil, false, fmt.Errorf("module %s: look for the run of a replayed message: %w", m.id, err)
 		}
 	}
@@ -836,6 +930,7 @@ func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, hops *[]
 	ev := trigger.Event{Service: m.service, Trigger: "flow " + e.id + "/" + m.id, Kind: trigger.KindFlow, At: time.Now().UTC(),
 		Message: msg.message, RunID: runID, Config: m.config, FlowContext: snap,
 		Flow: &contract.FlowInfo{Flow: e.id, Version: e.version, Run: msg.fr.rec.ID, Module: m.id, Port: msg.port, Message: msg.id, From: msg.from}}
+	again := msg.fr.replay // a replayed message's run may be recorded on another node
 	for {
 		select {
 		case <-e.halt:
@@ -843,6 +938,29 @@ func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, hops *[]
 		default:
 		}
 		d := n.lookup(m.service)
+		if d == nil && n.place != nil && m.browser == nil {
+			// In a cluster the module runs where its service is placed;
+			// a service being placed again (its node lost) is waited for.
+			pl, placed := n.place.get(m.service)
+			if !placed {
+				return store.Run{}, nil, false, fmt.Errorf("module %s: service %s is placed on no node of the cluster", m.id, m.service)
+			}
+			if pl.Node == n.cfg.Name {
+				sleepCh(e.halt, retryPlaced)
+				continue
+			}
+			r, retry, err := e.runRemote(pl.Node, m, ev, again)
+			if retry {
+				again = true
+				sleepCh(e.halt, retryPlaced)
+				continue
+			}
+			if err != nil {
+				return store.Run{}, nil, false, err
+			}
+			step.Note = "on node " + pl.Node
+			return r, snap, false, nil
+		}
 		if d == nil {
 			return store.Run{}, nil, false, fmt.Errorf("module %s: service %s is not deployed on this node", m.id, m.service)
 		}
@@ -876,14 +994,71 @@ func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, hops *[]
 			continue
 		}
 		if err != nil && r.ID == "" {
+			if n.stopping.Load() {
+				return store.Run{}, nil, false, errHalted // the node stops: the message stays queued
+			}
 			return store.Run{}, nil, false, fmt.Errorf("module %s: %w", m.id, err)
 		}
 		if err != nil {
-			return store.Run{}, nil, false, fmt.Errorf("module %s: run %s ended %s but the store did not record it: %w", m.id, r.ID, r.Outcome, err)
+			// The node records it late (unrecorded.go): a store electing
+			// a leader refuses writes for seconds. The message waits for
+			// its record rather than fail or run twice.
+			e.log.Info("a module's run waits for the store to record it", "module", m.id, "run", r.ID, logErr, err)
+			rec, werr := e.awaitRecorded(r)
+			if werr != nil {
+				if errors.Is(werr, errHalted) {
+					return store.Run{}, nil, false, werr
+				}
+				return store.Run{}, nil, false, fmt.Errorf("module %s: run %s ended %s but the store did not record it: %w", m.id, r.ID, r.Outcome, werr)
+			}
+			return rec, snap, false, nil
 		}
 		return r, snap, false, nil
 	}
 }
+
+// awaitRecorded waits while r, a run the store refused, is held to be
+// recorded late, and returns it once the store has it. It fails when the
+// node gave it up (more runs held than it keeps) or the flow halts.
+func (e *flowExec) awaitRecorded(r store.Run) (store.Run, error) {
+	n := e.n
+	for n.unrecorded.held(r.ID) {
+		select {
+		case <-e.halt:
+			return store.Run{}, errHalted
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	rec, err := e.findRun(r.Service, r.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Run{}, fmt.Errorf("the node gave it up after %d runs held unrecorded", maxUnrecorded)
+	}
+	return rec, err
+}
+
+// findRun reads a module's run, asked again while the store answers with
+// anything but found or not found (a leader election) for up to 30 s.
+func (e *flowExec) findRun(service, id string) (store.Run, error) {
+	var err error
+	for wait, deadline := retryPlaced, time.Now().Add(30*time.Second); ; wait = min(2*wait, time.Second) {
+		var r store.Run
+		ctx, cancel := context.WithTimeout(e.n.ctx, 5*time.Second)
+		r, err = e.n.store.Run(ctx, service, id)
+		cancel()
+		if err == nil || errors.Is(err, store.ErrNotFound) || time.Now().After(deadline) {
+			return r, err
+		}
+		select {
+		case <-e.halt:
+			return store.Run{}, errHalted
+		case <-time.After(wait):
+		}
+	}
+}
+
+// retryPlaced is how long a module run waits before it is sent again to
+// a service that is busy, moving, or placed here and not deployed yet.
+const retryPlaced = 50 * time.Millisecond
 
 // sleepCh waits for d or until ch is closed.
 func sleepCh(ch <-chan struct{}, d time.Duration) {
@@ -958,6 +1133,17 @@ func (e *flowExec) end(fr *flowRunState) {
 		if derr := fr.qm.Done(ctx); derr != nil {
 			e.log.Warn("flow run recorded but its message not removed from the queue: it may run again (its module runs reused)", "flow_run", rec.ID, logErr, derr)
 		}
+		e.mu.Lock()
+		delete(e.active, rec.ID) // from here a message handed out again begins again, replayed
+		e.mu.Unlock()
+		fr.mu.Lock()
+		again := fr.again
+		fr.mu.Unlock()
+		for _, m := range again {
+			if derr := m.Done(ctx); derr != nil {
+				e.log.Warn("flow run recorded but its message handed out again not removed from the queue: it may run again (its module runs reused)", "flow_run", rec.ID, logErr, derr)
+			}
+		}
 		cancel()
 		e.n.metrics.observeFlowRun(e.id, rec.Outcome)
 		if rec.Outcome == "ok" {
@@ -976,19 +1162,21 @@ func (e *flowExec) end(fr *flowRunState) {
 	e.n.flowEnded(rec, err)
 }
 
-// putFlowRun records rec, retrying briefly.
+// putFlowRun records rec, retrying for up to 30 s: a stream of a cluster
+// electing its leader refuses writes for seconds (RAFT's election timeout
+// is 4 to 9 s). A store known not to write (a full disk) is not waited
+// for.
 func (e *flowExec) putFlowRun(rec store.FlowRun) error {
 	var err error
-	for i := range 3 {
+	for wait, deadline := 50*time.Millisecond, time.Now().Add(30*time.Second); ; wait = min(2*wait, 2*time.Second) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err = e.n.store.PutFlowRun(ctx, rec)
 		cancel()
-		if err == nil {
-			return nil
+		if err == nil || e.n.bus.Health() != nil || time.Now().Add(wait).After(deadline) {
+			return err
 		}
-		time.Sleep(time.Duration(50<<(2*i)) * time.Millisecond)
+		time.Sleep(wait)
 	}
-	return err
 }
 
 func (fr *flowRunState) addStep(s store.FlowStep) {

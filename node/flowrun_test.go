@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/store"
 )
 
 // Services of the flow tests: a Node.js module that tags a message with
@@ -82,17 +84,16 @@ func waitFlowRuns(t *testing.T, n *testNode, id string, want int) []api.FlowRun 
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
+		// An error is tried again (a stream electing its leader after a
+		// node of a cluster left) and reported at the deadline.
 		runs, err := n.op.FlowRuns(context.Background(), id, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(runs) >= want {
+		if err == nil && len(runs) >= want {
 			slices.Reverse(runs)
 			return runs
 		}
 		if time.Now().After(deadline) {
 			f, _ := n.op.Flow(context.Background(), id)
-			t.Fatalf("flow %s: %d runs recorded after 60s, want %d; flow: %+v", id, len(runs), want, f)
+			t.Fatalf("flow %s: %d runs recorded after 60s (%v), want %d; flow: %+v", id, len(runs), err, want, f)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -1131,5 +1132,160 @@ func TestFlowWaitingBound(t *testing.T) {
 	runs := waitFlowRuns(t, n, "flood", 1)
 	if fr := runs[0]; fr.ID != r.ID || fr.Outcome != "failed" || fr.Module != "a" || !strings.Contains(fr.Error, "would make the messages waiting at the flow's modules pass 64 MiB") {
 		t.Errorf("flow run = %+v; want failed at a over the bound", fr)
+	}
+}
+
+// TestFlowRecordLate: a module's run the store refuses (a leader election,
+// a disk briefly full) is recorded late by the node; the flow's message
+// waits for that record, then goes on: the flow run ends ok, the module
+// ran once, and the messages keep their order.
+func TestFlowRecordLate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	submitFlowServices(t, n)
+	const spec = "id: late\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: c, service: keep}\nwires:\n  - {from: a, to: c}\n"
+	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(spec), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.StartFlow(ctx, "late"); err != nil {
+		t.Fatal(err)
+	}
+	// Every attempt the run's caller makes fails; the node's retry later
+	// is the first the store takes.
+	var mu sync.Mutex
+	refused := map[string]int{}
+	node.FailRecords(n.Node, func(r store.Run) error {
+		if r.Service != "tag" {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if refused[r.ID]++; refused[r.ID] <= 3 {
+			return errors.New("nats: no response from stream")
+		}
+		return nil
+	})
+	const msgs = 3
+	var fired []string
+	for i := range msgs {
+		r, err := n.op.FireFlow(ctx, "late", api.FlowFireRequest{Message: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fired = append(fired, r.ID)
+	}
+	runs := waitFlowRuns(t, n, "late", msgs)
+	for _, r := range runs {
+		if r.Outcome != "ok" || len(r.Steps) != 2 {
+			t.Errorf("flow run %s = %s (%s) in %d steps; want ok in two", r.ID, r.Outcome, r.Error, len(r.Steps))
+		}
+	}
+	mu.Lock()
+	if len(refused) != msgs {
+		t.Errorf("the store refused the runs of %d messages, want %d: the fault did not apply", len(refused), msgs)
+	}
+	mu.Unlock()
+	tags, err := n.op.Runs(ctx, "tag", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[string]int{}
+	for _, r := range tags {
+		if r.Trigger.Flow != nil {
+			per[r.Trigger.Flow.Run]++
+		}
+	}
+	for _, id := range fired {
+		if per[id] != 1 {
+			t.Errorf("module a recorded %d runs of flow run %s, want 1", per[id], id)
+		}
+	}
+	if got, want := seen(t, n), []string{"0:flow/a/A", "1:flow/a/A", "2:flow/a/A"}; !slices.Equal(got, want) {
+		t.Errorf("keep saw %q, want %q", got, want)
+	}
+}
+
+// TestFlowLostDelivery: a message the flow's queue handed out that never
+// reached the node (a pull answered after the node stopped waiting for
+// it, as a store electing a leader makes happen) still runs, once and in
+// its turn: the node sees the gap at the next message, or, with none
+// after it, at its checks of the queue, and opens the queue again.
+func TestFlowLostDelivery(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	for _, dir := range []string{
+		nodeService(t, "tag", "{memory: 128Mi, timeout: 10s}", flowTagJS),
+		nodeService(t, "keep", "{memory: 128Mi, timeout: 10s}", flowKeepJS),
+	} {
+		if _, err := n.op.Submit(ctx, pack(t, dir)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc := "id: lose\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: c, service: keep}\nwires:\n  - {from: a, to: c}\n"
+	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.StartFlow(ctx, "lose"); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	next := 0
+	// round holds a's messages at a breakpoint until the window of flow
+	// runs in flight is full, queues after messages more, loses the first
+	// of them on its way, and lets everything go on.
+	round := func(after int) {
+		t.Helper()
+		if _, err := n.op.SetBreakpoint(ctx, "lose", "a", true); err != nil {
+			t.Fatal(err)
+		}
+		ids := map[string]int{}
+		for range node.FlowWindow + after {
+			r, err := n.op.FireFlow(ctx, "lose", api.FlowFireRequest{Message: json.RawMessage(fmt.Sprintf(`{"n":%d}`, next+1))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[r.ID] = next + 1
+			want = append(want, fmt.Sprintf("%d:flow/a/A", next+1))
+			next++
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			f, err := n.op.Flow(ctx, "lose")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Modules[0].Waiting == node.FlowWindow {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a holds not the window's %d messages after 30 s: %+v", node.FlowWindow, f.Modules[0])
+			}
+		}
+		lost, err := node.LoseFlowMessage(ctx, n.Node, "lose", func() {
+			if _, err := n.op.SetBreakpoint(ctx, "lose", "a", false); err != nil {
+				t.Error(err)
+			}
+		})
+		if err != nil || ids[lost] != next-after+1 {
+			t.Fatalf("lost %q (message %d), %v; want the first beyond the window, message %d", lost, ids[lost], err, next-after+1)
+		}
+		waitFlowRuns(t, n, "lose", next)
+	}
+	round(3) // the gap is seen at the message after the lost one
+	round(1) // none comes after it: the queue's checks see it
+	runs := waitFlowRuns(t, n, "lose", next)
+	if len(runs) != next {
+		t.Errorf("%d flow runs recorded, want %d", len(runs), next)
+	}
+	for _, r := range runs {
+		if r.Outcome != "ok" {
+			t.Errorf("flow run %s = %s (%s)", r.ID, r.Outcome, r.Error)
+		}
+	}
+	if got := seen(t, n); !slices.Equal(got, want) {
+		t.Errorf("keep saw %d messages %q;\nwant each of the %d once, in order: %q", len(got), got, len(want), want)
 	}
 }

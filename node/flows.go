@@ -38,9 +38,6 @@ var flowFormats = map[string]strictdoc.Format{"yaml": strictdoc.YAML, "json": st
 // flow of another owner is not found for a submitter; nothing is written
 // on any error.
 func (n *Node) ApplyFlow(ctx context.Context, p server.Principal, format string, doc []byte, dryRun bool) (api.FlowApplied, error) {
-	if n.place != nil {
-		return api.FlowApplied{}, errClusterFlows
-	}
 	f, ok := flowFormats[format]
 	if !ok {
 		return api.FlowApplied{}, server.Errorf(server.ErrInvalid, "format: must be yaml, json or toml, got %q", format)
@@ -48,6 +45,9 @@ func (n *Node) ApplyFlow(ctx context.Context, p server.Principal, format string,
 	fl, err := flow.Parse(f, doc)
 	if err != nil {
 		return api.FlowApplied{}, invalidFlow(err)
+	}
+	if a, done, err := forwardFlow[api.FlowApplied](ctx, n, p, flowCall{Op: "apply", ID: fl.ID, Format: format, Doc: doc, DryRun: dryRun}); done {
+		return a, err
 	}
 	cat, err := n.flowCatalog(ctx, p)
 	if err != nil {
@@ -76,7 +76,7 @@ func (n *Node) ApplyFlow(ctx context.Context, p server.Principal, format string,
 		return api.FlowApplied{}, server.Errorf(server.ErrConflict, "flow %s: the id is taken; choose another", fl.ID)
 	default:
 		rec.Owner = old.Owner // the operator updating a submitter's flow keeps its owner
-		rec.Running = old.Running
+		rec.Running, rec.Node = old.Running, old.Node
 		for _, b := range old.Breakpoints { // those at modules the new version keeps
 			if slices.ContainsFunc(fl.Modules, func(m flow.Module) bool { return m.ID == b }) {
 				rec.Breakpoints = append(rec.Breakpoints, b)
@@ -207,7 +207,6 @@ func (n *Node) flowCatalog(ctx context.Context, p server.Principal) (flowCatalog
 		}
 	}
 	n.mu.RLock()
-	defer n.mu.RUnlock()
 	for name, d := range n.services {
 		if !p.Operator() && d.rec.Owner != p.Name {
 			continue
@@ -215,6 +214,31 @@ func (n *Node) flowCatalog(ctx context.Context, p server.Principal) (flowCatalog
 		id, language := serviceRuntime(d.rec.Decision.Driver, d.manifest)
 		cat.Services[name] = flow.Service{Language: language, Runtime: id}
 		cat.runtimeOf[name] = id
+	}
+	n.mu.RUnlock()
+	if n.place == nil {
+		return cat, nil
+	}
+	// In a cluster a module may use a service placed on any node: it runs
+	// there (cluster_flow.go).
+	recs, err := n.store.Services(ctx)
+	if err != nil {
+		return cat, err
+	}
+	for _, rec := range recs {
+		if _, ok := cat.Services[rec.Name]; ok || !p.Operator() && rec.Owner != p.Name {
+			continue
+		}
+		if _, placed := n.place.get(rec.Name); !placed {
+			continue
+		}
+		var m manifest.Service
+		if err := json.Unmarshal(rec.Manifest, &m); err != nil {
+			continue // not runnable as recorded; a module naming it is unknown
+		}
+		id, language := serviceRuntime(rec.Decision.Driver, &m)
+		cat.Services[rec.Name] = flow.Service{Language: language, Runtime: id}
+		cat.runtimeOf[rec.Name] = id
 	}
 	return cat, nil
 }
@@ -241,7 +265,7 @@ func (n *Node) apiFlow(r store.FlowRecord, cat flowCatalog) (api.Flow, error) {
 		return api.Flow{}, err
 	}
 	out := api.Flow{ID: r.ID, Version: r.Version, Owner: r.Owner, Digest: r.Digest, Applied: r.Applied, Document: r.Flow,
-		Modules: []api.FlowModule{}, Wires: []api.FlowWire{}, Running: r.Running}
+		Modules: []api.FlowModule{}, Wires: []api.FlowWire{}, Running: r.Running, Node: r.Node}
 	e := n.runningFlow(r.ID)
 	if e != nil {
 		out.InFlight = e.inFlight()
@@ -396,6 +420,9 @@ func (n *Node) Flows(ctx context.Context, p server.Principal, runtime string) ([
 
 // Flow implements server.FlowBackend.
 func (n *Node) Flow(ctx context.Context, p server.Principal, id string) (api.Flow, error) {
+	if f, done, err := forwardFlow[api.Flow](ctx, n, p, flowCall{Op: "get", ID: id}); done {
+		return f, err
+	}
 	r, err := n.ownedFlow(ctx, p, id)
 	if err != nil {
 		return api.Flow{}, err
@@ -409,6 +436,9 @@ func (n *Node) Flow(ctx context.Context, p server.Principal, id string) (api.Flo
 
 // RemoveFlow implements server.FlowBackend.
 func (n *Node) RemoveFlow(ctx context.Context, p server.Principal, id string) error {
+	if _, done, err := forwardFlow[struct{}](ctx, n, p, flowCall{Op: "rm", ID: id}); done {
+		return err
+	}
 	n.flowsMu.Lock()
 	defer n.flowsMu.Unlock()
 	r, err := n.ownedFlow(ctx, p, id)

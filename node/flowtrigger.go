@@ -269,7 +269,7 @@ func (n *Node) flowHookRoute(path string) (server.HookRoute, bool) {
 func (n *Node) HookFlow(ctx context.Context, route server.HookRoute, method string, message json.RawMessage) (api.FlowRun, error) {
 	e := n.runningFlow(route.Flow)
 	i := triggerIndex(route.Trigger)
-	if e == nil || i < 0 || i >= len(e.trig.modules) {
+	if (e == nil && n.place == nil) || (e != nil && (i < 0 || i >= len(e.trig.modules))) {
 		return api.FlowRun{}, server.Errorf(server.ErrConflict, "flow %s is stopped", route.Flow)
 	}
 	if err := n.gate.admit(workHook, "flow:"+route.Flow); err != nil {
@@ -277,6 +277,9 @@ func (n *Node) HookFlow(ctx context.Context, route server.HookRoute, method stri
 	}
 	if len(message) > store.MaxFlowMessage {
 		return api.FlowRun{}, server.Errorf(server.ErrTooLarge, "request: at most %d bytes as a flow's message, got %d", store.MaxFlowMessage, len(message))
+	}
+	if e == nil { // in a cluster, a flow another node runs
+		return n.flowHookElsewhere(ctx, route, i, method, message)
 	}
 	m := store.FlowMessage{Run: newRunID(), Module: e.trig.modules[i], Message: message, At: time.Now().UTC(),
 		By: fmt.Sprintf("%s (%s %s)", route.Trigger, method, route.Path)}
@@ -296,6 +299,10 @@ func (n *Node) flowHookConflicts(fl *flow.Flow) []string {
 			out = append(out, fmt.Sprintf("%s.path: %s is mounted by service %s (%s); a path serves one trigger", trigger.Name(i), path, r.Service, r.Trigger))
 		} else if r, ok := n.flowHookRoute(path); ok && r.Flow != fl.ID {
 			out = append(out, fmt.Sprintf("%s.path: %s is mounted by flow %s (%s); a path serves one trigger", trigger.Name(i), path, r.Flow, r.Trigger))
+		} else if r, ok := n.clusterFlowHookRoute(path); ok && r.Flow != fl.ID {
+			out = append(out, fmt.Sprintf("%s.path: %s is mounted by flow %s (%s) of the cluster; a path serves one trigger", trigger.Name(i), path, r.Flow, r.Trigger))
+		} else if o, ok := n.hookOwnerOf(path); ok {
+			out = append(out, fmt.Sprintf("%s.path: %s is mounted by service %s of the cluster; a path serves one trigger", trigger.Name(i), path, o.service))
 		}
 	}
 	return out

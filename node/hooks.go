@@ -37,6 +37,9 @@ func (n *Node) HookRoute(path string) (server.HookRoute, error) {
 	if r, ok := n.clusterHookRoute(path); ok {
 		return r, nil
 	}
+	if r, ok := n.clusterFlowHookRoute(path); ok {
+		return r, nil
+	}
 	return server.HookRoute{}, fmt.Errorf("webhook %s: %w", path, store.ErrNotFound)
 }
 

@@ -26,6 +26,8 @@ type intercepted struct {
 
 	mu     sync.Mutex
 	around func(ctx context.Context, in contract.Input, invoke func() (sandbox.Exit, error)) (sandbox.Exit, error)
+	// deploying, when set, runs at the start of every Deploy.
+	deploying func(ctx context.Context, spec sandbox.Spec)
 }
 
 // realWasm returns the wasm driver the node would make, intercepted.
@@ -42,6 +44,9 @@ func (d *intercepted) setAround(f func(ctx context.Context, in contract.Input, i
 }
 
 func (d *intercepted) Deploy(ctx context.Context, spec sandbox.Spec) (sandbox.Deployment, error) {
+	if d.deploying != nil {
+		d.deploying(ctx, spec)
+	}
 	dep, err := d.Driver.Deploy(ctx, spec)
 	if err != nil {
 		return nil, err

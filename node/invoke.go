@@ -145,6 +145,9 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 		return run, notStarted(d.rec.Name, phase)
 	}
 	defer d.life.leave()
+	if n.stopping.Load() {
+		return run, server.Errorf(server.ErrUnavailable, "node %s is stopping: it starts no new run", n.cfg.Name)
+	}
 	n.runs.Add(1)
 	defer n.runs.Done()
 	run = store.Run{
@@ -159,6 +162,10 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 		Driver:  d.rec.Decision.Driver,
 	}
 	run.Trigger.Flow = ev.Flow
+	run.KeepInput(ev.Message)
+	if ev.Kind == trigger.KindCron || ev.Kind == trigger.KindEvent {
+		n.metrics.observeLag(ev.Kind, run.Start.Sub(ev.At))
+	}
 	if placedOn(ctx) != nil {
 		run.Driver = "browser" // a flow module placed on a browser runtime (flowbrowser.go)
 	}
@@ -504,6 +511,11 @@ func (n *Node) record(run store.Run) error {
 // idempotent (the ledger keeps what was planned; the run's id is its
 // record's message id), so save may be retried.
 func (n *Node) save(ctx context.Context, run store.Run) error {
+	if f := n.saveFault.Load(); f != nil {
+		if err := (*f)(run); err != nil {
+			return err
+		}
+	}
 	plans, err := n.planRun(ctx, run)
 	if err != nil {
 		return err

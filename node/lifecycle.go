@@ -245,6 +245,9 @@ func (n *Node) stopGrace() time.Duration {
 // a conflict. A deploy that fails leaves the service failed with the
 // reason, and answers it in Valid.Err.
 func (n *Node) DeployService(ctx context.Context, p server.Principal, name string) (api.DeployResult, error) {
+	if r, done, err := forwardService[api.DeployResult](ctx, n, p, serviceCall{Op: "deploy", Service: name}); done {
+		return r, err
+	}
 	if err := n.notPlacedHere(name); err != nil {
 		return api.DeployResult{}, err
 	}
@@ -355,6 +358,9 @@ func (n *Node) install(d *deployed) {
 // triggers, deploying it first when it has no deployment (admitted,
 // stopped, failed). Starting a started service is a conflict.
 func (n *Node) StartService(ctx context.Context, p server.Principal, name string) (api.Service, error) {
+	if r, done, err := forwardService[api.Service](ctx, n, p, serviceCall{Op: "start", Service: name}); done {
+		return r, err
+	}
 	if err := n.notPlacedHere(name); err != nil {
 		return api.Service{}, err
 	}
@@ -418,11 +424,14 @@ func (n *Node) start(ctx context.Context, d *deployed, catchUp bool) error {
 // deployment. Its files, state and runs stay. It returns once the runs
 // are recorded. Stopping a stopped service is a conflict.
 func (n *Node) StopService(ctx context.Context, p server.Principal, name string, grace time.Duration) (api.Service, error) {
-	if err := n.notPlacedHere(name); err != nil {
-		return api.Service{}, err
-	}
 	if grace < 0 || grace > maxStopGrace {
 		return api.Service{}, server.Errorf(server.ErrInvalid, "grace: must be from 0s to %s", maxStopGrace)
+	}
+	if r, done, err := forwardService[api.Service](ctx, n, p, serviceCall{Op: "stop", Service: name, GraceMS: grace.Milliseconds()}); done {
+		return r, err
+	}
+	if err := n.notPlacedHere(name); err != nil {
+		return api.Service{}, err
 	}
 	if grace == 0 {
 		grace = n.stopGrace()

@@ -27,6 +27,7 @@ type nodeMetrics struct {
 	executions  *prometheus.CounterVec
 	flowRuns    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
+	lag         *prometheus.HistogramVec
 	labels      string                   // service_labels: all, operator or none
 	owner       func(name string) string // a deployed service's owner; "" when unknown
 }
@@ -46,7 +47,11 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		executions:  reg.NewCounterVec("andromeda_executions_total", "Attempts at executing actions that ended, by action kind and what became of the execution (confirmed, retry, failed).", "kind", "state"),
 		flowRuns:    reg.NewCounterVec("andromeda_flow_runs_total", "Flow runs recorded, by flow and outcome (ok, failed).", "flow", "outcome"),
 		duration:    reg.NewHistogramVec("andromeda_invocation_duration_seconds", "Wall time of invocations by service, from trigger to recorded run.", nil, "service"),
+		lag: reg.NewHistogramVec("andromeda_trigger_lag_seconds", "How late runs start after what triggered them, by trigger kind: a cron run after its tick's time, an event's run after the event was stored.",
+			[]float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}, "kind"),
 	}
+	failed := reg.NewCounterVec("andromeda_store_gauges_failed_total", "Reads of the store sizes and flow queue depths for a scrape that failed (the last values read are reported).")
+	reg.MustRegister(newStoreGauges(n, failed.WithLabelValues()))
 	reg.NewGaugeFunc("andromeda_services", "Services deployed on this node.", func() float64 {
 		n.mu.RLock()
 		defer n.mu.RUnlock()
@@ -75,6 +80,15 @@ func (m *nodeMetrics) executed(kind, state string) {
 		return
 	}
 	m.executions.WithLabelValues(kind, state).Inc()
+}
+
+// observeLag records how late a run of kind started after what triggered
+// it.
+func (m *nodeMetrics) observeLag(kind string, d time.Duration) {
+	if m == nil || d < 0 {
+		return
+	}
+	m.lag.WithLabelValues(kind).Observe(d.Seconds())
 }
 
 // observeFlowRun counts a recorded flow run.

@@ -10,9 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -277,4 +279,145 @@ func value(fams map[string]*dto.MetricFamily, family string, labels map[string]s
 		return m.GetUntyped().GetValue(), true
 	}
 	return 0, false
+}
+
+// TestMetricsOperatorFamilies: the families operators graph beside the
+// runs: how late cron runs start after their tick, the size of every
+// JetStream stream, the depth of each running flow's queue; promtool
+// still accepts the whole exposition.
+func TestMetricsOperatorFamilies(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t)
+	if _, err := n.op.Submit(ctx, pack(t, heartbeatEvery(t, ""))); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ma", "mb", "mc"} {
+		if _, err := n.op.Submit(ctx, clusterMirror(t, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(spanFlow), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.StartFlow(ctx, "span"); err != nil {
+		t.Fatal(err)
+	}
+	// A flow run (andromeda_flow_runs_total), and five beats: the fifth
+	// asks for a log action, executed (andromeda_executions_total).
+	if _, err := n.op.FireFlow(ctx, "span", api.FlowFireRequest{Message: spanMessage(1), Wait: "30s"}); err != nil {
+		t.Fatal(err)
+	}
+	waitRunCount(t, n, "heartbeat", 5)
+	waitExecuted(t, n)
+	resp, err := http.Get(n.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(raw)
+	fams := parseMetrics(t, body)
+	for name, typ := range map[string]dto.MetricType{
+		"andromeda_trigger_lag_seconds":         dto.MetricType_HISTOGRAM,
+		"andromeda_store_stream_bytes":          dto.MetricType_GAUGE,
+		"andromeda_store_stream_messages":       dto.MetricType_GAUGE,
+		"andromeda_flow_queue_depth":            dto.MetricType_GAUGE,
+		"andromeda_store_gauges_age_seconds":    dto.MetricType_GAUGE,
+		"andromeda_store_gauges_failed_total":   dto.MetricType_COUNTER,
+		"andromeda_invocation_duration_seconds": dto.MetricType_HISTOGRAM,
+	} {
+		if f, ok := fams[name]; !ok || f.GetType() != typ {
+			t.Errorf("%s: %v (found %v), want a %v", name, f.GetType(), ok, typ)
+		}
+	}
+	var lag *dto.Histogram
+	for _, m := range fams["andromeda_trigger_lag_seconds"].GetMetric() {
+		if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == "cron" {
+			lag = m.GetHistogram()
+		}
+	}
+	if lag == nil || lag.GetSampleCount() < 2 || lag.GetSampleSum() < 0 || lag.GetSampleSum() > float64(lag.GetSampleCount())*5 {
+		t.Errorf("andromeda_trigger_lag_seconds{kind=cron} = %v; want the heartbeat's ticks, each late by less than 5 s", lag)
+	}
+	streams := 0
+	for _, m := range fams["andromeda_store_stream_messages"].GetMetric() {
+		if m.GetGauge().GetValue() > 0 {
+			streams++
+		}
+	}
+	if streams < 3 {
+		t.Errorf("%d streams hold messages, want the runs, services and more:\n%v", streams, fams["andromeda_store_stream_messages"])
+	}
+	if _, ok := value(fams, "andromeda_flow_queue_depth", map[string]string{"flow": "span"}); !ok {
+		t.Errorf("no queue depth for the running flow span: %v", fams["andromeda_flow_queue_depth"])
+	}
+	if age, ok := value(fams, "andromeda_store_gauges_age_seconds", nil); !ok || age > 5 {
+		t.Errorf("andromeda_store_gauges_age_seconds = %v, %v", age, ok)
+	}
+	// The Grafana dashboard in docs/ graphs only what the node serves.
+	dash, err := os.ReadFile(filepath.Join("..", "docs", "grafana", "andromeda-node.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(dash, &d); err != nil || len(d.Panels) < 8 {
+		t.Fatalf("the dashboard: %d panels, %v", len(d.Panels), err)
+	}
+	name := regexp.MustCompile(`\b(?:andromeda|go|process)_[a-z_]+\b`)
+	for _, p := range d.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, q := range p.Targets {
+			for _, m := range name.FindAllString(q.Expr, -1) {
+				fam := m
+				if _, ok := fams[fam]; !ok {
+					for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+						if base, cut := strings.CutSuffix(m, suffix); cut && fams[base].GetType() == dto.MetricType_HISTOGRAM {
+							fam = base
+						}
+					}
+				}
+				if _, ok := fams[fam]; !ok {
+					t.Errorf("panel %q queries %s, which the node does not serve", p.Title, m)
+				}
+			}
+		}
+	}
+	promtool, err := exec.LookPath("promtool")
+	sandboxtest.Require(t, err == nil, "promtool (Debian package prometheus) is needed to check /metrics")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// waitExecuted waits until n has executed an action and counted it in
+// andromeda_executions_total (10 s).
+func waitExecuted(t *testing.T, n *testNode) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(n.URL() + "/metrics")
+		if err == nil {
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(raw), "\nandromeda_executions_total{") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no action of the heartbeat executed in 10 s")
+		}
+	}
 }

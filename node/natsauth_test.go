@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,17 +14,13 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
+	"github.com/andromeda-runner/andromeda/internal/testutil"
 	"github.com/andromeda-runner/andromeda/node"
 )
 
 // natsListen sets a node's nats.listen to a loopback port free now.
 func natsListen(t testing.TB) func(*node.Config) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testutil.FreeAddr(t)
 	return func(c *node.Config) { c.NATS.Listen = addr }
 }
 

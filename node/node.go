@@ -62,11 +62,20 @@ type Node struct {
 	limits ceilings
 
 	prewarms atomic.Uint64 // ticks prepared ahead (prewarm.go)
+	// stopping refuses new runs once Close began (shutdown.go); shutdown
+	// is what the stop found, for Stopped.
+	stopping atomic.Bool
+	shutdown Shutdown
 	// flowsMu serialises the applications and removals of flows, so that
 	// a check and the write after it see the same record (flows.go).
 	flowsMu sync.Mutex
-	flows   flowEngine   // the running flows (flowrun.go)
-	browser *browser.Hub // the browser runtime's hub; nil when not served (browser.go)
+	flows   flowEngine // the running flows (flowrun.go)
+	// modCalls are the module runs of other nodes' flows running here,
+	// flowTurns this node's view of flows no node holds (cluster_flow.go).
+	modCalls      moduleCalls
+	flowTurns     flowTurns
+	flowHooksSeen clusterFlowHooks
+	browser       *browser.Hub // the browser runtime's hub; nil when not served (browser.go)
 
 	revocations revocations // of delegations, by id (trust.go)
 	regIndex    regIndex    // the registry's services and targets, for admission (regindex.go)
@@ -123,8 +132,9 @@ type Node struct {
 	gate       *workGate    // refuses new work while the disk is nearly full or the store cannot write
 	watch      *watcher     // the watch and logs streams' publisher (watch.go); nil before Start
 
-	testDrivers []sandbox.Driver // replace drivers by name; tests only
-	runtimes    []*runtimeState  // the runtimes.d descriptors (runtimes.go); set at Start
+	testDrivers []sandbox.Driver                      // replace drivers by name; tests only
+	saveFault   atomic.Pointer[func(store.Run) error] // a store refusing runs; tests only
+	runtimes    []*runtimeState                       // the runtimes.d descriptors (runtimes.go); set at Start
 
 	startResults []StartResult // what became of the config's services list at Start (startup.go)
 }
@@ -318,6 +328,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err := n.serveForwarded(); err != nil {
 			return err
 		}
+		if err := n.serveClusterFlows(); err != nil {
+			return err
+		}
+		if err := n.serveServiceCalls(); err != nil {
+			return err
+		}
 	}
 	n.log.Info("node opened", "took_ms", ms(time.Since(n.started)))
 	n.startDrivers(ctx)
@@ -456,6 +472,7 @@ func (n *Node) unwind() error {
 		// out a cluster without a majority would hold the stop).
 		n.reg.haltPasses()
 	}
+	n.quiesce()
 	var errs []error
 	for i := len(n.undo) - 1; i >= 0; i-- {
 		if err := n.undo[i](); err != nil {
@@ -666,6 +683,13 @@ func validTokenName(s string) bool {
 // waits for readiness. Call it before Start to leave no ready moment in
 // between. release may be called more than once.
 func (n *Node) HoldReady(what string) (release func()) {
+	_, release = n.HoldReadySay(what)
+	return release
+}
+
+// HoldReadySay is HoldReady with a say that replaces what the hold says
+// on /readyz as the work goes on ("building demo services (2/3)").
+func (n *Node) HoldReadySay(what string) (say func(string), release func()) {
 	key := &what
 	n.mu.Lock()
 	if n.holds == nil {
@@ -673,7 +697,12 @@ func (n *Node) HoldReady(what string) (release func()) {
 	}
 	n.holds[key] = struct{}{}
 	n.mu.Unlock()
-	return func() {
+	say = func(s string) {
+		n.mu.Lock()
+		*key = s
+		n.mu.Unlock()
+	}
+	return say, func() {
 		n.mu.Lock()
 		delete(n.holds, key)
 		n.mu.Unlock()

@@ -148,7 +148,7 @@ limits: {services: 1}
 // reason.
 func TestAdmissionQueueRefuses(t *testing.T) {
 	ctx := context.Background()
-	n := startNode(t, withPolicy(t, "limits: {services: 1}\n"), withAdmission(1, "400ms"))
+	n := startNode(t, withPolicy(t, "limits: {services: 1}\n"), withAdmission(1, "2s"))
 	if _, err := n.op.Submit(ctx, named(t, "first", "1.0.0")); err != nil {
 		t.Fatal(err)
 	}

@@ -59,8 +59,15 @@ func TestHoldReady(t *testing.T) {
 	if code, reason := readyzOf(t, n); code != http.StatusOK {
 		t.Fatalf("readyz after release = %d %q", code, reason)
 	}
+	// A hold says how far its work is.
+	say, release := n.HoldReadySay("building demo services (1/3)")
+	say("building demo services (2/3)")
+	if code, reason := readyzOf(t, n); code != http.StatusServiceUnavailable || !strings.HasSuffix(reason, "starting: building demo services (2/3)") {
+		t.Fatalf("readyz while a hold says how far = %d %q", code, reason)
+	}
+	release()
 	// A hold taken on a ready node makes it unready again.
-	release := n.HoldReady("later")
+	release = n.HoldReady("later")
 	if err := n.Ready(); err == nil || !strings.Contains(err.Error(), "starting: later") {
 		t.Fatalf("Ready with a later hold = %v", err)
 	}

@@ -255,6 +255,12 @@ func (n *Node) Cancel(ctx context.Context, p server.Principal, id string) (api.C
 	fl := n.inflight.get(id)
 	if fl == nil || !fl.visible(p) {
 		r, err := n.RunByID(ctx, p, id)
+		if errors.Is(err, store.ErrNotFound) {
+			// Not recorded: in a cluster it may be in flight on another node.
+			if res, done, ferr := n.cancelElsewhere(ctx, p, id); done {
+				return res, ferr
+			}
+		}
 		if err != nil {
 			return api.CancelResult{}, err
 		}

@@ -323,8 +323,10 @@ func (n *Node) prepare(ctx context.Context, rec store.Service, m *manifest.Servi
 	return d, nil
 }
 
-// deploy turns an admitted manifest into a running deployment.
+// deploy turns an admitted manifest into a running deployment. Its long
+// steps (dependency installs, image pulls) are service.progress events.
 func (n *Node) deploy(ctx context.Context, rec store.Service, m *manifest.Service, dir string) (*deployed, error) {
+	ctx = n.withProgress(ctx, rec)
 	ds, ok := n.drivers[rec.Decision.Driver]
 	if err := ds.wait(ctx); err != nil {
 		return nil, fmt.Errorf("deploy %s: waiting for driver %s's self-test: %w", rec.Name, rec.Decision.Driver, err)

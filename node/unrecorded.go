@@ -49,6 +49,18 @@ func (u *unrecorded) add(r store.Run) {
 	}
 }
 
+// held reports whether the run with id waits here to be recorded.
+func (u *unrecorded) held(id string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, r := range u.runs {
+		if r.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
 // Len reports how many runs wait to be recorded.
 func (u *unrecorded) Len() int {
 	u.mu.Lock()

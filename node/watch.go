@@ -17,6 +17,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
+	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/server"
 	"github.com/andromeda-runner/andromeda/store"
 )
@@ -114,6 +115,18 @@ func (n *Node) notify(ev api.WatchEvent) {
 		return
 	}
 	n.watch.put(watchItem{subject: bus.WatchSubject(ev.Service), ev: ev})
+}
+
+// withProgress returns ctx with a progress reporter (sandbox.WithProgress)
+// that makes each step of rec's deploy a service.progress event, owned by
+// rec's owner: the service may not be in the registry yet.
+func (n *Node) withProgress(ctx context.Context, rec store.Service) context.Context {
+	return sandbox.WithProgress(ctx, func(step string) {
+		if n.watch != nil {
+			ev := api.WatchEvent{Kind: api.WatchProgress, Service: rec.Name, Version: rec.Version, Detail: step}
+			n.watch.put(watchItem{subject: bus.WatchSubject(rec.Name), owner: rec.Owner, ev: ev})
+		}
+	})
 }
 
 func (w *watcher) put(it watchItem) {

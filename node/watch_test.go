@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
@@ -162,11 +164,7 @@ func TestWatchSubmitterSeesOwn(t *testing.T) {
 	n := startNode(t)
 	clients := map[string]*api.Client{}
 	for _, who := range []string{"alice", "bob"} {
-		tok, err := n.op.CreateToken(ctx, who, api.RoleSubmitter)
-		if err != nil {
-			t.Fatal(err)
-		}
-		clients[who] = api.NewClient(n.Addr(), tok.Secret)
+		clients[who] = submitter(t, n, who)
 		if _, err := clients[who].Submit(ctx, pack(t, echoService(t, who+"-echo"))); err != nil {
 			t.Fatal(err)
 		}
@@ -545,4 +543,80 @@ func TestLogsReadBack(t *testing.T) {
 	if got := read(api.LogQuery{Run: run.ID, After: all[2].ID}); len(got) != 0 {
 		t.Fatalf("run's lines after its last = %+v", got)
 	}
+}
+
+// TestDeployProgress: what a driver says of its deploy's long steps
+// (sandbox.Progress: a dependency install, an image pull) is a
+// service.progress event, stored before the deploy ends, that the
+// submitter of a new service sees on a watch of it, and another
+// submitter does not.
+func TestDeployProgress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := realWasm(t)
+	d.deploying = func(ctx context.Context, spec sandbox.Spec) {
+		sandbox.Progress(ctx, "fetching %s: step %d of 2", spec.Service, 1)
+		sandbox.Progress(ctx, "fetching %s: step %d of 2", spec.Service, 2)
+	}
+	n := startNodeWith(t, d)
+	clients := map[string]*api.Client{"alice": submitter(t, n, "alice"), "bob": submitter(t, n, "bob")}
+	// Another service's events come first in the stream, so that watches
+	// from after the first event miss none of alice-echo's, however late
+	// they connect.
+	if _, err := clients["alice"].Submit(ctx, pack(t, echoService(t, "alice-first"))); err != nil {
+		t.Fatal(err)
+	}
+	watchCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var mu sync.Mutex
+	seen := map[string][]string{}
+	if _, err := clients["alice"].Submit(ctx, pack(t, echoService(t, "alice-echo"))); err != nil {
+		t.Fatal(err)
+	}
+	for who, c := range clients {
+		go c.Watch(watchCtx, api.WatchQuery{Service: "alice-echo", After: 1}, func(ev api.WatchEvent) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[who] = append(seen[who], ev.Kind+" "+ev.Detail)
+			return nil
+		})
+	}
+	want := []string{
+		api.WatchProgress + " fetching alice-echo: step 1 of 2",
+		api.WatchProgress + " fetching alice-echo: step 2 of 2",
+		api.WatchAdmitted + " ",
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := slices.Clone(seen["alice"])
+		mu.Unlock()
+		if len(got) >= len(want) {
+			if !slices.Equal(got[:len(want)], want) {
+				t.Fatalf("alice's watch saw %q, want %q first", got, want)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's watch saw %q after 10 s, want %q", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // bob's watch has read the stream as far
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen["bob"]) != 0 {
+		t.Errorf("bob's watch of alice's service saw %q", seen["bob"])
+	}
+}
+
+// submitter makes a submitter token called name on n and returns a client
+// that uses it.
+func submitter(t testing.TB, n *testNode, name string) *api.Client {
+	t.Helper()
+	tok, err := n.op.CreateToken(context.Background(), name, api.RoleSubmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.NewClient(n.Addr(), tok.Secret)
 }

@@ -288,7 +288,8 @@ func decodeToken(b []byte) error {
 type kvValue struct {
 	key     string
 	value   []byte
-	deleted bool // a deletion or purge marker
+	deleted bool   // a deletion or purge marker
+	seq     uint64 // its sequence in the stream: the key's revision
 }
 
 // kvValues reads the current value of every key of the bucket stream: one
@@ -328,7 +329,7 @@ func kvValues(ctx context.Context, js jetstream.JetStream, st jetstream.Stream) 
 			return nil, nil, fmt.Errorf("store: read %s key %s: %w", stream, key, err)
 		}
 		op := m.Header.Get("KV-Operation")
-		vals = append(vals, kvValue{key: key, value: m.Data, deleted: op == "DEL" || op == "PURGE"})
+		vals = append(vals, kvValue{key: key, value: m.Data, deleted: op == "DEL" || op == "PURGE", seq: m.Sequence})
 	}
 	return vals, unreadable, nil
 }
@@ -368,7 +369,11 @@ func lastValues(ctx context.Context, st jetstream.Stream, prefix string, want in
 			n++
 			op := m.Headers().Get("KV-Operation")
 			key := strings.TrimPrefix(m.Subject(), prefix)
-			got[key] = kvValue{key: key, value: m.Data(), deleted: op == "DEL" || op == "PURGE"}
+			var seq uint64
+			if meta, err := m.Metadata(); err == nil {
+				seq = meta.Sequence.Stream
+			}
+			got[key] = kvValue{key: key, value: m.Data(), deleted: op == "DEL" || op == "PURGE", seq: seq}
 		}
 		if batch.Error() != nil || n == 0 {
 			return got

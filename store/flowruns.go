@@ -259,7 +259,7 @@ func (s *Store) FlowQueue(ctx context.Context, flow string, window int) (q *Flow
 	if err != nil {
 		return nil, 0, s.deadline(ctx, fmt.Errorf("store: open the queue of flow %s: %w", flow, err))
 	}
-	return &FlowQueueReader{c: c, flow: flow}, info.State.LastSeq, nil
+	return &FlowQueueReader{c: c, flow: flow, created: c.CachedInfo().Created}, info.State.LastSeq, nil
 }
 
 // CloseFlowQueue removes flow's queue consumer; its messages stay queued.
@@ -330,8 +330,38 @@ func flowConsumer(flow string) string { return "flow_" + flow }
 
 // FlowQueueReader hands out a flow's queued messages in order.
 type FlowQueueReader struct {
-	c    jetstream.Consumer
-	flow string
+	c       jetstream.Consumer
+	flow    string
+	created time.Time // when the consumer was made: a queue opened again makes another
+	// delivered is the consumer's sequence of the last message handed
+	// out: the next must follow it, or one was lost on its way.
+	delivered uint64
+}
+
+// ErrQueueGap says a flow's queue handed a message out that never reached
+// its reader: a pull answered after the reader stopped waiting for it (a
+// store electing a leader delays answers). The message stays held for
+// the reader that lost it, and the ones after it must wait for it, so
+// the queue is to be opened again (FlowQueue), which hands out every
+// message not done again, in order.
+var ErrQueueGap = errors.New("a message of the queue was lost on its way")
+
+// Opened says whether the queue is still the one this reader opened: in
+// a cluster the node that takes a flow over opens its queue again, and
+// the reader of the node that ran it before must stop taking from it.
+// lost says the queue handed out a message that never reached this
+// reader (see ErrQueueGap); it is meaningful only while no Take is in
+// progress. An error says the store did not answer.
+func (q *FlowQueueReader) Opened(ctx context.Context) (opened, lost bool, err error) {
+	info, err := q.c.Info(ctx)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		return false, false, nil
+	case err != nil:
+		return false, false, fmt.Errorf("store: the queue of flow %s: %w", q.flow, err)
+	}
+	opened = info.Created.Equal(q.created)
+	return opened, opened && info.Delivered.Consumer > q.delivered, nil
 }
 
 // Next waits up to wait for the next message; ok is false when none came.
@@ -345,17 +375,28 @@ func (q *FlowQueueReader) Next(wait time.Duration) (m QueuedFlowMessage, ok bool
 // Take hands each of the next messages, at most max of them, to each as
 // it arrives, in order, waiting up to wait for them in all: one pull from
 // the store. A message that does not decode is removed from the queue and
-// reported as an error wrapping ErrDamaged, after the others.
+// reported as an error wrapping ErrDamaged, after the others. A message
+// that follows one lost on its way is not handed out: Take fails with
+// ErrQueueGap, and the queue is to be opened again.
 func (q *FlowQueueReader) Take(max int, wait time.Duration, each func(QueuedFlowMessage)) error {
 	batch, err := q.c.Fetch(max, jetstream.FetchMaxWait(wait))
 	if err != nil {
 		return fmt.Errorf("store: read the queue of flow %s: %w", q.flow, err)
 	}
-	var damaged error
+	var damaged, gap error
 	for msg := range batch.Messages() {
+		if gap != nil {
+			continue // held: the queue opened again hands it out again
+		}
 		m := QueuedFlowMessage{msg: msg}
 		if meta, err := msg.Metadata(); err == nil {
 			m.Seq = meta.Sequence.Stream
+			if meta.Sequence.Consumer > q.delivered+1 {
+				gap = fmt.Errorf("store: flow %s: the queue handed out %d messages before message %d that never came: %w",
+					q.flow, meta.Sequence.Consumer-q.delivered-1, m.Seq, ErrQueueGap)
+				continue
+			}
+			q.delivered = meta.Sequence.Consumer
 		}
 		if err := json.Unmarshal(msg.Data(), &m.FlowMessage); err != nil || m.Run == "" {
 			_ = msg.Term()
@@ -364,8 +405,8 @@ func (q *FlowQueueReader) Take(max int, wait time.Duration, each func(QueuedFlow
 		}
 		each(m)
 	}
-	if damaged != nil {
-		return damaged
+	if damaged != nil || gap != nil {
+		return errors.Join(gap, damaged)
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 		return fmt.Errorf("store: read the queue of flow %s: %w", q.flow, err)
@@ -416,15 +457,26 @@ func (s *Store) FlowRuns(ctx context.Context, flow string, limit int) ([]FlowRun
 	if total == 0 || limit <= 0 {
 		return []FlowRun{}, nil
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{FlowRunSubject(flow)}, DeliverPolicy: jetstream.DeliverAllPolicy}
 	skip := uint64(0)
 	if total > uint64(limit) {
 		skip = total - uint64(limit)
 	}
-	c, err := s.flowRuns.OrderedConsumer(ctx, cfg)
+	// A reading consumer of its own, deleted at the end (the inactivity
+	// threshold is the backstop): a listing asked for every moment (a
+	// dashboard, a script waiting for a run) must not pile consumers up
+	// to the server's limit.
+	c, err := createReader(ctx, s.flowRuns, jetstream.ConsumerConfig{
+		FilterSubject: FlowRunSubject(flow), DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute, MemoryStorage: true,
+	})
 	if err != nil {
 		return nil, s.deadline(ctx, fmt.Errorf("store: runs of flow %s: %w", flow, err))
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		s.flowRuns.DeleteConsumer(dctx, c.CachedInfo().Name)
+	}()
 	out := make([]FlowRun, 0, min(total, uint64(limit)))
 	var seen uint64
 	for seen < total {

@@ -45,6 +45,11 @@ type FlowRecord struct {
 	// Breakpoints are the modules a breakpoint holds messages at (the
 	// runner API's setBreakPointAtModule), sorted.
 	Breakpoints []string `json:"breakpoints,omitempty"`
+	// Node is, in a cluster, the node that runs the flow while it is
+	// running: the one it was started on, or the one that took it over.
+	// Empty on a node alone, and while no node holds it (its node was
+	// drained).
+	Node string `json:"node,omitempty"`
 	// Revision is the record's revision in the bucket: PutFlow's
 	// compare-and-set takes it. Not stored.
 	Revision uint64 `json:"-"`
@@ -127,7 +132,9 @@ func (s *Store) Flow(ctx context.Context, id string) (FlowRecord, error) {
 	e, err := s.flows.Get(ctx, id)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return FlowRecord{}, fmt.Errorf("store: flow %s: %w", id, ErrNotFound)
+		// A replica answers a get: in a cluster it may not have applied a
+		// flow applied a moment ago. The leader says.
+		return s.FlowAtLeader(ctx, id)
 	case err != nil:
 		return FlowRecord{}, s.deadline(ctx, fmt.Errorf("store: flow %s: %w", id, err))
 	}
@@ -139,7 +146,31 @@ func (s *Store) Flow(ctx context.Context, id string) (FlowRecord, error) {
 	return r, nil
 }
 
-// Flows returns every flow record, sorted by id. A record that cannot be
+// FlowAtLeader is flow id's record as the flows bucket's leader has it:
+// what a node of a cluster reads before it stops running a flow it was
+// told has moved, since a replica's answer may lag behind.
+func (s *Store) FlowAtLeader(ctx context.Context, id string) (FlowRecord, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	m, err := leaderLastMsg(ctx, s.js, kvStream(bus.BucketFlows), "$KV."+bus.BucketFlows+"."+id)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return FlowRecord{}, fmt.Errorf("store: flow %s: %w", id, ErrNotFound)
+	case err != nil:
+		return FlowRecord{}, s.deadline(ctx, fmt.Errorf("store: flow %s at the leader: %w", id, err))
+	}
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return FlowRecord{}, fmt.Errorf("store: flow %s: %w", id, ErrNotFound)
+	}
+	r, err := decodeFlow(m.Data)
+	if err != nil {
+		return FlowRecord{}, fmt.Errorf("store: flow %s does not decode: %w", id, ErrDamaged)
+	}
+	r.Revision = m.Sequence
+	return r, nil
+}
+
+// Flows returns every flow record, sorted by id, each with its revision. A record that cannot be
 // read or decoded fails the listing with ErrDamaged unless the store was
 // opened with Repair: then it is skipped.
 func (s *Store) Flows(ctx context.Context) ([]FlowRecord, error) {
@@ -164,6 +195,7 @@ func (s *Store) Flows(ctx context.Context) ([]FlowRecord, error) {
 			}
 			return nil, fmt.Errorf("store: flow %s does not decode: %w", v.key, ErrDamaged)
 		}
+		r.Revision = v.seq
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/store"
 )
 
@@ -106,6 +109,9 @@ func TestFlowQueue(t *testing.T) {
 	}
 	if _, ok, _ := q.Next(50 * time.Millisecond); ok {
 		t.Fatal("a fifth message from a queue of four")
+	}
+	if opened, lost, err := q.Opened(ctx); err != nil || !opened || lost {
+		t.Fatalf("Opened of the queue's reader = %v (lost %v), %v; want true, none lost", opened, lost, err)
 	}
 	for i, m := range took {
 		if m.Run != msg(i).Run || string(m.Message) != string(msg(i).Message) || (i > 0 && m.Seq <= took[i-1].Seq) {
@@ -224,5 +230,149 @@ func TestFlowQueueTargets(t *testing.T) {
 	}
 	if d, _ := s.FlowQueueDepth(ctx, "u"); d != 1 {
 		t.Errorf("depth of another flow after the purge = %d, want 1", d)
+	}
+}
+
+// TestFlowQueueOpenedElsewhere: a flow queue opened again (another node of
+// a cluster took the flow over) tells the reader that opened it before,
+// which still reads the same consumer name, that it is no longer its.
+func TestFlowQueueOpenedElsewhere(t *testing.T) {
+	s := open(t, store.Config{})
+	ctx := context.Background()
+	first, _, err := s.FlowQueue(ctx, "a", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, _, err := s.FlowQueue(ctx, "a", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opened, _, err := first.Opened(ctx); err != nil || opened {
+		t.Errorf("the first reader's Opened after the queue was opened again = %v, %v; want false", opened, err)
+	}
+	if opened, _, err := second.Opened(ctx); err != nil || !opened {
+		t.Errorf("the second reader's Opened = %v, %v; want true", opened, err)
+	}
+	if err := s.CloseFlowQueue(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if opened, _, err := second.Opened(ctx); err != nil || opened {
+		t.Errorf("Opened after the queue was closed = %v, %v; want false", opened, err)
+	}
+}
+
+// TestFlowQueueLostDelivery: a message the queue hands out that never
+// reaches the reader (here another pull of the same consumer takes it, as
+// a pull answered after its reader stopped waiting does) is seen: the
+// next message is not handed out past it (ErrQueueGap), Opened says one
+// was lost when none follows it, and the queue opened again hands out
+// every message not done, in order.
+func TestFlowQueueLostDelivery(t *testing.T) {
+	ctx := context.Background()
+	b, err := bus.Open(ctx, bus.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	s, err := store.Open(ctx, b, store.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func(i int) store.FlowMessage {
+		return store.FlowMessage{Run: fmt.Sprintf("run%02d", i), Message: json.RawMessage(`{}`), At: time.Now().UTC()}
+	}
+	// lose takes the queue's next message through another pull of its
+	// consumer and drops it.
+	lose := func() string {
+		t.Helper()
+		js, err := jetstream.New(b.Conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := js.Consumer(ctx, bus.StreamFlowQueue, "flow_g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m store.FlowMessage
+		for msg := range batch.Messages() {
+			json.Unmarshal(msg.Data(), &m)
+		}
+		return m.Run
+	}
+	for i := range 3 {
+		if _, err := s.EnqueueFlowMessage(ctx, "g", msg(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q, _, err := s.FlowQueue(ctx, "g", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok, err := q.Next(5 * time.Second); err != nil || !ok || m.Run != "run00" {
+		t.Fatalf("first Next = %+v, %v, %v; want run00", m, ok, err)
+	}
+	if lost := lose(); lost != "run01" {
+		t.Fatalf("lost %q, want run01", lost)
+	}
+	if _, lost, err := q.Opened(ctx); err != nil || !lost {
+		t.Fatalf("Opened after a delivery lost: lost = %v, %v; want true", lost, err)
+	}
+	if m, ok, err := q.Next(5 * time.Second); !errors.Is(err, store.ErrQueueGap) || ok {
+		t.Fatalf("Next past the lost message = %+v, %v, %v; want ErrQueueGap and nothing handed out", m, ok, err)
+	}
+	q, _, err = s.FlowQueue(ctx, "g", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		m, ok, err := q.Next(5 * time.Second)
+		if err != nil || !ok || m.Run != msg(i).Run {
+			t.Fatalf("opened again, message %d = %+v, %v, %v; want %s", i, m, ok, err, msg(i).Run)
+		}
+	}
+	if _, lost, err := q.Opened(ctx); err != nil || lost {
+		t.Fatalf("Opened after every message came = lost %v, %v; want none lost", lost, err)
+	}
+}
+
+// TestFlowRunsLeaveNoConsumer: listing a flow's runs, asked again and
+// again (a dashboard, a script waiting for a run), leaves no consumer
+// behind on the stream.
+func TestFlowRunsLeaveNoConsumer(t *testing.T) {
+	ctx := context.Background()
+	b, err := bus.Open(ctx, bus.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	s, err := store.Open(ctx, b, store.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := s.PutFlowRun(ctx, store.FlowRun{ID: fmt.Sprintf("fr%d", i), Flow: "f", Outcome: "ok", Start: time.Now().UTC()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 50 {
+		if runs, err := s.FlowRuns(ctx, "f", 2); err != nil || len(runs) != 2 || runs[0].ID != "fr2" {
+			t.Fatalf("FlowRuns = %+v, %v; want fr2, fr1", runs, err)
+		}
+	}
+	js, err := jetstream.New(b.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, bus.StreamFlowRuns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.State.Consumers != 0 {
+		t.Fatalf("consumers on the flow runs' stream after 50 listings = %d, %v; want 0", info.State.Consumers, err)
 	}
 }

@@ -105,6 +105,10 @@ type Run struct {
 	Attempts  int              `json:"attempts"`
 	Truncated bool             `json:"truncated,omitempty"`
 	Emitted   []Emitted        `json:"emitted,omitempty"`
+	// Input is the message the run was given, kept when it is at most
+	// MaxInputBytes; InputBytes is its size, kept or not.
+	Input      json.RawMessage `json:"input,omitempty"`
+	InputBytes int             `json:"input_bytes,omitempty"`
 	// Digest and Driver are the code and the driver that ran it; set on
 	// runs that reached a driver, which have a usage record (the node
 	// signs it from this record when asked: package usage).
@@ -176,4 +180,18 @@ type RunList struct {
 	Runs []Run
 	// Next is the cursor of the following page, "" on the last one.
 	Next string
+}
+
+// MaxInputBytes is the largest input a run record keeps: a run's input is
+// there to be read back by a person, and larger ones would crowd the
+// record's output out of MaxRunBytes.
+const MaxInputBytes = 16 << 10
+
+// KeepInput records msg as the run's input when it fits MaxInputBytes,
+// and its size in any case.
+func (r *Run) KeepInput(msg json.RawMessage) {
+	r.InputBytes = len(msg)
+	if len(msg) <= MaxInputBytes {
+		r.Input = msg
+	}
 }

@@ -109,7 +109,7 @@ func (s *Store) encodeRun(r *Run) ([]byte, error) {
 	if len(b) <= limit {
 		return b, nil
 	}
-	r.Output, r.Truncated = nil, true
+	r.Output, r.Input, r.Truncated = nil, nil, true
 	const maxErr = 4 << 10
 	if len(r.Error) > maxErr {
 		r.Error = r.Error[:maxErr] + "…"

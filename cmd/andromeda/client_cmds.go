@@ -21,13 +21,23 @@ func (env *cli) lsCmd() *cobra.Command {
 		Long: `Ls lists the node's services with their version, driver, status,
 health, triggers, owner and digest.`,
 		Example: `  andromeda ls
+  andromeda ls -o wide
   andromeda ls --json | jq -r '.[].name'`,
 		Args:              wantArgs(0, 0),
 		ValidArgsFunction: cobra.NoFileCompletions,
 	}
 	cf := addClientFlags(cmd)
+	addOutputFlag(cmd, cf)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return ask(env, cf, func(c *api.Client) ([]api.Service, error) { return c.Services(cmd.Context()) }, printServices)
+		wide, err := cf.wide()
+		if err != nil {
+			return err
+		}
+		print := printServices
+		if wide {
+			print = printServicesWide
+		}
+		return ask(env, cf, func(c *api.Client) ([]api.Service, error) { return c.Services(cmd.Context()) }, print)
 	}
 	return cmd
 }
@@ -105,12 +115,14 @@ duration before now (30m, 1h, 7d). More than 1000 runs are read a page at a
 time; when more runs match than --limit, standard error says so.`,
 		Example: `  andromeda runs
   andromeda runs --limit 10
+  andromeda runs -o wide
   andromeda runs greeter --since 1h --all
   andromeda runs greeter --since 2026-01-02T00:00:00Z --until 1d --json
   andromeda runs --running greeter`,
 		Args: wantArgs(0, 1),
 	}
 	cf := addClientFlags(cmd)
+	addOutputFlag(cmd, cf)
 	var o runsOptions
 	cmd.Flags().IntVar(&o.limit, "limit", 20, "list at most `N` runs, newest first (more than 1000 are read a page at a time)")
 	cmd.Flags().BoolVar(&o.all, "all", false, "every run the node keeps, instead of --limit")
@@ -168,9 +180,12 @@ func (env *cli) runs(ctx context.Context, cf *clientFlags, args []string, o runs
 	if limit < 1 {
 		return usagef("--limit: must be 1 or more")
 	}
+	wide, err := cf.wide()
+	if err != nil {
+		return err
+	}
 	now := time.Now()
 	var q api.RunQuery
-	var err error
 	if q.Since, err = parseWhen("since", o.since, now); err != nil {
 		return err
 	}
@@ -216,6 +231,8 @@ func (env *cli) runs(ctx context.Context, cf *clientFlags, args []string, o runs
 			runs = []api.Run{}
 		}
 		err = printJSON(env.stdout, runs)
+	} else if wide {
+		printRunsWide(env.stdout, runs)
 	} else {
 		printRuns(env.stdout, runs)
 	}

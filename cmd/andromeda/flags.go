@@ -14,16 +14,40 @@ import (
 
 // clientFlags are the flags of every command that talks to a node.
 type clientFlags struct {
-	addr, token, data string
-	json              bool
+	addr, token, data, context string
+	json                       bool
+	output                     string // "", table, wide or json (addOutputFlag)
 }
 
-// addClientFlags adds --node, --token, --data and --json to cmd.
+// addOutputFlag adds -o/--output to a listing: table (the default), wide
+// (more columns, nothing cut short) or json (the same as --json).
+func addOutputFlag(cmd *cobra.Command, cf *clientFlags) {
+	cmd.Flags().StringVarP(&cf.output, "output", "o", "", "`FORMAT`: table, wide (more columns, nothing cut short) or json")
+	cmd.RegisterFlagCompletionFunc("output", words("table", "wide", "json"))
+}
+
+// wide reads --output: whether the table is the wide one; json is --json.
+func (cf *clientFlags) wide() (bool, error) {
+	switch cf.output {
+	case "", "table":
+		return false, nil
+	case "wide":
+		return true, nil
+	case "json":
+		cf.json = true
+		return false, nil
+	}
+	return false, usagef("--output: must be table, wide or json, not %q", cf.output)
+}
+
+// addClientFlags adds --node, --token, --data, --context and --json to
+// cmd.
 func addClientFlags(cmd *cobra.Command) *clientFlags {
 	cf := new(clientFlags)
-	cmd.Flags().StringVar(&cf.addr, "node", "", "reach the node at `ADDR` (default $ANDROMEDA_ADDR or 127.0.0.1:7070)")
-	cmd.Flags().StringVar(&cf.token, "token", "", "API `TOKEN` (default $ANDROMEDA_TOKEN or the operator token in the data dir)")
+	cmd.Flags().StringVar(&cf.addr, "node", "", "reach the node at `ADDR` (default $ANDROMEDA_ADDR, the context's, or 127.0.0.1:7070)")
+	cmd.Flags().StringVar(&cf.token, "token", "", "API `TOKEN` (default $ANDROMEDA_TOKEN, the context's, or the operator token in the data dir)")
 	addDataFlag(cmd, &cf.data, "node data `DIR` to read the operator token from")
+	cmd.Flags().StringVar(&cf.context, "context", "", "use the context `NAME` (default $ANDROMEDA_CONTEXT or the current one; see andromeda context)")
 	addJSONFlag(cmd, &cf.json)
 	return cf
 }
@@ -45,10 +69,35 @@ func (env *cli) dataDir(flag string) string {
 	return firstNonEmpty(flag, env.getenv("ANDROMEDA_DATA"), node.DefaultDataDir())
 }
 
-// client is the API client the client flags and the environment name.
+// client is the API client the client flags, the environment and the
+// context name. A context named (--context, $ANDROMEDA_CONTEXT) gives what
+// the flags and the environment leave out; the current context is used
+// only when neither names a node, a token or a data dir, so that a token
+// remembered for one node is never sent to another.
 func (env *cli) client(cf *clientFlags) (*api.Client, error) {
-	addr := firstNonEmpty(cf.addr, env.getenv("ANDROMEDA_ADDR"), node.DefaultConfig().Listen)
+	explicit := firstNonEmpty(cf.addr, env.getenv("ANDROMEDA_ADDR"), cf.token, env.getenv("ANDROMEDA_TOKEN"), cf.data, env.getenv("ANDROMEDA_DATA")) != ""
+	var nc nodeContext
+	if named := firstNonEmpty(cf.context, env.getenv("ANDROMEDA_CONTEXT")) != ""; named || !explicit {
+		c, _, ok, err := env.activeContext(cf.context)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			nc = c
+		}
+	}
+	addr := firstNonEmpty(cf.addr, env.getenv("ANDROMEDA_ADDR"), nc.Node, node.DefaultConfig().Listen)
 	token := firstNonEmpty(cf.token, env.getenv("ANDROMEDA_TOKEN"))
+	if token == "" && cf.data == "" && env.getenv("ANDROMEDA_DATA") == "" {
+		token = nc.Token
+		if token == "" && nc.Data != "" {
+			t, err := node.OperatorToken(nc.Data)
+			if err != nil {
+				return nil, fmt.Errorf("no token: the context's data dir %s holds no readable operator token: %v", nc.Data, err)
+			}
+			token = t
+		}
+	}
 	if token == "" {
 		dir := env.dataDir(cf.data)
 		t, err := node.OperatorToken(dir)

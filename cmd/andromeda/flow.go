@@ -156,8 +156,12 @@ func (env *cli) flowInspectCmd() *cobra.Command {
 	return cmd
 }
 
-// flowState is "running" or "stopped".
+// flowState is "running" (in a cluster, "running on NODE") or
+// "stopped".
 func flowState(f api.Flow) string {
+	if f.Running && f.Node != "" {
+		return "running on " + f.Node
+	}
 	if f.Running {
 		return "running"
 	}

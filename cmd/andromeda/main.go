@@ -95,6 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // run runs the command args name on a fresh command tree (cobra keeps
 // parsed flags in its commands).
 func (env *cli) run(ctx context.Context, args []string) error {
+	env.withColor()
 	root := env.root()
 	args, err := normalizeArgs(root, args)
 	if err != nil {
@@ -133,7 +134,8 @@ or work offline on files.
 Client commands reach the node at $ANDROMEDA_ADDR (default 127.0.0.1:7070)
 with the token in $ANDROMEDA_TOKEN, or else the operator token in the data
 dir ($ANDROMEDA_DATA, default the node's default data dir); --node, --token
-and --data override them. Tables are for people; --json prints one JSON
+and --data override them. Without any of those, the current context is
+used: "andromeda context add" remembers a node by name. Tables are for people; --json prints one JSON
 document for scripts.
 
 Exit status: 0 on success, 1 on an error, 2 on a usage error (an unknown
@@ -163,7 +165,7 @@ refuses the token (HTTP 401 or 403).`,
 			root.AddCommand(c)
 		}
 	}
-	add(groupNode, env.serveCmd(), env.nodesCmd(), env.clusterCmd(), env.drainCmd(), env.forwardsCmd())
+	add(groupNode, env.serveCmd(), env.contextCmd(), env.nodesCmd(), env.clusterCmd(), env.drainCmd(), env.forwardsCmd())
 	add(groupServices, env.submitCmd(), env.lsCmd(), env.inspectCmd(), env.fireCmd(), env.runCmd(), env.killCmd(), env.emitCmd(), env.runsCmd(), env.whyCmd(), env.watchCmd(), env.logsCmd(), env.usageCmd(), env.stateCmd(), env.rmCmd(), env.depsCmd(), env.testCmd(), env.offerCmd(), env.runtimesCmd(), env.flowCmd(), env.selftestCmd(), env.cpCmd(), env.filesCmd(), env.deployCmd(), env.startCmd(), env.stopCmd(), env.configCmd(), env.verifyCmd())
 	add(groupTrust, env.tokenCmd(), env.natsCmd(), env.secretsCmd(), env.withSigningKeys(env.keysCmd()), env.withDelegation(env.attestCmd()), env.trustCmd(), env.policyCmd())
 	add(groupOffline, env.storeCmd(), env.conformanceCmd(), env.versionCmd())

@@ -35,8 +35,9 @@ labels. A node alone lists itself.`,
 }
 
 func printNodes(w io.Writer, ns []api.ClusterNode) {
+	p := paletteOf(w)
 	tw := table(w)
-	fmt.Fprintln(tw, "NAME\tHEALTH\tHEARTBEAT\tAPI\tSERVICES\tDRIVERS\tLABELS")
+	fmt.Fprintf(tw, "NAME\t%s\tHEARTBEAT\tAPI\tSERVICES\tDRIVERS\tLABELS\n", p.word("HEALTH"))
 	for _, n := range ns {
 		name := n.Name
 		if n.Self {
@@ -51,7 +52,7 @@ func printNodes(w io.Writer, ns []api.ClusterNode) {
 		if n.ServicesMax > 0 {
 			services += "/" + strconv.Itoa(n.ServicesMax)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, n.Health, beat, n.API, services,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, p.word(string(n.Health)), beat, n.API, services,
 			orDash(strings.Join(n.Drivers, ",")), orDash(strings.Join(slices.Sorted(slices.Values(labels)), ",")))
 	}
 	tw.Flush()

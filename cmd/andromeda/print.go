@@ -76,14 +76,15 @@ func printServices(w io.Writer, list []api.Service) {
 		fmt.Fprintln(w, "no services")
 		return
 	}
+	p := paletteOf(w)
 	tw := table(w)
-	fmt.Fprintln(tw, "NAME\tVERSION\tDRIVER\tPHASE\tHEALTH\tTRIGGERS\tOWNER\tDIGEST")
+	fmt.Fprintf(tw, "NAME\tVERSION\tDRIVER\t%s\t%s\tTRIGGERS\tOWNER\tDIGEST\n", p.word("PHASE"), p.word("HEALTH"))
 	for _, s := range list {
 		var trig []string
 		for _, t := range s.Triggers {
 			trig = append(trig, t.Spec)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Version, s.Decision.Driver, phaseOf(s), health(s),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Version, s.Decision.Driver, p.word(phaseOf(s)), p.word(health(s)),
 			orDash(strings.Join(trig, ", ")), orDash(s.Owner), shortDigest(s.Digest))
 	}
 	tw.Flush()
@@ -149,8 +150,9 @@ func printRuns(w io.Writer, runs []api.Run) {
 		fmt.Fprintln(w, "no runs")
 		return
 	}
+	p := paletteOf(w)
 	tw := table(w)
-	fmt.Fprintln(tw, "RUN\tSERVICE\tVERSION\tTRIGGER\tSTARTED\tDURATION\tOUTCOME\tDETAIL")
+	fmt.Fprintf(tw, "RUN\tSERVICE\tVERSION\tTRIGGER\tSTARTED\tDURATION\t%s\tDETAIL\n", p.word("OUTCOME"))
 	today := time.Now().Format("2006-01-02")
 	for _, r := range runs {
 		// The time alone for today's runs, with the date for older ones.
@@ -158,12 +160,69 @@ func printRuns(w io.Writer, runs []api.Run) {
 		if day := r.Start.Local().Format("2006-01-02"); day != today {
 			started = day + " " + started
 		}
-		version := r.Version
-		if r.Revision > 0 {
-			version += fmt.Sprintf(" r%d", r.Revision)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Service, runVersion(r), r.Trigger.Kind+" "+r.Trigger.Name,
+			started, roundDur(r.Duration), p.word(r.Outcome), oneLine(runDetail(r), 80))
+	}
+	tw.Flush()
+}
+
+// runVersion is a run's service version, with its config revision.
+func runVersion(r api.Run) string {
+	if r.Revision > 0 {
+		return fmt.Sprintf("%s r%d", r.Version, r.Revision)
+	}
+	return r.Version
+}
+
+// printRunsWide is printRuns with the node, the date, CPU, peak memory
+// and each run's detail whole.
+func printRunsWide(w io.Writer, runs []api.Run) {
+	if len(runs) == 0 {
+		fmt.Fprintln(w, "no runs")
+		return
+	}
+	p := paletteOf(w)
+	tw := table(w)
+	fmt.Fprintf(tw, "RUN\tSERVICE\tVERSION\tNODE\tTRIGGER\tSTARTED\tDURATION\tCPU\tPEAK MEMORY\t%s\tDETAIL\n", p.word("OUTCOME"))
+	for _, r := range runs {
+		cpu, mem := "-", "-"
+		if r.Usage.CPUNS > 0 {
+			cpu = roundDur(time.Duration(r.Usage.CPUNS)).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Service, version, r.Trigger.Kind+" "+r.Trigger.Name,
-			started, roundDur(r.Duration), r.Outcome, oneLine(runDetail(r), 80))
+		if r.Usage.PeakMemory > 0 {
+			mem = size(r.Usage.PeakMemory)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Service, runVersion(r), orDash(r.Node),
+			r.Trigger.Kind+" "+r.Trigger.Name, r.Start.Local().Format(time.RFC3339), roundDur(r.Duration), cpu, mem, p.word(r.Outcome), oneLine(runDetail(r), 4096))
+	}
+	tw.Flush()
+}
+
+// printServicesWide is printServices with the node, the decision and the
+// next tick of each service.
+func printServicesWide(w io.Writer, list []api.Service) {
+	if len(list) == 0 {
+		fmt.Fprintln(w, "no services")
+		return
+	}
+	p := paletteOf(w)
+	tw := table(w)
+	fmt.Fprintf(tw, "NAME\tVERSION\tNODE\tDRIVER\t%s\t%s\t%s\tNETWORK\tTRIGGERS\tNEXT\tOWNER\tDIGEST\n", p.word("DECISION"), p.word("PHASE"), p.word("HEALTH"))
+	for _, s := range list {
+		var trig []string
+		var next time.Time
+		for _, t := range s.Triggers {
+			trig = append(trig, t.Spec)
+			if !t.Next.IsZero() && (next.IsZero() || t.Next.Before(next)) {
+				next = t.Next
+			}
+		}
+		nextText := "-"
+		if !next.IsZero() {
+			nextText = next.Local().Format("15:04:05") + " (" + ago(next) + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Version, orDash(s.Node), s.Decision.Driver, p.word(string(s.Decision.Verdict)),
+			p.word(phaseOf(s)), p.word(health(s)), orDash(s.Decision.Network), orDash(strings.Join(trig, ", ")), nextText, orDash(s.Owner), s.Digest)
 	}
 	tw.Flush()
 }
@@ -208,7 +267,7 @@ func printRun(w io.Writer, r api.Run) {
 	}
 	fmt.Fprintf(tw, "Started:\t%s\n", r.Start.Format(time.RFC3339Nano))
 	fmt.Fprintf(tw, "Duration:\t%s\n", roundDur(r.Duration))
-	fmt.Fprintf(tw, "Outcome:\t%s\n", r.Outcome)
+	fmt.Fprintf(tw, "Outcome:\t%s\n", paletteOf(w).word(r.Outcome))
 	if r.Noop != "" {
 		fmt.Fprintf(tw, "Reason:\t%s\n", r.Noop)
 	}

@@ -115,8 +115,13 @@ func (env *cli) fireAndWait(ctx context.Context, cf *clientFlags, rf *runFlags, 
 			fmt.Fprintf(w, "started run %s of %s\nwatch it with: andromeda runs show %s\nkill it with:  andromeda kill %s\n", r.ID, r.Service, r.ID, r.ID)
 		})
 	}
+	spin := env.spinner(fmt.Sprintf("run %s of %s: running", started.ID, started.Service))
+	defer spin()
 	for {
 		run, _, done, err := c.WaitRun(ctx, started.ID, 30*time.Second)
+		if ctx.Err() != nil || err != nil || done {
+			spin()
+		}
 		if ctx.Err() != nil {
 			return env.interrupted(c, started, rf.cancelOnInterrupt)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -104,15 +108,17 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 	if abs, err := filepath.Abs(cfg.Data); err == nil {
 		cfg.Data = abs
 	}
+	begin := time.Now()
+	fmt.Fprintf(env.stdout, "andromeda %s: starting node %q, data in %s\n", node.Version, cfg.Name, cfg.Data)
 	log := newLogger(env.stderr, cfg.Log)
 	n, err := node.New(cfg, log)
 	if err != nil {
 		return err
 	}
-	// Whoever waits for /readyz waits for the demo too.
-	releaseDemo := func() {}
+	// Whoever waits for /readyz waits for the demo too, told how far it is.
+	sayDemo, releaseDemo := func(string) {}, func() {}
 	if o.demo {
-		releaseDemo = n.HoldReady("deploying the demo services")
+		sayDemo, releaseDemo = n.HoldReadySay("preparing the demo services")
 	}
 	defer releaseDemo()
 	if err := n.Start(ctx); err != nil {
@@ -123,13 +129,11 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "andromeda %s node %q\n  listening on  %s\n  data dir      %s\n  operator token %s  (also in %s, mode 0600)\n",
-		node.Version, cfg.Name, n.URL(), cfg.Data, token, filepath.Join(cfg.Data, node.TokenFile))
 	for _, r := range n.StartResults() {
 		fmt.Fprint(env.stdout, r.Format("services: "))
 	}
 	if o.demo {
-		if err := loadDemo(ctx, env.stdout, log, n); err != nil {
+		if err := loadDemo(ctx, &demoProgress{w: env.stdout, say: sayDemo}, log, n); err != nil {
 			return err
 		}
 		releaseDemo()
@@ -139,8 +143,14 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 	if d := n.Node(ctx).Drivers[0]; !d.Enabled {
 		fmt.Fprintf(env.stdout, "  warning: driver %s disabled: %s\n", d.Name, d.Reason)
 	}
-	fmt.Fprintf(env.stdout, "policy %s; node key %s\n", n.Policy().Digest(), n.PublicKey())
-	fmt.Fprintf(env.stdout, "ready. Try: ANDROMEDA_ADDR=%s andromeda ls   (Ctrl-C stops the node; SIGHUP reloads the policy from --config)\n", n.Addr())
+	// The banner comes last, so that what a user needs is on screen.
+	fmt.Fprintf(env.stdout, "\nready in %s: node %q, andromeda %s\n", roundDur(time.Since(begin)), cfg.Name, node.Version)
+	fmt.Fprintf(env.stdout, "  listening on    %s\n", n.URL())
+	fmt.Fprintf(env.stdout, "  dashboard       %s/ui/   (sign in with the operator token)\n", n.URL())
+	fmt.Fprintf(env.stdout, "  data dir        %s\n", cfg.Data)
+	fmt.Fprintf(env.stdout, "  operator token  %s   (also in %s, mode 0600)\n", token, filepath.Join(cfg.Data, node.TokenFile))
+	fmt.Fprintf(env.stdout, "  policy          sha256:%s   node key %s\n", shortDigest(n.Policy().Digest()), n.PublicKey())
+	fmt.Fprintf(env.stdout, "Try: %s   (Ctrl-C stops the node; SIGHUP reloads the policy from --config)\n", tryHint(cfg, n.Addr()))
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -154,7 +164,42 @@ func (env *cli) serve(ctx context.Context, o serveOptions) error {
 		break
 	}
 	fmt.Fprintln(env.stdout, "stopping…")
-	return n.Close()
+	if err := n.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintln(env.stdout, stoppedLine(n.Stopped()))
+	return nil
+}
+
+// tryHint is the command to try first: a node on the default address
+// and data dir is found without help; another is one context away.
+func tryHint(cfg node.Config, addr string) string {
+	def := node.DefaultConfig()
+	defData, _ := filepath.Abs(def.Data)
+	if cfg.Listen == def.Listen && cfg.Data == defData {
+		return "andromeda ls"
+	}
+	return fmt.Sprintf("andromeda context add %s --node %s --data %s --use && andromeda ls", contextNameFor(cfg.Name), addr, cfg.Data)
+}
+
+// contextNameFor is a context name made of a node's name.
+func contextNameFor(name string) string {
+	if contextName.MatchString(name) {
+		return name
+	}
+	return "local"
+}
+
+// stoppedLine is serve's last line: how the stop went.
+func stoppedLine(s node.Shutdown) string {
+	line := fmt.Sprintf("stopped in %s", roundDur(s.Took))
+	switch {
+	case s.InFlight == 0:
+		return line + ": no run in flight"
+	case s.Cancelled == 0:
+		return fmt.Sprintf("%s: %s in flight ended within the %s grace", line, plural(s.InFlight, "run"), s.Grace)
+	}
+	return fmt.Sprintf("%s: %d of %s in flight ended within the %s grace, %d cancelled (recorded as cancelled)", line, s.Finished, plural(s.InFlight, "run"), s.Grace, s.Cancelled)
 }
 
 // reloadPolicy re-reads the config file and swaps in its policy; on any
@@ -214,7 +259,64 @@ func newLogger(w io.Writer, c node.LogConfig) *slog.Logger {
 		}
 	}
 	if format == "text" {
+		opts.ReplaceAttr = shortAttr
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// shortAttr makes text log lines short for people at a terminal: the time
+// of day to the millisecond, digests to their first 12 hex digits. JSON
+// logs keep everything whole.
+func shortAttr(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey && a.Value.Kind() == slog.KindTime {
+		return slog.String(a.Key, a.Value.Time().Format("15:04:05.000"))
+	}
+	if a.Value.Kind() == slog.KindString {
+		if d := a.Value.String(); strings.HasPrefix(d, "sha256:") && len(d) > len("sha256:")+12 {
+			return slog.String(a.Key, "sha256:"+shortDigest(d))
+		}
+	}
+	return a
+}
+
+// demoProgress passes the demo's progress lines through to w and tells
+// say how far the demo is, for /readyz: "building demo services (2/3):
+// greeter" while a guest builds, then "deploying demo services (1/3)" as
+// each is deployed (one "demo: " result line each).
+type demoProgress struct {
+	w   io.Writer
+	say func(string)
+
+	total, deployed int
+	building        bool // a build line was seen: result lines come after the last build
+	deploying       bool
+}
+
+var (
+	demoBuild  = regexp.MustCompile(`demo: \[(\d+)/(\d+)\] building (\S+)`)
+	demoCached = regexp.MustCompile(`demo: (\d+) services already built`)
+)
+
+func (p *demoProgress) Write(b []byte) (int, error) {
+	switch m := demoBuild.FindSubmatch(b); {
+	case m != nil:
+		p.total, _ = strconv.Atoi(string(m[2]))
+		p.building = string(m[1]) != string(m[2])
+		p.say(fmt.Sprintf("building demo services (%s/%s): %s", m[1], m[2], m[3]))
+	case demoCached.Match(b):
+		p.total, _ = strconv.Atoi(string(demoCached.FindSubmatch(b)[1]))
+		p.startDeploying()
+	case !p.building && !p.deploying && bytes.HasPrefix(b, []byte("done in ")):
+		p.startDeploying() // the last guest is built
+	case p.deploying && bytes.HasPrefix(b, []byte("demo: ")):
+		p.deployed++
+		p.say(fmt.Sprintf("deploying demo services (%d/%d)", min(p.deployed, p.total), p.total))
+	}
+	return p.w.Write(b)
+}
+
+func (p *demoProgress) startDeploying() {
+	p.deploying = true
+	p.say(fmt.Sprintf("deploying demo services (0/%d)", p.total))
 }

@@ -148,7 +148,7 @@ func serveDemoOnce(b *testing.B, cfg, data string, want int) (int, startTiming) 
 			if ready {
 				if svcs, err := client.Services(ctx); err == nil {
 					n = len(svcs)
-					if n > 0 && (want == 0 || n >= want) && (want > 0 || strings.Contains(out.String(), "\nready. ")) {
+					if n > 0 && (want == 0 || n >= want) && (want > 0 || strings.Contains(out.String(), "\nTry: ")) {
 						break
 					}
 				}

@@ -3,18 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/andromeda-runner/andromeda/node"
 	"github.com/andromeda-runner/andromeda/sandbox/sandboxtest"
 )
 
 // readyBuffer is what serve prints; ready is closed once it has printed
-// its "ready." line.
+// its banner (its last line starts "Try: ").
 type readyBuffer struct {
 	mu    sync.Mutex
 	b     bytes.Buffer
@@ -26,7 +31,7 @@ func (r *readyBuffer) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n, err := r.b.Write(p)
-	if bytes.Contains(r.b.Bytes(), []byte("\nready. ")) {
+	if bytes.Contains(r.b.Bytes(), []byte("\nTry: ")) {
 		r.once.Do(func() { close(r.ready) })
 	}
 	return n, err
@@ -54,6 +59,10 @@ func serveUntilReady(t *testing.T, args ...string) string {
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatalf("serve %q stopped with %v\n%s", args, err, out.String())
+		}
+		// The last line says how the stop went.
+		if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); !strings.HasPrefix(lines[len(lines)-1], "stopped in ") {
+			t.Errorf("serve %q ended without its summary line:\n%s", args, out.String())
 		}
 	case err := <-done:
 		t.Fatalf("serve %q returned before it was ready: %v\n%s\n%s", args, err, out.String(), errb.String())
@@ -99,8 +108,13 @@ services:
 			t.Errorf("serve printed no %q:\n%s", want, out)
 		}
 	}
-	if i, j := strings.Index(out, "listening on"), strings.Index(out, "services: echo "); i < 0 || j < i {
-		t.Errorf("the services' lines are not after the node's address:\n%s", out)
+	// The first line says it starts; the banner with the address comes
+	// last, after the services' lines.
+	if !strings.HasPrefix(out, "andromeda ") || !strings.Contains(strings.SplitN(out, "\n", 2)[0], "starting node") {
+		t.Errorf("the first line does not say the node starts:\n%s", out)
+	}
+	if i, j := strings.Index(out, "listening on"), strings.Index(out, "services: echo "); i < 0 || j < 0 || i < j {
+		t.Errorf("the node's address is not after the services' lines:\n%s", out)
 	}
 	out = serveUntilReady(t, args...)
 	if !strings.Contains(out, "services: echo ") || !strings.Contains(out, "already deployed\n") {
@@ -135,5 +149,145 @@ func TestServeDemo(t *testing.T) {
 	out = serveUntilReady(t, args...)
 	if !strings.Contains(out, "already built") || strings.Contains(out, "building") || !strings.Contains(out, "demo: greeter       1.0.0    ") || strings.Count(out, "already deployed") < 3 {
 		t.Errorf("second serve --demo printed:\n%s", out)
+	}
+}
+
+// TestTextLogShort: text logs (a terminal's) shorten digests and times;
+// JSON logs keep them whole.
+func TestTextLogShort(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	var text, js bytes.Buffer
+	newLogger(&text, node.LogConfig{Format: "text"}).Info("service admitted", "digest", digest)
+	newLogger(&js, node.LogConfig{Format: "json"}).Info("service admitted", "digest", digest)
+	if got := text.String(); strings.Contains(got, digest) || !strings.Contains(got, "digest=sha256:abababababab\n") || strings.Contains(got, "time=20") {
+		t.Errorf("text log line = %q; want the digest and the time short", got)
+	}
+	if !strings.Contains(js.String(), digest) {
+		t.Errorf("JSON log line = %q; want the whole digest", js.String())
+	}
+}
+
+// TestTryHint: a node on the default address and data dir is tried with
+// a bare command; another names the context to add.
+func TestTryHint(t *testing.T) {
+	def := node.DefaultConfig()
+	def.Data, _ = filepath.Abs(def.Data)
+	if got := tryHint(def, def.Listen); got != "andromeda ls" {
+		t.Errorf("default node: %q", got)
+	}
+	other := def
+	other.Name, other.Listen, other.Data = "dev", "127.0.0.1:7171", "/srv/dev"
+	if got := tryHint(other, "127.0.0.1:7171"); got != "andromeda context add dev --node 127.0.0.1:7171 --data /srv/dev --use && andromeda ls" {
+		t.Errorf("other node: %q", got)
+	}
+}
+
+// TestServeDemoColdCache: serve --demo on a machine whose Go build cache
+// is empty (the toolchain compiles the runtime for wasip1 first) says at
+// once that it starts, shows each build with its time, and is ready with
+// every demo service deployed within 30 s of its start (90 s in CI, where
+// the other packages' tests share the two cores; the time is logged).
+func TestServeDemoColdCache(t *testing.T) {
+	_, err := exec.LookPath("go")
+	sandboxtest.Require(t, err == nil, "the go toolchain is needed to build the demo services")
+	t.Setenv("GOCACHE", t.TempDir())
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "andromeda.yaml")
+	os.WriteFile(cfg, []byte("docker: {enabled: false}\ncache: "+filepath.Join(dir, "cache")+"\n"), 0o644)
+	out := &readyBuffer{ready: make(chan struct{})}
+	e := &cli{stdout: out, stderr: io.Discard, getenv: func(string) string { return "" }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		done <- e.run(ctx, []string{"serve", "--demo", "--config", cfg, "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0"})
+	}()
+	bound := 30 * time.Second
+	if os.Getenv("CI") != "" {
+		bound = 90 * time.Second
+	}
+	var first time.Duration
+	for first == 0 {
+		if out.String() != "" {
+			first = time.Since(start)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case <-out.ready:
+	case err := <-done:
+		t.Fatalf("serve returned before it was ready: %v\n%s", err, out.String())
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("serve --demo not ready after 5 minutes:\n%s", out.String())
+	}
+	ready := time.Since(start)
+	// andromeda ls, right after ready, lists the demo services.
+	var addr string
+	for line := range strings.Lines(out.String()) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on"); ok {
+			addr, _, _ = strings.Cut(strings.TrimSpace(rest), " ")
+		}
+	}
+	ls, _, err := runCLI(t, map[string]string{"ANDROMEDA_ADDR": addr, "ANDROMEDA_DATA": filepath.Join(dir, "data")}, "ls")
+	for _, name := range []string{"greeter", "heartbeat", "price-watch"} {
+		if err != nil || !strings.Contains(ls, name+" ") {
+			t.Errorf("andromeda ls right after ready = %v, %v; want %s listed", ls, err, name)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cold Go cache: first line after %s, ready with the demo after %s", first, ready)
+	text := out.String()
+	if first > 2*time.Second {
+		t.Errorf("the first line came after %s, want within 2s", first)
+	}
+	if ready > bound {
+		t.Errorf("ready with the demo after %s, want within %s:\n%s", ready, bound, text)
+	}
+	for _, want := range []string{"demo: [1/3] building greeter", "demo: [3/3] building price-watch", "… done in ", "demo: greeter ", "demo: heartbeat ", "demo: price-watch "} {
+		if !strings.Contains(text, want) {
+			t.Errorf("serve --demo printed no %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "already built") {
+		t.Errorf("the demo was found built: the cache was not cold:\n%s", text)
+	}
+}
+
+// TestDemoProgress: what /readyz says while serve --demo prepares the
+// demo follows its progress lines: each guest built, then each deploy;
+// a cached build goes straight to the deploys. The lines pass through.
+func TestDemoProgress(t *testing.T) {
+	for name, tc := range map[string]struct {
+		writes []string
+		want   []string
+	}{
+		"built": {
+			writes: []string{"demo: [1/2] building greeter (Go → wasip1 reactor)… ", "done in 1.2s\n", "demo: [2/2] building heartbeat (Go → wasip1 command)… ", "done in 0.9s\n",
+				"demo: greeter       1.0.0    0123456789ab  started\n", "demo: heartbeat     1.0.0    0123456789ab  started\n"},
+			want: []string{"building demo services (1/2): greeter", "building demo services (2/2): heartbeat", "deploying demo services (0/2)", "deploying demo services (1/2)", "deploying demo services (2/2)"},
+		},
+		"cached": {
+			writes: []string{"demo: 3 services already built (cache c)\n", "demo: greeter       1.0.0    0123456789ab  started\n"},
+			want:   []string{"deploying demo services (0/3)", "deploying demo services (1/3)"},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var said []string
+			var out strings.Builder
+			p := &demoProgress{w: &out, say: func(s string) { said = append(said, s) }}
+			for _, w := range tc.writes {
+				fmt.Fprint(p, w)
+			}
+			if !slices.Equal(said, tc.want) {
+				t.Errorf("said %q, want %q", said, tc.want)
+			}
+			if out.String() != strings.Join(tc.writes, "") {
+				t.Errorf("passed through %q", out.String())
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -108,7 +109,47 @@ func (env *cli) submit(ctx context.Context, cf *clientFlags, dir string, noBuild
 		fmt.Fprintf(progress, "sending %d delegation(s)\n", len(opts.Delegations))
 	}
 	return env.send(cf, origin, opts, func(c *api.Client, opts api.SubmitOptions) (api.SubmitResult, error) {
-		return c.SubmitWith(ctx, data, opts)
+		// A bar while the archive goes up, then a spinner while the node
+		// admits and deploys it (dependencies, images, self-test).
+		var (
+			mu   sync.Mutex
+			spin func()
+			say  func(string)
+		)
+		// The node's long steps of the deploy (dependency installs, image
+		// pulls) come as service.progress events: on the spinner at a
+		// terminal, a line each elsewhere.
+		stopWatch := env.watchProgress(ctx, c, m.Name, func(step string) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case say != nil:
+				say(step)
+			case !isTerminal(env.stderr):
+				fmt.Fprintf(progress, "node: %s\n", step)
+			}
+		})
+		defer stopWatch()
+		bar := env.progressBar("uploading")
+		uctx := api.WithUploadProgress(ctx, func(sent, total int64) {
+			if bar != nil {
+				bar(sent, total)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if sent >= total && spin == nil {
+				spin, say = env.spinnerSay("uploaded; the node admits and deploys it:")
+			}
+		})
+		res, err := c.SubmitWith(uctx, data, opts)
+		stopWatch()
+		mu.Lock()
+		if spin != nil {
+			spin()
+		}
+		spin, say = func() {}, func(string) {} // a late callback starts or says nothing
+		mu.Unlock()
+		return res, err
 	})
 }
 
@@ -154,4 +195,29 @@ func (env *cli) submitted(res api.SubmitResult, err error, cf *clientFlags, noSt
 	fmt.Fprintf(env.stdout, "%s %s %s\n  digest   %s\n  decision %s on driver %s\n", s.Name, s.Version, state, s.Digest, s.Decision.Verdict, s.Decision.Driver)
 	printReasons(env.stdout, s.Decision.Reasons)
 	return nil
+}
+
+// watchProgress calls show with each service.progress event of service
+// stored from now on, until the returned stop is called (stop waits for
+// the watch to end, so that nothing is shown after it). A watch the node
+// refuses shows nothing: progress is a courtesy, the submission's answer
+// is what counts.
+func (env *cli) watchProgress(ctx context.Context, c *api.Client, service string, show func(string)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		c.Watch(ctx, api.WatchQuery{Service: service}, func(ev api.WatchEvent) error {
+			if ev.Kind == api.WatchProgress {
+				show(ev.Detail)
+			}
+			return nil
+		})
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+		})
+	}
 }

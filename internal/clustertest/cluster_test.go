@@ -80,10 +80,10 @@ func newCluster(t *testing.T) *cluster {
 	c := &cluster{t: t, cli: cli, net: nw.ID, img: img.Ref}
 	t.Cleanup(func() {
 		for _, h := range c.hosts {
+			if dir := os.Getenv("ANDROMEDA_TEST_LOGS"); dir != "" { // where to keep the nodes' whole logs
+				os.WriteFile(filepath.Join(dir, h.name+".log"), []byte(c.logs(h)), 0o644)
+			}
 			if t.Failed() {
-				if dir := os.Getenv("ANDROMEDA_TEST_LOGS"); dir != "" { // where to keep the nodes' whole logs
-					os.WriteFile(filepath.Join(dir, h.name+".log"), []byte(c.logs(h)), 0o644)
-				}
 				t.Logf("--- log of %s (last 60 lines):\n%s", h.name, c.tail(h, 60))
 			}
 			cli.ContainerRemove(context.Background(), h.id, client.ContainerRemoveOptions{Force: true})
@@ -137,7 +137,7 @@ func tarOf(t *testing.T, name, content string) *bytes.Buffer {
 }
 
 // tokenLine is serve's line with the operator token.
-var tokenLine = regexp.MustCompile(`operator token (and_[0-9a-f]+)`)
+var tokenLine = regexp.MustCompile(`operator token\s+(and_[0-9a-f]+)`)
 
 // start starts h's container and waits until its API is ready (60 s).
 func (c *cluster) start(h *host) {
@@ -249,6 +249,28 @@ func (c *cluster) waitHealth(h *host, want map[string]string, within time.Durati
 		}
 		if time.Now().After(deadline) {
 			c.t.Fatalf("%s sees %v after %v, want %v", h.name, got, within, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitDriver waits until h sees driver among the drivers of every node
+// of the cluster: a node whose driver still tests itself is passed over
+// by placement, so a submission to it would be placed elsewhere.
+func (c *cluster) waitDriver(h *host, driver string, within time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		nodes, err := h.api.Nodes(context.Background())
+		ready := err == nil && len(nodes) == len(c.hosts)
+		for _, n := range nodes {
+			ready = ready && slices.Contains(n.Drivers, driver)
+		}
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s does not see driver %s on every node after %v: %+v, %v", h.name, driver, within, nodes, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -18,7 +18,7 @@ import (
 )
 
 // TestClusterHosts runs three nodes as separate hosts (containers of the
-// static node binary on a private network) with 100 cron services ticking
+// static node binary on a private network) with cron services ticking
 // every second, spread over the three by submitting each to one of them,
 // a webhook service on n3 called through n1 and manual fires through n1
 // all along:
@@ -28,24 +28,31 @@ import (
 //     the majority takes its services over; healed, n3 gives them up;
 //   - over the whole time no tick runs twice, none is missed outside the
 //     failover windows, and every fire and webhook answered with a run is
-//     found in the run history afterwards.
+//     found in the run history afterwards;
+//   - a flow of three modules, one on each node, run by n3 (so killed with
+//     it) and fired through n1 all along: every message answered ran
+//     once through each module, in the order fired.
 //
-// CI runs about 160 s (some 130 ticks per service); ANDROMEDA_SOAK=1 runs
-// long enough for 1,000 ticks per service.
+// CI runs 45 services with 25 s between the faults (some 100 ticks per
+// service), which crosses every path; ANDROMEDA_SOAK=1 runs 100 services
+// long enough for 1,000 ticks each, the size the figures in BENCHMARKS
+// are measured at.
 func TestClusterHosts(t *testing.T) {
-	services, phase := 100, 35*time.Second
+	services, phase := 45, 25*time.Second
 	if os.Getenv("ANDROMEDA_SOAK") == "1" {
-		phase = 320 * time.Second
+		services, phase = 100, 320*time.Second
 	}
 	answer, err := os.ReadFile(filepath.Join("..", "..", "bench", "testdata", "answer.wasm"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	mirror := buildMirror(t)
 	c := newCluster(t)
 	n1, n3 := c.hosts[0], c.hosts[2]
 	up := map[string]string{"n1": api.NodeUp, "n2": api.NodeUp, "n3": api.NodeUp}
 	for _, h := range c.hosts {
 		c.waitHealth(h, up, 10*time.Second)
+		c.waitDriver(h, "wasm", 30*time.Second)
 	}
 	ctx := context.Background()
 	names := make([]string, services)
@@ -84,6 +91,9 @@ func TestClusterHosts(t *testing.T) {
 	// at the end.
 	fires := startFires(n1, names[1])
 	defer fires.stop()
+	// And a flow across the three nodes, run by n3, fired through n1.
+	span := startSpan(t, c, mirror)
+	defer span.stop()
 	hooks := startHooks(n1, "/hooks/ct")
 	defer hooks.stop()
 
@@ -147,7 +157,7 @@ func TestClusterHosts(t *testing.T) {
 	time.Sleep(time.Until(heal.to) + phase/2)
 
 	// 3. The whole history.
-	answered, hooked := fires.stop(), hooks.stop()
+	answered, hooked, spanned := fires.stop(), hooks.stop(), span.stop()
 	windows := []window{kill, partition, heal}
 	total, fewest := 0, -1
 	for _, s := range names {
@@ -172,6 +182,7 @@ func TestClusterHosts(t *testing.T) {
 	}
 	checkAnswered(t, n1, names[1], answered)
 	checkAnswered(t, n1, "hook", hooked)
+	checkSpan(t, n1, spanned)
 	if len(hooked) == 0 || len(answered) == 0 {
 		t.Errorf("%d fires and %d webhooks answered: the load did not run", len(answered), len(hooked))
 	}

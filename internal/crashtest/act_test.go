@@ -391,13 +391,13 @@ func TestActEndToEnd(t *testing.T) {
 
 // TestActKill is exactly-once under faults: the node is SIGKILLed at
 // random moments while fires, cron and NATS events keep act-node's
-// executions in flight, 10 times (100 with ANDROMEDA_SOAK=1, 3 with
+// executions in flight, 6 times (100 with ANDROMEDA_SOAK=1, 3 with
 // -short). At the end every run the node recorded (every acknowledged
 // fire among them) has its executions confirmed, the endpoint, honouring
 // Idempotency-Key, took each run's envelope and http action exactly once,
 // and took nothing of a run the node never recorded.
 func TestActKill(t *testing.T) {
-	kills := 10
+	kills := 6
 	if os.Getenv("ANDROMEDA_SOAK") == "1" {
 		kills = 100
 	} else if testing.Short() {

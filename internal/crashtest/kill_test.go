@@ -54,7 +54,7 @@ const killRunsPerService = 1_000_000
 // It runs `andromeda serve` as a subprocess with a Node.js service on the
 // process driver and a wasm service, both counting in state on a 1 s cron
 // and under continuous manual fires, and SIGKILLs the node's process group
-// at a random moment, 10 times (200 with ANDROMEDA_SOAK=1, 3 with -short).
+// at a random moment, 6 times (200 with ANDROMEDA_SOAK=1, 3 with -short).
 // After each restart it looks up every run a fire was answered 200 (or 429,
 // a recorded skip) for, and every run the state names as a writer; at the
 // end it stops the node and checks offline that each service's counter
@@ -65,7 +65,7 @@ func TestKillDuringLoad(t *testing.T) {
 	sandboxtest.Require(t, err == nil, "the go toolchain is needed to build andromeda and the wasm service")
 	_, err = exec.LookPath("node")
 	sandboxtest.Require(t, err == nil, "node is needed for the process service")
-	kills := 10
+	kills := 6
 	if os.Getenv("ANDROMEDA_SOAK") == "1" {
 		kills = 200
 	} else if testing.Short() {

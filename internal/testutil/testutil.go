@@ -5,8 +5,10 @@ package testutil
 import (
 	"bytes"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -41,15 +43,26 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// FreeAddr returns a loopback address whose port was free a moment ago.
+// FreeAddr returns a loopback address whose port was free a moment ago,
+// for a listener the test starts itself later (a cluster's routes, which
+// name each other's ports before any listens). The port is drawn from
+// below Linux's ephemeral range (32768 and up), which the kernel hands
+// out for ":0" listeners and for every outgoing connection: a port taken
+// from there could be given to another test's connection before this
+// test binds it.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port between 20000 and 32000 in 100 tries")
+	return ""
 }
 
 // CopyDir copies the tree src to dst, which must not exist yet.

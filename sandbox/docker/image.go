@@ -12,6 +12,9 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"github.com/moby/moby/client"
+
+	"github.com/andromeda-runner/andromeda/internal/disk"
+	"github.com/andromeda-runner/andromeda/sandbox"
 )
 
 // imageID matches an image ID, the form sha256:<64 hex>.
@@ -149,6 +152,7 @@ func (d *Driver) pull(parent context.Context, cli *client.Client, ref string) er
 	defer cancel()
 	log := d.cfg.Logger.With("image", ref)
 	log.Info("docker driver: pulling image")
+	sandbox.Progress(parent, "pulling image %s", ref)
 	start := time.Now()
 	// stopped says why a pull ended early when its context did: the
 	// caller's own end (returned as it is), or Config.PullTimeout.
@@ -167,7 +171,8 @@ func (d *Driver) pull(parent context.Context, cli *client.Client, ref string) er
 	}
 	defer resp.Close()
 	layers := map[string]int64{} // layer → bytes to download
-	var last time.Time
+	done := map[string]int64{}   // layer → bytes downloaded
+	var last, told time.Time
 	for m, err := range resp.JSONMessages(ctx) {
 		if err != nil {
 			return stopped(err)
@@ -177,10 +182,19 @@ func (d *Driver) pull(parent context.Context, cli *client.Client, ref string) er
 		}
 		if m.Progress != nil && m.ID != "" && m.Status == "Downloading" && m.Progress.Total > 0 {
 			layers[m.ID] = m.Progress.Total
+			done[m.ID] = m.Progress.Current
 		}
-		var total int64
-		for _, n := range layers {
+		if m.ID != "" && m.Status == "Download complete" {
+			done[m.ID] = layers[m.ID]
+		}
+		var total, got int64
+		for id, n := range layers {
 			total += n
+			got += done[id]
+		}
+		if total > 0 && time.Since(told) >= time.Second {
+			told = time.Now()
+			sandbox.Progress(parent, "pulling image %s: %s of %s in %d layers, %s", ref, disk.Size(got), disk.Size(total), len(layers), time.Since(start).Round(time.Second))
 		}
 		if total > d.cfg.PullMaxSize {
 			return fmt.Errorf("%w: its layers take %d bytes, more than %d", errPullTooLarge, total, d.cfg.PullMaxSize)
@@ -191,5 +205,6 @@ func (d *Driver) pull(parent context.Context, cli *client.Client, ref string) er
 		}
 	}
 	log.Info("docker driver: pulled image", "took", time.Since(start).Round(time.Millisecond))
+	sandbox.Progress(parent, "pulled image %s in %s", ref, time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -170,8 +170,20 @@ func TestPullPinned(t *testing.T) {
 		cfg.PullTimeout = 15 * time.Second
 	})
 	ref := f.img.ref(f.reg.host)
-	dep := deploy(t, f.d, sandbox.Spec{Service: "pull-pinned", Image: ref})
+	var mu sync.Mutex
+	var steps []string // what the pull says of itself (sandbox.Progress)
+	progress := sandbox.WithProgress(context.Background(), func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		steps = append(steps, s)
+	})
+	dep := deployCtx(t, progress, f.d, sandbox.Spec{Service: "pull-pinned", Image: ref})
 	pulled := time.Since(start)
+	mu.Lock()
+	if len(steps) < 2 || steps[0] != "pulling image "+ref || !strings.HasPrefix(steps[len(steps)-1], "pulled image "+ref+" in ") {
+		t.Errorf("the pull said %q; want it to say when it began and when it ended", steps)
+	}
+	mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	exit, err := dep.Invoke(ctx, input(t, "r1", map[string]any{"do": "echo", "data": "pulled"}))

@@ -200,8 +200,13 @@ func TestPythonDeps(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		dep := deploy(t, d, sandbox.Spec{Service: "py" + v, Dir: dir, Entry: "main.py", Language: LangPython, Limits: sandbox.Limits{Concurrency: 1}})
+		var steps []string // what the install says of itself (sandbox.Progress)
+		ctx := sandbox.WithProgress(context.Background(), func(s string) { steps = append(steps, s) })
+		dep := deployCtx(t, ctx, d, sandbox.Spec{Service: "py" + v, Dir: dir, Entry: "main.py", Language: LangPython, Limits: sandbox.Limits{Concurrency: 1}})
 		t.Logf("deploy py%s with install: %v", v, time.Since(start))
+		if len(steps) != 2 || !strings.HasPrefix(steps[0], "installing python dependencies (requirements.txt) with ") || !strings.HasPrefix(steps[1], "installed python dependencies in ") {
+			t.Errorf("deploy py%s said %q; want the install's start and end", v, steps)
+		}
 		exit, err := dep.Invoke(context.Background(), []byte(`{"run_id":"r","message":"x"}`))
 		if want := `"noop":"v` + v + `<x>"`; err != nil || !strings.Contains(string(exit.Output), want) {
 			t.Errorf("service py%s: %s %s %s %v, want %s", v, exit.Outcome, exit.Output, exit.Detail, err, want)

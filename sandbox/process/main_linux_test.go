@@ -179,7 +179,13 @@ func newDriver(t testing.TB, cfg Config) *Driver {
 // deploy deploys spec and stops it when t ends.
 func deploy(t testing.TB, d *Driver, spec sandbox.Spec) *deployment {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	return deployCtx(t, context.Background(), d, spec)
+}
+
+// deployCtx is deploy with the values of ctx (a progress reporter).
+func deployCtx(t testing.TB, ctx context.Context, d *Driver, spec sandbox.Spec) *deployment {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	dep, err := d.Deploy(ctx, spec)
 	if err != nil {

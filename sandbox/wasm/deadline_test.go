@@ -87,8 +87,17 @@ func TestDeadlineWithinTenPercent(t *testing.T) {
 			if c.want == sandbox.Crashed && !strings.Contains(r.Error, "stack overflow") {
 				t.Errorf("crashed with %q, want a stack overflow", r.Error)
 			}
-			if limit := deadline + deadline/10; took > limit {
-				t.Errorf("returned %v after the call began, past the deadline of %v by more than 10%% (%v)", took, deadline, limit)
+			// The guarantee is 10%, held by the plain run of the tests. The
+			// race detector slows the host's side of the stop several times
+			// over (and CI runs two race passes on two cores at once): there
+			// the bound is half the deadline, still far below a timeout's
+			// grace.
+			slack, pct := deadline/10, 10
+			if raceEnabled {
+				slack, pct = deadline/2, 50
+			}
+			if limit := deadline + slack; took > limit {
+				t.Errorf("returned %v after the call began, past the deadline of %v by more than %d%% (%v)", took, deadline, pct, limit)
 			}
 			t.Logf("%s after %v (%s)", r.Outcome, took.Round(time.Millisecond), firstLine(r.Error))
 		})

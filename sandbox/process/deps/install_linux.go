@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/jail"
 )
 
@@ -262,10 +263,14 @@ func (in *Installer) run(ctx context.Context, m *Manager, svc Service, spec jail
 	ctx, cancel := context.WithTimeout(ctx, in.Timeout)
 	defer cancel()
 	start := time.Now()
+	if len(spec.Argv) > 0 {
+		sandbox.Progress(ctx, "installing %s dependencies (%s) with %s", m.Language, m.Manifest, path.Base(spec.Argv[0]))
+	}
 	out, err := in.Jail.Run(ctx, spec)
 	if err != nil {
 		return err
 	}
+	sandbox.Progress(ctx, "installed %s dependencies in %s", m.Language, time.Since(start).Round(time.Millisecond))
 	in.Logger.Info("dependencies installed", "service", svc.Name, "language", m.Language, "took", time.Since(start).Round(time.Millisecond), "output", strings.TrimSpace(string(out)))
 	// npm leaves no node_modules when everything declared is optional and
 	// missing: the workers mount the directory anyway.
