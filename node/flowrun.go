@@ -480,8 +480,12 @@ func (e *flowExec) reopen() bool {
 	defer cancel()
 	if e.n.place != nil {
 		r, err := e.n.store.FlowAtLeader(ctx, e.id)
-		if err != nil || !r.Running || r.Node != e.n.cfg.Name {
-			e.log.Warn("flow queue not opened again: the flow's record at the store's leader is not this node's running flow", "node", r.Node, "running", r.Running, logErr, err)
+		if err != nil {
+			e.log.Warn("flow queue not opened again yet: the store's leader did not say whose the flow is; tried again", logErr, err)
+			return false
+		}
+		if !r.Running || r.Node != e.n.cfg.Name {
+			e.log.Warn("flow queue not opened again: the flow is no longer this node's (the flow pass stops it here)", "node", r.Node, "running", r.Running)
 			return false
 		}
 	}

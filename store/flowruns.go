@@ -392,7 +392,7 @@ func (q *FlowQueueReader) Take(max int, wait time.Duration, each func(QueuedFlow
 		if meta, err := msg.Metadata(); err == nil {
 			m.Seq = meta.Sequence.Stream
 			if meta.Sequence.Consumer > q.delivered+1 {
-				gap = fmt.Errorf("store: flow %s: the queue handed out %d messages before message %d that never came: %w",
+				gap = fmt.Errorf("store: flow %s: %d of the queue's deliveries before message %d never came: %w",
 					q.flow, meta.Sequence.Consumer-q.delivered-1, m.Seq, ErrQueueGap)
 				continue
 			}
