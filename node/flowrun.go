@@ -200,7 +200,7 @@ type flowRunState struct {
 	messages int    // messages so far
 	ctxWrite uint64 // the last write of the flow context its module runs made (flowcontext.go)
 	// again is its message as handed out again by the queue opened again
-	// while it ran (reopen): removed from the queue with qm.
+	// while it ran (reopen): the newest delivery is the one removed.
 	again []store.QueuedFlowMessage
 }
 
@@ -1133,22 +1133,25 @@ func (e *flowExec) end(fr *flowRunState) {
 	if err != nil {
 		e.log.Error("flow run not recorded: it stays queued and runs again at the flow's next start", "flow_run", rec.ID, logErr, err)
 	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if derr := fr.qm.Done(ctx); derr != nil {
-			e.log.Warn("flow run recorded but its message not removed from the queue: it may run again (its module runs reused)", "flow_run", rec.ID, logErr, derr)
-		}
 		e.mu.Lock()
 		delete(e.active, rec.ID) // from here a message handed out again begins again, replayed
 		e.mu.Unlock()
+		// The delivery to remove is the newest: one handed out again by
+		// the queue opened again (reopen) is the one its consumer holds,
+		// and the first delivery's consumer is gone.
 		fr.mu.Lock()
-		again := fr.again
+		done := append([]store.QueuedFlowMessage{fr.qm}, fr.again...)
 		fr.mu.Unlock()
-		for _, m := range again {
-			if derr := m.Done(ctx); derr != nil {
-				e.log.Warn("flow run recorded but its message handed out again not removed from the queue: it may run again (its module runs reused)", "flow_run", rec.ID, logErr, derr)
-			}
+		if len(done) > 1 {
+			done = done[1:]
 		}
-		cancel()
+		for _, m := range done {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if derr := m.Done(ctx); derr != nil {
+				e.log.Warn("flow run recorded but its message not removed from the queue: it may run again (its module runs reused)", "flow_run", rec.ID, logErr, derr)
+			}
+			cancel()
+		}
 		e.n.metrics.observeFlowRun(e.id, rec.Outcome)
 		if rec.Outcome == "ok" {
 			e.log.Debug("flow run", "flow_run", rec.ID, logOutcome, rec.Outcome, "steps", len(rec.Steps), "duration", rec.Duration)
@@ -1157,7 +1160,7 @@ func (e *flowExec) end(fr *flowRunState) {
 		}
 	}
 	e.mu.Lock()
-	delete(e.active, rec.ID)
+	delete(e.active, rec.ID) // (when not recorded: it stays queued)
 	e.mu.Unlock()
 	select {
 	case e.idle <- struct{}{}:

@@ -43,6 +43,20 @@ const (
 };`
 )
 
+// submitTagKeep submits the two Node.js services of flowTagJS and
+// flowKeepJS as tag and keep.
+func submitTagKeep(t *testing.T, n *testNode) {
+	t.Helper()
+	for _, dir := range []string{
+		nodeService(t, "tag", "{memory: 128Mi, timeout: 10s}", flowTagJS),
+		nodeService(t, "keep", "{memory: 128Mi, timeout: 10s}", flowKeepJS),
+	} {
+		if _, err := n.op.Submit(context.Background(), pack(t, dir)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // submitFlowServices submits the three services of flowTagJS, flowCheckPy
 // and flowKeepJS as tag, check and keep.
 func submitFlowServices(t *testing.T, n *testNode) {
@@ -422,14 +436,7 @@ func TestFlowBreakpoint(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t)
 	requireProcess(t, n)
-	for _, dir := range []string{
-		nodeService(t, "tag", "{memory: 128Mi, timeout: 10s}", flowTagJS),
-		nodeService(t, "keep", "{memory: 128Mi, timeout: 10s}", flowKeepJS),
-	} {
-		if _, err := n.op.Submit(ctx, pack(t, dir)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	submitTagKeep(t, n)
 	doc := "id: dbg\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: c, service: keep}\nwires:\n  - {from: a, to: c}\n"
 	other := "id: other\nversion: 1.0.0\nmodules:\n  - {id: t, service: tag, config: {tag: T}}\n"
 	for _, d := range []string{doc, other} {
@@ -1217,14 +1224,7 @@ func TestFlowLostDelivery(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t)
 	requireProcess(t, n)
-	for _, dir := range []string{
-		nodeService(t, "tag", "{memory: 128Mi, timeout: 10s}", flowTagJS),
-		nodeService(t, "keep", "{memory: 128Mi, timeout: 10s}", flowKeepJS),
-	} {
-		if _, err := n.op.Submit(ctx, pack(t, dir)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	submitTagKeep(t, n)
 	doc := "id: lose\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: c, service: keep}\nwires:\n  - {from: a, to: c}\n"
 	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
 		t.Fatal(err)

@@ -269,15 +269,7 @@ func TestFlowQueueOpenedElsewhere(t *testing.T) {
 // every message not done, in order.
 func TestFlowQueueLostDelivery(t *testing.T) {
 	ctx := context.Background()
-	b, err := bus.Open(ctx, bus.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	s, err := store.Open(ctx, b, store.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, s := openWithBus(t)
 	msg := func(i int) store.FlowMessage {
 		return store.FlowMessage{Run: fmt.Sprintf("run%02d", i), Message: json.RawMessage(`{}`), At: time.Now().UTC()}
 	}
@@ -344,15 +336,7 @@ func TestFlowQueueLostDelivery(t *testing.T) {
 // behind on the stream.
 func TestFlowRunsLeaveNoConsumer(t *testing.T) {
 	ctx := context.Background()
-	b, err := bus.Open(ctx, bus.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	s, err := store.Open(ctx, b, store.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, s := openWithBus(t)
 	for i := range 3 {
 		if err := s.PutFlowRun(ctx, store.FlowRun{ID: fmt.Sprintf("fr%d", i), Flow: "f", Outcome: "ok", Start: time.Now().UTC()}); err != nil {
 			t.Fatal(err)
@@ -375,4 +359,20 @@ func TestFlowRunsLeaveNoConsumer(t *testing.T) {
 	if err != nil || info.State.Consumers != 0 {
 		t.Fatalf("consumers on the flow runs' stream after 50 listings = %d, %v; want 0", info.State.Consumers, err)
 	}
+}
+
+// openWithBus is open, with the bus under the store for a test that
+// reaches JetStream itself.
+func openWithBus(t *testing.T) (*bus.Bus, *store.Store) {
+	t.Helper()
+	b, err := bus.Open(context.Background(), bus.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	s, err := store.Open(context.Background(), b, store.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, s
 }
