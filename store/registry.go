@@ -139,12 +139,23 @@ func (s *Store) Artifact(ctx context.Context, digest string) ([]byte, error) {
 	if info, err := s.artifacts.GetInfo(ctx, artifactKey(digest)); err == nil {
 		bound = artifactBase + time.Duration(info.Size/artifactRate)*time.Second
 	}
+	// In a cluster, the consumer may be served by a replica that has not
+	// applied every chunk yet: the object then reads short and its digest
+	// does not match. That replica has them a moment later, so that read
+	// is made again too.
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, bound)
 		b, err = s.artifacts.GetBytes(actx, artifactKey(digest))
 		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || attempt == artifactAttempts {
+		short := errors.Is(err, jetstream.ErrDigestMismatch)
+		if !errors.Is(err, context.DeadlineExceeded) && !short || ctx.Err() != nil || attempt == artifactAttempts {
 			break
+		}
+		if short {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			}
 		}
 	}
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
