@@ -1140,18 +1140,16 @@ func (e *flowExec) end(fr *flowRunState) {
 		// the queue opened again (reopen) is the one its consumer holds,
 		// and the first delivery's consumer is gone.
 		fr.mu.Lock()
-		done := append([]store.QueuedFlowMessage{fr.qm}, fr.again...)
+		newest := fr.qm
+		if k := len(fr.again); k > 0 {
+			newest = fr.again[k-1]
+		}
 		fr.mu.Unlock()
-		if len(done) > 1 {
-			done = done[1:]
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if derr := newest.Done(ctx); derr != nil {
+			e.log.Warn("flow run recorded but its message not removed from the queue: it may run again (its module runs reused)", "flow_run", rec.ID, logErr, derr)
 		}
-		for _, m := range done {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if derr := m.Done(ctx); derr != nil {
-				e.log.Warn("flow run recorded but its message not removed from the queue: it may run again (its module runs reused)", "flow_run", rec.ID, logErr, derr)
-			}
-			cancel()
-		}
+		cancel()
 		e.n.metrics.observeFlowRun(e.id, rec.Outcome)
 		if rec.Outcome == "ok" {
 			e.log.Debug("flow run", "flow_run", rec.ID, logOutcome, rec.Outcome, "steps", len(rec.Steps), "duration", rec.Duration)
@@ -1160,7 +1158,7 @@ func (e *flowExec) end(fr *flowRunState) {
 		}
 	}
 	e.mu.Lock()
-	delete(e.active, rec.ID) // (when not recorded: it stays queued)
+	delete(e.active, rec.ID) // recorded or not (then it stays queued)
 	e.mu.Unlock()
 	select {
 	case e.idle <- struct{}{}:
