@@ -40,7 +40,7 @@ import re
 import sys
 import time
 
-# asyncio, inspect, threading and traceback are imported when needed: they
+# asyncio, inspect and traceback are imported when needed: they
 # cost tens of milliseconds of start-up a plain service should not pay.
 NO_TEST = object()  # call_test's answer for a module without test()
 CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
@@ -137,18 +137,10 @@ class Worker:
         self.max_in_flight = 64
         self.modules = {}
         self.cancelled = set()
-        self.lock = None  # a threading.Lock in async mode, where two threads write
 
     # --- output ---------------------------------------------------------
 
     def write(self, data):
-        if self.lock is None:
-            self.write_all(data)
-            return
-        with self.lock:
-            self.write_all(data)
-
-    def write_all(self, data):
         view = memoryview(data)
         while view:
             view = view[os.write(self.out_fd, view):]
@@ -485,61 +477,94 @@ class Worker:
 
     async def serve_async(self):
         import asyncio
-        import threading
 
-        self.lock = threading.Lock()
         loop = asyncio.get_running_loop()
-        queue = asyncio.Queue()
-
-        def reader():
-            while True:
-                line = self.readline()
-                loop.call_soon_threadsafe(queue.put_nowait, line)
-                if line is None:
-                    return
-
-        threading.Thread(target=reader, name="andromeda-reader", daemon=True).start()
         tasks = {}
-        stop = asyncio.Event()
+        stop = asyncio.Event()  # set by close once nothing runs
         closer = None  # after shutdown or the end of input: refuse invocations
-        # One await per message: the reader's lines and the closer's end
-        # (stopped, put after stop is set) come through the same queue, not
-        # a wait on two futures made anew for every line.
-        stopped = object()
-        while True:
-            line = await queue.get()
-            if line is stopped:
-                return
-            if line is None:
-                if closer is None:
-                    closer = asyncio.ensure_future(self.close(tasks, None, stop))
-                await stop.wait()
-                return
+
+        def start(id, coro):
+            task = loop.create_task(coro)
+            if not task.done():
+                tasks[id] = task
+                task.add_done_callback(lambda _t: tasks.pop(id, None))
+
+        def closing(by):
+            nonlocal closer
+            if closer is None:
+                closer = loop.create_task(self.close(tasks, by, stop))
+
+        def dispatch(line):
             msg = self.decode(line)
             if msg is None:
-                continue
+                return
             kind = msg.get("type")
             if kind == "invoke":
                 if not self.check_invoke(msg):
-                    continue
+                    return
                 id = msg["id"]
                 if closer is not None:
                     self.error(id, "unavailable", "the worker is shutting down")
-                    continue
-                tasks[id] = asyncio.ensure_future(self.run_task(msg))
-                tasks[id].add_done_callback(lambda _t, id=id: tasks.pop(id, None))
+                    return
+                start(id, self.run_task(msg))
             elif kind == "test":
-                id = msg.get("id")
-                tasks[id] = asyncio.ensure_future(self.run_test_task(msg))
-                tasks[id].add_done_callback(lambda _t, id=id: tasks.pop(id, None))
+                start(msg.get("id"), self.run_test_task(msg))
             elif kind == "cancel":
                 task = tasks.get(msg.get("id"))
                 if task is not None:
                     self.cancelled.add(msg.get("id"))
                     task.cancel()
-            elif kind == "shutdown" and closer is None:
-                closer = asyncio.ensure_future(self.close(tasks, msg.get("by"), stop))
-                closer.add_done_callback(lambda _c: queue.put_nowait(stopped))
+            elif kind == "shutdown":
+                closing(msg.get("by"))
+
+        # The loop watches the input pipe itself (add_reader): one read of
+        # what is there each time it is readable, cut into lines, each
+        # handled at once. No reader thread and no queue: handing every
+        # line from a thread to the loop cost a wake-up of the loop, the
+        # interpreter's lock and a turn of the loop per message.
+        parts = []  # the start of a line not yet ended
+        size = [0]  # its bytes
+
+        def take(chunk):
+            start = 0
+            while True:
+                i = chunk.find(b"\n", start)
+                if i < 0:
+                    break
+                line = chunk[start:i + 1]
+                if parts:
+                    parts.append(line)
+                    line = b"".join(parts)
+                    parts.clear()
+                    size[0] = 0
+                if len(line) > self.max_line + 1:
+                    self.fatal("a line longer than max_line (%d bytes)" % self.max_line)
+                dispatch(line)
+                start = i + 1
+            if start < len(chunk):
+                parts.append(chunk[start:])
+                size[0] += len(chunk) - start
+                if size[0] > self.max_line:
+                    self.fatal("a line longer than max_line (%d bytes)" % self.max_line)
+
+        def readable():
+            try:
+                chunk = os.read(self.in_fd, 1 << 16)
+            except BlockingIOError:
+                return
+            if chunk:
+                take(chunk)
+                return
+            loop.remove_reader(self.in_fd)
+            if parts:
+                self.fatal("a last line without a newline")
+            closing(None)
+
+        take(self.pending)  # read past init's line
+        self.pending = b""
+        loop.add_reader(self.in_fd, readable)
+        await stop.wait()
+        loop.remove_reader(self.in_fd)
 
     async def close(self, tasks, by, stop):
         """Waits for the tasks in flight, cancels those still running
