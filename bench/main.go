@@ -41,6 +41,7 @@ var (
 	conns        = flag.Int("conns", 64, "connections of the throughput rows")
 	cronServices = flag.Int("cron", 200, "services of the cron row, each ticking every second")
 	cpuProfile   = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	cronProfile  = flag.String("cronprofile", "", "write a CPU profile of the cron row's measured window to this file")
 )
 
 // input is the 100-byte contract input every echo row sends.

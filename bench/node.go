@@ -53,16 +53,19 @@ func newHTTPClient() *http.Client {
 // start opens a node with its data in e's directory, submits the service
 // and checks each trigger answers.
 func (b *benchNode) start(ctx context.Context, e *env) error {
-	b.once.Do(func() { b.err = b.open(ctx, e, "node") })
+	b.once.Do(func() { b.err = b.open(ctx, e, "node", nil) })
 	return b.err
 }
 
-func (b *benchNode) open(ctx context.Context, e *env, name string) error {
+func (b *benchNode) open(ctx context.Context, e *env, name string, with func(*node.Config)) error {
 	cfg := node.DefaultConfig()
 	cfg.Data, cfg.Listen, cfg.Name = filepath.Join(e.dir, name), "127.0.0.1:0", "bench-"+name
 	cfg.HTTP.MaxConnsPerIP = 1024
 	cfg.HTTP.MaxConns = 1024
 	cfg.Policy.Limits.Concurrency.Max = 128 // above the most connections: no request is skipped
+	if with != nil {
+		with(&cfg)
+	}
 	n, err := node.New(cfg, e.log)
 	if err != nil {
 		return err

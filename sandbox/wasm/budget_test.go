@@ -189,3 +189,56 @@ func TestMemoryBudget(t *testing.T) {
 		}
 	})
 }
+
+// TestEvictOldestIdle fills a budget of two instances with three warm
+// reactors: each call that needs room closes the instance idle longest,
+// whichever deployment holds it, and the driver's idle order holds exactly
+// the idle instances, through a stop too.
+func TestEvictOldestIdle(t *testing.T) {
+	const limit = 1 << 20
+	d := newDriver(t, Config{Memory: limit, MemoryBudget: 2 * limit})
+	deps := map[string]*deployment{}
+	for _, name := range []string{"a", "b", "c"} {
+		deps[name] = deployFile(t, d, "testdata/reactor.wasm", sandbox.Spec{Service: name, Mode: sandbox.ModeServer})
+	}
+	const in = `{"noop":"lru"}`
+	warm := func() string {
+		var s []string
+		for _, name := range []string{"a", "b", "c"} {
+			dep := deps[name]
+			dep.mu.Lock()
+			if len(dep.idle) > 0 {
+				s = append(s, name)
+			}
+			dep.mu.Unlock()
+		}
+		if n := d.idle.len(); n != len(s) {
+			t.Errorf("the driver's idle order holds %d instances, the deployments %d (%v)", n, len(s), s)
+		}
+		return strings.Join(s, ",")
+	}
+	for _, step := range []struct{ call, want string }{
+		{"a", "a"},
+		{"b", "a,b"},
+		{"c", "b,c"}, // a idle longest
+		{"b", "b,c"}, // a hit: nothing closed
+		{"a", "a,b"}, // c idle longest now
+		{"c", "a,c"},
+	} {
+		if exit := invoke(t, deps[step.call], 5*time.Second, in); exit.Outcome != sandbox.OK {
+			t.Fatalf("call %s = %s (%s)", step.call, exit.Outcome, exit.Detail)
+		}
+		if got := warm(); got != step.want {
+			t.Errorf("after a call of %s, warm: %s, want %s", step.call, got, step.want)
+		}
+	}
+	if err := deps["a"].Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := warm(); got != "c" {
+		t.Errorf("after a stopped, warm: %s, want c", got)
+	}
+	if used, n := d.budget.reserved(); used != limit || n != 1 {
+		t.Errorf("budget = %d in %d, want %d in 1", used, n, limit)
+	}
+}

@@ -116,6 +116,7 @@ func (d *deployment) invoke(ctx context.Context, input []byte) (exit sandbox.Exi
 	if n := len(d.idle); n > 0 {
 		inst = d.idle[n-1]
 		d.idle = d.idle[:n-1]
+		d.driver.idle.remove(inst)
 		fresh = false
 	}
 	d.mu.Unlock()
@@ -223,6 +224,7 @@ func (d *deployment) release(inst *instance) {
 		d.mu.Lock()
 		if !d.stopped && len(d.idle) < d.poolSize {
 			d.idle = append(d.idle, inst)
+			d.driver.idle.push(d, inst)
 			inst = nil
 		}
 		d.mu.Unlock()
@@ -416,6 +418,9 @@ func (d *deployment) Stop(ctx context.Context) error {
 	d.stopDone = make(chan struct{})
 	idle := d.idle
 	d.idle = nil
+	for _, inst := range idle {
+		d.driver.idle.remove(inst)
+	}
 	d.mu.Unlock()
 
 	for _, inst := range idle {

@@ -73,6 +73,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -221,6 +222,7 @@ type Driver struct {
 	host    map[string]api.FunctionDefinition // the andromeda host module's functions
 
 	budget *budget
+	idle   idleLRU // every deployment's warm instances, for eviction
 
 	mu     sync.Mutex
 	deps   map[*deployment]struct{}
@@ -693,30 +695,26 @@ func types(ts []api.ValueType) string {
 	return string(b)
 }
 
-// evictIdle closes idle warm instances, of any deployment, until need bytes
-// of reservations are released or none is left. The budget calls it when an
-// instantiation does not fit.
+// evictIdle closes idle warm instances, of any deployment, the one idle
+// longest first, until need bytes are freed or none is left.
 func (d *Driver) evictIdle(need int64) {
-	d.mu.Lock()
-	deps := make([]*deployment, 0, len(d.deps))
-	for dep := range d.deps {
-		deps = append(deps, dep)
-	}
-	d.mu.Unlock()
-	for _, dep := range deps {
-		for need > 0 {
-			dep.mu.Lock()
-			n := len(dep.idle)
-			if n == 0 {
-				dep.mu.Unlock()
-				break
-			}
-			inst := dep.idle[n-1]
-			dep.idle = dep.idle[:n-1]
-			dep.mu.Unlock()
-			need -= inst.reserved
-			inst.close()
+	for need > 0 {
+		ent, ok := d.idle.oldest()
+		if !ok {
+			return
 		}
+		dep, inst := ent.dep, ent.inst
+		dep.mu.Lock()
+		i := slices.Index(dep.idle, inst)
+		if i < 0 {
+			dep.mu.Unlock()
+			continue // taken by a call since
+		}
+		dep.idle = slices.Delete(dep.idle, i, i+1)
+		d.idle.remove(inst) // made idle again since
+		dep.mu.Unlock()
+		need -= inst.reserved
+		inst.close()
 	}
 }
 

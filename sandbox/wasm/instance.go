@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -39,7 +40,8 @@ type instance struct {
 	done <-chan struct{}
 
 	budget   *budget
-	reserved int64 // bytes of the budget this instance holds
+	reserved int64         // bytes of the budget this instance holds
+	lru      *list.Element // in the driver's idle order while idle (guarded by its mu)
 	closed   atomic.Bool
 }
 
