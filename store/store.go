@@ -251,7 +251,7 @@ func (s *Store) create(ctx context.Context) error {
 // deadline says so when err comes from ctx running out.
 func (s *Store) deadline(ctx context.Context, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-		return fmt.Errorf("%w (JetStream gave no answer within %v: its data may be damaged; see `andromeda store check`)", err, s.cfg.Timeout)
+		return fmt.Errorf("%w (JetStream gave no answer within %v: the node may be overloaded, or its data damaged; see `andromeda store check`)", err, s.cfg.Timeout)
 	}
 	return err
 }
