@@ -166,7 +166,7 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 	if ev.Kind == trigger.KindCron || ev.Kind == trigger.KindEvent {
 		n.metrics.observeLag(ev.Kind, run.Start.Sub(ev.At))
 	}
-	if placedOn(ctx) != nil {
+	if ev.Kind == trigger.KindFlow && placedOn(ctx) != nil {
 		run.Driver = "browser" // a flow module placed on a browser runtime (flowbrowser.go)
 	}
 	if ev.Kind == trigger.KindHTTP {
@@ -303,7 +303,11 @@ func (n *Node) once(ctx context.Context, log *slog.Logger, d *deployed, run *sto
 	in := contract.Input{RunID: run.ID, Service: d.rec.Name, Trigger: run.Trigger, Message: ev.Message, Args: ev.Args, State: snap.Values, Config: overlay(d.runConfig(run), ev.Config),
 		FlowContext: ev.FlowContext}
 	var dep sandbox.Deployment
-	if pd := placedOn(ctx); pd != nil {
+	var pd *placedDeployment
+	if run.Trigger.Kind == trigger.KindFlow {
+		pd = placedOn(ctx) // a walk up the context's chain: flow runs only
+	}
+	if pd != nil {
 		dep = pd // a flow module placed on a browser runtime
 	} else {
 		var err error
