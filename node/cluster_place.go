@@ -678,7 +678,7 @@ func (n *Node) claimTick(ev trigger.Event) bool {
 // A tick claim whose create took longer than slowClaim met an election of
 // the claims stream; its first claim is read again from the leader
 // slowClaimSettle later. The tick is late by then in any case.
-const (
+var (
 	slowClaim       = 250 * time.Millisecond
 	slowClaimSettle = time.Second
 )

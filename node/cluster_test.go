@@ -2,12 +2,15 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
@@ -187,8 +190,10 @@ func TestClusterNodeLost(t *testing.T) {
 
 // TestTickClaimFirstStored: a tick claimed twice (two creates both
 // answered as created across a change of the claims stream's leader) is
-// the first claim's on every node: the stream's order is the same on each
-// replica, and the node whose claim came second reads that it lost.
+// the first claim's on every node, read from any replica or from the
+// leader: the stream's order is the same on each replica, and the node
+// whose claim came second reads that it lost. A slow claim's second read,
+// from the leader, fires the tick on the node that claimed it only.
 func TestTickClaimFirstStored(t *testing.T) {
 	nodes := startCluster(t, 3)
 	ctx := context.Background()
@@ -208,7 +213,40 @@ func TestTickClaimFirstStored(t *testing.T) {
 		if err != nil || who != "n2" || seq != first {
 			t.Errorf("%s reads the first claim as %q at %d (%v), want n2 at %d", n.cfg.Name, who, seq, err, first)
 		}
+		rctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		who, seq, err = node.LeaderFirstClaim(rctx, n.Node, key)
+		cancel()
+		if err != nil || who != "n2" || seq != first {
+			t.Errorf("%s reads the leader's first claim as %q at %d (%v), want n2 at %d", n.cfg.Name, who, seq, err, first)
+		}
 	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if who, seq, err := node.LeaderFirstClaim(rctx, nodes[0].Node, "ghost.0.29000000.1740000060000"); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("the leader's first claim of a tick no one claimed = %q at %d (%v), want %v", who, seq, err, jetstream.ErrMsgNotFound)
+	}
+
+	// A claim whose create was slow (here: every create) is read again
+	// from the claims stream's leader before its tick fires; the node
+	// that claimed first fires, once, and the others do not.
+	t.Run("slow claim", func(t *testing.T) {
+		at := time.Now().Truncate(time.Second).Add(-time.Hour)
+		began := time.Now()
+		if !node.ClaimTick(nodes[0].Node, "slow", at, true, 200*time.Millisecond) {
+			t.Fatal("n1's slow claim of a tick no one claimed: not fired")
+		}
+		if took := time.Since(began); took < 200*time.Millisecond {
+			t.Errorf("the slow claim took %v, want the settle's 200ms before its second read", took)
+		}
+		for _, n := range nodes[1:] {
+			if node.ClaimTick(n.Node, "slow", at, true, 200*time.Millisecond) {
+				t.Errorf("%s fired the tick n1 claimed", n.cfg.Name)
+			}
+		}
+		if !node.ClaimTick(nodes[1].Node, "slow", at.Add(time.Second), false, 0) {
+			t.Error("n2's claim of the next tick: not fired")
+		}
+	})
 }
 
 // TestAloneNodeLists: a node alone lists itself, and forgets the entries

@@ -12,6 +12,7 @@ import (
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/store"
+	"github.com/andromeda-runner/andromeda/trigger"
 )
 
 // ReplaceDriver makes n use d instead of the driver of the same name. Call
@@ -87,6 +88,23 @@ func StoreTickClaim(ctx context.Context, n *Node, key, node string) (uint64, err
 // FirstTickClaim is the node whose claim of tick key was stored first.
 func FirstTickClaim(ctx context.Context, n *Node, key string) (string, uint64, error) {
 	return n.place.firstClaim(ctx, key)
+}
+
+// LeaderFirstClaim is the first claim of tick key as the claims stream's
+// leader has it (the slow claim's second read).
+func LeaderFirstClaim(ctx context.Context, n *Node, key string) (string, uint64, error) {
+	return n.place.leaderFirstClaim(ctx, "$KV."+bus.BucketTickClaims+"."+key)
+}
+
+// ClaimTick claims the tick at of service's first trigger for n, as its
+// scheduler does, with every create counted as slow when slow is set (its
+// first claim then read again from the leader settle later).
+func ClaimTick(n *Node, service string, at time.Time, slow bool, settle time.Duration) bool {
+	if slow {
+		defer func(d, s time.Duration) { slowClaim, slowClaimSettle = d, s }(slowClaim, slowClaimSettle)
+		slowClaim, slowClaimSettle = -1, settle
+	}
+	return n.claimTick(trigger.Event{Service: service, Trigger: trigger.Name(0), Kind: trigger.KindCron, At: at})
 }
 
 // PlacementFor is the order in which n would offer m to the nodes of its
