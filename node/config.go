@@ -92,7 +92,7 @@ type Config struct {
 	// archive or source, a path relative to the config file's directory;
 	// required: true makes its failure fail the start, else it is logged
 	// and skipped. One already registered with the same digest is left
-	// as it is. See StartService. Default none.
+	// as it is. Default none.
 	Services []StartService `json:"services" yaml:"services"`
 	// Runtimes is the directory of runtime descriptors (NAME.yaml) the
 	// node registers with the process driver at start. Not in the config
@@ -200,7 +200,8 @@ type LogConfig struct {
 	// Format is "json", "text" or "auto" (JSON unless stderr is a terminal).
 	// Default auto.
 	Format string `json:"format" yaml:"format"`
-	// Level is debug, info, warn or error. Default info.
+	// Level is the least severe level logged: debug, info, warn or error.
+	// Default info.
 	Level string `json:"level" yaml:"level"`
 }
 

@@ -218,8 +218,9 @@ type Policy struct {
 	// section 8). Default none.
 	SharedTargets []string `json:"shared_targets,omitempty" yaml:"shared_targets"`
 	// Rules are extra conditions: CEL expressions, or admission plugins
-	// (services the node consults); see the package documentation.
-	// Default none.
+	// (services the node consults); the values a rule sees are listed
+	// in the policy package's documentation (go doc
+	// github.com/andromeda-runner/andromeda/policy). Default none.
 	Rules []Rule `json:"rules,omitempty" yaml:"rules"`
 }
 
@@ -266,7 +267,8 @@ type Ceiling[T any] struct {
 	// Max is the ceiling, more than 0; required when the limit is given
 	// as an object (the defaults are each limit's).
 	Max T `json:"max" yaml:"max"`
-	// Over is clamp (the default) or reject.
+	// Over is what happens to a request above the ceiling: clamp it to
+	// the ceiling (the default) or reject the service.
 	Over Over `json:"over" yaml:"over"`
 }
 
@@ -372,7 +374,8 @@ const (
 
 // Upgrade is the policy for new versions of admitted services.
 type Upgrade struct {
-	// Growth is allow (the default), attest or reject.
+	// Growth is what a new version asking for more than the admitted one
+	// gets (a growth): allow (the default), attest or reject.
 	Growth GrowthRule `json:"growth" yaml:"growth"`
 	// Require is the quorum growth needs under attest. Default
 	// {signatures: 1, weight: 0}.
@@ -385,8 +388,8 @@ type Rule struct {
 	// Name identifies the rule in reasons (rules.NAME):
 	// [a-z0-9][a-z0-9-]{0,62}, unique. Required.
 	Name string `json:"name" yaml:"name"`
-	// Expr is a CEL expression of type bool; see the package
-	// documentation. Required unless Service is set.
+	// Expr is a CEL expression of type bool over the values the policy
+	// package's documentation lists. Required unless Service is set.
 	Expr string `json:"expr" yaml:"expr"`
 	// Message is the reason given when Expr is false, or when the plugin
 	// rejects without a reason. Default "rule NAME does not hold".

@@ -52,12 +52,14 @@ func Keys(root string, rt reflect.Type) ([]Section, error) {
 	docs := docIndex{root: root, fields: map[string]string{}, parsed: map[string]bool{}}
 	top := Section{}
 	var sections []Section
+	names := goNames(rt)
 	for f := range fields(rt) {
 		name := yamlName(f)
 		doc, err := docs.field(rt, f.Name)
 		if err != nil {
 			return nil, err
 		}
+		doc = inKeys(doc, f.Name, names)
 		t := deref(f.Type)
 		if t.Kind() == reflect.Struct && !scalar(t) {
 			s := Section{Name: name, Doc: doc}
@@ -85,12 +87,14 @@ func walk(docs *docIndex, rt reflect.Type, prefix string, keys *[]Key, seen map[
 	}
 	seen[rt] = true
 	defer delete(seen, rt)
+	names := goNames(rt)
 	for f := range fields(rt) {
 		path := prefix + "." + yamlName(f)
 		doc, err := docs.field(rt, f.Name)
 		if err != nil {
 			return err
 		}
+		doc = inKeys(doc, f.Name, names)
 		*keys = append(*keys, Key{Path: path, Type: typeName(f.Type), Doc: doc})
 		if err := walkElem(docs, f.Type, path, keys, seen); err != nil {
 			return err
@@ -113,6 +117,53 @@ func walkElem(docs *docIndex, t reflect.Type, path string, keys *[]Key, seen map
 		return walk(docs, t, path, keys, seen)
 	}
 	return nil
+}
+
+// goNames maps the Go names of rt's keys to their names in the file.
+func goNames(rt reflect.Type) map[string]string {
+	m := map[string]string{}
+	for f := range fields(rt) {
+		m[f.Name] = yamlName(f)
+	}
+	return m
+}
+
+var (
+	// camel is a Go name of more than one word (UploadMinRate); word a
+	// one-word name after a word that points at a key ("see Replicas",
+	// "required with Name", "unless Service is set", "in Currency").
+	camel   = regexp.MustCompile(`\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+\b`)
+	word    = regexp.MustCompile(`\b(see|with|unless|when|in|of) ([A-Z][a-z0-9]+)\b`)
+	seeType = regexp.MustCompile(`(?::\s*see|\.\s*See|\s*\(see)\s+[A-Z]\w*Config\)?`)
+)
+
+// inKeys turns a field's doc comment, written for Go readers, into the
+// reference's words: the field's own name leading the text as its subject
+// goes ("ReadTimeout is how long …" → "How long …"), a sibling field's Go
+// name becomes its key in the file ("see UploadMinRate" → "see
+// `+"`upload_min_rate`"+`"), and a pointer to a config type ("see ClusterConfig")
+// goes, its keys being listed right below.
+func inKeys(doc, self string, names map[string]string) string {
+	for _, lead := range []string{self + " is ", self + " are ", self + ": "} {
+		if rest, ok := strings.CutPrefix(doc, lead); ok && rest != "" {
+			doc = strings.ToUpper(rest[:1]) + rest[1:]
+			break
+		}
+	}
+	doc = seeType.ReplaceAllString(doc, "")
+	doc = camel.ReplaceAllStringFunc(doc, func(w string) string {
+		if key, ok := names[w]; ok {
+			return "`" + key + "`"
+		}
+		return w
+	})
+	return word.ReplaceAllStringFunc(doc, func(m string) string {
+		pre, w, _ := strings.Cut(m, " ")
+		if key, ok := names[w]; ok {
+			return pre + " `" + key + "`"
+		}
+		return m
+	})
 }
 
 // fields yields the struct fields of rt that are keys of the file: the

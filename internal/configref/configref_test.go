@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -125,4 +126,44 @@ func keyed(t reflect.Type) bool {
 		}
 	}
 	return false
+}
+
+// TestNoGoNames: the reference speaks of keys, not of the Go fields and
+// types behind them: no field name of more than one word (UploadMinRate)
+// and no config type (ClusterConfig) is left in its text.
+func TestNoGoNames(t *testing.T) {
+	sections, err := configref.Keys(root, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := configref.Markdown(sections)
+	multi := regexp.MustCompile(`^[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+$`)
+	seen := map[reflect.Type]bool{}
+	var walk func(rt reflect.Type)
+	walk = func(rt reflect.Type) {
+		if seen[rt] {
+			return
+		}
+		seen[rt] = true
+		if name, _, _ := strings.Cut(rt.Name(), "["); strings.HasSuffix(name, "Config") && name != "Config" && regexp.MustCompile(`\b`+name+`\b`).MatchString(md) {
+			t.Errorf("the reference names the Go type %s", name)
+		}
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); !f.IsExported() || tag == "-" {
+				continue
+			}
+			if multi.MatchString(f.Name) && regexp.MustCompile(`\b`+f.Name+`\b`).MatchString(md) {
+				t.Errorf("the reference names the Go field %s.%s", rt.Name(), f.Name)
+			}
+			ft := deref(f.Type)
+			for ft.Kind() == reflect.Slice || ft.Kind() == reflect.Map {
+				ft = deref(ft.Elem())
+			}
+			if keyed(ft) {
+				walk(ft)
+			}
+		}
+	}
+	walk(config)
 }
