@@ -526,12 +526,12 @@ class Worker:
         size = [0]  # its bytes
 
         def take(chunk):
-            start = 0
+            pos = 0
             while True:
-                i = chunk.find(b"\n", start)
+                i = chunk.find(b"\n", pos)
                 if i < 0:
                     break
-                line = chunk[start:i + 1]
+                line = chunk[pos:i + 1]
                 if parts:
                     parts.append(line)
                     line = b"".join(parts)
@@ -540,10 +540,10 @@ class Worker:
                 if len(line) > self.max_line + 1:
                     self.fatal("a line longer than max_line (%d bytes)" % self.max_line)
                 dispatch(line)
-                start = i + 1
-            if start < len(chunk):
-                parts.append(chunk[start:])
-                size[0] += len(chunk) - start
+                pos = i + 1
+            if pos < len(chunk):
+                parts.append(chunk[pos:])
+                size[0] += len(chunk) - pos
                 if size[0] > self.max_line:
                     self.fatal("a line longer than max_line (%d bytes)" % self.max_line)
 
@@ -552,6 +552,8 @@ class Worker:
                 chunk = os.read(self.in_fd, 1 << 16)
             except BlockingIOError:
                 return
+            except OSError as e:  # called again and again otherwise
+                self.fatal("read the protocol's input: %s" % e)
             if chunk:
                 take(chunk)
                 return
