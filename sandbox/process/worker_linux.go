@@ -754,10 +754,13 @@ func (w *workerProc) deliver(id string, r reply) bool {
 	}
 	w.mu.Unlock()
 	if c != nil {
-		c.reply <- r
+		// The deployment hears of the answer first (its crash count starts
+		// over), so that a caller holding its reply never finds it still
+		// unhealthy.
 		if w.onAnswer != nil {
 			w.onAnswer()
 		}
+		c.reply <- r // buffered: never blocks
 	}
 	return c != nil
 }
