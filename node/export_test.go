@@ -170,3 +170,14 @@ func LoseFlowMessage(ctx context.Context, n *Node, flow string, release func()) 
 
 // FlowWindow is how many flow runs of one flow are in flight at once.
 const FlowWindow = flowWindow
+
+// ReopenFlowQueue opens running flow's queue again, as a message lost on
+// its way makes the flow do (reopen). Call it only while the flow's
+// window of flow runs in flight is full: its take then waits for one to
+// end and reads nothing.
+func ReopenFlowQueue(n *Node, flow string) bool {
+	n.flowsMu.Lock()
+	e := n.runningFlow(flow)
+	n.flowsMu.Unlock()
+	return e != nil && e.reopen()
+}

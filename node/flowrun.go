@@ -80,7 +80,7 @@ type flowExec struct {
 	wires   map[flow.End][]wireDest // from an output port
 	byIndex []flow.End              // each wire's from end, by its index
 	entries []string                // the modules no wire leads to but loops
-	q       *store.FlowQueueReader  // read and replaced by take's goroutine only
+	q       *store.FlowQueueReader  // replaced under mu by take's goroutine, which alone reads it without mu
 	replay  uint64                  // messages up to this sequence may have run before
 	// lostSeen says the last check of the queue found a message lost on
 	// its way (checkQueue); take's goroutine only.
@@ -1135,10 +1135,14 @@ func (e *flowExec) end(fr *flowRunState) {
 	} else {
 		e.mu.Lock()
 		delete(e.active, rec.ID) // from here a message handed out again begins again, replayed
+		q := e.q
 		e.mu.Unlock()
 		// The delivery to remove is the newest: one handed out again by
 		// the queue opened again (reopen) is the one its consumer holds,
-		// and the first delivery's consumer is gone.
+		// and the first delivery's consumer is gone. A message not handed
+		// out again yet is removed by its sequence: an acknowledgement to
+		// a consumer that is gone gets no answer, and the message would
+		// run again.
 		fr.mu.Lock()
 		newest := fr.qm
 		if k := len(fr.again); k > 0 {
@@ -1146,7 +1150,11 @@ func (e *flowExec) end(fr *flowRunState) {
 		}
 		fr.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if derr := newest.Done(ctx); derr != nil {
+		remove := newest.Done
+		if !newest.From(q) {
+			remove = newest.Remove
+		}
+		if derr := remove(ctx); derr != nil {
 			e.log.Warn("flow run recorded but its message not removed from the queue: it may run again (its module runs reused)", "flow_run", rec.ID, logErr, derr)
 		}
 		cancel()

@@ -1214,6 +1214,75 @@ func TestFlowRecordLate(t *testing.T) {
 	}
 }
 
+// TestFlowEndsAfterReopen: flow runs in flight when their flow's queue is
+// opened again (as a lost delivery makes it), and which end before the
+// new reader hands their messages out again, remove their messages by
+// sequence: the acknowledgement of a delivery whose consumer is gone
+// would get no answer, and each message would run again as a replay.
+func TestFlowEndsAfterReopen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	submitTagKeep(t, n)
+	doc := "id: again\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: c, service: keep}\nwires:\n  - {from: a, to: c}\n"
+	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.StartFlow(ctx, "again"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.SetBreakpoint(ctx, "again", "a", true); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range node.FlowWindow {
+		if _, err := n.op.FireFlow(ctx, "again", api.FlowFireRequest{Message: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i+1))}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("%d:flow/a/A", i+1))
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		f, err := n.op.Flow(ctx, "again")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Modules[0].Waiting == node.FlowWindow {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a holds not the window's %d messages after 30 s: %+v", node.FlowWindow, f.Modules[0])
+		}
+	}
+	if !node.ReopenFlowQueue(n.Node, "again") {
+		t.Fatal("the flow's queue was not opened again")
+	}
+	if _, err := n.op.SetBreakpoint(ctx, "again", "a", false); err != nil {
+		t.Fatal(err)
+	}
+	waitFlowRuns(t, n, "again", node.FlowWindow)
+	var f api.Flow
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if f, err = n.op.Flow(ctx, "again"); err != nil {
+			t.Fatal(err)
+		}
+		if f.Queued == 0 && f.Modules[0].Waiting == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages still queued 30 s after every flow run was recorded", f.Queued)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // a message handed out again would begin by now
+	if f, err := n.op.Flow(ctx, "again"); err != nil || f.Modules[0].Ran != node.FlowWindow {
+		t.Errorf("a ran %d messages (%v), want each of the %d once: none run again as a replay", f.Modules[0].Ran, err, node.FlowWindow)
+	}
+	if got := seen(t, n); !slices.Equal(got, want) {
+		t.Errorf("keep saw %q, want %q", got, want)
+	}
+}
+
 // TestFlowLostDelivery: a message the flow's queue handed out that never
 // reached the node (a pull answered after the node stopped waiting for
 // it, as a store electing a leader makes happen) still runs, once and in

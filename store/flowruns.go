@@ -66,10 +66,30 @@ type QueuedFlowMessage struct {
 	// Seq is its sequence in the queue.
 	Seq uint64
 	msg jetstream.Msg
+	q   *FlowQueueReader // the reader it was handed out by
 }
 
 // Done removes the message from its flow's queue.
 func (m QueuedFlowMessage) Done(ctx context.Context) error { return m.msg.DoubleAck(ctx) }
+
+// From says whether q handed m out.
+func (m QueuedFlowMessage) From(q *FlowQueueReader) bool { return m.q == q }
+
+// Remove removes m from its flow's queue by its sequence, whoever holds
+// its delivery: for a message whose queue was opened again after it was
+// handed out (FlowQueue replaces the consumer, so Done on its delivery
+// gets no answer) and before the new reader handed it out again. One
+// already removed is no error.
+func (m QueuedFlowMessage) Remove(ctx context.Context) error {
+	if m.q == nil {
+		return fmt.Errorf("store: message %d of a flow's queue: not handed out by a reader", m.Seq)
+	}
+	err := m.q.stream.DeleteMsg(ctx, m.Seq)
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("store: remove message %d of flow %s from its queue: %w", m.Seq, m.q.flow, err)
+	}
+	return nil
+}
 
 // FlowRun is the record of one flow run: the message's way through the
 // flow and how it ended.
@@ -259,7 +279,7 @@ func (s *Store) FlowQueue(ctx context.Context, flow string, window int) (q *Flow
 	if err != nil {
 		return nil, 0, s.deadline(ctx, fmt.Errorf("store: open the queue of flow %s: %w", flow, err))
 	}
-	return &FlowQueueReader{c: c, flow: flow, created: c.CachedInfo().Created}, info.State.LastSeq, nil
+	return &FlowQueueReader{c: c, stream: s.flowQueue, flow: flow, created: c.CachedInfo().Created}, info.State.LastSeq, nil
 }
 
 // CloseFlowQueue removes flow's queue consumer; its messages stay queued.
@@ -331,6 +351,7 @@ func flowConsumer(flow string) string { return "flow_" + flow }
 // FlowQueueReader hands out a flow's queued messages in order.
 type FlowQueueReader struct {
 	c       jetstream.Consumer
+	stream  jetstream.Stream
 	flow    string
 	created time.Time // when the consumer was made: a queue opened again makes another
 	// delivered is the consumer's sequence of the last message handed
@@ -388,7 +409,7 @@ func (q *FlowQueueReader) Take(max int, wait time.Duration, each func(QueuedFlow
 		if gap != nil {
 			continue // held: the queue opened again hands it out again
 		}
-		m := QueuedFlowMessage{msg: msg}
+		m := QueuedFlowMessage{msg: msg, q: q}
 		if meta, err := msg.Metadata(); err == nil {
 			m.Seq = meta.Sequence.Stream
 			if meta.Sequence.Consumer > q.delivered+1 {
