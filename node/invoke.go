@@ -224,7 +224,7 @@ func (n *Node) invoke(ctx context.Context, d *deployed, ev trigger.Event) (run s
 	}
 	fl = n.inflight.begin(run)
 
-	n.notify(api.WatchEvent{Kind: api.WatchRunStart, Service: run.Service, Version: run.Version, Run: run.ID, Trigger: ev.Trigger})
+	n.notify(run.Owner, api.WatchEvent{Kind: api.WatchRunStart, Service: run.Service, Version: run.Version, Run: run.ID, Trigger: ev.Trigger})
 	res, pending, failure := n.attempt(ctx, log, d, &run, ev)
 	if res == nil && failure == "" {
 		return run, errPlacementGone // not recorded: the flow engine sends the message again
@@ -471,7 +471,7 @@ func (n *Node) finish(log *slog.Logger, d *deployed, run store.Run, outcome sand
 	if pending {
 		n.dropPending(log, d.rec.Name, run.ID)
 	}
-	n.notify(runFinished(run))
+	n.notify(run.Owner, runFinished(run))
 	switch outcome {
 	case sandbox.OK:
 		log.Info("run", logOutcome, run.Outcome, "duration", run.Duration, "actions", len(run.Output.Actions), "emits", len(run.Output.Emit))

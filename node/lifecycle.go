@@ -315,7 +315,7 @@ func (n *Node) deployRecord(ctx context.Context, rec store.Service) (*deployed, 
 	}
 	d.life.set(api.PhaseDeployed)
 	n.install(d)
-	n.notify(api.WatchEvent{Kind: api.WatchDeployed, Service: rec.Name, Version: rec.Version, Phase: api.PhaseDeployed})
+	n.notify(rec.Owner, api.WatchEvent{Kind: api.WatchDeployed, Service: rec.Name, Version: rec.Version, Phase: api.PhaseDeployed})
 	n.log.Info("service deployed", logService, rec.Name, "version", rec.Version)
 	return d, nil
 }
@@ -338,7 +338,7 @@ func (n *Node) markFailed(ctx context.Context, rec store.Service, cause error) e
 			n.mu.Unlock()
 		}
 	}
-	n.notify(api.WatchEvent{Kind: api.WatchFailed, Service: rec.Name, Version: rec.Version, Phase: api.PhaseFailed, Detail: cause.Error()})
+	n.notify(rec.Owner, api.WatchEvent{Kind: api.WatchFailed, Service: rec.Name, Version: rec.Version, Phase: api.PhaseFailed, Detail: cause.Error()})
 	n.log.Error("service failed", logService, rec.Name, "version", rec.Version, logErr, cause)
 	return nil
 }
@@ -413,7 +413,7 @@ func (n *Node) start(ctx context.Context, d *deployed, catchUp bool) error {
 		}
 		n.switchEvents(d)
 	}
-	n.notify(api.WatchEvent{Kind: api.WatchStarted, Service: d.rec.Name, Version: d.rec.Version, Phase: api.PhaseStarted})
+	n.notify(d.rec.Owner, api.WatchEvent{Kind: api.WatchStarted, Service: d.rec.Name, Version: d.rec.Version, Phase: api.PhaseStarted})
 	n.log.Info("service started", logService, d.rec.Name, "version", d.rec.Version)
 	return nil
 }
@@ -469,7 +469,7 @@ func (n *Node) stop(ctx context.Context, d *deployed, grace time.Duration) error
 	d.deployMu.Lock()
 	d.rec.Phase, d.rec.Status, d.rec.StatusDetail = rec.Phase, rec.Status, ""
 	d.deployMu.Unlock()
-	n.notify(api.WatchEvent{Kind: api.WatchStopped, Service: d.rec.Name, Version: d.rec.Version, Phase: api.PhaseStopped})
+	n.notify(d.rec.Owner, api.WatchEvent{Kind: api.WatchStopped, Service: d.rec.Name, Version: d.rec.Version, Phase: api.PhaseStopped})
 	n.log.Info("service stopped", logService, d.rec.Name, "version", d.rec.Version, "took", time.Since(start))
 	return nil
 }
@@ -574,7 +574,7 @@ func (n *Node) RemoveService(ctx context.Context, name string, purge bool) error
 	n.metrics.forget(name)
 	// The service is gone whether or not its runs purge: watchers hear of
 	// it either way, and the caller hears of a purge that failed.
-	n.notify(api.WatchEvent{Kind: api.WatchRemoved, Service: name, Version: rec.Version, Phase: api.PhaseRemoved})
+	n.notify(rec.Owner, api.WatchEvent{Kind: api.WatchRemoved, Service: name, Version: rec.Version, Phase: api.PhaseRemoved})
 	if purge {
 		if err := n.store.PurgeRuns(ctx, name); err != nil {
 			n.log.Warn("service removed; its runs were not purged", logService, name, "err", err)

@@ -290,14 +290,14 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 		return api.SubmitResult{}, err
 	}
 	n.regIndex.put(rec.Name, rec.Target)
-	n.notify(api.WatchEvent{Kind: api.WatchAdmitted, Service: rec.Name, Version: rec.Version, Phase: api.PhaseAdmitted})
-	n.notify(api.WatchEvent{Kind: api.WatchDeployed, Service: rec.Name, Version: rec.Version, Phase: api.PhaseDeployed})
+	n.notify(rec.Owner, api.WatchEvent{Kind: api.WatchAdmitted, Service: rec.Name, Version: rec.Version, Phase: api.PhaseAdmitted})
+	n.notify(rec.Owner, api.WatchEvent{Kind: api.WatchDeployed, Service: rec.Name, Version: rec.Version, Phase: api.PhaseDeployed})
 	if o.NoStart {
 		n.replaceStopped(d)
 	} else {
 		d.life.set(api.PhaseStarted)
 		n.activate(d)
-		n.notify(api.WatchEvent{Kind: api.WatchStarted, Service: rec.Name, Version: rec.Version, Phase: api.PhaseStarted})
+		n.notify(rec.Owner, api.WatchEvent{Kind: api.WatchStarted, Service: rec.Name, Version: rec.Version, Phase: api.PhaseStarted})
 	}
 	n.log.Info("service admitted", logService, rec.Name, "version", rec.Version, "digest", rec.Digest, "driver", decision.Driver, "status", rec.Status, "owner", rec.Owner, "policy", pol.Digest())
 	submitter := p.Name

@@ -110,11 +110,11 @@ func (n *Node) closeWatch() error {
 // notify puts ev on the node's stream of what happens (GET /v1/watch).
 // It never blocks a run or a lifecycle step and never fails one: a stream
 // that cannot keep up or cannot store loses the event and counts it.
-func (n *Node) notify(ev api.WatchEvent) {
+func (n *Node) notify(owner string, ev api.WatchEvent) {
 	if n.watch == nil {
 		return
 	}
-	n.watch.put(watchItem{subject: bus.WatchSubject(ev.Service), ev: ev})
+	n.watch.put(watchItem{subject: bus.WatchSubject(ev.Service), owner: owner, ev: ev})
 }
 
 // withProgress returns ctx with a progress reporter (sandbox.WithProgress)
@@ -216,11 +216,15 @@ func (w *watcher) publish(batch []watchItem) {
 	}
 }
 
-// ownerOf is the owner of service: the deployed one's, else the registry's,
-// remembered for a few seconds ("" for a service that is not there).
+// ownerOf is the owner of service, for an event queued without one: the
+// deployed one's, else the registry's, remembered for a few seconds (""
+// for a service that is not there). Events name their owner when they
+// are queued: a name removed and submitted again by another submitter
+// must not carry the first one's events to the second, or the second's
+// to the first.
 func (w *watcher) ownerOf(service string) string {
 	if v, ok := w.owners.Load(service); ok {
-		if o := v.(cachedOwner); o.owner != "" || time.Since(o.at) < 5*time.Second {
+		if o := v.(cachedOwner); time.Since(o.at) < 5*time.Second {
 			return o.owner
 		}
 	}
@@ -394,8 +398,8 @@ func (n *Node) notifyHealth(d *deployed, wasHealthy bool, run store.Run) {
 	st := d.health.State()
 	switch {
 	case wasHealthy && !st.Healthy:
-		n.notify(api.WatchEvent{Kind: api.WatchUnhealthy, Service: d.rec.Name, Version: d.rec.Version, Run: run.ID, Detail: fmt.Sprintf("%d consecutive failures; scheduled runs skipped until %s", st.Failures, st.SkipUntil.Format(time.RFC3339))})
+		n.notify(d.rec.Owner, api.WatchEvent{Kind: api.WatchUnhealthy, Service: d.rec.Name, Version: d.rec.Version, Run: run.ID, Detail: fmt.Sprintf("%d consecutive failures; scheduled runs skipped until %s", st.Failures, st.SkipUntil.Format(time.RFC3339))})
 	case !wasHealthy && st.Healthy:
-		n.notify(api.WatchEvent{Kind: api.WatchHealthy, Service: d.rec.Name, Version: d.rec.Version, Run: run.ID, Detail: "a run succeeded"})
+		n.notify(d.rec.Owner, api.WatchEvent{Kind: api.WatchHealthy, Service: d.rec.Name, Version: d.rec.Version, Run: run.ID, Detail: "a run succeeded"})
 	}
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // Notify puts ev on n's watch stream, as the node's own steps do.
-func Notify(n *Node, ev api.WatchEvent) { n.notify(ev) }
+func Notify(n *Node, ev api.WatchEvent) { n.notify("", ev) }
 
 // NotifyWait is Notify that waits for room in the publisher's queue
 // instead of dropping the event: benchmarks measure the stream, not the
