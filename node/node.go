@@ -634,8 +634,13 @@ func (n *Node) Authenticate(ctx context.Context, token string) (server.Principal
 		return server.Principal{Name: "operator", Role: api.RoleOperator}, nil
 	}
 	t, err := n.store.Token(ctx, tokenHash(token))
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		return server.Principal{}, err
+	}
+	if err != nil {
+		// Not the token's fault: a 401 would have the client drop a
+		// valid token.
+		return server.Principal{}, &server.Error{Kind: server.ErrUnavailable, Msg: "the node could not check the token: its store did not answer (" + err.Error() + ")", RetryAfter: retryUnavailable}
 	}
 	return server.Principal{Name: t.Name, Role: t.Role}, nil
 }

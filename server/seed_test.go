@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/decision"
@@ -222,4 +223,51 @@ func FuzzSeedService(f *testing.F) {
 			t.Fatalf("accepted a negative amount: %+v", obj)
 		}
 	})
+}
+
+// outageBackend is seedFake with two more tokens: "rt" of the runtime
+// role, and "down", which the store cannot check.
+type outageBackend struct{ seedFake }
+
+func (b *outageBackend) Authenticate(ctx context.Context, token string) (Principal, error) {
+	switch token {
+	case "rt":
+		return Principal{Name: "kiosk", Role: api.RoleRuntime}, nil
+	case "down":
+		return Principal{}, &Error{Kind: ErrUnavailable, Msg: "the node could not check the token: its store did not answer", RetryAfter: time.Second}
+	}
+	return b.seedFake.Authenticate(ctx, token)
+}
+
+// TestSeedEndpointRoles: POST /service takes submitter and operator
+// tokens only (a runtime token sits in a browser page), and a token the
+// store could not check is a 503 to retry, there and on the API, never a
+// 401 that would have the client drop it.
+func TestSeedEndpointRoles(t *testing.T) {
+	f := &outageBackend{}
+	s := New(f, Config{SeedEndpoint: true}, nil)
+	arc := base64.StdEncoding.EncodeToString(make([]byte, 100))
+	post := func(token string) (int, string, string) {
+		req := httptest.NewRequest("POST", "/service", strings.NewReader(`{"title":"W","desc":"d","archive":"`+arc+`"}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, req)
+		return w.Code, w.Body.String(), w.Header().Get("Andromeda-Reason")
+	}
+	if code, out, reason := post("rt"); code != 403 || out != "ERR" || !strings.Contains(reason, "runtime role") || f.seed != nil {
+		t.Errorf("runtime token = %d %q %q, backend got %+v; want 403 ERR and nothing submitted", code, out, reason, f.seed)
+	}
+	if code, out, reason := post("down"); code != 503 || out != "ERR" || !strings.Contains(reason, "could not check the token") || f.seed != nil {
+		t.Errorf("token not checked = %d %q %q; want 503 ERR", code, out, reason)
+	}
+	if code, out, _ := post("sub"); code != 200 || out != "OK" || f.seed == nil {
+		t.Errorf("submitter token = %d %q; want 200 OK", code, out)
+	}
+	req := httptest.NewRequest("GET", "/v1/services", nil)
+	req.Header.Set("Authorization", "Bearer down")
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, req)
+	if w.Code != 503 || w.Header().Get("Retry-After") == "" || w.Header().Get("WWW-Authenticate") != "" {
+		t.Errorf("GET /v1/services with a token the store could not check = %d (Retry-After %q, WWW-Authenticate %q); want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"), w.Header().Get("WWW-Authenticate"))
+	}
 }

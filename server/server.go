@@ -8,6 +8,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -267,6 +268,10 @@ func (s *Server) handle(pattern, role string, h func(w http.ResponseWriter, r *h
 			return
 		}
 		p, err := s.b.Authenticate(r.Context(), token)
+		if errors.Is(err, ErrUnavailable) {
+			s.fail(w, r, err)
+			return
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="andromeda", error="invalid_token"`)
 			s.fail(w, r, Errorf(errUnauthenticated, "invalid token"))
@@ -406,8 +411,21 @@ func (s *Server) seedService(w http.ResponseWriter, r *http.Request) {
 	p := Principal{Name: "anonymous", Role: api.RoleSubmitter}
 	if token, ok := bearer(r); ok || !s.cfg.SeedAnonymous {
 		var err error
-		if p, err = s.b.Authenticate(r.Context(), token); err != nil || !ok {
+		p, err = s.b.Authenticate(r.Context(), token)
+		if errors.Is(err, ErrUnavailable) {
+			e := toAPIError(err)
+			seedAnswer(w, e.Status, e.Message)
+			return
+		}
+		if err != nil || !ok {
 			e := toAPIError(Errorf(errUnauthenticated, "a submitter token is required"))
+			seedAnswer(w, e.Status, e.Message)
+			return
+		}
+		if p.Role != api.RoleSubmitter && p.Role != api.RoleOperator {
+			// A runtime token sits in a browser page: whoever reads it
+			// there must not run code on the node with it.
+			e := toAPIError(Errorf(ErrForbidden, "token %s has the %s role: submitting needs a submitter or operator token", p.Name, p.Role))
 			seedAnswer(w, e.Status, e.Message)
 			return
 		}
