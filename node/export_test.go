@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/andromeda-runner/andromeda/bus"
+	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/manifest"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/store"
@@ -180,4 +181,34 @@ func ReopenFlowQueue(n *Node, flow string) bool {
 	e := n.runningFlow(flow)
 	n.flowsMu.Unlock()
 	return e != nil && e.reopen()
+}
+
+// RecordHops is the node's check and record of the hops a worker answered
+// for module's run runID of running flow, in flow run flowRun: out is
+// that run's output, wires the route's wires it was sent. It returns the
+// run ids of the hops taken and recorded.
+func RecordHops(n *Node, flowID, module, flowRun, runID string, out contract.Output, wires []int, hops []sandbox.Hop) (taken []string) {
+	n.flowsMu.Lock()
+	e := n.runningFlow(flowID)
+	n.flowsMu.Unlock()
+	fr := &flowRunState{rec: store.FlowRun{ID: flowRun, Flow: flowID, Version: e.version}}
+	rt := &hopRoute{wires: map[int]bool{}, hops: hops}
+	for _, w := range wires {
+		rt.wires[w] = true
+	}
+	for _, t := range e.recordHops(fr, e.modules[module], runID, &out, rt) {
+		if t.err == nil {
+			taken = append(taken, t.RunID)
+		}
+	}
+	return taken
+}
+
+// NewRunID is a new run id.
+func NewRunID() string { return newRunID() }
+
+// ModuleRunID is the run id the node derives for module's run of message
+// in flow run flowRun.
+func ModuleRunID(flowRun, module, message string) string {
+	return moduleRunID(flowRun, module, message)
 }

@@ -4,11 +4,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/contract"
+	"github.com/andromeda-runner/andromeda/flow"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/store"
 	"github.com/andromeda-runner/andromeda/trigger"
@@ -46,8 +48,9 @@ type (
 const maxRouteDepth = 32
 
 // routeFor is the JSON of the same-worker route of m's run for fr, or nil
-// when no wire of m leads to a module its worker hosts.
-func (e *flowExec) routeFor(m *moduleExec, fr *flowRunState, runID string, d *deployed) []byte {
+// when no wire of m leads to a module its worker hosts; the indices of
+// the route's wires go in wires.
+func (e *flowExec) routeFor(m *moduleExec, fr *flowRunState, runID string, d *deployed, wires map[int]bool) []byte {
 	switch {
 	case d.manifest.Capabilities.State,
 		d.rec.Decision.Driver != "process" && d.rec.Decision.Driver != "docker" && d.rec.Decision.Driver != "wasm":
@@ -59,7 +62,7 @@ func (e *flowExec) routeFor(m *moduleExec, fr *flowRunState, runID string, d *de
 	} else {
 		base = d.manifest.Config
 	}
-	to := e.routeTree(m, fr.rec.ID, runID, base, 0)
+	to := e.routeTree(m, fr.rec.ID, runID, base, 0, wires)
 	if len(to) == 0 {
 		return nil
 	}
@@ -82,8 +85,8 @@ func (e *flowExec) routeFor(m *moduleExec, fr *flowRunState, runID string, d *de
 
 // routeTree is, by port, the modules m's wires lead to in the same
 // service, and theirs, depth levels down; runID is m's run for the first
-// emits of the senders before it.
-func (e *flowExec) routeTree(m *moduleExec, flowRun, runID string, base map[string]any, depth int) map[string][]routeDest {
+// emits of the senders before it. The indices of its wires go in wires.
+func (e *flowExec) routeTree(m *moduleExec, flowRun, runID string, base map[string]any, depth int, wires map[int]bool) map[string][]routeDest {
 	if depth >= maxRouteDepth {
 		return nil
 	}
@@ -101,8 +104,9 @@ func (e *flowExec) routeTree(m *moduleExec, flowRun, runID string, base map[stri
 				to = map[string][]routeDest{}
 			}
 			id0 := moduleRunID(flowRun, dm.id, runID+".0."+strconv.Itoa(w.index))
+			wires[w.index] = true
 			to[from.Port] = append(to[from.Port], routeDest{Wire: w.index, Module: dm.id, Port: w.to.Port,
-				Name: "flow " + e.id + "/" + dm.id, Config: overlay(base, dm.config), ID0: id0, To: e.routeTree(dm, flowRun, id0, base, depth+1)})
+				Name: "flow " + e.id + "/" + dm.id, Config: overlay(base, dm.config), ID0: id0, To: e.routeTree(dm, flowRun, id0, base, depth+1, wires)})
 		}
 	}
 	return to
@@ -133,57 +137,98 @@ type hopKey struct {
 	emit, wire int
 }
 
-// takenHop is a hop the node took: its run recorded (or the store's
-// error).
+// takenHop is a hop the node took: its exit judged, its run recorded (or
+// the store's error).
 type takenHop struct {
 	*sandbox.Hop
+	res sandbox.Result
 	run store.Run
 	err error
 }
 
-// recordHops checks the hops m's run runID made inside its worker and
-// records the runs of those that hold, all at once, by hopKey. A hop
-// holds when it went along a wire of the flow from the module of the run
-// it names to the module it names, and its run id is the one the node
-// derives; one that does not is dropped, and its message goes through the
-// node. A hop taken is recorded whatever happens to its flow run after:
-// it ran.
-func (e *flowExec) recordHops(fr *flowRunState, m *moduleExec, runID string, hops []sandbox.Hop) map[hopKey]*takenHop {
-	if len(hops) == 0 {
+// hopRoute is the same-worker route a module run was sent (the indices of
+// its wires) and the hops its worker answered with.
+type hopRoute struct {
+	wires map[int]bool
+	hops  []sandbox.Hop
+}
+
+// recordHops checks the hops m's run made inside its worker and records
+// the runs of those that hold, all at once, by hopKey. The node walks the
+// route itself, as settle will: from the emits of m's run (out), along
+// the wires of the route it sent (wires), to each hop that names the
+// emit, the wire, the module the wire leads to and the run id the node
+// derives, and on from that hop's own emits. A hop off that walk is
+// dropped and never recorded: a worker answers for the modules it was
+// sent, on the emits they made, never for a module of another service or
+// a run nobody made; what a dropped hop carried goes through the node.
+// The hops taken are bounded by what is left of the flow run's messages.
+// A hop taken is recorded whatever happens to its flow run after: it
+// ran.
+func (e *flowExec) recordHops(fr *flowRunState, m *moduleExec, runID string, out *contract.Output, rt *hopRoute) map[hopKey]*takenHop {
+	if len(rt.hops) == 0 || out == nil {
 		return nil
 	}
-	senders := map[string]string{runID: m.id} // run id → module
+	byKey := map[hopKey]*sandbox.Hop{}
+	for i := range rt.hops {
+		h := &rt.hops[i]
+		if k := (hopKey{h.From, h.Emit, h.Wire}); byKey[k] == nil {
+			byKey[k] = h
+		}
+	}
+	fr.mu.Lock()
+	left := maxFlowRunMessages - fr.messages
+	fr.mu.Unlock()
+	type sender struct {
+		m     *moduleExec
+		run   string
+		emits []contract.Emit
+	}
 	ix := map[hopKey]*takenHop{}
 	var msgs []*flowMsg
 	var taken []*takenHop
-	for i := range hops {
-		h := &hops[i]
-		from, ok := senders[h.From]
-		if !ok || h.Wire >= len(e.byIndex) || e.byIndex[h.Wire].Module != from {
-			continue
-		}
-		var to *wireDest
-		for j, d := range e.wires[e.byIndex[h.Wire]] {
-			if d.index == h.Wire {
-				to = &e.wires[e.byIndex[h.Wire]][j]
+	for walk := []sender{{m, runID, out.Emit}}; len(walk) > 0 && left > 0; walk = walk[1:] {
+		s := walk[0]
+		for i, em := range s.emits {
+			if em.Port == "" {
+				continue
+			}
+			for _, d := range e.wires[flow.End{Module: s.m.id, Port: em.Port}] {
+				k := hopKey{s.run, i, d.index}
+				h := byKey[k]
+				dm := e.modules[d.to.Module]
+				if h == nil || !rt.wires[d.index] || dm == nil || dm.service != m.service || h.Module != dm.id || left == 0 {
+					continue
+				}
+				msgID := s.run + "." + strconv.Itoa(i) + "." + strconv.Itoa(d.index)
+				if h.RunID != moduleRunID(fr.rec.ID, dm.id, msgID) {
+					continue
+				}
+				delete(byKey, k)
+				left--
+				t := &takenHop{Hop: h, res: sandbox.Judge(h.Exit)}
+				ix[k] = t
+				taken = append(taken, t)
+				msgs = append(msgs, &flowMsg{fr: fr, id: msgID, port: d.to.Port, from: s.m.id, fromRun: s.run})
+				if t.res.Outcome == sandbox.OK {
+					walk = append(walk, sender{dm, h.RunID, t.res.Output.Emit})
+				}
 			}
 		}
-		msgID := h.From + "." + strconv.Itoa(h.Emit) + "." + strconv.Itoa(h.Wire)
-		if to == nil || to.loop > 0 || to.to.Module != h.Module || e.modules[h.Module] == nil || h.RunID != moduleRunID(fr.rec.ID, h.Module, msgID) {
-			continue
-		}
-		if _, dup := ix[hopKey{h.From, h.Emit, h.Wire}]; dup {
-			continue
-		}
-		senders[h.RunID] = h.Module
-		t := &takenHop{Hop: h}
-		ix[hopKey{h.From, h.Emit, h.Wire}] = t
-		taken = append(taken, t)
-		msgs = append(msgs, &flowMsg{fr: fr, id: msgID, port: to.to.Port, from: from, fromRun: h.From})
 	}
 	var wg sync.WaitGroup
 	for i, t := range taken {
-		wg.Go(func() { t.run, t.err = e.recordHop(e.modules[t.Module], msgs[i], t.Hop) })
+		wg.Go(func() {
+			// The hop's output is the guest's: a panic judging or
+			// recording it fails the hop, never the node.
+			defer func() {
+				if p := recover(); p != nil {
+					e.log.Error("panic recording a same-worker hop", "module", t.Module, "run", t.RunID, "panic", p, "stack", string(debug.Stack()))
+					t.run, t.err = store.Run{}, fmt.Errorf("module %s: panic in the runner recording run %s: %v", t.Module, t.RunID, p)
+				}
+			}()
+			t.run, t.err = e.recordHop(e.modules[t.Module], msgs[i], t.Hop, t.res)
+		})
 	}
 	wg.Wait()
 	return ix
@@ -193,7 +238,7 @@ func (e *flowExec) recordHops(fr *flowRunState, m *moduleExec, runID string, hop
 // run of its service, the way invoke records a run: actions judged, bus
 // emits published, health, metrics and the store. The error is the
 // store's: the run is not recorded.
-func (e *flowExec) recordHop(m *moduleExec, msg *flowMsg, h *sandbox.Hop) (store.Run, error) {
+func (e *flowExec) recordHop(m *moduleExec, msg *flowMsg, h *sandbox.Hop, res sandbox.Result) (store.Run, error) {
 	n := e.n
 	d := n.lookup(m.service)
 	if d == nil {
@@ -215,7 +260,6 @@ func (e *flowExec) recordHop(m *moduleExec, msg *flowMsg, h *sandbox.Hop) (store
 		Driver: d.rec.Decision.Driver,
 	}
 	log := n.log.With(logService, d.rec.Name, logRun, run.ID, logTrigger, run.Trigger.Name)
-	res := sandbox.Judge(h.Exit)
 	res.Usage.MemoryScope = ""
 	if (res.Outcome == sandbox.OK || res.Outcome == sandbox.Noop) && !res.Output.State.Empty() {
 		res.Outcome, res.Error = sandbox.Error, "state: the service changed state but its manifest does not grant capabilities.state"

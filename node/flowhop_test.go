@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/api"
+	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/sandbox"
 )
 
 // flowTextJS is a stateless Node.js module: op up upper-cases the
@@ -372,5 +375,55 @@ exports.decide = (ctx) => ({ emit: [{ port: 'out', message: { worker: token, tag
 	}
 	if sent2-sent1 != 1 {
 		t.Errorf("%d protocol messages sent to the workers for one message after the update, want 1 (its invoke; no init)", sent2-sent1)
+	}
+}
+
+// TestFlowHopsChecked: the node takes only the hops a worker answered on
+// the route it was sent, along an emit its run made: a hop naming a
+// module of another service (a run that service never made, its actions
+// and emits the worker's), an emit the run did not make, or a wire off
+// the route is dropped and never recorded; the hop that holds is.
+func TestFlowHopsChecked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	submitTagKeep(t, n)
+	doc := "id: forge\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: b, service: tag, config: {tag: B}}\n  - {id: c, service: keep}\n" +
+		"wires:\n  - {from: a, to: b}\n  - {from: a, to: c}\n"
+	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.StartFlow(ctx, "forge"); err != nil {
+		t.Fatal(err)
+	}
+	flowRun := node.NewRunID()
+	runA := node.ModuleRunID(flowRun, "a", flowRun)
+	hop := func(module string, emit, wire int) sandbox.Hop {
+		msg := fmt.Sprintf("%s.%d.%d", runA, emit, wire)
+		return sandbox.Hop{RunID: node.ModuleRunID(flowRun, module, msg), Module: module, From: runA, Emit: emit, Wire: wire,
+			Exit: sandbox.Exit{Outcome: sandbox.OK, Output: []byte(`{"noop":"forged?"}`)}}
+	}
+	good := hop("b", 0, 0)
+	other := hop("c", 0, 1)    // keep's module: another service, off the route
+	noEmit := hop("b", 3, 0)   // a made one emit
+	offRoute := hop("b", 0, 1) // wire 1 leads to c
+	offRoute.RunID = node.ModuleRunID(flowRun, "b", fmt.Sprintf("%s.0.1", runA))
+	out := contract.Output{Emit: []contract.Emit{{Port: "out", Message: json.RawMessage(`{"n":1}`)}}}
+	taken := node.RecordHops(n.Node, "forge", "a", flowRun, runA, out, []int{0}, []sandbox.Hop{other, noEmit, offRoute, good})
+	if !slices.Equal(taken, []string{good.RunID}) {
+		t.Errorf("hops taken %q, want only %s (b's, on a's emit, along the route)", taken, good.RunID)
+	}
+	if _, err := n.op.Run(ctx, "tag", good.RunID); err != nil {
+		t.Errorf("b's hop run %s: %v, want it recorded", good.RunID, err)
+	}
+	for _, h := range []sandbox.Hop{other, noEmit, offRoute} {
+		svc := "tag"
+		if h.Module == "c" {
+			svc = "keep"
+		}
+		if r, err := n.op.Run(ctx, svc, h.RunID); err == nil {
+			t.Errorf("hop %+v dropped, yet run %s of %s recorded: %+v", h, h.RunID, svc, r)
+		}
 	}
 }

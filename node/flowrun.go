@@ -726,8 +726,8 @@ func (e *flowExec) step(m *moduleExec, msg *flowMsg, so *stepOut) {
 	defer e.recoverStep(m, fr, so)
 	runID := moduleRunID(fr.rec.ID, m.id, msg.id)
 	step := store.FlowStep{Module: m.id, Service: m.service, Run: runID, Message: msg.id, From: msg.fromRun, Queued: time.Since(msg.queued)}
-	var hops []sandbox.Hop
-	run, snap, reused, err := e.runModule(m, msg, runID, &hops, &step)
+	var rt hopRoute
+	run, snap, reused, err := e.runModule(m, msg, runID, &rt, &step)
 	if err != nil {
 		if errors.Is(err, errHalted) {
 			halted = true
@@ -737,7 +737,11 @@ func (e *flowExec) step(m *moduleExec, msg *flowMsg, so *stepOut) {
 		return
 	}
 	step.Reused = reused
-	e.settle(m, msg, step, run, snap, e.recordHops(msg.fr, m, runID, hops), so)
+	var ix map[hopKey]*takenHop
+	if run.Outcome == string(sandbox.OK) {
+		ix = e.recordHops(msg.fr, m, runID, run.Output, &rt)
+	}
+	e.settle(m, msg, step, run, snap, ix, so)
 }
 
 // hopStep takes the run h that module m made on msg inside its sender's
@@ -919,7 +923,7 @@ var errHalted = errors.New("the flow is stopping")
 // and there is one, else a new run, waiting for a slot when the service's
 // concurrency bound is reached, and, for a module placed on a browser
 // runtime, for its page (flowbrowser.go); where it ran goes in step.
-func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, hops *[]sandbox.Hop, step *store.FlowStep) (store.Run, map[string]json.RawMessage, bool, error) {
+func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, rt *hopRoute, step *store.FlowStep) (store.Run, map[string]json.RawMessage, bool, error) {
 	n := e.n
 	if msg.fr.replay {
 		r, err := e.findRun(m.service, runID)
@@ -972,7 +976,7 @@ func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, hops *[]
 			sleepCh(e.halt, retryUnavailable)
 			continue
 		}
-		*hops = (*hops)[:0]
+		rt.hops, rt.wires = rt.hops[:0], map[int]bool{}
 		ctx := n.ctx
 		step.Runtime, step.Note = "", ""
 		if m.browser != nil {
@@ -985,7 +989,7 @@ func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, hops *[]
 			}
 		}
 		if step.Runtime == "" {
-			ctx = sandbox.WithRoute(ctx, e.routeFor(m, msg.fr, runID, d), hops)
+			ctx = sandbox.WithRoute(ctx, e.routeFor(m, msg.fr, runID, d, rt.wires), &rt.hops)
 		}
 		r, err := n.invoke(ctx, d, ev)
 		if errors.Is(err, errEventBusy) {
