@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -125,44 +126,111 @@ func (f *volumeFile) fileError(err error) error {
 	return fmt.Errorf("volume %s: %w", f.vol.Name, err)
 }
 
-// OpenFile implements server.FileBackend.
+// listLimit is the most entries a directory listing holds: the first by
+// name. A guest can make a directory of millions of entries; its listing
+// stays one bounded answer.
+const listLimit = 10000
+
+// OpenFile implements server.FileBackend. It serves regular files and
+// directories only: opening a named pipe for reading waits for a writer,
+// so a pipe a guest made would hold the request, its connection and a
+// thread for good. The type is checked before the open, the open does not
+// wait (O_NONBLOCK), and the type is checked again on what was opened, as
+// the guest may swap the path in between.
 func (n *Node) OpenFile(ctx context.Context, p server.Principal, service, guestPath string) (api.FileInfo, io.ReadCloser, *api.Listing, error) {
 	f, err := n.resolve(ctx, p, service, guestPath)
 	if err != nil {
 		return api.FileInfo{}, nil, nil, err
 	}
 	defer f.close()
-	file, err := f.root.Open(f.rel)
+	st, err := f.root.Stat(f.rel) // follows links, but only inside the volume
 	if err != nil {
 		return api.FileInfo{}, nil, nil, f.fileError(err)
 	}
-	st, err := file.Stat()
+	if err := f.servable(st); err != nil {
+		return api.FileInfo{}, nil, nil, err
+	}
+	file, err := f.root.OpenFile(f.rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return api.FileInfo{}, nil, nil, f.fileError(err)
+	}
+	if st, err = file.Stat(); err == nil {
+		err = f.servable(st)
+	} else {
+		err = f.fileError(err)
+	}
 	if err != nil {
 		file.Close()
-		return api.FileInfo{}, nil, nil, f.fileError(err)
+		return api.FileInfo{}, nil, nil, err
 	}
 	info := fileInfo(f.path, st)
-	switch {
-	case st.IsDir():
-		defer file.Close()
-		entries, err := file.ReadDir(-1)
-		if err != nil {
-			return api.FileInfo{}, nil, nil, f.fileError(err)
-		}
-		l := &api.Listing{Path: f.path, Entries: []api.FileInfo{}}
-		for _, e := range entries {
-			est, err := e.Info()
-			if err != nil {
-				continue // removed meanwhile
-			}
-			l.Entries = append(l.Entries, fileInfo(path.Join(f.path, e.Name()), est))
-		}
-		return info, nil, l, nil
-	case !st.Mode().IsRegular():
-		file.Close()
-		return api.FileInfo{}, nil, nil, server.Errorf(server.ErrInvalid, "path %s: not a regular file or directory", f.path)
+	if !st.IsDir() {
+		return info, file, nil, nil
 	}
-	return info, file, nil, nil
+	defer file.Close()
+	names, total, err := firstNames(file, listLimit)
+	if err != nil {
+		return api.FileInfo{}, nil, nil, f.fileError(err)
+	}
+	if total > len(names) {
+		n.log.Warn("directory listing cut", logService, service, "path", f.path, "entries", total, "listed", len(names))
+	}
+	l := &api.Listing{Path: f.path, Entries: []api.FileInfo{}}
+	for _, name := range names {
+		est, err := f.root.Lstat(path.Join(f.rel, name))
+		if err != nil {
+			continue // removed meanwhile
+		}
+		l.Entries = append(l.Entries, fileInfo(path.Join(f.path, name), est))
+	}
+	return info, nil, l, nil
+}
+
+// servable refuses what is neither a regular file nor a directory.
+func (f *volumeFile) servable(st fs.FileInfo) error {
+	if st.Mode().IsRegular() || st.IsDir() {
+		return nil
+	}
+	kind := "a special file"
+	switch m := st.Mode(); {
+	case m&fs.ModeNamedPipe != 0:
+		kind = "a named pipe"
+	case m&fs.ModeSocket != 0:
+		kind = "a socket"
+	case m&fs.ModeCharDevice != 0:
+		kind = "a character device"
+	case m&fs.ModeDevice != 0:
+		kind = "a device"
+	}
+	return server.Errorf(server.ErrInvalid, "path %s: is %s: only regular files and directories are served", f.path, kind)
+}
+
+// firstNames reads dir in batches and keeps its first limit names,
+// sorted; total is how many it holds. Memory stays near limit whatever
+// the directory's size.
+func firstNames(dir *os.File, limit int) ([]string, int, error) {
+	var names []string
+	total := 0
+	for {
+		batch, err := dir.Readdirnames(1024)
+		total += len(batch)
+		names = append(names, batch...)
+		if len(names) >= 2*limit {
+			slices.Sort(names)
+			names = names[:limit]
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	slices.Sort(names)
+	if len(names) > limit {
+		names = names[:limit]
+	}
+	return names, total, nil
 }
 
 // WriteFile implements server.FileBackend: the body goes to a temporary
