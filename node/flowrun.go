@@ -905,13 +905,36 @@ func (e *flowExec) failed(m *moduleExec, msg *flowMsg, runID, outcome, detail st
 	}
 	body, _ := json.Marshal(map[string]any{"error": detail, "outcome": outcome, "module": m.id, "run": runID, "message": msg.message})
 	so.outputs = append(so.outputs, stepEmit{port: flow.PortError, message: body, to: destModules(dests)})
-	if !fr.add(len(dests)) {
+	// The error port's wires keep the bounds of any other: a loop back to
+	// a module that fails again ends at its bound, and the message (the
+	// failed one within it) counts toward the waiting bytes.
+	var sends []*flowMsg
+	var targets []string
+	for _, d := range dests {
+		next := &flowMsg{fr: fr, id: runID + ".error." + strconv.Itoa(d.index), port: d.to.Port, from: m.id, fromRun: runID,
+			message: body, loops: msg.loops, queued: time.Now()}
+		if d.loop > 0 {
+			next.loops = maps1(msg.loops, d.index)
+			if next.loops[d.index] > d.loop {
+				fr.fail(m.id, fmt.Sprintf("wire %s → %s: the message went round its loop more than %d times; module %s (service %s) ended %s: %s", m.id+":"+flow.PortError, d.to, d.loop, m.id, m.service, outcome, detail))
+				continue
+			}
+		}
+		sends, targets = append(sends, next), append(targets, d.to.Module)
+	}
+	if len(sends) == 0 {
+		return
+	}
+	if e.waiting.Load()+int64(len(body)*len(sends)) > maxWaitingBytes {
+		fr.fail(m.id, fmt.Sprintf("module %s: its failure's message (%d bytes) would make the messages waiting at the flow's modules pass %d MiB", m.id, len(body), maxWaitingBytes>>20))
+		return
+	}
+	if !fr.add(len(sends)) {
 		fr.fail(m.id, fmt.Sprintf("module %s: the flow run passed %d messages", m.id, maxFlowRunMessages))
 		return
 	}
-	for _, d := range dests {
-		e.modules[d.to.Module].push(&flowMsg{fr: fr, id: runID + ".error." + strconv.Itoa(d.index), port: d.to.Port, from: m.id, fromRun: runID,
-			message: body, loops: msg.loops, queued: time.Now()})
+	for i, s := range sends {
+		e.modules[targets[i]].push(s)
 	}
 }
 

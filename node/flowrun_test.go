@@ -1214,6 +1214,40 @@ func TestFlowRecordLate(t *testing.T) {
 	}
 }
 
+// TestFlowErrorLoopBound: a wire from a module's error port marked as a
+// loop keeps its bound like any other: a message that fails at b every
+// time goes round b:error → a twice and then fails its flow run, saying
+// why (it went round 10,000 messages' worth before).
+func TestFlowErrorLoopBound(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	submitFlowServices(t, n)
+	doc := "id: eloop\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: b, service: check}\n" +
+		"wires:\n  - {from: a, to: b}\n  - {from: \"b:error\", to: a, loop: 2}\n"
+	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.StartFlow(ctx, "eloop"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := n.op.FireFlow(ctx, "eloop", api.FlowFireRequest{Message: json.RawMessage(`{"n":7}`), Wait: "1m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome != "failed" || r.Module != "b" || !strings.Contains(r.Error, "went round its loop more than 2 times") {
+		t.Errorf("flow run = %s at %q: %s; want failed at b, its error loop's bound of 2 passed", r.Outcome, r.Module, r.Error)
+	}
+	ran := map[string]int{}
+	for _, s := range r.Steps {
+		ran[s.Module]++
+	}
+	if ran["a"] != 3 || ran["b"] != 3 {
+		t.Errorf("steps %v, want a and b 3 times each (once, then twice round the loop)", ran)
+	}
+}
+
 // TestFlowEndsAfterReopen: flow runs in flight when their flow's queue is
 // opened again (as a lost delivery makes it), and which end before the
 // new reader hands their messages out again, remove their messages by
