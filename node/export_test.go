@@ -212,3 +212,13 @@ func NewRunID() string { return newRunID() }
 func ModuleRunID(flowRun, module, message string) string {
 	return moduleRunID(flowRun, module, message)
 }
+
+// FailFlowRuns makes n's store refuse each flow run record f returns an
+// error for, at once and without retries; nil ends it.
+func FailFlowRuns(n *Node, f func(store.FlowRun) error) {
+	if f == nil {
+		n.flowRunFault.Store(nil)
+		return
+	}
+	n.flowRunFault.Store(&f)
+}

@@ -121,7 +121,9 @@ func (m *moduleExec) idle() bool {
 		return false
 	}
 	defer m.turn.Unlock()
-	return m.depth() == 0
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.queue) == 0 && !m.busy // busy: taken, its step not begun
 }
 
 func (m *moduleExec) isHeld() bool {

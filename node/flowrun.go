@@ -101,8 +101,12 @@ type flowExec struct {
 
 	mu     sync.Mutex
 	active map[string]*flowRunState
-	taken  uint64        // the last queue sequence taken
-	idle   chan struct{} // signalled when a flow run ends
+	taken  uint64 // the last queue sequence taken
+	// unsettled is the last queue sequence of a flow run that ended but
+	// was not recorded, or whose message was not removed: a message up to
+	// it handed out again may have run before, and is a replay.
+	unsettled uint64
+	idle      chan struct{} // signalled when a flow run ends
 }
 
 // wireDest is where a wire from an output port leads.
@@ -123,6 +127,7 @@ type moduleExec struct {
 
 	mu     sync.Mutex
 	queue  []*flowMsg
+	busy   bool // the worker took a message and has not finished its step
 	held   bool // a breakpoint: the worker takes nothing, a step does
 	signal chan struct{}
 	rate   moduleRate
@@ -258,9 +263,13 @@ func (n *Node) startFlow(ctx context.Context, r store.FlowRecord) error {
 	if n.flows.running == nil {
 		n.flows.running, n.flows.leftover = map[string]*flowExec{}, map[string]uint64{}
 	}
-	if left, ok := n.flows.leftover[r.ID]; ok {
+	// What this node knows of the flow's last run here narrows the
+	// replay, on a node alone: in a cluster another node may have run
+	// the flow since, and every message queued may have run before.
+	if left, ok := n.flows.leftover[r.ID]; ok && n.place == nil {
 		e.replay = min(left, last)
 	}
+	delete(n.flows.leftover, r.ID)
 	if old := n.flows.running[r.ID]; old != nil {
 		n.flows.mu.Unlock()
 		return fmt.Errorf("flow %s is running already", r.ID)
@@ -322,8 +331,12 @@ func (n *Node) stopFlow(id string, drain bool) {
 		left = max(left, fr.qm.Seq)
 	}
 	e.mu.Unlock()
+	left = max(left, e.replayLeft())
+	e.mu.Lock()
+	left = max(left, e.unsettled)
+	e.mu.Unlock()
 	n.flows.mu.Lock()
-	n.flows.leftover[id] = max(left, e.replayLeft())
+	n.flows.leftover[id] = left
 	n.flows.mu.Unlock()
 	e.log.Info("flow stopped", "drained", drain, "left_in_flight", e.inFlight())
 }
@@ -513,9 +526,8 @@ func (e *flowExec) safeBegin(m store.QueuedFlowMessage) {
 
 // begin starts the flow run of m.
 func (e *flowExec) begin(m store.QueuedFlowMessage) {
-	fr := &flowRunState{qm: m, replay: m.Seq <= e.replay,
-		rec: store.FlowRun{ID: m.Run, Flow: e.id, Version: e.version, Start: m.At, Steps: []store.FlowStep{}}}
-	fr.rec.Replayed, fr.rec.RerunOf, fr.rec.By = fr.replay, m.RerunOf, m.By
+	fr := &flowRunState{qm: m, rec: store.FlowRun{ID: m.Run, Flow: e.id, Version: e.version, Start: m.At, Steps: []store.FlowStep{}}}
+	fr.rec.RerunOf, fr.rec.By = m.RerunOf, m.By
 	if len(m.Message) <= store.MaxKeptInput {
 		fr.rec.Input = m.Message
 	} else {
@@ -535,6 +547,8 @@ func (e *flowExec) begin(m store.QueuedFlowMessage) {
 		e.mu.Unlock()
 		return
 	}
+	fr.replay = m.Seq <= e.replay || m.Seq <= e.unsettled
+	fr.rec.Replayed = fr.replay
 	e.active[m.Run] = fr
 	e.taken = max(e.taken, m.Seq)
 	e.mu.Unlock()
@@ -581,6 +595,7 @@ func (m *moduleExec) pop(halt <-chan struct{}) *flowMsg {
 			msg := m.queue[0]
 			m.queue[0] = nil
 			m.queue = m.queue[1:]
+			m.busy = true
 			m.mu.Unlock()
 			m.bytes.Add(-int64(len(msg.message)))
 			return msg
@@ -610,6 +625,9 @@ func (e *flowExec) work(m *moduleExec) {
 		}
 		m.turn.Lock()
 		e.step(m, msg, nil)
+		m.mu.Lock()
+		m.busy = false
+		m.mu.Unlock()
 		m.turn.Unlock()
 	}
 }
@@ -1121,10 +1139,8 @@ func (e *flowExec) endLater(fr *flowRunState) {
 	e.ending.Go(func() {
 		defer func() {
 			if p := recover(); p != nil {
-				e.log.Error("panic ending a flow run; its message stays queued for the next start", "flow_run", fr.rec.ID, "panic", p, "stack", string(debug.Stack()))
-				e.mu.Lock()
-				delete(e.active, fr.rec.ID)
-				e.mu.Unlock()
+				e.log.Error("panic ending a flow run; its message stays queued and runs again (its module runs reused)", "flow_run", fr.rec.ID, "panic", p, "stack", string(debug.Stack()))
+				e.unsettle(fr)
 			}
 		}()
 		e.end(fr)
@@ -1158,7 +1174,8 @@ func (e *flowExec) end(fr *flowRunState) {
 		err = e.putFlowRun(rec)
 	}
 	if err != nil {
-		e.log.Error("flow run not recorded: it stays queued and runs again at the flow's next start", "flow_run", rec.ID, logErr, err)
+		e.log.Error("flow run not recorded: it stays queued and runs again (its module runs reused)", "flow_run", rec.ID, logErr, err)
+		e.unsettle(fr)
 	} else {
 		e.mu.Lock()
 		delete(e.active, rec.ID) // from here a message handed out again begins again, replayed
@@ -1183,6 +1200,7 @@ func (e *flowExec) end(fr *flowRunState) {
 		}
 		if derr := remove(ctx); derr != nil {
 			e.log.Warn("flow run recorded but its message not removed from the queue: it may run again (its module runs reused)", "flow_run", rec.ID, logErr, derr)
+			e.unsettle(fr)
 		}
 		cancel()
 		e.n.metrics.observeFlowRun(e.id, rec.Outcome)
@@ -1202,11 +1220,44 @@ func (e *flowExec) end(fr *flowRunState) {
 	e.n.flowEnded(rec, err)
 }
 
+// unsettledRetry is how long a message whose flow run ended unrecorded
+// (or was not removed) waits before the queue hands it out again.
+const unsettledRetry = 2 * time.Second
+
+// unsettle notes that fr ended but was not recorded, or its message not
+// removed: its message, handed out again, is a replay (its module runs
+// reused, not run twice), here or at the flow's next start, and the queue
+// is asked to hand it out again after unsettledRetry rather than hold a
+// place of the window for it.
+func (e *flowExec) unsettle(fr *flowRunState) {
+	e.mu.Lock()
+	e.unsettled = max(e.unsettled, fr.qm.Seq)
+	delete(e.active, fr.rec.ID)
+	q := e.q
+	e.mu.Unlock()
+	fr.mu.Lock()
+	newest := fr.qm
+	if k := len(fr.again); k > 0 {
+		newest = fr.again[k-1]
+	}
+	fr.mu.Unlock()
+	if newest.From(q) {
+		if err := newest.Retry(unsettledRetry); err != nil {
+			e.log.Warn("flow run not settled, and its message not handed back to the queue: it runs again when the queue is opened again", "flow_run", fr.rec.ID, logErr, err)
+		}
+	}
+}
+
 // putFlowRun records rec, retrying for up to 30 s: a stream of a cluster
 // electing its leader refuses writes for seconds (RAFT's election timeout
 // is 4 to 9 s). A store known not to write (a full disk) is not waited
 // for.
 func (e *flowExec) putFlowRun(rec store.FlowRun) error {
+	if f := e.n.flowRunFault.Load(); f != nil {
+		if err := (*f)(rec); err != nil {
+			return err
+		}
+	}
 	var err error
 	for wait, deadline := 50*time.Millisecond, time.Now().Add(30*time.Second); ; wait = min(2*wait, 2*time.Second) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1214,6 +1214,58 @@ func TestFlowRecordLate(t *testing.T) {
 	}
 }
 
+// TestFlowUnrecordedRunsAgain: a flow run the store did not record is
+// handed out again by the queue while the flow runs (it held a place of
+// the window until the next start before), and after a stop and a start
+// of the flow, as a replay both times: its module runs are reused, never
+// run twice.
+func TestFlowUnrecordedRunsAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	submitTagKeep(t, n)
+	doc := "id: unrec\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: c, service: keep}\nwires:\n  - {from: a, to: c}\n"
+	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.StartFlow(ctx, "unrec"); err != nil {
+		t.Fatal(err)
+	}
+	var refused atomic.Int32
+	node.FailFlowRuns(n.Node, func(r store.FlowRun) error {
+		if r.Flow != "unrec" {
+			return nil
+		}
+		refused.Add(1)
+		return errors.New("the store refuses flow runs (test)")
+	})
+	fired, err := n.op.FireFlow(ctx, "unrec", api.FlowFireRequest{Message: json.RawMessage(`{"n":1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Refused twice: handed out again while the flow runs.
+	for deadline := time.Now().Add(30 * time.Second); refused.Load() < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the flow run was refused %d times in 30 s, want it handed out again after its first refusal", refused.Load())
+		}
+	}
+	if _, err := n.op.StopFlow(ctx, "unrec"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.StartFlow(ctx, "unrec"); err != nil {
+		t.Fatal(err)
+	}
+	node.FailFlowRuns(n.Node, nil)
+	runs := waitFlowRuns(t, n, "unrec", 1)
+	if len(runs) != 1 || runs[0].ID != fired.ID || runs[0].Outcome != "ok" || !runs[0].Replayed {
+		t.Errorf("flow runs %+v, want %s ok, replayed", runs, fired.ID)
+	}
+	if got := seen(t, n); !slices.Equal(got, []string{"1:flow/a/A"}) {
+		t.Errorf("keep saw %q, want the message once: its runs reused, not run again", got)
+	}
+}
+
 // TestFlowErrorLoopBound: a wire from a module's error port marked as a
 // loop keeps its bound like any other: a message that fails at b every
 // time goes round b:error → a twice and then fails its flow run, saying

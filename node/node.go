@@ -132,9 +132,10 @@ type Node struct {
 	gate       *workGate    // refuses new work while the disk is nearly full or the store cannot write
 	watch      *watcher     // the watch and logs streams' publisher (watch.go); nil before Start
 
-	testDrivers []sandbox.Driver                      // replace drivers by name; tests only
-	saveFault   atomic.Pointer[func(store.Run) error] // a store refusing runs; tests only
-	runtimes    []*runtimeState                       // the runtimes.d descriptors (runtimes.go); set at Start
+	testDrivers  []sandbox.Driver                          // replace drivers by name; tests only
+	saveFault    atomic.Pointer[func(store.Run) error]     // a store refusing runs; tests only
+	flowRunFault atomic.Pointer[func(store.FlowRun) error] // a store refusing flow runs; tests only
+	runtimes     []*runtimeState                           // the runtimes.d descriptors (runtimes.go); set at Start
 
 	startResults []StartResult // what became of the config's services list at Start (startup.go)
 }

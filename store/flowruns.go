@@ -72,6 +72,17 @@ type QueuedFlowMessage struct {
 // Done removes the message from its flow's queue.
 func (m QueuedFlowMessage) Done(ctx context.Context) error { return m.msg.DoubleAck(ctx) }
 
+// Retry has the queue hand m out again after delay (its flow run ended
+// but was not recorded, or its message not removed): it runs again in
+// this reader's window instead of holding a place in it for the day the
+// queue waits for an answer.
+func (m QueuedFlowMessage) Retry(delay time.Duration) error {
+	if m.msg == nil {
+		return nil
+	}
+	return m.msg.NakWithDelay(delay)
+}
+
 // From says whether q handed m out.
 func (m QueuedFlowMessage) From(q *FlowQueueReader) bool { return m.q == q }
 
