@@ -65,7 +65,8 @@ func ModuleRunID(runTime []byte, flowRun, module, message string) string {
 // the route's Max hops. input is the invocation's (the contract's Input);
 // each hop's is that input with the hop's run id, message, config and
 // place in the flow. A call that fails (the runner, or ctx ended) ends
-// the walk: the node routes what was not walked itself.
+// the walk, and so do Max hops and MaxWalkBytes held: the node routes
+// what was not walked itself.
 func WalkRoute(ctx context.Context, routeJSON, input, output []byte, call func(context.Context, []byte) (Exit, error)) []Hop {
 	var r Route
 	var in contract.Input
@@ -76,19 +77,33 @@ func WalkRoute(ctx context.Context, routeJSON, input, output []byte, call func(c
 	if err != nil || len(runTime) != 6 {
 		runTime = make([]byte, 6)
 	}
-	w := walker{ctx: ctx, route: r, runTime: runTime, call: call, budget: r.Max}
+	w := walker{ctx: ctx, route: r, runTime: runTime, call: call, hopsLeft: r.Max}
 	w.walk(in, output, r.To, time.Now(), true)
 	return w.hops
 }
 
+// MaxWalkBytes bounds the bytes a route walk holds: the output of every
+// hop it made (returned all at once when the invocation ends) and the
+// emits it is walking (decoded copies of their outputs). Once it holds
+// as much, the walk makes no more hops and the node routes the rest, as
+// when Max hops are made; without it 10,000 hops of 4 MiB outputs could
+// hold GiBs. 16 MiB is twice the 8 MiB answer line that bounds the
+// process driver's hops and a quarter of the node's 64 MiB bound on a
+// flow's waiting messages, as several walks may run at once. A hop's
+// size is known only once it ran, and a hop that ran is kept (dropping
+// it would run it twice), so a walk may pass the bound by one output
+// and its decoded copy.
+const MaxWalkBytes = 16 << 20
+
 type walker struct {
-	ctx     context.Context
-	route   Route
-	runTime []byte
-	call    func(context.Context, []byte) (Exit, error)
-	budget  int
-	hops    []Hop
-	stopped bool
+	ctx      context.Context
+	route    Route
+	runTime  []byte
+	call     func(context.Context, []byte) (Exit, error)
+	hopsLeft int
+	held     int // bytes held, against MaxWalkBytes
+	hops     []Hop
+	stopped  bool
 }
 
 // walk makes the hops of output, module run in's, along to. sentAt is
@@ -104,13 +119,19 @@ func (w *walker) walk(in contract.Input, output []byte, to map[string][]RouteDes
 	if json.Unmarshal(output, &out) != nil {
 		return
 	}
+	// out holds a copy of the emits while they are walked: at most
+	// output's size. A hop's input is not kept past its call.
+	w.held += len(output)
+	defer func() { w.held -= len(output) }()
 	for i, em := range out.Emit {
 		for _, d := range to[em.Port] {
-			if w.stopped || w.budget <= 0 || w.ctx.Err() != nil {
+			// Once stopped, stopped for good: the hops are the walk's
+			// first ones, and the node routes every emit after them.
+			if w.stopped || w.hopsLeft <= 0 || w.held >= MaxWalkBytes || w.ctx.Err() != nil {
 				w.stopped = true
 				return
 			}
-			w.budget--
+			w.hopsLeft--
 			msgID := in.RunID + "." + strconv.Itoa(i) + "." + strconv.Itoa(d.Wire)
 			runID := d.ID0
 			if !first || i != 0 || runID == "" {
@@ -137,6 +158,7 @@ func (w *walker) walk(in contract.Input, output []byte, to map[string][]RouteDes
 			}
 			end := time.Now()
 			w.hops = append(w.hops, Hop{RunID: runID, Module: d.Module, From: in.RunID, Emit: i, Wire: d.Wire, Exit: exit, Gap: start.Sub(sentAt)})
+			w.held += len(exit.Output) + len(exit.Detail)
 			if exit.Outcome == OK && len(d.To) > 0 {
 				w.walk(hin, exit.Output, d.To, end, first && i == 0)
 			}
