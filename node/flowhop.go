@@ -246,6 +246,9 @@ func (e *flowExec) recordHop(m *moduleExec, msg *flowMsg, h *sandbox.Hop, res sa
 	if d == nil {
 		return store.Run{}, fmt.Errorf("module %s: service %s is not deployed on this node", m.id, m.service)
 	}
+	if err := e.sameOwner(m, d); err != nil {
+		return store.Run{}, err
+	}
 	if phase, ok := d.life.enter(); !ok {
 		return store.Run{}, notStarted(d.rec.Name, phase)
 	}

@@ -76,6 +76,7 @@ type flowExec struct {
 	log     *slog.Logger
 	id      string
 	version string
+	owner   string // who applied the flow: "operator" or a submitter
 	modules map[string]*moduleExec
 	wires   map[flow.End][]wireDest // from an output port
 	byIndex []flow.End              // each wire's from end, by its index
@@ -119,8 +120,12 @@ type wireDest struct {
 // moduleExec is one module of a running flow and its queue.
 type moduleExec struct {
 	id, service string
-	config      map[string]any
-	browser     *browserPlacement // placed on a browser runtime; nil: where its service runs
+	// owner is whose service the module runs, once known: a name removed
+	// and submitted again by another submitter is not the service the
+	// flow was applied with.
+	owner   string
+	config  map[string]any
+	browser *browserPlacement // placed on a browser runtime; nil: where its service runs
 	// turn is held while the module runs a message: its worker's run and
 	// a single step take turns, so the module runs one message at a time.
 	turn sync.Mutex
@@ -224,7 +229,7 @@ func (n *Node) startFlow(ctx context.Context, r store.FlowRecord) error {
 	if err != nil {
 		return err
 	}
-	e := &flowExec{n: n, log: n.log.With("flow", r.ID, "version", r.Version), id: r.ID, version: r.Version,
+	e := &flowExec{n: n, log: n.log.With("flow", r.ID, "version", r.Version), id: r.ID, version: r.Version, owner: r.Owner,
 		modules: map[string]*moduleExec{}, wires: map[flow.End][]wireDest{},
 		quit: make(chan struct{}), halt: make(chan struct{}), active: map[string]*flowRunState{}, idle: make(chan struct{}, 1)}
 	fed := map[string]bool{}
@@ -1013,6 +1018,9 @@ func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, rt *hopR
 		if d == nil {
 			return store.Run{}, nil, false, fmt.Errorf("module %s: service %s is not deployed on this node", m.id, m.service)
 		}
+		if err := e.sameOwner(m, d); err != nil {
+			return store.Run{}, nil, false, err
+		}
 		if err := n.gate.check(); err != nil {
 			sleepCh(e.halt, retryUnavailable)
 			continue
@@ -1064,6 +1072,26 @@ func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, rt *hopR
 		}
 		return r, snap, false, nil
 	}
+}
+
+// sameOwner says whether module m may run d: a submitter's flow runs
+// only that submitter's services (as its apply checked), and a flow of
+// the operator the services of the owners they had at its first run. A
+// name removed and submitted again by someone else does not get the
+// flow's messages, nor does it feed the modules after it.
+func (e *flowExec) sameOwner(m *moduleExec, d *deployed) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.owner == "" {
+		m.owner = d.rec.Owner
+		if e.owner != "" && e.owner != "operator" {
+			m.owner = e.owner
+		}
+	}
+	if d.rec.Owner != m.owner {
+		return fmt.Errorf("module %s: service %s is no longer the one this flow runs (it was %s's, it is another owner's now): apply the flow again to use it", m.id, m.service, m.owner)
+	}
+	return nil
 }
 
 // awaitRecorded waits while r, a run the store refused, is held to be

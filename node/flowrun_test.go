@@ -1266,6 +1266,59 @@ func TestFlowUnrecordedRunsAgain(t *testing.T) {
 	}
 }
 
+// TestFlowServiceOwnerChanged: a running flow does not send its messages
+// to a service name its owner removed and another submitter took: the
+// module's run fails, naming why, and the other's service runs nothing.
+func TestFlowServiceOwnerChanged(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	ta, err := n.op.CreateToken(ctx, "alice", api.RoleSubmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := n.op.CreateToken(ctx, "bob", api.RoleSubmitter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, bob := api.NewClient(n.Addr(), ta.Secret), api.NewClient(n.Addr(), tb.Secret)
+	for _, dir := range []string{
+		nodeService(t, "tag", "{memory: 128Mi, timeout: 10s}", flowTagJS),
+		nodeService(t, "keep", "{memory: 128Mi, timeout: 10s}", flowKeepJS),
+	} {
+		if _, err := alice.Submit(ctx, pack(t, dir)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc := "id: owned\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: c, service: keep}\nwires:\n  - {from: a, to: c}\n"
+	if _, err := alice.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.StartFlow(ctx, "owned"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := alice.FireFlow(ctx, "owned", api.FlowFireRequest{Message: json.RawMessage(`{"n":1}`), Wait: "1m"}); err != nil || r.Outcome != "ok" {
+		t.Fatalf("first fire = %+v, %v", r, err)
+	}
+	if err := n.op.Remove(ctx, "keep"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Submit(ctx, pack(t, nodeService(t, "keep", "{memory: 128Mi, timeout: 10s}", flowKeepJS))); err != nil {
+		t.Fatal(err)
+	}
+	r, err := alice.FireFlow(ctx, "owned", api.FlowFireRequest{Message: json.RawMessage(`{"n":2}`), Wait: "1m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome != "failed" || r.Module != "c" || !strings.Contains(r.Error, "no longer the one this flow runs") {
+		t.Errorf("fire after keep changed owner = %s at %q: %s; want failed at c, saying its service changed owner", r.Outcome, r.Module, r.Error)
+	}
+	if runs, err := bob.Runs(ctx, "keep", 10); err != nil || len(runs) != 0 {
+		t.Errorf("bob's keep ran %d times (%v), want none of alice's messages: %+v", len(runs), err, runs)
+	}
+}
+
 // TestFlowErrorLoopBound: a wire from a module's error port marked as a
 // loop keeps its bound like any other: a message that fails at b every
 // time goes round b:error → a twice and then fails its flow run, saying

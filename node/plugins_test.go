@@ -258,7 +258,7 @@ func TestAdmissionPluginWasm(t *testing.T) {
 	t.Run("a submitter cannot take a plugin's name", func(t *testing.T) {
 		use(pluginRule("budget", "admission-narrow", digest["narrow"], ""))
 		_, err := submit(alice, wasmService(t, "admission-narrow", "", answerWasm(`{"http": {"body": {"verdict": "run"}}}`)))
-		if status(err) != 403 || !strings.Contains(err.Error(), "belongs to operator") {
+		if status(err) != 403 || !strings.Contains(err.Error(), "service admission-narrow has another owner") {
 			t.Fatalf("err = %v, want 403: the plugin service is the operator's", err)
 		}
 		svc, err := n.op.Service(ctx, "admission-narrow")

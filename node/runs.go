@@ -33,7 +33,24 @@ func (n *Node) Runs(ctx context.Context, p server.Principal, service string, q a
 	for i, s := range svcs {
 		names[i] = s.Name
 	}
-	return apiRunList(n.store.ListServiceRuns(ctx, runQuery(q), names...))
+	return ownRuns(p)(apiRunList(n.store.ListServiceRuns(ctx, runQuery(q), names...)))
+}
+
+// ownRuns is the filter of a page of runs for submitter p: the runs p
+// owned when they ran. A name removed and submitted again by another
+// keeps the first owner's runs (rm keeps them for their retention): they
+// stay the first owner's.
+func ownRuns(p server.Principal) func(api.RunList, error) (api.RunList, error) {
+	return func(l api.RunList, err error) (api.RunList, error) {
+		mine := l.Runs[:0]
+		for _, r := range l.Runs {
+			if r.Owner == p.Name {
+				mine = append(mine, r)
+			}
+		}
+		l.Runs = mine
+		return l, err
+	}
 }
 
 // Run implements server.Backend: one run of a service by id, in any record
@@ -66,22 +83,18 @@ func (n *Node) Run(ctx context.Context, p server.Principal, service, id string) 
 // operator's; a removed service's runs stay (rm keeps them for the runs'
 // retention) and each is its recorded owner's and the operator's.
 func (n *Node) runsOf(ctx context.Context, p server.Principal, service string) (func(api.RunList, error) (api.RunList, error), error) {
-	all := func(l api.RunList, err error) (api.RunList, error) { return l, err }
 	_, err := n.owned(ctx, p, service)
-	if err == nil || p.Operator() && errors.Is(err, store.ErrNotFound) {
-		return all, nil
+	if p.Operator() && (err == nil || errors.Is(err, store.ErrNotFound)) {
+		return func(l api.RunList, err error) (api.RunList, error) { return l, err }, nil
+	}
+	if err == nil {
+		return ownRuns(p), nil
+	}
+	if p.Operator() {
+		return nil, err
 	}
 	if _, gone := n.store.Service(ctx, service); !errors.Is(gone, store.ErrNotFound) {
 		return nil, err // another's registered service: not found
 	}
-	return func(l api.RunList, err error) (api.RunList, error) {
-		mine := l.Runs[:0]
-		for _, r := range l.Runs {
-			if r.Owner == p.Name {
-				mine = append(mine, r)
-			}
-		}
-		l.Runs = mine
-		return l, err
-	}, nil
+	return ownRuns(p), nil
 }

@@ -170,7 +170,8 @@ func (n *Node) submitArchive(ctx context.Context, p server.Principal, data []byt
 		return api.SubmitResult{}, err
 	}
 	if exists && !p.Operator() && prev.Owner != p.Name {
-		return api.SubmitResult{}, server.Errorf(server.ErrForbidden, "service %s belongs to %s; only its owner or the operator may replace it", m.Name, prev.Owner)
+		// Who owns it is not said: a submitter learns no other's name.
+		return api.SubmitResult{}, server.Errorf(server.ErrForbidden, "service %s has another owner; only its owner or the operator may replace it", m.Name)
 	}
 	if err := checkPublicTopics(p, prev, exists, m); err != nil {
 		return api.SubmitResult{}, err
