@@ -326,6 +326,9 @@ func tomlDateTime(k unstable.Kind, text string) bool {
 			return false
 		}
 	}
+	if k != unstable.LocalDate && clock == "" {
+		return false // a date and its separator, no time: "1979-05-27T"
+	}
 	if date != "" {
 		if !digitsLike(date, "dddd-dd-dd") {
 			return false
