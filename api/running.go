@@ -109,10 +109,12 @@ func (c *Client) Cancel(ctx context.Context, id string) (CancelResult, error) {
 	return r, c.postJSON(ctx, "/v1/runs/"+url.PathEscape(id)+"/cancel", struct{}{}, &r)
 }
 
-// WaitRun waits up to timeout (the node caps it at one minute) for the
-// run with id to be recorded: done says it was, and run is its record;
-// otherwise inFlight is the run as it goes on.
+// WaitRun waits up to timeout (at most one minute, the node's bound: a
+// longer one is asked as one minute) for the run with id to be recorded:
+// done says it was, and run is its record; otherwise inFlight is the run
+// as it goes on.
 func (c *Client) WaitRun(ctx context.Context, id string, timeout time.Duration) (run Run, inFlight RunInFlight, done bool, err error) {
+	timeout = min(max(timeout, 0), time.Minute)
 	var r WaitResult
 	path := "/v1/runs/" + url.PathEscape(id) + "/wait?timeout=" + strconv.FormatInt(timeout.Milliseconds(), 10) + "ms"
 	if err := c.do(ctx, http.MethodGet, path, "", nil, &r); err != nil {
