@@ -18,9 +18,10 @@ import (
 // streams and its end. The process driver's jails are Procs; the docker
 // driver's containers and exec sessions are too.
 type Proc interface {
-	// Stdin is the worker's standard input. When it also has
-	// SetWriteDeadline(time.Time) error, large writes are bounded by the
-	// invocation's deadline.
+	// Stdin is the worker's standard input. Every write to it is bounded
+	// (an invocation's by its deadline): when it also has
+	// SetWriteDeadline(time.Time) error, by that, else by a timer that
+	// kills the worker.
 	Stdin() io.WriteCloser
 	// Stdout carries the worker's protocol messages. An *os.File (a pipe)
 	// is read with a short spin before each blocking read, which halves a

@@ -26,7 +26,7 @@ import (
 type workerProc struct {
 	proc    Proc
 	stdin   io.WriteCloser
-	stdinDL writeDeadliner // stdin's, or nil: see send
+	stdinDL writeDeadliner // stdin's, or nil: see writeLocked
 	stdout  io.ReadCloser
 	stderr  io.ReadCloser
 	service string
@@ -35,9 +35,13 @@ type workerProc struct {
 	maxLog  int
 	started time.Time
 
-	wmu     sync.Mutex // serialises writes to stdin
-	buf     []byte     // the line being written, under wmu
-	closing bool       // shutdown was sent and stdin closed, under wmu
+	// wlock serialises writes to stdin: a writer takes it by sending,
+	// gives it back by receiving. A channel, not a mutex, so that a writer
+	// can give up at its deadline while another write waits on a worker
+	// that does not read.
+	wlock   chan struct{}
+	buf     []byte      // the line being written, under wlock
+	closing atomic.Bool // shutdown is sent or under way: no invoke follows it
 
 	mu        sync.Mutex
 	calls     map[string]*call
@@ -102,7 +106,14 @@ type reply struct {
 const (
 	killStop   = "stopped with its deployment"
 	killCancel = "an invocation did not stop within %v of its cancel message"
+	killStall  = "it did not read its input for %v"
 )
+
+// controlWait bounds the writes that no invocation's deadline bounds:
+// init, shutdown, and the test and offer requests of request_linux.go.
+// It is the default cancel grace: the worker has as long to take these
+// short lines as it has to answer a cancel.
+const controlWait = DefaultCancelGrace
 
 // startWorker runs the protocol client of a started worker and sends it
 // init. It returns at once; the worker is usable once waitReady returns nil.
@@ -122,6 +133,7 @@ func startWorker(p Proc, service string, logs *sandbox.LogLimiter, maxLine, maxL
 		maxLog:   maxLog,
 		started:  time.Now(),
 		calls:    map[string]*call{},
+		wlock:    make(chan struct{}, 1),
 		readyCh:  make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -144,13 +156,85 @@ func (w *workerProc) waitReady(ctx context.Context) error {
 	}
 }
 
-// write sends one line (which must end in a newline) to the worker.
+// write sends one line (which must end in a newline) to the worker within
+// controlWait.
 func (w *workerProc) write(line []byte) error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
+	return w.writeBy(line, time.Now().Add(controlWait))
+}
+
+// errLate says a line was not written because its time came first, while
+// another write held the worker's input or before the write began: none
+// of it reached the worker.
+var errLate = errors.New("the line's time came before it could be written")
+
+// lock takes the write lock, or gives up and returns false when ctx is
+// done first.
+func (w *workerProc) lock(ctx context.Context) bool {
+	select {
+	case w.wlock <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case w.wlock <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (w *workerProc) unlock() { <-w.wlock }
+
+// writeBy writes line by the time by, waiting for the write lock until
+// then at most.
+func (w *workerProc) writeBy(line []byte, by time.Time) error {
+	ctx, cancel := context.WithDeadline(context.Background(), by)
+	defer cancel()
+	if !w.lock(ctx) {
+		return errLate
+	}
+	defer w.unlock()
+	return w.writeLocked(line, by)
+}
+
+// writeLocked writes line, the write lock held, by the time by (zero: no
+// bound). A worker that stops reading its input fills the pipe (64 KiB),
+// and a write without a bound would then block for ever with the lock
+// held: no cancel, no shutdown, no other invocation would get through. A
+// write the worker does not take by then kills the worker (stall): it
+// broke the protocol, and the rest of a line cut short would run into the
+// next one. Where stdin takes no write deadline, the kill alone ends the
+// write.
+func (w *workerProc) writeLocked(line []byte, by time.Time) error {
+	start := time.Now()
+	if !by.IsZero() && !start.Before(by) {
+		return errLate
+	}
 	w.msgs.sent.Add(1)
+	if w.stdinDL == nil || w.stdinDL.SetWriteDeadline(by) != nil {
+		if !by.IsZero() {
+			t := time.AfterFunc(by.Sub(start), func() { w.stall(time.Since(start)) })
+			defer t.Stop()
+		}
+	}
 	_, err := w.stdin.Write(line)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return w.stall(time.Since(start))
+	}
 	return err
+}
+
+// stall kills a worker that left a write waiting for waited and returns
+// the write's error. Not reading its input is the service's fault, a
+// crash; a worker being shut down is stopped, as Stop would do.
+func (w *workerProc) stall(waited time.Duration) error {
+	why := fmt.Sprintf(killStall, waited.Round(time.Millisecond))
+	if w.closing.Load() {
+		w.kill(killStop, false)
+	} else {
+		w.kill(why, true)
+	}
+	return errors.New(why)
 }
 
 // messageCounts counts a deployment's protocol messages: lines written to
@@ -208,12 +292,18 @@ func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Durati
 	cpu0 := w.cpuMark
 	w.mu.Unlock()
 
-	if err := w.send(ctx, c.id, input); err != nil {
+	if err := w.send(ctx, c.id, input, grace); err != nil {
 		w.finish(c)
-		if errors.Is(err, errShutdown) {
+		switch {
+		case errors.Is(err, errShutdown):
 			// Stop shut the worker down between the reservation and the
 			// write: the worker never saw the invocation.
 			return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "stopped with its deployment"}, sandbox.ErrStopped
+		case errors.Is(err, errLate):
+			// ctx ended while another write held the input: the worker
+			// never saw the invocation and is not to blame.
+			<-ctx.Done()
+			return ctxExit(ctx, w.callLogs(c, "stopped at the deadline"))
 		}
 		w.kill(fmt.Sprintf("write invocation: %v", err), true)
 		<-w.done
@@ -224,10 +314,7 @@ func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Durati
 	case r = <-c.reply:
 	case <-ctx.Done():
 		w.cancel(c, grace)
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return sandbox.Exit{Outcome: sandbox.Timeout, Detail: w.callLogs(c, "stopped at the deadline")}, nil
-		}
-		return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "cancelled"}, ctx.Err()
+		return ctxExit(ctx, w.callLogs(c, "stopped at the deadline"))
 	}
 	var usage sandbox.Usage
 	if cpu := w.proc.CPUTime(); cpu >= 0 {
@@ -270,6 +357,15 @@ func (w *workerProc) invoke(ctx context.Context, input []byte, grace time.Durati
 		*out = append(*out, hops...)
 	}
 	return sandbox.Exit{Outcome: sandbox.OK, Output: r.output, Detail: w.callLogs(c, ""), Usage: usage}, nil
+}
+
+// ctxExit is the exit of an invocation that ctx ended: a deadline is the
+// Timeout outcome with detail, a cancellation ctx's error.
+func ctxExit(ctx context.Context, detail string) (sandbox.Exit, error) {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return sandbox.Exit{Outcome: sandbox.Timeout, Detail: detail}, nil
+	}
+	return sandbox.Exit{Outcome: sandbox.Crashed, Detail: "cancelled"}, ctx.Err()
 }
 
 // speaks says whether the worker answered ready with protocol version v or
@@ -325,12 +421,21 @@ func (w *workerProc) died(e workerExit, logs string) (sandbox.Exit, error) {
 // protocol sends it nothing more.
 var errShutdown = errors.New("the worker was shut down")
 
-// send writes the invoke message for call id.
-func (w *workerProc) send(ctx context.Context, id string, input []byte) error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	if w.closing {
+// send writes the invoke message for call id by ctx's deadline, or grace
+// from now when that is later: a worker that cannot take the line for as
+// long as it may take to answer a cancel is broken (see writeLocked), one
+// that was busy for a moment as the deadline came is not. It waits for the
+// write lock until ctx is done (errLate).
+func (w *workerProc) send(ctx context.Context, id string, input []byte, grace time.Duration) error {
+	if !w.lock(ctx) {
+		return errLate
+	}
+	defer w.unlock()
+	if w.closing.Load() {
 		return errShutdown
+	}
+	if ctx.Err() != nil {
+		return errLate
 	}
 	b := append(w.buf[:0], `{"type":"invoke","id":"`...)
 	b = append(b, id...)
@@ -348,21 +453,22 @@ func (w *workerProc) send(ctx context.Context, id string, input []byte) error {
 	if cap(b) <= 64<<10 {
 		w.buf = b
 	}
-	if len(b) > 64<<10 && w.stdinDL != nil {
-		// A line larger than the pipe may block on a worker that does not
-		// read: bound it by the invocation's deadline.
-		if dl, ok := ctx.Deadline(); ok {
-			_ = w.stdinDL.SetWriteDeadline(dl)
-			defer w.stdinDL.SetWriteDeadline(time.Time{})
+	var by time.Time
+	if dl, ok := ctx.Deadline(); ok {
+		by = time.Now().Add(grace)
+		if dl.After(by) {
+			by = dl
 		}
 	}
-	w.msgs.sent.Add(1)
-	_, err := w.stdin.Write(b)
-	return err
+	return w.writeLocked(b, by)
 }
 
 // cancel sends the cancel message for c and kills the worker unless c ends
-// within grace.
+// within grace. The kill is set first and does not wait for the message,
+// which has the grace to be written: a worker that does not read its
+// input takes neither the message nor another line, and is killed as one
+// that stalled a write. With no grace (command mode) the worker is killed
+// at once and is sent no message.
 func (w *workerProc) cancel(c *call, grace time.Duration) {
 	w.mu.Lock()
 	if _, pending := w.calls[c.id]; pending && !c.cancelled {
@@ -370,15 +476,22 @@ func (w *workerProc) cancel(c *call, grace time.Duration) {
 		w.stuck++
 	}
 	w.mu.Unlock()
-	_ = w.write([]byte(`{"type":"cancel","id":"` + c.id + `"}` + "\n"))
+	var sent atomic.Bool
 	time.AfterFunc(grace, func() {
 		w.mu.Lock()
 		_, pending := w.calls[c.id]
 		w.mu.Unlock()
-		if pending {
+		switch {
+		case !pending:
+		case sent.Load() || grace <= 0:
 			w.kill(fmt.Sprintf(killCancel, grace), false)
+		default:
+			w.stall(grace)
 		}
 	})
+	if grace > 0 && w.writeBy([]byte(`{"type":"cancel","id":"`+c.id+`"}`+"\n"), time.Now().Add(grace)) == nil {
+		sent.Store(true)
+	}
 }
 
 // finish forgets a call that ended without a reply.
@@ -408,21 +521,34 @@ func (w *workerProc) kill(reason string, blame bool) {
 
 // shutdown asks the worker to finish its invocations and exit by by, then
 // closes its standard input: the protocol sends nothing after shutdown, so
-// the worker reads the end of file next. Only the first call sends.
+// the worker reads the end of file next. Only the first call sends. The
+// message has controlWait, or until by when sooner, to be written; a
+// worker that does not take it in time (its input is full, or another
+// write to it is stuck) is killed, so that Stop never waits on it.
 func (w *workerProc) shutdown(by time.Time) {
+	if !w.closing.CompareAndSwap(false, true) {
+		return
+	}
 	msg := `{"type":"shutdown","id":"shutdown"}` + "\n"
 	if !by.IsZero() {
 		msg = fmt.Sprintf(`{"type":"shutdown","id":"shutdown","by":%d}`+"\n", by.UnixMilli())
 	}
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	if w.closing {
+	bound := time.Now().Add(controlWait)
+	if !by.IsZero() && by.Before(bound) {
+		bound = by
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), bound)
+	defer cancel()
+	if !w.lock(ctx) {
+		w.kill(killStop, false)
 		return
 	}
-	w.closing = true
-	w.msgs.sent.Add(1)
-	_, _ = w.stdin.Write([]byte(msg))
+	defer w.unlock()
+	err := w.writeLocked([]byte(msg), bound)
 	_ = w.stdin.Close()
+	if errors.Is(err, errLate) {
+		w.kill(killStop, false) // a stalled write has killed it already
+	}
 }
 
 // stderrBuffer is how much of one line of standard error the driver holds:
