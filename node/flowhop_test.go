@@ -391,12 +391,7 @@ func TestFlowHopsChecked(t *testing.T) {
 	submitTagKeep(t, n)
 	doc := "id: forge\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: b, service: tag, config: {tag: B}}\n  - {id: c, service: keep}\n" +
 		"wires:\n  - {from: a, to: b}\n  - {from: a, to: c}\n"
-	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.op.StartFlow(ctx, "forge"); err != nil {
-		t.Fatal(err)
-	}
+	applyStart(t, n.op, doc)
 	flowRun := node.NewRunID()
 	runA := node.ModuleRunID(flowRun, "a", flowRun)
 	hop := func(module string, emit, wire int) sandbox.Hop {

@@ -1215,12 +1215,7 @@ func (e *flowExec) end(fr *flowRunState) {
 		// out again yet is removed by its sequence: an acknowledgement to
 		// a consumer that is gone gets no answer, and the message would
 		// run again.
-		fr.mu.Lock()
-		newest := fr.qm
-		if k := len(fr.again); k > 0 {
-			newest = fr.again[k-1]
-		}
-		fr.mu.Unlock()
+		newest := fr.newest()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		remove := newest.Done
 		if !newest.From(q) {
@@ -1263,17 +1258,22 @@ func (e *flowExec) unsettle(fr *flowRunState) {
 	delete(e.active, fr.rec.ID)
 	q := e.q
 	e.mu.Unlock()
-	fr.mu.Lock()
-	newest := fr.qm
-	if k := len(fr.again); k > 0 {
-		newest = fr.again[k-1]
-	}
-	fr.mu.Unlock()
-	if newest.From(q) {
+	if newest := fr.newest(); newest.From(q) {
 		if err := newest.Retry(unsettledRetry); err != nil {
 			e.log.Warn("flow run not settled, and its message not handed back to the queue: it runs again when the queue is opened again", "flow_run", fr.rec.ID, logErr, err)
 		}
 	}
+}
+
+// newest is fr's newest delivery: one handed out again by the queue
+// opened again (reopen) is the one its consumer holds.
+func (fr *flowRunState) newest() store.QueuedFlowMessage {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	if k := len(fr.again); k > 0 {
+		return fr.again[k-1]
+	}
+	return fr.qm
 }
 
 // putFlowRun records rec, retrying for up to 30 s: a stream of a cluster

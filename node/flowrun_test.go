@@ -76,6 +76,37 @@ func submitFlowServices(t *testing.T, n *testNode) {
 const flowV1 = "id: line\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: b, service: check}\n  - {id: c, service: keep}\n" +
 	"wires:\n  - {from: a, to: b}\n  - {from: b, to: c}\n"
 
+// applyStart applies the flow doc through c and starts it.
+func applyStart(t *testing.T, c *api.Client, doc string) {
+	t.Helper()
+	ctx := context.Background()
+	a, err := c.ApplyFlow(ctx, "application/yaml", []byte(doc), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartFlow(ctx, a.Flow.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// holdWindow waits until module 0 of flow id holds a full window of
+// messages at its breakpoint.
+func holdWindow(t *testing.T, n *testNode, id string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		f, err := n.op.Flow(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Modules[0].Waiting == node.FlowWindow {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s holds not the window's %d messages after 30 s: %+v", f.Modules[0].ID, node.FlowWindow, f.Modules[0])
+		}
+	}
+}
+
 // seen is the keep service's state: the messages it got, in order.
 func seen(t *testing.T, n *testNode) []string {
 	t.Helper()
@@ -1226,12 +1257,7 @@ func TestFlowUnrecordedRunsAgain(t *testing.T) {
 	requireProcess(t, n)
 	submitTagKeep(t, n)
 	doc := "id: unrec\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: c, service: keep}\nwires:\n  - {from: a, to: c}\n"
-	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.op.StartFlow(ctx, "unrec"); err != nil {
-		t.Fatal(err)
-	}
+	applyStart(t, n.op, doc)
 	var refused atomic.Int32
 	node.FailFlowRuns(n.Node, func(r store.FlowRun) error {
 		if r.Flow != "unrec" {
@@ -1292,12 +1318,7 @@ func TestFlowServiceOwnerChanged(t *testing.T) {
 		}
 	}
 	doc := "id: owned\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: c, service: keep}\nwires:\n  - {from: a, to: c}\n"
-	if _, err := alice.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.StartFlow(ctx, "owned"); err != nil {
-		t.Fatal(err)
-	}
+	applyStart(t, alice, doc)
 	if r, err := alice.FireFlow(ctx, "owned", api.FlowFireRequest{Message: json.RawMessage(`{"n":1}`), Wait: "1m"}); err != nil || r.Outcome != "ok" {
 		t.Fatalf("first fire = %+v, %v", r, err)
 	}
@@ -1331,12 +1352,7 @@ func TestFlowErrorLoopBound(t *testing.T) {
 	submitFlowServices(t, n)
 	doc := "id: eloop\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: b, service: check}\n" +
 		"wires:\n  - {from: a, to: b}\n  - {from: \"b:error\", to: a, loop: 2}\n"
-	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.op.StartFlow(ctx, "eloop"); err != nil {
-		t.Fatal(err)
-	}
+	applyStart(t, n.op, doc)
 	r, err := n.op.FireFlow(ctx, "eloop", api.FlowFireRequest{Message: json.RawMessage(`{"n":7}`), Wait: "1m"})
 	if err != nil {
 		t.Fatal(err)
@@ -1365,12 +1381,7 @@ func TestFlowEndsAfterReopen(t *testing.T) {
 	requireProcess(t, n)
 	submitTagKeep(t, n)
 	doc := "id: again\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n  - {id: c, service: keep}\nwires:\n  - {from: a, to: c}\n"
-	if _, err := n.op.ApplyFlow(ctx, "application/yaml", []byte(doc), false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.op.StartFlow(ctx, "again"); err != nil {
-		t.Fatal(err)
-	}
+	applyStart(t, n.op, doc)
 	if _, err := n.op.SetBreakpoint(ctx, "again", "a", true); err != nil {
 		t.Fatal(err)
 	}
@@ -1381,18 +1392,7 @@ func TestFlowEndsAfterReopen(t *testing.T) {
 		}
 		want = append(want, fmt.Sprintf("%d:flow/a/A", i+1))
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		f, err := n.op.Flow(ctx, "again")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.Modules[0].Waiting == node.FlowWindow {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a holds not the window's %d messages after 30 s: %+v", node.FlowWindow, f.Modules[0])
-		}
-	}
+	holdWindow(t, n, "again")
 	if !node.ReopenFlowQueue(n.Node, "again") {
 		t.Fatal("the flow's queue was not opened again")
 	}
@@ -1460,18 +1460,7 @@ func TestFlowLostDelivery(t *testing.T) {
 			want = append(want, fmt.Sprintf("%d:flow/a/A", next+1))
 			next++
 		}
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			f, err := n.op.Flow(ctx, "lose")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if f.Modules[0].Waiting == node.FlowWindow {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("a holds not the window's %d messages after 30 s: %+v", node.FlowWindow, f.Modules[0])
-			}
-		}
+		holdWindow(t, n, "lose")
 		lost, err := node.LoseFlowMessage(ctx, n.Node, "lose", func() {
 			if _, err := n.op.SetBreakpoint(ctx, "lose", "a", false); err != nil {
 				t.Error(err)
