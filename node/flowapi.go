@@ -363,14 +363,10 @@ func (n *Node) SetBreakpoint(ctx context.Context, p server.Principal, id, module
 	return n.Flow(ctx, p, id)
 }
 
-// StepFlow implements server.FlowRunner (singleStepFlow): each message
-// held at a breakpoint of the running flow goes one module further.
-func (n *Node) StepFlow(ctx context.Context, p server.Principal, id string) (api.FlowStepResult, error) {
-	if r, done, err := forwardFlow[api.FlowStepResult](ctx, n, p, flowCall{Op: "step", ID: id}); done {
-		return r, err
-	}
-	// A step runs on this exec to its end: no update or stop swaps it
-	// meanwhile.
+// stepping is running flow id's exec for a single step by p, counted in
+// its workers (e.wg) under the flow lock, which every stop holds: the
+// stop that ends it waits for the step.
+func (n *Node) stepping(ctx context.Context, p server.Principal, id string) (*flowExec, error) {
 	n.flowsMu.Lock()
 	defer n.flowsMu.Unlock()
 	r, err := n.ownedFlow(ctx, p, id)
@@ -384,6 +380,25 @@ func (n *Node) StepFlow(ctx context.Context, p server.Principal, id string) (api
 	case len(r.Breakpoints) == 0:
 		return nil, server.Errorf(server.ErrConflict, "flow %s has no breakpoint, so nothing is held to step: set one first (andromeda flow break %s/MODULE)", id, id)
 	}
+	e.wg.Add(1)
+	return e, nil
+}
+
+// StepFlow implements server.FlowRunner (singleStepFlow): each message
+// held at a breakpoint of the running flow goes one module further.
+func (n *Node) StepFlow(ctx context.Context, p server.Principal, id string) (api.FlowStepResult, error) {
+	if r, done, err := forwardFlow[api.FlowStepResult](ctx, n, p, flowCall{Op: "step", ID: id}); done {
+		return r, err
+	}
+	e, err := n.stepping(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	// The step holds the exec as its workers do, not the node's flow
+	// lock: a module run that waits (its service not deployed here yet, a
+	// page away) must not keep every flow's apply, start and stop
+	// waiting. A stop waits for the step, and halts its module runs.
+	defer e.wg.Done()
 	out := api.FlowStepResult{}
 	for module, runs := range e.singleStep() {
 		ms := api.FlowModuleStep{InputStates: []json.RawMessage{}, OutputStates: [][]api.FlowStepOutput{}, Errors: []string{}, Runs: []string{}}

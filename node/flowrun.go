@@ -347,8 +347,12 @@ func (n *Node) stopFlow(id string, drain bool) {
 }
 
 // stopFlows stops every running flow without waiting for flow runs: the
-// node is closing; what did not end runs again at its next start.
+// node is closing; what did not end runs again at its next start. It
+// holds the flow lock, as every stop does (a start, a claim or a step
+// does not slip in beside it).
 func (n *Node) stopFlows() error {
+	n.flowsMu.Lock()
+	defer n.flowsMu.Unlock()
 	n.flows.mu.Lock()
 	ids := make([]string, 0, len(n.flows.running))
 	for id := range n.flows.running {

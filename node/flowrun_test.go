@@ -1340,6 +1340,74 @@ func TestFlowServiceOwnerChanged(t *testing.T) {
 	}
 }
 
+// TestFlowStepDoesNotHoldFlows: a single step whose module run waits (its
+// service busy to its concurrency bound) keeps no other flow operation
+// waiting: another flow is applied and started meanwhile.
+func TestFlowStepDoesNotHoldFlows(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	n := startNode(t)
+	requireProcess(t, n)
+	slow := `exports.decide = async (ctx) => { await new Promise((r) => setTimeout(r, (ctx.message && ctx.message.sleep) || 0)); return { noop: 'slept' }; };`
+	if _, err := n.op.Submit(ctx, pack(t, statelessService(t, "slow", "node", slow, 1))); err != nil {
+		t.Fatal(err)
+	}
+	applyStart(t, n.op, "id: busy\nversion: 1.0.0\nmodules:\n  - {id: a, service: slow}\n")
+	if _, err := n.op.SetBreakpoint(ctx, "busy", "a", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.op.FireFlow(ctx, "busy", api.FlowFireRequest{Message: json.RawMessage(`{"n":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		f, err := n.op.Flow(ctx, "busy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Modules[0].Waiting == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a holds no message after 30 s")
+		}
+	}
+	// slow's one slot, taken for 8 s by a fire of its own.
+	fired := make(chan error, 1)
+	go func() {
+		_, err := n.op.Fire(ctx, "slow", json.RawMessage(`{"sleep":8000}`))
+		fired <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	stepped := make(chan error, 1)
+	go func() {
+		_, err := n.op.StepFlow(ctx, "busy")
+		stepped <- err
+	}()
+	time.Sleep(500 * time.Millisecond) // the step waits for the slot
+	select {
+	case err := <-stepped:
+		t.Fatalf("the step ended while slow's slot was taken: %v", err)
+	default:
+	}
+	// Before, the step held the node's flow lock: this waited for it.
+	start := time.Now()
+	applyStart(t, n.op, "id: other\nversion: 1.0.0\nmodules:\n  - {id: b, service: slow}\n")
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("applying and starting another flow took %v beside a step waiting for a slot (8 s), want it not to wait", took)
+	}
+	select {
+	case err := <-stepped:
+		if err != nil {
+			t.Errorf("step: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("the step did not end once the slot was free")
+	}
+	if err := <-fired; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestFlowErrorLoopBound: a wire from a module's error port marked as a
 // loop keeps its bound like any other: a message that fails at b every
 // time goes round b:error → a twice and then fails its flow run, saying
