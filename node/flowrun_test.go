@@ -1338,6 +1338,13 @@ func TestFlowServiceOwnerChanged(t *testing.T) {
 	if runs, err := bob.Runs(ctx, "keep", 10); err != nil || len(runs) != 0 {
 		t.Errorf("bob's keep ran %d times (%v), want none of alice's messages: %+v", len(runs), err, runs)
 	}
+	// Nor do the name's reports show him alice's runs of it.
+	if u, err := bob.Usage(ctx, "keep", time.Time{}); err != nil || len(u.Records) != 0 || u.Totals.Runs != 0 {
+		t.Errorf("bob's usage of keep = %d records, %d runs (%v), want none of alice's", len(u.Records), u.Totals.Runs, err)
+	}
+	if w, err := bob.Why(ctx, "keep", time.Time{}); err != nil || len(w.Evaluations) != 0 {
+		t.Errorf("bob's why of keep = %d evaluations (%v), want none of alice's runs", len(w.Evaluations), err)
+	}
 }
 
 // TestFlowStepDoesNotHoldFlows: a single step whose module run waits (its

@@ -68,6 +68,9 @@ func (n *Node) Usage(ctx context.Context, p server.Principal, service string, si
 			return api.UsageReport{}, err
 		}
 		for _, r := range page.Runs {
+			if !p.Operator() && r.Owner != p.Name {
+				continue // a reused name's runs of its earlier owner
+			}
 			if r.Driver == "" {
 				rep.Unsigned++
 				continue

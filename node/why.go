@@ -54,6 +54,9 @@ func (n *Node) Why(ctx context.Context, p server.Principal, service string, sinc
 			return api.Why{}, err
 		}
 		for _, r := range page.Runs {
+			if !p.Operator() && r.Owner != p.Name {
+				continue // a reused name's runs of its earlier owner
+			}
 			if len(w.Evaluations) == api.MaxWhy {
 				w.Truncated = true
 				break
