@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -221,4 +222,23 @@ func FailFlowRuns(n *Node, f func(store.FlowRun) error) {
 		return
 	}
 	n.flowRunFault.Store(&f)
+}
+
+// LoseContextWrite makes running flow's context bookkeeping hold a write
+// the store refused for a conflict and a later one it stored, as a
+// conflict followed by a stored write leaves it, and says what a flow run
+// waiting for each is told.
+func LoseContextWrite(n *Node, flowID string) (lost, later error) {
+	n.flowsMu.Lock()
+	e := n.runningFlow(flowID)
+	n.flowsMu.Unlock()
+	fc := &e.fctx
+	fc.mu.Lock()
+	from := max(fc.stored, fc.lost)
+	fc.applied += 2
+	lostW, laterW := fc.applied-1, fc.applied
+	fc.drop(from, lostW, fmt.Errorf("flow_context: written meanwhile by another writer (test): %w", errContextConflict))
+	fc.stored = laterW
+	fc.mu.Unlock()
+	return e.contextStored(lostW), e.contextStored(laterW)
 }

@@ -43,10 +43,44 @@ type flowContext struct {
 	c       store.FlowContext
 	size    int    // c's values' JSON size (entries, without separators)
 	applied uint64 // writes applied to c, counted from 1
-	stored  uint64 // the last of them stored (those before it too)
+	stored  uint64 // the last of them stored (and those before it, but the lost)
 	lost    uint64 // the last of them the store did not take
 	lostErr error
+	// dropped are the writes the store did not take, each range with
+	// why: a write lost is never reported stored because a later one was.
+	// The newest maxDropped ranges are kept (each is a store failure,
+	// logged, and a flow run waits for its write within its own run).
+	dropped []droppedWrites
 	writing bool // a writer goroutine runs
+}
+
+// droppedWrites are the writes numbered after from, up to to, that the
+// store did not take, and why.
+type droppedWrites struct {
+	from, to uint64
+	err      error
+}
+
+// maxDropped bounds flowContext.dropped.
+const maxDropped = 1024
+
+// drop notes writes after from up to to as lost with err.
+func (fc *flowContext) drop(from, to uint64, err error) {
+	fc.lost, fc.lostErr = to, err
+	if len(fc.dropped) == maxDropped {
+		fc.dropped = fc.dropped[1:]
+	}
+	fc.dropped = append(fc.dropped, droppedWrites{from, to, err})
+}
+
+// droppedErr is why write w was lost, or nil.
+func (fc *flowContext) droppedErr(w uint64) error {
+	for _, d := range fc.dropped {
+		if w > d.from && w <= d.to {
+			return d.err
+		}
+	}
+	return nil
 }
 
 // contextSlack is how close to store.MaxFlowContext the tracked size may
@@ -195,14 +229,13 @@ func (e *flowExec) storeContext() {
 			// were made over a context the store no longer holds. Their
 			// flow runs fail, and the flow goes on from the stored one.
 			e.log.Error("flow context written meanwhile by another writer: the writes made here since the last one stored are dropped and their flow runs fail", logErr, err)
-			fc.lost = fc.applied
-			fc.lostErr = fmt.Errorf("flow_context: written meanwhile by another writer; this flow run's write was dropped: %w", errContextConflict)
+			fc.drop(max(fc.stored, fc.lost), fc.applied, fmt.Errorf("flow_context: written meanwhile by another writer; this flow run's write was dropped: %w", errContextConflict))
 			if stored != nil {
 				fc.setLocked(*stored)
 			}
 		default:
 			e.log.Error("flow context not stored: the flow runs that wrote it stay queued and run again at the flow's next start", "writes", upTo-max(fc.stored, fc.lost), logErr, err)
-			fc.lost, fc.lostErr = upTo, err
+			fc.drop(max(fc.stored, fc.lost), upTo, err)
 		}
 		fc.cond.Broadcast()
 	}
@@ -247,16 +280,18 @@ func (e *flowExec) contextStored(w uint64) error {
 	fc := &e.fctx
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	for fc.stored < w && fc.lost < w {
+	for {
+		if err := fc.droppedErr(w); err != nil {
+			if errors.Is(err, errContextConflict) {
+				return err
+			}
+			return fmt.Errorf("flow_context: not stored: %w", err)
+		}
+		if fc.stored >= w {
+			return nil
+		}
 		fc.cond.Wait()
 	}
-	if fc.stored >= w {
-		return nil
-	}
-	if errors.Is(fc.lostErr, errContextConflict) {
-		return fc.lostErr
-	}
-	return fmt.Errorf("flow_context: not stored: %w", fc.lostErr)
 }
 
 // flushContext waits until every write applied is stored or lost: a

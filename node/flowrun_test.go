@@ -1415,6 +1415,25 @@ func TestFlowStepDoesNotHoldFlows(t *testing.T) {
 	}
 }
 
+// TestFlowContextLostWrite: a write of the flow context the store did not
+// take (another writer's beat it) is reported lost to its flow run even
+// once a later write is stored: the flow run fails rather than be
+// recorded ok without its write.
+func TestFlowContextLostWrite(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	requireProcess(t, n)
+	submitTagKeep(t, n)
+	applyStart(t, n.op, "id: ctxlost\nversion: 1.0.0\nmodules:\n  - {id: a, service: tag, config: {tag: A}}\n")
+	lost, later := node.LoseContextWrite(n.Node, "ctxlost")
+	if lost == nil || !strings.Contains(lost.Error(), "written meanwhile by another writer") {
+		t.Errorf("the lost write's flow run is told %v, want the conflict", lost)
+	}
+	if later != nil {
+		t.Errorf("the later write's flow run is told %v, want stored", later)
+	}
+}
+
 // TestFlowErrorLoopBound: a wire from a module's error port marked as a
 // loop keeps its bound like any other: a message that fails at b every
 // time goes round b:error → a twice and then fails its flow run, saying
