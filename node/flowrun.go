@@ -1249,7 +1249,11 @@ func (e *flowExec) end(fr *flowRunState) {
 
 // unsettledRetry is how long a message whose flow run ended unrecorded
 // (or was not removed) waits before the queue hands it out again.
-const unsettledRetry = 2 * time.Second
+// unsettledWait is that wait while the store is known not to write.
+const (
+	unsettledRetry = 2 * time.Second
+	unsettledWait  = 30 * time.Second
+)
 
 // unsettle notes that fr ended but was not recorded, or its message not
 // removed: its message, handed out again, is a replay (its module runs
@@ -1262,8 +1266,14 @@ func (e *flowExec) unsettle(fr *flowRunState) {
 	delete(e.active, fr.rec.ID)
 	q := e.q
 	e.mu.Unlock()
+	delay := unsettledRetry
+	if e.n.bus.Health() != nil {
+		// A store known not to write (a full disk): each try would fail
+		// and log again; wait longer between them.
+		delay = unsettledWait
+	}
 	if newest := fr.newest(); newest.From(q) {
-		if err := newest.Retry(unsettledRetry); err != nil {
+		if err := newest.Retry(delay); err != nil {
 			e.log.Warn("flow run not settled, and its message not handed back to the queue: it runs again when the queue is opened again", "flow_run", fr.rec.ID, logErr, err)
 		}
 	}

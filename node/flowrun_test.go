@@ -1300,15 +1300,7 @@ func TestFlowServiceOwnerChanged(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t)
 	requireProcess(t, n)
-	ta, err := n.op.CreateToken(ctx, "alice", api.RoleSubmitter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb, err := n.op.CreateToken(ctx, "bob", api.RoleSubmitter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice, bob := api.NewClient(n.Addr(), ta.Secret), api.NewClient(n.Addr(), tb.Secret)
+	alice, bob := submitter(t, n, "alice"), submitter(t, n, "bob")
 	for _, dir := range []string{
 		nodeService(t, "tag", "{memory: 128Mi, timeout: 10s}", flowTagJS),
 		nodeService(t, "keep", "{memory: 128Mi, timeout: 10s}", flowKeepJS),
