@@ -12,6 +12,7 @@ package pgtest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -72,12 +73,7 @@ func Start(t testing.TB) *Server {
 		s.dir = dir
 	}
 	t.Cleanup(s.remove)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Port = ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	s.Port = freePort(t)
 	pw := filepath.Join(s.dir, "pwfile")
 	if err := os.WriteFile(pw, []byte(Password+"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -85,6 +81,37 @@ func Start(t testing.TB) *Server {
 	s.run("initdb", "-D", s.data(), "-U", "postgres", "--pwfile", pw, "--auth", "scram-sha-256", "--no-sync", "-E", "UTF8", "--locale", "C")
 	s.Start()
 	return s
+}
+
+// freePort returns a free localhost port below the kernel's ephemeral
+// range. A port from that range (what port 0 gives) may be taken while
+// the server is stopped: by any outgoing connection's local end, or by a
+// client retrying against the stopped server that connects to itself,
+// and Start would then fail with "Address already in use".
+func freePort(t testing.TB) int {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	from := max(1024, low-16384)
+	if low-from < 100 {
+		from, low = 1024, 65535 // an odd range: any port, as before
+	}
+	for range 200 {
+		port := from + rand.IntN(low-from)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free port between %d and %d", from, low)
+	return 0
 }
 
 // findBin returns the directory of the newest installed server binaries,
