@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	"github.com/andromeda-runner/andromeda/internal/dockerimg"
 	"github.com/andromeda-runner/andromeda/sandbox"
 	"github.com/andromeda-runner/andromeda/sandbox/process"
+	"github.com/andromeda-runner/andromeda/sandbox/process/lang"
 )
 
 // The escape tests run the probe guest (testdata/probe) in containers of the
@@ -616,6 +618,10 @@ type cutProxy struct {
 	ln      net.Listener
 	conns   map[net.Conn]bool
 	stalled bool // accept connections and answer nothing, as a hung engine
+	// delayCreate holds each container create request this long before
+	// passing it on, as a loaded engine would take to answer it.
+	delayCreate time.Duration
+	held        int // create requests being held
 }
 
 // startCutProxy listens at a new socket in a temporary directory and
@@ -690,7 +696,42 @@ func (p *cutProxy) forward(c net.Conn) {
 		}
 		done <- struct{}{}
 	}
-	go pipe(up, c)
+	go func() {
+		// To the engine: a write holding a create's request line waits
+		// first (a request's head is one write of the client).
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := c.Read(buf)
+			if n > 0 {
+				p.mu.Lock()
+				delay := p.delayCreate
+				p.mu.Unlock()
+				hold := delay > 0 && bytes.Contains(buf[:n], []byte("/containers/create"))
+				if hold {
+					p.mu.Lock()
+					p.held++
+					p.mu.Unlock()
+					time.Sleep(delay)
+				}
+				_, werr := up.Write(buf[:n])
+				if hold {
+					p.mu.Lock()
+					p.held--
+					p.mu.Unlock()
+				}
+				if werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		if cw, ok := up.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		done <- struct{}{}
+	}()
 	go pipe(c, up)
 	<-done
 	<-done
@@ -996,6 +1037,42 @@ func TestEscapeVolumes(t *testing.T) {
 			t.Errorf("the volume's host directory holds %v after the deploy: the engine made the relay's mount points in it", names)
 		}
 	})
+}
+
+// TestStopWaitsForCutCreate: a call whose deadline ends while the engine
+// is still creating its container leaves that create running, and the
+// container it makes is removed in the background; Stop returns only once
+// that is done, so no container of a stopped deployment is left behind
+// it. The engine's creates are held 1.5 s by a proxy, as on a loaded
+// engine.
+func TestStopWaitsForCutCreate(t *testing.T) {
+	dir, entry := archiveGuest(t, lang.Python)
+	proxy := startCutProxy(t, escapeEngineSocket(t))
+	cfg := archiveConfig(t, lang.Python)
+	cfg.Host = "unix://" + proxy.path
+	d := newDriver(t, cfg)
+	dep := deploy(t, d, sandbox.Spec{Service: "cut-create", Dir: dir, Entry: entry, Language: lang.Python, Mode: sandbox.ModeCommand})
+	proxy.mu.Lock()
+	proxy.delayCreate = 1500 * time.Millisecond
+	proxy.mu.Unlock()
+	r, err := sandbox.CallRaw(context.Background(), dep, input(t, "", map[string]any{"do": "spin"}), 100*time.Millisecond)
+	if err != nil || r.Outcome != sandbox.Timeout {
+		t.Fatalf("outcome %s, error %v, want a timeout", r.Outcome, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := dep.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	proxy.mu.Lock()
+	held := proxy.held
+	proxy.mu.Unlock()
+	if held > 0 {
+		t.Errorf("Stop returned while the engine had yet to receive %d create(s) of the deployment", held)
+	}
+	if left := containers(t, d, LabelService+"=cut-create"); len(left) > 0 {
+		t.Errorf("containers after Stop: %v", left)
+	}
 }
 
 // TestEscapeEngineGoneErrors checks what the errors of Deploy and Reap say
