@@ -411,11 +411,19 @@ func (n *Node) catchUp(d *deployed, now time.Time) {
 }
 
 // recordMissed records the ticks of plan that do not run as one skipped
-// run of trigger i, at the newest due tick, saying how many fell due,
-// when, and what catch_up did about them. A plan that runs every due
-// tick records nothing.
+// run of trigger i, at the newest of them (a tick that runs has its own
+// record), saying how many fell due, when, and what catch_up did about
+// them. A plan that runs every due tick records nothing. In a cluster the
+// record's tick is claimed like a tick that fires: the node the service
+// moved from may still have fired it after the catch-up was planned
+// (claims are read before the plan, and a hand-over lets both nodes run
+// the service for a moment), and a tick has one record.
 func (n *Node) recordMissed(d *deployed, i int, plan trigger.CatchUpPlan, now time.Time) {
 	if plan.Missed == 0 {
+		return
+	}
+	if !n.claimTick(trigger.Event{Service: d.rec.Name, Trigger: trigger.Name(i), Kind: trigger.KindCron, At: plan.MissedLast.UTC()}) {
+		n.log.Info("catch-up: missed ticks not recorded: the newest of them was fired or recorded by another node of the cluster", logService, d.rec.Name, logTrigger, trigger.Name(i), "tick", plan.MissedLast.UTC())
 		return
 	}
 	policy := catchUpPolicy(d, i)
@@ -435,7 +443,7 @@ func (n *Node) recordMissed(d *deployed, i int, plan trigger.CatchUpPlan, now ti
 	}
 	run := store.Run{
 		ID: newRunID(), Service: d.rec.Name, Version: d.rec.Version, Owner: d.rec.Owner,
-		Trigger: contract.Trigger{Kind: trigger.KindCron, Name: trigger.Name(i), At: plan.Last.UTC().Format(time.RFC3339Nano)},
+		Trigger: contract.Trigger{Kind: trigger.KindCron, Name: trigger.Name(i), At: plan.MissedLast.UTC().Format(time.RFC3339Nano)},
 		Start:   now.UTC(),
 		Outcome: string(sandbox.Skipped),
 		Noop:    reason,

@@ -41,8 +41,11 @@ type CatchUpPlan struct {
 	First, Last time.Time
 	// Run are the ticks to run now, oldest first.
 	Run []time.Time
-	// Missed counts the due ticks not run: Due - len(Run).
-	Missed int
+	// Missed counts the due ticks not run: Due - len(Run); MissedLast is
+	// the newest of them (zero when Missed is zero), the trigger time of
+	// the record that says they were missed: a tick has one record.
+	Missed     int
+	MissedLast time.Time
 	// Capped is set when the walk of a cron expression stopped counting at
 	// 2^20 ticks: Due is then a lower bound.
 	Capped bool
@@ -90,6 +93,9 @@ func PlanCatchUp(sp Spec, policy CatchUp, loc *time.Location, last, now time.Tim
 		p.First = e.next.In(loc)
 		p.Last = e.next.Add(time.Duration(n-1) * e.every).In(loc)
 		k := min(int64(keep), n)
+		if n > k {
+			p.MissedLast = e.next.Add(time.Duration(n-k-1) * e.every).In(loc)
+		}
 		for j := n - k; j < n; j++ {
 			p.Run = append(p.Run, e.next.Add(time.Duration(j)*e.every).In(loc))
 		}
@@ -109,13 +115,15 @@ func PlanCatchUp(sp Spec, policy CatchUp, loc *time.Location, last, now time.Tim
 			}
 			p.Last = at.In(loc)
 			p.Due++
-			if keep > 0 {
-				if len(ring) < keep {
-					ring = append(ring, at)
-				} else {
-					ring[head] = at
-					head = (head + 1) % keep
-				}
+			switch {
+			case keep == 0:
+				p.MissedLast = at.In(loc)
+			case len(ring) < keep:
+				ring = append(ring, at)
+			default:
+				p.MissedLast = ring[head].In(loc) // out of the ring: missed
+				ring[head] = at
+				head = (head + 1) % keep
 			}
 		}
 		for j := range ring {

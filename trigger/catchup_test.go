@@ -27,19 +27,22 @@ func TestPlanCatchUp(t *testing.T) {
 		first  time.Time
 		lastAt time.Time
 		run    []time.Time
+		// missed is the newest tick not run (the missed record's
+		// trigger time); nil: none.
+		missed []time.Time
 	}{
-		{"interval skip", every, CatchUp{}, last, t0.Add(3500 * time.Millisecond), 3, ts(1)[0], ts(3)[0], nil},
-		{"interval once", every, CatchUp{Policy: CatchUpOnce}, last, t0.Add(3 * time.Second), 3, ts(1)[0], ts(3)[0], ts(3)},
-		{"interval all within limit", every, CatchUp{Policy: CatchUpAll, Limit: 10}, last, t0.Add(3 * time.Second), 3, ts(1)[0], ts(3)[0], ts(1, 2, 3)},
-		{"interval all over limit keeps the newest", every, CatchUp{Policy: CatchUpAll, Limit: 2}, last, t0.Add(5 * time.Second), 5, ts(1)[0], ts(5)[0], ts(4, 5)},
-		{"interval nothing due", every, CatchUp{Policy: CatchUpOnce}, last, t0.Add(999 * time.Millisecond), 0, time.Time{}, time.Time{}, nil},
-		{"anchored interval counts from the anchor", Spec{Kind: KindCron, Every: 10 * time.Second, Anchor: t0.Add(-5 * time.Second)}, CatchUp{Policy: CatchUpAll, Limit: 5}, last, t0.Add(30 * time.Second), 3, ts(5)[0], ts(25)[0], ts(5, 15, 25)},
-		{"expression skip", expr, CatchUp{Policy: CatchUpSkip}, last, t0.Add(9 * time.Second), 4, ts(2)[0], ts(8)[0], nil},
-		{"expression once", expr, CatchUp{Policy: CatchUpOnce}, last, t0.Add(9 * time.Second), 4, ts(2)[0], ts(8)[0], ts(8)},
-		{"expression all over limit keeps the newest in order", expr, CatchUp{Policy: CatchUpAll, Limit: 3}, last, t0.Add(11 * time.Second), 5, ts(2)[0], ts(10)[0], ts(6, 8, 10)},
-		{"zero last plans nothing", every, CatchUp{Policy: CatchUpAll, Limit: 3}, time.Time{}, t0.Add(time.Hour), 0, time.Time{}, time.Time{}, nil},
-		{"last after now plans nothing", every, CatchUp{Policy: CatchUpOnce}, t0.Add(time.Hour), t0, 0, time.Time{}, time.Time{}, nil},
-		{"not cron", Spec{Kind: KindEvent, Topic: "a.b"}, CatchUp{Policy: CatchUpOnce}, last, t0.Add(time.Hour), 0, time.Time{}, time.Time{}, nil},
+		{"interval skip", every, CatchUp{}, last, t0.Add(3500 * time.Millisecond), 3, ts(1)[0], ts(3)[0], nil, ts(3)},
+		{"interval once", every, CatchUp{Policy: CatchUpOnce}, last, t0.Add(3 * time.Second), 3, ts(1)[0], ts(3)[0], ts(3), ts(2)},
+		{"interval all within limit", every, CatchUp{Policy: CatchUpAll, Limit: 10}, last, t0.Add(3 * time.Second), 3, ts(1)[0], ts(3)[0], ts(1, 2, 3), nil},
+		{"interval all over limit keeps the newest", every, CatchUp{Policy: CatchUpAll, Limit: 2}, last, t0.Add(5 * time.Second), 5, ts(1)[0], ts(5)[0], ts(4, 5), ts(3)},
+		{"interval nothing due", every, CatchUp{Policy: CatchUpOnce}, last, t0.Add(999 * time.Millisecond), 0, time.Time{}, time.Time{}, nil, nil},
+		{"anchored interval counts from the anchor", Spec{Kind: KindCron, Every: 10 * time.Second, Anchor: t0.Add(-5 * time.Second)}, CatchUp{Policy: CatchUpAll, Limit: 5}, last, t0.Add(30 * time.Second), 3, ts(5)[0], ts(25)[0], ts(5, 15, 25), nil},
+		{"expression skip", expr, CatchUp{Policy: CatchUpSkip}, last, t0.Add(9 * time.Second), 4, ts(2)[0], ts(8)[0], nil, ts(8)},
+		{"expression once", expr, CatchUp{Policy: CatchUpOnce}, last, t0.Add(9 * time.Second), 4, ts(2)[0], ts(8)[0], ts(8), ts(6)},
+		{"expression all over limit keeps the newest in order", expr, CatchUp{Policy: CatchUpAll, Limit: 3}, last, t0.Add(11 * time.Second), 5, ts(2)[0], ts(10)[0], ts(6, 8, 10), ts(4)},
+		{"zero last plans nothing", every, CatchUp{Policy: CatchUpAll, Limit: 3}, time.Time{}, t0.Add(time.Hour), 0, time.Time{}, time.Time{}, nil, nil},
+		{"last after now plans nothing", every, CatchUp{Policy: CatchUpOnce}, t0.Add(time.Hour), t0, 0, time.Time{}, time.Time{}, nil, nil},
+		{"not cron", Spec{Kind: KindEvent, Topic: "a.b"}, CatchUp{Policy: CatchUpOnce}, last, t0.Add(time.Hour), 0, time.Time{}, time.Time{}, nil, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,6 +52,13 @@ func TestPlanCatchUp(t *testing.T) {
 			}
 			if p.Due != tc.due || !p.First.Equal(tc.first) || !p.Last.Equal(tc.lastAt) {
 				t.Errorf("due %d from %v to %v, want %d from %v to %v", p.Due, p.First, p.Last, tc.due, tc.first, tc.lastAt)
+			}
+			var missed time.Time
+			if tc.missed != nil {
+				missed = tc.missed[0]
+			}
+			if !p.MissedLast.Equal(missed) || (p.Missed == 0) != missed.IsZero() {
+				t.Errorf("%d missed, the newest %v; want the newest %v", p.Missed, p.MissedLast, missed)
 			}
 			if len(p.Run) != len(tc.run) {
 				t.Fatalf("run %v, want %v", p.Run, tc.run)
