@@ -34,9 +34,13 @@ type FileInfo struct {
 }
 
 // Listing is a directory of a volume and its entries, sorted by name.
+// A directory of more entries than one answer holds (10,000) lists its
+// first by name, with Truncated set and Total counting them all.
 type Listing struct {
-	Path    string     `json:"path"`
-	Entries []FileInfo `json:"entries"`
+	Path      string     `json:"path"`
+	Entries   []FileInfo `json:"entries"`
+	Total     int        `json:"total"`
+	Truncated bool       `json:"truncated,omitempty"`
 }
 
 // FileTypeHeader is the header a files GET answers with: "file" with the

@@ -175,7 +175,7 @@ func (n *Node) OpenFile(ctx context.Context, p server.Principal, service, guestP
 	if total > len(names) {
 		n.log.Warn("directory listing cut", logService, service, "path", f.path, "entries", total, "listed", len(names))
 	}
-	l := &api.Listing{Path: f.path, Entries: []api.FileInfo{}}
+	l := &api.Listing{Path: f.path, Entries: []api.FileInfo{}, Total: total, Truncated: total > len(names)}
 	for _, name := range names {
 		est, err := f.root.Lstat(path.Join(f.rel, name))
 		if err != nil {

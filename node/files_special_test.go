@@ -81,8 +81,8 @@ func TestFilesSpecial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(l.Entries) != listLimit {
-		t.Fatalf("ListFiles(/out/many) = %d entries, want %d", len(l.Entries), listLimit)
+	if len(l.Entries) != listLimit || !l.Truncated || l.Total != listLimit+50 {
+		t.Fatalf("ListFiles(/out/many) = %d entries, truncated %v, total %d; want %d, truncated, of %d", len(l.Entries), l.Truncated, l.Total, listLimit, listLimit+50)
 	}
 	first, last := l.Entries[0].Name, l.Entries[listLimit-1].Name
 	if want := fmt.Sprintf("f%05d", listLimit-1); first != "f00000" || last != want {

@@ -93,6 +93,10 @@ func (env *cli) copyOut(ctx context.Context, c *api.Client, cf *clientFlags, ser
 	var done []api.FileInfo
 	var walk func(l api.Listing, into string) error
 	walk = func(l api.Listing, into string) error {
+		if l.Truncated {
+			// A copy missing entries would look whole.
+			return fmt.Errorf("%s holds %d entries, more than the node lists (%d): copy its subdirectories or files one by one", l.Path, l.Total, len(l.Entries))
+		}
 		if err := os.MkdirAll(into, 0o755); err != nil {
 			return err
 		}
@@ -254,4 +258,7 @@ func printListing(w io.Writer, l api.Listing) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", e.Type, e.Size, e.Modified.Local().Format(time.DateTime), e.Name)
 	}
 	tw.Flush()
+	if l.Truncated {
+		fmt.Fprintf(w, "(the first %d of %d entries, by name)\n", len(l.Entries), l.Total)
+	}
 }

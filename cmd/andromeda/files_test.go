@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,6 +68,22 @@ func TestFilesCLI(t *testing.T) {
 	}
 	must("beta!", "cp", "keeper:/out/b.txt", "-")
 	must("removed keeper:/out/b.txt", "files", "keeper:/out/b.txt", "--rm")
+
+	// A directory of more entries than the node lists: ls says so, and a
+	// copy of it is refused rather than made without the rest.
+	many := filepath.Join(env["ANDROMEDA_DATA"], "volumes", "keeper", "out", "many")
+	if err := os.MkdirAll(many, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10005 {
+		if err := os.WriteFile(filepath.Join(many, fmt.Sprintf("f%05d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must("(the first 10000 of 10005 entries, by name)", "files", "keeper:/out/many")
+	if _, _, err := runCLI(t, env, "cp", "keeper:/out/", filepath.Join(local, "cut")); err == nil || !strings.Contains(err.Error(), "/out/many holds 10005 entries, more than the node lists (10000)") {
+		t.Errorf("cp of a directory holding a listing cut short = %v, want refused", err)
+	}
 
 	for _, tc := range []struct {
 		args []string
