@@ -36,6 +36,7 @@ type controller struct {
 type cgroups struct {
 	ctl   map[string]controller
 	notes []string
+	swap  string // swapNote's, also among notes; "" when limits hold swap
 }
 
 // mountInfo is one line of /proc/self/mountinfo that is a cgroup file system.
@@ -116,6 +117,11 @@ func detectCgroups(parent string) *cgroups {
 			cg.notes = append(cg.notes, fmt.Sprintf("cgroups: no usable %s controller on this host", name))
 		}
 	}
+	if c, ok := cg.ctl[ctlMemory]; ok {
+		if cg.swap = swapNote(hostSwap(), c); cg.swap != "" {
+			cg.notes = append(cg.notes, cg.swap)
+		}
+	}
 	seen := map[string]bool{}
 	for _, c := range cg.ctl {
 		if !seen[c.parent] {
@@ -124,6 +130,41 @@ func detectCgroups(parent string) *cgroups {
 		}
 	}
 	return cg
+}
+
+// swapNote says, when the host has swap (swap bytes of it) and the
+// memory controller c cannot limit a cgroup's swap, that a memory limit
+// holds resident memory only: a worker at its limit swaps rather than
+// being killed. "" when limits include swap, or there is none.
+func swapNote(swap int64, c controller) string {
+	file := "memory.memsw.limit_in_bytes" // v1: only with swapaccount=1
+	if c.v2 {
+		file = "memory.swap.max" // v2: only with swap accounting built in
+	}
+	if _, err := os.Stat(filepath.Join(c.parent, file)); swap <= 0 || err == nil {
+		return ""
+	}
+	return fmt.Sprintf("cgroup memory: this host has %d MiB of swap and its cgroups do not account it (no %s): a memory limit caps resident memory only, and a worker past it swaps instead of being killed", swap>>20, file)
+}
+
+// hostSwap is the host's swap in bytes (SwapTotal in /proc/meminfo); 0
+// when it has none or it cannot be read.
+func hostSwap() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "SwapTotal:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				return 0
+			}
+			kb, _ := strconv.ParseInt(f[0], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // describe is one line per controller for the offer's notes.

@@ -49,6 +49,9 @@ func Probe(cfg Config) *Host {
 	}
 	if h.ns.root {
 		h.cg = detectCgroups(cfg.CgroupParent)
+		if h.cg.swap != "" {
+			cfg.Logger.Warn("process driver: " + h.cg.swap)
+		}
 	} else {
 		h.cg = &cgroups{ctl: map[string]controller{}, notes: []string{"cgroups: the node is not root and cannot create cgroups; memory, pids and cpu limits do not hold"}}
 	}
