@@ -90,7 +90,7 @@ func (d *deployment) newWorker(ctx context.Context) (*workerProc, error) {
 		return nil, spawnError{err}
 	}
 	d.spawned.Add(1)
-	w := startWorker(p, d.name, d.limiter(), d.cfg.MaxLine, d.cfg.MaxLog, d.capacity, d.init, d.answered, d.died, &d.msgs)
+	w := startWorker(p, d.name, d.limiter(), d.cfg.MaxLine, d.cfg.MaxLog, d.capacity, d.cfg.CancelGrace, d.init, d.answered, d.died, &d.msgs)
 	d.mu.Lock()
 	d.live[w] = struct{}{}
 	d.starting++

@@ -30,6 +30,7 @@ type workerProc struct {
 	stdout  io.ReadCloser
 	stderr  io.ReadCloser
 	service string
+	grace   time.Duration       // bounds the writes no invocation's deadline bounds
 	logs    *sandbox.LogLimiter // the deployment's; nil drops the guest's lines
 	maxLine int
 	maxLog  int
@@ -109,16 +110,19 @@ const (
 	killStall  = "it did not read its input for %v"
 )
 
-// controlWait bounds the writes that no invocation's deadline bounds:
-// init, shutdown, and the test and offer requests of request_linux.go.
-// It is the default cancel grace: the worker has as long to take these
-// short lines as it has to answer a cancel.
-const controlWait = DefaultCancelGrace
-
 // startWorker runs the protocol client of a started worker and sends it
 // init. It returns at once; the worker is usable once waitReady returns nil.
-func startWorker(p Proc, service string, logs *sandbox.LogLimiter, maxLine, maxLog, capacity int, init []byte, onAnswer func(), onDeath func(*workerProc), msgs *messageCounts) *workerProc {
+//
+// grace bounds the writes that no invocation's deadline bounds: init,
+// shutdown, and the test and offer requests of request_linux.go. It is
+// the deployment's cancel grace: the worker has as long to take these
+// short lines as it has to answer a cancel.
+func startWorker(p Proc, service string, logs *sandbox.LogLimiter, maxLine, maxLog, capacity int, grace time.Duration, init []byte, onAnswer func(), onDeath func(*workerProc), msgs *messageCounts) *workerProc {
+	if grace <= 0 {
+		grace = DefaultCancelGrace
+	}
 	w := &workerProc{
+		grace:    grace,
 		msgs:     msgs,
 		onAnswer: onAnswer,
 		onDeath:  onDeath,
@@ -157,9 +161,9 @@ func (w *workerProc) waitReady(ctx context.Context) error {
 }
 
 // write sends one line (which must end in a newline) to the worker within
-// controlWait.
+// its grace.
 func (w *workerProc) write(line []byte) error {
-	return w.writeBy(line, time.Now().Add(controlWait))
+	return w.writeBy(line, time.Now().Add(w.grace))
 }
 
 // errLate says a line was not written because its time came first, while
@@ -522,7 +526,7 @@ func (w *workerProc) kill(reason string, blame bool) {
 // shutdown asks the worker to finish its invocations and exit by by, then
 // closes its standard input: the protocol sends nothing after shutdown, so
 // the worker reads the end of file next. Only the first call sends. The
-// message has controlWait, or until by when sooner, to be written; a
+// message has the worker's grace, or until by when sooner, to be written; a
 // worker that does not take it in time (its input is full, or another
 // write to it is stuck) is killed, so that Stop never waits on it.
 func (w *workerProc) shutdown(by time.Time) {
@@ -533,7 +537,7 @@ func (w *workerProc) shutdown(by time.Time) {
 	if !by.IsZero() {
 		msg = fmt.Sprintf(`{"type":"shutdown","id":"shutdown","by":%d}`+"\n", by.UnixMilli())
 	}
-	bound := time.Now().Add(controlWait)
+	bound := time.Now().Add(w.grace)
 	if !by.IsZero() && by.Before(bound) {
 		bound = by
 	}
