@@ -423,7 +423,7 @@ func (n *Node) recordMissed(d *deployed, i int, plan trigger.CatchUpPlan, now ti
 		return
 	}
 	if !n.claimTick(trigger.Event{Service: d.rec.Name, Trigger: trigger.Name(i), Kind: trigger.KindCron, At: plan.MissedLast.UTC()}) {
-		n.log.Info("catch-up: missed ticks not recorded: the newest of them was fired or recorded by another node of the cluster", logService, d.rec.Name, logTrigger, trigger.Name(i), "tick", plan.MissedLast.UTC())
+		n.log.Info("catch-up: missed ticks not recorded: their newest tick is not claimed here (another node fired it, or the claim failed)", logService, d.rec.Name, logTrigger, trigger.Name(i), "tick", plan.MissedLast.UTC())
 		return
 	}
 	policy := catchUpPolicy(d, i)
