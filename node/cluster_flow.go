@@ -468,7 +468,7 @@ func (n *Node) flowPass(ctx context.Context) {
 				n.flowTurns.forget(rec.ID) // a draining node gives its flows up itself
 				continue
 			}
-			if !fresh {
+			if !fresh || n.holdFlows.Load() {
 				// Cut off from the others, this node judges them lost by
 				// its own silence: it takes nothing over (as the services'
 				// failover), or it would take a flow from a node alive the

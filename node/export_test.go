@@ -242,3 +242,9 @@ func LoseContextWrite(n *Node, flowID string) (lost, later error) {
 	fc.mu.Unlock()
 	return e.contextStored(lostW), e.contextStored(laterW)
 }
+
+// HoldFlows keeps n's flow pass from taking flows over while on.
+func HoldFlows(n *Node, on bool) { n.holdFlows.Store(on) }
+
+// RunsFlow says whether n runs flow id.
+func RunsFlow(n *Node, id string) bool { return n.runningFlow(id) != nil }

@@ -100,6 +100,20 @@ func (n *Node) ApplyFlow(ctx context.Context, p server.Principal, format string,
 			return api.FlowApplied{}, err
 		}
 	}
+	// In a cluster a running flow runs on its node; a call about it made
+	// elsewhere reaches this point only when that node is not up (lost,
+	// left, draining) or the flow was given up (no node). Started here it
+	// would run on two nodes while its node is alive (cut off, or still
+	// draining): the version is stored, and the node that takes the flow
+	// over starts it. A flow given up is claimed by this write.
+	startHere := rec.Running
+	if n.place != nil && rec.Running && rec.Node != n.cfg.Name {
+		if rec.Node == "" && !dryRun && n.reg.fresh() {
+			rec.Node = n.cfg.Name
+		} else {
+			startHere = false
+		}
+	}
 	if rec.Running {
 		// A running flow's new version must be able to run, its inline
 		// modules admitted as services.
@@ -122,7 +136,10 @@ func (n *Node) ApplyFlow(ctx context.Context, p server.Principal, format string,
 		}
 		rec.Revision = rev
 		n.log.Info("flow applied", "flow", fl.ID, "version", fl.Version, "owner", rec.Owner, "created", a.Created, "changes", len(a.Changes))
-		if rec.Running {
+		if !startHere && rec.Running {
+			n.log.Info("flow applied while its node is not up: the node that takes it over runs this version", "flow", fl.ID, "node", rec.Node)
+		}
+		if startHere {
 			// The new version takes over: the flow runs in flight end in
 			// the old one, the messages queued run in the new one.
 			n.stopFlow(fl.ID, true)

@@ -135,6 +135,7 @@ type Node struct {
 	testDrivers  []sandbox.Driver                          // replace drivers by name; tests only
 	saveFault    atomic.Pointer[func(store.Run) error]     // a store refusing runs; tests only
 	flowRunFault atomic.Pointer[func(store.FlowRun) error] // a store refusing flow runs; tests only
+	holdFlows    atomic.Bool                               // the flow pass takes no flow over; tests only
 	runtimes     []*runtimeState                           // the runtimes.d descriptors (runtimes.go); set at Start
 
 	startResults []StartResult // what became of the config's services list at Start (startup.go)
