@@ -249,6 +249,9 @@ func (n *Node) publishEmits(ctx context.Context, d *deployed, emits []contract.E
 		r := store.Emitted{Topic: e.Topic}
 		seq, err := n.publish(ctx, owner == "operator", owner, "service:"+d.rec.Name, e.Topic, e.Message)
 		if err != nil {
+			if len(r.Topic) > contract.MaxTopicLen {
+				r.Topic = strings.ToValidUTF8(r.Topic[:contract.MaxTopicLen], "") + "…" // refused for its length: the error says so
+			}
 			r.Error = err.Error()
 		} else {
 			r.Seq = seq

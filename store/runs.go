@@ -121,5 +121,15 @@ func (s *Store) encodeRun(r *Run) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: encode run %s: %w", r.ID, err)
 	}
+	if len(b) > limit && len(r.Emitted) > 0 {
+		// What became of the emits is the last to go: a service can name
+		// hundreds of long topics, and a record that never fits would
+		// never be stored (it would wait at the head of the runs recorded
+		// late for good).
+		r.Emitted = nil
+		if b, err = json.Marshal(r); err != nil {
+			return nil, fmt.Errorf("store: encode run %s: %w", r.ID, err)
+		}
+	}
 	return b, nil
 }

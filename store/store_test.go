@@ -175,6 +175,18 @@ func TestRunsBounded(t *testing.T) {
 	if err != nil || !r.Truncated || r.Output != nil || r.Outcome != "ok" {
 		t.Fatalf("big run = %+v, %v; want truncated ok", r, err)
 	}
+	// So does one whose emits alone are too many and too long: what
+	// became of them goes too, or the record would never be stored.
+	emitted := store.Run{ID: "emitted", Service: "a", Outcome: "ok"}
+	for range contract.MaxEmits {
+		emitted.Emitted = append(emitted.Emitted, store.Emitted{Topic: strings.Repeat("t", 400), Error: "topic: at most 128 characters"})
+	}
+	if err := s.AppendRun(ctx, emitted); err != nil {
+		t.Fatalf("a run with 256 long emits: %v", err)
+	}
+	if r, err := s.Run(ctx, "a", "emitted"); err != nil || !r.Truncated || r.Emitted != nil || r.Outcome != "ok" {
+		t.Fatalf("emitted run = %+v, %v; want truncated ok, without its emits", r, err)
+	}
 }
 
 func TestRunsConcurrentNothingLost(t *testing.T) {
