@@ -207,7 +207,14 @@ func (r Rules) capParam(kind, name string, params map[string]json.RawMessage) (r
 		where = "caps"
 	}
 	where += "." + kind + "." + name
-	n, ok := number(raw)
+	text, ok := numberText(raw)
+	if !ok {
+		return fmt.Sprintf("must be a number, or a string holding a decimal number, because %s caps it", where), true
+	}
+	if len(text) > maxNumberLen {
+		return fmt.Sprintf("must be a number of at most %d characters (this one has %d), because %s caps it", maxNumberLen, len(text), where), true
+	}
+	n, ok := exact(text)
 	if !ok {
 		return fmt.Sprintf("must be a number, or a string holding a decimal number, because %s caps it", where), true
 	}
@@ -219,31 +226,43 @@ func (r Rules) capParam(kind, name string, params map[string]json.RawMessage) (r
 	return "", false
 }
 
-// number reads a JSON number, or a JSON string holding a decimal number,
-// exactly.
-func number(raw json.RawMessage) (*big.Rat, bool) {
+// maxNumberLen bounds the text of a capped number, sign and exponent
+// included. big.Rat.SetString is far slower than linear on long mantissas
+// (a million digits took seconds of the node's CPU, outside the service's
+// sandbox), so a longer number is refused before it is parsed. 100
+// characters hold any real quantity, even a 256-bit integer (78 digits).
+const maxNumberLen = 100
+
+// numberText reads a JSON number, or a JSON string holding a decimal
+// number, as the text of the number.
+func numberText(raw json.RawMessage) (string, bool) {
 	text := strings.TrimSpace(string(raw))
 	if strings.HasPrefix(text, `"`) {
 		if err := json.Unmarshal(raw, &text); err != nil {
-			return nil, false
+			return "", false
 		}
 	}
 	var n json.Number
 	if json.Unmarshal([]byte(text), &n) != nil || n == "" {
-		return nil, false // not a JSON number: "0x10", "1_000", "Inf" and the like
+		return "", false // not a JSON number: "0x10", "1_000", "Inf" and the like
 	}
+	return string(n), true
+}
+
+// exact reads text, a JSON number of at most maxNumberLen characters,
+// exactly.
+func exact(text string) (*big.Rat, bool) {
 	// A value beyond float64's range (1e999, 1e-999) is compared as the
 	// float it rounds to, so that no exponent makes big.Rat do unbounded
 	// work.
-	f, err := strconv.ParseFloat(string(n), 64)
+	f, err := strconv.ParseFloat(text, 64)
 	if err != nil {
 		if math.IsInf(f, 0) {
 			return new(big.Rat).SetFloat64(math.Copysign(math.MaxFloat64, f)), true
 		}
 		return new(big.Rat), true
 	}
-	r, ok := new(big.Rat).SetString(string(n))
-	return r, ok
+	return new(big.Rat).SetString(text)
 }
 
 func truncate(s string, n int) string {

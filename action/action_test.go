@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/andromeda-runner/andromeda/contract"
 )
@@ -86,6 +87,10 @@ func TestCheck(t *testing.T) {
 			"actions[1].params.amount: must be a number, or a string holding a decimal number, because capabilities.caps.params.submit.amount caps it"}},
 		{"cap huge exponent", capped, acts("submit", `{"amount":1e999999999}`), []string{
 			"actions[0].params.amount: 1e999999999 is above the cap 1000 (capabilities.caps.params.submit.amount)"}},
+		{"cap long number", capped, acts("submit", `{"amount":1.`+strings.Repeat("3", 200_000)+`}`, "submit", `{"amount":"`+strings.Repeat("9", 101)+`"}`), []string{
+			"actions[0].params.amount: must be a number of at most 100 characters (this one has 200002), because capabilities.caps.params.submit.amount caps it",
+			"actions[1].params.amount: must be a number of at most 100 characters (this one has 101), because capabilities.caps.params.submit.amount caps it"}},
+		{"cap number at the length bound", capped, acts("submit", `{"amount":"0.`+strings.Repeat("1", 98)+`"}`), nil},
 		{"per run", capped, acts("submit", `{}`, "submit", `{}`, "http", `{"method":"GET","url":"http://h/"}`), []string{
 			"actions: 3 actions, above the cap of 2 per run (capabilities.caps.actions_per_run)"}},
 		{"emits unchecked", Rules{}, contract.Output{Emit: []contract.Emit{{Topic: "t", Message: json.RawMessage(`1`)}}}, nil},
@@ -122,5 +127,21 @@ func TestViolationErrorBounded(t *testing.T) {
 	err := Rules{}.Check(out)
 	if lines := strings.Split(err.Error(), "\n"); len(lines) != maxReported+1 || lines[maxReported] != "… and 24 more" {
 		t.Errorf("Error() has %d lines ending %q, want %d problems and a count of the rest", len(lines), lines[len(lines)-1], maxReported)
+	}
+}
+
+// TestCapLongNumberQuick: a capped param of a million digits is refused
+// without being parsed. Parsing it with big.Rat took seconds; the bound
+// is loose so that a busy machine does not fail the test.
+func TestCapLongNumberQuick(t *testing.T) {
+	rules := Rules{Kinds: []string{Submit}, Caps: map[string]map[string]float64{Submit: {"amount": 1000}}}
+	out := acts(Submit, `{"amount":1.`+strings.Repeat("3", 1_000_000)+`}`)
+	start := time.Now()
+	err := rules.Check(out)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Check took %v", d)
+	}
+	if err == nil || !strings.Contains(err.Error(), "must be a number of at most 100 characters") {
+		t.Errorf("Check = %v, want the number refused for its length", err)
 	}
 }

@@ -3,6 +3,7 @@ package action
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/andromeda-runner/andromeda/contract"
@@ -18,6 +19,7 @@ func FuzzCheck(f *testing.F) {
 		{"log", `{"message":"m","level":"warn","fields":{"a":1}}`},
 		{"submit", `{"amount":"1e999999999","target":"v"}`},
 		{"submit", `{"amount":-0.0000001}`},
+		{"submit", `{"amount":"0.` + strings.Repeat("1", 99) + `"}`},
 		{"transfer", `[`},
 		{"http", `{"headers":{"a b":"\r\n"}}`},
 		{"log", ``},

@@ -73,7 +73,8 @@ func HostPort(u *url.URL) string {
 // Guard decides which addresses an execution may dial.
 type Guard struct {
 	// AllowPrivate lets executions reach loopback, link-local, private
-	// (RFC 1918, fc00::/7) and other non-global addresses. Default false.
+	// (RFC 1918, fc00::/7) and other non-global addresses, also through
+	// a NAT64 or 6to4 address embedding one. Default false.
 	AllowPrivate bool
 	// Own returns the node's own listening addresses (API, hooks, NATS):
 	// never dialled, whatever AllowPrivate says. An unspecified host
@@ -92,6 +93,13 @@ func (g Guard) Check(addr string) error {
 		return fmt.Errorf("%w: %s is not an ip:port", ErrRefused, addr)
 	}
 	ip := ap.Addr().Unmap()
+	// A NAT64 or 6to4 address reaches the IPv4 address it embeds, so it
+	// is judged as that address too.
+	ips := []netip.Addr{ip}
+	v4, embeds := embeddedIPv4(ip)
+	if embeds {
+		ips = append(ips, v4)
+	}
 	var own []string
 	if g.Own != nil {
 		own = g.Own()
@@ -102,26 +110,55 @@ func (g Guard) Check(addr string) error {
 			continue
 		}
 		oip, err := netip.ParseAddr(host)
-		if host == "" || err == nil && oip.IsUnspecified() {
-			if local(ip) {
+		every := host == "" || err == nil && oip.IsUnspecified()
+		for _, ip := range ips {
+			if every && local(ip) || !every && err == nil && oip.Unmap() == ip {
 				return fmt.Errorf("%w: %s is one of the node's own listeners", ErrRefused, addr)
 			}
-			continue
-		}
-		if err == nil && oip.Unmap() == ip {
-			return fmt.Errorf("%w: %s is one of the node's own listeners", ErrRefused, addr)
 		}
 	}
 	if g.AllowPrivate {
 		return nil
 	}
-	if !ip.IsGlobalUnicast() || ip.IsPrivate() || cgnat.Contains(ip) {
+	if embeds && nonGlobal(v4) {
+		return fmt.Errorf("%w: %s embeds %s, a loopback, link-local or private address (executors.http.allow_private is off)", ErrRefused, ip, v4)
+	}
+	if nonGlobal(ip) {
 		return fmt.Errorf("%w: %s is a loopback, link-local or private address (executors.http.allow_private is off)", ErrRefused, ip)
 	}
 	return nil
 }
 
+// nonGlobal reports whether ip is loopback, link-local, private or
+// otherwise not a public unicast address.
+func nonGlobal(ip netip.Addr) bool {
+	return !ip.IsGlobalUnicast() || ip.IsPrivate() || cgnat.Contains(ip)
+}
+
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// Prefixes of IPv6 addresses that carry an IPv4 address a translator or
+// relay on the path delivers to: NAT64's well-known prefix (RFC 6052) and
+// its local-use one (RFC 8215), with the IPv4 address in the last 32
+// bits, and 6to4 (RFC 3056), with it in bits 16 to 48.
+var (
+	nat64      = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour  = netip.MustParsePrefix("2002::/16")
+)
+
+// embeddedIPv4 returns the IPv4 address a NAT64 or 6to4 address carries.
+func embeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
+	ip = ip.WithZone("") // a prefix contains no address with a zone
+	b := ip.As16()
+	switch {
+	case nat64.Contains(ip), nat64Local.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case sixToFour.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	}
+	return netip.Addr{}, false
+}
 
 // local reports whether ip is an address of this machine.
 func local(ip netip.Addr) bool {

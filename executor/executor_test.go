@@ -55,8 +55,30 @@ func TestGuardCheck(t *testing.T) {
 		{"[fc00::1]:80", false, true},
 		{"[::ffff:127.0.0.1]:80", false, true},
 		{"0.0.0.0:80", false, true},
-		{"127.0.0.1:7070", false, false}, // the API
-		{"127.0.0.1:4222", false, false}, // NATS on 0.0.0.0: every local address
+		// NAT64 (64:ff9b::/96, and the local-use 64:ff9b:1::/48) and 6to4
+		// (2002::/16) addresses are judged by the IPv4 address they embed.
+		{"[64:ff9b::a00:5]:80", false, true},
+		{"[64:ff9b::10.0.0.5]:80", false, true},
+		{"[64:ff9b::7f00:1]:80", false, true},
+		{"[64:ff9b::a9fe:a9fe]:80", false, true},
+		{"[64:ff9b::6440:1]:80", false, true},
+		{"[64:ff9b::]:80", false, true},
+		{"[64:ff9b::a00:5%eth0]:80", false, true},
+		{"[64:ff9b::5db8:d822]:443", true, true},
+		{"[64:ff9b:1::c0a8:101]:80", false, true},
+		{"[64:ff9b:1:abcd::ac10:1]:80", false, true},
+		{"[64:ff9b:1:abcd::5db8:d822]:443", true, true},
+		{"[2002:a00:5::1]:80", false, true},
+		{"[2002:7f00:1::]:80", false, true},
+		{"[2002:a9fe:a9fe:1::1]:80", false, true},
+		{"[2002:c0a8:101:ffff::1]:80", false, true},
+		{"[2002::1]:80", false, true},
+		{"[2002:5db8:d822::1]:443", true, true},
+		{"[64:ff9c::a00:5]:80", true, true},      // outside 64:ff9b::/96
+		{"[64:ff9b::7f00:1]:7070", false, false}, // the API, through NAT64
+		{"[2002:7f00:1::1]:4222", false, false},  // NATS, through 6to4
+		{"127.0.0.1:7070", false, false},         // the API
+		{"127.0.0.1:4222", false, false},         // NATS on 0.0.0.0: every local address
 		{"[::1]:9090", false, false},
 		{"not-an-addr", false, false},
 	} {
@@ -66,6 +88,9 @@ func TestGuardCheck(t *testing.T) {
 		if err := open.Check(tc.addr); (err == nil) != tc.opened {
 			t.Errorf("allow_private Check(%s) = %v, want allowed %v", tc.addr, err, tc.opened)
 		}
+	}
+	if err := strict.Check("[64:ff9b::a00:5]:80"); err == nil || !strings.Contains(err.Error(), "64:ff9b::a00:5 embeds 10.0.0.5, a loopback, link-local or private address") {
+		t.Errorf("NAT64 refusal = %v, want it to name the embedded address", err)
 	}
 }
 
