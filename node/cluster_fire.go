@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -62,6 +63,13 @@ func (n *Node) serveForwarded() error {
 func (n *Node) answerForwarded(m *nats.Msg) {
 	var req forwardRequest
 	var reply fireReply
+	defer func() {
+		if p := recover(); p != nil {
+			n.log.Error("panic answering a fire another node forwarded", "panic", p, "stack", string(debug.Stack()))
+			reply = fireReply{Kind: "internal", Error: fmt.Sprintf("panic in the runner: %v", p)}
+		}
+		n.respond(m, reply, "fire of "+req.Service)
+	}()
 	if err := json.Unmarshal(m.Data, &req); err != nil {
 		reply = fireReply{Kind: "invalid", Error: "cluster: a forwarded fire that is not JSON: " + err.Error()}
 	} else if n.lookup(req.Service) == nil {
@@ -80,8 +88,6 @@ func (n *Node) answerForwarded(m *nats.Msg) {
 		}
 		reply = replyOf(run, err)
 	}
-	b, _ := json.Marshal(reply)
-	m.Respond(b)
 }
 
 // errorKind names err's kind for an answer to another node (errorKinds),
@@ -279,4 +285,33 @@ func (n *Node) notPlacedHere(service string) error {
 		where = " (API " + c.API + ")"
 	}
 	return server.Errorf(server.ErrConflict, "service %s runs on node %s%s, not on this one (%s): send the command there", service, node, where, n.cfg.Name)
+}
+
+// respond answers m, a call of another node, with reply encoded. An answer
+// larger than one NATS message may carry would be dropped by the
+// connection and the caller left waiting: a fire's run is sent without
+// its output and input, as the store keeps a record too large (the run
+// is recorded; its record says the rest); any other answer becomes an
+// error saying so. A failed answer is logged.
+func (n *Node) respond(m *nats.Msg, reply any, what string) {
+	b, err := json.Marshal(reply)
+	if err != nil {
+		b, _ = json.Marshal(nodeReply{Kind: "internal", Error: fmt.Sprintf("encode the answer to the %s: %v", what, err)})
+	}
+	if max := n.bus.Conn.MaxPayload(); max > 0 && int64(len(b)) > max-1024 {
+		size := len(b)
+		if fr, ok := reply.(fireReply); ok && fr.Run != nil {
+			r := *fr.Run
+			r.Output, r.Input, r.Truncated = nil, nil, true
+			fr.Run = &r
+			b, _ = json.Marshal(fr)
+		}
+		if int64(len(b)) > max-1024 {
+			b, _ = json.Marshal(nodeReply{Kind: "too-large", Error: fmt.Sprintf("node %s's answer to the %s is %d bytes, over the %d bytes one NATS message may carry (the NATS server's max_payload)", n.cfg.Name, what, size, max)})
+		}
+		n.log.Warn("cluster: an answer to another node too large for one NATS message, sent cut", "what", what, "bytes", size, "max", max)
+	}
+	if err := m.Respond(b); err != nil {
+		n.log.Warn("cluster: an answer to another node not sent", "what", what, logErr, err)
+	}
 }

@@ -197,8 +197,7 @@ func (n *Node) answerCall(m *nats.Msg, kind string, answer func() (any, error)) 
 			n.log.Error("panic answering a call of another node", "kind", kind, "panic", p, "stack", string(debug.Stack()))
 			reply = nodeReply{Kind: "internal", Error: fmt.Sprintf("panic in the runner: %v", p)}
 		}
-		b, _ := json.Marshal(reply)
-		m.Respond(b)
+		n.respond(m, reply, kind+" call")
 	}()
 	res, err := answer()
 	if err != nil {
@@ -252,6 +251,10 @@ func (n *Node) answerFlowCall(m *nats.Msg) {
 	})
 }
 
+// moduleAnswerWait bounds the wait for another node's answer to a module
+// run before it is sent again (again: never run twice).
+var moduleAnswerWait = time.Minute
+
 // moduleCalls are the module runs sent here in flight, by run id: a run
 // sent again while the first is still running waits for it instead of
 // running twice.
@@ -274,8 +277,7 @@ func (n *Node) answerModuleCall(m *nats.Msg) {
 			n.log.Error("panic answering a module run of another node's flow", "panic", p, "stack", string(debug.Stack()))
 			reply = moduleReply{Kind: "internal", Error: fmt.Sprintf("panic in the runner: %v", p)}
 		}
-		b, _ := json.Marshal(reply)
-		m.Respond(b)
+		n.respond(m, reply, "module run")
 	}()
 	var c moduleCall
 	if err := json.Unmarshal(m.Data, &c); err != nil || c.Event.RunID == "" || c.Event.Flow == nil {
@@ -301,6 +303,12 @@ func (n *Node) answerModuleCall(m *nats.Msg) {
 	n.modCalls.calls[c.Event.RunID] = w
 	n.modCalls.mu.Unlock()
 	defer func() {
+		// Deferred last, run first: a panic of the run is its reply for
+		// the callers waiting on it too, not an empty one.
+		if p := recover(); p != nil {
+			n.log.Error("panic answering a module run of another node's flow", "panic", p, "stack", string(debug.Stack()))
+			reply = moduleReply{Kind: "internal", Error: fmt.Sprintf("panic in the runner: %v", p)}
+		}
 		w.reply = reply
 		close(w.done)
 		n.modCalls.mu.Lock()
@@ -345,7 +353,11 @@ func (n *Node) runModuleHere(c moduleCall) moduleReply {
 // runRemote runs ev, module m's event, on node, the node its service is
 // placed on, and returns the run recorded there. retry says to send it
 // again (after a wait): the service is busy there or is moving. The call
-// is given up, to be sent again, once node is no longer up.
+// is given up, to be sent again, once node is lost or left (a draining
+// node still answers: the run it has in flight ends there), and after
+// moduleAnswerWait without an answer (a reply lost on its way): sent
+// again, the run is answered from its record or waits for the run in
+// flight there, never run twice.
 func (e *flowExec) runRemote(node string, m *moduleExec, ev trigger.Event, again bool) (run store.Run, retry bool, err error) {
 	n := e.n
 	b, err := json.Marshal(moduleCall{Event: ev, Again: again, From: n.cfg.Name})
@@ -355,7 +367,7 @@ func (e *flowExec) runRemote(node string, m *moduleExec, ev trigger.Event, again
 	if err := n.fitsMessage(b, "message to module "+m.id, node); err != nil {
 		return store.Run{}, false, fmt.Errorf("module %s: %w", m.id, err) // sent again it would never fit
 	}
-	ctx, cancel := context.WithCancel(n.ctx)
+	ctx, cancel := context.WithTimeout(n.ctx, moduleAnswerWait)
 	defer cancel()
 	watching := make(chan struct{})
 	defer close(watching)
@@ -370,7 +382,7 @@ func (e *flowExec) runRemote(node string, m *moduleExec, ev trigger.Event, again
 				cancel()
 				return
 			case <-t.C:
-				if c, ok := n.reg.node(node); !ok || c.Health != api.NodeUp {
+				if c, ok := n.reg.node(node); !ok || c.Health == api.NodeLost || c.Health == api.NodeLeft {
 					cancel()
 					return
 				}

@@ -272,8 +272,7 @@ func (n *Node) answerPlace(m *nats.Msg) {
 			n.log.Error("panic in a placement", "panic", p)
 			reply = placeReply{Kind: "internal", Error: fmt.Sprintf("panic: %v", p)}
 		}
-		b, _ := json.Marshal(reply)
-		m.Respond(b)
+		n.respond(m, reply, "placement")
 	}()
 	var req placeRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/andromeda-runner/andromeda/api"
 	"github.com/andromeda-runner/andromeda/bus"
 	"github.com/andromeda-runner/andromeda/contract"
 	"github.com/andromeda-runner/andromeda/manifest"
@@ -248,3 +250,11 @@ func HoldFlows(n *Node, on bool) { n.holdFlows.Store(on) }
 
 // RunsFlow says whether n runs flow id.
 func RunsFlow(n *Node, id string) bool { return n.runningFlow(id) != nil }
+
+// RespondFire and RespondModule answer m as n answers a forwarded fire
+// and a module run of another node's flow.
+func RespondFire(n *Node, m *nats.Msg, run api.Run) { n.respond(m, fireReply{Run: &run}, "fire of x") }
+
+func RespondModule(n *Node, m *nats.Msg, run store.Run) {
+	n.respond(m, moduleReply{Run: &run}, "module run")
+}

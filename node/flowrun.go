@@ -989,6 +989,7 @@ func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, rt *hopR
 		Message: msg.message, RunID: runID, Config: m.config, FlowContext: snap,
 		Flow: &contract.FlowInfo{Flow: e.id, Version: e.version, Run: msg.fr.rec.ID, Module: m.id, Port: msg.port, Message: msg.id, From: msg.from}}
 	again := msg.fr.replay // a replayed message's run may be recorded on another node
+	sent := false          // sent to another node, which may have run it
 	for {
 		select {
 		case <-e.halt:
@@ -1008,6 +1009,7 @@ func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, rt *hopR
 				continue
 			}
 			r, retry, err := e.runRemote(pl.Node, m, ev, again)
+			sent = true
 			if retry {
 				again = true
 				sleepCh(e.halt, retryPlaced)
@@ -1021,6 +1023,17 @@ func (e *flowExec) runModule(m *moduleExec, msg *flowMsg, runID string, rt *hopR
 		}
 		if d == nil {
 			return store.Run{}, nil, false, fmt.Errorf("module %s: service %s is not deployed on this node", m.id, m.service)
+		}
+		if sent {
+			// Sent to another node before without an answer, the service
+			// since moved here: that node may have recorded the run.
+			if r, err := e.findRun(m.service, runID); err == nil {
+				return r, nil, true, nil
+			} else if !errors.Is(err, store.ErrNotFound) {
+				sleepCh(e.halt, retryUnavailable)
+				continue
+			}
+			sent = false
 		}
 		if err := e.sameOwner(m, d); err != nil {
 			return store.Run{}, nil, false, err
