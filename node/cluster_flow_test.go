@@ -385,9 +385,12 @@ func BenchmarkClusterFlowHop(b *testing.B) {
 // through n1 while the flow's node, n2, is lost (cut off, and still
 // running the flow) is stored and not started on n1, where the flow
 // would then run twice. The node that takes it over runs the new version.
+// The same cluster first checks whose open executions a node resumes
+// (checkExecutionsOwned).
 func TestClusterFlowApplyNodeDown(t *testing.T) {
 	ctx := context.Background()
 	nodes := startCluster(t, 3)
+	checkExecutionsOwned(t, nodes[0])
 	if _, err := nodes[0].op.Submit(ctx, clusterMirror(t, "ma")); err != nil {
 		t.Fatal(err)
 	}
@@ -450,5 +453,49 @@ func TestClusterFlowApplyNodeDown(t *testing.T) {
 	}
 	if f, err := holder.op.Flow(ctx, "solo"); err != nil || f.Version != "1.0.1" || f.Node != holder.cfg.Name {
 		t.Errorf("solo on %s = %+v, %v; want version 1.0.1 held there", holder.cfg.Name, f, err)
+	}
+}
+
+// checkExecutionsOwned: where nodes share the store, node n (n1) starting
+// resumes its own open executions only (another node's are in flight
+// there), and takes a node's over only with the service it took from it,
+// writing itself as their sender first.
+func checkExecutionsOwned(t *testing.T, n *testNode) {
+	t.Helper()
+	ctx := context.Background()
+	next := time.Now().Add(time.Hour).UTC() // not due: nothing is sent during the test
+	for _, e := range []store.Execution{
+		{Key: "k-theirs", Service: "ghost", Run: "r1", Seq: 0, Kind: "log", State: store.ExecRetry, Next: next, Node: "n9"},
+		{Key: "k-other", Service: "other", Run: "r2", Seq: 0, Kind: "log", State: store.ExecRetry, Next: next, Node: "n9"},
+		// Due now: resumed here, it would be sent at once.
+		{Key: "k-due", Service: "due", Run: "r3", Seq: 0, Kind: "log", Request: json.RawMessage(`{"message":"x"}`), State: store.ExecRetry, Next: time.Now().UTC(), Node: "n9"},
+	} {
+		if err := node.PlanExecution(ctx, n.Node, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := node.Execution(ctx, n.Node, "due", "r3", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.ResumeExecutions(ctx, n.Node); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // a resumed execution would be sent meanwhile; nothing to wait on when it is not
+	if e, err := node.Execution(ctx, n.Node, "due", "r3", 0); err != nil || e.Revision != before.Revision || e.Node != "n9" || e.State != store.ExecRetry {
+		t.Errorf("n9's due execution after n1 resumed its own = %+v, %v; want it untouched", e, err)
+	}
+	if err := node.AdoptExecutions(ctx, n.Node, "ghost", "n9"); err != nil {
+		t.Fatal(err)
+	}
+	e, err := node.Execution(ctx, n.Node, "ghost", "r1", 0)
+	for deadline := time.Now().Add(5 * time.Second); err == nil && e.Node != "n1" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		e, err = node.Execution(ctx, n.Node, "ghost", "r1", 0) // a replica may not have the write yet
+	}
+	if err != nil || e.Node != "n1" || e.State != store.ExecRetry {
+		t.Errorf("n9's execution of ghost after n1 took ghost over = %+v, %v; want n1's, still to retry", e, err)
+	}
+	if e, err := node.Execution(ctx, n.Node, "other", "r2", 0); err != nil || e.Node != "n9" {
+		t.Errorf("n9's execution of a service n1 did not take = %+v, %v; want n9's", e, err)
 	}
 }

@@ -502,7 +502,7 @@ func (n *Node) failover(ctx context.Context) {
 		}
 		held[n.cfg.Name]++
 		n.log.Warn("cluster: service taken over", logService, service, "from", pl.Node, "health", gone.Health)
-		won = append(won, takenOver{rec, pl.Node, gone.Health == api.NodeLost})
+		won = append(won, takenOver{rec, pl.Node, gone.Health})
 	}
 	// Deployed side by side, then the runs in flight on a lost node
 	// recorded, once all run again: a node that takes dozens of services
@@ -514,10 +514,17 @@ func (n *Node) failover(ctx context.Context) {
 		}
 	})
 	each(won, takeOverWorkers, func(t takenOver) {
-		if t.lost {
-			rctx, cancel := context.WithTimeout(ctx, max(10*time.Second, 5*r.hb))
-			defer cancel()
+		rctx, cancel := context.WithTimeout(ctx, max(10*time.Second, 5*r.hb))
+		defer cancel()
+		if t.health == api.NodeLost {
 			n.recordLost(rctx, t.rec, t.from)
+		}
+		// The executions of the service's runs that node had open are
+		// sent from here on; a draining node still sends its own.
+		if t.health == api.NodeLost || t.health == api.NodeLeft {
+			if err := n.exec.adopt(rctx, t.rec.Name, t.from); err != nil {
+				n.log.Warn("cluster: the open executions of a service taken over not taken; its node's restart resumes them", logService, t.rec.Name, "from", t.from, logErr, err)
+			}
 		}
 	})
 }
@@ -543,9 +550,9 @@ const takeOverWorkers = 16
 
 // takenOver is a service a failover pass claimed, from node from.
 type takenOver struct {
-	rec  store.Service
-	from string
-	lost bool
+	rec    store.Service
+	from   string
+	health string // from's, when it was taken: lost, left or draining
 }
 
 // refusesTakeOver judges rec by this node's own policy, as it was

@@ -144,6 +144,11 @@ func (c ClusterConfig) Validate(nats NATSConfig) error {
 // clustered reports whether the node shares its store with other nodes:
 // a cluster of embedded servers, or an external NATS with more than one
 // replica.
+// sharesStore says other nodes may use this node's store (a cluster, or an
+// external NATS): a run pending or an execution open in it is this node's
+// only when it names this node.
+func (c Config) sharesStore() bool { return c.Cluster.Name != "" || c.NATS.URL != "" }
+
 func (c Config) clustered() bool {
 	return c.Cluster.Name != "" || (c.NATS.URL != "" && c.Cluster.Replicas > 1)
 }

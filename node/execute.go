@@ -232,15 +232,55 @@ func (x *executions) close() error {
 // resume queues every execution the ledger holds open: a node that
 // stopped in the middle goes on where it was. An execution whose run was
 // never recorded (the node stopped between planning and recording) was
-// never acknowledged to anyone: it fails without being sent.
+// never acknowledged to anyone: it fails without being sent. Where other
+// nodes share the store, only this node's executions are resumed: the
+// others' are in flight on them (a node lost or left leaves its own to
+// the node that takes its services over: adopt).
 func (x *executions) resume(ctx context.Context) error {
+	mine := func(e store.LedgerEntry) bool {
+		return !x.n.cfg.sharesStore() || e.Node == "" || e.Node == x.n.cfg.Name
+	}
+	return x.take(ctx, mine, "")
+}
+
+// adopt takes over the open executions of service that node sent, once
+// this node took the service over from it (lost or left): they are sent
+// from here on, under the same idempotency keys.
+func (x *executions) adopt(ctx context.Context, service, node string) error {
+	return x.take(ctx, func(e store.LedgerEntry) bool { return e.Service == service && e.Node == node }, node)
+}
+
+// take queues the open executions that want says are to be sent here;
+// from, when set, is the node they are taken from (each is written as
+// this node's first, by compare-and-swap).
+func (x *executions) take(ctx context.Context, want func(store.LedgerEntry) bool, from string) error {
 	open, err := x.n.store.OpenExecutions(ctx)
 	if err != nil {
 		return err
 	}
 	seen := map[string]bool{}
 	for _, e := range open {
+		if !want(e) {
+			continue
+		}
+		if from != "" {
+			e.Node, e.Updated = x.n.cfg.Name, time.Now().UTC()
+			rev, err := x.n.store.UpdateExecution(ctx, e.Execution, e.Revision)
+			if errors.Is(err, store.ErrConflict) {
+				continue // changed meanwhile: its sender is alive, or another took it
+			}
+			if err != nil {
+				return err
+			}
+			e.Revision = rev
+			x.log.Warn("execution taken over from a node gone", logService, e.Service, logRun, e.Run, "seq", e.Seq, "from", from)
+		}
 		id := e.Service + "." + e.Run
+		if e.State != store.ExecPlanned {
+			// Sent before: its run was recorded then, and may since have
+			// left the store's retention.
+			seen[id] = true
+		}
 		if _, ok := seen[id]; !ok {
 			_, err := x.n.store.Run(ctx, e.Service, e.Run)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -258,3 +258,26 @@ func RespondFire(n *Node, m *nats.Msg, run api.Run) { n.respond(m, fireReply{Run
 func RespondModule(n *Node, m *nats.Msg, run store.Run) {
 	n.respond(m, moduleReply{Run: &run}, "module run")
 }
+
+// PlanExecution writes e into n's ledger as planned work; Execution reads
+// one back; ResumeExecutions and AdoptExecutions are what n does at its
+// start and when it takes a service over from node from.
+func PlanExecution(ctx context.Context, n *Node, e store.Execution) error {
+	return n.store.PlanExecutions(ctx, []store.Execution{e})
+}
+
+func Execution(ctx context.Context, n *Node, service, run string, seq int) (store.LedgerEntry, error) {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		// A read may reach a replica that has not the write yet.
+		e, err := n.store.Execution(ctx, service, run, seq)
+		if !errors.Is(err, store.ErrNotFound) || time.Now().After(deadline) {
+			return e, err
+		}
+	}
+}
+
+func ResumeExecutions(ctx context.Context, n *Node) error { return n.exec.resume(ctx) }
+
+func AdoptExecutions(ctx context.Context, n *Node, service, from string) error {
+	return n.exec.adopt(ctx, service, from)
+}

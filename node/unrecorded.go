@@ -140,7 +140,11 @@ func (n *Node) startRetrying() {
 func (n *Node) reconcilePending(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	found, err := n.store.ReconcilePending(ctx, func(ctx context.Context, r store.Run) error {
+	only := "" // a node alone: every run pending is its own
+	if n.cfg.sharesStore() {
+		only = n.cfg.Name // the others' are in flight there
+	}
+	found, err := n.store.ReconcilePending(ctx, only, func(ctx context.Context, r store.Run) error {
 		_, err := n.planRun(ctx, r)
 		return err
 	})

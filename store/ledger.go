@@ -65,6 +65,11 @@ type Execution struct {
 	Created  time.Time `json:"created"`
 	Updated  time.Time `json:"updated"`
 	Next     time.Time `json:"next,omitzero"` // retry: when the next attempt is due
+	// Node is the node that sends it: the one that planned it (Config.Node
+	// when planned), or the one that took its service over from that
+	// node. In a cluster no other node resumes it. "" in records written
+	// before it was kept.
+	Node string `json:"node,omitempty"`
 }
 
 // Response is what the other side answered an execution's last attempt:
@@ -87,6 +92,9 @@ func ledgerKey(service, run string, seq int) string {
 func (s *Store) PlanExecutions(ctx context.Context, es []Execution) error {
 	for i := range es {
 		e := &es[i]
+		if e.Node == "" {
+			e.Node = s.cfg.Node
+		}
 		b, err := json.Marshal(e)
 		if err != nil {
 			return fmt.Errorf("store: encode execution %s: %w", e.Key, err)
@@ -122,6 +130,23 @@ func (s *Store) Execution(ctx context.Context, service, run string, seq int) (Le
 		return LedgerEntry{}, fmt.Errorf("store: execution %s: %w", e.Key(), err)
 	}
 	return LedgerEntry{Execution: x, Revision: e.Revision()}, nil
+}
+
+// executionAtLeader reads the execution of ledger key from the ledger
+// stream's leader.
+func (s *Store) executionAtLeader(ctx context.Context, key string) (LedgerEntry, error) {
+	m, err := leaderLastMsg(ctx, s.js, "KV_"+ledgerBucket, "$KV."+ledgerBucket+"."+key)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && m.Header.Get("KV-Operation") != "" {
+		return LedgerEntry{}, ErrNotFound // never stored, or deleted
+	}
+	if err != nil {
+		return LedgerEntry{}, fmt.Errorf("store: read execution %s at the leader: %w", key, err)
+	}
+	var x Execution
+	if err := json.Unmarshal(m.Data, &x); err != nil {
+		return LedgerEntry{}, fmt.Errorf("store: execution %s: %w", key, err)
+	}
+	return LedgerEntry{Execution: x, Revision: m.Sequence}, nil
 }
 
 // UpdateExecution writes e over revision rev: ErrConflict when someone
@@ -193,6 +218,12 @@ func (s *Store) OpenExecutions(ctx context.Context) ([]LedgerEntry, error) {
 			continue
 		}
 		e, err := s.Execution(ctx, service, run, seq)
+		if errors.Is(err, ErrNotFound) {
+			// A read may reach a replica behind the one that stored it
+			// (in a cluster, just after it was planned): the stream's
+			// leader says whether it is really not there.
+			e, err = s.executionAtLeader(ctx, key)
+		}
 		if errors.Is(err, ErrNotFound) || err == nil && Final(e.State) {
 			s.open.Purge(ctx, key)
 			continue

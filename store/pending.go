@@ -53,7 +53,10 @@ type Reconciled struct {
 // called with each run that committed before it is recorded (and with one
 // found recorded already), so that its actions are planned before anyone
 // can see the run: it must be idempotent.
-func (s *Store) ReconcilePending(ctx context.Context, plan func(context.Context, Run) error) ([]Reconciled, error) {
+//
+// With only set, the runs pending of other nodes (their Run.Node) are
+// left alone: in a cluster they are runs in flight on nodes alive.
+func (s *Store) ReconcilePending(ctx context.Context, only string, plan func(context.Context, Run) error) ([]Reconciled, error) {
 	keys, err := s.pending.ListKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("store: list pending runs: %w", err)
@@ -73,6 +76,9 @@ func (s *Store) ReconcilePending(ctx context.Context, plan func(context.Context,
 		if err := json.Unmarshal(e.Value(), &r); err != nil || r.ID == "" || r.Service == "" {
 			errs = append(errs, fmt.Errorf("store: pending run %s: undecodable record (%v); dropped", key, err))
 			s.pending.Purge(ctx, key)
+			continue
+		}
+		if only != "" && r.Node != "" && r.Node != only {
 			continue
 		}
 		// Recorded already (the node died between the record and the

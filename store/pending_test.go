@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -66,7 +67,7 @@ func TestPendingSurvivesACrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.ReconcilePending(ctx, nil)
+	got, err := s.ReconcilePending(ctx, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func TestPendingSurvivesACrash(t *testing.T) {
 		}
 	}
 	// Nothing is left pending: a second reconcile finds nothing.
-	if again, err := s.ReconcilePending(ctx, nil); err != nil || len(again) != 0 {
+	if again, err := s.ReconcilePending(ctx, "", nil); err != nil || len(again) != 0 {
 		t.Fatalf("second reconcile = %+v, %v", again, err)
 	}
 }
@@ -168,5 +169,30 @@ func BenchmarkStateRun(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestReconcilePendingOnlyOwn: where nodes share the store, a node
+// reconciles its own pending runs only; another node's are runs in
+// flight there, left alone.
+func TestReconcilePendingOnlyOwn(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, store.Config{Node: "n1"})
+	mine := store.Run{ID: "run-mine", Service: "svc", Outcome: "ok"}
+	theirs := store.Run{ID: "run-theirs", Service: "svc", Outcome: "ok", Node: "n2"}
+	for _, r := range []store.Run{mine, theirs} {
+		if err := s.PutPending(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ReconcilePending(ctx, "n1", nil)
+	if err != nil || len(got) != 1 || got[0].Run.ID != mine.ID {
+		t.Fatalf("ReconcilePending(n1) = %+v, %v; want run-mine only", got, err)
+	}
+	if _, err := s.Run(ctx, "svc", theirs.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("n2's pending run recorded by n1: %v", err)
+	}
+	if got, err := s.ReconcilePending(ctx, "n2", nil); err != nil || len(got) != 1 || got[0].Run.ID != theirs.ID {
+		t.Errorf("ReconcilePending(n2) = %+v, %v; want run-theirs, still pending", got, err)
 	}
 }
