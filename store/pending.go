@@ -20,10 +20,22 @@ import (
 func pendingKey(service, id string) string { return service + "." + id }
 
 // PutPending writes r ahead of its state change.
+//
+// The copy is whole, output included, where one NATS message holds it:
+// reconciling a run whose state committed plans its actions from it (a
+// run record is cut at MaxRunBytes; this bucket has no such bound).
 func (s *Store) PutPending(ctx context.Context, r Run) error {
-	b, err := s.encodeRun(&r)
+	if r.Node == "" {
+		r.Node = s.cfg.Node
+	}
+	b, err := json.Marshal(r)
 	if err != nil {
-		return err
+		return fmt.Errorf("store: encode run %s: %w", r.ID, err)
+	}
+	if max := s.js.Conn().MaxPayload(); max > 0 && int64(len(b)) > max-1024 {
+		if b, err = s.encodeRun(&r); err != nil {
+			return err
+		}
 	}
 	if _, err := s.pending.Put(ctx, pendingKey(r.Service, r.ID), b); err != nil {
 		return fmt.Errorf("store: write ahead run %s of %s: %w", r.ID, r.Service, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/andromeda-runner/andromeda/bus"
@@ -194,5 +195,33 @@ func TestReconcilePendingOnlyOwn(t *testing.T) {
 	}
 	if got, err := s.ReconcilePending(ctx, "n2", nil); err != nil || len(got) != 1 || got[0].Run.ID != theirs.ID {
 		t.Errorf("ReconcilePending(n2) = %+v, %v; want run-theirs, still pending", got, err)
+	}
+}
+
+// TestPendingKeepsLargeOutput: a run whose output is larger than a run
+// record holds (its state change, say) is written ahead whole, so that
+// reconciling it after its state committed plans its actions.
+func TestPendingKeepsLargeOutput(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, store.Config{})
+	big := json.RawMessage(`"` + strings.Repeat("x", 200<<10) + `"`)
+	set := &contract.StateChange{Set: map[string]json.RawMessage{"blob": big}}
+	r := store.Run{ID: "run-big", Service: "svc", Outcome: "ok", Output: &contract.Output{State: set,
+		Actions: []contract.Action{{Kind: "log", Params: json.RawMessage(`{"message":"done"}`)}}}}
+	if err := s.PutPending(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ApplyState(ctx, "svc", r.ID, store.Snapshot{}, set); err != nil {
+		t.Fatal(err)
+	}
+	var planned []store.Run
+	if _, err := s.ReconcilePending(ctx, "", func(_ context.Context, r store.Run) error {
+		planned = append(planned, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(planned) != 1 || planned[0].Output == nil || len(planned[0].Output.Actions) != 1 {
+		t.Fatalf("planned %+v; want run-big with its action", planned)
 	}
 }
