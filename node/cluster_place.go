@@ -865,14 +865,18 @@ func (n *Node) recordLost(ctx context.Context, rec store.Service, node string) {
 		n.log.Warn("cluster: runs in flight on a lost node not looked for", logService, rec.Name, logErr, err)
 		return
 	}
-	recorded := map[int64]bool{}
+	type tick struct {
+		trigger string
+		ms      int64
+	}
+	recorded := map[tick]bool{} // by trigger too: two triggers may tick at one instant
 	for _, r := range page.Runs {
 		if at, err := time.Parse(time.RFC3339Nano, r.Trigger.At); err == nil && r.Trigger.Kind == trigger.KindCron {
-			recorded[at.UnixMilli()] = true
+			recorded[tick{r.Trigger.Name, at.UnixMilli()}] = true
 		}
 	}
 	for _, c := range claims {
-		if recorded[c.at.UnixMilli()] {
+		if recorded[tick{trigger.Name(c.trigger), c.at.UnixMilli()}] {
 			continue
 		}
 		run := store.Run{
