@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/andromeda-runner/andromeda/action"
@@ -185,8 +186,17 @@ type executions struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	// testHook, when set, is called with each execution just before its
-	// request is sent and just after it is confirmed; tests only.
-	testHook func(stage string, e store.Execution)
+	// request is sent ("send"), before its end is recorded ("end": an
+	// error is the store's refusal) and after it is confirmed; tests only.
+	testHook atomic.Pointer[func(stage string, e store.Execution) error]
+}
+
+// hook calls testHook, when set.
+func (x *executions) hook(stage string, e store.Execution) error {
+	if f := x.testHook.Load(); f != nil {
+		return (*f)(stage, e)
+	}
+	return nil
 }
 
 type execJob struct {
@@ -407,9 +417,7 @@ func (x *executions) run(j execJob) {
 		}
 		return
 	}
-	if x.testHook != nil {
-		x.testHook("send", e.Execution)
-	}
+	_ = x.hook("send", e.Execution)
 	resp, err := x.perform(ctx, e.Execution)
 	if ctx.Err() != nil {
 		return // stopping: the next start resumes it, under the same key
@@ -430,19 +438,36 @@ func (x *executions) run(j execJob) {
 		e.Response = &resp
 	}
 	e.Updated = time.Now().UTC()
-	if _, err := x.n.store.UpdateExecution(ctx, e.Execution, rev); err != nil {
-		// Left as sent: resumed, and sent again under its key, at the
-		// next start or when this is tried again.
+	// The attempt is over and its result known: only the record of it is
+	// tried again, never the attempt (sent again, it would be done twice;
+	// a log line has no idempotency key). Also when the node is stopping.
+	wctx := context.WithoutCancel(ctx)
+	for try := 1; ; try++ {
+		err := x.hook("end", e.Execution)
+		if err == nil {
+			uctx, cancel := context.WithTimeout(wctx, 5*time.Second)
+			_, err = x.n.store.UpdateExecution(uctx, e.Execution, rev)
+			cancel()
+		}
+		if err == nil {
+			break
+		}
+		if errors.Is(err, store.ErrConflict) || try == endRecordAttempts || ctx.Err() != nil {
+			// Left as sent: resumed, and sent again under its key, at
+			// the next start.
+			log.Error("execution's end not recorded: it stays sent, and is sent again at the next start", "kind", e.Kind, "state", e.State, logErr, err)
+			return
+		}
 		log.Warn("record execution's end; trying again", logErr, err)
-		x.later(j, x.lim.backoff)
-		return
+		select {
+		case <-ctx.Done(): // stopping: one last try
+		case <-time.After(executor.Backoff(try, x.lim.backoff, x.lim.backoffMax)):
+		}
 	}
 	x.n.metrics.executed(e.Kind, e.State)
 	switch e.State {
 	case store.ExecConfirmed:
-		if x.testHook != nil {
-			x.testHook("confirmed", e.Execution)
-		}
+		_ = x.hook("confirmed", e.Execution)
 	case store.ExecRetry:
 		log.Info("execution failed; retrying", "kind", e.Kind, "attempt", e.Attempts, "next", e.Next, logErr, e.Error)
 		x.later(j, time.Until(e.Next))
@@ -450,6 +475,9 @@ func (x *executions) run(j execJob) {
 		log.Warn("execution failed", "kind", e.Kind, "attempts", e.Attempts, logErr, e.Error)
 	}
 }
+
+// endRecordAttempts bounds the writes of an execution's end.
+const endRecordAttempts = 8
 
 func failure(r store.Response, err error) string {
 	if err != nil {

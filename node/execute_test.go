@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/andromeda-runner/andromeda/envelope"
 	"github.com/andromeda-runner/andromeda/keys"
 	"github.com/andromeda-runner/andromeda/node"
+	"github.com/andromeda-runner/andromeda/store"
 )
 
 // receiver is an HTTP endpoint that honours Idempotency-Key: a request
@@ -270,6 +272,34 @@ func TestExecutionRetries(t *testing.T) {
 	}
 	if len(rcv2.taken("/x")) != 0 {
 		t.Errorf("a refused address was reached")
+	}
+}
+
+// TestExecutionEndRecordFails: an execution done whose end the store
+// refuses twice is recorded at the third write, and not sent again: the
+// endpoint takes it once.
+func TestExecutionEndRecordFails(t *testing.T) {
+	rcv := newReceiver(t)
+	n, _ := executorNode(t, rcv)
+	var mu sync.Mutex
+	refused, sent := 0, 0
+	node.ExecutionHook(n.Node, func(stage string, e store.Execution) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case stage == "send":
+			sent++
+		case stage == "end" && refused < 2:
+			refused++
+			return errors.New("nats: no response from stream")
+		}
+		return nil
+	})
+	r := settled(t, n, mirror(t, n, `{"actions": [{"kind": "http", "params": {"method": "PUT", "url": "`+rcv.URL+`/once", "body": "x"}}]}`).ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if e := r.Executions[0]; e.State != "confirmed" || e.Attempts != 1 || refused != 2 || sent != 1 || len(rcv.taken("/once")) != 1 {
+		t.Errorf("execution %+v, its end refused %d times, sent %d times, taken %d times; want confirmed once, its end written at the third try", e, refused, sent, len(rcv.taken("/once")))
 	}
 }
 

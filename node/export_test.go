@@ -281,3 +281,9 @@ func ResumeExecutions(ctx context.Context, n *Node) error { return n.exec.resume
 func AdoptExecutions(ctx context.Context, n *Node, service, from string) error {
 	return n.exec.adopt(ctx, service, from)
 }
+
+// ExecutionHook sets n's execution hook: called with each execution at
+// "send", "end" (an error is the store refusing its end) and "confirmed".
+func ExecutionHook(n *Node, f func(stage string, e store.Execution) error) {
+	n.exec.testHook.Store(&f)
+}
