@@ -628,12 +628,31 @@ func turnHash(node, service string) uint16 {
 
 // takeOver deploys rec here as restore would.
 func (n *Node) takeOver(ctx context.Context, rec store.Service) error {
-	unlock := n.lockService(rec.Name)
-	defer unlock()
-	if n.lookup(rec.Name) != nil {
-		return nil
+	err := func() error {
+		unlock := n.lockService(rec.Name)
+		defer unlock()
+		if n.lookup(rec.Name) != nil {
+			return nil
+		}
+		return n.restorePhase(ctx, rec)
+	}()
+	if err == nil {
+		n.placedElsewhereMeanwhile(rec.Name)
 	}
-	return n.restorePhase(ctx, rec)
+	return err
+}
+
+// placedElsewhereMeanwhile gives service up here when, deployed here, it
+// is no longer placed here: submitted again at another node while its
+// deploy (an install, a pull) took long. The placement watch gave it up
+// then, before it ran here, which did nothing; nothing else would.
+func (n *Node) placedElsewhereMeanwhile(service string) {
+	if n.place == nil {
+		return
+	}
+	if pl, ok := n.place.get(service); !ok || pl.Node != n.cfg.Name {
+		n.place.giveUp(service, "placed on another node while it was deployed here")
+	}
 }
 
 // claimTick claims cron tick ev in the cluster: true when this node fires

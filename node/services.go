@@ -508,7 +508,9 @@ func (n *Node) restore(ctx context.Context) error {
 					errs = append(errs, err)
 					mu.Unlock()
 				}
+				return
 			}
+			n.placedElsewhereMeanwhile(rec.Name)
 		})
 	}
 	wg.Wait()
