@@ -530,7 +530,10 @@ func (x *executions) perform(ctx context.Context, e store.Execution) (store.Resp
 		if err := json.Unmarshal(e.Request, &p); err != nil {
 			return store.Response{}, fmt.Errorf("%w: params: %v", executor.ErrRefused, err)
 		}
-		owner := x.ownerOf(ctx, e.Service)
+		owner, err := x.ownerOf(ctx, e.Service)
+		if err != nil {
+			return store.Response{}, err // the store did not answer: tried again
+		}
 		seq, err := x.n.publishID(ctx, owner == "operator", owner, "service:"+e.Service, p.Topic, p.Message, e.Key)
 		return store.Response{Seq: seq}, publishFailure(err)
 	case action.Log:
@@ -553,7 +556,11 @@ func (x *executions) perform(ctx context.Context, e store.Execution) (store.Resp
 		if !ok {
 			return store.Response{}, fmt.Errorf("%w: no executor for kind %q (executors.kinds)", executor.ErrRefused, e.Kind)
 		}
-		if rec, err := x.n.store.Service(ctx, svc); err != nil || !operatorOwned(rec.Owner) {
+		rec, err := x.n.store.Service(ctx, svc)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return store.Response{}, fmt.Errorf("read the executor of kind %q, service %s: %w", e.Kind, svc, err) // tried again
+		}
+		if err != nil || !operatorOwned(rec.Owner) {
 			return store.Response{}, fmt.Errorf("%w: the executor of kind %q, service %s, is not an operator's deployed service", executor.ErrRefused, e.Kind, svc)
 		}
 		msg, _ := json.Marshal(map[string]any{"kind": e.Kind, "params": e.Request, "service": e.Service, "run": e.Run, "key": e.Key})
@@ -577,14 +584,18 @@ func (x *executions) send(ctx context.Context, req *http.Request, key string) (s
 	return store.Response{Status: r.Status, Body: r.Body, Truncated: r.Truncated}, err
 }
 
-func (x *executions) ownerOf(ctx context.Context, service string) string {
+func (x *executions) ownerOf(ctx context.Context, service string) (string, error) {
 	if d := x.n.lookup(service); d != nil {
-		return ownerName(d.rec.Owner)
+		return ownerName(d.rec.Owner), nil
 	}
-	if rec, err := x.n.store.Service(ctx, service); err == nil {
-		return ownerName(rec.Owner)
+	rec, err := x.n.store.Service(ctx, service)
+	switch {
+	case err == nil:
+		return ownerName(rec.Owner), nil
+	case errors.Is(err, store.ErrNotFound):
+		return "", nil // removed: publishes nothing outside an empty namespace
 	}
-	return "" // removed: publishes nothing outside an empty namespace
+	return "", fmt.Errorf("read the owner of service %s: %w", service, err)
 }
 
 func ownerName(owner string) string {
