@@ -207,7 +207,7 @@ func (d *Driver) create(ctx context.Context, cli *client.Client, cs containerSpe
 		return m.r, m.err
 	case <-ctx.Done():
 	}
-	d.inBackground(func() {
+	d.cutShort(cs.name, func() {
 		m := <-ch
 		if m.err != nil {
 			gone()
@@ -271,7 +271,7 @@ func (d *Driver) startContainer(ctx context.Context, cs containerSpec) (p *conta
 			// The caller's deadline cut the start short and it is owed
 			// its answer now: the container is removed in the
 			// background (a second on a loaded engine).
-			d.inBackground(func() { _ = p.Release(0) })
+			d.cutShort(cs.name, func() { _ = p.Release(0) })
 		default:
 			_ = p.Release(0)
 		}

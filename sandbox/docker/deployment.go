@@ -268,8 +268,11 @@ func (dep *deployment) removeAll(ctx context.Context) error {
 				// Not made yet, or made and gone: a start cut short
 				// by its caller's deadline leaves the engine's create
 				// running, and removes what it makes in the
-				// background. Stop returns once that is done.
-				err = dep.waitReleased(ctx, name)
+				// background. Stop returns once that is done, and
+				// what it may have left is removed.
+				if err = dep.d.waitCut(ctx, name); err == nil {
+					_, err = cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
+				}
 			}
 			if err != nil && !cerrdefs.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("remove container %s: %w", name, err))
@@ -287,24 +290,6 @@ func (dep *deployment) removeAll(ctx context.Context) error {
 		return fmt.Errorf("%w at %s: stop %s: %w (Reap removes them once the engine answers)", ErrEngine, dep.d.host(), dep.name, errors.Join(errs...))
 	}
 	return nil
-}
-
-// waitReleased waits until the container name is released (its
-// onRelease called: removed, or never made), or ctx ends.
-func (dep *deployment) waitReleased(ctx context.Context, name string) error {
-	for {
-		dep.mu.Lock()
-		_, live := dep.live[name]
-		dep.mu.Unlock()
-		if !live {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("container %s still being made: %w", name, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 }
 
 // waitGone waits until the engine no longer has container name, or ctx

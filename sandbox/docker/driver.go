@@ -103,6 +103,7 @@ type Driver struct {
 	deps     map[*deployment]struct{}
 	closed   bool
 	bg       sync.WaitGroup // removals of containers whose start was cut short
+	cutting  map[string]int // per container name, the background work of a start cut short
 }
 
 // New returns a driver with cfg; zero fields take their defaults. New has no
@@ -116,6 +117,7 @@ func New(cfg Config) *Driver {
 		cfgErr:   cfg.Validate(),
 		instance: hex.EncodeToString(b[:]),
 		names:    map[string]struct{}{},
+		cutting:  map[string]int{},
 		deps:     map[*deployment]struct{}{},
 	}
 }
@@ -292,6 +294,43 @@ func (d *Driver) inBackground(fn func()) {
 		defer d.bg.Done()
 		fn()
 	}()
+}
+
+// cutShort runs fn, the background work of container name's start cut
+// short (its create still under way, then its removal), with
+// inBackground; until it returns, cutting(name) says so.
+func (d *Driver) cutShort(name string, fn func()) {
+	d.mu.Lock()
+	d.cutting[name]++
+	d.mu.Unlock()
+	d.inBackground(func() {
+		defer func() {
+			d.mu.Lock()
+			if d.cutting[name]--; d.cutting[name] <= 0 {
+				delete(d.cutting, name)
+			}
+			d.mu.Unlock()
+		}()
+		fn()
+	})
+}
+
+// waitCut waits until no background work of a start cut short is under
+// way for container name, or ctx ends.
+func (d *Driver) waitCut(ctx context.Context, name string) error {
+	for {
+		d.mu.Lock()
+		n := d.cutting[name]
+		d.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("container %s: its start, cut short, is still under way: %w", name, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // track registers dep; it fails once the driver is closed.
