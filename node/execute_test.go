@@ -249,7 +249,7 @@ func TestExecutionRetries(t *testing.T) {
 	rcv.mu.Unlock()
 	r := settled(t, n, mirror(t, n, `{"actions": [
 		{"kind": "http", "params": {"method": "PUT", "url": "`+rcv.URL+`/flaky", "body": "x"}},
-		{"kind": "http", "params": {"method": "PUT", "url": "`+rcv.URL+`/gone", "body": "x"}}]}`).ID)
+		{"kind": "http", "params": {"method": "PUT", "url": "`+rcv.URL+`/gone", "body": "x"}}]}`).ID, 2)
 	flaky, gone := r.Executions[0], r.Executions[1]
 	if flaky.State != "confirmed" || flaky.Attempts != 3 || len(rcv.taken("/flaky")) != 1 {
 		t.Errorf("flaky = %+v, taken %d; want confirmed at the third attempt, taken once", flaky, len(rcv.taken("/flaky")))
